@@ -1,0 +1,638 @@
+"""CPU kernels: Numba ``@njit(parallel=True)`` loops over rows and planes.
+
+Every kernel reads an input of any dtype in ``_validation.KERNEL_INPUT_TYPES``
+and accumulates in the dtype of its output (float32 or float64). Taps are given
+as ``(offsets, weights)``: output sample ``i`` collects ``weights[t]`` times the
+input at ``i + offsets[t]``, the border mode choosing the sample where that
+falls outside. Filters that promise a full n-D kernel leave zero taps out, as
+``scipy.ndimage.correlate`` leaves zero weights out of its footprint, so NaN
+spreads exactly as it does there.
+
+Inner loops run over contiguous slices (``seg = buf[k:k + n]``, then
+``seg[j]``), which Numba vectorises; an index such as ``buf[j + k]`` would not.
+Parallel work is split into row blocks whose size never changes the
+arithmetic, so a result does not depend on how the image is tiled.
+
+This module imports Numba and is imported on first use only (``_backend``).
+"""
+
+import os
+import threading
+
+import numba
+import numpy as np
+from numba import prange
+
+from ._boundary import CONSTANT, source_index
+
+_source_index = source_index()
+
+# Combine codes of ``separable_2d``.
+SUM = 0
+SUM_SQUARES = 1
+MAGNITUDE = 2
+
+ROWS_PER_TASK = 8
+
+
+def _jit(func):
+    """``@njit(parallel=True)`` with the on-disk cache where one can be written."""
+    try:
+        return numba.njit(parallel=True, cache=True, nogil=True)(func)
+    except RuntimeError:  # no writable cache location (read-only install)
+        return numba.njit(parallel=True, cache=False, nogil=True)(func)
+
+
+# --------------------------------------------------------------------------
+# 1-D passes along one axis
+# --------------------------------------------------------------------------
+
+def _accumulate_taps(acc, seg_a, seg_b, w, sign):
+    """``acc += (seg_a + sign * seg_b) * w``, or ``acc += seg_a * w`` when ``seg_b`` is unused."""
+    if sign > 0:
+        for j in range(acc.size):
+            acc[j] += (seg_a[j] + seg_b[j]) * w
+    elif sign < 0:
+        for j in range(acc.size):
+            acc[j] += (seg_a[j] - seg_b[j]) * w
+    else:
+        for j in range(acc.size):
+            acc[j] += seg_a[j] * w
+
+
+_accumulate_taps = numba.njit(inline="always", cache=False)(_accumulate_taps)
+
+
+def _correlate_lines(src, offsets, weights, symmetry, mode, cval, out, block):
+    """1-D correlation of each row of ``src`` (lines, n) into ``out``.
+
+    Sums in scipy.ndimage's order, so the values match ``correlate1d`` bit
+    for bit: for a (anti)symmetric kernel the centre tap, then pairs
+    ``(x[-j] +/- x[j]) * w[-j]`` (half the multiplications); otherwise the
+    last tap, then the others in order.
+    """
+    n_lines, n = src.shape
+    k = offsets.size
+    lo = offsets.min()
+    hi = offsets.max()
+    padded = n + hi - lo
+    n_tasks = (n_lines + block - 1) // block
+    for task in prange(n_tasks):
+        buf = np.empty(padded, out.dtype)
+        acc = np.empty(n, out.dtype)
+        for line in range(task * block, min(n_lines, (task + 1) * block)):
+            row = src[line]
+            for p in range(padded):
+                q = _source_index(p + lo, n, mode)
+                if q < 0:
+                    buf[p] = cval
+                else:
+                    buf[p] = row[q]
+            first = k // 2 if symmetry != 0 else k - 1
+            start = offsets[first] - lo
+            seg = buf[start:start + n]
+            for j in range(n):
+                acc[j] = seg[j] * weights[first]
+            if symmetry != 0:
+                for t in range(k // 2):
+                    sa = offsets[t] - lo
+                    sb = offsets[k - 1 - t] - lo
+                    _accumulate_taps(acc, buf[sa:sa + n], buf[sb:sb + n], weights[t], symmetry)
+            else:
+                for t in range(k - 1):
+                    sa = offsets[t] - lo
+                    _accumulate_taps(acc, buf[sa:sa + n], buf[sa:sa + n], weights[t], 0)
+            out[line, :] = acc
+
+
+def _correlate_rows(src, offsets, weights, symmetry, mode, cval, out, block):
+    """1-D correlation along axis 1 of ``src`` (outer, n, inner), vectorised over ``inner``.
+
+    Same summation order as ``_correlate_lines``.
+    """
+    n_outer, n, inner = src.shape
+    k = offsets.size
+    n_blocks = (n + block - 1) // block
+    for task in prange(n_outer * n_blocks):
+        o = task // n_blocks
+        first_row = (task % n_blocks) * block
+        acc = np.empty(inner, out.dtype)
+        outside = np.empty(inner, out.dtype)
+        outside[:] = cval
+        for i in range(first_row, min(n, first_row + block)):
+            first = k // 2 if symmetry != 0 else k - 1
+            q = _source_index(i + offsets[first], n, mode)
+            row = src[o, q] if q >= 0 else outside
+            for j in range(inner):
+                acc[j] = row[j] * weights[first]
+            pairs = k // 2 if symmetry != 0 else k - 1
+            for t in range(pairs):
+                qa = _source_index(i + offsets[t], n, mode)
+                if symmetry != 0:
+                    qb = _source_index(i + offsets[k - 1 - t], n, mode)
+                else:
+                    qb = qa
+                row_a = src[o, qa] if qa >= 0 else outside
+                row_b = src[o, qb] if qb >= 0 else outside
+                _accumulate_taps(acc, row_a, row_b, weights[t], symmetry)
+            out[o, i, :] = acc
+
+
+correlate_lines = _jit(_correlate_lines)
+correlate_rows = _jit(_correlate_rows)
+
+
+# --------------------------------------------------------------------------
+# Fused 2-D separable filtering: a vertical and a horizontal pass per row
+# --------------------------------------------------------------------------
+
+def _separable_2d(src, col_off, col_w, col_n, row_off, row_w, row_n,
+                  mode_y, mode_x, cval, pad_x, combine, divisor, accumulate, out, block):
+    """Sum (or magnitude) of separable terms over the last two axes of ``src`` (P, H, W).
+
+    Term ``t`` correlates columns with ``col_w[t, :col_n[t]]`` and rows with
+    ``row_w[t, :row_n[t]]``. For each output row the vertical pass fills a
+    padded row buffer that stays in cache; the horizontal pass reads it and the
+    output row is written once. ``pad_x[t]`` is the value outside the image
+    along x in constant mode (what the vertical pass would give there).
+    """
+    n_planes, h, w = src.shape
+    lo = 0
+    hi = 0
+    for t in range(row_n.size):
+        for b in range(row_n[t]):
+            lo = min(lo, row_off[t, b])
+            hi = max(hi, row_off[t, b])
+    padded = w + hi - lo
+    n_blocks = (h + block - 1) // block
+    for task in prange(n_planes * n_blocks):
+        p = task // n_blocks
+        first = (task % n_blocks) * block
+        buf = np.empty(padded, out.dtype)
+        inner = buf[-lo:-lo + w]
+        hacc = np.empty(w, out.dtype)
+        total = np.empty(w, out.dtype)
+        for i in range(first, min(h, first + block)):
+            if accumulate:
+                total[:] = out[p, i]
+            else:
+                total[:] = 0
+            for t in range(col_n.size):
+                inner[:] = 0
+                for a in range(col_n[t]):
+                    wa = col_w[t, a]
+                    q = _source_index(i + col_off[t, a], h, mode_y)
+                    if q < 0:
+                        c = wa * cval
+                        for j in range(w):
+                            inner[j] += c
+                    else:
+                        row = src[p, q]
+                        for j in range(w):
+                            inner[j] += wa * row[j]
+                for pp in range(-lo):
+                    if mode_x == CONSTANT:
+                        buf[pp] = pad_x[t]
+                    else:
+                        buf[pp] = inner[_source_index(pp + lo, w, mode_x)]
+                for pp in range(w - lo, padded):
+                    if mode_x == CONSTANT:
+                        buf[pp] = pad_x[t]
+                    else:
+                        buf[pp] = inner[_source_index(pp + lo, w, mode_x)]
+                hacc[:] = 0
+                for b in range(row_n[t]):
+                    wb = row_w[t, b]
+                    start = row_off[t, b] - lo
+                    seg = buf[start:start + w]
+                    for j in range(w):
+                        hacc[j] += wb * seg[j]
+                if combine == SUM:
+                    for j in range(w):
+                        total[j] += hacc[j]
+                else:
+                    for j in range(w):
+                        total[j] += hacc[j] * hacc[j]
+            if combine == MAGNITUDE:
+                for j in range(w):
+                    out[p, i, j] = np.sqrt(total[j]) / divisor
+            else:
+                out[p, i, :] = total
+
+
+separable_2d_kernel = _jit(_separable_2d)
+
+
+# --------------------------------------------------------------------------
+# Direct 2-D correlation
+# --------------------------------------------------------------------------
+
+def _fill_padded_row(buf, row, lo, mode_x, cval):
+    """``buf[p]`` = the row extended by the border mode at position ``p + lo``."""
+    n = row.size
+    for p in range(buf.size):
+        q = _source_index(p + lo, n, mode_x)
+        buf[p] = cval if q < 0 else row[q]
+
+
+_fill_padded_row = numba.njit(inline="always", cache=False)(_fill_padded_row)
+
+
+def _correlate_2d(src, tap_y, tap_x, tap_w, mode_y, mode_x, cval, out, block):
+    """Direct 2-D correlation of each plane of ``src`` (P, H, W) with the given taps.
+
+    Taps are sorted by ``tap_y``; each source row is extended once per output
+    row and all taps of that row read slices of it.
+    """
+    n_planes, h, w = src.shape
+    lo = tap_x.min()
+    hi = tap_x.max()
+    padded = w + hi - lo
+    n_taps = tap_w.size
+    n_blocks = (h + block - 1) // block
+    for task in prange(n_planes * n_blocks):
+        p = task // n_blocks
+        first = (task % n_blocks) * block
+        buf = np.empty(padded, out.dtype)
+        acc = np.empty(w, out.dtype)
+        for i in range(first, min(h, first + block)):
+            acc[:] = 0
+            t = 0
+            while t < n_taps:
+                dy = tap_y[t]
+                q = _source_index(i + dy, h, mode_y)
+                if q < 0:
+                    buf[:] = cval
+                else:
+                    _fill_padded_row(buf, src[p, q], lo, mode_x, cval)
+                while t < n_taps and tap_y[t] == dy:
+                    wt = tap_w[t]
+                    start = tap_x[t] - lo
+                    seg = buf[start:start + w]
+                    for j in range(w):
+                        acc[j] += wt * seg[j]
+                    t += 1
+            out[p, i, :] = acc
+
+
+correlate_2d = _jit(_correlate_2d)
+
+
+# --------------------------------------------------------------------------
+# Depthwise (per-channel) filtering, channel-last
+# --------------------------------------------------------------------------
+
+def _depthwise_2d(src, tap_y, tap_x, tap_w, tap_has_zero, multiplier, mode_y, mode_x,
+                  cval, row_start, out, block):
+    """Per-channel 2-D correlation of ``src`` (P, H, W, C) into ``out`` (P, R, W, C*M).
+
+    Output channel ``c*M + m`` correlates input channel ``c`` with the kernel
+    whose weights are ``tap_w[:, c*M + m]`` at offsets ``(tap_y, tap_x)`` (one
+    tap list shared by all channels, sorted by ``tap_y``). A zero weight is left
+    out for its channel, which only needs a branch in taps that have one
+    (``tap_has_zero``). Output rows are image rows ``row_start .. row_start + R``
+    so callers can work in row bands. The inner loop runs over the flat
+    (x, channel) vector of a padded row.
+    """
+    n_planes, h, w, n_in = src.shape
+    n_rows = out.shape[1]
+    n_out = n_in * multiplier
+    lo = tap_x.min()
+    hi = tap_x.max()
+    padded = w + hi - lo
+    n_taps = tap_y.size
+    n_blocks = (n_rows + block - 1) // block
+    for task in prange(n_planes * n_blocks):
+        p = task // n_blocks
+        first = (task % n_blocks) * block
+        buf = np.empty(padded * n_out, out.dtype)
+        acc = np.empty(w * n_out, out.dtype)
+        for r in range(first, min(n_rows, first + block)):
+            i = row_start + r
+            acc[:] = 0
+            t = 0
+            while t < n_taps:
+                dy = tap_y[t]
+                q = _source_index(i + dy, h, mode_y)
+                for pp in range(padded):
+                    qx = _source_index(pp + lo, w, mode_x)
+                    base = pp * n_out
+                    if q < 0 or qx < 0:
+                        buf[base:base + n_out] = cval
+                    else:
+                        pix = src[p, q, qx]
+                        for c in range(n_in):
+                            v = pix[c]
+                            for m in range(multiplier):
+                                buf[base + c * multiplier + m] = v
+                while t < n_taps and tap_y[t] == dy:
+                    wt = tap_w[t]
+                    start = (tap_x[t] - lo) * n_out
+                    seg = buf[start:start + w * n_out]
+                    if tap_has_zero[t]:
+                        for j in range(w):
+                            for k in range(n_out):
+                                if wt[k] != 0:
+                                    acc[j * n_out + k] += wt[k] * seg[j * n_out + k]
+                    else:
+                        for j in range(w):
+                            for k in range(n_out):
+                                acc[j * n_out + k] += wt[k] * seg[j * n_out + k]
+                    t += 1
+            row_out = out[p, r]
+            for j in range(w):
+                for k in range(n_out):
+                    row_out[j, k] = acc[j * n_out + k]
+
+
+depthwise_2d = _jit(_depthwise_2d)
+
+
+def _depthwise_passes_2d(src, col_off, col_w, col_zero, row_off, row_w, row_zero,
+                         multiplier, mode_y, mode_x, cval, pad_x, row_start, out, block):
+    """Per-channel rank-1 kernels as a column pass and a row pass, channel-last.
+
+    Like ``_depthwise_2d`` but each output channel ``k`` correlates with
+    ``outer(col_w[:, k], row_w[:, k])``; ``pad_x[k]`` is the value outside the
+    image along x in constant mode. Zero weights are left out per channel.
+    """
+    n_planes, h, w, n_in = src.shape
+    n_rows = out.shape[1]
+    n_out = n_in * multiplier
+    lo = row_off.min()
+    hi = row_off.max()
+    padded = w + hi - lo
+    n_blocks = (n_rows + block - 1) // block
+    for task in prange(n_planes * n_blocks):
+        p = task // n_blocks
+        first = (task % n_blocks) * block
+        buf = np.empty(padded * n_out, out.dtype)
+        inner = buf[-lo * n_out:(w - lo) * n_out]
+        acc = np.empty(w * n_out, out.dtype)
+        for r in range(first, min(n_rows, first + block)):
+            i = row_start + r
+            inner[:] = 0
+            for a in range(col_off.size):
+                wa = col_w[a]
+                q = _source_index(i + col_off[a], h, mode_y)
+                if q < 0:
+                    for j in range(w):
+                        for k in range(n_out):
+                            if wa[k] != 0:
+                                inner[j * n_out + k] += wa[k] * cval
+                    continue
+                row = src[p, q]
+                for j in range(w):
+                    for c in range(n_in):
+                        v = row[j, c]
+                        for m in range(multiplier):
+                            k = c * multiplier + m
+                            if col_zero[a] and wa[k] == 0:
+                                continue
+                            inner[j * n_out + k] += wa[k] * v
+            for pp in range(padded):
+                if 0 <= pp + lo < w:
+                    continue
+                base = pp * n_out
+                if mode_x == CONSTANT:
+                    buf[base:base + n_out] = pad_x
+                else:
+                    s = (_source_index(pp + lo, w, mode_x) - lo) * n_out
+                    buf[base:base + n_out] = buf[s:s + n_out]
+            acc[:] = 0
+            for b in range(row_off.size):
+                wb = row_w[b]
+                start = (row_off[b] - lo) * n_out
+                seg = buf[start:start + w * n_out]
+                if row_zero[b]:
+                    for j in range(w):
+                        for k in range(n_out):
+                            if wb[k] != 0:
+                                acc[j * n_out + k] += wb[k] * seg[j * n_out + k]
+                else:
+                    for j in range(w):
+                        for k in range(n_out):
+                            acc[j * n_out + k] += wb[k] * seg[j * n_out + k]
+            row_out = out[p, r]
+            for j in range(w):
+                for k in range(n_out):
+                    row_out[j, k] = acc[j * n_out + k]
+
+
+depthwise_passes_2d = _jit(_depthwise_passes_2d)
+
+
+# --------------------------------------------------------------------------
+# Serialising parallel calls where the threading layer is not thread-safe
+# --------------------------------------------------------------------------
+
+_layer_lock = threading.Lock()
+_layer_checked = False
+_serialise = True
+
+
+def run(kernel, *args):
+    """Call a parallel kernel, serialising calls if the threading layer needs it.
+
+    Numba's ``workqueue`` layer (what loads where neither OpenMP nor TBB is
+    available) aborts the process when two threads enter parallel code at
+    once; ``omp`` and ``tbb`` are safe. The layer is known only after the
+    first parallel call, which therefore always runs under the lock.
+    """
+    global _layer_checked, _serialise
+    if _layer_checked and not _serialise:
+        return kernel(*args)
+    with _layer_lock:
+        result = kernel(*args)
+        if not _layer_checked:
+            _serialise = numba.threading_layer() == "workqueue" or bool(
+                os.environ.get("SEPCONV_SERIALISE")
+            )
+            _layer_checked = True
+    return result
+
+
+# --------------------------------------------------------------------------
+# The engine interface used by ``_passes`` and the public functions
+# --------------------------------------------------------------------------
+
+def empty(shape, dtype):
+    return np.empty(shape, dtype)
+
+
+def _as_type(values, dtype):
+    return np.ascontiguousarray(values, dtype=dtype)
+
+
+def correlate_axis(src, axis, offsets, weights, mode, cval, out):
+    """1-D correlation of ``src`` along ``axis`` into ``out`` (same shape)."""
+    shape = src.shape
+    n = shape[axis]
+    inner = int(np.prod(shape[axis + 1:], dtype=np.int64))
+    outer = int(np.prod(shape[:axis], dtype=np.int64))
+    dtype = out.dtype
+    w = _as_type(weights, dtype)
+    off = _as_type(offsets, np.int64)
+    c = dtype.type(cval)
+    sym = symmetry(offsets, weights)
+    if inner == 1:
+        run(correlate_lines, src.reshape(outer, n), off, w, sym, mode, c,
+            out.reshape(outer, n), ROWS_PER_TASK)
+    else:
+        if mode == CONSTANT and src.dtype != dtype:
+            src = src.astype(dtype)  # the outside row holds cval, so rows share its type
+        run(correlate_rows, src.reshape(outer, n, inner), off, w, sym, mode, c,
+            out.reshape(outer, n, inner), ROWS_PER_TASK)
+
+
+def symmetry(offsets, weights):
+    """1 for a symmetric kernel of consecutive odd-length taps, -1 antisymmetric, else 0.
+
+    The same test as scipy.ndimage's ``correlate1d``, which sums such kernels
+    in mirrored pairs.
+    """
+    k = offsets.size
+    if k % 2 == 0 or k < 3 or np.any(np.diff(offsets) != 1):
+        return 0
+    half = k // 2
+    left, right = weights[:half], weights[:half:-1]
+    if np.array_equal(left, right):
+        return 1
+    if np.array_equal(left, -right):
+        return -1
+    return 0
+
+
+def _pack_taps(taps_list, dtype):
+    """Ragged ``[(offsets, weights), ...]`` as padded 2-D arrays plus counts."""
+    width = max(o.size for o, _ in taps_list)
+    offsets = np.zeros((len(taps_list), width), np.int64)
+    weights = np.zeros((len(taps_list), width), dtype)
+    counts = np.zeros(len(taps_list), np.int64)
+    for t, (o, w) in enumerate(taps_list):
+        offsets[t, :o.size] = o
+        weights[t, :o.size] = w
+        counts[t] = o.size
+    return offsets, weights, counts
+
+
+def separable_2d(src, cols, rows, mode_y, mode_x, cval, pad_x, combine, divisor,
+                 accumulate, out):
+    """Fused separable terms over the last two axes of ``src`` (any leading axes)."""
+    h, w = src.shape[-2:]
+    dtype = out.dtype
+    col_off, col_w, col_n = _pack_taps(cols, dtype)
+    row_off, row_w, row_n = _pack_taps(rows, dtype)
+    run(separable_2d_kernel, src.reshape(-1, h, w), col_off, col_w, col_n,
+        row_off, row_w, row_n, mode_y, mode_x, dtype.type(cval),
+        _as_type(pad_x, dtype), combine, dtype.type(divisor), bool(accumulate),
+        out.reshape(-1, h, w), ROWS_PER_TASK)
+
+
+def combine_into(out, values, squares, first):
+    """``out (+)= values`` or ``values ** 2``."""
+    if squares:
+        np.multiply(values, values, out=values)
+    if first:
+        np.copyto(out, values)
+    else:
+        np.add(out, values, out=out)
+
+
+def finish_magnitude(out, divisor):
+    np.sqrt(out, out=out)
+    out /= out.dtype.type(divisor)
+
+
+def correlate_planes(src, kernel, top, left, mode_y, mode_x, cval, out):
+    """Direct 2-D correlation over the last two axes, zero weights left out."""
+    h, w = src.shape[-2:]
+    dtype = out.dtype
+    ys, xs = np.nonzero(kernel)
+    if ys.size == 0:  # all-zero kernel: one zero tap keeps NaN handling as scipy's
+        ys, xs = np.array([top]), np.array([left])
+    run(correlate_2d, src.reshape(-1, h, w), (ys - top).astype(np.int64),
+        (xs - left).astype(np.int64), _as_type(kernel[ys, xs], dtype),
+        mode_y, mode_x, dtype.type(cval), out.reshape(-1, h, w), ROWS_PER_TASK)
+
+
+def depthwise_taps(kernels, dtype):
+    """Shared tap list of per-channel kernels (C*M, kh, kw), anchored scipy's way."""
+    n_out, kh, kw = kernels.shape
+    used = np.any(kernels != 0, axis=0)
+    if not used.any():
+        used[kh // 2, kw // 2] = True
+    ys, xs = np.nonzero(used)  # row-major, so sorted by y
+    weights = _as_type(kernels[:, ys, xs].T, dtype)  # (taps, C*M)
+    has_zero = np.any(weights == 0, axis=1)
+    return ((ys - kh // 2).astype(np.int64), (xs - kw // 2).astype(np.int64),
+            weights, has_zero)
+
+
+def depthwise(src, kernels, multiplier, mode_y, mode_x, cval, out, row_start=0):
+    """Per-channel correlation of ``src`` (P, H, W, C) into ``out`` (P, R, W, C*M)."""
+    tap_y, tap_x, tap_w, has_zero = depthwise_taps(kernels, out.dtype)
+    run(depthwise_2d, src, tap_y, tap_x, tap_w, has_zero, multiplier, mode_y, mode_x,
+        out.dtype.type(cval), row_start, out, ROWS_PER_TASK)
+
+
+def pointwise(src, weights, bias, out):
+    """``out = src @ weights.T + bias`` over the last axis, through BLAS."""
+    np.matmul(src, weights.T.astype(out.dtype, copy=False), out=out)
+    if bias is not None:
+        out += bias.astype(out.dtype, copy=False)
+
+
+def to_kernel_input(image, dtype, preserve_range):
+    from ._validation import to_kernel_input as prepare
+
+    return prepare(np.asarray(image), dtype, preserve_range)
+
+
+def channels_first(arr, channel_axis):
+    return np.ascontiguousarray(np.moveaxis(arr, channel_axis, 0))
+
+
+def channels_back(arr, channel_axis):
+    return np.moveaxis(arr, 0, channel_axis)
+
+
+def cast_output(result, dtype, output):
+    """scipy.ndimage's output handling: fill ``output`` if it is an array, else cast."""
+    if isinstance(output, np.ndarray):
+        np.copyto(output, result, casting="unsafe")
+        return output
+    return result if result.dtype == dtype else result.astype(dtype)
+
+
+def _shared_taps(vectors, dtype):
+    """Per-channel 1-D kernels (C*M, k) as one tap list: offsets, weights (taps, C*M), zero flags."""
+    n_out, k = vectors.shape
+    used = np.any(vectors != 0, axis=0)
+    if not used.any():
+        used[k // 2] = True
+    idx = np.nonzero(used)[0]
+    weights = _as_type(vectors[:, idx].T, dtype)
+    return (idx - k // 2).astype(np.int64), weights, np.any(weights == 0, axis=1)
+
+
+def depthwise_passes(src, columns, rows, multiplier, mode_y, mode_x, cval, pad_x, out,
+                     row_start=0):
+    """Per-channel rank-1 kernels ``outer(columns[k], rows[k])`` as two 1-D passes."""
+    dtype = out.dtype
+    col_off, col_w, col_zero = _shared_taps(columns, dtype)
+    row_off, row_w, row_zero = _shared_taps(rows, dtype)
+    run(depthwise_passes_2d, src, col_off, col_w, col_zero, row_off, row_w, row_zero,
+        multiplier, mode_y, mode_x, dtype.type(cval), _as_type(pad_x, dtype), row_start,
+        out, ROWS_PER_TASK)
+
+
+def channels_last(arr, channel_axis):
+    """A C-contiguous (planes, H, W, C) array with the channel axis moved last."""
+    moved = np.moveaxis(arr, channel_axis, -1)
+    return np.ascontiguousarray(moved.reshape((-1,) + moved.shape[-3:]))
+
+
+def restore_channels(out, shape, channel_axis):
+    """Undo ``channels_last`` for an output of ``shape`` (channel axis last) ."""
+    return np.moveaxis(out.reshape(shape), -1, channel_axis)

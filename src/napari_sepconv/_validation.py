@@ -1,0 +1,193 @@
+"""Argument checks and normalisation, done once at the edge of each public function.
+
+Kernels downstream trust what these helpers hand them: native-endian arrays of
+a dtype Numba reads, modes as integer codes, kernels as finite float64 arrays.
+"""
+
+import numbers
+import operator
+
+import numpy as np
+
+from ._boundary import CONSTANT, MODE_CODES
+
+# Input dtypes the kernels read directly; anything else is converted first.
+KERNEL_INPUT_TYPES = frozenset(
+    np.dtype(t)
+    for t in (
+        np.uint8, np.uint16, np.uint32, np.uint64,
+        np.int8, np.int16, np.int32, np.int64,
+        np.float32, np.float64,
+    )
+)
+
+
+def normalize_mode(mode, name="mode"):
+    """Return the integer code of one border mode name."""
+    if not isinstance(mode, str):
+        raise TypeError(
+            f"{name} must be a mode name such as 'reflect', got {type(mode).__name__}"
+        )
+    try:
+        return MODE_CODES[mode]
+    except KeyError:
+        known = ", ".join(repr(m) for m in MODE_CODES)
+        raise ValueError(f"{name}={mode!r} is not a border mode; expected one of {known}") from None
+
+
+def normalize_modes(mode, n_axes, name="mode"):
+    """One mode code per filtered axis, from a name or a sequence of names."""
+    if isinstance(mode, str):
+        return [normalize_mode(mode, name)] * n_axes
+    try:
+        modes = list(mode)
+    except TypeError:
+        raise TypeError(f"{name} must be a mode name or a sequence of them") from None
+    if len(modes) != n_axes:
+        raise ValueError(
+            f"{name} has {len(modes)} entries but {n_axes} axes are filtered; "
+            "give one mode or one per filtered axis"
+        )
+    return [normalize_mode(m, f"{name}[{i}]") for i, m in enumerate(modes)]
+
+
+def check_cval(cval):
+    """The constant for ``'constant'`` mode as a Python float."""
+    if isinstance(cval, (bool, np.bool_)) or not isinstance(cval, (numbers.Real, np.number)):
+        raise TypeError(f"cval must be a real number, got {type(cval).__name__}")
+    if isinstance(cval, (complex, np.complexfloating)):
+        raise TypeError("cval must be a real number, not complex")
+    return float(cval)
+
+
+def check_image(image, name="image", min_ndim=1):
+    """``image`` after type checks, without copying or computing it.
+
+    Arrays that carry ``shape`` and ``dtype`` (NumPy, dask, GPU arrays) are
+    returned as they are; anything else becomes a NumPy array.
+    """
+    if all(hasattr(image, a) for a in ("shape", "dtype", "ndim")):
+        arr = image
+    else:
+        arr = np.asarray(image)
+    kind = np.dtype(arr.dtype).kind
+    if kind == "c":
+        raise TypeError(f"{name} must be real-valued, got complex dtype {arr.dtype}")
+    if kind not in "biuf":
+        raise TypeError(f"{name} must be a numeric array, got dtype {arr.dtype}")
+    if arr.ndim < min_ndim:
+        raise ValueError(f"{name} must have at least {min_ndim} dimension(s), got {arr.ndim}")
+    return arr
+
+
+def normalize_axis(axis, ndim, name="axis"):
+    """A non-negative axis index, checked against ``ndim``."""
+    try:
+        axis = operator.index(axis)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {type(axis).__name__}") from None
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"{name}={axis} is out of range for an array with {ndim} dimension(s)")
+    return axis % ndim
+
+
+def normalize_channel_axis(channel_axis, ndim):
+    """``None`` or a non-negative channel axis."""
+    if channel_axis is None:
+        return None
+    if ndim < 2:
+        raise ValueError("channel_axis needs an image with at least 2 dimensions")
+    return normalize_axis(channel_axis, ndim, "channel_axis")
+
+
+def spatial_axes(ndim, channel_axis):
+    """The axes a filter may cross: every axis but the channel axis."""
+    return [a for a in range(ndim) if a != channel_axis]
+
+
+def check_kernel(kernel, ndim, name="kernel"):
+    """A finite, non-empty float64 kernel of exactly ``ndim`` dimensions."""
+    arr = np.asarray(kernel)
+    if arr.dtype.kind == "c":
+        raise TypeError(f"{name} must be real-valued, got complex dtype {arr.dtype}")
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must be a numeric array, got dtype {arr.dtype}")
+    if arr.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} dimension(s), got {arr.ndim} (shape {arr.shape})")
+    if arr.size == 0:
+        raise ValueError(f"{name} must not be empty (shape {arr.shape})")
+    arr = np.ascontiguousarray(arr, dtype=np.float64)
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} must contain only finite values (found NaN or inf)")
+    return arr
+
+
+def check_origin(origin, length, name="origin"):
+    """The origin of a 1-D kernel, within the range scipy.ndimage allows."""
+    try:
+        origin = operator.index(origin)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {type(origin).__name__}") from None
+    if not -(length // 2) <= origin <= (length - 1) // 2:
+        raise ValueError(
+            f"{name}={origin} is out of range for a kernel of length {length}; "
+            f"it must lie in [{-(length // 2)}, {(length - 1) // 2}]"
+        )
+    return origin
+
+
+def output_float_dtype(input_dtype, dtype=None):
+    """The float type of a scikit-image-style result.
+
+    Float input keeps its type (float16 becomes float32); integer and bool
+    input gives float64; ``dtype`` forces float32 or float64.
+    """
+    if dtype is not None:
+        try:
+            forced = np.dtype(dtype)
+        except TypeError:
+            raise TypeError(f"dtype must be a NumPy float type, got {dtype!r}") from None
+        if forced not in (np.dtype(np.float32), np.dtype(np.float64)):
+            raise ValueError(f"dtype must be float32 or float64, got {forced}")
+        return forced
+    if input_dtype.kind == "f" and input_dtype.itemsize <= 4:
+        return np.dtype(np.float32)
+    return np.dtype(np.float64)
+
+
+def to_kernel_input(image, float_dtype, preserve_range=False):
+    """Prepare an image for the kernels, as ``skimage.util.img_as_float`` would scale it.
+
+    Returns ``(array, scale)``: the kernels read ``array`` (native byte order,
+    a dtype in ``KERNEL_INPUT_TYPES``) and the filtered values are ``scale``
+    times what they compute. Unsigned integers are read as they are and scaled
+    by ``1 / max`` afterwards (filtering is linear), so no float copy of the
+    image is made. The caller must multiply outside values (``cval``) by
+    ``1 / scale`` to keep them in the image's units.
+    """
+    dt = image.dtype
+    if not dt.isnative:
+        image = image.astype(dt.newbyteorder("="))
+        dt = image.dtype
+    if dt.kind == "b":
+        return image.view(np.uint8), 1.0
+    if dt.kind == "f":
+        if dt not in KERNEL_INPUT_TYPES:  # float16, longdouble
+            return image.astype(float_dtype), 1.0
+        return image, 1.0
+    if preserve_range:
+        return image, 1.0
+    if dt.kind == "u":
+        return image, 1.0 / np.iinfo(dt).max
+    from skimage.util import img_as_float
+
+    return img_as_float(image).astype(float_dtype, copy=False), 1.0
+
+
+def edge_values_for_constant(cval, scale):
+    """``cval`` in the units the kernels read (see :func:`to_kernel_input`)."""
+    return cval / scale if scale != 1.0 else cval
+
+
+def is_constant(mode_code):
+    return mode_code == CONSTANT

@@ -1,0 +1,263 @@
+"""Edge filters: drop-in replacements for ``skimage.filters.sobel`` and friends.
+
+Each operator is a smoothing kernel and a derivative kernel (``kernels.EDGE_KERNELS``);
+the derivative along one axis is the derivative pass on that axis and the
+smoothing pass on every other, so an n-D edge filter is n 1-D passes, never a
+full n-D kernel. One engine, many named kernels: adding an operator means
+adding its weights.
+"""
+
+import math
+from functools import partial
+
+import numpy as np
+
+from . import _dask
+from ._passes import MAGNITUDE, SUM, filter_terms, reach, taps
+from ._validation import (
+    check_cval, check_image, normalize_axis, normalize_channel_axis, normalize_modes,
+    output_float_dtype, spatial_axes,
+)
+from .kernels import EDGE_KERNELS
+
+_COMMON_DOC = """
+    Parameters
+    ----------
+    image : array_like
+        Input image, of any number of dimensions (``_h``/``_v``: 2 spatial
+        dimensions); bool, integer or float.
+    mask : array_like of bool, optional
+        Where to compute the result; it is eroded by one pixel (full
+        connectivity, as scikit-image does) and the result is zero elsewhere.
+        Shape of the image, or of its spatial axes when ``channel_axis`` is given.{axis_doc}
+    mode : str or sequence of str, optional
+        Border mode, ``'reflect'`` (default), ``'constant'``, ``'nearest'``,
+        ``'mirror'`` or ``'wrap'``, as in ``scipy.ndimage``; or one per spatial axis.
+    cval : float, optional
+        Value outside the image in ``'constant'`` mode.
+    channel_axis : int, optional
+        Axis of channels, filtered independently; ``None`` (default) treats
+        every axis as spatial.
+    dtype : {{None, numpy.float32, numpy.float64}}, optional
+        Output type. Default: float input keeps its type (float16 gives
+        float32), integer and bool input gives float64.
+    preserve_range : bool, optional
+        Keep integer values as they are instead of scaling them to [0, 1] or
+        [-1, 1] as ``skimage.util.img_as_float`` does.
+    backend : {{'auto', 'cpu', 'cuda'}}, optional
+        Where to compute (see :func:`napari_sepconv.set_backend`).
+
+    Returns
+    -------
+    output : ndarray
+        {returns} Same shape as ``image``; a dask array gives a lazy dask
+        array, a GPU array a GPU array.
+"""
+
+_AXIS_DOC = """
+    axis : int or sequence of int, optional
+        Axis along which to take the derivative. ``None`` (default) or several
+        axes give the magnitude ``sqrt(sum of squared derivatives / ndim)``,
+        ``ndim`` counting the spatial axes."""
+
+
+def _edge_doc(title, name, returns, example_call, directional=False):
+    def decorate(func):
+        func.__doc__ = f"""{title}
+
+    Equals ``skimage.filters.{func.__name__}`` on the same arguments, computed
+    as separable 1-D passes of the {name} smoothing and derivative kernels.
+{_COMMON_DOC.format(axis_doc="" if directional else _AXIS_DOC, returns=returns)}
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import napari_sepconv as sc
+    >>> image = np.zeros((5, 5)); image[:, 2:] = 1.0
+    >>> {example_call}
+"""
+        return func
+    return decorate
+
+
+def _edge_axes(axis, ndim, channel_axis):
+    spatial = spatial_axes(ndim, channel_axis)
+    if axis is None:
+        return spatial
+    if np.ndim(axis) == 0:
+        axes = [normalize_axis(axis, ndim)]
+    else:
+        axes = [normalize_axis(a, ndim) for a in axis]
+        if len(set(axes)) != len(axes):
+            raise ValueError(f"axis contains a repeated axis: {axis!r}")
+        if not axes:
+            raise ValueError("axis must name at least one axis")
+    if channel_axis in axes:
+        raise ValueError(f"axis {axis!r} includes the channel axis {channel_axis}")
+    return axes
+
+
+def _check_mask(mask, shape, channel_axis):
+    """The eroded mask, broadcastable against the output; ``None`` for no mask."""
+    if mask is None:
+        return None
+    mask = np.asarray(mask)
+    spatial_shape = tuple(n for a, n in enumerate(shape) if a != channel_axis)
+    if mask.shape == tuple(shape):
+        full = True
+    elif channel_axis is not None and mask.shape == spatial_shape:
+        full = False
+    else:
+        raise ValueError(
+            f"mask must have the image's shape {tuple(shape)}"
+            + (f" or its spatial shape {spatial_shape}" if channel_axis is not None else "")
+            + f", got {mask.shape}"
+        )
+    from scipy import ndimage as ndi
+
+    mask = mask.astype(bool)
+    eroded = ndi.binary_erosion(
+        mask, ndi.generate_binary_structure(mask.ndim, mask.ndim), border_value=0
+    )
+    if not full:
+        eroded = np.expand_dims(eroded, channel_axis)
+    return eroded
+
+
+def _edge_filter(name, image, mask, axis, mode, cval, channel_axis, dtype, preserve_range,
+                 backend):
+    image = check_image(image)
+    channel_axis = normalize_channel_axis(channel_axis, image.ndim)
+    spatial = spatial_axes(image.ndim, channel_axis)
+    if not spatial:
+        raise ValueError("image has no spatial axis to filter")
+    axes = _edge_axes(axis, image.ndim, channel_axis)
+    modes = dict(zip(spatial, normalize_modes(mode, len(spatial))))
+    cval = check_cval(cval)
+    out_dtype = output_float_dtype(np.dtype(image.dtype), dtype)
+    eroded = _check_mask(mask, image.shape, channel_axis)
+
+    smooth, derivative = EDGE_KERNELS[name]
+    smooth_taps = taps(smooth, skip_zero=True)
+    derivative_taps = taps(derivative, skip_zero=True)
+    terms = [{a: derivative_taps if a == d else smooth_taps for a in spatial} for d in axes]
+    magnitude = len(axes) > 1
+
+    if _dask.is_dask_array(image):
+        radius = reach(smooth_taps[0])
+        result = _dask.filter_lazily(
+            partial(_edge_filter, name, mask=None, axis=axis, mode=mode, cval=cval,
+                    channel_axis=channel_axis, dtype=out_dtype,
+                    preserve_range=preserve_range, backend=backend),
+            image, halo={a: radius for a in spatial}, modes=_mode_names(modes),
+            cval=cval, constant_rule="full", channel_axis=channel_axis,
+            dtype=out_dtype,
+        )
+        return result if eroded is None else result * eroded
+
+    out = filter_terms(
+        image, terms, modes, cval, rule="full",
+        combine=MAGNITUDE if magnitude else SUM, divisor=math.sqrt(len(spatial)),
+        dtype=out_dtype, preserve_range=preserve_range, channel_axis=channel_axis,
+        backend=backend,
+    )
+    if eroded is not None:
+        out *= eroded
+    return out
+
+
+def _mode_names(modes):
+    from ._boundary import CANONICAL_NAMES
+
+    return {a: CANONICAL_NAMES[m] for a, m in modes.items()}
+
+
+def _directional(name, axis, image, mask, mode, cval, channel_axis, dtype, preserve_range,
+                 backend):
+    arr = check_image(image)
+    ca = normalize_channel_axis(channel_axis, arr.ndim)
+    spatial = spatial_axes(arr.ndim, ca)
+    if len(spatial) != 2:
+        raise ValueError(
+            f"image must have 2 spatial dimensions for {name}_{'hv'[axis]}, got {len(spatial)}"
+        )
+    return _edge_filter(name, arr, mask, spatial[axis], mode, cval, ca, dtype,
+                        preserve_range, backend)
+
+
+# --------------------------------------------------------------------------
+# Magnitude or one axis, any number of dimensions
+# --------------------------------------------------------------------------
+
+@_edge_doc("Find edges with the Sobel operator.", "Sobel",
+           "Edge magnitude, or the derivative along ``axis``.",
+           "sc.sobel(image)[2]\n    array([0.        , 0.35355339, 0.35355339, 0.        , 0.        ])")
+def sobel(image, mask=None, *, axis=None, mode="reflect", cval=0.0, channel_axis=None,
+          dtype=None, preserve_range=False, backend="auto"):
+    return _edge_filter("sobel", image, mask, axis, mode, cval, channel_axis, dtype,
+                        preserve_range, backend)
+
+
+@_edge_doc("Find edges with the Scharr operator.", "Scharr",
+           "Edge magnitude, or the derivative along ``axis``.",
+           "sc.scharr(image, axis=1)[2]\n    array([0. , 0.5, 0.5, 0. , 0. ])")
+def scharr(image, mask=None, *, axis=None, mode="reflect", cval=0.0, channel_axis=None,
+           dtype=None, preserve_range=False, backend="auto"):
+    return _edge_filter("scharr", image, mask, axis, mode, cval, channel_axis, dtype,
+                        preserve_range, backend)
+
+
+@_edge_doc("Find edges with the Prewitt operator.", "Prewitt",
+           "Edge magnitude, or the derivative along ``axis``.",
+           "sc.prewitt(image, axis=0).max()\n    0.0")
+def prewitt(image, mask=None, *, axis=None, mode="reflect", cval=0.0, channel_axis=None,
+            dtype=None, preserve_range=False, backend="auto"):
+    return _edge_filter("prewitt", image, mask, axis, mode, cval, channel_axis, dtype,
+                        preserve_range, backend)
+
+
+@_edge_doc("Find edges with the Farid & Simoncelli operator.", "Farid (5-tap)",
+           "Edge magnitude, or the derivative along ``axis``.",
+           "sc.farid(image).round(3)[2]\n    array([0.078, 0.274, 0.274, 0.078, 0.   ])")
+def farid(image, mask=None, *, axis=None, mode="reflect", cval=0.0, channel_axis=None,
+          dtype=None, preserve_range=False, backend="auto"):
+    return _edge_filter("farid", image, mask, axis, mode, cval, channel_axis, dtype,
+                        preserve_range, backend)
+
+
+# --------------------------------------------------------------------------
+# Horizontal (_h: derivative along axis 0) and vertical (_v: along axis 1) edges
+# --------------------------------------------------------------------------
+
+def _make_directional(name, axis):
+    which = "horizontal" if axis == 0 else "vertical"
+    call = f"sc.{name}_{'hv'[axis]}(image)[2]"
+    result = ("array([0., 0., 0., 0., 0.])" if axis == 0 else
+              {"sobel": "array([0.  , 0.25, 0.25, 0.  , 0.  ])",
+               "scharr": "array([0.  , 0.25, 0.25, 0.  , 0.  ])",
+               "prewitt": "array([0.        , 0.33333333, 0.33333333, 0.        , 0.        ])",
+               "farid": None}[name])
+
+    def directional(image, mask=None, *, mode="reflect", cval=0.0, channel_axis=None,
+                    dtype=None, preserve_range=False, backend="auto"):
+        return _directional(name, axis, image, mask, mode, cval, channel_axis, dtype,
+                            preserve_range, backend)
+
+    directional.__name__ = directional.__qualname__ = f"{name}_{'hv'[axis]}"
+    example = f"{call}.round(3)\n    " if result is None else f"{call}\n    {result}"
+    if result is None:
+        example = f"{call}.round(3)\n    array([0.   , 0.11 , 0.277, 0.277, 0.11 ])"
+    return _edge_doc(
+        f"Find {which} edges (the derivative along axis {axis}) with the {name.title()} operator.",
+        name.title(), f"The derivative along spatial axis {axis}.", example,
+        directional=True,
+    )(directional)
+
+
+sobel_h = _make_directional("sobel", 0)
+sobel_v = _make_directional("sobel", 1)
+scharr_h = _make_directional("scharr", 0)
+scharr_v = _make_directional("scharr", 1)
+prewitt_h = _make_directional("prewitt", 0)
+prewitt_v = _make_directional("prewitt", 1)
+farid_h = _make_directional("farid", 0)
+farid_v = _make_directional("farid", 1)

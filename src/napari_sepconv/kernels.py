@@ -1,0 +1,197 @@
+"""Named 1-D kernels and the SVD split of 2-D kernels into separable terms.
+
+The edge kernels are given in *correlation* form: ``derivative`` weights a
+sample's neighbours so that the result is positive where values grow along the
+axis. scikit-image's filters convolve with ``[1, 0, -1]``, which is the same.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ._validation import check_kernel
+
+# Smoothing and derivative weights of the edge operators (correlation form).
+EDGE_KERNELS = {
+    "sobel": (np.array([1.0, 2.0, 1.0]) / 4, np.array([-1.0, 0.0, 1.0])),
+    "scharr": (np.array([3.0, 10.0, 3.0]) / 16, np.array([-1.0, 0.0, 1.0])),
+    "prewitt": (np.full(3, 1 / 3), np.array([-1.0, 0.0, 1.0])),
+    # Farid & Simoncelli (2004), 5-tap weights, as scikit-image gives them.
+    "farid": (
+        np.array([0.0376593171958126, 0.249153396177344, 0.426374573253687,
+                  0.249153396177344, 0.0376593171958126]),
+        np.array([-0.109603762960254, -0.276690988455557, 0.0,
+                  0.276690988455557, 0.109603762960254]),
+    ),
+}
+
+
+def edge_kernel_2d(name, axis):
+    """The full 2-D kernel (correlation form) of an edge operator along ``axis``.
+
+    Examples
+    --------
+    >>> from napari_sepconv.kernels import edge_kernel_2d
+    >>> edge_kernel_2d('sobel', 0) * 4
+    array([[-1., -2., -1.],
+           [ 0.,  0.,  0.],
+           [ 1.,  2.,  1.]])
+    """
+    smooth, derivative = EDGE_KERNELS[name]
+    return np.outer(derivative, smooth) if axis == 0 else np.outer(smooth, derivative)
+
+
+def gaussian_kernel_1d(sigma, truncate=4.0):
+    """Normalised 1-D Gaussian weights, as ``scipy.ndimage.gaussian_filter`` uses.
+
+    Examples
+    --------
+    >>> from napari_sepconv.kernels import gaussian_kernel_1d
+    >>> w = gaussian_kernel_1d(1.0)
+    >>> w.size, round(float(w.sum()), 12)
+    (9, 1.0)
+    """
+    if not sigma > 0:
+        raise ValueError(f"sigma must be positive, got {sigma}")
+    radius = int(truncate * float(sigma) + 0.5)
+    x = np.arange(-radius, radius + 1, dtype=np.float64)
+    w = np.exp(-0.5 * (x / sigma) ** 2)
+    return w / w.sum()
+
+
+@dataclass(frozen=True)
+class SeparableKernel:
+    """A 2-D kernel written as a sum of rank-1 (separable) terms.
+
+    Attributes
+    ----------
+    terms : list of (ndarray, ndarray)
+        ``(column, row)`` 1-D float64 arrays; the kernel is the sum of
+        ``np.outer(column, row)``.
+    rank : int
+        Number of terms.
+    error : float
+        Relative Frobenius norm of the kernel minus the reconstruction.
+    is_exact : bool
+        Whether ``error`` is within rounding.
+    shape : tuple of int
+        Shape of the kernel.
+    """
+
+    terms: list
+    error: float
+    is_exact: bool
+    shape: tuple
+    kernel: np.ndarray = field(repr=False)
+
+    @property
+    def rank(self):
+        return len(self.terms)
+
+    @property
+    def cost(self):
+        """Multiplications per output pixel: ``(direct, separated)``."""
+        kh, kw = self.shape
+        return kh * kw, self.rank * (kh + kw)
+
+    def reconstruct(self):
+        """The 2-D kernel the terms add up to."""
+        out = np.zeros(self.shape)
+        for column, row in self.terms:
+            out += np.outer(column, row)
+        return out
+
+
+def _exact_outer_factors(kernel):
+    """``(column, row)`` with ``outer(column, row) == kernel`` bit for bit, if any.
+
+    A kernel such as Sobel's factors into short integer-ratio vectors; taking
+    a row and a column through its largest entry reproduces it without the
+    rounding an SVD would bring.
+    """
+    i, j = np.unravel_index(np.argmax(np.abs(kernel)), kernel.shape)
+    pivot = kernel[i, j]
+    if pivot == 0:
+        return None
+    column = kernel[:, j] / pivot
+    row = kernel[i, :].copy()
+    if np.array_equal(np.outer(column, row), kernel):
+        return column, row
+    return None
+
+
+def separate_kernel(kernel, *, rank=None, tol=None):
+    """Split a 2-D kernel into a sum of rank-1 terms by singular value decomposition.
+
+    Correlating with each term is a column pass and a row pass: ``kh + kw``
+    multiplications a pixel instead of ``kh * kw``.
+
+    Parameters
+    ----------
+    kernel : array_like, shape (kh, kw)
+        Finite real weights.
+    rank : int, optional
+        Number of terms to keep. ``None`` keeps the fewest that reproduce the
+        kernel within ``tol``; a smaller integer truncates (the best
+        approximation of that rank, by Eckart-Young; see ``.error``).
+    tol : float, optional
+        Singular values at or below ``tol`` count as zero. Default: a few
+        float64 epsilons times the largest singular value and kernel size.
+
+    Returns
+    -------
+    SeparableKernel
+
+    Raises
+    ------
+    ValueError
+        If the kernel is not 2-D, is empty or not finite, or ``rank`` is not
+        between 1 and ``min(kh, kw)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import napari_sepconv as sc
+    >>> sobel = np.array([[1, 2, 1], [0, 0, 0], [-1, -2, -1]])
+    >>> sk = sc.separate_kernel(sobel)
+    >>> sk.rank, sk.cost, sk.is_exact
+    (1, (9, 6), True)
+    >>> laplacian = np.array([[0, 1, 0], [1, -4, 1], [0, 1, 0]])
+    >>> sc.separate_kernel(laplacian).rank
+    2
+    """
+    k = check_kernel(kernel, 2)
+    max_rank = min(k.shape)
+    if rank is not None:
+        if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)):
+            raise TypeError(f"rank must be an integer or None, got {type(rank).__name__}")
+        if not 1 <= rank <= max_rank:
+            raise ValueError(
+                f"rank={rank} is out of range for a {k.shape[0]}x{k.shape[1]} kernel; "
+                f"it must lie in [1, {max_rank}]"
+            )
+    if tol is not None and not (np.isfinite(tol) and tol >= 0):
+        raise ValueError(f"tol must be a non-negative finite number, got {tol!r}")
+
+    u, s, vt = np.linalg.svd(k)
+    norm = float(np.sqrt(np.sum(s ** 2)))
+    if tol is None:
+        tol = 8 * np.finfo(np.float64).eps * max(k.shape) * (s[0] if s.size else 0.0)
+    exact_rank = max(1, int(np.sum(s > tol)))
+    keep = exact_rank if rank is None else int(rank)
+
+    factors = _exact_outer_factors(k) if keep == 1 and exact_rank == 1 else None
+    if factors is not None:
+        terms = [factors]
+    else:
+        terms = [(u[:, i] * np.sqrt(s[i]), vt[i] * np.sqrt(s[i])) for i in range(keep)]
+    terms = [(np.ascontiguousarray(c, dtype=np.float64), np.ascontiguousarray(r, dtype=np.float64))
+             for c, r in terms]
+
+    recon = np.zeros_like(k)
+    for c, r in terms:
+        recon += np.outer(c, r)
+    error = float(np.linalg.norm(k - recon) / norm) if norm > 0 else 0.0
+    exact_error = 16 * np.finfo(np.float64).eps * max(k.shape)
+    return SeparableKernel(terms=terms, error=error, is_exact=bool(error <= exact_error),
+                           shape=k.shape, kernel=k)
