@@ -1,0 +1,72 @@
+"""One-click filters for napari's menus and command palette.
+
+Each filters the active image layer with default settings (edge magnitude per
+2-D plane, RGB colours kept apart) in a worker thread, like the widgets do.
+Called without a viewer (from a script), each returns the result as napari
+layer data tuples instead.
+"""
+
+from typing import Any, Optional
+
+import numpy as np
+from napari.layers import Image, Layer
+from napari.viewer import Viewer
+
+from ._widget_base import USER_ERRORS, Job, Source, channel_job, edge_job, kernel_job
+from ._widget_presets import preset_kernel, preset_weights
+
+
+def _run(title: str, make_job: Any, image: Optional[Layer], viewer: Optional[Viewer]) -> Any:
+    from napari.utils.notifications import show_error
+
+    from ._widgets import start_job
+
+    try:
+        if not isinstance(image, Image):
+            raise ValueError("select an image layer first")
+        job: Job = make_job(Source.from_layer(image))
+    except USER_ERRORS as error:
+        if viewer is None:
+            raise
+        show_error(f"{title}: {error}")
+        return None
+    if viewer is None:
+        return job.layers(job.run())
+    return start_job(viewer, job, title)
+
+
+def _edge_command(filter: str) -> Any:
+    title = f"{filter.capitalize()} edge magnitude"
+
+    def command(image: Optional[Layer] = None, viewer: Optional[Viewer] = None) -> Any:
+        return _run(title, lambda source: edge_job(source, filter), image, viewer)
+
+    command.__name__ = command.__qualname__ = filter
+    command.__doc__ = f"""{title} of each 2-D plane of the active image layer."""
+    return command
+
+
+sobel = _edge_command("sobel")
+scharr = _edge_command("scharr")
+prewitt = _edge_command("prewitt")
+farid = _edge_command("farid")
+
+
+def gaussian(image: Optional[Layer] = None, viewer: Optional[Viewer] = None) -> Any:
+    """Gaussian blur (sigma 2 pixels) of each 2-D plane, run as two 1-D passes."""
+    kernel = preset_kernel("Gaussian", sigma=2.0)
+    return _run("Gaussian blur", lambda s: kernel_job(s, kernel, "gaussian"), image, viewer)
+
+
+def luminance(image: Optional[Layer] = None, viewer: Optional[Viewer] = None) -> Any:
+    """Grey level of an RGB layer: a pointwise filter over its colours."""
+
+    def make(source: Source) -> Job:
+        if not source.rgb:
+            raise ValueError("the layer is not RGB")
+        weights = preset_weights("luminance (RGB to grey)", source.channels)
+        if source.channels == 4:  # RGBA: ignore alpha
+            weights = np.append(weights, [[0.0]], axis=1)
+        return channel_job(source, weights=weights)
+
+    return _run("RGB to grey", make, image, viewer)

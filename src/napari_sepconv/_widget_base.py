@@ -1,0 +1,471 @@
+"""What the napari widgets and commands share: reading a layer, running a filter
+plane by plane, and turning the result into layers that keep the input's geometry.
+
+Nothing here imports Qt, so the commands (which run without a widget) use it too.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import numpy as np
+
+import napari_sepconv as sc
+
+# napari runs filters in worker threads, and the widgets warm the Numba cache in
+# another one. Numba's fallback threading layer ('workqueue') aborts the process
+# when two threads enter a parallel function at once, so the widgets take turns.
+LIBRARY_LOCK = threading.Lock()
+
+EDGE_FILTERS = ("sobel", "scharr", "prewitt", "farid")
+AXIS_NAMES = {None: "magnitude", -1: "x", -2: "y", -3: "z"}
+
+#: Errors that mean "the input or the settings are wrong": shown as a message,
+#: not as a traceback.
+USER_ERRORS = (ValueError, TypeError, MemoryError)
+
+
+def is_dask(array: Any) -> bool:
+    return type(array).__module__.startswith("dask.")
+
+
+def layer_array(layer: Any) -> Any:
+    """The layer's data as a NumPy array or, for lazy data, a dask array."""
+    if getattr(layer, "multiscale", False):
+        raise ValueError(
+            f"layer '{layer.name}' is multiscale; filter its full-resolution level "
+            "instead (add it as its own layer)"
+        )
+    data = layer.data
+    if isinstance(data, np.ndarray) or is_dask(data):
+        return data
+    if hasattr(data, "chunks") and hasattr(data, "dtype"):  # zarr, h5py: stay lazy
+        import dask.array as da
+
+        return da.from_array(data)
+    return np.asarray(data)
+
+
+@dataclass
+class Geometry:
+    """Per data axis: how each axis of an array maps into the world.
+
+    ``labels`` is None when the layer uses napari's default axis labels (they
+    are renumbered automatically when axes are added or removed).
+    """
+
+    scale: list
+    translate: list
+    units: list
+    labels: list | None
+
+    @classmethod
+    def of_layer(cls, layer: Any) -> Geometry:
+        ndim = layer.ndim
+        labels = list(getattr(layer, "axis_labels", ()))
+        if labels == [str(i) for i in range(-ndim, 0)]:
+            labels = None
+        geometry = cls(
+            scale=list(layer.scale),
+            translate=list(layer.translate),
+            units=[str(u) for u in getattr(layer, "units", ("pixel",) * ndim)],
+            labels=labels,
+        )
+        if getattr(layer, "rgb", False):  # napari gives the colour axis no scale
+            geometry = geometry.with_channel_inserted(ndim)
+        return geometry
+
+    def with_channel_inserted(self, axis: int) -> Geometry:
+        labels = None
+        if self.labels is not None:
+            labels = list(self.labels)
+            labels.insert(axis, "channel" if "c" in labels else "c")
+        return Geometry(
+            _inserted(self.scale, axis, 1.0),
+            _inserted(self.translate, axis, 0.0),
+            _inserted(self.units, axis, "pixel"),
+            labels,
+        )
+
+    def moved(self, source: int, destination: int) -> Geometry:
+        if source == destination:
+            return self
+        return Geometry(
+            *(
+                None if values is None else _moved(values, source, destination)
+                for values in (self.scale, self.translate, self.units, self.labels)
+            )
+        )
+
+    def without(self, axis: int) -> Geometry:
+        return Geometry(
+            *(
+                None if values is None else values[:axis] + values[axis + 1 :]
+                for values in (self.scale, self.translate, self.units, self.labels)
+            )
+        )
+
+    def layer_kwargs(self) -> dict:
+        kwargs = {
+            "scale": tuple(self.scale),
+            "translate": tuple(self.translate),
+            "units": tuple(self.units),
+        }
+        if self.labels is not None:
+            kwargs["axis_labels"] = tuple(self.labels)
+        return kwargs
+
+
+def _inserted(values: list, axis: int, value: Any) -> list:
+    values = list(values)
+    values.insert(axis, value)
+    return values
+
+
+def _moved(values: list, source: int, destination: int) -> list:
+    values = list(values)
+    values.insert(destination, values.pop(source))
+    return values
+
+
+@dataclass
+class Source:
+    """The input of a filter run: one array, its name, geometry and colour layout.
+
+    ``channel_axis`` is the data axis holding channels (None: every axis is
+    spatial); ``rgb`` says the layer was shown as RGB(A). ``channel_home`` is
+    where a one-layer multichannel result puts its channel axis: where it was,
+    or first (napari's place for a channel slider) when the input's channels
+    were RGB or separate layers. ``layer_extra`` (rotate, shear, affine,
+    colormap) is copied to results laid out exactly as the input layer.
+    """
+
+    data: Any
+    name: str
+    geometry: Geometry
+    channel_axis: int | None = None
+    rgb: bool = False
+    channel_home: int = 0
+    layer_extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_layer(cls, layer: Any, channel_axis: int | None = None) -> Source:
+        if layer is None:
+            raise ValueError("no image layer chosen: open or choose an image layer first")
+        data = layer_array(layer)
+        rgb = bool(getattr(layer, "rgb", False))
+        if rgb:
+            channel_axis = data.ndim - 1
+        elif channel_axis is not None:
+            if not -data.ndim <= channel_axis < data.ndim:
+                raise ValueError(
+                    f"channel_axis {channel_axis} does not exist: layer '{layer.name}' "
+                    f"has {data.ndim} axes"
+                )
+            channel_axis %= data.ndim
+        extra = {
+            "rotate": np.asarray(layer.rotate),
+            "shear": np.asarray(layer.shear),
+            "affine": np.asarray(layer.affine.affine_matrix),
+        }
+        if not rgb:
+            extra.update(colormap=layer.colormap.name, blending=layer.blending)
+        home = 0 if rgb or channel_axis is None else channel_axis
+        return cls(data, layer.name, Geometry.of_layer(layer), channel_axis, rgb, home, extra)
+
+    @classmethod
+    def from_layers(cls, layers: Sequence[Any]) -> Source:
+        """Several single-channel layers of one shape, taken as the channels of one image."""
+        layers = list(layers)
+        if len(layers) < 2:
+            raise ValueError("choose at least two image layers to take as channels")
+        arrays = [layer_array(layer) for layer in layers]
+        if any(layer.rgb for layer in layers):
+            raise ValueError("RGB layers cannot be taken as single channels")
+        shapes = {a.shape for a in arrays}
+        if len(shapes) > 1:
+            shown = (f"'{lyr.name}' {a.shape}" for lyr, a in zip(layers, arrays, strict=True))
+            raise ValueError("layers taken as channels need one shape; got " + ", ".join(shown))
+        if any(is_dask(a) for a in arrays):
+            import dask.array as da
+
+            data = da.stack(arrays, axis=-1)
+        else:
+            data = np.stack(arrays, axis=-1)
+        name = "+".join(layer.name for layer in layers)
+        geometry = Geometry.of_layer(layers[0]).with_channel_inserted(data.ndim - 1)
+        return cls(data, name, geometry, data.ndim - 1, rgb=False, channel_home=0)
+
+    @property
+    def spatial_ndim(self) -> int:
+        return self.data.ndim - (self.channel_axis is not None)
+
+    @property
+    def channels(self) -> int | None:
+        return None if self.channel_axis is None else self.data.shape[self.channel_axis]
+
+    def channels_last(self) -> Any:
+        if self.channel_axis is None:
+            return self.data
+        return _moveaxis(self.data, self.channel_axis, -1)
+
+
+def _moveaxis(array: Any, source: int, destination: int) -> Any:
+    if is_dask(array):
+        import dask.array as da
+
+        return da.moveaxis(array, source, destination)
+    return np.moveaxis(array, source, destination)
+
+
+@dataclass
+class Job:
+    """One filter run over a :class:`Source`.
+
+    ``func`` filters one block made of the last ``core_ndim`` axes of the
+    channels-last data (the filtered spatial axes, then the channel axis if
+    any); leading axes are a stack of such blocks. ``native_stack`` says that
+    ``func`` itself treats leading axes as a stack, so lazy input can be passed
+    to it whole.
+    """
+
+    source: Source
+    func: Callable[[Any], Any]
+    core_ndim: int
+    tag: str
+    native_stack: bool = False
+    split: bool = False
+    metadata: dict = field(default_factory=dict)
+
+    @property
+    def steps(self) -> int:
+        """How many progress steps :meth:`compute` yields: one per block of a
+        NumPy input; one in all for a dask input, which stays lazy."""
+        data = self.source.data
+        if is_dask(data):
+            return 1
+        return max(1, math.prod(data.shape[: data.ndim - self.core_ndim]))
+
+    def compute(self) -> Iterator[int]:
+        """Generator: yields the number of planes done, returns the result.
+
+        A NumPy input is filtered block by block (so progress is real); a dask
+        input gives a lazy result.
+        """
+        data = self.source.channels_last()
+        lead_shape = data.shape[: data.ndim - self.core_ndim]
+        if is_dask(data):
+            if not lead_shape or self.native_stack:
+                result = self.func(data)
+            else:
+                result = self._lazy_blocks(data)
+            yield 1
+            return result
+        if not lead_shape:
+            with LIBRARY_LOCK:
+                result = self.func(data)
+            yield 1
+            return result
+        result = None
+        for done, index in enumerate(np.ndindex(lead_shape), start=1):
+            with LIBRARY_LOCK:
+                block = np.asarray(self.func(data[index]))
+            if result is None:
+                result = np.empty(lead_shape + block.shape, block.dtype)
+            result[index] = block
+            yield done
+        return result
+
+    def run(self) -> Any:
+        """Compute without reporting progress (for commands and scripts)."""
+        steps = self.compute()
+        while True:
+            try:
+                next(steps)
+            except StopIteration as finished:
+                return finished.value
+
+    def _lazy_blocks(self, data: Any) -> Any:
+        """Lazy ``func`` on each block, for functions that do not stack themselves."""
+        lead = data.ndim - self.core_ndim
+        data = data.rechunk({axis: -1 for axis in range(lead, data.ndim)})
+        # a tiny call tells the output's dtype and channel count
+        probe_shape = tuple(min(n, 4) for n in data.shape[lead:])
+        with LIBRARY_LOCK:
+            probe = np.asarray(self.func(np.zeros(probe_shape, data.dtype)))
+        core_shape = data.shape[lead:]
+        if self.source.channel_axis is not None:
+            core_shape = core_shape[:-1] + probe.shape[-1:]
+        func = self.func
+
+        def filter_blocks(block: np.ndarray) -> np.ndarray:
+            out = np.empty(block.shape[:lead] + core_shape, probe.dtype)
+            for index in np.ndindex(block.shape[:lead]):
+                out[index] = func(block[index])
+            return out
+
+        return data.map_blocks(
+            filter_blocks,
+            chunks=data.chunks[:lead] + tuple((n,) for n in core_shape),
+            dtype=probe.dtype,
+            meta=np.empty((0,) * data.ndim, probe.dtype),
+        )
+
+    def layers(self, result: Any) -> list[tuple]:
+        """The result (channels last) as napari layer data tuples."""
+        source = self.source
+        name = f"{source.name} [{self.tag}]"
+        meta = {"sepconv": {"filter": self.tag, "source": source.name, **self.metadata}}
+        if source.channel_axis is None:
+            kwargs = {**source.geometry.layer_kwargs(), **source.layer_extra}
+            return [_image(result, name, meta, **kwargs)]
+
+        channels_last = source.geometry.moved(source.channel_axis, result.ndim - 1)
+        spatial = channels_last.without(result.ndim - 1).layer_kwargs()
+        channels = result.shape[-1]
+        if channels == 1:
+            return [_image(result[..., 0], name, meta, **spatial)]
+        if self.split:
+            colormaps = _channel_colormaps(channels, source.rgb)
+            return [
+                _image(
+                    result[..., c],
+                    f"{source.name} [{self.tag} {c}]",
+                    meta,
+                    colormap=colormaps[c],
+                    blending="additive",
+                    **spatial,
+                )
+                for c in range(channels)
+            ]
+        if source.rgb and channels in (3, 4):
+            return [_image(result, name, meta, rgb=True, **spatial, **source.layer_extra)]
+        home = source.channel_home
+        kwargs = channels_last.moved(result.ndim - 1, home).layer_kwargs()
+        if not source.rgb and home == source.channel_axis:
+            kwargs.update(source.layer_extra)
+        return [_image(_moveaxis(result, -1, home), name, meta, **kwargs)]
+
+
+def _image(data: Any, name: str, metadata: dict, **kwargs: Any) -> tuple:
+    kwargs.setdefault("rgb", False)
+    return (data, {"name": name, "metadata": metadata, **kwargs}, "image")
+
+
+def _channel_colormaps(channels: int, rgb: bool) -> list[str]:
+    if rgb and channels in (3, 4):
+        return ["red", "green", "blue", "gray"][:channels]
+    if channels == 2:
+        return ["magenta", "green"]
+    cycle = ["cyan", "magenta", "yellow", "red", "green", "blue"]
+    return [cycle[c % len(cycle)] for c in range(channels)]
+
+
+# -----------------------------------------------------------------------------
+# The filter runs the widgets and commands offer
+
+
+def edge_job(
+    source: Source,
+    filter: str = "sobel",
+    axis: int | None = None,
+    ndim: int = 2,
+    mode: str = "reflect",
+    cval: float = 0.0,
+    metadata: dict | None = None,
+) -> Job:
+    """An edge filter (``sc.sobel`` ...) per 2-D plane (``ndim=2``) or in 3-D.
+
+    ``axis`` is None for the magnitude, or -1, -2, -3 for the derivative along
+    x, y, z of each plane or volume.
+    """
+    if filter not in EDGE_FILTERS:
+        raise ValueError(f"filter must be one of {', '.join(EDGE_FILTERS)}, got {filter!r}")
+    if ndim not in (2, 3):
+        raise ValueError(f"ndim must be 2 or 3, got {ndim}")
+    if source.spatial_ndim < ndim:
+        raise ValueError(
+            f"'in 3-D' needs 3 spatial axes; layer '{source.name}' has "
+            f"{source.spatial_ndim}: filter per 2-D plane instead"
+        )
+    if axis is not None and not -ndim <= axis < 0:
+        raise ValueError("direction 'z' needs 'in 3-D'" if axis == -3 else f"bad axis {axis}")
+    channel = source.channel_axis is not None
+    func = partial(
+        getattr(sc, filter),
+        axis=None if axis is None else ndim + axis,  # the block's spatial axes come first
+        mode=mode,
+        cval=cval,
+        channel_axis=-1 if channel else None,
+    )
+    tag = filter if axis is None else f"{filter} {AXIS_NAMES[axis]}"
+    return Job(source, func, ndim + channel, tag, metadata=metadata or {})
+
+
+def kernel_job(
+    source: Source,
+    kernel: np.ndarray,
+    tag: str = "kernel",
+    rank: int | None = None,
+    mode: str = "reflect",
+    cval: float = 0.0,
+    metadata: dict | None = None,
+) -> Job:
+    """``sc.filter2d`` on each 2-D plane."""
+    if source.spatial_ndim < 2:
+        raise ValueError(f"layer '{source.name}' has fewer than 2 spatial axes")
+    channel = source.channel_axis is not None
+    func = partial(
+        sc.filter2d,
+        kernel=kernel,
+        mode=mode,
+        cval=cval,
+        rank=rank,
+        channel_axis=-1 if channel else None,
+    )
+    metadata = {**(metadata or {}), "kernel_values": np.asarray(kernel).tolist()}
+    return Job(source, func, 2 + channel, tag, native_stack=True, metadata=metadata)
+
+
+def channel_job(
+    source: Source,
+    kernels: np.ndarray | None = None,
+    weights: np.ndarray | None = None,
+    mode: str = "reflect",
+    cval: float = 0.0,
+    split: bool = False,
+    metadata: dict | None = None,
+) -> Job:
+    """Depthwise (``kernels`` only), pointwise (``weights`` only) or
+    depthwise-separable (both) filtering over the source's channel axis.
+
+    ``kernels`` has shape (C, kh, kw) or (C, M, kh, kw), ``weights`` (C_out, C*M).
+    """
+    if source.channel_axis is None:
+        raise ValueError("the Channel filter needs a channel axis")
+    if source.spatial_ndim < 2:
+        raise ValueError(f"layer '{source.name}' has fewer than 2 spatial axes")
+    if kernels is not None and weights is not None:
+        operation = "depthwise-separable"
+        func = partial(
+            sc.depthwise_separable_filter,
+            depthwise_kernels=kernels,
+            pointwise_weights=weights,
+            channel_axis=-1,
+            mode=mode,
+            cval=cval,
+        )
+    elif kernels is not None:
+        operation = "depthwise"
+        func = partial(sc.depthwise_filter, kernels=kernels, channel_axis=-1, mode=mode, cval=cval)
+    elif weights is not None:
+        operation = "pointwise"
+        func = partial(sc.pointwise_filter, weights=weights, channel_axis=-1)
+    else:
+        raise ValueError("give depthwise kernels, pointwise weights or both")
+    return Job(source, func, 3, operation, native_stack=True, split=split, metadata=metadata or {})

@@ -1,0 +1,187 @@
+"""Kernels and channel weights the napari widgets offer by name, and the
+parsers for kernels typed in or loaded from ``.npy`` files."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+# 1-D weights of the edge filters (smoothing, derivative), as scikit-image uses them
+_EDGE_WEIGHTS = {
+    "sobel": ([1.0, 2.0, 1.0], [1.0, 0.0, -1.0]),
+    "scharr": ([3.0, 10.0, 3.0], [1.0, 0.0, -1.0]),
+    "prewitt": ([1.0, 1.0, 1.0], [1.0, 0.0, -1.0]),
+}
+
+
+def _gaussian_1d(sigma: float, order: int = 0) -> np.ndarray:
+    """Sampled Gaussian (or its 2nd derivative), radius 4 sigma as in scipy."""
+    if sigma <= 0:
+        raise ValueError(f"sigma must be positive, got {sigma}")
+    radius = max(1, int(4.0 * sigma + 0.5))
+    x = np.arange(-radius, radius + 1, dtype=np.float64)
+    g = np.exp(-0.5 * (x / sigma) ** 2)
+    g /= g.sum()
+    if order == 2:
+        return g * (x**2 - sigma**2) / sigma**4
+    return g
+
+
+def _edge(name: str, axis: int) -> np.ndarray:
+    smooth, derivative = (np.asarray(w) for w in _EDGE_WEIGHTS[name])
+    smooth = smooth / smooth.sum()
+    if axis == 0:
+        return np.outer(derivative, smooth)
+    return np.outer(smooth, derivative)
+
+
+def _disk(size: int) -> np.ndarray:
+    r = (size - 1) / 2
+    y, x = np.mgrid[:size, :size] - r
+    disk = (x**2 + y**2 <= (r + 0.5) ** 2).astype(np.float64)
+    return disk / disk.sum()
+
+
+def _box(size: int) -> np.ndarray:
+    return np.full((size, size), 1.0 / size**2)
+
+
+def _log(sigma: float) -> np.ndarray:
+    g, d2 = _gaussian_1d(sigma), _gaussian_1d(sigma, order=2)
+    return np.outer(d2, g) + np.outer(g, d2)
+
+
+def _sharpen(size: int) -> np.ndarray:
+    kernel = -_box(size)
+    kernel[size // 2, size // 2] += 2.0
+    return kernel
+
+
+#: name -> (function of (sigma, size), which of sigma/size it uses)
+KERNEL_PRESETS: dict[str, tuple[Callable[[float, int], np.ndarray], str | None]] = {
+    "Gaussian": (lambda sigma, size: np.outer(_gaussian_1d(sigma), _gaussian_1d(sigma)), "sigma"),
+    "box (mean)": (lambda sigma, size: _box(size), "size"),
+    "disk (mean)": (lambda sigma, size: _disk(size), "size"),
+    "Laplacian": (lambda sigma, size: np.array([[0.0, 1, 0], [1, -4, 1], [0, 1, 0]]), None),
+    "Laplacian of Gaussian": (lambda sigma, size: _log(sigma), "sigma"),
+    "sharpen": (lambda sigma, size: _sharpen(size), "size"),
+    "Sobel y": (lambda sigma, size: _edge("sobel", 0), None),
+    "Sobel x": (lambda sigma, size: _edge("sobel", 1), None),
+    "Scharr y": (lambda sigma, size: _edge("scharr", 0), None),
+    "Scharr x": (lambda sigma, size: _edge("scharr", 1), None),
+    "Prewitt y": (lambda sigma, size: _edge("prewitt", 0), None),
+    "Prewitt x": (lambda sigma, size: _edge("prewitt", 1), None),
+}
+
+#: presets of the Channel filter that give each channel several kernels
+#: (a depth multiplier): name -> kernels of shape (M, kh, kw)
+MULTI_KERNEL_PRESETS: dict[str, Callable[[float, int], np.ndarray]] = {
+    "Sobel y and x (2 per channel)": lambda sigma, size: np.stack(
+        [_edge("sobel", 0), _edge("sobel", 1)]
+    ),
+    "Gaussian at sigma and 2 sigma (2 per channel)": lambda sigma, size: _padded_stack(
+        [KERNEL_PRESETS["Gaussian"][0](s, size) for s in (sigma, 2 * sigma)]
+    ),
+}
+
+
+def _padded_stack(kernels: list[np.ndarray]) -> np.ndarray:
+    """Stack square odd kernels, zero-padding the small ones to the largest."""
+    n = max(k.shape[0] for k in kernels)
+    return np.stack([np.pad(k, (n - k.shape[0]) // 2) for k in kernels])
+
+
+def preset_kernel(name: str, sigma: float = 1.0, size: int = 3) -> np.ndarray:
+    """The 2-D kernel of a preset (or an (M, kh, kw) stack for a multi-kernel one)."""
+    if size < 1:
+        raise ValueError(f"size must be at least 1, got {size}")
+    if name in MULTI_KERNEL_PRESETS:
+        return MULTI_KERNEL_PRESETS[name](sigma, size)
+    try:
+        make, _ = KERNEL_PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown kernel preset {name!r}") from None
+    return make(sigma, size)
+
+
+def preset_parameter(name: str) -> str | None:
+    """'sigma', 'size' or None: which parameter a preset uses."""
+    if name in KERNEL_PRESETS:
+        return KERNEL_PRESETS[name][1]
+    return "sigma" if "Gaussian" in name else None
+
+
+def parse_kernel(text: str) -> np.ndarray:
+    """A 2-D kernel from text: rows separated by newlines or ';', numbers by
+    spaces or commas; brackets are ignored, so ``[[1, 2], [3, 4]]`` works too.
+    Fractions such as ``1/16`` are accepted."""
+    text = text.strip()
+    if not text:
+        raise ValueError("kernel: type at least one number")
+    rows = [r for r in re.split(r"\]\s*,\s*\[|[;\n]", text) if r.strip(" \t[],")]
+    values = [[_number(v) for v in re.split(r"[\s,]+", r.strip(" \t[],")) if v] for r in rows]
+    if len({len(r) for r in values}) != 1:
+        raise ValueError("kernel: every row must have the same number of values")
+    return np.array(values, dtype=np.float64)
+
+
+def _number(text: str) -> float:
+    try:
+        if "/" in text:
+            numerator, denominator = text.split("/")
+            return float(numerator) / float(denominator)
+        return float(text)
+    except (ValueError, ZeroDivisionError):
+        raise ValueError(f"kernel: {text!r} is not a number") from None
+
+
+def load_array(path: str | Path | None, what: str) -> np.ndarray:
+    """A numeric array from a ``.npy`` file; ``what`` names it in errors."""
+    if path is None or str(path) in ("", "."):
+        raise ValueError(f"{what}: choose a .npy file")
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{what}: file not found: {path}")
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{what}: cannot read {path.name} as a .npy array ({error})") from None
+    if array.dtype.kind not in "biuf":
+        raise ValueError(f"{what}: {path.name} holds {array.dtype} values, expected numbers")
+    return array.astype(np.float64)
+
+
+#: name -> weights for C input channels, shape (C_out, C)
+WEIGHT_PRESETS: dict[str, Callable[[int], np.ndarray]] = {
+    "mean of channels": lambda c: np.full((1, c), 1.0 / c),
+    "sum of channels": lambda c: np.ones((1, c)),
+    "luminance (RGB to grey)": lambda c: _need_channels(c, 3, np.array([[0.2125, 0.7154, 0.0721]])),
+    "last minus first": lambda c: _difference(c),
+    "identity (keep channels)": lambda c: np.eye(c),
+}
+
+
+def _need_channels(channels: int, expected: int, weights: np.ndarray) -> np.ndarray:
+    if channels != expected:
+        raise ValueError(
+            f"weights: this preset needs {expected} channels, the image has {channels}"
+        )
+    return weights
+
+
+def _difference(channels: int) -> np.ndarray:
+    if channels < 2:
+        raise ValueError("weights: 'last minus first' needs at least 2 channels")
+    weights = np.zeros((1, channels))
+    weights[0, 0], weights[0, -1] = -1.0, 1.0
+    return weights
+
+
+def preset_weights(name: str, channels: int) -> np.ndarray:
+    try:
+        return WEIGHT_PRESETS[name](channels)
+    except KeyError:
+        raise ValueError(f"unknown weights preset {name!r}") from None
