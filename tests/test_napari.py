@@ -1,0 +1,421 @@
+"""The napari plugin: manifest, widgets, sample data and commands.
+
+Needs napari, pytest-qt and a display: run under Xvfb (pytest-xvfb starts one
+when it is installed). The module is skipped where napari is not installed.
+The filter maths is tested elsewhere; here each widget's result is compared
+with the library call it stands for.
+"""
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+napari = pytest.importorskip("napari")
+pytest.importorskip("pytestqt")
+npe2 = pytest.importorskip("npe2")
+if sys.platform.startswith("linux") and not (
+    os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+):
+    pytest.skip("no display: install Xvfb (pytest-xvfb starts it)", allow_module_level=True)
+
+import napari_sepconv as sc  # noqa: E402
+from napari_sepconv import _commands  # noqa: E402
+from napari_sepconv._widget_presets import preset_kernel  # noqa: E402
+
+pytestmark = pytest.mark.gui
+
+PLUGIN = "napari-sepconv"
+WIDGETS = ("Edge filter", "Kernel filter", "Channel filter")
+TIMEOUT = 60_000  # ms: the first run in a fresh environment compiles Numba code
+
+# A layer with non-unit scale and a translation: results must keep both.
+SCALE = (2.0, 0.5)
+TRANSLATE = (10.0, -3.0)
+
+
+@pytest.fixture
+def image():
+    return np.random.default_rng(1).random((24, 32)).astype(np.float32)
+
+
+@pytest.fixture
+def viewer(make_napari_viewer):
+    return make_napari_viewer()
+
+
+@pytest.fixture
+def errors():
+    """Error notifications shown during the test."""
+    from napari.utils.notifications import NotificationSeverity, notification_manager
+
+    start = len(notification_manager.records)
+
+    def shown():
+        return [
+            n.message
+            for n in notification_manager.records[start:]
+            if n.severity == NotificationSeverity.ERROR
+        ]
+
+    return shown
+
+
+def dock(viewer, qtbot, name):
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, name)
+    qtbot.waitUntil(lambda: not widget.busy, timeout=TIMEOUT)  # background warm-up
+    return widget
+
+
+def run(widget, qtbot, viewer, result_name):
+    """Run a docked widget and wait for its result layer."""
+    before = {id(layer.data) for layer in viewer.layers}
+    worker = widget() if callable(widget) else widget.run()
+    assert worker is not None
+    qtbot.waitUntil(lambda: not widget.busy, timeout=TIMEOUT)
+    qtbot.waitUntil(
+        lambda: result_name in viewer.layers and id(viewer.layers[result_name].data) not in before,
+        timeout=TIMEOUT,
+    )
+    return viewer.layers[result_name]
+
+
+# -----------------------------------------------------------------------------
+# manifest, menus, sample data, commands
+
+
+def test_manifest():
+    manifest = npe2.PluginManifest.from_distribution(PLUGIN)
+    assert manifest.name == PLUGIN
+    contributions = manifest.contributions
+    assert {w.display_name for w in contributions.widgets} == set(WIDGETS)
+    assert {s.key for s in contributions.sample_data} >= {"astronaut", "cells"}
+    assert len(contributions.commands) >= 4
+    for command in contributions.commands:  # every python_name resolves
+        module, _, attribute = command.python_name.partition(":")
+        assert callable(getattr(__import__(module, fromlist=[attribute]), attribute))
+    # one manifest: the top-level napari.yaml is a link to the package's
+    top_level = Path(__file__).resolve().parents[1] / "napari.yaml"
+    if top_level.exists():
+        packaged = Path(sc.__file__).with_name("napari.yaml")
+        assert top_level.is_symlink()
+        assert top_level.resolve() == packaged.resolve()
+
+
+def test_manifest_validates():
+    from npe2.cli import app
+    from typer.testing import CliRunner
+
+    result = CliRunner().invoke(app, ["validate", "--imports", PLUGIN])
+    assert result.exit_code == 0, result.output
+    assert "valid" in result.output
+
+
+def test_widgets_in_layer_filter_menu():
+    pm = npe2.PluginManager.instance()
+    pm.discover()
+    submenus = [
+        item.submenu
+        for item in pm.iter_menu("napari/layers/filter")
+        if getattr(item, "submenu", "").startswith(PLUGIN)
+    ]
+    assert submenus
+    assert pm.get_submenu(submenus[0]).label == "Separable convolution"
+    commands = {item.command for item in pm.iter_menu(submenus[0])}
+    widget_commands = {w.command for w in pm.get_manifest(PLUGIN).contributions.widgets}
+    assert widget_commands <= commands
+
+
+@pytest.mark.parametrize("name", WIDGETS)
+def test_widget_docks(viewer, qtbot, name):
+    widget = dock(viewer, qtbot, name)
+    assert callable(widget) and callable(widget.run)
+    assert widget._warmed  # the Numba cache was warmed when the widget opened
+
+
+def test_sample_data_opens(viewer):
+    viewer.open_sample(PLUGIN, "astronaut")
+    assert viewer.layers["astronaut"].rgb
+    viewer.open_sample(PLUGIN, "cells")
+    for name in ("nuclei", "membranes", "vesicles"):
+        layer = viewer.layers[name]
+        assert layer.data.ndim == 3
+        np.testing.assert_allclose(layer.scale, (1.0, 0.25, 0.25))
+
+
+def test_command_filters_active_layer(viewer, qtbot, image):
+    from napari._app_model import get_app_model
+
+    layer = viewer.add_image(image, name="cells", scale=SCALE, translate=TRANSLATE)
+    viewer.layers.selection.active = layer
+    get_app_model().commands.execute_command("napari-sepconv.scharr").result()
+    qtbot.waitUntil(lambda: "cells [scharr]" in viewer.layers, timeout=TIMEOUT)
+    result = viewer.layers["cells [scharr]"]
+    np.testing.assert_allclose(result.data, sc.scharr(image), rtol=1e-6)
+    np.testing.assert_allclose(result.scale, SCALE)
+    np.testing.assert_allclose(result.translate, TRANSLATE)
+
+
+def test_commands_without_viewer(image):
+    layer = napari.layers.Image(image, name="cells", scale=SCALE)
+    ((data, meta, kind),) = _commands.sobel(layer)
+    assert kind == "image" and meta["name"] == "cells [sobel]"
+    np.testing.assert_allclose(data, sc.sobel(image), rtol=1e-6)
+    np.testing.assert_allclose(meta["scale"], SCALE)
+    ((data, meta, _),) = _commands.gaussian(layer)
+    np.testing.assert_allclose(data, sc.filter2d(image, preset_kernel("Gaussian", 2.0)), rtol=1e-6)
+
+
+# -----------------------------------------------------------------------------
+# Edge filter
+
+
+def test_edge_filter_defaults_and_rerun(viewer, qtbot, image):
+    layer = viewer.add_image(
+        image, name="cells", scale=SCALE, translate=TRANSLATE, axis_labels=("y", "x")
+    )
+    widget = dock(viewer, qtbot, "Edge filter")
+    assert widget.image.value is layer
+    assert (widget.filter.value, widget.axis.value, widget.mode.value, widget.ndim.value) == (
+        "sobel",
+        None,
+        "reflect",
+        2,
+    )
+    result = run(widget, qtbot, viewer, "cells [sobel]")
+    np.testing.assert_allclose(result.data, sc.sobel(image), rtol=1e-6)
+    np.testing.assert_allclose(result.scale, SCALE)
+    np.testing.assert_allclose(result.translate, TRANSLATE)
+    assert result.axis_labels == ("y", "x")
+    assert not result.rgb
+
+    # a rerun with other settings updates that layer rather than adding one
+    widget.mode.value = "wrap"
+    widget.run()
+    qtbot.waitUntil(lambda: not widget.busy, timeout=TIMEOUT)
+    qtbot.waitUntil(
+        lambda: np.allclose(viewer.layers["cells [sobel]"].data, sc.sobel(image, mode="wrap")),
+        timeout=TIMEOUT,
+    )
+    assert [lyr.name for lyr in viewer.layers] == ["cells", "cells [sobel]"]
+
+
+def test_edge_filter_stack_per_plane_and_in_3d(viewer, qtbot):
+    stack = np.random.default_rng(2).random((3, 12, 14))
+    viewer.add_image(stack, name="stack", scale=(3.0, *SCALE), translate=(1.0, *TRANSLATE))
+    widget = dock(viewer, qtbot, "Edge filter")
+
+    widget.axis.value = -1
+    result = run(widget, qtbot, viewer, "stack [sobel x]")
+    expected = np.stack([sc.sobel(plane, axis=1) for plane in stack])
+    np.testing.assert_allclose(result.data, expected, rtol=1e-6)
+    assert widget._progress.max == 3  # one step per plane
+
+    widget.axis.value = None
+    widget.filter.value = "farid"
+    widget.ndim.value = 3
+    result = run(widget, qtbot, viewer, "stack [farid]")
+    np.testing.assert_allclose(result.data, sc.farid(stack), rtol=1e-6, atol=1e-12)
+    np.testing.assert_allclose(result.scale, (3.0, *SCALE))
+    np.testing.assert_allclose(result.translate, (1.0, *TRANSLATE))
+
+
+def test_edge_filter_rgb_keeps_three_channels(viewer, qtbot):
+    rgb = np.random.default_rng(3).integers(0, 256, (16, 18, 3), dtype=np.uint8)
+    viewer.add_image(rgb, name="photo", rgb=True, scale=SCALE, translate=TRANSLATE)
+    widget = dock(viewer, qtbot, "Edge filter")
+    result = run(widget, qtbot, viewer, "photo [sobel]")
+    assert result.rgb and result.data.shape == rgb.shape
+    np.testing.assert_allclose(result.data, sc.sobel(rgb, channel_axis=-1), rtol=1e-6)
+    np.testing.assert_allclose(result.scale, SCALE)
+    np.testing.assert_allclose(result.translate, TRANSLATE)
+
+
+def test_edge_filter_channel_axis(viewer, qtbot):
+    data = np.random.default_rng(4).random((2, 12, 14))
+    viewer.add_image(data, name="two", scale=(1.0, *SCALE))
+    widget = dock(viewer, qtbot, "Edge filter")
+    widget.channel_axis.value = 0
+    result = run(widget, qtbot, viewer, "two [sobel]")
+    np.testing.assert_allclose(result.data, sc.sobel(data, channel_axis=0), rtol=1e-6)
+
+
+def test_edge_filter_keeps_dask_lazy(viewer, qtbot):
+    da = pytest.importorskip("dask.array")
+    stack = np.random.default_rng(5).random((4, 16, 16)).astype(np.float32)
+    viewer.add_image(da.from_array(stack, chunks=(1, 8, 8)), name="lazy")
+    widget = dock(viewer, qtbot, "Edge filter")
+    result = run(widget, qtbot, viewer, "lazy [sobel]")
+    assert isinstance(result.data, da.Array)
+    expected = np.stack([sc.sobel(plane) for plane in stack])
+    np.testing.assert_allclose(result.data.compute(), expected, rtol=1e-6)
+
+
+# -----------------------------------------------------------------------------
+# Kernel filter
+
+
+def test_kernel_filter_typed_kernel(viewer, qtbot, image):
+    viewer.add_image(image, name="cells", scale=SCALE, translate=TRANSLATE)
+    widget = dock(viewer, qtbot, "Kernel filter")
+    widget.kernel.value = "text"
+    widget.values.value = "1 2 1\n0 0 0\n-1 -2 -1"
+    assert "separable rank 1" in widget._info.value
+    assert "9 → 6" in widget._info.value
+    result = run(widget, qtbot, viewer, "cells [kernel]")
+    kernel = np.array([[1, 2, 1], [0, 0, 0], [-1, -2, -1]], float)
+    np.testing.assert_allclose(result.data, sc.filter2d(image, kernel), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(result.scale, SCALE)
+    np.testing.assert_allclose(result.translate, TRANSLATE)
+
+
+def test_kernel_filter_preset_with_approximate_rank(viewer, qtbot, image):
+    viewer.add_image(image, name="cells", scale=SCALE)
+    widget = dock(viewer, qtbot, "Kernel filter")
+    widget.preset.value = "disk (mean)"
+    widget.size.value = 5
+    kernel = preset_kernel("disk (mean)", size=5)
+    exact = sc.separate_kernel(kernel)
+    assert f"separable rank {exact.rank}" in widget._info.value
+    assert 1 in widget.rank.choices and None in widget.rank.choices
+    widget.rank.value = 1
+    assert "rank-1 approximation error" in widget._info.value
+    result = run(widget, qtbot, viewer, "cells [disk]")
+    np.testing.assert_allclose(
+        result.data, sc.filter2d(image, kernel, rank=1), rtol=1e-6, atol=1e-7
+    )
+
+
+def test_kernel_filter_npy_file(viewer, qtbot, image, tmp_path):
+    kernel = np.random.default_rng(6).random((3, 5))
+    np.save(tmp_path / "blur.npy", kernel)
+    viewer.add_image(image, name="cells")
+    widget = dock(viewer, qtbot, "Kernel filter")
+    widget.kernel.value = "file"
+    widget.file.value = tmp_path / "blur.npy"
+    widget.mode.value = "constant"
+    widget.cval.value = 0.5
+    result = run(widget, qtbot, viewer, "cells [blur]")
+    expected = sc.filter2d(image, kernel, mode="constant", cval=0.5)
+    np.testing.assert_allclose(result.data, expected, rtol=1e-6, atol=1e-7)
+
+
+# -----------------------------------------------------------------------------
+# Channel filter
+
+
+def test_channel_filter_rgb_depthwise_separable(viewer, qtbot):
+    rgb = np.random.default_rng(7).random((16, 18, 3)).astype(np.float32)
+    viewer.add_image(rgb, name="photo", rgb=True, scale=SCALE, translate=TRANSLATE)
+    widget = dock(viewer, qtbot, "Channel filter")
+    assert widget.operation.value == "depthwise-separable"
+    widget.weights.value = "luminance (RGB to grey)"
+    assert "multiplications per pixel" in widget._info.value
+    result = run(widget, qtbot, viewer, "photo [depthwise-separable]")
+    kernels = np.broadcast_to(preset_kernel("Gaussian", 1.0), (3, 9, 9))
+    weights = np.array([[0.2125, 0.7154, 0.0721]])
+    expected = sc.depthwise_separable_filter(rgb, kernels, weights)
+    assert not result.rgb and result.data.shape == rgb.shape[:2]  # one channel out
+    np.testing.assert_allclose(result.data, expected[..., 0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(result.scale, SCALE)
+    np.testing.assert_allclose(result.translate, TRANSLATE)
+
+
+def test_channel_filter_depthwise_keeps_rgb_and_splits(viewer, qtbot):
+    rgb = np.random.default_rng(8).random((16, 18, 3)).astype(np.float32)
+    viewer.add_image(rgb, name="photo", rgb=True, scale=SCALE)
+    widget = dock(viewer, qtbot, "Channel filter")
+    widget.operation.value = "depthwise"
+    widget.kernel.value = "box (mean)"
+    kernels = np.broadcast_to(preset_kernel("box (mean)", size=3), (3, 3, 3))
+    expected = sc.depthwise_filter(rgb, kernels)
+    result = run(widget, qtbot, viewer, "photo [depthwise]")
+    assert result.rgb
+    np.testing.assert_allclose(result.data, expected, rtol=1e-5, atol=1e-6)
+
+    widget.output.value = "split"
+    run(widget, qtbot, viewer, "photo [depthwise 2]")
+    for c in range(3):
+        layer = viewer.layers[f"photo [depthwise {c}]"]
+        np.testing.assert_allclose(layer.data, expected[..., c], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(layer.scale, SCALE)
+
+
+def test_channel_filter_channel_axis_first_and_pointwise(viewer, qtbot):
+    data = np.random.default_rng(9).random((4, 12, 14))
+    viewer.add_image(data, name="multi", scale=(1.0, *SCALE), translate=(0.0, *TRANSLATE))
+    widget = dock(viewer, qtbot, "Channel filter")
+    assert widget.channel_axis.value == -1  # the default: the last axis
+    widget.channel_axis.value = 0
+    widget.operation.value = "pointwise"
+    widget.weights.value = "identity (keep channels)"
+    result = run(widget, qtbot, viewer, "multi [pointwise]")
+    np.testing.assert_allclose(result.data, data, rtol=1e-12)
+    np.testing.assert_allclose(result.scale, (1.0, *SCALE))
+    np.testing.assert_allclose(result.translate, (0.0, *TRANSLATE))
+
+
+def test_channel_filter_selected_layers_as_channels(viewer, qtbot):
+    rng = np.random.default_rng(10)
+    a, b = rng.random((12, 14)), rng.random((12, 14))
+    viewer.add_image(a, name="a", scale=SCALE)
+    viewer.add_image(b, name="b", scale=SCALE)
+    widget = dock(viewer, qtbot, "Channel filter")
+    widget.channels.value = "layers"
+    widget.layers.value = [viewer.layers["a"], viewer.layers["b"]]
+    widget.operation.value = "depthwise"
+    widget.kernel.value = "Sobel y and x (2 per channel)"
+    result = run(widget, qtbot, viewer, "a+b [depthwise]")
+    kernels = np.stack([preset_kernel("Sobel y and x (2 per channel)")] * 2)
+    expected = sc.depthwise_filter(np.stack([a, b], axis=-1), kernels)
+    # 4 output channels, put first (napari's channel slider)
+    np.testing.assert_allclose(result.data, np.moveaxis(expected, -1, 0), rtol=1e-6, atol=1e-12)
+    np.testing.assert_allclose(result.scale, (1.0, *SCALE))
+
+
+# -----------------------------------------------------------------------------
+# errors become notifications
+
+
+def test_no_layer_is_a_notification(viewer, qtbot, errors):
+    for name in WIDGETS:
+        widget = dock(viewer, qtbot, name)
+        assert widget() is None
+    messages = errors()
+    assert len(messages) == 3
+    assert all("image layer" in m for m in messages)
+    assert len(viewer.layers) == 0
+
+
+def test_wrong_channel_count_is_a_notification(viewer, qtbot, errors, tmp_path):
+    viewer.add_image(np.zeros((4, 10, 10)), name="four")  # 4 channels first
+    widget = dock(viewer, qtbot, "Channel filter")
+    widget.channel_axis.value = 0
+    widget.operation.value = "pointwise"
+    widget.weights.value = "luminance (RGB to grey)"
+    assert widget() is None
+    assert any("needs 3 channels" in m and "has 4" in m for m in errors())
+
+    np.save(tmp_path / "three.npy", np.ones((3, 3, 3)))
+    widget.operation.value = "depthwise"
+    widget.kernel.value = "file"
+    widget.kernel_file.value = tmp_path / "three.npy"
+    assert widget() is None
+    assert any("3 kernels for 4 channels" in m for m in errors())
+    assert len(viewer.layers) == 1
+
+
+def test_error_inside_the_worker_is_a_notification(viewer, qtbot, errors, image, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise ValueError("image: complex values are not supported")
+
+    viewer.add_image(image, name="cells")
+    widget = dock(viewer, qtbot, "Edge filter")
+    monkeypatch.setattr(sc, "prewitt", refuse)
+    widget.filter.value = "prewitt"
+    assert widget() is not None  # the run starts, then fails in its thread
+    qtbot.waitUntil(lambda: bool(errors()), timeout=TIMEOUT)
+    assert errors() == ["Edge filter: image: complex values are not supported"]
+    assert "cells [prewitt]" not in viewer.layers
