@@ -117,7 +117,8 @@ def _correlate_rows(src, offsets, weights, symmetry, mode, cval, out, block):
         o = task // n_blocks
         first_row = (task % n_blocks) * block
         acc = np.empty(inner, out.dtype)
-        outside = np.empty(inner, out.dtype)
+        # rows outside the image (constant mode, where the caller made src float)
+        outside = np.empty(inner, src.dtype)
         outside[:] = cval
         for i in range(first_row, min(n, first_row + block)):
             first = k // 2 if symmetry != 0 else k - 1
@@ -488,17 +489,19 @@ def correlate_axis(src, axis, offsets, weights, mode, cval, out):
 def symmetry(offsets, weights):
     """1 for a symmetric kernel of consecutive odd-length taps, -1 antisymmetric, else 0.
 
-    The same test as scipy.ndimage's ``correlate1d``, which sums such kernels
-    in mirrored pairs.
+    The same test as scipy.ndimage's ``correlate1d`` (weights within one
+    float64 epsilon count as equal), which then sums in mirrored pairs with
+    the left-hand weights.
     """
     k = offsets.size
     if k % 2 == 0 or k < 3 or np.any(np.diff(offsets) != 1):
         return 0
     half = k // 2
     left, right = weights[:half], weights[:half:-1]
-    if np.array_equal(left, right):
+    eps = np.finfo(np.float64).eps
+    if np.all(np.abs(left - right) <= eps):
         return 1
-    if np.array_equal(left, -right):
+    if np.all(np.abs(left + right) <= eps):
         return -1
     return 0
 

@@ -12,7 +12,7 @@ from functools import partial
 
 import numpy as np
 
-from . import _dask
+from . import _backend, _dask
 from ._passes import MAGNITUDE, SUM, filter_terms, reach, taps
 from ._validation import (
     check_cval, check_image, normalize_axis, normalize_channel_axis, normalize_modes,
@@ -58,7 +58,9 @@ _AXIS_DOC = """
     axis : int or sequence of int, optional
         Axis along which to take the derivative. ``None`` (default) or several
         axes give the magnitude ``sqrt(sum of squared derivatives / ndim)``,
-        ``ndim`` counting the spatial axes."""
+        ``ndim`` counting the spatial axes. As in scikit-image, an axis given
+        as a negative number (without ``channel_axis``) is also smoothed, so
+        its derivative weights are multiplied by the smoothing weights."""
 
 
 def _edge_doc(title, name, returns, example_call, directional=False):
@@ -80,20 +82,20 @@ def _edge_doc(title, name, returns, example_call, directional=False):
 
 
 def _edge_axes(axis, ndim, channel_axis):
+    """Derivative axes, and which of them were given as negative numbers."""
     spatial = spatial_axes(ndim, channel_axis)
     if axis is None:
-        return spatial
-    if np.ndim(axis) == 0:
-        axes = [normalize_axis(axis, ndim)]
-    else:
-        axes = [normalize_axis(a, ndim) for a in axis]
-        if len(set(axes)) != len(axes):
-            raise ValueError(f"axis contains a repeated axis: {axis!r}")
-        if not axes:
-            raise ValueError("axis must name at least one axis")
+        return spatial, set()
+    given = [axis] if np.ndim(axis) == 0 else list(axis)
+    if not given:
+        raise ValueError("axis must name at least one axis")
+    axes = [normalize_axis(a, ndim) for a in given]
+    if len(set(axes)) != len(axes):
+        raise ValueError(f"axis contains a repeated axis: {axis!r}")
     if channel_axis in axes:
         raise ValueError(f"axis {axis!r} includes the channel axis {channel_axis}")
-    return axes
+    negative = {a for a, g in zip(axes, given) if g < 0}
+    return axes, negative
 
 
 def _check_mask(mask, shape, channel_axis):
@@ -123,6 +125,7 @@ def _check_mask(mask, shape, channel_axis):
     return eroded
 
 
+@_backend.like_input
 def _edge_filter(name, image, mask, axis, mode, cval, channel_axis, dtype, preserve_range,
                  backend):
     image = check_image(image)
@@ -130,7 +133,7 @@ def _edge_filter(name, image, mask, axis, mode, cval, channel_axis, dtype, prese
     spatial = spatial_axes(image.ndim, channel_axis)
     if not spatial:
         raise ValueError("image has no spatial axis to filter")
-    axes = _edge_axes(axis, image.ndim, channel_axis)
+    axes, negative = _edge_axes(axis, image.ndim, channel_axis)
     modes = dict(zip(spatial, normalize_modes(mode, len(spatial))))
     cval = check_cval(cval)
     out_dtype = output_float_dtype(np.dtype(image.dtype), dtype)
@@ -139,7 +142,15 @@ def _edge_filter(name, image, mask, axis, mode, cval, channel_axis, dtype, prese
     smooth, derivative = EDGE_KERNELS[name]
     smooth_taps = taps(smooth, skip_zero=True)
     derivative_taps = taps(derivative, skip_zero=True)
-    terms = [{a: derivative_taps if a == d else smooth_taps for a in spatial} for d in axes]
+    if channel_axis is None:
+        # scikit-image smooths along every axis but ``axis`` *as given*, so a
+        # negative axis is also smoothed: its weights are derivative * smooth.
+        negative_taps = taps(derivative * smooth, skip_zero=True)
+    terms = [
+        {a: (negative_taps if d in negative and channel_axis is None else derivative_taps)
+         if a == d else smooth_taps for a in spatial}
+        for d in axes
+    ]
     magnitude = len(axes) > 1
 
     if _dask.is_dask_array(image):
@@ -161,7 +172,7 @@ def _edge_filter(name, image, mask, axis, mode, cval, channel_axis, dtype, prese
         backend=backend,
     )
     if eroded is not None:
-        out *= eroded
+        out = _backend.apply_mask(out, eroded)
     return out
 
 

@@ -1,0 +1,111 @@
+"""Depthwise, pointwise and depthwise-separable filters against scipy.ndimage and NumPy."""
+
+import numpy as np
+import pytest
+
+import napari_sepconv as sc
+from reference import MODES, as_float, assert_close, depthwise
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("multiplier", [None, 1, 3])
+@pytest.mark.parametrize("ksize", [(3, 3), (5, 2), (1, 1), (7, 7)])
+def test_depthwise_matches_scipy(rng, mode, multiplier, ksize):
+    image = rng.random((2, 19, 23, 4))
+    shape = (4,) + ((multiplier,) if multiplier else ()) + ksize
+    kernels = rng.standard_normal(shape)
+    ours = sc.depthwise_filter(image, kernels, mode=mode, cval=0.6)
+    ref = np.stack([depthwise(p, kernels, mode, 0.6) for p in image])
+    assert ours.shape == image.shape[:-1] + (4 * (multiplier or 1),)
+    assert_close(ours, ref)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_depthwise_rank_one_kernels_run_as_passes(rng, mode):
+    from napari_sepconv.channels import _DepthwisePlan
+
+    image = rng.random((17, 21, 3)).astype(np.float32)
+    kernels = np.einsum("ca,cb->cab", rng.standard_normal((3, 5)), rng.standard_normal((3, 3)))
+    kernels[1, 2, :] = 0  # a zero row keeps the kernel rank 1
+    plan = _DepthwisePlan(kernels[:, None], 0, 0, 0.0)
+    assert plan.separable
+    ours = sc.depthwise_filter(image, kernels, mode=mode, cval=2.0)
+    assert ours.dtype == np.float32
+    assert_close(ours, depthwise(image.astype(np.float64), kernels, mode, 2.0), np.float32)
+
+
+@pytest.mark.parametrize("channel_axis", [0, 1, -1, 2])
+def test_depthwise_channel_axis_stays_in_place(rng, channel_axis):
+    base = rng.random((11, 12, 3))
+    image = np.moveaxis(base, -1, channel_axis)
+    kernels = rng.standard_normal((3, 2, 3, 3))
+    ours = sc.depthwise_filter(image, kernels, channel_axis=channel_axis)
+    assert ours.shape[channel_axis] == 6
+    assert_close(np.moveaxis(ours, channel_axis, -1), depthwise(base, kernels))
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16, np.float16, bool])
+def test_depthwise_dtypes(rng, dtype):
+    image = (rng.random((10, 9, 2)) * 200).astype(dtype)
+    kernels = rng.standard_normal((2, 3, 3))
+    ours = sc.depthwise_filter(image, kernels)
+    ref = depthwise(as_float(image).astype(np.float64), kernels)
+    assert ours.dtype == (np.float32 if dtype == np.float16 else np.float64)
+    assert_close(ours, ref, ours.dtype)
+
+
+def test_depthwise_nan_follows_each_kernels_footprint(rng):
+    image = rng.random((12, 12, 2))
+    image[6, 6, :] = np.nan
+    kernels = np.stack([np.outer([1, 0, 1], [1, 1, 1]), np.ones((3, 3))]).astype(float)
+    ours = sc.depthwise_filter(image, kernels)
+    ref = depthwise(image, kernels)
+    np.testing.assert_array_equal(np.isnan(ours), np.isnan(ref))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.uint8])
+@pytest.mark.parametrize("channel_axis", [-1, 0, 1])
+def test_pointwise_matches_matmul(rng, dtype, channel_axis):
+    base = (rng.random((9, 10, 5)) * 100).astype(dtype)
+    image = np.moveaxis(base, -1, channel_axis)
+    weights = rng.standard_normal((7, 5))
+    bias = rng.standard_normal(7)
+    ours = sc.pointwise_filter(image, weights, bias, channel_axis=channel_axis)
+    ref = as_float(base).astype(np.float64) @ weights.T + bias
+    assert ours.shape[channel_axis] == 7
+    assert_close(np.moveaxis(ours, channel_axis, -1), ref, ours.dtype)
+    assert_close(sc.pointwise_filter(base, weights), as_float(base).astype(float) @ weights.T,
+                 ours.dtype)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("multiplier", [1, 2])
+def test_depthwise_separable_equals_composition(rng, mode, multiplier):
+    image = rng.random((2, 20, 18, 3)).astype(np.float32)
+    dw = rng.standard_normal((3, multiplier, 3, 3))
+    pw = rng.standard_normal((5, 3 * multiplier))
+    bias = rng.standard_normal(5)
+    ours = sc.depthwise_separable_filter(image, dw, pw, bias, mode=mode, cval=1.0)
+    ref = sc.pointwise_filter(sc.depthwise_filter(image, dw, mode=mode, cval=1.0), pw, bias)
+    assert ours.dtype == np.float32
+    assert_close(ours, ref, np.float32)
+    ref64 = depthwise(image.astype(np.float64), dw, mode, 1.0) @ pw.T + bias
+    assert_close(ours, ref64, np.float32)
+
+
+def test_depthwise_separable_works_in_bands(rng, monkeypatch):
+    from napari_sepconv import channels
+
+    monkeypatch.setattr(channels, "BAND_ELEMENTS", 64)  # a few rows per band
+    image = rng.random((33, 10, 2))
+    dw = rng.standard_normal((2, 5, 5))
+    pw = rng.standard_normal((3, 2))
+    ours = sc.depthwise_separable_filter(image, dw, pw, channel_axis=2, mode="wrap")
+    assert_close(ours, depthwise(image, dw, "wrap") @ pw.T)
+
+
+def test_channel_filters_need_a_channel_axis(rng):
+    with pytest.raises(ValueError, match="channel_axis"):
+        sc.depthwise_filter(rng.random((5, 5, 2)), np.ones((2, 3, 3)), channel_axis=None)
+    with pytest.raises(ValueError, match="image"):
+        sc.depthwise_filter(rng.random((5, 2)), np.ones((2, 3, 3)))

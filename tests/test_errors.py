@@ -1,0 +1,116 @@
+"""Bad input gets a clear ValueError/TypeError naming the argument; nothing is modified."""
+
+import numpy as np
+import pytest
+
+import napari_sepconv as sc
+
+IMAGE = np.random.default_rng(0).random((8, 9))
+RGB = np.random.default_rng(1).random((8, 9, 3))
+
+CASES = [
+    # (call, exception, words the message must contain)
+    (lambda: sc.sobel(IMAGE, mode="bogus"), ValueError, "mode"),
+    (lambda: sc.sobel(IMAGE, mode=3), TypeError, "mode"),
+    (lambda: sc.sobel(IMAGE, mode=("reflect",)), ValueError, "mode"),
+    (lambda: sc.sobel(IMAGE.astype(complex)), TypeError, "image"),
+    (lambda: sc.sobel(np.array([["a", "b"]])), TypeError, "image"),
+    (lambda: sc.sobel(np.array([None, 1], dtype=object)), TypeError, "image"),
+    (lambda: sc.sobel(IMAGE, axis=2), ValueError, "axis"),
+    (lambda: sc.sobel(IMAGE, axis=1.5), TypeError, "axis"),
+    (lambda: sc.sobel(IMAGE, axis=(0, 0)), ValueError, "axis"),
+    (lambda: sc.sobel(RGB, axis=2, channel_axis=2), ValueError, "channel axis"),
+    (lambda: sc.sobel(IMAGE, mask=np.ones((3, 3))), ValueError, "mask"),
+    (lambda: sc.sobel(IMAGE, cval="x"), TypeError, "cval"),
+    (lambda: sc.sobel(IMAGE, cval=1j), TypeError, "cval"),
+    (lambda: sc.sobel(IMAGE, dtype=np.int32), ValueError, "dtype"),
+    (lambda: sc.sobel(IMAGE, dtype="nonsense"), TypeError, "dtype"),
+    (lambda: sc.sobel(IMAGE, channel_axis=5), ValueError, "channel_axis"),
+    (lambda: sc.sobel(IMAGE, backend="tpu"), ValueError, "backend"),
+    (lambda: sc.sobel_h(np.ones((3, 4, 5))), ValueError, "image"),
+    (lambda: sc.correlate1d(IMAGE, []), ValueError, "weights"),
+    (lambda: sc.correlate1d(IMAGE, [[1, 2]]), ValueError, "weights"),
+    (lambda: sc.correlate1d(IMAGE, [1, np.nan]), ValueError, "weights"),
+    (lambda: sc.correlate1d(IMAGE, [1, 1j]), TypeError, "weights"),
+    (lambda: sc.correlate1d(IMAGE, [1, 2, 3], origin=2), ValueError, "origin"),
+    (lambda: sc.correlate1d(IMAGE, [1, 2, 3], axis=2), ValueError, "axis"),
+    (lambda: sc.correlate1d(IMAGE, [1, 2, 3], output=np.complex128), TypeError, "output"),
+    (lambda: sc.convolve1d(IMAGE, [1, 2], origin="a"), TypeError, "origin"),
+    (lambda: sc.separable_filter(IMAGE, []), ValueError, "kernels"),
+    (lambda: sc.separable_filter(IMAGE, [np.ones(3)] * 3), ValueError, "kernels"),
+    (lambda: sc.separable_filter(IMAGE, np.ones(3)), ValueError, "kernels"),
+    (lambda: sc.separable_filter(IMAGE, [np.ones((3, 3))]), ValueError, "kernels[0]"),
+    (lambda: sc.separable_filter(IMAGE, [np.ones(3), []]), ValueError, "kernels[1]"),
+    (lambda: sc.separable_filter(IMAGE, [np.ones(3)], axes=(0, 1)), ValueError, "axes"),
+    (lambda: sc.separable_filter(IMAGE, [np.ones(3)] * 2, axes=(1, 1)), ValueError, "axes"),
+    (lambda: sc.separable_filter(RGB, [np.ones(3)], axes=2, channel_axis=2), ValueError,
+     "channel axis"),
+    (lambda: sc.filter2d(IMAGE, np.ones((3, 3, 3))), ValueError, "kernel"),
+    (lambda: sc.filter2d(IMAGE, np.ones(3)), ValueError, "kernel"),
+    (lambda: sc.filter2d(IMAGE, np.ones((0, 3))), ValueError, "kernel"),
+    (lambda: sc.filter2d(IMAGE, [[1, np.inf]]), ValueError, "kernel"),
+    (lambda: sc.filter2d(IMAGE, np.ones((3, 3)), rank=4), ValueError, "rank"),
+    (lambda: sc.filter2d(np.ones(5), np.ones((3, 3))), ValueError, "spatial"),
+    (lambda: sc.filter2d(IMAGE, np.ones((3, 3)), mode=("reflect",) * 3), ValueError, "mode"),
+    (lambda: sc.depthwise_filter(RGB, np.ones((4, 3, 3))), ValueError, "4 kernel"),
+    (lambda: sc.depthwise_filter(RGB, np.ones((3, 3))), ValueError, "kernels"),
+    (lambda: sc.depthwise_filter(RGB, np.ones((3, 1, 1, 3, 3))), ValueError, "kernels"),
+    (lambda: sc.depthwise_filter(RGB, np.full((3, 3, 3), np.nan)), ValueError, "kernels"),
+    (lambda: sc.pointwise_filter(RGB, np.ones((2, 4))), ValueError, "weights"),
+    (lambda: sc.pointwise_filter(RGB, np.ones(3)), ValueError, "weights"),
+    (lambda: sc.pointwise_filter(RGB, np.ones((2, 3)), bias=np.ones(3)), ValueError, "bias"),
+    (lambda: sc.depthwise_separable_filter(RGB, np.ones((3, 2, 3, 3)), np.ones((4, 3))),
+     ValueError, "weights"),
+    (lambda: sc.depthwise_separable_filter(RGB, np.ones((2, 3, 3)), np.ones((4, 3))),
+     ValueError, "kernels"),
+]
+
+
+@pytest.mark.parametrize("case", range(len(CASES)))
+def test_bad_input_raises_naming_the_argument(case):
+    call, exc, words = CASES[case]
+    with pytest.raises(exc) as info:
+        call()
+    assert words in str(info.value)
+
+
+def test_cuda_backend_error_says_why(monkeypatch):
+    from napari_sepconv import _backend
+
+    monkeypatch.setattr(_backend, "cuda_unavailable_reason",
+                        lambda raise_error=False: _raise_or("no CUDA driver", raise_error))
+    with pytest.raises(sc.BackendUnavailableError, match="no CUDA driver") as info:
+        sc.sobel(IMAGE, backend="cuda")
+    assert isinstance(info.value, RuntimeError)
+    assert sc.available_backends() == ("cpu",)
+    # 'auto' never fails for that reason
+    monkeypatch.setenv("SEPCONV_BACKEND", "cuda")
+    assert sc.sobel(IMAGE).shape == IMAGE.shape
+    with pytest.raises(sc.BackendUnavailableError):
+        sc.set_backend("cuda")
+
+
+def _raise_or(reason, raise_error):
+    if raise_error:
+        raise sc.BackendUnavailableError(reason)
+    return reason
+
+
+def test_set_backend_validates_and_restores(monkeypatch):
+    monkeypatch.delenv("SEPCONV_BACKEND", raising=False)
+    with pytest.raises(ValueError, match="backend"):
+        sc.set_backend("gpu")
+    sc.set_backend("cpu")
+    assert sc.get_backend() == "cpu"
+    sc.set_backend("auto")
+    assert sc.get_backend() == "cpu"
+    assert "cpu" in sc.available_backends()
+
+
+def test_failed_call_leaves_input_and_output_untouched():
+    image = IMAGE.copy()
+    out = np.full(image.shape, 7.0)
+    with pytest.raises(ValueError):
+        sc.correlate1d(image, [1, 2, 3], output=out, mode="nope")
+    np.testing.assert_array_equal(out, 7.0)
+    np.testing.assert_array_equal(image, IMAGE)

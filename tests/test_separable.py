@@ -1,0 +1,181 @@
+"""1-D, separable and user-kernel filtering against scipy.ndimage."""
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+
+import napari_sepconv as sc
+from reference import ALIASES, MODES, as_float, assert_close, correlate_planes, separable
+
+ALL_MODES = MODES + tuple(ALIASES)
+
+
+@pytest.mark.parametrize("mode", ALL_MODES)
+@pytest.mark.parametrize("length", [1, 2, 3, 4, 7, 16])
+@pytest.mark.parametrize("axis", [0, 1, -1])
+def test_correlate1d_matches_scipy(rng, mode, length, axis):
+    image = rng.random((13, 9, 11))
+    weights = rng.standard_normal(length)
+    for origin in range(-(length // 2), (length - 1) // 2 + 1):
+        ours = sc.correlate1d(image, weights, axis, mode=mode, cval=1.5, origin=origin)
+        ref = ndi.correlate1d(image, weights, axis, mode=ALIASES.get(mode, mode), cval=1.5,
+                              origin=origin)
+        np.testing.assert_array_equal(ours, ref)  # same summation order: bit for bit
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("length", [1, 2, 3, 6, 9])
+def test_convolve1d_matches_scipy(rng, mode, length):
+    image = rng.random((8, 21))
+    weights = rng.standard_normal(length)
+    for origin in range(-(length // 2), (length - 1) // 2 + 1):
+        for axis in (0, 1):
+            ours = sc.convolve1d(image, weights, axis, mode=mode, cval=-2.0, origin=origin)
+            ref = ndi.convolve1d(image, weights, axis, mode=mode, cval=-2.0, origin=origin)
+            np.testing.assert_array_equal(ours, ref)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.int32, np.uint16, np.float64, bool])
+def test_correlate1d_output_dtype_and_rounding(rng, dtype):
+    image = (rng.random((30, 40)) * 120).astype(dtype)
+    weights = [0.5, 0.6, 0.7, -0.2]
+    for axis in (0, 1):
+        ours = sc.correlate1d(image, weights, axis)
+        ref = ndi.correlate1d(image, weights, axis)
+        assert ours.dtype == ref.dtype == np.dtype(dtype)
+        np.testing.assert_array_equal(ours, ref)
+
+
+def test_correlate1d_float32_input_stays_float32(rng):
+    image = rng.random((50, 50)).astype(np.float32)
+    ours = sc.correlate1d(image, np.arange(5.0), 0, mode="mirror")
+    assert ours.dtype == np.float32
+    assert_close(ours, ndi.correlate1d(image, np.arange(5.0), 0, mode="mirror"))
+
+
+def test_correlate1d_output_argument(rng):
+    image = rng.random((10, 12))
+    out = np.empty((10, 12), np.float32)
+    result = sc.correlate1d(image, [1, 2, 1], output=out)
+    assert result is out
+    np.testing.assert_allclose(out, ndi.correlate1d(image, [1, 2, 1]), rtol=1e-6)
+    as_int = sc.correlate1d(image * 100, [1, 2, 1], output=np.int32)
+    np.testing.assert_array_equal(as_int, ndi.correlate1d(image * 100, [1, 2, 1],
+                                                          output=np.int32))
+    with pytest.raises(ValueError, match="output"):
+        sc.correlate1d(image, [1, 2, 1], output=np.empty((3, 3)))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_kernel_longer_than_image(rng, mode):
+    image = rng.random((3, 2))
+    weights = rng.random(11)
+    for axis in (0, 1):
+        np.testing.assert_array_equal(
+            sc.correlate1d(image, weights, axis, mode=mode, cval=0.5),
+            ndi.correlate1d(image, weights, axis, mode=mode, cval=0.5))
+    assert_close(sc.separable_filter(image, [weights, weights[:7]], mode=mode, cval=0.5),
+                 separable(image, [weights, weights[:7]], (0, 1), (mode, mode), 0.5))
+    kernel = rng.random((9, 7))
+    assert_close(sc.filter2d(image, kernel, mode=mode, cval=0.5),
+                 ndi.correlate(image, kernel, mode=mode, cval=0.5))
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_separable_filter_matches_passes(rng, mode, dtype):
+    image = rng.random((9, 14, 17)).astype(dtype)
+    kernels = [rng.standard_normal(5), rng.standard_normal(4), rng.standard_normal(3)]
+    ours = sc.separable_filter(image, kernels, mode=mode, cval=0.25)
+    assert ours.dtype == dtype
+    assert_close(ours, separable(image.astype(np.float64), kernels, (0, 1, 2), [mode] * 3,
+                                 0.25), dtype)
+
+
+def test_separable_filter_axes_order_modes_and_defaults(rng):
+    image = rng.random((6, 10, 12))
+    k1, k2 = rng.random(3), rng.random(6)
+    # default axes: the last len(kernels) axes
+    assert_close(sc.separable_filter(image, [k1]), separable(image, [k1], [2], ["reflect"], 0))
+    # explicit order, per-axis modes; constant passes each pad with cval
+    ours = sc.separable_filter(image, [k2, k1], axes=(2, 0), mode=("constant", "wrap"),
+                               cval=3.0)
+    assert_close(ours, separable(image, [k2, k1], (2, 0), ("constant", "wrap"), 3.0))
+    ours = sc.separable_filter(image, np.stack([k1, k1]), mode=["mirror", "constant"],
+                               cval=-1.0)
+    assert_close(ours, separable(image, [k1, k1], (1, 2), ("mirror", "constant"), -1.0))
+
+
+def test_separable_filter_channel_axis_and_dtypes(rng):
+    image = (rng.random((10, 12, 3)) * 255).astype(np.uint8)
+    kernels = [rng.random(3), rng.random(5)]
+    ours = sc.separable_filter(image, kernels, channel_axis=-1, mode="constant", cval=0.5)
+    assert ours.dtype == np.float64
+    for c in range(3):
+        assert_close(ours[..., c], separable(as_float(image[..., c]), kernels, (0, 1),
+                                             ("constant",) * 2, 0.5))
+    ours = sc.separable_filter(image, kernels, channel_axis=-1, preserve_range=True,
+                               dtype=np.float32)
+    assert ours.dtype == np.float32
+    assert_close(ours[..., 1], separable(image[..., 1].astype(float), kernels, (0, 1),
+                                         ("reflect",) * 2, 0), np.float32)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("shape", [(5, 5), (3, 3), (4, 6), (1, 7), (11, 11), (2, 2), (1, 1)])
+def test_filter2d_matches_scipy(rng, mode, shape):
+    image = rng.random((23, 31))
+    kernel = rng.standard_normal(shape)
+    assert_close(sc.filter2d(image, kernel, mode=mode, cval=0.8),
+                 ndi.correlate(image, kernel, mode=mode, cval=0.8))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_filter2d_low_rank_kernels(rng, mode):
+    image = rng.random((4, 25, 27)).astype(np.float32)
+    rank2 = sum(np.outer(rng.standard_normal(11), rng.standard_normal(11)) for _ in range(2))
+    rank1 = np.outer(rng.random(7), rng.random(5))
+    for kernel in (rank2, rank1):
+        ours = sc.filter2d(image, kernel, mode=mode, cval=-0.5)
+        assert ours.dtype == np.float32
+        assert_close(ours, correlate_planes(image.astype(np.float64), kernel, mode, -0.5),
+                     np.float32)
+
+
+def test_filter2d_truncated_rank_equals_reconstruction(rng):
+    image = rng.random((20, 24))
+    kernel = rng.standard_normal((9, 9))
+    for rank in (1, 2, 3, 5, 9):
+        approx = sc.separate_kernel(kernel, rank=rank).reconstruct()
+        assert_close(sc.filter2d(image, kernel, rank=rank, mode="nearest"),
+                     ndi.correlate(image, approx, mode="nearest"))
+
+
+def test_filter2d_stack_and_channel_axis(rng):
+    image = rng.random((3, 14, 15, 2))
+    kernel = rng.standard_normal((3, 4))
+    ours = sc.filter2d(image, kernel, channel_axis=-1, mode="wrap")
+    for c in range(2):
+        assert_close(ours[..., c], correlate_planes(image[..., c], kernel, "wrap"))
+    ours = sc.filter2d(image, kernel, mode=("reflect", "constant"), cval=0.0)
+    # no channel axis: the last two axes are the planes, the rest a stack
+    ref = np.stack([[ndi.correlate(np.pad(p, ((1, 2), (0, 0)), mode="symmetric"), kernel,
+                                   mode="constant")[1:-2] for p in v] for v in image])
+    assert_close(ours, ref)
+
+
+def test_filter2d_nan_spreads_only_through_nonzero_weights(rng):
+    image = rng.random((15, 15))
+    image[7, 7] = np.nan
+    kernel = np.outer([1, 2, 1], [1, 0, -1]).astype(float)
+    ours = sc.filter2d(image, kernel)
+    ref = ndi.correlate(image, kernel)
+    np.testing.assert_array_equal(np.isnan(ours), np.isnan(ref))
+
+
+def test_filter2d_integer_input(rng):
+    image = rng.integers(0, 255, (16, 16)).astype(np.uint8)
+    kernel = rng.random((5, 5))
+    ours = sc.filter2d(image, kernel)
+    assert ours.dtype == np.float64
+    assert_close(ours, ndi.correlate(as_float(image), kernel))
