@@ -252,6 +252,13 @@ def test_edge_filter_keeps_dask_lazy(viewer, qtbot):
     expected = np.stack([sc.sobel(plane) for plane in stack])
     np.testing.assert_allclose(result.data.compute(), expected, rtol=1e-6)
 
+    kernel_widget = dock(viewer, qtbot, "Kernel filter")  # the library's own lazy path
+    kernel_widget.image.value = viewer.layers["lazy"]
+    result = run(kernel_widget, qtbot, viewer, "lazy [gaussian]")
+    assert isinstance(result.data, da.Array)
+    expected = sc.filter2d(stack, preset_kernel("Gaussian", 2.0))
+    np.testing.assert_allclose(result.data.compute(), expected, rtol=1e-5, atol=1e-7)
+
 
 # -----------------------------------------------------------------------------
 # Kernel filter
@@ -261,11 +268,11 @@ def test_kernel_filter_typed_kernel(viewer, qtbot, image):
     viewer.add_image(image, name="cells", scale=SCALE, translate=TRANSLATE)
     widget = dock(viewer, qtbot, "Kernel filter")
     widget.kernel.value = "text"
-    widget.values.value = "1 2 1\n0 0 0\n-1 -2 -1"
-    assert "separable rank 1" in widget._info.value
-    assert "9 → 6" in widget._info.value
+    widget.values.value = "1 2 3 2 1; 0 0 0 0 0\n-1 -2 -3 -2 -1"
+    assert "3×5 kernel, separable rank 1" in widget._info.value
+    assert "15 → 8" in widget._info.value
     result = run(widget, qtbot, viewer, "cells [kernel]")
-    kernel = np.array([[1, 2, 1], [0, 0, 0], [-1, -2, -1]], float)
+    kernel = np.outer([1, 0, -1], [1, 2, 3, 2, 1]).astype(float)
     np.testing.assert_allclose(result.data, sc.filter2d(image, kernel), rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(result.scale, SCALE)
     np.testing.assert_allclose(result.translate, TRANSLATE)
@@ -387,6 +394,27 @@ def test_no_layer_is_a_notification(viewer, qtbot, errors):
     assert len(messages) == 3
     assert all("image layer" in m for m in messages)
     assert len(viewer.layers) == 0
+
+
+def test_impossible_settings_are_notifications(viewer, qtbot, errors, image):
+    viewer.add_image(image, name="flat")
+    widget = dock(viewer, qtbot, "Edge filter")
+    widget.ndim.value = 3
+    assert widget() is None
+    widget.ndim.value = 2
+    widget.axis.value = -3
+    assert widget() is None
+    kernel_widget = dock(viewer, qtbot, "Kernel filter")
+    kernel_widget.kernel.value = "text"
+    kernel_widget.values.value = "1 2\n3"
+    assert kernel_widget._info.value.startswith("⚠")  # shown as soon as it is typed
+    assert kernel_widget() is None
+    messages = errors()
+    assert len(messages) == 3
+    assert "needs 3 spatial axes" in messages[0]
+    assert "'in 3-D'" in messages[1]
+    assert "same number of values" in messages[2]
+    assert len(viewer.layers) == 1
 
 
 def test_wrong_channel_count_is_a_notification(viewer, qtbot, errors, tmp_path):

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from magicgui.widgets import ComboBox, FunctionGui, Label, ProgressBar
+from magicgui.widgets import ComboBox, FunctionGui, Label, ProgressBar, TextEdit
 from napari.layers import Image
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error
@@ -100,6 +100,8 @@ class _FilterWidget(FunctionGui):
         self._updating = False
         for widget in self._parameters():
             widget.changed.connect(self._on_change_settings)
+            if isinstance(widget, TextEdit):  # magicgui's TextEdit does not emit `changed`
+                widget.native.textChanged.connect(self._on_change_settings)
         self._on_change_settings()
 
     # -- public ---------------------------------------------------------------
