@@ -106,6 +106,7 @@ class _DepthwisePlan:
                              self.mode_x, cval, out, row_start)
 
 
+@_backend.like_input
 def depthwise_filter(image, kernels, *, channel_axis=-1, mode="reflect", cval=0.0, dtype=None,
                      preserve_range=False, backend="auto"):
     """Correlate each channel with its own 2-D kernel(s).
@@ -145,7 +146,9 @@ def depthwise_filter(image, kernels, *, channel_axis=-1, mode="reflect", cval=0.
     >>> import numpy as np
     >>> import napari_sepconv as sc
     >>> rgb = np.random.default_rng(0).random((32, 32, 3), dtype=np.float32)
-    >>> kernels = np.stack([np.ones((3, 3)) / 9, np.eye(3), np.ones((1, 5)) / 5])
+    >>> box, cross = np.ones((3, 3)) / 9, np.eye(3)
+    >>> sobel_x = np.outer([1, 2, 1], [-1, 0, 1])
+    >>> kernels = np.stack([box, cross, sobel_x])
     >>> sc.depthwise_filter(rgb, kernels).shape
     (32, 32, 3)
     """
@@ -175,6 +178,7 @@ def depthwise_filter(image, kernels, *, channel_axis=-1, mode="reflect", cval=0.
     return engine.restore_channels(out, _moved_last_shape(image.shape, ca, n_out), ca)
 
 
+@_backend.like_input
 def pointwise_filter(image, weights, bias=None, *, channel_axis=-1, dtype=None,
                      preserve_range=False, backend="auto"):
     """Mix channels at each pixel: ``out[..., o] = sum_i weights[o, i] * image[..., i] + bias[o]``.
@@ -235,6 +239,7 @@ def pointwise_filter(image, weights, bias=None, *, channel_axis=-1, dtype=None,
     return engine.restore_channels(out, _moved_last_shape(image.shape, ca, n_out), ca)
 
 
+@_backend.like_input
 def depthwise_separable_filter(image, depthwise_kernels, pointwise_weights, bias=None, *,
                                channel_axis=-1, mode="reflect", cval=0.0, dtype=None,
                                preserve_range=False, backend="auto"):
@@ -301,6 +306,10 @@ def depthwise_separable_filter(image, depthwise_kernels, pointwise_weights, bias
     n_planes, h, width, _ = planes.shape
     out = engine.empty((n_planes, h, width, n_out), out_dtype)
     plan = _DepthwisePlan(kernels, mode_y, mode_x, cval)
+    fused = getattr(engine, "depthwise_separable", None)
+    if fused is not None:  # one kernel, the intermediate never in global memory
+        fused(planes, plan.flat * scale, multiplier, mode_y, mode_x, cval / scale, w, bias, out)
+        return engine.restore_channels(out, _moved_last_shape(image.shape, ca, n_out), ca)
     band = max(1, min(h, BAND_ELEMENTS // max(1, width * n_mid)))
     mid = engine.empty((1, band, width, n_mid), out_dtype)
     for p in range(n_planes):

@@ -74,7 +74,7 @@ def _edge_doc(title, name, returns, example_call, directional=False):
     --------
     >>> import numpy as np
     >>> import napari_sepconv as sc
-    >>> image = np.zeros((5, 5)); image[:, 2:] = 1.0
+    >>> image = np.zeros((5, 5)); image[:, 2:] = 1.0  # a vertical step edge
     >>> {example_call}
 """
         return func
@@ -201,7 +201,7 @@ def _directional(name, axis, image, mask, mode, cval, channel_axis, dtype, prese
 
 @_edge_doc("Find edges with the Sobel operator.", "Sobel",
            "Edge magnitude, or the derivative along ``axis``.",
-           "sc.sobel(image)[2]\n    array([0.        , 0.35355339, 0.35355339, 0.        , 0.        ])")
+           "sc.sobel(image).round(3)[2]\n    array([0.   , 0.707, 0.707, 0.   , 0.   ])")
 def sobel(image, mask=None, *, axis=None, mode="reflect", cval=0.0, channel_axis=None,
           dtype=None, preserve_range=False, backend="auto"):
     return _edge_filter("sobel", image, mask, axis, mode, cval, channel_axis, dtype,
@@ -210,7 +210,7 @@ def sobel(image, mask=None, *, axis=None, mode="reflect", cval=0.0, channel_axis
 
 @_edge_doc("Find edges with the Scharr operator.", "Scharr",
            "Edge magnitude, or the derivative along ``axis``.",
-           "sc.scharr(image, axis=1)[2]\n    array([0. , 0.5, 0.5, 0. , 0. ])")
+           "sc.scharr(image, axis=1)[2]\n    array([0., 1., 1., 0., 0.])")
 def scharr(image, mask=None, *, axis=None, mode="reflect", cval=0.0, channel_axis=None,
            dtype=None, preserve_range=False, backend="auto"):
     return _edge_filter("scharr", image, mask, axis, mode, cval, channel_axis, dtype,
@@ -219,7 +219,7 @@ def scharr(image, mask=None, *, axis=None, mode="reflect", cval=0.0, channel_axi
 
 @_edge_doc("Find edges with the Prewitt operator.", "Prewitt",
            "Edge magnitude, or the derivative along ``axis``.",
-           "sc.prewitt(image, axis=0).max()\n    0.0")
+           "float(abs(sc.prewitt(image, axis=0)).max())\n    0.0")
 def prewitt(image, mask=None, *, axis=None, mode="reflect", cval=0.0, channel_axis=None,
             dtype=None, preserve_range=False, backend="auto"):
     return _edge_filter("prewitt", image, mask, axis, mode, cval, channel_axis, dtype,
@@ -228,7 +228,7 @@ def prewitt(image, mask=None, *, axis=None, mode="reflect", cval=0.0, channel_ax
 
 @_edge_doc("Find edges with the Farid & Simoncelli operator.", "Farid (5-tap)",
            "Edge magnitude, or the derivative along ``axis``.",
-           "sc.farid(image).round(3)[2]\n    array([0.078, 0.274, 0.274, 0.078, 0.   ])")
+           "sc.farid(image).round(3)[2]\n    array([0.078, 0.273, 0.273, 0.078, 0.   ])")
 def farid(image, mask=None, *, axis=None, mode="reflect", cval=0.0, channel_axis=None,
           dtype=None, preserve_range=False, backend="auto"):
     return _edge_filter("farid", image, mask, axis, mode, cval, channel_axis, dtype,
@@ -241,12 +241,12 @@ def farid(image, mask=None, *, axis=None, mode="reflect", cval=0.0, channel_axis
 
 def _make_directional(name, axis):
     which = "horizontal" if axis == 0 else "vertical"
-    call = f"sc.{name}_{'hv'[axis]}(image)[2]"
-    result = ("array([0., 0., 0., 0., 0.])" if axis == 0 else
-              {"sobel": "array([0.  , 0.25, 0.25, 0.  , 0.  ])",
-               "scharr": "array([0.  , 0.25, 0.25, 0.  , 0.  ])",
-               "prewitt": "array([0.        , 0.33333333, 0.33333333, 0.        , 0.        ])",
-               "farid": None}[name])
+    if axis == 0:  # a horizontal edge: the step image turned on its side
+        example = f"sc.{name}_h(image.T).round(3)[:4, 2]"
+    else:
+        example = f"sc.{name}_v(image).round(3)[2, :4]"
+    example += ("\n    array([0.11 , 0.386, 0.386, 0.11 ])" if name == "farid"
+                else "\n    array([0., 1., 1., 0.])")
 
     def directional(image, mask=None, *, mode="reflect", cval=0.0, channel_axis=None,
                     dtype=None, preserve_range=False, backend="auto"):
@@ -254,9 +254,7 @@ def _make_directional(name, axis):
                             preserve_range, backend)
 
     directional.__name__ = directional.__qualname__ = f"{name}_{'hv'[axis]}"
-    example = f"{call}.round(3)\n    " if result is None else f"{call}\n    {result}"
-    if result is None:
-        example = f"{call}.round(3)\n    array([0.   , 0.11 , 0.277, 0.277, 0.11 ])"
+    directional.__module__ = __name__
     return _edge_doc(
         f"Find {which} edges (the derivative along axis {axis}) with the {name.title()} operator.",
         name.title(), f"The derivative along spatial axis {axis}.", example,

@@ -1,0 +1,62 @@
+# make demo  - set up a virtual environment and run the main job on a built-in sample
+# make test  - set up the environment with the test extras and run the whole test suite
+# make bench - time the filters against OpenCV, SciPy, scikit-image and PyTorch
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip --disable-pip-version-check
+PYTEST_WORKERS ?= 2
+DEMO_OUT ?= demo.png
+
+.PHONY: demo test test-core test-cudasim test-gui bench bench-quick clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+$(VENV)/.demo-deps: pyproject.toml | $(BIN)/python
+	$(PIP) install -q -e ".[batch]" matplotlib
+	@touch $@
+
+$(VENV)/.test-deps: pyproject.toml | $(BIN)/python
+	$(PIP) install -q -e ".[test,gui-test]"
+	@touch $@
+
+demo: $(VENV)/.demo-deps
+	$(BIN)/python examples/demo.py --out $(DEMO_OUT)
+	$(BIN)/python examples/batch_demo.py
+
+test: $(VENV)/.test-deps
+	$(MAKE) --no-print-directory test-core test-cudasim test-gui
+
+# Library, dask and batch tests (CPU), the PTX compile check, the doctests.
+test-core: $(VENV)/.test-deps
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) tests --ignore=tests/test_napari.py \
+		--doctest-modules src/napari_sepconv --ignore=src/napari_sepconv/_widgets.py
+
+# CUDA kernels on Numba's simulator (no GPU needed); a separate process, since the
+# simulator must be switched on before numba.cuda is first imported.
+test-cudasim: $(VENV)/.test-deps
+	NUMBA_ENABLE_CUDASIM=1 $(BIN)/python -m pytest -n $(PYTEST_WORKERS) tests/test_cuda.py -m cudasim
+
+# napari widgets under a virtual X server (pytest-xvfb starts Xvfb).
+test-gui: $(VENV)/.test-deps
+	$(BIN)/python -m pytest tests/test_napari.py
+
+BENCH_VENV ?= .venv-bench
+$(BENCH_VENV)/.bench-deps: pyproject.toml
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install -q --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install -q -e ".[bench]"
+	@touch $@
+
+bench: $(BENCH_VENV)/.bench-deps
+	$(BENCH_VENV)/bin/python benchmarks/bench.py
+
+bench-quick: $(BENCH_VENV)/.bench-deps
+	$(BENCH_VENV)/bin/python benchmarks/bench.py --quick
+
+clean:
+	rm -rf $(VENV) $(BENCH_VENV) build dist src/*.egg-info $(DEMO_OUT)
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
