@@ -166,6 +166,13 @@ def test_commands_without_viewer(image):
     np.testing.assert_allclose(meta["scale"], SCALE)
     ((data, meta, _),) = _commands.gaussian(layer)
     np.testing.assert_allclose(data, sc.filter2d(image, preset_kernel("Gaussian", 2.0)), rtol=1e-6)
+    rgb = np.random.default_rng(11).integers(0, 256, (8, 9, 3), dtype=np.uint8)
+    ((data, meta, _),) = _commands.luminance(napari.layers.Image(rgb, rgb=True, name="photo"))
+    assert meta["name"] == "photo [pointwise]" and not meta["rgb"]
+    expected = sc.pointwise_filter(rgb, [[0.2125, 0.7154, 0.0721]])[..., 0]
+    np.testing.assert_allclose(data, expected, rtol=1e-6)
+    with pytest.raises(ValueError, match="not RGB"):
+        _commands.luminance(layer)
 
 
 # -----------------------------------------------------------------------------

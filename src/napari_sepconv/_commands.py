@@ -3,20 +3,25 @@
 Each filters the active image layer with default settings (edge magnitude per
 2-D plane, RGB colours kept apart) in a worker thread, like the widgets do.
 Called without a viewer (from a script), each returns the result as napari
-layer data tuples instead.
+layer data tuples instead. Importing this module does not import napari.
 """
 
-from typing import Any, Optional
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from napari.layers import Image, Layer
-from napari.viewer import Viewer
 
 from ._widget_base import USER_ERRORS, Job, Source, channel_job, edge_job, kernel_job
 from ._widget_presets import preset_kernel, preset_weights
 
+if TYPE_CHECKING:  # napari resolves these names when it injects the arguments
+    from napari.layers import Layer
+    from napari.viewer import Viewer
 
-def _run(title: str, make_job: Any, image: Optional[Layer], viewer: Optional[Viewer]) -> Any:
+
+def _run(title: str, make_job: Any, image: Layer | None, viewer: Viewer | None) -> Any:
+    from napari.layers import Image
     from napari.utils.notifications import show_error
 
     from ._widgets import start_job
@@ -38,7 +43,7 @@ def _run(title: str, make_job: Any, image: Optional[Layer], viewer: Optional[Vie
 def _edge_command(filter: str) -> Any:
     title = f"{filter.capitalize()} edge magnitude"
 
-    def command(image: Optional[Layer] = None, viewer: Optional[Viewer] = None) -> Any:
+    def command(image: Layer | None = None, viewer: Viewer | None = None) -> Any:
         return _run(title, lambda source: edge_job(source, filter), image, viewer)
 
     command.__name__ = command.__qualname__ = filter
@@ -52,13 +57,13 @@ prewitt = _edge_command("prewitt")
 farid = _edge_command("farid")
 
 
-def gaussian(image: Optional[Layer] = None, viewer: Optional[Viewer] = None) -> Any:
+def gaussian(image: Layer | None = None, viewer: Viewer | None = None) -> Any:
     """Gaussian blur (sigma 2 pixels) of each 2-D plane, run as two 1-D passes."""
     kernel = preset_kernel("Gaussian", sigma=2.0)
     return _run("Gaussian blur", lambda s: kernel_job(s, kernel, "gaussian"), image, viewer)
 
 
-def luminance(image: Optional[Layer] = None, viewer: Optional[Viewer] = None) -> Any:
+def luminance(image: Layer | None = None, viewer: Viewer | None = None) -> Any:
     """Grey level of an RGB layer: a pointwise filter over its colours."""
 
     def make(source: Source) -> Job:
