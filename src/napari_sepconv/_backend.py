@@ -4,14 +4,24 @@
 ``__cuda_array_interface__``) and otherwise on the default backend: the CPU,
 unless :func:`set_backend` or the ``SEPCONV_BACKEND`` environment variable says
 ``'cuda'``. ``'auto'`` never fails because no GPU is usable; an explicit
-``'cuda'`` raises :class:`BackendUnavailableError` saying why.
+``'cuda'`` raises :class:`BackendUnavailableError` saying why. Numba's CUDA
+simulator (``NUMBA_ENABLE_CUDASIM=1``, for tests) runs an explicit ``'cuda'``
+and device arrays, but ``'auto'`` never picks it for host arrays.
+
+Public functions wrapped by :func:`like_input` return what they were given:
+NumPy for host input (whichever backend ran), and the input's kind of GPU
+array for GPU input (CuPy, PyTorch or Numba), never through the host.
 
 Engines are imported on first use, so ``import napari_sepconv`` compiles
 nothing and imports neither Numba's CUDA target nor the kernels.
 """
 
+import functools
 import importlib
+import inspect
 import os
+
+import numpy as np
 
 BACKENDS = ("auto", "cpu", "cuda")
 
@@ -98,16 +108,9 @@ def available_backends():
 
 def is_device_array(x):
     """True for GPU arrays: CuPy, Numba device arrays (real or simulated), torch CUDA tensors."""
-    if hasattr(x, "__cuda_array_interface__"):
-        return True
-    cuda = importlib.import_module("numba.cuda") if "numba.cuda" in _imported() else None
-    return cuda is not None and cuda.devicearray.is_cuda_ndarray(x)
-
-
-def _imported():
-    import sys
-
-    return sys.modules
+    if type(x) is np.ndarray:
+        return False
+    return hasattr(x, "__cuda_array_interface__") or bool(getattr(x, "__cuda_ndarray__", False))
 
 
 def resolve(backend, image):
@@ -125,11 +128,55 @@ def resolve(backend, image):
         return "cuda"
     if is_device_array(image):
         return "cuda"
-    if get_backend() == "cuda" and cuda_unavailable_reason() is None:
+    if get_backend() == "cuda" and cuda_unavailable_reason() is None and not _simulated():
         return "cuda"
     return "cpu"
+
+
+def _simulated():
+    return engine("cuda").simulated()
 
 
 def engine(name):
     """The kernel module of a resolved backend."""
     return importlib.import_module(f"napari_sepconv._{name}")
+
+
+def like_input(func):
+    """Make ``func`` return results of the kind of array its image (``image`` or ``input``) is.
+
+    GPU input (CuPy, PyTorch, anything with ``__cuda_array_interface__``) is
+    handed to ``func`` as a Numba device array over the same memory, and the
+    result goes back as the input's kind; host input gets NumPy results, also
+    from the CUDA engine. Results that are already host arrays (an ``output``
+    array filled in place, dask arrays) pass through.
+    """
+    params = list(inspect.signature(func).parameters)
+    name = next(p for p in params if p in ("image", "input"))
+    position = params.index(name)
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        positional = len(args) > position
+        image = args[position] if positional else kwargs.get(name)
+        if is_device_array(image):
+            cuda_unavailable_reason(raise_error=True)
+            device = engine("cuda").as_device(image)
+            if positional:
+                args = args[:position] + (device,) + args[position + 1:]
+            else:
+                kwargs[name] = device
+        result = func(*args, **kwargs)
+        if not getattr(result, "__cuda_ndarray__", False):
+            return result
+        return engine("cuda").like_input(result, image)
+
+    return wrapper
+
+
+def apply_mask(out, mask):
+    """``out *= mask`` on whichever side ``out`` lives (``mask`` is a host array)."""
+    if isinstance(out, np.ndarray):
+        out *= mask
+        return out
+    return engine("cuda").apply_mask(out, mask)

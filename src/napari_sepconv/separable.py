@@ -44,6 +44,7 @@ def _output_dtype(input_dtype, output):
     return dt
 
 
+@_backend.like_input
 def correlate1d(input, weights, axis=-1, output=None, mode="reflect", cval=0.0, origin=0,
                 *, backend="auto"):
     """Correlate an array with a 1-D kernel along one axis.
@@ -167,6 +168,7 @@ def _check_kernels_1d(kernels):
     return [check_kernel(k, 1, f"kernels[{i}]") for i, k in enumerate(kernels)]
 
 
+@_backend.like_input
 def separable_filter(image, kernels, *, axes=None, mode="reflect", cval=0.0,
                      channel_axis=None, dtype=None, preserve_range=False, backend="auto"):
     """Correlate with the outer product of 1-D kernels, one pass per axis.
@@ -270,6 +272,7 @@ def plan_kernel(kernel, rank=None, tol=None):
     return "direct", (split.kernel if rank is None else split.reconstruct())
 
 
+@_backend.like_input
 def filter2d(image, kernel, *, mode="reflect", cval=0.0, channel_axis=None, rank=None,
              tol=None, dtype=None, preserve_range=False, backend="auto"):
     """2-D correlation with a user kernel, as separable passes when that is cheaper.

@@ -1,0 +1,780 @@
+"""CUDA kernels of the GPU engine (``_cuda``), written for Numba's CUDA target.
+
+The kernels mirror those of ``_cpu``: same taps, same border maths (the
+inline ``_boundary`` helper, compiled into every kernel), same summation order,
+and arithmetic in the output's float type (float32 for float32 data). Each
+``build_*`` function returns the plain Python kernel for one output dtype;
+``_cuda`` compiles it with ``cuda.jit`` on first use, and the tests compile
+every one of them to PTX.
+
+Layout of the 2-D kernels: a block of ``BX x BY`` threads computes a tile of
+``TX x TY`` outputs, each thread ``ROWS`` rows ``BY`` apart. The tile's input
+(or the first pass's result) is loaded once into shared memory, with a halo of
+the kernel's reach on each side; neighbouring threads load neighbouring
+addresses, so loads are coalesced. Positions outside the image are resolved
+while loading, so the inner loops read shared memory only. The halo is a
+runtime size, so the tile lives in dynamic shared memory; ``_cuda`` checks that
+it fits and otherwise runs a variant that reads global memory (``tiled=False``)
+or another plan.
+
+Channel kernels (channel-last data) use flat blocks of ``THREADS`` threads over
+(pixel, channel) pairs, channel fastest, with runtime tile sizes.
+
+Grid ``y`` and ``z`` dimensions are capped at 65535 blocks, so kernels loop
+over the tiles they are given (``range(blockIdx, n, gridDim)``); every thread
+of a block runs the same iterations, so ``syncthreads`` inside those loops is
+safe.
+
+This module imports ``numba.cuda``; it is imported by ``_cuda`` only.
+"""
+
+import math
+from functools import lru_cache
+
+import numba
+import numpy as np
+from numba import cuda
+
+from ._boundary import CONSTANT, source_index
+
+_source_index = source_index()
+
+# Combine codes of ``separable_2d`` (the same as ``_cpu``).
+SUM = 0
+SUM_SQUARES = 1
+MAGNITUDE = 2
+
+# 2-D tiles: a 32 x 8 block computes 32 x 32 outputs, 4 rows per thread.
+BX = 32
+BY = 8
+ROWS = 4
+TX = BX
+TY = BY * ROWS
+THREADS = BX * BY
+
+
+def _inline(func):
+    """A device function compiled into its callers (the simulator runs it as Python)."""
+    return cuda.jit(device=True, inline="always")(func)
+
+
+# --------------------------------------------------------------------------
+# Device helpers, compiled inline into the kernels
+# --------------------------------------------------------------------------
+
+def _tap_sum(buf, base, stride, off, w, sym):
+    """1-D correlation at one sample, the values in ``buf[base + off[t] * stride]``.
+
+    Summed in ``_cpu.correlate_lines``'s (and scipy.ndimage's) order: for a
+    (anti)symmetric kernel the centre tap, then mirrored pairs; otherwise the
+    last tap, then the others in order.
+    """
+    k = off.size
+    first = k // 2 if sym != 0 else k - 1
+    acc = w[first] * buf[base + off[first] * stride]
+    if sym > 0:
+        for t in range(k // 2):
+            acc += (buf[base + off[t] * stride] + buf[base + off[k - 1 - t] * stride]) * w[t]
+    elif sym < 0:
+        for t in range(k // 2):
+            acc += (buf[base + off[t] * stride] - buf[base + off[k - 1 - t] * stride]) * w[t]
+    else:
+        for t in range(k - 1):
+            acc += buf[base + off[t] * stride] * w[t]
+    return acc
+
+
+_tap_sum = _inline(_tap_sum)
+
+
+def _fetch(src, o, q, j, cval):
+    """``src[o, q, j]``, or ``cval`` where the border mode gave ``q = -1``."""
+    if q < 0:
+        return cval
+    return src[o, q, j]
+
+
+_fetch = _inline(_fetch)
+
+
+def _tap_sum_at(src, o, i, j, n, off, w, sym, mode, cval):
+    """``_tap_sum`` along axis 1 of ``src`` (outer, n, inner), reading global memory."""
+    k = off.size
+    first = k // 2 if sym != 0 else k - 1
+    acc = w[first] * _fetch(src, o, _source_index(i + off[first], n, mode), j, cval)
+    for t in range(k // 2 if sym != 0 else k - 1):
+        a = _fetch(src, o, _source_index(i + off[t], n, mode), j, cval)
+        if sym > 0:
+            acc += (a + _fetch(src, o, _source_index(i + off[k - 1 - t], n, mode), j, cval)) * w[t]
+        elif sym < 0:
+            acc += (a - _fetch(src, o, _source_index(i + off[k - 1 - t], n, mode), j, cval)) * w[t]
+        else:
+            acc += a * w[t]
+    return acc
+
+
+_tap_sum_at = _inline(_tap_sum_at)
+
+
+def _pixel(src, p, qy, qx, c, cval):
+    """``src[p, qy, qx, c]``, or ``cval`` outside the image (constant mode)."""
+    if qy < 0 or qx < 0:
+        return cval
+    return src[p, qy, qx, c]
+
+
+_pixel = _inline(_pixel)
+
+
+def _load_channel_tile(smem, src, p, y_first, x_first, th, tw, mode_y, mode_x, cval):
+    """Copy rows ``y_first ..`` and pixels ``x_first ..`` (all channels) of plane ``p``.
+
+    ``smem[(r * tw + c) * n_in + ch]`` holds the pixel at ``(y_first + r,
+    x_first + c)``, border-resolved; consecutive threads copy consecutive
+    channels and pixels, so a row of the tile is one coalesced read.
+    """
+    h = src.shape[1]
+    w = src.shape[2]
+    n_in = src.shape[3]
+    for idx in range(cuda.threadIdx.x, th * tw * n_in, THREADS):
+        ch = idx % n_in
+        pix = idx // n_in
+        r = pix // tw
+        c = pix - r * tw
+        qy = _source_index(y_first + r, h, mode_y)
+        qx = _source_index(x_first + c, w, mode_x)
+        smem[idx] = _pixel(src, p, qy, qx, ch, cval)
+
+
+_load_channel_tile = _inline(_load_channel_tile)
+
+
+def _depthwise_from_tile(smem, base, tw, n_in, k, multiplier, tap_y, tap_x, tap_w, tap_zero,
+                         zero):
+    """Depthwise output channel ``k`` at the tile pixel whose top-left tap reads ``base``.
+
+    Taps in order, a zero weight left out for its channel (as ``_cpu``).
+    """
+    c = k // multiplier
+    acc = zero
+    for t in range(tap_y.size):
+        wt = tap_w[t, k]
+        if tap_zero[t] and wt == 0:
+            continue
+        acc += wt * smem[(base + tap_y[t] * tw + tap_x[t]) * n_in + c]
+    return acc
+
+
+_depthwise_from_tile = _inline(_depthwise_from_tile)
+
+
+def _column_pass(src, p, y, gx, k, multiplier, col_off, col_w, mode_y, mode_x, cval, pad_x,
+                 zero):
+    """Vertical pass of depthwise channel ``k`` at row ``y``, column ``gx`` (any ``gx``).
+
+    Outside the image along x it is ``pad_x[k]`` in constant mode, and the
+    pass at the border-mode column otherwise (``_cpu.depthwise_passes``).
+    """
+    h = src.shape[1]
+    w = src.shape[2]
+    if mode_x == CONSTANT and (gx < 0 or gx >= w):
+        return pad_x[k]
+    qx = _source_index(gx, w, mode_x)
+    c = k // multiplier
+    acc = zero
+    for a in range(col_off.size):
+        wa = col_w[a, k]
+        if wa == 0:
+            continue
+        qy = _source_index(y + col_off[a], h, mode_y)
+        acc += wa * _pixel(src, p, qy, qx, c, cval)
+    return acc
+
+
+_column_pass = _inline(_column_pass)
+
+
+# --------------------------------------------------------------------------
+# 1-D passes
+# --------------------------------------------------------------------------
+
+@lru_cache(maxsize=None)
+def build_correlate_x(dtype):
+    """1-D correlation along the last axis of ``src`` (lines, n): shared tile of lines."""
+    nbt = numba.from_dtype(np.dtype(dtype))
+
+    def correlate_x(src, off, w, sym, lo, span, mode, cval, out):
+        n_lines, n = src.shape
+        tw = TX + span
+        smem = cuda.shared.array(0, nbt)
+        tx = cuda.threadIdx.x
+        ty = cuda.threadIdx.y
+        x0 = cuda.blockIdx.x * TX
+        x = x0 + tx
+        for by in range(cuda.blockIdx.y, (n_lines + TY - 1) // TY, cuda.gridDim.y):
+            y0 = by * TY
+            for r in range(ty, min(TY, n_lines - y0), BY):
+                for c in range(tx, tw, BX):
+                    q = _source_index(x0 + lo + c, n, mode)
+                    if q < 0:
+                        smem[r * tw + c] = cval
+                    else:
+                        smem[r * tw + c] = src[y0 + r, q]
+            cuda.syncthreads()
+            for rr in range(ROWS):
+                ly = ty + rr * BY
+                if y0 + ly < n_lines and x < n:
+                    out[y0 + ly, x] = _tap_sum(smem, ly * tw + tx - lo, 1, off, w, sym)
+            cuda.syncthreads()
+
+    return correlate_x
+
+
+@lru_cache(maxsize=None)
+def build_correlate_y(dtype):
+    """1-D correlation along axis 1 of ``src`` (outer, n, inner): coalesced along ``inner``."""
+    nbt = numba.from_dtype(np.dtype(dtype))
+
+    def correlate_y(src, off, w, sym, lo, span, mode, cval, out):
+        n_outer, n, inner = src.shape
+        th = TY + span
+        smem = cuda.shared.array(0, nbt)
+        tx = cuda.threadIdx.x
+        ty = cuda.threadIdx.y
+        x0 = cuda.blockIdx.x * TX
+        x = x0 + tx
+        for o in range(cuda.blockIdx.z, n_outer, cuda.gridDim.z):
+            for by in range(cuda.blockIdx.y, (n + TY - 1) // TY, cuda.gridDim.y):
+                y0 = by * TY
+                if x < inner:
+                    for r in range(ty, th, BY):
+                        q = _source_index(y0 + lo + r, n, mode)
+                        if q < 0:
+                            smem[r * TX + tx] = cval
+                        else:
+                            smem[r * TX + tx] = src[o, q, x]
+                cuda.syncthreads()
+                for rr in range(ROWS):
+                    ly = ty + rr * BY
+                    if y0 + ly < n and x < inner:
+                        out[o, y0 + ly, x] = _tap_sum(smem, (ly - lo) * TX + tx, TX, off, w, sym)
+                cuda.syncthreads()
+
+    return correlate_y
+
+
+@lru_cache(maxsize=None)
+def build_correlate_any(dtype):
+    """1-D correlation along axis 1 of (outer, n, inner), one thread per output.
+
+    For kernels too long for a shared-memory tile; reads global memory.
+    """
+
+    def correlate_any(src, off, w, sym, mode, cval, out):
+        n_outer, n, inner = src.shape
+        for flat in range(cuda.grid(1), n_outer * n * inner, cuda.gridsize(1)):
+            j = flat % inner
+            rest = flat // inner
+            i = rest % n
+            o = rest // n
+            out[o, i, j] = _tap_sum_at(src, o, i, j, n, off, w, sym, mode, cval)
+
+    return correlate_any
+
+
+# --------------------------------------------------------------------------
+# Fused separable terms over the last two axes
+# --------------------------------------------------------------------------
+
+@lru_cache(maxsize=None)
+def build_separable_2d(dtype):
+    """Sum (or magnitude) of separable terms over the last two axes of ``src`` (P, H, W).
+
+    Shared memory holds the input tile and, for one term at a time, the
+    vertical pass over the tile's rows and its x halo; the horizontal pass
+    reads that and each thread keeps its ``ROWS`` running totals in registers,
+    so the output is written once. Term ``t`` correlates columns with
+    ``col_w[t, :col_n[t]]`` and rows with ``row_w[t, :row_n[t]]``;
+    ``pad_x[t]`` is the vertical pass outside the image along x in constant
+    mode, as in ``_cpu.separable_2d``.
+    """
+    nbt = numba.from_dtype(np.dtype(dtype))
+    zero = np.dtype(dtype).type(0)
+
+    def separable_2d(src, col_off, col_w, col_n, row_off, row_w, row_n, y_lo, y_span,
+                     x_lo, x_span, mode_y, mode_x, cval, pad_x, combine, divisor,
+                     accumulate, out):
+        n_planes, h, w = src.shape
+        tw = TX + x_span
+        mid = (TY + y_span) * tw  # where the vertical pass starts in shared memory
+        smem = cuda.shared.array(0, nbt)
+        total = cuda.local.array(ROWS, nbt)
+        tx = cuda.threadIdx.x
+        ty = cuda.threadIdx.y
+        x0 = cuda.blockIdx.x * TX
+        x = x0 + tx
+        for p in range(cuda.blockIdx.z, n_planes, cuda.gridDim.z):
+            for by in range(cuda.blockIdx.y, (h + TY - 1) // TY, cuda.gridDim.y):
+                y0 = by * TY
+                for r in range(ty, TY + y_span, BY):
+                    qy = _source_index(y0 + y_lo + r, h, mode_y)
+                    for c in range(tx, tw, BX):
+                        qx = _source_index(x0 + x_lo + c, w, mode_x)
+                        if qy < 0:
+                            smem[r * tw + c] = cval
+                        elif qx < 0:
+                            smem[r * tw + c] = zero  # replaced by pad_x after the vertical pass
+                        else:
+                            smem[r * tw + c] = src[p, qy, qx]
+                for rr in range(ROWS):
+                    y = y0 + ty + rr * BY
+                    if accumulate != 0 and y < h and x < w:
+                        total[rr] = out[p, y, x]
+                    else:
+                        total[rr] = zero
+                for t in range(col_n.size):
+                    cuda.syncthreads()  # tile loaded, or the previous term's pass read
+                    for r in range(ty, TY, BY):
+                        for c in range(tx, tw, BX):
+                            gx = x0 + x_lo + c
+                            if mode_x == CONSTANT and (gx < 0 or gx >= w):
+                                v = pad_x[t]
+                            else:
+                                v = zero
+                                for a in range(col_n[t]):
+                                    v += col_w[t, a] * smem[(r + col_off[t, a] - y_lo) * tw + c]
+                            smem[mid + r * tw + c] = v
+                    cuda.syncthreads()
+                    for rr in range(ROWS):
+                        base = mid + (ty + rr * BY) * tw + tx - x_lo
+                        hsum = zero
+                        for b in range(row_n[t]):
+                            hsum += row_w[t, b] * smem[base + row_off[t, b]]
+                        if combine == SUM:
+                            total[rr] += hsum
+                        else:
+                            total[rr] += hsum * hsum
+                for rr in range(ROWS):
+                    y = y0 + ty + rr * BY
+                    if y < h and x < w:
+                        if combine == MAGNITUDE:
+                            out[p, y, x] = math.sqrt(total[rr]) / divisor
+                        else:
+                            out[p, y, x] = total[rr]
+                cuda.syncthreads()
+
+    return separable_2d
+
+
+# --------------------------------------------------------------------------
+# Direct 2-D correlation
+# --------------------------------------------------------------------------
+
+@lru_cache(maxsize=None)
+def build_correlate_2d(dtype, tiled=True):
+    """Direct 2-D correlation of each plane of ``src`` (P, H, W) with a tap list.
+
+    Taps in the order given (``_cpu.correlate_2d`` sums them in that order).
+    ``tiled=False`` reads global memory, for kernels whose tile would not fit
+    in shared memory.
+    """
+    nbt = numba.from_dtype(np.dtype(dtype))
+    zero = np.dtype(dtype).type(0)
+
+    def correlate_2d(src, tap_y, tap_x, tap_w, y_lo, y_span, x_lo, x_span, mode_y, mode_x,
+                     cval, out):
+        n_planes, h, w = src.shape
+        tw = TX + x_span
+        smem = cuda.shared.array(0, nbt)
+        tx = cuda.threadIdx.x
+        ty = cuda.threadIdx.y
+        x0 = cuda.blockIdx.x * TX
+        x = x0 + tx
+        for p in range(cuda.blockIdx.z, n_planes, cuda.gridDim.z):
+            for by in range(cuda.blockIdx.y, (h + TY - 1) // TY, cuda.gridDim.y):
+                y0 = by * TY
+                if tiled:
+                    for r in range(ty, TY + y_span, BY):
+                        qy = _source_index(y0 + y_lo + r, h, mode_y)
+                        for c in range(tx, tw, BX):
+                            qx = _source_index(x0 + x_lo + c, w, mode_x)
+                            if qy < 0 or qx < 0:
+                                smem[r * tw + c] = cval
+                            else:
+                                smem[r * tw + c] = src[p, qy, qx]
+                    cuda.syncthreads()
+                for rr in range(ROWS):
+                    ly = ty + rr * BY
+                    y = y0 + ly
+                    if y < h and x < w:
+                        acc = zero
+                        for t in range(tap_w.size):
+                            if tiled:
+                                v = smem[(ly + tap_y[t] - y_lo) * tw + tx + tap_x[t] - x_lo]
+                            else:
+                                qy = _source_index(y + tap_y[t], h, mode_y)
+                                qx = _source_index(x + tap_x[t], w, mode_x)
+                                if qy < 0 or qx < 0:
+                                    v = cval
+                                else:
+                                    v = nbt(src[p, qy, qx])
+                            acc += tap_w[t] * v
+                        out[p, y, x] = acc
+                if tiled:
+                    cuda.syncthreads()
+
+    return correlate_2d
+
+
+# --------------------------------------------------------------------------
+# Channel filters, channel-last: src (P, H, W, C), out (P, R, W, C*M)
+# --------------------------------------------------------------------------
+
+@lru_cache(maxsize=None)
+def build_depthwise(dtype, tiled=True):
+    """Per-channel 2-D correlation, output rows ``row_start ..`` (row bands).
+
+    Output channel ``k = c*M + m`` correlates input channel ``c`` with the
+    weights ``tap_w[:, k]`` at offsets ``(tap_y, tap_x)``, a zero weight left
+    out for its channel, as ``_cpu.depthwise_2d``. A block computes
+    ``tile_h x tile_w`` pixels, every output channel, from a shared tile of
+    the input (all channels, with the halo).
+    """
+    nbt = numba.from_dtype(np.dtype(dtype))
+    zero = np.dtype(dtype).type(0)
+
+    def depthwise(src, tap_y, tap_x, tap_w, tap_zero, multiplier, y_lo, y_span, x_lo,
+                  x_span, mode_y, mode_x, cval, row_start, tile_h, tile_w, out):
+        n_planes, h, w, n_in = src.shape
+        n_rows = out.shape[1]
+        n_out = out.shape[3]
+        tw = tile_w + x_span
+        smem = cuda.shared.array(0, nbt)
+        x0 = cuda.blockIdx.x * tile_w
+        for p in range(cuda.blockIdx.z, n_planes, cuda.gridDim.z):
+            for by in range(cuda.blockIdx.y, (n_rows + tile_h - 1) // tile_h, cuda.gridDim.y):
+                r0 = by * tile_h
+                if tiled:
+                    _load_channel_tile(smem, src, p, row_start + r0 + y_lo, x0 + x_lo,
+                                       tile_h + y_span, tw, mode_y, mode_x, cval)
+                    cuda.syncthreads()
+                for idx in range(cuda.threadIdx.x, tile_h * tile_w * n_out, THREADS):
+                    k = idx % n_out
+                    pix = idx // n_out
+                    lr = pix // tile_w
+                    lc = pix - lr * tile_w
+                    if r0 + lr < n_rows and x0 + lc < w:
+                        if tiled:
+                            acc = _depthwise_from_tile(
+                                smem, (lr - y_lo) * tw + lc - x_lo, tw, n_in, k, multiplier,
+                                tap_y, tap_x, tap_w, tap_zero, zero)
+                        else:
+                            y = row_start + r0 + lr
+                            c = k // multiplier
+                            acc = zero
+                            for t in range(tap_y.size):
+                                wt = tap_w[t, k]
+                                if tap_zero[t] and wt == 0:
+                                    continue
+                                qy = _source_index(y + tap_y[t], h, mode_y)
+                                qx = _source_index(x0 + lc + tap_x[t], w, mode_x)
+                                acc += wt * nbt(_pixel(src, p, qy, qx, c, cval))
+                        out[p, r0 + lr, x0 + lc, k] = acc
+                if tiled:
+                    cuda.syncthreads()
+
+    return depthwise
+
+
+@lru_cache(maxsize=None)
+def build_depthwise_passes(dtype, tiled=True):
+    """Per-channel rank-1 kernels ``outer(col_w[:, k], row_w[:, k])`` as two passes.
+
+    The vertical pass over the tile's rows and its x halo goes to shared
+    memory; the horizontal pass reads it. ``pad_x[k]`` is the vertical pass
+    outside the image along x in constant mode. Zero weights are left out per
+    channel, as ``_cpu.depthwise_passes_2d``. ``tiled=False`` recomputes the
+    vertical pass for every horizontal tap instead (kernels too wide for a
+    tile).
+    """
+    nbt = numba.from_dtype(np.dtype(dtype))
+    zero = np.dtype(dtype).type(0)
+
+    def depthwise_passes(src, col_off, col_w, row_off, row_w, multiplier, x_lo, x_span,
+                         mode_y, mode_x, cval, pad_x, row_start, tile_h, tile_w, out):
+        n_planes, h, w, n_in = src.shape
+        n_rows = out.shape[1]
+        n_out = out.shape[3]
+        tw = tile_w + x_span
+        smem = cuda.shared.array(0, nbt)
+        x0 = cuda.blockIdx.x * tile_w
+        for p in range(cuda.blockIdx.z, n_planes, cuda.gridDim.z):
+            for by in range(cuda.blockIdx.y, (n_rows + tile_h - 1) // tile_h, cuda.gridDim.y):
+                r0 = by * tile_h
+                if tiled:
+                    for idx in range(cuda.threadIdx.x, tile_h * tw * n_out, THREADS):
+                        k = idx % n_out
+                        pix = idx // n_out
+                        lr = pix // tw
+                        smem[idx] = _column_pass(
+                            src, p, row_start + r0 + lr, x0 + x_lo + pix - lr * tw, k,
+                            multiplier, col_off, col_w, mode_y, mode_x, cval, pad_x, zero)
+                    cuda.syncthreads()
+                for idx in range(cuda.threadIdx.x, tile_h * tile_w * n_out, THREADS):
+                    k = idx % n_out
+                    pix = idx // n_out
+                    lr = pix // tile_w
+                    lc = pix - lr * tile_w
+                    if r0 + lr < n_rows and x0 + lc < w:
+                        acc = zero
+                        for b in range(row_off.size):
+                            wb = row_w[b, k]
+                            if wb == 0:
+                                continue
+                            if tiled:
+                                v = smem[(lr * tw + lc + row_off[b] - x_lo) * n_out + k]
+                            else:
+                                v = _column_pass(src, p, row_start + r0 + lr,
+                                                 x0 + lc + row_off[b], k, multiplier, col_off,
+                                                 col_w, mode_y, mode_x, cval, pad_x, zero)
+                            acc += wb * v
+                        out[p, r0 + lr, x0 + lc, k] = acc
+                if tiled:
+                    cuda.syncthreads()
+
+    return depthwise_passes
+
+
+@lru_cache(maxsize=None)
+def build_depthwise_separable(dtype):
+    """Depthwise filtering then pointwise mixing, the intermediate kept in shared memory.
+
+    A block loads an input tile (all channels, with the halo), computes the
+    depthwise result of its ``tile_h x tile_w`` pixels for all ``C*M``
+    channels into shared memory, and mixes those into the ``C_out`` outputs:
+    ``out[..., o] = sum_k pw[o, k] * mid[..., k] (+ bias[o])``. The
+    intermediate never reaches global memory.
+    """
+    nbt = numba.from_dtype(np.dtype(dtype))
+    zero = np.dtype(dtype).type(0)
+
+    def depthwise_separable(src, tap_y, tap_x, tap_w, tap_zero, multiplier, y_lo, y_span,
+                            x_lo, x_span, mode_y, mode_x, cval, pw, bias, has_bias, tile_h,
+                            tile_w, out):
+        n_planes, h, w, n_in = src.shape
+        n_mid = tap_w.shape[1]
+        n_out = out.shape[3]
+        tw = tile_w + x_span
+        mid = (tile_h + y_span) * tw * n_in  # where the depthwise result starts
+        smem = cuda.shared.array(0, nbt)
+        x0 = cuda.blockIdx.x * tile_w
+        for p in range(cuda.blockIdx.z, n_planes, cuda.gridDim.z):
+            for by in range(cuda.blockIdx.y, (h + tile_h - 1) // tile_h, cuda.gridDim.y):
+                r0 = by * tile_h
+                _load_channel_tile(smem, src, p, r0 + y_lo, x0 + x_lo, tile_h + y_span, tw,
+                                   mode_y, mode_x, cval)
+                cuda.syncthreads()
+                for idx in range(cuda.threadIdx.x, tile_h * tile_w * n_mid, THREADS):
+                    k = idx % n_mid
+                    pix = idx // n_mid
+                    lr = pix // tile_w
+                    smem[mid + idx] = _depthwise_from_tile(
+                        smem, (lr - y_lo) * tw + pix - lr * tile_w - x_lo, tw, n_in, k,
+                        multiplier, tap_y, tap_x, tap_w, tap_zero, zero)
+                cuda.syncthreads()
+                for idx in range(cuda.threadIdx.x, tile_h * tile_w * n_out, THREADS):
+                    o = idx % n_out
+                    pix = idx // n_out
+                    lr = pix // tile_w
+                    lc = pix - lr * tile_w
+                    if r0 + lr < h and x0 + lc < w:
+                        acc = zero
+                        for k in range(n_mid):
+                            acc += pw[o, k] * smem[mid + pix * n_mid + k]
+                        if has_bias != 0:
+                            acc += bias[o]
+                        out[p, r0 + lr, x0 + lc, o] = acc
+                cuda.syncthreads()
+
+    return depthwise_separable
+
+
+@lru_cache(maxsize=None)
+def build_pointwise(dtype, tiled=True):
+    """``out[i, o] = sum_c weights[o, c] * src[i, c] (+ bias[o])`` over pixels ``i``.
+
+    The weights and a tile of ``tile_n`` pixels go to shared memory; each
+    thread computes one (pixel, output channel) pair, channel fastest, so the
+    stores are coalesced.
+    """
+    nbt = numba.from_dtype(np.dtype(dtype))
+    zero = np.dtype(dtype).type(0)
+
+    def pointwise(src, weights, bias, has_bias, tile_n, out):
+        n_px, n_in = src.shape
+        n_out = out.shape[1]
+        smem = cuda.shared.array(0, nbt)
+        px_tile = n_out * n_in  # pixels after the weights
+        tid = cuda.threadIdx.x
+        if tiled:
+            for idx in range(tid, n_out * n_in, THREADS):
+                smem[idx] = weights[idx // n_in, idx % n_in]
+        for blk in range(cuda.blockIdx.x, (n_px + tile_n - 1) // tile_n, cuda.gridDim.x):
+            px0 = blk * tile_n
+            if tiled:
+                for idx in range(tid, tile_n * n_in, THREADS):
+                    i = px0 + idx // n_in
+                    if i < n_px:
+                        smem[px_tile + idx] = src[i, idx % n_in]
+                cuda.syncthreads()
+            for idx in range(tid, tile_n * n_out, THREADS):
+                o = idx % n_out
+                lp = idx // n_out
+                if px0 + lp < n_px:
+                    acc = zero
+                    for c in range(n_in):
+                        if tiled:
+                            acc += smem[o * n_in + c] * smem[px_tile + lp * n_in + c]
+                        else:
+                            acc += weights[o, c] * nbt(src[px0 + lp, c])
+                    if has_bias != 0:
+                        acc += bias[o]
+                    out[px0 + lp, o] = acc
+            if tiled:
+                cuda.syncthreads()
+
+    return pointwise
+
+
+# --------------------------------------------------------------------------
+# Element-wise kernels on flat (1-D, contiguous) arrays
+# --------------------------------------------------------------------------
+
+@lru_cache(maxsize=None)
+def build_combine(dtype):
+    """``out = values`` or ``values ** 2``, added to ``out`` unless ``first``."""
+
+    def combine(out, values, squares, first):
+        for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+            v = values[i]
+            if squares != 0:
+                v = v * v
+            if first != 0:
+                out[i] = v
+            else:
+                out[i] = out[i] + v
+
+    return combine
+
+
+@lru_cache(maxsize=None)
+def build_finish_magnitude(dtype):
+    """``out = sqrt(out) / divisor``."""
+
+    def finish_magnitude(out, divisor):
+        for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+            out[i] = math.sqrt(out[i]) / divisor
+
+    return finish_magnitude
+
+
+@lru_cache(maxsize=None)
+def build_apply_mask(dtype):
+    """``out *= mask`` (a uint8 mask of the same shape: NaN stays NaN, as on the CPU)."""
+
+    def apply_mask(out, mask):
+        for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+            out[i] = out[i] * mask[i]
+
+    return apply_mask
+
+
+@lru_cache(maxsize=None)
+def build_convert(dtype):
+    """``out = src * scale`` computed in float64 and stored as float ``dtype``.
+
+    Float16 to float32, and signed integers scaled as ``img_as_float`` scales
+    them (``clamp``: the most negative value maps to -1).
+    """
+
+    def convert(src, scale, clamp, out):
+        for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+            v = numba.float64(src[i]) * scale
+            if clamp != 0 and v < -1.0:
+                v = -1.0
+            out[i] = v
+
+    return convert
+
+
+@lru_cache(maxsize=None)
+def build_cast(dtype):
+    """Cast floats to ``dtype`` as NumPy's ``astype`` does.
+
+    Integers go through int64, so out-of-range values wrap as they do on the
+    CPU; bool is ``value != 0``.
+    """
+    kind = np.dtype(dtype).kind
+
+    def cast_float(src, out):
+        for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+            out[i] = src[i]
+
+    def cast_int(src, out):
+        for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+            out[i] = numba.int64(src[i])
+
+    def cast_bool(src, out):
+        for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+            out[i] = src[i] != 0
+
+    return {"f": cast_float, "b": cast_bool}.get(kind, cast_int)
+
+
+@lru_cache(maxsize=None)
+def build_gather(dtype):
+    """Copy a strided view into a contiguous array: ``out[i]`` = the ``i``-th element in C order.
+
+    ``flat`` is the view's memory from its first element; ``shape`` and
+    ``strides`` (in elements) describe it, any number of dimensions.
+    """
+
+    def gather(flat, shape, strides, out):
+        ndim = shape.size
+        for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+            rest = i
+            offset = 0
+            for d in range(ndim - 1, -1, -1):
+                offset += (rest % shape[d]) * strides[d]
+                rest //= shape[d]
+            out[i] = flat[offset]
+
+    return gather
+
+
+# Every kernel, by name: (builder, variants). ``_cuda`` launches them through
+# ``kernel(name, dtype, tiled)``; the tests compile each variant to PTX.
+BUILDERS = {
+    "correlate_x": (build_correlate_x, (None,)),
+    "correlate_y": (build_correlate_y, (None,)),
+    "correlate_any": (build_correlate_any, (None,)),
+    "separable_2d": (build_separable_2d, (None,)),
+    "correlate_2d": (build_correlate_2d, (True, False)),
+    "depthwise": (build_depthwise, (True, False)),
+    "depthwise_passes": (build_depthwise_passes, (True, False)),
+    "depthwise_separable": (build_depthwise_separable, (None,)),
+    "pointwise": (build_pointwise, (True, False)),
+    "combine": (build_combine, (None,)),
+    "finish_magnitude": (build_finish_magnitude, (None,)),
+    "apply_mask": (build_apply_mask, (None,)),
+    "convert": (build_convert, (None,)),
+    "cast": (build_cast, (None,)),
+    "gather": (build_gather, (None,)),
+}
+
+
+def python_kernel(name, dtype, tiled=None):
+    """The plain Python function of kernel ``name`` for output ``dtype`` (and variant)."""
+    builder, _ = BUILDERS[name]
+    dtype = np.dtype(dtype)
+    return builder(dtype) if tiled is None else builder(dtype, tiled)
