@@ -8,6 +8,7 @@ with the library call it stands for.
 
 import os
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -207,6 +208,20 @@ def test_edge_filter_defaults_and_rerun(viewer, qtbot, image):
         timeout=TIMEOUT,
     )
     assert [lyr.name for lyr in viewer.layers] == ["cells", "cells [sobel]"]
+
+
+def test_filtering_runs_off_the_gui_thread(viewer, qtbot, image, monkeypatch):
+    viewer.add_image(image, name="cells")
+    widget = dock(viewer, qtbot, "Edge filter")
+    threads = []
+
+    def spy(*args, _sobel=sc.sobel, **kwargs):
+        threads.append(threading.current_thread())
+        return _sobel(*args, **kwargs)
+
+    monkeypatch.setattr(sc, "sobel", spy)
+    run(widget, qtbot, viewer, "cells [sobel]")
+    assert threads and threading.main_thread() not in threads
 
 
 def test_edge_filter_stack_per_plane_and_in_3d(viewer, qtbot):
