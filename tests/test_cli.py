@@ -520,13 +520,17 @@ def _mixed_inputs(folder, rng):
     for name, array in stacks.items():
         write(folder / name, array, **({"chunks": (2, 14, 36)} if name.endswith("zarr") else {}))
     (folder / "bad.tif").write_bytes(b"MM\x00*" + bytes(64))
+    # Readable metadata, a corrupt page: the piece fails on a worker.
+    _corrupt_page(write(folder / "pages.tif", stacks["a.tif"], compression="zlib"), 2)
     return stacks
 
 
 def _check_cluster_run(code, out, err, folder, stacks):
     assert code == 1, err
-    assert "bad.tif" in err
-    assert "3 done, 0 skipped, 1 failed" in out
+    assert "bad.tif: not a readable TIFF" in err
+    assert "pages.tif: cannot read" in err and "decompressing" in err
+    assert "3 done, 0 skipped, 2 failed" in out
+    assert sorted(p.name for p in folder.iterdir()) == sorted(stacks)
     for name, array in stacks.items():
         np.testing.assert_array_equal(read(folder / name), per_plane(sc.sobel, array, mode="wrap"))
 

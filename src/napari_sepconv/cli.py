@@ -313,7 +313,9 @@ def _make_runner(args):
             _print_error(f"--scheduler {args.scheduler}: cannot connect ({error})")
             sys.exit(2)
         return _batch.ClusterRunner(client)
-    threads = max(2, min(os.cpu_count() or 1, 8))
+    # The kernels use every core themselves; a few threads are enough to overlap reading,
+    # filtering and writing, and each holds its own pieces in memory.
+    threads = 2 if (os.cpu_count() or 1) <= 2 else 3
     return _batch.LocalRunner(threads)
 
 
