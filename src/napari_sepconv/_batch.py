@@ -111,7 +111,7 @@ def plan_job(source, filt, final, fmt, chunk_bytes):
             filt.function(np.zeros(probe_shape, source.dtype.newbyteorder("=")), **arguments)
         )
     except (ValueError, TypeError) as error:
-        raise _io.InputError(_io._reason(error)) from None
+        raise _io.InputError(_io.error_reason(error)) from None
     out_shape = list(source.shape)
     if channel_axis is not None:
         out_shape[channel_axis] = probe.shape[unit_channel]
@@ -351,7 +351,7 @@ def run_jobs(jobs, runner, *, report, progress=None):
             _io.commit_target(target, job.final)
             target = None
         except Exception as error:
-            report(job.source.path, _io._reason(error))
+            report(job.source.path, _io.error_reason(error))
             continue
         finally:
             if target is not None:
@@ -369,7 +369,7 @@ def make_progress_bar(total, enabled=None):
 
     if enabled is None:
         enabled = sys.stderr.isatty()
-    return tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr,
+    return tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1000, file=sys.stderr,
                 disable=not enabled, dynamic_ncols=True, desc="sepconv")
 
 

@@ -18,6 +18,7 @@ import contextlib
 import glob
 import logging
 import os
+import re
 import shutil
 import threading
 from pathlib import Path
@@ -29,6 +30,7 @@ __all__ = [
     "PieceError",
     "Source",
     "Target",
+    "error_reason",
     "find_inputs",
     "kind_of",
     "open_source",
@@ -44,7 +46,6 @@ SUFFIXES = {".tif": "tif", ".tiff": "tif", ".npy": "npy", ".png": "png", ".zarr"
 OUTPUT_SUFFIX = {"tif": ".tif", "npy": ".npy", "zarr": ".zarr"}
 # tifffile switches to BigTIFF a little below 4 GiB; do the same, explicitly.
 BIGTIFF_BYTES = 2**32 - 2**25
-PARTIAL_TAG = ".partial-"
 
 
 class InputError(Exception):
@@ -155,7 +156,7 @@ class Source:
         try:
             piece = self._read(region)
         except Exception as error:
-            raise PieceError(f"cannot read {_describe(region, self.shape)}: {_reason(error)}") from None
+            raise PieceError(f"cannot read {_describe(region, self.shape)}: {error_reason(error)}") from None
         return np.ascontiguousarray(piece, dtype=self.dtype.newbyteorder("="))
 
     def _read(self, region):
@@ -195,7 +196,7 @@ def open_source(path):
     except InputError:
         raise
     except Exception as error:
-        raise InputError(f"cannot read {kind} file: {_reason(error)}") from None
+        raise InputError(f"cannot read {kind} file: {error_reason(error)}") from None
     if source.dtype.kind not in "biuf":
         raise InputError(f"unsupported data type {source.dtype}; expected bool, integer or float")
     if 0 in source.shape:
@@ -229,7 +230,7 @@ def _logged_warnings(name):
 
     class Collect(logging.Handler):
         def emit(self, record):
-            messages.append(_reason(Exception(record.getMessage())))
+            messages.append(record.getMessage().splitlines()[0])
 
     handler = Collect(logging.WARNING)
     propagate = logger.propagate
@@ -326,7 +327,7 @@ class Target:
 
                 zarr.open_array(self.path, mode="r+")[region] = piece
         except Exception as error:
-            raise PieceError(f"cannot write {_describe(region, self.shape)}: {_reason(error)}") from None
+            raise PieceError(f"cannot write {_describe(region, self.shape)}: {error_reason(error)}") from None
 
 
 def _write_region(path, offset, shape, dtype, region, piece):
@@ -361,7 +362,7 @@ def _write_region(path, offset, shape, dtype, region, piece):
 def partial_path(final):
     """The temporary name an output is written under: hidden, in the same folder."""
     final = Path(final)
-    return final.with_name(f".{final.name}{PARTIAL_TAG}{os.getpid()}")
+    return final.with_name(f".{final.name}.partial-{os.getpid()}")
 
 
 def create_target(final, fmt, shape, dtype, *, chunks, channel_last=False):
@@ -424,11 +425,10 @@ def remove_stale_partials(final):
     final = Path(final)
     if not final.parent.is_dir():
         return
-    for leftover in final.parent.glob(f".{glob.escape(final.name)}.*-*"):
-        tag, _, pid = leftover.name.rpartition("-")
-        if not (tag.endswith(PARTIAL_TAG.rstrip("-")) or tag.endswith(".old")) or not pid.isdigit():
-            continue
-        if not _process_alive(int(pid)):
+    leftover_name = re.compile(rf"\.{re.escape(final.name)}\.(partial|old)-(\d+)")
+    for leftover in final.parent.iterdir():
+        match = leftover_name.fullmatch(leftover.name)
+        if match and not _process_alive(int(match[2])):
             _remove(leftover)
 
 
@@ -455,13 +455,14 @@ def _remove(path):
 # -- messages -------------------------------------------------------------------------------------
 
 
-def _reason(error):
-    text = str(error).strip() or type(error).__name__
-    return text.splitlines()[0] if len(text) < 300 else text[:300] + "..."
+def error_reason(error):
+    """The first line of an exception's message, for a one-line report."""
+    line = (str(error).strip() or type(error).__name__).splitlines()[0]
+    return line if len(line) <= 300 else line[:300] + "..."
 
 
 def _describe(region, shape):
-    """'planes 4-7 of 16' style description of a region along its first sliced axis."""
+    """Where a piece lies, e.g. 'axis 0 [4:8] of 16': its first axis not taken whole."""
     for axis, item in enumerate(region if isinstance(region, tuple) else (region,)):
         if isinstance(item, slice):
             start, stop, _ = item.indices(shape[axis])

@@ -180,9 +180,9 @@ def main(argv=None):
                     jobs, runner, report=report, progress=bar.update
                 )
             summary.done, summary.planes, summary.bytes_read = done, planes, nbytes
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
         _print_error("interrupted; outputs not finished were removed")
-        return 130
+        return 128 + (signal.SIGTERM if isinstance(interrupt, _Terminated) else signal.SIGINT)
     finally:
         if runner is not None:
             runner.close()
@@ -381,11 +381,15 @@ def _print_error(message):
     tqdm.write(f"sepconv: error: {message}", file=sys.stderr)
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, handled as an interruption."""
+
+
 def _install_sigterm():
-    """Turn SIGTERM into KeyboardInterrupt so unfinished outputs are removed; returns the old handler."""
+    """Turn SIGTERM into an interruption so unfinished outputs are removed; returns the old handler."""
 
     def interrupt(signum, frame):
-        raise KeyboardInterrupt
+        raise _Terminated
 
     try:
         return signal.signal(signal.SIGTERM, interrupt)
