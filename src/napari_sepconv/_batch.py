@@ -17,9 +17,8 @@ from __future__ import annotations
 import math
 import os
 import sys
-import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -67,7 +66,6 @@ class Summary:
     planes: int = 0
     bytes_read: int = 0
     seconds: float = 0.0
-    failures: list = field(default_factory=list)
 
     def line(self):
         mb = self.bytes_read / 1e6
@@ -110,7 +108,7 @@ def plan_job(source, filt, final, fmt, chunk_bytes):
         probe = np.asarray(
             filt.function(np.zeros(probe_shape, source.dtype.newbyteorder("=")), **arguments)
         )
-    except (ValueError, TypeError) as error:
+    except Exception as error:  # the library's own check: a kernel that does not fit, ...
         raise _io.InputError(_io.error_reason(error)) from None
     out_shape = list(source.shape)
     if channel_axis is not None:
@@ -371,7 +369,3 @@ def make_progress_bar(total, enabled=None):
         enabled = sys.stderr.isatty()
     return tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1000, file=sys.stderr,
                 disable=not enabled, dynamic_ncols=True, desc="sepconv")
-
-
-def timer():
-    return time.perf_counter()

@@ -13,6 +13,7 @@ import argparse
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -145,7 +146,7 @@ def main(argv=None):
         _print_error(f"{path}: {reason}")
 
     summary = _batch.Summary()
-    start = _batch.timer()
+    start = time.perf_counter()
     paths, problems = _io.find_inputs(args.inputs)
     for argument, reason in problems:
         report(argument, reason)
@@ -190,7 +191,7 @@ def main(argv=None):
             signal.signal(signal.SIGTERM, previous)
 
     summary.failed = len(failures)
-    summary.seconds = _batch.timer() - start
+    summary.seconds = time.perf_counter() - start
     print(summary.line(), flush=True)
     return 1 if failures else 0
 
