@@ -48,16 +48,21 @@ def _jit(func):
 # --------------------------------------------------------------------------
 
 def _accumulate_taps(acc, seg_a, seg_b, w, sign):
-    """``acc += (seg_a + sign * seg_b) * w``, or ``acc += seg_a * w`` when ``seg_b`` is unused."""
+    """``acc += (seg_a + sign * seg_b) * w``, or ``acc += seg_a * w`` when ``sign`` is 0.
+
+    Samples are converted to the accumulator's type first (so integer input
+    cannot wrap, and the arithmetic is the accumulator's).
+    """
+    to_acc = acc.dtype.type
     if sign > 0:
         for j in range(acc.size):
-            acc[j] += (seg_a[j] + seg_b[j]) * w
+            acc[j] += (to_acc(seg_a[j]) + to_acc(seg_b[j])) * w
     elif sign < 0:
         for j in range(acc.size):
-            acc[j] += (seg_a[j] - seg_b[j]) * w
+            acc[j] += (to_acc(seg_a[j]) - to_acc(seg_b[j])) * w
     else:
         for j in range(acc.size):
-            acc[j] += seg_a[j] * w
+            acc[j] += to_acc(seg_a[j]) * w
 
 
 _accumulate_taps = numba.njit(inline="always", cache=False)(_accumulate_taps)
@@ -147,50 +152,99 @@ correlate_rows = _jit(_correlate_rows)
 # Fused 2-D separable filtering: a vertical and a horizontal pass per row
 # --------------------------------------------------------------------------
 
-def _separable_2d(src, col_off, col_w, col_n, row_off, row_w, row_n,
+def _column_pass(acc, plane, offsets, weights, n_taps, sym, i, mode_y, cval):
+    """``acc`` = correlation of ``plane`` with the taps along y, for output row ``i``.
+
+    Taps in mirrored pairs (``sym`` = +1/-1) take one multiplication for two rows.
+    """
+    h = plane.shape[0]
+    acc[:] = 0
+    pairs = n_taps // 2 if sym != 0 else 0
+    for a in range(pairs, n_taps - pairs):  # the single taps: all, or the centre
+        wa = weights[a]
+        q = _source_index(i + offsets[a], h, mode_y)
+        if q < 0:
+            c = wa * cval
+            for j in range(acc.size):
+                acc[j] += c
+        else:
+            _accumulate_taps(acc, plane[q], plane[q], wa, 0)
+    for a in range(pairs):
+        wa = weights[a]
+        qa = _source_index(i + offsets[a], h, mode_y)
+        qb = _source_index(i + offsets[n_taps - 1 - a], h, mode_y)
+        if qa >= 0 and qb >= 0:
+            _accumulate_taps(acc, plane[qa], plane[qb], wa, sym)
+            continue
+        for side in range(2):  # a row lies outside: take the two rows one at a time
+            q = qa if side == 0 else qb
+            wq = wa if side == 0 else weights[n_taps - 1 - a]
+            if q < 0:
+                c = wq * cval
+                for j in range(acc.size):
+                    acc[j] += c
+            else:
+                _accumulate_taps(acc, plane[q], plane[q], wq, 0)
+
+
+def _row_pass(acc, buf, offsets, weights, n_taps, sym, lo):
+    """``acc[j]`` = correlation of the padded row ``buf`` (``buf[p]`` is x = p + lo)."""
+    w = acc.size
+    acc[:] = 0
+    pairs = n_taps // 2 if sym != 0 else 0
+    for b in range(pairs, n_taps - pairs):
+        start = offsets[b] - lo
+        _accumulate_taps(acc, buf[start:start + w], buf[start:start + w], weights[b], 0)
+    for b in range(pairs):
+        sa = offsets[b] - lo
+        sb = offsets[n_taps - 1 - b] - lo
+        _accumulate_taps(acc, buf[sa:sa + w], buf[sb:sb + w], weights[b], sym)
+
+
+_column_pass = numba.njit(inline="always", cache=False)(_column_pass)
+_row_pass = numba.njit(inline="always", cache=False)(_row_pass)
+
+
+def _separable_2d(src, col_off, col_w, col_n, col_sym, row_off, row_w, row_n, row_sym,
                   mode_y, mode_x, cval, pad_x, combine, divisor, accumulate, out, block):
     """Sum (or magnitude) of separable terms over the last two axes of ``src`` (P, H, W).
 
     Term ``t`` correlates columns with ``col_w[t, :col_n[t]]`` and rows with
-    ``row_w[t, :row_n[t]]``. For each output row the vertical pass fills a
-    padded row buffer that stays in cache; the horizontal pass reads it and the
-    output row is written once. ``pad_x[t]`` is the value outside the image
-    along x in constant mode (what the vertical pass would give there).
+    ``row_w[t, :row_n[t]]``; ``*_sym[t]`` marks taps that pair up mirrored
+    (+1 symmetric, -1 antisymmetric, 0 neither). For each output row the
+    vertical pass fills a padded row buffer that stays in cache; the
+    horizontal pass reads it and the output row is written once.
+    ``pad_x[t]`` is the value outside the image along x in constant mode
+    (what the vertical pass would give there).
     """
     n_planes, h, w = src.shape
+    n_terms = col_n.size
     lo = 0
     hi = 0
-    for t in range(row_n.size):
+    for t in range(n_terms):
         for b in range(row_n[t]):
             lo = min(lo, row_off[t, b])
             hi = max(hi, row_off[t, b])
     padded = w + hi - lo
+    direct = n_terms == 1 and combine == SUM and not accumulate
     n_blocks = (h + block - 1) // block
     for task in prange(n_planes * n_blocks):
         p = task // n_blocks
         first = (task % n_blocks) * block
+        plane = src[p]
         buf = np.empty(padded, out.dtype)
         inner = buf[-lo:-lo + w]
         hacc = np.empty(w, out.dtype)
         total = np.empty(w, out.dtype)
         for i in range(first, min(h, first + block)):
+            row_out = out[p, i]
             if accumulate:
-                total[:] = out[p, i]
-            else:
+                total[:] = row_out
+            elif not direct:
                 total[:] = 0
-            for t in range(col_n.size):
-                inner[:] = 0
-                for a in range(col_n[t]):
-                    wa = col_w[t, a]
-                    q = _source_index(i + col_off[t, a], h, mode_y)
-                    if q < 0:
-                        c = wa * cval
-                        for j in range(w):
-                            inner[j] += c
-                    else:
-                        row = src[p, q]
-                        for j in range(w):
-                            inner[j] += wa * row[j]
+            for t in range(n_terms):
+                _column_pass(inner, plane, col_off[t], col_w[t], col_n[t], col_sym[t], i,
+                             mode_y, cval)
                 for pp in range(-lo):
                     if mode_x == CONSTANT:
                         buf[pp] = pad_x[t]
@@ -201,13 +255,10 @@ def _separable_2d(src, col_off, col_w, col_n, row_off, row_w, row_n,
                         buf[pp] = pad_x[t]
                     else:
                         buf[pp] = inner[_source_index(pp + lo, w, mode_x)]
-                hacc[:] = 0
-                for b in range(row_n[t]):
-                    wb = row_w[t, b]
-                    start = row_off[t, b] - lo
-                    seg = buf[start:start + w]
-                    for j in range(w):
-                        hacc[j] += wb * seg[j]
+                if direct:
+                    _row_pass(row_out, buf, row_off[t], row_w[t], row_n[t], row_sym[t], lo)
+                    continue
+                _row_pass(hacc, buf, row_off[t], row_w[t], row_n[t], row_sym[t], lo)
                 if combine == SUM:
                     for j in range(w):
                         total[j] += hacc[j]
@@ -216,9 +267,9 @@ def _separable_2d(src, col_off, col_w, col_n, row_off, row_w, row_n,
                         total[j] += hacc[j] * hacc[j]
             if combine == MAGNITUDE:
                 for j in range(w):
-                    out[p, i, j] = np.sqrt(total[j]) / divisor
-            else:
-                out[p, i, :] = total
+                    row_out[j] = np.sqrt(total[j]) / divisor
+            elif not direct:
+                row_out[:] = total
 
 
 separable_2d_kernel = _jit(_separable_2d)
@@ -506,17 +557,33 @@ def symmetry(offsets, weights):
     return 0
 
 
+def mirrored(offsets, weights):
+    """+1 or -1 when the taps pair up mirrored (symmetric or antisymmetric), else 0."""
+    k = offsets.size
+    if k < 2 or np.any(offsets + offsets[::-1] != offsets[0] + offsets[-1]):
+        return 0
+    half = k // 2
+    left, right = weights[:half], weights[::-1][:half]
+    if np.array_equal(left, right):
+        return 1
+    if np.array_equal(left, -right):
+        return -1
+    return 0
+
+
 def _pack_taps(taps_list, dtype):
-    """Ragged ``[(offsets, weights), ...]`` as padded 2-D arrays plus counts."""
+    """Ragged ``[(offsets, weights), ...]`` as padded 2-D arrays, counts and symmetry."""
     width = max(o.size for o, _ in taps_list)
     offsets = np.zeros((len(taps_list), width), np.int64)
     weights = np.zeros((len(taps_list), width), dtype)
     counts = np.zeros(len(taps_list), np.int64)
+    sym = np.zeros(len(taps_list), np.int64)
     for t, (o, w) in enumerate(taps_list):
         offsets[t, :o.size] = o
         weights[t, :o.size] = w
         counts[t] = o.size
-    return offsets, weights, counts
+        sym[t] = mirrored(o, w)
+    return offsets, weights, counts, sym
 
 
 def separable_2d(src, cols, rows, mode_y, mode_x, cval, pad_x, combine, divisor,
@@ -524,10 +591,10 @@ def separable_2d(src, cols, rows, mode_y, mode_x, cval, pad_x, combine, divisor,
     """Fused separable terms over the last two axes of ``src`` (any leading axes)."""
     h, w = src.shape[-2:]
     dtype = out.dtype
-    col_off, col_w, col_n = _pack_taps(cols, dtype)
-    row_off, row_w, row_n = _pack_taps(rows, dtype)
-    run(separable_2d_kernel, src.reshape(-1, h, w), col_off, col_w, col_n,
-        row_off, row_w, row_n, mode_y, mode_x, dtype.type(cval),
+    col_off, col_w, col_n, col_sym = _pack_taps(cols, dtype)
+    row_off, row_w, row_n, row_sym = _pack_taps(rows, dtype)
+    run(separable_2d_kernel, src.reshape(-1, h, w), col_off, col_w, col_n, col_sym,
+        row_off, row_w, row_n, row_sym, mode_y, mode_x, dtype.type(cval),
         _as_type(pad_x, dtype), combine, dtype.type(divisor), bool(accumulate),
         out.reshape(-1, h, w), ROWS_PER_TASK)
 
