@@ -569,12 +569,14 @@ def test_local_cluster_workers(tmp_path, capsys, rng):
     _check_cluster_run(code, out, err, tmp_path / "out", stacks)
 
 
-def test_existing_scheduler(tmp_path, capsys, rng):
+def test_existing_scheduler(tmp_path, capsys, rng, monkeypatch):
     distributed = pytest.importorskip("distributed")
     stacks = _mixed_inputs(tmp_path / "in", rng)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address=None) as cluster:
-        code, out, err = sepconv(capsys, "sobel", tmp_path / "in", "-o", tmp_path / "out",
+        # Paths relative to here, which is not where the workers run.
+        monkeypatch.chdir(tmp_path)
+        code, out, err = sepconv(capsys, "sobel", "in", "-o", "out",
                                  "--scheduler", cluster.scheduler_address, "--mode", "wrap")
         with distributed.Client(cluster) as client:
             # Each worker wrote its own pieces: they all took part.

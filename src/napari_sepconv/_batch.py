@@ -349,7 +349,7 @@ def run_jobs(jobs, runner, *, report, progress=None):
             _io.commit_target(target, job.final)
             target = None
         except Exception as error:
-            report(job.source.path, _io.error_reason(error))
+            report(job.source.label, _io.error_reason(error))
             continue
         finally:
             if target is not None:

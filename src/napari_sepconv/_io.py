@@ -131,10 +131,12 @@ class Source:
 
     ``samples_axis`` is the axis that the file itself marks as colour samples (an RGB PNG or
     TIFF), else None. Reading a region opens the file, copies the region out and closes it.
+    ``path`` is absolute, for workers that run elsewhere; ``label`` is the path as given.
     """
 
     def __init__(self, path, kind, shape, dtype, *, offset=None, samples_axis=None):
-        self.path = str(path)
+        self.path = os.path.abspath(path)
+        self.label = str(path)
         self.kind = kind  # 'raw' (memory-mappable at offset), 'npy', 'tiffpages', 'zarr', 'png'
         self.shape = tuple(int(n) for n in shape)
         self.dtype = np.dtype(dtype)  # as stored, possibly non-native byte order
@@ -312,7 +314,7 @@ class Target:
     """A writable output being filled under its temporary name: ``target[region] = piece``."""
 
     def __init__(self, path, kind, shape, dtype, *, offset=None):
-        self.path = str(path)
+        self.path = os.path.abspath(path)
         self.kind = kind  # 'raw' (memory-mappable at offset) or 'zarr'
         self.shape = tuple(shape)
         self.dtype = np.dtype(dtype)
