@@ -117,6 +117,7 @@ def main(argv=None):
         "quick": args.quick,
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "load_before": _load(),
+        "source": _source(libs.ours),
     }
     libs.set_threads(main_threads)
     meta["blas"] = libs.blas_info()
@@ -186,6 +187,31 @@ def main(argv=None):
         f"took {meta['elapsed_s']:.0f} s"
     )
     return 1 if verdicts["failed"] else 0
+
+
+def _source(ours):
+    """Which code was timed: the package's git commit, marked when it had local changes."""
+    if ours is None:
+        return None
+    import subprocess
+
+    where = Path(ours.__file__).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(where), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(where), "status", "--porcelain", "--", "."],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return commit + ("+local changes" if dirty else "")
 
 
 def _load():

@@ -67,7 +67,9 @@ def machine_text(meta) -> str:
     )
     bw = ", ".join(f"{k}: {g} GB/s" for k, g in meta["bandwidth_gbps"].items())
     return (
-        f"CPU: {meta['cpu']}\nPython {v['python']}; {libs}\n"
+        f"CPU: {meta['cpu']}\nPython {v['python']}; {libs}"
+        + (f" (commit {meta['source']})" if meta.get("source") else "")
+        + "\n"
         f"Thread pools: {blas}\nNumba threading layer: {meta.get('numba_threading_layer')}"
         f"; OMP_WAIT_POLICY={meta.get('omp_wait_policy')}\n"
         f"Copy bandwidth (read + write, 64 MiB): {bw}\n{load_text(meta)}"
@@ -401,7 +403,8 @@ def machine_line(meta) -> str:
     )
     bw = ", ".join(f"{g} GB/s on {k}" for k, g in meta["bandwidth_gbps"].items())
     load = load_text(meta)
-    return (
+    src = f"Code: commit {meta['source']}. " if meta.get("source") else ""
+    return src + (
         f"Python {v['python']}, {libs}.{blas_txt} Measured copy bandwidth (read + write): "
         f"{bw}." + (f" {load}." if load else "")
     )
@@ -539,6 +542,25 @@ def _plot_ratios(plt, sections, out):
             )
     ax.axvline(1.0, color="black", lw=0.8, ls=":")
     ax.set_xscale("log")
+    lo = min(min(ratios), 1.0) / 1.2
+    hi = (
+        max(
+            max(ratios),
+            max(
+                (r.workload.target.min_ratio for r in results if r.workload.target),
+                default=1.0,
+            ),
+        )
+        * 1.2
+    )
+    ticks = [
+        t
+        for t in (0.25, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10, 20, 50, 100, 200, 500)
+        if lo <= t <= hi
+    ]
+    ax.set_xlim(lo, hi)
+    ax.set_xticks(ticks, [f"{t:g}x" for t in ticks])
+    ax.minorticks_off()
     ax.set_yticks(y, names, fontsize=8)
     ax.set_xlabel("fastest peer time / our time (log scale; black tick = minimum)")
     ax.set_title(
