@@ -107,6 +107,8 @@ def test_help_and_version():
          "not allowed with"),
         (["separable", "x.tif", "-o", "out", "--axis", "0", "--kernel", "{k1}"], "--axis"),
         (["sobel", "x.tif", "-o", "{file}"], "not a folder"),
+        (["pointwise", "x.tif", "-o", "out", "--weights", "{k2}", "--channel-axis", "none"],
+         "must name an axis"),
     ],
 )
 def test_usage_errors_exit_2(tmp_path, capsys, monkeypatch, args, message):

@@ -227,6 +227,8 @@ def _filter_from_args(parser, args):
         parser.error("--rank and --tol apply to filter2d only")
     if args.ndim == 3 and not (edge or name == "separable"):
         parser.error(f"{name} filters 2-D planes; --ndim 3 applies to the edge filters and separable")
+    if name in CHANNEL_FILTERS and args.channel_axis == "none":
+        parser.error(f"{name} filters channels: --channel-axis must name an axis")
     if name == "pointwise" and (args.mode != "reflect" or args.cval != 0.0):
         parser.error("pointwise has no neighbourhood: --mode and --cval do not apply")
     if args.backend == "cuda" and "cuda" not in sc.available_backends():
