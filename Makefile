@@ -9,7 +9,7 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check
 PYTEST_WORKERS ?= 2
 DEMO_OUT ?= demo.png
 
-.PHONY: demo test test-core test-cudasim test-gui bench bench-quick clean
+.PHONY: demo test test-core test-cudasim test-gui test-slow bench bench-quick clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -60,3 +60,7 @@ bench-quick: $(BENCH_VENV)/.bench-deps
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) build dist src/*.egg-info $(DEMO_OUT)
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+# The 768 MB stack memory test of the batch command (minutes; not part of make test).
+test-slow: $(VENV)/.test-deps
+	$(BIN)/python -m pytest -m slow tests/test_cli.py
