@@ -36,12 +36,32 @@ def _taps(n, seed):
     return w / w.sum()
 
 
-def _rank2_kernel(n):
-    """Difference of two Gaussians with different widths: exactly rank 2."""
+def _gauss(n, seed):
+    """A normalised Gaussian of n taps, the usual separable kernel; its width depends on
+    ``seed``, so a kernel applied along the wrong axis would be caught."""
+    x = np.arange(n) - n // 2
+    sigma = n / (5.0 + seed)
+    w = np.exp(-0.5 * (x / sigma) ** 2)
+    return w / w.sum()
+
+
+def _kernels_1d(k, ndim, symmetric):
+    return [(_gauss if symmetric else _taps)(k, i) for i in range(ndim)]
+
+
+def _rank2_kernel(n, symmetric=True):
+    """Difference of two Gaussians, wider along x than along y: exactly rank 2.
+
+    Symmetric about its centre (as DoG and LoG kernels are), or with a slope across the second
+    Gaussian when ``symmetric`` is False."""
     x = np.linspace(-3, 3, n)
-    g1 = np.exp(-0.5 * (x / 0.8) ** 2)
-    g2 = np.exp(-0.5 * (x / 1.6) ** 2) * (1 + 0.1 * x)
-    return np.outer(g1, g1) / g1.sum() ** 2 - 0.5 * np.outer(g2, g2) / g2.sum() ** 2
+    g1y, g1x = np.exp(-0.5 * (x / 0.8) ** 2), np.exp(-0.5 * (x / 1.0) ** 2)
+    g2y, g2x = np.exp(-0.5 * (x / 1.6) ** 2), np.exp(-0.5 * (x / 2.0) ** 2)
+    if not symmetric:
+        g2x = g2x * (1 + 0.1 * x)
+    return np.outer(g1y, g1x) / (g1y.sum() * g1x.sum()) - 0.5 * np.outer(g2y, g2x) / (
+        g2y.sum() * g2x.sum()
+    )
 
 
 def _full_rank_kernel(n, seed=1):
@@ -202,16 +222,18 @@ class Builder:
         peers=None,
         group="separable",
         out_dtype=None,
+        symmetric=True,
     ):
-        """Correlation with the outer product of k-tap 1-D kernels, one per axis."""
+        """Correlation with the outer product of k-tap 1-D kernels, one per axis:
+        Gaussians, or asymmetric kernels (no mirrored-pair shortcut) unless ``symmetric``."""
         ndim = len(shape)
         dtype = np.dtype(dtype)
         unit = 255.0 if dtype == np.uint8 else 1.0
         if out_dtype is None:
             out_dtype = np.float64 if dtype == np.uint8 else dtype
         out_dtype = np.dtype(out_dtype)
-        kernels = [_taps(k, seed=i) for i in range(ndim)]
-        name = f"separable {k}-tap {_dt(dtype)}{'' if out_dtype == dtype else '->' + _dt(out_dtype)} {_shape(shape)}"
+        kernels = _kernels_1d(k, ndim, symmetric)
+        name = f"separable {k}-tap{'' if symmetric else ' asymmetric'} {_dt(dtype)}{'' if out_dtype == dtype else '->' + _dt(out_dtype)} {_shape(shape)}"
         want = set(peers) if peers is not None else None
 
         def use(peer):
@@ -281,7 +303,7 @@ class Builder:
 
     def correlate1d(self, shape, k, axis, dtype=np.float32, *, group="separable"):
         """scipy.ndimage.correlate1d along one axis."""
-        w = _taps(k, seed=3)
+        w = _gauss(k, 3)
         name = f"correlate1d {k}-tap axis={axis} {_dt(np.dtype(dtype))} {_shape(shape)}"
 
         def setup():
@@ -588,7 +610,7 @@ class Builder:
     def kernel_size_sweep(self, n, k):
         """Time against kernel size: separable O(k) against direct O(k^2), same image."""
         shape = (n, n)
-        kernels = [_taps(k, 0), _taps(k, 1)]
+        kernels = _kernels_1d(k, 2, True)
         full = _full_rank_kernel(k)
 
         def setup():
@@ -739,6 +761,10 @@ def extra_workloads(b: Builder, quick: bool):
             (n, n), np.uint8, peers=("opencv", "skimage")
         ),  # default: uint8 -> float64
         b.separable((n, n), 15, np.float64),
+        b.separable((n, n), 15, np.float32, symmetric=False),
+        b.filter2d(
+            (n, n), _rank2_kernel(11, symmetric=False), "11x11 rank-2 asymmetric"
+        ),
         b.separable((4096, 4096), 15, np.float32, peers=fast),
         b.filter2d((4096, 4096), _rank2_kernel(11), "11x11 rank-2", peers=("opencv",)),
         b.filter2d((n, n), _full_rank_kernel(5), "5x5 full-rank"),
