@@ -31,7 +31,7 @@ from numba import cuda
 from numba.cuda import config as _cuda_config
 
 from . import _cuda_kernels as kernels
-from ._cpu import _pack_taps, _shared_taps, depthwise_taps, symmetry
+from ._cpu import _shared_taps, depthwise_taps, symmetry
 from ._cuda_kernels import BX, BY, MAGNITUDE, SUM, THREADS, TX, TY
 from ._validation import KERNEL_INPUT_TYPES
 
@@ -240,6 +240,19 @@ def _const(values, dtype):
     if len(_constants) > 128:
         _constants.popitem(last=False)
     return device
+
+
+def _pack_taps(taps_list, dtype):
+    """Ragged ``[(offsets, weights), ...]`` as padded 2-D arrays plus counts."""
+    width = max(o.size for o, _ in taps_list)
+    offsets = np.zeros((len(taps_list), width), _int)
+    weights = np.zeros((len(taps_list), width), dtype)
+    counts = np.zeros(len(taps_list), _int)
+    for t, (o, w) in enumerate(taps_list):
+        offsets[t, :o.size] = o
+        weights[t, :o.size] = w
+        counts[t] = o.size
+    return offsets, weights, counts
 
 
 def _reach(offsets):
