@@ -206,6 +206,15 @@ def test_separable_filter_axes_order_and_channels(rng):
 
 
 @simulated
+@pytest.mark.parametrize("length", [2, 7, 13, 21])
+def test_separable_filter_kernel_lengths(length, rng):
+    """Each unrolled variant of the fused kernel (up to 4, 8, 16 taps) and the generic one."""
+    taps = rng.random(length) - 0.25
+    both(sc.separable_filter, rng.random((12, 35)).astype(np.float32), [taps[::-1], taps],
+         mode="mirror")
+
+
+@simulated
 def test_separable_filter_too_long_to_fuse(rng):
     """Kernels too long for the fused tile run as one pass per axis."""
     taps = rng.random(101)
@@ -464,28 +473,28 @@ def _ptx_cases():
 
     cases = []
     for name, (_, variants) in BUILDERS.items():
-        for tiled in variants:
+        for variant in variants:
             pairs = [(np.float32, np.float32), (np.float64, np.float64)]
-            if name in _IMAGE_READERS and tiled is not False:
+            if name in _IMAGE_READERS and variant in (None, True):
                 pairs.append((np.uint8, np.float64))  # integer images, skimage's float64
             if name == "convert":
                 pairs = [(np.int16, np.float32), (np.float16, np.float32)]
             if name == "cast":
                 pairs = [(np.float64, np.uint8), (np.float32, np.bool_), (np.float64, np.float32)]
             for src, dtype in pairs:
-                label = f"{name}-{tiled}-{np.dtype(src).name}-{np.dtype(dtype).name}"
-                cases.append(pytest.param(name, tiled, src, dtype, id=label))
+                label = f"{name}-{variant}-{np.dtype(src).name}-{np.dtype(dtype).name}"
+                cases.append(pytest.param(name, variant, src, dtype, id=label))
     return cases
 
 
 @without_simulator
-@pytest.mark.parametrize("name, tiled, src, dtype", _ptx_cases())
-def test_every_kernel_compiles_to_ptx(name, tiled, src, dtype):
+@pytest.mark.parametrize("name, variant, src, dtype", _ptx_cases())
+def test_every_kernel_compiles_to_ptx(name, variant, src, dtype):
     from numba import cuda
 
     from napari_sepconv._cuda_kernels import python_kernel
 
-    ptx, _ = cuda.compile_ptx(python_kernel(name, dtype, tiled), _signature(name, src, dtype),
+    ptx, _ = cuda.compile_ptx(python_kernel(name, dtype, variant), _signature(name, src, dtype),
                               cc=(8, 0))
     assert ".entry" in ptx and "sm_80" in ptx
     if np.dtype(dtype) == np.float32 and name != "convert":
@@ -514,6 +523,8 @@ def test_launches_use_the_signatures_compiled_to_ptx(rng, monkeypatch):
     sc.correlate1d(image, [1, 2, 3], axis=0, backend="cuda")
     sc.correlate1d(image, np.ones(401), output=np.uint8, backend="cuda")
     sc.correlate1d(image, [1, 2], backend="cuda")
+    sc.separable_filter(image, [np.ones(21), np.ones(9)], backend="cuda")
+    sc.separable_filter(image, [np.ones(15), np.ones(3)], backend="cuda")
     sc.separable_filter(image, [np.ones(101), np.ones(101)], backend="cuda")
     sc.filter2d(image, np.arange(9.0).reshape(3, 3), backend="cuda")
     sc.filter2d(image, kernel, backend="cuda")
@@ -528,13 +539,18 @@ def test_launches_use_the_signatures_compiled_to_ptx(rng, monkeypatch):
     assert {"separable_2d", "correlate_y", "correlate_x", "correlate_any", "correlate_2d",
             "depthwise", "depthwise_passes", "depthwise_separable", "pointwise", "apply_mask",
             "combine", "cast", "convert", "gather"} <= launched
-    for name, tiled, types in log:
+    from napari_sepconv._cuda_kernels import BUILDERS
+
+    assert {(name, variant) for name, variant, _ in log if name == "separable_2d"} >= {
+        ("separable_2d", 4), ("separable_2d", 16), ("separable_2d", None)}
+    for name, variant, types in log:
+        assert variant in BUILDERS[name][1], (name, variant)
         src = types[0].dtype if name in _IMAGE_READERS | {"convert", "cast"} else None
         dtype = (types[0] if name in {"combine", "finish_magnitude", "apply_mask"}
                  else types[-1]).dtype
         expected = _signature(name, np.dtype(str(src)) if src else np.dtype(str(dtype)),
                               np.dtype(str(dtype)))
-        assert types == expected, (name, tiled, types)
+        assert types == expected, (name, variant, types)
 
 
 # --------------------------------------------------------------------------

@@ -191,16 +191,17 @@ def contiguous(arr):
 # --------------------------------------------------------------------------
 
 @functools.lru_cache(maxsize=None)
-def _compiled(name, dtype, tiled):
-    return cuda.jit(kernels.python_kernel(name, dtype, tiled))
+def _compiled(name, dtype, variant):
+    return cuda.jit(kernels.python_kernel(name, dtype, variant))
 
 
-def _launch(name, dtype, tiled, grid, block, shared_bytes, *args):
+def _launch(name, dtype, variant, grid, block, shared_bytes, *args):
+    """Launch kernel ``name`` (compiled for output ``dtype`` and ``variant``) on ``args``."""
     if 0 in grid:
         return
     if launch_log is not None:
-        launch_log.append((name, tiled, tuple(numba.typeof(a) for a in args)))
-    kernel = _compiled(name, np.dtype(dtype), tiled)
+        launch_log.append((name, variant, tuple(numba.typeof(a) for a in args)))
+    kernel = _compiled(name, np.dtype(dtype), variant)
     with warnings.catch_warnings():
         # small images give small grids; that is not worth a warning per call
         warnings.simplefilter("ignore", numba.NumbaPerformanceWarning)
@@ -242,9 +243,8 @@ def _const(values, dtype):
     return device
 
 
-def _pack_taps(taps_list, dtype):
-    """Ragged ``[(offsets, weights), ...]`` as padded 2-D arrays plus counts."""
-    width = max(o.size for o, _ in taps_list)
+def _pack_taps(taps_list, dtype, width):
+    """Ragged ``[(offsets, weights), ...]`` as 2-D arrays padded to ``width``, plus counts."""
     offsets = np.zeros((len(taps_list), width), _int)
     weights = np.zeros((len(taps_list), width), dtype)
     counts = np.zeros(len(taps_list), _int)
@@ -348,12 +348,17 @@ def separable_2d(src, cols, rows, mode_y, mode_x, cval, pad_x, combine, divisor,
         _separable_by_passes(planes, cols, rows, mode_y, mode_x, cval, pad_x, combine,
                              divisor, accumulate, result)
         return
-    col_off, col_w, col_n = _pack_taps(cols, dtype)
-    row_off, row_w, row_n = _pack_taps(rows, dtype)
-    _launch("separable_2d", dtype, None,
+    longest = max(o.size for o, _ in cols + rows)
+    max_taps = next((n for n in kernels.UNROLLED_TAPS if n >= longest), None)
+    width = max_taps or longest
+    col_off, col_w, col_n = _pack_taps(cols, dtype, width)
+    row_off, row_w, row_n = _pack_taps(rows, dtype, width)
+    col_at = (col_off - y_lo) * (TX + x_span)  # positions in the shared tile
+    row_at = row_off - x_lo
+    _launch("separable_2d", dtype, max_taps,
             (_tiles(w, TX, 1 << 30), _tiles(h, TY), min(planes.shape[0], MAX_GRID_YZ)),
-            (BX, BY), tile * item, planes, _const(col_off, _int), _const(col_w, dtype),
-            _const(col_n, _int), _const(row_off, _int), _const(row_w, dtype),
+            (BX, BY), tile * item, planes, _const(col_at, _int), _const(col_w, dtype),
+            _const(col_n, _int), _const(row_at, _int), _const(row_w, dtype),
             _const(row_n, _int), _int(y_lo), _int(y_span), _int(x_lo), _int(x_span),
             _int(mode_y), _int(mode_x), dtype.type(cval), _const(pad_x, dtype),
             _int(combine), dtype.type(divisor), _int(bool(accumulate)), result)

@@ -53,6 +53,11 @@ TY = BY * ROWS
 THREADS = BX * BY
 
 
+# Array indices that are known to be non-negative: unsigned, so that Numba leaves
+# out its negative-index wraparound (three instructions per index) in hot loops.
+_u = numba.uint64
+
+
 def _inline(func):
     """A device function compiled into its callers (the simulator runs it as Python)."""
     return cuda.jit(device=True, inline="always")(func)
@@ -286,22 +291,35 @@ def build_correlate_any(dtype):
 # Fused separable terms over the last two axes
 # --------------------------------------------------------------------------
 
+# Tap-count limits of the unrolled ``separable_2d`` variants (larger kernels use the generic one).
+UNROLLED_TAPS = (4, 8, 16)
+
+
 @lru_cache(maxsize=None)
-def build_separable_2d(dtype):
+def build_separable_2d(dtype, max_taps=None):
     """Sum (or magnitude) of separable terms over the last two axes of ``src`` (P, H, W).
 
     Shared memory holds the input tile and, for one term at a time, the
     vertical pass over the tile's rows and its x halo; the horizontal pass
     reads that and each thread keeps its ``ROWS`` running totals in registers,
     so the output is written once. Term ``t`` correlates columns with
-    ``col_w[t, :col_n[t]]`` and rows with ``row_w[t, :row_n[t]]``;
+    ``col_w[t, :col_n[t]]`` and rows with ``row_w[t, :row_n[t]]``; the taps'
+    offsets come as positions in the shared tile (``col_at = (offset - y_lo) *
+    tile width``, ``row_at = offset - x_lo``), so the inner loops only add.
     ``pad_x[t]`` is the vertical pass outside the image along x in constant
     mode, as in ``_cpu.separable_2d``.
+
+    With ``max_taps`` (every pass has at most that many taps, the tables
+    padded to that width) each term's taps are read once into registers and
+    the tap loops unroll: short kernels such as the edge filters then cost a
+    few instructions per tap.
     """
     nbt = numba.from_dtype(np.dtype(dtype))
     zero = np.dtype(dtype).type(0)
+    unrolled = max_taps is not None
+    n_regs = max_taps if unrolled else 1
 
-    def separable_2d(src, col_off, col_w, col_n, row_off, row_w, row_n, y_lo, y_span,
+    def separable_2d(src, col_at, col_w, col_n, row_at, row_w, row_n, y_lo, y_span,
                      x_lo, x_span, mode_y, mode_x, cval, pad_x, combine, divisor,
                      accumulate, out):
         n_planes, h, w = src.shape
@@ -309,6 +327,10 @@ def build_separable_2d(dtype):
         mid = (TY + y_span) * tw  # where the vertical pass starts in shared memory
         smem = cuda.shared.array(0, nbt)
         total = cuda.local.array(ROWS, nbt)
+        cw = cuda.local.array(n_regs, nbt)  # the term's taps, in registers when unrolled
+        ca = cuda.local.array(n_regs, numba.int64)
+        rw = cuda.local.array(n_regs, nbt)
+        ra = cuda.local.array(n_regs, numba.int64)
         tx = cuda.threadIdx.x
         ty = cuda.threadIdx.y
         x0 = cuda.blockIdx.x * TX
@@ -321,18 +343,26 @@ def build_separable_2d(dtype):
                     for c in range(tx, tw, BX):
                         qx = _source_index(x0 + x_lo + c, w, mode_x)
                         if qy < 0:
-                            smem[r * tw + c] = cval
+                            smem[_u(r * tw + c)] = cval
                         elif qx < 0:
-                            smem[r * tw + c] = zero  # replaced by pad_x after the vertical pass
+                            smem[_u(r * tw + c)] = zero  # replaced by pad_x after the pass
                         else:
-                            smem[r * tw + c] = src[p, qy, qx]
+                            smem[_u(r * tw + c)] = src[_u(p), _u(qy), _u(qx)]
                 for rr in range(ROWS):
                     y = y0 + ty + rr * BY
                     if accumulate != 0 and y < h and x < w:
-                        total[rr] = out[p, y, x]
+                        total[rr] = out[_u(p), _u(y), _u(x)]
                     else:
                         total[rr] = zero
                 for t in range(col_n.size):
+                    n_col = col_n[t]
+                    n_row = row_n[t]
+                    if unrolled:
+                        for a in range(n_regs):
+                            cw[a] = col_w[_u(t), _u(a)]
+                            ca[a] = col_at[_u(t), _u(a)]
+                            rw[a] = row_w[_u(t), _u(a)]
+                            ra[a] = row_at[_u(t), _u(a)]
                     cuda.syncthreads()  # tile loaded, or the previous term's pass read
                     for r in range(ty, TY, BY):
                         for c in range(tx, tw, BX):
@@ -341,15 +371,26 @@ def build_separable_2d(dtype):
                                 v = pad_x[t]
                             else:
                                 v = zero
-                                for a in range(col_n[t]):
-                                    v += col_w[t, a] * smem[(r + col_off[t, a] - y_lo) * tw + c]
-                            smem[mid + r * tw + c] = v
+                                at = r * tw + c
+                                if unrolled:
+                                    for a in range(n_regs):
+                                        if a < n_col:
+                                            v += cw[a] * smem[_u(at + ca[a])]
+                                else:
+                                    for a in range(n_col):
+                                        v += col_w[_u(t), _u(a)] * smem[_u(at + col_at[_u(t), _u(a)])]
+                            smem[_u(mid + r * tw + c)] = v
                     cuda.syncthreads()
                     for rr in range(ROWS):
-                        base = mid + (ty + rr * BY) * tw + tx - x_lo
+                        at = mid + (ty + rr * BY) * tw + tx
                         hsum = zero
-                        for b in range(row_n[t]):
-                            hsum += row_w[t, b] * smem[base + row_off[t, b]]
+                        if unrolled:
+                            for b in range(n_regs):
+                                if b < n_row:
+                                    hsum += rw[b] * smem[_u(at + ra[b])]
+                        else:
+                            for b in range(n_row):
+                                hsum += row_w[_u(t), _u(b)] * smem[_u(at + row_at[_u(t), _u(b)])]
                         if combine == SUM:
                             total[rr] += hsum
                         else:
@@ -358,9 +399,9 @@ def build_separable_2d(dtype):
                     y = y0 + ty + rr * BY
                     if y < h and x < w:
                         if combine == MAGNITUDE:
-                            out[p, y, x] = math.sqrt(total[rr]) / divisor
+                            out[_u(p), _u(y), _u(x)] = math.sqrt(total[rr]) / divisor
                         else:
-                            out[p, y, x] = total[rr]
+                            out[_u(p), _u(y), _u(x)] = total[rr]
                 cuda.syncthreads()
 
     return separable_2d
@@ -752,13 +793,14 @@ def build_gather(dtype):
     return gather
 
 
-# Every kernel, by name: (builder, variants). ``_cuda`` launches them through
-# ``kernel(name, dtype, tiled)``; the tests compile each variant to PTX.
+# Every kernel, by name: (builder, variants). A variant is the builder's second
+# argument (``tiled``, or ``max_taps`` for ``separable_2d``); ``_cuda`` launches
+# them by (name, dtype, variant) and the tests compile every one to PTX.
 BUILDERS = {
     "correlate_x": (build_correlate_x, (None,)),
     "correlate_y": (build_correlate_y, (None,)),
     "correlate_any": (build_correlate_any, (None,)),
-    "separable_2d": (build_separable_2d, (None,)),
+    "separable_2d": (build_separable_2d, (None,) + UNROLLED_TAPS),
     "correlate_2d": (build_correlate_2d, (True, False)),
     "depthwise": (build_depthwise, (True, False)),
     "depthwise_passes": (build_depthwise_passes, (True, False)),
@@ -773,8 +815,8 @@ BUILDERS = {
 }
 
 
-def python_kernel(name, dtype, tiled=None):
+def python_kernel(name, dtype, variant=None):
     """The plain Python function of kernel ``name`` for output ``dtype`` (and variant)."""
     builder, _ = BUILDERS[name]
     dtype = np.dtype(dtype)
-    return builder(dtype) if tiled is None else builder(dtype, tiled)
+    return builder(dtype) if variant is None else builder(dtype, variant)
