@@ -529,7 +529,8 @@ def test_launches_use_the_signatures_compiled_to_ptx(rng, monkeypatch):
     sc.filter2d(image, np.arange(9.0).reshape(3, 3), backend="cuda")
     sc.filter2d(image, kernel, backend="cuda")
     sc.depthwise_filter(rgb, np.ones((3, 3, 3)), backend="cuda")
-    sc.depthwise_filter(rgb, np.ones((3, 2, 3, 3)) * np.arange(1, 4)[:, None, None, None], backend="cuda")
+    rank1 = np.ones((3, 2, 3, 3)) * np.arange(1, 4)[:, None, None, None]
+    sc.depthwise_filter(rgb, rank1, backend="cuda")
     sc.depthwise_filter(rgb, np.stack([kernel] * 3), backend="cuda")
     sc.pointwise_filter(rgb, np.ones((2, 3)), np.ones(2), backend="cuda")
     sc.depthwise_separable_filter(rgb, np.ones((3, 3, 3)), np.ones((2, 3)), backend="cuda")

@@ -22,6 +22,7 @@ This module imports ``numba.cuda``; ``_backend`` imports it on first use only.
 
 import functools
 import math
+import threading
 import warnings
 from collections import OrderedDict
 
@@ -151,10 +152,6 @@ def like_input(result, image):
     return result
 
 
-def to_host(x):
-    return as_device(x).copy_to_host() if is_device(x) else np.asarray(x)
-
-
 def _view(arr, shape, strides):
     """A view of ``arr``'s memory from its first element (positive byte strides)."""
     shape, strides = tuple(int(n) for n in shape), tuple(int(s) for s in strides)
@@ -219,6 +216,7 @@ def _tiles(n, size, cap=MAX_GRID_YZ):
 
 
 _constants = OrderedDict()
+_constants_lock = threading.Lock()  # napari filters from worker threads
 
 
 def _const(values, dtype):
@@ -232,14 +230,16 @@ def _const(values, dtype):
         host = host.reshape(1)
     context = None if simulated() else cuda.current_context()
     key = (host.dtype.str, host.shape, host.tobytes())
-    hit = _constants.get(key)
-    if hit is not None and hit[0] is context:
-        _constants.move_to_end(key)
-        return hit[1]
+    with _constants_lock:
+        hit = _constants.get(key)
+        if hit is not None and hit[0] is context:
+            _constants.move_to_end(key)
+            return hit[1]
     device = cuda.to_device(host)
-    _constants[key] = (context, device)
-    if len(_constants) > 128:
-        _constants.popitem(last=False)
+    with _constants_lock:
+        _constants[key] = (context, device)
+        if len(_constants) > 128:
+            _constants.popitem(last=False)
     return device
 
 

@@ -378,7 +378,8 @@ def build_separable_2d(dtype, max_taps=None):
                                             v += cw[a] * smem[_u(at + ca[a])]
                                 else:
                                     for a in range(n_col):
-                                        v += col_w[_u(t), _u(a)] * smem[_u(at + col_at[_u(t), _u(a)])]
+                                        v += (col_w[_u(t), _u(a)]
+                                              * smem[_u(at + col_at[_u(t), _u(a)])])
                             smem[_u(mid + r * tw + c)] = v
                     cuda.syncthreads()
                     for rr in range(ROWS):
