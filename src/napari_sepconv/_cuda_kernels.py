@@ -76,16 +76,18 @@ def _tap_sum(buf, base, stride, off, w, sym):
     """
     k = off.size
     first = k // 2 if sym != 0 else k - 1
-    acc = w[first] * buf[base + off[first] * stride]
+    acc = w[_u(first)] * buf[_u(base + off[_u(first)] * stride)]
     if sym > 0:
         for t in range(k // 2):
-            acc += (buf[base + off[t] * stride] + buf[base + off[k - 1 - t] * stride]) * w[t]
+            a = buf[_u(base + off[_u(t)] * stride)]
+            acc += (a + buf[_u(base + off[_u(k - 1 - t)] * stride)]) * w[_u(t)]
     elif sym < 0:
         for t in range(k // 2):
-            acc += (buf[base + off[t] * stride] - buf[base + off[k - 1 - t] * stride]) * w[t]
+            a = buf[_u(base + off[_u(t)] * stride)]
+            acc += (a - buf[_u(base + off[_u(k - 1 - t)] * stride)]) * w[_u(t)]
     else:
         for t in range(k - 1):
-            acc += buf[base + off[t] * stride] * w[t]
+            acc += buf[_u(base + off[_u(t)] * stride)] * w[_u(t)]
     return acc
 
 
@@ -222,14 +224,14 @@ def build_correlate_x(dtype):
                 for c in range(tx, tw, BX):
                     q = _source_index(x0 + lo + c, n, mode)
                     if q < 0:
-                        smem[r * tw + c] = cval
+                        smem[_u(r * tw + c)] = cval
                     else:
-                        smem[r * tw + c] = src[y0 + r, q]
+                        smem[_u(r * tw + c)] = src[_u(y0 + r), _u(q)]
             cuda.syncthreads()
             for rr in range(ROWS):
                 ly = ty + rr * BY
                 if y0 + ly < n_lines and x < n:
-                    out[y0 + ly, x] = _tap_sum(smem, ly * tw + tx - lo, 1, off, w, sym)
+                    out[_u(y0 + ly), _u(x)] = _tap_sum(smem, ly * tw + tx - lo, 1, off, w, sym)
             cuda.syncthreads()
 
     return correlate_x
@@ -255,14 +257,15 @@ def build_correlate_y(dtype):
                     for r in range(ty, th, BY):
                         q = _source_index(y0 + lo + r, n, mode)
                         if q < 0:
-                            smem[r * TX + tx] = cval
+                            smem[_u(r * TX + tx)] = cval
                         else:
-                            smem[r * TX + tx] = src[o, q, x]
+                            smem[_u(r * TX + tx)] = src[_u(o), _u(q), _u(x)]
                 cuda.syncthreads()
                 for rr in range(ROWS):
                     ly = ty + rr * BY
                     if y0 + ly < n and x < inner:
-                        out[o, y0 + ly, x] = _tap_sum(smem, (ly - lo) * TX + tx, TX, off, w, sym)
+                        out[_u(o), _u(y0 + ly), _u(x)] = _tap_sum(smem, (ly - lo) * TX + tx, TX,
+                                                                  off, w, sym)
                 cuda.syncthreads()
 
     return correlate_y
@@ -441,18 +444,19 @@ def build_correlate_2d(dtype, tiled=True):
                         for c in range(tx, tw, BX):
                             qx = _source_index(x0 + x_lo + c, w, mode_x)
                             if qy < 0 or qx < 0:
-                                smem[r * tw + c] = cval
+                                smem[_u(r * tw + c)] = cval
                             else:
-                                smem[r * tw + c] = src[p, qy, qx]
+                                smem[_u(r * tw + c)] = src[_u(p), _u(qy), _u(qx)]
                     cuda.syncthreads()
                 for rr in range(ROWS):
                     ly = ty + rr * BY
                     y = y0 + ly
                     if y < h and x < w:
                         acc = zero
+                        at = (ly - y_lo) * tw + tx - x_lo
                         for t in range(tap_w.size):
                             if tiled:
-                                v = smem[(ly + tap_y[t] - y_lo) * tw + tx + tap_x[t] - x_lo]
+                                v = smem[_u(at + tap_y[_u(t)] * tw + tap_x[_u(t)])]
                             else:
                                 qy = _source_index(y + tap_y[t], h, mode_y)
                                 qx = _source_index(x + tap_x[t], w, mode_x)
@@ -460,8 +464,8 @@ def build_correlate_2d(dtype, tiled=True):
                                     v = cval
                                 else:
                                     v = nbt(src[p, qy, qx])
-                            acc += tap_w[t] * v
-                        out[p, y, x] = acc
+                            acc += tap_w[_u(t)] * v
+                        out[_u(p), _u(y), _u(x)] = acc
                 if tiled:
                     cuda.syncthreads()
 
