@@ -130,9 +130,7 @@ def _parallel_copy(dst: np.ndarray, src: np.ndarray, threads: int) -> None:
     if _pool is None or _pool._max_workers < threads:
         _pool = ThreadPoolExecutor(threads)
     pairs = zip(np.array_split(dst, threads), np.array_split(src, threads))
-    list(
-        _pool.map(lambda ds: np.copyto(ds[0], ds[1]), pairs)
-    )  # copyto releases the GIL
+    list(_pool.map(lambda ds: np.copyto(ds[0], ds[1]), pairs))  # copyto releases the GIL
 
 
 class Bandwidth:
@@ -196,8 +194,11 @@ class Contender:
 
 @dataclass
 class Target:
+    """A minimum ratio against the fastest of the named peers (name prefixes) in the run."""
+
     min_ratio: float
     label: str
+    vs: tuple = ()
 
 
 @dataclass
@@ -248,9 +249,7 @@ class Result:
         """Median over rounds of floor time / our time (1 = at the bandwidth floor)."""
         if not self.has_ours:
             return float("nan")
-        return float(
-            np.median(np.asarray(self.floor_times) / np.asarray(self.times["ours"]))
-        )
+        return float(np.median(np.asarray(self.floor_times) / np.asarray(self.times["ours"])))
 
     def median(self, name: str) -> float:
         return float(np.median(self.times[name]))
@@ -260,6 +259,10 @@ class Result:
         ours = np.asarray(self.times["ours"])
         return float(np.median(np.asarray(self.times[peer]) / ours))
 
+    def ratio_of_best(self, peer: str) -> float:
+        """Best peer time / best our time: what other load on the machine cannot add to."""
+        return float(np.min(self.times[peer]) / np.min(self.times["ours"]))
+
     @property
     def peer_names(self) -> list:
         return [n for n in self.times if n != "ours"]
@@ -268,8 +271,9 @@ class Result:
     def has_ours(self) -> bool:
         return "ours" in self.times
 
-    def fastest_peer(self) -> str | None:
-        peers = self.peer_names
+    def fastest_peer(self, among: tuple = ()) -> str | None:
+        """The fastest peer, or the fastest of those whose names start with ``among``."""
+        peers = [p for p in self.peer_names if not among or p.startswith(among)]
         if not peers:
             return None
         if self.has_ours:
@@ -290,9 +294,7 @@ def run_workload(
     """Warm up, check values, then time all contenders in interleaved rounds."""
     gc.collect()
     data = wl.setup()
-    contenders = ([wl.ours] if (include_ours and wl.ours is not None) else []) + list(
-        wl.peers
-    )
+    contenders = ([wl.ours] if (include_ours and wl.ours is not None) else []) + list(wl.peers)
     failures = []
     errors = {}
     reference = None

@@ -21,19 +21,19 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 for _var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
     os.environ.pop(_var, None)
 
-import argparse
-import json
-import re
-import sys
-import time
-from pathlib import Path
+import argparse  # noqa: E402
+import json  # noqa: E402
+import re  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import numpy as np
-import report
-import workloads as W
-from _harness import Bandwidth, Libraries, cpu_model, run_workload
+import numpy as np  # noqa: E402
+import report  # noqa: E402
+import workloads as W  # noqa: E402
+from _harness import Bandwidth, Libraries, cpu_model, run_workload  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -41,18 +41,13 @@ REPO = HERE.parent
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument(
-        "--quick", action="store_true", help="fewer rounds and workloads (1-2 min)"
-    )
+    p.add_argument("--quick", action="store_true", help="fewer rounds and workloads (1-2 min)")
     p.add_argument(
         "--threads",
         default="1,2",
-        help="thread counts for the thread-scaling section (default 1,2); the "
-        "ratio tables use the largest",
+        help="thread counts for the thread-scaling section (default 1,2); the ratio tables use the largest",
     )
-    p.add_argument(
-        "--only", metavar="REGEX", help="run only workloads whose name matches"
-    )
+    p.add_argument("--only", metavar="REGEX", help="run only workloads whose name matches")
     p.add_argument(
         "--out",
         default=str(HERE / "results"),
@@ -63,12 +58,8 @@ def parse_args(argv):
         action="store_true",
         help="also write docs/performance.md's tables and docs/bench-*.png",
     )
-    p.add_argument(
-        "--no-latency", action="store_true", help="skip the start-up measurements"
-    )
-    p.add_argument(
-        "--peers-only", action="store_true", help="time the peers without ours"
-    )
+    p.add_argument("--no-latency", action="store_true", help="skip the start-up measurements")
+    p.add_argument("--peers-only", action="store_true", help="time the peers without ours")
     return p.parse_args(argv)
 
 
@@ -80,9 +71,7 @@ def main(argv=None):
     main_threads = max(thread_counts)
     include_ours = libs.ours is not None and not args.peers_only
     if libs.ours is None:
-        print(
-            f"napari_sepconv is not importable ({libs.ours_error}); timing the peers only."
-        )
+        print(f"napari_sepconv is not importable ({libs.ours_error}); timing the peers only.")
 
     budget, lo, hi = (0.6, 3, 9) if args.quick else (3.0, 5, 31)
     bw = Bandwidth(repeats=5 if args.quick else 11)
@@ -124,24 +113,19 @@ def main(argv=None):
     if libs.numba is not None:
         meta["numba_threading_layer"] = _numba_layer(libs.numba)
     meta["bandwidth_gbps"] = {
-        f"{t} thread{'s' if t > 1 else ''}": round(bw.gbps(64 << 20, t), 1)
-        for t in thread_counts
+        f"{t} thread{'s' if t > 1 else ''}": round(bw.gbps(64 << 20, t), 1) for t in thread_counts
     }
     print(report.machine_text(meta))
 
     sections = {}
     sections["targets"] = run_all(pick(W.target_workloads(b)), main_threads, "targets")
-    sections["extra"] = run_all(
-        pick(W.extra_workloads(b, args.quick)), main_threads, "more workloads"
-    )
+    sections["extra"] = run_all(pick(W.extra_workloads(b, args.quick)), main_threads, "more workloads")
     sections["pixels"] = run_all(
         pick(W.scaling_workloads(b, args.quick)), main_threads, "scaling with pixels"
     )
     sections["threads"] = {}
     for t in thread_counts:
-        sections["threads"][t] = run_all(
-            pick(W.thread_workloads(b, args.quick)), t, "scaling with threads"
-        )
+        sections["threads"][t] = run_all(pick(W.thread_workloads(b, args.quick)), t, "scaling with threads")
     sections["ksize"] = run_all(
         pick(W.sweep_workloads(b, args.quick)),
         main_threads,
@@ -167,9 +151,7 @@ def main(argv=None):
     verdicts = report.verdicts(sections, latency)
     md = report.markdown(meta, sections, latency, verdicts)
     (out / "results.md").write_text(md)
-    (out / "results.json").write_text(
-        json.dumps(report.to_json(meta, sections, latency, verdicts), indent=1)
-    )
+    (out / "results.json").write_text(json.dumps(report.to_json(meta, sections, latency, verdicts), indent=1))
     raw = out / "raw"
     raw.mkdir(exist_ok=True)
     (raw / "times.json").write_text(json.dumps(report.raw_times(sections)))
@@ -182,10 +164,7 @@ def main(argv=None):
     print("\n== verdicts")
     for line in verdicts["lines"]:
         print(line)
-    print(
-        f"\nwrote {out / 'results.md'} and {len(plots)} plot(s); "
-        f"took {meta['elapsed_s']:.0f} s"
-    )
+    print(f"\nwrote {out / 'results.md'} and {len(plots)} plot(s); took {meta['elapsed_s']:.0f} s")
     return 1 if verdicts["failed"] else 0
 
 

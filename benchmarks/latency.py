@@ -80,9 +80,7 @@ def _run(code: str, env: dict) -> str:
         timeout=600,
     )
     if proc.returncode != 0:
-        raise RuntimeError(
-            proc.stderr.strip().splitlines()[-1] if proc.stderr else "failed"
-        )
+        raise RuntimeError(proc.stderr.strip().splitlines()[-1] if proc.stderr else "failed")
     return proc.stdout.strip().splitlines()[-1]
 
 
@@ -95,9 +93,7 @@ def _env(cache_dir=None) -> dict:
 
 def measure(quick: bool = False, log=print) -> dict:
     repeats = 3 if quick else 7
-    out: dict = {
-        "limits": {"import": IMPORT_LIMIT_S, "first_sobel": FIRST_SOBEL_LIMIT_S}
-    }
+    out: dict = {"limits": {"import": IMPORT_LIMIT_S, "first_sobel": FIRST_SOBEL_LIMIT_S}}
 
     # Warm the default cache once (the package's own, or the user's), as a user's second run.
     first_env = _env()
@@ -110,14 +106,9 @@ def measure(quick: bool = False, log=print) -> dict:
         f" (limit {IMPORT_LIMIT_S * 1e3:.0f} ms)"
     )
 
-    runs = [
-        json.loads(_run(_CALL.format(call=_FAMILIES["sobel"]), first_env))
-        for _ in range(repeats)
-    ]
+    runs = [json.loads(_run(_CALL.format(call=_FAMILIES["sobel"]), first_env)) for _ in range(repeats)]
     out["first_sobel_s"] = float(np.median([r["first"] for r in runs]))
-    out["import_plus_first_sobel_s"] = float(
-        np.median([r["import"] + r["first"] for r in runs])
-    )
+    out["import_plus_first_sobel_s"] = float(np.median([r["import"] + r["first"] for r in runs]))
     log(
         f"  first sc.sobel call, warm cache: median {out['first_sobel_s'] * 1e3:.0f} ms"
         f" (limit {FIRST_SOBEL_LIMIT_S * 1e3:.0f} ms); import + first call "
@@ -154,16 +145,11 @@ def measure(quick: bool = False, log=print) -> dict:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--quick", action="store_true", help="fewer processes and families"
-    )
+    parser.add_argument("--quick", action="store_true", help="fewer processes and families")
     args = parser.parse_args(argv)
     res = measure(args.quick)
     ok = res["pass_import"] and res["pass_first_sobel"]
-    print(
-        f"{'PASS' if res['pass_import'] else 'FAIL'}  import napari_sepconv < "
-        f"{IMPORT_LIMIT_S} s"
-    )
+    print(f"{'PASS' if res['pass_import'] else 'FAIL'}  import napari_sepconv < {IMPORT_LIMIT_S} s")
     print(
         f"{'PASS' if res['pass_first_sobel'] else 'FAIL'}  first sc.sobel call (warm cache) < "
         f"{FIRST_SOBEL_LIMIT_S} s"

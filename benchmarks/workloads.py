@@ -59,9 +59,7 @@ def _rank2_kernel(n, symmetric=True):
     g2y, g2x = np.exp(-0.5 * (x / 1.6) ** 2), np.exp(-0.5 * (x / 2.0) ** 2)
     if not symmetric:
         g2x = g2x * (1 + 0.1 * x)
-    return np.outer(g1y, g1x) / (g1y.sum() * g1x.sum()) - 0.5 * np.outer(g2y, g2x) / (
-        g2y.sum() * g2x.sum()
-    )
+    return np.outer(g1y, g1x) / (g1y.sum() * g1x.sum()) - 0.5 * np.outer(g2y, g2x) / (g2y.sum() * g2x.sum())
 
 
 def _full_rank_kernel(n, seed=1):
@@ -69,11 +67,7 @@ def _full_rank_kernel(n, seed=1):
 
 
 def _nbytes(*arrays_or_sizes):
-    return int(
-        sum(
-            a if isinstance(a, (int, np.integer)) else a.nbytes for a in arrays_or_sizes
-        )
-    )
+    return int(sum(a if isinstance(a, (int, np.integer)) else a.nbytes for a in arrays_or_sizes))
 
 
 class Builder:
@@ -128,9 +122,7 @@ class Builder:
         if self.cv2 is not None and ndim == 2 and use("opencv"):
             cv2 = self.cv2
             depth = cv2.CV_64F if out_dtype == np.float64 else cv2.CV_32F
-            scale = 1.0 / (
-                4.0 * SQRT2 * unit
-            )  # folds skimage's /4 and /sqrt(ndim) into Sobel
+            scale = 1.0 / (4.0 * SQRT2 * unit)  # folds skimage's /4 and /sqrt(ndim) into Sobel
 
             def opencv(d):
                 gx = cv2.Sobel(
@@ -179,17 +171,13 @@ class Builder:
             tdtype = torch.float64 if dtype == np.float64 else torch.float32
             d1 = np.array([1.0, 0.0, -1.0])
             s1 = np.array([1.0, 2.0, 1.0])
-            w = torch.tensor(
-                np.stack([np.outer(d1, s1), np.outer(s1, d1)])[:, None], dtype=tdtype
-            )
+            w = torch.tensor(np.stack([np.outer(d1, s1), np.outer(s1, d1)])[:, None], dtype=tdtype)
             scale = 1.0 / (4.0 * SQRT2)
 
             def torch_conv(d):
                 with torch.inference_mode():
                     x = torch.from_numpy(d["x"])[None, None]
-                    g = F.conv2d(
-                        x, w, padding=1
-                    )  # zero padding: the border is not compared
+                    g = F.conv2d(x, w, padding=1)  # zero padding: the border is not compared
                     return (torch.linalg.vector_norm(g, dim=1)[0] * scale).numpy()
 
             contenders.append(Contender("torch", torch_conv, crop=1))
@@ -233,7 +221,9 @@ class Builder:
             out_dtype = np.float64 if dtype == np.uint8 else dtype
         out_dtype = np.dtype(out_dtype)
         kernels = _kernels_1d(k, ndim, symmetric)
-        name = f"separable {k}-tap{'' if symmetric else ' asymmetric'} {_dt(dtype)}{'' if out_dtype == dtype else '->' + _dt(out_dtype)} {_shape(shape)}"
+        to = "" if out_dtype == dtype else "->" + _dt(out_dtype)
+        sym = "" if symmetric else " asymmetric"
+        name = f"separable {k}-tap{sym} {_dt(dtype)}{to} {_shape(shape)}"
         want = set(peers) if peers is not None else None
 
         def use(peer):
@@ -252,9 +242,7 @@ class Builder:
             ky = kernels[0]
 
             def opencv(d):
-                return cv2.sepFilter2D(
-                    d["x"], depth, kx, ky, borderType=cv2.BORDER_REFLECT
-                )
+                return cv2.sepFilter2D(d["x"], depth, kx, ky, borderType=cv2.BORDER_REFLECT)
 
             contenders.append(Contender("opencv", opencv))
         if self.ndi is not None and use("scipy"):
@@ -313,9 +301,7 @@ class Builder:
         contenders = []
         if self.ndi is not None:
             ndi = self.ndi
-            contenders.append(
-                Contender("scipy", lambda d: ndi.correlate1d(d["x"], w, axis=axis))
-            )
+            contenders.append(Contender("scipy", lambda d: ndi.correlate1d(d["x"], w, axis=axis)))
         if self.cv2 is not None and len(shape) == 2:
             cv2 = self.cv2
             one = np.ones(1)
@@ -323,9 +309,7 @@ class Builder:
             contenders.append(
                 Contender(
                     "opencv",
-                    lambda d: cv2.sepFilter2D(
-                        d["x"], -1, kx, ky, borderType=cv2.BORDER_REFLECT
-                    ),
+                    lambda d: cv2.sepFilter2D(d["x"], -1, kx, ky, borderType=cv2.BORDER_REFLECT),
                 )
             )
         return Workload(
@@ -376,18 +360,14 @@ class Builder:
                     return cv2.filter2D(x, -1, kernel, borderType=cv2.BORDER_REFLECT)
                 out = np.empty_like(x)
                 for i in range(x.shape[0]):
-                    cv2.filter2D(
-                        x[i], -1, kernel, dst=out[i], borderType=cv2.BORDER_REFLECT
-                    )
+                    cv2.filter2D(x[i], -1, kernel, dst=out[i], borderType=cv2.BORDER_REFLECT)
                 return out
 
             contenders.append(Contender("opencv", opencv))
         if self.ndi is not None and use("scipy"):
             ndi = self.ndi
             k3 = kernel[None] if stacked else kernel
-            contenders.append(
-                Contender("scipy", lambda d: ndi.correlate(d["x"], k3, mode="reflect"))
-            )
+            contenders.append(Contender("scipy", lambda d: ndi.correlate(d["x"], k3, mode="reflect")))
         if self.torch is not None and use("torch") and kh % 2 and kw % 2:
             torch, F = self.torch, self.F
             w = torch.tensor(
@@ -437,9 +417,7 @@ class Builder:
 
         def channels_last(d):
             with torch.inference_mode():
-                x = torch.from_numpy(d["x"]).permute(2, 0, 1)[
-                    None
-                ]  # NHWC memory, no copy
+                x = torch.from_numpy(d["x"]).permute(2, 0, 1)[None]  # NHWC memory, no copy
                 return conv(x)
 
         def with_layout(d):
@@ -460,9 +438,7 @@ class Builder:
             x = _image(shape, dtype)
             d = {"x": x}
             if self.torch is not None:
-                d["x_nchw"] = self.torch.from_numpy(
-                    np.ascontiguousarray(np.moveaxis(x, -1, 0))
-                )[None]
+                d["x_nchw"] = self.torch.from_numpy(np.ascontiguousarray(np.moveaxis(x, -1, 0)))[None]
             return d
 
         return setup
@@ -479,9 +455,7 @@ class Builder:
         if self.torch is not None and (want is None or "torch" in want):
             torch, F = self.torch, self.F
             w = torch.tensor(kernels[:, None], dtype=torch.float32)
-            contenders += self._torch_layouts(
-                lambda x: F.conv2d(x, w, padding=r, groups=C), r, C
-            )
+            contenders += self._torch_layouts(lambda x: F.conv2d(x, w, padding=r, groups=C), r, C)
         if self.cv2 is not None and (want is None or "opencv" in want):
             cv2 = self.cv2
             kern32 = kernels.astype(np.float32)
@@ -503,9 +477,7 @@ class Builder:
                 x = d["x"]
                 out = np.empty_like(x)
                 for c in range(C):
-                    ndi.correlate(
-                        x[..., c], kernels[c], output=out[..., c], mode="reflect"
-                    )
+                    ndi.correlate(x[..., c], kernels[c], output=out[..., c], mode="reflect")
                 return out
 
             contenders.append(Contender("scipy", scipy))
@@ -566,9 +538,7 @@ class Builder:
         weights = _rng(8).standard_normal((c_out, C)) / C
         r = k // 2
         name = f"depthwise-separable {k}x{k} {C}->{c_out} f32 {_shape(shape)}"
-        ours = self._ours(
-            lambda d: self.sc.depthwise_separable_filter(d["x"], kernels, weights)
-        )
+        ours = self._ours(lambda d: self.sc.depthwise_separable_filter(d["x"], kernels, weights))
         contenders = []
         if self.torch is not None:
             torch, F = self.torch, self.F
@@ -635,18 +605,14 @@ class Builder:
             direct_contenders.append(
                 Contender(
                     "opencv filter2D",
-                    lambda d: cv2.filter2D(
-                        d["x"], -1, full, borderType=cv2.BORDER_REFLECT
-                    ),
+                    lambda d: cv2.filter2D(d["x"], -1, full, borderType=cv2.BORDER_REFLECT),
                 )
             )
         if self.ndi is not None:
             ndi = self.ndi
 
             def scipy_sep(d):
-                return ndi.correlate1d(
-                    ndi.correlate1d(d["x"], kernels[0], axis=0), kernels[1], axis=1
-                )
+                return ndi.correlate1d(ndi.correlate1d(d["x"], kernels[0], axis=0), kernels[1], axis=1)
 
             sep_contenders.append(Contender("scipy correlate1d x2", scipy_sep))
             if k <= 15:  # beyond that a direct SciPy pass takes seconds per call
@@ -685,9 +651,7 @@ class Builder:
 
 
 def _dt(dtype):
-    return {"float32": "f32", "float64": "f64", "uint8": "u8"}.get(
-        np.dtype(dtype).name, np.dtype(dtype).name
-    )
+    return {"float32": "f32", "float64": "f64", "uint8": "u8"}.get(np.dtype(dtype).name, np.dtype(dtype).name)
 
 
 def _shape(shape):
@@ -706,37 +670,35 @@ def target_workloads(b: Builder):
     n = TARGET_IMAGE
     ch = TARGET_CHANNELS
     return [
-        b.sobel(
-            (n, n), np.float32, target=Target(3.0, "Sobel float32 >= 3x fastest peer")
-        ),
+        b.sobel((n, n), np.float32, target=Target(3.0, "Sobel float32 >= 3x OpenCV", ("opencv",))),
         b.sobel(
             (n, n),
             np.uint8,
             out_dtype=np.float32,
-            target=Target(3.0, "Sobel uint8 >= 3x fastest peer"),
+            target=Target(3.0, "Sobel uint8 >= 3x OpenCV", ("opencv",)),
         ),
         b.separable(
             (n, n),
             15,
             np.float32,
-            target=Target(1.2, "15-tap separable >= 1.2x fastest peer"),
+            target=Target(1.2, "15-tap separable >= 1.2x cv2.sepFilter2D", ("opencv",)),
         ),
         b.filter2d(
             (n, n),
             _rank2_kernel(11),
             "11x11 rank-2",
-            target=Target(1.5, "11x11 rank-2 filter2d >= 1.5x fastest peer"),
+            target=Target(1.5, "11x11 rank-2 filter2d >= 1.5x cv2.filter2D", ("opencv",)),
         ),
-        b.depthwise(ch, 3, target=Target(3.0, "depthwise 3x3 >= 3x fastest peer")),
-        b.depthwise(ch, 7, target=Target(1.5, "depthwise 7x7 >= 1.5x fastest peer")),
-        b.pointwise(
-            ch, 32, target=Target(0.9, "pointwise 16->32 >= 0.9x fastest peer")
+        b.depthwise(ch, 3, target=Target(3.0, "depthwise 3x3 >= 3x PyTorch and OpenCV", ("torch", "opencv"))),
+        b.depthwise(
+            ch, 7, target=Target(1.5, "depthwise 7x7 >= 1.5x PyTorch and OpenCV", ("torch", "opencv"))
         ),
+        b.pointwise(ch, 32, target=Target(0.9, "pointwise 16->32 >= 0.9x NumPy matmul", ("numpy",))),
         b.depthwise_separable(
             ch,
             3,
             32,
-            target=Target(1.5, "depthwise-separable 3x3 16->32 >= 1.5x fastest peer"),
+            target=Target(1.5, "depthwise-separable 3x3 16->32 >= 1.5x PyTorch", ("torch",)),
         ),
     ]
 
@@ -757,14 +719,10 @@ def extra_workloads(b: Builder, quick: bool):
         return out
     out += [
         b.sobel((n, n), np.float64, peers=("opencv", "skimage", "scipy")),
-        b.sobel(
-            (n, n), np.uint8, peers=("opencv", "skimage")
-        ),  # default: uint8 -> float64
+        b.sobel((n, n), np.uint8, peers=("opencv", "skimage")),  # default: uint8 -> float64
         b.separable((n, n), 15, np.float64),
         b.separable((n, n), 15, np.float32, symmetric=False),
-        b.filter2d(
-            (n, n), _rank2_kernel(11, symmetric=False), "11x11 rank-2 asymmetric"
-        ),
+        b.filter2d((n, n), _rank2_kernel(11, symmetric=False), "11x11 rank-2 asymmetric"),
         b.separable((4096, 4096), 15, np.float32, peers=fast),
         b.filter2d((4096, 4096), _rank2_kernel(11), "11x11 rank-2", peers=("opencv",)),
         b.filter2d((n, n), _full_rank_kernel(5), "5x5 full-rank"),
@@ -792,9 +750,7 @@ def scaling_workloads(b: Builder, quick: bool):
     for n in sizes:
         out.append(b.sobel((n, n), np.float32, peers=("opencv",), group="pixels"))
         if not quick:
-            out.append(
-                b.separable((n, n), 15, np.float32, peers=("opencv",), group="pixels")
-            )
+            out.append(b.separable((n, n), 15, np.float32, peers=("opencv",), group="pixels"))
     return out
 
 
