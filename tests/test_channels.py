@@ -109,3 +109,32 @@ def test_channel_filters_need_a_channel_axis(rng):
         sc.depthwise_filter(rng.random((5, 5, 2)), np.ones((2, 3, 3)), channel_axis=None)
     with pytest.raises(ValueError, match="image"):
         sc.depthwise_filter(rng.random((5, 2)), np.ones((2, 3, 3)))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_depthwise_rank_one_kernels_with_one_sided_rows(rng, mode):
+    # every channel's row factor is zero on one side of the centre
+    image = rng.standard_normal((6, 7, 2))
+    kernels = np.stack([np.outer([1.0, 2, 1], [0.0, 0, 0, 1, 2]),
+                        np.outer([1.0, 0, -1], [2.0, 1, 0, 0, 0])])
+    assert_close(sc.depthwise_filter(image, kernels, mode=mode),
+                 depthwise(image, kernels, mode))
+    assert_close(sc.depthwise_separable_filter(image, kernels, np.eye(2), mode=mode),
+                 depthwise(image, kernels, mode))
+
+
+def test_depthwise_float_rank_one_kernel_keeps_its_zero_rows(rng):
+    a = np.array([-0.0, -0.188, 1.3, -0.189, -2.138])
+    b = np.array([0.145, -0.126, -0.7, 0.0, -0.462])
+    image = rng.random((12, 13, 1))
+    image[6, 6] = np.nan
+    ours = sc.depthwise_filter(image, np.outer(a, b)[None])
+    np.testing.assert_array_equal(np.isnan(ours), np.isnan(depthwise(image, [np.outer(a, b)])))
+
+
+def test_empty_images_give_empty_results():
+    empty = np.zeros((0, 5, 3))
+    assert sc.depthwise_filter(empty, np.ones((3, 3, 3))).shape == (0, 5, 3)
+    assert sc.pointwise_filter(empty, np.ones((2, 3))).shape == (0, 5, 2)
+    assert sc.depthwise_separable_filter(empty, np.ones((3, 3, 3)), np.ones((2, 3))).shape \
+        == (0, 5, 2)

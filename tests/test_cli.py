@@ -1,7 +1,6 @@
 """The ``sepconv`` batch command: formats, values, failures, resume, kills, memory, clusters."""
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -141,7 +140,8 @@ def test_every_format_in_and_out(tmp_path, capsys, stack, suffix, fmt):
     args = ["scharr", source, "-o", tmp_path / "out", "--mode", "wrap"]
     code, out, err = sepconv(capsys, *args, *(["--format", fmt] if fmt else []))
     assert code == 0, err
-    expected_suffix = {"tif": ".tif", "npy": ".npy", "zarr": ".zarr", None: {".tiff": ".tif"}.get(suffix, suffix)}[fmt]
+    same_as_input = {".tiff": ".tif"}.get(suffix, suffix)
+    expected_suffix = {"tif": ".tif", "npy": ".npy", "zarr": ".zarr", None: same_as_input}[fmt]
     assert visible(tmp_path / "out") == [f"in{expected_suffix}"]
     result = read(tmp_path / "out" / f"in{expected_suffix}")
     expected = per_plane(sc.scharr, stack, mode="wrap")
@@ -314,7 +314,7 @@ def test_bad_inputs_among_good(tmp_path, capsys, stack, rng):
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]
     for name in ("header.tif", "short.npy", "trunc.tif", "noise.png", "pages.tif", "missing.tif",
                  "x.txt"):
-        line = next((l for l in err.splitlines() if name in l), None)
+        line = next((row for row in err.splitlines() if name in row), None)
         assert line is not None, (name, err)
         assert line.startswith("sepconv: error: ") and len(line) > len(name) + 20
     assert "pages.tif: cannot read" in err and "decompressing" in err

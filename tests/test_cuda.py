@@ -661,3 +661,15 @@ def test_gpu_benchmark_exits_cleanly_without_a_gpu():
                                if k != "NUMBA_ENABLE_CUDASIM"})
     assert proc.returncode == 0, proc.stderr
     assert "no GPU" in proc.stdout + proc.stderr
+
+
+@pytest.mark.cudasim
+def test_filter2d_multi_term_spreads_nan_as_scipy_on_the_gpu():
+    from scipy import ndimage as ndi
+
+    image = np.random.default_rng(3).random((12, 12))
+    image[6, 6] = np.nan
+    kernel = np.zeros((5, 5))
+    kernel[2, :] = kernel[:, 2] = 1.0
+    ours = sc.filter2d(image, kernel, backend="cuda")
+    np.testing.assert_array_equal(np.isnan(ours), np.isnan(ndi.correlate(image, kernel)))

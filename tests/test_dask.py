@@ -46,7 +46,7 @@ def test_separable_passes_any_mode_pair(rng, mode0, mode1):
     for chunks in [(5, 4, 1), (1, 1, 3), (7, 17, 2), (23, 3, 1), (11, 2, 2)]:
         lazy = _dask.filter_lazily(
             func, da.from_array(image, chunks=chunks), halo={0: reach(k0), 1: reach(k1)},
-            modes={0: mode0, 1: mode1}, cval=CVAL, constant_rule="pass", channel_axis=2,
+            modes={0: mode0, 1: mode1}, channel_axis=2,
             dtype=np.float32,
         )
         assert isinstance(lazy, da.Array)
@@ -65,7 +65,7 @@ def test_full_kernel_constant_and_every_mode(rng, mode):
     for chunks in [(3, 4, 2), (11, 5, 9), (2, 14, 3), (4, 4, 4)]:
         lazy = _dask.filter_lazily(
             func, da.from_array(image, chunks=chunks), halo=halo,
-            modes=dict.fromkeys(range(3), mode), cval=CVAL, dtype=np.float64,
+            modes=dict.fromkeys(range(3), mode), dtype=np.float64,
         )
         np.testing.assert_array_equal(lazy.compute(), expected, err_msg=f"chunks {chunks}")
 
@@ -83,7 +83,7 @@ def test_kernels_long_and_off_centre(rng, mode, length, origin):
     for chunks in [1, 3, 7, 12, 25]:
         lazy = _dask.filter_lazily(
             func, da.from_array(image, chunks=chunks), halo={0: reach(weights, origin)},
-            modes={0: mode}, cval=CVAL, constant_rule="pass", dtype=np.float64,
+            modes={0: mode}, dtype=np.float64,
         )
         np.testing.assert_array_equal(lazy.compute(), expected, err_msg=f"chunks {chunks}")
 

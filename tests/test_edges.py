@@ -184,3 +184,18 @@ def test_input_is_not_modified(rng):
 def test_accepts_lists():
     out = sc.prewitt([[0, 0, 1, 1]] * 4)
     assert out.dtype == np.float64 and out.shape == (4, 4)
+
+
+def test_full_shape_mask_is_not_eroded_across_channels(rng):
+    image = rng.random((8, 8, 3))
+    mask = np.ones(image.shape, bool)
+    mask[2, 5, 1] = False
+    ours = sc.sobel(image, mask=mask, channel_axis=-1)
+    for c in range(3):
+        assert_close(ours[..., c], edge("sobel", image[..., c], mask=mask[..., c]))
+
+
+def test_empty_images_give_empty_results():
+    for shape in [(0, 4), (3, 0), (0, 0, 2)]:
+        for name in EDGE_FILTERS:
+            assert getattr(sc, name)(np.zeros(shape)).shape == shape

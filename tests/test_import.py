@@ -48,7 +48,7 @@ def test_read_only_install_imports_and_filters(tmp_path):
                     ignore=shutil.ignore_patterns("__pycache__"))
     home = tmp_path / "home"
     home.mkdir()
-    for root, dirs, files in os.walk(tmp_path):
+    for root, _dirs, files in os.walk(tmp_path):
         for name in files:
             os.chmod(os.path.join(root, name), 0o444)
         os.chmod(root, 0o555)
@@ -67,7 +67,7 @@ def test_read_only_install_imports_and_filters(tmp_path):
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                               timeout=600, env=env)
     finally:
-        for root, dirs, files in os.walk(tmp_path):
+        for root, _, _ in os.walk(tmp_path):
             os.chmod(root, 0o755)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert str(site) in proc.stdout

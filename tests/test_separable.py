@@ -179,3 +179,73 @@ def test_filter2d_integer_input(rng):
     ours = sc.filter2d(image, kernel)
     assert ours.dtype == np.float64
     assert_close(ours, ndi.correlate(as_float(image), kernel))
+
+
+@pytest.mark.parametrize("kind", ["cross", "rank2"])
+def test_filter2d_multi_term_kernels_spread_nan_and_inf_as_scipy(rng, kind):
+    image = rng.random((15, 15))
+    image[7, 7] = np.nan
+    image[2, 2] = np.inf
+    image[11, 4] = -np.inf
+    if kind == "cross":
+        kernel = np.zeros((7, 7))
+        kernel[3, :] = kernel[:, 3] = 1.0
+    else:
+        kernel = np.outer(rng.random(7), rng.random(7)) + np.outer(rng.random(7), rng.random(7))
+    assert sc.separate_kernel(kernel).rank == 2
+    ours = sc.filter2d(image, kernel)
+    ref = ndi.correlate(image, kernel)
+    np.testing.assert_array_equal(np.isnan(ours), np.isnan(ref))
+    np.testing.assert_array_equal(np.isposinf(ours), np.isposinf(ref))
+    np.testing.assert_array_equal(np.isneginf(ours), np.isneginf(ref))
+    finite = np.isfinite(ref)
+    assert_close(ours[finite], ref[finite])
+
+
+def test_filter2d_float_rank_one_kernel_keeps_its_zero_rows(rng):
+    a = np.array([-0.0, -0.18880227497381663, 1.3, -0.18913378409281006, -2.13834060712102])
+    b = np.array([0.14491679036588978, -0.12636392216675604, -0.7, 0.0, -0.46168954465474565])
+    kernel = np.outer(a, b)
+    image = rng.random((12, 13))
+    image[5, 6] = np.nan
+    np.testing.assert_array_equal(np.isnan(sc.filter2d(image, kernel)),
+                                  np.isnan(ndi.correlate(image, kernel)))
+
+
+def test_filter2d_tiny_weights_are_out_of_the_footprint(rng):
+    image = np.zeros((6, 6))
+    image[3, 3] = np.nan
+    kernel = np.zeros((3, 3))
+    kernel[1, 1], kernel[0, 0], kernel[2, 1] = 1.0, 1e-17, 0.5
+    np.testing.assert_array_equal(np.isnan(sc.filter2d(image, kernel)),
+                                  np.isnan(ndi.correlate(image, kernel)))
+
+
+def test_correlate1d_bool_output_truncates_like_scipy():
+    values = np.array([0.3, -0.7, 1.2, -1.5, 0.0])
+    np.testing.assert_array_equal(sc.correlate1d(values, [1.0], output=bool),
+                                  ndi.correlate1d(values, [1.0], output=bool))
+    flags = np.array([True, False, True, True, False])
+    for weights in ([0.2], [0.5, 0.5], [1, 1, 1]):
+        ours = sc.correlate1d(flags, weights)
+        assert ours.dtype == bool
+        np.testing.assert_array_equal(ours, ndi.correlate1d(flags, weights))
+
+
+@pytest.mark.parametrize("dtype", [">f8", ">f4", ">i2", ">u2", ">i4"])
+def test_correlate1d_big_endian_gives_native_output(rng, dtype):
+    image = (rng.random((6, 7)) * 50).astype(dtype)
+    ours = sc.correlate1d(image, [1, 2, 1], 0)
+    ref = ndi.correlate1d(image, [1, 2, 1], 0)
+    assert ours.dtype == ref.dtype and ours.dtype.isnative
+    assert_close(ours, ref)  # float32 is computed in float32, scipy's in float64
+
+
+def test_empty_images_give_empty_results():
+    for shape in [(0,), (0, 5), (4, 0), (2, 0, 3)]:
+        empty = np.zeros(shape)
+        assert sc.correlate1d(empty, [1, 2, 1]).shape == shape
+        assert sc.separable_filter(empty, [[1, 2, 1]]).shape == shape
+        if len(shape) > 1:
+            assert sc.filter2d(empty, np.ones((3, 3))).shape == shape
+            assert sc.filter2d(empty, np.outer([1, 2, 1], [1, 0, 1])).shape == shape

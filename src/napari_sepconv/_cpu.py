@@ -411,8 +411,8 @@ def _depthwise_passes_2d(src, col_off, col_w, col_zero, row_off, row_w, row_zero
     n_planes, h, w, n_in = src.shape
     n_rows = out.shape[1]
     n_out = n_in * multiplier
-    lo = row_off.min()
-    hi = row_off.max()
+    lo = min(0, row_off.min())  # the buffer holds the row itself and both reaches
+    hi = max(0, row_off.max())
     padded = w + hi - lo
     n_blocks = (n_rows + block - 1) // block
     for task in prange(n_planes * n_blocks):
@@ -518,6 +518,8 @@ def _as_type(values, dtype):
 
 def correlate_axis(src, axis, offsets, weights, mode, cval, out):
     """1-D correlation of ``src`` along ``axis`` into ``out`` (same shape)."""
+    if out.size == 0:
+        return
     shape = src.shape
     n = shape[axis]
     inner = int(np.prod(shape[axis + 1:], dtype=np.int64))
@@ -589,6 +591,8 @@ def _pack_taps(taps_list, dtype):
 def separable_2d(src, cols, rows, mode_y, mode_x, cval, pad_x, combine, divisor,
                  accumulate, out):
     """Fused separable terms over the last two axes of ``src`` (any leading axes)."""
+    if out.size == 0:
+        return
     h, w = src.shape[-2:]
     dtype = out.dtype
     col_off, col_w, col_n, col_sym = _pack_taps(cols, dtype)
@@ -609,6 +613,11 @@ def combine_into(out, values, squares, first):
         np.add(out, values, out=out)
 
 
+def all_finite(values):
+    """Whether every value is finite (one summing pass, no temporary)."""
+    return bool(np.isfinite(np.sum(values)))
+
+
 def finish_magnitude(out, divisor):
     np.sqrt(out, out=out)
     out /= out.dtype.type(divisor)
@@ -616,6 +625,8 @@ def finish_magnitude(out, divisor):
 
 def correlate_planes(src, kernel, top, left, mode_y, mode_x, cval, out):
     """Direct 2-D correlation over the last two axes, zero weights left out."""
+    if out.size == 0:
+        return
     h, w = src.shape[-2:]
     dtype = out.dtype
     ys, xs = np.nonzero(kernel)
@@ -641,6 +652,8 @@ def depthwise_taps(kernels, dtype):
 
 def depthwise(src, kernels, multiplier, mode_y, mode_x, cval, out, row_start=0):
     """Per-channel correlation of ``src`` (P, H, W, C) into ``out`` (P, R, W, C*M)."""
+    if out.size == 0:
+        return
     tap_y, tap_x, tap_w, has_zero = depthwise_taps(kernels, out.dtype)
     run(depthwise_2d, src, tap_y, tap_x, tap_w, has_zero, multiplier, mode_y, mode_x,
         out.dtype.type(cval), row_start, out, ROWS_PER_TASK)
@@ -668,7 +681,13 @@ def channels_back(arr, channel_axis):
 
 
 def cast_output(result, dtype, output):
-    """scipy.ndimage's output handling: fill ``output`` if it is an array, else cast."""
+    """scipy.ndimage's output handling: fill ``output`` if it is an array, else cast.
+
+    Values become integers by truncation toward zero, and booleans from those
+    integers (so 0.7 is False), as scipy's C casts do.
+    """
+    if dtype == np.bool_:
+        result = np.trunc(result) != 0
     if isinstance(output, np.ndarray):
         np.copyto(output, result, casting="unsafe")
         return output
@@ -689,6 +708,8 @@ def _shared_taps(vectors, dtype):
 def depthwise_passes(src, columns, rows, multiplier, mode_y, mode_x, cval, pad_x, out,
                      row_start=0):
     """Per-channel rank-1 kernels ``outer(columns[k], rows[k])`` as two 1-D passes."""
+    if out.size == 0:
+        return
     dtype = out.dtype
     col_off, col_w, col_zero = _shared_taps(columns, dtype)
     row_off, row_w, row_zero = _shared_taps(rows, dtype)
@@ -700,7 +721,8 @@ def depthwise_passes(src, columns, rows, multiplier, mode_y, mode_x, cval, pad_x
 def channels_last(arr, channel_axis):
     """A C-contiguous (planes, H, W, C) array with the channel axis moved last."""
     moved = np.moveaxis(arr, channel_axis, -1)
-    return np.ascontiguousarray(moved.reshape((-1,) + moved.shape[-3:]))
+    planes = int(np.prod(moved.shape[:-3], dtype=np.int64))
+    return np.ascontiguousarray(moved.reshape((planes,) + moved.shape[-3:]))
 
 
 def restore_channels(out, shape, channel_axis):

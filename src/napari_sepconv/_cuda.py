@@ -384,6 +384,19 @@ def combine_into(out, values, squares, first):
                  _int(first))
 
 
+@functools.cache
+def _sum_reduce():
+    return cuda.reduce(lambda a, b: a + b)
+
+
+def all_finite(values):
+    """Whether every value is finite: one reduction on the device."""
+    dense = values if values.is_c_contiguous() else values.copy_to_host()
+    if isinstance(dense, np.ndarray):
+        return bool(np.isfinite(np.sum(dense)))
+    return bool(np.isfinite(_sum_reduce()(dense.reshape(dense.size))))
+
+
 def finish_magnitude(out, divisor):
     _flat_launch("finish_magnitude", out.dtype, out.reshape(-1), out.dtype.type(divisor))
 

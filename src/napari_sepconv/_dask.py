@@ -51,12 +51,9 @@ def filter_lazily(
     *,
     halo,
     modes,
-    cval=0.0,
-    constant_rule="full",
     channel_axis=None,
     channels_out=None,
     dtype,
-    per_axis=None,
 ):
     """Apply an in-memory filter to a dask array block by block, lazily.
 
@@ -74,19 +71,12 @@ def filter_lazily(
         output pixel. Axes not named are not filtered along (a stack, or channels).
     modes : dict of int to str
         The border mode of each filtered axis, a normalised ``scipy.ndimage`` name.
-    cval : float
-        The constant of ``'constant'`` mode (the filter applies it itself; kept for the record).
-    constant_rule : {'full', 'pass'}
-        How the filter treats ``'constant'`` borders. Both are exact here, since blocks are never
-        padded with a constant (see the module notes).
     channel_axis : int or None
         Non-negative channel axis, whose chunks are merged into one.
     channels_out : int or None
         Length of the channel axis in the output, when the filter changes it.
     dtype : numpy dtype
         Output dtype.
-    per_axis : callable or None
-        Single-axis passes for ``constant_rule='pass'``; not needed by this scheme.
 
     Returns
     -------
@@ -96,9 +86,6 @@ def filter_lazily(
     """
     import dask.array as da
 
-    del cval, per_axis  # the filter handles constant borders itself (module notes)
-    if constant_rule not in ("full", "pass"):
-        raise ValueError(f"constant_rule must be 'full' or 'pass', got {constant_rule!r}")
     ndim = image.ndim
     dtype = np.dtype(dtype)
     if any(np.isnan(size) for sizes in image.chunks for size in sizes):

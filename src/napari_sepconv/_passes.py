@@ -23,8 +23,6 @@ import math
 
 import numpy as np
 
-from ._boundary import CONSTANT
-
 SUM = 0
 SUM_SQUARES = 1
 MAGNITUDE = 2

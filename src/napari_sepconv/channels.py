@@ -13,10 +13,15 @@ import numpy as np
 from . import _backend, _dask
 from ._boundary import CANONICAL_NAMES, CONSTANT
 from ._validation import (
-    check_cval, check_image, check_kernel, normalize_channel_axis, normalize_modes,
-    output_float_dtype, spatial_axes,
+    check_cval,
+    check_image,
+    check_kernel,
+    normalize_channel_axis,
+    normalize_modes,
+    output_float_dtype,
+    spatial_axes,
 )
-from .kernels import separate_kernel
+from .kernels import footprint, separate_kernel
 
 # Depthwise results per band of the fused filter, in elements (~4 MB of float32).
 BAND_ELEMENTS = 1 << 20
@@ -84,7 +89,7 @@ class _DepthwisePlan:
 
     def __init__(self, kernels, mode_y, mode_x, cval):
         self.multiplier = kernels.shape[1]
-        flat = kernels.reshape((-1,) + kernels.shape[2:])
+        flat = footprint(kernels.reshape((-1,) + kernels.shape[2:]))
         self.flat = flat
         self.mode_y, self.mode_x, self.cval = mode_y, mode_x, cval
         kh, kw = flat.shape[1:]
@@ -166,8 +171,8 @@ def depthwise_filter(image, kernels, *, channel_axis=-1, mode="reflect", cval=0.
             partial(depthwise_filter, kernels=kernels, channel_axis=ca, mode=mode, cval=cval,
                     dtype=out_dtype, preserve_range=preserve_range, backend=backend),
             image, halo={ay: (kh // 2, kh - 1 - kh // 2), ax: (kw // 2, kw - 1 - kw // 2)},
-            modes={ay: CANONICAL_NAMES[mode_y], ax: CANONICAL_NAMES[mode_x]}, cval=cval,
-            constant_rule="full", channel_axis=ca, channels_out=n_out, dtype=out_dtype,
+            modes={ay: CANONICAL_NAMES[mode_y], ax: CANONICAL_NAMES[mode_x]},
+            channel_axis=ca, channels_out=n_out, dtype=out_dtype,
         )
 
     engine = _backend.engine(_backend.resolve(backend, image))
@@ -226,7 +231,7 @@ def pointwise_filter(image, weights, bias=None, *, channel_axis=-1, dtype=None,
         return _dask.filter_lazily(
             partial(pointwise_filter, weights=w, bias=bias, channel_axis=ca, dtype=out_dtype,
                     preserve_range=preserve_range, backend=backend),
-            image, halo={}, modes={}, cval=0.0, constant_rule="full", channel_axis=ca,
+            image, halo={}, modes={}, channel_axis=ca,
             channels_out=n_out, dtype=out_dtype,
         )
 
@@ -296,8 +301,8 @@ def depthwise_separable_filter(image, depthwise_kernels, pointwise_weights, bias
                     pointwise_weights=w, bias=bias, channel_axis=ca, mode=mode, cval=cval,
                     dtype=out_dtype, preserve_range=preserve_range, backend=backend),
             image, halo={ay: (kh // 2, kh - 1 - kh // 2), ax: (kw // 2, kw - 1 - kw // 2)},
-            modes={ay: CANONICAL_NAMES[mode_y], ax: CANONICAL_NAMES[mode_x]}, cval=cval,
-            constant_rule="full", channel_axis=ca, channels_out=n_out, dtype=out_dtype,
+            modes={ay: CANONICAL_NAMES[mode_y], ax: CANONICAL_NAMES[mode_x]},
+            channel_axis=ca, channels_out=n_out, dtype=out_dtype,
         )
 
     engine = _backend.engine(_backend.resolve(backend, image))

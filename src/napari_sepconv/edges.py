@@ -15,8 +15,13 @@ import numpy as np
 from . import _backend, _dask
 from ._passes import MAGNITUDE, SUM, filter_terms, reach, taps
 from ._validation import (
-    check_cval, check_image, normalize_axis, normalize_channel_axis, normalize_modes,
-    output_float_dtype, spatial_axes,
+    check_cval,
+    check_image,
+    normalize_axis,
+    normalize_channel_axis,
+    normalize_modes,
+    output_float_dtype,
+    spatial_axes,
 )
 from .kernels import EDGE_KERNELS
 
@@ -117,9 +122,11 @@ def _check_mask(mask, shape, channel_axis):
     from scipy import ndimage as ndi
 
     mask = mask.astype(bool)
-    eroded = ndi.binary_erosion(
-        mask, ndi.generate_binary_structure(mask.ndim, mask.ndim), border_value=0
-    )
+    n_spatial = len(spatial_shape)
+    structure = ndi.generate_binary_structure(n_spatial, n_spatial)
+    if channel_axis is not None and full:
+        structure = np.expand_dims(structure, channel_axis)  # never erode across channels
+    eroded = ndi.binary_erosion(mask, structure, border_value=0)
     if not full:
         eroded = np.expand_dims(eroded, channel_axis)
     return eroded
@@ -160,8 +167,7 @@ def _edge_filter(name, image, mask, axis, mode, cval, channel_axis, dtype, prese
                     channel_axis=channel_axis, dtype=out_dtype,
                     preserve_range=preserve_range, backend=backend),
             image, halo={a: radius for a in spatial}, modes=_mode_names(modes),
-            cval=cval, constant_rule="full", channel_axis=channel_axis,
-            dtype=out_dtype,
+            channel_axis=channel_axis, dtype=out_dtype,
         )
         return result if eroded is None else result * eroded
 

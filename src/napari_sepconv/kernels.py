@@ -59,6 +59,15 @@ def gaussian_kernel_1d(sigma, truncate=4.0):
     return w / w.sum()
 
 
+def footprint(kernel):
+    """The kernel with weights within one float64 epsilon of zero set to zero.
+
+    ``scipy.ndimage.correlate`` leaves such weights out of its footprint, so
+    NaN and inf do not spread through them.
+    """
+    return np.where(np.abs(kernel) > np.finfo(np.float64).eps, kernel, 0.0)
+
+
 @dataclass(frozen=True)
 class SeparableKernel:
     """A 2-D kernel written as a sum of rank-1 (separable) terms.
@@ -102,22 +111,39 @@ class SeparableKernel:
         return out
 
 
-def _exact_outer_factors(kernel):
-    """``(column, row)`` with ``outer(column, row) == kernel`` bit for bit, if any.
+def _pivot_factors(kernel):
+    """Rank-1 factors through the largest entry: ``column = K[:, j] / K[i, j]``, ``row = K[i, :]``.
 
-    A kernel such as Sobel's factors into short integer-ratio vectors; taking
-    a row and a column through its largest entry reproduces it without the
-    rounding an SVD would bring.
+    For a rank-1 kernel they reproduce it to rounding (bit for bit for
+    kernels such as Sobel's), and they are exactly zero where the kernel's
+    rows or columns are, which SVD factors are only to rounding.
     """
     i, j = np.unravel_index(np.argmax(np.abs(kernel)), kernel.shape)
     pivot = kernel[i, j]
     if pivot == 0:
         return None
-    column = kernel[:, j] / pivot
-    row = kernel[i, :].copy()
-    if np.array_equal(np.outer(column, row), kernel):
-        return column, row
-    return None
+    return kernel[:, j] / pivot, kernel[i, :].copy()
+
+
+def _svd_factors(kernel, u, s, vt, keep):
+    """The first ``keep`` SVD terms, exactly zero on the kernel's zero rows and columns."""
+    zero_rows = ~np.any(kernel, axis=1)
+    zero_cols = ~np.any(kernel, axis=0)
+    terms = []
+    for i in range(keep):
+        column = u[:, i] * np.sqrt(s[i])
+        row = vt[i] * np.sqrt(s[i])
+        column[zero_rows] = 0.0
+        row[zero_cols] = 0.0
+        terms.append((column, row))
+    return terms
+
+
+def _relative_error(kernel, terms, norm):
+    recon = np.zeros_like(kernel)
+    for c, r in terms:
+        recon += np.outer(c, r)
+    return float(np.linalg.norm(kernel - recon) / norm) if norm > 0 else 0.0
 
 
 def separate_kernel(kernel, *, rank=None, tol=None):
@@ -180,18 +206,13 @@ def separate_kernel(kernel, *, rank=None, tol=None):
     exact_rank = max(1, int(np.sum(s > tol)))
     keep = exact_rank if rank is None else int(rank)
 
-    factors = _exact_outer_factors(k) if keep == 1 and exact_rank == 1 else None
-    if factors is not None:
-        terms = [factors]
-    else:
-        terms = [(u[:, i] * np.sqrt(s[i]), vt[i] * np.sqrt(s[i])) for i in range(keep)]
+    exact_error = 16 * np.finfo(np.float64).eps * max(k.shape)
+    terms = _svd_factors(k, u, s, vt, keep)
+    error = _relative_error(k, terms, norm)
+    pivot = _pivot_factors(k) if keep == 1 and exact_rank == 1 else None
+    if pivot is not None and _relative_error(k, [pivot], norm) <= max(error, exact_error):
+        terms, error = [pivot], _relative_error(k, [pivot], norm)
     terms = [(np.ascontiguousarray(c, dtype=np.float64), np.ascontiguousarray(r, dtype=np.float64))
              for c, r in terms]
-
-    recon = np.zeros_like(k)
-    for c, r in terms:
-        recon += np.outer(c, r)
-    error = float(np.linalg.norm(k - recon) / norm) if norm > 0 else 0.0
-    exact_error = 16 * np.finfo(np.float64).eps * max(k.shape)
     return SeparableKernel(terms=terms, error=error, is_exact=bool(error <= exact_error),
                            shape=k.shape, kernel=k)

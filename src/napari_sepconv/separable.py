@@ -14,13 +14,20 @@ import numpy as np
 
 from . import _backend, _dask
 from ._boundary import CANONICAL_NAMES
-from ._passes import SUM, filter_terms, reach, run_terms, taps
+from ._passes import filter_terms, reach, run_terms, taps
 from ._validation import (
-    check_cval, check_image, check_kernel, check_origin, normalize_axis,
-    normalize_channel_axis, normalize_mode, normalize_modes, output_float_dtype,
+    check_cval,
+    check_image,
+    check_kernel,
+    check_origin,
+    normalize_axis,
+    normalize_channel_axis,
+    normalize_mode,
+    normalize_modes,
+    output_float_dtype,
     spatial_axes,
 )
-from .kernels import separate_kernel
+from .kernels import footprint, separate_kernel
 
 
 def _names(modes):
@@ -34,7 +41,7 @@ def _names(modes):
 def _output_dtype(input_dtype, output):
     """scipy.ndimage's rule: ``output`` as a dtype, or the input's dtype."""
     if output is None:
-        return np.dtype(input_dtype)
+        return np.dtype(input_dtype).newbyteorder("=")
     if isinstance(output, np.ndarray):
         return output.dtype
     try:
@@ -108,7 +115,7 @@ def correlate1d(input, weights, axis=-1, output=None, mode="reflect", cval=0.0, 
             partial(correlate1d, weights=w, axis=axis, output=out_dtype, mode=mode,
                     cval=cval, origin=origin, backend=backend),
             input, halo={axis: reach(offsets)}, modes={axis: CANONICAL_NAMES[mode_code]},
-            cval=cval, constant_rule="pass", channel_axis=None, dtype=out_dtype,
+            dtype=out_dtype,
         )
 
     in_kind = np.dtype(input.dtype)
@@ -241,14 +248,13 @@ def separable_filter(image, kernels, *, axes=None, mode="reflect", cval=0.0,
     term = {a: taps(k) for a, k in zip(axes, ks)}
 
     if _dask.is_dask_array(image):
-        call = partial(separable_filter, mode=mode, cval=cval, channel_axis=channel_axis,
-                       dtype=out_dtype, preserve_range=preserve_range, backend=backend)
         return _dask.filter_lazily(
-            partial(call, kernels=ks, axes=axes), image,
-            halo={a: reach(term[a][0]) for a in axes}, modes=_names(modes), cval=cval,
-            constant_rule="pass", channel_axis=channel_axis, dtype=out_dtype,
-            per_axis=lambda axis: partial(call, kernels=[ks[axes.index(axis)]], axes=[axis],
-                                          mode=_names(modes)[axis]),
+            partial(separable_filter, kernels=ks, axes=axes, mode=mode, cval=cval,
+                    channel_axis=channel_axis, dtype=out_dtype, preserve_range=preserve_range,
+                    backend=backend),
+            image,
+            halo={a: reach(term[a][0]) for a in axes}, modes=_names(modes),
+            channel_axis=channel_axis, dtype=out_dtype,
         )
 
     return filter_terms(image, [term], modes, cval, rule="pass", dtype=out_dtype,
@@ -261,15 +267,17 @@ def separable_filter(image, kernels, *, axes=None, mode="reflect", cval=0.0,
 # --------------------------------------------------------------------------
 
 def plan_kernel(kernel, rank=None, tol=None):
-    """How ``filter2d`` runs a kernel: ``('separable', terms)`` or ``('direct', kernel)``.
+    """How ``filter2d`` runs a kernel.
 
-    Separated terms are used when ``rank * (kh + kw) < kh * kw``.
+    Returns ``(terms, direct)``: the separable ``(column, row)`` terms to run
+    when ``rank * (kh + kw) < kh * kw`` (else ``None``), and the 2-D kernel
+    the result must equal (the kernel itself, or the rank-``rank``
+    reconstruction), for the direct path.
     """
     split = separate_kernel(kernel, rank=rank, tol=tol)
-    direct, separated = split.cost
-    if separated < direct:
-        return "separable", split.terms
-    return "direct", (split.kernel if rank is None else split.reconstruct())
+    direct = footprint(split.kernel if rank is None else split.reconstruct())
+    n_direct, n_separated = split.cost
+    return (split.terms if n_separated < n_direct else None), direct
 
 
 @_backend.like_input
@@ -333,7 +341,7 @@ def filter2d(image, kernel, *, mode="reflect", cval=0.0, channel_axis=None, rank
     mode_y, mode_x = normalize_modes(mode, 2)
     cval = check_cval(cval)
     out_dtype = output_float_dtype(np.dtype(image.dtype), dtype)
-    how, what = plan_kernel(k, rank, tol)
+    terms_1d, direct = plan_kernel(k, rank, tol)
 
     if _dask.is_dask_array(image):
         kh, kw = k.shape
@@ -342,17 +350,23 @@ def filter2d(image, kernel, *, mode="reflect", cval=0.0, channel_axis=None, rank
                     rank=rank, tol=tol, dtype=out_dtype, preserve_range=preserve_range,
                     backend=backend),
             image, halo={ay: (kh // 2, kh - 1 - kh // 2), ax: (kw // 2, kw - 1 - kw // 2)},
-            modes={ay: CANONICAL_NAMES[mode_y], ax: CANONICAL_NAMES[mode_x]}, cval=cval,
-            constant_rule="full", channel_axis=channel_axis, dtype=out_dtype,
+            modes={ay: CANONICAL_NAMES[mode_y], ax: CANONICAL_NAMES[mode_x]},
+            channel_axis=channel_axis, dtype=out_dtype,
         )
 
     modes = {ay: mode_y, ax: mode_x}
-    if how == "separable":
-        terms = [{ay: taps(c, skip_zero=True), ax: taps(r, skip_zero=True)} for c, r in what]
-        return filter_terms(image, terms, modes, cval, rule="full", dtype=out_dtype,
-                            preserve_range=preserve_range, channel_axis=channel_axis,
-                            backend=backend)
-    return _correlate_direct(image, what, mode_y, mode_x, cval, out_dtype, preserve_range,
+    if terms_1d is not None:
+        terms = [{ay: taps(c, skip_zero=True), ax: taps(r, skip_zero=True)} for c, r in terms_1d]
+        out = filter_terms(image, terms, modes, cval, rule="full", dtype=out_dtype,
+                           preserve_range=preserve_range, channel_axis=channel_axis,
+                           backend=backend)
+        engine = _backend.engine(_backend.resolve(backend, image))
+        if len(terms) == 1 or getattr(engine, "all_finite", lambda _: True)(out):
+            return out
+        # NaN or inf met the kernel: several terms would add +inf and -inf, and each
+        # term's footprint is the whole kernel's box. Run the kernel itself instead, so
+        # non-finite values spread only through its non-zero weights, as in scipy.
+    return _correlate_direct(image, direct, mode_y, mode_x, cval, out_dtype, preserve_range,
                              channel_axis, backend)
 
 
