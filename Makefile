@@ -9,7 +9,7 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check
 PYTEST_WORKERS ?= 2
 DEMO_OUT ?= demo.png
 
-.PHONY: demo test test-core test-cudasim test-gui test-slow bench bench-quick clean
+.PHONY: demo test test-core test-cudasim test-gui test-slow bench bench-quick bench-gpu clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,11 @@ bench: $(BENCH_VENV)/.bench-deps
 
 bench-quick: $(BENCH_VENV)/.bench-deps
 	$(BENCH_VENV)/bin/python benchmarks/bench.py --quick
+
+# On a machine with an NVIDIA GPU: our CUDA kernels against cupyx.scipy.ndimage (and cuCIM).
+bench-gpu: | $(BIN)/python
+	$(PIP) install -q -e ".[bench-gpu]"
+	$(BIN)/python benchmarks/bench_gpu.py
 
 clean:
 	rm -rf $(VENV) $(BENCH_VENV) build dist src/*.egg-info $(DEMO_OUT)
