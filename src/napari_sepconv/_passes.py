@@ -82,12 +82,15 @@ def run_terms(engine, src, terms, modes, cval, *, rule, combine=SUM, divisor=1.0
     fused = ndim >= 2 and len(axes) >= 2 and axes[-2:] == [ndim - 2, ndim - 1]
     prefix_axes = axes[:-2] if fused else axes
 
+    # Fused terms that start with the same passes share them; unfused terms stand alone.
     groups = {}
-    for term in terms:
-        key = tuple((a, term[a][0].tobytes(), term[a][1].tobytes()) for a in prefix_axes)
+    for i, term in enumerate(terms):
+        key = (tuple((a, term[a][0].tobytes(), term[a][1].tobytes()) for a in prefix_axes)
+               if fused else i)
         groups.setdefault(key, []).append(term)
 
-    out = engine.empty(src.shape, dtype) if fused or len(groups) > 1 or combine != SUM else None
+    single = not fused and len(terms) == 1 and combine == SUM  # its last pass is the result
+    out = None if single else engine.empty(src.shape, dtype)
     started = False
     for g, group in enumerate(groups.values()):
         last_group = g == len(groups) - 1
@@ -97,7 +100,7 @@ def run_terms(engine, src, terms, modes, cval, *, rule, combine=SUM, divisor=1.0
             step = SUM_SQUARES if combine == MAGNITUDE and not last_group else combine
             _run_fused(engine, cur, group, axes[-2:], modes, cval, sums, rule, step,
                        divisor, started, out, scale)
-        elif len(groups) == 1 and combine == SUM:
+        elif single:
             return cur
         else:
             engine.combine_into(out, cur, squares=combine == MAGNITUDE, first=not started)
