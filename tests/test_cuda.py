@@ -663,7 +663,7 @@ def test_gpu_benchmark_exits_cleanly_without_a_gpu():
     assert "no GPU" in proc.stdout + proc.stderr
 
 
-@pytest.mark.cudasim
+@simulated
 def test_filter2d_multi_term_spreads_nan_as_scipy_on_the_gpu():
     from scipy import ndimage as ndi
 
