@@ -154,6 +154,9 @@ class Bandwidth:
         return 2 * src.nbytes / float(np.median(times)) / 1e9
 
 
+SMALL_COPY = 8 << 20
+
+
 class FloorCopy:
     """The bandwidth floor of a workload, timed in the same rounds as the contenders.
 
@@ -166,7 +169,8 @@ class FloorCopy:
         half = max(int(nbytes) // 2 // 8, 1024)
         self.src = np.ones(half, np.float64)
         self.dst = np.zeros_like(self.src)  # touched: no page faults in the floor
-        self.threads = threads
+        # Below a few MiB, handing work to a second thread costs more than it saves.
+        self.threads = threads if nbytes >= SMALL_COPY else 1
 
     def __call__(self, _data=None):
         _parallel_copy(self.dst, self.src, self.threads)

@@ -544,7 +544,7 @@ def _plot_ratios(plt, sections, out):
     ax.set_yticks(y, names, fontsize=8)
     ax.set_xlabel("fastest peer time / our time (log scale; black tick = minimum)")
     ax.set_title(
-        "napari-sepconv against the fastest peer (green: target met, red: missed, grey: no target)",
+        "Fastest peer time / our time (green: minimum met, red: missed, grey: no minimum)",
         fontsize=9,
     )
     fig.tight_layout()
@@ -650,7 +650,7 @@ def _plot_scaling(plt, sections, out, include_ours):
         )
         ax.set_ylabel(f"speed-up {lo} -> {hi} threads")
         ax.set_title("Scaling with threads (dotted: linear)", fontsize=10)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=4)
     fig.tight_layout()
     path = out / "bench-scaling.png"
     fig.savefig(path, dpi=110)
