@@ -66,6 +66,7 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(argv)
     t_start = time.perf_counter()
+    cpu_start = _cpu_seconds()
     libs = Libraries()
     thread_counts = sorted({int(t) for t in args.threads.split(",")})
     main_threads = max(thread_counts)
@@ -146,6 +147,7 @@ def main(argv=None):
 
     meta["elapsed_s"] = round(time.perf_counter() - t_start, 1)
     meta["load_after"] = _load()
+    meta["other_cpu_share"] = _other_share(cpu_start, meta["elapsed_s"])
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     verdicts = report.verdicts(sections, latency)
@@ -199,6 +201,29 @@ def _load():
         return {"loadavg_1min": round(os.getloadavg()[0], 2), "cores": os.cpu_count()}
     except OSError:
         return None
+
+
+def _cpu_seconds():
+    """(busy CPU seconds of the whole machine, CPU seconds of this process and its children)."""
+    own = os.times()
+    mine = own.user + own.system + own.children_user + own.children_system
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None, mine
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK"), mine
+
+
+def _other_share(start, wall_s):
+    """Fraction of the machine's CPU time that other processes used since ``start``."""
+    busy0, mine0 = start
+    busy1, mine1 = _cpu_seconds()
+    if busy0 is None or busy1 is None or wall_s <= 0:
+        return None
+    others = (busy1 - busy0) - (mine1 - mine0)
+    return round(max(0.0, others) / (wall_s * (os.cpu_count() or 1)), 3)
 
 
 def _numba_layer(numba):

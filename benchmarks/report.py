@@ -73,6 +73,8 @@ def machine_text(meta) -> str:
 
 
 def load_text(meta) -> str:
+    """Other work on the machine: the load average, and the share of CPU time other processes
+    took during the run (what contaminates the timings)."""
     parts = []
     for key, label in (("load_before", "before"), ("load_after", "after")):
         ld = meta.get(key)
@@ -81,10 +83,15 @@ def load_text(meta) -> str:
     if not parts:
         return ""
     text = f"Load average (1 min) {', '.join(parts)} on {os.cpu_count()} cores"
-    busy = any(
-        meta.get(k) and meta[k]["loadavg_1min"] > 0.75 * (os.cpu_count() or 1)
-        for k in ("load_before", "load_after")
-    )
+    share = meta.get("other_cpu_share")
+    if share is not None:
+        text += f"; other processes used {share:.0%} of the CPU time during the run"
+        busy = share > 0.1
+    else:
+        busy = any(
+            meta.get(k) and meta[k]["loadavg_1min"] > 0.75 * (os.cpu_count() or 1)
+            for k in ("load_before", "load_after")
+        )
     return text + (" - the machine was busy: ratios are less reliable" if busy else "")
 
 
