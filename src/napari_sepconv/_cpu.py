@@ -282,7 +282,14 @@ separable_2d_kernel = _jit(_separable_2d)
 def _fill_padded_row(buf, row, lo, mode_x, cval):
     """``buf[p]`` = the row extended by the border mode at position ``p + lo``."""
     n = row.size
-    for p in range(buf.size):
+    inside_first = min(max(-lo, 0), buf.size)
+    inside_last = max(min(n - lo, buf.size), inside_first)
+    for p in range(inside_first, inside_last):
+        buf[p] = row[p + lo]
+    for p in range(inside_first):
+        q = _source_index(p + lo, n, mode_x)
+        buf[p] = cval if q < 0 else row[q]
+    for p in range(inside_last, buf.size):
         q = _source_index(p + lo, n, mode_x)
         buf[p] = cval if q < 0 else row[q]
 
@@ -334,79 +341,116 @@ correlate_2d = _jit(_correlate_2d)
 # Depthwise (per-channel) filtering, channel-last
 # --------------------------------------------------------------------------
 
-def _depthwise_2d(src, tap_y, tap_x, tap_w, tap_has_zero, multiplier, mode_y, mode_x,
-                  cval, row_start, out, block):
+def _fma_flat(acc, weights, values, skip_zero):
+    """``acc += weights * values`` elementwise; zero weights add nothing (not even NaN)."""
+    zero = acc.dtype.type(0)
+    if skip_zero:
+        for e in range(acc.size):
+            acc[e] += weights[e] * values[e] if weights[e] != 0 else zero
+    else:
+        for e in range(acc.size):
+            acc[e] += weights[e] * values[e]
+
+
+_fma_flat = numba.njit(inline="always", cache=False)(_fma_flat)
+
+
+def _fill_pixels(buf, src_row, x_first, count, w, n_in, multiplier, mode_x, outside, cval):
+    """``buf`` = ``count`` pixels of a channel-last row from x = ``x_first``, border-extended.
+
+    Each input channel is repeated ``multiplier`` times (the output channel
+    layout ``c*M + m``); ``outside`` marks a row beyond the image in constant
+    mode. Pixels inside the image are copied as one flat run when M is 1.
+    """
+    n_out = n_in * multiplier
+    if outside:
+        buf[:count * n_out] = cval
+        return
+    inside_first = min(max(x_first, 0), w)
+    inside_last = max(min(x_first + count, w), inside_first)
+    if multiplier == 1 and inside_last > inside_first:
+        flat = src_row.reshape(w * n_in)
+        dst = buf[(inside_first - x_first) * n_in:(inside_last - x_first) * n_in]
+        run = flat[inside_first * n_in:inside_last * n_in]
+        for e in range(dst.size):
+            dst[e] = run[e]
+    for pp in range(count):
+        x = x_first + pp
+        if multiplier == 1 and inside_first <= x < inside_last:
+            continue
+        qx = x if 0 <= x < w else _source_index(x, w, mode_x)
+        base = pp * n_out
+        if qx < 0:
+            buf[base:base + n_out] = cval
+        else:
+            pix = src_row[qx]
+            for c in range(n_in):
+                for m in range(multiplier):
+                    buf[base + c * multiplier + m] = pix[c]
+
+
+_fill_pixels = numba.njit(inline="always", cache=False)(_fill_pixels)
+
+
+def _depthwise_2d(src, tap_y, tap_x, tap_tiles, tap_has_zero, multiplier, mode_y, mode_x,
+                  cval, row_start, out, chunk, block):
     """Per-channel 2-D correlation of ``src`` (P, H, W, C) into ``out`` (P, R, W, C*M).
 
-    Output channel ``c*M + m`` correlates input channel ``c`` with the kernel
-    whose weights are ``tap_w[:, c*M + m]`` at offsets ``(tap_y, tap_x)`` (one
-    tap list shared by all channels, sorted by ``tap_y``). A zero weight is left
-    out for its channel, which only needs a branch in taps that have one
-    (``tap_has_zero``). Output rows are image rows ``row_start .. row_start + R``
-    so callers can work in row bands. The inner loop runs over the flat
-    (x, channel) vector of a padded row.
+    Output channel ``c*M + m`` correlates input channel ``c`` with its own
+    kernel, given as one tap list shared by all channels (offsets ``tap_y``,
+    ``tap_x``, sorted by ``tap_y``) and per tap the channels' weights tiled
+    over ``chunk`` pixels (``tap_tiles[t]``, length ``chunk * C * M``), so the
+    inner loop is one flat vector loop over (x, channel). A zero weight is left
+    out for its channel (``tap_has_zero`` marks taps that have one). Output
+    rows are image rows ``row_start .. row_start + R``, for callers working in
+    row bands.
     """
     n_planes, h, w, n_in = src.shape
     n_rows = out.shape[1]
     n_out = n_in * multiplier
     lo = tap_x.min()
     hi = tap_x.max()
-    padded = w + hi - lo
     n_taps = tap_y.size
     n_blocks = (n_rows + block - 1) // block
     for task in prange(n_planes * n_blocks):
         p = task // n_blocks
         first = (task % n_blocks) * block
-        buf = np.empty(padded * n_out, out.dtype)
-        acc = np.empty(w * n_out, out.dtype)
+        buf = np.empty((chunk + hi - lo) * n_out, out.dtype)
+        acc = np.empty(chunk * n_out, out.dtype)
         for r in range(first, min(n_rows, first + block)):
             i = row_start + r
-            acc[:] = 0
-            t = 0
-            while t < n_taps:
-                dy = tap_y[t]
-                q = _source_index(i + dy, h, mode_y)
-                for pp in range(padded):
-                    qx = _source_index(pp + lo, w, mode_x)
-                    base = pp * n_out
-                    if q < 0 or qx < 0:
-                        buf[base:base + n_out] = cval
-                    else:
-                        pix = src[p, q, qx]
-                        for c in range(n_in):
-                            v = pix[c]
-                            for m in range(multiplier):
-                                buf[base + c * multiplier + m] = v
-                while t < n_taps and tap_y[t] == dy:
-                    wt = tap_w[t]
-                    start = (tap_x[t] - lo) * n_out
-                    seg = buf[start:start + w * n_out]
-                    if tap_has_zero[t]:
-                        for j in range(w):
-                            for k in range(n_out):
-                                if wt[k] != 0:
-                                    acc[j * n_out + k] += wt[k] * seg[j * n_out + k]
-                    else:
-                        for j in range(w):
-                            for k in range(n_out):
-                                acc[j * n_out + k] += wt[k] * seg[j * n_out + k]
-                    t += 1
-            row_out = out[p, r]
-            for j in range(w):
-                for k in range(n_out):
-                    row_out[j, k] = acc[j * n_out + k]
+            row_out = out[p, r].reshape(w * n_out)
+            for x0 in range(0, w, chunk):
+                length = min(chunk, w - x0) * n_out
+                part = acc[:length]
+                part[:] = 0
+                t = 0
+                while t < n_taps:
+                    dy = tap_y[t]
+                    q = _source_index(i + dy, h, mode_y)
+                    _fill_pixels(buf, src[p, max(q, 0)], x0 + lo, length // n_out + hi - lo,
+                                 w, n_in, multiplier, mode_x, q < 0, cval)
+                    while t < n_taps and tap_y[t] == dy:
+                        start = (tap_x[t] - lo) * n_out
+                        _fma_flat(part, tap_tiles[t, :length], buf[start:start + length],
+                                  tap_has_zero[t])
+                        t += 1
+                row_out[x0 * n_out:x0 * n_out + length] = part
 
 
 depthwise_2d = _jit(_depthwise_2d)
 
 
-def _depthwise_passes_2d(src, col_off, col_w, col_zero, row_off, row_w, row_zero,
-                         multiplier, mode_y, mode_x, cval, pad_x, row_start, out, block):
+def _depthwise_passes_2d(src, col_off, col_tiles, col_zero, row_off, row_tiles, row_zero,
+                         multiplier, mode_y, mode_x, cval, pad_x, row_start, out, chunk,
+                         block):
     """Per-channel rank-1 kernels as a column pass and a row pass, channel-last.
 
-    Like ``_depthwise_2d`` but each output channel ``k`` correlates with
-    ``outer(col_w[:, k], row_w[:, k])``; ``pad_x[k]`` is the value outside the
-    image along x in constant mode. Zero weights are left out per channel.
+    Like ``_depthwise_2d``, but output channel ``k`` correlates with
+    ``outer(column_k, row_k)``: the column pass fills a padded row buffer for
+    the whole width, the row pass reads it. Weights come tiled over ``chunk``
+    pixels; ``pad_x[k]`` is the value outside the image along x in constant
+    mode. Zero weights are left out per channel.
     """
     n_planes, h, w, n_in = src.shape
     n_rows = out.shape[1]
@@ -420,28 +464,22 @@ def _depthwise_passes_2d(src, col_off, col_w, col_zero, row_off, row_w, row_zero
         first = (task % n_blocks) * block
         buf = np.empty(padded * n_out, out.dtype)
         inner = buf[-lo * n_out:(w - lo) * n_out]
-        acc = np.empty(w * n_out, out.dtype)
+        pixels = np.empty(chunk * n_out, out.dtype)
         for r in range(first, min(n_rows, first + block)):
             i = row_start + r
             inner[:] = 0
             for a in range(col_off.size):
-                wa = col_w[a]
                 q = _source_index(i + col_off[a], h, mode_y)
-                if q < 0:
-                    for j in range(w):
-                        for k in range(n_out):
-                            if wa[k] != 0:
-                                inner[j * n_out + k] += wa[k] * cval
-                    continue
-                row = src[p, q]
-                for j in range(w):
-                    for c in range(n_in):
-                        v = row[j, c]
-                        for m in range(multiplier):
-                            k = c * multiplier + m
-                            if col_zero[a] and wa[k] == 0:
-                                continue
-                            inner[j * n_out + k] += wa[k] * v
+                for x0 in range(0, w, chunk):
+                    length = min(chunk, w - x0) * n_out
+                    if q >= 0 and multiplier == 1:
+                        values = src[p, q].reshape(w * n_in)[x0 * n_in:x0 * n_in + length]
+                    else:
+                        values = pixels[:length]
+                        _fill_pixels(values, src[p, max(q, 0)], x0, length // n_out, w, n_in,
+                                     multiplier, mode_x, q < 0, cval)
+                    _fma_flat(inner[x0 * n_out:x0 * n_out + length], col_tiles[a, :length],
+                              values, col_zero[a])
             for pp in range(padded):
                 if 0 <= pp + lo < w:
                     continue
@@ -451,24 +489,14 @@ def _depthwise_passes_2d(src, col_off, col_w, col_zero, row_off, row_w, row_zero
                 else:
                     s = (_source_index(pp + lo, w, mode_x) - lo) * n_out
                     buf[base:base + n_out] = buf[s:s + n_out]
-            acc[:] = 0
+            row_out = out[p, r].reshape(w * n_out)
+            row_out[:] = 0
             for b in range(row_off.size):
-                wb = row_w[b]
-                start = (row_off[b] - lo) * n_out
-                seg = buf[start:start + w * n_out]
-                if row_zero[b]:
-                    for j in range(w):
-                        for k in range(n_out):
-                            if wb[k] != 0:
-                                acc[j * n_out + k] += wb[k] * seg[j * n_out + k]
-                else:
-                    for j in range(w):
-                        for k in range(n_out):
-                            acc[j * n_out + k] += wb[k] * seg[j * n_out + k]
-            row_out = out[p, r]
-            for j in range(w):
-                for k in range(n_out):
-                    row_out[j, k] = acc[j * n_out + k]
+                for x0 in range(0, w, chunk):
+                    length = min(chunk, w - x0) * n_out
+                    start = (x0 + row_off[b] - lo) * n_out
+                    _fma_flat(row_out[x0 * n_out:x0 * n_out + length], row_tiles[b, :length],
+                              buf[start:start + length], row_zero[b])
 
 
 depthwise_passes_2d = _jit(_depthwise_passes_2d)
@@ -650,13 +678,24 @@ def depthwise_taps(kernels, dtype):
             weights, has_zero)
 
 
+# Pixels per chunk of a channel-last row: about 4096 values, so tiles stay in L1.
+CHUNK_VALUES = 4096
+
+
+def _chunk_and_tiles(weights, n_out):
+    """Chunk width in pixels and the (taps, C*M) weights tiled over it."""
+    chunk = max(1, CHUNK_VALUES // n_out)
+    return chunk, np.ascontiguousarray(np.tile(weights, (1, chunk)))
+
+
 def depthwise(src, kernels, multiplier, mode_y, mode_x, cval, out, row_start=0):
     """Per-channel correlation of ``src`` (P, H, W, C) into ``out`` (P, R, W, C*M)."""
     if out.size == 0:
         return
     tap_y, tap_x, tap_w, has_zero = depthwise_taps(kernels, out.dtype)
-    run(depthwise_2d, src, tap_y, tap_x, tap_w, has_zero, multiplier, mode_y, mode_x,
-        out.dtype.type(cval), row_start, out, ROWS_PER_TASK)
+    chunk, tiles = _chunk_and_tiles(tap_w, tap_w.shape[1])
+    run(depthwise_2d, src, tap_y, tap_x, tiles, has_zero, multiplier, mode_y, mode_x,
+        out.dtype.type(cval), row_start, out, chunk, ROWS_PER_TASK)
 
 
 def pointwise(src, weights, bias, out):
@@ -713,9 +752,11 @@ def depthwise_passes(src, columns, rows, multiplier, mode_y, mode_x, cval, pad_x
     dtype = out.dtype
     col_off, col_w, col_zero = _shared_taps(columns, dtype)
     row_off, row_w, row_zero = _shared_taps(rows, dtype)
-    run(depthwise_passes_2d, src, col_off, col_w, col_zero, row_off, row_w, row_zero,
+    chunk, col_tiles = _chunk_and_tiles(col_w, col_w.shape[1])
+    _, row_tiles = _chunk_and_tiles(row_w, row_w.shape[1])
+    run(depthwise_passes_2d, src, col_off, col_tiles, col_zero, row_off, row_tiles, row_zero,
         multiplier, mode_y, mode_x, dtype.type(cval), _as_type(pad_x, dtype), row_start,
-        out, ROWS_PER_TASK)
+        out, chunk, ROWS_PER_TASK)
 
 
 def channels_last(arr, channel_axis):
