@@ -551,7 +551,7 @@ def _plot_ratios(plt, sections, out):
     ax.set_yticks(y, names, fontsize=8)
     ax.set_xlabel("fastest peer time / our time (log scale; black tick = minimum)")
     ax.set_title(
-        "Fastest peer time / our time (green: minimum met, red: missed, grey: no minimum)",
+        "Green: minimum met, red: missed, grey: no minimum",
         fontsize=9,
     )
     fig.tight_layout()
