@@ -115,7 +115,7 @@ def measure(quick: bool = False, log=print) -> dict:
         f"{out['import_plus_first_sobel_s'] * 1e3:.0f} ms"
     )
 
-    families = ["sobel", "separable_filter"] if quick else list(_FAMILIES)
+    families = ["sobel"] if quick else list(_FAMILIES)
     out["families"] = {}
     for fam in families:
         cache = tempfile.mkdtemp(prefix="sepconv-cold-")
