@@ -35,6 +35,15 @@ MAGNITUDE = 2
 ROWS_PER_TASK = 8
 
 
+def _helper(func):
+    """A helper the kernels call: compiled once per signature (not inlined, which would
+    multiply the kernels' compile time) and cached like them."""
+    try:
+        return numba.njit(cache=True, nogil=True)(func)
+    except RuntimeError:  # no writable cache location (read-only install)
+        return numba.njit(cache=False, nogil=True)(func)
+
+
 def _jit(func):
     """``@njit(parallel=True)`` with the on-disk cache where one can be written."""
     try:
@@ -201,8 +210,8 @@ def _row_pass(acc, buf, offsets, weights, n_taps, sym, lo):
         _accumulate_taps(acc, buf[sa:sa + w], buf[sb:sb + w], weights[b], sym)
 
 
-_column_pass = numba.njit(inline="always", cache=False)(_column_pass)
-_row_pass = numba.njit(inline="always", cache=False)(_row_pass)
+_column_pass = _helper(_column_pass)
+_row_pass = _helper(_row_pass)
 
 
 def _separable_2d(src, col_off, col_w, col_n, col_sym, row_off, row_w, row_n, row_sym,
@@ -294,7 +303,7 @@ def _fill_padded_row(buf, row, lo, mode_x, cval):
         buf[p] = cval if q < 0 else row[q]
 
 
-_fill_padded_row = numba.njit(inline="always", cache=False)(_fill_padded_row)
+_fill_padded_row = _helper(_fill_padded_row)
 
 
 def _correlate_2d(src, tap_y, tap_x, tap_w, mode_y, mode_x, cval, out, block):
@@ -389,7 +398,7 @@ def _fill_pixels(buf, src_row, x_first, count, w, n_in, multiplier, mode_x, outs
                     buf[base + c * multiplier + m] = pix[c]
 
 
-_fill_pixels = numba.njit(inline="always", cache=False)(_fill_pixels)
+_fill_pixels = _helper(_fill_pixels)
 
 
 def _depthwise_2d(src, tap_y, tap_x, tap_tiles, tap_has_zero, multiplier, mode_y, mode_x,
