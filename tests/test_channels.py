@@ -45,13 +45,17 @@ def test_depthwise_channel_axis_stays_in_place(rng, channel_axis):
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16, np.float16, bool])
-def test_depthwise_dtypes(rng, dtype):
+@pytest.mark.parametrize("rank_one", [False, True])
+@pytest.mark.parametrize("mode", ["reflect", "constant"])
+def test_depthwise_dtypes(rng, dtype, rank_one, mode):
     image = (rng.random((10, 9, 2)) * 200).astype(dtype)
-    kernels = rng.standard_normal((2, 3, 3))
-    ours = sc.depthwise_filter(image, kernels)
-    ref = depthwise(as_float(image).astype(np.float64), kernels)
-    assert ours.dtype == (np.float32 if dtype == np.float16 else np.float64)
-    assert_close(ours, ref, ours.dtype)
+    kernels = (np.einsum("ca,cb->cab", rng.standard_normal((2, 3)), rng.standard_normal((2, 3)))
+               if rank_one else rng.standard_normal((2, 3, 3)))
+    for multiplier_kernels in (kernels, np.stack([kernels, kernels[::-1]], axis=1)):
+        ours = sc.depthwise_filter(image, multiplier_kernels, mode=mode, cval=0.25)
+        ref = depthwise(as_float(image).astype(np.float64), multiplier_kernels, mode, 0.25)
+        assert ours.dtype == (np.float32 if dtype == np.float16 else np.float64)
+        assert_close(ours, ref, ours.dtype)
 
 
 def test_depthwise_nan_follows_each_kernels_footprint(rng):

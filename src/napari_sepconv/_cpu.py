@@ -481,14 +481,15 @@ def _depthwise_passes_2d(src, col_off, col_tiles, col_zero, row_off, row_tiles, 
                 q = _source_index(i + col_off[a], h, mode_y)
                 for x0 in range(0, w, chunk):
                     length = min(chunk, w - x0) * n_out
-                    if q >= 0 and multiplier == 1:
-                        values = src[p, q].reshape(w * n_in)[x0 * n_in:x0 * n_in + length]
+                    target = inner[x0 * n_out:x0 * n_out + length]
+                    if q >= 0 and multiplier == 1:  # the source row itself, any dtype
+                        _fma_flat(target, col_tiles[a, :length],
+                                  src[p, q].reshape(w * n_in)[x0 * n_in:x0 * n_in + length],
+                                  col_zero[a])
                     else:
-                        values = pixels[:length]
-                        _fill_pixels(values, src[p, max(q, 0)], x0, length // n_out, w, n_in,
+                        _fill_pixels(pixels, src[p, max(q, 0)], x0, length // n_out, w, n_in,
                                      multiplier, mode_x, q < 0, cval)
-                    _fma_flat(inner[x0 * n_out:x0 * n_out + length], col_tiles[a, :length],
-                              values, col_zero[a])
+                        _fma_flat(target, col_tiles[a, :length], pixels[:length], col_zero[a])
             for pp in range(padded):
                 if 0 <= pp + lo < w:
                     continue
