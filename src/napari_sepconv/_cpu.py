@@ -215,7 +215,7 @@ _row_pass = _helper(_row_pass)
 
 
 def _separable_2d(src, col_off, col_w, col_n, col_sym, row_off, row_w, row_n, row_sym,
-                  mode_y, mode_x, cval, pad_x, combine, divisor, accumulate, out, block):
+                  mode_y, mode_x, cval, pad_x, combine, inv_divisor, accumulate, out, block):
     """Sum (or magnitude) of separable terms over the last two axes of ``src`` (P, H, W).
 
     Term ``t`` correlates columns with ``col_w[t, :col_n[t]]`` and rows with
@@ -276,7 +276,7 @@ def _separable_2d(src, col_off, col_w, col_n, col_sym, row_off, row_w, row_n, ro
                         total[j] += hacc[j] * hacc[j]
             if combine == MAGNITUDE:
                 for j in range(w):
-                    row_out[j] = np.sqrt(total[j]) / divisor
+                    row_out[j] = np.sqrt(total[j]) * inv_divisor
             elif not direct:
                 row_out[:] = total
 
@@ -637,7 +637,7 @@ def separable_2d(src, cols, rows, mode_y, mode_x, cval, pad_x, combine, divisor,
     row_off, row_w, row_n, row_sym = _pack_taps(rows, dtype)
     run(separable_2d_kernel, src.reshape(-1, h, w), col_off, col_w, col_n, col_sym,
         row_off, row_w, row_n, row_sym, mode_y, mode_x, dtype.type(cval),
-        _as_type(pad_x, dtype), combine, dtype.type(divisor), bool(accumulate),
+        _as_type(pad_x, dtype), combine, dtype.type(1.0 / divisor), bool(accumulate),
         out.reshape(-1, h, w), ROWS_PER_TASK)
 
 
