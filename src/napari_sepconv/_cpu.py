@@ -284,6 +284,65 @@ def _separable_2d(src, col_off, col_w, col_n, col_sym, row_off, row_w, row_n, ro
 separable_2d_kernel = _jit(_separable_2d)
 
 
+def _edge_magnitude_3x3(src, smooth_y, derivative_y, smooth_x, derivative_x, mode_y, mode_x,
+                        cval, pad_smooth, pad_derivative, inv_divisor, out, block):
+    """``sqrt(gx**2 + gy**2) * inv_divisor`` of a 3x3 edge operator, in one sweep per row.
+
+    Smoothing weights offsets -1, 0, +1 and derivative weights offsets -1 and
+    +1 (the zero centre is left out, as scipy leaves it out of the footprint).
+    Each output row reads its three source rows once, filling the vertically
+    smoothed row ``S`` and differentiated row ``D``; then ``gx =
+    derivative_x(S)`` and ``gy = smooth_x(D)``. ``pad_*`` are the values
+    beyond the image along x in constant mode; rows beyond it hold ``cval``.
+    """
+    n_planes, h, w = src.shape
+    s0, s1, s2 = smooth_y[0], smooth_y[1], smooth_y[2]
+    d0, d2 = derivative_y[0], derivative_y[1]
+    hs0, hs1, hs2 = smooth_x[0], smooth_x[1], smooth_x[2]
+    hd0, hd2 = derivative_x[0], derivative_x[1]
+    n_blocks = (h + block - 1) // block
+    for task in prange(n_planes * n_blocks):
+        p = task // n_blocks
+        first = (task % n_blocks) * block
+        to_acc = out.dtype.type
+        rows_s = np.empty(w + 2, out.dtype)
+        rows_d = np.empty(w + 2, out.dtype)
+        s_in = rows_s[1:w + 1]
+        d_in = rows_d[1:w + 1]
+        outside = np.empty(w, src.dtype)
+        outside[:] = cval
+        for i in range(first, min(h, first + block)):
+            q0 = _source_index(i - 1, h, mode_y)
+            q2 = _source_index(i + 1, h, mode_y)
+            r0 = src[p, q0] if q0 >= 0 else outside
+            r1 = src[p, i]
+            r2 = src[p, q2] if q2 >= 0 else outside
+            for j in range(w):
+                a = to_acc(r0[j])
+                b = to_acc(r1[j])
+                c = to_acc(r2[j])
+                s_in[j] = s0 * a + s1 * b + s2 * c
+                d_in[j] = d0 * a + d2 * c
+            if mode_x == CONSTANT:
+                rows_s[0] = rows_s[w + 1] = pad_smooth
+                rows_d[0] = rows_d[w + 1] = pad_derivative
+            else:
+                left = _source_index(-1, w, mode_x)
+                right = _source_index(w, w, mode_x)
+                rows_s[0], rows_s[w + 1] = s_in[left], s_in[right]
+                rows_d[0], rows_d[w + 1] = d_in[left], d_in[right]
+            s_a, s_c = rows_s[0:w], rows_s[2:w + 2]
+            d_a, d_b, d_c = rows_d[0:w], rows_d[1:w + 1], rows_d[2:w + 2]
+            row_out = out[p, i]
+            for j in range(w):
+                gx = hd0 * s_a[j] + hd2 * s_c[j]
+                gy = hs0 * d_a[j] + hs1 * d_b[j] + hs2 * d_c[j]
+                row_out[j] = np.sqrt(gx * gx + gy * gy) * inv_divisor
+
+
+edge_magnitude_3x3 = _jit(_edge_magnitude_3x3)
+
+
 # --------------------------------------------------------------------------
 # Direct 2-D correlation
 # --------------------------------------------------------------------------
@@ -626,6 +685,23 @@ def _pack_taps(taps_list, dtype):
     return offsets, weights, counts, sym
 
 
+def _edge_operator_3x3(cols, rows):
+    """The two terms of a 3x3 edge operator's magnitude, ordered ``(gx, gy)``, or ``None``.
+
+    ``gx`` smooths down (offsets -1, 0, 1) and differentiates across (offsets
+    -1 and 1, the zero centre left out); ``gy`` the other way round.
+    """
+    if len(cols) != 2:
+        return None
+    smooth, derivative = [-1, 0, 1], [-1, 1]
+    for gx in (0, 1):
+        gy = 1 - gx
+        if (list(cols[gx][0]) == smooth and list(rows[gx][0]) == derivative
+                and list(cols[gy][0]) == derivative and list(rows[gy][0]) == smooth):
+            return gx, gy
+    return None
+
+
 def separable_2d(src, cols, rows, mode_y, mode_x, cval, pad_x, combine, divisor,
                  accumulate, out):
     """Fused separable terms over the last two axes of ``src`` (any leading axes)."""
@@ -633,6 +709,17 @@ def separable_2d(src, cols, rows, mode_y, mode_x, cval, pad_x, combine, divisor,
         return
     h, w = src.shape[-2:]
     dtype = out.dtype
+    edge = _edge_operator_3x3(cols, rows) if combine == MAGNITUDE and not accumulate else None
+    if edge is not None:
+        gx, gy = edge
+        if mode_y == CONSTANT and src.dtype != dtype:
+            src = src.astype(dtype)  # rows outside hold cval, so rows share its type
+        run(edge_magnitude_3x3, src.reshape(-1, h, w), _as_type(cols[gx][1], dtype),
+            _as_type(cols[gy][1], dtype), _as_type(rows[gy][1], dtype),
+            _as_type(rows[gx][1], dtype), mode_y, mode_x, dtype.type(cval),
+            dtype.type(pad_x[gx]), dtype.type(pad_x[gy]), dtype.type(1.0 / divisor),
+            out.reshape(-1, h, w), ROWS_PER_TASK)
+        return
     col_off, col_w, col_n, col_sym = _pack_taps(cols, dtype)
     row_off, row_w, row_n, row_sym = _pack_taps(rows, dtype)
     run(separable_2d_kernel, src.reshape(-1, h, w), col_off, col_w, col_n, col_sym,
