@@ -84,8 +84,3 @@ def source_index():
 
         _compiled = numba.njit(inline="always", cache=False)(_source_index)
     return _compiled
-
-
-def python_source_index(i, n, mode):
-    """Pure-Python form of the helper, for tests and small host-side tables."""
-    return _source_index(i, n, mode)

@@ -261,7 +261,8 @@ def _open_zarr(path):
         arrays = sorted(name for name, _ in node.arrays())
         if len(arrays) != 1:
             raise InputError(
-                f"a Zarr group with {len(arrays)} arrays; name the array itself, e.g. {path}/{arrays[0] if arrays else '0'}"
+                f"a Zarr group with {len(arrays)} arrays; name the array itself, "
+                f"e.g. {path}/{arrays[0] if arrays else '0'}"
             )
         return _open_zarr(path / arrays[0])
     return Source(path, "zarr", node.shape, node.dtype)

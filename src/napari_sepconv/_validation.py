@@ -9,7 +9,7 @@ import operator
 
 import numpy as np
 
-from ._boundary import CONSTANT, MODE_CODES
+from ._boundary import CANONICAL_NAMES, MODE_CODES
 
 # Input dtypes the kernels read directly; anything else is converted first.
 KERNEL_INPUT_TYPES = frozenset(
@@ -49,6 +49,11 @@ def normalize_modes(mode, n_axes, name="mode"):
             "give one mode or one per filtered axis"
         )
     return [normalize_mode(m, f"{name}[{i}]") for i, m in enumerate(modes)]
+
+
+def mode_names(modes):
+    """``{axis: code}`` back to scipy's mode names, e.g. for dask's block function."""
+    return {axis: CANONICAL_NAMES[code] for axis, code in modes.items()}
 
 
 def check_cval(cval):
@@ -182,12 +187,3 @@ def to_kernel_input(image, float_dtype, preserve_range=False):
     from skimage.util import img_as_float
 
     return img_as_float(image).astype(float_dtype, copy=False), 1.0
-
-
-def edge_values_for_constant(cval, scale):
-    """``cval`` in the units the kernels read (see :func:`to_kernel_input`)."""
-    return cval / scale if scale != 1.0 else cval
-
-
-def is_constant(mode_code):
-    return mode_code == CONSTANT

@@ -110,7 +110,8 @@ def build_parser():
     o = parser.add_argument_group("output and running")
     o.add_argument("--format", choices=("tif", "zarr", "npy"),
                    help="output format (default: the input's; .png gives .tif)")
-    o.add_argument("--overwrite", action="store_true", help="replace existing outputs instead of skipping them")
+    o.add_argument("--overwrite", action="store_true",
+                   help="replace existing outputs instead of skipping them")
     where = o.add_mutually_exclusive_group()
     where.add_argument("--workers", type=_positive_int, metavar="N",
                        help="start a local Dask cluster of N worker processes")
@@ -326,7 +327,8 @@ def _int_list(text):
     try:
         values = [int(part) for part in text.split(",")]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer or a comma-separated list, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected an integer or a comma-separated list, got {text!r}") from None
     return values[0] if len(values) == 1 else values
 
 

@@ -17,6 +17,7 @@ from ._passes import MAGNITUDE, SUM, filter_terms, reach, taps
 from ._validation import (
     check_cval,
     check_image,
+    mode_names,
     normalize_axis,
     normalize_channel_axis,
     normalize_modes,
@@ -166,7 +167,7 @@ def _edge_filter(name, image, mask, axis, mode, cval, channel_axis, dtype, prese
             partial(_edge_filter, name, mask=None, axis=axis, mode=mode, cval=cval,
                     channel_axis=channel_axis, dtype=out_dtype,
                     preserve_range=preserve_range, backend=backend),
-            image, halo={a: radius for a in spatial}, modes=_mode_names(modes),
+            image, halo={a: radius for a in spatial}, modes=mode_names(modes),
             channel_axis=channel_axis, dtype=out_dtype,
         )
         return result if eroded is None else result * eroded
@@ -180,12 +181,6 @@ def _edge_filter(name, image, mask, axis, mode, cval, channel_axis, dtype, prese
     if eroded is not None:
         out = _backend.apply_mask(out, eroded)
     return out
-
-
-def _mode_names(modes):
-    from ._boundary import CANONICAL_NAMES
-
-    return {a: CANONICAL_NAMES[m] for a, m in modes.items()}
 
 
 def _directional(name, axis, image, mask, mode, cval, channel_axis, dtype, preserve_range,

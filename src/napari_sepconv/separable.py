@@ -20,6 +20,7 @@ from ._validation import (
     check_image,
     check_kernel,
     check_origin,
+    mode_names,
     normalize_axis,
     normalize_channel_axis,
     normalize_mode,
@@ -28,11 +29,6 @@ from ._validation import (
     spatial_axes,
 )
 from .kernels import footprint, separate_kernel
-
-
-def _names(modes):
-    return {a: CANONICAL_NAMES[m] for a, m in modes.items()}
-
 
 # --------------------------------------------------------------------------
 # scipy.ndimage-style 1-D filtering
@@ -253,7 +249,7 @@ def separable_filter(image, kernels, *, axes=None, mode="reflect", cval=0.0,
                     channel_axis=channel_axis, dtype=out_dtype, preserve_range=preserve_range,
                     backend=backend),
             image,
-            halo={a: reach(term[a][0]) for a in axes}, modes=_names(modes),
+            halo={a: reach(term[a][0]) for a in axes}, modes=mode_names(modes),
             channel_axis=channel_axis, dtype=out_dtype,
         )
 
