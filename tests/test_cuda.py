@@ -10,10 +10,12 @@ on before ``numba.cuda`` is first imported:
 * plain ``pytest tests/test_cuda.py`` compiles every kernel to PTX for a real GPU
   (compute capability 8.0, with the NVVM that ``numba-cuda[cu12]`` installs), so
   a kernel that only works in the simulator fails here; it also checks the
-  errors and fallbacks where no GPU is usable. The simulator tests skip here.
+  errors and fallbacks where no GPU is usable. Where a GPU is usable, the same
+  comparisons as on the simulator run on it, plus image sizes and CuPy/PyTorch
+  arrays that only a real device can take in reasonable time.
 
-Inputs stay small (the simulator runs about a millisecond per thread); a few
-are larger than one 32 x 32 tile so that tile seams are covered.
+Simulator inputs stay small (it runs about a millisecond per thread); a few are
+larger than one 32 x 32 tile so that tile seams are covered.
 """
 
 import os
@@ -33,14 +35,37 @@ EDGES = ("sobel", "scharr", "prewitt", "farid")
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def simulated(test):
-    """Mark a test to run on the simulator only (``-m cudasim`` with the variable set)."""
+def _gpu_usable():
+    """A real CUDA GPU (not the simulator) can run kernels in this process."""
+    if SIMULATOR:
+        return False
+    try:
+        from numba import cuda
+    except ImportError:
+        return False
+    return cuda.is_available()
+
+
+GPU = _gpu_usable()
+
+
+def on_cuda(test):
+    """Mark a test to run on the simulator (``-m cudasim`` with the variable set) or a GPU."""
     skip = pytest.mark.skipif(
-        not SIMULATOR,
-        reason="runs on Numba's CUDA simulator: NUMBA_ENABLE_CUDASIM=1 pytest "
-               "tests/test_cuda.py -m cudasim",
+        not (SIMULATOR or GPU),
+        reason="runs CUDA kernels, on a GPU or on Numba's simulator: "
+               "NUMBA_ENABLE_CUDASIM=1 pytest tests/test_cuda.py -m cudasim",
     )
     return pytest.mark.cudasim(skip(test))
+
+
+def simulated(test):
+    """Mark a test that checks how the simulator itself is treated."""
+    skip = pytest.mark.skipif(not SIMULATOR, reason="about the simulator itself")
+    return pytest.mark.cudasim(skip(test))
+
+
+on_gpu = pytest.mark.skipif(not GPU, reason="needs a usable CUDA GPU")
 
 
 def without_simulator(test):
@@ -87,20 +112,20 @@ def rgb(rng):
 # Edge filters
 # --------------------------------------------------------------------------
 
-@simulated
+@on_cuda
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("name", EDGES)
 def test_edge_filters_every_mode(name, mode, image):
     both(getattr(sc, name), image, mode=mode, cval=0.75)
 
 
-@simulated
+@on_cuda
 @pytest.mark.parametrize("name", ["sobel_h", "scharr_v", "prewitt_h", "farid_v"])
 def test_directional_edge_filters(name, rng):
     both(getattr(sc, name), rng.random((14, 17)), mode=("constant", "mirror"), cval=-1.5)
 
 
-@simulated
+@on_cuda
 @pytest.mark.parametrize("dtype", [np.float16, np.float64, np.uint8, np.uint16, np.int8,
                                    np.int16, np.int32, np.uint32, np.int64, bool])
 def test_edge_filter_input_dtypes(dtype, rng):
@@ -113,21 +138,21 @@ def test_edge_filter_input_dtypes(dtype, rng):
     both(sc.sobel, data, mode="constant", cval=0.25)
 
 
-@simulated
+@on_cuda
 def test_edge_filter_dtype_and_preserve_range(rng):
     data = rng.integers(0, 4000, (12, 14)).astype(np.uint16)
     both(sc.scharr, data, preserve_range=True, dtype=np.float32)
     both(sc.prewitt, data.astype(np.float64), dtype=np.float32, mode="wrap")
 
 
-@simulated
+@on_cuda
 @pytest.mark.parametrize("axis", [None, 0, -1, (0, 2)])
 def test_edge_filter_volume(axis, rng):
     both(sc.sobel, rng.random((4, 7, 9)), axis=axis, mode=("reflect", "constant", "wrap"),
          cval=0.5)
 
 
-@simulated
+@on_cuda
 def test_edge_filter_channels_and_mask(rng):
     stack = rng.random((10, 12, 3))
     both(sc.farid, stack, channel_axis=-1, mode="nearest")
@@ -137,7 +162,7 @@ def test_edge_filter_channels_and_mask(rng):
     both(sc.scharr, stack[..., 0], mask=mask)
 
 
-@simulated
+@on_cuda
 def test_edge_filter_across_tile_seams(rng):
     """Larger than one 32 x 32 tile in both directions, with NaN inside."""
     data = rng.random((37, 70)).astype(np.float32)
@@ -156,7 +181,7 @@ KERNELS_1D = {
 }
 
 
-@simulated
+@on_cuda
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("kind", sorted(KERNELS_1D))
 def test_correlate1d_every_mode(kind, mode, rng):
@@ -167,7 +192,7 @@ def test_correlate1d_every_mode(kind, mode, rng):
     both(sc.correlate1d, volume[0].astype(np.float32), weights, axis=0, mode=mode, cval=2.0)
 
 
-@simulated
+@on_cuda
 def test_correlate1d_outputs_origin_and_convolve(rng):
     data = rng.integers(0, 200, (9, 11)).astype(np.uint8)
     both(sc.correlate1d, data, [1, -3, 1], mode="constant", cval=7)  # uint8 out, wraps
@@ -180,7 +205,7 @@ def test_correlate1d_outputs_origin_and_convolve(rng):
     assert_same(filled, sc.correlate1d(data, [1, 2], output=np.float64, backend="cpu"))
 
 
-@simulated
+@on_cuda
 @pytest.mark.parametrize("mode", MODES)
 def test_correlate1d_longer_than_shared_memory(mode, rng):
     """Kernels whose tile would not fit in shared memory run from global memory."""
@@ -189,14 +214,14 @@ def test_correlate1d_longer_than_shared_memory(mode, rng):
     both(sc.correlate1d, rng.random((9, 2)), weights[:201], axis=0, mode=mode, cval=1.0)
 
 
-@simulated
+@on_cuda
 @pytest.mark.parametrize("mode", MODES)
 def test_separable_filter_every_mode(mode, rng):
     data = rng.random((13, 16)).astype(np.float32)
     both(sc.separable_filter, data, [[1, 2, 1], [1, -1, 0, 2]], mode=mode, cval=1.5)
 
 
-@simulated
+@on_cuda
 def test_separable_filter_axes_order_and_channels(rng):
     volume = rng.random((5, 8, 7))
     both(sc.separable_filter, volume, [[1, 2, 3], [1, 1], [2, -1, 2]], mode="constant",
@@ -205,7 +230,7 @@ def test_separable_filter_axes_order_and_channels(rng):
     both(sc.separable_filter, volume, [[1, 4, 1]], channel_axis=0)
 
 
-@simulated
+@on_cuda
 @pytest.mark.parametrize("length", [2, 7, 13, 21])
 def test_separable_filter_kernel_lengths(length, rng):
     """Each unrolled variant of the fused kernel (up to 4, 8, 16 taps) and the generic one."""
@@ -214,7 +239,7 @@ def test_separable_filter_kernel_lengths(length, rng):
          mode="mirror")
 
 
-@simulated
+@on_cuda
 def test_separable_filter_too_long_to_fuse(rng):
     """Kernels too long for the fused tile run as one pass per axis."""
     taps = rng.random(101)
@@ -222,7 +247,7 @@ def test_separable_filter_too_long_to_fuse(rng):
          mode="constant", cval=3.0)
 
 
-@simulated
+@on_cuda
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("how", ["rank-2", "direct"])
 def test_filter2d_every_mode(how, mode, rng):
@@ -234,7 +259,7 @@ def test_filter2d_every_mode(how, mode, rng):
     both(sc.filter2d, rng.random((14, 17)).astype(np.float32), kernel, mode=mode, cval=0.5)
 
 
-@simulated
+@on_cuda
 def test_filter2d_rank_channels_and_stacks(rng):
     kernel = rng.random((5, 5))
     both(sc.filter2d, rng.random((2, 9, 10)), kernel, rank=1, mode="mirror")
@@ -243,7 +268,7 @@ def test_filter2d_rank_channels_and_stacks(rng):
     both(sc.filter2d, data, np.ones((2, 2)), mode="nearest")
 
 
-@simulated
+@on_cuda
 @pytest.mark.parametrize("mode", ["constant", "wrap"])
 def test_filter2d_kernel_larger_than_shared_memory(mode, rng):
     """A 61 x 61 kernel (few non-zero taps) runs from global memory; larger than the image."""
@@ -256,7 +281,7 @@ def test_filter2d_kernel_larger_than_shared_memory(mode, rng):
 # Channel filters
 # --------------------------------------------------------------------------
 
-@simulated
+@on_cuda
 @pytest.mark.parametrize("mode", MODES)
 def test_depthwise_every_mode(mode, rgb, rng):
     both(sc.depthwise_filter, rgb, rng.random((3, 3, 4)) - 0.3, mode=mode, cval=0.5)
@@ -265,7 +290,7 @@ def test_depthwise_every_mode(mode, rgb, rng):
     both(sc.depthwise_filter, rgb, rank1, mode=mode, cval=0.5)  # as two 1-D passes
 
 
-@simulated
+@on_cuda
 def test_depthwise_multiplier_channel_axis_and_dtypes(rgb, rng):
     both(sc.depthwise_filter, rgb, rng.random((3, 2, 3, 3)), mode=("constant", "wrap"), cval=2)
     chw = np.ascontiguousarray(np.moveaxis(rgb, -1, 0)).astype(np.float64)
@@ -275,7 +300,7 @@ def test_depthwise_multiplier_channel_axis_and_dtypes(rgb, rng):
     both(sc.depthwise_filter, stack, np.stack([np.outer([1, 2], [3, 1, 1])] * 2), mode="mirror")
 
 
-@simulated
+@on_cuda
 def test_depthwise_zero_weights_keep_nan_local(rgb):
     data = rgb.copy()
     data[5, 6, 1] = np.nan
@@ -286,7 +311,7 @@ def test_depthwise_zero_weights_keep_nan_local(rgb):
     assert np.isnan(out).sum() == 1
 
 
-@simulated
+@on_cuda
 def test_depthwise_kernels_larger_than_shared_memory(rng):
     data = rng.random((6, 7, 3))
     kernels = np.zeros((3, 61, 61))
@@ -298,7 +323,7 @@ def test_depthwise_kernels_larger_than_shared_memory(rng):
     both(sc.depthwise_filter, data, rank1, mode="constant", cval=1.0)  # passes, no tile
 
 
-@simulated
+@on_cuda
 def test_pointwise(rgb, rng):
     both(sc.pointwise_filter, rgb, rng.random((5, 3)) - 0.5, rng.random(5))
     both(sc.pointwise_filter, (rgb * 255).astype(np.uint8), rng.random((2, 3)))
@@ -307,14 +332,14 @@ def test_pointwise(rgb, rng):
     both(sc.pointwise_filter, many, rng.random((100, 64)), rng.random(100))
 
 
-@simulated
+@on_cuda
 @pytest.mark.parametrize("mode", MODES)
 def test_depthwise_separable_every_mode(mode, rgb, rng):
     both(sc.depthwise_separable_filter, rgb, rng.random((3, 2, 3, 3)), rng.random((4, 6)) - 0.5,
          rng.random(4), mode=mode, cval=1.25)
 
 
-@simulated
+@on_cuda
 def test_depthwise_separable_layouts_and_bands(rgb, rng):
     both(sc.depthwise_separable_filter, np.moveaxis(rgb, -1, 0), rng.random((3, 3, 3)),
          rng.random((2, 3)), channel_axis=0, mode="wrap")
@@ -350,7 +375,7 @@ def _device_calls(rng):
     ]
 
 
-@simulated
+@on_cuda
 def test_device_arrays_in_give_device_arrays_out(rng):
     from numba import cuda
 
@@ -362,7 +387,7 @@ def test_device_arrays_in_give_device_arrays_out(rng):
         assert_same(out.copy_to_host(), np.ascontiguousarray(func(data, backend="cpu", **kwargs)))
 
 
-@simulated
+@on_cuda
 def test_device_input_views_and_dtypes(rng):
     """Strided device views are gathered on the device; dtypes follow the host rules."""
     from numba import cuda
@@ -381,7 +406,7 @@ def test_device_input_views_and_dtypes(rng):
                     sc.sobel(values, preserve_range=True))
 
 
-@simulated
+@on_cuda
 def test_device_channel_layouts_come_back_as_views(rng):
     from numba import cuda
 
@@ -413,7 +438,7 @@ def test_auto_never_runs_host_arrays_on_the_simulator(image, monkeypatch):
     assert log
 
 
-@simulated
+@on_cuda
 def test_cpu_backend_refuses_device_arrays(image):
     from numba import cuda
 
@@ -443,6 +468,7 @@ def _signature(name, src, dtype):
         "correlate_any": (arr(src, 3), ints, floats, i, i, f, arr(dtype, 3)),
         "separable_2d": (arr(src, 3), arr(np.int64, 2), floats2, ints, arr(np.int64, 2),
                          floats2, ints, i, i, i, i, i, i, f, floats, i, f, i, arr(dtype, 3)),
+        "edge_magnitude_3x3": (arr(src, 3), floats, i, i, f, f, f, f, arr(dtype, 3)),
         "correlate_2d": (arr(src, 3), ints, ints, floats, i, i, i, i, i, i, f, arr(dtype, 3)),
         "depthwise": (arr(src, 4), ints, ints, floats2, flags, i, i, i, i, i, i, i, f, i, i, i,
                       arr(dtype, 4)),
@@ -464,7 +490,8 @@ FLOAT_ARITHMETIC = {"add", "sub", "mul", "fma", "div", "sqrt", "rsqrt", "neg", "
                     "max", "setp"}
 
 # Kernels that read the image itself, in its own dtype.
-_IMAGE_READERS = {"correlate_x", "correlate_y", "correlate_any", "separable_2d", "correlate_2d",
+_IMAGE_READERS = {"correlate_x", "correlate_y", "correlate_any", "separable_2d",
+                  "edge_magnitude_3x3", "correlate_2d",
                   "depthwise", "depthwise_passes", "depthwise_separable", "pointwise"}
 
 
@@ -504,7 +531,7 @@ def test_every_kernel_compiles_to_ptx(name, variant, src, dtype):
         assert not arithmetic, arithmetic[:5]
 
 
-@simulated
+@on_cuda
 def test_launches_use_the_signatures_compiled_to_ptx(rng, monkeypatch):
     """What the engine launches is what ``test_every_kernel_compiles_to_ptx`` compiles."""
     from numba import cuda
@@ -535,10 +562,11 @@ def test_launches_use_the_signatures_compiled_to_ptx(rng, monkeypatch):
     sc.pointwise_filter(rgb, np.ones((2, 3)), np.ones(2), backend="cuda")
     sc.depthwise_separable_filter(rgb, np.ones((3, 3, 3)), np.ones((2, 3)), backend="cuda")
     sc.sobel(cuda.to_device(rng.random((8, 9)).astype(np.float16)))
-    sc.sobel(cuda.to_device(rng.random((8, 9))).T)
+    sc.sobel(cuda.to_device(rng.random((8, 9)))[:, ::2])
+    sc.farid(image, backend="cuda")
     launched = {name for name, _, _ in log}
-    assert {"separable_2d", "correlate_y", "correlate_x", "correlate_any", "correlate_2d",
-            "depthwise", "depthwise_passes", "depthwise_separable", "pointwise", "apply_mask",
+    assert {"separable_2d", "edge_magnitude_3x3", "correlate_y", "correlate_x", "correlate_any",
+            "correlate_2d", "depthwise", "depthwise_passes", "depthwise_separable", "pointwise", "apply_mask",
             "combine", "cast", "convert", "gather"} <= launched
     from napari_sepconv._cuda_kernels import BUILDERS
 
@@ -559,11 +587,7 @@ def test_launches_use_the_signatures_compiled_to_ptx(rng, monkeypatch):
 # --------------------------------------------------------------------------
 
 def _no_gpu_here():
-    if SIMULATOR:
-        return True
-    from numba import cuda
-
-    return not cuda.is_available()
+    return not GPU
 
 
 @without_simulator
@@ -663,7 +687,7 @@ def test_gpu_benchmark_exits_cleanly_without_a_gpu():
     assert "no GPU" in proc.stdout + proc.stderr
 
 
-@simulated
+@on_cuda
 def test_filter2d_multi_term_spreads_nan_as_scipy_on_the_gpu():
     from scipy import ndimage as ndi
 
@@ -673,3 +697,58 @@ def test_filter2d_multi_term_spreads_nan_as_scipy_on_the_gpu():
     kernel[2, :] = kernel[:, 2] = 1.0
     ours = sc.filter2d(image, kernel, backend="cuda")
     np.testing.assert_array_equal(np.isnan(ours), np.isnan(ndi.correlate(image, kernel)))
+
+
+# --------------------------------------------------------------------------
+# On a real GPU only: realistic sizes, many tiles and blocks, CuPy and PyTorch
+# --------------------------------------------------------------------------
+
+@on_gpu
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.uint8])
+@pytest.mark.parametrize("mode", MODES)
+def test_large_images_match_the_cpu(mode, dtype, rng):
+    image = rng.random((517, 1031)) * (255 if dtype == np.uint8 else 1)
+    image = image.astype(dtype)
+    for name in EDGES:
+        both(getattr(sc, name), image, mode=mode, cval=0.5)
+    both(sc.sobel_v, image, mode=mode)
+    both(sc.correlate1d, image, rng.random(9), axis=0, mode=mode)
+    both(sc.separable_filter, image, [rng.random(15), rng.random(7)], mode=mode)
+    u, v = rng.random((2, 11)), rng.random((2, 11))
+    both(sc.filter2d, image, np.outer(u[0], v[0]) + np.outer(u[1], v[1]), mode=mode)
+    both(sc.filter2d, image, rng.random((5, 5)), mode=mode)
+
+
+@on_gpu
+@pytest.mark.parametrize("mode", MODES)
+def test_large_volumes_and_channel_images_match_the_cpu(mode, rng):
+    volume = rng.random((37, 129, 211)).astype(np.float32)
+    both(sc.sobel, volume, mode=mode)
+    both(sc.scharr, volume, axis=1, mode=mode)
+    channels = rng.random((300, 419, 16)).astype(np.float32)
+    for size in (3, 5, 7):
+        both(sc.depthwise_filter, channels, rng.random((16, size, size)), mode=mode)
+    rank1 = np.einsum("ci,cj->cij", rng.random((16, 7)), rng.random((16, 7)))
+    both(sc.depthwise_filter, channels, rank1, mode=mode)
+    weights, bias = rng.random((32, 16)), rng.random(32)
+    both(sc.pointwise_filter, channels, weights, bias)
+    both(sc.depthwise_separable_filter, channels, rng.random((16, 3, 3)), weights, bias,
+         mode=mode)
+    planar = np.ascontiguousarray(np.moveaxis(channels, -1, 0))
+    both(sc.depthwise_filter, planar, rng.random((16, 3, 3)), channel_axis=0, mode=mode)
+
+
+@on_gpu
+def test_cupy_and_torch_arrays_come_back_as_their_own_kind(rng):
+    image = rng.random((300, 401)).astype(np.float32)
+    expected = sc.sobel(image, backend="cpu")
+    cupy = pytest.importorskip("cupy")
+    out = sc.sobel(cupy.asarray(image))
+    assert isinstance(out, cupy.ndarray)
+    assert_same(cupy.asnumpy(out), expected)
+    torch = pytest.importorskip("torch")
+    tensor = torch.from_numpy(image).cuda()
+    out = sc.sobel(tensor)
+    assert isinstance(out, torch.Tensor) and out.is_cuda
+    assert_same(out.cpu().numpy(), expected)
+    np.testing.assert_array_equal(tensor.cpu().numpy(), image)  # input untouched

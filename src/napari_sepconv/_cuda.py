@@ -32,7 +32,7 @@ from numba import cuda
 from numba.cuda import config as _cuda_config
 
 from . import _cuda_kernels as kernels
-from ._cpu import _shared_taps, depthwise_taps, symmetry
+from ._cpu import _edge_operator_3x3, _shared_taps, depthwise_taps, symmetry
 from ._cuda_kernels import BX, BY, MAGNITUDE, SUM, THREADS, TX, TY
 from ._validation import KERNEL_INPUT_TYPES
 
@@ -338,12 +338,23 @@ def separable_2d(src, cols, rows, mode_y, mode_x, cval, pad_x, combine, divisor,
         return
     h, w = src.shape[-2:]
     dtype = np.dtype(out.dtype)
+    planes = src.reshape(-1, h, w)
+    result = out.reshape(-1, h, w)
+    edge = _edge_operator_3x3(cols, rows) if combine == MAGNITUDE and not accumulate else None
+    if edge is not None:
+        gx, gy = edge
+        weights = np.concatenate([cols[gx][1], cols[gy][1], rows[gy][1], rows[gx][1]])
+        strips = -(-h // kernels.EDGE_ROWS)
+        _launch("edge_magnitude_3x3", dtype, None,
+                (_tiles(w, kernels.EDGE_THREADS, 1 << 30), min(strips, MAX_GRID_YZ),
+                 min(planes.shape[0], MAX_GRID_YZ)), (kernels.EDGE_THREADS,), 0,
+                planes, _const(weights, dtype), _int(mode_y), _int(mode_x), dtype.type(cval),
+                dtype.type(pad_x[gx]), dtype.type(pad_x[gy]), dtype.type(1.0 / divisor), result)
+        return
     item = dtype.itemsize
     y_lo, y_span = _reach(np.concatenate([o for o, _ in cols]))
     x_lo, x_span = _reach(np.concatenate([o for o, _ in rows]))
     tile = (TY + y_span) * (TX + x_span) + TY * (TX + x_span)
-    planes = src.reshape(-1, h, w)
-    result = out.reshape(-1, h, w)
     if tile * item > SHARED_BYTES:
         _separable_by_passes(planes, cols, rows, mode_y, mode_x, cval, pad_x, combine,
                              divisor, accumulate, result)
