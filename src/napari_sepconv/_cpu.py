@@ -35,13 +35,13 @@ MAGNITUDE = 2
 ROWS_PER_TASK = 8
 
 
-def _helper(func):
+def _helper(func, **options):
     """A helper the kernels call: compiled once per signature (not inlined, which would
     multiply the kernels' compile time) and cached like them."""
     try:
-        return numba.njit(cache=True, nogil=True)(func)
+        return numba.njit(cache=True, nogil=True, **options)(func)
     except RuntimeError:  # no writable cache location (read-only install)
-        return numba.njit(cache=False, nogil=True)(func)
+        return numba.njit(cache=False, nogil=True, **options)(func)
 
 
 def _jit(func):
@@ -460,6 +460,76 @@ def _fill_pixels(buf, src_row, x_first, count, w, n_in, multiplier, mode_x, outs
 _fill_pixels = _helper(_fill_pixels)
 
 
+def _depthwise_taps_row(part, tiles, tap_x, has_zero, t, end, lo, n_out, window, first):
+    """Taps ``t .. end`` (one kernel row) of ``_depthwise_2d`` on ``part``, up to four per sweep.
+
+    ``window`` holds the source pixels from x offset ``lo`` on, channel-last;
+    tap ``u`` reads it from ``(tap_x[u] - lo) * n_out``. ``tiles[u]`` holds
+    tap ``u``'s channel weights repeated over a few pixels (a length that is a
+    multiple of ``n_out``, small enough to stay in the L1 cache); ``part`` is
+    swept in pieces of that length. ``first`` writes ``part`` instead of adding
+    to it. Several taps share one sweep, so ``part`` is loaded and stored once
+    per four (or three, two) products; taps with a zero weight go one at a
+    time, leaving that channel's product out.
+    """
+    length = part.size
+    period = tiles.shape[1]
+    zero = part.dtype.type(0)
+    while t < end:
+        group = min(4, end - t)
+        if group == 4 and end - t in (5, 6):
+            group = 3  # 5 and 6 taps as 3 + 2 and 3 + 3, not 4 + 1 and 4 + 2
+        for u in range(t, t + group):
+            if has_zero[u]:
+                group = 1
+        a = (tap_x[t] - lo) * n_out
+        b = (tap_x[t + 1] - lo) * n_out if group > 1 else a
+        c = (tap_x[t + 2] - lo) * n_out if group > 2 else a
+        d = (tap_x[t + 3] - lo) * n_out if group > 3 else a
+        for s0 in range(0, length, period):
+            n = min(period, length - s0)
+            acc = part[s0:s0 + n]
+            va, wa = window[a + s0:a + s0 + n], tiles[t, :n]
+            if group == 1:
+                if first:
+                    acc[:] = zero
+                _fma_flat(acc, wa, va, has_zero[t])
+                continue
+            vb, wb = window[b + s0:b + s0 + n], tiles[t + 1, :n]
+            if group == 2:
+                if first:
+                    for e in range(n):
+                        acc[e] = wa[e] * va[e] + wb[e] * vb[e]
+                else:
+                    for e in range(n):
+                        acc[e] += wa[e] * va[e] + wb[e] * vb[e]
+                continue
+            vc, wc = window[c + s0:c + s0 + n], tiles[t + 2, :n]
+            if group == 3:
+                if first:
+                    for e in range(n):
+                        acc[e] = wa[e] * va[e] + wb[e] * vb[e] + wc[e] * vc[e]
+                else:
+                    for e in range(n):
+                        acc[e] += wa[e] * va[e] + wb[e] * vb[e] + wc[e] * vc[e]
+                continue
+            vd, wd = window[d + s0:d + s0 + n], tiles[t + 3, :n]
+            if first:
+                for e in range(n):
+                    acc[e] = wa[e] * va[e] + wb[e] * vb[e] + wc[e] * vc[e] + wd[e] * vd[e]
+            else:
+                for e in range(n):
+                    acc[e] += wa[e] * va[e] + wb[e] * vb[e] + wc[e] * vc[e] + wd[e] * vd[e]
+        t += group
+        first = False
+
+
+_depthwise_taps_row = _helper(_depthwise_taps_row)
+
+
+
+
+
 def _depthwise_2d(src, tap_y, tap_x, tap_tiles, tap_has_zero, multiplier, mode_y, mode_x,
                   cval, row_start, out, chunk, block):
     """Per-channel 2-D correlation of ``src`` (P, H, W, C) into ``out`` (P, R, W, C*M).
@@ -467,11 +537,13 @@ def _depthwise_2d(src, tap_y, tap_x, tap_tiles, tap_has_zero, multiplier, mode_y
     Output channel ``c*M + m`` correlates input channel ``c`` with its own
     kernel, given as one tap list shared by all channels (offsets ``tap_y``,
     ``tap_x``, sorted by ``tap_y``) and per tap the channels' weights tiled
-    over ``chunk`` pixels (``tap_tiles[t]``, length ``chunk * C * M``), so the
-    inner loop is one flat vector loop over (x, channel). A zero weight is left
-    out for its channel (``tap_has_zero`` marks taps that have one). Output
-    rows are image rows ``row_start .. row_start + R``, for callers working in
-    row bands.
+    over a few pixels (``tap_tiles[t]``, a multiple of ``C * M`` long), so the
+    inner loop is one flat vector loop over (x, channel), written straight
+    into the output row, ``chunk`` pixels at a time. Away from the left and right borders (and with M = 1)
+    the taps read the source row in place; elsewhere a border-extended copy.
+    A zero weight is left out for its channel (``tap_has_zero`` marks taps
+    that have one). Output rows are image rows ``row_start .. row_start + R``,
+    for callers working in row bands.
     """
     n_planes, h, w, n_in = src.shape
     n_rows = out.shape[1]
@@ -479,31 +551,47 @@ def _depthwise_2d(src, tap_y, tap_x, tap_tiles, tap_has_zero, multiplier, mode_y
     lo = tap_x.min()
     hi = tap_x.max()
     n_taps = tap_y.size
+    inner_first = min(w, max(0, -lo)) if multiplier == 1 else w
+    inner_last = max(inner_first, min(w, w - hi))
     n_blocks = (n_rows + block - 1) // block
     for task in prange(n_planes * n_blocks):
         p = task // n_blocks
         first = (task % n_blocks) * block
         buf = np.empty((chunk + hi - lo) * n_out, out.dtype)
-        acc = np.empty(chunk * n_out, out.dtype)
         for r in range(first, min(n_rows, first + block)):
             i = row_start + r
             row_out = out[p, r].reshape(w * n_out)
-            for x0 in range(0, w, chunk):
-                length = min(chunk, w - x0) * n_out
-                part = acc[:length]
-                part[:] = 0
+            x0 = 0
+            while x0 < w:
+                # pixels [inner_first, inner_last) read only pixels inside the image
+                if x0 < inner_first:
+                    n_px = min(chunk, inner_first - x0)
+                elif x0 < inner_last:
+                    n_px = min(chunk, inner_last - x0)
+                else:
+                    n_px = min(chunk, w - x0)
+                part = row_out[x0 * n_out:(x0 + n_px) * n_out]
+                in_place = inner_first <= x0 < inner_last
+                span = (n_px + hi - lo) * n_out
                 t = 0
                 while t < n_taps:
                     dy = tap_y[t]
+                    end = t
+                    while end < n_taps and tap_y[end] == dy:
+                        end += 1
                     q = _source_index(i + dy, h, mode_y)
-                    _fill_pixels(buf, src[p, max(q, 0)], x0 + lo, length // n_out + hi - lo,
-                                 w, n_in, multiplier, mode_x, q < 0, cval)
-                    while t < n_taps and tap_y[t] == dy:
-                        start = (tap_x[t] - lo) * n_out
-                        _fma_flat(part, tap_tiles[t, :length], buf[start:start + length],
-                                  tap_has_zero[t])
-                        t += 1
-                row_out[x0 * n_out:x0 * n_out + length] = part
+                    if in_place and q >= 0:
+                        at = (x0 + lo) * n_in
+                        window = src[p, q].reshape(w * n_in)[at:at + span]
+                        _depthwise_taps_row(part, tap_tiles, tap_x, tap_has_zero, t, end, lo,
+                                            n_out, window, t == 0)
+                    else:
+                        _fill_pixels(buf, src[p, max(q, 0)], x0 + lo, n_px + hi - lo, w, n_in,
+                                     multiplier, mode_x, q < 0, cval)
+                        _depthwise_taps_row(part, tap_tiles, tap_x, tap_has_zero, t, end, lo,
+                                            n_out, buf[:span], t == 0)
+                    t = end
+                x0 += n_px
 
 
 depthwise_2d = _jit(_depthwise_2d)
@@ -775,8 +863,9 @@ def depthwise_taps(kernels, dtype):
             weights, has_zero)
 
 
-# Pixels per chunk of a channel-last row: about 4096 values, so tiles stay in L1.
-CHUNK_VALUES = 4096
+# Values per chunk of a channel-last row: the taps' tiled weights and the source
+# windows of one chunk stay in the L2 cache (measured best between 1024 and 4096).
+CHUNK_VALUES = 2048
 
 
 def _chunk_and_tiles(weights, n_out):
@@ -785,12 +874,19 @@ def _chunk_and_tiles(weights, n_out):
     return chunk, np.ascontiguousarray(np.tile(weights, (1, chunk)))
 
 
+# Values of each tap's weights tiled for ``depthwise_2d`` (rounded up to whole pixels):
+# 9 taps of a 3x3 kernel then take 18 KiB (float32), in the L1 cache.
+TILE_VALUES = 512
+
+
 def depthwise(src, kernels, multiplier, mode_y, mode_x, cval, out, row_start=0):
     """Per-channel correlation of ``src`` (P, H, W, C) into ``out`` (P, R, W, C*M)."""
     if out.size == 0:
         return
     tap_y, tap_x, tap_w, has_zero = depthwise_taps(kernels, out.dtype)
-    chunk, tiles = _chunk_and_tiles(tap_w, tap_w.shape[1])
+    n_out = tap_w.shape[1]
+    chunk = max(1, CHUNK_VALUES // n_out)
+    tiles = np.ascontiguousarray(np.tile(tap_w, (1, -(-TILE_VALUES // n_out))))
     run(depthwise_2d, src, tap_y, tap_x, tiles, has_zero, multiplier, mode_y, mode_x,
         out.dtype.type(cval), row_start, out, chunk, ROWS_PER_TASK)
 

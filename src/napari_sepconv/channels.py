@@ -6,6 +6,8 @@ the depthwise-separable filter is one after the other, computed in row bands
 so that the depthwise result is never held whole.
 """
 
+import threading
+from collections import OrderedDict
 from functools import partial
 
 import numpy as np
@@ -84,6 +86,40 @@ def _moved_last_shape(shape, channel_axis, n_out):
     return tuple(moved) + (n_out,)
 
 
+_FACTOR_CACHE = OrderedDict()
+_FACTOR_LOCK = threading.Lock()  # napari filters from worker threads
+
+
+def _rank_one_factors(flat):
+    """``(columns, rows)`` when every kernel of ``flat`` (N, kh, kw) is exactly rank 1.
+
+    ``None`` when one is not, or when two passes would cost as much as the
+    direct kernel. One batched singular-value check rejects most kernel sets
+    at once; the factors of a set are kept for the next call with it.
+    """
+    kh, kw = flat.shape[1:]
+    if kh + kw >= kh * kw:
+        return None
+    key = (flat.shape, flat.tobytes())
+    with _FACTOR_LOCK:
+        if key in _FACTOR_CACHE:
+            _FACTOR_CACHE.move_to_end(key)
+            return _FACTOR_CACHE[key]
+    factors = None
+    singular = np.linalg.svd(flat, compute_uv=False)
+    tol = 8 * np.finfo(np.float64).eps * max(kh, kw) * singular[:, :1]
+    if np.all(np.sum(singular > tol, axis=1) <= 1):
+        splits = [separate_kernel(k) for k in flat]
+        if all(s.rank == 1 and s.is_exact for s in splits):
+            factors = (np.array([s.terms[0][0] for s in splits]),
+                       np.array([s.terms[0][1] for s in splits]))
+    with _FACTOR_LOCK:
+        _FACTOR_CACHE[key] = factors
+        if len(_FACTOR_CACHE) > 32:
+            _FACTOR_CACHE.popitem(last=False)
+    return factors
+
+
 class _DepthwisePlan:
     """How the depthwise kernels run: as rank-1 pass pairs when all are separable."""
 
@@ -92,12 +128,10 @@ class _DepthwisePlan:
         flat = footprint(kernels.reshape((-1,) + kernels.shape[2:]))
         self.flat = flat
         self.mode_y, self.mode_x, self.cval = mode_y, mode_x, cval
-        kh, kw = flat.shape[1:]
-        splits = [separate_kernel(k) for k in flat] if kh + kw < kh * kw else None
-        self.separable = splits is not None and all(s.rank == 1 and s.is_exact for s in splits)
+        factors = _rank_one_factors(flat)
+        self.separable = factors is not None
         if self.separable:
-            self.columns = np.array([s.terms[0][0] for s in splits])
-            self.rows = np.array([s.terms[0][1] for s in splits])
+            self.columns, self.rows = factors
 
     def run(self, engine, src, scale, out, row_start=0):
         cval = self.cval / scale
