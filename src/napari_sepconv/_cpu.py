@@ -161,57 +161,187 @@ correlate_rows = _jit(_correlate_rows)
 # Fused 2-D separable filtering: a vertical and a horizontal pass per row
 # --------------------------------------------------------------------------
 
-def _column_pass(acc, plane, offsets, weights, n_taps, sym, i, mode_y, cval):
-    """``acc`` = correlation of ``plane`` with the taps along y, for output row ``i``.
+def _sweep(acc, first, n, r0, w0, r1, w1, r2, w2, r3, w3):
+    """``acc (+)= r0 * w0 + ...`` over the first ``n`` (1 to 4) rows, in one pass over ``acc``.
 
-    Taps in mirrored pairs (``sym`` = +1/-1) take one multiplication for two rows.
+    ``first`` writes instead of adding. Samples are converted to the
+    accumulator's type first (integer input cannot wrap).
+    """
+    t = acc.dtype.type
+    if n == 1:
+        if first:
+            for j in range(acc.size):
+                acc[j] = t(r0[j]) * w0
+        else:
+            for j in range(acc.size):
+                acc[j] += t(r0[j]) * w0
+    elif n == 2:
+        if first:
+            for j in range(acc.size):
+                acc[j] = t(r0[j]) * w0 + t(r1[j]) * w1
+        else:
+            for j in range(acc.size):
+                acc[j] += t(r0[j]) * w0 + t(r1[j]) * w1
+    elif n == 3:
+        if first:
+            for j in range(acc.size):
+                acc[j] = t(r0[j]) * w0 + t(r1[j]) * w1 + t(r2[j]) * w2
+        else:
+            for j in range(acc.size):
+                acc[j] += t(r0[j]) * w0 + t(r1[j]) * w1 + t(r2[j]) * w2
+    elif first:
+        for j in range(acc.size):
+            acc[j] = t(r0[j]) * w0 + t(r1[j]) * w1 + t(r2[j]) * w2 + t(r3[j]) * w3
+    else:
+        for j in range(acc.size):
+            acc[j] += t(r0[j]) * w0 + t(r1[j]) * w1 + t(r2[j]) * w2 + t(r3[j]) * w3
+
+
+_sweep = numba.njit(inline="always", cache=False)(_sweep)
+
+
+def _sweep_pairs(acc, first, n, a0, b0, w0, a1, b1, w1, sign):
+    """``acc (+)= (a0 +/- b0) * w0 (+ (a1 +/- b1) * w1)`` for ``n`` = 1 or 2 mirrored pairs."""
+    t = acc.dtype.type
+    if sign < 0:
+        if n == 1:
+            _sweep(acc, first, 2, a0, w0, b0, -w0, a0, w0, a0, w0)
+        else:
+            _sweep(acc, first, 4, a0, w0, b0, -w0, a1, w1, b1, -w1)
+    elif n == 1:
+        if first:
+            for j in range(acc.size):
+                acc[j] = (t(a0[j]) + t(b0[j])) * w0
+        else:
+            for j in range(acc.size):
+                acc[j] += (t(a0[j]) + t(b0[j])) * w0
+    elif first:
+        for j in range(acc.size):
+            acc[j] = (t(a0[j]) + t(b0[j])) * w0 + (t(a1[j]) + t(b1[j])) * w1
+    else:
+        for j in range(acc.size):
+            acc[j] += (t(a0[j]) + t(b0[j])) * w0 + (t(a1[j]) + t(b1[j])) * w1
+
+
+_sweep_pairs = numba.njit(inline="always", cache=False)(_sweep_pairs)
+
+
+def _column_pass(acc, plane, x0, offsets, weights, n_taps, sym, i, mode_y, cval):
+    """``acc`` = correlation of ``plane[:, x0:x0 + acc.size]`` along y, for output row ``i``.
+
+    Up to four source rows share one pass over ``acc``; taps in mirrored pairs
+    (``sym`` = +1/-1, one multiplication for two rows) go two pairs a pass.
+    Rows outside the image (constant mode) add ``weight * cval``.
     """
     h = plane.shape[0]
-    acc[:] = 0
+    x1 = x0 + acc.size
+    first = True
     pairs = n_taps // 2 if sym != 0 else 0
-    for a in range(pairs, n_taps - pairs):  # the single taps: all, or the centre
-        wa = weights[a]
-        q = _source_index(i + offsets[a], h, mode_y)
-        if q < 0:
-            c = wa * cval
-            for j in range(acc.size):
-                acc[j] += c
-        else:
-            _accumulate_taps(acc, plane[q], plane[q], wa, 0)
-    for a in range(pairs):
-        wa = weights[a]
-        qa = _source_index(i + offsets[a], h, mode_y)
-        qb = _source_index(i + offsets[n_taps - 1 - a], h, mode_y)
-        if qa >= 0 and qb >= 0:
-            _accumulate_taps(acc, plane[qa], plane[qb], wa, sym)
-            continue
-        for side in range(2):  # a row lies outside: take the two rows one at a time
-            q = qa if side == 0 else qb
-            wq = wa if side == 0 else weights[n_taps - 1 - a]
-            if q < 0:
-                c = wq * cval
-                for j in range(acc.size):
-                    acc[j] += c
+    outside = acc.dtype.type(0)  # what the taps reading rows outside the image add
+    a = pairs
+    while a < n_taps - pairs:  # the single taps: all, or the centre
+        n = 0
+        t0 = t1 = t2 = t3 = a
+        while n < 4 and a < n_taps - pairs:
+            if _source_index(i + offsets[a], h, mode_y) < 0:
+                outside += weights[a] * cval
             else:
-                _accumulate_taps(acc, plane[q], plane[q], wq, 0)
+                if n == 0:
+                    t0 = a
+                elif n == 1:
+                    t1 = a
+                elif n == 2:
+                    t2 = a
+                else:
+                    t3 = a
+                n += 1
+            a += 1
+        if n == 0:
+            break
+        t1 = t1 if n > 1 else t0
+        t2 = t2 if n > 2 else t1
+        t3 = t3 if n > 3 else t2
+        _sweep(acc, first, n,
+               plane[_source_index(i + offsets[t0], h, mode_y), x0:x1], weights[t0],
+               plane[_source_index(i + offsets[t1], h, mode_y), x0:x1], weights[t1],
+               plane[_source_index(i + offsets[t2], h, mode_y), x0:x1], weights[t2],
+               plane[_source_index(i + offsets[t3], h, mode_y), x0:x1], weights[t3])
+        first = False
+    b = 0
+    while b < pairs:
+        n = 0
+        qa0 = qb0 = qa1 = qb1 = 0
+        w0 = w1 = weights[b]
+        while n < 2 and b < pairs:
+            qa = _source_index(i + offsets[b], h, mode_y)
+            qb = _source_index(i + offsets[n_taps - 1 - b], h, mode_y)
+            if qa >= 0 and qb >= 0:
+                if n == 0:
+                    qa0, qb0, w0 = qa, qb, weights[b]
+                else:
+                    qa1, qb1, w1 = qa, qb, weights[b]
+                n += 1
+            else:  # a row lies outside: take the two rows one at a time
+                for side in range(2):
+                    qs = qa if side == 0 else qb
+                    ws = weights[b] if side == 0 else weights[n_taps - 1 - b]
+                    if qs < 0:
+                        outside += ws * cval
+                    else:
+                        row = plane[qs, x0:x1]
+                        _sweep(acc, first, 1, row, ws, row, ws, row, ws, row, ws)
+                        first = False
+            b += 1
+        if n == 0:
+            continue
+        if n == 1:
+            qa1, qb1, w1 = qa0, qb0, w0
+        _sweep_pairs(acc, first, n, plane[qa0, x0:x1], plane[qb0, x0:x1], w0,
+                     plane[qa1, x0:x1], plane[qb1, x0:x1], w1, sym)
+        first = False
+    if first:
+        acc[:] = outside
+    elif outside != 0:
+        for j in range(acc.size):
+            acc[j] += outside
 
 
 def _row_pass(acc, buf, offsets, weights, n_taps, sym, lo):
-    """``acc[j]`` = correlation of the padded row ``buf`` (``buf[p]`` is x = p + lo)."""
+    """``acc[j]`` = correlation of the padded row ``buf`` (``buf[p]`` is x = p + lo).
+
+    Up to four taps (or two mirrored pairs) share one pass over ``acc``.
+    """
     w = acc.size
-    acc[:] = 0
+    first = True
     pairs = n_taps // 2 if sym != 0 else 0
-    for b in range(pairs, n_taps - pairs):
-        start = offsets[b] - lo
-        _accumulate_taps(acc, buf[start:start + w], buf[start:start + w], weights[b], 0)
-    for b in range(pairs):
-        sa = offsets[b] - lo
-        sb = offsets[n_taps - 1 - b] - lo
-        _accumulate_taps(acc, buf[sa:sa + w], buf[sb:sb + w], weights[b], sym)
+    b = pairs
+    while b < n_taps - pairs:
+        n = min(4, n_taps - pairs - b)
+        s0 = offsets[b] - lo
+        s1 = offsets[b + min(1, n - 1)] - lo
+        s2 = offsets[b + min(2, n - 1)] - lo
+        s3 = offsets[b + min(3, n - 1)] - lo
+        _sweep(acc, first, n, buf[s0:s0 + w], weights[b], buf[s1:s1 + w],
+               weights[b + min(1, n - 1)], buf[s2:s2 + w], weights[b + min(2, n - 1)],
+               buf[s3:s3 + w], weights[b + min(3, n - 1)])
+        first = False
+        b += n
+    b = 0
+    while b < pairs:
+        n = min(2, pairs - b)
+        c = b + n - 1
+        sa, sb = offsets[b] - lo, offsets[n_taps - 1 - b] - lo
+        sc, sd = offsets[c] - lo, offsets[n_taps - 1 - c] - lo
+        _sweep_pairs(acc, first, n, buf[sa:sa + w], buf[sb:sb + w], weights[b],
+                     buf[sc:sc + w], buf[sd:sd + w], weights[c], sym)
+        first = False
+        b += n
+    if first:
+        acc[:] = 0
 
 
-_column_pass = _helper(_column_pass)
-_row_pass = _helper(_row_pass)
+_column_pass = _helper(_column_pass, fastmath={"contract"})
+_row_pass = _helper(_row_pass, fastmath={"contract"})
 
 
 def _separable_2d(src, col_off, col_w, col_n, col_sym, row_off, row_w, row_n, row_sym,
@@ -252,7 +382,7 @@ def _separable_2d(src, col_off, col_w, col_n, col_sym, row_off, row_w, row_n, ro
             elif not direct:
                 total[:] = 0
             for t in range(n_terms):
-                _column_pass(inner, plane, col_off[t], col_w[t], col_n[t], col_sym[t], i,
+                _column_pass(inner, plane, 0, col_off[t], col_w[t], col_n[t], col_sym[t], i,
                              mode_y, cval)
                 for pp in range(-lo):
                     if mode_x == CONSTANT:
