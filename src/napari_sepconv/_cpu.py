@@ -306,6 +306,60 @@ def _column_pass(acc, plane, x0, offsets, weights, n_taps, sym, i, mode_y, cval)
             acc[j] += outside
 
 
+def _sweep_two(acc0, acc1, first, n, r0, r1, r2, r3, r4, w0, w1, w2, w3):
+    """``_sweep`` of rows ``r0 .. r[n-1]`` into ``acc0`` and of ``r1 .. r[n]`` into ``acc1``.
+
+    The same weights and the same operations in the same order as ``_sweep``
+    (so a row comes out bit for bit the same either way), each source row
+    read once for both.
+    """
+    t = acc0.dtype.type
+    for j in range(acc0.size):
+        a, b = t(r0[j]), t(r1[j])
+        if n == 1:
+            s0, s1 = a * w0, b * w0
+        elif n == 2:
+            c = t(r2[j])
+            s0, s1 = a * w0 + b * w1, b * w0 + c * w1
+        elif n == 3:
+            c, d = t(r2[j]), t(r3[j])
+            s0, s1 = a * w0 + b * w1 + c * w2, b * w0 + c * w1 + d * w2
+        else:
+            c, d, e = t(r2[j]), t(r3[j]), t(r4[j])
+            s0 = a * w0 + b * w1 + c * w2 + d * w3
+            s1 = b * w0 + c * w1 + d * w2 + e * w3
+        if first:
+            acc0[j] = s0
+            acc1[j] = s1
+        else:
+            acc0[j] += s0
+            acc1[j] += s1
+
+
+_sweep_two = numba.njit(inline="always", cache=False)(_sweep_two)
+
+
+def _column_pass_two(acc0, acc1, plane, offsets, weights, n_taps, i):
+    """``_column_pass`` for output rows ``i`` and ``i + 1`` at once, for dense taps.
+
+    The taps' offsets are consecutive and every row they read lies inside the
+    image. The two rows share ``n_taps - 1`` source rows: each is read once
+    and feeds both accumulators, halving the source reads of the vertical
+    pass. Taps are grouped four at a time as ``_column_pass`` groups them, so
+    both give the same values bit for bit.
+    """
+    top = i + offsets[0]  # the source row of tap 0 for output row i
+    a = 0
+    while a < n_taps:
+        n = min(4, n_taps - a)
+        k1, k2, k3 = a + min(1, n - 1), a + min(2, n - 1), a + min(3, n - 1)
+        _sweep_two(acc0, acc1, a == 0, n, plane[top + a], plane[top + a + 1],
+                   plane[top + min(a + 2, n_taps)], plane[top + min(a + 3, n_taps)],
+                   plane[top + min(a + 4, n_taps)], weights[a], weights[k1], weights[k2],
+                   weights[k3])
+        a += n
+
+
 def _row_pass(acc, buf, offsets, weights, n_taps, sym, lo):
     """``acc[j]`` = correlation of the padded row ``buf`` (``buf[p]`` is x = p + lo).
 
@@ -340,8 +394,11 @@ def _row_pass(acc, buf, offsets, weights, n_taps, sym, lo):
         acc[:] = 0
 
 
-_column_pass = _helper(_column_pass, fastmath={"contract"})
-_row_pass = _helper(_row_pass, fastmath={"contract"})
+# Multiply-adds may fuse (one rounding instead of two); every path sums the taps in the
+# same order, so a row's value does not depend on which path computed it.
+_column_pass = _helper(_column_pass)
+_column_pass_two = _helper(_column_pass_two)
+_row_pass = _helper(_row_pass)
 
 
 def _separable_2d(src, col_off, col_w, col_n, col_sym, row_off, row_w, row_n, row_sym,
@@ -350,11 +407,12 @@ def _separable_2d(src, col_off, col_w, col_n, col_sym, row_off, row_w, row_n, ro
 
     Term ``t`` correlates columns with ``col_w[t, :col_n[t]]`` and rows with
     ``row_w[t, :row_n[t]]``; ``*_sym[t]`` marks taps that pair up mirrored
-    (+1 symmetric, -1 antisymmetric, 0 neither). For each output row the
-    vertical pass fills a padded row buffer that stays in cache; the
-    horizontal pass reads it and the output row is written once.
-    ``pad_x[t]`` is the value outside the image along x in constant mode
-    (what the vertical pass would give there).
+    (+1 symmetric, -1 antisymmetric, 0 neither). Output rows go two at a time:
+    the vertical pass fills a padded row buffer per row that stays in cache
+    (for dense, unpaired taps away from the top and bottom both rows come from
+    one read of their shared source rows); the horizontal pass reads it and
+    each output row is written once. ``pad_x[t]`` is the value outside the
+    image along x in constant mode (what the vertical pass would give there).
     """
     n_planes, h, w = src.shape
     n_terms = col_n.size
@@ -370,45 +428,65 @@ def _separable_2d(src, col_off, col_w, col_n, col_sym, row_off, row_w, row_n, ro
     for task in prange(n_planes * n_blocks):
         p = task // n_blocks
         first = (task % n_blocks) * block
+        last = min(h, first + block)
         plane = src[p]
-        buf = np.empty(padded, out.dtype)
-        inner = buf[-lo:-lo + w]
+        bufs = np.empty((2, padded), out.dtype)
         hacc = np.empty(w, out.dtype)
-        total = np.empty(w, out.dtype)
-        for i in range(first, min(h, first + block)):
-            row_out = out[p, i]
-            if accumulate:
-                total[:] = row_out
-            elif not direct:
-                total[:] = 0
+        totals = np.empty((2, w), out.dtype)
+        i = first
+        while i < last:
+            n_rows = min(2, last - i)
+            for r in range(n_rows):
+                if accumulate:
+                    totals[r] = out[p, i + r]
+                elif not direct:
+                    totals[r] = 0
             for t in range(n_terms):
-                _column_pass(inner, plane, 0, col_off[t], col_w[t], col_n[t], col_sym[t], i,
-                             mode_y, cval)
-                for pp in range(-lo):
-                    if mode_x == CONSTANT:
-                        buf[pp] = pad_x[t]
-                    else:
-                        buf[pp] = inner[_source_index(pp + lo, w, mode_x)]
-                for pp in range(w - lo, padded):
-                    if mode_x == CONSTANT:
-                        buf[pp] = pad_x[t]
-                    else:
-                        buf[pp] = inner[_source_index(pp + lo, w, mode_x)]
-                if direct:
-                    _row_pass(row_out, buf, row_off[t], row_w[t], row_n[t], row_sym[t], lo)
-                    continue
-                _row_pass(hacc, buf, row_off[t], row_w[t], row_n[t], row_sym[t], lo)
-                if combine == SUM:
-                    for j in range(w):
-                        total[j] += hacc[j]
+                n_col = col_n[t]
+                dense = col_off[t, n_col - 1] - col_off[t, 0] == n_col - 1
+                if (n_rows == 2 and dense and col_sym[t] == 0 and n_col > 1
+                        and i + col_off[t, 0] >= 0 and i + 1 + col_off[t, n_col - 1] < h):
+                    _column_pass_two(bufs[0, -lo:-lo + w], bufs[1, -lo:-lo + w], plane,
+                                     col_off[t], col_w[t], n_col, i)
                 else:
-                    for j in range(w):
-                        total[j] += hacc[j] * hacc[j]
-            if combine == MAGNITUDE:
-                for j in range(w):
-                    row_out[j] = np.sqrt(total[j]) * inv_divisor
-            elif not direct:
-                row_out[:] = total
+                    for r in range(n_rows):
+                        _column_pass(bufs[r, -lo:-lo + w], plane, 0, col_off[t], col_w[t],
+                                     n_col, col_sym[t], i + r, mode_y, cval)
+                for r in range(n_rows):
+                    buf = bufs[r]
+                    inner = buf[-lo:-lo + w]
+                    for pp in range(-lo):
+                        if mode_x == CONSTANT:
+                            buf[pp] = pad_x[t]
+                        else:
+                            buf[pp] = inner[_source_index(pp + lo, w, mode_x)]
+                    for pp in range(w - lo, padded):
+                        if mode_x == CONSTANT:
+                            buf[pp] = pad_x[t]
+                        else:
+                            buf[pp] = inner[_source_index(pp + lo, w, mode_x)]
+                    if direct:
+                        _row_pass(out[p, i + r], buf, row_off[t], row_w[t], row_n[t],
+                                  row_sym[t], lo)
+                        continue
+                    _row_pass(hacc, buf, row_off[t], row_w[t], row_n[t], row_sym[t], lo)
+                    total = totals[r]
+                    if combine == SUM:
+                        for j in range(w):
+                            total[j] += hacc[j]
+                    else:
+                        for j in range(w):
+                            total[j] += hacc[j] * hacc[j]
+            if not direct:
+                for r in range(n_rows):
+                    total = totals[r]
+                    row_out = out[p, i + r]
+                    if combine == MAGNITUDE:
+                        for j in range(w):
+                            row_out[j] = np.sqrt(total[j]) * inv_divisor
+                    else:
+                        row_out[:] = total
+            i += n_rows
 
 
 separable_2d_kernel = _jit(_separable_2d)
