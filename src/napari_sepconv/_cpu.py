@@ -226,23 +226,22 @@ def _sweep_pairs(acc, first, n, a0, b0, w0, a1, b1, w1, sign):
 _sweep_pairs = numba.njit(inline="always", cache=False)(_sweep_pairs)
 
 
-def _column_pass(acc, plane, x0, offsets, weights, n_taps, sym, i, mode_y, cval):
-    """``acc`` = correlation of ``plane[:, x0:x0 + acc.size]`` along y, for output row ``i``.
+def _column_pass(acc, plane, offsets, weights, n_taps, i, mode_y, cval):
+    """``acc`` = correlation of ``plane`` along y, for output row ``i``.
 
-    Up to four source rows share one pass over ``acc``; taps in mirrored pairs
-    (``sym`` = +1/-1, one multiplication for two rows) go two pairs a pass.
-    Rows outside the image (constant mode) add ``weight * cval``.
+    Up to four source rows share one pass over ``acc``. Mirrored taps are not
+    paired here: reading each source row once for two output rows
+    (``_column_pass_two``) saves more than pairing would, and both passes must
+    sum alike. Rows outside the image (constant mode) add ``weight * cval``.
     """
     h = plane.shape[0]
-    x1 = x0 + acc.size
     first = True
-    pairs = n_taps // 2 if sym != 0 else 0
     outside = acc.dtype.type(0)  # what the taps reading rows outside the image add
-    a = pairs
-    while a < n_taps - pairs:  # the single taps: all, or the centre
+    a = 0
+    while a < n_taps:
         n = 0
         t0 = t1 = t2 = t3 = a
-        while n < 4 and a < n_taps - pairs:
+        while n < 4 and a < n_taps:
             if _source_index(i + offsets[a], h, mode_y) < 0:
                 outside += weights[a] * cval
             else:
@@ -262,42 +261,10 @@ def _column_pass(acc, plane, x0, offsets, weights, n_taps, sym, i, mode_y, cval)
         t2 = t2 if n > 2 else t1
         t3 = t3 if n > 3 else t2
         _sweep(acc, first, n,
-               plane[_source_index(i + offsets[t0], h, mode_y), x0:x1], weights[t0],
-               plane[_source_index(i + offsets[t1], h, mode_y), x0:x1], weights[t1],
-               plane[_source_index(i + offsets[t2], h, mode_y), x0:x1], weights[t2],
-               plane[_source_index(i + offsets[t3], h, mode_y), x0:x1], weights[t3])
-        first = False
-    b = 0
-    while b < pairs:
-        n = 0
-        qa0 = qb0 = qa1 = qb1 = 0
-        w0 = w1 = weights[b]
-        while n < 2 and b < pairs:
-            qa = _source_index(i + offsets[b], h, mode_y)
-            qb = _source_index(i + offsets[n_taps - 1 - b], h, mode_y)
-            if qa >= 0 and qb >= 0:
-                if n == 0:
-                    qa0, qb0, w0 = qa, qb, weights[b]
-                else:
-                    qa1, qb1, w1 = qa, qb, weights[b]
-                n += 1
-            else:  # a row lies outside: take the two rows one at a time
-                for side in range(2):
-                    qs = qa if side == 0 else qb
-                    ws = weights[b] if side == 0 else weights[n_taps - 1 - b]
-                    if qs < 0:
-                        outside += ws * cval
-                    else:
-                        row = plane[qs, x0:x1]
-                        _sweep(acc, first, 1, row, ws, row, ws, row, ws, row, ws)
-                        first = False
-            b += 1
-        if n == 0:
-            continue
-        if n == 1:
-            qa1, qb1, w1 = qa0, qb0, w0
-        _sweep_pairs(acc, first, n, plane[qa0, x0:x1], plane[qb0, x0:x1], w0,
-                     plane[qa1, x0:x1], plane[qb1, x0:x1], w1, sym)
+               plane[_source_index(i + offsets[t0], h, mode_y)], weights[t0],
+               plane[_source_index(i + offsets[t1], h, mode_y)], weights[t1],
+               plane[_source_index(i + offsets[t2], h, mode_y)], weights[t2],
+               plane[_source_index(i + offsets[t3], h, mode_y)], weights[t3])
         first = False
     if first:
         acc[:] = outside
@@ -401,15 +368,15 @@ _column_pass_two = _helper(_column_pass_two)
 _row_pass = _helper(_row_pass)
 
 
-def _separable_2d(src, col_off, col_w, col_n, col_sym, row_off, row_w, row_n, row_sym,
+def _separable_2d(src, col_off, col_w, col_n, row_off, row_w, row_n, row_sym,
                   mode_y, mode_x, cval, pad_x, combine, inv_divisor, accumulate, out, block):
     """Sum (or magnitude) of separable terms over the last two axes of ``src`` (P, H, W).
 
     Term ``t`` correlates columns with ``col_w[t, :col_n[t]]`` and rows with
-    ``row_w[t, :row_n[t]]``; ``*_sym[t]`` marks taps that pair up mirrored
-    (+1 symmetric, -1 antisymmetric, 0 neither). Output rows go two at a time:
-    the vertical pass fills a padded row buffer per row that stays in cache
-    (for dense, unpaired taps away from the top and bottom both rows come from
+    ``row_w[t, :row_n[t]]``; ``row_sym[t]`` marks row taps that pair up
+    mirrored (+1 symmetric, -1 antisymmetric, 0 neither). Output rows go two
+    at a time: the vertical pass fills a padded row buffer per row that stays
+    in cache (for dense taps away from the top and bottom both rows come from
     one read of their shared source rows); the horizontal pass reads it and
     each output row is written once. ``pad_x[t]`` is the value outside the
     image along x in constant mode (what the vertical pass would give there).
@@ -444,14 +411,14 @@ def _separable_2d(src, col_off, col_w, col_n, col_sym, row_off, row_w, row_n, ro
             for t in range(n_terms):
                 n_col = col_n[t]
                 dense = col_off[t, n_col - 1] - col_off[t, 0] == n_col - 1
-                if (n_rows == 2 and dense and col_sym[t] == 0 and n_col > 1
+                if (n_rows == 2 and dense and n_col > 1
                         and i + col_off[t, 0] >= 0 and i + 1 + col_off[t, n_col - 1] < h):
                     _column_pass_two(bufs[0, -lo:-lo + w], bufs[1, -lo:-lo + w], plane,
                                      col_off[t], col_w[t], n_col, i)
                 else:
                     for r in range(n_rows):
-                        _column_pass(bufs[r, -lo:-lo + w], plane, 0, col_off[t], col_w[t],
-                                     n_col, col_sym[t], i + r, mode_y, cval)
+                        _column_pass(bufs[r, -lo:-lo + w], plane, col_off[t], col_w[t],
+                                     n_col, i + r, mode_y, cval)
                 for r in range(n_rows):
                     buf = bufs[r]
                     inner = buf[-lo:-lo + w]
@@ -1016,9 +983,9 @@ def separable_2d(src, cols, rows, mode_y, mode_x, cval, pad_x, combine, divisor,
             dtype.type(pad_x[gx]), dtype.type(pad_x[gy]), dtype.type(1.0 / divisor),
             out.reshape(-1, h, w), ROWS_PER_TASK)
         return
-    col_off, col_w, col_n, col_sym = _pack_taps(cols, dtype)
+    col_off, col_w, col_n, _ = _pack_taps(cols, dtype)
     row_off, row_w, row_n, row_sym = _pack_taps(rows, dtype)
-    run(separable_2d_kernel, src.reshape(-1, h, w), col_off, col_w, col_n, col_sym,
+    run(separable_2d_kernel, src.reshape(-1, h, w), col_off, col_w, col_n,
         row_off, row_w, row_n, row_sym, mode_y, mode_x, dtype.type(cval),
         _as_type(pad_x, dtype), combine, dtype.type(1.0 / divisor), bool(accumulate),
         out.reshape(-1, h, w), ROWS_PER_TASK)
