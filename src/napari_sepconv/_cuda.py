@@ -561,11 +561,36 @@ def _depthwise_separable_bands(src, kernels_, multiplier, mode_y, mode_x, cval, 
                       out[p, row:row + rows].reshape(-1, n_out))
 
 
+@functools.cache
+def _cublas():
+    """CuPy (for its cuBLAS matrix product), or ``None`` where it is missing or unusable."""
+    if simulated():
+        return None
+    try:
+        import cupy
+
+        cupy.cuda.runtime.getDeviceCount()
+    except Exception:  # noqa: BLE001 - any failure means: use our own kernel
+        return None
+    return cupy
+
+
 def pointwise(src, weights, bias, out):
-    """``out = src @ weights.T + bias`` over the last axis."""
+    """``out = src @ weights.T + bias`` over the last axis.
+
+    Through cuBLAS (CuPy's ``matmul``, over the same memory) where CuPy is
+    installed, as the CPU engine goes through BLAS; otherwise our kernel.
+    """
     if out.size == 0:
         return
     dtype = np.dtype(out.dtype)
+    cupy = _cublas()
+    if cupy is not None and src.dtype == dtype and dtype in (np.float32, np.float64):
+        result = cupy.asarray(out)
+        cupy.matmul(cupy.asarray(src), cupy.asarray(weights.T.astype(dtype)), out=result)
+        if bias is not None:
+            result += cupy.asarray(bias.astype(dtype))
+        return
     item = dtype.itemsize
     n_px, n_in = src.shape
     n_out = out.shape[1]
