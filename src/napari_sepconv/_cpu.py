@@ -365,7 +365,10 @@ def _row_pass(acc, buf, offsets, weights, n_taps, sym, lo):
 # same order, so a row's value does not depend on which path computed it.
 _column_pass = _helper(_column_pass)
 _column_pass_two = _helper(_column_pass_two)
-_row_pass = _helper(_row_pass)
+# The horizontal pass is one code path for every row, so its multiply-adds may fuse (one
+# rounding instead of two) without a row's value depending on where the image starts.
+# The vertical passes may not: rows go through them alone or in pairs.
+_row_pass = _helper(_row_pass, fastmath={"contract"})
 
 
 def _separable_2d(src, col_off, col_w, col_n, row_off, row_w, row_n, row_sym,
