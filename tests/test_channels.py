@@ -142,3 +142,17 @@ def test_empty_images_give_empty_results():
     assert sc.pointwise_filter(empty, np.ones((2, 3))).shape == (0, 5, 2)
     assert sc.depthwise_separable_filter(empty, np.ones((3, 3, 3)), np.ones((2, 3))).shape \
         == (0, 5, 2)
+
+
+@pytest.mark.parametrize("size", [3, 7])
+def test_depthwise_values_do_not_depend_on_where_the_image_starts(rng, size):
+    """Border pixels go through a padded copy, the rest are read in place, in chunks; a
+    pixel's value must not depend on which (dask chunks and crops rely on it): bit for bit."""
+    image = rng.random((30, 301, 16)).astype(np.float32)
+    kernels = rng.random((16, size, size)).astype(np.float32)
+    full = sc.depthwise_filter(image, kernels)
+    r = size // 2
+    for top, left in [(0, 1), (2, 5), (1, 37)]:
+        crop = sc.depthwise_filter(image[top:, left:left + 200], kernels)
+        np.testing.assert_array_equal(crop[r:-r, r:-r],
+                                      full[top + r:-r, left + r:left + 200 - r])

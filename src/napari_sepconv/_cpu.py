@@ -702,7 +702,7 @@ def _depthwise_taps_row(part, tiles, tap_x, has_zero, t, end, lo, n_out, window,
         first = False
 
 
-_depthwise_taps_row = _helper(_depthwise_taps_row)
+_depthwise_taps_row = _helper(_depthwise_taps_row, fastmath={"contract"})
 
 
 
