@@ -161,37 +161,23 @@ correlate_rows = _jit(_correlate_rows)
 # Fused 2-D separable filtering: a vertical and a horizontal pass per row
 # --------------------------------------------------------------------------
 
-def _sweep(acc, first, n, r0, w0, r1, w1, r2, w2, r3, w3):
-    """``acc (+)= r0 * w0 + ...`` over the first ``n`` (1 to 4) rows, in one pass over ``acc``.
+def _sweep(acc, n, r0, w0, r1, w1, r2, w2, r3, w3):
+    """``acc += r0 * w0 + ...`` over the first ``n`` (1 to 4) rows, in one pass over ``acc``.
 
-    ``first`` writes instead of adding. Samples are converted to the
-    accumulator's type first (integer input cannot wrap).
+    Samples are converted to the accumulator's type first (integer input
+    cannot wrap). Callers start from a zeroed ``acc``: one loop per ``n``
+    keeps the compiled code (and its compile time) small.
     """
     t = acc.dtype.type
     if n == 1:
-        if first:
-            for j in range(acc.size):
-                acc[j] = t(r0[j]) * w0
-        else:
-            for j in range(acc.size):
-                acc[j] += t(r0[j]) * w0
-    elif n == 2:
-        if first:
-            for j in range(acc.size):
-                acc[j] = t(r0[j]) * w0 + t(r1[j]) * w1
-        else:
-            for j in range(acc.size):
-                acc[j] += t(r0[j]) * w0 + t(r1[j]) * w1
-    elif n == 3:
-        if first:
-            for j in range(acc.size):
-                acc[j] = t(r0[j]) * w0 + t(r1[j]) * w1 + t(r2[j]) * w2
-        else:
-            for j in range(acc.size):
-                acc[j] += t(r0[j]) * w0 + t(r1[j]) * w1 + t(r2[j]) * w2
-    elif first:
         for j in range(acc.size):
-            acc[j] = t(r0[j]) * w0 + t(r1[j]) * w1 + t(r2[j]) * w2 + t(r3[j]) * w3
+            acc[j] += t(r0[j]) * w0
+    elif n == 2:
+        for j in range(acc.size):
+            acc[j] += t(r0[j]) * w0 + t(r1[j]) * w1
+    elif n == 3:
+        for j in range(acc.size):
+            acc[j] += t(r0[j]) * w0 + t(r1[j]) * w1 + t(r2[j]) * w2
     else:
         for j in range(acc.size):
             acc[j] += t(r0[j]) * w0 + t(r1[j]) * w1 + t(r2[j]) * w2 + t(r3[j]) * w3
@@ -200,27 +186,16 @@ def _sweep(acc, first, n, r0, w0, r1, w1, r2, w2, r3, w3):
 _sweep = numba.njit(inline="always", cache=False)(_sweep)
 
 
-def _sweep_pairs(acc, first, n, a0, b0, w0, a1, b1, w1, sign):
-    """``acc (+)= (a0 +/- b0) * w0 (+ (a1 +/- b1) * w1)`` for ``n`` = 1 or 2 mirrored pairs."""
+def _sweep_pairs(acc, n, a0, b0, w0, a1, b1, w1, sign):
+    """``acc += (a0 +/- b0) * w0 (+ (a1 +/- b1) * w1)`` for ``n`` = 1 or 2 mirrored pairs."""
     t = acc.dtype.type
-    if sign < 0:
-        if n == 1:
-            _sweep(acc, first, 2, a0, w0, b0, -w0, a0, w0, a0, w0)
-        else:
-            _sweep(acc, first, 4, a0, w0, b0, -w0, a1, w1, b1, -w1)
-    elif n == 1:
-        if first:
-            for j in range(acc.size):
-                acc[j] = (t(a0[j]) + t(b0[j])) * w0
-        else:
-            for j in range(acc.size):
-                acc[j] += (t(a0[j]) + t(b0[j])) * w0
-    elif first:
+    s = t(sign)
+    if n == 1:
         for j in range(acc.size):
-            acc[j] = (t(a0[j]) + t(b0[j])) * w0 + (t(a1[j]) + t(b1[j])) * w1
+            acc[j] += (t(a0[j]) + s * t(b0[j])) * w0
     else:
         for j in range(acc.size):
-            acc[j] += (t(a0[j]) + t(b0[j])) * w0 + (t(a1[j]) + t(b1[j])) * w1
+            acc[j] += (t(a0[j]) + s * t(b0[j])) * w0 + (t(a1[j]) + s * t(b1[j])) * w1
 
 
 _sweep_pairs = numba.njit(inline="always", cache=False)(_sweep_pairs)
@@ -235,7 +210,7 @@ def _column_pass(acc, plane, offsets, weights, n_taps, i, mode_y, cval):
     sum alike. Rows outside the image (constant mode) add ``weight * cval``.
     """
     h = plane.shape[0]
-    first = True
+    acc[:] = 0
     outside = acc.dtype.type(0)  # what the taps reading rows outside the image add
     a = 0
     while a < n_taps:
@@ -260,20 +235,17 @@ def _column_pass(acc, plane, offsets, weights, n_taps, i, mode_y, cval):
         t1 = t1 if n > 1 else t0
         t2 = t2 if n > 2 else t1
         t3 = t3 if n > 3 else t2
-        _sweep(acc, first, n,
+        _sweep(acc, n,
                plane[_source_index(i + offsets[t0], h, mode_y)], weights[t0],
                plane[_source_index(i + offsets[t1], h, mode_y)], weights[t1],
                plane[_source_index(i + offsets[t2], h, mode_y)], weights[t2],
                plane[_source_index(i + offsets[t3], h, mode_y)], weights[t3])
-        first = False
-    if first:
-        acc[:] = outside
-    elif outside != 0:
+    if outside != 0:
         for j in range(acc.size):
             acc[j] += outside
 
 
-def _sweep_two(acc0, acc1, first, n, r0, r1, r2, r3, r4, w0, w1, w2, w3):
+def _sweep_two(acc0, acc1, n, r0, r1, r2, r3, r4, w0, w1, w2, w3):
     """``_sweep`` of rows ``r0 .. r[n-1]`` into ``acc0`` and of ``r1 .. r[n]`` into ``acc1``.
 
     The same weights and the same operations in the same order as ``_sweep``
@@ -295,12 +267,8 @@ def _sweep_two(acc0, acc1, first, n, r0, r1, r2, r3, r4, w0, w1, w2, w3):
             c, d, e = t(r2[j]), t(r3[j]), t(r4[j])
             s0 = a * w0 + b * w1 + c * w2 + d * w3
             s1 = b * w0 + c * w1 + d * w2 + e * w3
-        if first:
-            acc0[j] = s0
-            acc1[j] = s1
-        else:
-            acc0[j] += s0
-            acc1[j] += s1
+        acc0[j] += s0
+        acc1[j] += s1
 
 
 _sweep_two = numba.njit(inline="always", cache=False)(_sweep_two)
@@ -316,11 +284,13 @@ def _column_pass_two(acc0, acc1, plane, offsets, weights, n_taps, i):
     both give the same values bit for bit.
     """
     top = i + offsets[0]  # the source row of tap 0 for output row i
+    acc0[:] = 0
+    acc1[:] = 0
     a = 0
     while a < n_taps:
         n = min(4, n_taps - a)
         k1, k2, k3 = a + min(1, n - 1), a + min(2, n - 1), a + min(3, n - 1)
-        _sweep_two(acc0, acc1, a == 0, n, plane[top + a], plane[top + a + 1],
+        _sweep_two(acc0, acc1, n, plane[top + a], plane[top + a + 1],
                    plane[top + min(a + 2, n_taps)], plane[top + min(a + 3, n_taps)],
                    plane[top + min(a + 4, n_taps)], weights[a], weights[k1], weights[k2],
                    weights[k3])
@@ -333,7 +303,7 @@ def _row_pass(acc, buf, offsets, weights, n_taps, sym, lo):
     Up to four taps (or two mirrored pairs) share one pass over ``acc``.
     """
     w = acc.size
-    first = True
+    acc[:] = 0
     pairs = n_taps // 2 if sym != 0 else 0
     b = pairs
     while b < n_taps - pairs:
@@ -342,10 +312,9 @@ def _row_pass(acc, buf, offsets, weights, n_taps, sym, lo):
         s1 = offsets[b + min(1, n - 1)] - lo
         s2 = offsets[b + min(2, n - 1)] - lo
         s3 = offsets[b + min(3, n - 1)] - lo
-        _sweep(acc, first, n, buf[s0:s0 + w], weights[b], buf[s1:s1 + w],
+        _sweep(acc, n, buf[s0:s0 + w], weights[b], buf[s1:s1 + w],
                weights[b + min(1, n - 1)], buf[s2:s2 + w], weights[b + min(2, n - 1)],
                buf[s3:s3 + w], weights[b + min(3, n - 1)])
-        first = False
         b += n
     b = 0
     while b < pairs:
@@ -353,12 +322,9 @@ def _row_pass(acc, buf, offsets, weights, n_taps, sym, lo):
         c = b + n - 1
         sa, sb = offsets[b] - lo, offsets[n_taps - 1 - b] - lo
         sc, sd = offsets[c] - lo, offsets[n_taps - 1 - c] - lo
-        _sweep_pairs(acc, first, n, buf[sa:sa + w], buf[sb:sb + w], weights[b],
+        _sweep_pairs(acc, n, buf[sa:sa + w], buf[sb:sb + w], weights[b],
                      buf[sc:sc + w], buf[sd:sd + w], weights[c], sym)
-        first = False
         b += n
-    if first:
-        acc[:] = 0
 
 
 # Multiply-adds may fuse (one rounding instead of two); every path sums the taps in the
@@ -369,6 +335,42 @@ _column_pass_two = _helper(_column_pass_two)
 # rounding instead of two) without a row's value depending on where the image starts.
 # The vertical passes may not: rows go through them alone or in pairs.
 _row_pass = _helper(_row_pass, fastmath={"contract"})
+
+
+def _horizontal(buf, lo, mode_x, pad, offsets, weights, n_taps, sym, acc, combine, total, add):
+    """Pad ``buf`` (the vertical pass of one row, from x = ``lo``) and run the horizontal pass.
+
+    The result goes to ``acc``; with ``add`` it is then added to ``total``
+    (``combine`` SUM) or its square is (otherwise).
+    """
+    w = acc.size
+    inner = buf[-lo:-lo + w]
+    for pp in range(-lo):
+        buf[pp] = pad if mode_x == CONSTANT else inner[_source_index(pp + lo, w, mode_x)]
+    for pp in range(w - lo, buf.size):
+        buf[pp] = pad if mode_x == CONSTANT else inner[_source_index(pp + lo, w, mode_x)]
+    _row_pass(acc, buf, offsets, weights, n_taps, sym, lo)
+    if not add:
+        return
+    if combine == SUM:
+        for j in range(w):
+            total[j] += acc[j]
+    else:
+        for j in range(w):
+            total[j] += acc[j] * acc[j]
+
+
+def _finish_row(total, combine, inv_divisor, row_out):
+    """The output row from the terms' ``total``: its square root for a magnitude."""
+    if combine == MAGNITUDE:
+        for j in range(total.size):
+            row_out[j] = np.sqrt(total[j]) * inv_divisor
+    else:
+        row_out[:] = total
+
+
+_horizontal = _helper(_horizontal)
+_finish_row = _helper(_finish_row)
 
 
 def _separable_2d(src, col_off, col_w, col_n, row_off, row_w, row_n, row_sym,
@@ -408,9 +410,9 @@ def _separable_2d(src, col_off, col_w, col_n, row_off, row_w, row_n, row_sym,
             n_rows = min(2, last - i)
             for r in range(n_rows):
                 if accumulate:
-                    totals[r] = out[p, i + r]
+                    totals[r, :] = out[p, i + r, :]
                 elif not direct:
-                    totals[r] = 0
+                    totals[r, :] = 0
             for t in range(n_terms):
                 n_col = col_n[t]
                 dense = col_off[t, n_col - 1] - col_off[t, 0] == n_col - 1
@@ -423,39 +425,15 @@ def _separable_2d(src, col_off, col_w, col_n, row_off, row_w, row_n, row_sym,
                         _column_pass(bufs[r, -lo:-lo + w], plane, col_off[t], col_w[t],
                                      n_col, i + r, mode_y, cval)
                 for r in range(n_rows):
-                    buf = bufs[r]
-                    inner = buf[-lo:-lo + w]
-                    for pp in range(-lo):
-                        if mode_x == CONSTANT:
-                            buf[pp] = pad_x[t]
-                        else:
-                            buf[pp] = inner[_source_index(pp + lo, w, mode_x)]
-                    for pp in range(w - lo, padded):
-                        if mode_x == CONSTANT:
-                            buf[pp] = pad_x[t]
-                        else:
-                            buf[pp] = inner[_source_index(pp + lo, w, mode_x)]
                     if direct:
-                        _row_pass(out[p, i + r], buf, row_off[t], row_w[t], row_n[t],
-                                  row_sym[t], lo)
-                        continue
-                    _row_pass(hacc, buf, row_off[t], row_w[t], row_n[t], row_sym[t], lo)
-                    total = totals[r]
-                    if combine == SUM:
-                        for j in range(w):
-                            total[j] += hacc[j]
+                        _horizontal(bufs[r], lo, mode_x, pad_x[t], row_off[t], row_w[t],
+                                    row_n[t], row_sym[t], out[p, i + r], SUM, hacc, False)
                     else:
-                        for j in range(w):
-                            total[j] += hacc[j] * hacc[j]
+                        _horizontal(bufs[r], lo, mode_x, pad_x[t], row_off[t], row_w[t],
+                                    row_n[t], row_sym[t], hacc, combine, totals[r], True)
             if not direct:
                 for r in range(n_rows):
-                    total = totals[r]
-                    row_out = out[p, i + r]
-                    if combine == MAGNITUDE:
-                        for j in range(w):
-                            row_out[j] = np.sqrt(total[j]) * inv_divisor
-                    else:
-                        row_out[:] = total
+                    _finish_row(totals[r], combine, inv_divisor, out[p, i + r])
             i += n_rows
 
 
