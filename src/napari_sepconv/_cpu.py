@@ -210,7 +210,7 @@ def _column_pass(acc, plane, offsets, weights, n_taps, i, mode_y, cval):
     sum alike. Rows outside the image (constant mode) add ``weight * cval``.
     """
     h = plane.shape[0]
-    acc[:] = 0
+    acc.fill(0)
     outside = acc.dtype.type(0)  # what the taps reading rows outside the image add
     a = 0
     while a < n_taps:
@@ -284,8 +284,8 @@ def _column_pass_two(acc0, acc1, plane, offsets, weights, n_taps, i):
     both give the same values bit for bit.
     """
     top = i + offsets[0]  # the source row of tap 0 for output row i
-    acc0[:] = 0
-    acc1[:] = 0
+    acc0.fill(0)
+    acc1.fill(0)
     a = 0
     while a < n_taps:
         n = min(4, n_taps - a)
@@ -303,7 +303,7 @@ def _row_pass(acc, buf, offsets, weights, n_taps, sym, lo):
     Up to four taps (or two mirrored pairs) share one pass over ``acc``.
     """
     w = acc.size
-    acc[:] = 0
+    acc.fill(0)
     pairs = n_taps // 2 if sym != 0 else 0
     b = pairs
     while b < n_taps - pairs:
@@ -360,16 +360,20 @@ def _horizontal(buf, lo, mode_x, pad, offsets, weights, n_taps, sym, acc, combin
             total[j] += acc[j] * acc[j]
 
 
+def _start_row(total, row_out, accumulate):
+    """The terms' ``total`` before the first: the output row itself, or zeros."""
+    for j in range(total.size):
+        total[j] = row_out[j] if accumulate else 0
+
+
 def _finish_row(total, combine, inv_divisor, row_out):
     """The output row from the terms' ``total``: its square root for a magnitude."""
-    if combine == MAGNITUDE:
-        for j in range(total.size):
-            row_out[j] = np.sqrt(total[j]) * inv_divisor
-    else:
-        row_out[:] = total
+    for j in range(total.size):
+        row_out[j] = np.sqrt(total[j]) * inv_divisor if combine == MAGNITUDE else total[j]
 
 
 _horizontal = _helper(_horizontal)
+_start_row = _helper(_start_row)
 _finish_row = _helper(_finish_row)
 
 
@@ -409,10 +413,8 @@ def _separable_2d(src, col_off, col_w, col_n, row_off, row_w, row_n, row_sym,
         while i < last:
             n_rows = min(2, last - i)
             for r in range(n_rows):
-                if accumulate:
-                    totals[r, :] = out[p, i + r, :]
-                elif not direct:
-                    totals[r, :] = 0
+                if not direct:
+                    _start_row(totals[r], out[p, i + r], accumulate)
             for t in range(n_terms):
                 n_col = col_n[t]
                 dense = col_off[t, n_col - 1] - col_off[t, 0] == n_col - 1
