@@ -1,5 +1,7 @@
 """Depthwise, pointwise and depthwise-separable filters against scipy.ndimage and NumPy."""
 
+from functools import partial
+
 import numpy as np
 import pytest
 
@@ -144,15 +146,24 @@ def test_empty_images_give_empty_results():
         == (0, 5, 2)
 
 
-@pytest.mark.parametrize("size", [3, 7])
-def test_depthwise_values_do_not_depend_on_where_the_image_starts(rng, size):
+@pytest.mark.parametrize("size, source, dtype", [
+    (3, np.float32, None), (7, np.float32, None), (3, np.float64, np.float32),
+    (3, np.int32, np.float32), (5, np.uint8, None)])
+def test_depthwise_values_do_not_depend_on_where_the_image_starts(rng, size, source, dtype):
     """Border pixels go through a padded copy, the rest are read in place, in chunks; a
     pixel's value must not depend on which (dask chunks and crops rely on it): bit for bit."""
-    image = rng.random((30, 301, 16)).astype(np.float32)
+    image = (rng.random((30, 301, 16)) * 200).astype(source)
     kernels = rng.random((16, size, size)).astype(np.float32)
-    full = sc.depthwise_filter(image, kernels)
+    filt = partial(sc.depthwise_filter, kernels=kernels, dtype=dtype, preserve_range=True)
+    full = filt(image)
     r = size // 2
     for top, left in [(0, 1), (2, 5), (1, 37)]:
-        crop = sc.depthwise_filter(image[top:, left:left + 200], kernels)
+        crop = filt(image[top:, left:left + 200])
         np.testing.assert_array_equal(crop[r:-r, r:-r],
                                       full[top + r:-r, left + r:left + 200 - r])
+    # in wrap mode a shifted image gives shifted values: border pixels become inner ones
+    periodic = partial(filt, mode="wrap")
+    wrapped = periodic(image[:, :40])
+    for shift in (1, 7, 33):
+        moved = np.roll(periodic(np.roll(image[:, :40], shift, axis=1)), -shift, axis=1)
+        np.testing.assert_array_equal(moved, wrapped)

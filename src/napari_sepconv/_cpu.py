@@ -327,8 +327,8 @@ def _row_pass(acc, buf, offsets, weights, n_taps, sym, lo):
         b += n
 
 
-# Multiply-adds may fuse (one rounding instead of two); every path sums the taps in the
-# same order, so a row's value does not depend on which path computed it.
+# The vertical passes are compiled without fused multiply-adds: rows go through them alone
+# or in pairs, and must round alike.
 _column_pass = _helper(_column_pass)
 _column_pass_two = _helper(_column_pass_two)
 # The horizontal pass is one code path for every row, so its multiply-adds may fuse (one
@@ -568,14 +568,19 @@ correlate_2d = _jit(_correlate_2d)
 # --------------------------------------------------------------------------
 
 def _fma_flat(acc, weights, values, skip_zero):
-    """``acc += weights * values`` elementwise; zero weights add nothing (not even NaN)."""
-    zero = acc.dtype.type(0)
+    """``acc += weights * values`` elementwise; zero weights add nothing (not even NaN).
+
+    Values are converted to the accumulator's type first, as a padded copy of
+    them would be, so in-place and copied samples give the same results.
+    """
+    to = acc.dtype.type
+    zero = to(0)
     if skip_zero:
         for e in range(acc.size):
-            acc[e] += weights[e] * values[e] if weights[e] != 0 else zero
+            acc[e] += weights[e] * to(values[e]) if weights[e] != 0 else zero
     else:
         for e in range(acc.size):
-            acc[e] += weights[e] * values[e]
+            acc[e] += weights[e] * to(values[e])
 
 
 _fma_flat = numba.njit(inline="always", cache=False)(_fma_flat)
@@ -632,7 +637,8 @@ def _depthwise_taps_row(part, tiles, tap_x, has_zero, t, end, lo, n_out, window,
     """
     length = part.size
     period = tiles.shape[1]
-    zero = part.dtype.type(0)
+    to = part.dtype.type  # samples read in place are converted as a padded copy is
+    zero = to(0)
     while t < end:
         group = min(4, end - t)
         if group == 4 and end - t in (5, 6):
@@ -657,34 +663,32 @@ def _depthwise_taps_row(part, tiles, tap_x, has_zero, t, end, lo, n_out, window,
             if group == 2:
                 if first:
                     for e in range(n):
-                        acc[e] = wa[e] * va[e] + wb[e] * vb[e]
+                        acc[e] = wa[e] * to(va[e]) + wb[e] * to(vb[e])
                 else:
                     for e in range(n):
-                        acc[e] += wa[e] * va[e] + wb[e] * vb[e]
+                        acc[e] += wa[e] * to(va[e]) + wb[e] * to(vb[e])
                 continue
             vc, wc = window[c + s0:c + s0 + n], tiles[t + 2, :n]
             if group == 3:
                 if first:
                     for e in range(n):
-                        acc[e] = wa[e] * va[e] + wb[e] * vb[e] + wc[e] * vc[e]
+                        acc[e] = wa[e] * to(va[e]) + wb[e] * to(vb[e]) + wc[e] * to(vc[e])
                 else:
                     for e in range(n):
-                        acc[e] += wa[e] * va[e] + wb[e] * vb[e] + wc[e] * vc[e]
+                        acc[e] += wa[e] * to(va[e]) + wb[e] * to(vb[e]) + wc[e] * to(vc[e])
                 continue
             vd, wd = window[d + s0:d + s0 + n], tiles[t + 3, :n]
             if first:
                 for e in range(n):
-                    acc[e] = wa[e] * va[e] + wb[e] * vb[e] + wc[e] * vc[e] + wd[e] * vd[e]
+                    acc[e] = wa[e] * to(va[e]) + wb[e] * to(vb[e]) + wc[e] * to(vc[e]) + wd[e] * to(vd[e])
             else:
                 for e in range(n):
-                    acc[e] += wa[e] * va[e] + wb[e] * vb[e] + wc[e] * vc[e] + wd[e] * vd[e]
+                    acc[e] += wa[e] * to(va[e]) + wb[e] * to(vb[e]) + wc[e] * to(vc[e]) + wd[e] * to(vd[e])
         t += group
         first = False
 
 
 _depthwise_taps_row = _helper(_depthwise_taps_row, fastmath={"contract"})
-
-
 
 
 
