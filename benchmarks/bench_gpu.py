@@ -296,17 +296,17 @@ def run(args):
         rows.append((name, ours_t, floor_t / ours_t, fixed_t, floor_t / (ours_t - fixed_t), best))
         if name.startswith("sobel") and args.size == 4096:
             ok = floor_t / ours_t >= 0.5
-            print(f"  {'PASS' if ok else 'FAIL'}: Sobel within 2x of the bandwidth floor "
+            print(f"  {'PASS' if ok else 'FAIL'}: {name} within 2x of the bandwidth floor "
                   f"({floor_t / ours_t:.2f} of it)")
             if not ok:
-                failures.append("Sobel is more than 2x the bandwidth floor")
+                failures.append(f"{name} is more than 2x the bandwidth floor")
             if "cupyx.scipy.ndimage" in peers:
                 ratio = statistics.median(times["cupyx.scipy.ndimage"]) / ours_t
                 ok = ratio >= 1.0
-                print(f"  {'PASS' if ok else 'FAIL'}: Sobel at least as fast as "
+                print(f"  {'PASS' if ok else 'FAIL'}: {name} at least as fast as "
                       f"cupyx.scipy.ndimage ({ratio:.2f}x)")
                 if not ok:
-                    failures.append("Sobel is slower than cupyx.scipy.ndimage")
+                    failures.append(f"{name} is slower than cupyx.scipy.ndimage")
     if args.markdown:
         _write_markdown(args.markdown, dev.describe(), rows)
     for failure in failures:

@@ -569,7 +569,9 @@ def _cublas():
     try:
         import cupy
 
-        cupy.cuda.runtime.getDeviceCount()
+        probe = cupy.ones((2, 2), cupy.float32)
+        cupy.matmul(probe, probe)  # loads cuBLAS: a CuPy without a usable one fails here
+        cupy.cuda.runtime.deviceSynchronize()
     except Exception:  # noqa: BLE001 - any failure means: use our own kernel
         return None
     return cupy
@@ -580,6 +582,8 @@ def pointwise(src, weights, bias, out):
 
     Through cuBLAS (CuPy's ``matmul``, over the same memory) where CuPy is
     installed, as the CPU engine goes through BLAS; otherwise our kernel.
+    Both libraries launch on the default stream, so the product is ordered
+    with the kernels before and after it.
     """
     if out.size == 0:
         return

@@ -416,16 +416,16 @@ EDGE_THREADS = 128
 EDGE_ROWS = 16
 
 
-def _edge_sample(src, p, qy, qx, cval):
-    """``src[p, qy, qx]`` in the output's type; ``cval`` for rows outside (``qy < 0``).
+def _edge_sample(src, p, qy, qx, cval, zero):
+    """``src[p, qy, qx]``; ``cval`` for rows outside (``qy < 0``).
 
-    Columns outside in constant mode (``qx < 0``) read as 0: their smoothed and
-    differentiated values are replaced afterwards.
+    Columns outside in constant mode (``qx < 0``) read as ``zero``: their
+    smoothed and differentiated values are replaced afterwards.
     """
     if qy < 0:
         return cval
     if qx < 0:
-        return cval - cval
+        return zero
     return src[_u(p), _u(qy), _u(qx)]
 
 
@@ -469,17 +469,17 @@ def build_edge_magnitude_3x3(dtype):
             for strip in range(cuda.blockIdx.y, n_strips, cuda.gridDim.y):
                 y0 = strip * EDGE_ROWS
                 q = _source_index(y0 - 1, h, mode_y)
-                a_l = nbt(_edge_sample(src, p, q, ql, cval))
-                a_c = nbt(_edge_sample(src, p, q, x, cval))
-                a_r = nbt(_edge_sample(src, p, q, qr, cval))
+                a_l = nbt(_edge_sample(src, p, q, ql, cval, zero))
+                a_c = nbt(_edge_sample(src, p, q, x, cval, zero))
+                a_r = nbt(_edge_sample(src, p, q, qr, cval, zero))
                 b_l = nbt(src[_u(p), _u(y0), _u(ql)]) if ql >= 0 else zero
                 b_c = nbt(src[_u(p), _u(y0), _u(x)])
                 b_r = nbt(src[_u(p), _u(y0), _u(qr)]) if qr >= 0 else zero
                 for y in range(y0, min(h, y0 + EDGE_ROWS)):
                     q = _source_index(y + 1, h, mode_y)
-                    c_l = nbt(_edge_sample(src, p, q, ql, cval))
-                    c_c = nbt(_edge_sample(src, p, q, x, cval))
-                    c_r = nbt(_edge_sample(src, p, q, qr, cval))
+                    c_l = nbt(_edge_sample(src, p, q, ql, cval, zero))
+                    c_c = nbt(_edge_sample(src, p, q, x, cval, zero))
+                    c_r = nbt(_edge_sample(src, p, q, qr, cval, zero))
                     sm_l = pad_smooth if pad_l else s0 * a_l + s1 * b_l + s2 * c_l
                     sm_r = pad_smooth if pad_r else s0 * a_r + s1 * b_r + s2 * c_r
                     df_l = pad_derivative if pad_l else d0 * a_l + d2 * c_l
