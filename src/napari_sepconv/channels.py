@@ -113,6 +113,8 @@ def _rank_one_factors(flat):
         if all(s.rank == 1 and s.is_exact for s in splits):
             factors = (np.array([s.terms[0][0] for s in splits]),
                        np.array([s.terms[0][1] for s in splits]))
+            for array in factors:  # shared by every call with these kernels
+                array.flags.writeable = False
     with _FACTOR_LOCK:
         _FACTOR_CACHE[key] = factors
         if len(_FACTOR_CACHE) > 32:
