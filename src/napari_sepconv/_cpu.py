@@ -11,7 +11,11 @@ spreads exactly as it does there.
 Inner loops run over contiguous slices (``seg = buf[k:k + n]``, then
 ``seg[j]``), which Numba vectorises; an index such as ``buf[j + k]`` would not.
 Parallel work is split into row blocks whose size never changes the
-arithmetic, so a result does not depend on how the image is tiled.
+arithmetic, so a result does not depend on how the image is tiled: rows that
+the fused kernel computes in pairs get exactly the operations of a row computed
+alone, and multiply-adds fuse only in code that every row or pixel runs alike
+(the horizontal pass, the depthwise taps). Tests crop and shift images and
+compare bit for bit.
 
 This module imports Numba and is imported on first use only (``_backend``).
 """
