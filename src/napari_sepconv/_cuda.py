@@ -591,9 +591,10 @@ def pointwise(src, weights, bias, out):
     cupy = _cublas()
     if cupy is not None and src.dtype == dtype and dtype in (np.float32, np.float64):
         result = cupy.asarray(out)
-        cupy.matmul(cupy.asarray(src), cupy.asarray(weights.T.astype(dtype)), out=result)
+        # the weights' device copies are uploaded once and reused, as for our kernels
+        cupy.matmul(cupy.asarray(src), cupy.asarray(_const(weights.T, dtype)), out=result)
         if bias is not None:
-            result += cupy.asarray(bias.astype(dtype))
+            result += cupy.asarray(_const(bias, dtype))
         return
     item = dtype.itemsize
     n_px, n_in = src.shape

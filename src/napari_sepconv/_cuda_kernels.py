@@ -472,9 +472,9 @@ def build_edge_magnitude_3x3(dtype):
                 a_l = nbt(_edge_sample(src, p, q, ql, cval, zero))
                 a_c = nbt(_edge_sample(src, p, q, x, cval, zero))
                 a_r = nbt(_edge_sample(src, p, q, qr, cval, zero))
-                b_l = nbt(src[_u(p), _u(y0), _u(ql)]) if ql >= 0 else zero
-                b_c = nbt(src[_u(p), _u(y0), _u(x)])
-                b_r = nbt(src[_u(p), _u(y0), _u(qr)]) if qr >= 0 else zero
+                b_l = nbt(_edge_sample(src, p, y0, ql, cval, zero))
+                b_c = nbt(_edge_sample(src, p, y0, x, cval, zero))
+                b_r = nbt(_edge_sample(src, p, y0, qr, cval, zero))
                 for y in range(y0, min(h, y0 + EDGE_ROWS)):
                     q = _source_index(y + 1, h, mode_y)
                     c_l = nbt(_edge_sample(src, p, q, ql, cval, zero))
