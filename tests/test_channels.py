@@ -167,3 +167,53 @@ def test_depthwise_values_do_not_depend_on_where_the_image_starts(rng, size, sou
     for shift in (1, 7, 33):
         moved = np.roll(periodic(np.roll(image[:, :40], shift, axis=1)), -shift, axis=1)
         np.testing.assert_array_equal(moved, wrapped)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("n_in, multiplier", [(9, 1), (3, 2), (1, 1)])
+def test_depthwise_large_kernels_run_planar(rng, monkeypatch, mode, n_in, multiplier):
+    """Kernels of many taps gather each channel into its own rows; small task blocks and
+    chunks make the gather meet the borders, chunk edges and block edges everywhere."""
+    from napari_sepconv import _cpu
+
+    monkeypatch.setattr(_cpu, "PLANAR_VALUES", 4096)
+    monkeypatch.setattr(_cpu, "PLANAR_ROWS", 5)
+    image = (rng.random((2, 23, 45, n_in)) * 200).astype(np.uint8)
+    image[1, 11, 20] = 0
+    kernels = rng.standard_normal((n_in, multiplier, 4, 6))
+    kernels[0, 0, :, 2] = 0  # a zero column
+    kernels[-1, -1, 1, 3] = 0  # a zero weight in a column
+    assert 4 * 6 >= _cpu.PLANAR_TAPS
+    ours = sc.depthwise_filter(image, kernels, mode=mode, cval=0.6, preserve_range=True)
+    ref = np.stack([depthwise(p.astype(np.float64), kernels, mode, 0.6) for p in image])
+    assert_close(ours, ref)
+
+
+def test_depthwise_planar_nan_follows_each_kernels_footprint(rng):
+    image = rng.random((14, 40, 8))
+    image[6, 6, :] = np.nan
+    image[9, 30, 3] = np.inf
+    kernels = rng.standard_normal((8, 5, 5))
+    kernels[0, :, 1] = 0
+    kernels[1, 2, 2] = 0
+    kernels[2] = 0  # an all-zero kernel gives zeros, NaN or not (as scipy's does)
+    ours = sc.depthwise_filter(image, kernels, mode="nearest")
+    ref = depthwise(image, kernels, "nearest")
+    np.testing.assert_array_equal(np.isnan(ours), np.isnan(ref))
+    assert_close(ours, ref)
+
+
+def test_depthwise_planar_values_do_not_depend_on_where_the_image_starts(rng, monkeypatch):
+    """Planar rows go in pairs (one read of a source row for both) or alone, and columns
+    with a zero weight row by row; a pixel's value must not depend on which."""
+    from napari_sepconv import _cpu
+
+    monkeypatch.setattr(_cpu, "PLANAR_ROWS", 3)
+    image = rng.random((31, 50, 8)).astype(np.float32)
+    kernels = rng.random((8, 5, 7)).astype(np.float32)
+    kernels[:, 1, 2] = 0
+    kernels[3, :, 4] = 0
+    full = sc.depthwise_filter(image, kernels)
+    for top, left in [(1, 0), (2, 3), (3, 11)]:
+        crop = sc.depthwise_filter(image[top:, left:left + 33], kernels)
+        np.testing.assert_array_equal(crop[2:-2, 3:-3], full[top + 2:-2, left + 3:left + 30])

@@ -12,10 +12,14 @@ Inner loops run over contiguous slices (``seg = buf[k:k + n]``, then
 ``seg[j]``), which Numba vectorises; an index such as ``buf[j + k]`` would not.
 Parallel work is split into row blocks whose size never changes the
 arithmetic, so a result does not depend on how the image is tiled: rows that
-the fused kernel computes in pairs get exactly the operations of a row computed
-alone, and multiply-adds fuse only in code that every row or pixel runs alike
-(the horizontal pass, the depthwise taps). Tests crop and shift images and
-compare bit for bit.
+the kernels compute in pairs get exactly the operations of a row computed
+alone. Multiply-adds are fused one by one (``_fmuladd``, never by letting LLVM
+contract whole functions, whose choices differ between code paths), so they
+round alike in every path. Tests crop and shift images and compare bit for bit.
+
+Depthwise kernels of many taps run planar (``depthwise_planar``): each
+channel is gathered into rows of its own, so that every tap multiplies by a
+scalar weight, and gathered back to channel-last at the end.
 
 This module imports Numba and is imported on first use only (``_backend``).
 """
@@ -23,7 +27,9 @@ This module imports Numba and is imported on first use only (``_backend``).
 import os
 import threading
 
+import llvmlite.ir
 import numba
+import numba.extending
 import numpy as np
 from numba import prange
 
@@ -54,6 +60,26 @@ def _jit(func):
         return numba.njit(parallel=True, cache=True, nogil=True)(func)
     except RuntimeError:  # no writable cache location (read-only install)
         return numba.njit(parallel=True, cache=False, nogil=True)(func)
+
+
+@numba.extending.intrinsic
+def _fmuladd(typingctx, a, b, c):
+    """``a * b + c`` of one float type, fused into one rounding where the CPU has FMA.
+
+    LLVM's ``fmuladd``: unlike contracting a whole function's arithmetic, each
+    call names exactly which product joins which sum, so every code path (paired
+    or lone rows, vector body or remainder, any input type) rounds alike.
+    """
+    if not (isinstance(a, numba.types.Float) and a == b == c):
+        return None
+
+    def codegen(context, builder, signature, args):
+        ty = context.get_value_type(signature.return_type)
+        fn = builder.module.declare_intrinsic(
+            "llvm.fmuladd", [ty], llvmlite.ir.FunctionType(ty, [ty, ty, ty]))
+        return builder.call(fn, args)
+
+    return a(a, b, c), codegen
 
 
 # --------------------------------------------------------------------------
@@ -166,8 +192,9 @@ correlate_rows = _jit(_correlate_rows)
 # --------------------------------------------------------------------------
 
 def _sweep(acc, n, r0, w0, r1, w1, r2, w2, r3, w3):
-    """``acc += r0 * w0 + ...`` over the first ``n`` (1 to 4) rows, in one pass over ``acc``.
+    """``acc += r0 * w0``, then ``+= r1 * w1`` and so on over the first ``n`` (1 to 4) rows.
 
+    One pass over ``acc``, each product fused with its sum (``_fmuladd``).
     Samples are converted to the accumulator's type first (integer input
     cannot wrap). Callers start from a zeroed ``acc``: one loop per ``n``
     keeps the compiled code (and its compile time) small.
@@ -175,16 +202,18 @@ def _sweep(acc, n, r0, w0, r1, w1, r2, w2, r3, w3):
     t = acc.dtype.type
     if n == 1:
         for j in range(acc.size):
-            acc[j] += t(r0[j]) * w0
+            acc[j] = _fmuladd(t(r0[j]), w0, acc[j])
     elif n == 2:
         for j in range(acc.size):
-            acc[j] += t(r0[j]) * w0 + t(r1[j]) * w1
+            acc[j] = _fmuladd(t(r1[j]), w1, _fmuladd(t(r0[j]), w0, acc[j]))
     elif n == 3:
         for j in range(acc.size):
-            acc[j] += t(r0[j]) * w0 + t(r1[j]) * w1 + t(r2[j]) * w2
+            s = _fmuladd(t(r1[j]), w1, _fmuladd(t(r0[j]), w0, acc[j]))
+            acc[j] = _fmuladd(t(r2[j]), w2, s)
     else:
         for j in range(acc.size):
-            acc[j] += t(r0[j]) * w0 + t(r1[j]) * w1 + t(r2[j]) * w2 + t(r3[j]) * w3
+            s = _fmuladd(t(r1[j]), w1, _fmuladd(t(r0[j]), w0, acc[j]))
+            acc[j] = _fmuladd(t(r3[j]), w3, _fmuladd(t(r2[j]), w2, s))
 
 
 _sweep = numba.njit(inline="always", cache=False)(_sweep)
@@ -196,10 +225,11 @@ def _sweep_pairs(acc, n, a0, b0, w0, a1, b1, w1, sign):
     s = t(sign)
     if n == 1:
         for j in range(acc.size):
-            acc[j] += (t(a0[j]) + s * t(b0[j])) * w0
+            acc[j] = _fmuladd(_fmuladd(s, t(b0[j]), t(a0[j])), w0, acc[j])
     else:
         for j in range(acc.size):
-            acc[j] += (t(a0[j]) + s * t(b0[j])) * w0 + (t(a1[j]) + s * t(b1[j])) * w1
+            first = _fmuladd(_fmuladd(s, t(b0[j]), t(a0[j])), w0, acc[j])
+            acc[j] = _fmuladd(_fmuladd(s, t(b1[j]), t(a1[j])), w1, first)
 
 
 _sweep_pairs = numba.njit(inline="always", cache=False)(_sweep_pairs)
@@ -259,20 +289,22 @@ def _sweep_two(acc0, acc1, n, r0, r1, r2, r3, r4, w0, w1, w2, w3):
     t = acc0.dtype.type
     for j in range(acc0.size):
         a, b = t(r0[j]), t(r1[j])
-        if n == 1:
-            s0, s1 = a * w0, b * w0
-        elif n == 2:
+        s0 = _fmuladd(a, w0, acc0[j])
+        s1 = _fmuladd(b, w0, acc1[j])
+        if n > 1:
             c = t(r2[j])
-            s0, s1 = a * w0 + b * w1, b * w0 + c * w1
-        elif n == 3:
-            c, d = t(r2[j]), t(r3[j])
-            s0, s1 = a * w0 + b * w1 + c * w2, b * w0 + c * w1 + d * w2
-        else:
-            c, d, e = t(r2[j]), t(r3[j]), t(r4[j])
-            s0 = a * w0 + b * w1 + c * w2 + d * w3
-            s1 = b * w0 + c * w1 + d * w2 + e * w3
-        acc0[j] += s0
-        acc1[j] += s1
+            s0 = _fmuladd(b, w1, s0)
+            s1 = _fmuladd(c, w1, s1)
+            if n > 2:
+                d = t(r3[j])
+                s0 = _fmuladd(c, w2, s0)
+                s1 = _fmuladd(d, w2, s1)
+                if n > 3:
+                    e = t(r4[j])
+                    s0 = _fmuladd(d, w3, s0)
+                    s1 = _fmuladd(e, w3, s1)
+        acc0[j] = s0
+        acc1[j] = s1
 
 
 _sweep_two = numba.njit(inline="always", cache=False)(_sweep_two)
@@ -331,14 +363,21 @@ def _row_pass(acc, buf, offsets, weights, n_taps, sym, lo):
         b += n
 
 
-# The vertical passes are compiled without fused multiply-adds: rows go through them alone
-# or in pairs, and must round alike.
 _column_pass = _helper(_column_pass)
 _column_pass_two = _helper(_column_pass_two)
-# The horizontal pass is one code path for every row, so its multiply-adds may fuse (one
-# rounding instead of two) without a row's value depending on where the image starts.
-# The vertical passes may not: rows go through them alone or in pairs.
-_row_pass = _helper(_row_pass, fastmath={"contract"})
+_row_pass = _helper(_row_pass)
+
+
+def _pad_row(buf, lo, w, mode_x, pad):
+    """Extend the row ``buf[-lo:-lo + w]`` over the rest of ``buf`` by the border mode.
+
+    ``pad`` is the value outside the image in constant mode.
+    """
+    inner = buf[-lo:-lo + w]
+    for pp in range(-lo):
+        buf[pp] = pad if mode_x == CONSTANT else inner[_source_index(pp + lo, w, mode_x)]
+    for pp in range(w - lo, buf.size):
+        buf[pp] = pad if mode_x == CONSTANT else inner[_source_index(pp + lo, w, mode_x)]
 
 
 def _horizontal(buf, lo, mode_x, pad, offsets, weights, n_taps, sym, acc, combine, total, add):
@@ -348,11 +387,7 @@ def _horizontal(buf, lo, mode_x, pad, offsets, weights, n_taps, sym, acc, combin
     (``combine`` SUM) or its square is (otherwise).
     """
     w = acc.size
-    inner = buf[-lo:-lo + w]
-    for pp in range(-lo):
-        buf[pp] = pad if mode_x == CONSTANT else inner[_source_index(pp + lo, w, mode_x)]
-    for pp in range(w - lo, buf.size):
-        buf[pp] = pad if mode_x == CONSTANT else inner[_source_index(pp + lo, w, mode_x)]
+    _pad_row(buf, lo, w, mode_x, pad)
     _row_pass(acc, buf, offsets, weights, n_taps, sym, lo)
     if not add:
         return
@@ -362,6 +397,58 @@ def _horizontal(buf, lo, mode_x, pad, offsets, weights, n_taps, sym, acc, combin
     else:
         for j in range(w):
             total[j] += acc[j] * acc[j]
+
+
+def _terms_row_pass(acc, bufs, offsets, weights, counts, lo, add):
+    """``acc`` (+)= the sum over terms ``t`` of the row pass of ``bufs[t]`` (padded rows).
+
+    The taps of all terms go four at a time through one sweep over ``acc``, so
+    a sum of separable terms writes its output row once, with no row per term.
+    """
+    w = acc.size
+    if not add:
+        acc.fill(0)
+    n_terms = counts.size
+    t = 0
+    b = 0
+    while t < n_terms:
+        n = 0
+        t0 = t1 = t2 = t3 = 0
+        b0 = b1 = b2 = b3 = 0
+        while n < 4 and t < n_terms:
+            if n == 0:
+                t0, b0 = t, b
+            elif n == 1:
+                t1, b1 = t, b
+            elif n == 2:
+                t2, b2 = t, b
+            else:
+                t3, b3 = t, b
+            n += 1
+            b += 1
+            if b == counts[t]:
+                t += 1
+                b = 0
+        if n < 2:
+            t1, b1 = t0, b0
+        if n < 3:
+            t2, b2 = t1, b1
+        if n < 4:
+            t3, b3 = t2, b2
+        s0, s1 = offsets[t0, b0] - lo, offsets[t1, b1] - lo
+        s2, s3 = offsets[t2, b2] - lo, offsets[t3, b3] - lo
+        _sweep(acc, n, bufs[t0, s0:s0 + w], weights[t0, b0], bufs[t1, s1:s1 + w],
+               weights[t1, b1], bufs[t2, s2:s2 + w], weights[t2, b2],
+               bufs[t3, s3:s3 + w], weights[t3, b3])
+
+
+def _nonfinite(row):
+    """Whether ``row`` holds NaN or an infinity."""
+    count = 0
+    for j in range(row.size):
+        v = row[j]
+        count += 1 if v - v != 0 else 0
+    return count > 0
 
 
 def _start_row(total, row_out, accumulate):
@@ -376,23 +463,29 @@ def _finish_row(total, combine, inv_divisor, row_out):
         row_out[j] = np.sqrt(total[j]) * inv_divisor if combine == MAGNITUDE else total[j]
 
 
+_pad_row = _helper(_pad_row)
 _horizontal = _helper(_horizontal)
+_terms_row_pass = _helper(_terms_row_pass)
+_nonfinite = _helper(_nonfinite)
 _start_row = _helper(_start_row)
 _finish_row = _helper(_finish_row)
 
 
 def _separable_2d(src, col_off, col_w, col_n, row_off, row_w, row_n, row_sym,
-                  mode_y, mode_x, cval, pad_x, combine, inv_divisor, accumulate, out, block):
+                  mode_y, mode_x, cval, pad_x, combine, inv_divisor, accumulate, out, block,
+                  nonfinite):
     """Sum (or magnitude) of separable terms over the last two axes of ``src`` (P, H, W).
 
     Term ``t`` correlates columns with ``col_w[t, :col_n[t]]`` and rows with
     ``row_w[t, :row_n[t]]``; ``row_sym[t]`` marks row taps that pair up
     mirrored (+1 symmetric, -1 antisymmetric, 0 neither). Output rows go two
-    at a time: the vertical pass fills a padded row buffer per row that stays
-    in cache (for dense taps away from the top and bottom both rows come from
-    one read of their shared source rows); the horizontal pass reads it and
-    each output row is written once. ``pad_x[t]`` is the value outside the
-    image along x in constant mode (what the vertical pass would give there).
+    at a time: the vertical pass fills a padded row buffer per row and term
+    that stays in cache (for dense taps away from the top and bottom both rows
+    come from one read of their shared source rows); the horizontal pass reads
+    them and each output row is written once. ``pad_x[t]`` is the value
+    outside the image along x in constant mode (what the vertical pass would
+    give there). A sum of several terms sets ``nonfinite[task]`` when a row of
+    that task came out NaN or infinite.
     """
     n_planes, h, w = src.shape
     n_terms = col_n.size
@@ -404,41 +497,49 @@ def _separable_2d(src, col_off, col_w, col_n, row_off, row_w, row_n, row_sym,
             hi = max(hi, row_off[t, b])
     padded = w + hi - lo
     direct = n_terms == 1 and combine == SUM and not accumulate
+    summed = n_terms > 1 and combine == SUM
     n_blocks = (h + block - 1) // block
     for task in prange(n_planes * n_blocks):
         p = task // n_blocks
         first = (task % n_blocks) * block
         last = min(h, first + block)
         plane = src[p]
-        bufs = np.empty((2, padded), out.dtype)
+        bufs = np.empty((2, n_terms, padded), out.dtype)
         hacc = np.empty(w, out.dtype)
         totals = np.empty((2, w), out.dtype)
         i = first
         while i < last:
             n_rows = min(2, last - i)
-            for r in range(n_rows):
-                if not direct:
+            if not (direct or summed):
+                for r in range(n_rows):
                     _start_row(totals[r], out[p, i + r], accumulate)
             for t in range(n_terms):
                 n_col = col_n[t]
                 dense = col_off[t, n_col - 1] - col_off[t, 0] == n_col - 1
                 if (n_rows == 2 and dense and n_col > 1
                         and i + col_off[t, 0] >= 0 and i + 1 + col_off[t, n_col - 1] < h):
-                    _column_pass_two(bufs[0, -lo:-lo + w], bufs[1, -lo:-lo + w], plane,
+                    _column_pass_two(bufs[0, t, -lo:-lo + w], bufs[1, t, -lo:-lo + w], plane,
                                      col_off[t], col_w[t], n_col, i)
                 else:
                     for r in range(n_rows):
-                        _column_pass(bufs[r, -lo:-lo + w], plane, col_off[t], col_w[t],
+                        _column_pass(bufs[r, t, -lo:-lo + w], plane, col_off[t], col_w[t],
                                      n_col, i + r, mode_y, cval)
                 for r in range(n_rows):
                     if direct:
-                        _horizontal(bufs[r], lo, mode_x, pad_x[t], row_off[t], row_w[t],
+                        _horizontal(bufs[r, t], lo, mode_x, pad_x[t], row_off[t], row_w[t],
                                     row_n[t], row_sym[t], out[p, i + r], SUM, hacc, False)
+                    elif summed:
+                        _pad_row(bufs[r, t], lo, w, mode_x, pad_x[t])
                     else:
-                        _horizontal(bufs[r], lo, mode_x, pad_x[t], row_off[t], row_w[t],
+                        _horizontal(bufs[r, t], lo, mode_x, pad_x[t], row_off[t], row_w[t],
                                     row_n[t], row_sym[t], hacc, combine, totals[r], True)
-            if not direct:
-                for r in range(n_rows):
+            for r in range(n_rows):
+                if summed:
+                    _terms_row_pass(out[p, i + r], bufs[r], row_off, row_w, row_n, lo,
+                                    accumulate)
+                    if _nonfinite(out[p, i + r]):
+                        nonfinite[task] = 1
+                elif not direct:
                     _finish_row(totals[r], combine, inv_divisor, out[p, i + r])
             i += n_rows
 
@@ -578,13 +679,13 @@ def _fma_flat(acc, weights, values, skip_zero):
     them would be, so in-place and copied samples give the same results.
     """
     to = acc.dtype.type
-    zero = to(0)
     if skip_zero:
         for e in range(acc.size):
-            acc[e] += weights[e] * to(values[e]) if weights[e] != 0 else zero
+            a = acc[e]
+            acc[e] = _fmuladd(to(values[e]), weights[e], a) if weights[e] != 0 else a
     else:
         for e in range(acc.size):
-            acc[e] += weights[e] * to(values[e])
+            acc[e] = _fmuladd(to(values[e]), weights[e], acc[e])
 
 
 _fma_flat = numba.njit(inline="always", cache=False)(_fma_flat)
@@ -667,32 +768,36 @@ def _depthwise_taps_row(part, tiles, tap_x, has_zero, t, end, lo, n_out, window,
             if group == 2:
                 if first:
                     for e in range(n):
-                        acc[e] = wa[e] * to(va[e]) + wb[e] * to(vb[e])
+                        acc[e] = _fmuladd(to(vb[e]), wb[e], to(va[e]) * wa[e])
                 else:
                     for e in range(n):
-                        acc[e] += wa[e] * to(va[e]) + wb[e] * to(vb[e])
+                        acc[e] = _fmuladd(to(vb[e]), wb[e], _fmuladd(to(va[e]), wa[e], acc[e]))
                 continue
             vc, wc = window[c + s0:c + s0 + n], tiles[t + 2, :n]
             if group == 3:
                 if first:
                     for e in range(n):
-                        acc[e] = wa[e] * to(va[e]) + wb[e] * to(vb[e]) + wc[e] * to(vc[e])
+                        s = _fmuladd(to(vb[e]), wb[e], to(va[e]) * wa[e])
+                        acc[e] = _fmuladd(to(vc[e]), wc[e], s)
                 else:
                     for e in range(n):
-                        acc[e] += wa[e] * to(va[e]) + wb[e] * to(vb[e]) + wc[e] * to(vc[e])
+                        s = _fmuladd(to(vb[e]), wb[e], _fmuladd(to(va[e]), wa[e], acc[e]))
+                        acc[e] = _fmuladd(to(vc[e]), wc[e], s)
                 continue
             vd, wd = window[d + s0:d + s0 + n], tiles[t + 3, :n]
             if first:
                 for e in range(n):
-                    acc[e] = wa[e] * to(va[e]) + wb[e] * to(vb[e]) + wc[e] * to(vc[e]) + wd[e] * to(vd[e])
+                    s = _fmuladd(to(vb[e]), wb[e], to(va[e]) * wa[e])
+                    acc[e] = _fmuladd(to(vd[e]), wd[e], _fmuladd(to(vc[e]), wc[e], s))
             else:
                 for e in range(n):
-                    acc[e] += wa[e] * to(va[e]) + wb[e] * to(vb[e]) + wc[e] * to(vc[e]) + wd[e] * to(vd[e])
+                    s = _fmuladd(to(vb[e]), wb[e], _fmuladd(to(va[e]), wa[e], acc[e]))
+                    acc[e] = _fmuladd(to(vd[e]), wd[e], _fmuladd(to(vc[e]), wc[e], s))
         t += group
         first = False
 
 
-_depthwise_taps_row = _helper(_depthwise_taps_row, fastmath={"contract"})
+_depthwise_taps_row = _helper(_depthwise_taps_row)
 
 
 
@@ -761,6 +866,176 @@ def _depthwise_2d(src, tap_y, tap_x, tap_tiles, tap_has_zero, multiplier, mode_y
 
 
 depthwise_2d = _jit(_depthwise_2d)
+
+
+def _gather_planar(planar, width, src_plane, q_first, x_first, h, w, multiplier, mode_y,
+                   mode_x, cval):
+    """``planar[k, j, xx]`` = input channel ``k // multiplier`` at row ``q_first + j``, x ``x_first + xx``.
+
+    Channel-last source rows become one border-extended row per output
+    channel (its first ``width`` values), converted to the accumulator's type.
+    """
+    n_out, n_rows = planar.shape[0], planar.shape[1]
+    n_in = src_plane.shape[2]
+    to = planar.dtype.type
+    inside_first = min(max(-x_first, 0), width)
+    inside_last = max(min(w - x_first, width), inside_first)
+    for j in range(n_rows):
+        q = _source_index(q_first + j, h, mode_y)
+        if q < 0:
+            for k in range(n_out):
+                planar[k, j, :width] = cval
+            continue
+        flat = src_plane[q].reshape(w * n_in)
+        # pixels inside the image: 16 at a time for many channels (each pixel's channels
+        # are read together), else one channel at a time
+        blocks = (inside_last - inside_first) // 16 if n_in >= 8 else 0
+        for b in range(blocks):
+            xx = inside_first + 16 * b
+            pixels = src_plane[q, x_first + xx:x_first + xx + 16]
+            for k in range(n_out):
+                dst = planar[k, j, xx:xx + 16]
+                c = k // multiplier
+                for x in range(16):
+                    dst[x] = to(pixels[x, c])
+        for k in range(n_out):
+            c = k // multiplier
+            row = planar[k, j, :width]
+            inside = row[inside_first + 16 * blocks:inside_last]
+            run = flat[(x_first + inside_first + 16 * blocks) * n_in + c:]
+            for xx in range(inside.size):
+                inside[xx] = to(run[xx * n_in])
+            for xx in range(inside_first):
+                qx = _source_index(x_first + xx, w, mode_x)
+                row[xx] = cval if qx < 0 else to(flat[qx * n_in + c])
+            for xx in range(inside_last, width):
+                qx = _source_index(x_first + xx, w, mode_x)
+                row[xx] = cval if qx < 0 else to(flat[qx * n_in + c])
+
+
+def _planar_channel(acc0, acc1, two, rows, top, columns, dense):
+    """One output channel of ``_depthwise_planar`` for output row ``top`` (and ``top + 1``).
+
+    ``rows[j]`` is the channel's padded source row ``j``; ``columns[dx, dy]``
+    its kernel (``dense[dx]`` when column ``dx`` has no zero weight). Column by
+    column, up to four taps share a sweep. A pair of output rows reads each
+    source row of a dense column once for both; every other column goes row by
+    row, leaving zero weights out. Either way a row gets the same operations
+    in the same order.
+    """
+    n = acc0.size
+    kw, kh = columns.shape
+    acc0.fill(0)
+    if two:
+        acc1.fill(0)
+    for dx in range(kw):
+        col = columns[dx]
+        if two and dense[dx] and kh > 1:
+            a = 0
+            while a < kh:
+                g = min(4, kh - a)
+                r = top + a
+                _sweep_two(acc0, acc1, g, rows[r, dx:dx + n], rows[r + 1, dx:dx + n],
+                           rows[r + min(2, g), dx:dx + n], rows[r + min(3, g), dx:dx + n],
+                           rows[r + min(4, g), dx:dx + n], col[a], col[a + min(1, g - 1)],
+                           col[a + min(2, g - 1)], col[a + min(3, g - 1)])
+                a += g
+            continue
+        for r in range(2 if two else 1):
+            acc = acc0 if r == 0 else acc1
+            a = 0
+            while a < kh:
+                g = 0
+                t0 = t1 = t2 = t3 = a
+                while g < 4 and a < kh:
+                    if col[a] != 0:
+                        if g == 0:
+                            t0 = a
+                        elif g == 1:
+                            t1 = a
+                        elif g == 2:
+                            t2 = a
+                        else:
+                            t3 = a
+                        g += 1
+                    a += 1
+                if g == 0:
+                    break
+                t1 = t1 if g > 1 else t0
+                t2 = t2 if g > 2 else t1
+                t3 = t3 if g > 3 else t2
+                b = top + r
+                _sweep(acc, g, rows[b + t0, dx:dx + n], col[t0], rows[b + t1, dx:dx + n],
+                       col[t1], rows[b + t2, dx:dx + n], col[t2], rows[b + t3, dx:dx + n],
+                       col[t3])
+
+
+def _scatter_planar(planar_rows, n_rows, n, out_rows, x_first):
+    """``out_rows[r, x_first + x, k]`` = ``planar_rows[r, k, x]`` for ``x < n``: back to channel-last."""
+    n_out = planar_rows.shape[1]
+    for r in range(n_rows):
+        src = planar_rows[r]
+        if n_out >= 8:  # each pixel's channels written together
+            dst = out_rows[r]
+            for x in range(n):
+                pix = dst[x_first + x]
+                for k in range(n_out):
+                    pix[k] = src[k, x]
+        else:
+            flat = out_rows[r].reshape(out_rows.shape[1] * n_out)
+            for k in range(n_out):
+                run = flat[x_first * n_out + k:]
+                values = src[k, :n]
+                for x in range(n):
+                    run[x * n_out] = values[x]
+
+
+_gather_planar = _helper(_gather_planar)
+_planar_channel = _helper(_planar_channel)
+_scatter_planar = _helper(_scatter_planar)
+
+
+def _depthwise_planar(src, columns, dense, top, left, multiplier, mode_y, mode_x, cval,
+                      row_start, out, chunk, block):
+    """Per-channel 2-D correlation of ``src`` (P, H, W, C) into ``out`` (P, R, W, C*M), planar.
+
+    For larger kernels. Each task takes a block of output rows and, a chunk of
+    ``chunk`` pixels at a time, gathers the source rows they read into one
+    padded row per output channel (``_gather_planar``). Each channel's weights
+    are then scalars, and each tap is one vector multiply-add along x, as in
+    the separable passes; rows come back to channel-last at the end. Output
+    channel ``k`` correlates with ``columns[k]`` (kw, kh), the kernel
+    transposed, anchored at row ``top`` and column ``left``. Output rows are
+    image rows ``row_start .. row_start + R``.
+    """
+    n_planes, h, w, n_in = src.shape
+    n_rows = out.shape[1]
+    n_out = n_in * multiplier
+    kw, kh = columns.shape[1], columns.shape[2]
+    n_blocks = (n_rows + block - 1) // block
+    for task in prange(n_planes * n_blocks):
+        p = task // n_blocks
+        first = (task % n_blocks) * block
+        last = min(n_rows, first + block)
+        n_src = last - first + kh - 1
+        planar = np.empty((n_out, n_src, chunk + kw - 1), out.dtype)
+        result = np.empty((2, n_out, chunk), out.dtype)
+        for x0 in range(0, w, chunk):
+            n_px = min(chunk, w - x0)
+            _gather_planar(planar, n_px + kw - 1, src[p], row_start + first - top,
+                           x0 - left, h, w, multiplier, mode_y, mode_x, cval)
+            r = first
+            while r < last:
+                two = last - r > 1
+                for k in range(n_out):
+                    _planar_channel(result[0, k, :n_px], result[1, k, :n_px], two, planar[k],
+                                    r - first, columns[k], dense[k])
+                count = 2 if two else 1
+                _scatter_planar(result, count, n_px, out[p, r:r + count], x0)
+                r += count
+
+
+depthwise_planar = _jit(_depthwise_planar)
 
 
 def _depthwise_passes_2d(src, col_off, col_tiles, col_zero, row_off, row_tiles, row_zero,
@@ -976,10 +1251,13 @@ def separable_2d(src, cols, rows, mode_y, mode_x, cval, pad_x, combine, divisor,
         return
     col_off, col_w, col_n, _ = _pack_taps(cols, dtype)
     row_off, row_w, row_n, row_sym = _pack_taps(rows, dtype)
-    run(separable_2d_kernel, src.reshape(-1, h, w), col_off, col_w, col_n,
+    planes = src.reshape(-1, h, w)
+    nonfinite = np.zeros(planes.shape[0] * -(-h // ROWS_PER_TASK), np.uint8)
+    run(separable_2d_kernel, planes, col_off, col_w, col_n,
         row_off, row_w, row_n, row_sym, mode_y, mode_x, dtype.type(cval),
         _as_type(pad_x, dtype), combine, dtype.type(1.0 / divisor), bool(accumulate),
-        out.reshape(-1, h, w), ROWS_PER_TASK)
+        out.reshape(-1, h, w), ROWS_PER_TASK, nonfinite)
+    return None if combine != SUM or len(cols) == 1 else not nonfinite.any()
 
 
 def combine_into(out, values, squares, first):
@@ -1045,9 +1323,27 @@ def _chunk_and_tiles(weights, n_out):
 TILE_VALUES = 512
 
 
+# Kernels of at least this many taps run planar (``depthwise_planar``): their taps then
+# multiply by scalar weights, which pays for gathering the channels apart and back.
+PLANAR_TAPS = 20
+# Values of each task's planar source rows (``depthwise_planar``): within the L2 cache.
+PLANAR_VALUES = 1 << 19
+PLANAR_ROWS = 16
+
+
 def depthwise(src, kernels, multiplier, mode_y, mode_x, cval, out, row_start=0):
     """Per-channel correlation of ``src`` (P, H, W, C) into ``out`` (P, R, W, C*M)."""
     if out.size == 0:
+        return
+    n_out, kh, kw = kernels.shape
+    if kh * kw >= PLANAR_TAPS:
+        columns = _as_type(np.swapaxes(kernels, 1, 2), out.dtype)  # (C*M, kw, kh)
+        dense = np.all(columns != 0, axis=2)
+        rows = min(PLANAR_ROWS, out.shape[1]) + kh - 1
+        chunk = max(64, PLANAR_VALUES // (n_out * rows) - (kw - 1))
+        run(depthwise_planar, src, columns, dense, kh // 2, kw // 2, multiplier, mode_y,
+            mode_x, out.dtype.type(cval), row_start, out, min(chunk, src.shape[2]),
+            PLANAR_ROWS)
         return
     tap_y, tap_x, tap_w, has_zero = depthwise_taps(kernels, out.dtype)
     n_out = tap_w.shape[1]

@@ -51,7 +51,7 @@ def reach(offsets):
 
 
 def run_terms(engine, src, terms, modes, cval, *, rule, combine=SUM, divisor=1.0,
-              dtype, scale=1.0, order=None):
+              dtype, scale=1.0, order=None, check_finite=False):
     """Filter ``src`` with each term and combine the results.
 
     Parameters
@@ -76,6 +76,14 @@ def run_terms(engine, src, terms, modes, cval, *, rule, combine=SUM, divisor=1.0
         Factor from kernel input units to result units.
     order : sequence of int, optional
         Pass order (matters only for ``rule='pass'``); default ascending axes.
+    check_finite : bool, optional
+        Also return whether every value of the result is finite (the fused
+        kernel tells as it writes, saving a pass over the result).
+
+    Returns
+    -------
+    out : array
+        The result, or ``(out, finite)`` with ``check_finite``.
     """
     ndim = src.ndim
     axes = list(order) if order is not None else sorted(terms[0])
@@ -92,22 +100,28 @@ def run_terms(engine, src, terms, modes, cval, *, rule, combine=SUM, divisor=1.0
     single = not fused and len(terms) == 1 and combine == SUM  # its last pass is the result
     out = None if single else engine.empty(src.shape, dtype)
     started = False
+    finite = None  # unknown until a kernel tells
     for g, group in enumerate(groups.values()):
         last_group = g == len(groups) - 1
         cur, sums = _run_prefix(engine, src, group[0], prefix_axes, modes, cval, rule,
                                 dtype, scale)
         if fused:
             step = SUM_SQUARES if combine == MAGNITUDE and not last_group else combine
-            _run_fused(engine, cur, group, axes[-2:], modes, cval, sums, rule, step,
-                       divisor, started, out, scale)
+            finite = _run_fused(engine, cur, group, axes[-2:], modes, cval, sums, rule, step,
+                                divisor, started, out, scale)
         elif single:
-            return cur
+            out = cur
+            break
         else:
             engine.combine_into(out, cur, squares=combine == MAGNITUDE, first=not started)
             if combine == MAGNITUDE and last_group:
                 engine.finish_magnitude(out, divisor)
         started = True
-    return out
+    if not check_finite:
+        return out
+    if finite is None or len(groups) > 1:
+        finite = engine.all_finite(out)
+    return out, finite
 
 
 def _pass_cval(cval, rule, sums, scale):
@@ -137,7 +151,11 @@ def _run_prefix(engine, src, term, prefix_axes, modes, cval, rule, dtype, scale)
 
 def _run_fused(engine, cur, group, last_two, modes, cval, sums, rule, combine, divisor,
                accumulate, out, scale):
-    """The fused vertical + horizontal passes over the last two axes."""
+    """The fused vertical + horizontal passes over the last two axes.
+
+    Returns what the engine tells of the result: whether it is all finite, or
+    ``None`` when it does not say.
+    """
     ay, ax = last_two
     first_scale = 1.0 if sums else scale
     cols, rows, pad_x = [], [], []
@@ -149,14 +167,16 @@ def _run_fused(engine, cur, group, last_two, modes, cval, sums, rule, combine, d
             pad_x.append(cval * math.prod(sums) * float(col_w.sum()))
         else:
             pad_x.append(cval)
-    engine.separable_2d(cur, cols, rows, modes[ay], modes[ax],
-                        _pass_cval(cval, rule, sums, scale), pad_x,
-                        combine, divisor, accumulate, out)
+    return engine.separable_2d(cur, cols, rows, modes[ay], modes[ax],
+                               _pass_cval(cval, rule, sums, scale), pad_x,
+                               combine, divisor, accumulate, out)
 
 
 def filter_terms(image, terms, modes, cval, *, rule, combine=SUM, divisor=1.0, dtype,
-                 preserve_range, channel_axis, backend, order=None):
+                 preserve_range, channel_axis, backend, order=None, check_finite=False):
     """Run ``terms`` on ``image`` with the chosen backend; the channel axis is not crossed.
+
+    With ``check_finite``, returns ``(out, finite)`` as ``run_terms`` does.
 
     ``terms``, ``modes`` and ``order`` use the image's own axis numbers. The
     channel axis, if any, is moved to the front while filtering so that the
@@ -175,7 +195,9 @@ def filter_terms(image, terms, modes, cval, *, rule, combine=SUM, divisor=1.0, d
         modes = {moved(a): m for a, m in modes.items()}
         order = None if order is None else [moved(a) for a in order]
     out = run_terms(engine, src, terms, modes, cval, rule=rule, combine=combine,
-                    divisor=divisor, dtype=dtype, scale=scale, order=order)
+                    divisor=divisor, dtype=dtype, scale=scale, order=order,
+                    check_finite=check_finite)
+    out, finite = out if check_finite else (out, None)
     if channel_axis is not None:
         out = engine.channels_back(out, channel_axis)
-    return out
+    return (out, finite) if check_finite else out

@@ -353,11 +353,12 @@ def filter2d(image, kernel, *, mode="reflect", cval=0.0, channel_axis=None, rank
     modes = {ay: mode_y, ax: mode_x}
     if terms_1d is not None:
         terms = [{ay: taps(c, skip_zero=True), ax: taps(r, skip_zero=True)} for c, r in terms_1d]
-        out = filter_terms(image, terms, modes, cval, rule="full", dtype=out_dtype,
-                           preserve_range=preserve_range, channel_axis=channel_axis,
-                           backend=backend)
-        engine = _backend.engine(_backend.resolve(backend, image))
-        if len(terms) == 1 or getattr(engine, "all_finite", lambda _: True)(out):
+        several = len(terms) > 1  # only a sum of terms can meet NaN or inf differently
+        result = filter_terms(image, terms, modes, cval, rule="full", dtype=out_dtype,
+                              preserve_range=preserve_range, channel_axis=channel_axis,
+                              backend=backend, check_finite=several)
+        out, finite = result if several else (result, True)
+        if finite:
             return out
         # NaN or inf met the kernel: several terms would add +inf and -inf, and each
         # term's footprint is the whole kernel's box. Run the kernel itself instead, so
