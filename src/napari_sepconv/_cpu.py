@@ -219,22 +219,6 @@ def _sweep(acc, n, r0, w0, r1, w1, r2, w2, r3, w3):
 _sweep = numba.njit(inline="always", cache=False)(_sweep)
 
 
-def _sweep_pairs(acc, n, a0, b0, w0, a1, b1, w1, sign):
-    """``acc += (a0 +/- b0) * w0 (+ (a1 +/- b1) * w1)`` for ``n`` = 1 or 2 mirrored pairs."""
-    t = acc.dtype.type
-    s = t(sign)
-    if n == 1:
-        for j in range(acc.size):
-            acc[j] = _fmuladd(_fmuladd(s, t(b0[j]), t(a0[j])), w0, acc[j])
-    else:
-        for j in range(acc.size):
-            first = _fmuladd(_fmuladd(s, t(b0[j]), t(a0[j])), w0, acc[j])
-            acc[j] = _fmuladd(_fmuladd(s, t(b1[j]), t(a1[j])), w1, first)
-
-
-_sweep_pairs = numba.njit(inline="always", cache=False)(_sweep_pairs)
-
-
 def _column_pass(acc, plane, offsets, weights, n_taps, i, mode_y, cval):
     """``acc`` = correlation of ``plane`` along y, for output row ``i``.
 
@@ -333,39 +317,8 @@ def _column_pass_two(acc0, acc1, plane, offsets, weights, n_taps, i):
         a += n
 
 
-def _row_pass(acc, buf, offsets, weights, n_taps, sym, lo):
-    """``acc[j]`` = correlation of the padded row ``buf`` (``buf[p]`` is x = p + lo).
-
-    Up to four taps (or two mirrored pairs) share one pass over ``acc``.
-    """
-    w = acc.size
-    acc.fill(0)
-    pairs = n_taps // 2 if sym != 0 else 0
-    b = pairs
-    while b < n_taps - pairs:
-        n = min(4, n_taps - pairs - b)
-        s0 = offsets[b] - lo
-        s1 = offsets[b + min(1, n - 1)] - lo
-        s2 = offsets[b + min(2, n - 1)] - lo
-        s3 = offsets[b + min(3, n - 1)] - lo
-        _sweep(acc, n, buf[s0:s0 + w], weights[b], buf[s1:s1 + w],
-               weights[b + min(1, n - 1)], buf[s2:s2 + w], weights[b + min(2, n - 1)],
-               buf[s3:s3 + w], weights[b + min(3, n - 1)])
-        b += n
-    b = 0
-    while b < pairs:
-        n = min(2, pairs - b)
-        c = b + n - 1
-        sa, sb = offsets[b] - lo, offsets[n_taps - 1 - b] - lo
-        sc, sd = offsets[c] - lo, offsets[n_taps - 1 - c] - lo
-        _sweep_pairs(acc, n, buf[sa:sa + w], buf[sb:sb + w], weights[b],
-                     buf[sc:sc + w], buf[sd:sd + w], weights[c], sym)
-        b += n
-
-
 _column_pass = _helper(_column_pass)
 _column_pass_two = _helper(_column_pass_two)
-_row_pass = _helper(_row_pass)
 
 
 def _pad_row(buf, lo, w, mode_x, pad):
@@ -380,36 +333,17 @@ def _pad_row(buf, lo, w, mode_x, pad):
         buf[pp] = pad if mode_x == CONSTANT else inner[_source_index(pp + lo, w, mode_x)]
 
 
-def _horizontal(buf, lo, mode_x, pad, offsets, weights, n_taps, sym, acc, combine, total, add):
-    """Pad ``buf`` (the vertical pass of one row, from x = ``lo``) and run the horizontal pass.
+def _row_pass(acc, bufs, offsets, weights, counts, lo, t, n_terms, add):
+    """``acc`` (+)= the sum over terms ``t .. n_terms - 1`` of the row pass of ``bufs[t]``.
 
-    The result goes to ``acc``; with ``add`` it is then added to ``total``
-    (``combine`` SUM) or its square is (otherwise).
-    """
-    w = acc.size
-    _pad_row(buf, lo, w, mode_x, pad)
-    _row_pass(acc, buf, offsets, weights, n_taps, sym, lo)
-    if not add:
-        return
-    if combine == SUM:
-        for j in range(w):
-            total[j] += acc[j]
-    else:
-        for j in range(w):
-            total[j] += acc[j] * acc[j]
-
-
-def _terms_row_pass(acc, bufs, offsets, weights, counts, lo, add):
-    """``acc`` (+)= the sum over terms ``t`` of the row pass of ``bufs[t]`` (padded rows).
-
-    The taps of all terms go four at a time through one sweep over ``acc``, so
-    a sum of separable terms writes its output row once, with no row per term.
+    ``bufs[t]`` is term ``t``'s padded row (``bufs[t, p]`` is x = p + lo).
+    The taps of all the terms go four at a time through one sweep over
+    ``acc``, so a sum of separable terms writes its output row once, with no
+    row per term.
     """
     w = acc.size
     if not add:
         acc.fill(0)
-    n_terms = counts.size
-    t = 0
     b = 0
     while t < n_terms:
         n = 0
@@ -451,6 +385,12 @@ def _nonfinite(row):
     return count > 0
 
 
+def _add_square(total, values):
+    """``total += values ** 2``."""
+    for j in range(total.size):
+        total[j] += values[j] * values[j]
+
+
 def _start_row(total, row_out, accumulate):
     """The terms' ``total`` before the first: the output row itself, or zeros."""
     for j in range(total.size):
@@ -464,28 +404,26 @@ def _finish_row(total, combine, inv_divisor, row_out):
 
 
 _pad_row = _helper(_pad_row)
-_horizontal = _helper(_horizontal)
-_terms_row_pass = _helper(_terms_row_pass)
+_row_pass = _helper(_row_pass)
 _nonfinite = _helper(_nonfinite)
+_add_square = _helper(_add_square)
 _start_row = _helper(_start_row)
 _finish_row = _helper(_finish_row)
 
 
-def _separable_2d(src, col_off, col_w, col_n, row_off, row_w, row_n, row_sym,
-                  mode_y, mode_x, cval, pad_x, combine, inv_divisor, accumulate, out, block,
-                  nonfinite):
+def _separable_2d(src, col_off, col_w, col_n, row_off, row_w, row_n, mode_y, mode_x, cval,
+                  pad_x, combine, inv_divisor, accumulate, out, block, nonfinite):
     """Sum (or magnitude) of separable terms over the last two axes of ``src`` (P, H, W).
 
     Term ``t`` correlates columns with ``col_w[t, :col_n[t]]`` and rows with
-    ``row_w[t, :row_n[t]]``; ``row_sym[t]`` marks row taps that pair up
-    mirrored (+1 symmetric, -1 antisymmetric, 0 neither). Output rows go two
-    at a time: the vertical pass fills a padded row buffer per row and term
-    that stays in cache (for dense taps away from the top and bottom both rows
-    come from one read of their shared source rows); the horizontal pass reads
-    them and each output row is written once. ``pad_x[t]`` is the value
+    ``row_w[t, :row_n[t]]``. Output rows go two at a time: the vertical pass
+    fills a padded row buffer per row and term that stays in cache (for dense
+    taps away from the top and bottom both rows come from one read of their
+    shared source rows); the horizontal pass reads them, all terms' taps in
+    one sweep for a sum, and each output row is written once. ``pad_x[t]`` is the value
     outside the image along x in constant mode (what the vertical pass would
-    give there). A sum of several terms sets ``nonfinite[task]`` when a row of
-    that task came out NaN or infinite.
+    give there). Sums (several terms, or one added to ``out``) set
+    ``nonfinite[task]`` when a row of that task came out NaN or infinite.
     """
     n_planes, h, w = src.shape
     n_terms = col_n.size
@@ -497,7 +435,7 @@ def _separable_2d(src, col_off, col_w, col_n, row_off, row_w, row_n, row_sym,
             hi = max(hi, row_off[t, b])
     padded = w + hi - lo
     direct = n_terms == 1 and combine == SUM and not accumulate
-    summed = n_terms > 1 and combine == SUM
+    summed = combine == SUM and not direct  # added up in the output row
     n_blocks = (h + block - 1) // block
     for task in prange(n_planes * n_blocks):
         p = task // n_blocks
@@ -525,21 +463,17 @@ def _separable_2d(src, col_off, col_w, col_n, row_off, row_w, row_n, row_sym,
                         _column_pass(bufs[r, t, -lo:-lo + w], plane, col_off[t], col_w[t],
                                      n_col, i + r, mode_y, cval)
                 for r in range(n_rows):
-                    if direct:
-                        _horizontal(bufs[r, t], lo, mode_x, pad_x[t], row_off[t], row_w[t],
-                                    row_n[t], row_sym[t], out[p, i + r], SUM, hacc, False)
-                    elif summed:
-                        _pad_row(bufs[r, t], lo, w, mode_x, pad_x[t])
-                    else:
-                        _horizontal(bufs[r, t], lo, mode_x, pad_x[t], row_off[t], row_w[t],
-                                    row_n[t], row_sym[t], hacc, combine, totals[r], True)
+                    _pad_row(bufs[r, t], lo, w, mode_x, pad_x[t])
+                    if not (direct or summed):  # one term's square into the total
+                        _row_pass(hacc, bufs[r], row_off, row_w, row_n, lo, t, t + 1, False)
+                        _add_square(totals[r], hacc)
             for r in range(n_rows):
-                if summed:
-                    _terms_row_pass(out[p, i + r], bufs[r], row_off, row_w, row_n, lo,
-                                    accumulate)
-                    if _nonfinite(out[p, i + r]):
+                if direct or summed:
+                    _row_pass(out[p, i + r], bufs[r], row_off, row_w, row_n, lo, 0, n_terms,
+                              accumulate)
+                    if summed and _nonfinite(out[p, i + r]):
                         nonfinite[task] = 1
-                elif not direct:
+                else:
                     _finish_row(totals[r], combine, inv_divisor, out[p, i + r])
             i += n_rows
 
@@ -1185,33 +1119,17 @@ def symmetry(offsets, weights):
     return 0
 
 
-def mirrored(offsets, weights):
-    """+1 or -1 when the taps pair up mirrored (symmetric or antisymmetric), else 0."""
-    k = offsets.size
-    if k < 2 or np.any(offsets + offsets[::-1] != offsets[0] + offsets[-1]):
-        return 0
-    half = k // 2
-    left, right = weights[:half], weights[::-1][:half]
-    if np.array_equal(left, right):
-        return 1
-    if np.array_equal(left, -right):
-        return -1
-    return 0
-
-
 def _pack_taps(taps_list, dtype):
-    """Ragged ``[(offsets, weights), ...]`` as padded 2-D arrays, counts and symmetry."""
+    """Ragged ``[(offsets, weights), ...]`` as padded 2-D arrays and counts."""
     width = max(o.size for o, _ in taps_list)
     offsets = np.zeros((len(taps_list), width), np.int64)
     weights = np.zeros((len(taps_list), width), dtype)
     counts = np.zeros(len(taps_list), np.int64)
-    sym = np.zeros(len(taps_list), np.int64)
     for t, (o, w) in enumerate(taps_list):
         offsets[t, :o.size] = o
         weights[t, :o.size] = w
         counts[t] = o.size
-        sym[t] = mirrored(o, w)
-    return offsets, weights, counts, sym
+    return offsets, weights, counts
 
 
 def _edge_operator_3x3(cols, rows):
@@ -1249,15 +1167,15 @@ def separable_2d(src, cols, rows, mode_y, mode_x, cval, pad_x, combine, divisor,
             dtype.type(pad_x[gx]), dtype.type(pad_x[gy]), dtype.type(1.0 / divisor),
             out.reshape(-1, h, w), ROWS_PER_TASK)
         return
-    col_off, col_w, col_n, _ = _pack_taps(cols, dtype)
-    row_off, row_w, row_n, row_sym = _pack_taps(rows, dtype)
+    col_off, col_w, col_n = _pack_taps(cols, dtype)
+    row_off, row_w, row_n = _pack_taps(rows, dtype)
     planes = src.reshape(-1, h, w)
     nonfinite = np.zeros(planes.shape[0] * -(-h // ROWS_PER_TASK), np.uint8)
     run(separable_2d_kernel, planes, col_off, col_w, col_n,
-        row_off, row_w, row_n, row_sym, mode_y, mode_x, dtype.type(cval),
+        row_off, row_w, row_n, mode_y, mode_x, dtype.type(cval),
         _as_type(pad_x, dtype), combine, dtype.type(1.0 / divisor), bool(accumulate),
         out.reshape(-1, h, w), ROWS_PER_TASK, nonfinite)
-    return None if combine != SUM or len(cols) == 1 else not nonfinite.any()
+    return None if combine != SUM or (len(cols) == 1 and not accumulate) else not nonfinite.any()
 
 
 def combine_into(out, values, squares, first):
