@@ -164,6 +164,34 @@ def test_row_values_do_not_depend_on_where_the_image_starts(rng, dtype, height):
         np.testing.assert_array_equal(crop[:, 3:-3], full[:, left + 3:left + 38])
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_filter2d_direct_with_one_sided_kernels_and_tiny_images(rng, mode):
+    """Full-rank kernels run directly over a ring of padded source rows; kernels whose
+    taps all lie on one side of the centre, and images shorter than the kernel."""
+    right = rng.standard_normal((5, 5))
+    right[:, :3] = 0  # every tap right of the centre
+    below = rng.standard_normal((7, 4))
+    below[:4] = 0  # every tap below it
+    for kernel in (right, below, rng.standard_normal((11, 3))):
+        for shape in ((4, 30), (1, 9), (17, 2)):
+            image = rng.random(shape)
+            assert_close(sc.filter2d(image, kernel, mode=mode, cval=0.3),
+                         ndi.correlate(image, kernel, mode=mode, cval=0.3))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.uint8])
+def test_direct_values_do_not_depend_on_where_the_image_starts(rng, dtype):
+    """Each task pads its rows afresh; a row's value must not depend on where the task,
+    chunk or crop starts: bit for bit."""
+    kernel = rng.standard_normal((5, 6))
+    kernel[1, 2] = 0
+    image = (rng.random((45, 50)) * 255).astype(dtype)
+    full = sc.filter2d(image, kernel)
+    for start, left in [(1, 0), (3, 2), (6, 7)]:
+        crop = sc.filter2d(image[start:, left:left + 40], kernel)
+        np.testing.assert_array_equal(crop[2:-2, 3:-3], full[start + 2:-2, left + 3:left + 37])
+
+
 def test_filter2d_truncated_rank_equals_reconstruction(rng):
     image = rng.random((20, 24))
     kernel = rng.standard_normal((9, 9))

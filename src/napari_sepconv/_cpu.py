@@ -562,41 +562,63 @@ def _fill_padded_row(buf, row, lo, mode_x, cval):
 _fill_padded_row = _helper(_fill_padded_row)
 
 
+def _taps_pass(acc, ring, tap_slot, tap_x, tap_w, lo):
+    """``acc`` = the taps of ``_correlate_2d`` over the padded rows of ``ring``, four per sweep.
+
+    Tap ``t`` reads ring row ``tap_slot[t]`` from x offset ``tap_x[t]``
+    (``ring[s, p]`` is x = p + lo).
+    """
+    w = acc.size
+    acc.fill(0)
+    n_taps = tap_w.size
+    t = 0
+    while t < n_taps:
+        n = min(4, n_taps - t)
+        k1, k2, k3 = t + min(1, n - 1), t + min(2, n - 1), t + min(3, n - 1)
+        s0, s1 = tap_x[t] - lo, tap_x[k1] - lo
+        s2, s3 = tap_x[k2] - lo, tap_x[k3] - lo
+        _sweep(acc, n, ring[tap_slot[t], s0:s0 + w], tap_w[t], ring[tap_slot[k1], s1:s1 + w],
+               tap_w[k1], ring[tap_slot[k2], s2:s2 + w], tap_w[k2],
+               ring[tap_slot[k3], s3:s3 + w], tap_w[k3])
+        t += n
+
+
+_taps_pass = _helper(_taps_pass)
+
+
 def _correlate_2d(src, tap_y, tap_x, tap_w, mode_y, mode_x, cval, out, block):
     """Direct 2-D correlation of each plane of ``src`` (P, H, W) with the given taps.
 
-    Taps are sorted by ``tap_y``; each source row is extended once per output
-    row and all taps of that row read slices of it.
+    Each task keeps the source rows its output rows read in a ring of
+    border-extended rows, each padded once (``ring[(i + dy) % span]`` holds
+    row ``i + dy``); the taps then go four at a time through one sweep over
+    the output row, in the order given.
     """
     n_planes, h, w = src.shape
     lo = tap_x.min()
     hi = tap_x.max()
+    top = tap_y.min()
+    span = tap_y.max() - top + 1
     padded = w + hi - lo
-    n_taps = tap_w.size
     n_blocks = (h + block - 1) // block
     for task in prange(n_planes * n_blocks):
         p = task // n_blocks
         first = (task % n_blocks) * block
-        buf = np.empty(padded, out.dtype)
-        acc = np.empty(w, out.dtype)
+        ring = np.empty((span, padded), out.dtype)
+        slots = np.empty(tap_y.size, np.int64)
         for i in range(first, min(h, first + block)):
-            acc[:] = 0
-            t = 0
-            while t < n_taps:
-                dy = tap_y[t]
-                q = _source_index(i + dy, h, mode_y)
+            # rows i + top .. i + top + span - 1; all are new in the task's first row
+            new_first = i + top if i == first else i + top + span - 1
+            for y in range(new_first, i + top + span):
+                q = _source_index(y, h, mode_y)
+                row = ring[y % span]
                 if q < 0:
-                    buf[:] = cval
+                    row[:] = cval
                 else:
-                    _fill_padded_row(buf, src[p, q], lo, mode_x, cval)
-                while t < n_taps and tap_y[t] == dy:
-                    wt = tap_w[t]
-                    start = tap_x[t] - lo
-                    seg = buf[start:start + w]
-                    for j in range(w):
-                        acc[j] += wt * seg[j]
-                    t += 1
-            out[p, i, :] = acc
+                    _fill_padded_row(row, src[p, q], lo, mode_x, cval)
+            for t in range(tap_y.size):
+                slots[t] = (i + tap_y[t]) % span
+            _taps_pass(out[p, i], ring, slots, tap_x, tap_w, lo)
 
 
 correlate_2d = _jit(_correlate_2d)
