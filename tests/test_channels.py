@@ -47,12 +47,14 @@ def test_depthwise_channel_axis_stays_in_place(rng, channel_axis):
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16, np.float16, bool])
-@pytest.mark.parametrize("rank_one", [False, True])
+@pytest.mark.parametrize("kind", ["rank one", "3x3", "5x5 planar"])
 @pytest.mark.parametrize("mode", ["reflect", "constant"])
-def test_depthwise_dtypes(rng, dtype, rank_one, mode):
+def test_depthwise_dtypes(rng, dtype, kind, mode):
     image = (rng.random((10, 9, 2)) * 200).astype(dtype)
-    kernels = (np.einsum("ca,cb->cab", rng.standard_normal((2, 3)), rng.standard_normal((2, 3)))
-               if rank_one else rng.standard_normal((2, 3, 3)))
+    kernels = {"rank one": lambda: np.einsum("ca,cb->cab", rng.standard_normal((2, 3)),
+                                             rng.standard_normal((2, 3))),
+               "3x3": lambda: rng.standard_normal((2, 3, 3)),
+               "5x5 planar": lambda: rng.standard_normal((2, 5, 5))}[kind]()
     for multiplier_kernels in (kernels, np.stack([kernels, kernels[::-1]], axis=1)):
         ours = sc.depthwise_filter(image, multiplier_kernels, mode=mode, cval=0.25)
         ref = depthwise(as_float(image).astype(np.float64), multiplier_kernels, mode, 0.25)
