@@ -119,7 +119,7 @@ def run_terms(engine, src, terms, modes, cval, *, rule, combine=SUM, divisor=1.0
         started = True
     if not check_finite:
         return out
-    if finite is None or len(groups) > 1:
+    if finite is None:  # the last fused call checks the whole sum; otherwise look
         finite = engine.all_finite(out)
     return out, finite
 
