@@ -757,6 +757,40 @@ _depthwise_taps_row = _helper(_depthwise_taps_row)
 
 
 
+def _depthwise_taps_3x3(part, tiles, tap_x, lo, n_out, top, middle, bottom):
+    """All nine taps of a dense 3x3 kernel on ``part``, in one sweep.
+
+    ``top``, ``middle`` and ``bottom`` are the source rows of kernel rows 0,
+    1 and 2, read in place as in ``_depthwise_taps_row``. The products join
+    one chain of multiply-adds in tap order, the same operations as three
+    ``_depthwise_taps_row`` sweeps, so results do not depend on which ran.
+    """
+    length = part.size
+    period = tiles.shape[1]
+    to = part.dtype.type
+    a, b, c = (tap_x[0] - lo) * n_out, (tap_x[1] - lo) * n_out, (tap_x[2] - lo) * n_out
+    d, e, f = (tap_x[3] - lo) * n_out, (tap_x[4] - lo) * n_out, (tap_x[5] - lo) * n_out
+    g, k, m = (tap_x[6] - lo) * n_out, (tap_x[7] - lo) * n_out, (tap_x[8] - lo) * n_out
+    for s0 in range(0, length, period):
+        n = min(period, length - s0)
+        acc = part[s0:s0 + n]
+        v0, v1, v2 = top[a + s0:a + s0 + n], top[b + s0:b + s0 + n], top[c + s0:c + s0 + n]
+        v3, v4 = middle[d + s0:d + s0 + n], middle[e + s0:e + s0 + n]
+        v5 = middle[f + s0:f + s0 + n]
+        v6, v7 = bottom[g + s0:g + s0 + n], bottom[k + s0:k + s0 + n]
+        v8 = bottom[m + s0:m + s0 + n]
+        t0, t1, t2, t3, t4 = tiles[0, :n], tiles[1, :n], tiles[2, :n], tiles[3, :n], tiles[4, :n]
+        t5, t6, t7, t8 = tiles[5, :n], tiles[6, :n], tiles[7, :n], tiles[8, :n]
+        for j in range(n):
+            x = _fmuladd(to(v2[j]), t2[j], _fmuladd(to(v1[j]), t1[j], to(v0[j]) * t0[j]))
+            x = _fmuladd(to(v5[j]), t5[j], _fmuladd(to(v4[j]), t4[j], _fmuladd(to(v3[j]), t3[j], x)))
+            acc[j] = _fmuladd(to(v8[j]), t8[j],
+                              _fmuladd(to(v7[j]), t7[j], _fmuladd(to(v6[j]), t6[j], x)))
+
+
+_depthwise_taps_3x3 = _helper(_depthwise_taps_3x3)
+
+
 def _depthwise_2d(src, tap_y, tap_x, tap_tiles, tap_has_zero, multiplier, mode_y, mode_x,
                   cval, row_start, out, chunk, block):
     """Per-channel 2-D correlation of ``src`` (P, H, W, C) into ``out`` (P, R, W, C*M).
@@ -780,6 +814,11 @@ def _depthwise_2d(src, tap_y, tap_x, tap_tiles, tap_has_zero, multiplier, mode_y
     n_taps = tap_y.size
     inner_first = min(w, max(0, -lo)) if multiplier == 1 else w
     inner_last = max(inner_first, min(w, w - hi))
+    # a dense 3x3 kernel (rows of three taps, no zero weight) runs in one sweep where
+    # all its rows are read in place
+    nine = n_taps == 9 and not tap_has_zero.any()
+    for t in range(0, n_taps if nine else 0, 3):
+        nine = nine and tap_y[t] == tap_y[t + 2]
     n_blocks = (n_rows + block - 1) // block
     for task in prange(n_planes * n_blocks):
         p = task // n_blocks
@@ -801,6 +840,17 @@ def _depthwise_2d(src, tap_y, tap_x, tap_tiles, tap_has_zero, multiplier, mode_y
                 in_place = inner_first <= x0 < inner_last
                 span = (n_px + hi - lo) * n_out
                 t = 0
+                if nine and in_place:
+                    q0 = _source_index(i + tap_y[0], h, mode_y)
+                    q1 = _source_index(i + tap_y[3], h, mode_y)
+                    q2 = _source_index(i + tap_y[6], h, mode_y)
+                    if q0 >= 0 and q1 >= 0 and q2 >= 0:
+                        at = (x0 + lo) * n_in
+                        _depthwise_taps_3x3(part, tap_tiles, tap_x, lo, n_out,
+                                            src[p, q0].reshape(w * n_in)[at:at + span],
+                                            src[p, q1].reshape(w * n_in)[at:at + span],
+                                            src[p, q2].reshape(w * n_in)[at:at + span])
+                        t = n_taps
                 while t < n_taps:
                     dy = tap_y[t]
                     end = t
