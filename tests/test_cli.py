@@ -435,6 +435,27 @@ def test_interrupted_run_removes_unfinished_output(tmp_path):
         assert list(out.iterdir()) == []
 
 
+@pytest.mark.parametrize("fmt", ["tif", "zarr"])
+def test_interrupt_while_the_output_is_created_leaves_nothing(tmp_path, capsys, monkeypatch, fmt):
+    """An interruption can land after the unfinished output exists but before the run holds
+    it (the signal tests above hit this now and then): it is removed all the same."""
+    from napari_sepconv import _io
+
+    source = write(tmp_path / "a.tif", np.ones((2, 16, 16), np.float32))
+    create = _io.create_target
+
+    def interrupted(final, *args, **kwargs):
+        create(final, *args, **kwargs)
+        assert _io.partial_path(final).exists()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_io, "create_target", interrupted)
+    out = tmp_path / "out"
+    code, _, err = sepconv(capsys, "sobel", source, "-o", out, "--format", fmt)
+    assert code == 128 + signal.SIGINT and "interrupted" in err
+    assert list(out.iterdir()) == []
+
+
 # -- memory ---------------------------------------------------------------------------------------
 
 

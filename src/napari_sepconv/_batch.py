@@ -333,7 +333,7 @@ def run_jobs(jobs, runner, *, report, progress=None):
     done, planes, nbytes = 0, 0, 0
     advance = progress or (lambda n: None)
     for job in jobs:
-        target = None
+        committed = False
         try:
             result = lazy_result(job)
             if job.fmt == "zarr":
@@ -347,13 +347,13 @@ def run_jobs(jobs, runner, *, report, progress=None):
             name, tasks = store_tasks(result, target, job)
             runner.run(name, tasks, advance)
             _io.commit_target(target, job.final)
-            target = None
+            committed = True
         except Exception as error:
             report(job.source.label, _io.error_reason(error))
             continue
         finally:
-            if target is not None:
-                _io.discard_target(target)
+            if not committed:  # also when interrupted while the output was being created
+                _io.discard_partial(job.final)
             runner.release(job.source.path)
         done += 1
         planes += job.planes

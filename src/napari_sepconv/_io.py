@@ -37,7 +37,7 @@ __all__ = [
     "output_path",
     "create_target",
     "commit_target",
-    "discard_target",
+    "discard_partial",
     "remove_stale_partials",
     "release_handles",
 ]
@@ -419,8 +419,9 @@ def commit_target(target, final):
         _remove(old)
 
 
-def discard_target(target):
-    _remove(Path(target.path))
+def discard_partial(final):
+    """Remove this process's unfinished output for ``final``, if it made one."""
+    _remove(partial_path(final))
 
 
 def remove_stale_partials(final):
