@@ -219,6 +219,23 @@ def _sweep(acc, n, r0, w0, r1, w1, r2, w2, r3, w3):
 _sweep = numba.njit(inline="always", cache=False)(_sweep)
 
 
+def _place(n, a, t0, t1, t2, t3):
+    """Taps ``(t0, t1, t2, t3)`` of a group with tap ``a`` in slot ``n`` and every later slot.
+
+    Slots past the group's last tap repeat it, which is what ``_sweep`` takes.
+    """
+    if n == 0:
+        return a, a, a, a
+    if n == 1:
+        return t0, a, a, a
+    if n == 2:
+        return t0, t1, a, a
+    return t0, t1, t2, a
+
+
+_place = numba.njit(inline="always", cache=False)(_place)
+
+
 def _column_pass(acc, plane, offsets, weights, n_taps, i, mode_y, cval):
     """``acc`` = correlation of ``plane`` along y, for output row ``i``.
 
@@ -238,21 +255,11 @@ def _column_pass(acc, plane, offsets, weights, n_taps, i, mode_y, cval):
             if _source_index(i + offsets[a], h, mode_y) < 0:
                 outside += weights[a] * cval
             else:
-                if n == 0:
-                    t0 = a
-                elif n == 1:
-                    t1 = a
-                elif n == 2:
-                    t2 = a
-                else:
-                    t3 = a
+                t0, t1, t2, t3 = _place(n, a, t0, t1, t2, t3)
                 n += 1
             a += 1
         if n == 0:
             break
-        t1 = t1 if n > 1 else t0
-        t2 = t2 if n > 2 else t1
-        t3 = t3 if n > 3 else t2
         _sweep(acc, n,
                plane[_source_index(i + offsets[t0], h, mode_y)], weights[t0],
                plane[_source_index(i + offsets[t1], h, mode_y)], weights[t1],
@@ -955,21 +962,11 @@ def _planar_channel(acc0, acc1, two, rows, top, columns, dense):
                 t0 = t1 = t2 = t3 = a
                 while g < 4 and a < kh:
                     if col[a] != 0:
-                        if g == 0:
-                            t0 = a
-                        elif g == 1:
-                            t1 = a
-                        elif g == 2:
-                            t2 = a
-                        else:
-                            t3 = a
+                        t0, t1, t2, t3 = _place(g, a, t0, t1, t2, t3)
                         g += 1
                     a += 1
                 if g == 0:
                     break
-                t1 = t1 if g > 1 else t0
-                t2 = t2 if g > 2 else t1
-                t3 = t3 if g > 3 else t2
                 b = top + r
                 _sweep(acc, g, rows[b + t0, dx:dx + n], col[t0], rows[b + t1, dx:dx + n],
                        col[t1], rows[b + t2, dx:dx + n], col[t2], rows[b + t3, dx:dx + n],
