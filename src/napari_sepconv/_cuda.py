@@ -32,7 +32,7 @@ from numba import cuda
 from numba.cuda import config as _cuda_config
 
 from . import _cuda_kernels as kernels
-from ._cpu import _edge_operator_3x3, _shared_taps, depthwise_taps, symmetry
+from ._lowering import depthwise_taps, edge_operator_3x3, shared_taps, symmetry
 from ._cuda_kernels import BX, BY, MAGNITUDE, SUM, THREADS, TX, TY
 from ._validation import KERNEL_INPUT_TYPES
 
@@ -340,7 +340,7 @@ def separable_2d(src, cols, rows, mode_y, mode_x, cval, pad_x, combine, divisor,
     dtype = np.dtype(out.dtype)
     planes = src.reshape(-1, h, w)
     result = out.reshape(-1, h, w)
-    edge = _edge_operator_3x3(cols, rows) if combine == MAGNITUDE and not accumulate else None
+    edge = edge_operator_3x3(cols, rows) if combine == MAGNITUDE and not accumulate else None
     if edge is not None:
         gx, gy = edge
         weights = np.concatenate([cols[gx][1], cols[gy][1], rows[gy][1], rows[gx][1]])
@@ -492,8 +492,8 @@ def depthwise_passes(src, columns, rows, multiplier, mode_y, mode_x, cval, pad_x
         return
     dtype = np.dtype(out.dtype)
     item = dtype.itemsize
-    col_off, col_w, _ = _shared_taps(columns, dtype)
-    row_off, row_w, _ = _shared_taps(rows, dtype)
+    col_off, col_w, _ = shared_taps(columns, dtype)
+    row_off, row_w, _ = shared_taps(rows, dtype)
     x_lo, x_span = _reach(row_off)
     n_out = out.shape[3]
     tile = _channel_tile(lambda th, tw: th * (tw + x_span) * n_out * item)

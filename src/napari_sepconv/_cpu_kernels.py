@@ -1,0 +1,1101 @@
+"""CPU kernels: Numba ``@njit(parallel=True)`` loops over rows and planes.
+
+Every kernel reads an input of any dtype in ``_validation.KERNEL_INPUT_TYPES``
+and accumulates in the dtype of its output (float32 or float64). Taps are given
+as ``(offsets, weights)``: output sample ``i`` collects ``weights[t]`` times the
+input at ``i + offsets[t]``, the border mode choosing the sample where that
+falls outside. Filters that promise a full n-D kernel leave zero taps out, as
+``scipy.ndimage.correlate`` leaves zero weights out of its footprint, so NaN
+spreads exactly as it does there.
+
+Inner loops run over contiguous slices (``seg = buf[k:k + n]``, then
+``seg[j]``), which Numba vectorises; an index such as ``buf[j + k]`` would not.
+Parallel work is split into row blocks whose size never changes the
+arithmetic, so a result does not depend on how the image is tiled: rows that
+the kernels compute in pairs get exactly the operations of a row computed
+alone. Multiply-adds are fused one by one (``_fmuladd``, never by letting LLVM
+contract whole functions, whose choices differ between code paths), so they
+round alike in every path. Tests crop and shift images and compare bit for bit.
+
+Depthwise kernels of many taps run planar (``depthwise_planar``): each
+channel is gathered into rows of its own, so that every tap multiplies by a
+scalar weight, and gathered back to channel-last at the end.
+
+This module imports Numba and is imported on first use only (by ``_cpu``).
+"""
+
+
+import llvmlite.ir
+import numba
+import numba.extending
+import numpy as np
+from numba import prange
+
+from ._boundary import CONSTANT, source_index
+
+_source_index = source_index()
+
+# Combine codes of ``separable_2d``.
+SUM = 0
+SUM_SQUARES = 1
+MAGNITUDE = 2
+
+ROWS_PER_TASK = 8
+
+
+def _helper(func, **options):
+    """A helper the kernels call: compiled once per signature (not inlined, which would
+    multiply the kernels' compile time) and cached like them."""
+    try:
+        return numba.njit(cache=True, nogil=True, **options)(func)
+    except RuntimeError:  # no writable cache location (read-only install)
+        return numba.njit(cache=False, nogil=True, **options)(func)
+
+
+def _jit(func):
+    """``@njit(parallel=True)`` with the on-disk cache where one can be written."""
+    try:
+        return numba.njit(parallel=True, cache=True, nogil=True)(func)
+    except RuntimeError:  # no writable cache location (read-only install)
+        return numba.njit(parallel=True, cache=False, nogil=True)(func)
+
+
+@numba.extending.intrinsic
+def _fmuladd(typingctx, a, b, c):
+    """``a * b + c`` of one float type, fused into one rounding where the CPU has FMA.
+
+    LLVM's ``fmuladd``: unlike contracting a whole function's arithmetic, each
+    call names exactly which product joins which sum, so every code path (paired
+    or lone rows, vector body or remainder, any input type) rounds alike.
+    """
+    if not (isinstance(a, numba.types.Float) and a == b == c):
+        return None
+
+    def codegen(context, builder, signature, args):
+        ty = context.get_value_type(signature.return_type)
+        fn = builder.module.declare_intrinsic(
+            "llvm.fmuladd", [ty], llvmlite.ir.FunctionType(ty, [ty, ty, ty]))
+        return builder.call(fn, args)
+
+    return a(a, b, c), codegen
+
+
+# --------------------------------------------------------------------------
+# 1-D passes along one axis
+# --------------------------------------------------------------------------
+
+def _accumulate_taps(acc, seg_a, seg_b, w, sign):
+    """``acc += (seg_a + sign * seg_b) * w``, or ``acc += seg_a * w`` when ``sign`` is 0.
+
+    Samples are converted to the accumulator's type first (so integer input
+    cannot wrap, and the arithmetic is the accumulator's).
+    """
+    to_acc = acc.dtype.type
+    if sign > 0:
+        for j in range(acc.size):
+            acc[j] += (to_acc(seg_a[j]) + to_acc(seg_b[j])) * w
+    elif sign < 0:
+        for j in range(acc.size):
+            acc[j] += (to_acc(seg_a[j]) - to_acc(seg_b[j])) * w
+    else:
+        for j in range(acc.size):
+            acc[j] += to_acc(seg_a[j]) * w
+
+
+_accumulate_taps = numba.njit(inline="always", cache=False)(_accumulate_taps)
+
+
+def _correlate_lines(src, offsets, weights, symmetry, mode, cval, out, block):
+    """1-D correlation of each row of ``src`` (lines, n) into ``out``.
+
+    Sums in scipy.ndimage's order, so the values match ``correlate1d`` bit
+    for bit: for a (anti)symmetric kernel the centre tap, then pairs
+    ``(x[-j] +/- x[j]) * w[-j]`` (half the multiplications); otherwise the
+    last tap, then the others in order.
+    """
+    n_lines, n = src.shape
+    k = offsets.size
+    lo = offsets.min()
+    hi = offsets.max()
+    padded = n + hi - lo
+    n_tasks = (n_lines + block - 1) // block
+    for task in prange(n_tasks):
+        buf = np.empty(padded, out.dtype)
+        acc = np.empty(n, out.dtype)
+        for line in range(task * block, min(n_lines, (task + 1) * block)):
+            row = src[line]
+            for p in range(padded):
+                q = _source_index(p + lo, n, mode)
+                if q < 0:
+                    buf[p] = cval
+                else:
+                    buf[p] = row[q]
+            first = k // 2 if symmetry != 0 else k - 1
+            start = offsets[first] - lo
+            seg = buf[start:start + n]
+            for j in range(n):
+                acc[j] = seg[j] * weights[first]
+            if symmetry != 0:
+                for t in range(k // 2):
+                    sa = offsets[t] - lo
+                    sb = offsets[k - 1 - t] - lo
+                    _accumulate_taps(acc, buf[sa:sa + n], buf[sb:sb + n], weights[t], symmetry)
+            else:
+                for t in range(k - 1):
+                    sa = offsets[t] - lo
+                    _accumulate_taps(acc, buf[sa:sa + n], buf[sa:sa + n], weights[t], 0)
+            out[line, :] = acc
+
+
+def _correlate_rows(src, offsets, weights, symmetry, mode, cval, out, block):
+    """1-D correlation along axis 1 of ``src`` (outer, n, inner), vectorised over ``inner``.
+
+    Same summation order as ``_correlate_lines``.
+    """
+    n_outer, n, inner = src.shape
+    k = offsets.size
+    n_blocks = (n + block - 1) // block
+    for task in prange(n_outer * n_blocks):
+        o = task // n_blocks
+        first_row = (task % n_blocks) * block
+        acc = np.empty(inner, out.dtype)
+        # rows outside the image (constant mode, where the caller made src float)
+        outside = np.empty(inner, src.dtype)
+        outside[:] = cval
+        for i in range(first_row, min(n, first_row + block)):
+            first = k // 2 if symmetry != 0 else k - 1
+            q = _source_index(i + offsets[first], n, mode)
+            row = src[o, q] if q >= 0 else outside
+            for j in range(inner):
+                acc[j] = row[j] * weights[first]
+            pairs = k // 2 if symmetry != 0 else k - 1
+            for t in range(pairs):
+                qa = _source_index(i + offsets[t], n, mode)
+                if symmetry != 0:
+                    qb = _source_index(i + offsets[k - 1 - t], n, mode)
+                else:
+                    qb = qa
+                row_a = src[o, qa] if qa >= 0 else outside
+                row_b = src[o, qb] if qb >= 0 else outside
+                _accumulate_taps(acc, row_a, row_b, weights[t], symmetry)
+            out[o, i, :] = acc
+
+
+correlate_lines = _jit(_correlate_lines)
+correlate_rows = _jit(_correlate_rows)
+
+
+# --------------------------------------------------------------------------
+# Fused 2-D separable filtering: a vertical and a horizontal pass per row
+# --------------------------------------------------------------------------
+
+def _sweep(acc, n, r0, w0, r1, w1, r2, w2, r3, w3):
+    """``acc += r0 * w0``, then ``+= r1 * w1`` and so on over the first ``n`` (1 to 4) rows.
+
+    One pass over ``acc``, each product fused with its sum (``_fmuladd``).
+    Samples are converted to the accumulator's type first (integer input
+    cannot wrap). Callers start from a zeroed ``acc``: one loop per ``n``
+    keeps the compiled code (and its compile time) small.
+    """
+    t = acc.dtype.type
+    if n == 1:
+        for j in range(acc.size):
+            acc[j] = _fmuladd(t(r0[j]), w0, acc[j])
+    elif n == 2:
+        for j in range(acc.size):
+            acc[j] = _fmuladd(t(r1[j]), w1, _fmuladd(t(r0[j]), w0, acc[j]))
+    elif n == 3:
+        for j in range(acc.size):
+            s = _fmuladd(t(r1[j]), w1, _fmuladd(t(r0[j]), w0, acc[j]))
+            acc[j] = _fmuladd(t(r2[j]), w2, s)
+    else:
+        for j in range(acc.size):
+            s = _fmuladd(t(r1[j]), w1, _fmuladd(t(r0[j]), w0, acc[j]))
+            acc[j] = _fmuladd(t(r3[j]), w3, _fmuladd(t(r2[j]), w2, s))
+
+
+_sweep = numba.njit(inline="always", cache=False)(_sweep)
+
+
+def _place(n, a, t0, t1, t2, t3):
+    """Taps ``(t0, t1, t2, t3)`` of a group with tap ``a`` in slot ``n`` and every later slot.
+
+    Slots past the group's last tap repeat it, which is what ``_sweep`` takes.
+    """
+    if n == 0:
+        return a, a, a, a
+    if n == 1:
+        return t0, a, a, a
+    if n == 2:
+        return t0, t1, a, a
+    return t0, t1, t2, a
+
+
+_place = numba.njit(inline="always", cache=False)(_place)
+
+
+def _column_pass(acc, plane, offsets, weights, n_taps, i, mode_y, cval):
+    """``acc`` = correlation of ``plane`` along y, for output row ``i``.
+
+    Up to four source rows share one pass over ``acc``. Mirrored taps are not
+    paired here: reading each source row once for two output rows
+    (``_column_pass_two``) saves more than pairing would, and both passes must
+    sum alike. Rows outside the image (constant mode) add ``weight * cval``.
+    """
+    h = plane.shape[0]
+    acc.fill(0)
+    outside = acc.dtype.type(0)  # what the taps reading rows outside the image add
+    a = 0
+    while a < n_taps:
+        n = 0
+        t0 = t1 = t2 = t3 = a
+        while n < 4 and a < n_taps:
+            if _source_index(i + offsets[a], h, mode_y) < 0:
+                outside += weights[a] * cval
+            else:
+                t0, t1, t2, t3 = _place(n, a, t0, t1, t2, t3)
+                n += 1
+            a += 1
+        if n == 0:
+            break
+        _sweep(acc, n,
+               plane[_source_index(i + offsets[t0], h, mode_y)], weights[t0],
+               plane[_source_index(i + offsets[t1], h, mode_y)], weights[t1],
+               plane[_source_index(i + offsets[t2], h, mode_y)], weights[t2],
+               plane[_source_index(i + offsets[t3], h, mode_y)], weights[t3])
+    if outside != 0:
+        for j in range(acc.size):
+            acc[j] += outside
+
+
+def _sweep_two(acc0, acc1, n, r0, r1, r2, r3, r4, w0, w1, w2, w3):
+    """``_sweep`` of rows ``r0 .. r[n-1]`` into ``acc0`` and of ``r1 .. r[n]`` into ``acc1``.
+
+    The same weights and the same operations in the same order as ``_sweep``
+    (so a row comes out bit for bit the same either way), each source row
+    read once for both.
+    """
+    t = acc0.dtype.type
+    for j in range(acc0.size):
+        a, b = t(r0[j]), t(r1[j])
+        s0 = _fmuladd(a, w0, acc0[j])
+        s1 = _fmuladd(b, w0, acc1[j])
+        if n > 1:
+            c = t(r2[j])
+            s0 = _fmuladd(b, w1, s0)
+            s1 = _fmuladd(c, w1, s1)
+            if n > 2:
+                d = t(r3[j])
+                s0 = _fmuladd(c, w2, s0)
+                s1 = _fmuladd(d, w2, s1)
+                if n > 3:
+                    e = t(r4[j])
+                    s0 = _fmuladd(d, w3, s0)
+                    s1 = _fmuladd(e, w3, s1)
+        acc0[j] = s0
+        acc1[j] = s1
+
+
+_sweep_two = numba.njit(inline="always", cache=False)(_sweep_two)
+
+
+def _column_pass_two(acc0, acc1, plane, offsets, weights, n_taps, i):
+    """``_column_pass`` for output rows ``i`` and ``i + 1`` at once, for dense taps.
+
+    The taps' offsets are consecutive and every row they read lies inside the
+    image. The two rows share ``n_taps - 1`` source rows: each is read once
+    and feeds both accumulators, halving the source reads of the vertical
+    pass. Taps are grouped four at a time as ``_column_pass`` groups them, so
+    both give the same values bit for bit.
+    """
+    top = i + offsets[0]  # the source row of tap 0 for output row i
+    acc0.fill(0)
+    acc1.fill(0)
+    a = 0
+    while a < n_taps:
+        n = min(4, n_taps - a)
+        k1, k2, k3 = a + min(1, n - 1), a + min(2, n - 1), a + min(3, n - 1)
+        _sweep_two(acc0, acc1, n, plane[top + a], plane[top + a + 1],
+                   plane[top + min(a + 2, n_taps)], plane[top + min(a + 3, n_taps)],
+                   plane[top + min(a + 4, n_taps)], weights[a], weights[k1], weights[k2],
+                   weights[k3])
+        a += n
+
+
+_column_pass = _helper(_column_pass)
+_column_pass_two = _helper(_column_pass_two)
+
+
+def _pad_row(buf, lo, w, mode_x, pad):
+    """Extend the row ``buf[-lo:-lo + w]`` over the rest of ``buf`` by the border mode.
+
+    ``pad`` is the value outside the image in constant mode.
+    """
+    inner = buf[-lo:-lo + w]
+    for pp in range(-lo):
+        buf[pp] = pad if mode_x == CONSTANT else inner[_source_index(pp + lo, w, mode_x)]
+    for pp in range(w - lo, buf.size):
+        buf[pp] = pad if mode_x == CONSTANT else inner[_source_index(pp + lo, w, mode_x)]
+
+
+def _row_pass(acc, bufs, offsets, weights, counts, lo, t, n_terms, add):
+    """``acc`` (+)= the sum over terms ``t .. n_terms - 1`` of the row pass of ``bufs[t]``.
+
+    ``bufs[t]`` is term ``t``'s padded row (``bufs[t, p]`` is x = p + lo).
+    The taps of all the terms go four at a time through one sweep over
+    ``acc``, so a sum of separable terms writes its output row once, with no
+    row per term.
+    """
+    w = acc.size
+    if not add:
+        acc.fill(0)
+    b = 0
+    while t < n_terms:
+        n = 0
+        t0 = t1 = t2 = t3 = 0
+        b0 = b1 = b2 = b3 = 0
+        while n < 4 and t < n_terms:
+            if n == 0:
+                t0, b0 = t, b
+            elif n == 1:
+                t1, b1 = t, b
+            elif n == 2:
+                t2, b2 = t, b
+            else:
+                t3, b3 = t, b
+            n += 1
+            b += 1
+            if b == counts[t]:
+                t += 1
+                b = 0
+        if n < 2:
+            t1, b1 = t0, b0
+        if n < 3:
+            t2, b2 = t1, b1
+        if n < 4:
+            t3, b3 = t2, b2
+        s0, s1 = offsets[t0, b0] - lo, offsets[t1, b1] - lo
+        s2, s3 = offsets[t2, b2] - lo, offsets[t3, b3] - lo
+        _sweep(acc, n, bufs[t0, s0:s0 + w], weights[t0, b0], bufs[t1, s1:s1 + w],
+               weights[t1, b1], bufs[t2, s2:s2 + w], weights[t2, b2],
+               bufs[t3, s3:s3 + w], weights[t3, b3])
+
+
+def _nonfinite(row):
+    """Whether ``row`` holds NaN or an infinity."""
+    count = 0
+    for j in range(row.size):
+        v = row[j]
+        count += 1 if v - v != 0 else 0
+    return count > 0
+
+
+def _add_square(total, values):
+    """``total += values ** 2``."""
+    for j in range(total.size):
+        total[j] += values[j] * values[j]
+
+
+def _start_row(total, row_out, accumulate):
+    """The terms' ``total`` before the first: the output row itself, or zeros."""
+    for j in range(total.size):
+        total[j] = row_out[j] if accumulate else 0
+
+
+def _finish_row(total, combine, inv_divisor, row_out):
+    """The output row from the terms' ``total``: its square root for a magnitude."""
+    for j in range(total.size):
+        row_out[j] = np.sqrt(total[j]) * inv_divisor if combine == MAGNITUDE else total[j]
+
+
+_pad_row = _helper(_pad_row)
+_row_pass = _helper(_row_pass)
+_nonfinite = _helper(_nonfinite)
+_add_square = _helper(_add_square)
+_start_row = _helper(_start_row)
+_finish_row = _helper(_finish_row)
+
+
+def _separable_2d(src, col_off, col_w, col_n, row_off, row_w, row_n, mode_y, mode_x, cval,
+                  pad_x, combine, inv_divisor, accumulate, out, block, nonfinite):
+    """Sum (or magnitude) of separable terms over the last two axes of ``src`` (P, H, W).
+
+    Term ``t`` correlates columns with ``col_w[t, :col_n[t]]`` and rows with
+    ``row_w[t, :row_n[t]]``. Output rows go two at a time: the vertical pass
+    fills a padded row buffer per row and term that stays in cache (for dense
+    taps away from the top and bottom both rows come from one read of their
+    shared source rows); the horizontal pass reads them, all terms' taps in
+    one sweep for a sum, and each output row is written once. ``pad_x[t]`` is the value
+    outside the image along x in constant mode (what the vertical pass would
+    give there). Sums (several terms, or one added to ``out``) set
+    ``nonfinite[task]`` when a row of that task came out NaN or infinite.
+    """
+    n_planes, h, w = src.shape
+    n_terms = col_n.size
+    lo = 0
+    hi = 0
+    for t in range(n_terms):
+        for b in range(row_n[t]):
+            lo = min(lo, row_off[t, b])
+            hi = max(hi, row_off[t, b])
+    padded = w + hi - lo
+    direct = n_terms == 1 and combine == SUM and not accumulate
+    summed = combine == SUM and not direct  # added up in the output row
+    n_blocks = (h + block - 1) // block
+    for task in prange(n_planes * n_blocks):
+        p = task // n_blocks
+        first = (task % n_blocks) * block
+        last = min(h, first + block)
+        plane = src[p]
+        bufs = np.empty((2, n_terms, padded), out.dtype)
+        hacc = np.empty(w, out.dtype)
+        totals = np.empty((2, w), out.dtype)
+        i = first
+        while i < last:
+            n_rows = min(2, last - i)
+            if not (direct or summed):
+                for r in range(n_rows):
+                    _start_row(totals[r], out[p, i + r], accumulate)
+            for t in range(n_terms):
+                n_col = col_n[t]
+                dense = col_off[t, n_col - 1] - col_off[t, 0] == n_col - 1
+                if (n_rows == 2 and dense and n_col > 1
+                        and i + col_off[t, 0] >= 0 and i + 1 + col_off[t, n_col - 1] < h):
+                    _column_pass_two(bufs[0, t, -lo:-lo + w], bufs[1, t, -lo:-lo + w], plane,
+                                     col_off[t], col_w[t], n_col, i)
+                else:
+                    for r in range(n_rows):
+                        _column_pass(bufs[r, t, -lo:-lo + w], plane, col_off[t], col_w[t],
+                                     n_col, i + r, mode_y, cval)
+                for r in range(n_rows):
+                    _pad_row(bufs[r, t], lo, w, mode_x, pad_x[t])
+                    if not (direct or summed):  # one term's square into the total
+                        _row_pass(hacc, bufs[r], row_off, row_w, row_n, lo, t, t + 1, False)
+                        _add_square(totals[r], hacc)
+            for r in range(n_rows):
+                if direct or summed:
+                    _row_pass(out[p, i + r], bufs[r], row_off, row_w, row_n, lo, 0, n_terms,
+                              accumulate)
+                    if summed and _nonfinite(out[p, i + r]):
+                        nonfinite[task] = 1
+                else:
+                    _finish_row(totals[r], combine, inv_divisor, out[p, i + r])
+            i += n_rows
+
+
+separable_2d_kernel = _jit(_separable_2d)
+
+
+def _edge_magnitude_3x3(src, smooth_y, derivative_y, smooth_x, derivative_x, mode_y, mode_x,
+                        cval, pad_smooth, pad_derivative, inv_divisor, out, block):
+    """``sqrt(gx**2 + gy**2) * inv_divisor`` of a 3x3 edge operator, in one sweep per row.
+
+    Smoothing weights offsets -1, 0, +1 and derivative weights offsets -1 and
+    +1 (the zero centre is left out, as scipy leaves it out of the footprint).
+    Each output row reads its three source rows once, filling the vertically
+    smoothed row ``S`` and differentiated row ``D``; then ``gx =
+    derivative_x(S)`` and ``gy = smooth_x(D)``. ``pad_*`` are the values
+    beyond the image along x in constant mode; rows beyond it hold ``cval``.
+    """
+    n_planes, h, w = src.shape
+    s0, s1, s2 = smooth_y[0], smooth_y[1], smooth_y[2]
+    d0, d2 = derivative_y[0], derivative_y[1]
+    hs0, hs1, hs2 = smooth_x[0], smooth_x[1], smooth_x[2]
+    hd0, hd2 = derivative_x[0], derivative_x[1]
+    n_blocks = (h + block - 1) // block
+    for task in prange(n_planes * n_blocks):
+        p = task // n_blocks
+        first = (task % n_blocks) * block
+        to_acc = out.dtype.type
+        rows_s = np.empty(w + 2, out.dtype)
+        rows_d = np.empty(w + 2, out.dtype)
+        s_in = rows_s[1:w + 1]
+        d_in = rows_d[1:w + 1]
+        outside = np.empty(w, src.dtype)
+        outside[:] = cval
+        for i in range(first, min(h, first + block)):
+            q0 = _source_index(i - 1, h, mode_y)
+            q2 = _source_index(i + 1, h, mode_y)
+            r0 = src[p, q0] if q0 >= 0 else outside
+            r1 = src[p, i]
+            r2 = src[p, q2] if q2 >= 0 else outside
+            for j in range(w):
+                a = to_acc(r0[j])
+                b = to_acc(r1[j])
+                c = to_acc(r2[j])
+                s_in[j] = s0 * a + s1 * b + s2 * c
+                d_in[j] = d0 * a + d2 * c
+            if mode_x == CONSTANT:
+                rows_s[0] = rows_s[w + 1] = pad_smooth
+                rows_d[0] = rows_d[w + 1] = pad_derivative
+            else:
+                left = _source_index(-1, w, mode_x)
+                right = _source_index(w, w, mode_x)
+                rows_s[0], rows_s[w + 1] = s_in[left], s_in[right]
+                rows_d[0], rows_d[w + 1] = d_in[left], d_in[right]
+            s_a, s_c = rows_s[0:w], rows_s[2:w + 2]
+            d_a, d_b, d_c = rows_d[0:w], rows_d[1:w + 1], rows_d[2:w + 2]
+            row_out = out[p, i]
+            for j in range(w):
+                gx = hd0 * s_a[j] + hd2 * s_c[j]
+                gy = hs0 * d_a[j] + hs1 * d_b[j] + hs2 * d_c[j]
+                row_out[j] = np.sqrt(gx * gx + gy * gy) * inv_divisor
+
+
+edge_magnitude_3x3 = _jit(_edge_magnitude_3x3)
+
+
+# --------------------------------------------------------------------------
+# Direct 2-D correlation
+# --------------------------------------------------------------------------
+
+def _fill_padded_row(buf, row, lo, mode_x, cval):
+    """``buf[p]`` = the row extended by the border mode at position ``p + lo``."""
+    n = row.size
+    inside_first = min(max(-lo, 0), buf.size)
+    inside_last = max(min(n - lo, buf.size), inside_first)
+    for p in range(inside_first, inside_last):
+        buf[p] = row[p + lo]
+    for p in range(inside_first):
+        q = _source_index(p + lo, n, mode_x)
+        buf[p] = cval if q < 0 else row[q]
+    for p in range(inside_last, buf.size):
+        q = _source_index(p + lo, n, mode_x)
+        buf[p] = cval if q < 0 else row[q]
+
+
+_fill_padded_row = _helper(_fill_padded_row)
+
+
+def _taps_pass(acc, ring, tap_slot, tap_x, tap_w, lo):
+    """``acc`` = the taps of ``_correlate_2d`` over the padded rows of ``ring``, four per sweep.
+
+    Tap ``t`` reads ring row ``tap_slot[t]`` from x offset ``tap_x[t]``
+    (``ring[s, p]`` is x = p + lo).
+    """
+    w = acc.size
+    acc.fill(0)
+    n_taps = tap_w.size
+    t = 0
+    while t < n_taps:
+        n = min(4, n_taps - t)
+        k1, k2, k3 = t + min(1, n - 1), t + min(2, n - 1), t + min(3, n - 1)
+        s0, s1 = tap_x[t] - lo, tap_x[k1] - lo
+        s2, s3 = tap_x[k2] - lo, tap_x[k3] - lo
+        _sweep(acc, n, ring[tap_slot[t], s0:s0 + w], tap_w[t], ring[tap_slot[k1], s1:s1 + w],
+               tap_w[k1], ring[tap_slot[k2], s2:s2 + w], tap_w[k2],
+               ring[tap_slot[k3], s3:s3 + w], tap_w[k3])
+        t += n
+
+
+_taps_pass = _helper(_taps_pass)
+
+
+def _correlate_2d(src, tap_y, tap_x, tap_w, mode_y, mode_x, cval, out, block):
+    """Direct 2-D correlation of each plane of ``src`` (P, H, W) with the given taps.
+
+    Each task keeps the source rows its output rows read in a ring of
+    border-extended rows, each padded once (``ring[(i + dy) % span]`` holds
+    row ``i + dy``); the taps then go four at a time through one sweep over
+    the output row, in the order given.
+    """
+    n_planes, h, w = src.shape
+    lo = tap_x.min()
+    hi = tap_x.max()
+    top = tap_y.min()
+    span = tap_y.max() - top + 1
+    padded = w + hi - lo
+    n_blocks = (h + block - 1) // block
+    for task in prange(n_planes * n_blocks):
+        p = task // n_blocks
+        first = (task % n_blocks) * block
+        ring = np.empty((span, padded), out.dtype)
+        slots = np.empty(tap_y.size, np.int64)
+        for i in range(first, min(h, first + block)):
+            # rows i + top .. i + top + span - 1; all are new in the task's first row
+            new_first = i + top if i == first else i + top + span - 1
+            for y in range(new_first, i + top + span):
+                q = _source_index(y, h, mode_y)
+                row = ring[y % span]
+                if q < 0:
+                    row[:] = cval
+                else:
+                    _fill_padded_row(row, src[p, q], lo, mode_x, cval)
+            for t in range(tap_y.size):
+                slots[t] = (i + tap_y[t]) % span
+            _taps_pass(out[p, i], ring, slots, tap_x, tap_w, lo)
+
+
+correlate_2d = _jit(_correlate_2d)
+
+
+# --------------------------------------------------------------------------
+# Depthwise (per-channel) filtering, channel-last
+# --------------------------------------------------------------------------
+
+def _fma_flat(acc, weights, values, skip_zero):
+    """``acc += weights * values`` elementwise; zero weights add nothing (not even NaN).
+
+    Values are converted to the accumulator's type first, as a padded copy of
+    them would be, so in-place and copied samples give the same results.
+    """
+    to = acc.dtype.type
+    if skip_zero:
+        for e in range(acc.size):
+            a = acc[e]
+            acc[e] = _fmuladd(to(values[e]), weights[e], a) if weights[e] != 0 else a
+    else:
+        for e in range(acc.size):
+            acc[e] = _fmuladd(to(values[e]), weights[e], acc[e])
+
+
+_fma_flat = numba.njit(inline="always", cache=False)(_fma_flat)
+
+
+def _fill_pixels(buf, src_row, x_first, count, w, n_in, multiplier, mode_x, outside, cval):
+    """``buf`` = ``count`` pixels of a channel-last row from x = ``x_first``, border-extended.
+
+    Each input channel is repeated ``multiplier`` times (the output channel
+    layout ``c*M + m``); ``outside`` marks a row beyond the image in constant
+    mode. Pixels inside the image are copied as one flat run when M is 1.
+    """
+    n_out = n_in * multiplier
+    if outside:
+        buf[:count * n_out] = cval
+        return
+    inside_first = min(max(x_first, 0), w)
+    inside_last = max(min(x_first + count, w), inside_first)
+    if multiplier == 1 and inside_last > inside_first:
+        flat = src_row.reshape(w * n_in)
+        dst = buf[(inside_first - x_first) * n_in:(inside_last - x_first) * n_in]
+        run = flat[inside_first * n_in:inside_last * n_in]
+        for e in range(dst.size):
+            dst[e] = run[e]
+    for pp in range(count):
+        x = x_first + pp
+        if multiplier == 1 and inside_first <= x < inside_last:
+            continue
+        qx = x if 0 <= x < w else _source_index(x, w, mode_x)
+        base = pp * n_out
+        if qx < 0:
+            buf[base:base + n_out] = cval
+        else:
+            pix = src_row[qx]
+            for c in range(n_in):
+                for m in range(multiplier):
+                    buf[base + c * multiplier + m] = pix[c]
+
+
+_fill_pixels = _helper(_fill_pixels)
+
+
+def _depthwise_taps_row(part, tiles, tap_x, has_zero, t, end, lo, n_out, window, first):
+    """Taps ``t .. end`` (one kernel row) of ``_depthwise_2d`` on ``part``, up to four per sweep.
+
+    ``window`` holds the source pixels from x offset ``lo`` on, channel-last;
+    tap ``u`` reads it from ``(tap_x[u] - lo) * n_out``. ``tiles[u]`` holds
+    tap ``u``'s channel weights repeated over a few pixels (a length that is a
+    multiple of ``n_out``, small enough to stay in the L1 cache); ``part`` is
+    swept in pieces of that length. ``first`` writes ``part`` instead of adding
+    to it. Several taps share one sweep, so ``part`` is loaded and stored once
+    per four (or three, two) products; taps with a zero weight go one at a
+    time, leaving that channel's product out.
+    """
+    length = part.size
+    period = tiles.shape[1]
+    to = part.dtype.type  # samples read in place are converted as a padded copy is
+    zero = to(0)
+    while t < end:
+        group = min(4, end - t)
+        if group == 4 and end - t in (5, 6):
+            group = 3  # 5 and 6 taps as 3 + 2 and 3 + 3, not 4 + 1 and 4 + 2
+        for u in range(t, t + group):
+            if has_zero[u]:
+                group = 1
+        a = (tap_x[t] - lo) * n_out
+        b = (tap_x[t + 1] - lo) * n_out if group > 1 else a
+        c = (tap_x[t + 2] - lo) * n_out if group > 2 else a
+        d = (tap_x[t + 3] - lo) * n_out if group > 3 else a
+        for s0 in range(0, length, period):
+            n = min(period, length - s0)
+            acc = part[s0:s0 + n]
+            va, wa = window[a + s0:a + s0 + n], tiles[t, :n]
+            if group == 1:
+                if first:
+                    acc[:] = zero
+                _fma_flat(acc, wa, va, has_zero[t])
+                continue
+            vb, wb = window[b + s0:b + s0 + n], tiles[t + 1, :n]
+            if group == 2:
+                if first:
+                    for e in range(n):
+                        acc[e] = _fmuladd(to(vb[e]), wb[e], to(va[e]) * wa[e])
+                else:
+                    for e in range(n):
+                        acc[e] = _fmuladd(to(vb[e]), wb[e], _fmuladd(to(va[e]), wa[e], acc[e]))
+                continue
+            vc, wc = window[c + s0:c + s0 + n], tiles[t + 2, :n]
+            if group == 3:
+                if first:
+                    for e in range(n):
+                        s = _fmuladd(to(vb[e]), wb[e], to(va[e]) * wa[e])
+                        acc[e] = _fmuladd(to(vc[e]), wc[e], s)
+                else:
+                    for e in range(n):
+                        s = _fmuladd(to(vb[e]), wb[e], _fmuladd(to(va[e]), wa[e], acc[e]))
+                        acc[e] = _fmuladd(to(vc[e]), wc[e], s)
+                continue
+            vd, wd = window[d + s0:d + s0 + n], tiles[t + 3, :n]
+            if first:
+                for e in range(n):
+                    s = _fmuladd(to(vb[e]), wb[e], to(va[e]) * wa[e])
+                    acc[e] = _fmuladd(to(vd[e]), wd[e], _fmuladd(to(vc[e]), wc[e], s))
+            else:
+                for e in range(n):
+                    s = _fmuladd(to(vb[e]), wb[e], _fmuladd(to(va[e]), wa[e], acc[e]))
+                    acc[e] = _fmuladd(to(vd[e]), wd[e], _fmuladd(to(vc[e]), wc[e], s))
+        t += group
+        first = False
+
+
+_depthwise_taps_row = _helper(_depthwise_taps_row)
+
+
+
+def _depthwise_taps_3x3(part, tiles, tap_x, lo, n_out, top, middle, bottom):
+    """All nine taps of a dense 3x3 kernel on ``part``, in one sweep.
+
+    ``top``, ``middle`` and ``bottom`` are the source rows of kernel rows 0,
+    1 and 2, read in place as in ``_depthwise_taps_row``. The products join
+    one chain of multiply-adds in tap order, the same operations as three
+    ``_depthwise_taps_row`` sweeps, so results do not depend on which ran.
+    """
+    length = part.size
+    period = tiles.shape[1]
+    to = part.dtype.type
+    a, b, c = (tap_x[0] - lo) * n_out, (tap_x[1] - lo) * n_out, (tap_x[2] - lo) * n_out
+    d, e, f = (tap_x[3] - lo) * n_out, (tap_x[4] - lo) * n_out, (tap_x[5] - lo) * n_out
+    g, k, m = (tap_x[6] - lo) * n_out, (tap_x[7] - lo) * n_out, (tap_x[8] - lo) * n_out
+    for s0 in range(0, length, period):
+        n = min(period, length - s0)
+        acc = part[s0:s0 + n]
+        v0, v1, v2 = top[a + s0:a + s0 + n], top[b + s0:b + s0 + n], top[c + s0:c + s0 + n]
+        v3, v4 = middle[d + s0:d + s0 + n], middle[e + s0:e + s0 + n]
+        v5 = middle[f + s0:f + s0 + n]
+        v6, v7 = bottom[g + s0:g + s0 + n], bottom[k + s0:k + s0 + n]
+        v8 = bottom[m + s0:m + s0 + n]
+        t0, t1, t2, t3, t4 = tiles[0, :n], tiles[1, :n], tiles[2, :n], tiles[3, :n], tiles[4, :n]
+        t5, t6, t7, t8 = tiles[5, :n], tiles[6, :n], tiles[7, :n], tiles[8, :n]
+        for j in range(n):
+            x = _fmuladd(to(v2[j]), t2[j], _fmuladd(to(v1[j]), t1[j], to(v0[j]) * t0[j]))
+            x = _fmuladd(to(v5[j]), t5[j], _fmuladd(to(v4[j]), t4[j], _fmuladd(to(v3[j]), t3[j], x)))
+            acc[j] = _fmuladd(to(v8[j]), t8[j],
+                              _fmuladd(to(v7[j]), t7[j], _fmuladd(to(v6[j]), t6[j], x)))
+
+
+_depthwise_taps_3x3 = _helper(_depthwise_taps_3x3)
+
+
+def _depthwise_2d(src, tap_y, tap_x, tap_tiles, tap_has_zero, multiplier, mode_y, mode_x,
+                  cval, row_start, out, chunk, block):
+    """Per-channel 2-D correlation of ``src`` (P, H, W, C) into ``out`` (P, R, W, C*M).
+
+    Output channel ``c*M + m`` correlates input channel ``c`` with its own
+    kernel, given as one tap list shared by all channels (offsets ``tap_y``,
+    ``tap_x``, sorted by ``tap_y``) and per tap the channels' weights tiled
+    over a few pixels (``tap_tiles[t]``, a multiple of ``C * M`` long), so the
+    inner loop is one flat vector loop over (x, channel), written straight
+    into the output row, ``chunk`` pixels at a time. Away from the left and right borders (and with M = 1)
+    the taps read the source row in place; elsewhere a border-extended copy.
+    A zero weight is left out for its channel (``tap_has_zero`` marks taps
+    that have one). Output rows are image rows ``row_start .. row_start + R``,
+    for callers working in row bands.
+    """
+    n_planes, h, w, n_in = src.shape
+    n_rows = out.shape[1]
+    n_out = n_in * multiplier
+    lo = tap_x.min()
+    hi = tap_x.max()
+    n_taps = tap_y.size
+    inner_first = min(w, max(0, -lo)) if multiplier == 1 else w
+    inner_last = max(inner_first, min(w, w - hi))
+    # a dense 3x3 kernel (rows of three taps, no zero weight) runs in one sweep where
+    # all its rows are read in place
+    nine = n_taps == 9 and not tap_has_zero.any()
+    for t in range(0, n_taps if nine else 0, 3):
+        nine = nine and tap_y[t] == tap_y[t + 2]
+    n_blocks = (n_rows + block - 1) // block
+    for task in prange(n_planes * n_blocks):
+        p = task // n_blocks
+        first = (task % n_blocks) * block
+        buf = np.empty((chunk + hi - lo) * n_out, out.dtype)
+        for r in range(first, min(n_rows, first + block)):
+            i = row_start + r
+            row_out = out[p, r].reshape(w * n_out)
+            x0 = 0
+            while x0 < w:
+                # pixels [inner_first, inner_last) read only pixels inside the image
+                if x0 < inner_first:
+                    n_px = min(chunk, inner_first - x0)
+                elif x0 < inner_last:
+                    n_px = min(chunk, inner_last - x0)
+                else:
+                    n_px = min(chunk, w - x0)
+                part = row_out[x0 * n_out:(x0 + n_px) * n_out]
+                in_place = inner_first <= x0 < inner_last
+                span = (n_px + hi - lo) * n_out
+                t = 0
+                if nine and in_place:
+                    q0 = _source_index(i + tap_y[0], h, mode_y)
+                    q1 = _source_index(i + tap_y[3], h, mode_y)
+                    q2 = _source_index(i + tap_y[6], h, mode_y)
+                    if q0 >= 0 and q1 >= 0 and q2 >= 0:
+                        at = (x0 + lo) * n_in
+                        _depthwise_taps_3x3(part, tap_tiles, tap_x, lo, n_out,
+                                            src[p, q0].reshape(w * n_in)[at:at + span],
+                                            src[p, q1].reshape(w * n_in)[at:at + span],
+                                            src[p, q2].reshape(w * n_in)[at:at + span])
+                        t = n_taps
+                while t < n_taps:
+                    dy = tap_y[t]
+                    end = t
+                    while end < n_taps and tap_y[end] == dy:
+                        end += 1
+                    q = _source_index(i + dy, h, mode_y)
+                    if in_place and q >= 0:
+                        at = (x0 + lo) * n_in
+                        window = src[p, q].reshape(w * n_in)[at:at + span]
+                        _depthwise_taps_row(part, tap_tiles, tap_x, tap_has_zero, t, end, lo,
+                                            n_out, window, t == 0)
+                    else:
+                        _fill_pixels(buf, src[p, max(q, 0)], x0 + lo, n_px + hi - lo, w, n_in,
+                                     multiplier, mode_x, q < 0, cval)
+                        _depthwise_taps_row(part, tap_tiles, tap_x, tap_has_zero, t, end, lo,
+                                            n_out, buf[:span], t == 0)
+                    t = end
+                x0 += n_px
+
+
+depthwise_2d = _jit(_depthwise_2d)
+
+
+def _gather_planar(planar, width, src_plane, q_first, x_first, h, w, multiplier, mode_y,
+                   mode_x, cval):
+    """``planar[k, j, xx]`` = input channel ``k // multiplier`` at row ``q_first + j``, x ``x_first + xx``.
+
+    Channel-last source rows become one border-extended row per output
+    channel (its first ``width`` values), converted to the accumulator's type.
+    """
+    n_out, n_rows = planar.shape[0], planar.shape[1]
+    n_in = src_plane.shape[2]
+    to = planar.dtype.type
+    inside_first = min(max(-x_first, 0), width)
+    inside_last = max(min(w - x_first, width), inside_first)
+    for j in range(n_rows):
+        q = _source_index(q_first + j, h, mode_y)
+        if q < 0:
+            for k in range(n_out):
+                planar[k, j, :width] = cval
+            continue
+        flat = src_plane[q].reshape(w * n_in)
+        # pixels inside the image: 16 at a time for many channels (each pixel's channels
+        # are read together), else one channel at a time
+        blocks = (inside_last - inside_first) // 16 if n_in >= 8 else 0
+        for b in range(blocks):
+            xx = inside_first + 16 * b
+            pixels = src_plane[q, x_first + xx:x_first + xx + 16]
+            for k in range(n_out):
+                dst = planar[k, j, xx:xx + 16]
+                c = k // multiplier
+                for x in range(16):
+                    dst[x] = to(pixels[x, c])
+        for k in range(n_out):
+            c = k // multiplier
+            row = planar[k, j, :width]
+            inside = row[inside_first + 16 * blocks:inside_last]
+            run = flat[(x_first + inside_first + 16 * blocks) * n_in + c:]
+            for xx in range(inside.size):
+                inside[xx] = to(run[xx * n_in])
+            for xx in range(inside_first):
+                qx = _source_index(x_first + xx, w, mode_x)
+                row[xx] = cval if qx < 0 else to(flat[qx * n_in + c])
+            for xx in range(inside_last, width):
+                qx = _source_index(x_first + xx, w, mode_x)
+                row[xx] = cval if qx < 0 else to(flat[qx * n_in + c])
+
+
+def _planar_channel(acc0, acc1, two, rows, top, columns, dense):
+    """One output channel of ``_depthwise_planar`` for output row ``top`` (and ``top + 1``).
+
+    ``rows[j]`` is the channel's padded source row ``j``; ``columns[dx, dy]``
+    its kernel (``dense[dx]`` when column ``dx`` has no zero weight). Column by
+    column, up to four taps share a sweep. A pair of output rows reads each
+    source row of a dense column once for both; every other column goes row by
+    row, leaving zero weights out. Either way a row gets the same operations
+    in the same order.
+    """
+    n = acc0.size
+    kw, kh = columns.shape
+    acc0.fill(0)
+    if two:
+        acc1.fill(0)
+    for dx in range(kw):
+        col = columns[dx]
+        if two and dense[dx] and kh > 1:
+            a = 0
+            while a < kh:
+                g = min(4, kh - a)
+                r = top + a
+                _sweep_two(acc0, acc1, g, rows[r, dx:dx + n], rows[r + 1, dx:dx + n],
+                           rows[r + min(2, g), dx:dx + n], rows[r + min(3, g), dx:dx + n],
+                           rows[r + min(4, g), dx:dx + n], col[a], col[a + min(1, g - 1)],
+                           col[a + min(2, g - 1)], col[a + min(3, g - 1)])
+                a += g
+            continue
+        for r in range(2 if two else 1):
+            acc = acc0 if r == 0 else acc1
+            a = 0
+            while a < kh:
+                g = 0
+                t0 = t1 = t2 = t3 = a
+                while g < 4 and a < kh:
+                    if col[a] != 0:
+                        t0, t1, t2, t3 = _place(g, a, t0, t1, t2, t3)
+                        g += 1
+                    a += 1
+                if g == 0:
+                    break
+                b = top + r
+                _sweep(acc, g, rows[b + t0, dx:dx + n], col[t0], rows[b + t1, dx:dx + n],
+                       col[t1], rows[b + t2, dx:dx + n], col[t2], rows[b + t3, dx:dx + n],
+                       col[t3])
+
+
+def _scatter_planar(planar_rows, n_rows, n, out_rows, x_first):
+    """``out_rows[r, x_first + x, k]`` = ``planar_rows[r, k, x]`` for ``x < n``: back to channel-last."""
+    n_out = planar_rows.shape[1]
+    for r in range(n_rows):
+        src = planar_rows[r]
+        if n_out >= 8:  # each pixel's channels written together
+            dst = out_rows[r]
+            for x in range(n):
+                pix = dst[x_first + x]
+                for k in range(n_out):
+                    pix[k] = src[k, x]
+        else:
+            flat = out_rows[r].reshape(out_rows.shape[1] * n_out)
+            for k in range(n_out):
+                run = flat[x_first * n_out + k:]
+                values = src[k, :n]
+                for x in range(n):
+                    run[x * n_out] = values[x]
+
+
+_gather_planar = _helper(_gather_planar)
+_planar_channel = _helper(_planar_channel)
+_scatter_planar = _helper(_scatter_planar)
+
+
+def _depthwise_planar(src, columns, dense, top, left, multiplier, mode_y, mode_x, cval,
+                      row_start, out, chunk, block):
+    """Per-channel 2-D correlation of ``src`` (P, H, W, C) into ``out`` (P, R, W, C*M), planar.
+
+    For larger kernels. Each task takes a block of output rows and, a chunk of
+    ``chunk`` pixels at a time, gathers the source rows they read into one
+    padded row per output channel (``_gather_planar``). Each channel's weights
+    are then scalars, and each tap is one vector multiply-add along x, as in
+    the separable passes; rows come back to channel-last at the end. Output
+    channel ``k`` correlates with ``columns[k]`` (kw, kh), the kernel
+    transposed, anchored at row ``top`` and column ``left``. Output rows are
+    image rows ``row_start .. row_start + R``.
+    """
+    n_planes, h, w, n_in = src.shape
+    n_rows = out.shape[1]
+    n_out = n_in * multiplier
+    kw, kh = columns.shape[1], columns.shape[2]
+    n_blocks = (n_rows + block - 1) // block
+    for task in prange(n_planes * n_blocks):
+        p = task // n_blocks
+        first = (task % n_blocks) * block
+        last = min(n_rows, first + block)
+        n_src = last - first + kh - 1
+        planar = np.empty((n_out, n_src, chunk + kw - 1), out.dtype)
+        result = np.empty((2, n_out, chunk), out.dtype)
+        for x0 in range(0, w, chunk):
+            n_px = min(chunk, w - x0)
+            _gather_planar(planar, n_px + kw - 1, src[p], row_start + first - top,
+                           x0 - left, h, w, multiplier, mode_y, mode_x, cval)
+            r = first
+            while r < last:
+                two = last - r > 1
+                for k in range(n_out):
+                    _planar_channel(result[0, k, :n_px], result[1, k, :n_px], two, planar[k],
+                                    r - first, columns[k], dense[k])
+                count = 2 if two else 1
+                _scatter_planar(result, count, n_px, out[p, r:r + count], x0)
+                r += count
+
+
+depthwise_planar = _jit(_depthwise_planar)
+
+
+def _depthwise_passes_2d(src, col_off, col_tiles, col_zero, row_off, row_tiles, row_zero,
+                         multiplier, mode_y, mode_x, cval, pad_x, row_start, out, chunk,
+                         block):
+    """Per-channel rank-1 kernels as a column pass and a row pass, channel-last.
+
+    Like ``_depthwise_2d``, but output channel ``k`` correlates with
+    ``outer(column_k, row_k)``: the column pass fills a padded row buffer for
+    the whole width, the row pass reads it. Weights come tiled over ``chunk``
+    pixels; ``pad_x[k]`` is the value outside the image along x in constant
+    mode. Zero weights are left out per channel.
+    """
+    n_planes, h, w, n_in = src.shape
+    n_rows = out.shape[1]
+    n_out = n_in * multiplier
+    lo = min(0, row_off.min())  # the buffer holds the row itself and both reaches
+    hi = max(0, row_off.max())
+    padded = w + hi - lo
+    n_blocks = (n_rows + block - 1) // block
+    for task in prange(n_planes * n_blocks):
+        p = task // n_blocks
+        first = (task % n_blocks) * block
+        buf = np.empty(padded * n_out, out.dtype)
+        inner = buf[-lo * n_out:(w - lo) * n_out]
+        pixels = np.empty(chunk * n_out, out.dtype)
+        for r in range(first, min(n_rows, first + block)):
+            i = row_start + r
+            inner[:] = 0
+            for a in range(col_off.size):
+                q = _source_index(i + col_off[a], h, mode_y)
+                for x0 in range(0, w, chunk):
+                    length = min(chunk, w - x0) * n_out
+                    target = inner[x0 * n_out:x0 * n_out + length]
+                    if q >= 0 and multiplier == 1:  # the source row itself, any dtype
+                        _fma_flat(target, col_tiles[a, :length],
+                                  src[p, q].reshape(w * n_in)[x0 * n_in:x0 * n_in + length],
+                                  col_zero[a])
+                    else:
+                        _fill_pixels(pixels, src[p, max(q, 0)], x0, length // n_out, w, n_in,
+                                     multiplier, mode_x, q < 0, cval)
+                        _fma_flat(target, col_tiles[a, :length], pixels[:length], col_zero[a])
+            for pp in range(padded):
+                if 0 <= pp + lo < w:
+                    continue
+                base = pp * n_out
+                if mode_x == CONSTANT:
+                    buf[base:base + n_out] = pad_x
+                else:
+                    s = (_source_index(pp + lo, w, mode_x) - lo) * n_out
+                    buf[base:base + n_out] = buf[s:s + n_out]
+            row_out = out[p, r].reshape(w * n_out)
+            row_out[:] = 0
+            for b in range(row_off.size):
+                for x0 in range(0, w, chunk):
+                    length = min(chunk, w - x0) * n_out
+                    start = (x0 + row_off[b] - lo) * n_out
+                    _fma_flat(row_out[x0 * n_out:x0 * n_out + length], row_tiles[b, :length],
+                              buf[start:start + length], row_zero[b])
+
+
+depthwise_passes_2d = _jit(_depthwise_passes_2d)
