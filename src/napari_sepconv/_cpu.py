@@ -28,7 +28,20 @@ from ._cpu_kernels import (
     edge_magnitude_3x3,
     separable_2d_kernel,
 )
-from ._lowering import as_type, depthwise_taps, edge_operator_3x3, pack_taps, shared_taps, symmetry
+from ._lowering import (
+    PreparedArrays,
+    as_type,
+    depthwise_taps,
+    edge_operator_3x3,
+    pack_taps,
+    shared_taps,
+    symmetry,
+)
+
+name = "cpu"
+
+# Kernel arguments derived from a plan's taps, kept for the plan's next call.
+_prepared = PreparedArrays()
 
 # --------------------------------------------------------------------------
 # Serialising parallel calls where the threading layer is not thread-safe
@@ -38,6 +51,49 @@ _layer_lock = threading.Lock()
 _layer_checked = False
 _serialise = True
 
+# Inputs of fewer elements run their kernel on the calling thread alone: waking the
+# worker threads costs more than they save there (measured with benchmarks/bench.py's
+# small-image rows: 64^2 Sobel gains nothing from a second thread, 256^2 does), and on a
+# busy machine a parallel region can wait milliseconds for threads that have no work.
+SERIAL_ELEMENTS = 1 << 15
+
+
+def _thread_count_controls():
+    """Numba's per-thread ``(get, set)`` of the thread count, as cheap as they come.
+
+    The C entry points skip ``numba.set_num_threads``'s checks (a few µs per
+    call); they exist once the threading layer has started.
+    """
+    numba.get_num_threads()  # starts the threading layer
+    from numba.np.ufunc import parallel
+
+    get = getattr(parallel, "_get_num_threads", None)
+    set_ = getattr(parallel, "_set_num_threads", None)
+    if get is None or set_ is None:  # another Numba: the public, checked functions
+        return numba.get_num_threads, numba.set_num_threads
+    return get, set_
+
+
+_thread_controls = None
+
+
+def _call(kernel, args):
+    """Call ``kernel``; on one thread when its input (``args[0]``) is small."""
+    global _thread_controls
+    if args[0].size >= SERIAL_ELEMENTS:
+        return kernel(*args)
+    if _thread_controls is None:
+        _thread_controls = _thread_count_controls()
+    get, set_ = _thread_controls
+    threads = get()
+    if threads == 1:
+        return kernel(*args)
+    set_(1)
+    try:
+        return kernel(*args)
+    finally:
+        set_(threads)
+
 
 def run(kernel, *args):
     """Call a parallel kernel, serialising calls if the threading layer needs it.
@@ -45,13 +101,14 @@ def run(kernel, *args):
     Numba's ``workqueue`` layer (what loads where neither OpenMP nor TBB is
     available) aborts the process when two threads enter parallel code at
     once; ``omp`` and ``tbb`` are safe. The layer is known only after the
-    first parallel call, which therefore always runs under the lock.
+    first parallel call, which therefore always runs under the lock. A small
+    input runs on the calling thread alone (``SERIAL_ELEMENTS``).
     """
     global _layer_checked, _serialise
     if _layer_checked and not _serialise:
-        return kernel(*args)
+        return _call(kernel, args)
     with _layer_lock:
-        result = kernel(*args)
+        result = _call(kernel, args)
         if not _layer_checked:
             _serialise = numba.threading_layer() == "workqueue" or bool(
                 os.environ.get("SEPCONV_SERIALISE")
@@ -77,10 +134,9 @@ def correlate_axis(src, axis, offsets, weights, mode, cval, out):
     inner = int(np.prod(shape[axis + 1:], dtype=np.int64))
     outer = int(np.prod(shape[:axis], dtype=np.int64))
     dtype = out.dtype
-    w = as_type(weights, dtype)
-    off = as_type(offsets, np.int64)
+    off, w, sym = _prepared.get(weights, dtype, lambda: (
+        as_type(offsets, np.int64), as_type(weights, dtype), symmetry(offsets, weights)))
     c = dtype.type(cval)
-    sym = symmetry(offsets, weights)
     if inner == 1:
         run(correlate_lines, src.reshape(outer, n), off, w, sym, mode, c,
             out.reshape(outer, n), ROWS_PER_TASK)
@@ -91,6 +147,17 @@ def correlate_axis(src, axis, offsets, weights, mode, cval, out):
             out.reshape(outer, n, inner), ROWS_PER_TASK)
 
 
+def _prepare_separable_2d(cols, rows, pad_x, combine, accumulate, dtype):
+    """The arrays ``separable_2d`` hands its kernel for these taps."""
+    edge = edge_operator_3x3(cols, rows) if combine == MAGNITUDE and not accumulate else None
+    if edge is not None:
+        gx, gy = edge
+        return edge, (as_type(cols[gx][1], dtype), as_type(cols[gy][1], dtype),
+                      as_type(rows[gy][1], dtype), as_type(rows[gx][1], dtype),
+                      dtype.type(pad_x[gx]), dtype.type(pad_x[gy]))
+    return None, pack_taps(cols, dtype) + pack_taps(rows, dtype) + (as_type(pad_x, dtype),)
+
+
 def separable_2d(src, cols, rows, mode_y, mode_x, cval, pad_x, combine, divisor,
                  accumulate, out):
     """Fused separable terms over the last two axes of ``src`` (any leading axes)."""
@@ -98,24 +165,22 @@ def separable_2d(src, cols, rows, mode_y, mode_x, cval, pad_x, combine, divisor,
         return
     h, w = src.shape[-2:]
     dtype = out.dtype
-    edge = edge_operator_3x3(cols, rows) if combine == MAGNITUDE and not accumulate else None
+    edge, arrays = _prepared.get(cols, (dtype, combine, accumulate), lambda: (
+        _prepare_separable_2d(cols, rows, pad_x, combine, accumulate, dtype)))
     if edge is not None:
-        gx, gy = edge
         if mode_y == CONSTANT and src.dtype != dtype:
             src = src.astype(dtype)  # rows outside hold cval, so rows share its type
-        run(edge_magnitude_3x3, src.reshape(-1, h, w), as_type(cols[gx][1], dtype),
-            as_type(cols[gy][1], dtype), as_type(rows[gy][1], dtype),
-            as_type(rows[gx][1], dtype), mode_y, mode_x, dtype.type(cval),
-            dtype.type(pad_x[gx]), dtype.type(pad_x[gy]), dtype.type(1.0 / divisor),
-            out.reshape(-1, h, w), ROWS_PER_TASK)
+        smooth_y, derivative_y, smooth_x, derivative_x, pad_gx, pad_gy = arrays
+        run(edge_magnitude_3x3, src.reshape(-1, h, w), smooth_y, derivative_y, smooth_x,
+            derivative_x, mode_y, mode_x, dtype.type(cval), pad_gx, pad_gy,
+            dtype.type(1.0 / divisor), out.reshape(-1, h, w), ROWS_PER_TASK)
         return
-    col_off, col_w, col_n = pack_taps(cols, dtype)
-    row_off, row_w, row_n = pack_taps(rows, dtype)
+    col_off, col_w, col_n, row_off, row_w, row_n, pads = arrays
     planes = src.reshape(-1, h, w)
     nonfinite = np.zeros(planes.shape[0] * -(-h // ROWS_PER_TASK), np.uint8)
     run(separable_2d_kernel, planes, col_off, col_w, col_n,
         row_off, row_w, row_n, mode_y, mode_x, dtype.type(cval),
-        as_type(pad_x, dtype), combine, dtype.type(1.0 / divisor), bool(accumulate),
+        pads, combine, dtype.type(1.0 / divisor), bool(accumulate),
         out.reshape(-1, h, w), ROWS_PER_TASK, nonfinite)
     return None if combine != SUM or (len(cols) == 1 and not accumulate) else not nonfinite.any()
 
@@ -221,18 +286,46 @@ def channels_back(arr, channel_axis):
     return np.moveaxis(arr, 0, channel_axis)
 
 
-def cast_output(result, dtype, output):
-    """scipy.ndimage's output handling: fill ``output`` if it is an array, else cast.
+def copy_into(out, result):
+    """Fill the caller's array ``out`` with ``result`` (same shape)."""
+    np.copyto(out, result, casting="unsafe")
 
-    Values become integers by truncation toward zero, and booleans from those
-    integers (so 0.7 is False), as scipy's C casts do.
+
+def depthwise_separable(src, op, weights, bias, out):
+    """Depthwise op then pointwise mixing of ``src`` (P, H, W, C) into ``out`` (P, H, W, C_out).
+
+    Computed in bands of rows through a bounded buffer, so the depthwise
+    result is never held whole.
     """
-    if dtype == np.bool_:
-        result = np.trunc(result) != 0
-    if isinstance(output, np.ndarray):
-        np.copyto(output, result, casting="unsafe")
-        return output
-    return result if result.dtype == dtype else result.astype(dtype)
+    n_planes, h, width, _ = src.shape
+    n_mid = op.flat.shape[0]
+    n_out = out.shape[3]
+    band = max(1, min(h, BAND_ELEMENTS // max(1, width * n_mid)))
+    mid = empty((1, band, width, n_mid), out.dtype)
+    for p in range(n_planes):
+        for row in range(0, h, band):
+            rows = min(band, h - row)
+            part = mid[:, :rows]
+            op.run(_engine_self(), src[p:p + 1], part, row_start=row)
+            pointwise(part.reshape(-1, n_mid), weights, bias,
+                      out[p, row:row + rows].reshape(-1, n_out))
+
+
+# Depthwise results per band of ``depthwise_separable``, in elements (~4 MB of float32).
+BAND_ELEMENTS = 1 << 20
+
+
+def _engine_self():
+    import sys
+
+    return sys.modules[__name__]
+
+
+def cast_output(result, dtype, output):
+    """scipy.ndimage's output handling: fill ``output`` if it is an array, else cast."""
+    from ._casting import cast_output as cast
+
+    return cast(result, dtype, output)
 
 
 def depthwise_passes(src, columns, rows, multiplier, mode_y, mode_x, cval, pad_x, out,
