@@ -35,6 +35,19 @@ from .edges import (
 )
 from .kernels import SeparableKernel, separate_kernel
 from .separable import convolve1d, correlate1d, filter2d, separable_filter
+from .smoothing import (
+    difference_of_gaussians,
+    gaussian,
+    gaussian_filter,
+    gaussian_filter1d,
+    gaussian_gradient_magnitude,
+    gaussian_laplace,
+    laplace,
+    ndimage_laplace,
+    uniform_filter,
+    uniform_filter1d,
+    unsharp_mask,
+)
 
 __version__ = "0.1.0"
 
@@ -46,11 +59,19 @@ __all__ = [
     "correlate1d",
     "depthwise_filter",
     "depthwise_separable_filter",
+    "difference_of_gaussians",
     "farid",
     "farid_h",
     "farid_v",
     "filter2d",
+    "gaussian",
+    "gaussian_filter",
+    "gaussian_filter1d",
+    "gaussian_gradient_magnitude",
+    "gaussian_laplace",
     "get_backend",
+    "laplace",
+    "ndimage_laplace",
     "pointwise_filter",
     "prewitt",
     "prewitt_h",
@@ -64,4 +85,7 @@ __all__ = [
     "sobel",
     "sobel_h",
     "sobel_v",
+    "uniform_filter",
+    "uniform_filter1d",
+    "unsharp_mask",
 ]

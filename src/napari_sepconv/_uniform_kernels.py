@@ -1,0 +1,198 @@
+"""CPU kernels of the running-sum (uniform) filter: O(1) work per sample, any size.
+
+Each line is extended by its border mode (the caller passes ``source``: for every
+position of the extended line, the index of the sample read there, -1 for ``cval``)
+and swept once, adding the sample entering the window and subtracting the one
+leaving it. The running sum is kept as an unevaluated pair ``hi + lo`` of float64
+(an error-free ``two_sum`` per update, renormalised): its error is about 2**-100 of
+the window's magnitude, so ``(hi + lo) / size`` is the float64 mean of the window
+whatever came before it on the line. That is what makes a result independent of
+where a line starts (dask blocks, CUDA threads) and equal to scipy.ndimage's values
+(exactly for integer input, whose sums are exact in float64; to float64 rounding
+for float input, where scipy's plain running sum drifts).
+
+The same update (:func:`accumulate`) is compiled inline into the CUDA kernel
+(``_uniform_cuda``), so both backends perform identical arithmetic.
+
+This module imports Numba and is imported on first use only.
+"""
+
+import numba
+import numpy as np
+from numba import prange
+
+# Lines swept together by the last-axis kernel: independent running sums keep the
+# floating-point units busy while each line is read in order.
+LINES_PER_TASK = 16
+# Columns swept together by the other-axes kernel (one contiguous run of a row).
+COLUMNS_PER_TASK = 512
+
+
+def _two_sum(a, b):
+    s = a + b
+    bb = s - a
+    return s, (a - (s - bb)) + (b - bb)
+
+
+def _accumulate(hi, lo, value):
+    """``hi + lo + value`` as a renormalised pair (error-free up to ``lo``'s rounding)."""
+    s = hi + value
+    bb = s - hi
+    err = (hi - (s - bb)) + (value - bb)
+    lo = lo + err
+    hi = s + lo
+    lo = lo - (hi - s)
+    return hi, lo
+
+
+accumulate = numba.njit(inline="always", cache=False)(_accumulate)
+
+
+def _jit(func):
+    """``@njit(parallel=True)`` with the on-disk cache where one can be written."""
+    try:
+        return numba.njit(parallel=True, cache=True, nogil=True)(func)
+    except RuntimeError:  # no writable cache location (read-only install)
+        return numba.njit(parallel=True, cache=False, nogil=True)(func)
+
+
+@_jit
+def uniform_last_axis(src, source, size, cval, out, nonfinite):
+    """Running means along the last axis of the 2-D ``src`` (lines, n) into ``out``.
+
+    Non-finite samples count as zero here; ``nonfinite[line]`` is set where a line
+    met one, for :func:`fix_nonfinite` to correct the windows they fall in.
+    """
+    n_lines, n = src.shape
+    inv = np.float64(size)
+    n_tasks = (n_lines + LINES_PER_TASK - 1) // LINES_PER_TASK
+    for task in prange(n_tasks):
+        first = task * LINES_PER_TASK
+        m = min(LINES_PER_TASK, n_lines - first)
+        hi = np.zeros(LINES_PER_TASK)
+        lo = np.zeros(LINES_PER_TASK)
+        bad = np.zeros(LINES_PER_TASK)
+        for k in range(size):
+            j = source[k]
+            for r in range(m):
+                v = cval if j < 0 else np.float64(src[first + r, j])
+                finite = v - v == 0.0
+                bad[r] += 0.0 if finite else 1.0
+                hi[r], lo[r] = accumulate(hi[r], lo[r], v if finite else 0.0)
+        for r in range(m):
+            out[first + r, 0] = (hi[r] + lo[r]) / inv
+        for i in range(1, n):
+            j_in = source[i + size - 1]
+            j_out = source[i - 1]
+            for r in range(m):
+                v_in = cval if j_in < 0 else np.float64(src[first + r, j_in])
+                v_out = cval if j_out < 0 else np.float64(src[first + r, j_out])
+                finite = v_in - v_in == 0.0
+                bad[r] += 0.0 if finite else 1.0
+                h, lw = accumulate(hi[r], lo[r], v_in if finite else 0.0)
+                hi[r], lo[r] = accumulate(h, lw, 0.0 if v_out - v_out != 0.0 else -v_out)
+                out[first + r, i] = (hi[r] + lo[r]) / inv
+        for r in range(m):
+            nonfinite[first + r] = bad[r] > 0.0
+
+
+@_jit
+def uniform_middle_axis(src, source, size, cval, out, nonfinite):
+    """Running means along axis 1 of the 3-D ``src`` (outer, n, inner) into ``out``.
+
+    As :func:`uniform_last_axis`; ``nonfinite`` has one flag per outer index and
+    block of :data:`COLUMNS_PER_TASK` columns.
+    """
+    n_outer, n, n_inner = src.shape
+    inv = np.float64(size)
+    per_outer = (n_inner + COLUMNS_PER_TASK - 1) // COLUMNS_PER_TASK
+    for task in prange(n_outer * per_outer):
+        o = task // per_outer
+        c0 = (task % per_outer) * COLUMNS_PER_TASK
+        w = min(COLUMNS_PER_TASK, n_inner - c0)
+        hi = np.zeros(w)
+        lo = np.zeros(w)
+        bad = 0.0
+        for k in range(size):
+            j = source[k]
+            row = src[o, max(j, 0), c0:c0 + w]
+            for c in range(w):
+                v = cval if j < 0 else np.float64(row[c])
+                finite = v - v == 0.0
+                bad += 0.0 if finite else 1.0
+                hi[c], lo[c] = accumulate(hi[c], lo[c], v if finite else 0.0)
+        dst = out[o, 0, c0:c0 + w]
+        for c in range(w):
+            dst[c] = (hi[c] + lo[c]) / inv
+        for i in range(1, n):
+            j_in = source[i + size - 1]
+            j_out = source[i - 1]
+            row_in = src[o, max(j_in, 0), c0:c0 + w]
+            row_out = src[o, max(j_out, 0), c0:c0 + w]
+            dst = out[o, i, c0:c0 + w]
+            for c in range(w):
+                v_in = cval if j_in < 0 else np.float64(row_in[c])
+                v_out = cval if j_out < 0 else np.float64(row_out[c])
+                finite = v_in - v_in == 0.0
+                bad += 0.0 if finite else 1.0
+                h, lw = accumulate(hi[c], lo[c], v_in if finite else 0.0)
+                hi[c], lo[c] = accumulate(h, lw, 0.0 if v_out - v_out != 0.0 else -v_out)
+                dst[c] = (hi[c] + lo[c]) / inv
+        nonfinite[o, task % per_outer] = bad > 0.0
+
+
+def _nonfinite_result(n_nan, n_pos, n_neg):
+    """The mean of a window holding non-finite samples, as a sum of them gives it."""
+    if n_nan > 0 or (n_pos > 0 and n_neg > 0):
+        return np.nan
+    return np.inf if n_pos > 0 else -np.inf
+
+
+nonfinite_result = numba.njit(inline="always", cache=False)(_nonfinite_result)
+
+
+def _fix_nonfinite(src, source, size, cval, out, o, c):
+    """Set the windows of line ``src[o, :, c]`` that hold NaN or inf to what a sum gives."""
+    n = src.shape[1]
+    n_nan = 0
+    n_pos = 0
+    n_neg = 0
+    for k in range(n + size - 1):
+        j = source[k]
+        v = cval if j < 0 else np.float64(src[o, j, c])
+        if v != v:
+            n_nan += 1
+        elif v == np.inf:
+            n_pos += 1
+        elif v == -np.inf:
+            n_neg += 1
+        if k >= size:
+            j = source[k - size]
+            v = cval if j < 0 else np.float64(src[o, j, c])
+            if v != v:
+                n_nan -= 1
+            elif v == np.inf:
+                n_pos -= 1
+            elif v == -np.inf:
+                n_neg -= 1
+        if k >= size - 1 and n_nan + n_pos + n_neg > 0:
+            out[o, k - size + 1, c] = nonfinite_result(n_nan, n_pos, n_neg)
+
+
+fix_nonfinite_line = numba.njit(inline="always", cache=False)(_fix_nonfinite)
+
+
+def _helper(func):
+    try:
+        return numba.njit(cache=True, nogil=True)(func)
+    except RuntimeError:  # no writable cache location (read-only install)
+        return numba.njit(cache=False, nogil=True)(func)
+
+
+@_helper
+def fix_nonfinite(src, source, size, cval, out, outer, columns):
+    """:func:`fix_nonfinite_line` on the 3-D (outer, n, inner) arrays, for the lines
+    ``(outer[t], c)`` with ``c`` in ``[columns[t, 0], columns[t, 1])``."""
+    for t in range(outer.size):
+        for c in range(columns[t, 0], columns[t, 1]):
+            fix_nonfinite_line(src, source, size, cval, out, outer[t], c)

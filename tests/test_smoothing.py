@@ -1,0 +1,374 @@
+"""The Gaussian family and the uniform filter against scipy.ndimage and scikit-image.
+
+Values are compared with the peers on random data for every border mode, odd
+and tiny shapes, several dtypes, non-contiguous inputs, per-axis arguments,
+``axes``, ``radius`` and derivative orders; dask results must equal the
+in-memory ones exactly at any chunking. CUDA runs of these functions (on the
+simulator) are at the bottom: ``NUMBA_ENABLE_CUDASIM=1 pytest
+tests/test_smoothing.py -m cudasim``.
+"""
+
+import os
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+
+import napari_sepconv as sc
+
+skf = pytest.importorskip("skimage.filters")
+
+MODES = ("reflect", "constant", "nearest", "mirror", "wrap")
+SIMULATOR = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+
+
+def _image(rng, shape, dtype):
+    dtype = np.dtype(dtype)
+    if dtype == np.bool_:
+        return rng.random(shape) > 0.5
+    if dtype.kind in "ui":
+        info = np.iinfo(dtype)
+        return rng.integers(max(info.min, -1000), min(info.max, 1000), shape, endpoint=True).astype(dtype)
+    return (rng.standard_normal(shape) * 3).astype(dtype)
+
+
+def assert_matches(ours, peer, *, exact_ints=True):
+    """Same dtype and shape; integers equal, floats to the rounding of their type."""
+    ours, peer = np.asarray(ours), np.asarray(peer)
+    assert ours.dtype == peer.dtype, (ours.dtype, peer.dtype)
+    assert ours.shape == peer.shape
+    if ours.dtype.kind in "biu":
+        if exact_ints:
+            np.testing.assert_array_equal(ours, peer)
+        else:  # a pass ending within rounding of an integer may truncate either way
+            assert np.mean(ours != peer) < 0.01
+            np.testing.assert_allclose(ours.astype(float), peer.astype(float), atol=1)
+        return
+    tol = 2e-5 if ours.dtype.itemsize <= 4 else 1e-10
+    scale = max(1.0, float(np.nanmax(np.abs(peer), initial=0.0)))
+    np.testing.assert_allclose(ours, peer, rtol=tol, atol=tol * scale, equal_nan=True)
+
+
+# --------------------------------------------------------------------------
+# scipy.ndimage style
+# --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("shape", [(1,), (5,), (7, 1), (3, 11), (6, 5, 4)])
+def test_gaussian_filter_every_mode_and_shape(rng, mode, shape):
+    x = _image(rng, shape, np.float64)
+    for sigma in (0.6, 2.5):
+        assert_matches(sc.gaussian_filter(x, sigma, mode=mode, cval=1.5),
+                       ndi.gaussian_filter(x, sigma, mode=mode, cval=1.5))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.uint8, np.int16, np.uint16, np.bool_,
+                                   np.float16])
+def test_gaussian_filter_dtypes_and_intermediate_casts(rng, dtype):
+    x = _image(rng, (9, 12), dtype)
+    ours = sc.gaussian_filter(x, [1.2, 0.7])
+    if dtype == np.float16:  # scipy has no float16 output; it equals the float32 result cast
+        peer = ndi.gaussian_filter(x.astype(np.float32), [1.2, 0.7]).astype(np.float16)
+        np.testing.assert_allclose(ours.astype(float), peer.astype(float), rtol=2e-3)
+        return
+    assert_matches(ours, ndi.gaussian_filter(x, [1.2, 0.7]), exact_ints=False)
+    for out in (np.float32, np.float64, np.int32):
+        assert_matches(sc.gaussian_filter(x, 1.0, output=out), ndi.gaussian_filter(x, 1.0, output=out),
+                       exact_ints=False)
+
+
+@pytest.mark.parametrize("order", [0, 1, 2, 3])
+def test_gaussian_derivatives(rng, order):
+    x = _image(rng, (10, 13), np.float64)
+    for axis in (0, 1):
+        assert_matches(sc.gaussian_filter1d(x, 1.7, axis=axis, order=order),
+                       ndi.gaussian_filter1d(x, 1.7, axis=axis, order=order))
+    assert_matches(sc.gaussian_filter(x, [1.0, 2.0], order=[order, 3 - order], mode=["wrap", "mirror"]),
+                   ndi.gaussian_filter(x, [1.0, 2.0], order=[order, 3 - order], mode=["wrap", "mirror"]))
+
+
+def test_gaussian_filter_axes_radius_truncate_and_zero_sigma(rng):
+    x = _image(rng, (4, 9, 10), np.float32)
+    cases = [
+        dict(sigma=1.5, axes=(1, 2)),
+        dict(sigma=(1.0, 3.0), axes=(-1, 0), mode=("constant", "nearest"), cval=-2.0),
+        dict(sigma=2.0, radius=3),
+        dict(sigma=2.0, radius=(1, 0, 5)),
+        dict(sigma=1.0, truncate=1.2),
+        dict(sigma=(0.0, 1.0, 0.0)),
+        dict(sigma=0.0),
+        dict(sigma=1.0, axes=()),
+    ]
+    for kw in cases:
+        assert_matches(sc.gaussian_filter(x, **kw), ndi.gaussian_filter(x, **kw))
+
+
+def test_gaussian_filter_output_array_noncontiguous_and_inputs_untouched(rng):
+    base = _image(rng, (14, 12), np.float64)
+    for x in (base[::2, ::-1], base.T, base.astype(">f8")):
+        before = x.copy()
+        out = np.empty(x.shape, np.float32)
+        got = sc.gaussian_filter(x, 1.3, output=out)
+        assert got is out
+        assert_matches(out, ndi.gaussian_filter(np.asarray(x, float), 1.3, output=np.float32))
+        np.testing.assert_array_equal(x, before)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_gradient_magnitude_and_laplace(rng, mode):
+    x = _image(rng, (9, 11), np.float64)
+    for fn_ours, fn_peer in ((sc.gaussian_gradient_magnitude, ndi.gaussian_gradient_magnitude),
+                             (sc.gaussian_laplace, ndi.gaussian_laplace)):
+        assert_matches(fn_ours(x, 1.1, mode=mode, cval=0.5), fn_peer(x, 1.1, mode=mode, cval=0.5))
+        assert_matches(fn_ours(x, [1.0, 2.0], mode=[mode, "reflect"]),
+                       fn_peer(x, [1.0, 2.0], mode=[mode, "reflect"]))
+    assert_matches(sc.ndimage_laplace(x, mode=mode, cval=0.5), ndi.laplace(x, mode=mode, cval=0.5))
+
+
+def test_gradient_magnitude_and_laplace_axes_ints_and_options(rng):
+    x = _image(rng, (5, 9, 8), np.float32)
+    i = _image(rng, (9, 8), np.int16)
+    assert_matches(sc.gaussian_laplace(x, (1.0, 2.0), axes=(2, 1)),
+                   ndi.gaussian_laplace(x, (1.0, 2.0), axes=(2, 1)))
+    assert_matches(sc.gaussian_gradient_magnitude(x, 1.5, axes=(0, 2), mode=("wrap", "nearest")),
+                   ndi.gaussian_gradient_magnitude(x, 1.5, axes=(0, 2), mode=("wrap", "nearest")))
+    assert_matches(sc.gaussian_laplace(x, 1.5, truncate=2.0), ndi.gaussian_laplace(x, 1.5, truncate=2.0))
+    assert_matches(sc.gaussian_gradient_magnitude(x, 1.5, radius=2),
+                   ndi.gaussian_gradient_magnitude(x, 1.5, radius=2))
+    for dt in (np.int16, np.uint8):
+        xi = i.astype(dt)
+        assert_matches(sc.gaussian_laplace(xi, 1.0), ndi.gaussian_laplace(xi, 1.0), exact_ints=False)
+        assert_matches(sc.gaussian_gradient_magnitude(xi, 1.0), ndi.gaussian_gradient_magnitude(xi, 1.0),
+                       exact_ints=False)
+        assert_matches(sc.ndimage_laplace(xi), ndi.laplace(xi))
+    assert_matches(sc.ndimage_laplace(x, axes=(0, 2), mode=("wrap", "constant")),
+                   ndi.laplace(x, axes=(0, 2), mode=("wrap", "constant")))
+    assert_matches(sc.gaussian_laplace(x, 0.0), ndi.gaussian_laplace(x, 0.0))
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("size", [1, 2, 3, 4, 7, 16, 31])
+def test_uniform_filter1d_every_mode_size_and_origin(rng, mode, size):
+    x = _image(rng, (6, 13), np.float64)
+    for origin in {-(size // 2), 0, (size - 1) // 2}:
+        for axis in (0, 1):
+            assert_matches(sc.uniform_filter1d(x, size, axis=axis, mode=mode, cval=2.0, origin=origin),
+                           ndi.uniform_filter1d(x, size, axis=axis, mode=mode, cval=2.0, origin=origin))
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int32, np.uint16, np.bool_, np.float32, np.float64])
+def test_uniform_filter_dtypes_exact_for_integers(rng, dtype):
+    x = _image(rng, (7, 9, 5), dtype)
+    # integer sums are exact in float64: integer outputs equal scipy's exactly
+    assert_matches(sc.uniform_filter(x, 3), ndi.uniform_filter(x, 3))
+    assert_matches(sc.uniform_filter(x, (4, 1, 6), mode=("wrap", "reflect", "mirror")),
+                   ndi.uniform_filter(x, (4, 1, 6), mode=("wrap", "reflect", "mirror")))
+    assert_matches(sc.uniform_filter(x, 5, output=np.float32, axes=(2, 0), origin=(1, -2)),
+                   ndi.uniform_filter(x, 5, output=np.float32, axes=(2, 0), origin=(1, -2)))
+
+
+def test_uniform_filter_long_windows_and_noncontiguous(rng):
+    base = _image(rng, (12, 10), np.float64)
+    for x in (base[::3, ::-1], base.T, base[:1]):
+        for mode in MODES:
+            assert_matches(sc.uniform_filter(x, 25, mode=mode), ndi.uniform_filter(x, 25, mode=mode))
+
+
+def test_uniform_filter_nan_stays_in_its_windows(rng):
+    x = _image(rng, (9, 40), np.float64)
+    x[3, 20] = np.nan
+    x[6, 5] = np.inf
+    x[6, 7] = -np.inf
+    for axis in (0, 1):
+        ours = sc.uniform_filter1d(x, 5, axis=axis)
+        ref = ndi.correlate1d(x, np.full(5, 1 / 5), axis=axis)
+        np.testing.assert_array_equal(np.isnan(ours), np.isnan(ref))
+        np.testing.assert_array_equal(np.isinf(ours), np.isinf(ref))
+        np.testing.assert_allclose(ours, ref, rtol=1e-12, equal_nan=True)
+
+
+def test_uniform_filter_values_do_not_depend_on_where_a_line_starts(rng):
+    """The running sum is carried exactly enough that a crop gives the same bits."""
+    x = (rng.standard_normal((3, 600)) * 1e3).astype(np.float64)
+    full = sc.uniform_filter1d(x, 17)
+    part = sc.uniform_filter1d(x[:, 200:], 17)
+    np.testing.assert_array_equal(full[:, 210:590], part[:, 10:390])
+
+
+def test_uniform_values_are_means_of_the_window(rng):
+    x = rng.random(5000) * 1e6
+    ours = sc.uniform_filter1d(x, 101, mode="nearest")
+    ext = np.pad(x, 50, mode="edge")
+    exact = np.array([np.sum(ext[i:i + 101], dtype=np.longdouble) / 101 for i in range(x.size)])
+    np.testing.assert_allclose(ours, exact.astype(float), rtol=4e-16)
+
+
+# --------------------------------------------------------------------------
+# scikit-image style
+# --------------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    "dtype", [np.uint8, np.uint16, np.int16, np.float16, np.float32, np.float64, np.bool_])
+def test_gaussian_like_skimage(rng, dtype):
+    x = _image(rng, (11, 9), dtype)
+    for kw in (dict(), dict(sigma=2.5, mode="reflect"), dict(sigma=(1, 3), mode="constant", cval=0.2),
+               dict(preserve_range=True), dict(truncate=2.0)):
+        assert_matches(sc.gaussian(x, **kw), skf.gaussian(x, **kw))
+
+
+def test_gaussian_channels_and_out(rng):
+    x = _image(rng, (8, 3, 9), np.float32)
+    assert_matches(sc.gaussian(x, 1.5, channel_axis=1), skf.gaussian(x, 1.5, channel_axis=1))
+    assert_matches(sc.gaussian(x, (1.0, 2.0), channel_axis=1), skf.gaussian(x, (1.0, 2.0), channel_axis=1))
+    out = np.empty(x.shape, np.float64)
+    assert sc.gaussian(x, 1.0, out=out) is out
+    assert_matches(out, skf.gaussian(x, 1.0, out=np.empty(x.shape, np.float64)))
+    with pytest.raises(ValueError, match="out"):
+        sc.gaussian(x, 1.0, out=np.empty(x.shape, np.int32))
+    with pytest.raises(ValueError, match="less than zero"):
+        sc.gaussian(x, -1.0)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32, np.float64])
+def test_difference_of_gaussians_like_skimage(rng, dtype):
+    x = _image(rng, (12, 10), dtype)
+    for args, kw in (((1,), {}), ((1, 3), dict(mode="reflect")), (((1, 2), (2, 4)), {}),
+                     ((0.5,), dict(mode="constant", cval=0.3, truncate=2.0))):
+        assert_matches(sc.difference_of_gaussians(x, *args, **kw),
+                       skf.difference_of_gaussians(x, *args, **kw))
+    c = _image(rng, (6, 7, 3), dtype)
+    assert_matches(sc.difference_of_gaussians(c, 1, channel_axis=-1),
+                   skf.difference_of_gaussians(c, 1, channel_axis=-1))
+    with pytest.raises(ValueError, match="high_sigma"):
+        sc.difference_of_gaussians(x, 2, 1)
+    with pytest.raises(ValueError, match="low_sigma"):
+        sc.difference_of_gaussians(x, (1, 2, 3))
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.float32, np.float64])
+def test_unsharp_mask_like_skimage(rng, dtype):
+    x = _image(rng, (10, 11), dtype)
+    if dtype == np.float64:
+        x = x / np.abs(x).max()
+    for kw in (dict(), dict(radius=2.0, amount=3.0), dict(radius=(1, 0), amount=-0.5),
+               dict(radius=1.5, preserve_range=True)):
+        assert_matches(sc.unsharp_mask(x, **kw), skf.unsharp_mask(x, **kw))
+    # scikit-image 0.26 mishandles a negative channel_axis here, so its reference uses 2
+    c = _image(rng, (7, 8, 3), dtype)
+    assert_matches(sc.unsharp_mask(c, 2.0, channel_axis=-1), skf.unsharp_mask(c, 2.0, channel_axis=2))
+
+
+def test_laplace_like_skimage(rng):
+    for shape in ((9, 10), (5, 6, 7), (12,)):
+        x = _image(rng, shape, np.float32)
+        assert_matches(sc.laplace(x), skf.laplace(x))
+    u = _image(rng, (9, 10), np.uint8)
+    assert_matches(sc.laplace(u), skf.laplace(u))
+    mask = rng.random((9, 10)) > 0.2
+    assert_matches(sc.laplace(u, mask=mask), skf.laplace(u, mask=mask))
+
+
+# --------------------------------------------------------------------------
+# errors, dask, backends
+# --------------------------------------------------------------------------
+
+def test_bad_arguments_name_the_argument(rng):
+    x = _image(rng, (5, 6), np.float64)
+    with pytest.raises(ValueError, match="sigma"):
+        sc.gaussian_filter(x, (1, 2, 3))
+    with pytest.raises(RuntimeError):  # scipy's exception type for this, too
+        sc.gaussian_filter(x, (1, 2, 3))
+    with pytest.raises(ValueError, match="mode"):
+        sc.gaussian_filter(x, 1, mode="bogus")
+    with pytest.raises(ValueError, match="radius"):
+        sc.gaussian_filter1d(x, 1, radius=-1)
+    with pytest.raises(ValueError, match="order"):
+        sc.gaussian_filter1d(x, 1, order=-1)
+    with pytest.raises(ValueError, match="size"):
+        sc.uniform_filter1d(x, 0)
+    with pytest.raises(ValueError, match="origin"):
+        sc.uniform_filter1d(x, 3, origin=2)
+    with pytest.raises(ValueError, match="axes"):
+        sc.uniform_filter(x, axes=(0, 0))
+    with pytest.raises(TypeError, match="input"):
+        sc.uniform_filter(x + 1j)
+    with pytest.raises(ValueError, match="output"):
+        sc.gaussian_filter(x, 1, output=np.empty((2, 2)))
+
+
+CHUNKS = [(2, 3), (5, 4), (1, 7), (9, 11)]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_dask_is_lazy_and_exact_at_any_chunking(rng, mode):
+    da = pytest.importorskip("dask.array")
+    x = _image(rng, (9, 11), np.float32)
+    calls = [
+        lambda a: sc.gaussian_filter(a, (1.0, 2.0), mode=mode, order=(0, 1)),
+        lambda a: sc.gaussian_filter(a, 1.0, mode=mode, output=np.int32),
+        lambda a: sc.uniform_filter(a, (3, 8), mode=mode),
+        lambda a: sc.uniform_filter1d(a, 4, axis=0, mode=mode, origin=1),
+        lambda a: sc.gaussian_gradient_magnitude(a, 1.0, mode=mode),
+        lambda a: sc.gaussian_laplace(a, 1.0, mode=[mode, "reflect"]),
+        lambda a: sc.ndimage_laplace(a, mode=mode),
+        lambda a: sc.gaussian(a, 1.5, mode=mode),
+        lambda a: sc.difference_of_gaussians(a, 1.0, mode=mode),
+        lambda a: sc.unsharp_mask(a, 1.0),
+        lambda a: sc.laplace(a),
+    ]
+    for call in calls:
+        expected = call(x)
+        for chunks in CHUNKS:
+            lazy = call(da.from_array(x, chunks=chunks))
+            assert isinstance(lazy, da.Array)
+            got = lazy.compute()
+            assert got.dtype == expected.dtype
+            np.testing.assert_array_equal(got, expected)
+
+
+def test_import_stays_light():
+    import subprocess
+    import sys
+
+    code = "import sys, napari_sepconv; print('numba' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def _on_cuda(test):
+    from numba import cuda
+
+    usable = SIMULATOR or (not SIMULATOR and cuda.is_available())
+    return pytest.mark.cudasim(pytest.mark.skipif(
+        not usable, reason="runs CUDA kernels: NUMBA_ENABLE_CUDASIM=1 pytest -m cudasim")(test))
+
+
+@_on_cuda
+def test_cuda_matches_cpu(rng):
+    from numba import cuda
+
+    x = _image(rng, (6, 7), np.float32)
+    u = _image(rng, (6, 7), np.uint8)
+    calls = [
+        lambda a, b: sc.gaussian_filter(a, (1.0, 0.8), mode="wrap", backend=b),
+        lambda a, b: sc.uniform_filter(a, (3, 4), mode="mirror", backend=b),
+        lambda a, b: sc.uniform_filter1d(a, 5, axis=0, mode="constant", cval=1.0, backend=b),
+        lambda a, b: sc.gaussian_gradient_magnitude(a, 0.8, backend=b),
+        lambda a, b: sc.gaussian(a, 1.0, backend=b),
+        lambda a, b: sc.unsharp_mask(a, 1.0, backend=b),
+        lambda a, b: sc.difference_of_gaussians(a, 0.7, backend=b),
+    ]
+    for image in (x, u):
+        for call in calls:
+            cpu = call(image, "cpu")
+            gpu = call(image, "cuda")
+            assert isinstance(gpu, np.ndarray) and gpu.dtype == cpu.dtype
+            if cpu.dtype.kind == "f":
+                np.testing.assert_allclose(gpu, cpu, rtol=2e-5, atol=2e-5)
+            else:
+                np.testing.assert_array_equal(gpu, cpu)
+    # a device array in gives a device array out, the uniform filter bit for bit
+    device = cuda.to_device(x)
+    out = sc.uniform_filter(device, 3)
+    assert hasattr(out, "copy_to_host")
+    np.testing.assert_array_equal(out.copy_to_host(), sc.uniform_filter(x, 3))
