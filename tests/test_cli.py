@@ -339,8 +339,9 @@ def test_outputs_that_would_collide_or_replace_inputs(tmp_path, capsys, stack):
     code, _, err = sepconv(capsys, "sobel", tmp_path / "a.tif", tmp_path / "a.npy", "-o",
                            tmp_path / "out", "--format", "tif")
     assert code == 1 and "also that of" in err
+    # An output that would replace an input is a usage error, before anything is written.
     code, _, err = sepconv(capsys, "sobel", tmp_path / "a.npy", "-o", tmp_path)
-    assert code == 1 and "replace the input" in err
+    assert code == 2 and "would replace the" in err
     np.testing.assert_array_equal(np.load(tmp_path / "a.npy"), stack)
 
 
@@ -373,6 +374,10 @@ def test_resume_and_overwrite(tmp_path, capsys, stack):
     assert sorted(p.name for p in out.iterdir()) == ["a.tif", "b.tif", "c.npy"]
     code, summary, _ = sepconv(capsys, "sobel", folder, "-o", out)
     assert code == 0 and "0 done, 3 skipped" in summary
+    # Made otherwise: a conflict, left as it is, unless --overwrite.
+    code, summary, err = sepconv(capsys, "prewitt", folder, "-o", out)
+    assert code == 1 and "0 done, 0 skipped, 3 failed" in summary and "--overwrite" in err
+    assert (out / "a.tif").stat().st_mtime_ns == stamp
     code, summary, _ = sepconv(capsys, "prewitt", folder, "-o", out, "--overwrite")
     assert code == 0 and "3 done, 0 skipped" in summary
     np.testing.assert_array_equal(read(out / "a.tif"), per_plane(sc.prewitt, stack))

@@ -56,6 +56,25 @@ class Job:
     tiled: bool
     channel_axis: int | None
     planes: int
+    record: dict | None = None
+    physical: dict | None = None  # TIFF output: resolution, unit, spacing
+    pyramid: int = 0  # OME-Zarr output: levels below level 0
+    ome_axes: list | None = None  # OME-Zarr output: NGFF axes, in the stored order
+    ome_order: tuple | None = None  # the input axes in the stored order
+    ome_transform: tuple | None = None  # OME-Zarr output: level 0 (scale, translation)
+
+    @property
+    def pieces(self):
+        return math.prod(math.ceil(n / c) for n, c in zip(self.source.shape, self.chunks))
+
+    @property
+    def piece_bytes(self):
+        """Bytes of one piece as read and as written."""
+        pixels = math.prod(c for axis, c in enumerate(self.chunks) if axis != self.channel_axis)
+        channels_in = self.source.shape[self.channel_axis] if self.channel_axis is not None else 1
+        channels_out = self.out_shape[self.channel_axis] if self.channel_axis is not None else 1
+        return (pixels * channels_in * self.source.dtype.itemsize,
+                pixels * channels_out * self.out_dtype.itemsize)
 
 
 @dataclass
@@ -79,11 +98,12 @@ class Summary:
 # -- planning -------------------------------------------------------------------------------------
 
 
-def plan_job(source, filt, final, fmt, chunk_bytes):
+def plan_job(source, filt, final, fmt, chunk_bytes, *, pyramid=0):
     """Work out the unit layout, output shape and dtype, and pieces of one input.
 
-    Calls the filter once on a tiny zero image of the unit's layout, which checks the kernel
-    against the input's channels and dtype before anything is written. Raises InputError.
+    Checks the kernel against the input's channels and dtype (see :func:`output_layout`)
+    before anything is written. Axes that the file marks as time are never filtered across:
+    they are stack axes, like the axes before the unit. Raises InputError.
     """
     ndim = source.ndim
     channel_axis = source.samples_axis if filt.channel_axis == AUTO else filt.channel_axis
@@ -91,32 +111,28 @@ def plan_job(source, filt, final, fmt, chunk_bytes):
         if not -ndim <= channel_axis < ndim:
             raise _io.InputError(f"--channel-axis {channel_axis} is out of range for a {ndim}-D image")
         channel_axis %= ndim
-    spatial = [a for a in range(ndim) if a != channel_axis]
+    spatial = [a for a in range(ndim) if a != channel_axis and a not in source.time_axes]
     if len(spatial) < filt.ndim:
         raise _io.InputError(
             f"image of shape {source.shape} has {len(spatial)} spatial axes; "
             f"{filt.name} with --ndim {filt.ndim} needs at least {filt.ndim}"
         )
     unit_spatial = spatial[-filt.ndim:]
-    stack_axes = tuple(spatial[: -filt.ndim])
+    stack_axes = tuple(a for a in range(ndim) if a != channel_axis and a not in unit_spatial)
     unit_axes = sorted(unit_spatial + ([channel_axis] if channel_axis is not None else []))
     unit_channel = unit_axes.index(channel_axis) if channel_axis is not None else None
     arguments = dict(filt.arguments, channel_axis=unit_channel)
+    _check_kernel_reach(filt, [source.shape[a] for a in unit_spatial])
 
-    probe_shape = tuple(source.shape[a] if a == channel_axis else min(source.shape[a], 4) for a in unit_axes)
-    try:
-        probe = np.asarray(
-            filt.function(np.zeros(probe_shape, source.dtype.newbyteorder("=")), **arguments)
-        )
-    except Exception as error:  # the library's own check: a kernel that does not fit, ...
-        raise _io.InputError(_io.error_reason(error)) from None
+    unit_shape = tuple(source.shape[a] for a in unit_axes)
+    out_dtype, channels_out = output_layout(filt, arguments, unit_shape, unit_channel, source.dtype)
     out_shape = list(source.shape)
     if channel_axis is not None:
-        out_shape[channel_axis] = probe.shape[unit_channel]
+        out_shape[channel_axis] = channels_out
 
     per_pixel = max(
         source.dtype.itemsize * (source.shape[channel_axis] if channel_axis is not None else 1),
-        probe.dtype.itemsize * (out_shape[channel_axis] if channel_axis is not None else 1),
+        out_dtype.itemsize * (out_shape[channel_axis] if channel_axis is not None else 1),
     )
     capacity = max(1, int(chunk_bytes) // per_pixel)
     tiled = math.prod(source.shape[a] for a in unit_spatial) > capacity
@@ -128,9 +144,96 @@ def plan_job(source, filt, final, fmt, chunk_bytes):
         chunks = _tile_chunks(source.shape, unit_spatial, channel_axis, capacity)
     else:  # whole units, or whole planes of a file stored page by page
         chunks = _piece_chunks(source.shape, stack_axes + tuple(unit_spatial), channel_axis, capacity)
-    planes = math.prod(source.shape[a] for a in spatial[:-2])
-    return Job(source, filt.function, Path(final), fmt, stack_axes, arguments, tuple(out_shape), probe.dtype,
-               chunks, tiled, channel_axis, planes)
+    planes = math.prod(source.shape[a] for a in spatial[:-2]) * math.prod(
+        source.shape[a] for a in source.time_axes if a != channel_axis)
+    job = Job(source, filt.function, Path(final), fmt, stack_axes, arguments, tuple(out_shape),
+              out_dtype, chunks, tiled, channel_axis, planes)
+    if fmt == "ome-zarr":
+        _plan_ome_zarr(job, pyramid)
+    elif fmt == "tif":
+        job.physical = _tiff_physical(source, channel_axis)
+    return job
+
+
+def output_layout(filt, arguments, unit_shape, unit_channel, dtype):
+    """The output dtype and channel count of the filter on units of ``unit_shape``.
+
+    Runs the filter once on a tiny zero image of the unit's layout (the library's own checks of
+    a kernel that does not fit the channels run there). Raises InputError.
+    """
+    probe_shape = tuple(n if axis == unit_channel else min(n, 4) for axis, n in enumerate(unit_shape))
+    try:
+        probe = np.asarray(filt.function(np.zeros(probe_shape, dtype.newbyteorder("=")), **arguments))
+    except Exception as error:  # the library's own check: a kernel that does not fit, ...
+        raise _io.InputError(_io.error_reason(error)) from None
+    return probe.dtype, (probe.shape[unit_channel] if unit_channel is not None else None)
+
+
+# A kernel whose side passes twice the image's adds taps that only re-read reflected or
+# repeated samples; from this many taps on, such a kernel is refused rather than run for ages.
+HUGE_KERNEL_TAPS = 4096
+
+
+def _check_kernel_reach(filt, unit_sizes):
+    """Refuse a large kernel that reaches far beyond every side of the image (InputError)."""
+    for name in ("kernel", "kernels", "depthwise_kernels"):
+        kernel = filt.arguments.get(name)
+        if kernel is None:
+            continue
+        kernels = kernel if isinstance(kernel, list) else [np.asarray(kernel)]
+        for index, k in enumerate(kernels):
+            k = np.asarray(k)
+            if isinstance(kernel, list):  # separable: one 1-D kernel per axis of the unit
+                sides, sizes = k.shape, unit_sizes[index - len(kernels):][:1]
+            else:
+                sides = k.shape[-min(k.ndim, len(unit_sizes), 2):]
+                sizes = unit_sizes[-len(sides):]
+            if k.size >= HUGE_KERNEL_TAPS and any(side > 2 * n + 1 for side, n in zip(sides, sizes)):
+                shown = "x".join(map(str, sides))
+                raise _io.InputError(
+                    f"the --kernel ({shown}) is more than twice as large as the image "
+                    f"({'x'.join(map(str, sizes))}) it filters: crop the kernel to at most "
+                    f"{'x'.join(str(2 * n + 1) for n in sizes)}, what the image can reach"
+                )
+
+
+def _tiff_physical(source, channel_axis):
+    """Resolution tags (and ImageJ unit and z spacing) for a TIFF output, from the input."""
+    import tifffile
+
+    axes = [a for a in range(source.ndim) if a != channel_axis]
+    if len(axes) < 2 or source.spacing[axes[-1]] is None or source.spacing[axes[-2]] is None:
+        return None
+    unit = source.units[axes[-1]]
+    units = {"centimeter": tifffile.RESUNIT.CENTIMETER, "millimeter": tifffile.RESUNIT.MILLIMETER,
+             "micrometer": tifffile.RESUNIT.MICROMETER, "inch": tifffile.RESUNIT.INCH}
+    physical = {"resolution": (1.0 / source.spacing[axes[-1]], 1.0 / source.spacing[axes[-2]]),
+                "resolutionunit": units.get(unit, tifffile.RESUNIT.NONE)}
+    if unit:
+        physical["unit"] = unit
+    if len(axes) >= 3 and source.spacing[axes[-3]] is not None:
+        physical["spacing"] = float(source.spacing[axes[-3]])
+    return physical
+
+
+def _plan_ome_zarr(job, pyramid):
+    """NGFF axes, stored axis order and level 0 transform of an OME-Zarr output."""
+    from . import _ome_zarr
+
+    source = job.source
+    try:
+        axes, order = _ome_zarr.ngff_axes(source.ndim, job.channel_axis, source.time_axes,
+                                          known=source.axes)
+    except ValueError as error:
+        raise _io.InputError(str(error)) from None
+    for axis, input_axis in zip(axes, order):
+        unit = source.units[input_axis]
+        if unit and axis.get("type") == "space" and "unit" not in axis:
+            axis["unit"] = unit
+    scale = [float(source.spacing[a]) if source.spacing[a] else 1.0 for a in order]
+    translation = [float(source.translation[a]) if source.translation else 0.0 for a in order]
+    job.pyramid, job.ome_axes, job.ome_order = pyramid, axes, tuple(order)
+    job.ome_transform = (scale, translation)
 
 
 def _piece_chunks(shape, axes, channel_axis, capacity):
@@ -225,23 +328,21 @@ def _store_piece(target, region, piece, nbytes):
     return nbytes
 
 
-def store_tasks(result, target, job):
+def store_tasks(result, target, pixel_bytes=0, channel_axis=None):
     """One task per block: compute it and write it into its region.
 
-    Each task returns the bytes of input its block stands for (for progress).
+    Each task returns the bytes of input its block stands for (``pixel_bytes`` per pixel, the
+    channel axis not counted), for progress.
     """
     import dask
 
     blocks = result.to_delayed(optimize_graph=True)
     offsets = [np.cumsum((0,) + sizes) for sizes in result.chunks]
     name = f"sepconv-store-{uuid.uuid4().hex}"
-    pixel_bytes = job.source.nbytes // math.prod(
-        n for axis, n in enumerate(job.source.shape) if axis != job.channel_axis
-    )
     tasks = []
     for index in np.ndindex(blocks.shape):
         region = tuple(slice(int(o[i]), int(o[i + 1])) for o, i in zip(offsets, index))
-        pixels = math.prod(s.stop - s.start for a, s in enumerate(region) if a != job.channel_axis)
+        pixels = math.prod(s.stop - s.start for a, s in enumerate(region) if a != channel_axis)
         tasks.append(
             dask.delayed(_store_piece, pure=False)(
                 target, region, blocks[index], pixels * pixel_bytes,
@@ -249,6 +350,23 @@ def store_tasks(result, target, job):
             )
         )
     return name, tasks
+
+
+def _input_pixel_bytes(job):
+    return job.source.nbytes // math.prod(
+        n for axis, n in enumerate(job.source.shape) if axis != job.channel_axis
+    )
+
+
+def _downsample(level, space_axes, dtype):
+    """Level ``level`` halved along ``space_axes``: block means (nearest for integer types)."""
+    import dask.array as da
+
+    factors = {axis: 2 if level.shape[axis] >= 2 else 1 for axis in space_axes}
+    if np.dtype(dtype).kind == "f":
+        return da.coarsen(np.mean, level, factors, trim_excess=True).astype(dtype), factors
+    index = tuple(slice(None, None, factors.get(axis, 1)) for axis in range(level.ndim))
+    return level[index], factors
 
 
 # -- running --------------------------------------------------------------------------------------
@@ -283,26 +401,82 @@ class LocalRunner:
         _io.release_handles()
 
 
-class ClusterRunner:
-    """Runs store tasks on a Dask distributed cluster; workers read and write their pieces."""
+# A piece whose worker dies is retried on another worker this many times, then reported.
+ALLOWED_FAILURES = 2
+# A cluster left without any worker for this long is given up (its pieces are reported).
+NO_WORKERS_SECONDS = 30.0
+POLL_SECONDS = 1.0
 
-    def __init__(self, client, cluster=None):
+
+class ClusterRunner:
+    """Runs store tasks on a Dask distributed cluster; workers read and write their pieces.
+
+    Never waits forever: a piece whose workers keep dying fails after the scheduler's allowed
+    retries, and a cluster with no worker left for ``no_workers_seconds`` fails the input.
+    """
+
+    def __init__(self, client, cluster=None, *, no_workers_seconds=NO_WORKERS_SECONDS):
         self.client = client
         self.cluster = cluster
+        self.no_workers_seconds = no_workers_seconds
+
+    @property
+    def dashboard_link(self):
+        """The cluster's dashboard address, or None when it runs none."""
+        try:
+            services = self.client.scheduler_info(n_workers=0).get("services", {})
+        except Exception:
+            return None
+        return self.client.dashboard_link if "dashboard" in services else None
 
     def run(self, name, tasks, advance):
-        from distributed import as_completed
+        import time
+
+        from distributed import wait
+        from distributed.scheduler import KilledWorker
 
         futures = self.client.compute(tasks)
+        pending = set(futures)
+        alone_since = None
         try:
-            for future in as_completed(futures):
-                advance(future.result())
+            while pending:
+                try:
+                    finished, pending = wait(pending, timeout=POLL_SECONDS, return_when="FIRST_COMPLETED")
+                except TimeoutError:
+                    finished = set()
+                for future in finished:
+                    try:
+                        advance(future.result())
+                    except KilledWorker:
+                        raise RuntimeError(
+                            "a piece was given to several workers and each of them died while "
+                            "filtering it (out of memory, or killed?)") from None
+                if not pending or finished:
+                    alone_since = None
+                    continue
+                if self._workers():
+                    alone_since = None
+                elif alone_since is None:
+                    alone_since = time.monotonic()
+                elif time.monotonic() - alone_since > self.no_workers_seconds:
+                    raise RuntimeError(
+                        f"the cluster has had no worker for {self.no_workers_seconds:.0f} s "
+                        "(they died or were stopped); gave up")
         except BaseException:
             self.client.cancel(futures)
             raise
 
+    def _workers(self):
+        try:
+            return len(self.client.scheduler_info(n_workers=-1)["workers"])
+        except Exception:
+            return 0
+
     def release(self, path):
-        self.client.run(_io.release_handles, path)
+        try:
+            self.client.run(_io.release_handles, path)
+        except Exception:  # a worker that died holds nothing
+            pass
 
     def close(self):
         self.client.close()
@@ -310,17 +484,22 @@ class ClusterRunner:
             self.cluster.close()
 
 
-def local_cluster(workers):
+def local_cluster(workers, dashboard=True):
     """A local Dask cluster of ``workers`` processes, one thread each, sharing out the cores."""
+    import importlib.util
     import logging
 
+    import dask
     from distributed import Client, LocalCluster
 
     numba_threads = max(1, (os.cpu_count() or 1) // workers)
-    cluster = LocalCluster(
-        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-        silence_logs=logging.ERROR, env={"NUMBA_NUM_THREADS": str(numba_threads)},
-    )
+    dashboard = dashboard and importlib.util.find_spec("bokeh") is not None
+    with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES}):
+        cluster = LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True,
+            dashboard_address=":0" if dashboard else None,
+            silence_logs=logging.ERROR, env={"NUMBA_NUM_THREADS": str(numba_threads)},
+        )
     return ClusterRunner(Client(cluster), cluster)
 
 
@@ -335,18 +514,8 @@ def run_jobs(jobs, runner, *, report, progress=None):
     for job in jobs:
         committed = False
         try:
-            result = lazy_result(job)
-            if job.fmt == "zarr":
-                result = _regular(result)
-            _io.remove_stale_partials(job.final)
-            target = _io.create_target(
-                job.final, job.fmt, job.out_shape, job.out_dtype,
-                chunks=tuple(sizes[0] for sizes in result.chunks),
-                channel_last=job.channel_axis == job.source.ndim - 1,
-            )
-            name, tasks = store_tasks(result, target, job)
-            runner.run(name, tasks, advance)
-            _io.commit_target(target, job.final)
+            _write_output(job, runner, advance)
+            _io.commit_target(None, job.final)
             committed = True
         except Exception as error:
             report(job.source.label, _io.error_reason(error))
@@ -359,6 +528,58 @@ def run_jobs(jobs, runner, *, report, progress=None):
         planes += job.planes
         nbytes += job.source.nbytes
     return done, planes, nbytes
+
+
+def _write_output(job, runner, advance):
+    """Fill the output of one job under its temporary name (all its pyramid levels too)."""
+    result = lazy_result(job)
+    channel_axis = job.channel_axis
+    shape = job.out_shape
+    if job.fmt == "ome-zarr":
+        result = result.transpose(job.ome_order)
+        channel_axis = job.ome_order.index(channel_axis) if channel_axis is not None else None
+        shape = tuple(job.out_shape[a] for a in job.ome_order)
+    if job.fmt in ("zarr", "ome-zarr"):
+        result = _regular(result)
+    chunks = tuple(sizes[0] for sizes in result.chunks)
+    target = _io.create_target(
+        job.final, job.fmt, shape, job.out_dtype, chunks=chunks,
+        channel_last=job.channel_axis == job.source.ndim - 1, record=job.record,
+        physical=job.physical,
+    )
+    name, tasks = store_tasks(result, target, _input_pixel_bytes(job), channel_axis)
+    runner.run(name, tasks, advance)
+    if job.fmt == "ome-zarr":
+        _write_pyramid(job, runner, target, chunks)
+
+
+def _write_pyramid(job, runner, level0, chunks):
+    """Levels 1..N, each halved from the one before in its own streaming pass, then the
+    NGFF metadata (written last: the group is an OME-Zarr image only once complete)."""
+    import dask.array as da
+
+    from . import _ome_zarr
+
+    space_axes = [i for i, axis in enumerate(job.ome_axes) if axis.get("type") == "space"][-2:]
+    scale, translation = job.ome_transform
+    transforms = [_ome_zarr.level_transforms(scale, translation, [1] * len(scale))]
+    factors_so_far = [1] * len(scale)
+    previous = level0
+    for level in range(1, job.pyramid + 1):
+        source = da.from_zarr(previous.path, chunks=chunks)
+        smaller, factors = _downsample(source, space_axes, job.out_dtype)
+        if smaller.size == 0:
+            break
+        smaller = _regular(smaller.rechunk(tuple(min(c, n) for c, n in zip(chunks, smaller.shape))))
+        target = _io.create_level(job.final, str(level), smaller.shape, job.out_dtype,
+                                  tuple(sizes[0] for sizes in smaller.chunks))
+        name, tasks = store_tasks(smaller, target)
+        runner.run(name, tasks, lambda n: None)
+        factors_so_far = [f * factors.get(axis, 1) for axis, f in enumerate(factors_so_far)]
+        transforms.append(_ome_zarr.level_transforms(scale, translation, factors_so_far))
+        previous = target
+    _ome_zarr.write_metadata(_io.partial_path(job.final), job.ome_axes,
+                             [str(level) for level in range(len(transforms))], transforms)
 
 
 def make_progress_bar(total, enabled=None):

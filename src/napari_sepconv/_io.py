@@ -15,6 +15,7 @@ by piece, and renamed when complete.
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import logging
 import os
@@ -38,12 +39,12 @@ __all__ = [
     "create_target",
     "commit_target",
     "discard_partial",
-    "remove_stale_partials",
+    "clear_leftovers",
     "release_handles",
 ]
 
 SUFFIXES = {".tif": "tif", ".tiff": "tif", ".npy": "npy", ".png": "png", ".zarr": "zarr"}
-OUTPUT_SUFFIX = {"tif": ".tif", "npy": ".npy", "zarr": ".zarr"}
+OUTPUT_SUFFIX = {"tif": ".tif", "npy": ".npy", "zarr": ".zarr", "ome-zarr": ".ome.zarr"}
 # tifffile switches to BigTIFF a little below 4 GiB; do the same, explicitly.
 BIGTIFF_BYTES = 2**32 - 2**25
 
@@ -63,47 +64,99 @@ def find_inputs(arguments):
     """Expand INPUT arguments (files, folders, glob patterns) into paths.
 
     Returns ``(paths, problems)``: the image paths in the order given (folders and patterns
-    sorted, duplicates dropped), and ``(argument, reason)`` for arguments that named nothing usable.
+    sorted, duplicates dropped), and ``(path or argument, reason)`` for what named nothing
+    usable: a missing file, a folder that cannot be listed, a symbolic link loop or a link to
+    nothing. Hidden entries of a folder (such as the unfinished outputs of an interrupted run)
+    are never inputs; a folder or pattern is never followed into its subfolders.
     """
     paths, problems, seen = [], [], set()
 
-    def add(path):
-        key = os.path.realpath(path)
-        if key not in seen:
-            seen.add(key)
-            paths.append(Path(path))
+    def add(path, named):
+        reason = entry_problem(path)
+        if reason is not None:
+            problems.append((str(path), reason))
+        elif named and is_leftover(path):
+            problems.append((str(path), "an unfinished output of an interrupted run, not an input"))
+        elif named or _is_image(path):
+            key = os.path.realpath(path)
+            if key not in seen:
+                seen.add(key)
+                paths.append(Path(path))
 
     for argument in arguments:
         path = Path(argument)
         if path.is_dir() and not _is_zarr(path):
-            found = sorted(p for p in path.iterdir() if _is_image(p))
+            try:
+                entries = sorted(p for p in path.iterdir() if not p.name.startswith("."))
+            except OSError as error:
+                problems.append((argument, f"cannot list the folder: {_os_reason(error)}"))
+                continue
+            found = [p for p in entries if _is_image(p) or (
+                p.suffix.lower() in SUFFIXES and entry_problem(p) is not None)]
             if not found:
                 problems.append((argument, "folder holds no .tif, .tiff, .npy, .png or .zarr images"))
             for p in found:
-                add(p)
-        elif path.exists():
-            add(path)
+                add(p, named=False)
+        elif path.exists() or path.is_symlink():
+            add(path, named=True)
         elif glob.has_magic(argument):
-            found = sorted(glob.glob(argument))
+            found = sorted(p for p in glob.glob(argument) if not is_leftover(Path(p)))
             if not found:
                 problems.append((argument, "no file matches this pattern"))
             for p in found:
-                add(p)
+                add(Path(p), named=True)
         else:
             problems.append((argument, "no such file or folder"))
     return paths, problems
 
 
+def entry_problem(path):
+    """Why ``path`` cannot be opened (a link loop, a dangling link, permission), or None."""
+    try:
+        os.stat(path)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return "symbolic link loop"
+        if error.errno == errno.ENOENT and os.path.islink(path):
+            return f"dangling symbolic link (its target {os.readlink(path)} does not exist)"
+        return _os_reason(error)
+    return None
+
+
+def _os_reason(error):
+    return (error.strerror or str(error)).lower() if isinstance(error, OSError) else str(error)
+
+
+LEFTOVER_NAME = re.compile(r"\.(?P<name>.+)\.(?P<what>partial|old)-(?P<pid>\d+)")
+
+
+def is_leftover(path):
+    """Whether ``path`` is named as this command's unfinished or replaced outputs are."""
+    return LEFTOVER_NAME.fullmatch(Path(path).name) is not None
+
+
 def _is_image(path):
     try:
         kind_of(path)
-    except InputError:
+    except (InputError, OSError):
         return False
     return True
 
 
 def _is_zarr(path):
-    return path.suffix.lower() == ".zarr" or (path / "zarr.json").is_file()
+    path = Path(path)
+    return path.suffix.lower() == ".zarr" or any(
+        (path / name).is_file() for name in ("zarr.json", ".zarray", ".zgroup")
+    )
+
+
+def zarr_store_root(path):
+    """The outermost Zarr node holding ``path`` (itself when it is not inside another)."""
+    path = Path(os.path.abspath(path))
+    root = path
+    while root.parent != root and _is_zarr(root.parent):
+        root = root.parent
+    return root
 
 
 def kind_of(path):
@@ -114,13 +167,41 @@ def kind_of(path):
         raise InputError(
             f"unsupported file type {path.suffix or '(none)'!r}; expected .tif, .tiff, .npy, .png or .zarr"
         )
+    if kind == "zarr":
+        from . import _ome_zarr
+
+        if _ome_zarr.is_ome_zarr(path):
+            return "ome-zarr"
     return kind
 
 
+def output_name(source_path):
+    """The output's path relative to OUTDIR, without extension.
+
+    The input's name without extension; for an array inside a Zarr group, the store's name and
+    the array's path inside it, so that arrays of the same name in different groups
+    (``one.zarr/0``, ``two.zarr/0``) get different outputs (``one/0``, ``two/0``).
+    """
+    source_path = Path(os.path.abspath(source_path))
+    root = zarr_store_root(source_path) if source_path.is_dir() else source_path
+    stem = _strip_suffixes(root.name)
+    if root == source_path:
+        return Path(stem)
+    return Path(stem) / source_path.relative_to(root)
+
+
+def _strip_suffixes(name):
+    lower = name.lower()
+    for suffix in (".ome.zarr", ".ome.tiff", ".ome.tif"):
+        if lower.endswith(suffix):
+            return name[: -len(suffix)]
+    return Path(name).stem
+
+
 def output_path(source_path, outdir, fmt):
-    """``OUTDIR/<input name without extension>.<format>``."""
-    source_path = Path(source_path)
-    return Path(outdir) / (source_path.stem + OUTPUT_SUFFIX[fmt])
+    """``OUTDIR/<input name without extension>.<format>`` (see :func:`output_name`)."""
+    name = output_name(source_path)
+    return Path(outdir) / name.with_name(name.name + OUTPUT_SUFFIX[fmt])
 
 
 # -- reading --------------------------------------------------------------------------------------
@@ -129,19 +210,30 @@ def output_path(source_path, outdir, fmt):
 class Source:
     """A readable image: ``shape``, ``dtype`` (native byte order) and ``source[region]``.
 
-    ``samples_axis`` is the axis that the file itself marks as colour samples (an RGB PNG or
-    TIFF), else None. Reading a region opens the file, copies the region out and closes it.
-    ``path`` is absolute, for workers that run elsewhere; ``label`` is the path as given.
+    ``samples_axis`` is the axis that the file itself marks as channels (an RGB PNG or TIFF, the
+    channel axis of an OME-Zarr image), else None; ``time_axes`` the axes it marks as time (never
+    filtered across). ``spacing``, ``units`` and ``translation`` give each axis's physical pixel
+    size, unit and offset where the file says (else None). Reading a region opens the file,
+    copies the region out and closes it. ``path`` is what is read, absolute, for workers that
+    run elsewhere; ``origin`` the input as named (an OME-Zarr group rather than its level 0);
+    ``label`` the path as given.
     """
 
-    def __init__(self, path, kind, shape, dtype, *, offset=None, samples_axis=None):
+    def __init__(self, path, kind, shape, dtype, *, offset=None, samples_axis=None, origin=None,
+                 label=None, time_axes=(), axes=None, spacing=None, units=None, translation=None):
         self.path = os.path.abspath(path)
-        self.label = str(path)
+        self.origin = os.path.abspath(origin or path)
+        self.label = str(label or path)
         self.kind = kind  # 'raw' (memory-mappable at offset), 'npy', 'tiffpages', 'zarr', 'png'
         self.shape = tuple(int(n) for n in shape)
         self.dtype = np.dtype(dtype)  # as stored, possibly non-native byte order
         self.offset = offset
         self.samples_axis = samples_axis
+        self.time_axes = tuple(time_axes)
+        self.axes = axes  # NGFF axis dicts of an OME-Zarr input
+        self.spacing = spacing or [None] * len(self.shape)
+        self.units = units or [None] * len(self.shape)
+        self.translation = translation
 
     @property
     def ndim(self):
@@ -181,15 +273,16 @@ class Source:
         if self.kind == "tiffpages":
             return _tiff_zarr(self.path)[region]
         if self.kind == "png":
-            import imageio.v3 as iio
-
-            return np.asarray(iio.imread(self.path))[region]
+            return _png_pixels(self.path)[region]
         raise AssertionError(self.kind)
 
 
 def open_source(path):
     """Open an input's metadata (not its data) and check it; raises InputError saying why not."""
     path = Path(path)
+    reason = entry_problem(path)
+    if reason is not None:
+        raise InputError(reason)
     kind = kind_of(path)
     if not os.access(path, os.R_OK):
         raise InputError("permission denied")
@@ -197,6 +290,8 @@ def open_source(path):
         source = _OPENERS[kind](path)
     except InputError:
         raise
+    except PermissionError as error:
+        raise InputError(_os_reason(error)) from None
     except Exception as error:
         raise InputError(f"cannot read {kind} file: {error_reason(error)}") from None
     if source.dtype.kind not in "biuf":
@@ -204,6 +299,13 @@ def open_source(path):
     if 0 in source.shape:
         raise InputError(f"empty image, shape {source.shape}")
     return source
+
+
+# TIFF resolution units as NGFF names them, and ImageJ's unit names.
+_TIFF_UNITS = {3: "centimeter", 4: "millimeter", 5: "micrometer", 2: "inch"}
+_IMAGEJ_UNITS = {"um": "micrometer", "micron": "micrometer", "\u00b5m": "micrometer",
+                 "mm": "millimeter", "cm": "centimeter", "nm": "nanometer", "m": "meter",
+                 "inch": "inch"}
 
 
 def _open_tiff(path):
@@ -219,9 +321,34 @@ def _open_tiff(path):
         offset = series.dataoffset
         if offset is not None and tif.filehandle.size < offset + int(np.prod(shape)) * dtype.itemsize:
             raise InputError("truncated TIFF: the file is shorter than its image data")
+        spacing, units = _tiff_spacing(tif, len(shape), samples_axis)
+    options = {"samples_axis": samples_axis, "spacing": spacing, "units": units}
     if offset is not None:
-        return Source(path, "raw", shape, dtype, offset=offset, samples_axis=samples_axis)
-    return Source(path, "tiffpages", shape, dtype, samples_axis=samples_axis)
+        return Source(path, "raw", shape, dtype, offset=offset, **options)
+    return Source(path, "tiffpages", shape, dtype, **options)
+
+
+def _tiff_spacing(tif, ndim, samples_axis):
+    """Physical pixel size of the last two non-sample axes (and ImageJ's z spacing), and units."""
+    spacing, units = [None] * ndim, [None] * ndim
+    page = tif.pages.first
+    imagej = tif.imagej_metadata or {}
+    unit = _TIFF_UNITS.get(int(page.resolutionunit)) or _IMAGEJ_UNITS.get(str(imagej.get("unit", "")))
+    try:
+        x_resolution, y_resolution = page.get_resolution()
+    except Exception:
+        return spacing, units
+    if "XResolution" not in page.tags or not x_resolution or not y_resolution:
+        return spacing, units
+    axes = [a for a in range(ndim) if a != samples_axis]
+    if len(axes) < 2:
+        return spacing, units
+    spacing[axes[-1]], spacing[axes[-2]] = 1.0 / x_resolution, 1.0 / y_resolution
+    if len(axes) >= 3 and imagej.get("spacing"):
+        spacing[axes[-3]] = float(imagej["spacing"])
+    for axis in axes[-3:] if len(axes) >= 3 and imagej.get("spacing") else axes[-2:]:
+        units[axis] = unit
+    return spacing, units
 
 
 @contextlib.contextmanager
@@ -253,7 +380,7 @@ def _open_npy(path):
         del mapped
 
 
-def _open_zarr(path):
+def _open_zarr(path, label=None):
     import zarr
 
     node = zarr.open(str(path), mode="r")
@@ -264,19 +391,72 @@ def _open_zarr(path):
                 f"a Zarr group with {len(arrays)} arrays; name the array itself, "
                 f"e.g. {path}/{arrays[0] if arrays else '0'}"
             )
-        return _open_zarr(path / arrays[0])
-    return Source(path, "zarr", node.shape, node.dtype)
+        return _open_zarr(path / arrays[0], label=label or path)
+    return Source(path, "zarr", node.shape, node.dtype, label=label)
+
+
+def _open_ome_zarr(path):
+    import zarr
+
+    from . import _ome_zarr
+
+    try:
+        image = _ome_zarr.read_image(path)
+    except ValueError as error:
+        raise InputError(f"not a readable OME-Zarr image ({error})") from None
+    array = zarr.open_array(str(image.array_path), mode="r")
+    ndim = array.ndim
+    axes = image.axes if len(image.axes) == ndim else None
+    channels = image.axes_of_type("channel") if axes else []
+    return Source(
+        image.array_path, "zarr", array.shape, array.dtype, origin=path, label=path,
+        samples_axis=channels[0] if channels else None,
+        time_axes=image.axes_of_type("time") if axes else (), axes=axes,
+        spacing=image.scale if axes else None,
+        units=[axis.get("unit") for axis in axes] if axes else None,
+        translation=image.translation if axes else None,
+    )
 
 
 def _open_png(path):
     import imageio.v3 as iio
 
-    props = iio.improps(path)
+    try:
+        props = iio.improps(path)
+    except Exception as error:
+        raise InputError(f"not a readable PNG image ({_png_reason(error)})") from None
     shape = tuple(props.shape)
     return Source(path, "png", shape, props.dtype, samples_axis=2 if len(shape) == 3 else None)
 
 
-_OPENERS = {"tif": _open_tiff, "npy": _open_npy, "zarr": _open_zarr, "png": _open_png}
+def _png_reason(error):
+    text = error_reason(error)
+    return "no PNG decoder could read it" if "Could not find a backend" in text else text
+
+
+# A PNG is compressed as a whole: each process decodes it once and keeps the pixels until
+# release_handles(path), whatever the pieces its filter reads.
+_png_cache = {}
+_png_lock = threading.Lock()
+
+
+def _png_pixels(path):
+    with _png_lock:  # one decode, whichever thread asks first
+        pixels = _png_cache.get(path)
+        if pixels is None:
+            import imageio.v3 as iio
+
+            try:
+                pixels = np.asarray(iio.imread(path))
+            except Exception as error:
+                raise ValueError(f"not a readable PNG image ({_png_reason(error)})") from None
+            pixels.flags.writeable = False
+            _png_cache[path] = pixels
+    return pixels
+
+
+_OPENERS = {"tif": _open_tiff, "npy": _open_npy, "zarr": _open_zarr, "ome-zarr": _open_ome_zarr,
+            "png": _open_png}
 
 # Compressed or scattered TIFF data is read page by page through tifffile's Zarr view. Parsing a
 # TIFF's pages costs time, so each thread keeps its open files until release_handles(path).
@@ -300,10 +480,12 @@ def _tiff_zarr(path):
 
 
 def release_handles(path=None):
-    """Close the TIFF files kept open for ``path`` (all when None) in this process."""
+    """Close the TIFF files and drop the PNG pixels kept for ``path`` (all when None) here."""
     with _handles_lock:
         keys = [key for key in _handles if path is None or key[0] == str(path)]
         entries = [_handles.pop(key) for key in keys]
+        for key in [key for key in _png_cache if path is None or key == str(path)]:
+            del _png_cache[key]
     for tif, _ in entries:
         tif.close()
 
@@ -368,25 +550,40 @@ def partial_path(final):
     return final.with_name(f".{final.name}.partial-{os.getpid()}")
 
 
-def create_target(final, fmt, shape, dtype, *, chunks, channel_last=False):
-    """Create an empty output under its temporary name; returns a Target to fill."""
+def create_target(final, fmt, shape, dtype, *, chunks, channel_last=False, record=None,
+                  physical=None):
+    """Create an empty output under its temporary name; returns a Target to fill.
+
+    ``record`` (how the output is made, see ``_resume``) goes into the output's metadata;
+    ``physical`` (a TIFF's ``resolution``, ``resolutionunit`` and ImageJ ``unit``/``spacing``)
+    into a TIFF output. An OME-Zarr output is a group: the Target fills its level 0, array ``0``.
+    """
+    from . import _resume
+
     path = partial_path(final)
     _remove(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     shape = tuple(int(n) for n in shape)
     dtype = np.dtype(dtype)
+    attributes = {_resume.RECORD_KEY: record} if record is not None else {}
     if fmt == "npy":
         mapped = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
         offset = mapped.offset
         del mapped
+        if record is not None:
+            with open(path, "ab") as handle:
+                handle.write(_resume.npy_trailer(record))
         return Target(path, "raw", shape, dtype, offset=offset)
     if fmt == "tif":
         import tifffile
 
         nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
         extra = {"planarconfig": "contig"} if channel_last else {}
+        physical = dict(physical or {})
+        metadata = {**attributes, **{k: physical.pop(k) for k in ("unit", "spacing") if k in physical}}
         mapped = tifffile.memmap(
             path, shape=shape, dtype=dtype, photometric="minisblack",
-            bigtiff=nbytes > BIGTIFF_BYTES, **extra,
+            bigtiff=nbytes > BIGTIFF_BYTES, metadata=metadata, **physical, **extra,
         )
         offset = mapped.offset
         del mapped
@@ -394,14 +591,31 @@ def create_target(final, fmt, shape, dtype, *, chunks, channel_last=False):
     if fmt == "zarr":
         import zarr
 
-        zarr.create_array(str(path), shape=shape, chunks=chunks, dtype=dtype, zarr_format=3, fill_value=0)
+        zarr.create_array(str(path), shape=shape, chunks=chunks, dtype=dtype, zarr_format=3,
+                          fill_value=0, attributes=attributes)
         return Target(path, "zarr", shape, dtype)
+    if fmt == "ome-zarr":
+        import zarr
+
+        group = zarr.open_group(str(path), mode="w", zarr_format=3)
+        group.create_array("0", shape=shape, chunks=chunks, dtype=dtype, fill_value=0)
+        group.attrs.update(attributes)
+        return Target(path / "0", "zarr", shape, dtype)
     raise ValueError(f"unknown output format {fmt!r}")
+
+
+def create_level(final, name, shape, dtype, chunks):
+    """Add a pyramid level array to an OME-Zarr output being written; returns its Target."""
+    import zarr
+
+    group = zarr.open_group(str(partial_path(final)), mode="r+")
+    group.create_array(name, shape=shape, chunks=chunks, dtype=dtype, fill_value=0)
+    return Target(partial_path(final) / name, "zarr", shape, dtype)
 
 
 def commit_target(target, final):
     """Give a complete output its final name (replacing an older one)."""
-    path, final = Path(target.path), Path(final)
+    path, final = partial_path(final), Path(final)
     if path.is_file():
         with open(path, "rb+") as handle:
             os.fsync(handle.fileno())
@@ -424,16 +638,21 @@ def discard_partial(final):
     _remove(partial_path(final))
 
 
-def remove_stale_partials(final):
-    """Remove what killed runs left for this output (temporary names of processes gone)."""
-    final = Path(final)
-    if not final.parent.is_dir():
-        return
-    leftover_name = re.compile(rf"\.{re.escape(final.name)}\.(partial|old)-(\d+)")
-    for leftover in final.parent.iterdir():
-        match = leftover_name.fullmatch(leftover.name)
-        if match and not _process_alive(int(match[2])):
+def clear_leftovers(folder):
+    """Remove what killed runs left in ``folder``: outputs of ours, unfinished or replaced,
+    whose process is gone (whatever the input or format they were for). Returns their names."""
+    folder = Path(folder)
+    cleared = []
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return cleared
+    for leftover in entries:
+        match = LEFTOVER_NAME.fullmatch(leftover.name)
+        if match and not _process_alive(int(match["pid"])):
             _remove(leftover)
+            cleared.append(leftover.name)
+    return cleared
 
 
 def _process_alive(pid):

@@ -1,0 +1,363 @@
+"""The ``sepconv`` command under attack: inputs untouchable, resume keyed by settings, bad entries."""
+
+import hashlib
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import zarr
+
+import napari_sepconv as sc
+from napari_sepconv import _io
+from test_cli import COMMAND, per_plane, read, sepconv, visible, write
+
+
+@pytest.fixture
+def stack(rng):
+    return rng.random((2, 21, 17), dtype=np.float32)
+
+
+def fingerprints(folder):
+    """Every file under ``folder`` with the hash of its bytes."""
+    return {
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(Path(folder).rglob("*")) if path.is_file() and not path.is_symlink()
+    }
+
+
+# -- inputs are untouchable -----------------------------------------------------------------------
+
+
+def test_output_that_is_another_input_is_refused(tmp_path, capsys, stack, monkeypatch):
+    """The data-loss case: a.tif's output would be a.tif, made from a.npy."""
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path / "a.tif", stack)
+    write(tmp_path / "a.npy", stack[::-1].copy())
+    before = fingerprints(tmp_path)
+    for args in (["a.tif", "a.npy", "-o", "."], [".", "-o", "."], ["a.npy", "a.tif", "-o", "."]):
+        code, _, err = sepconv(capsys, "sobel", *args, "--format", "tif", "--overwrite")
+        assert code == 2, (args, err)
+        assert "error" in err
+    assert fingerprints(tmp_path) == before
+
+
+@pytest.mark.parametrize("inside", ["", "sub", "sub/deeper"])
+def test_output_folder_in_an_input_folder_is_a_usage_error(tmp_path, capsys, stack, inside):
+    folder = tmp_path / "stacks"
+    folder.mkdir()
+    write(folder / "a.tif", stack)
+    (folder / "astronaut.png").write_bytes(b"")  # would be written as astronaut.tif beside them
+    before = fingerprints(tmp_path)
+    out = folder / inside if inside else folder
+    code, _, err = sepconv(capsys, "sobel", folder, "-o", out)
+    assert code == 2 and "input folder" in err
+    assert fingerprints(tmp_path) == before
+    assert not (folder / "sub").exists()
+
+
+def test_output_inside_an_input_zarr_group_is_refused(tmp_path, capsys, stack):
+    group = zarr.open_group(str(tmp_path / "g.zarr"), mode="w")
+    group.create_array("0", data=stack)
+    before = fingerprints(tmp_path)
+    for target in ("g.zarr", "g.zarr/0", "g.zarr/new"):
+        for source in ("g.zarr", "g.zarr/0"):
+            code, _, err = sepconv(capsys, "sobel", tmp_path / source, "-o", tmp_path / target,
+                                   "--overwrite")
+            assert code == 2, (source, target, err)
+    assert fingerprints(tmp_path) == before
+
+
+def test_output_folder_made_only_when_there_is_something_to_write(tmp_path, capsys):
+    code, _, _ = sepconv(capsys, "sobel", tmp_path / "missing.tif", "-o", tmp_path / "out")
+    assert code == 1 and not (tmp_path / "out").exists()
+    code, _, _ = sepconv(capsys, "sobel", tmp_path / "missing.tif", "-o", tmp_path / "out",
+                         "--scheduler", "tcp://127.0.0.1:9")
+    assert not (tmp_path / "out").exists()
+
+
+# -- resume keyed by settings ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("suffix", [".tif", ".npy", ".zarr"])
+def test_rerun_with_other_settings_is_a_conflict(tmp_path, capsys, stack, suffix):
+    source = write(tmp_path / f"a{suffix}", stack)
+    out = tmp_path / "out"
+    output = out / f"a{suffix}"
+    assert sepconv(capsys, "sobel", source, "-o", out)[0] == 0
+    made = fingerprints(out)
+    code, summary, _ = sepconv(capsys, "sobel", source, "-o", out)
+    assert code == 0 and "0 done, 1 skipped" in summary
+    for other in (["sobel", "--mode", "wrap"], ["prewitt"], ["sobel", "--dtype", "float64"]):
+        code, summary, err = sepconv(capsys, other[0], source, "-o", out, *other[1:])
+        assert code == 1 and "made otherwise" in err and "1 failed" in summary, (other, err)
+        assert fingerprints(out) == made
+    code, _, err = sepconv(capsys, "sobel", source, "-o", out, "--mode", "wrap", "--overwrite")
+    assert code == 0, err
+    np.testing.assert_array_equal(read(output), per_plane(sc.sobel, stack, mode="wrap"))
+    # The input changed: its old output is stale.
+    time.sleep(0.01)
+    if suffix == ".zarr":
+        zarr.open_array(str(source), mode="r+")[...] = stack * 2
+    else:
+        write(source, stack * 2)
+    code, _, err = sepconv(capsys, "sobel", source, "-o", out, "--mode", "wrap")
+    assert code == 1 and "input" in err
+    assert sepconv(capsys, "sobel", source, "-o", out, "--mode", "wrap", "--overwrite")[0] == 0
+    np.testing.assert_array_equal(read(output), per_plane(sc.sobel, stack * 2, mode="wrap"))
+
+
+def test_output_from_elsewhere_is_never_overwritten(tmp_path, capsys, stack):
+    source = write(tmp_path / "a.npy", stack)
+    out = tmp_path / "out"
+    out.mkdir()
+    np.save(out / "a.npy", np.zeros(3))
+    code, _, err = sepconv(capsys, "sobel", source, "-o", out)
+    assert code == 1 and "not made by sepconv" in err
+    np.testing.assert_array_equal(np.load(out / "a.npy"), np.zeros(3))
+    assert sepconv(capsys, "sobel", source, "-o", out, "--overwrite")[0] == 0
+    np.testing.assert_array_equal(np.load(out / "a.npy"), per_plane(sc.sobel, stack))
+
+
+def test_kernel_bytes_are_part_of_the_record(tmp_path, capsys, stack):
+    source = write(tmp_path / "a.npy", stack)
+    np.save(tmp_path / "k.npy", np.array([1.0, 2.0, 1.0]))
+    args = ["separable", source, "-o", tmp_path / "out", "--kernel", tmp_path / "k.npy"]
+    assert sepconv(capsys, *args)[0] == 0
+    assert "1 skipped" in sepconv(capsys, *args)[1]
+    np.save(tmp_path / "k.npy", np.array([1.0, 2.0, 1.5]))
+    code, _, err = sepconv(capsys, *args)
+    assert code == 1 and "sha256" in err
+
+
+# -- partial outputs and leftovers ----------------------------------------------------------------
+
+
+def test_partials_are_never_inputs_and_leftovers_are_cleared(tmp_path, capsys, stack):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write(folder / "a.tif", stack)
+    dead = 2**22 + 4321  # above the kernel's default pid_max: no such process
+    write(folder / f".X.zarr.partial-{dead}", stack)
+    out = tmp_path / "out"
+    out.mkdir()
+    leftovers = [out / f".gone.zarr.partial-{dead}", out / f".old.npy.partial-{dead}",
+                 out / f".b.tif.old-{dead}"]
+    leftovers[0].mkdir()
+    for path in leftovers[1:]:
+        path.write_bytes(b"half")
+    code, summary, err = sepconv(capsys, "sobel", folder, "-o", out)
+    assert code == 0 and "1 done, 0 skipped, 0 failed" in summary, err
+    assert sorted(p.name for p in out.iterdir()) == ["a.tif"]
+    code, _, err = sepconv(capsys, "sobel", folder / f".X.zarr.partial-{dead}", "-o", out)
+    assert code == 1 and "unfinished output" in err
+
+
+# -- one bad entry never stops a run ----------------------------------------------------------------
+
+
+def test_link_loops_dangling_links_and_unreadable_folders(tmp_path, capsys, stack, monkeypatch):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write(folder / "good.tif", stack)
+    (folder / "loop.tif").symlink_to("loop.tif")
+    (folder / "gone.npy").symlink_to(tmp_path / "nowhere.npy")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    iterdir = Path.iterdir
+
+    def refuse(self):
+        if self == locked:
+            raise PermissionError(13, "Permission denied", str(self))
+        return iterdir(self)
+
+    monkeypatch.setattr(Path, "iterdir", refuse)
+    code, summary, err = sepconv(capsys, "sobel", folder, locked, tmp_path / "in" / "loop.tif",
+                                 "-o", tmp_path / "out")
+    assert code == 1 and "1 done" in summary
+    assert visible(tmp_path / "out") == ["good.tif"]
+    lines = err.splitlines()
+    assert any("loop.tif" in line and "symbolic link loop" in line for line in lines), err
+    assert any("gone.npy" in line and "dangling symbolic link" in line for line in lines), err
+    assert any("locked" in line and "permission denied" in line for line in lines), err
+
+
+def test_unreadable_folder_as_another_user(tmp_path):
+    """Real permissions: as root they are not enforced, so run the command as nobody."""
+    if os.geteuid() != 0 or not Path("/usr/sbin/runuser").exists():
+        pytest.skip("needs root and runuser to act as another user")
+    base = Path(os.environ.get("SEPCONV_SHARED_TMP", "/tmp")) / f"sepconv-perm-{os.getpid()}"
+    base.mkdir(mode=0o777)
+    try:
+        good, locked = base / "good", base / "locked"
+        good.mkdir(mode=0o755)
+        locked.mkdir(mode=0o000)
+        np.save(good / "a.npy", np.ones((8, 8)))
+        os.chmod(good / "a.npy", 0o644)
+        result = subprocess.run(
+            ["/usr/sbin/runuser", "-u", "nobody", "--"] + COMMAND
+            + ["sobel", str(good), str(locked), "-o", str(base / "out")],
+            capture_output=True, text=True, env={**os.environ, "NUMBA_CACHE_DIR": str(base / "cache")},
+        )
+        if "failed to execute" in result.stderr or "python" in result.stderr.lower():
+            pytest.skip("nobody cannot run this environment's Python")
+        assert result.returncode == 1, result.stderr
+        assert "locked: cannot list the folder: permission denied" in result.stderr
+        assert (base / "out" / "a.npy").exists()
+    finally:
+        os.chmod(base / "locked", 0o755)
+        import shutil
+
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_corrupt_png_is_reported_like_a_corrupt_tiff(tmp_path, capsys, stack):
+    (tmp_path / "fake.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(40))
+    (tmp_path / "other.tif").write_bytes(b"II*\x00" + bytes(40))
+    code, _, err = sepconv(capsys, "sobel", tmp_path / "fake.png", tmp_path / "other.tif", "-o",
+                           tmp_path / "out")
+    assert code == 1
+    assert "fake.png: not a readable PNG image" in err
+    assert "other.tif: not a readable TIFF image" in err
+    assert "backend" not in err
+
+
+# -- bad option values -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--chunk-mb", "inf"], "--chunk-mb"),
+    (["--chunk-mb", "nan"], "--chunk-mb"),
+    (["--cval", "nan"], "--cval"),
+    (["--pyramid", "2"], "--pyramid"),
+    (["--pyramid", "-1", "--format", "ome-zarr"], "--pyramid"),
+])
+def test_bad_option_values_are_usage_errors(tmp_path, capsys, stack, args, message):
+    source = write(tmp_path / "a.npy", stack)
+    code, _, err = sepconv(capsys, "sobel", source, "-o", tmp_path / "out", *args)
+    assert code == 2 and message in err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_kernel_is_a_usage_error(tmp_path, capsys, stack, bad):
+    source = write(tmp_path / "a.npy", stack)
+    kernel = np.ones((3, 3))
+    kernel[1, 1] = bad
+    np.save(tmp_path / "k.npy", kernel)
+    code, _, err = sepconv(capsys, "filter2d", source, "-o", tmp_path / "out", "--kernel",
+                           tmp_path / "k.npy")
+    assert code == 2 and "--kernel" in err and "NaN or infinite" in err
+
+
+def test_huge_kernel_is_refused_at_once(tmp_path, capsys, rng):
+    source = write(tmp_path / "tiny.npy", rng.random((1, 16, 16)))
+    np.save(tmp_path / "huge.npy", np.ones((500, 500)))
+    start = time.perf_counter()
+    code, _, err = sepconv(capsys, "filter2d", source, "-o", tmp_path / "out", "--kernel",
+                           tmp_path / "huge.npy")
+    assert time.perf_counter() - start < 30
+    assert code == 1 and "crop the kernel" in err and "33x33" in err
+
+
+# -- base install, help ----------------------------------------------------------------------------
+
+
+def test_without_the_batch_extra_exits_2_naming_it(tmp_path):
+    """A base install lacks tqdm, dask, ...: hide them from a fresh interpreter."""
+    np.save(tmp_path / "cam.npy", np.zeros((8, 8)))
+    code = ("import sys\n"
+            "for name in ('tqdm', 'dask', 'distributed', 'tifffile', 'zarr', 'imageio', 'ome_zarr'):\n"
+            "    sys.modules[name] = None\n"
+            "from napari_sepconv.cli import main\n"
+            f"sys.exit(main(['sobel', {str(tmp_path / 'cam.npy')!r}, '-o', {str(tmp_path / 'out')!r}]))\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "napari-sepconv[batch]" in lines[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_help_states_the_dtype_rule():
+    result = subprocess.run(COMMAND + ["--help"], capture_output=True, text=True)
+    text = " ".join(result.stdout.split())
+    assert "integer and bool input give float64" in text
+    assert "float16 becomes float32" in text
+
+
+# -- naming, reading once, dry run ------------------------------------------------------------------
+
+
+def test_arrays_of_the_same_name_in_different_groups(tmp_path, capsys, stack):
+    for name, scale in (("one", 1), ("two", 2)):
+        group = zarr.open_group(str(tmp_path / "zg" / f"{name}.zarr"), mode="w")
+        group.create_array("0", data=stack * scale)
+    code, _, err = sepconv(capsys, "sobel", str(tmp_path / "zg" / "*.zarr" / "0"), "-o",
+                           tmp_path / "coll")
+    assert code == 0, err
+    assert visible(tmp_path / "coll") == ["one", "two"]
+    for name, scale in (("one", 1), ("two", 2)):
+        np.testing.assert_array_equal(read(tmp_path / "coll" / name / "0.zarr"),
+                                      per_plane(sc.sobel, stack * scale))
+
+
+def test_png_is_decoded_once(tmp_path, capsys, rng, monkeypatch):
+    import imageio.v3 as iio
+
+    image = (rng.random((120, 90)) * 255).astype(np.uint8)
+    iio.imwrite(tmp_path / "p.png", image)
+    calls = []
+    imread = iio.imread
+    monkeypatch.setattr(iio, "imread", lambda *a, **k: calls.append(a) or imread(*a, **k))
+    code, _, err = sepconv(capsys, "sobel", tmp_path / "p.png", "-o", tmp_path / "out",
+                           "--chunk-mb", "0.01")
+    assert code == 0, err
+    assert len(calls) == 1
+    np.testing.assert_array_equal(read(tmp_path / "out" / "p.tif"), sc.sobel(image))
+
+
+def test_dry_run_writes_nothing(tmp_path, capsys, stack):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write(folder / "a.tif", stack)
+    write(folder / "b.npy", stack)
+    out = tmp_path / "out"
+    code, out_text, err = sepconv(capsys, "sobel", folder, "-o", out, "--dry-run")
+    assert code == 0, err
+    assert not out.exists()
+    assert "a.tif -> " in out_text and "to write" in out_text and "pieces" in out_text
+    assert "MB" in out_text and "nothing written" in out_text
+    assert sepconv(capsys, "sobel", folder / "a.tif", "-o", out)[0] == 0
+    before = fingerprints(out)
+    code, out_text, err = sepconv(capsys, "prewitt", folder, "-o", out, "--dry-run")
+    assert code == 1 and "a.tif" in err and "made otherwise" in err
+    assert "b.npy -> " in out_text and fingerprints(out) == before
+
+
+def test_tiff_output_keeps_the_physical_pixel_size(tmp_path, capsys, stack):
+    source = tmp_path / "ij.tif"
+    tifffile.imwrite(source, stack, imagej=True, resolution=(1 / 0.25, 1 / 0.5),
+                     metadata={"unit": "um", "spacing": 2.0, "axes": "ZYX"})
+    plain = tmp_path / "plain.tif"
+    tifffile.imwrite(plain, stack, resolution=(400.0, 200.0), resolutionunit="CENTIMETER")
+    code, _, err = sepconv(capsys, "sobel", source, plain, "-o", tmp_path / "out")
+    assert code == 0, err
+    with tifffile.TiffFile(tmp_path / "out" / "ij.tif") as tif:
+        page = tif.pages.first
+        np.testing.assert_allclose(page.get_resolution(), (4.0, 2.0))
+        assert page.resolutionunit == tifffile.RESUNIT.MICROMETER
+        assert tif.shaped_metadata[0]["spacing"] == 2.0
+    with tifffile.TiffFile(tmp_path / "out" / "plain.tif") as tif:
+        page = tif.pages.first
+        np.testing.assert_allclose(page.get_resolution(), (400.0, 200.0))
+        assert page.resolutionunit == tifffile.RESUNIT.CENTIMETER
+
+
+def test_leftover_names():
+    assert _io.is_leftover(Path(".a.tif.partial-12"))
+    assert _io.is_leftover(Path(".a.ome.zarr.old-3"))
+    assert not _io.is_leftover(Path("a.tif"))
