@@ -301,8 +301,8 @@ def _refuse_writing_into_inputs(parser, arguments, paths, outdir, fmt):
     """Usage error, before anything is written, when an output could land on an input.
 
     The output folder may not be an input folder or lie inside one (a folder named as INPUT,
-    the Zarr store of an input array or group, the folder a glob pattern matched in), and no
-    output path may be, hold or lie inside an input.
+    the Zarr store of an input array or group), nor be a folder a glob pattern matched files
+    in; and no output path may be, hold or lie inside an input.
     """
     from . import _io
 
@@ -315,11 +315,14 @@ def _refuse_writing_into_inputs(parser, arguments, paths, outdir, fmt):
     for path in paths:
         if path.is_dir():
             folders.append(Path(os.path.realpath(_io.zarr_store_root(path))))
+    # A pattern's folder may hold the output folder, but may not be it: the outputs would
+    # match the pattern next time.
+    matched_in = set()
     for argument in arguments:
         if glob.has_magic(argument) and not Path(argument).exists():
-            folders.extend({Path(os.path.realpath(p)).parent for p in glob.glob(argument)})
-    for folder in folders:
-        if out == folder or folder in out.parents:
+            matched_in |= {Path(os.path.realpath(p)).parent for p in glob.glob(argument)}
+    for folder, strict in [(f, True) for f in folders] + [(f, False) for f in sorted(matched_in)]:
+        if out == folder or (strict and folder in out.parents):
             where = "is" if out == folder else "lies inside"
             parser.error(f"-o {outdir} {where} the input folder {folder}: outputs must go "
                          "elsewhere, so that no input can be replaced")
