@@ -1,5 +1,6 @@
 """The ``sepconv`` batch command: formats, values, failures, resume, kills, memory, clusters."""
 
+import importlib.util
 import os
 import signal
 import subprocess
@@ -595,6 +596,8 @@ def test_local_cluster_workers(tmp_path, capsys, rng):
     code, out, err = sepconv(capsys, "sobel", tmp_path / "in", "-o", tmp_path / "out",
                              "--workers", "2", "--mode", "wrap", "--chunk-mb", "0.1")
     _check_cluster_run(code, out, err, tmp_path / "out", stacks)
+    if importlib.util.find_spec("bokeh"):
+        assert "sepconv: Dask dashboard: http://" in err
 
 
 def test_existing_scheduler(tmp_path, capsys, rng, monkeypatch):

@@ -361,3 +361,61 @@ def test_leftover_names():
     assert _io.is_leftover(Path(".a.tif.partial-12"))
     assert _io.is_leftover(Path(".a.ome.zarr.old-3"))
     assert not _io.is_leftover(Path("a.tif"))
+
+
+# -- the Gaussian family ----------------------------------------------------------------------------
+
+
+def test_gaussian_family_filters(tmp_path, capsys, rng):
+    stack = rng.random((2, 19, 23), dtype=np.float32)
+    source = write(tmp_path / "s.npy", stack)
+    eight = write(tmp_path / "u.npy", (rng.random((19, 23)) * 255).astype(np.uint8))
+    runs = {
+        "g": (["gaussian", "--sigma", "1.5"], per_plane(sc.gaussian, stack, sigma=1.5)),
+        "g3": (["gaussian", "--sigma", "1,2,0.5", "--ndim", "3", "--mode", "wrap"],
+               sc.gaussian(stack, sigma=[1, 2, 0.5], mode="wrap")),
+        "dog": (["dog", "--low-sigma", "1", "--high-sigma", "2"],
+                per_plane(sc.difference_of_gaussians, stack, low_sigma=1.0, high_sigma=2.0)),
+        "un": (["unsharp", "--radius", "2", "--amount", "0.5"],
+               per_plane(sc.unsharp_mask, stack, radius=2.0, amount=0.5)),
+        "uni": (["uniform", "--size", "5", "--mode", "constant", "--cval", "1"],
+                per_plane(sc.uniform_filter, stack, size=5, mode="constant", cval=1.0)),
+        "lap": (["laplace"], per_plane(sc.ndimage_laplace, stack)),
+    }
+    for name, (args, expected) in runs.items():
+        code, _, err = sepconv(capsys, args[0], source, "-o", tmp_path / name, *args[1:])
+        assert code == 0, (name, err)
+        result = read(tmp_path / name / "s.npy")
+        assert result.dtype == expected.dtype, name
+        np.testing.assert_array_equal(result, expected, err_msg=name)
+    code, _, err = sepconv(capsys, "uniform", eight, "-o", tmp_path / "u8", "--dtype", "float32")
+    assert code == 0, err
+    np.testing.assert_array_equal(read(tmp_path / "u8" / "u.npy"),
+                                  sc.uniform_filter(np.load(eight), output=np.float32))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["gaussian"], "needs --sigma"),
+    (["gaussian", "--sigma", "0"], "--sigma"),
+    (["gaussian", "--sigma", "-1,2"], "--sigma"),
+    (["dog"], "needs --low-sigma"),
+    (["sobel", "--sigma", "2"], "--sigma applies to gaussian"),
+    (["uniform", "--size", "0"], "--size"),
+    (["unsharp", "--mode", "wrap"], "--mode"),
+    (["dog", "--low-sigma", "1", "--dtype", "float32"], "dog gives float output"),
+])
+def test_gaussian_family_usage_errors(tmp_path, capsys, stack, args, message):
+    source = write(tmp_path / "a.npy", stack)
+    code, _, err = sepconv(capsys, args[0], source, "-o", tmp_path / "out", *args[1:])
+    assert code == 2 and message in err, err
+
+
+def test_warmup_subcommand_is_routed(capsys):
+    import importlib.util
+
+    from napari_sepconv import cli
+
+    if importlib.util.find_spec("napari_sepconv.warmup") is not None:
+        pytest.skip("the warmup module exists; its own tests cover it")
+    assert cli.main(["warmup"]) == 2
+    assert "warmup" in capsys.readouterr().err
