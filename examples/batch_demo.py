@@ -10,7 +10,8 @@ Zarr v3 array, and the RGB astronaut as a PNG. Then runs, as a user would:
    exit status 1;
 
 checks one output against ``napari_sepconv.sobel`` called plane by plane, and prints where
-everything went.
+everything went. Without ``--workdir`` everything is written to a temporary folder that is
+removed at the end.
 
 Run: ``python examples/batch_demo.py [--workdir DIR]``
 """
@@ -67,8 +68,14 @@ def run(command, title):
 
 
 def run_demo(workdir=None):
-    """Run the demonstration in ``workdir`` (a new temporary folder if None); returns it."""
-    workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="sepconv-demo-"))
+    """Run the demonstration in ``workdir``, kept; without one, in a temporary folder removed
+    at the end. Returns the folder used."""
+    if workdir is None:
+        with tempfile.TemporaryDirectory(prefix="sepconv-demo-") as temporary:
+            run_demo(temporary)
+        print(f"Removed the temporary folder {temporary}.")
+        return Path(temporary)
+    workdir = Path(workdir)
     inputs, outputs = workdir / "inputs", workdir / "edges"
     shutil.rmtree(outputs, ignore_errors=True)
     stack = write_sample(inputs)
@@ -101,8 +108,8 @@ def run_demo(workdir=None):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workdir", help="folder for the sample and outputs (default: a new "
-                        "temporary folder, kept so you can look at the results)")
+    parser.add_argument("--workdir", help="folder for the sample and outputs, kept so you can "
+                        "look at the results (default: a temporary folder, removed at the end)")
     args = parser.parse_args(argv)
     run_demo(args.workdir)
 
