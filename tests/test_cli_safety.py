@@ -419,3 +419,15 @@ def test_warmup_subcommand_is_routed(capsys):
         pytest.skip("the warmup module exists; its own tests cover it")
     assert cli.main(["warmup"]) == 2
     assert "warmup" in capsys.readouterr().err
+
+
+def test_kernel_is_split_once_per_run_not_per_plane(tmp_path, capsys, rng, monkeypatch):
+    source = write(tmp_path / "s.npy", rng.random((8, 30, 30)))
+    np.save(tmp_path / "k.npy", rng.random((7, 7)))  # fresh bytes: nothing cached yet
+    calls = []
+    svd = np.linalg.svd
+    monkeypatch.setattr(np.linalg, "svd", lambda a, *args, **kw: calls.append(a.shape) or svd(a, *args, **kw))
+    code, _, err = sepconv(capsys, "filter2d", source, "-o", tmp_path / "out", "--kernel",
+                           tmp_path / "k.npy")
+    assert code == 0, err
+    assert len(calls) <= 2  # the check of the layout on a tiny image, then the planes

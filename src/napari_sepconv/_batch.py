@@ -576,7 +576,8 @@ def _write_pyramid(job, runner, level0, chunks):
         name, tasks = store_tasks(smaller, target)
         runner.run(name, tasks, lambda n: None)
         factors_so_far = [f * factors.get(axis, 1) for axis, f in enumerate(factors_so_far)]
-        transforms.append(_ome_zarr.level_transforms(scale, translation, factors_so_far))
+        transforms.append(_ome_zarr.level_transforms(
+            scale, translation, factors_so_far, block_means=np.dtype(job.out_dtype).kind == "f"))
         previous = target
     _ome_zarr.write_metadata(_io.partial_path(job.final), job.ome_axes,
                              [str(level) for level in range(len(transforms))], transforms)

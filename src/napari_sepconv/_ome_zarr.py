@@ -116,12 +116,17 @@ def ngff_axes(ndim, channel_axis, time_axes=(), known=None):
     return [axes[a] for a in order], order
 
 
-def level_transforms(scale, translation, factors):
-    """Scale and translation of a level downsampled by ``factors`` (block means, centred)."""
+def level_transforms(scale, translation, factors, *, block_means=True):
+    """Scale and translation of a level downsampled by ``factors``.
+
+    A block mean lies at the centre of its block (shifted by half a block less half a pixel);
+    a subsampled pixel lies where it was.
+    """
+    shift = 0.5 if block_means else 0.0
     return [
         {"type": "scale", "scale": [float(s * f) for s, f in zip(scale, factors)]},
         {"type": "translation",
-         "translation": [float(t + s * (f - 1) / 2) for t, s, f in zip(translation, scale, factors)]},
+         "translation": [float(t + s * (f - 1) * shift) for t, s, f in zip(translation, scale, factors)]},
     ]
 
 
