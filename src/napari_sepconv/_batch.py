@@ -201,7 +201,7 @@ def _tiff_physical(source, channel_axis):
     """Resolution tags (and ImageJ unit and z spacing) for a TIFF output, from the input."""
     import tifffile
 
-    axes = [a for a in range(source.ndim) if a != channel_axis]
+    axes = [a for a in range(source.ndim) if a != channel_axis and a not in source.time_axes]
     if len(axes) < 2 or source.spacing[axes[-1]] is None or source.spacing[axes[-2]] is None:
         return None
     unit = source.units[axes[-1]]

@@ -84,30 +84,38 @@ def find_inputs(arguments):
                 paths.append(Path(path))
 
     for argument in arguments:
-        path = Path(argument)
-        if path.is_dir() and not _is_zarr(path):
-            try:
-                entries = sorted(p for p in path.iterdir() if not p.name.startswith("."))
-            except OSError as error:
-                problems.append((argument, f"cannot list the folder: {_os_reason(error)}"))
-                continue
-            found = [p for p in entries if _is_image(p) or (
-                p.suffix.lower() in SUFFIXES and entry_problem(p) is not None)]
-            if not found:
-                problems.append((argument, "folder holds no .tif, .tiff, .npy, .png or .zarr images"))
-            for p in found:
-                add(p, named=False)
-        elif path.exists() or path.is_symlink():
-            add(path, named=True)
-        elif glob.has_magic(argument):
-            found = sorted(p for p in glob.glob(argument) if not is_leftover(Path(p)))
-            if not found:
-                problems.append((argument, "no file matches this pattern"))
-            for p in found:
-                add(Path(p), named=True)
-        else:
-            problems.append((argument, "no such file or folder"))
+        try:
+            _expand(argument, add, problems)
+        except OSError as error:  # e.g. inside a folder that cannot be searched
+            problems.append((argument, _os_reason(error)))
     return paths, problems
+
+
+def _expand(argument, add, problems):
+    """Add the images that one INPUT argument names; append what it names that is not usable."""
+    path = Path(argument)
+    if path.is_dir() and not _is_zarr(path):
+        try:
+            entries = sorted(p for p in path.iterdir() if not p.name.startswith("."))
+        except OSError as error:
+            problems.append((argument, f"cannot list the folder: {_os_reason(error)}"))
+            return
+        found = [p for p in entries if _is_image(p) or (
+            p.suffix.lower() in SUFFIXES and entry_problem(p) is not None)]
+        if not found:
+            problems.append((argument, "folder holds no .tif, .tiff, .npy, .png or .zarr images"))
+        for p in found:
+            add(p, named=False)
+    elif path.exists() or path.is_symlink():
+        add(path, named=True)
+    elif glob.has_magic(argument):
+        found = sorted(p for p in glob.glob(argument) if not is_leftover(Path(p)))
+        if not found:
+            problems.append((argument, "no file matches this pattern"))
+        for p in found:
+            add(Path(p), named=True)
+    else:
+        problems.append((argument, "no such file or folder"))
 
 
 def entry_problem(path):

@@ -10,6 +10,7 @@ reason; the other inputs are still processed), 2 for a usage error.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
 import math
 import os
@@ -230,6 +231,8 @@ def main(argv=None):
             report(path, str(error))
         except _Conflict as conflict:
             report(path, str(conflict))
+        except OSError as error:  # a file that vanished or cannot be reached
+            report(path, (error.strerror or str(error)).lower())
     jobs = [job for *_, job in plans if job is not None]
 
     if args.dry_run:
@@ -310,11 +313,13 @@ def _refuse_writing_into_inputs(parser, arguments, paths, outdir, fmt):
     folders = []
     for argument in arguments:
         path = Path(argument)
-        if path.is_dir() and not _io._is_zarr(path):
-            folders.append(Path(os.path.realpath(path)))
+        with contextlib.suppress(OSError):
+            if path.is_dir() and not _io._is_zarr(path):
+                folders.append(Path(os.path.realpath(path)))
     for path in paths:
-        if path.is_dir():
-            folders.append(Path(os.path.realpath(_io.zarr_store_root(path))))
+        with contextlib.suppress(OSError):
+            if path.is_dir():
+                folders.append(Path(os.path.realpath(_io.zarr_store_root(path))))
     # A pattern's folder may hold the output folder, but may not be it: the outputs would
     # match the pattern next time.
     matched_in = set()
@@ -330,7 +335,7 @@ def _refuse_writing_into_inputs(parser, arguments, paths, outdir, fmt):
     for path in paths:
         try:
             kind = _io.kind_of(path)
-        except _io.InputError:
+        except (_io.InputError, OSError):
             continue
         default = "tif" if kind == "png" else kind
         final = Path(os.path.realpath(_io.output_path(path, outdir, fmt or default)))
