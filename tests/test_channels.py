@@ -24,13 +24,12 @@ def test_depthwise_matches_scipy(rng, mode, multiplier, ksize):
 
 @pytest.mark.parametrize("mode", MODES)
 def test_depthwise_rank_one_kernels_run_as_passes(rng, mode):
-    from napari_sepconv.channels import _DepthwisePlan
-
     image = rng.random((17, 21, 3)).astype(np.float32)
     kernels = np.einsum("ca,cb->cab", rng.standard_normal((3, 5)), rng.standard_normal((3, 3)))
     kernels[1, 2, :] = 0  # a zero row keeps the kernel rank 1
-    plan = _DepthwisePlan(kernels[:, None], 0, 0, 0.0)
-    assert plan.separable
+    plan = sc.depthwise_filter.plan(image, kernels, mode=mode, cval=2.0)
+    assert plan.rank == 1 and plan.program.op.separable
+    assert plan.multiplications == 3 * (5 + 3)
     ours = sc.depthwise_filter(image, kernels, mode=mode, cval=2.0)
     assert ours.dtype == np.float32
     assert_close(ours, depthwise(image.astype(np.float64), kernels, mode, 2.0), np.float32)
@@ -102,9 +101,9 @@ def test_depthwise_separable_equals_composition(rng, mode, multiplier):
 
 
 def test_depthwise_separable_works_in_bands(rng, monkeypatch):
-    from napari_sepconv import channels
+    from napari_sepconv import _cpu
 
-    monkeypatch.setattr(channels, "BAND_ELEMENTS", 64)  # a few rows per band
+    monkeypatch.setattr(_cpu, "BAND_ELEMENTS", 64)  # a few rows per band
     image = rng.random((33, 10, 2))
     dw = rng.standard_normal((2, 5, 5))
     pw = rng.standard_normal((3, 2))

@@ -20,12 +20,13 @@ import functools
 import importlib
 import inspect
 import os
+import threading
 
 import numpy as np
 
 BACKENDS = ("auto", "cpu", "cuda")
 
-_default = None
+_chosen = threading.local()  # each thread's own choice: napari workers cannot change the GUI's
 
 
 class BackendUnavailableError(RuntimeError):
@@ -38,14 +39,39 @@ def _check_name(backend, name="backend"):
     return backend
 
 
+class _BackendChoice:
+    """What :func:`set_backend` returns: usable as a context manager that restores the
+    previous choice (of this thread) on exit."""
+
+    def __init__(self, previous):
+        self._previous = previous
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        _chosen.default = self._previous
+        return False
+
+
 def set_backend(backend):
-    """Set the backend that ``backend='auto'`` uses for host (NumPy) arrays.
+    """Set the backend that ``backend='auto'`` uses for host (NumPy) arrays, in this thread.
+
+    The choice is per thread (as ``numba.set_num_threads`` is), so a napari
+    worker thread and the main thread cannot change each other's backend. It
+    takes effect at once; used in a ``with`` statement it lasts until the
+    block ends, as with ``scipy.fft.set_backend``.
 
     Parameters
     ----------
     backend : {'auto', 'cpu', 'cuda'}
         ``'auto'`` restores the default (the ``SEPCONV_BACKEND`` environment
         variable, else the CPU).
+
+    Returns
+    -------
+    context manager
+        Restores this thread's previous choice when its ``with`` block ends.
 
     Raises
     ------
@@ -55,22 +81,27 @@ def set_backend(backend):
     Examples
     --------
     >>> import napari_sepconv as sc
-    >>> sc.set_backend('cpu')
+    >>> with sc.set_backend('cpu'):
+    ...     sc.get_backend()
+    'cpu'
+    >>> _ = sc.set_backend('cpu')
     >>> sc.get_backend()
     'cpu'
-    >>> sc.set_backend('auto')
+    >>> _ = sc.set_backend('auto')
     """
-    global _default
     _check_name(backend)
     if backend == "cuda":
         cuda_unavailable_reason(raise_error=True)
-    _default = None if backend == "auto" else backend
+    previous = getattr(_chosen, "default", None)
+    _chosen.default = None if backend == "auto" else backend
+    return _BackendChoice(previous)
 
 
 def get_backend():
-    """The backend ``'auto'`` uses for host arrays: ``'cpu'`` or ``'cuda'``."""
-    if _default is not None:
-        return _default
+    """The backend ``'auto'`` uses for host arrays in this thread: ``'cpu'`` or ``'cuda'``."""
+    chosen = getattr(_chosen, "default", None)
+    if chosen is not None:
+        return chosen
     env = os.environ.get("SEPCONV_BACKEND", "").strip().lower()
     if env in ("cpu", "cuda"):
         return env
@@ -115,7 +146,16 @@ def is_device_array(x):
 
 def resolve(backend, image):
     """``'cpu'`` or ``'cuda'``: where a call with this ``backend`` and input runs."""
-    _check_name(backend)
+    if type(backend) is not str or backend not in BACKENDS:
+        _check_name(backend)
+    if backend == "auto":
+        if type(image) is np.ndarray and get_backend() == "cpu":  # the common case, first
+            return "cpu"
+        if is_device_array(image):
+            return "cuda"
+        if get_backend() == "cuda" and cuda_unavailable_reason() is None and not _simulated():
+            return "cuda"
+        return "cpu"
     if backend == "cpu":
         if is_device_array(image):
             raise ValueError(
@@ -123,23 +163,23 @@ def resolve(backend, image):
                 "or use backend='auto'"
             )
         return "cpu"
-    if backend == "cuda":
-        cuda_unavailable_reason(raise_error=True)
-        return "cuda"
-    if is_device_array(image):
-        return "cuda"
-    if get_backend() == "cuda" and cuda_unavailable_reason() is None and not _simulated():
-        return "cuda"
-    return "cpu"
+    cuda_unavailable_reason(raise_error=True)
+    return "cuda"
 
 
 def _simulated():
     return engine("cuda").simulated()
 
 
+_engines = {}
+
+
 def engine(name):
-    """The kernel module of a resolved backend."""
-    return importlib.import_module(f"napari_sepconv._{name}")
+    """The engine module (``_engine.Engine``) of a resolved backend, imported on first use."""
+    module = _engines.get(name)
+    if module is None:
+        module = _engines[name] = importlib.import_module(f"napari_sepconv._{name}")
+    return module
 
 
 def like_input(func):
@@ -167,7 +207,7 @@ def like_input(func):
             else:
                 kwargs[name] = device
         result = func(*args, **kwargs)
-        if not getattr(result, "__cuda_ndarray__", False):
+        if type(result) is np.ndarray or not getattr(result, "__cuda_ndarray__", False):
             return result
         return engine("cuda").like_input(result, image)
 
@@ -176,7 +216,4 @@ def like_input(func):
 
 def apply_mask(out, mask):
     """``out *= mask`` on whichever side ``out`` lives (``mask`` is a host array)."""
-    if isinstance(out, np.ndarray):
-        out *= mask
-        return out
-    return engine("cuda").apply_mask(out, mask)
+    return engine("cpu" if isinstance(out, np.ndarray) else "cuda").apply_mask(out, mask)

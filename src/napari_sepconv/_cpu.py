@@ -9,6 +9,7 @@ This module imports Numba and is imported on first use only (``_backend``).
 """
 
 import os
+import sys
 import threading
 
 import numba
@@ -125,6 +126,10 @@ def empty(shape, dtype):
     return np.empty(shape, dtype)
 
 
+def _prepare_axis(offsets, weights, dtype):
+    return as_type(offsets, np.int64), as_type(weights, dtype), symmetry(offsets, weights)
+
+
 def correlate_axis(src, axis, offsets, weights, mode, cval, out):
     """1-D correlation of ``src`` along ``axis`` into ``out`` (same shape)."""
     if out.size == 0:
@@ -134,8 +139,7 @@ def correlate_axis(src, axis, offsets, weights, mode, cval, out):
     inner = int(np.prod(shape[axis + 1:], dtype=np.int64))
     outer = int(np.prod(shape[:axis], dtype=np.int64))
     dtype = out.dtype
-    off, w, sym = _prepared.get(weights, dtype, lambda: (
-        as_type(offsets, np.int64), as_type(weights, dtype), symmetry(offsets, weights)))
+    off, w, sym = _prepared.get((offsets, weights), dtype, _prepare_axis, offsets, weights, dtype)
     c = dtype.type(cval)
     if inner == 1:
         run(correlate_lines, src.reshape(outer, n), off, w, sym, mode, c,
@@ -165,8 +169,9 @@ def separable_2d(src, cols, rows, mode_y, mode_x, cval, pad_x, combine, divisor,
         return
     h, w = src.shape[-2:]
     dtype = out.dtype
-    edge, arrays = _prepared.get(cols, (dtype, combine, accumulate), lambda: (
-        _prepare_separable_2d(cols, rows, pad_x, combine, accumulate, dtype)))
+    edge, arrays = _prepared.get((cols, rows, pad_x), (dtype, combine, accumulate),
+                                 _prepare_separable_2d, cols, rows, pad_x, combine, accumulate,
+                                 dtype)
     if edge is not None:
         if mode_y == CONSTANT and src.dtype != dtype:
             src = src.astype(dtype)  # rows outside hold cval, so rows share its type
@@ -286,6 +291,12 @@ def channels_back(arr, channel_axis):
     return np.moveaxis(arr, 0, channel_axis)
 
 
+def apply_mask(out, mask):
+    """``out *= mask`` for a mask broadcastable to ``out``."""
+    out *= mask
+    return out
+
+
 def copy_into(out, result):
     """Fill the caller's array ``out`` with ``result`` (same shape)."""
     np.copyto(out, result, casting="unsafe")
@@ -306,19 +317,13 @@ def depthwise_separable(src, op, weights, bias, out):
         for row in range(0, h, band):
             rows = min(band, h - row)
             part = mid[:, :rows]
-            op.run(_engine_self(), src[p:p + 1], part, row_start=row)
+            op.run(_this_engine, src[p:p + 1], part, row_start=row)
             pointwise(part.reshape(-1, n_mid), weights, bias,
                       out[p, row:row + rows].reshape(-1, n_out))
 
 
 # Depthwise results per band of ``depthwise_separable``, in elements (~4 MB of float32).
 BAND_ELEMENTS = 1 << 20
-
-
-def _engine_self():
-    import sys
-
-    return sys.modules[__name__]
 
 
 def cast_output(result, dtype, output):
@@ -353,3 +358,6 @@ def channels_last(arr, channel_axis):
 def restore_channels(out, shape, channel_axis):
     """Undo ``channels_last`` for an output of ``shape`` (channel axis last) ."""
     return np.moveaxis(out.reshape(shape), -1, channel_axis)
+
+
+_this_engine = sys.modules[__name__]  # what ``DepthwiseOp.run`` calls back

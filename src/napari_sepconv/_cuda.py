@@ -31,9 +31,9 @@ import numpy as np
 from numba import cuda
 from numba.cuda import config as _cuda_config
 
-from . import _cuda_kernels as kernels
-from ._lowering import depthwise_taps, edge_operator_3x3, shared_taps, symmetry
+from . import _cuda_kernels
 from ._cuda_kernels import BX, BY, MAGNITUDE, SUM, THREADS, TX, TY
+from ._lowering import depthwise_taps, edge_operator_3x3, shared_taps, symmetry
 from ._validation import KERNEL_INPUT_TYPES
 
 # Dynamic shared memory a block may use without opting in to more (all GPUs
@@ -43,6 +43,8 @@ SHARED_BYTES = 48 * 1024
 MAX_GRID_YZ = 65535
 # Blocks of the 1-D (flat) kernels; grid-stride loops cover the rest.
 MAX_FLAT_BLOCKS = 1 << 16
+
+name = "cuda"
 
 INSTALL_HINT = 'pip install "napari-sepconv[cuda]"'
 
@@ -189,7 +191,7 @@ def contiguous(arr):
 
 @functools.lru_cache(maxsize=None)
 def _compiled(name, dtype, variant):
-    return cuda.jit(kernels.python_kernel(name, dtype, variant))
+    return cuda.jit(_cuda_kernels.python_kernel(name, dtype, variant))
 
 
 def _launch(name, dtype, variant, grid, block, shared_bytes, *args):
@@ -344,10 +346,10 @@ def separable_2d(src, cols, rows, mode_y, mode_x, cval, pad_x, combine, divisor,
     if edge is not None:
         gx, gy = edge
         weights = np.concatenate([cols[gx][1], cols[gy][1], rows[gy][1], rows[gx][1]])
-        strips = -(-h // kernels.EDGE_ROWS)
+        strips = -(-h // _cuda_kernels.EDGE_ROWS)
         _launch("edge_magnitude_3x3", dtype, None,
-                (_tiles(w, kernels.EDGE_THREADS, 1 << 30), min(strips, MAX_GRID_YZ),
-                 min(planes.shape[0], MAX_GRID_YZ)), (kernels.EDGE_THREADS,), 0,
+                (_tiles(w, _cuda_kernels.EDGE_THREADS, 1 << 30), min(strips, MAX_GRID_YZ),
+                 min(planes.shape[0], MAX_GRID_YZ)), (_cuda_kernels.EDGE_THREADS,), 0,
                 planes, _const(weights, dtype), _int(mode_y), _int(mode_x), dtype.type(cval),
                 dtype.type(pad_x[gx]), dtype.type(pad_x[gy]), dtype.type(1.0 / divisor), result)
         return
@@ -360,7 +362,7 @@ def separable_2d(src, cols, rows, mode_y, mode_x, cval, pad_x, combine, divisor,
                              divisor, accumulate, result)
         return
     longest = max(o.size for o, _ in cols + rows)
-    max_taps = next((n for n in kernels.UNROLLED_TAPS if n >= longest), None)
+    max_taps = next((n for n in _cuda_kernels.UNROLLED_TAPS if n >= longest), None)
     width = max_taps or longest
     col_off, col_w, col_n = _pack_taps(cols, dtype, width)
     row_off, row_w, row_n = _pack_taps(rows, dtype, width)
@@ -424,6 +426,14 @@ def apply_mask(out, mask):
     return out
 
 
+def copy_into(out, result):
+    """Fill the caller's array ``out`` (host or device, same shape) with ``result``."""
+    if isinstance(out, np.ndarray):
+        np.copyto(out, result.copy_to_host(), casting="unsafe")
+    else:
+        as_device(out).copy_to_device(result)
+
+
 def correlate_planes(src, kernel, top, left, mode_y, mode_x, cval, out):
     """Direct 2-D correlation over the last two axes, zero weights left out."""
     if src.size == 0:
@@ -463,13 +473,13 @@ def _channel_grid(width, n_rows, n_planes, tile_h, tile_w):
             min(n_planes, MAX_GRID_YZ))
 
 
-def depthwise(src, kernels_, multiplier, mode_y, mode_x, cval, out, row_start=0):
+def depthwise(src, kernels, multiplier, mode_y, mode_x, cval, out, row_start=0):
     """Per-channel correlation of ``src`` (P, H, W, C) into ``out`` (P, R, W, C*M)."""
     if out.size == 0:
         return
     dtype = np.dtype(out.dtype)
     item = dtype.itemsize
-    tap_y, tap_x, tap_w, has_zero = depthwise_taps(kernels_, dtype)
+    tap_y, tap_x, tap_w, has_zero = depthwise_taps(kernels, dtype)
     y_lo, y_span = _reach(tap_y)
     x_lo, x_span = _reach(tap_x)
     n_in = src.shape[3]
@@ -508,18 +518,21 @@ def depthwise_passes(src, columns, rows, multiplier, mode_y, mode_x, cval, pad_x
             _const(pad_x, dtype), _int(row_start), _int(tile_h), _int(tile_w), out)
 
 
-def depthwise_separable(src, kernels_, multiplier, mode_y, mode_x, cval, weights, bias, out):
-    """Depthwise then pointwise filtering of ``src`` (P, H, W, C) into ``out`` (P, H, W, C_out).
+def depthwise_separable(src, op, weights, bias, out):
+    """Depthwise op then pointwise mixing of ``src`` (P, H, W, C) into ``out`` (P, H, W, C_out).
 
     One kernel: the depthwise result of a tile stays in shared memory. Where
     even the smallest tile does not fit (huge kernels or channel counts), it
     runs in row bands through a bounded buffer instead, as the CPU does.
+    ``op`` is a ``_programs.DepthwiseOp``; its direct kernels are used.
     """
     if out.size == 0:
         return
+    kernels, multiplier, mode_y, mode_x, cval = (op.flat, op.multiplier, op.mode_y, op.mode_x,
+                                                  op.cval)
     dtype = np.dtype(out.dtype)
     item = dtype.itemsize
-    tap_y, tap_x, tap_w, has_zero = depthwise_taps(kernels_, dtype)
+    tap_y, tap_x, tap_w, has_zero = depthwise_taps(kernels, dtype)
     y_lo, y_span = _reach(tap_y)
     x_lo, x_span = _reach(tap_x)
     n_planes, h, width, n_in = src.shape
@@ -527,7 +540,7 @@ def depthwise_separable(src, kernels_, multiplier, mode_y, mode_x, cval, weights
     tile = _channel_tile(lambda th, tw: ((th + y_span) * (tw + x_span) * n_in
                                          + th * tw * n_mid) * item)
     if tile is None:
-        _depthwise_separable_bands(src, kernels_, multiplier, mode_y, mode_x, cval, weights,
+        _depthwise_separable_bands(src, kernels, multiplier, mode_y, mode_x, cval, weights,
                                    bias, out)
         return
     tile_h, tile_w = tile
@@ -544,10 +557,10 @@ def depthwise_separable(src, kernels_, multiplier, mode_y, mode_x, cval, weights
 BAND_ELEMENTS = 1 << 22
 
 
-def _depthwise_separable_bands(src, kernels_, multiplier, mode_y, mode_x, cval, weights,
+def _depthwise_separable_bands(src, kernels, multiplier, mode_y, mode_x, cval, weights,
                                bias, out):
     n_planes, h, width, _ = src.shape
-    n_mid = kernels_.shape[0]
+    n_mid = kernels.shape[0]
     n_out = out.shape[3]
     band = max(1, min(h, BAND_ELEMENTS // max(1, width * n_mid)))
     mid = empty((band * width * n_mid,), out.dtype)
@@ -555,7 +568,7 @@ def _depthwise_separable_bands(src, kernels_, multiplier, mode_y, mode_x, cval, 
         for row in range(0, h, band):
             rows = min(band, h - row)
             part = mid[:rows * width * n_mid]
-            depthwise(src[p:p + 1], kernels_, multiplier, mode_y, mode_x, cval,
+            depthwise(src[p:p + 1], kernels, multiplier, mode_y, mode_x, cval,
                       part.reshape(1, rows, width, n_mid), row_start=row)
             pointwise(part.reshape(-1, n_mid), weights, bias,
                       out[p, row:row + rows].reshape(-1, n_out))

@@ -4,7 +4,40 @@ Backend-neutral: NumPy only, no Numba. Each helper turns ``(offsets, weights)``
 taps (see ``_passes.taps``) into the arrays a kernel reads.
 """
 
+import operator
+import threading
+from collections import OrderedDict
+
 import numpy as np
+
+
+class PreparedArrays:
+    """What an engine derives from a plan's taps (typed weights, packed tables), kept.
+
+    Plans are cached, and their tap tuples and arrays live as long as they do,
+    so an engine keys what it derives from them by the object itself: a call
+    with a cached plan finds its kernel arguments ready. The owner is held in
+    the entry, so a recycled ``id`` can never return another owner's arrays.
+    """
+
+    def __init__(self, size=1024):
+        self._entries = OrderedDict()
+        self._lock = threading.Lock()  # napari filters from worker threads
+        self._size = size
+
+    def get(self, owners, tag, build, *args):
+        """``build(*args)`` for the objects ``owners`` and ``tag``, built on the first call."""
+        key = (tuple(map(id, owners)), tag)
+        entry = self._entries.get(key)
+        if entry is not None and all(map(operator.is_, entry[0], owners)):
+            return entry[1]
+        value = build(*args)
+        with self._lock:
+            self._entries[key] = (owners, value)
+            while len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+        return value
+
 
 
 def as_type(values, dtype):

@@ -20,6 +20,7 @@ Constant mode comes in two conventions:
 """
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -50,6 +51,131 @@ def reach(offsets):
     return max(0, -int(offsets.min())), max(0, int(offsets.max()))
 
 
+@dataclass(frozen=True, eq=False)
+class AxisPass:
+    """One unfused 1-D pass: ``engine.correlate_axis`` along ``axis``."""
+
+    axis: int
+    offsets: np.ndarray
+    weights: np.ndarray
+    mode: int
+    cval: float
+
+
+@dataclass(frozen=True, eq=False)
+class FusedPass:
+    """The vertical and horizontal passes of a group of terms: ``engine.separable_2d``."""
+
+    cols: tuple
+    rows: tuple
+    mode_y: int
+    mode_x: int
+    cval: float
+    pad_x: tuple
+    combine: int
+    divisor: float
+    accumulate: bool
+
+
+@dataclass(frozen=True, eq=False)
+class LoweredTerms:
+    """Terms lowered to engine calls: what :func:`run_lowered` does, every argument ready.
+
+    ``groups`` holds, per group of terms that share their first passes, those
+    passes and the fused pass over the last two axes (``None`` when the last
+    two axes are not the last passes; the group's result is then combined
+    with ``engine.combine_into``).
+    """
+
+    groups: tuple
+    single: bool
+    combine: int
+    divisor: float
+    dtype: np.dtype
+
+    @property
+    def multiplications(self):
+        """Multiplications per output pixel, each group's shared passes counted once."""
+        total = 0
+        for prefix, fused in self.groups:
+            total += sum(p.offsets.size for p in prefix)
+            if fused is not None:
+                total += sum(o.size for o, _ in fused.cols) + sum(o.size for o, _ in fused.rows)
+        return total
+
+
+def lower_terms(terms, modes, cval, ndim, *, rule, combine=SUM, divisor=1.0, dtype, scale=1.0,
+                order=None):
+    """Lower terms to engine calls (arguments as for :func:`run_terms`).
+
+    Everything that does not depend on the pixel values is worked out here,
+    once per plan: which passes fuse, which terms share their first passes,
+    the scaled weights and the outside value each pass sees in constant mode.
+    """
+    axes = list(order) if order is not None else sorted(terms[0])
+    fused = ndim >= 2 and len(axes) >= 2 and axes[-2:] == [ndim - 2, ndim - 1]
+    prefix_axes = axes[:-2] if fused else axes
+
+    # Fused terms that start with the same passes share them; unfused terms stand alone.
+    grouped = {}
+    for i, term in enumerate(terms):
+        key = (tuple((a, term[a][0].tobytes(), term[a][1].tobytes()) for a in prefix_axes)
+               if fused else i)
+        grouped.setdefault(key, []).append(term)
+
+    single = not fused and len(terms) == 1 and combine == SUM  # its last pass is the result
+    groups = []
+    for g, group in enumerate(grouped.values()):
+        last_group = g == len(grouped) - 1
+        prefix, sums = [], []
+        for axis in prefix_axes:
+            offsets, weights = group[0][axis]
+            prefix.append(AxisPass(axis, offsets, weights * (1.0 if sums else scale),
+                                   modes[axis], _pass_cval(cval, rule, sums, scale)))
+            sums.append(float(weights.sum()))
+        fused_pass = None
+        if fused:
+            step = SUM_SQUARES if combine == MAGNITUDE and not last_group else combine
+            fused_pass = _lower_fused(group, axes[-2:], modes, cval, sums, rule, step, divisor,
+                                      g > 0, scale)
+        groups.append((tuple(prefix), fused_pass))
+    return LoweredTerms(tuple(groups), single, combine, float(divisor), np.dtype(dtype))
+
+
+def run_lowered(engine, src, lowered, check_finite=False):
+    """Run lowered terms on ``src``: the result, or ``(out, finite)`` with ``check_finite``.
+
+    ``finite`` tells whether every value of the result is finite (the fused
+    kernel tells as it writes, saving a pass over the result).
+    """
+    dtype = lowered.dtype
+    out = None if lowered.single else engine.empty(src.shape, dtype)
+    finite = None  # unknown until a kernel tells
+    last = len(lowered.groups) - 1
+    for g, (prefix, fused) in enumerate(lowered.groups):
+        cur = src
+        for p in prefix:
+            nxt = engine.empty(src.shape, dtype)
+            engine.correlate_axis(cur, p.axis, p.offsets, p.weights, p.mode, p.cval, nxt)
+            cur = nxt
+        if fused is not None:
+            finite = engine.separable_2d(cur, fused.cols, fused.rows, fused.mode_y,
+                                         fused.mode_x, fused.cval, fused.pad_x, fused.combine,
+                                         fused.divisor, fused.accumulate, out)
+        elif lowered.single:
+            out = cur
+            break
+        else:
+            engine.combine_into(out, cur, squares=lowered.combine == MAGNITUDE, first=g == 0)
+            if lowered.combine == MAGNITUDE and g == last:
+                engine.finish_magnitude(out, lowered.divisor)
+    if not check_finite:
+        return out
+    if finite is None:  # the last fused call checks the whole sum; otherwise look
+        finite = engine.all_finite(out)
+    return out, finite
+
+
 def run_terms(engine, src, terms, modes, cval, *, rule, combine=SUM, divisor=1.0,
               dtype, scale=1.0, order=None, check_finite=False):
     """Filter ``src`` with each term and combine the results.
@@ -77,51 +203,16 @@ def run_terms(engine, src, terms, modes, cval, *, rule, combine=SUM, divisor=1.0
     order : sequence of int, optional
         Pass order (matters only for ``rule='pass'``); default ascending axes.
     check_finite : bool, optional
-        Also return whether every value of the result is finite (the fused
-        kernel tells as it writes, saving a pass over the result).
+        Also return whether every value of the result is finite.
 
     Returns
     -------
     out : array
         The result, or ``(out, finite)`` with ``check_finite``.
     """
-    ndim = src.ndim
-    axes = list(order) if order is not None else sorted(terms[0])
-    fused = ndim >= 2 and len(axes) >= 2 and axes[-2:] == [ndim - 2, ndim - 1]
-    prefix_axes = axes[:-2] if fused else axes
-
-    # Fused terms that start with the same passes share them; unfused terms stand alone.
-    groups = {}
-    for i, term in enumerate(terms):
-        key = (tuple((a, term[a][0].tobytes(), term[a][1].tobytes()) for a in prefix_axes)
-               if fused else i)
-        groups.setdefault(key, []).append(term)
-
-    single = not fused and len(terms) == 1 and combine == SUM  # its last pass is the result
-    out = None if single else engine.empty(src.shape, dtype)
-    started = False
-    finite = None  # unknown until a kernel tells
-    for g, group in enumerate(groups.values()):
-        last_group = g == len(groups) - 1
-        cur, sums = _run_prefix(engine, src, group[0], prefix_axes, modes, cval, rule,
-                                dtype, scale)
-        if fused:
-            step = SUM_SQUARES if combine == MAGNITUDE and not last_group else combine
-            finite = _run_fused(engine, cur, group, axes[-2:], modes, cval, sums, rule, step,
-                                divisor, started, out, scale)
-        elif single:
-            out = cur
-            break
-        else:
-            engine.combine_into(out, cur, squares=combine == MAGNITUDE, first=not started)
-            if combine == MAGNITUDE and last_group:
-                engine.finish_magnitude(out, divisor)
-        started = True
-    if not check_finite:
-        return out
-    if finite is None:  # the last fused call checks the whole sum; otherwise look
-        finite = engine.all_finite(out)
-    return out, finite
+    lowered = lower_terms(terms, modes, cval, src.ndim, rule=rule, combine=combine,
+                          divisor=divisor, dtype=dtype, scale=scale, order=order)
+    return run_lowered(engine, src, lowered, check_finite)
 
 
 def _pass_cval(cval, rule, sums, scale):
@@ -135,27 +226,9 @@ def _pass_cval(cval, rule, sums, scale):
     return cval * math.prod(sums) if rule == "full" else cval
 
 
-def _run_prefix(engine, src, term, prefix_axes, modes, cval, rule, dtype, scale):
-    """Run the unfused passes of ``term``; return the result and the kernel sums."""
-    cur = src
-    sums = []
-    for axis in prefix_axes:
-        offsets, weights = term[axis]
-        nxt = engine.empty(src.shape, dtype)
-        engine.correlate_axis(cur, axis, offsets, weights * (1.0 if sums else scale),
-                              modes[axis], _pass_cval(cval, rule, sums, scale), nxt)
-        sums.append(float(weights.sum()))
-        cur = nxt
-    return cur, sums
-
-
-def _run_fused(engine, cur, group, last_two, modes, cval, sums, rule, combine, divisor,
-               accumulate, out, scale):
-    """The fused vertical + horizontal passes over the last two axes.
-
-    Returns what the engine tells of the result: whether it is all finite, or
-    ``None`` when it does not say.
-    """
+def _lower_fused(group, last_two, modes, cval, sums, rule, combine, divisor, accumulate,
+                 scale):
+    """The fused vertical + horizontal passes of a group of terms over the last two axes."""
     ay, ax = last_two
     first_scale = 1.0 if sums else scale
     cols, rows, pad_x = [], [], []
@@ -167,37 +240,42 @@ def _run_fused(engine, cur, group, last_two, modes, cval, sums, rule, combine, d
             pad_x.append(cval * math.prod(sums) * float(col_w.sum()))
         else:
             pad_x.append(cval)
-    return engine.separable_2d(cur, cols, rows, modes[ay], modes[ax],
-                               _pass_cval(cval, rule, sums, scale), pad_x,
-                               combine, divisor, accumulate, out)
+    return FusedPass(tuple(cols), tuple(rows), modes[ay], modes[ax],
+                     _pass_cval(cval, rule, sums, scale), tuple(pad_x), combine, divisor,
+                     accumulate)
 
 
 def filter_terms(image, terms, modes, cval, *, rule, combine=SUM, divisor=1.0, dtype,
-                 preserve_range, channel_axis, backend, order=None, check_finite=False):
-    """Run ``terms`` on ``image`` with the chosen backend; the channel axis is not crossed.
+                 preserve_range, channel_axis, backend, order=None):
+    """Run ``terms`` on ``image`` (a host or device array) through a cached plan.
 
-    With ``check_finite``, returns ``(out, finite)`` as ``run_terms`` does.
-
-    ``terms``, ``modes`` and ``order`` use the image's own axis numbers. The
-    channel axis, if any, is moved to the front while filtering so that the
-    filtered axes are the trailing, contiguous ones, and moved back after.
+    ``terms``, ``modes`` and ``order`` use the image's own axis numbers; the
+    channel axis, if any, is not crossed. For filters built from terms of
+    their own (the Gaussian family): the plan is made once per set of
+    arguments and reused, like those of the public functions.
     """
-    from . import _backend
+    from ._plan import execute, get_plan
 
-    engine = _backend.engine(_backend.resolve(backend, image))
-    src, scale = engine.to_kernel_input(image, dtype, preserve_range)
-    if channel_axis is not None:
-        def moved(a):
-            return a + 1 if a < channel_axis else a
+    plan = get_plan(_plan_terms, image, backend, terms, modes, cval, rule, combine, divisor,
+                    dtype, preserve_range, channel_axis, order)
+    return execute(plan, image)
 
-        src = engine.channels_first(src, channel_axis)
-        terms = [{moved(a): t for a, t in term.items()} for term in terms]
-        modes = {moved(a): m for a, m in modes.items()}
-        order = None if order is None else [moved(a) for a in order]
-    out = run_terms(engine, src, terms, modes, cval, rule=rule, combine=combine,
-                    divisor=divisor, dtype=dtype, scale=scale, order=order,
-                    check_finite=check_finite)
-    out, finite = out if check_finite else (out, None)
-    if channel_axis is not None:
-        out = engine.channels_back(out, channel_axis)
-    return (out, finite) if check_finite else out
+
+def _plan_terms(shape, dtype, backend, terms, modes, cval, rule, combine, divisor, out_dtype,
+                preserve_range, channel_axis, order):
+    from ._boundary import CANONICAL_NAMES
+    from ._plan import Plan
+    from ._programs import terms_program
+
+    program = terms_program(terms, modes, cval, len(shape), rule=rule, combine=combine,
+                            divisor=divisor, dtype=out_dtype, input_dtype=dtype,
+                            preserve_range=preserve_range, channel_axis=channel_axis,
+                            order=order)
+    halo = {a: reach(terms[0][a][0]) for a in terms[0]}
+    for term in terms[1:]:
+        for a, (offsets, _) in term.items():
+            before, after = reach(offsets)
+            halo[a] = (max(halo[a][0], before), max(halo[a][1], after))
+    return Plan("terms", backend, shape, dtype, shape, np.dtype(out_dtype), channel_axis,
+                halo=halo, modes={a: CANONICAL_NAMES[m] for a, m in modes.items()},
+                multiplications=program.lowered.multiplications, program=program)

@@ -71,6 +71,10 @@ def check_image(image, name="image", min_ndim=1):
     Arrays that carry ``shape`` and ``dtype`` (NumPy, dask, GPU arrays) are
     returned as they are; anything else becomes a NumPy array.
     """
+    if type(image) is np.ndarray:  # the common case, first
+        kind = image.dtype.kind
+        if kind in "biuf" and image.ndim >= min_ndim:
+            return image
     if all(hasattr(image, a) for a in ("shape", "dtype", "ndim")):
         arr = image
     else:
@@ -160,6 +164,19 @@ def output_float_dtype(input_dtype, dtype=None):
     return np.dtype(np.float64)
 
 
+def input_scale(dtype, preserve_range=False):
+    """The factor from kernel-input units to result units for input of ``dtype``.
+
+    Unsigned integers are read as they are and scaled by ``1 / max`` after
+    filtering (filtering is linear), unless ``preserve_range``; every other
+    input is read in its result units (see :func:`to_kernel_input`).
+    """
+    dtype = np.dtype(dtype)
+    if dtype.kind == "u" and not preserve_range:
+        return 1.0 / np.iinfo(dtype).max
+    return 1.0
+
+
 def to_kernel_input(image, float_dtype, preserve_range=False):
     """Prepare an image for the kernels, as ``skimage.util.img_as_float`` would scale it.
 
@@ -183,7 +200,7 @@ def to_kernel_input(image, float_dtype, preserve_range=False):
     if preserve_range:
         return image, 1.0
     if dt.kind == "u":
-        return image, 1.0 / np.iinfo(dt).max
+        return image, input_scale(dt)
     from skimage.util import img_as_float
 
     return img_as_float(image).astype(float_dtype, copy=False), 1.0

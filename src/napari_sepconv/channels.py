@@ -8,16 +8,23 @@ so that the depthwise result is never held whole.
 
 import threading
 from collections import OrderedDict
-from functools import partial
 
 import numpy as np
 
-from . import _backend, _dask
-from ._boundary import CANONICAL_NAMES, CONSTANT
+from . import _backend
+from ._boundary import CANONICAL_NAMES
+from ._plan import Plan, attach_plan, execute, get_plan
+from ._programs import (
+    DepthwiseProgram,
+    DepthwiseSeparableProgram,
+    PointwiseProgram,
+    depthwise_op,
+)
 from ._validation import (
     check_cval,
     check_image,
     check_kernel,
+    input_scale,
     normalize_channel_axis,
     normalize_modes,
     output_float_dtype,
@@ -25,22 +32,19 @@ from ._validation import (
 )
 from .kernels import footprint, separate_kernel
 
-# Depthwise results per band of the fused filter, in elements (~4 MB of float32).
-BAND_ELEMENTS = 1 << 20
 
-
-def _channel_layout(image, channel_axis, min_spatial):
-    image = check_image(image)
+def _channel_layout(shape, channel_axis, min_spatial):
+    """``(channel_axis, spatial axes, channels)`` of an image of ``shape``, checked."""
     if channel_axis is None:
         raise ValueError("channel_axis must be an integer axis for channel filters, not None")
-    ca = normalize_channel_axis(channel_axis, image.ndim)
-    spatial = spatial_axes(image.ndim, ca)
+    ca = normalize_channel_axis(channel_axis, len(shape))
+    spatial = spatial_axes(len(shape), ca)
     if len(spatial) < min_spatial:
         raise ValueError(
             f"image must have at least {min_spatial} spatial dimension(s) besides the "
-            f"channel axis, got shape {image.shape} with channel_axis={channel_axis}"
+            f"channel axis, got shape {tuple(shape)} with channel_axis={channel_axis}"
         )
-    return image, ca, spatial, image.shape[ca]
+    return ca, spatial, shape[ca]
 
 
 def _check_depthwise_kernels(kernels, n_channels):
@@ -81,11 +85,6 @@ def _out_shape(shape, channel_axis, n_out):
     return tuple(out)
 
 
-def _moved_last_shape(shape, channel_axis, n_out):
-    moved = [n for a, n in enumerate(shape) if a != channel_axis]
-    return tuple(moved) + (n_out,)
-
-
 _FACTOR_CACHE = OrderedDict()
 _FACTOR_LOCK = threading.Lock()  # napari filters from worker threads
 
@@ -122,29 +121,25 @@ def _rank_one_factors(flat):
     return factors
 
 
-class _DepthwisePlan:
-    """How the depthwise kernels run: as rank-1 pass pairs when all are separable."""
+def _depthwise_op(kernels, mode_y, mode_x, cval, scale):
+    """The :class:`~napari_sepconv._programs.DepthwiseOp` of kernels (C, M, kh, kw)."""
+    flat = footprint(kernels.reshape((-1,) + kernels.shape[2:]))
+    return depthwise_op(flat, kernels.shape[1], mode_y, mode_x, cval, scale,
+                        _rank_one_factors(flat))
 
-    def __init__(self, kernels, mode_y, mode_x, cval):
-        self.multiplier = kernels.shape[1]
-        flat = footprint(kernels.reshape((-1,) + kernels.shape[2:]))
-        self.flat = flat
-        self.mode_y, self.mode_x, self.cval = mode_y, mode_x, cval
-        factors = _rank_one_factors(flat)
-        self.separable = factors is not None
-        if self.separable:
-            self.columns, self.rows = factors
 
-    def run(self, engine, src, scale, out, row_start=0):
-        cval = self.cval / scale
-        if self.separable:
-            pad_x = (self.cval * self.columns.sum(axis=1) if self.mode_x == CONSTANT
-                     else np.zeros(len(self.columns)))
-            engine.depthwise_passes(src, self.columns * scale, self.rows, self.multiplier,
-                                    self.mode_y, self.mode_x, cval, pad_x, out, row_start)
-        else:
-            engine.depthwise(src, self.flat * scale, self.multiplier, self.mode_y,
-                             self.mode_x, cval, out, row_start)
+def _depthwise_cost(op):
+    """Multiplications per pixel (over all output channels) of a depthwise op."""
+    n_out, kh, kw = op.flat.shape
+    if op.separable:
+        return n_out * (kh + kw)
+    used = np.count_nonzero(np.any(op.flat != 0, axis=0)) or 1
+    return n_out * int(used)
+
+
+def _halo_2d(kernel_shape, ay, ax):
+    kh, kw = kernel_shape
+    return {ay: (kh // 2, kh - 1 - kh // 2), ax: (kw // 2, kw - 1 - kw // 2)}
 
 
 @_backend.like_input
@@ -193,30 +188,34 @@ def depthwise_filter(image, kernels, *, channel_axis=-1, mode="reflect", cval=0.
     >>> sc.depthwise_filter(rgb, kernels).shape
     (32, 32, 3)
     """
-    image, ca, spatial, n_channels = _channel_layout(image, channel_axis, 2)
+    image = check_image(image)
+    plan = get_plan(_plan_depthwise, image, backend, kernels, channel_axis, mode, cval, dtype,
+                    preserve_range)
+    return execute(plan, image)
+
+
+def _plan_depthwise(shape, dtype, backend, kernels, channel_axis, mode, cval, out_dtype,
+                    preserve_range):
+    ca, spatial, n_channels = _channel_layout(shape, channel_axis, 2)
     kernels, multiplier = _check_depthwise_kernels(kernels, n_channels)
     mode_y, mode_x = normalize_modes(mode, 2)
     cval = check_cval(cval)
-    out_dtype = output_float_dtype(np.dtype(image.dtype), dtype)
+    result_dtype = output_float_dtype(dtype, out_dtype)
     n_out = n_channels * multiplier
+    op = _depthwise_op(kernels, mode_y, mode_x, cval, input_scale(dtype, preserve_range))
+    program = DepthwiseProgram(op, n_out, result_dtype, preserve_range, ca)
+    ay, ax = spatial[-2:]
+    return Plan("depthwise_filter", backend, shape, dtype, _out_shape(shape, ca, n_out),
+                result_dtype, ca, halo=_halo_2d(kernels.shape[2:], ay, ax),
+                modes={ay: CANONICAL_NAMES[mode_y], ax: CANONICAL_NAMES[mode_x]},
+                multiplications=_depthwise_cost(op), program=program,
+                rank=1 if op.separable else None)
 
-    if _dask.is_dask_array(image):
-        kh, kw = kernels.shape[2:]
-        ay, ax = spatial[-2:]
-        return _dask.filter_lazily(
-            partial(depthwise_filter, kernels=kernels, channel_axis=ca, mode=mode, cval=cval,
-                    dtype=out_dtype, preserve_range=preserve_range, backend=backend),
-            image, halo={ay: (kh // 2, kh - 1 - kh // 2), ax: (kw // 2, kw - 1 - kw // 2)},
-            modes={ay: CANONICAL_NAMES[mode_y], ax: CANONICAL_NAMES[mode_x]},
-            channel_axis=ca, channels_out=n_out, dtype=out_dtype,
-        )
 
-    engine = _backend.engine(_backend.resolve(backend, image))
-    src, scale = engine.to_kernel_input(image, out_dtype, preserve_range)
-    planes = engine.channels_last(src, ca)
-    out = engine.empty(planes.shape[:3] + (n_out,), out_dtype)
-    _DepthwisePlan(kernels, mode_y, mode_x, cval).run(engine, planes, scale, out)
-    return engine.restore_channels(out, _moved_last_shape(image.shape, ca, n_out), ca)
+attach_plan(depthwise_filter, lambda image, kernels, *, channel_axis=-1, mode="reflect",
+            cval=0.0, dtype=None, preserve_range=False, backend="auto": get_plan(
+                _plan_depthwise, check_image(image), backend, kernels, channel_axis, mode, cval,
+                dtype, preserve_range))
 
 
 @_backend.like_input
@@ -258,26 +257,29 @@ def pointwise_filter(image, weights, bias=None, *, channel_axis=-1, dtype=None,
     array([[1., 1.],
            [1., 1.]])
     """
-    image, ca, _, n_channels = _channel_layout(image, channel_axis, 0)
+    image = check_image(image)
+    plan = get_plan(_plan_pointwise, image, backend, weights, bias, channel_axis, dtype,
+                    preserve_range)
+    return execute(plan, image)
+
+
+def _plan_pointwise(shape, dtype, backend, weights, bias, channel_axis, out_dtype,
+                    preserve_range):
+    ca, _, n_channels = _channel_layout(shape, channel_axis, 0)
     w, bias = _check_pointwise(weights, bias, n_channels)
-    out_dtype = output_float_dtype(np.dtype(image.dtype), dtype)
+    result_dtype = output_float_dtype(dtype, out_dtype)
     n_out = w.shape[0]
+    program = PointwiseProgram(w * input_scale(dtype, preserve_range), bias, result_dtype,
+                               preserve_range, ca)
+    return Plan("pointwise_filter", backend, shape, dtype, _out_shape(shape, ca, n_out),
+                result_dtype, ca, halo={}, modes={}, multiplications=int(w.size),
+                program=program)
 
-    if _dask.is_dask_array(image):
-        return _dask.filter_lazily(
-            partial(pointwise_filter, weights=w, bias=bias, channel_axis=ca, dtype=out_dtype,
-                    preserve_range=preserve_range, backend=backend),
-            image, halo={}, modes={}, channel_axis=ca,
-            channels_out=n_out, dtype=out_dtype,
-        )
 
-    engine = _backend.engine(_backend.resolve(backend, image))
-    src, scale = engine.to_kernel_input(image, out_dtype, preserve_range)
-    moved = engine.channels_last(src, ca)
-    pixels = moved.reshape(-1, n_channels)
-    out = engine.empty((pixels.shape[0], n_out), out_dtype)
-    engine.pointwise(pixels, w * scale, bias, out)
-    return engine.restore_channels(out, _moved_last_shape(image.shape, ca, n_out), ca)
+attach_plan(pointwise_filter, lambda image, weights, bias=None, *, channel_axis=-1, dtype=None,
+            preserve_range=False, backend="auto": get_plan(
+                _plan_pointwise, check_image(image), backend, weights, bias, channel_axis,
+                dtype, preserve_range))
 
 
 @_backend.like_input
@@ -320,44 +322,35 @@ def depthwise_separable_filter(image, depthwise_kernels, pointwise_weights, bias
     >>> sc.depthwise_separable_filter(image, dw, pw).shape
     (64, 64, 8)
     """
-    image, ca, spatial, n_channels = _channel_layout(image, channel_axis, 2)
+    image = check_image(image)
+    plan = get_plan(_plan_depthwise_separable, image, backend, depthwise_kernels,
+                    pointwise_weights, bias, channel_axis, mode, cval, dtype, preserve_range)
+    return execute(plan, image)
+
+
+def _plan_depthwise_separable(shape, dtype, backend, depthwise_kernels, pointwise_weights, bias,
+                              channel_axis, mode, cval, out_dtype, preserve_range):
+    ca, spatial, n_channels = _channel_layout(shape, channel_axis, 2)
     kernels, multiplier = _check_depthwise_kernels(depthwise_kernels, n_channels)
     n_mid = n_channels * multiplier
     w, bias = _check_pointwise(pointwise_weights, bias, n_mid)
     mode_y, mode_x = normalize_modes(mode, 2)
     cval = check_cval(cval)
-    out_dtype = output_float_dtype(np.dtype(image.dtype), dtype)
+    result_dtype = output_float_dtype(dtype, out_dtype)
     n_out = w.shape[0]
+    op = _depthwise_op(kernels, mode_y, mode_x, cval, input_scale(dtype, preserve_range))
+    program = DepthwiseSeparableProgram(op, w, bias, result_dtype, preserve_range, ca)
+    ay, ax = spatial[-2:]
+    return Plan("depthwise_separable_filter", backend, shape, dtype,
+                _out_shape(shape, ca, n_out), result_dtype, ca,
+                halo=_halo_2d(kernels.shape[2:], ay, ax),
+                modes={ay: CANONICAL_NAMES[mode_y], ax: CANONICAL_NAMES[mode_x]},
+                multiplications=_depthwise_cost(op) + int(w.size), program=program,
+                rank=1 if op.separable else None)
 
-    if _dask.is_dask_array(image):
-        kh, kw = kernels.shape[2:]
-        ay, ax = spatial[-2:]
-        return _dask.filter_lazily(
-            partial(depthwise_separable_filter, depthwise_kernels=kernels,
-                    pointwise_weights=w, bias=bias, channel_axis=ca, mode=mode, cval=cval,
-                    dtype=out_dtype, preserve_range=preserve_range, backend=backend),
-            image, halo={ay: (kh // 2, kh - 1 - kh // 2), ax: (kw // 2, kw - 1 - kw // 2)},
-            modes={ay: CANONICAL_NAMES[mode_y], ax: CANONICAL_NAMES[mode_x]},
-            channel_axis=ca, channels_out=n_out, dtype=out_dtype,
-        )
 
-    engine = _backend.engine(_backend.resolve(backend, image))
-    src, scale = engine.to_kernel_input(image, out_dtype, preserve_range)
-    planes = engine.channels_last(src, ca)
-    n_planes, h, width, _ = planes.shape
-    out = engine.empty((n_planes, h, width, n_out), out_dtype)
-    plan = _DepthwisePlan(kernels, mode_y, mode_x, cval)
-    fused = getattr(engine, "depthwise_separable", None)
-    if fused is not None:  # one kernel, the intermediate never in global memory
-        fused(planes, plan.flat * scale, multiplier, mode_y, mode_x, cval / scale, w, bias, out)
-        return engine.restore_channels(out, _moved_last_shape(image.shape, ca, n_out), ca)
-    band = max(1, min(h, BAND_ELEMENTS // max(1, width * n_mid)))
-    mid = engine.empty((1, band, width, n_mid), out_dtype)
-    for p in range(n_planes):
-        for row in range(0, h, band):
-            rows = min(band, h - row)
-            part = mid[:, :rows]
-            plan.run(engine, planes[p:p + 1], scale, part, row_start=row)
-            engine.pointwise(part.reshape(-1, n_mid), w, bias,
-                             out[p, row:row + rows].reshape(-1, n_out))
-    return engine.restore_channels(out, _moved_last_shape(image.shape, ca, n_out), ca)
+attach_plan(depthwise_separable_filter, lambda image, depthwise_kernels, pointwise_weights,
+            bias=None, *, channel_axis=-1, mode="reflect", cval=0.0, dtype=None,
+            preserve_range=False, backend="auto": get_plan(
+                _plan_depthwise_separable, check_image(image), backend, depthwise_kernels,
+                pointwise_weights, bias, channel_axis, mode, cval, dtype, preserve_range))

@@ -8,12 +8,13 @@ adding its weights.
 """
 
 import math
-from functools import partial
 
 import numpy as np
 
 from . import _backend, _dask
-from ._passes import MAGNITUDE, SUM, filter_terms, reach, taps
+from ._passes import MAGNITUDE, SUM, reach, taps
+from ._plan import Plan, attach_plan, execute, get_plan
+from ._programs import terms_program
 from ._validation import (
     check_cval,
     check_image,
@@ -133,19 +134,29 @@ def _check_mask(mask, shape, channel_axis):
     return eroded
 
 
-@_backend.like_input
-def _edge_filter(name, image, mask, axis, mode, cval, channel_axis, dtype, preserve_range,
-                 backend):
-    image = check_image(image)
-    channel_axis = normalize_channel_axis(channel_axis, image.ndim)
-    spatial = spatial_axes(image.ndim, channel_axis)
+def _plan_edges(shape, dtype, backend, name, axis, mode, cval, channel_axis, out_dtype,
+                preserve_range, direction):
+    """The plan of an edge filter (arguments as :func:`sobel`'s, ``name`` the operator).
+
+    ``direction`` 0 or 1 asks for the derivative along that spatial axis of a 2-D
+    image (the ``_h``/``_v`` filters), in place of ``axis``.
+    """
+    ndim = len(shape)
+    channel_axis = normalize_channel_axis(channel_axis, ndim)
+    spatial = spatial_axes(ndim, channel_axis)
     if not spatial:
         raise ValueError("image has no spatial axis to filter")
-    axes, negative = _edge_axes(axis, image.ndim, channel_axis)
+    if direction is not None:
+        if len(spatial) != 2:
+            raise ValueError(
+                f"image must have 2 spatial dimensions for {name}_{'hv'[direction]}, "
+                f"got {len(spatial)}"
+            )
+        axis = spatial[direction]
+    axes, negative = _edge_axes(axis, ndim, channel_axis)
     modes = dict(zip(spatial, normalize_modes(mode, len(spatial))))
     cval = check_cval(cval)
-    out_dtype = output_float_dtype(np.dtype(image.dtype), dtype)
-    eroded = _check_mask(mask, image.shape, channel_axis)
+    result_dtype = output_float_dtype(dtype, out_dtype)
 
     smooth, derivative = EDGE_KERNELS[name]
     smooth_taps = taps(smooth, skip_zero=True)
@@ -160,40 +171,31 @@ def _edge_filter(name, image, mask, axis, mode, cval, channel_axis, dtype, prese
         for d in axes
     ]
     magnitude = len(axes) > 1
-
-    if _dask.is_dask_array(image):
-        radius = reach(smooth_taps[0])
-        result = _dask.filter_lazily(
-            partial(_edge_filter, name, mask=None, axis=axis, mode=mode, cval=cval,
-                    channel_axis=channel_axis, dtype=out_dtype,
-                    preserve_range=preserve_range, backend=backend),
-            image, halo={a: radius for a in spatial}, modes=mode_names(modes),
-            channel_axis=channel_axis, dtype=out_dtype,
-        )
-        return result if eroded is None else result * eroded
-
-    out = filter_terms(
-        image, terms, modes, cval, rule="full",
-        combine=MAGNITUDE if magnitude else SUM, divisor=math.sqrt(len(spatial)),
-        dtype=out_dtype, preserve_range=preserve_range, channel_axis=channel_axis,
-        backend=backend,
+    program = terms_program(
+        terms, modes, cval, ndim, rule="full", combine=MAGNITUDE if magnitude else SUM,
+        divisor=math.sqrt(len(spatial)), dtype=result_dtype, input_dtype=dtype,
+        preserve_range=preserve_range, channel_axis=channel_axis,
     )
-    if eroded is not None:
-        out = _backend.apply_mask(out, eroded)
-    return out
+    radius = reach(smooth_taps[0])
+    function = name if direction is None else f"{name}_{'hv'[direction]}"
+    return Plan(function, backend, shape, dtype, shape, result_dtype, channel_axis,
+                halo={a: radius for a in spatial}, modes=mode_names(modes),
+                multiplications=program.lowered.multiplications, program=program)
 
 
-def _directional(name, axis, image, mask, mode, cval, channel_axis, dtype, preserve_range,
-                 backend):
-    arr = check_image(image)
-    ca = normalize_channel_axis(channel_axis, arr.ndim)
-    spatial = spatial_axes(arr.ndim, ca)
-    if len(spatial) != 2:
-        raise ValueError(
-            f"image must have 2 spatial dimensions for {name}_{'hv'[axis]}, got {len(spatial)}"
-        )
-    return _edge_filter(name, arr, mask, spatial[axis], mode, cval, ca, dtype,
-                        preserve_range, backend)
+@_backend.like_input
+def _edge_filter(name, image, mask, axis, mode, cval, channel_axis, dtype, preserve_range,
+                 backend, direction=None):
+    image = check_image(image)
+    plan = get_plan(_plan_edges, image, backend, name, axis, mode, cval, channel_axis, dtype,
+                    preserve_range, direction)
+    out = execute(plan, image)
+    if mask is None:
+        return out
+    eroded = _check_mask(mask, image.shape, plan.channel_axis)
+    if _dask.is_dask_array(out):
+        return out * eroded
+    return _backend.apply_mask(out, eroded)
 
 
 # --------------------------------------------------------------------------
@@ -203,6 +205,15 @@ def _directional(name, axis, image, mask, mode, cval, channel_axis, dtype, prese
 @_edge_doc("Find edges with the Sobel operator.", "Sobel",
            "Edge magnitude, or the derivative along ``axis``.",
            "sc.sobel(image).round(3)[2]\n    array([0.   , 0.707, 0.707, 0.   , 0.   ])")
+def _attach_edge_plan(public, name, direction=None):
+    def plan(image, mask=None, *, axis=None, mode="reflect", cval=0.0, channel_axis=None,
+             dtype=None, preserve_range=False, backend="auto"):
+        return get_plan(_plan_edges, check_image(image), backend, name, axis, mode, cval,
+                        channel_axis, dtype, preserve_range, direction)
+
+    return attach_plan(public, plan)
+
+
 def sobel(image, mask=None, *, axis=None, mode="reflect", cval=0.0, channel_axis=None,
           dtype=None, preserve_range=False, backend="auto"):
     return _edge_filter("sobel", image, mask, axis, mode, cval, channel_axis, dtype,
@@ -251,11 +262,12 @@ def _make_directional(name, axis):
 
     def directional(image, mask=None, *, mode="reflect", cval=0.0, channel_axis=None,
                     dtype=None, preserve_range=False, backend="auto"):
-        return _directional(name, axis, image, mask, mode, cval, channel_axis, dtype,
-                            preserve_range, backend)
+        return _edge_filter(name, image, mask, None, mode, cval, channel_axis, dtype,
+                            preserve_range, backend, axis)
 
     directional.__name__ = directional.__qualname__ = f"{name}_{'hv'[axis]}"
     directional.__module__ = __name__
+    _attach_edge_plan(directional, name, axis)
     return _edge_doc(
         f"Find {which} edges (the derivative along axis {axis}) with the {name.title()} operator.",
         name.title(), f"The derivative along spatial axis {axis}.", example,
@@ -271,3 +283,9 @@ prewitt_h = _make_directional("prewitt", 0)
 prewitt_v = _make_directional("prewitt", 1)
 farid_h = _make_directional("farid", 0)
 farid_v = _make_directional("farid", 1)
+
+
+for _name, _function in (("sobel", sobel), ("scharr", scharr), ("prewitt", prewitt),
+                         ("farid", farid)):
+    _attach_edge_plan(_function, _name)
+del _name, _function

@@ -8,18 +8,20 @@ that needs fewer multiplications than the direct kernel.
 """
 
 import operator
-from functools import partial
 
 import numpy as np
 
 from . import _backend, _dask
 from ._boundary import CANONICAL_NAMES
-from ._passes import filter_terms, reach, run_terms, taps
+from ._passes import reach, taps
+from ._plan import Plan, attach_plan, execute, get_plan
+from ._programs import DirectProgram, terms_program
 from ._validation import (
     check_cval,
     check_image,
     check_kernel,
     check_origin,
+    input_scale,
     mode_names,
     normalize_axis,
     normalize_channel_axis,
@@ -90,39 +92,45 @@ def correlate1d(input, weights, axis=-1, output=None, mode="reflect", cval=0.0, 
     array([ 8, 26,  8, 12,  7, 28, 36,  9])
     """
     input = check_image(input, "input")
+    out_dtype = _output_dtype(input.dtype, output)
+    if isinstance(output, np.ndarray):
+        if output.shape != input.shape:
+            raise ValueError(f"output has shape {output.shape}, expected {input.shape}")
+        if not output.flags.writeable:
+            raise ValueError("output is read-only; pass a writeable array or a dtype")
+        if _dask.is_dask_array(input):
+            raise TypeError("output cannot be an array when input is a dask array")
+    plan = get_plan(_plan_correlate1d, input, backend, weights, axis, out_dtype, mode, cval,
+                    origin)
+    return execute(plan, input, output if isinstance(output, np.ndarray) else None)
+
+
+def _plan_correlate1d(shape, dtype, backend, weights, axis, out_dtype, mode, cval, origin):
     w = check_kernel(weights, 1, "weights")
-    axis = normalize_axis(axis, input.ndim)
+    axis = normalize_axis(axis, len(shape))
     mode_code = normalize_mode(mode)
     cval = check_cval(cval)
     origin = check_origin(origin, w.size)
-    out_dtype = _output_dtype(input.dtype, output)
     if out_dtype.kind == "c":
         raise TypeError(f"output dtype must be real, got {out_dtype}")
     if out_dtype.kind not in "biuf":
         raise TypeError(f"output dtype must be numeric, got {out_dtype}")
-    if isinstance(output, np.ndarray) and output.shape != input.shape:
-        raise ValueError(f"output has shape {output.shape}, expected {input.shape}")
-
-    if _dask.is_dask_array(input):
-        if isinstance(output, np.ndarray):
-            raise TypeError("output cannot be an array when input is a dask array")
-        offsets, _ = taps(w, origin)
-        return _dask.filter_lazily(
-            partial(correlate1d, weights=w, axis=axis, output=out_dtype, mode=mode,
-                    cval=cval, origin=origin, backend=backend),
-            input, halo={axis: reach(offsets)}, modes={axis: CANONICAL_NAMES[mode_code]},
-            dtype=out_dtype,
-        )
-
-    in_kind = np.dtype(input.dtype)
     compute = (np.dtype(np.float32)
-               if in_kind.kind == "f" and in_kind.itemsize <= 4 and out_dtype.itemsize <= 4
+               if dtype.kind == "f" and dtype.itemsize <= 4 and out_dtype.itemsize <= 4
                and out_dtype.kind == "f" else np.dtype(np.float64))
-    engine = _backend.engine(_backend.resolve(backend, input))
-    src, _ = engine.to_kernel_input(input, compute, True)
-    result = run_terms(engine, src, [{axis: taps(w, origin)}], {axis: mode_code}, cval,
-                       rule="pass", dtype=compute)
-    return engine.cast_output(result, out_dtype, output)
+    offsets, weights = taps(w, origin)
+    program = terms_program([{axis: (offsets, weights)}], {axis: mode_code}, cval, len(shape),
+                            rule="pass", dtype=compute, input_dtype=dtype, preserve_range=True,
+                            cast=out_dtype)
+    return Plan("correlate1d", backend, shape, dtype, shape, out_dtype, None,
+                halo={axis: reach(offsets)}, modes={axis: CANONICAL_NAMES[mode_code]},
+                multiplications=w.size, program=program)
+
+
+attach_plan(correlate1d, lambda input, weights, axis=-1, output=None, mode="reflect", cval=0.0,
+            origin=0, *, backend="auto": get_plan(
+                _plan_correlate1d, check_image(input, "input"), backend, weights, axis,
+                _output_dtype(check_image(input, "input").dtype, output), mode, cval, origin))
 
 
 def convolve1d(input, weights, axis=-1, output=None, mode="reflect", cval=0.0, origin=0,
@@ -218,9 +226,17 @@ def separable_filter(image, kernels, *, axes=None, mode="reflect", cval=0.0,
            [ 9., 10.]])
     """
     image = check_image(image)
+    plan = get_plan(_plan_separable, image, backend, kernels, axes, mode, cval, channel_axis,
+                    dtype, preserve_range)
+    return execute(plan, image)
+
+
+def _plan_separable(shape, dtype, backend, kernels, axes, mode, cval, channel_axis, out_dtype,
+                    preserve_range):
     ks = _check_kernels_1d(kernels)
-    channel_axis = normalize_channel_axis(channel_axis, image.ndim)
-    spatial = spatial_axes(image.ndim, channel_axis)
+    ndim = len(shape)
+    channel_axis = normalize_channel_axis(channel_axis, ndim)
+    spatial = spatial_axes(ndim, channel_axis)
     if axes is None:
         if len(ks) > len(spatial):
             raise ValueError(
@@ -231,7 +247,7 @@ def separable_filter(image, kernels, *, axes=None, mode="reflect", cval=0.0,
     else:
         if np.ndim(axes) == 0:
             axes = [axes]
-        axes = [normalize_axis(a, image.ndim, "axes") for a in axes]
+        axes = [normalize_axis(a, ndim, "axes") for a in axes]
         if len(axes) != len(ks):
             raise ValueError(f"axes has {len(axes)} entries but kernels has {len(ks)}")
         if len(set(axes)) != len(axes):
@@ -240,41 +256,25 @@ def separable_filter(image, kernels, *, axes=None, mode="reflect", cval=0.0,
             raise ValueError(f"axes includes the channel axis {channel_axis}")
     modes = dict(zip(axes, normalize_modes(mode, len(axes))))
     cval = check_cval(cval)
-    out_dtype = output_float_dtype(np.dtype(image.dtype), dtype)
+    result_dtype = output_float_dtype(dtype, out_dtype)
     term = {a: taps(k) for a, k in zip(axes, ks)}
+    program = terms_program([term], modes, cval, ndim, rule="pass", dtype=result_dtype,
+                            input_dtype=dtype, preserve_range=preserve_range,
+                            channel_axis=channel_axis, order=axes)
+    return Plan("separable_filter", backend, shape, dtype, shape, result_dtype, channel_axis,
+                halo={a: reach(term[a][0]) for a in axes}, modes=mode_names(modes),
+                multiplications=program.lowered.multiplications, program=program, rank=1)
 
-    if _dask.is_dask_array(image):
-        return _dask.filter_lazily(
-            partial(separable_filter, kernels=ks, axes=axes, mode=mode, cval=cval,
-                    channel_axis=channel_axis, dtype=out_dtype, preserve_range=preserve_range,
-                    backend=backend),
-            image,
-            halo={a: reach(term[a][0]) for a in axes}, modes=mode_names(modes),
-            channel_axis=channel_axis, dtype=out_dtype,
-        )
 
-    return filter_terms(image, [term], modes, cval, rule="pass", dtype=out_dtype,
-                        preserve_range=preserve_range, channel_axis=channel_axis,
-                        backend=backend, order=axes)
+attach_plan(separable_filter, lambda image, kernels, *, axes=None, mode="reflect", cval=0.0,
+            channel_axis=None, dtype=None, preserve_range=False, backend="auto": get_plan(
+                _plan_separable, check_image(image), backend, kernels, axes, mode, cval,
+                channel_axis, dtype, preserve_range))
 
 
 # --------------------------------------------------------------------------
 # 2-D user kernels
 # --------------------------------------------------------------------------
-
-def plan_kernel(kernel, rank=None, tol=None):
-    """How ``filter2d`` runs a kernel.
-
-    Returns ``(terms, direct)``: the separable ``(column, row)`` terms to run
-    when ``rank * (kh + kw) < kh * kw`` (else ``None``), and the 2-D kernel
-    the result must equal (the kernel itself, or the rank-``rank``
-    reconstruction), for the direct path.
-    """
-    split = separate_kernel(kernel, rank=rank, tol=tol)
-    direct = footprint(split.kernel if rank is None else split.reconstruct())
-    n_direct, n_separated = split.cost
-    return (split.terms if n_separated < n_direct else None), direct
-
 
 @_backend.like_input
 def filter2d(image, kernel, *, mode="reflect", cval=0.0, channel_axis=None, rank=None,
@@ -328,55 +328,50 @@ def filter2d(image, kernel, *, mode="reflect", cval=0.0, channel_axis=None, rank
            [-1.,  0.,  1.]])
     """
     image = check_image(image)
+    plan = get_plan(_plan_filter2d, image, backend, kernel, mode, cval, channel_axis, rank, tol,
+                    dtype, preserve_range)
+    return execute(plan, image)
+
+
+def _plan_filter2d(shape, dtype, backend, kernel, mode, cval, channel_axis, rank, tol,
+                   out_dtype, preserve_range):
     k = check_kernel(kernel, 2)
-    channel_axis = normalize_channel_axis(channel_axis, image.ndim)
-    spatial = spatial_axes(image.ndim, channel_axis)
+    ndim = len(shape)
+    channel_axis = normalize_channel_axis(channel_axis, ndim)
+    spatial = spatial_axes(ndim, channel_axis)
     if len(spatial) < 2:
         raise ValueError(f"image must have at least 2 spatial dimensions, got {len(spatial)}")
     ay, ax = spatial[-2:]
     mode_y, mode_x = normalize_modes(mode, 2)
     cval = check_cval(cval)
-    out_dtype = output_float_dtype(np.dtype(image.dtype), dtype)
-    terms_1d, direct = plan_kernel(k, rank, tol)
-
-    if _dask.is_dask_array(image):
-        kh, kw = k.shape
-        return _dask.filter_lazily(
-            partial(filter2d, kernel=k, mode=mode, cval=cval, channel_axis=channel_axis,
-                    rank=rank, tol=tol, dtype=out_dtype, preserve_range=preserve_range,
-                    backend=backend),
-            image, halo={ay: (kh // 2, kh - 1 - kh // 2), ax: (kw // 2, kw - 1 - kw // 2)},
-            modes={ay: CANONICAL_NAMES[mode_y], ax: CANONICAL_NAMES[mode_x]},
-            channel_axis=channel_axis, dtype=out_dtype,
-        )
-
-    modes = {ay: mode_y, ax: mode_x}
-    if terms_1d is not None:
-        terms = [{ay: taps(c, skip_zero=True), ax: taps(r, skip_zero=True)} for c, r in terms_1d]
+    result_dtype = output_float_dtype(dtype, out_dtype)
+    split = separate_kernel(k, rank=rank, tol=tol)
+    direct_kernel = footprint(split.kernel if rank is None else split.reconstruct())
+    n_direct, n_separated = split.cost
+    scale = input_scale(dtype, preserve_range)
+    kh, kw = k.shape
+    direct = DirectProgram(direct_kernel * scale, mode_y, mode_x, cval / scale, result_dtype,
+                           preserve_range, channel_axis)
+    if n_separated < n_direct:
+        terms = [{ay: taps(c, skip_zero=True), ax: taps(r, skip_zero=True)}
+                 for c, r in split.terms]
         several = len(terms) > 1  # only a sum of terms can meet NaN or inf differently
-        result = filter_terms(image, terms, modes, cval, rule="full", dtype=out_dtype,
-                              preserve_range=preserve_range, channel_axis=channel_axis,
-                              backend=backend, check_finite=several)
-        out, finite = result if several else (result, True)
-        if finite:
-            return out
-        # NaN or inf met the kernel: several terms would add +inf and -inf, and each
-        # term's footprint is the whole kernel's box. Run the kernel itself instead, so
-        # non-finite values spread only through its non-zero weights, as in scipy.
-    return _correlate_direct(image, direct, mode_y, mode_x, cval, out_dtype, preserve_range,
-                             channel_axis, backend)
+        program = terms_program(terms, {ay: mode_y, ax: mode_x}, cval, ndim, rule="full",
+                                dtype=result_dtype, input_dtype=dtype,
+                                preserve_range=preserve_range, channel_axis=channel_axis,
+                                fallback=direct if several else None)
+        multiplications = program.lowered.multiplications
+    else:
+        program = direct
+        multiplications = int(np.count_nonzero(direct_kernel)) or 1
+    return Plan("filter2d", backend, shape, dtype, shape, result_dtype, channel_axis,
+                halo={ay: (kh // 2, kh - 1 - kh // 2), ax: (kw // 2, kw - 1 - kw // 2)},
+                modes={ay: CANONICAL_NAMES[mode_y], ax: CANONICAL_NAMES[mode_x]},
+                multiplications=multiplications, program=program, rank=split.rank,
+                exact=split.is_exact)
 
 
-def _correlate_direct(image, kernel, mode_y, mode_x, cval, dtype, preserve_range,
-                      channel_axis, backend):
-    engine = _backend.engine(_backend.resolve(backend, image))
-    src, scale = engine.to_kernel_input(image, dtype, preserve_range)
-    if channel_axis is not None:
-        src = engine.channels_first(src, channel_axis)
-    out = engine.empty(src.shape, dtype)
-    kh, kw = kernel.shape
-    engine.correlate_planes(src, kernel * scale, kh // 2, kw // 2, mode_y, mode_x,
-                            cval / scale, out)
-    if channel_axis is not None:
-        out = engine.channels_back(out, channel_axis)
-    return out
+attach_plan(filter2d, lambda image, kernel, *, mode="reflect", cval=0.0, channel_axis=None,
+            rank=None, tol=None, dtype=None, preserve_range=False, backend="auto": get_plan(
+                _plan_filter2d, check_image(image), backend, kernel, mode, cval, channel_axis,
+                rank, tol, dtype, preserve_range))

@@ -1,0 +1,103 @@
+"""The engine interface: what the CPU (``_cpu``) and CUDA (``_cuda``) engines implement.
+
+A plan's program (``_programs``) makes every call through this interface, so
+an engine is a module with these functions; ``_backend.engine(name)`` returns
+it. Engines take their own kind of array (NumPy for the CPU, Numba device
+arrays for CUDA; host arrays given to the CUDA engine are copied in by
+``to_kernel_input``) and trust their arguments: checks are done when the plan
+is made. Taps are ``(offsets, weights)`` pairs (``_passes.taps``); mode codes
+are those of ``_boundary``. Neither engine imports the other: host-side tables
+both need live in ``_lowering``.
+
+``tests/test_engines.py`` checks that both engines define every method here
+with the same parameters.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+Array = Any  # numpy.ndarray on the CPU, a Numba device array on CUDA
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """The functions a backend engine module provides."""
+
+    name: str
+
+    def to_kernel_input(self, image: Array, dtype: Any, preserve_range: bool) -> tuple[Array, float]:
+        """``(array, scale)``: ``image`` as the kernels read it (``_validation.to_kernel_input``).
+
+        The filtered values are ``scale`` times what the kernels compute.
+        """
+
+    def empty(self, shape: tuple, dtype: Any) -> Array:
+        """An uninitialised array of the engine's kind."""
+
+    def correlate_axis(self, src: Array, axis: int, offsets, weights, mode: int, cval: float,
+                       out: Array) -> None:
+        """1-D correlation of ``src`` along ``axis`` into ``out`` (same shape)."""
+
+    def separable_2d(self, src: Array, cols, rows, mode_y: int, mode_x: int, cval: float, pad_x,
+                     combine: int, divisor: float, accumulate: bool, out: Array) -> bool | None:
+        """Fused column and row passes of several terms over the last two axes.
+
+        ``combine`` is ``SUM``, ``SUM_SQUARES`` or ``MAGNITUDE`` (``_passes``);
+        ``accumulate`` adds to ``out`` instead of overwriting it. Returns
+        whether every value of ``out`` is finite, or None when it does not tell.
+        """
+
+    def combine_into(self, out: Array, values: Array, squares: bool, first: bool) -> None:
+        """``out (+)= values`` (or ``values ** 2``)."""
+
+    def finish_magnitude(self, out: Array, divisor: float) -> None:
+        """``out = sqrt(out) / divisor`` in place."""
+
+    def all_finite(self, values: Array) -> bool:
+        """Whether every value is finite."""
+
+    def correlate_planes(self, src: Array, kernel, top: int, left: int, mode_y: int,
+                         mode_x: int, cval: float, out: Array) -> None:
+        """Direct 2-D correlation over the last two axes, zero weights left out."""
+
+    def depthwise(self, src: Array, kernels, multiplier: int, mode_y: int, mode_x: int,
+                  cval: float, out: Array, row_start: int = 0) -> None:
+        """Per-channel correlation of ``src`` (P, H, W, C) into ``out`` (P, R, W, C*M)."""
+
+    def depthwise_passes(self, src: Array, columns, rows, multiplier: int, mode_y: int,
+                         mode_x: int, cval: float, pad_x, out: Array, row_start: int = 0) -> None:
+        """Per-channel rank-1 kernels ``outer(columns[k], rows[k])`` as two 1-D passes."""
+
+    def depthwise_separable(self, src: Array, op, weights, bias, out: Array) -> None:
+        """A ``_programs.DepthwiseOp`` then channel mixing, without the whole intermediate."""
+
+    def pointwise(self, src: Array, weights, bias, out: Array) -> None:
+        """``out = src @ weights.T + bias`` over the last axis."""
+
+    def cast_output(self, result: Array, dtype: Any, output: Any) -> Array:
+        """scipy.ndimage's output handling: fill ``output`` if it is an array, else cast."""
+
+    def copy_into(self, out: Any, result: Array) -> None:
+        """Fill the caller's array ``out`` with ``result``."""
+
+    def channels_first(self, arr: Array, channel_axis: int) -> Array:
+        """A C-contiguous copy with the channel axis moved to the front."""
+
+    def channels_back(self, arr: Array, channel_axis: int) -> Array:
+        """Undo ``channels_first`` (a view)."""
+
+    def channels_last(self, arr: Array, channel_axis: int) -> Array:
+        """A C-contiguous (planes, H, W, C) array with the channel axis moved last."""
+
+    def restore_channels(self, out: Array, shape: tuple, channel_axis: int) -> Array:
+        """Undo ``channels_last`` for an output of ``shape`` (channel axis last)."""
+
+    def apply_mask(self, out: Array, mask) -> Array:
+        """``out *= mask`` for a host mask broadcastable to ``out``."""
+
+
+ENGINE_METHODS = tuple(
+    name for name in Engine.__dict__
+    if not name.startswith("_") and callable(Engine.__dict__[name])
+)

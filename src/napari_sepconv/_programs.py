@@ -1,0 +1,225 @@
+"""The lowered work of a plan, one class per kind of filter, each run on an engine.
+
+A program holds only what the engine calls need, prepared when the plan is
+made (scaled weights, tap tables, constants); ``run(engine, image, out)`` does
+the per-call rest: prepare the kernel input, allocate, call the engine, put
+the channel axis back. Engines implement ``_engine.Engine``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._boundary import CONSTANT
+from ._passes import SUM, LoweredTerms, lower_terms, run_lowered
+from ._validation import input_scale
+
+
+def _copy_into(engine, out, result):
+    """Fill a caller's ``out`` (scikit-image's ``out=``) with ``result``."""
+    if out is None:
+        return result
+    engine.copy_into(out, result)
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class TermsProgram:
+    """Separable terms (edge filters, ``separable_filter``, ``correlate1d``, split ``filter2d``).
+
+    ``channel_axis`` is moved to the front while filtering, so the lowered
+    terms use the axis numbers of that layout. ``cast``: scipy's output
+    handling (``correlate1d``), else None. ``fallback``: the direct program a
+    sum of several terms falls back to where NaN or inf met the kernel.
+    """
+
+    lowered: LoweredTerms
+    compute_dtype: np.dtype
+    preserve_range: bool
+    channel_axis: int | None = None
+    cast: np.dtype | None = None
+    fallback: DirectProgram | None = None
+
+    def run(self, engine, image, out=None):
+        src, _ = engine.to_kernel_input(image, self.compute_dtype, self.preserve_range)
+        if self.channel_axis is not None:
+            src = engine.channels_first(src, self.channel_axis)
+        if self.fallback is None:
+            result = run_lowered(engine, src, self.lowered)
+        else:
+            result, finite = run_lowered(engine, src, self.lowered, check_finite=True)
+            if not finite:
+                # NaN or inf met the kernel: several terms would add +inf and -inf, and each
+                # term's footprint is the whole kernel's box. Run the kernel itself instead,
+                # so non-finite values spread only through its non-zero weights, as in scipy.
+                return self.fallback.run(engine, image, out)
+        if self.channel_axis is not None:
+            result = engine.channels_back(result, self.channel_axis)
+        if self.cast is not None:
+            return engine.cast_output(result, self.cast, out)
+        return _copy_into(engine, out, result)
+
+
+@dataclass(frozen=True, eq=False)
+class DirectProgram:
+    """Direct 2-D correlation over the last two non-channel axes (``filter2d``).
+
+    ``kernel`` is scaled to the kernel input's units and ``cval`` given in them.
+    """
+
+    kernel: np.ndarray
+    mode_y: int
+    mode_x: int
+    cval: float
+    dtype: np.dtype
+    preserve_range: bool
+    channel_axis: int | None = None
+
+    def run(self, engine, image, out=None):
+        src, _ = engine.to_kernel_input(image, self.dtype, self.preserve_range)
+        if self.channel_axis is not None:
+            src = engine.channels_first(src, self.channel_axis)
+        result = engine.empty(src.shape, self.dtype)
+        kh, kw = self.kernel.shape
+        engine.correlate_planes(src, self.kernel, kh // 2, kw // 2, self.mode_y, self.mode_x,
+                                self.cval, result)
+        if self.channel_axis is not None:
+            result = engine.channels_back(result, self.channel_axis)
+        return _copy_into(engine, out, result)
+
+
+@dataclass(frozen=True, eq=False)
+class DepthwiseOp:
+    """Per-channel 2-D kernels, as rank-1 pass pairs when every kernel is rank 1.
+
+    ``flat`` (C*M, kh, kw) is scaled to the kernel input's units; so are
+    ``columns`` (rank-1 case), while ``cval`` is in the kernel input's units
+    and ``pad_x`` (what the row pass sees outside in constant mode) in the
+    result's.
+    """
+
+    flat: np.ndarray
+    multiplier: int
+    mode_y: int
+    mode_x: int
+    cval: float
+    columns: np.ndarray | None = None
+    rows: np.ndarray | None = None
+    pad_x: np.ndarray | None = None
+
+    @property
+    def separable(self):
+        return self.columns is not None
+
+    def run(self, engine, planes, out, row_start=0):
+        """Filter ``planes`` (P, H, W, C) into ``out`` (P, R, W, C*M) from row ``row_start``."""
+        if self.separable:
+            engine.depthwise_passes(planes, self.columns, self.rows, self.multiplier,
+                                    self.mode_y, self.mode_x, self.cval, self.pad_x, out,
+                                    row_start)
+        else:
+            engine.depthwise(planes, self.flat, self.multiplier, self.mode_y, self.mode_x,
+                             self.cval, out, row_start)
+
+
+def depthwise_op(flat, multiplier, mode_y, mode_x, cval, scale, factors):
+    """The :class:`DepthwiseOp` of kernels ``flat`` for input scaled by ``scale``.
+
+    ``factors``: ``(columns, rows)`` when every kernel is exactly rank 1, else None.
+    """
+    if factors is None:
+        return DepthwiseOp(flat * scale, multiplier, mode_y, mode_x, cval / scale)
+    columns, rows = factors
+    pad_x = cval * columns.sum(axis=1) if mode_x == CONSTANT else np.zeros(len(columns))
+    return DepthwiseOp(flat * scale, multiplier, mode_y, mode_x, cval / scale,
+                       columns * scale, rows, pad_x)
+
+
+def _restored(engine, result, image_shape, channel_axis, n_out):
+    moved = tuple(n for a, n in enumerate(image_shape) if a != channel_axis) + (n_out,)
+    return engine.restore_channels(result, moved, channel_axis)
+
+
+@dataclass(frozen=True, eq=False)
+class DepthwiseProgram:
+    """``depthwise_filter``: the channel axis moved last, planes filtered, moved back."""
+
+    op: DepthwiseOp
+    n_out: int
+    dtype: np.dtype
+    preserve_range: bool
+    channel_axis: int
+
+    def run(self, engine, image, out=None):
+        src, _ = engine.to_kernel_input(image, self.dtype, self.preserve_range)
+        planes = engine.channels_last(src, self.channel_axis)
+        result = engine.empty(planes.shape[:3] + (self.n_out,), self.dtype)
+        self.op.run(engine, planes, result)
+        return _copy_into(engine, out, _restored(engine, result, image.shape,
+                                                 self.channel_axis, self.n_out))
+
+
+@dataclass(frozen=True, eq=False)
+class PointwiseProgram:
+    """``pointwise_filter``: every pixel's channels times ``weights`` (scaled), plus ``bias``."""
+
+    weights: np.ndarray
+    bias: np.ndarray | None
+    dtype: np.dtype
+    preserve_range: bool
+    channel_axis: int
+
+    def run(self, engine, image, out=None):
+        src, _ = engine.to_kernel_input(image, self.dtype, self.preserve_range)
+        n_out, n_in = self.weights.shape
+        pixels = engine.channels_last(src, self.channel_axis).reshape(-1, n_in)
+        result = engine.empty((pixels.shape[0], n_out), self.dtype)
+        engine.pointwise(pixels, self.weights, self.bias, result)
+        return _copy_into(engine, out, _restored(engine, result, image.shape,
+                                                 self.channel_axis, n_out))
+
+
+@dataclass(frozen=True, eq=False)
+class DepthwiseSeparableProgram:
+    """``depthwise_separable_filter``: the depthwise op, then channel mixing, fused by the engine."""
+
+    op: DepthwiseOp
+    weights: np.ndarray
+    bias: np.ndarray | None
+    dtype: np.dtype
+    preserve_range: bool
+    channel_axis: int
+
+    def run(self, engine, image, out=None):
+        src, _ = engine.to_kernel_input(image, self.dtype, self.preserve_range)
+        planes = engine.channels_last(src, self.channel_axis)
+        n_out = self.weights.shape[0]
+        result = engine.empty(planes.shape[:3] + (n_out,), self.dtype)
+        engine.depthwise_separable(planes, self.op, self.weights, self.bias, result)
+        return _copy_into(engine, out, _restored(engine, result, image.shape,
+                                                 self.channel_axis, n_out))
+
+
+def terms_program(terms, modes, cval, ndim, *, rule, combine=SUM, divisor=1.0, dtype,
+                  input_dtype, preserve_range, channel_axis=None, order=None, cast=None,
+                  fallback=None):
+    """A :class:`TermsProgram` for ``terms`` given in the image's own axis numbers.
+
+    The channel axis, if any, is moved to the front while filtering so that
+    the filtered axes are the trailing, contiguous ones; the terms, modes and
+    pass order are renumbered for that layout here, once.
+    """
+    if channel_axis is not None:
+        def moved(a):
+            return a + 1 if a < channel_axis else a
+
+        terms = [{moved(a): t for a, t in term.items()} for term in terms]
+        modes = {moved(a): m for a, m in modes.items()}
+        order = None if order is None else [moved(a) for a in order]
+    scale = input_scale(input_dtype, preserve_range)
+    lowered = lower_terms(terms, modes, cval, ndim, rule=rule, combine=combine,
+                          divisor=divisor, dtype=dtype, scale=scale, order=order)
+    return TermsProgram(lowered, np.dtype(dtype), preserve_range, channel_axis,
+                        None if cast is None else np.dtype(cast), fallback)

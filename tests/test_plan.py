@@ -1,0 +1,169 @@
+"""The cached plan: what it knows before the pixels are read, when it is reused, and its keys."""
+
+import threading
+
+import numpy as np
+import pytest
+
+import napari_sepconv as sc
+from napari_sepconv import _cpu, _plan
+
+
+@pytest.fixture(autouse=True)
+def fresh_plans():
+    _plan.clear_cache()
+    yield
+    _plan.clear_cache()
+
+
+def _count_calls(monkeypatch, module, name):
+    calls = []
+    original = getattr(module, name)
+
+    def counted(*args, **kwargs):
+        calls.append(args)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, counted)
+    return calls
+
+
+def test_a_repeated_call_skips_planning_and_the_svd(rng, monkeypatch):
+    from napari_sepconv import separable
+
+    splits = _count_calls(monkeypatch, separable, "separate_kernel")
+    image = rng.random((20, 24))
+    kernel = rng.standard_normal((5, 5))
+    first = sc.filter2d(image, kernel)
+    second = sc.filter2d(image, kernel.copy())  # equal bytes: the same plan
+    assert len(splits) == 1
+    assert np.array_equal(first, second)
+    sc.filter2d(image, kernel + 1)  # other weights: a new plan
+    sc.filter2d(image[:10], kernel)  # another shape: a new plan
+    assert len(splits) == 3
+
+
+@pytest.mark.parametrize("changed", [
+    {"mode": "wrap"}, {"cval": 2.0}, {"dtype": np.float32}, {"preserve_range": True},
+    {"axis": 0}, {"channel_axis": 2},
+])
+def test_every_argument_that_shapes_a_plan_is_in_its_key(rng, changed):
+    image = (rng.random((9, 11, 3)) * 255).astype(np.uint8)
+    base = sc.sobel.plan(image)
+    other = sc.sobel.plan(image, **changed)
+    assert other is not base
+    assert sc.sobel.plan(image, **changed) is other
+    assert sc.sobel.plan(image) is base
+
+
+def test_the_key_keeps_argument_types(rng):
+    """``cval=True`` is an error even after ``cval=1`` made a plan (True == 1 in Python)."""
+    image = rng.random((8, 8))
+    sc.sobel(image, cval=1)
+    with pytest.raises(TypeError, match="cval"):
+        sc.sobel(image, cval=True)
+    sc.filter2d(image, np.ones((3, 3)), rank=1)
+    with pytest.raises(TypeError, match="rank"):
+        sc.filter2d(image, np.ones((3, 3)), rank=True)
+
+
+def test_the_cache_is_bounded(rng, monkeypatch):
+    monkeypatch.setattr(_plan, "PLAN_CACHE_SIZE", 4)
+    image = rng.random((6, 6))
+    for k in range(10):
+        sc.correlate1d(image, [1.0, float(k)])
+    assert len(_plan._cache) == 4
+
+
+def test_a_plan_tells_layout_cost_and_rank_without_computing(rng):
+    image = np.zeros((2, 30, 40, 3), np.uint16)
+    plan = sc.depthwise_separable_filter.plan(image, np.ones((3, 2, 3, 3)), np.ones((5, 6)))
+    assert plan.out_shape == (2, 30, 40, 5) and plan.out_dtype == np.float64
+    assert plan.channels_out == 5 and plan.channel_axis == 3
+    assert plan.halo == {1: (1, 1), 2: (1, 1)}
+    assert plan.rank == 1 and plan.multiplications == 6 * (3 + 3) + 5 * 6
+
+    laplacian = np.array([[0, 1, 0], [1, -4, 1], [0, 1, 0]])
+    plan = sc.filter2d.plan(np.zeros((16, 16), np.float32), laplacian)
+    assert plan.rank == 2 and plan.exact and plan.out_dtype == np.float32
+    assert plan.multiplications == sc.separate_kernel(laplacian).cost[0] - 4  # zeros left out
+    plan = sc.filter2d.plan(np.zeros((16, 16)), np.outer([1, 2, 3, 2, 1], [1, 0, -1, 2, 1]))
+    assert plan.rank == 1 and plan.multiplications == 5 + 4  # the zero tap is left out
+
+    plan = sc.correlate1d.plan(np.zeros((4, 9), np.int16), [1, 2, 3], axis=1, output=np.uint8)
+    assert plan.out_dtype == np.uint8 and plan.halo == {1: (1, 1)}
+    plan = sc.separable_filter.plan(np.zeros((5, 6, 7)), [[1, 2, 1], [1, 1, 1, 1, 1]],
+                                    axes=[2, 0], mode=["wrap", "mirror"])
+    assert plan.halo == {2: (1, 1), 0: (2, 2)} and plan.modes == {2: "wrap", 0: "mirror"}
+    assert plan.multiplications == 8
+
+
+def test_plans_hold_no_array_of_the_caller(rng):
+    kernel = rng.standard_normal((4, 4))
+    plan = sc.filter2d.plan(np.zeros((8, 8)), kernel)
+    before = plan.program.kernel.copy()
+    kernel[:] = 0  # the caller reuses its array
+    assert np.array_equal(plan.program.kernel, before)
+    assert not np.shares_memory(plan.program.kernel, kernel)
+
+
+def test_plan_for_another_shape_keeps_everything_else():
+    plan = sc.depthwise_filter.plan(np.zeros((10, 12, 3)), np.ones((3, 3, 3)))
+    block = plan.for_shape((4, 5, 3))
+    assert block.out_shape == (4, 5, 3) and block.program is plan.program
+    assert plan.for_shape((4, 5, 3)) is block and plan.for_shape(plan.shape) is plan
+
+
+def test_small_calls_run_on_one_thread_with_the_same_values(rng, monkeypatch):
+    image = rng.random((64, 70)).astype(np.float32)
+    small = sc.sobel(image)
+    monkeypatch.setattr(_cpu, "SERIAL_ELEMENTS", 0)  # everything parallel
+    assert np.array_equal(sc.sobel(image), small)
+    seen = []
+    original = _cpu._call
+
+    def recording(kernel, args):
+        seen.append(_cpu.numba.get_num_threads())
+        return original(kernel, args)
+
+    monkeypatch.setattr(_cpu, "SERIAL_ELEMENTS", 1 << 40)  # everything serial
+    monkeypatch.setattr(_cpu, "_call", recording)
+    threads_before = _cpu.numba.get_num_threads()
+    assert np.array_equal(sc.sobel(image), small)
+    assert seen and _cpu.numba.get_num_threads() == threads_before  # restored after the call
+
+
+def test_backend_choice_is_per_thread_and_a_context_manager(monkeypatch):
+    from napari_sepconv import _backend
+
+    monkeypatch.setattr(_backend, "cuda_unavailable_reason", lambda raise_error=False: None)
+
+    def backend_in_another_thread(action=None):
+        seen = []
+
+        def work():
+            if action:
+                action()
+            seen.append(sc.get_backend())
+
+        worker = threading.Thread(target=work)
+        worker.start()
+        worker.join()
+        return seen[0]
+
+    assert sc.get_backend() == "cpu"
+    with sc.set_backend("cuda"):
+        assert sc.get_backend() == "cuda"
+        assert backend_in_another_thread() == "cpu"  # a worker keeps its own choice
+    assert sc.get_backend() == "cpu"  # restored when the block ends
+
+    assert backend_in_another_thread(lambda: sc.set_backend("cuda")) == "cuda"
+    assert sc.get_backend() == "cpu"  # the worker's choice stays in the worker
+    _ = sc.set_backend("cuda")  # a plain call takes effect at once, without ``with``
+    try:
+        assert sc.get_backend() == "cuda"
+    finally:
+        sc.set_backend("auto")
+    assert sc.get_backend() == "cpu"
+    with pytest.raises(ValueError, match="backend"):
+        sc.set_backend("gpu")
