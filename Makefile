@@ -9,7 +9,7 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check
 PYTEST_WORKERS ?= 2
 DEMO_OUT ?= demo.png
 
-.PHONY: demo test test-core test-cudasim test-gui test-slow bench bench-quick bench-gpu clean
+.PHONY: demo lint test test-core test-cudasim test-gui test-slow bench bench-quick bench-gpu clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ $(VENV)/.test-deps: pyproject.toml | $(BIN)/python
 demo: $(VENV)/.demo-deps
 	$(BIN)/python examples/demo.py --out $(DEMO_OUT)
 	$(BIN)/python examples/batch_demo.py
+
+# Style: ruff's checks and its formatting (as `ruff format` would write every file).
+lint: $(VENV)/.test-deps
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 test: $(VENV)/.test-deps
 	$(MAKE) --no-print-directory test-core test-cudasim test-gui

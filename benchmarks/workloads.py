@@ -198,6 +198,49 @@ class Builder:
             params={"shape": shape, "dtype": dtype.name, "k": 3},
         )
 
+    def sobel_plane_loop(self, n_planes, size, *, target=None, group="small calls"):
+        """A stack filtered plane by plane through the public function, in a Python loop: what
+        napari previews, dask chunks and scripts over planes do. The peer runs the same loop."""
+        shape = (n_planes, size, size)
+        name = f"sobel f32 loop over {n_planes} planes of {size}²"
+
+        def setup():
+            return {"x": _image(shape, np.float32), "out": np.empty(shape, np.float32)}
+
+        def ours_loop(d):
+            x, out = d["x"], d["out"]
+            for i in range(n_planes):
+                out[i] = self.sc.sobel(x[i])
+            return out
+
+        contenders = []
+        if self.cv2 is not None:
+            cv2 = self.cv2
+            scale = 1.0 / (4.0 * SQRT2)
+
+            def opencv_loop(d):
+                x, out = d["x"], d["out"]
+                for i in range(n_planes):
+                    gx = cv2.Sobel(x[i], cv2.CV_32F, 1, 0, ksize=3, scale=scale,
+                                   borderType=cv2.BORDER_REFLECT)
+                    gy = cv2.Sobel(x[i], cv2.CV_32F, 0, 1, ksize=3, scale=scale,
+                                   borderType=cv2.BORDER_REFLECT)
+                    out[i] = cv2.magnitude(gx, gy)
+                return out
+
+            contenders.append(Contender("opencv", opencv_loop))
+        return Workload(
+            name,
+            group,
+            setup,
+            self._ours(ours_loop),
+            contenders,
+            lambda d: 2 * d["x"].nbytes,
+            rtol=2e-5,
+            target=target,
+            params={"shape": shape, "dtype": "float32", "k": 3},
+        )
+
     # ---------------------------------------------------------------------- separable filters
 
     def separable(
@@ -700,6 +743,21 @@ def target_workloads(b: Builder):
             32,
             target=Target(1.5, "depthwise-separable 3x3 16->32 >= 1.5x PyTorch", ("torch",)),
         ),
+    ] + small_call_workloads(b)
+
+
+def small_call_workloads(b: Builder):
+    """Small images, where the cost around the kernel decides (issue 11, item 4)."""
+    return [
+        b.sobel((64, 64), np.float32, peers=("opencv",), group="small calls",
+                target=Target(0.7, "Sobel float32 64² >= 0.7x OpenCV", ("opencv",))),
+        b.sobel((256, 256), np.float32, peers=("opencv",), group="small calls",
+                target=Target(1.5, "Sobel float32 256² >= 1.5x OpenCV", ("opencv",))),
+        b.separable((256, 256), 15, np.float32, peers=("opencv",), group="small calls",
+                    target=Target(1.2, "15-tap separable 256² >= 1.2x cv2.sepFilter2D",
+                                  ("opencv",))),
+        b.sobel_plane_loop(1000, 128, target=Target(
+            1.0, "1000 planes of 128², one call each, >= 1.0x OpenCV in a loop", ("opencv",))),
     ]
 
 
