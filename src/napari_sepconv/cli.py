@@ -550,7 +550,12 @@ def _make_runner(args):
     from . import _batch
 
     if args.workers:
-        runner = _batch.local_cluster(args.workers)
+        try:
+            runner = _batch.local_cluster(args.workers)
+        except Exception as error:  # workers that die while the cluster starts, no ports, ...
+            _print_error(f"--workers {args.workers}: the local Dask cluster did not start "
+                         f"({type(error).__name__}: {error})")
+            sys.exit(1)
     elif args.scheduler:
         from distributed import Client
 
