@@ -15,6 +15,7 @@ import threading
 import numba
 import numpy as np
 
+from . import _validation
 from ._boundary import CONSTANT
 from ._cpu_kernels import (
     MAGNITUDE,
@@ -278,9 +279,7 @@ def pointwise(src, weights, bias, out):
 
 
 def to_kernel_input(image, dtype, preserve_range):
-    from ._validation import to_kernel_input as prepare
-
-    return prepare(np.asarray(image), dtype, preserve_range)
+    return _validation.to_kernel_input(np.asarray(image), dtype, preserve_range)
 
 
 def channels_first(arr, channel_axis):

@@ -185,6 +185,42 @@ def attach_plan(public, make_plan):
     return public
 
 
+@dataclass(frozen=True)
+class ImageSpec:
+    """What a plan needs of an image, without its pixels: ``shape`` and ``dtype``."""
+
+    shape: tuple
+    dtype: np.dtype
+
+    @property
+    def ndim(self):
+        return len(self.shape)
+
+
+def plan_of(function, shape, dtype, **kwargs):
+    """The plan ``function(image, **kwargs)`` would run on an image of ``shape`` and ``dtype``.
+
+    ``function`` is a public filter or a ``functools.partial`` of one (as the
+    napari widgets and the ``sepconv`` command hold them). Raises the errors
+    the call would raise for bad arguments; computes nothing.
+
+    >>> import functools
+    >>> import numpy as np
+    >>> import napari_sepconv as sc
+    >>> plan = plan_of(functools.partial(sc.pointwise_filter, weights=np.ones((2, 3))),
+    ...                (5, 6, 3), np.uint8)
+    >>> plan.out_shape, plan.out_dtype
+    ((5, 6, 2), dtype('float64'))
+    """
+    args = ()
+    while isinstance(function, functools.partial):
+        args = function.args + args
+        kwargs = {**function.keywords, **kwargs}
+        function = function.func
+    image = ImageSpec(tuple(int(n) for n in shape), np.dtype(dtype))
+    return function.plan(image, *args, **kwargs)
+
+
 def execute(plan, image, out=None):
     """Run ``plan`` on ``image``: the only place that tells NumPy, GPU and dask arrays apart.
 

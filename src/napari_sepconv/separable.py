@@ -148,6 +148,12 @@ def convolve1d(input, weights, axis=-1, output=None, mode="reflect", cval=0.0, o
     >>> sc.convolve1d(np.array([2, 8, 0, 4, 1, 9, 9, 0]), [1, 3])
     array([14, 24,  4, 13, 12, 36, 27,  0])
     """
+    w, origin = _mirrored(weights, origin)
+    return correlate1d(input, w, axis, output, mode, cval, origin, backend=backend)
+
+
+def _mirrored(weights, origin):
+    """The correlation weights and origin that convolve as ``weights`` at ``origin`` do."""
     w = check_kernel(weights, 1, "weights")[::-1]
     try:
         origin = -operator.index(origin)
@@ -155,7 +161,16 @@ def convolve1d(input, weights, axis=-1, output=None, mode="reflect", cval=0.0, o
         raise TypeError(f"origin must be an integer, got {type(origin).__name__}") from None
     if w.size % 2 == 0:
         origin -= 1
-    return correlate1d(input, w, axis, output, mode, cval, origin, backend=backend)
+    return w, origin
+
+
+def _plan_convolve1d(input, weights, axis=-1, output=None, mode="reflect", cval=0.0, origin=0,
+                     *, backend="auto"):
+    w, origin = _mirrored(weights, origin)
+    return correlate1d.plan(input, w, axis, output, mode, cval, origin, backend=backend)
+
+
+attach_plan(convolve1d, _plan_convolve1d)
 
 
 # --------------------------------------------------------------------------
