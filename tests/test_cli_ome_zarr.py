@@ -119,3 +119,15 @@ def test_napari_reader_opens_the_output_with_its_scale(tmp_path, capsys, rng):
     path = str(tmp_path / "out" / "n.ome.zarr")
     layers = reader.napari_get_reader(path)(path)
     assert layers and list(layers[0][1]["scale"])[-2:] == SCALE[-2:]
+
+
+def test_ome_zarr_input_gives_ome_zarr_by_default_and_pyramid_needs_it(tmp_path, capsys, rng):
+    data = rng.random((1, 2, 12, 10), dtype=np.float32)
+    source = write_ome_zarr(tmp_path / "d.ome.zarr", data, "0.5")
+    plain = write(tmp_path / "p.npy", data[0, 0])
+    code, _, err = sepconv(capsys, "sobel", source, plain, "-o", tmp_path / "out", "--pyramid", "1")
+    assert code == 1 and "p.npy: --pyramid applies to OME-Zarr outputs" in err
+    assert len(read_ome_zarr(tmp_path / "out" / "d.ome.zarr").data) == 2
+    code, _, err = sepconv(capsys, "sobel", source, "-o", tmp_path / "o2", "--pyramid", "1",
+                           "--format", "zarr")
+    assert code == 2 and "--pyramid" in err

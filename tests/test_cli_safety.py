@@ -233,7 +233,7 @@ def test_corrupt_png_is_reported_like_a_corrupt_tiff(tmp_path, capsys, stack):
     (["--chunk-mb", "inf"], "--chunk-mb"),
     (["--chunk-mb", "nan"], "--chunk-mb"),
     (["--cval", "nan"], "--cval"),
-    (["--pyramid", "2"], "--pyramid"),
+    (["--pyramid", "2", "--format", "tif"], "--pyramid"),
     (["--pyramid", "-1", "--format", "ome-zarr"], "--pyramid"),
 ])
 def test_bad_option_values_are_usage_errors(tmp_path, capsys, stack, args, message):

@@ -188,10 +188,10 @@ def main(argv=None):
     outdir = Path(args.output)
     if outdir.exists() and not outdir.is_dir():
         parser.error(f"-o {outdir}: exists and is not a folder")
-    if args.pyramid and args.format != "ome-zarr":
+    if args.pyramid and args.format not in (None, "ome-zarr"):
         parser.error("--pyramid applies to --format ome-zarr")
 
-    from . import _batch, _io, _resume
+    from . import _batch, _io
 
     failures = []
 
@@ -206,33 +206,8 @@ def main(argv=None):
     for argument, reason in problems:
         report(argument, reason)
 
-    settings = _settings(args, filt)
-    version = _version()
-    plans, claimed = [], {}
-    for path in paths:
-        try:
-            kind = _io.kind_of(path)
-            fmt = args.format or ("tif" if kind == "png" else kind)
-            final = _io.output_path(path, outdir, fmt)
-            if final in claimed:
-                raise _io.InputError(f"its output {final} is also that of {claimed[final]}")
-            claimed[final] = path
-            source = _io.open_source(path)
-            record = _resume.make_record({**settings, "format": fmt}, source, version)
-            state = _existing_output(final, fmt, record, args.overwrite)
-            if state == "same":
-                plans.append((source, final, "exists, made with the same settings: skipped", None))
-                summary.skipped += 1
-                continue
-            job = _batch.plan_job(source, filt, final, fmt, args.chunk_mb * 2**20, pyramid=args.pyramid)
-            job.record = record
-            plans.append((source, final, state, job))
-        except _io.InputError as error:
-            report(path, str(error))
-        except _Conflict as conflict:
-            report(path, str(conflict))
-        except OSError as error:  # a file that vanished or cannot be reached
-            report(path, (error.strerror or str(error)).lower())
+    plans = _plan_inputs(paths, args, filt, outdir, report)
+    summary.skipped = sum(job is None for *_, job in plans)
     jobs = [job for *_, job in plans if job is not None]
 
     if args.dry_run:
@@ -270,6 +245,46 @@ def main(argv=None):
     return 1 if failures else 0
 
 
+def _plan_inputs(paths, args, filt, outdir, report):
+    """For each input: ``(source, output path, state, job)``; job None when it is skipped.
+
+    An existing output made with the same settings is skipped; one made otherwise is a
+    conflict unless --overwrite. Inputs that cannot be used are reported and left out.
+    """
+    from . import _batch, _io, _resume
+
+    settings = _settings(args, filt)
+    version = _version()
+    plans, claimed = [], {}
+    for path in paths:
+        try:
+            kind = _io.kind_of(path)
+            fmt = args.format or ("tif" if kind == "png" else kind)
+            if args.pyramid and fmt != "ome-zarr":
+                raise _io.InputError(f"--pyramid applies to OME-Zarr outputs, and this one is {fmt}")
+            final = _io.output_path(path, outdir, fmt)
+            if final in claimed:
+                raise _io.InputError(f"its output {final} is also that of {claimed[final]}")
+            claimed[final] = path
+            source = _io.open_source(path)
+            record_settings = {**settings, "format": fmt}
+            if fmt == "ome-zarr":
+                record_settings["pyramid"] = args.pyramid
+            record = _resume.make_record(record_settings, source, version)
+            state = _existing_output(final, fmt, record, args.overwrite)
+            if state == "same":
+                plans.append((source, final, "exists, made with the same settings: skipped", None))
+                continue
+            job = _batch.plan_job(source, filt, final, fmt, args.chunk_mb * 2**20, pyramid=args.pyramid)
+            job.record = record
+            plans.append((source, final, state, job))
+        except (_io.InputError, _Conflict) as error:
+            report(path, str(error))
+        except OSError as error:  # a file that vanished or cannot be reached
+            report(path, (error.strerror or str(error)).lower())
+    return plans
+
+
 class _Conflict(Exception):
     """An existing output made otherwise, kept as it is."""
 
@@ -293,11 +308,8 @@ def _existing_output(final, fmt, record, overwrite):
 def _settings(args, filt):
     """Everything in the command line that shapes an output's values, for its record."""
     arguments = {k: v for k, v in filt.arguments.items() if k != "backend"}
-    settings = {"filter": filt.name, "arguments": arguments, "channel_axis": filt.channel_axis,
-                "ndim": filt.ndim}
-    if args.format == "ome-zarr":
-        settings["pyramid"] = args.pyramid
-    return settings
+    return {"filter": filt.name, "arguments": arguments, "channel_axis": filt.channel_axis,
+            "ndim": filt.ndim}
 
 
 def _refuse_writing_into_inputs(parser, arguments, paths, outdir, fmt):
@@ -352,7 +364,7 @@ def _print_plan(plans, args, batch):
         print(f"{source.label} -> {final}: {state if job is None else _state_words(state)}")
         if job is not None:
             read, written = job.piece_bytes
-            threads = 1 if (args.workers or args.scheduler) else 3
+            threads = 1 if (args.workers or args.scheduler) else _local_threads()
             peak = threads * (read + written) * (batch.TILE_GROWTH if job.tiled else 2)
             print(f"  shape {source.shape} {source.dtype} -> {job.out_shape} {job.out_dtype}; "
                   f"{job.pieces} pieces of {read / 1e6:.1f} MB in, {written / 1e6:.1f} MB out; "
@@ -566,14 +578,17 @@ def _make_runner(args):
             sys.exit(2)
         runner = _batch.ClusterRunner(client)
     else:
-        # The kernels use every core themselves; a few threads are enough to overlap reading,
-        # filtering and writing, and each holds its own pieces in memory.
-        threads = 2 if (os.cpu_count() or 1) <= 2 else 3
-        return _batch.LocalRunner(threads)
+        return _batch.LocalRunner(_local_threads())
     link = runner.dashboard_link
     if link:
         sys.stderr.write(f"sepconv: Dask dashboard: {link}\n")
     return runner
+
+
+def _local_threads():
+    """The kernels use every core themselves; a few threads are enough to overlap reading,
+    filtering and writing, and each holds its own pieces in memory."""
+    return 2 if (os.cpu_count() or 1) <= 2 else 3
 
 
 def _int_list(text):
