@@ -131,3 +131,27 @@ def test_ome_zarr_input_gives_ome_zarr_by_default_and_pyramid_needs_it(tmp_path,
     code, _, err = sepconv(capsys, "sobel", source, "-o", tmp_path / "o2", "--pyramid", "1",
                            "--format", "zarr")
     assert code == 2 and "--pyramid" in err
+
+
+def test_interrupted_pyramid_leaves_no_output(tmp_path, capsys, rng, monkeypatch):
+    """An OME-Zarr output appears only whole: an interruption between levels removes it."""
+    import signal
+
+    from napari_sepconv import _io
+
+    source = write(tmp_path / "a.npy", rng.random((2, 32, 32), dtype=np.float32))
+    create_level = _io.create_level
+
+    def interrupted(final, name, *args, **kwargs):
+        if name == "2":
+            raise KeyboardInterrupt
+        return create_level(final, name, *args, **kwargs)
+
+    monkeypatch.setattr(_io, "create_level", interrupted)
+    out = tmp_path / "out"
+    code, _, err = sepconv(capsys, "sobel", source, "-o", out, "--format", "ome-zarr", "--pyramid", "3")
+    assert code == 128 + signal.SIGINT and "interrupted" in err
+    assert list(out.iterdir()) == []
+    monkeypatch.setattr(_io, "create_level", create_level)
+    assert sepconv(capsys, "sobel", source, "-o", out, "--format", "ome-zarr", "--pyramid", "3")[0] == 0
+    assert len(read_ome_zarr(out / "a.ome.zarr").data) == 4
