@@ -335,7 +335,10 @@ def test_dry_run_writes_nothing(tmp_path, capsys, stack):
     before = fingerprints(out)
     code, out_text, err = sepconv(capsys, "prewitt", folder, "-o", out, "--dry-run")
     assert code == 1 and "a.tif" in err and "made otherwise" in err
+    assert "a.tif: exists, made otherwise: a conflict" in out_text
     assert "b.npy -> " in out_text and fingerprints(out) == before
+    code, out_text, err = sepconv(capsys, "sobel", folder, "-o", out, "--dry-run")
+    assert code == 0 and "made with the same settings: skipped" in out_text
 
 
 def test_tiff_output_keeps_the_physical_pixel_size(tmp_path, capsys, stack):

@@ -207,7 +207,7 @@ def main(argv=None):
         report(argument, reason)
 
     plans = _plan_inputs(paths, args, filt, outdir, report)
-    summary.skipped = sum(job is None for *_, job in plans)
+    summary.skipped = sum(state == SKIPPED for _, _, state, _ in plans)
     jobs = [job for *_, job in plans if job is not None]
 
     if args.dry_run:
@@ -271,9 +271,13 @@ def _plan_inputs(paths, args, filt, outdir, report):
             if fmt == "ome-zarr":
                 record_settings["pyramid"] = args.pyramid
             record = _resume.make_record(record_settings, source, version)
-            state = _existing_output(final, fmt, record, args.overwrite)
+            try:
+                state = _existing_output(final, fmt, record, args.overwrite)
+            except _Conflict:
+                plans.append((source, final, CONFLICT, None))
+                raise
             if state == "same":
-                plans.append((source, final, "exists, made with the same settings: skipped", None))
+                plans.append((source, final, SKIPPED, None))
                 continue
             job = _batch.plan_job(source, filt, final, fmt, args.chunk_mb * 2**20, pyramid=args.pyramid)
             job.record = record
@@ -283,6 +287,10 @@ def _plan_inputs(paths, args, filt, outdir, report):
         except OSError as error:  # a file that vanished or cannot be reached
             report(path, (error.strerror or str(error)).lower())
     return plans
+
+
+SKIPPED = "exists, made with the same settings: skipped"
+CONFLICT = "exists, made otherwise: a conflict, left as it is (--overwrite replaces it)"
 
 
 class _Conflict(Exception):
