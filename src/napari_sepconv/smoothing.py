@@ -192,9 +192,29 @@ def gaussian_kernel(sigma, order=0, radius=None, truncate=4.0):
     return q * phi_x
 
 
-def _gaussian_weights(sigma, order, truncate, radius):
-    """Correlation weights of scipy's ``gaussian_filter1d`` (the kernel reversed)."""
-    return gaussian_kernel(sigma, order, radius, truncate)[::-1].copy()
+def _gaussian_weights(sigma, order, truncate, radius, dtype=np.float64):
+    """Correlation weights of scipy's ``gaussian_filter1d`` (the kernel reversed).
+
+    A smoothing kernel is rounded to multiples of one unit in the last place
+    of 1 (2**-53 for float64 passes, 2**-24 for float32) with the centre set so
+    that the weights sum to exactly 1: every partial sum is then exact, so a
+    constant image comes back exactly, whatever order the kernels add the taps
+    in. The change is below the rounding of the passes themselves.
+    """
+    weights = gaussian_kernel(sigma, order, radius, truncate)[::-1].copy()
+    if order == 0:
+        bits = 53 if np.dtype(dtype).itemsize == 8 else 24
+        units = np.round(weights * 2.0**bits).astype(np.int64)
+        units[units.size // 2] += 2**bits - int(units.sum())
+        weights = units / 2.0**bits
+    return weights
+
+
+def _as_array(input):
+    """Arrays with ``shape`` and ``dtype`` (NumPy, dask, GPU) as they are; else NumPy."""
+    if all(hasattr(input, a) for a in ("shape", "dtype", "ndim")):
+        return input
+    return np.asarray(input)
 
 
 def _check_output(input, output):
@@ -230,6 +250,58 @@ def _copy(input, out_dtype, output, backend):
     """No axis to filter: the input cast to the output, as scipy does."""
     return correlate1d(input, [1.0], 0, output if output is not None else out_dtype,
                        backend=backend)
+
+
+def _is_complex(input, output):
+    """Whether a scipy-style call has complex input or asks for a complex output."""
+    if np.dtype(input.dtype).kind == "c":
+        return True
+    if output is None:
+        return False
+    try:
+        dtype = output.dtype if isinstance(output, np.ndarray) else np.dtype(output)
+    except TypeError:
+        return False
+    return dtype.kind == "c"
+
+
+def _complex_output(input, output):
+    """The complex output dtype of a call with complex input or output."""
+    if isinstance(output, np.ndarray):
+        if output.shape != tuple(input.shape):
+            raise ValueError(f"output has shape {output.shape}, expected {tuple(input.shape)}")
+        if output.dtype.kind != "c":
+            raise TypeError(f"output must have a complex dtype for complex input, got {output.dtype}")
+        return output.dtype
+    out_dtype = np.dtype(input.dtype if output is None else output)
+    if out_dtype.kind != "c":  # scipy promotes a real output type for complex input
+        out_dtype = np.promote_types(out_dtype, np.complex64)
+    return out_dtype
+
+
+def _complex_call(func, input, output, cval, **kwargs):
+    """scipy.ndimage's complex filtering: real and imaginary parts filtered apart."""
+    if _backend.is_device_array(input):
+        raise TypeError("input: complex arrays are filtered on the host only (NumPy or dask)")
+    in_complex = np.dtype(input.dtype).kind == "c"
+    out_dtype = _complex_output(input, output)
+    if isinstance(cval, (bool, np.bool_)) or not isinstance(cval, (numbers.Number, np.number)):
+        raise TypeError(f"cval must be a number, got {type(cval).__name__}")
+    cval = complex(cval)
+    if not in_complex and cval.imag != 0:
+        raise ValueError("cval: a complex cval needs a complex input")
+    part = np.finfo(out_dtype).dtype
+    real = func(input.real if in_complex else input, output=part, cval=cval.real, **kwargs)
+    if in_complex:
+        imag = func(input.imag, output=part, cval=cval.imag, **kwargs)
+    else:
+        imag = None
+    if _dask.is_dask_array(real):
+        return (real + 1j * imag).astype(out_dtype) if imag is not None else real.astype(out_dtype)
+    result = output if isinstance(output, np.ndarray) else np.empty(real.shape, out_dtype)
+    result.real = real
+    result.imag = 0 if imag is None else imag
+    return result
 
 
 # --------------------------------------------------------------------------
@@ -351,17 +423,28 @@ def gaussian_filter1d(input, sigma, axis=-1, order=0, output=None, mode="reflect
     >>> sc.gaussian_filter1d(np.arange(20.0) ** 2, 1.0, order=2)[8:12].round(3)  # about 2
     array([1.994, 1.992, 1.991, 1.99 ])
     """
+    if _is_complex(input := _as_array(input), output):
+        return _complex_call(gaussian_filter1d, input, output, cval, sigma=sigma, axis=axis,
+                             order=order, mode=mode, truncate=truncate, radius=radius,
+                             backend=backend)
     input = check_image(input, "input")
     sigma = _check_sigma(sigma)
     if sigma == 0 and radius is None:
         raise ValueError("sigma must be positive (or give radius)")
     weights = _gaussian_weights(sigma, order, truncate, radius)
+    out_dtype = _check_output(input, output)
+    if out_dtype.kind == "f" and out_dtype.itemsize < 8:  # computed in float64, as scipy does
+        result = correlate1d(input, weights, axis, np.float64, mode, cval, 0, backend=backend)
+        return _deliver(result, out_dtype, output)
     return correlate1d(input, weights, axis, output, mode, cval, 0, backend=backend)
 
 
-def _gaussian_axes(ndim, axes, sigma, order, mode, radius, truncate):
+def _gaussian_axes(ndim, axes, sigma, order, mode, radius, truncate, float_output=True):
     """scipy's ``gaussian_filter`` plan: ``[(axis, weights, mode code)]`` for each
-    axis of ``axes`` whose sigma exceeds 1e-15, in the order of ``axes``."""
+    axis of ``axes`` whose sigma exceeds 1e-15, in the order of ``axes``.
+
+    Integer outputs keep scipy's own weights (its truncation of each pass is
+    what they are compared with); float outputs get weights summing to 1."""
     axes = _check_axes(axes, ndim)
     n = len(axes)
     orders = [_check_order(o, "order") for o in _per_axis(order, n, "order")]
@@ -372,26 +455,31 @@ def _gaussian_axes(ndim, axes, sigma, order, mode, radius, truncate):
     for axis, s, o, m, r in zip(axes, sigmas, orders, modes, radii):
         code = normalize_mode(m, "mode")
         if s > _SIGMA_EPS:
-            plan.append((axis, _gaussian_weights(s, o, truncate, r), code))
+            weights = _gaussian_weights(s, o, truncate, r)
+            if not float_output:
+                weights = gaussian_kernel(s, o, r, truncate)[::-1].copy()
+            plan.append((axis, weights, code))
     return plan
 
 
 def _run_plan(input, plan, cval, out_dtype, output, backend):
-    """Passes ``[(axis, weights, mode)]`` in turn, with scipy's intermediate types."""
+    """Passes ``[(axis, weights, mode)]`` in turn, each a :func:`correlate1d`, so that the
+    result equals :func:`gaussian_filter1d` applied axis by axis, bit for bit.
+
+    Float outputs are computed in float64 throughout (scipy's precision) and cast
+    once; integer and bool outputs store each pass in the output type, as scipy does.
+    """
     if not plan:
         return _copy(input, out_dtype, output, backend)
-    if out_dtype.kind == "f":
-        result = separable_filter(
-            input, [w for _, w, _ in plan], axes=[a for a, _, _ in plan],
-            mode=[CANONICAL_NAMES[m] for _, _, m in plan], cval=cval, preserve_range=True,
-            dtype=_compute_dtype(out_dtype), backend=backend)
-        return _deliver(result, out_dtype, output)
-    # Integer and bool outputs: each pass is cast to the output type, as in scipy.
+    inner = np.dtype(np.float64) if out_dtype.kind == "f" else out_dtype
     cur = input
     for i, (axis, weights, mode) in enumerate(plan):
         last = i == len(plan) - 1
-        cur = correlate1d(cur, weights, axis, output if (last and output is not None) else out_dtype,
-                          CANONICAL_NAMES[mode], cval, 0, backend=backend)
+        target = output if (last and output is not None and inner == out_dtype) else inner
+        cur = correlate1d(cur, weights, axis, target, CANONICAL_NAMES[mode], cval, 0,
+                          backend=backend)
+    if inner != out_dtype:
+        return _deliver(cur, out_dtype, output)
     return cur
 
 
@@ -450,9 +538,14 @@ def gaussian_filter(input, sigma, order=0, output=None, mode="reflect", cval=0.0
     >>> float(planes[0].sum().round(5)), float(planes[1].sum())
     (1.0, 0.0)
     """
+    if _is_complex(input := _as_array(input), output):
+        return _complex_call(gaussian_filter, input, output, cval, sigma=sigma, order=order,
+                             mode=mode, truncate=truncate, radius=radius, axes=axes,
+                             backend=backend)
     input = check_image(input, "input")
     out_dtype = _check_output(input, output)
-    plan = _gaussian_axes(input.ndim, axes, sigma, order, mode, radius, truncate)
+    plan = _gaussian_axes(input.ndim, axes, sigma, order, mode, radius, truncate,
+                          float_output=out_dtype.kind == "f")
     return _run_plan(input, plan, check_cval(cval), out_dtype, output, backend)
 
 
@@ -470,9 +563,9 @@ def _derivative_terms(ndim, sigma, truncate, radius, derivative_axes, order, per
     return terms, sigmas, smoothed
 
 
-def _integer_combine(pieces, out_dtype, output, squares):
-    """scipy's integer-output combination: a sum (or root of a sum of squares)
-    computed in the output type, wrapping as NumPy integers do."""
+def _combine_pieces(pieces, out_dtype, output, squares):
+    """scipy's combination of per-axis results: a sum (or the root of a sum of
+    squares) computed in the output type, integers wrapping as NumPy's do."""
     on_device = _backend.is_device_array(pieces[0])
     if on_device:
         pieces = [p.copy_to_host() for p in pieces]
@@ -481,7 +574,7 @@ def _integer_combine(pieces, out_dtype, output, squares):
         for p in pieces[1:]:
             acc = acc + (p * p if squares else p)
         if squares:
-            acc = acc.map_blocks(lambda b: np.sqrt(b).astype(b.dtype), dtype=acc.dtype)
+            acc = acc.map_blocks(_unsafe_sqrt, dtype=acc.dtype)
         return acc
     acc = output if isinstance(output, np.ndarray) else np.empty(pieces[0].shape, out_dtype)
     acc[...] = pieces[0]
@@ -500,28 +593,51 @@ def _integer_combine(pieces, out_dtype, output, squares):
     return acc
 
 
-def _derivative_sum(input, sigma, output, mode, cval, axes, truncate, radius, backend, order,
-                    smooth_axes):
+def _unsafe_sqrt(block):
+    out = block.copy()
+    np.sqrt(out, out, casting="unsafe")
+    return out
+
+
+def _piecewise(out_dtype, input):
+    """Whether a sum of per-axis results is formed as scipy forms it (in the output
+    type), rather than by one fused float64 sum: for every output but float64, and
+    on the GPU only where no float type can hold the result."""
+    if out_dtype == np.float64:
+        return False
+    if out_dtype.kind == "f" and _backend.is_device_array(input):
+        return False
+    return True
+
+
+def _derivative_sum(input, sigma, output, mode, cval, axes, truncate, radius, backend, order):
     """Shared body of :func:`gaussian_laplace` (order 2, a sum) and
     :func:`gaussian_gradient_magnitude` (order 1, a magnitude)."""
-    input = check_image(input, "input")
-    out_dtype = _check_output(input, output)
+    input = _as_array(input)
+    if _is_complex(input, output):
+        if order == 2:  # a sum: real and imaginary parts apart
+            return _complex_call(gaussian_laplace, input, output, cval, sigma=sigma, mode=mode,
+                                 axes=axes, truncate=truncate, radius=radius, backend=backend)
+        out_dtype = _complex_output(input, output)  # the magnitude of complex derivatives
+    else:
+        input = check_image(input, "input")
+        out_dtype = _check_output(input, output)
+        cval = check_cval(cval)
     axes = _check_axes(axes, input.ndim)
-    cval = check_cval(cval)
     if not axes:
         return _copy(input, out_dtype, output, backend)
     modes = [normalize_mode(m, "mode") for m in _per_axis(mode, len(axes), "mode")]
     squares = order == 1
-    if out_dtype.kind != "f":
+    if _piecewise(out_dtype, input):
         sigmas = _per_axis(sigma, input.ndim, "sigma")
         pieces = []
         for d, m in zip(axes, modes):
             orders = [order if a == d else 0 for a in range(input.ndim)]
             pieces.append(gaussian_filter(input, sigmas, orders, out_dtype, CANONICAL_NAMES[m],
                                           cval, truncate, radius=radius, backend=backend))
-        return _integer_combine(pieces, out_dtype, output, squares)
+        return _combine_pieces(pieces, out_dtype, output, squares)
     terms, _, smoothed = _derivative_terms(input.ndim, sigma, truncate, radius, axes, order,
-                                           smooth_axes(input.ndim, axes))
+                                           range(input.ndim))
     if not smoothed:
         # Nothing is smoothed (all sigmas 0): scipy adds (or squares) the input per axis.
         terms = [{0: _identity()} for _ in axes]
@@ -578,7 +694,7 @@ def gaussian_gradient_magnitude(input, sigma, output=None, mode="reflect", cval=
     array([1., 1., 1.])
     """
     return _derivative_sum(input, sigma, output, mode, cval, axes, truncate, radius, backend,
-                           order=1, smooth_axes=lambda ndim, axes: list(range(ndim)))
+                           order=1)
 
 
 @_backend.like_input
@@ -626,7 +742,7 @@ def gaussian_laplace(input, sigma, output=None, mode="reflect", cval=0.0, *, axe
     >>> sc.gaussian_laplace(bowl, 1.0)[8, 6:9].round(3)
     array([3.982, 3.98 , 3.978])
     """
-    input = check_image(input, "input")
+    input = _as_array(input)
     ndim = input.ndim
     checked = _check_axes(axes, ndim)
     sigmas = _per_axis(sigma, len(checked), "sigma")
@@ -634,7 +750,7 @@ def gaussian_laplace(input, sigma, output=None, mode="reflect", cval=0.0, *, axe
     for a, s in zip(checked, sigmas):
         full[a] = s
     return _derivative_sum(input, full, output, mode, cval, checked, truncate, radius, backend,
-                           order=2, smooth_axes=lambda ndim, axes: list(range(ndim)))
+                           order=2)
 
 
 @_backend.like_input
@@ -674,6 +790,9 @@ def ndimage_laplace(input, output=None, mode="reflect", cval=0.0, *, axes=None, 
            [ 1, -4,  1],
            [ 0,  1,  0]])
     """
+    if _is_complex(input := _as_array(input), output):
+        return _complex_call(ndimage_laplace, input, output, cval, mode=mode, axes=axes,
+                             backend=backend)
     input = check_image(input, "input")
     out_dtype = _check_output(input, output)
     axes = _check_axes(axes, input.ndim)
@@ -685,7 +804,7 @@ def ndimage_laplace(input, output=None, mode="reflect", cval=0.0, *, axes=None, 
     if out_dtype.kind != "f":
         pieces = [correlate1d(input, second, a, out_dtype, CANONICAL_NAMES[m], cval,
                               backend=backend) for a, m in zip(axes, modes)]
-        return _integer_combine(pieces, out_dtype, output, squares=False)
+        return _combine_pieces(pieces, out_dtype, output, squares=False)
     terms = [{a: (taps(second) if a == d else _identity()) for a in axes} for d in axes]
     mode_map = {a: m for a, m in zip(axes, modes)}
     result = _filter_sum(input, terms, [mode_map] * len(terms), cval, combine=SUM,
@@ -698,7 +817,7 @@ def ndimage_laplace(input, output=None, mode="reflect", cval=0.0, *, axes=None, 
 # Uniform (box) filter: a running sum
 # --------------------------------------------------------------------------
 
-def _check_size(size, name="size"):
+def _check_size(size, name="size", minimum=1):
     try:
         size = operator.index(size)
     except TypeError:
@@ -706,7 +825,7 @@ def _check_size(size, name="size"):
             size = int(size)
         else:
             raise TypeError(f"{name} must be an integer, got {size!r}") from None
-    if size < 1:
+    if minimum is not None and size < minimum:
         raise SequenceLengthError(f"{name} must be at least 1 (incorrect filter size {size})")
     return size
 
@@ -727,10 +846,12 @@ def _check_uniform_origin(origin, size, name="origin"):
 def _uniform_plan(input, size, mode, origin, axes):
     axes = _check_axes(axes, input.ndim)
     n = len(axes)
-    sizes = [_check_size(s) for s in _per_axis(size, n, "size")]
-    origins = [_check_uniform_origin(o, s) for o, s in zip(_per_axis(origin, n, "origin"), sizes)]
+    sizes = [_check_size(s, minimum=None) for s in _per_axis(size, n, "size")]
+    origins = _per_axis(origin, n, "origin")
     modes = [normalize_mode(m, "mode") for m in _per_axis(mode, n, "mode")]
-    return [(a, s, o, m) for a, s, o, m in zip(axes, sizes, origins, modes) if s > 1]
+    # as in scipy, axes of size 1 or less are not filtered (their origin is not checked)
+    return [(a, s, _check_uniform_origin(o, s), m)
+            for a, s, o, m in zip(axes, sizes, origins, modes) if s > 1]
 
 
 @_backend.like_input
@@ -804,6 +925,9 @@ def uniform_filter1d(input, size, axis=-1, output=None, mode="reflect", cval=0.0
     >>> sc.uniform_filter1d([2, 8, 0, 4, 1, 9, 9, 0], size=3)
     array([4, 3, 4, 1, 4, 6, 6, 3])
     """
+    if _is_complex(input := _as_array(input), output):
+        return _complex_call(uniform_filter1d, input, output, cval, size=size, axis=axis,
+                             mode=mode, origin=origin, backend=backend)
     input = check_image(input, "input")
     out_dtype = _check_output(input, output)
     axis = normalize_axis(axis, input.ndim)
@@ -854,6 +978,9 @@ def uniform_filter(input, size=3, output=None, mode="reflect", cval=0.0, origin=
     array([[ 5.,  6.],
            [ 9., 10.]])
     """
+    if _is_complex(input := _as_array(input), output):
+        return _complex_call(uniform_filter, input, output, cval, size=size, mode=mode,
+                             origin=origin, axes=axes, backend=backend)
     input = check_image(input, "input")
     out_dtype = _check_output(input, output)
     plan = _uniform_plan(input, size, mode, origin, axes)
@@ -896,7 +1023,7 @@ def _spatial_modes(mode, ndim, channel_axis):
     return modes
 
 
-def _gaussian_terms(sigmas, axes, truncate, scale=1.0):
+def _gaussian_terms(sigmas, axes, truncate, scale=1.0, dtype=np.float64):
     """A Gaussian as a term over ``axes`` (identity where sigma is 0), times ``scale``.
 
     The scale goes on the last pass, so that in ``'constant'`` mode every
@@ -905,7 +1032,8 @@ def _gaussian_terms(sigmas, axes, truncate, scale=1.0):
     last = max(axes)
     term = {}
     for a in axes:
-        w = _gaussian_weights(sigmas[a], 0, truncate, None) if sigmas[a] > _SIGMA_EPS else np.ones(1)
+        w = (_gaussian_weights(sigmas[a], 0, truncate, None, dtype) if sigmas[a] > _SIGMA_EPS
+             else np.ones(1))
         term[a] = taps(w * (scale if a == last else 1.0))
     return term
 
@@ -980,7 +1108,7 @@ def gaussian(image, sigma=1, *, mode="nearest", cval=0, preserve_range=False, tr
         dtype = _compute_dtype(np.dtype(out.dtype))
     axes = [a for a in range(image.ndim) if sigmas[a] > _SIGMA_EPS]
     smooth_channels = channel_axis is not None and channel_axis in axes
-    kernels = [_gaussian_weights(sigmas[a], 0, truncate, None) for a in axes]
+    kernels = [_gaussian_weights(sigmas[a], 0, truncate, None, dtype) for a in axes]
     if not axes:  # nothing to smooth: the converted image
         axes, kernels = [image.ndim - 1], [np.ones(1)]
     result = separable_filter(image, kernels, axes=axes, mode=[modes[a] for a in axes], cval=cval,
@@ -1065,7 +1193,8 @@ def difference_of_gaussians(image, low_sigma, high_sigma=None, *, mode="nearest"
     dtype = output_float_dtype(np.dtype(image.dtype))
     if not axes:  # no smoothing at all: the difference is zero
         axes = spatial[-1:]
-    terms = [_gaussian_terms(sig_low, axes, truncate), _gaussian_terms(sig_high, axes, truncate, -1.0)]
+    terms = [_gaussian_terms(sig_low, axes, truncate, 1.0, dtype),
+             _gaussian_terms(sig_high, axes, truncate, -1.0, dtype)]
     mode_map = {a: normalize_mode(modes[a]) for a in axes}
     return _filter_sum(image, terms, [mode_map, mode_map], check_cval(cval), combine=SUM,
                        dtype=dtype, preserve_range=False, channel_axis=channel_axis,
@@ -1147,7 +1276,7 @@ def unsharp_mask(image, radius=1.0, amount=1.0, preserve_range=False, *, channel
     dtype = output_float_dtype(np.dtype(image.dtype))
     identity = {a: (np.zeros(1, np.int64), np.full(1, 1.0 + amount if a == max(axes) else 1.0))
                 for a in axes}
-    terms = [identity, _gaussian_terms(sig, axes, 4.0, -amount)]
+    terms = [identity, _gaussian_terms(sig, axes, 4.0, -amount, dtype)]
     mode_map = dict.fromkeys(axes, normalize_mode("reflect"))
     result = _filter_sum(image, terms, [mode_map, mode_map], 0.0, combine=SUM, dtype=dtype,
                          preserve_range=preserve_range, channel_axis=channel_axis,
