@@ -44,14 +44,14 @@ def write_sample(folder):
     camera = skimage.data.camera().astype(np.float32) / 255
     rng = np.random.default_rng(0)
     # A drifting, noisy time-lapse: 24 planes of 512 x 512.
-    stack = np.stack([
-        np.roll(camera, (3 * t, -2 * t), axis=(0, 1)) + rng.normal(0, 0.02, camera.shape)
-        for t in range(24)
-    ]).astype(np.float32)
+    stack = np.stack(
+        [np.roll(camera, (3 * t, -2 * t), axis=(0, 1)) + rng.normal(0, 0.02, camera.shape) for t in range(24)]
+    ).astype(np.float32)
     tifffile.imwrite(folder / "timelapse.tif", stack, photometric="minisblack")
     np.save(folder / "timelapse_copy.npy", stack[:8])
-    array = zarr.create_array(str(folder / "timelapse.zarr"), shape=stack.shape,
-                              chunks=(4, 256, 512), dtype=stack.dtype)
+    array = zarr.create_array(
+        str(folder / "timelapse.zarr"), shape=stack.shape, chunks=(4, 256, 512), dtype=stack.dtype
+    )
     array[...] = stack
     iio.imwrite(folder / "astronaut.png", skimage.data.astronaut())
     return stack
@@ -86,13 +86,16 @@ def run_demo(workdir=None):
     sepconv = sepconv_command()
     status = run(sepconv + ["sobel", str(inputs), "-o", str(outputs)], "first run")
     assert status == 0, "the first run should succeed"
-    status = run(sepconv + ["sobel", str(inputs), "-o", str(outputs)],
-                 "again: outputs already there are skipped")
+    status = run(
+        sepconv + ["sobel", str(inputs), "-o", str(outputs)], "again: outputs already there are skipped"
+    )
     assert status == 0
 
     (inputs / "damaged.tif").write_bytes(b"II*\x00" + bytes(60))
-    status = run(sepconv + ["sobel", str(inputs), "-o", str(outputs)],
-                 "a damaged file among the good ones: reported, the others are fine")
+    status = run(
+        sepconv + ["sobel", str(inputs), "-o", str(outputs)],
+        "a damaged file among the good ones: reported, the others are fine",
+    )
     assert status == 1, "a bad input should give exit status 1"
     (inputs / "damaged.tif").unlink()
 
@@ -108,8 +111,11 @@ def run_demo(workdir=None):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workdir", help="folder for the sample and outputs, kept so you can "
-                        "look at the results (default: a temporary folder, removed at the end)")
+    parser.add_argument(
+        "--workdir",
+        help="folder for the sample and outputs, kept so you can "
+        "look at the results (default: a temporary folder, removed at the end)",
+    )
     args = parser.parse_args(argv)
     run_demo(args.workdir)
 

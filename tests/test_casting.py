@@ -9,11 +9,35 @@ from hypothesis import strategies as st
 import napari_sepconv as sc
 from napari_sepconv._casting import cast_output
 
-INPUT_TYPES = ["bool", "uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "int64",
-               "float16", "float32", "float64"]
+INPUT_TYPES = [
+    "bool",
+    "uint8",
+    "int8",
+    "uint16",
+    "int16",
+    "uint32",
+    "int32",
+    "uint64",
+    "int64",
+    "float16",
+    "float32",
+    "float64",
+]
 # scipy.ndimage has no float16 output.
-OUTPUT_TYPES = ["bool", "uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "int64",
-                "float32", "float64", None]
+OUTPUT_TYPES = [
+    "bool",
+    "uint8",
+    "int8",
+    "uint16",
+    "int16",
+    "uint32",
+    "int32",
+    "uint64",
+    "int64",
+    "float32",
+    "float64",
+    None,
+]
 MODES = ["reflect", "constant", "nearest", "mirror", "wrap"]
 MANTISSA = 2**20
 
@@ -82,8 +106,9 @@ def test_correlate1d_and_convolve1d_cast_like_scipy(in_type, out_type, data):
     convolve = data.draw(st.booleans())
     # SciPy has no float16 input; float16 converts exactly to float32.
     scipy_input = values.astype(np.float32) if values.dtype == np.float16 else values
-    ours_function, scipy_function = ((sc.convolve1d, ndi.convolve1d) if convolve
-                                     else (sc.correlate1d, ndi.correlate1d))
+    ours_function, scipy_function = (
+        (sc.convolve1d, ndi.convolve1d) if convolve else (sc.correlate1d, ndi.correlate1d)
+    )
     options = {"mode": mode, "cval": cval, "origin": origin}
     out_type = None if out_type is None else np.dtype(out_type).type  # scipy takes no 'bool' string
     with np.errstate(all="ignore"):
@@ -97,9 +122,36 @@ def test_correlate1d_and_convolve1d_cast_like_scipy(in_type, out_type, data):
             _compare(filled, expected, out_type)
 
 
-VALUES = [0.7, -0.7, 1.5, -1.5, 255.9, 256, 257, -1, -129, 300.2, 2**31 - 1, 2**31, -(2**31) - 5,
-          2**32 + 7, -(2**32) - 7, 2**40 + 3, 2**53, 2**63, 2**63 + 2**11, -(2**63), -(2**63) - 2**11,
-          2**64, 2**64 + 2**12, 1e30, -1e30, np.inf, -np.inf, np.nan]
+VALUES = [
+    0.7,
+    -0.7,
+    1.5,
+    -1.5,
+    255.9,
+    256,
+    257,
+    -1,
+    -129,
+    300.2,
+    2**31 - 1,
+    2**31,
+    -(2**31) - 5,
+    2**32 + 7,
+    -(2**32) - 7,
+    2**40 + 3,
+    2**53,
+    2**63,
+    2**63 + 2**11,
+    -(2**63),
+    -(2**63) - 2**11,
+    2**64,
+    2**64 + 2**12,
+    1e30,
+    -1e30,
+    np.inf,
+    -np.inf,
+    np.nan,
+]
 
 
 @pytest.mark.parametrize("out_type", [t for t in OUTPUT_TYPES if t])

@@ -47,8 +47,9 @@ def write(path, array, **kwargs):
     if path.suffix == ".npy":
         np.save(path, array)
     elif path.suffix == ".zarr":
-        z = zarr.create_array(str(path), shape=array.shape, dtype=array.dtype,
-                              chunks=kwargs.get("chunks", array.shape))
+        z = zarr.create_array(
+            str(path), shape=array.shape, dtype=array.dtype, chunks=kwargs.get("chunks", array.shape)
+        )
         z[...] = array
     elif path.suffix == ".png":
         iio.imwrite(path, array)
@@ -79,8 +80,16 @@ def stack(rng):
 def test_help_and_version():
     result = subprocess.run(COMMAND + ["--help"], capture_output=True, text=True)
     assert result.returncode == 0
-    for word in ("examples:", "sobel", "depthwise-separable", "--workers", "--scheduler",
-                 "--overwrite", "--ndim", "--format"):
+    for word in (
+        "examples:",
+        "sobel",
+        "depthwise-separable",
+        "--workers",
+        "--scheduler",
+        "--overwrite",
+        "--ndim",
+        "--format",
+    ):
         assert word in result.stdout
     result = subprocess.run(COMMAND + ["--version"], capture_output=True, text=True)
     assert result.returncode == 0 and sc.__version__ in result.stdout
@@ -98,17 +107,20 @@ def test_help_and_version():
         (["filter2d", "x.tif", "-o", "out", "--kernel", "missing.npy"], "missing.npy"),
         (["filter2d", "x.tif", "-o", "out", "--kernel", "{k1}"], "2-D"),
         (["depthwise", "x.tif", "-o", "out", "--kernel", "{k1}"], "3-D or 4-D"),
-        (["separable", "x.tif", "-o", "out", "--kernel", "{k1}", "--kernel", "{k1}",
-          "--kernel", "{k1}"], "needs 1 or 2"),
+        (
+            ["separable", "x.tif", "-o", "out", "--kernel", "{k1}", "--kernel", "{k1}", "--kernel", "{k1}"],
+            "needs 1 or 2",
+        ),
         (["filter2d", "x.tif", "-o", "out", "--kernel", "{k2}", "--ndim", "3"], "--ndim 3"),
         (["sobel", "x.tif", "-o", "out", "--mode", "symmetric"], "unknown mode"),
         (["sobel", "x.tif", "-o", "out", "--workers", "0"], "positive"),
-        (["sobel", "x.tif", "-o", "out", "--workers", "2", "--scheduler", "tcp://x:1"],
-         "not allowed with"),
+        (["sobel", "x.tif", "-o", "out", "--workers", "2", "--scheduler", "tcp://x:1"], "not allowed with"),
         (["separable", "x.tif", "-o", "out", "--axis", "0", "--kernel", "{k1}"], "--axis"),
         (["sobel", "x.tif", "-o", "{file}"], "not a folder"),
-        (["pointwise", "x.tif", "-o", "out", "--weights", "{k2}", "--channel-axis", "none"],
-         "must name an axis"),
+        (
+            ["pointwise", "x.tif", "-o", "out", "--weights", "{k2}", "--channel-axis", "none"],
+            "must name an axis",
+        ),
     ],
 )
 def test_usage_errors_exit_2(tmp_path, capsys, monkeypatch, args, message):
@@ -126,8 +138,7 @@ def test_cuda_backend_unavailable_is_a_usage_error(tmp_path, capsys):
     if "cuda" in sc.available_backends():
         pytest.skip("a GPU is usable here")
     write(tmp_path / "a.npy", np.zeros((4, 4)))
-    code, _, err = sepconv(capsys, "sobel", tmp_path / "a.npy", "-o", tmp_path / "out",
-                           "--backend", "cuda")
+    code, _, err = sepconv(capsys, "sobel", tmp_path / "a.npy", "-o", tmp_path / "out", "--backend", "cuda")
     assert code == 2 and "cuda" in err
 
 
@@ -162,19 +173,32 @@ def test_png_gray_and_rgb(tmp_path, capsys, rng):
     assert visible(tmp_path / "out") == ["gray.tif", "rgb.tif"]
     np.testing.assert_array_equal(read(tmp_path / "out" / "gray.tif"), sc.sobel(gray))
     # An RGB file's colour samples are its channels unless --channel-axis says otherwise.
-    np.testing.assert_array_equal(read(tmp_path / "out" / "rgb.tif"),
-                                  sc.sobel(rgb, channel_axis=-1))
+    np.testing.assert_array_equal(read(tmp_path / "out" / "rgb.tif"), sc.sobel(rgb, channel_axis=-1))
 
 
 def test_integer_stack_options_and_axis(tmp_path, capsys, rng):
     stack = rng.integers(0, 4000, (2, 3, 33, 20)).astype(np.uint16)
     source = write(tmp_path / "a.tif", stack)
-    code, _, err = sepconv(capsys, "farid", source, "-o", tmp_path / "out", "--axis", "1",
-                           "--mode", "constant", "--cval", "0.25", "--dtype", "float32",
-                           "--preserve-range")
+    code, _, err = sepconv(
+        capsys,
+        "farid",
+        source,
+        "-o",
+        tmp_path / "out",
+        "--axis",
+        "1",
+        "--mode",
+        "constant",
+        "--cval",
+        "0.25",
+        "--dtype",
+        "float32",
+        "--preserve-range",
+    )
     assert code == 0, err
-    expected = per_plane(sc.farid, stack, axis=1, mode="constant", cval=0.25, dtype=np.float32,
-                         preserve_range=True)
+    expected = per_plane(
+        sc.farid, stack, axis=1, mode="constant", cval=0.25, dtype=np.float32, preserve_range=True
+    )
     result = read(tmp_path / "out" / "a.tif")
     assert result.shape == stack.shape and result.dtype == np.float32
     np.testing.assert_array_equal(result, expected)
@@ -183,10 +207,13 @@ def test_integer_stack_options_and_axis(tmp_path, capsys, rng):
 def test_per_plane_versus_volume(tmp_path, capsys, rng):
     volume = rng.random((6, 30, 26))
     source = write(tmp_path / "v.npy", volume)
-    for ndim, expected in [(2, per_plane(sc.prewitt, volume, mode="mirror")),
-                           (3, sc.prewitt(volume, mode="mirror"))]:
-        code, _, err = sepconv(capsys, "prewitt", source, "-o", tmp_path / f"out{ndim}",
-                               "--mode", "mirror", "--ndim", ndim)
+    for ndim, expected in [
+        (2, per_plane(sc.prewitt, volume, mode="mirror")),
+        (3, sc.prewitt(volume, mode="mirror")),
+    ]:
+        code, _, err = sepconv(
+            capsys, "prewitt", source, "-o", tmp_path / f"out{ndim}", "--mode", "mirror", "--ndim", ndim
+        )
         assert code == 0, err
         np.testing.assert_array_equal(read(tmp_path / f"out{ndim}" / "v.npy"), expected)
     assert not np.array_equal(read(tmp_path / "out2" / "v.npy"), read(tmp_path / "out3" / "v.npy"))
@@ -197,27 +224,55 @@ def test_volume_cut_into_slabs_matches_whole(tmp_path, capsys, rng):
     volume = rng.random((2, 20, 64, 48), dtype=np.float32)  # two volumes of 240 kB
     source = write(tmp_path / "v.tif", volume)
     kernels = [rng.standard_normal(5), rng.standard_normal(3), rng.standard_normal(4)]
-    code, _, err = sepconv(capsys, "sobel", source, "-o", tmp_path / "out", "--ndim", "3",
-                           "--chunk-mb", "0.05", "--mode", "wrap", "--format", "zarr")
+    code, _, err = sepconv(
+        capsys,
+        "sobel",
+        source,
+        "-o",
+        tmp_path / "out",
+        "--ndim",
+        "3",
+        "--chunk-mb",
+        "0.05",
+        "--mode",
+        "wrap",
+        "--format",
+        "zarr",
+    )
     assert code == 0, err
     expected = np.stack([sc.sobel(v, mode="wrap") for v in volume])
     np.testing.assert_array_equal(read(tmp_path / "out" / "v.zarr"), expected)
     for i, k in enumerate(kernels):
         np.save(tmp_path / f"k{i}.npy", k)
-    code, _, err = sepconv(capsys, "separable", source, "-o", tmp_path / "sep", "--ndim", "3",
-                           "--chunk-mb", "0.05", "--mode", "reflect,constant,nearest", "--cval",
-                           "2", *[a for i in range(3) for a in ("--kernel", tmp_path / f"k{i}.npy")])
+    code, _, err = sepconv(
+        capsys,
+        "separable",
+        source,
+        "-o",
+        tmp_path / "sep",
+        "--ndim",
+        "3",
+        "--chunk-mb",
+        "0.05",
+        "--mode",
+        "reflect,constant,nearest",
+        "--cval",
+        "2",
+        *[a for i in range(3) for a in ("--kernel", tmp_path / f"k{i}.npy")],
+    )
     assert code == 0, err
-    expected = np.stack([sc.separable_filter(v, kernels, mode=["reflect", "constant", "nearest"],
-                                             cval=2.0) for v in volume])
+    expected = np.stack(
+        [sc.separable_filter(v, kernels, mode=["reflect", "constant", "nearest"], cval=2.0) for v in volume]
+    )
     np.testing.assert_array_equal(read(tmp_path / "sep" / "v.tif"), expected)
 
 
 def test_large_plane_cut_into_tiles(tmp_path, capsys, rng):
     plane = rng.random((300, 200))
     source = write(tmp_path / "p.npy", plane)
-    code, _, err = sepconv(capsys, "sobel", source, "-o", tmp_path / "out", "--chunk-mb", "0.1",
-                           "--mode", "mirror")
+    code, _, err = sepconv(
+        capsys, "sobel", source, "-o", tmp_path / "out", "--chunk-mb", "0.1", "--mode", "mirror"
+    )
     assert code == 0, err
     np.testing.assert_array_equal(read(tmp_path / "out" / "p.npy"), sc.sobel(plane, mode="mirror"))
 
@@ -232,17 +287,34 @@ def test_kernel_filters(tmp_path, capsys, rng):
     kernel = rng.standard_normal((4, 5))
     np.save(tmp_path / "k2d.npy", kernel)
     runs = {
-        "rows": (["separable", "--kernel", tmp_path / "rows.npy"],
-                 per_plane(sc.separable_filter, stack, kernels=[k1, k1])),
-        "one": (["separable", "--kernel", tmp_path / "k1.npy"],
-                per_plane(sc.separable_filter, stack, kernels=[k1, k1])),
-        "two": (["separable", "--kernel", tmp_path / "k1.npy", "--kernel", tmp_path / "k2.npy",
-                 "--mode", "wrap,nearest"],
-                per_plane(sc.separable_filter, stack, kernels=[k1, k2], mode=["wrap", "nearest"])),
-        "f2d": (["filter2d", "--kernel", tmp_path / "k2d.npy", "--mode", "constant", "--cval", "1"],
-                sc.filter2d(stack, kernel, mode="constant", cval=1.0)),
-        "rank": (["filter2d", "--kernel", tmp_path / "k2d.npy", "--rank", "1"],
-                 sc.filter2d(stack, kernel, rank=1)),
+        "rows": (
+            ["separable", "--kernel", tmp_path / "rows.npy"],
+            per_plane(sc.separable_filter, stack, kernels=[k1, k1]),
+        ),
+        "one": (
+            ["separable", "--kernel", tmp_path / "k1.npy"],
+            per_plane(sc.separable_filter, stack, kernels=[k1, k1]),
+        ),
+        "two": (
+            [
+                "separable",
+                "--kernel",
+                tmp_path / "k1.npy",
+                "--kernel",
+                tmp_path / "k2.npy",
+                "--mode",
+                "wrap,nearest",
+            ],
+            per_plane(sc.separable_filter, stack, kernels=[k1, k2], mode=["wrap", "nearest"]),
+        ),
+        "f2d": (
+            ["filter2d", "--kernel", tmp_path / "k2d.npy", "--mode", "constant", "--cval", "1"],
+            sc.filter2d(stack, kernel, mode="constant", cval=1.0),
+        ),
+        "rank": (
+            ["filter2d", "--kernel", tmp_path / "k2d.npy", "--rank", "1"],
+            sc.filter2d(stack, kernel, rank=1),
+        ),
     }
     for name, (args, expected) in runs.items():
         code, _, err = sepconv(capsys, args[0], source, "-o", tmp_path / name, *args[1:])
@@ -264,18 +336,28 @@ def test_channel_filters_with_npy_kernels(tmp_path, capsys, rng):
         return np.stack([function(z, *args, channel_axis=0, **kwargs) for z in image])
 
     runs = {
-        "depthwise": (["--kernel", tmp_path / "depth.npy", "--mode", "nearest"],
-                      planes(sc.depthwise_filter, depth, mode="nearest")),
-        "pointwise": (["--weights", tmp_path / "w3.npy", "--bias", tmp_path / "b.npy"],
-                      planes(sc.pointwise_filter, weights[:, :3], bias)),
+        "depthwise": (
+            ["--kernel", tmp_path / "depth.npy", "--mode", "nearest"],
+            planes(sc.depthwise_filter, depth, mode="nearest"),
+        ),
+        "pointwise": (
+            ["--weights", tmp_path / "w3.npy", "--bias", tmp_path / "b.npy"],
+            planes(sc.pointwise_filter, weights[:, :3], bias),
+        ),
         "depthwise-separable": (
-            ["--kernel", tmp_path / "depth.npy", "--weights", tmp_path / "w.npy",
-             "--bias", tmp_path / "b.npy"],
-            planes(sc.depthwise_separable_filter, depth, weights, bias)),
+            [
+                "--kernel",
+                tmp_path / "depth.npy",
+                "--weights",
+                tmp_path / "w.npy",
+                "--bias",
+                tmp_path / "b.npy",
+            ],
+            planes(sc.depthwise_separable_filter, depth, weights, bias),
+        ),
     }
     for name, (args, expected) in runs.items():
-        code, _, err = sepconv(capsys, name, source, "-o", tmp_path / name, "--channel-axis", "1",
-                               *args)
+        code, _, err = sepconv(capsys, name, source, "-o", tmp_path / name, "--channel-axis", "1", *args)
         assert code == 0, (name, err)
         result = read(tmp_path / name / "c.tif")
         assert result.shape == expected.shape
@@ -308,13 +390,13 @@ def test_bad_inputs_among_good(tmp_path, capsys, stack, rng):
     _corrupt_page(pages, 1)
     (folder / "notes.txt").write_text("not an image, ignored in a folder")
 
-    code, out, err = sepconv(capsys, "sobel", folder, tmp_path / "missing.tif", tmp_path / "x.txt",
-                             "-o", tmp_path / "out")
+    code, out, err = sepconv(
+        capsys, "sobel", folder, tmp_path / "missing.tif", tmp_path / "x.txt", "-o", tmp_path / "out"
+    )
     assert code == 1
     assert visible(tmp_path / "out") == ["a.tif", "b.npy", "c.zarr"]
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]
-    for name in ("header.tif", "short.npy", "trunc.tif", "noise.png", "pages.tif", "missing.tif",
-                 "x.txt"):
+    for name in ("header.tif", "short.npy", "trunc.tif", "noise.png", "pages.tif", "missing.tif", "x.txt"):
         line = next((row for row in err.splitlines() if name in row), None)
         assert line is not None, (name, err)
         assert line.startswith("sepconv: error: ") and len(line) > len(name) + 20
@@ -327,8 +409,16 @@ def test_kernel_that_does_not_fit_the_channels(tmp_path, capsys, rng):
     write(tmp_path / "two.npy", rng.random((20, 20, 2)))
     write(tmp_path / "three.npy", rng.random((20, 20, 3)))
     np.save(tmp_path / "k.npy", rng.standard_normal((3, 3, 3)))
-    code, out, err = sepconv(capsys, "depthwise", tmp_path / "two.npy", tmp_path / "three.npy",
-                             "-o", tmp_path / "out", "--kernel", tmp_path / "k.npy")
+    code, out, err = sepconv(
+        capsys,
+        "depthwise",
+        tmp_path / "two.npy",
+        tmp_path / "three.npy",
+        "-o",
+        tmp_path / "out",
+        "--kernel",
+        tmp_path / "k.npy",
+    )
     assert code == 1
     assert "two.npy" in err and "channel" in err
     assert visible(tmp_path / "out") == ["three.npy"]
@@ -337,8 +427,9 @@ def test_kernel_that_does_not_fit_the_channels(tmp_path, capsys, rng):
 def test_outputs_that_would_collide_or_replace_inputs(tmp_path, capsys, stack):
     write(tmp_path / "a.tif", stack)
     write(tmp_path / "a.npy", stack)
-    code, _, err = sepconv(capsys, "sobel", tmp_path / "a.tif", tmp_path / "a.npy", "-o",
-                           tmp_path / "out", "--format", "tif")
+    code, _, err = sepconv(
+        capsys, "sobel", tmp_path / "a.tif", tmp_path / "a.npy", "-o", tmp_path / "out", "--format", "tif"
+    )
     assert code == 1 and "also that of" in err
     # An output that would replace an input is a usage error, before anything is written.
     code, _, err = sepconv(capsys, "sobel", tmp_path / "a.npy", "-o", tmp_path)
@@ -396,8 +487,13 @@ def test_overwrite_zarr_folder(tmp_path, capsys, stack):
 
 def _big_stack(path, planes, side=1024):
     rng = np.random.default_rng(0)
-    tifffile.imwrite(path, (rng.random((side, side), dtype=np.float32) for _ in range(planes)),
-                     shape=(planes, side, side), dtype=np.float32, photometric="minisblack")
+    tifffile.imwrite(
+        path,
+        (rng.random((side, side), dtype=np.float32) for _ in range(planes)),
+        shape=(planes, side, side),
+        dtype=np.float32,
+        photometric="minisblack",
+    )
     return path
 
 
@@ -429,8 +525,12 @@ def test_interrupted_run_removes_unfinished_output(tmp_path):
     source = _big_stack(tmp_path / "big.tif", 48)
     out = tmp_path / "out"
     for signum in (signal.SIGTERM, signal.SIGINT):
-        process = subprocess.Popen(COMMAND + ["farid", str(source), "-o", str(out), "--ndim", "3"],
-                                   stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        process = subprocess.Popen(
+            COMMAND + ["farid", str(source), "-o", str(out), "--ndim", "3"],
+            stderr=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         deadline = time.monotonic() + 120
         while not (out.is_dir() and any(out.iterdir())):
             assert process.poll() is None and time.monotonic() < deadline, process.communicate()
@@ -557,8 +657,9 @@ def test_progress_bar_on_a_terminal(tmp_path, stack):
 def test_glob_patterns(tmp_path, capsys, stack):
     for name in ("a1.tif", "a2.tif", "b1.tif"):
         write(tmp_path / name, stack)
-    code, out, err = sepconv(capsys, "sobel", str(tmp_path / "a*.tif"), str(tmp_path / "z*.tif"),
-                             "-o", tmp_path / "out")
+    code, out, err = sepconv(
+        capsys, "sobel", str(tmp_path / "a*.tif"), str(tmp_path / "z*.tif"), "-o", tmp_path / "out"
+    )
     assert code == 1 and "no file matches" in err
     assert visible(tmp_path / "out") == ["a1.tif", "a2.tif"]
 
@@ -593,8 +694,19 @@ def _check_cluster_run(code, out, err, folder, stacks):
 
 def test_local_cluster_workers(tmp_path, capsys, rng):
     stacks = _mixed_inputs(tmp_path / "in", rng)
-    code, out, err = sepconv(capsys, "sobel", tmp_path / "in", "-o", tmp_path / "out",
-                             "--workers", "2", "--mode", "wrap", "--chunk-mb", "0.1")
+    code, out, err = sepconv(
+        capsys,
+        "sobel",
+        tmp_path / "in",
+        "-o",
+        tmp_path / "out",
+        "--workers",
+        "2",
+        "--mode",
+        "wrap",
+        "--chunk-mb",
+        "0.1",
+    )
     _check_cluster_run(code, out, err, tmp_path / "out", stacks)
     if importlib.util.find_spec("bokeh"):
         assert "sepconv: Dask dashboard: http://" in err
@@ -603,12 +715,14 @@ def test_local_cluster_workers(tmp_path, capsys, rng):
 def test_existing_scheduler(tmp_path, capsys, rng, monkeypatch):
     distributed = pytest.importorskip("distributed")
     stacks = _mixed_inputs(tmp_path / "in", rng)
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster:
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster:
         # Paths relative to here, which is not where the workers run.
         monkeypatch.chdir(tmp_path)
-        code, out, err = sepconv(capsys, "sobel", "in", "-o", "out",
-                                 "--scheduler", cluster.scheduler_address, "--mode", "wrap")
+        code, out, err = sepconv(
+            capsys, "sobel", "in", "-o", "out", "--scheduler", cluster.scheduler_address, "--mode", "wrap"
+        )
         with distributed.Client(cluster) as client:
             # Each worker wrote its own pieces: they all took part.
             assert len(client.scheduler_info()["workers"]) == 2
@@ -617,6 +731,7 @@ def test_existing_scheduler(tmp_path, capsys, rng, monkeypatch):
 
 def test_unreachable_scheduler_is_a_usage_error(tmp_path, capsys, stack):
     write(tmp_path / "a.npy", stack)
-    code, _, err = sepconv(capsys, "sobel", tmp_path / "a.npy", "-o", tmp_path / "out",
-                           "--scheduler", "tcp://127.0.0.1:9")
+    code, _, err = sepconv(
+        capsys, "sobel", tmp_path / "a.npy", "-o", tmp_path / "out", "--scheduler", "tcp://127.0.0.1:9"
+    )
     assert code == 2 and "cannot connect" in err

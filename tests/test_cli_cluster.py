@@ -38,8 +38,9 @@ def test_piece_whose_workers_keep_dying_fails_with_a_message():
 
 
 def test_cluster_without_workers_is_given_up():
-    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
-                                       dashboard_address=None)
+    cluster = distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None
+    )
     client = distributed.Client(cluster)
     runner = _batch.ClusterRunner(client, cluster, no_workers_seconds=3)
     try:
@@ -93,7 +94,10 @@ def test_killing_workers_again_and_again_never_hangs(tmp_path):
     out = tmp_path / "out"
     process = subprocess.Popen(
         COMMAND + ["sobel", str(tmp_path / "s.tif"), "-o", str(out), "--workers", "2", "--chunk-mb", "0.3"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 120
     while not (out.is_dir() and any(out.iterdir())) and process.poll() is None:
         assert time.monotonic() < deadline
@@ -112,8 +116,9 @@ def test_killing_workers_again_and_again_never_hangs(tmp_path):
         pytest.fail("sepconv hung after its workers were killed")
     assert "Traceback" not in stderr, stderr
     if process.returncode == 0:
-        np.testing.assert_array_equal(tifffile.imread(out / "s.tif"),
-                                      np.stack([sc.sobel(plane) for plane in stack]))
+        np.testing.assert_array_equal(
+            tifffile.imread(out / "s.tif"), np.stack([sc.sobel(plane) for plane in stack])
+        )
     else:
         assert process.returncode == 1 and "sepconv: error:" in stderr, stderr
         assert [p.name for p in out.iterdir() if not p.name.startswith(".")] == []

@@ -14,9 +14,12 @@ from ome_zarr.writer import write_multiscales_metadata  # noqa: E402
 
 from test_cli import read, sepconv, write  # noqa: E402
 
-AXES = [{"name": "t", "type": "time", "unit": "second"}, {"name": "c", "type": "channel"},
-        {"name": "y", "type": "space", "unit": "micrometer"},
-        {"name": "x", "type": "space", "unit": "micrometer"}]
+AXES = [
+    {"name": "t", "type": "time", "unit": "second"},
+    {"name": "c", "type": "channel"},
+    {"name": "y", "type": "space", "unit": "micrometer"},
+    {"name": "x", "type": "space", "unit": "micrometer"},
+]
 SCALE = [2.0, 1.0, 0.5, 0.25]
 TRANSLATION = [0.0, 0.0, 10.0, 20.0]
 
@@ -27,9 +30,13 @@ def write_ome_zarr(path, data, version):
     group = zarr.open_group(str(path), mode="w", zarr_format=2 if version == "0.4" else 3)
     group.create_array("s0", data=data, chunks=(1, 1, 10, data.shape[-1]))
     group.create_array("s1", data=data[..., ::2, ::2])
-    transforms = [[{"type": "scale", "scale": SCALE}, {"type": "translation", "translation": TRANSLATION}],
-                  [{"type": "scale", "scale": [2.0, 1.0, 1.0, 0.5]},
-                   {"type": "translation", "translation": TRANSLATION}]]
+    transforms = [
+        [{"type": "scale", "scale": SCALE}, {"type": "translation", "translation": TRANSLATION}],
+        [
+            {"type": "scale", "scale": [2.0, 1.0, 1.0, 0.5]},
+            {"type": "translation", "translation": TRANSLATION},
+        ],
+    ]
     datasets = [{"path": p, "coordinateTransformations": t} for p, t in zip(["s0", "s1"], transforms)]
     write_multiscales_metadata(group, datasets, fmt=fmt, axes=AXES)
     return path
@@ -46,27 +53,35 @@ def test_ome_zarr_round_trip_with_pyramid(tmp_path, capsys, rng, version):
     data = rng.random((2, 3, 20, 24), dtype=np.float32)
     source = write_ome_zarr(tmp_path / f"cells{version}.ome.zarr", data, version)
     out = tmp_path / "out"
-    code, summary, err = sepconv(capsys, "sobel", source, "-o", out, "--format", "ome-zarr",
-                                 "--pyramid", "2")
+    code, summary, err = sepconv(capsys, "sobel", source, "-o", out, "--format", "ome-zarr", "--pyramid", "2")
     assert code == 0, err
     assert "2 planes" in summary  # one per time point, the channels filtered apart
     result_path = out / f"cells{version}.ome.zarr"
     node = read_ome_zarr(result_path)
     assert [axis["name"] for axis in node.metadata["axes"]] == ["t", "c", "y", "x"]
-    assert [axis.get("unit") for axis in node.metadata["axes"]] == ["second", None, "micrometer",
-                                                                    "micrometer"]
+    assert [axis.get("unit") for axis in node.metadata["axes"]] == [
+        "second",
+        None,
+        "micrometer",
+        "micrometer",
+    ]
     transforms = node.metadata["coordinateTransformations"]
-    assert transforms[0] == [{"type": "scale", "scale": SCALE},
-                             {"type": "translation", "translation": TRANSLATION}]
+    assert transforms[0] == [
+        {"type": "scale", "scale": SCALE},
+        {"type": "translation", "translation": TRANSLATION},
+    ]
     assert transforms[1][0]["scale"] == [2.0, 1.0, 1.0, 0.5]
     assert [level.shape for level in node.data] == [(2, 3, 20, 24), (2, 3, 10, 12), (2, 3, 5, 6)]
     expected = np.stack([sc.sobel(frame, channel_axis=0) for frame in data])
     np.testing.assert_array_equal(np.asarray(node.data[0]), expected)
-    np.testing.assert_allclose(np.asarray(node.data[1]),
-                               expected.reshape(2, 3, 10, 2, 12, 2).mean(axis=(3, 5)), rtol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(node.data[1]), expected.reshape(2, 3, 10, 2, 12, 2).mean(axis=(3, 5)), rtol=1e-6
+    )
     # A rerun resumes; another pyramid depth is made otherwise.
-    assert "1 skipped" in sepconv(capsys, "sobel", source, "-o", out, "--format", "ome-zarr",
-                                  "--pyramid", "2")[1]
+    assert (
+        "1 skipped"
+        in sepconv(capsys, "sobel", source, "-o", out, "--format", "ome-zarr", "--pyramid", "2")[1]
+    )
     code, _, err = sepconv(capsys, "sobel", source, "-o", out, "--format", "ome-zarr")
     assert code == 1 and "pyramid" in err
 
@@ -77,8 +92,9 @@ def test_ome_zarr_input_to_other_formats_and_time_axis(tmp_path, capsys, rng):
     # --ndim 3 would need three space axes: time and channel are not space.
     code, _, err = sepconv(capsys, "sobel", source, "-o", tmp_path / "vol", "--ndim", "3")
     assert code == 1 and "spatial axes" in err
-    code, _, err = sepconv(capsys, "gaussian", source, "-o", tmp_path / "out", "--sigma", "1.5",
-                           "--format", "tif")
+    code, _, err = sepconv(
+        capsys, "gaussian", source, "-o", tmp_path / "out", "--sigma", "1.5", "--format", "tif"
+    )
     assert code == 0, err
     expected = np.stack([sc.gaussian(frame, sigma=1.5, channel_axis=0) for frame in data])
     np.testing.assert_allclose(read(tmp_path / "out" / "img.tif"), expected, rtol=1e-6, atol=1e-7)
@@ -89,24 +105,40 @@ def test_plain_inputs_to_ome_zarr_get_axes_and_tiff_pixel_size(tmp_path, capsys,
 
     rgb = rng.random((14, 12, 3), dtype=np.float32)
     stack = rng.random((2, 3, 14, 12), dtype=np.float32)
-    tifffile.imwrite(tmp_path / "rgb.tif", rgb, photometric="rgb", resolution=(2.0, 4.0),
-                     resolutionunit="MICROMETER")
+    tifffile.imwrite(
+        tmp_path / "rgb.tif", rgb, photometric="rgb", resolution=(2.0, 4.0), resolutionunit="MICROMETER"
+    )
     write(tmp_path / "stack.npy", stack)
-    code, _, err = sepconv(capsys, "sobel", tmp_path / "rgb.tif", tmp_path / "stack.npy", "-o",
-                           tmp_path / "out", "--format", "ome-zarr", "--pyramid", "1")
+    code, _, err = sepconv(
+        capsys,
+        "sobel",
+        tmp_path / "rgb.tif",
+        tmp_path / "stack.npy",
+        "-o",
+        tmp_path / "out",
+        "--format",
+        "ome-zarr",
+        "--pyramid",
+        "1",
+    )
     assert code == 0, err
     node = read_ome_zarr(tmp_path / "out" / "rgb.ome.zarr")
     assert [(a["name"], a["type"]) for a in node.metadata["axes"]] == [
-        ("c", "channel"), ("y", "space"), ("x", "space")]
+        ("c", "channel"),
+        ("y", "space"),
+        ("x", "space"),
+    ]
     assert node.metadata["axes"][1]["unit"] == "micrometer"
     assert node.metadata["coordinateTransformations"][0][0]["scale"] == [1.0, 0.25, 0.5]
     # Channels last in the file, first in OME-Zarr.
-    np.testing.assert_array_equal(np.asarray(node.data[0]),
-                                  np.moveaxis(sc.sobel(rgb, channel_axis=-1), -1, 0))
+    np.testing.assert_array_equal(
+        np.asarray(node.data[0]), np.moveaxis(sc.sobel(rgb, channel_axis=-1), -1, 0)
+    )
     node = read_ome_zarr(tmp_path / "out" / "stack.ome.zarr")
     assert [a["name"] for a in node.metadata["axes"]] == ["t", "z", "y", "x"]
-    np.testing.assert_array_equal(np.asarray(node.data[0]),
-                                  np.stack([[sc.sobel(plane) for plane in volume] for volume in stack]))
+    np.testing.assert_array_equal(
+        np.asarray(node.data[0]), np.stack([[sc.sobel(plane) for plane in volume] for volume in stack])
+    )
 
 
 def test_napari_reader_opens_the_output_with_its_scale(tmp_path, capsys, rng):
@@ -128,8 +160,9 @@ def test_ome_zarr_input_gives_ome_zarr_by_default_and_pyramid_needs_it(tmp_path,
     code, _, err = sepconv(capsys, "sobel", source, plain, "-o", tmp_path / "out", "--pyramid", "1")
     assert code == 1 and "p.npy: --pyramid applies to OME-Zarr outputs" in err
     assert len(read_ome_zarr(tmp_path / "out" / "d.ome.zarr").data) == 2
-    code, _, err = sepconv(capsys, "sobel", source, "-o", tmp_path / "o2", "--pyramid", "1",
-                           "--format", "zarr")
+    code, _, err = sepconv(
+        capsys, "sobel", source, "-o", tmp_path / "o2", "--pyramid", "1", "--format", "zarr"
+    )
     assert code == 2 and "--pyramid" in err
 
 

@@ -26,7 +26,8 @@ def fingerprints(folder):
     """Every file under ``folder`` with the hash of its bytes."""
     return {
         str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
-        for path in sorted(Path(folder).rglob("*")) if path.is_file() and not path.is_symlink()
+        for path in sorted(Path(folder).rglob("*"))
+        if path.is_file() and not path.is_symlink()
     }
 
 
@@ -66,8 +67,7 @@ def test_output_inside_an_input_zarr_group_is_refused(tmp_path, capsys, stack):
     before = fingerprints(tmp_path)
     for target in ("g.zarr", "g.zarr/0", "g.zarr/new"):
         for source in ("g.zarr", "g.zarr/0"):
-            code, _, err = sepconv(capsys, "sobel", tmp_path / source, "-o", tmp_path / target,
-                                   "--overwrite")
+            code, _, err = sepconv(capsys, "sobel", tmp_path / source, "-o", tmp_path / target, "--overwrite")
             assert code == 2, (source, target, err)
     assert fingerprints(tmp_path) == before
 
@@ -75,8 +75,9 @@ def test_output_inside_an_input_zarr_group_is_refused(tmp_path, capsys, stack):
 def test_output_folder_made_only_when_there_is_something_to_write(tmp_path, capsys):
     code, _, _ = sepconv(capsys, "sobel", tmp_path / "missing.tif", "-o", tmp_path / "out")
     assert code == 1 and not (tmp_path / "out").exists()
-    code, _, _ = sepconv(capsys, "sobel", tmp_path / "missing.tif", "-o", tmp_path / "out",
-                         "--scheduler", "tcp://127.0.0.1:9")
+    code, _, _ = sepconv(
+        capsys, "sobel", tmp_path / "missing.tif", "-o", tmp_path / "out", "--scheduler", "tcp://127.0.0.1:9"
+    )
     assert not (tmp_path / "out").exists()
 
 
@@ -145,8 +146,11 @@ def test_partials_are_never_inputs_and_leftovers_are_cleared(tmp_path, capsys, s
     write(folder / f".X.zarr.partial-{dead}", stack)
     out = tmp_path / "out"
     out.mkdir()
-    leftovers = [out / f".gone.zarr.partial-{dead}", out / f".old.npy.partial-{dead}",
-                 out / f".b.tif.old-{dead}"]
+    leftovers = [
+        out / f".gone.zarr.partial-{dead}",
+        out / f".old.npy.partial-{dead}",
+        out / f".b.tif.old-{dead}",
+    ]
     leftovers[0].mkdir()
     for path in leftovers[1:]:
         path.write_bytes(b"half")
@@ -176,8 +180,9 @@ def test_link_loops_dangling_links_and_unreadable_folders(tmp_path, capsys, stac
         return iterdir(self)
 
     monkeypatch.setattr(Path, "iterdir", refuse)
-    code, summary, err = sepconv(capsys, "sobel", folder, locked, tmp_path / "in" / "loop.tif",
-                                 "-o", tmp_path / "out")
+    code, summary, err = sepconv(
+        capsys, "sobel", folder, locked, tmp_path / "in" / "loop.tif", "-o", tmp_path / "out"
+    )
     assert code == 1 and "1 done" in summary
     assert visible(tmp_path / "out") == ["good.tif"]
     lines = err.splitlines()
@@ -199,9 +204,12 @@ def test_unreadable_folder_as_another_user(tmp_path):
         np.save(good / "a.npy", np.ones((8, 8)))
         os.chmod(good / "a.npy", 0o644)
         result = subprocess.run(
-            ["/usr/sbin/runuser", "-u", "nobody", "--"] + COMMAND
+            ["/usr/sbin/runuser", "-u", "nobody", "--"]
+            + COMMAND
             + ["sobel", str(good), str(locked), "-o", str(base / "out")],
-            capture_output=True, text=True, env={**os.environ, "NUMBA_CACHE_DIR": str(base / "cache")},
+            capture_output=True,
+            text=True,
+            env={**os.environ, "NUMBA_CACHE_DIR": str(base / "cache")},
         )
         if "failed to execute" in result.stderr or "python" in result.stderr.lower():
             pytest.skip("nobody cannot run this environment's Python")
@@ -218,8 +226,9 @@ def test_unreadable_folder_as_another_user(tmp_path):
 def test_corrupt_png_is_reported_like_a_corrupt_tiff(tmp_path, capsys, stack):
     (tmp_path / "fake.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(40))
     (tmp_path / "other.tif").write_bytes(b"II*\x00" + bytes(40))
-    code, _, err = sepconv(capsys, "sobel", tmp_path / "fake.png", tmp_path / "other.tif", "-o",
-                           tmp_path / "out")
+    code, _, err = sepconv(
+        capsys, "sobel", tmp_path / "fake.png", tmp_path / "other.tif", "-o", tmp_path / "out"
+    )
     assert code == 1
     assert "fake.png: not a readable PNG image" in err
     assert "other.tif: not a readable TIFF image" in err
@@ -229,13 +238,16 @@ def test_corrupt_png_is_reported_like_a_corrupt_tiff(tmp_path, capsys, stack):
 # -- bad option values -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--chunk-mb", "inf"], "--chunk-mb"),
-    (["--chunk-mb", "nan"], "--chunk-mb"),
-    (["--cval", "nan"], "--cval"),
-    (["--pyramid", "2", "--format", "tif"], "--pyramid"),
-    (["--pyramid", "-1", "--format", "ome-zarr"], "--pyramid"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--chunk-mb", "inf"], "--chunk-mb"),
+        (["--chunk-mb", "nan"], "--chunk-mb"),
+        (["--cval", "nan"], "--cval"),
+        (["--pyramid", "2", "--format", "tif"], "--pyramid"),
+        (["--pyramid", "-1", "--format", "ome-zarr"], "--pyramid"),
+    ],
+)
 def test_bad_option_values_are_usage_errors(tmp_path, capsys, stack, args, message):
     source = write(tmp_path / "a.npy", stack)
     code, _, err = sepconv(capsys, "sobel", source, "-o", tmp_path / "out", *args)
@@ -249,8 +261,7 @@ def test_non_finite_kernel_is_a_usage_error(tmp_path, capsys, stack, bad):
     kernel = np.ones((3, 3))
     kernel[1, 1] = bad
     np.save(tmp_path / "k.npy", kernel)
-    code, _, err = sepconv(capsys, "filter2d", source, "-o", tmp_path / "out", "--kernel",
-                           tmp_path / "k.npy")
+    code, _, err = sepconv(capsys, "filter2d", source, "-o", tmp_path / "out", "--kernel", tmp_path / "k.npy")
     assert code == 2 and "--kernel" in err and "NaN or infinite" in err
 
 
@@ -258,8 +269,9 @@ def test_huge_kernel_is_refused_at_once(tmp_path, capsys, rng):
     source = write(tmp_path / "tiny.npy", rng.random((1, 16, 16)))
     np.save(tmp_path / "huge.npy", np.ones((500, 500)))
     start = time.perf_counter()
-    code, _, err = sepconv(capsys, "filter2d", source, "-o", tmp_path / "out", "--kernel",
-                           tmp_path / "huge.npy")
+    code, _, err = sepconv(
+        capsys, "filter2d", source, "-o", tmp_path / "out", "--kernel", tmp_path / "huge.npy"
+    )
     assert time.perf_counter() - start < 30
     assert code == 1 and "crop the kernel" in err and "33x33" in err
 
@@ -270,11 +282,13 @@ def test_huge_kernel_is_refused_at_once(tmp_path, capsys, rng):
 def test_without_the_batch_extra_exits_2_naming_it(tmp_path):
     """A base install lacks tqdm, dask, ...: hide them from a fresh interpreter."""
     np.save(tmp_path / "cam.npy", np.zeros((8, 8)))
-    code = ("import sys\n"
-            "for name in ('tqdm', 'dask', 'distributed', 'tifffile', 'zarr', 'imageio', 'ome_zarr'):\n"
-            "    sys.modules[name] = None\n"
-            "from napari_sepconv.cli import main\n"
-            f"sys.exit(main(['sobel', {str(tmp_path / 'cam.npy')!r}, '-o', {str(tmp_path / 'out')!r}]))\n")
+    code = (
+        "import sys\n"
+        "for name in ('tqdm', 'dask', 'distributed', 'tifffile', 'zarr', 'imageio', 'ome_zarr'):\n"
+        "    sys.modules[name] = None\n"
+        "from napari_sepconv.cli import main\n"
+        f"sys.exit(main(['sobel', {str(tmp_path / 'cam.npy')!r}, '-o', {str(tmp_path / 'out')!r}]))\n"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
@@ -296,13 +310,13 @@ def test_arrays_of_the_same_name_in_different_groups(tmp_path, capsys, stack):
     for name, scale in (("one", 1), ("two", 2)):
         group = zarr.open_group(str(tmp_path / "zg" / f"{name}.zarr"), mode="w")
         group.create_array("0", data=stack * scale)
-    code, _, err = sepconv(capsys, "sobel", str(tmp_path / "zg" / "*.zarr" / "0"), "-o",
-                           tmp_path / "coll")
+    code, _, err = sepconv(capsys, "sobel", str(tmp_path / "zg" / "*.zarr" / "0"), "-o", tmp_path / "coll")
     assert code == 0, err
     assert visible(tmp_path / "coll") == ["one", "two"]
     for name, scale in (("one", 1), ("two", 2)):
-        np.testing.assert_array_equal(read(tmp_path / "coll" / name / "0.zarr"),
-                                      per_plane(sc.sobel, stack * scale))
+        np.testing.assert_array_equal(
+            read(tmp_path / "coll" / name / "0.zarr"), per_plane(sc.sobel, stack * scale)
+        )
 
 
 def test_png_is_decoded_once(tmp_path, capsys, rng, monkeypatch):
@@ -313,8 +327,7 @@ def test_png_is_decoded_once(tmp_path, capsys, rng, monkeypatch):
     calls = []
     imread = iio.imread
     monkeypatch.setattr(iio, "imread", lambda *a, **k: calls.append(a) or imread(*a, **k))
-    code, _, err = sepconv(capsys, "sobel", tmp_path / "p.png", "-o", tmp_path / "out",
-                           "--chunk-mb", "0.01")
+    code, _, err = sepconv(capsys, "sobel", tmp_path / "p.png", "-o", tmp_path / "out", "--chunk-mb", "0.01")
     assert code == 0, err
     assert len(calls) == 1
     np.testing.assert_array_equal(read(tmp_path / "out" / "p.tif"), sc.sobel(image))
@@ -343,8 +356,13 @@ def test_dry_run_writes_nothing(tmp_path, capsys, stack):
 
 def test_tiff_output_keeps_the_physical_pixel_size(tmp_path, capsys, stack):
     source = tmp_path / "ij.tif"
-    tifffile.imwrite(source, stack, imagej=True, resolution=(1 / 0.25, 1 / 0.5),
-                     metadata={"unit": "um", "spacing": 2.0, "axes": "ZYX"})
+    tifffile.imwrite(
+        source,
+        stack,
+        imagej=True,
+        resolution=(1 / 0.25, 1 / 0.5),
+        metadata={"unit": "um", "spacing": 2.0, "axes": "ZYX"},
+    )
     plain = tmp_path / "plain.tif"
     tifffile.imwrite(plain, stack, resolution=(400.0, 200.0), resolutionunit="CENTIMETER")
     code, _, err = sepconv(capsys, "sobel", source, plain, "-o", tmp_path / "out")
@@ -375,14 +393,22 @@ def test_gaussian_family_filters(tmp_path, capsys, rng):
     eight = write(tmp_path / "u.npy", (rng.random((19, 23)) * 255).astype(np.uint8))
     runs = {
         "g": (["gaussian", "--sigma", "1.5"], per_plane(sc.gaussian, stack, sigma=1.5)),
-        "g3": (["gaussian", "--sigma", "1,2,0.5", "--ndim", "3", "--mode", "wrap"],
-               sc.gaussian(stack, sigma=[1, 2, 0.5], mode="wrap")),
-        "dog": (["dog", "--low-sigma", "1", "--high-sigma", "2"],
-                per_plane(sc.difference_of_gaussians, stack, low_sigma=1.0, high_sigma=2.0)),
-        "un": (["unsharp", "--radius", "2", "--amount", "0.5"],
-               per_plane(sc.unsharp_mask, stack, radius=2.0, amount=0.5)),
-        "uni": (["uniform", "--size", "5", "--mode", "constant", "--cval", "1"],
-                per_plane(sc.uniform_filter, stack, size=5, mode="constant", cval=1.0)),
+        "g3": (
+            ["gaussian", "--sigma", "1,2,0.5", "--ndim", "3", "--mode", "wrap"],
+            sc.gaussian(stack, sigma=[1, 2, 0.5], mode="wrap"),
+        ),
+        "dog": (
+            ["dog", "--low-sigma", "1", "--high-sigma", "2"],
+            per_plane(sc.difference_of_gaussians, stack, low_sigma=1.0, high_sigma=2.0),
+        ),
+        "un": (
+            ["unsharp", "--radius", "2", "--amount", "0.5"],
+            per_plane(sc.unsharp_mask, stack, radius=2.0, amount=0.5),
+        ),
+        "uni": (
+            ["uniform", "--size", "5", "--mode", "constant", "--cval", "1"],
+            per_plane(sc.uniform_filter, stack, size=5, mode="constant", cval=1.0),
+        ),
         "lap": (["laplace"], per_plane(sc.ndimage_laplace, stack)),
     }
     for name, (args, expected) in runs.items():
@@ -393,20 +419,24 @@ def test_gaussian_family_filters(tmp_path, capsys, rng):
         np.testing.assert_array_equal(result, expected, err_msg=name)
     code, _, err = sepconv(capsys, "uniform", eight, "-o", tmp_path / "u8", "--dtype", "float32")
     assert code == 0, err
-    np.testing.assert_array_equal(read(tmp_path / "u8" / "u.npy"),
-                                  sc.uniform_filter(np.load(eight), output=np.float32))
+    np.testing.assert_array_equal(
+        read(tmp_path / "u8" / "u.npy"), sc.uniform_filter(np.load(eight), output=np.float32)
+    )
 
 
-@pytest.mark.parametrize("args, message", [
-    (["gaussian"], "needs --sigma"),
-    (["gaussian", "--sigma", "0"], "--sigma"),
-    (["gaussian", "--sigma", "-1,2"], "--sigma"),
-    (["dog"], "needs --low-sigma"),
-    (["sobel", "--sigma", "2"], "--sigma applies to gaussian"),
-    (["uniform", "--size", "0"], "--size"),
-    (["unsharp", "--mode", "wrap"], "--mode"),
-    (["dog", "--low-sigma", "1", "--dtype", "float32"], "dog gives float output"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["gaussian"], "needs --sigma"),
+        (["gaussian", "--sigma", "0"], "--sigma"),
+        (["gaussian", "--sigma", "-1,2"], "--sigma"),
+        (["dog"], "needs --low-sigma"),
+        (["sobel", "--sigma", "2"], "--sigma applies to gaussian"),
+        (["uniform", "--size", "0"], "--size"),
+        (["unsharp", "--mode", "wrap"], "--mode"),
+        (["dog", "--low-sigma", "1", "--dtype", "float32"], "dog gives float output"),
+    ],
+)
 def test_gaussian_family_usage_errors(tmp_path, capsys, stack, args, message):
     source = write(tmp_path / "a.npy", stack)
     code, _, err = sepconv(capsys, args[0], source, "-o", tmp_path / "out", *args[1:])
@@ -430,7 +460,6 @@ def test_kernel_is_split_once_per_run_not_per_plane(tmp_path, capsys, rng, monke
     calls = []
     svd = np.linalg.svd
     monkeypatch.setattr(np.linalg, "svd", lambda a, *args, **kw: calls.append(a.shape) or svd(a, *args, **kw))
-    code, _, err = sepconv(capsys, "filter2d", source, "-o", tmp_path / "out", "--kernel",
-                           tmp_path / "k.npy")
+    code, _, err = sepconv(capsys, "filter2d", source, "-o", tmp_path / "out", "--kernel", tmp_path / "k.npy")
     assert code == 0, err
     assert len(calls) <= 2  # the check of the layout on a tiny image, then the planes

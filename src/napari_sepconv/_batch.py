@@ -73,8 +73,10 @@ class Job:
         pixels = math.prod(c for axis, c in enumerate(self.chunks) if axis != self.channel_axis)
         channels_in = self.source.shape[self.channel_axis] if self.channel_axis is not None else 1
         channels_out = self.out_shape[self.channel_axis] if self.channel_axis is not None else 1
-        return (pixels * channels_in * self.source.dtype.itemsize,
-                pixels * channels_out * self.out_dtype.itemsize)
+        return (
+            pixels * channels_in * self.source.dtype.itemsize,
+            pixels * channels_out * self.out_dtype.itemsize,
+        )
 
 
 @dataclass
@@ -117,7 +119,7 @@ def plan_job(source, filt, final, fmt, chunk_bytes, *, pyramid=0):
             f"image of shape {source.shape} has {len(spatial)} spatial axes; "
             f"{filt.name} with --ndim {filt.ndim} needs at least {filt.ndim}"
         )
-    unit_spatial = spatial[-filt.ndim:]
+    unit_spatial = spatial[-filt.ndim :]
     stack_axes = tuple(a for a in range(ndim) if a != channel_axis and a not in unit_spatial)
     unit_axes = sorted(unit_spatial + ([channel_axis] if channel_axis is not None else []))
     unit_channel = unit_axes.index(channel_axis) if channel_axis is not None else None
@@ -145,9 +147,22 @@ def plan_job(source, filt, final, fmt, chunk_bytes, *, pyramid=0):
     else:  # whole units, or whole planes of a file stored page by page
         chunks = _piece_chunks(source.shape, stack_axes + tuple(unit_spatial), channel_axis, capacity)
     planes = math.prod(source.shape[a] for a in spatial[:-2]) * math.prod(
-        source.shape[a] for a in source.time_axes if a != channel_axis)
-    job = Job(source, filt.function, Path(final), fmt, stack_axes, arguments, tuple(out_shape),
-              out_dtype, chunks, tiled, channel_axis, planes)
+        source.shape[a] for a in source.time_axes if a != channel_axis
+    )
+    job = Job(
+        source,
+        filt.function,
+        Path(final),
+        fmt,
+        stack_axes,
+        arguments,
+        tuple(out_shape),
+        out_dtype,
+        chunks,
+        tiled,
+        channel_axis,
+        planes,
+    )
     if fmt == "ome-zarr":
         _plan_ome_zarr(job, pyramid)
     elif fmt == "tif":
@@ -184,10 +199,10 @@ def _check_kernel_reach(filt, unit_sizes):
         for index, k in enumerate(kernels):
             k = np.asarray(k)
             if isinstance(kernel, list):  # separable: one 1-D kernel per axis of the unit
-                sides, sizes = k.shape, unit_sizes[index - len(kernels):][:1]
+                sides, sizes = k.shape, unit_sizes[index - len(kernels) :][:1]
             else:
-                sides = k.shape[-min(k.ndim, len(unit_sizes), 2):]
-                sizes = unit_sizes[-len(sides):]
+                sides = k.shape[-min(k.ndim, len(unit_sizes), 2) :]
+                sizes = unit_sizes[-len(sides) :]
             if k.size >= HUGE_KERNEL_TAPS and any(side > 2 * n + 1 for side, n in zip(sides, sizes)):
                 shown = "x".join(map(str, sides))
                 raise _io.InputError(
@@ -205,10 +220,16 @@ def _tiff_physical(source, channel_axis):
     if len(axes) < 2 or source.spacing[axes[-1]] is None or source.spacing[axes[-2]] is None:
         return None
     unit = source.units[axes[-1]]
-    units = {"centimeter": tifffile.RESUNIT.CENTIMETER, "millimeter": tifffile.RESUNIT.MILLIMETER,
-             "micrometer": tifffile.RESUNIT.MICROMETER, "inch": tifffile.RESUNIT.INCH}
-    physical = {"resolution": (1.0 / source.spacing[axes[-1]], 1.0 / source.spacing[axes[-2]]),
-                "resolutionunit": units.get(unit, tifffile.RESUNIT.NONE)}
+    units = {
+        "centimeter": tifffile.RESUNIT.CENTIMETER,
+        "millimeter": tifffile.RESUNIT.MILLIMETER,
+        "micrometer": tifffile.RESUNIT.MICROMETER,
+        "inch": tifffile.RESUNIT.INCH,
+    }
+    physical = {
+        "resolution": (1.0 / source.spacing[axes[-1]], 1.0 / source.spacing[axes[-2]]),
+        "resolutionunit": units.get(unit, tifffile.RESUNIT.NONE),
+    }
     if unit:
         physical["unit"] = unit
     if len(axes) >= 3 and source.spacing[axes[-3]] is not None:
@@ -222,8 +243,7 @@ def _plan_ome_zarr(job, pyramid):
 
     source = job.source
     try:
-        axes, order = _ome_zarr.ngff_axes(source.ndim, job.channel_axis, source.time_axes,
-                                          known=source.axes)
+        axes, order = _ome_zarr.ngff_axes(source.ndim, job.channel_axis, source.time_axes, known=source.axes)
     except ValueError as error:
         raise _io.InputError(str(error)) from None
     for axis, input_axis in zip(axes, order):
@@ -277,7 +297,9 @@ def lazy_result(job):
 
     source = job.source
     image = da.from_array(
-        source, chunks=job.chunks, name=f"sepconv-read-{uuid.uuid4().hex}",
+        source,
+        chunks=job.chunks,
+        name=f"sepconv-read-{uuid.uuid4().hex}",
         meta=np.empty((0,) * source.ndim, source.dtype.newbyteorder("=")),
     )
     nstack = len(job.stack_axes)
@@ -290,8 +312,13 @@ def lazy_result(job):
             moved_channel = nstack + job.arguments["channel_axis"]
             out_chunks[moved_channel] = (job.out_shape[job.channel_axis],)
         result = units.map_blocks(
-            _filter_units, function, job.arguments, nstack, job.out_dtype,
-            chunks=tuple(out_chunks), dtype=job.out_dtype,
+            _filter_units,
+            function,
+            job.arguments,
+            nstack,
+            job.out_dtype,
+            chunks=tuple(out_chunks),
+            dtype=job.out_dtype,
             meta=np.empty((0,) * source.ndim, job.out_dtype),
         )
     elif nstack == 0:
@@ -345,7 +372,10 @@ def store_tasks(result, target, pixel_bytes=0, channel_axis=None):
         pixels = math.prod(s.stop - s.start for a, s in enumerate(region) if a != channel_axis)
         tasks.append(
             dask.delayed(_store_piece, pure=False)(
-                target, region, blocks[index], pixels * pixel_bytes,
+                target,
+                region,
+                blocks[index],
+                pixels * pixel_bytes,
                 dask_key_name=f"{name}-{len(tasks)}",
             )
         )
@@ -392,7 +422,7 @@ class LocalRunner:
         batch = 4 * self.threads
         with Progress():
             for start in range(0, len(tasks), batch):
-                dask.compute(*tasks[start:start + batch], scheduler="threads", num_workers=self.threads)
+                dask.compute(*tasks[start : start + batch], scheduler="threads", num_workers=self.threads)
 
     def release(self, path):
         _io.release_handles(path)
@@ -450,7 +480,8 @@ class ClusterRunner:
                     except KilledWorker:
                         raise RuntimeError(
                             "a piece was given to several workers and each of them died while "
-                            "filtering it (out of memory, or killed?)") from None
+                            "filtering it (out of memory, or killed?)"
+                        ) from None
                 if not pending or finished:
                     alone_since = None
                     continue
@@ -461,7 +492,8 @@ class ClusterRunner:
                 elif time.monotonic() - alone_since > self.no_workers_seconds:
                     raise RuntimeError(
                         f"the cluster has had no worker for {self.no_workers_seconds:.0f} s "
-                        "(they died or were stopped); gave up")
+                        "(they died or were stopped); gave up"
+                    )
         except BaseException:
             self.client.cancel(futures)
             raise
@@ -496,9 +528,12 @@ def local_cluster(workers, dashboard=True):
     dashboard = dashboard and importlib.util.find_spec("bokeh") is not None
     with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES}):
         cluster = LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True,
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
             dashboard_address=":0" if dashboard else None,
-            silence_logs=logging.ERROR, env={"NUMBA_NUM_THREADS": str(numba_threads)},
+            silence_logs=logging.ERROR,
+            env={"NUMBA_NUM_THREADS": str(numba_threads)},
         )
     return ClusterRunner(Client(cluster), cluster)
 
@@ -543,8 +578,13 @@ def _write_output(job, runner, advance):
         result = _regular(result)
     chunks = tuple(sizes[0] for sizes in result.chunks)
     target = _io.create_target(
-        job.final, job.fmt, shape, job.out_dtype, chunks=chunks,
-        channel_last=job.channel_axis == job.source.ndim - 1, record=job.record,
+        job.final,
+        job.fmt,
+        shape,
+        job.out_dtype,
+        chunks=chunks,
+        channel_last=job.channel_axis == job.source.ndim - 1,
+        record=job.record,
         physical=job.physical,
     )
     name, tasks = store_tasks(result, target, _input_pixel_bytes(job), channel_axis)
@@ -571,16 +611,24 @@ def _write_pyramid(job, runner, level0, chunks):
         if smaller.size == 0:
             break
         smaller = _regular(smaller.rechunk(tuple(min(c, n) for c, n in zip(chunks, smaller.shape))))
-        target = _io.create_level(job.final, str(level), smaller.shape, job.out_dtype,
-                                  tuple(sizes[0] for sizes in smaller.chunks))
+        target = _io.create_level(
+            job.final, str(level), smaller.shape, job.out_dtype, tuple(sizes[0] for sizes in smaller.chunks)
+        )
         name, tasks = store_tasks(smaller, target)
         runner.run(name, tasks, lambda n: None)
         factors_so_far = [f * factors.get(axis, 1) for axis, f in enumerate(factors_so_far)]
-        transforms.append(_ome_zarr.level_transforms(
-            scale, translation, factors_so_far, block_means=np.dtype(job.out_dtype).kind == "f"))
+        transforms.append(
+            _ome_zarr.level_transforms(
+                scale, translation, factors_so_far, block_means=np.dtype(job.out_dtype).kind == "f"
+            )
+        )
         previous = target
-    _ome_zarr.write_metadata(_io.partial_path(job.final), job.ome_axes,
-                             [str(level) for level in range(len(transforms))], transforms)
+    _ome_zarr.write_metadata(
+        _io.partial_path(job.final),
+        job.ome_axes,
+        [str(level) for level in range(len(transforms))],
+        transforms,
+    )
 
 
 def make_progress_bar(total, enabled=None):
@@ -589,5 +637,13 @@ def make_progress_bar(total, enabled=None):
 
     if enabled is None:
         enabled = sys.stderr.isatty()
-    return tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1000, file=sys.stderr,
-                disable=not enabled, dynamic_ncols=True, desc="sepconv")
+    return tqdm(
+        total=total,
+        unit="B",
+        unit_scale=True,
+        unit_divisor=1000,
+        file=sys.stderr,
+        disable=not enabled,
+        dynamic_ncols=True,
+        desc="sepconv",
+    )

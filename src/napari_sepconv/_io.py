@@ -100,8 +100,11 @@ def _expand(argument, add, problems):
         except OSError as error:
             problems.append((argument, f"cannot list the folder: {_os_reason(error)}"))
             return
-        found = [p for p in entries if _is_image(p) or (
-            p.suffix.lower() in SUFFIXES and entry_problem(p) is not None)]
+        found = [
+            p
+            for p in entries
+            if _is_image(p) or (p.suffix.lower() in SUFFIXES and entry_problem(p) is not None)
+        ]
         if not found:
             problems.append((argument, "folder holds no .tif, .tiff, .npy, .png or .zarr images"))
         for p in found:
@@ -227,8 +230,23 @@ class Source:
     ``label`` the path as given.
     """
 
-    def __init__(self, path, kind, shape, dtype, *, offset=None, samples_axis=None, origin=None,
-                 label=None, time_axes=(), axes=None, spacing=None, units=None, translation=None):
+    def __init__(
+        self,
+        path,
+        kind,
+        shape,
+        dtype,
+        *,
+        offset=None,
+        samples_axis=None,
+        origin=None,
+        label=None,
+        time_axes=(),
+        axes=None,
+        spacing=None,
+        units=None,
+        translation=None,
+    ):
         self.path = os.path.abspath(path)
         self.origin = os.path.abspath(origin or path)
         self.label = str(label or path)
@@ -311,9 +329,16 @@ def open_source(path):
 
 # TIFF resolution units as NGFF names them, and ImageJ's unit names.
 _TIFF_UNITS = {3: "centimeter", 4: "millimeter", 5: "micrometer", 2: "inch"}
-_IMAGEJ_UNITS = {"um": "micrometer", "micron": "micrometer", "\u00b5m": "micrometer",
-                 "mm": "millimeter", "cm": "centimeter", "nm": "nanometer", "m": "meter",
-                 "inch": "inch"}
+_IMAGEJ_UNITS = {
+    "um": "micrometer",
+    "micron": "micrometer",
+    "\u00b5m": "micrometer",
+    "mm": "millimeter",
+    "cm": "centimeter",
+    "nm": "nanometer",
+    "m": "meter",
+    "inch": "inch",
+}
 
 
 def _open_tiff(path):
@@ -417,9 +442,15 @@ def _open_ome_zarr(path):
     axes = image.axes if len(image.axes) == ndim else None
     channels = image.axes_of_type("channel") if axes else []
     return Source(
-        image.array_path, "zarr", array.shape, array.dtype, origin=path, label=path,
+        image.array_path,
+        "zarr",
+        array.shape,
+        array.dtype,
+        origin=path,
+        label=path,
         samples_axis=channels[0] if channels else None,
-        time_axes=image.axes_of_type("time") if axes else (), axes=axes,
+        time_axes=image.axes_of_type("time") if axes else (),
+        axes=axes,
         spacing=image.scale if axes else None,
         units=[axis.get("unit") for axis in axes] if axes else None,
         translation=image.translation if axes else None,
@@ -463,8 +494,13 @@ def _png_pixels(path):
     return pixels
 
 
-_OPENERS = {"tif": _open_tiff, "npy": _open_npy, "zarr": _open_zarr, "ome-zarr": _open_ome_zarr,
-            "png": _open_png}
+_OPENERS = {
+    "tif": _open_tiff,
+    "npy": _open_npy,
+    "zarr": _open_zarr,
+    "ome-zarr": _open_ome_zarr,
+    "png": _open_png,
+}
 
 # Compressed or scattered TIFF data is read page by page through tifffile's Zarr view. Parsing a
 # TIFF's pages costs time, so each thread keeps its open files until release_handles(path).
@@ -558,8 +594,7 @@ def partial_path(final):
     return final.with_name(f".{final.name}.partial-{os.getpid()}")
 
 
-def create_target(final, fmt, shape, dtype, *, chunks, channel_last=False, record=None,
-                  physical=None):
+def create_target(final, fmt, shape, dtype, *, chunks, channel_last=False, record=None, physical=None):
     """Create an empty output under its temporary name; returns a Target to fill.
 
     ``record`` (how the output is made, see ``_resume``) goes into the output's metadata;
@@ -590,8 +625,14 @@ def create_target(final, fmt, shape, dtype, *, chunks, channel_last=False, recor
         physical = dict(physical or {})
         metadata = {**attributes, **{k: physical.pop(k) for k in ("unit", "spacing") if k in physical}}
         mapped = tifffile.memmap(
-            path, shape=shape, dtype=dtype, photometric="minisblack",
-            bigtiff=nbytes > BIGTIFF_BYTES, metadata=metadata, **physical, **extra,
+            path,
+            shape=shape,
+            dtype=dtype,
+            photometric="minisblack",
+            bigtiff=nbytes > BIGTIFF_BYTES,
+            metadata=metadata,
+            **physical,
+            **extra,
         )
         offset = mapped.offset
         del mapped
@@ -599,8 +640,15 @@ def create_target(final, fmt, shape, dtype, *, chunks, channel_last=False, recor
     if fmt == "zarr":
         import zarr
 
-        zarr.create_array(str(path), shape=shape, chunks=chunks, dtype=dtype, zarr_format=3,
-                          fill_value=0, attributes=attributes)
+        zarr.create_array(
+            str(path),
+            shape=shape,
+            chunks=chunks,
+            dtype=dtype,
+            zarr_format=3,
+            fill_value=0,
+            attributes=attributes,
+        )
         return Target(path, "zarr", shape, dtype)
     if fmt == "ome-zarr":
         import zarr

@@ -66,8 +66,9 @@ def read_image(path):
     multiscale = _multiscales(dict(node.zarr.root_attrs))[0]
     level0 = multiscale["datasets"][0]
     axes = [dict(axis) if isinstance(axis, dict) else {"name": axis} for axis in multiscale.get("axes", [])]
-    scale, translation = _transforms(multiscale.get("coordinateTransformations"),
-                                     level0.get("coordinateTransformations"), len(axes))
+    scale, translation = _transforms(
+        multiscale.get("coordinateTransformations"), level0.get("coordinateTransformations"), len(axes)
+    )
     return Image(Path(path) / level0["path"], axes, scale, translation)
 
 
@@ -111,8 +112,10 @@ def ngff_axes(ndim, channel_axis, time_axes=(), known=None):
     order = sorted(range(ndim), key=lambda a: (_TYPE_ORDER.get(axes[a].get("type"), 1), a))
     kinds = [axes[a].get("type") for a in order]
     if kinds.count("space") not in (2, 3) or kinds.count("time") > 1 or kinds.count("channel") > 1:
-        raise ValueError("cannot write these axes as OME-Zarr (it needs 2 or 3 space axes, at most "
-                         "one time and one channel axis): " + ", ".join(a["name"] for a in axes))
+        raise ValueError(
+            "cannot write these axes as OME-Zarr (it needs 2 or 3 space axes, at most "
+            "one time and one channel axis): " + ", ".join(a["name"] for a in axes)
+        )
     return [axes[a] for a in order], order
 
 
@@ -125,8 +128,10 @@ def level_transforms(scale, translation, factors, *, block_means=True):
     shift = 0.5 if block_means else 0.0
     return [
         {"type": "scale", "scale": [float(s * f) for s, f in zip(scale, factors)]},
-        {"type": "translation",
-         "translation": [float(t + s * (f - 1) * shift) for t, s, f in zip(translation, scale, factors)]},
+        {
+            "type": "translation",
+            "translation": [float(t + s * (f - 1) * shift) for t, s, f in zip(translation, scale, factors)],
+        },
     ]
 
 
@@ -137,8 +142,10 @@ def write_metadata(group_path, axes, level_paths, transforms, attributes=None):
     from ome_zarr.writer import write_multiscales_metadata
 
     group = zarr.open_group(str(group_path), mode="r+")
-    datasets = [{"path": path, "coordinateTransformations": transform}
-                for path, transform in zip(level_paths, transforms)]
+    datasets = [
+        {"path": path, "coordinateTransformations": transform}
+        for path, transform in zip(level_paths, transforms)
+    ]
     with _quiet():
         write_multiscales_metadata(group, datasets, fmt=FormatV05(), axes=axes)
     if attributes:

@@ -32,8 +32,11 @@ def _jsonable(value):
     """Parameters as JSON: arrays as their hash, shape and dtype."""
     if isinstance(value, np.ndarray):
         array = np.ascontiguousarray(value)
-        return {"sha256": hashlib.sha256(array.tobytes()).hexdigest(),
-                "shape": list(array.shape), "dtype": array.dtype.str}
+        return {
+            "sha256": hashlib.sha256(array.tobytes()).hexdigest(),
+            "shape": list(array.shape),
+            "dtype": array.dtype.str,
+        }
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in sorted(value.items())}
     if isinstance(value, (list, tuple)):
@@ -100,15 +103,16 @@ def npy_trailer(record):
 def _read_npy_trailer(path):
     with open(path, "rb") as handle:
         version = np.lib.format.read_magic(handle)
-        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                       else np.lib.format.read_array_header_2_0)
+        read_header = (
+            np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        )
         shape, _, dtype = read_header(handle)
         end = handle.tell() + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
         handle.seek(end)
         tail = handle.read(1 << 20)
     if not tail.startswith(NPY_TRAILER):
         return None
-    return json.loads(tail[len(NPY_TRAILER):])
+    return json.loads(tail[len(NPY_TRAILER) :])
 
 
 def differences(found, wanted):

@@ -23,9 +23,17 @@ import numpy as np
 
 EDGE_FILTERS = ("sobel", "scharr", "prewitt", "farid")
 SMOOTHING_FILTERS = ("gaussian", "dog", "unsharp", "uniform", "laplace")
-FILTERS = EDGE_FILTERS + (
-    "separable", "filter2d", "depthwise", "pointwise", "depthwise-separable",
-) + SMOOTHING_FILTERS
+FILTERS = (
+    EDGE_FILTERS
+    + (
+        "separable",
+        "filter2d",
+        "depthwise",
+        "pointwise",
+        "depthwise-separable",
+    )
+    + SMOOTHING_FILTERS
+)
 # Filters that take --ndim 3 (the others filter 2-D planes).
 VOLUME_FILTERS = EDGE_FILTERS + ("separable",) + SMOOTHING_FILTERS
 FORMATS = ("tif", "zarr", "npy", "ome-zarr")
@@ -96,78 +104,154 @@ def build_parser():
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("filter", metavar="FILTER", choices=FILTERS,
-                        help="one of: " + ", ".join(FILTERS) + " (or: sepconv warmup)")
-    parser.add_argument("inputs", metavar="INPUT", nargs="+",
-                        help="image files (.tif, .tiff, .npy, .png), .zarr arrays, folders of them, "
-                        "or glob patterns")
-    parser.add_argument("-o", "--output", metavar="OUTDIR", required=True,
-                        help="output folder (created when there is something to write)")
+    parser.add_argument(
+        "filter",
+        metavar="FILTER",
+        choices=FILTERS,
+        help="one of: " + ", ".join(FILTERS) + " (or: sepconv warmup)",
+    )
+    parser.add_argument(
+        "inputs",
+        metavar="INPUT",
+        nargs="+",
+        help="image files (.tif, .tiff, .npy, .png), .zarr arrays, folders of them, or glob patterns",
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        metavar="OUTDIR",
+        required=True,
+        help="output folder (created when there is something to write)",
+    )
 
     f = parser.add_argument_group("filter options")
-    f.add_argument("--axis", type=_int_list, metavar="AXIS",
-                   help="edge filters: derivative along this axis of the plane (or volume), or "
-                   "a comma-separated list; default: the edge magnitude over all axes")
-    f.add_argument("--mode", type=_mode_list, default=None, metavar="MODE",
-                   help="border mode: " + ", ".join(MODES[:5]) + " (scipy.ndimage meanings), "
-                   "or one per axis, comma-separated (default: reflect; nearest for gaussian "
-                   "and dog, as scikit-image)")
-    f.add_argument("--cval", type=_finite_float, default=0.0,
-                   help="value outside the image for --mode constant")
-    f.add_argument("--channel-axis", type=_channel_axis, default=None, metavar="AXIS",
-                   help="axis of the input holding channels (never filtered across), or 'none'. "
-                   "Default: -1 for the channel filters; for the others, the colour samples of "
-                   "RGB PNG/TIFF files, else none")
-    f.add_argument("--ndim", type=int, choices=(2, 3), default=2,
-                   help="2: filter each plane on its own (default); 3: filter each 3-D volume")
-    f.add_argument("--kernel", action="append", metavar="FILE.npy",
-                   help="separable: 1-D kernels, one file per axis or one 2-D array with a row "
-                   "per axis (one 1-D kernel is used along every axis); filter2d: the 2-D kernel; "
-                   "depthwise and depthwise-separable: the per-channel kernels")
+    f.add_argument(
+        "--axis",
+        type=_int_list,
+        metavar="AXIS",
+        help="edge filters: derivative along this axis of the plane (or volume), or "
+        "a comma-separated list; default: the edge magnitude over all axes",
+    )
+    f.add_argument(
+        "--mode",
+        type=_mode_list,
+        default=None,
+        metavar="MODE",
+        help="border mode: " + ", ".join(MODES[:5]) + " (scipy.ndimage meanings), "
+        "or one per axis, comma-separated (default: reflect; nearest for gaussian "
+        "and dog, as scikit-image)",
+    )
+    f.add_argument(
+        "--cval", type=_finite_float, default=0.0, help="value outside the image for --mode constant"
+    )
+    f.add_argument(
+        "--channel-axis",
+        type=_channel_axis,
+        default=None,
+        metavar="AXIS",
+        help="axis of the input holding channels (never filtered across), or 'none'. "
+        "Default: -1 for the channel filters; for the others, the colour samples of "
+        "RGB PNG/TIFF files, else none",
+    )
+    f.add_argument(
+        "--ndim",
+        type=int,
+        choices=(2, 3),
+        default=2,
+        help="2: filter each plane on its own (default); 3: filter each 3-D volume",
+    )
+    f.add_argument(
+        "--kernel",
+        action="append",
+        metavar="FILE.npy",
+        help="separable: 1-D kernels, one file per axis or one 2-D array with a row "
+        "per axis (one 1-D kernel is used along every axis); filter2d: the 2-D kernel; "
+        "depthwise and depthwise-separable: the per-channel kernels",
+    )
     f.add_argument("--weights", metavar="FILE.npy", help="pointwise weights, shape (C_out, C_in)")
     f.add_argument("--bias", metavar="FILE.npy", help="pointwise bias, shape (C_out,)")
     f.add_argument("--rank", type=_positive_int, help="filter2d: separable terms to keep (approximation)")
     f.add_argument("--tol", type=_non_negative_float, help="filter2d: tolerance of the exact rank")
-    f.add_argument("--sigma", type=_positive_list, metavar="S",
-                   help="gaussian: standard deviation in pixels, or one per axis (1,2,2)")
+    f.add_argument(
+        "--sigma",
+        type=_positive_list,
+        metavar="S",
+        help="gaussian: standard deviation in pixels, or one per axis (1,2,2)",
+    )
     f.add_argument("--low-sigma", type=_positive_list, metavar="S", help="dog: the smaller sigma")
-    f.add_argument("--high-sigma", type=_positive_list, metavar="S",
-                   help="dog: the larger sigma (default: 1.6 times --low-sigma)")
+    f.add_argument(
+        "--high-sigma",
+        type=_positive_list,
+        metavar="S",
+        help="dog: the larger sigma (default: 1.6 times --low-sigma)",
+    )
     f.add_argument("--radius", type=_positive_float, help="unsharp: Gaussian sigma (default 1)")
     f.add_argument("--amount", type=_finite_float, help="unsharp: strength (default 1)")
-    f.add_argument("--size", type=_positive_int_list, metavar="N",
-                   help="uniform: box width in pixels, or one per axis (default 3)")
-    f.add_argument("--truncate", type=_positive_float,
-                   help="gaussian, dog: kernel radius in sigmas (default 4)")
-    f.add_argument("--dtype", choices=("float32", "float64"),
-                   help="output type. Default, as the library: float input keeps its type "
-                   "(float16 becomes float32); integer and bool input give float64, scaled to "
-                   "[0, 1] as skimage.util.img_as_float does unless --preserve-range (uniform and "
-                   "laplace keep the input's type, as scipy.ndimage)")
-    f.add_argument("--preserve-range", action="store_true",
-                   help="do not scale integer input to [0, 1] first")
-    f.add_argument("--backend", choices=("auto", "cpu", "cuda"), default="auto",
-                   help="where the kernels run (default: auto)")
+    f.add_argument(
+        "--size",
+        type=_positive_int_list,
+        metavar="N",
+        help="uniform: box width in pixels, or one per axis (default 3)",
+    )
+    f.add_argument(
+        "--truncate", type=_positive_float, help="gaussian, dog: kernel radius in sigmas (default 4)"
+    )
+    f.add_argument(
+        "--dtype",
+        choices=("float32", "float64"),
+        help="output type. Default, as the library: float input keeps its type "
+        "(float16 becomes float32); integer and bool input give float64, scaled to "
+        "[0, 1] as skimage.util.img_as_float does unless --preserve-range (uniform and "
+        "laplace keep the input's type, as scipy.ndimage)",
+    )
+    f.add_argument("--preserve-range", action="store_true", help="do not scale integer input to [0, 1] first")
+    f.add_argument(
+        "--backend",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="where the kernels run (default: auto)",
+    )
 
     o = parser.add_argument_group("output and running")
-    o.add_argument("--format", choices=FORMATS,
-                   help="output format (default: the input's; .png gives .tif)")
-    o.add_argument("--pyramid", type=_non_negative_int, default=0, metavar="N",
-                   help="ome-zarr: add N levels, each halved in y and x from the one before")
-    o.add_argument("--dry-run", action="store_true",
-                   help="print what would be done (inputs, outputs, which exist and match, "
-                   "pieces, memory) and write nothing")
-    o.add_argument("--overwrite", action="store_true",
-                   help="replace existing outputs instead of skipping them")
+    o.add_argument("--format", choices=FORMATS, help="output format (default: the input's; .png gives .tif)")
+    o.add_argument(
+        "--pyramid",
+        type=_non_negative_int,
+        default=0,
+        metavar="N",
+        help="ome-zarr: add N levels, each halved in y and x from the one before",
+    )
+    o.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print what would be done (inputs, outputs, which exist and match, "
+        "pieces, memory) and write nothing",
+    )
+    o.add_argument(
+        "--overwrite", action="store_true", help="replace existing outputs instead of skipping them"
+    )
     where = o.add_mutually_exclusive_group()
-    where.add_argument("--workers", type=_positive_int, metavar="N",
-                       help="start a local Dask cluster of N worker processes")
-    where.add_argument("--scheduler", metavar="ADDRESS",
-                       help="use an existing Dask distributed scheduler, e.g. tcp://host:8786")
-    o.add_argument("--chunk-mb", type=_chunk_mb, default=16.0, metavar="MB",
-                   help="size of the pieces read, filtered and written at once (default: 16)")
-    o.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="show a progress bar (default: when stderr is a terminal)")
+    where.add_argument(
+        "--workers", type=_positive_int, metavar="N", help="start a local Dask cluster of N worker processes"
+    )
+    where.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="use an existing Dask distributed scheduler, e.g. tcp://host:8786",
+    )
+    o.add_argument(
+        "--chunk-mb",
+        type=_chunk_mb,
+        default=16.0,
+        metavar="MB",
+        help="size of the pieces read, filtered and written at once (default: 16)",
+    )
+    o.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="show a progress bar (default: when stderr is a terminal)",
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     return parser
 
@@ -181,8 +265,10 @@ def main(argv=None):
     args = parser.parse_intermixed_args(argv)
     missing = _missing_batch_modules()
     if missing:
-        sys.stderr.write("sepconv: error: the batch command needs the 'batch' extra: "
-                         f"pip install 'napari-sepconv[batch]' (missing: {', '.join(missing)})\n")
+        sys.stderr.write(
+            "sepconv: error: the batch command needs the 'batch' extra: "
+            f"pip install 'napari-sepconv[batch]' (missing: {', '.join(missing)})\n"
+        )
         return 2
     filt = _filter_from_args(parser, args)
     outdir = Path(args.output)
@@ -213,8 +299,11 @@ def main(argv=None):
     if args.dry_run:
         _print_plan(plans, args, _batch)
         summary.failed = len(failures)
-        print(f"sepconv: dry run: {len(jobs)} to write, {summary.skipped} skipped, "
-              f"{len(failures)} failed; nothing written", flush=True)
+        print(
+            f"sepconv: dry run: {len(jobs)} to write, {summary.skipped} skipped, "
+            f"{len(failures)} failed; nothing written",
+            flush=True,
+        )
         return 1 if failures else 0
 
     for folder in {outdir} | {job.final.parent for job in jobs}:
@@ -226,9 +315,7 @@ def main(argv=None):
             runner = _make_runner(args)
             bar = _batch.make_progress_bar(sum(job.source.nbytes for job in jobs), args.progress)
             with bar:
-                done, planes, nbytes = _batch.run_jobs(
-                    jobs, runner, report=report, progress=bar.update
-                )
+                done, planes, nbytes = _batch.run_jobs(jobs, runner, report=report, progress=bar.update)
             summary.done, summary.planes, summary.bytes_read = done, planes, nbytes
     except KeyboardInterrupt as interrupt:
         _print_error("interrupted; outputs not finished were removed")
@@ -309,15 +396,16 @@ def _existing_output(final, fmt, record, overwrite):
     if overwrite:
         return "replace"
     differences = _resume.differences(found, record)
-    raise _Conflict(f"the output {final} exists but was made otherwise ({'; '.join(differences[:3])}); "
-                    "left as it is: pass --overwrite to replace it")
+    raise _Conflict(
+        f"the output {final} exists but was made otherwise ({'; '.join(differences[:3])}); "
+        "left as it is: pass --overwrite to replace it"
+    )
 
 
 def _settings(args, filt):
     """Everything in the command line that shapes an output's values, for its record."""
     arguments = {k: v for k, v in filt.arguments.items() if k != "backend"}
-    return {"filter": filt.name, "arguments": arguments, "channel_axis": filt.channel_axis,
-            "ndim": filt.ndim}
+    return {"filter": filt.name, "arguments": arguments, "channel_axis": filt.channel_axis, "ndim": filt.ndim}
 
 
 def _refuse_writing_into_inputs(parser, arguments, paths, outdir, fmt):
@@ -349,8 +437,10 @@ def _refuse_writing_into_inputs(parser, arguments, paths, outdir, fmt):
     for folder, strict in [(f, True) for f in folders] + [(f, False) for f in sorted(matched_in)]:
         if out == folder or (strict and folder in out.parents):
             where = "is" if out == folder else "lies inside"
-            parser.error(f"-o {outdir} {where} the input folder {folder}: outputs must go "
-                         "elsewhere, so that no input can be replaced")
+            parser.error(
+                f"-o {outdir} {where} the input folder {folder}: outputs must go "
+                "elsewhere, so that no input can be replaced"
+            )
     inputs = [Path(os.path.realpath(p)) for p in paths]
     for path in paths:
         try:
@@ -361,8 +451,10 @@ def _refuse_writing_into_inputs(parser, arguments, paths, outdir, fmt):
         final = Path(os.path.realpath(_io.output_path(path, outdir, fmt or default)))
         for source in inputs:
             if final == source or final in source.parents or source in final.parents:
-                parser.error(f"-o {outdir}: the output {final.name} of {path} would replace the "
-                             f"input {source}; choose another output folder")
+                parser.error(
+                    f"-o {outdir}: the output {final.name} of {path} would replace the "
+                    f"input {source}; choose another output folder"
+                )
 
 
 def _print_plan(plans, args, batch):
@@ -374,10 +466,12 @@ def _print_plan(plans, args, batch):
             read, written = job.piece_bytes
             threads = 1 if (args.workers or args.scheduler) else _local_threads()
             peak = threads * (read + written) * (batch.TILE_GROWTH if job.tiled else 2)
-            print(f"  shape {source.shape} {source.dtype} -> {job.out_shape} {job.out_dtype}; "
-                  f"{job.pieces} pieces of {read / 1e6:.1f} MB in, {written / 1e6:.1f} MB out; "
-                  f"about {peak / 1e6:.0f} MB of pieces per worker at once"
-                  + (f" ({workers} workers)" if args.workers else ""))
+            print(
+                f"  shape {source.shape} {source.dtype} -> {job.out_shape} {job.out_dtype}; "
+                f"{job.pieces} pieces of {read / 1e6:.1f} MB in, {written / 1e6:.1f} MB out; "
+                f"about {peak / 1e6:.0f} MB of pieces per worker at once"
+                + (f" ({workers} workers)" if args.workers else "")
+            )
 
 
 def _state_words(state):
@@ -437,8 +531,10 @@ def _filter_from_args(parser, args):
     if name == "dog" and args.low_sigma is None:
         parser.error("dog needs --low-sigma")
     if args.ndim == 3 and name not in VOLUME_FILTERS:
-        parser.error(f"{name} filters 2-D planes; --ndim 3 applies to "
-                     f"{', '.join(VOLUME_FILTERS[:-1])} and {VOLUME_FILTERS[-1]}")
+        parser.error(
+            f"{name} filters 2-D planes; --ndim 3 applies to "
+            f"{', '.join(VOLUME_FILTERS[:-1])} and {VOLUME_FILTERS[-1]}"
+        )
     if name in CHANNEL_FILTERS and args.channel_axis == "none":
         parser.error(f"{name} filters channels: --channel-axis must name an axis")
     if name in ("pointwise", "unsharp") and (args.mode is not None or args.cval != 0.0):
@@ -446,8 +542,10 @@ def _filter_from_args(parser, args):
     if name == "dog" and (args.dtype is not None or args.preserve_range):
         parser.error("dog gives float output as scikit-image does: --dtype and --preserve-range do not apply")
     if args.backend == "cuda" and "cuda" not in sc.available_backends():
-        parser.error("--backend cuda: no usable CUDA GPU here (sc.available_backends() gives "
-                     f"{sc.available_backends()})")
+        parser.error(
+            "--backend cuda: no usable CUDA GPU here (sc.available_backends() gives "
+            f"{sc.available_backends()})"
+        )
 
     mode = args.mode if args.mode is not None else ("nearest" if name in ("gaussian", "dog") else "reflect")
     common = {"dtype": args.dtype, "preserve_range": args.preserve_range, "backend": args.backend}
@@ -475,16 +573,23 @@ def _filter_from_args(parser, args):
         if args.bias:
             bias = _load_array(parser, "--bias", args.bias, ndims=(1,))
             if bias.shape[0] != weights.shape[0]:
-                parser.error(f"--bias has {bias.shape[0]} values but --weights gives "
-                             f"{weights.shape[0]} output channels")
+                parser.error(
+                    f"--bias has {bias.shape[0]} values but --weights gives "
+                    f"{weights.shape[0]} output channels"
+                )
         if name == "pointwise":
             function = sc.pointwise_filter
             arguments = {**common, "weights": weights, "bias": bias}
         else:
             function = sc.depthwise_separable_filter
             kernels = _load_array(parser, "--kernel", args.kernel[0], ndims=(3, 4))
-            arguments = {**common, **spatial, "depthwise_kernels": kernels,
-                         "pointwise_weights": weights, "bias": bias}
+            arguments = {
+                **common,
+                **spatial,
+                "depthwise_kernels": kernels,
+                "pointwise_weights": weights,
+                "bias": bias,
+            }
 
     if args.channel_axis is None:
         channel_axis = -1 if name in CHANNEL_FILTERS else AUTO
@@ -495,8 +600,12 @@ def _filter_from_args(parser, args):
 
 # Options of the Gaussian family, and the filters they apply to.
 _SMOOTHING_OPTIONS = {
-    "sigma": ("gaussian",), "low_sigma": ("dog",), "high_sigma": ("dog",),
-    "radius": ("unsharp",), "amount": ("unsharp",), "size": ("uniform",),
+    "sigma": ("gaussian",),
+    "low_sigma": ("dog",),
+    "high_sigma": ("dog",),
+    "radius": ("unsharp",),
+    "amount": ("unsharp",),
+    "size": ("uniform",),
     "truncate": ("gaussian", "dog"),
 }
 
@@ -508,20 +617,40 @@ def _smoothing_filter(args, name, spatial):
     truncate = {"truncate": args.truncate} if args.truncate is not None else {}
     scale = {"preserve_range": args.preserve_range, "backend": args.backend}
     if name == "gaussian":
-        return _with_dtype, {"function": sc.gaussian, "dtype": args.dtype, "sigma": args.sigma,
-                             **spatial, **scale, **truncate}
+        return _with_dtype, {
+            "function": sc.gaussian,
+            "dtype": args.dtype,
+            "sigma": args.sigma,
+            **spatial,
+            **scale,
+            **truncate,
+        }
     if name == "dog":
-        return sc.difference_of_gaussians, {"low_sigma": args.low_sigma, "high_sigma": args.high_sigma,
-                                            **spatial, **truncate, "backend": args.backend}
+        return sc.difference_of_gaussians, {
+            "low_sigma": args.low_sigma,
+            "high_sigma": args.high_sigma,
+            **spatial,
+            **truncate,
+            "backend": args.backend,
+        }
     if name == "unsharp":
-        return _with_dtype, {"function": sc.unsharp_mask, "dtype": args.dtype,
-                             "radius": 1.0 if args.radius is None else args.radius,
-                             "amount": 1.0 if args.amount is None else args.amount, **scale}
+        return _with_dtype, {
+            "function": sc.unsharp_mask,
+            "dtype": args.dtype,
+            "radius": 1.0 if args.radius is None else args.radius,
+            "amount": 1.0 if args.amount is None else args.amount,
+            **scale,
+        }
     # scipy.ndimage style: no channel axis, but the axes to filter; output type as the input's
     size = {"size": args.size if args.size is not None else 3} if name == "uniform" else {}
     function = sc.uniform_filter if name == "uniform" else sc.ndimage_laplace
-    return _spatial_axes_only, {"function": function, "output": args.dtype, **size, **spatial,
-                                "backend": args.backend}
+    return _spatial_axes_only, {
+        "function": function,
+        "output": args.dtype,
+        **size,
+        **spatial,
+        "backend": args.backend,
+    }
 
 
 def _with_dtype(image, function, dtype=None, channel_axis=None, **arguments):
@@ -559,8 +688,10 @@ def _load_array(parser, option, file, ndims):
         parser.error(f"{option} {file}: expected a .npy array, not an archive")
     if array.ndim not in ndims or array.size == 0 or array.dtype.kind not in "biuf":
         dims = " or ".join(f"{n}-D" for n in ndims)
-        parser.error(f"{option} {file}: expected a non-empty {dims} numeric array, got shape "
-                     f"{array.shape} of {array.dtype}")
+        parser.error(
+            f"{option} {file}: expected a non-empty {dims} numeric array, got shape "
+            f"{array.shape} of {array.dtype}"
+        )
     if not np.isfinite(array).all():
         parser.error(f"{option} {file}: holds NaN or infinite values; expected finite numbers")
     return array
@@ -573,8 +704,10 @@ def _make_runner(args):
         try:
             runner = _batch.local_cluster(args.workers)
         except Exception as error:  # workers that die while the cluster starts, no ports, ...
-            _print_error(f"--workers {args.workers}: the local Dask cluster did not start "
-                         f"({type(error).__name__}: {error})")
+            _print_error(
+                f"--workers {args.workers}: the local Dask cluster did not start "
+                f"({type(error).__name__}: {error})"
+            )
             sys.exit(1)
     elif args.scheduler:
         from distributed import Client
@@ -604,7 +737,8 @@ def _int_list(text):
         values = [int(part) for part in text.split(",")]
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"expected an integer or a comma-separated list, got {text!r}") from None
+            f"expected an integer or a comma-separated list, got {text!r}"
+        ) from None
     return values[0] if len(values) == 1 else values
 
 
