@@ -228,7 +228,10 @@ def build_parser():
         "pieces, memory) and write nothing",
     )
     o.add_argument(
-        "--overwrite", action="store_true", help="replace existing outputs instead of skipping them"
+        "--overwrite",
+        action="store_true",
+        help="replace existing outputs made otherwise (or not by sepconv) instead of reporting "
+        "them as conflicts; outputs made with the same settings are skipped either way",
     )
     where = o.add_mutually_exclusive_group()
     where.add_argument(
