@@ -133,7 +133,7 @@ def test_widgets_in_layer_filter_menu():
 def test_widget_docks(viewer, qtbot, name):
     widget = dock(viewer, qtbot, name)
     assert callable(widget) and callable(widget.run)
-    assert widget._warmed  # the Numba cache was warmed when the widget opened
+    assert widget._warm  # the Numba cache was warmed when the widget opened
 
 
 def test_sample_data_opens(viewer):
@@ -170,7 +170,7 @@ def test_commands_without_viewer(image):
     rgb = np.random.default_rng(11).integers(0, 256, (8, 9, 3), dtype=np.uint8)
     ((data, meta, _),) = _commands.luminance(napari.layers.Image(rgb, rgb=True, name="photo"))
     assert meta["name"] == "photo [pointwise]" and not meta["rgb"]
-    expected = sc.pointwise_filter(rgb, [[0.2125, 0.7154, 0.0721]])[..., 0]
+    expected = sc.pointwise_filter(rgb, [[0.2125, 0.7154, 0.0721]], dtype=np.float32)[..., 0]
     np.testing.assert_allclose(data, expected, rtol=1e-6)
     with pytest.raises(ValueError, match="not RGB"):
         _commands.luminance(layer)
@@ -199,15 +199,12 @@ def test_edge_filter_defaults_and_rerun(viewer, qtbot, image):
     assert result.axis_labels == ("y", "x")
     assert not result.rgb
 
-    # a rerun with other settings updates that layer rather than adding one
+    # a rerun with the same settings updates that layer; other settings add one
+    assert run(widget, qtbot, viewer, "cells [sobel]") is result
     widget.mode.value = "wrap"
-    widget.run()
-    qtbot.waitUntil(lambda: not widget.busy, timeout=TIMEOUT)
-    qtbot.waitUntil(
-        lambda: np.allclose(viewer.layers["cells [sobel]"].data, sc.sobel(image, mode="wrap")),
-        timeout=TIMEOUT,
-    )
-    assert [lyr.name for lyr in viewer.layers] == ["cells", "cells [sobel]"]
+    wrapped = run(widget, qtbot, viewer, "cells [sobel wrap]")
+    np.testing.assert_allclose(wrapped.data, sc.sobel(image, mode="wrap"), rtol=1e-6)
+    assert [lyr.name for lyr in viewer.layers] == ["cells", "cells [sobel]", "cells [sobel wrap]"]
 
 
 def test_filtering_runs_off_the_gui_thread(viewer, qtbot, image, monkeypatch):
@@ -238,7 +235,7 @@ def test_edge_filter_stack_per_plane_and_in_3d(viewer, qtbot):
     widget.axis.value = None
     widget.filter.value = "farid"
     widget.ndim.value = 3
-    result = run(widget, qtbot, viewer, "stack [farid]")
+    result = run(widget, qtbot, viewer, "stack [farid 3-D]")
     np.testing.assert_allclose(result.data, sc.farid(stack), rtol=1e-6, atol=1e-12)
     np.testing.assert_allclose(result.scale, (3.0, *SCALE))
     np.testing.assert_allclose(result.translate, (1.0, *TRANSLATE))
@@ -250,7 +247,9 @@ def test_edge_filter_rgb_keeps_three_channels(viewer, qtbot):
     widget = dock(viewer, qtbot, "Edge filter")
     result = run(widget, qtbot, viewer, "photo [sobel]")
     assert result.rgb and result.data.shape == rgb.shape
-    np.testing.assert_allclose(result.data, sc.sobel(rgb, channel_axis=-1), rtol=1e-6)
+    assert result.data.dtype == np.float32  # the default output type for integer input
+    expected = sc.sobel(rgb, channel_axis=-1, dtype=np.float32)
+    np.testing.assert_allclose(result.data, expected, rtol=1e-6)
     np.testing.assert_allclose(result.scale, SCALE)
     np.testing.assert_allclose(result.translate, TRANSLATE)
 
@@ -276,7 +275,7 @@ def test_edge_filter_keeps_dask_lazy(viewer, qtbot):
 
     kernel_widget = dock(viewer, qtbot, "Kernel filter")  # the library's own lazy path
     kernel_widget.image.value = viewer.layers["lazy"]
-    result = run(kernel_widget, qtbot, viewer, "lazy [gaussian]")
+    result = run(kernel_widget, qtbot, viewer, "lazy [gaussian σ=2]")
     assert isinstance(result.data, da.Array)
     expected = sc.filter2d(stack, preset_kernel("Gaussian", 2.0))
     np.testing.assert_allclose(result.data.compute(), expected, rtol=1e-5, atol=1e-7)
@@ -293,7 +292,7 @@ def test_kernel_filter_typed_kernel(viewer, qtbot, image):
     widget.values.value = "1 2 3 2 1; 0 0 0 0 0\n-1 -2 -3 -2 -1"
     assert "3×5 kernel, separable rank 1" in widget._info.value
     assert "15 → 8" in widget._info.value
-    result = run(widget, qtbot, viewer, "cells [kernel]")
+    result = run(widget, qtbot, viewer, "cells [kernel 3×5]")
     kernel = np.outer([1, 0, -1], [1, 2, 3, 2, 1]).astype(float)
     np.testing.assert_allclose(result.data, sc.filter2d(image, kernel), rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(result.scale, SCALE)
@@ -311,7 +310,7 @@ def test_kernel_filter_preset_with_approximate_rank(viewer, qtbot, image):
     assert 1 in widget.rank.choices and None in widget.rank.choices
     widget.rank.value = 1
     assert "rank-1 approximation error" in widget._info.value
-    result = run(widget, qtbot, viewer, "cells [disk]")
+    result = run(widget, qtbot, viewer, "cells [disk 5 rank 1]")
     np.testing.assert_allclose(
         result.data, sc.filter2d(image, kernel, rank=1), rtol=1e-6, atol=1e-7
     )
@@ -326,7 +325,7 @@ def test_kernel_filter_npy_file(viewer, qtbot, image, tmp_path):
     widget.file.value = tmp_path / "blur.npy"
     widget.mode.value = "constant"
     widget.cval.value = 0.5
-    result = run(widget, qtbot, viewer, "cells [blur]")
+    result = run(widget, qtbot, viewer, "cells [blur constant 0.5]")
     expected = sc.filter2d(image, kernel, mode="constant", cval=0.5)
     np.testing.assert_allclose(result.data, expected, rtol=1e-6, atol=1e-7)
 
@@ -342,7 +341,7 @@ def test_channel_filter_rgb_depthwise_separable(viewer, qtbot):
     assert widget.operation.value == "depthwise-separable"
     widget.weights.value = "luminance (RGB to grey)"
     assert "multiplications per pixel" in widget._info.value
-    result = run(widget, qtbot, viewer, "photo [depthwise-separable]")
+    result = run(widget, qtbot, viewer, "photo [depthwise-separable gaussian σ=1 luminance]")
     kernels = np.broadcast_to(preset_kernel("Gaussian", 1.0), (3, 9, 9))
     weights = np.array([[0.2125, 0.7154, 0.0721]])
     expected = sc.depthwise_separable_filter(rgb, kernels, weights)
@@ -360,14 +359,14 @@ def test_channel_filter_depthwise_keeps_rgb_and_splits(viewer, qtbot):
     widget.kernel.value = "box (mean)"
     kernels = np.broadcast_to(preset_kernel("box (mean)", size=3), (3, 3, 3))
     expected = sc.depthwise_filter(rgb, kernels)
-    result = run(widget, qtbot, viewer, "photo [depthwise]")
+    result = run(widget, qtbot, viewer, "photo [depthwise box 3]")
     assert result.rgb
     np.testing.assert_allclose(result.data, expected, rtol=1e-5, atol=1e-6)
 
     widget.output.value = "split"
-    run(widget, qtbot, viewer, "photo [depthwise 2]")
-    for c in range(3):
-        layer = viewer.layers[f"photo [depthwise {c}]"]
+    run(widget, qtbot, viewer, "photo [depthwise box 3 blue]")
+    for c, colour in enumerate(("red", "green", "blue")):
+        layer = viewer.layers[f"photo [depthwise box 3 {colour}]"]
         np.testing.assert_allclose(layer.data, expected[..., c], rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(layer.scale, SCALE)
 
@@ -376,11 +375,10 @@ def test_channel_filter_channel_axis_first_and_pointwise(viewer, qtbot):
     data = np.random.default_rng(9).random((4, 12, 14))
     viewer.add_image(data, name="multi", scale=(1.0, *SCALE), translate=(0.0, *TRANSLATE))
     widget = dock(viewer, qtbot, "Channel filter")
-    assert widget.channel_axis.value == -1  # the default: the last axis
-    widget.channel_axis.value = 0
+    assert widget.channel_axis.value == 0  # guessed: the one short axis
     widget.operation.value = "pointwise"
     widget.weights.value = "identity (keep channels)"
-    result = run(widget, qtbot, viewer, "multi [pointwise]")
+    result = run(widget, qtbot, viewer, "multi [pointwise identity]")
     np.testing.assert_allclose(result.data, data, rtol=1e-12)
     np.testing.assert_allclose(result.scale, (1.0, *SCALE))
     np.testing.assert_allclose(result.translate, (0.0, *TRANSLATE))
@@ -396,7 +394,7 @@ def test_channel_filter_selected_layers_as_channels(viewer, qtbot):
     widget.layers.value = [viewer.layers["a"], viewer.layers["b"]]
     widget.operation.value = "depthwise"
     widget.kernel.value = "Sobel y and x (2 per channel)"
-    result = run(widget, qtbot, viewer, "a+b [depthwise]")
+    result = run(widget, qtbot, viewer, "a+b [depthwise sobel y+x]")
     kernels = np.stack([preset_kernel("Sobel y and x (2 per channel)")] * 2)
     expected = sc.depthwise_filter(np.stack([a, b], axis=-1), kernels)
     # 4 output channels, put first (napari's channel slider)
@@ -469,3 +467,24 @@ def test_error_inside_the_worker_is_a_notification(viewer, qtbot, errors, image,
     qtbot.waitUntil(lambda: bool(errors()), timeout=TIMEOUT)
     assert errors() == ["Edge filter: image: complex values are not supported"]
     assert "cells [prewitt]" not in viewer.layers
+
+
+# -----------------------------------------------------------------------------
+# kernel presets
+
+
+@pytest.mark.parametrize("name", ["sobel", "scharr", "prewitt", "farid"])
+def test_edge_presets_equal_the_library_edge_filters(name):
+    from napari_sepconv._widget_presets import KERNEL_PRESETS
+
+    # rising steps along y and along x, and a diagonal ramp
+    y, x = np.mgrid[:16, :18]
+    for image in ((y >= 8).astype(float), (x >= 9).astype(float), np.hypot(y, x)):
+        for direction, func in (("y", f"{name}_h"), ("x", f"{name}_v")):
+            preset = f"{name.capitalize()} {direction}"
+            assert preset in KERNEL_PRESETS
+            kernel = preset_kernel(preset)
+            expected = getattr(sc, func)(image)
+            np.testing.assert_allclose(sc.filter2d(image, kernel), expected, atol=1e-12)
+    step = (x >= 9).astype(float)
+    assert sc.filter2d(step, preset_kernel(f"{name.capitalize()} x"))[8, 9] > 0  # rising: positive

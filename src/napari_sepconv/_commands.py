@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ._widget_base import USER_ERRORS, Job, Source, channel_job, edge_job, kernel_job
-from ._widget_presets import preset_kernel, preset_weights
+from ._widget_presets import preset_kernel, preset_tag, preset_weights
 
 if TYPE_CHECKING:  # napari resolves these names when it injects the arguments
     from napari.layers import Layer
@@ -36,7 +36,7 @@ def _run(title: str, make_job: Any, image: Layer | None, viewer: Viewer | None) 
         show_error(f"{title}: {error}")
         return None
     if viewer is None:
-        return job.layers(job.run())
+        return job.finish(job.run())
     return start_job(viewer, job, title)
 
 
@@ -60,7 +60,8 @@ farid = _edge_command("farid")
 def gaussian(image: Layer | None = None, viewer: Viewer | None = None) -> Any:
     """Gaussian blur (sigma 2 pixels) of each 2-D plane, run as two 1-D passes."""
     kernel = preset_kernel("Gaussian", sigma=2.0)
-    return _run("Gaussian blur", lambda s: kernel_job(s, kernel, "gaussian"), image, viewer)
+    tag = preset_tag("Gaussian", sigma=2.0)
+    return _run("Gaussian blur", lambda s: kernel_job(s, kernel, tag), image, viewer)
 
 
 def luminance(image: Layer | None = None, viewer: Viewer | None = None) -> Any:
@@ -75,3 +76,13 @@ def luminance(image: Layer | None = None, viewer: Viewer | None = None) -> Any:
         return channel_job(source, weights=weights)
 
     return _run("RGB to grey", make, image, viewer)
+
+
+def export_script(viewer: Viewer | None = None) -> Any:
+    """Write every sepconv step taken in the viewer as one Python script
+    (asks where); the script reproduces the results without napari."""
+    from ._widgets import export_script as export
+
+    if viewer is None:
+        raise ValueError("export_script needs a napari viewer")
+    return export(viewer)

@@ -6,10 +6,11 @@ Nothing here imports Qt, so the commands (which run without a widget) use it too
 
 from __future__ import annotations
 
+import itertools
 import math
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 
@@ -28,6 +29,38 @@ AXIS_NAMES = {None: "magnitude", -1: "x", -2: "y", -3: "z"}
 #: Errors that mean "the input or the settings are wrong": shown as a message,
 #: not as a traceback.
 USER_ERRORS = (ValueError, TypeError, MemoryError)
+
+#: The "output type" choices: label -> value (see :func:`output_kwargs`).
+OUTPUT_TYPES = (
+    ("float32 for integer input", "auto"),
+    ("float32", "float32"),
+    ("float64", "float64"),
+    ("input's range", "range"),
+)
+
+# Results are numbered in the order they were made, so an exported script
+# replays them in that order.
+_STEPS = itertools.count(1)
+
+
+def output_kwargs(output_type: str, dtype: Any) -> dict:
+    """The library's ``dtype``/``preserve_range`` arguments for an "output type".
+
+    ``'auto'`` gives float32 for integer and bool input (the library's own
+    default, float64, doubles the memory for no precision the input had) and
+    keeps a float input's type; ``'range'`` keeps integer values unscaled.
+    """
+    if output_type == "auto":
+        return {"dtype": np.float32} if np.dtype(dtype).kind in "biu" else {}
+    if output_type in ("float32", "float64"):
+        return {"dtype": getattr(np, output_type)}
+    if output_type == "range":
+        return {"preserve_range": True}
+    raise ValueError(f"output type must be one of auto, float32, float64, range; got {output_type!r}")
+
+
+def _output_tag(output_type: str) -> str:
+    return {"auto": "", "float32": " f32", "float64": " f64", "range": " range"}[output_type]
 
 
 def is_dask(array: Any) -> bool:
@@ -152,6 +185,8 @@ class Source:
     rgb: bool = False
     channel_home: int = 0
     layer_extra: dict = field(default_factory=dict)
+    #: the layers read: one, or several stacked as channels (the last axis)
+    inputs: tuple = ()
 
     @classmethod
     def from_layer(cls, layer: Any, channel_axis: int | None = None) -> Source:
@@ -176,7 +211,9 @@ class Source:
         if not rgb:
             extra.update(colormap=layer.colormap.name, blending=layer.blending)
         home = 0 if rgb or channel_axis is None else channel_axis
-        return cls(data, layer.name, Geometry.of_layer(layer), channel_axis, rgb, home, extra)
+        return cls(
+            data, layer.name, Geometry.of_layer(layer), channel_axis, rgb, home, extra, (layer.name,)
+        )
 
     @classmethod
     def from_layers(cls, layers: Sequence[Any]) -> Source:
@@ -199,7 +236,8 @@ class Source:
             data = np.stack(arrays, axis=-1)
         name = "+".join(layer.name for layer in layers)
         geometry = Geometry.of_layer(layers[0]).with_channel_inserted(data.ndim - 1)
-        return cls(data, name, geometry, data.ndim - 1, rgb=False, channel_home=0)
+        inputs = tuple(layer.name for layer in layers)
+        return cls(data, name, geometry, data.ndim - 1, rgb=False, channel_home=0, inputs=inputs)
 
     @property
     def spatial_ndim(self) -> int:
@@ -213,6 +251,19 @@ class Source:
         if self.channel_axis is None:
             return self.data
         return _moveaxis(self.data, self.channel_axis, -1)
+
+    def spatial_axes(self) -> list[int]:
+        return [a for a in range(self.data.ndim) if a != self.channel_axis]
+
+    def sliced(self, regions: dict[int, slice]) -> Source:
+        """The part of the source in ``regions`` (data axis -> slice), in memory,
+        placed where it lies in the whole (its translation shifted)."""
+        index = tuple(regions.get(a, slice(None)) for a in range(self.data.ndim))
+        data = np.asarray(self.data[index])
+        translate = list(self.geometry.translate)
+        for axis, region in regions.items():
+            translate[axis] += region.start * self.geometry.scale[axis]
+        return replace(self, data=data, geometry=replace(self.geometry, translate=translate))
 
 
 def _moveaxis(array: Any, source: int, destination: int) -> Any:
@@ -241,6 +292,10 @@ class Job:
     native_stack: bool = False
     split: bool = False
     metadata: dict = field(default_factory=dict)
+    #: planes on either side a preview of one plane needs (3-D filters)
+    preview_halo: int = 0
+    #: (axis of the channels-last result, offset): the plane a preview keeps
+    crop: tuple | None = None
 
     @property
     def steps(self) -> int:
@@ -249,10 +304,19 @@ class Job:
         data = self.source.data
         if is_dask(data):
             return 1
-        return max(1, math.prod(data.shape[: data.ndim - self.core_ndim]))
+        # the blocks are counted where compute() takes them: channels last
+        lead = [n for a, n in enumerate(data.shape) if a != self.source.channel_axis]
+        lead = lead[: data.ndim - self.core_ndim]
+        return max(1, math.prod(lead))
 
-    def compute(self) -> Iterator[int]:
-        """Generator: yields the number of planes done, returns the result.
+    @property
+    def name(self) -> str:
+        """The result layer's name: the input's, with the filter and its settings."""
+        return f"{self.source.name} [{self.tag}]"
+
+    def compute(self, cancel: threading.Event | None = None) -> Iterator[int]:
+        """Generator: yields the number of planes done, returns the result
+        (None when ``cancel`` was set: it is looked at before each plane).
 
         A NumPy input is filtered block by block (so progress is real); a dask
         input gives a lazy result.
@@ -266,20 +330,55 @@ class Job:
                 result = self._lazy_blocks(data)
             yield 1
             return result
-        if not lead_shape:
-            with LIBRARY_LOCK:
-                result = self.func(data)
-            yield 1
-            return result
         result = None
         for done, index in enumerate(np.ndindex(lead_shape), start=1):
             with LIBRARY_LOCK:
+                if cancel is not None and cancel.is_set():
+                    return None
                 block = np.asarray(self.func(data[index]))
             if result is None:
                 result = np.empty(lead_shape + block.shape, block.dtype)
             result[index] = block
             yield done
         return result
+
+    def preview(self, position: Sequence[int]) -> Job:
+        """The same filter on the plane at ``position`` (an index per data axis
+        of the source, the colour axis of an RGB layer left out)."""
+        source = self.source
+        spatial = source.spatial_axes()
+        core_spatial = self.core_ndim - (source.channel_axis is not None)
+        lead = spatial[: len(spatial) - core_spatial]
+        regions = {}
+        for axis in lead:
+            i = int(np.clip(position[axis], 0, source.data.shape[axis] - 1))
+            regions[axis] = slice(i, i + 1)
+        crop = None
+        if self.preview_halo and len(spatial) >= core_spatial and core_spatial > 2:
+            axis = spatial[len(spatial) - core_spatial]  # the first filtered axis (z)
+            n = source.data.shape[axis]
+            i = int(np.clip(position[axis], 0, n - 1))
+            start, stop = max(0, i - self.preview_halo), min(n, i + self.preview_halo + 1)
+            regions[axis] = slice(start, stop)
+            crop = (axis - (source.channel_axis is not None and source.channel_axis < axis), i - start)
+        return replace(self, source=source.sliced(regions), crop=crop, metadata={})
+
+    def finish(self, result: Any) -> list[tuple]:
+        """The result as layer data tuples, with their contrast limits worked
+        out here (in the worker thread: on a large result that takes a while)."""
+        if self.crop is not None:
+            axis, offset = self.crop
+            result = np.take(result, [offset], axis=axis)
+            translate = list(self.source.geometry.translate)
+            translate[axis] += offset * self.source.geometry.scale[axis]
+            geometry = replace(self.source.geometry, translate=translate)
+            self = replace(self, source=replace(self.source, geometry=geometry), crop=None)
+        layers = self.layers(result)
+        for data, kwargs, _ in layers:
+            limits = contrast_limits(data, kwargs.get("rgb", False))
+            if limits is not None:
+                kwargs["contrast_limits"] = limits
+        return layers
 
     def run(self) -> Any:
         """Compute without reporting progress (for commands and scripts)."""
@@ -317,44 +416,82 @@ class Job:
         )
 
     def layers(self, result: Any) -> list[tuple]:
-        """The result (channels last) as napari layer data tuples."""
+        """The result (channels last) as napari layer data tuples.
+
+        Each layer's ``metadata["sepconv"]`` records the call (see
+        :mod:`._widget_script`), with ``"python"``, a snippet that recomputes
+        the layer's data from the input layer into ``result``.
+        """
+        return [
+            _image(data, name, self._metadata(name, layout), **kwargs)
+            for data, name, layout, kwargs in self._layout(result)
+        ]
+
+    def _layout(self, result: Any) -> list[tuple]:
+        """(data, name, layout, layer kwargs) of each result layer; ``layout``
+        says how its data is taken from the channels-last result."""
         source = self.source
-        name = f"{source.name} [{self.tag}]"
-        meta = {"sepconv": {"filter": self.tag, "source": source.name, **self.metadata}}
+        name = self.name
         if source.channel_axis is None:
             kwargs = {**source.geometry.layer_kwargs(), **source.layer_extra}
-            return [_image(result, name, meta, **kwargs)]
+            return [(result, name, ("all",), kwargs)]
 
         channels_last = source.geometry.moved(source.channel_axis, result.ndim - 1)
         spatial = channels_last.without(result.ndim - 1).layer_kwargs()
         channels = result.shape[-1]
         if channels == 1:
-            return [_image(result[..., 0], name, meta, **spatial)]
+            return [(result[..., 0], name, ("take", 0), spatial)]
         if self.split:
             colormaps = _channel_colormaps(channels, source.rgb)
+            names = self.metadata.get("channel_names") or [str(c) for c in range(channels)]
             return [
-                _image(
+                (
                     result[..., c],
-                    f"{source.name} [{self.tag} {c}]",
-                    meta,
-                    colormap=colormaps[c],
-                    blending="additive",
-                    **spatial,
+                    f"{source.name} [{self.tag} {names[c]}]",
+                    ("take", c),
+                    {"colormap": colormaps[c], "blending": "additive", **spatial},
                 )
                 for c in range(channels)
             ]
         if source.rgb and channels in (3, 4):
-            return [_image(result, name, meta, rgb=True, **spatial, **source.layer_extra)]
+            return [(result, name, ("all",), {"rgb": True, **spatial, **source.layer_extra})]
         home = source.channel_home
         kwargs = channels_last.moved(result.ndim - 1, home).layer_kwargs()
         if not source.rgb and home == source.channel_axis:
             kwargs.update(source.layer_extra)
-        return [_image(_moveaxis(result, -1, home), name, meta, **kwargs)]
+        return [(_moveaxis(result, -1, home), name, ("move", home), kwargs)]
+
+    def _metadata(self, name: str, layout: tuple) -> dict:
+        from ._widget_script import call_record
+
+        settings = {k: v for k, v in self.metadata.items() if k != "channel_names"}
+        record = {"filter": self.tag, "source": self.source.name, **settings}
+        record.update(call_record(self, layout))
+        record["step"] = next(_STEPS)
+        return {"sepconv": record}
 
 
 def _image(data: Any, name: str, metadata: dict, **kwargs: Any) -> tuple:
     kwargs.setdefault("rgb", False)
     return (data, {"name": name, "metadata": metadata, **kwargs}, "image")
+
+
+def contrast_limits(data: Any, rgb: bool = False) -> tuple[float, float] | None:
+    """The finite range of an in-memory result (None for lazy data, whose
+    values napari reads as it shows them)."""
+    if not isinstance(data, np.ndarray) or data.size == 0:
+        return None
+    if rgb and data.dtype == np.uint8:
+        return (0.0, 255.0)
+    low, high = float(np.nanmin(data)), float(np.nanmax(data))
+    if not (math.isfinite(low) and math.isfinite(high)):
+        finite = data[np.isfinite(data)]
+        if finite.size == 0:
+            return (0.0, 1.0)
+        low, high = float(finite.min()), float(finite.max())
+    if high <= low:
+        high = low + 1.0
+    return (low, high)
 
 
 def _channel_colormaps(channels: int, rgb: bool) -> list[str]:
@@ -370,6 +507,14 @@ def _channel_colormaps(channels: int, rgb: bool) -> list[str]:
 # The filter runs the widgets and commands offer
 
 
+def _settings_tag(mode: str, cval: float, output_type: str, modes_used: bool = True) -> str:
+    """The settings that differ from the defaults, for the result's name."""
+    tag = ""
+    if modes_used and mode != "reflect":
+        tag += f" {mode}" + (f" {cval:g}" if mode == "constant" and cval else "")
+    return tag + _output_tag(output_type)
+
+
 def edge_job(
     source: Source,
     filter: str = "sobel",
@@ -378,6 +523,7 @@ def edge_job(
     mode: str = "reflect",
     cval: float = 0.0,
     metadata: dict | None = None,
+    output_type: str = "auto",
 ) -> Job:
     """An edge filter (``sc.sobel`` ...) per 2-D plane (``ndim=2``) or in 3-D.
 
@@ -402,9 +548,13 @@ def edge_job(
         mode=mode,
         cval=cval,
         channel_axis=-1 if channel else None,
+        **output_kwargs(output_type, source.data.dtype),
     )
     tag = filter if axis is None else f"{filter} {AXIS_NAMES[axis]}"
-    return Job(source, func, ndim + channel, tag, metadata=metadata or {})
+    tag += " 3-D" if ndim == 3 else ""
+    tag += _settings_tag(mode, cval, output_type)
+    halo = 2 if ndim == 3 else 0  # the widest edge kernel (Farid) reaches 2 planes
+    return Job(source, func, ndim + channel, tag, metadata=metadata or {}, preview_halo=halo)
 
 
 def kernel_job(
@@ -415,6 +565,7 @@ def kernel_job(
     mode: str = "reflect",
     cval: float = 0.0,
     metadata: dict | None = None,
+    output_type: str = "auto",
 ) -> Job:
     """``sc.filter2d`` on each 2-D plane."""
     if source.spatial_ndim < 2:
@@ -427,7 +578,10 @@ def kernel_job(
         cval=cval,
         rank=rank,
         channel_axis=-1 if channel else None,
+        **output_kwargs(output_type, source.data.dtype),
     )
+    tag += "" if rank is None else f" rank {rank}"
+    tag += _settings_tag(mode, cval, output_type)
     metadata = {**(metadata or {}), "kernel_values": np.asarray(kernel).tolist()}
     return Job(source, func, 2 + channel, tag, native_stack=True, metadata=metadata)
 
@@ -440,16 +594,20 @@ def channel_job(
     cval: float = 0.0,
     split: bool = False,
     metadata: dict | None = None,
+    output_type: str = "auto",
+    tag: str = "",
 ) -> Job:
     """Depthwise (``kernels`` only), pointwise (``weights`` only) or
     depthwise-separable (both) filtering over the source's channel axis.
 
     ``kernels`` has shape (C, kh, kw) or (C, M, kh, kw), ``weights`` (C_out, C*M).
+    ``tag`` names the kernels and weights in the result's name.
     """
     if source.channel_axis is None:
         raise ValueError("the Channel filter needs a channel axis")
     if source.spatial_ndim < 2:
         raise ValueError(f"layer '{source.name}' has fewer than 2 spatial axes")
+    dtype = output_kwargs(output_type, source.data.dtype)
     if kernels is not None and weights is not None:
         operation = "depthwise-separable"
         func = partial(
@@ -459,13 +617,43 @@ def channel_job(
             channel_axis=-1,
             mode=mode,
             cval=cval,
+            **dtype,
         )
     elif kernels is not None:
         operation = "depthwise"
-        func = partial(sc.depthwise_filter, kernels=kernels, channel_axis=-1, mode=mode, cval=cval)
+        func = partial(
+            sc.depthwise_filter, kernels=kernels, channel_axis=-1, mode=mode, cval=cval, **dtype
+        )
     elif weights is not None:
         operation = "pointwise"
-        func = partial(sc.pointwise_filter, weights=weights, channel_axis=-1)
+        func = partial(sc.pointwise_filter, weights=weights, channel_axis=-1, **dtype)
     else:
         raise ValueError("give depthwise kernels, pointwise weights or both")
-    return Job(source, func, 3, operation, native_stack=True, split=split, metadata=metadata or {})
+    metadata = dict(metadata or {})
+    if split and "channel_names" not in metadata:
+        metadata["channel_names"] = output_channel_names(source, kernels, weights)
+    tag = operation + (f" {tag}" if tag else "")
+    tag += _settings_tag(mode, cval, output_type, modes_used=kernels is not None)
+    return Job(source, func, 3, tag, native_stack=True, split=split, metadata=metadata)
+
+
+def input_channel_names(source: Source) -> list[str]:
+    """What to call each input channel: its colour, its layer, or its index."""
+    channels = source.channels or 0
+    if source.rgb and channels in (3, 4):
+        return ["red", "green", "blue", "alpha"][:channels]
+    if len(source.inputs) == channels and channels > 1:
+        return list(source.inputs)
+    return [f"c{c}" for c in range(channels)]
+
+
+def output_channel_names(source: Source, kernels: Any, weights: Any) -> list[str]:
+    """Names of the output channels: depthwise outputs after their input
+    channel (and kernel, with a depth multiplier); pointwise outputs numbered."""
+    if weights is not None:
+        return [f"out {o}" for o in range(np.shape(weights)[0])]
+    names = input_channel_names(source)
+    depth = 1 if np.ndim(kernels) == 3 else np.shape(kernels)[1]
+    if depth == 1:
+        return names
+    return [f"{name} k{m}" for name in names for m in range(depth)]

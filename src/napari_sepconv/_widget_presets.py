@@ -9,33 +9,24 @@ from pathlib import Path
 
 import numpy as np
 
-# 1-D weights of the edge filters (smoothing, derivative), as scikit-image uses them
-_EDGE_WEIGHTS = {
-    "sobel": ([1.0, 2.0, 1.0], [1.0, 0.0, -1.0]),
-    "scharr": ([3.0, 10.0, 3.0], [1.0, 0.0, -1.0]),
-    "prewitt": ([1.0, 1.0, 1.0], [1.0, 0.0, -1.0]),
-}
+from .kernels import EDGE_KERNELS, edge_kernel_2d, gaussian_kernel_1d
 
 
-def _gaussian_1d(sigma: float, order: int = 0) -> np.ndarray:
-    """Sampled Gaussian (or its 2nd derivative), radius 4 sigma as in scipy."""
-    if sigma <= 0:
-        raise ValueError(f"sigma must be positive, got {sigma}")
-    radius = max(1, int(4.0 * sigma + 0.5))
+def _gaussian_second_derivative(sigma: float) -> np.ndarray:
+    """The second derivative of the sampled Gaussian, on its support (4 sigma)."""
+    g = gaussian_kernel_1d(sigma)
+    radius = g.size // 2
     x = np.arange(-radius, radius + 1, dtype=np.float64)
-    g = np.exp(-0.5 * (x / sigma) ** 2)
-    g /= g.sum()
-    if order == 2:
-        return g * (x**2 - sigma**2) / sigma**4
-    return g
+    return g * (x**2 - sigma**2) / sigma**4
 
 
-def _edge(name: str, axis: int) -> np.ndarray:
-    smooth, derivative = (np.asarray(w) for w in _EDGE_WEIGHTS[name])
-    smooth = smooth / smooth.sum()
-    if axis == 0:
-        return np.outer(derivative, smooth)
-    return np.outer(smooth, derivative)
+def _gaussian(sigma: float) -> np.ndarray:
+    g = gaussian_kernel_1d(sigma)
+    return np.outer(g, g)
+
+
+#: The discrete Laplacian (4-neighbour), which kernels.py does not define.
+LAPLACIAN = np.array([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])
 
 
 def _disk(size: int) -> np.ndarray:
@@ -50,7 +41,7 @@ def _box(size: int) -> np.ndarray:
 
 
 def _log(sigma: float) -> np.ndarray:
-    g, d2 = _gaussian_1d(sigma), _gaussian_1d(sigma, order=2)
+    g, d2 = gaussian_kernel_1d(sigma), _gaussian_second_derivative(sigma)
     return np.outer(d2, g) + np.outer(g, d2)
 
 
@@ -60,32 +51,57 @@ def _sharpen(size: int) -> np.ndarray:
     return kernel
 
 
+def _edge_presets() -> dict:
+    """'Sobel y', 'Sobel x', ... for every edge operator of the library: the
+    correlation kernels of ``sc.<name>_h`` (y) and ``sc.<name>_v`` (x)."""
+    presets = {}
+    for name in EDGE_KERNELS:
+        for axis, direction in ((0, "y"), (1, "x")):
+            presets[f"{name.capitalize()} {direction}"] = (
+                lambda sigma, size, name=name, axis=axis: edge_kernel_2d(name, axis),
+                None,
+            )
+    return presets
+
+
 #: name -> (function of (sigma, size), which of sigma/size it uses)
 KERNEL_PRESETS: dict[str, tuple[Callable[[float, int], np.ndarray], str | None]] = {
-    "Gaussian": (lambda sigma, size: np.outer(_gaussian_1d(sigma), _gaussian_1d(sigma)), "sigma"),
+    "Gaussian": (lambda sigma, size: _gaussian(sigma), "sigma"),
     "box (mean)": (lambda sigma, size: _box(size), "size"),
     "disk (mean)": (lambda sigma, size: _disk(size), "size"),
-    "Laplacian": (lambda sigma, size: np.array([[0.0, 1, 0], [1, -4, 1], [0, 1, 0]]), None),
+    "Laplacian": (lambda sigma, size: LAPLACIAN.copy(), None),
     "Laplacian of Gaussian": (lambda sigma, size: _log(sigma), "sigma"),
     "sharpen": (lambda sigma, size: _sharpen(size), "size"),
-    "Sobel y": (lambda sigma, size: _edge("sobel", 0), None),
-    "Sobel x": (lambda sigma, size: _edge("sobel", 1), None),
-    "Scharr y": (lambda sigma, size: _edge("scharr", 0), None),
-    "Scharr x": (lambda sigma, size: _edge("scharr", 1), None),
-    "Prewitt y": (lambda sigma, size: _edge("prewitt", 0), None),
-    "Prewitt x": (lambda sigma, size: _edge("prewitt", 1), None),
+    **_edge_presets(),
 }
 
 #: presets of the Channel filter that give each channel several kernels
 #: (a depth multiplier): name -> kernels of shape (M, kh, kw)
 MULTI_KERNEL_PRESETS: dict[str, Callable[[float, int], np.ndarray]] = {
     "Sobel y and x (2 per channel)": lambda sigma, size: np.stack(
-        [_edge("sobel", 0), _edge("sobel", 1)]
+        [edge_kernel_2d("sobel", 0), edge_kernel_2d("sobel", 1)]
     ),
     "Gaussian at sigma and 2 sigma (2 per channel)": lambda sigma, size: _padded_stack(
-        [KERNEL_PRESETS["Gaussian"][0](s, size) for s in (sigma, 2 * sigma)]
+        [_gaussian(s) for s in (sigma, 2 * sigma)]
     ),
 }
+
+
+def preset_tag(name: str, sigma: float = 1.0, size: int = 3) -> str:
+    """A preset and the parameter it uses, briefly, for a result's name:
+    ``gaussian σ=2``, ``box 5``, ``sobel x``."""
+    uses = preset_parameter(name)
+    short = {
+        "Laplacian of Gaussian": "LoG",
+        "Sobel y and x (2 per channel)": "sobel y+x",
+        "Gaussian at sigma and 2 sigma (2 per channel)": "gaussian ×2",
+    }.get(name, name.split(" (")[0])
+    short = short if short == "LoG" else short.lower()
+    if uses == "sigma":
+        return f"{short} σ={sigma:g}"
+    if uses == "size":
+        return f"{short} {size}"
+    return short
 
 
 def _padded_stack(kernels: list[np.ndarray]) -> np.ndarray:

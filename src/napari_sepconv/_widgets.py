@@ -2,25 +2,46 @@
 
 Each is a magicgui ``FunctionGui`` (call it, or its ``run()``, to filter the
 chosen layer) over the library's public functions. Filtering runs in a napari
-``thread_worker`` with a progress bar; the result becomes an Image layer named
-``"<input> [<filter>]"`` that keeps the input's scale, translate, axis labels,
-units and RGB flag, and a rerun on the same input updates that layer.
+``thread_worker`` with a progress bar and a Cancel button; the result becomes an
+Image layer named after the input, the filter and its settings
+(``"cells [sobel x]"``) that keeps the input's scale, translate, axis labels,
+units and RGB flag. A rerun with the same settings updates that layer; other
+settings give a new one. With "preview" ticked, each change of a setting (or
+of the plane shown) filters the plane shown into a preview layer, which Run
+replaces with the whole result. Every result records the call that made it as
+Python (``layer.metadata["sepconv"]["python"]``): "Copy as Python" copies it,
+"Export script" writes every step taken in the viewer as one script.
 """
 
 import contextlib
+import queue
+import threading
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from magicgui.widgets import ComboBox, FunctionGui, Label, ProgressBar, TextEdit
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    Container,
+    FunctionGui,
+    Label,
+    ProgressBar,
+    PushButton,
+    TextEdit,
+)
 from napari.layers import Image
 from napari.qt.threading import create_worker
-from napari.utils.notifications import show_error
+from napari.utils.notifications import show_error, show_info
+from napari.utils.progress import cancelable_progress
+from qtpy.QtCore import Qt, QTimer
 
 import napari_sepconv as sc
 
+from ._boundary import CANONICAL_NAMES
 from ._widget_base import (
+    OUTPUT_TYPES,
     USER_ERRORS,
     Geometry,
     Job,
@@ -37,10 +58,12 @@ from ._widget_presets import (
     parse_kernel,
     preset_kernel,
     preset_parameter,
+    preset_tag,
     preset_weights,
 )
+from ._widget_script import script
 
-MODES = ["reflect", "constant", "nearest", "mirror", "wrap"]
+MODES = list(CANONICAL_NAMES.values())
 _EDGE_FILTERS = [
     ("Sobel", "sobel"),
     ("Scharr", "scharr"),
@@ -53,6 +76,12 @@ _DIRECTIONS = [
     ("x (axis -1)", -1),
     ("z (axis -3, 3-D only)", -3),
 ]
+#: axis labels that name a channel axis
+_CHANNEL_LABELS = ("c", "ch", "channel", "channels", "colour", "color")
+#: the widest the info line may ask the dock to be, in characters per line
+_MAX_MESSAGE = 400
+PREVIEW_DELAY_MS = 30  # debounce: settings changed within this time give one preview
+PREPARING = "preparing filters, first time only…"
 
 
 def _named(names: Any) -> list[tuple[str, str]]:
@@ -71,10 +100,12 @@ class _FilterWidget(FunctionGui):
 
     Subclasses define ``_filter`` (its parameters are the widget's controls and
     its body calls ``self._launch(locals())``), ``_source`` (the input) and
-    ``_make_job`` (the library call).
+    ``_make_job`` (the library call); ``functions`` names the library
+    functions it calls (its help link shows their documentation).
     """
 
     title = ""
+    functions: tuple[str, ...] = ()
     #: controls whose choices follow the other settings (the layer's axes...)
     _dependent_choices: tuple[str, ...] = ("channel_axis",)
 
@@ -82,27 +113,69 @@ class _FilterWidget(FunctionGui):
         super().__init__(
             self._filter,
             call_button="Run",
-            param_options={"image": {"label": "image"}, **param_options},
+            param_options={
+                "image": {"label": "image"},
+                "output_type": _combo(list(OUTPUT_TYPES), "output type"),
+                **param_options,
+            },
             name=self.title.lower().replace(" ", "_"),
         )
         self._viewer = napari_viewer
-        self._info = Label(gui_only=True, label="")
-        self._progress = ProgressBar(gui_only=True, visible=False, label="progress")
-        self.insert(len(self) - 1, self._info)  # above the Run button
-        self.append(self._progress)
-        self._worker: Any = None
-        self._running: set = set()  # workers started and not yet finished
         self._closed = False
-        self.native.destroyed.connect(self._on_destroyed)
-        self._warm_worker: Any = None
-        self._warm_pending = False
-        self._warmed: set = set()
+        self._runs: dict = {}  # worker -> its cancel event: runs not yet finished
+        self._worker: Any = None
+        self._warm: dict = {}  # settings key -> warm-up done (threading.Event)
+        self._ran: set = set()  # settings keys that have run once
+        self._axis_layer: Any = None  # the layer the channel-axis choices were made for
+        self._last_result: list = []  # layers of the latest run
+        self._preview_layers: list = []
+        self._preview_cancel: threading.Event | None = None
+        self._preview_generation = 0
+        self._preview_done: tuple | None = None
+        self._build_extras()
         self._updating = False
+        self._select_active_layer()
         for widget in self._parameters():
             widget.changed.connect(self._on_change_settings)
             if isinstance(widget, TextEdit):  # magicgui's TextEdit does not emit `changed`
                 widget.native.textChanged.connect(self._on_change_settings)
+        napari_viewer.dims.events.current_step.connect(self._on_dims_changed)
+        self.native.destroyed.connect(self._on_destroyed)
         self._on_change_settings()
+
+    def _build_extras(self) -> None:
+        """The controls that are not parameters: info, preview, progress..."""
+        self._info = Label(gui_only=True, label="")
+        self._preview = CheckBox(text="preview", gui_only=True, value=False)
+        self._preview.tooltip = "filter the plane shown as settings change"
+        self._status = Label(gui_only=True, label="", visible=False)
+        self._progress = ProgressBar(gui_only=True, visible=False, label="progress")
+        self._cancel = PushButton(text="Cancel", gui_only=True, visible=False)
+        self._copy = PushButton(text="Copy as Python", gui_only=True)
+        self._export = PushButton(text="Export script", gui_only=True)
+        tools = Container(widgets=[self._copy, self._export], layout="horizontal", labels=False)
+        tools.margins = (0, 0, 0, 0)
+        self._docs = Label(gui_only=True, label="")
+        run_index = len(self) - 1
+        self.insert(run_index, self._info)  # above the Run button
+        self.insert(run_index + 1, self._preview)
+        for widget in (self._status, self._progress, self._cancel, tools, self._docs):
+            self.append(widget)
+        _wrap_label(self._info)
+        _wrap_label(self._status)
+        _wrap_label(self._docs)
+        self._set_docs_link()
+        for widget in self:
+            if isinstance(widget, ComboBox):
+                _narrow_combo(widget)
+        self._cancel.changed.connect(self.cancel)
+        self._copy.changed.connect(self.copy_as_python)
+        self._export.changed.connect(self._export_clicked)
+        self._preview.changed.connect(self._on_preview_toggled)
+        self._preview_timer = QTimer(self.native)  # deleted with the widget
+        self._preview_timer.setSingleShot(True)
+        self._preview_timer.setInterval(PREVIEW_DELAY_MS)
+        self._preview_timer.timeout.connect(self._run_preview)
 
     # -- public ---------------------------------------------------------------
 
@@ -114,10 +187,43 @@ class _FilterWidget(FunctionGui):
         """
         return self()
 
+    def cancel(self, *args: Any) -> None:
+        """Stop the running filter: it stops before its next plane and adds no layer."""
+        for worker, cancel in list(self._runs.items()):
+            cancel.set()
+            worker.quit()
+
     @property
     def busy(self) -> bool:
         """True while a filter run or the background warm-up is in progress."""
-        return bool(self._running) or self._warm_worker is not None
+        return bool(self._runs) or not all(done.is_set() for done in self._warm.values())
+
+    @property
+    def previewing(self) -> bool:
+        """True while a preview is pending or being computed."""
+        return self._preview_timer.isActive() or self._preview_cancel is not None
+
+    def python(self) -> str:
+        """The Python of the selected sepconv result, else of this widget's latest."""
+        layer = self._viewer.layers.selection.active
+        for candidate in [layer, *self._last_result]:
+            record = getattr(candidate, "metadata", {}).get("sepconv", {})
+            if "python" in record and candidate in self._viewer.layers:
+                return record["python"]
+        raise ValueError("no result to copy: run the filter first (or select a result layer)")
+
+    def copy_as_python(self, *args: Any) -> str | None:
+        """Put :meth:`python` on the clipboard (and return it)."""
+        from qtpy.QtWidgets import QApplication
+
+        try:
+            text = self.python()
+        except ValueError as error:
+            show_info(f"{self.title}: {error}")
+            return None
+        QApplication.clipboard().setText(text)
+        show_info(f"{self.title}: copied the Python that recomputes the result")
+        return text
 
     def reset_choices(self, *args: Any) -> None:
         super().reset_choices(*args)
@@ -142,6 +248,10 @@ class _FilterWidget(FunctionGui):
     def _update_controls(self, params: dict) -> None:
         """Show the controls that matter for the current settings."""
 
+    def _default_channel_axis(self, layer: Any) -> int | None:
+        """The channel axis a newly chosen layer starts with."""
+        return guess_channel_axis(layer, short_axes=False)
+
     # -- running --------------------------------------------------------------
 
     def _params(self) -> dict:
@@ -157,57 +267,214 @@ class _FilterWidget(FunctionGui):
         except USER_ERRORS as error:
             _report(self.title, error)
             return None
-        return self._start(job)
+        return self._start(job, self._settings_key(params))
 
-    def _start(self, job: Job) -> Any:
-        for worker in self._running:
-            worker.quit()  # a newer run replaces it
-        worker = start_job(self._viewer, job, self.title, start=False)
+    def _start(self, job: Job, key: tuple) -> Any:
+        self.cancel()  # a newer run replaces a running one
+        self._stop_preview()
+        cancel = threading.Event()
+        worker = start_job(self._viewer, job, self.title, cancel=cancel, start=False)
+        worker.returned.connect(self._on_result)
+        worker.yielded.connect(self._on_progress)
+        worker.finished.connect(partial(self._on_finished, worker, key))
+        self._worker = worker
+        self._runs[worker] = cancel
         self._progress.max = job.steps
         self._progress.value = 0
-        self._progress.visible = True
-        worker.yielded.connect(self._on_progress)
-        worker.finished.connect(partial(self._on_finished, worker))
-        self._worker = worker
-        self._running.add(worker)
+        first = not self._is_ready(key)
+        self._status.value = PREPARING if first else ""
+        self._status.visible = first
+        self._progress.visible = not first
+        self._set_running(True)
         worker.start()
         return worker
 
-    def _on_progress(self, done: int) -> None:
-        if not self._closed:
-            self._progress.value = done
+    def _is_ready(self, key: tuple) -> bool:
+        """Whether the code for these settings has run (or warmed up) already."""
+        return key in self._ran or (key in self._warm and self._warm[key].is_set())
 
-    def _on_finished(self, worker: Any) -> None:
-        self._running.discard(worker)
+    def _set_running(self, running: bool) -> None:
+        for widget in (*self._parameters(), self._call_button, self._preview):
+            if widget is not None:
+                widget.enabled = not running
+        self._cancel.visible = running
+        if not running and not self._closed:
+            self._on_change_settings()  # re-applies what depends on the settings
+
+    def _on_progress(self, done: int) -> None:
+        if self._closed:
+            return
+        self._status.visible = False
+        self._progress.visible = True
+        self._progress.value = min(done, self._progress.max)
+
+    def _on_result(self, result: Any) -> None:
+        if self._closed or not isinstance(result, list):
+            return
+        self._clear_preview_layers(keep=[])
+        self._last_result = [layer for layer in result if layer is not None]
+
+    def _on_finished(self, worker: Any, key: tuple) -> None:
+        cancelled = self._runs.pop(worker, threading.Event()).is_set()
+        if not cancelled:
+            self._ran.add(key)
         if worker is self._worker and not self._closed:
-            self._progress.visible = False
+            self._progress.visible = self._status.visible = False
+            self._set_running(False)
 
     def _on_destroyed(self, *args: Any) -> None:
         self._closed = True
+        self.cancel()
+        if self._preview_cancel is not None:
+            self._preview_cancel.set()
+        with contextlib.suppress(Exception):
+            self._viewer.dims.events.current_step.disconnect(self._on_dims_changed)
+
+    # -- preview --------------------------------------------------------------
+
+    def _on_preview_toggled(self, on: bool) -> None:
+        if on:
+            self._preview_done = None
+            self._schedule_preview()
+        else:
+            self._stop_preview()
+            self._clear_preview_layers(keep=[])
+
+    def _on_dims_changed(self, *args: Any) -> None:
+        if not self._closed:
+            self._schedule_preview()
+
+    def _preview_on(self) -> bool:
+        """Whether "preview" is ticked (False once the widget is being deleted)."""
+        if self._closed:
+            return False
+        try:
+            return bool(self._preview.value)
+        except RuntimeError:  # Qt deletes the controls before the widget says so
+            self._closed = True
+            return False
+
+    def _schedule_preview(self) -> None:
+        if self._preview_on() and not self._runs:
+            self._preview_timer.start()  # restarted by each change: debounced
+
+    def _stop_preview(self) -> None:
+        self._preview_timer.stop()
+        if self._preview_cancel is not None:
+            self._preview_cancel.set()
+            self._preview_cancel = None
+        self._preview_generation += 1  # a preview still computing is stale
+
+    def _preview_key(self, params: dict, position: tuple) -> tuple:
+        def plain(value: Any) -> Any:
+            if isinstance(value, (list, tuple)):
+                return tuple(plain(v) for v in value)
+            return ("layer", id(value)) if hasattr(value, "data") else repr(value)
+
+        return (position, *((k, plain(v)) for k, v in params.items()))
+
+    def _preview_position(self, params: dict) -> tuple:
+        layer = params.get("image")
+        if params.get("channels") == "layers" and params.get("layers"):
+            layer = params["layers"][0]
+        if layer is None or layer not in self._viewer.layers:
+            return ()
+        position = layer.world_to_data(self._viewer.dims.point)
+        return tuple(int(round(float(p))) for p in position)
+
+    def _run_preview(self) -> None:
+        if not self._preview_on() or self._runs:
+            return
+        params = self._params()
+        position = self._preview_position(params)
+        key = self._preview_key(params, position)
+        if key == self._preview_done:
+            return
+        try:
+            job = self._make_job(self._source(params), params).preview(position)
+        except USER_ERRORS as error:
+            self._show_status(f"⚠ preview: {error}")
+            return
+        self._stop_preview()
+        self._preview_done = key
+        cancel = threading.Event()
+        self._preview_cancel = cancel
+        generation = self._preview_generation
+        worker = create_worker(_preview_layers, job, cancel, _ignore_errors=True)
+        worker.returned.connect(partial(self._show_preview, generation))
+        worker.errored.connect(partial(self._preview_failed, generation))
+        worker.start()
+
+    def _show_preview(self, generation: int, result: Any) -> None:
+        if generation != self._preview_generation or self._closed:
+            return  # stale: the settings changed while it ran
+        self._preview_cancel = None
+        if isinstance(result, _Failure):
+            self._show_status(f"⚠ preview: {result.error}")
+            return
+        if result is None:
+            return
+        self._status.visible = False
+        shown = []
+        for data, kwargs, _ in result:
+            kwargs = {**kwargs, "name": kwargs["name"] + " (preview)"}
+            kwargs["metadata"] = {"sepconv_preview": self.title}
+            shown.append(show_image(self._viewer, data, replace_same_name=True, **kwargs))
+        self._clear_preview_layers(keep=shown)
+        self._preview_layers = shown
+
+    def _preview_failed(self, generation: int, error: BaseException) -> None:
+        if generation == self._preview_generation and not self._closed:
+            self._preview_cancel = None
+            self._show_status(f"⚠ preview: {error}")
+
+    def _clear_preview_layers(self, keep: list) -> None:
+        for layer in self._preview_layers:
+            if layer not in keep and layer in self._viewer.layers:
+                self._viewer.layers.remove(layer)
+        self._preview_layers = [layer for layer in self._preview_layers if layer in keep]
+
+    def _show_status(self, text: str) -> None:
+        self._status.value = _elided(text)
+        self._status.visible = bool(text)
 
     # -- settings, info and warm-up -------------------------------------------
+
+    def _select_active_layer(self) -> None:
+        """Open on the selected image layer (magicgui would take the first)."""
+        active = self._viewer.layers.selection.active
+        image = self.get_widget("image")
+        if isinstance(active, Image) and image is not None and active in image.choices:
+            image.value = active
 
     def _on_change_settings(self, *args: Any) -> None:
         if self._updating:  # a control changed by the update below
             return
         self._updating = True
         try:
+            layer = self._chosen_layer()
             for name in self._dependent_choices:
                 combo = getattr(self, name)
                 before = combo.value
                 combo.reset_choices()  # magicgui matches choices by label: keep the value
-                if before in combo.choices:
+                if name == "channel_axis" and layer is not self._axis_layer:
+                    # a new layer: what was chosen for the old one means nothing here
+                    self._axis_layer = layer
+                    combo.value = self._default_channel_axis(layer)
+                elif before in combo.choices:
                     combo.value = before
             params = self._params()
             self._update_controls(params)
             try:
-                self._info.value = self._describe(params)
+                text = self._describe(params)
             except USER_ERRORS as error:
-                self._info.value = f"⚠ {error}"
-            self._info.visible = bool(self._info.value)
+                text = f"⚠ {error}"
+            self._info.value = _elided(text)
+            self._info.visible = bool(text)
         finally:
             self._updating = False
         self._warm_up(params)
+        self._schedule_preview()
 
     def _chosen_layer(self) -> Any:
         """The image layer chosen (None while the widget is being built)."""
@@ -219,23 +486,17 @@ class _FilterWidget(FunctionGui):
 
         The first call of a Numba function in a session loads (or, the very
         first time, compiles) its machine code; doing that now keeps the first
-        real run from stalling.
+        real run from stalling. It runs in a daemon thread, so quitting napari
+        meanwhile does not wait for it.
         """
         key = self._settings_key(params)
-        if key in self._warmed:
-            return
-        if self._warm_worker is not None:
-            self._warm_pending = True
+        if key in self._warm:
             return
         try:
             jobs = [self._make_job(source, params) for source in self._warm_sources(params)]
         except USER_ERRORS:
             return  # invalid settings: the real run will say why
-        self._warmed.add(key)
-        worker = create_worker(_warm, jobs, _ignore_errors=True)
-        worker.finished.connect(self._on_warm_finished)
-        self._warm_worker = worker
-        worker.start()
+        self._warm[key] = WARMER.submit(jobs)
 
     def _settings_key(self, params: dict) -> tuple:
         """What decides which compiled code a run needs: the layer's kind and
@@ -248,12 +509,6 @@ class _FilterWidget(FunctionGui):
             if isinstance(w, ComboBox) and w.name != "image"
         ]
         return (kind, *choices)
-
-    def _on_warm_finished(self) -> None:
-        self._warm_worker = None
-        if self._warm_pending and not self._closed:
-            self._warm_pending = False
-            self._warm_up(self._params())
 
     def _warm_sources(self, params: dict) -> list[Source]:
         """Tiny inputs shaped like the chosen layer (8 pixels a side)."""
@@ -270,6 +525,52 @@ class _FilterWidget(FunctionGui):
         spatial = min(3, layer.data.ndim - (channels is not None))
         return [_tiny(layer.data.dtype, spatial, channels, rgb=layer.rgb)]
 
+    # -- help and export ------------------------------------------------------
+
+    def _set_docs_link(self) -> None:
+        names = " · ".join(f'<a href="{name}">sc.{name}</a>' for name in self.functions)
+        self._docs.value = f"help: {names} · <a href=\"readme\">README</a>"
+        label = self._docs.native
+        label.setTextFormat(Qt.TextFormat.RichText)
+        label.setOpenExternalLinks(False)
+        label.linkActivated.connect(self.show_docs)
+        label.setToolTip("the documentation of the library functions this widget calls")
+
+    def show_docs(self, which: str = "") -> str:
+        """Show (and return) the documentation of a library function the
+        widget calls, or the README's napari section (``which="readme"``)."""
+        text = docs_text(which or (self.functions[0] if self.functions else "readme"))
+        if not self._closed:
+            _show_text_dialog(self.native, f"{self.title}: help", text)
+        return text
+
+    def _export_clicked(self, *args: Any) -> None:
+        export_script(self._viewer)
+
+
+def guess_channel_axis(layer: Any, short_axes: bool = True) -> int | None:
+    """The layer's channel axis where it has one: the colours of an RGB layer,
+    an axis labelled as channels, or (``short_axes``) the one short axis (at most
+    4) that is not among the last two. None where none is clear."""
+    if layer is None:
+        return None
+    if layer.rgb:
+        return layer.data.ndim - 1
+    labels = [str(label).lower() for label in getattr(layer, "axis_labels", ())]
+    for axis, label in enumerate(labels):
+        if label in _CHANNEL_LABELS:
+            return axis
+    if short_axes:
+        shape = layer.data.shape
+        short = [
+            a
+            for a in range(len(shape) - 2)
+            if shape[a] <= 4 and (a >= len(labels) or labels[a] not in ("t", "time", "z"))
+        ]
+        if len(short) == 1:
+            return short[0]
+    return None
+
 
 class _Failure:
     """What a worker returns when the input or settings were wrong."""
@@ -278,17 +579,68 @@ class _Failure:
         self.error = error
 
 
-def _guarded(compute: Any) -> Any:
-    def run() -> Any:
+def _compute_layers(job: Job, cancel: threading.Event | None = None) -> Any:
+    """Generator: the job's progress, then its layers (None when cancelled, a
+    :class:`_Failure` when the input or settings were wrong)."""
+    try:
+        result = yield from job.compute(cancel)
+        if result is None or (cancel is not None and cancel.is_set()):
+            return None
+        return job.finish(result)
+    except USER_ERRORS as error:
+        return _Failure(error)
+
+
+def _preview_layers(job: Job, cancel: threading.Event) -> Any:
+    steps = _compute_layers(job, cancel)
+    while True:
         try:
-            return (yield from compute())
-        except USER_ERRORS as error:
-            return _Failure(error)
-
-    return run
+            next(steps)
+        except StopIteration as finished:
+            return finished.value
 
 
-def _warm(jobs: list[Job]) -> None:
+class _Warmer:
+    """One daemon thread that runs warm-up jobs in turn.
+
+    Not a Qt worker: Qt waits for its thread pool when napari quits, and a
+    first compile takes up to a minute.
+    """
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue = queue.Queue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def submit(self, jobs: list[Job]) -> threading.Event:
+        done = threading.Event()
+        with self._lock:
+            self._queue.put((jobs, done))
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._work, name="sepconv-warm-up", daemon=True
+                )
+                self._thread.start()
+        return done
+
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                try:
+                    jobs, done = self._queue.get_nowait()
+                except queue.Empty:
+                    self._thread = None
+                    return
+            try:
+                run_warm_up(jobs)
+            finally:
+                done.set()
+
+
+WARMER = _Warmer()
+
+
+def run_warm_up(jobs: list[Job]) -> None:
     for job in jobs:
         # best effort: a failure here will be reported by the real run
         with contextlib.suppress(Exception):
@@ -301,60 +653,226 @@ def _tiny(dtype: Any, spatial: int, channels: int | None, rgb: bool = False) -> 
     ndim = len(shape)
     geometry = Geometry([1.0] * ndim, [0.0] * ndim, ["pixel"] * ndim, None)
     channel_axis = ndim - 1 if channels else None
-    return Source(data, "warm-up", geometry, channel_axis, rgb)
+    return Source(data, "warm-up", geometry, channel_axis, rgb, inputs=("warm-up",))
 
 
 def _report(title: str, error: BaseException) -> None:
-    show_error(f"{title}: {error}")
+    show_error(f"{title}: {_elided(str(error))}")
 
 
-def start_job(viewer: Any, job: Job, title: str, start: bool = True) -> Any:
-    """Run ``job`` in a napari worker thread (with a progress bar in napari's
-    activity panel); its result goes into ``viewer``, and a wrong input or
-    setting is shown as an error notification. Returns the worker."""
-    worker = create_worker(
-        _guarded(job.compute),
-        _progress={"total": job.steps, "desc": f"{title}: {job.source.name}"},
-        _ignore_errors=True,
+def _elided(text: str) -> str:
+    """At most a few lines, and long words (paths) breakable anywhere."""
+    if len(text) > _MAX_MESSAGE:
+        text = text[: _MAX_MESSAGE - 1] + "…"
+    words = text.split(" ")
+    return " ".join(
+        "\u200b".join(w[i : i + 24] for i in range(0, len(w), 24)) if len(w) > 24 else w
+        for w in words
     )
-    worker.returned.connect(partial(_show_result, viewer, job, title))
+
+
+def _wrap_label(label: Label) -> None:
+    """A label that wraps its text and never widens its dock."""
+    from qtpy.QtWidgets import QSizePolicy
+
+    native = label.native
+    native.setWordWrap(True)
+    policy = native.sizePolicy()
+    policy.setHorizontalPolicy(QSizePolicy.Policy.Ignored)
+    native.setSizePolicy(policy)
+    native.setMinimumWidth(40)
+
+
+def _narrow_combo(combo: ComboBox) -> None:
+    """A drop-down as wide as its shortest sensible label, not its longest."""
+    from qtpy.QtWidgets import QComboBox
+
+    native = combo.native
+    native.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+    native.setMinimumContentsLength(12)
+
+
+class _CancelableProgress(cancelable_progress):
+    """napari's cancellable progress bar for a run that is not a loop here:
+    its Cancel button calls ``cancel_callback`` at once."""
+
+    def cancel(self) -> None:
+        super().cancel()
+        if self.cancel_callback is not None:
+            self.cancel_callback()
+
+
+def start_job(
+    viewer: Any,
+    job: Job,
+    title: str,
+    start: bool = True,
+    cancel: threading.Event | None = None,
+) -> Any:
+    """Run ``job`` in a napari worker thread, with a cancellable progress bar
+    in napari's activity panel; its result goes into ``viewer``, and a wrong
+    input or setting is shown as an error notification. Returns the worker."""
+    cancel = threading.Event() if cancel is None else cancel
+    worker = create_worker(_compute_layers, job, cancel, _ignore_errors=True)
+    bar = _CancelableProgress(
+        total=job.steps, desc=f"{title}: {job.source.name}", cancel_callback=worker.quit
+    )
+    bar.cancel_callback = partial(_cancel_worker, worker, cancel)
+
+    def advance(done: int) -> None:
+        bar.update(max(0, min(done, job.steps) - bar.n))
+
+    worker.yielded.connect(advance)
+    worker.finished.connect(bar.close)
+    worker.returned.connect(partial(_show_result, viewer, title))
+    worker.cancel_event = cancel
     if start:
         worker.start()
     return worker
 
 
-def _show_result(viewer: Any, job: Job, title: str, result: Any) -> None:
+def _cancel_worker(worker: Any, cancel: threading.Event) -> None:
+    cancel.set()
+    worker.quit()
+
+
+def _show_result(viewer: Any, title: str, result: Any) -> list:
+    """Add (or update) the result's layers; returns them."""
     if isinstance(result, _Failure):
         _report(title, result.error)
-        return
+        return []
+    if result is None:  # cancelled
+        return []
+    shown = []
     try:
-        for data, kwargs, _ in job.layers(result):
-            show_image(viewer, data, **kwargs)
+        for data, kwargs, _ in result:
+            shown.append(show_image(viewer, data, **kwargs))
     except USER_ERRORS as error:
         _report(title, error)
+    result[:] = shown  # the widget's handler, connected after this one, sees the layers
+    return shown
 
 
-def show_image(viewer: Any, data: Any, *, name: str, **kwargs: Any) -> Image:
-    """Add an Image layer, or update the one of that name (a rerun's result)."""
+def _same_call(layer: Any, metadata: dict) -> bool:
+    old, new = layer.metadata.get("sepconv", {}), metadata.get("sepconv", {})
+    keys = ("function", "arguments", "inputs", "input_channel_axis", "body")
+    return bool(old) and all(old.get(k) == new.get(k) for k in keys)
+
+
+def show_image(
+    viewer: Any, data: Any, *, name: str, replace_same_name: bool = False, **kwargs: Any
+) -> Image:
+    """Add an Image layer, or update the one made by the same call.
+
+    A layer of that name made by another call (other settings) is kept and
+    the new one gets a name napari makes unique; a preview layer
+    (``replace_same_name``) always updates the one of its name. Contrast
+    limits given in ``kwargs`` are used as they are (working them out here
+    would stall napari on a large result).
+    """
     layer = viewer.layers[name] if name in viewer.layers else None
+    metadata = kwargs.get("metadata", {})
+    if layer is not None and not replace_same_name and not _same_call(layer, metadata):
+        layer = None  # keep it: a result of other settings
+        for candidate in viewer.layers:
+            if candidate.name.startswith(name) and _same_call(candidate, metadata):
+                layer = candidate
+                break
     rgb = kwargs.get("rgb", False)
     if isinstance(layer, Image) and layer.rgb == rgb and layer.data.ndim == np.ndim(data):
+        limits = kwargs.get("contrast_limits")
         layer.data = data
         for key in ("scale", "translate", "units", "axis_labels", "rotate", "shear", "affine"):
             if key in kwargs:
                 setattr(layer, key, kwargs[key])
-        layer.metadata = kwargs.get("metadata", {})
-        layer.reset_contrast_limits_range()
-        layer.reset_contrast_limits()
+        layer.metadata = metadata
+        if limits is not None:
+            layer.contrast_limits_range = limits
+            layer.contrast_limits = limits
+        else:
+            layer.reset_contrast_limits_range()
+            layer.reset_contrast_limits()
+        layer.refresh()
         return layer
     index = None
-    if layer is not None:  # a different kind of result: replace it in place
+    if layer is not None:  # a preview of another kind: replace it in place
         index = viewer.layers.index(layer)
         viewer.layers.remove(layer)
     new = viewer.add_image(data, name=name, **kwargs)
     if index is not None:
         viewer.layers.move(viewer.layers.index(new), index)
     return new
+
+
+def export_script(viewer: Any, path: str | Path | None = None) -> Path | None:
+    """Write every sepconv step taken in ``viewer`` as one Python script.
+
+    Without ``path``, asks where (a save dialog). Returns the path written,
+    or None when nothing was written (the reason is shown).
+    """
+    if path is None:
+        path = _ask_save_path()
+        if not path:
+            return None
+    path = Path(path)
+    try:
+        script(list(viewer.layers), path)
+    except (ValueError, OSError) as error:
+        show_error(f"Export script: {error}")
+        return None
+    show_info(f"Export script: wrote {path.name}")
+    return path
+
+
+def _ask_save_path() -> str:
+    from qtpy.QtWidgets import QFileDialog
+
+    path, _ = QFileDialog.getSaveFileName(
+        None, "Export the sepconv steps as a script", "sepconv_steps.py", "Python (*.py)"
+    )
+    return path
+
+
+def docs_text(which: str) -> str:
+    """A library function's docstring, or the README's napari section."""
+    if which == "readme":
+        return readme_section("napari plugin")
+    import inspect
+
+    func = getattr(sc, which, None)
+    if func is None:
+        return f"no documentation for {which!r}"
+    doc = inspect.getdoc(func) or "See the README, section 'A tour of the API'."
+    return f"napari_sepconv.{which}{inspect.signature(func)}\n\n{doc}"
+
+
+def readme_section(title: str) -> str:
+    """The README section ``title`` (from the installed package's description)."""
+    from importlib.metadata import PackageNotFoundError, metadata
+
+    try:
+        text = metadata("napari-sepconv").get_payload() or ""
+    except PackageNotFoundError:
+        text = ""
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("## ") and line[3:].strip().lower() == title.lower():
+            end = next((j for j in range(i + 1, len(lines)) if lines[j].startswith("## ")), len(lines))
+            return "\n".join(lines[i:end]).strip()
+    return "See the README, section 'napari plugin'."
+
+
+def _show_text_dialog(parent: Any, title: str, text: str) -> None:
+    from qtpy.QtWidgets import QDialog, QTextBrowser, QVBoxLayout
+
+    dialog = QDialog(parent)
+    dialog.setWindowTitle(title)
+    browser = QTextBrowser(dialog)
+    browser.setPlainText(text)
+    layout = QVBoxLayout(dialog)
+    layout.addWidget(browser)
+    dialog.resize(560, 480)
+    dialog.show()
 
 
 # -----------------------------------------------------------------------------
@@ -365,6 +883,7 @@ class EdgeFilterWidget(_FilterWidget):
     """Sobel, Scharr, Prewitt or Farid edges of an image layer."""
 
     title = "Edge filter"
+    functions = ("sobel", "scharr", "prewitt", "farid")
 
     def __init__(self, napari_viewer: Any) -> None:
         super().__init__(
@@ -388,6 +907,7 @@ class EdgeFilterWidget(_FilterWidget):
         mode: str = "reflect",
         cval: float = 0.0,
         channel_axis=None,
+        output_type: str = "auto",
     ) -> Any:
         """Edge filter.
 
@@ -408,6 +928,10 @@ class EdgeFilterWidget(_FilterWidget):
             The value outside the image in 'constant' mode.
         channel_axis : int or None
             The axis holding channels, filtered one by one (RGB: the colours).
+        output_type : str
+            The result's type: float32 for integer input (else the input's
+            float type), float32, float64, or the input's range (integers
+            not scaled to [0, 1]).
         """
         return self._launch(locals())
 
@@ -420,6 +944,7 @@ class EdgeFilterWidget(_FilterWidget):
             params["mode"],
             params["cval"],
             metadata=_public(params),
+            output_type=params["output_type"],
         )
 
     def _update_controls(self, params: dict) -> None:
@@ -432,14 +957,19 @@ class EdgeFilterWidget(_FilterWidget):
 
 
 def _channel_axis_choices(layer: Any, optional: bool) -> list:
-    """Choices for a channel-axis control: the layer's axes by label."""
+    """Choices for a channel-axis control: the layer's axes by label.
+
+    ``optional``: "none" (every axis spatial) is a choice; otherwise None
+    stands for "not chosen yet" and a run asks for a choice.
+    """
+    empty = ("none", None) if optional else ("choose the channel axis", None)
     if layer is None:
-        return [("none", None)] if optional else [("last", -1)]
+        return [empty]
     if layer.rgb:
         return [("RGB(A) colours", layer.data.ndim - 1)]
     labels = layer.axis_labels
     choices = [(f"{i}: {labels[i]} ({n})", i) for i, n in enumerate(layer.data.shape)]
-    return [("none", None), *choices] if optional else choices
+    return [empty, *choices]
 
 
 def _public(params: dict) -> dict:
@@ -456,6 +986,7 @@ class KernelFilterWidget(_FilterWidget):
     """Correlate an image layer with any 2-D kernel, run as separable passes."""
 
     title = "Kernel filter"
+    functions = ("filter2d", "separate_kernel")
     _dependent_choices = ("channel_axis", "rank")
 
     def __init__(self, napari_viewer: Any) -> None:
@@ -490,6 +1021,7 @@ class KernelFilterWidget(_FilterWidget):
         mode: str = "reflect",
         cval: float = 0.0,
         channel_axis=None,
+        output_type: str = "auto",
     ) -> Any:
         """Kernel filter.
 
@@ -519,6 +1051,10 @@ class KernelFilterWidget(_FilterWidget):
             The value outside the image in 'constant' mode.
         channel_axis : int or None
             The axis holding channels, filtered one by one (RGB: the colours).
+        output_type : str
+            The result's type: float32 for integer input (else the input's
+            float type), float32, float64, or the input's range (integers
+            not scaled to [0, 1]).
         """
         return self._launch(locals())
 
@@ -544,14 +1080,16 @@ class KernelFilterWidget(_FilterWidget):
             params["mode"],
             params["cval"],
             metadata=_public(params),
+            output_type=params["output_type"],
         )
 
     def _tag(self, params: dict) -> str:
         if params["kernel"] == "text":
-            return "kernel"
+            kh, kw = parse_kernel(params["values"]).shape
+            return f"kernel {kh}×{kw}"
         if params["kernel"] == "file":
             return Path(params["file"]).stem or "kernel"
-        return params["preset"].split(" (")[0].lower()
+        return preset_tag(params["preset"], params["sigma"], params["size"])
 
     def _describe(self, params: dict) -> str:
         kernel = self.current_kernel(params)
@@ -587,10 +1125,11 @@ class KernelFilterWidget(_FilterWidget):
         if not hasattr(self, "_updating"):  # being built
             return [("exact", None)]
         try:
-            kernel = self.current_kernel()
+            exact = sc.separate_kernel(self.current_kernel()).rank
         except USER_ERRORS:
             return [("exact", None)]
-        return [("exact", None)] + [(str(r), r) for r in range(1, min(kernel.shape) + 1)]
+        # ranks below the kernel's own: approximations (its own rank is "exact")
+        return [(f"exact (rank {exact})", None)] + [(str(r), r) for r in range(1, exact)]
 
     def _channel_choices(self, widget: Any = None) -> list:
         return _channel_axis_choices(self._chosen_layer(), optional=True)
@@ -606,6 +1145,7 @@ class ChannelFilterWidget(_FilterWidget):
     """Depthwise, pointwise and depthwise-separable filtering of channels."""
 
     title = "Channel filter"
+    functions = ("depthwise_filter", "pointwise_filter", "depthwise_separable_filter")
 
     def __init__(self, napari_viewer: Any) -> None:
         super().__init__(
@@ -645,7 +1185,7 @@ class ChannelFilterWidget(_FilterWidget):
         self,
         image: Image,
         channels: str = "axis",
-        channel_axis=-1,
+        channel_axis=None,
         layers: list[Image] = (),  # noqa: B006 - magicgui reads the default
         operation: str = "depthwise-separable",
         kernel: str = "Gaussian",
@@ -657,6 +1197,7 @@ class ChannelFilterWidget(_FilterWidget):
         mode: str = "reflect",
         cval: float = 0.0,
         output: str = "stack",
+        output_type: str = "auto",
     ) -> Any:
         """Channel filter.
 
@@ -668,7 +1209,9 @@ class ChannelFilterWidget(_FilterWidget):
             Take the channels from an axis of one layer, or take several
             selected layers (of one shape) as the channels.
         channel_axis : int
-            The axis of ``image`` holding the channels (default: the last).
+            The axis of ``image`` holding the channels: the colours of an RGB
+            layer, an axis labelled as channels, or a short axis (at most 4)
+            when it is the only one; otherwise chosen by hand.
         layers : list of Image
             The layers taken as channels, in order.
         operation : str
@@ -695,6 +1238,10 @@ class ChannelFilterWidget(_FilterWidget):
         output : str
             The output channels as one layer with a channel axis, or as one
             layer per channel.
+        output_type : str
+            The result's type: float32 for integer input (else the input's
+            float type), float32, float64, or the input's range (integers
+            not scaled to [0, 1]).
         """
         return self._launch(locals())
 
@@ -703,6 +1250,11 @@ class ChannelFilterWidget(_FilterWidget):
             return Source.from_layers(params["layers"])
         if params["image"] is None:
             raise ValueError("no image layer chosen: open or choose an image layer first")
+        if params["channel_axis"] is None and not params["image"].rgb:
+            raise ValueError(
+                f"choose the channel axis of '{params['image'].name}' (no axis is labelled "
+                "as channels and none is short enough to guess)"
+            )
         return Source.from_layer(params["image"], params["channel_axis"])
 
     def _kernels(self, params: dict, channels: int) -> np.ndarray:
@@ -765,7 +1317,24 @@ class ChannelFilterWidget(_FilterWidget):
             params["cval"],
             split=params["output"] == "split",
             metadata=_public(params),
+            output_type=params["output_type"],
+            tag=self._tag(params),
         )
+
+    def _tag(self, params: dict) -> str:
+        """The kernels and weights, briefly, for the result's name."""
+        parts = []
+        if params["operation"] != "pointwise":
+            if params["kernel"] == "file":
+                parts.append(Path(params["kernel_file"]).stem)
+            else:
+                parts.append(preset_tag(params["kernel"], params["sigma"], params["size"]))
+        if params["operation"] != "depthwise":
+            if params["weights"] == "file":
+                parts.append(Path(params["weights_file"]).stem)
+            else:
+                parts.append(params["weights"].split(" (")[0])
+        return " ".join(parts)
 
     def _describe(self, params: dict) -> str:
         if params["channels"] == "layers":
@@ -777,6 +1346,8 @@ class ChannelFilterWidget(_FilterWidget):
             if layer is None:
                 return ""
             axis = layer.data.ndim - 1 if layer.rgb else params["channel_axis"]
+            if axis is None:
+                return "choose the channel axis"
             channels = layer.data.shape[axis]
         kernels, weights = self._plan(params, channels)
         ours, normal, outputs = _channel_costs(kernels, weights, channels)
@@ -804,11 +1375,10 @@ class ChannelFilterWidget(_FilterWidget):
         self.channel_axis.enabled = not (layer is not None and layer.rgb)
 
     def _channel_choices(self, widget: Any = None) -> list:
-        layer = self._chosen_layer()
-        choices = _channel_axis_choices(layer, optional=False)
-        if layer is not None and not layer.rgb:  # offer "last" as -1, the default
-            choices[-1] = (choices[-1][0], -1)
-        return choices
+        return _channel_axis_choices(self._chosen_layer(), optional=False)
+
+    def _default_channel_axis(self, layer: Any) -> int | None:
+        return guess_channel_axis(layer, short_axes=True)
 
     def _layer_choices(self, widget: Any = None) -> list:
         viewer = getattr(self, "_viewer", None)

@@ -1,0 +1,565 @@
+"""The napari plugin used interactively: regressions of the bugs of issue 14,
+Cancel, preview, reproducible results (snippets and exported scripts),
+result naming, output types, first-use status and event-loop gaps.
+
+Needs napari, pytest-qt and a display (pytest-xvfb starts Xvfb).
+"""
+
+import os
+import runpy
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+napari = pytest.importorskip("napari")
+pytest.importorskip("pytestqt")
+if sys.platform.startswith("linux") and not (
+    os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+):
+    pytest.skip("no display: install Xvfb (pytest-xvfb starts it)", allow_module_level=True)
+
+import napari_sepconv as sc  # noqa: E402
+from napari_sepconv import _widget_script, _widgets  # noqa: E402
+
+pytestmark = pytest.mark.gui
+
+PLUGIN = "napari-sepconv"
+TIMEOUT = 60_000  # ms: the first run in a fresh environment compiles Numba code
+
+
+@pytest.fixture
+def viewer(make_napari_viewer):
+    return make_napari_viewer()
+
+
+@pytest.fixture
+def errors():
+    """Error notifications shown during the test."""
+    from napari.utils.notifications import NotificationSeverity, notification_manager
+
+    start = len(notification_manager.records)
+
+    def shown():
+        return [
+            n.message
+            for n in notification_manager.records[start:]
+            if n.severity >= NotificationSeverity.ERROR
+        ]
+
+    return shown
+
+
+def dock(viewer, qtbot, name):
+    _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, name)
+    qtbot.waitUntil(lambda: not widget.busy, timeout=TIMEOUT)  # background warm-up
+    return widget
+
+
+def run(widget, qtbot, viewer, result_name):
+    """Run a docked widget and wait for its result layer."""
+    before = {id(layer.data) for layer in viewer.layers}
+    worker = widget.run()
+    assert worker is not None
+    qtbot.waitUntil(lambda: not widget.busy, timeout=TIMEOUT)
+    qtbot.waitUntil(
+        lambda: result_name in viewer.layers and id(viewer.layers[result_name].data) not in before,
+        timeout=TIMEOUT,
+    )
+    return viewer.layers[result_name]
+
+
+def shown(control):
+    """Whether a control is shown in its widget (the window itself may be hidden)."""
+    return not control.native.isHidden()
+
+
+def snippet_result(layer, viewer):
+    namespace = {"viewer": viewer}
+    exec(layer.metadata["sepconv"]["python"], namespace)
+    return namespace["result"]
+
+
+class GapMeter:
+    """The longest gap between ticks of a 10 ms timer: how long the event loop stalled."""
+
+    def __init__(self):
+        from qtpy.QtCore import QTimer
+
+        self.times = []
+        self.timer = QTimer()
+        self.timer.setInterval(10)
+        self.timer.timeout.connect(lambda: self.times.append(time.perf_counter()))
+
+    def __enter__(self):
+        self.times.append(time.perf_counter())
+        self.timer.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.timer.stop()
+
+    @property
+    def max_gap(self):
+        return max(np.diff(self.times)) if len(self.times) > 1 else 0.0
+
+
+# -----------------------------------------------------------------------------
+# the bugs of issue 14
+
+
+@pytest.mark.parametrize("name", ["Edge filter", "Kernel filter"])
+def test_channel_axis_rederived_for_a_new_layer(viewer, qtbot, name):
+    rgb = np.random.default_rng(1).integers(0, 256, (20, 22, 3), dtype=np.uint8)
+    stack = np.random.default_rng(2).random((4, 20, 22)).astype(np.float32)
+    viewer.add_image(stack, name="membranes")
+    viewer.add_image(rgb, name="astronaut", rgb=True)
+    widget = dock(viewer, qtbot, name)
+    widget.image.value = viewer.layers["astronaut"]
+    assert widget.channel_axis.value == 2
+    widget.image.value = viewer.layers["membranes"]
+    assert widget.channel_axis.value is None  # not the old layer's axis 2 (x here)
+    before = set(viewer.layers)
+    widget.run()
+    qtbot.waitUntil(lambda: not widget.busy and len(viewer.layers) == len(before) + 1, timeout=TIMEOUT)
+    (result,) = set(viewer.layers) - before
+    func = sc.sobel if name == "Edge filter" else None
+    if func is None:
+        kernel = widget.current_kernel()
+        expected = np.stack([sc.filter2d(plane, kernel) for plane in stack])
+    else:
+        expected = np.stack([sc.sobel(plane) for plane in stack])
+    np.testing.assert_allclose(result.data, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["Channel filter", "Edge filter", "Kernel filter"])
+def test_progress_counts_planes_with_channel_axis_first(viewer, qtbot, errors, name):
+    data = np.random.default_rng(3).random((2, 8, 16, 16)).astype(np.float32)
+    viewer.add_image(data, name="four")
+    widget = dock(viewer, qtbot, name)
+    widget.channel_axis.value = 0
+    if name == "Channel filter":
+        widget.operation.value = "pointwise"
+        widget.weights.value = "mean of channels"
+    values = []
+    widget._progress.changed.connect(values.append)
+    worker = widget.run()
+    qtbot.waitUntil(lambda: not widget.busy, timeout=TIMEOUT)
+    assert worker is not None
+    assert widget._progress.max == 8  # the 8 z-planes, each with its 2 channels
+    assert values and max(values) <= 8
+    assert errors() == []
+
+
+def test_info_line_wraps_and_never_widens_the_dock(viewer, qtbot, tmp_path):
+    viewer.add_image(np.zeros((3, 40, 40), np.float32), name="three")
+    dock_widget, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Channel filter")
+    qtbot.waitUntil(lambda: not widget.busy, timeout=TIMEOUT)
+    qtbot.wait(100)
+    assert widget.native.minimumSizeHint().width() < 420
+    bad = tmp_path / ("x" * 60 + ".npy")
+    bad.write_text("not an array, " * 40)
+    widget.operation.value = "depthwise"
+    widget.kernel.value = "file"
+    widget.kernel_file.value = bad
+    assert widget._info.value.startswith("⚠")
+    qtbot.wait(100)
+    assert widget.native.minimumSizeHint().width() < 420
+    assert dock_widget.minimumSizeHint().width() < 450
+
+
+def test_channel_filter_guesses_the_channel_axis_only_where_there_is_one(viewer, qtbot, errors):
+    viewer.add_image(np.zeros((32, 32), np.float32), name="grey")
+    viewer.add_image(np.zeros((5, 6, 16, 16), np.float32), name="tzyx")
+    viewer.add_image(np.zeros((6, 3, 16, 16), np.float32), name="zcyx", axis_labels="zcyx")
+    viewer.add_image(np.zeros((3, 16, 16), np.float32), name="three")
+    widget = dock(viewer, qtbot, "Channel filter")
+    for name, expected in [("grey", None), ("tzyx", None), ("zcyx", 1), ("three", 0)]:
+        widget.image.value = viewer.layers[name]
+        assert widget.channel_axis.value == expected, name
+    widget.image.value = viewer.layers["tzyx"]
+    assert widget() is None  # asks instead of averaging over x
+    assert any("choose the channel axis" in m for m in errors())
+    assert "choose the channel axis" in widget._info.value
+
+
+def test_quitting_during_the_warm_up_exits_at_once(tmp_path):
+    """A first compile takes up to a minute: quitting must not wait for it."""
+    code = textwrap.dedent(
+        """
+        import time
+        import napari
+        from napari_sepconv import _widgets
+
+        def slow_compile(jobs):
+            time.sleep(30)
+
+        _widgets.run_warm_up = slow_compile
+        viewer = napari.Viewer(show=False)
+        viewer.add_image(__import__("numpy").zeros((16, 16)), name="a")
+        viewer.window.add_plugin_dock_widget("napari-sepconv", "Edge filter")
+        _, widget = viewer.window.add_plugin_dock_widget("napari-sepconv", "Kernel filter")
+        assert widget.busy
+        viewer.close()
+        print("closed", flush=True)
+        """
+    )
+    start = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=os.environ
+    )
+    elapsed = time.perf_counter() - start
+    assert done.returncode == 0, done.stderr
+    assert "closed" in done.stdout
+    assert "RuntimeError" not in done.stderr
+    assert elapsed < 20  # napari itself takes a few seconds to start here
+
+
+def test_widget_opens_on_the_selected_layer(viewer, qtbot):
+    viewer.add_image(np.zeros((8, 8)), name="first")
+    second = viewer.add_image(np.zeros((8, 8)), name="second")
+    viewer.layers.selection.active = second
+    for name in ("Edge filter", "Kernel filter"):
+        assert dock(viewer, qtbot, name).image.value is second
+
+
+def test_commands_need_an_image_layer_and_read_well():
+    import npe2
+
+    manifest = npe2.PluginManifest.from_distribution(PLUGIN)
+    widgets = {w.command for w in manifest.contributions.widgets}
+    samples = {s.command for s in manifest.contributions.sample_data}
+    for command in manifest.contributions.commands:
+        if command.id in widgets | samples:
+            continue
+        # napari shows "<title> (Separable convolution)": no second bracket
+        assert "(" not in command.title, command.title
+        if not command.id.endswith("export_script"):
+            assert command.enablement and "image" in command.enablement, command.id
+
+
+def test_rank_choices_stop_below_the_exact_rank(viewer, qtbot):
+    viewer.add_image(np.zeros((16, 16)), name="a")
+    widget = dock(viewer, qtbot, "Kernel filter")
+    widget.kernel.value = "text"
+    kernel = np.random.default_rng(4).random((5, 5)) + np.eye(5)
+    widget.values.value = "\n".join(" ".join(str(float(v)) for v in row) for row in kernel)
+    assert widget.rank.choices == (None, 1, 2, 3, 4)
+    widget.values.value = "1 2 1; 2 4 2; 1 2 1"
+    assert widget.rank.choices == (None,)
+
+
+def test_split_outputs_are_named_by_channel(viewer, qtbot):
+    rgb = np.random.default_rng(5).random((12, 14, 3)).astype(np.float32)
+    viewer.add_image(rgb, name="photo", rgb=True)
+    widget = dock(viewer, qtbot, "Channel filter")
+    widget.operation.value = "depthwise"
+    widget.kernel.value = "box (mean)"
+    widget.output.value = "split"
+    run(widget, qtbot, viewer, "photo [depthwise box 3 blue]")
+    assert {"photo [depthwise box 3 red]", "photo [depthwise box 3 green]"} <= {
+        layer.name for layer in viewer.layers
+    }
+
+
+def test_adding_a_large_result_does_not_stall_napari(viewer, qtbot):
+    stack = np.random.default_rng(6).random((6, 1024, 1024)).astype(np.float32)
+    viewer.add_image(stack, name="big")
+    widget = dock(viewer, qtbot, "Edge filter")
+    run(widget, qtbot, viewer, "big [sobel]")  # warm: the code is loaded
+    widget.filter.value = "prewitt"
+    qtbot.waitUntil(lambda: not widget.busy, timeout=TIMEOUT)
+    with GapMeter() as meter:
+        run(widget, qtbot, viewer, "big [prewitt]")
+        qtbot.wait(50)
+    assert meter.max_gap < 0.25, f"event loop stalled {meter.max_gap:.3f} s"
+    limits = viewer.layers["big [prewitt]"].contrast_limits
+    expected = sc.prewitt(stack[0])
+    assert limits[1] >= expected.max() - 1e-6
+
+
+# -----------------------------------------------------------------------------
+# Cancel
+
+
+def test_cancel_stops_mid_stack_without_a_layer(viewer, qtbot, monkeypatch):
+    stack = np.random.default_rng(7).random((30, 24, 24)).astype(np.float32)
+    viewer.add_image(stack, name="stack")
+    widget = dock(viewer, qtbot, "Edge filter")
+    planes = []
+
+    def slow_sobel(*args, _sobel=sc.sobel, **kwargs):
+        planes.append(1)
+        time.sleep(0.05)
+        return _sobel(*args, **kwargs)
+
+    monkeypatch.setattr(sc, "sobel", slow_sobel)
+    assert not shown(widget._cancel)
+    widget.run()
+    qtbot.waitUntil(lambda: len(planes) >= 3, timeout=TIMEOUT)
+    assert shown(widget._cancel) and widget._cancel.text == "Cancel"
+    assert not widget.filter.enabled and not widget.image.enabled
+    assert not widget._call_button.enabled
+    widget._cancel.native.click()
+    qtbot.waitUntil(lambda: not widget.busy, timeout=TIMEOUT)
+    done = len(planes)
+    qtbot.wait(200)
+    assert len(planes) == done < 30  # stopped within a plane
+    assert [layer.name for layer in viewer.layers] == ["stack"]
+    assert widget.filter.enabled and widget._call_button.enabled
+    assert not shown(widget._cancel)
+
+
+# -----------------------------------------------------------------------------
+# preview
+
+
+def test_preview_follows_settings_and_plane_and_run_replaces_it(viewer, qtbot):
+    stack = np.random.default_rng(8).random((3, 40, 48)).astype(np.float32)
+    viewer.add_image(stack, name="stack", scale=(2.0, 1.0, 1.0))
+    widget = dock(viewer, qtbot, "Edge filter")
+    viewer.dims.set_current_step(0, 1)
+    widget._preview.value = True
+    qtbot.waitUntil(lambda: "stack [sobel] (preview)" in viewer.layers, timeout=TIMEOUT)
+    preview = viewer.layers["stack [sobel] (preview)"]
+    assert preview.data.shape == (1, 40, 48)
+    np.testing.assert_allclose(preview.translate, (2.0, 0.0, 0.0))
+    np.testing.assert_allclose(preview.data[0], sc.sobel(stack[1]), rtol=1e-6)
+
+    widget.axis.value = -1
+    name = "stack [sobel x] (preview)"
+    qtbot.waitUntil(lambda: name in viewer.layers and not widget.previewing, timeout=TIMEOUT)
+    assert "stack [sobel] (preview)" not in viewer.layers
+    np.testing.assert_allclose(viewer.layers[name].data[0], sc.sobel(stack[1], axis=1), rtol=1e-6)
+
+    viewer.dims.set_current_step(0, 2)
+    qtbot.waitUntil(lambda: viewer.layers[name].translate[0] == 4.0, timeout=TIMEOUT)
+    np.testing.assert_allclose(viewer.layers[name].data[0], sc.sobel(stack[2], axis=1), rtol=1e-6)
+
+    result = run(widget, qtbot, viewer, "stack [sobel x]")
+    assert name not in viewer.layers
+    assert result.data.shape == stack.shape
+
+
+def test_preview_of_a_3d_filter_is_exact_on_its_plane(viewer, qtbot):
+    stack = np.random.default_rng(9).random((9, 20, 22)).astype(np.float32)
+    viewer.add_image(stack, name="vol")
+    widget = dock(viewer, qtbot, "Edge filter")
+    widget.filter.value = "farid"
+    widget.ndim.value = 3
+    viewer.dims.set_current_step(0, 3)
+    widget._preview.value = True
+    name = "vol [farid 3-D] (preview)"
+    qtbot.waitUntil(lambda: name in viewer.layers and not widget.previewing, timeout=TIMEOUT)
+    np.testing.assert_allclose(viewer.layers[name].data[0], sc.farid(stack)[3], rtol=1e-5, atol=1e-7)
+
+
+def test_preview_debounces_and_drops_stale_runs(viewer, qtbot):
+    image = np.random.default_rng(10).random((64, 64)).astype(np.float32)
+    viewer.add_image(image, name="img")
+    widget = dock(viewer, qtbot, "Kernel filter")
+    widget._preview.value = True
+    qtbot.waitUntil(lambda: not widget.previewing, timeout=TIMEOUT)
+    for sigma in (1.0, 1.5, 2.5, 3.0):  # faster than the debounce: one preview
+        widget.sigma.value = sigma
+    name = "img [gaussian σ=3] (preview)"
+    qtbot.waitUntil(lambda: name in viewer.layers and not widget.previewing, timeout=TIMEOUT)
+    previews = [layer.name for layer in viewer.layers if layer.name.endswith("(preview)")]
+    assert previews == [name]
+    np.testing.assert_allclose(
+        viewer.layers[name].data, sc.filter2d(image, widget.current_kernel()), rtol=1e-5, atol=1e-7
+    )
+    widget._preview.value = False
+    assert not any(layer.name.endswith("(preview)") for layer in viewer.layers)
+
+
+def test_preview_latency_on_a_2048_plane(viewer, qtbot, record_property):
+    image = np.random.default_rng(11).random((2048, 2048)).astype(np.float32)
+    viewer.add_image(image, name="big")
+    widget = dock(viewer, qtbot, "Edge filter")
+    widget._preview.value = True
+    qtbot.waitUntil(lambda: "big [sobel] (preview)" in viewer.layers, timeout=TIMEOUT)
+    timings = []
+    for filter in ("scharr", "prewitt", "sobel", "scharr"):
+        name = f"big [{filter}] (preview)"
+        start = time.perf_counter()
+        widget.filter.value = filter
+        qtbot.waitUntil(lambda name=name: name in viewer.layers, timeout=TIMEOUT)
+        timings.append(time.perf_counter() - start)
+    record_property("preview_latency_s", timings)
+    print("preview latency (s):", ", ".join(f"{t:.3f}" for t in timings))
+    # ~100 ms is the aim on a quiet machine; shared CI cores get slack
+    assert min(timings[1:]) < 0.5
+
+
+# -----------------------------------------------------------------------------
+# reproducible results
+
+
+def _make_results(viewer, qtbot, tmp_path):
+    """A few results of each widget, some chained; returns the result layers."""
+    rng = np.random.default_rng(12)
+    stack = rng.random((2, 3, 20, 22)).astype(np.float32)
+    rgb = rng.integers(0, 256, (18, 20, 3), dtype=np.uint8)
+    np.save(tmp_path / "kernel.npy", rng.random((3, 5)))
+    viewer.add_image(stack, name="cells", axis_labels="czyx", scale=(1, 2, 0.5, 0.5))
+    viewer.add_image(rgb, name="photo", rgb=True)
+    edge = dock(viewer, qtbot, "Edge filter")
+    edge.image.value = viewer.layers["cells"]
+    assert edge.channel_axis.value == 0
+    edge.axis.value = -1
+    results = [run(edge, qtbot, viewer, "cells [sobel x]")]
+    kernel = dock(viewer, qtbot, "Kernel filter")
+    kernel.image.value = viewer.layers["photo"]
+    kernel.preset.value = "Sobel y"
+    kernel.output_type.value = "float64"
+    results.append(run(kernel, qtbot, viewer, "photo [sobel y f64]"))
+    kernel.kernel.value = "file"
+    kernel.file.value = tmp_path / "kernel.npy"
+    kernel.output_type.value = "auto"
+    kernel.image.value = results[0]  # a step on an earlier step's result
+    results.append(run(kernel, qtbot, viewer, "cells [sobel x] [kernel]"))
+    channel = dock(viewer, qtbot, "Channel filter")
+    channel.image.value = viewer.layers["photo"]
+    channel.kernel.value = "Sobel y and x (2 per channel)"
+    channel.weights.value = "file"
+    np.save(tmp_path / "weights.npy", rng.random((2, 6)))
+    channel.weights_file.value = tmp_path / "weights.npy"
+    channel.output.value = "split"
+    results.append(run(channel, qtbot, viewer, "photo [depthwise-separable sobel y+x weights out 1]"))
+    return results
+
+
+def test_snippets_and_exported_script_recompute_the_results(viewer, qtbot, tmp_path, monkeypatch):
+    results = _make_results(viewer, qtbot, tmp_path)
+    for layer in viewer.layers:
+        record = layer.metadata.get("sepconv")
+        if not record:
+            continue
+        assert record["version"] == sc.__version__
+        assert record["function"].startswith("napari_sepconv.")
+        np.testing.assert_array_equal(snippet_result(layer, viewer), layer.data)
+    assert "kernel_values" in results[2].metadata["sepconv"]
+    assert results[2].metadata["sepconv"]["file"].endswith("kernel.npy")
+
+    path = tmp_path / "steps.py"
+    monkeypatch.setattr(_widgets, "_ask_save_path", lambda: str(path))
+    _widgets.export_script(viewer)
+    assert path.is_file()
+    out = tmp_path / "out"
+    # run it without napari
+    monkeypatch.setattr(sys, "argv", [str(path), str(out)])
+    monkeypatch.setitem(sys.modules, "napari", None)
+    runpy.run_path(str(path), run_name="__main__")
+    for layer in viewer.layers:
+        if layer.metadata.get("sepconv"):
+            saved = np.load(out / _widget_script.output_filename(layer.name))
+            np.testing.assert_array_equal(saved, layer.data)
+
+
+def test_copy_as_python(viewer, qtbot):
+    from qtpy.QtWidgets import QApplication
+
+    image = np.random.default_rng(13).random((16, 18)).astype(np.float32)
+    viewer.add_image(image, name="img")
+    widget = dock(viewer, qtbot, "Edge filter")
+    layer = run(widget, qtbot, viewer, "img [sobel]")
+    widget._copy.native.click()
+    text = QApplication.clipboard().text()
+    assert text == layer.metadata["sepconv"]["python"]
+    namespace = {"viewer": viewer}
+    exec(text, namespace)
+    np.testing.assert_array_equal(namespace["result"], layer.data)
+
+
+def test_script_of_a_viewer_without_results_is_an_error(viewer, tmp_path):
+    with pytest.raises(ValueError, match="no sepconv results"):
+        _widget_script.script(viewer.layers, tmp_path / "x.py")
+
+
+# -----------------------------------------------------------------------------
+# naming, output type
+
+
+def test_same_settings_update_other_settings_add(viewer, qtbot):
+    image = np.random.default_rng(14).random((16, 18)).astype(np.float32)
+    viewer.add_image(image, name="x")
+    widget = dock(viewer, qtbot, "Kernel filter")
+    first = run(widget, qtbot, viewer, "x [gaussian σ=2]")
+    again = run(widget, qtbot, viewer, "x [gaussian σ=2]")
+    assert again is first and len(viewer.layers) == 2
+    widget.sigma.value = 1.0
+    run(widget, qtbot, viewer, "x [gaussian σ=1]")
+    widget.mode.value = "wrap"
+    run(widget, qtbot, viewer, "x [gaussian σ=1 wrap]")
+    assert len(viewer.layers) == 4
+    widget.kernel.value = "text"  # two typed kernels of one shape: two layers
+    widget.values.value = "1 2 1"
+    a = run(widget, qtbot, viewer, "x [kernel 1×3 wrap]")
+    widget.values.value = "1 0 -1"
+    widget.run()
+    qtbot.waitUntil(lambda: not widget.busy and len(viewer.layers) == 6, timeout=TIMEOUT)
+    assert a in viewer.layers
+    np.testing.assert_allclose(viewer.layers[-1].data, sc.filter2d(image, [[1, 0, -1]], mode="wrap"))
+
+
+def test_output_type(viewer, qtbot):
+    image = np.random.default_rng(15).integers(0, 256, (16, 18), dtype=np.uint8)
+    viewer.add_image(image, name="u8")
+    widget = dock(viewer, qtbot, "Edge filter")
+    assert widget.output_type.value == "auto"
+    layer = run(widget, qtbot, viewer, "u8 [sobel]")
+    assert layer.data.dtype == np.float32
+    np.testing.assert_allclose(layer.data, sc.sobel(image), rtol=1e-5, atol=1e-6)
+    widget.output_type.value = "float64"
+    assert run(widget, qtbot, viewer, "u8 [sobel f64]").data.dtype == np.float64
+    widget.output_type.value = "range"
+    layer = run(widget, qtbot, viewer, "u8 [sobel range]")
+    np.testing.assert_allclose(layer.data, sc.sobel(image, preserve_range=True), rtol=1e-6)
+
+
+# -----------------------------------------------------------------------------
+# first use, responsiveness, help
+
+
+def test_first_use_says_it_is_preparing(viewer, qtbot, monkeypatch):
+    image = np.random.default_rng(16).random((3, 16, 18)).astype(np.float32)
+    viewer.add_image(image, name="img")
+    widget = dock(viewer, qtbot, "Edge filter")
+    widget._warm.clear()  # as if nothing had been loaded yet
+    widget._ran.clear()
+    monkeypatch.setattr(_widgets.WARMER, "submit", lambda jobs: __import__("threading").Event())
+    widget.run()
+    assert shown(widget._status) and widget._status.value == _widgets.PREPARING
+    assert not shown(widget._progress)
+    qtbot.waitUntil(lambda: not widget._runs, timeout=TIMEOUT)
+    assert not shown(widget._status)
+    widget.run()  # the second time: a progress bar at once
+    assert not shown(widget._status) and shown(widget._progress)
+    qtbot.waitUntil(lambda: not widget._runs, timeout=TIMEOUT)
+
+
+def test_event_loop_keeps_running_during_a_run(viewer, qtbot, record_property):
+    stack = np.random.default_rng(17).random((12, 512, 512)).astype(np.float32)
+    viewer.add_image(stack, name="s")
+    widget = dock(viewer, qtbot, "Kernel filter")
+    run(widget, qtbot, viewer, "s [gaussian σ=2]")  # warm
+    widget.sigma.value = 3.0
+    with GapMeter() as meter:
+        run(widget, qtbot, viewer, "s [gaussian σ=3]")
+        qtbot.wait(50)
+    record_property("max_event_loop_gap_s", meter.max_gap)
+    print(f"max event-loop gap during a run: {meter.max_gap * 1000:.0f} ms")
+    assert meter.max_gap < 0.25
+
+
+def test_help_links(viewer, qtbot):
+    widget = dock(viewer, qtbot, "Edge filter")
+    assert 'href="sobel"' in widget._docs.value
+    assert "napari_sepconv.sobel(image" in widget.show_docs("sobel")
+    kernel_widget = dock(viewer, qtbot, "Kernel filter")
+    assert "2-D correlation" in kernel_widget.show_docs("filter2d")
+    assert "napari" in widget.show_docs("readme").lower()
