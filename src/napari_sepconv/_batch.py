@@ -14,6 +14,7 @@ library's own lazy dask path, whose overlap between slabs gives the values of th
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import sys
@@ -24,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from . import _io
+from ._plan import plan_of
 
 AUTO = "auto"
 TILE_GROWTH = 8
@@ -173,12 +175,19 @@ def plan_job(source, filt, final, fmt, chunk_bytes, *, pyramid=0):
 def output_layout(filt, arguments, unit_shape, unit_channel, dtype):
     """The output dtype and channel count of the filter on units of ``unit_shape``.
 
-    Runs the filter once on a tiny zero image of the unit's layout (the library's own checks of
-    a kernel that does not fit the channels run there). Raises InputError.
+    Read from the filter's plan (``function.plan``), which checks the arguments as the call
+    would (a kernel that does not fit the channels, ...) and computes nothing; a filter without
+    a plan runs once on a tiny zero image of the unit's layout instead. Raises InputError.
     """
-    probe_shape = tuple(n if axis == unit_channel else min(n, 4) for axis, n in enumerate(unit_shape))
+    native = dtype.newbyteorder("=")
     try:
-        probe = np.asarray(filt.function(np.zeros(probe_shape, dtype.newbyteorder("=")), **arguments))
+        if hasattr(filt.function, "plan"):
+            # Through a partial: the filter's own ``dtype`` argument is not plan_of's ``dtype``.
+            plan = plan_of(functools.partial(filt.function, **arguments), unit_shape, native)
+            channels = plan.out_shape[unit_channel] if unit_channel is not None else None
+            return plan.out_dtype, channels
+        probe_shape = tuple(n if axis == unit_channel else min(n, 4) for axis, n in enumerate(unit_shape))
+        probe = np.asarray(filt.function(np.zeros(probe_shape, native), **arguments))
     except Exception as error:  # the library's own check: a kernel that does not fit, ...
         raise _io.InputError(_io.error_reason(error)) from None
     return probe.dtype, (probe.shape[unit_channel] if unit_channel is not None else None)
