@@ -167,3 +167,13 @@ def test_backend_choice_is_per_thread_and_a_context_manager(monkeypatch):
     assert sc.get_backend() == "cpu"
     with pytest.raises(ValueError, match="backend"):
         sc.set_backend("gpu")
+
+
+def test_plan_of_a_partial_takes_the_functions_own_dtype():
+    import functools
+
+    plan = _plan.plan_of(functools.partial(sc.sobel, mode="wrap"), (6, 7), np.uint8,
+                         dtype=np.float32)
+    assert plan.out_dtype == np.float32 and plan.modes == {0: "wrap", 1: "wrap"}
+    with pytest.raises(ValueError, match="kernels"):
+        _plan.plan_of(sc.depthwise_filter, (6, 7, 3), np.float32, kernels=np.ones((2, 3, 3)))

@@ -197,8 +197,10 @@ class ImageSpec:
         return len(self.shape)
 
 
-def plan_of(function, shape, dtype, **kwargs):
+def plan_of(function, shape, dtype, /, **kwargs):
     """The plan ``function(image, **kwargs)`` would run on an image of ``shape`` and ``dtype``.
+
+    ``kwargs`` are the function's own arguments (its ``dtype`` among them).
 
     ``function`` is a public filter or a ``functools.partial`` of one (as the
     napari widgets and the ``sepconv`` command hold them). Raises the errors
