@@ -416,9 +416,12 @@ class _FilterWidget(FunctionGui):
             return
         self._status.visible = False
         shown = []
-        for data, kwargs, _ in result:
+        for i, (data, kwargs, _) in enumerate(result):
             kwargs = {**kwargs, "name": kwargs["name"] + " (preview)"}
             kwargs["metadata"] = {"sepconv_preview": self.title}
+            old = self._preview_layers[i] if i < len(self._preview_layers) else None
+            if old is not None and old in self._viewer.layers and kwargs["name"] not in self._viewer.layers:
+                old.name = kwargs["name"]  # renamed and updated: much cheaper than a new layer
             shown.append(show_image(self._viewer, data, replace_same_name=True, **kwargs))
         self._clear_preview_layers(keep=shown)
         self._preview_layers = shown
@@ -783,16 +786,18 @@ def show_image(
         limits = kwargs.get("contrast_limits")
         layer.data = data
         for key in ("scale", "translate", "units", "axis_labels", "rotate", "shear", "affine"):
-            if key in kwargs:
+            # each change redraws the layer: set only what differs
+            if key in kwargs and not _same_value(getattr(layer, key), kwargs[key]):
                 setattr(layer, key, kwargs[key])
         layer.metadata = metadata
         if limits is not None:
-            layer.contrast_limits_range = limits
-            layer.contrast_limits = limits
+            if not _same_value(layer.contrast_limits_range, limits):
+                layer.contrast_limits_range = limits
+            if not _same_value(layer.contrast_limits, limits):
+                layer.contrast_limits = limits
         else:
             layer.reset_contrast_limits_range()
             layer.reset_contrast_limits()
-        layer.refresh()
         return layer
     index = None
     if layer is not None:  # a preview of another kind: replace it in place
@@ -802,6 +807,19 @@ def show_image(
     if index is not None:
         viewer.layers.move(viewer.layers.index(new), index)
     return new
+
+
+def _same_value(current: Any, new: Any) -> bool:
+    if hasattr(current, "affine_matrix"):
+        current = current.affine_matrix
+    if hasattr(new, "affine_matrix"):
+        new = new.affine_matrix
+    try:
+        if isinstance(new, (tuple, list)) and any(isinstance(v, str) for v in new):
+            return tuple(str(v) for v in current) == tuple(str(v) for v in new)
+        return np.shape(current) == np.shape(new) and bool(np.allclose(current, new))
+    except (TypeError, ValueError):
+        return False
 
 
 def export_script(viewer: Any, path: str | Path | None = None) -> Path | None:
