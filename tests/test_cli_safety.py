@@ -463,3 +463,25 @@ def test_kernel_is_split_once_per_run_not_per_plane(tmp_path, capsys, rng, monke
     code, _, err = sepconv(capsys, "filter2d", source, "-o", tmp_path / "out", "--kernel", tmp_path / "k.npy")
     assert code == 0, err
     assert len(calls) <= 2  # the check of the layout on a tiny image, then the planes
+
+
+def test_ome_tiff_physical_size_carried_to_tiff_and_ome_zarr(tmp_path, capsys, stack):
+    source = tmp_path / "cells.ome.tif"
+    tifffile.imwrite(
+        source,
+        stack,
+        ome=True,
+        metadata={"axes": "ZYX", "PhysicalSizeX": 0.25, "PhysicalSizeY": 0.5, "PhysicalSizeZ": 2.0},
+    )
+    code, _, err = sepconv(capsys, "sobel", source, "-o", tmp_path / "tif")
+    assert code == 0, err
+    with tifffile.TiffFile(tmp_path / "tif" / "cells.tif") as tif:
+        np.testing.assert_allclose(tif.pages.first.get_resolution(), (4.0, 2.0))
+        assert tif.pages.first.resolutionunit == tifffile.RESUNIT.MICROMETER
+        assert tif.shaped_metadata[0]["spacing"] == 2.0
+    code, _, err = sepconv(capsys, "sobel", source, "-o", tmp_path / "ome", "--format", "ome-zarr")
+    assert code == 0, err
+    attributes = zarr.open_group(str(tmp_path / "ome" / "cells.ome.zarr"), mode="r").attrs["ome"]
+    multiscale = attributes["multiscales"][0]
+    assert multiscale["datasets"][0]["coordinateTransformations"][0]["scale"] == [2.0, 0.5, 0.25]
+    assert [axis.get("unit") for axis in multiscale["axes"]] == ["micrometer"] * 3

@@ -229,6 +229,10 @@ def _tiff_physical(source, channel_axis):
     if len(axes) < 2 or source.spacing[axes[-1]] is None or source.spacing[axes[-2]] is None:
         return None
     unit = source.units[axes[-1]]
+    spacing = [source.spacing[a] for a in axes]
+    if unit in ("nanometer", "meter"):  # TIFF's resolution units stop at the micrometre
+        spacing = [None if s is None else s * (1e-3 if unit == "nanometer" else 1e6) for s in spacing]
+        unit = "micrometer"
     units = {
         "centimeter": tifffile.RESUNIT.CENTIMETER,
         "millimeter": tifffile.RESUNIT.MILLIMETER,
@@ -236,13 +240,13 @@ def _tiff_physical(source, channel_axis):
         "inch": tifffile.RESUNIT.INCH,
     }
     physical = {
-        "resolution": (1.0 / source.spacing[axes[-1]], 1.0 / source.spacing[axes[-2]]),
+        "resolution": (1.0 / spacing[-1], 1.0 / spacing[-2]),
         "resolutionunit": units.get(unit, tifffile.RESUNIT.NONE),
     }
     if unit:
         physical["unit"] = unit
-    if len(axes) >= 3 and source.spacing[axes[-3]] is not None:
-        physical["spacing"] = float(source.spacing[axes[-3]])
+    if len(axes) >= 3 and spacing[-3] is not None:
+        physical["spacing"] = float(spacing[-3])
     return physical
 
 

@@ -355,6 +355,8 @@ def _open_tiff(path):
         if offset is not None and tif.filehandle.size < offset + int(np.prod(shape)) * dtype.itemsize:
             raise InputError("truncated TIFF: the file is shorter than its image data")
         spacing, units = _tiff_spacing(tif, len(shape), samples_axis)
+        if tif.is_ome:
+            _ome_tiff_spacing(tif, series.axes, spacing, units)
     options = {"samples_axis": samples_axis, "spacing": spacing, "units": units}
     if offset is not None:
         return Source(path, "raw", shape, dtype, offset=offset, **options)
@@ -382,6 +384,33 @@ def _tiff_spacing(tif, ndim, samples_axis):
     for axis in axes[-3:] if len(axes) >= 3 and imagej.get("spacing") else axes[-2:]:
         units[axis] = unit
     return spacing, units
+
+
+_OME_UNITS = {
+    "\u00b5m": "micrometer",
+    "um": "micrometer",
+    "nm": "nanometer",
+    "mm": "millimeter",
+    "cm": "centimeter",
+    "m": "meter",
+}
+
+
+def _ome_tiff_spacing(tif, axes, spacing, units):
+    """Physical sizes of an OME-TIFF's X, Y and Z axes (OME's default unit: micrometre)."""
+    import tifffile
+
+    try:
+        image = tifffile.xml2dict(tif.ome_metadata)["OME"]["Image"]
+        pixels = (image[0] if isinstance(image, list) else image)["Pixels"]
+    except Exception:
+        return
+    for letter in "XYZ":
+        size = pixels.get(f"PhysicalSize{letter}")
+        if size and letter in axes and axes.count(letter) == 1:
+            axis = axes.index(letter)
+            spacing[axis] = float(size)
+            units[axis] = _OME_UNITS.get(str(pixels.get(f"PhysicalSize{letter}Unit", "\u00b5m")))
 
 
 @contextlib.contextmanager
