@@ -188,3 +188,29 @@ def test_interrupted_pyramid_leaves_no_output(tmp_path, capsys, rng, monkeypatch
     monkeypatch.setattr(_io, "create_level", create_level)
     assert sepconv(capsys, "sobel", source, "-o", out, "--format", "ome-zarr", "--pyramid", "3")[0] == 0
     assert len(read_ome_zarr(out / "a.ome.zarr").data) == 4
+
+
+def test_hand_written_ngff_04_with_untyped_axes(tmp_path, capsys, rng):
+    """Metadata as other writers leave it: axes named only, a scale and no translation."""
+    data = rng.random((3, 14, 16), dtype=np.float32)
+    group = zarr.open_group(str(tmp_path / "z.zarr"), mode="w", zarr_format=2)
+    group.create_array("0", data=data)
+    group.attrs["multiscales"] = [
+        {
+            "version": "0.4",
+            "axes": [{"name": "z"}, {"name": "y"}, {"name": "x"}],
+            "datasets": [
+                {"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [3.0, 1.5, 0.5]}]}
+            ],
+        }
+    ]
+    code, _, err = sepconv(capsys, "sobel", tmp_path / "z.zarr", "-o", tmp_path / "out", "--ndim", "3")
+    assert code == 0, err
+    node = read_ome_zarr(tmp_path / "out" / "z.ome.zarr")
+    assert [(a["name"], a["type"]) for a in node.metadata["axes"]] == [
+        ("z", "space"),
+        ("y", "space"),
+        ("x", "space"),
+    ]
+    assert node.metadata["coordinateTransformations"][0][0]["scale"] == [3.0, 1.5, 0.5]
+    np.testing.assert_array_equal(np.asarray(node.data[0]), sc.sobel(data))

@@ -51,25 +51,52 @@ def is_ome_zarr(path):
 
 
 def read_image(path):
-    """The first image of an OME-Zarr group at ``path``, level 0; raises ValueError if none."""
+    """The first image of an OME-Zarr group at ``path``, level 0; raises ValueError if none.
+
+    The ``ome-zarr`` reader finds the image and checks its metadata. Where it refuses metadata
+    that still says what is needed (older or looser writers: axes named but not typed, ...),
+    the group's own multiscales entry is used, its axis types taken from their names.
+    """
+    import zarr
     from ome_zarr.io import parse_url
     from ome_zarr.reader import Multiscales, Reader
 
-    with _quiet():
-        location = parse_url(str(path), mode="r")
-        if location is None:
-            raise ValueError("not an OME-Zarr image")
-        nodes = [node for node in Reader(location)() if any(isinstance(s, Multiscales) for s in node.specs)]
-    if not nodes:
-        raise ValueError("no multiscale image in this OME-Zarr group")
-    node = nodes[0]
-    multiscale = _multiscales(dict(node.zarr.root_attrs))[0]
-    level0 = multiscale["datasets"][0]
-    axes = [dict(axis) if isinstance(axis, dict) else {"name": axis} for axis in multiscale.get("axes", [])]
-    scale, translation = _transforms(
-        multiscale.get("coordinateTransformations"), level0.get("coordinateTransformations"), len(axes)
-    )
-    return Image(Path(path) / level0["path"], axes, scale, translation)
+    try:
+        with _quiet():
+            location = parse_url(str(path), mode="r")
+            if location is None:
+                raise ValueError("not an OME-Zarr image")
+            nodes = [
+                node for node in Reader(location)() if any(isinstance(s, Multiscales) for s in node.specs)
+            ]
+        if not nodes:
+            raise ValueError("no multiscale image in this OME-Zarr group")
+        attributes = dict(nodes[0].zarr.root_attrs)
+    except Exception as error:
+        attributes = dict(zarr.open_group(str(path), mode="r").attrs)
+        if not _multiscales(attributes):
+            raise ValueError(str(error)) from None
+    multiscale = _multiscales(attributes)[0]
+    try:
+        level0 = multiscale["datasets"][0]
+        axes = [_typed(axis) for axis in multiscale.get("axes", [])]
+        scale, translation = _transforms(
+            multiscale.get("coordinateTransformations"), level0.get("coordinateTransformations"), len(axes)
+        )
+        return Image(Path(path) / level0["path"], axes, scale, translation)
+    except (KeyError, IndexError, TypeError) as error:
+        raise ValueError(f"malformed multiscales metadata ({error!r})") from None
+
+
+def _typed(axis):
+    """An NGFF axis as a dict with its type (older versions name axes only: t, c, z, y, x)."""
+    axis = dict(axis) if isinstance(axis, dict) else {"name": str(axis)}
+    if not axis.get("type"):
+        name = str(axis.get("name", "")).lower()
+        kind = {"t": "time", "c": "channel"}.get(name, "space" if name in ("x", "y", "z") else None)
+        if kind:
+            axis["type"] = kind
+    return axis
 
 
 def _transforms(group_level, dataset_level, ndim):
