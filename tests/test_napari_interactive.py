@@ -574,3 +574,77 @@ def test_help_links(viewer, qtbot):
     kernel_widget = dock(viewer, qtbot, "Kernel filter")
     assert "2-D correlation" in kernel_widget.show_docs("filter2d")
     assert "napari" in widget.show_docs("readme").lower()
+
+
+# -----------------------------------------------------------------------------
+# Smooth
+
+
+def test_smooth_gaussian_in_layer_units_honours_anisotropy(viewer, qtbot):
+    stack = np.random.default_rng(18).random((6, 20, 22)).astype(np.float32)
+    viewer.add_image(stack, name="vol", scale=(2.0, 0.5, 0.5), units="um")
+    widget = dock(viewer, qtbot, "Smooth")
+    widget.sigma.value = 1.0
+    widget.physical.value = True
+    widget.ndim.value = 3
+    assert "0.5, 2, 2" in widget._info.value  # sigma in pixels per axis
+    result = run(widget, qtbot, viewer, "vol [gaussian σ=1 micrometer 3-D]")
+    expected = sc.gaussian(stack, sigma=(0.5, 2.0, 2.0))
+    np.testing.assert_allclose(result.data, expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(result.scale, (2.0, 0.5, 0.5))
+    np.testing.assert_array_equal(snippet_result(result, viewer), result.data)
+
+
+def test_smooth_derivative_dog_and_unsharp(viewer, qtbot):
+    rng = np.random.default_rng(19)
+    stack = rng.random((2, 18, 20)).astype(np.float32)
+    rgb = rng.integers(0, 256, (18, 20, 3), dtype=np.uint8)
+    viewer.add_image(rgb, name="photo", rgb=True)
+    viewer.add_image(stack, name="s")
+    widget = dock(viewer, qtbot, "Smooth")
+    widget.image.value = viewer.layers["s"]
+    widget.operation.value = "derivative"
+    widget.derivative.value = "d/dx"
+    result = run(widget, qtbot, viewer, "s [gaussian d/dx σ=2]")
+    expected = np.stack([sc.gaussian_filter(p, 2.0, order=(0, 1), mode="nearest") for p in stack])
+    np.testing.assert_allclose(result.data, expected, rtol=1e-5, atol=1e-6)
+
+    widget.operation.value = "dog"
+    widget.sigma.value = 1.0
+    widget.high_sigma.value = 3.0
+    result = run(widget, qtbot, viewer, "s [dog σ=1–3]")
+    expected = np.stack([sc.difference_of_gaussians(p, 1.0, 3.0) for p in stack])
+    np.testing.assert_allclose(result.data, expected, rtol=1e-5, atol=1e-6)
+
+    widget.image.value = viewer.layers["photo"]
+    widget.operation.value = "unsharp"
+    widget.amount.value = 2.0
+    result = run(widget, qtbot, viewer, "photo [unsharp r=1 ×2]")
+    assert result.rgb
+    expected = sc.unsharp_mask(rgb, radius=1.0, amount=2.0, channel_axis=-1)
+    np.testing.assert_allclose(result.data, expected, rtol=1e-5, atol=1e-6)
+    for layer in viewer.layers:
+        if layer.metadata.get("sepconv"):
+            np.testing.assert_array_equal(snippet_result(layer, viewer), layer.data)
+
+
+def test_smooth_preview(viewer, qtbot):
+    image = np.random.default_rng(20).random((40, 44)).astype(np.float32)
+    viewer.add_image(image, name="img")
+    widget = dock(viewer, qtbot, "Smooth")
+    widget._preview.value = True
+    widget.sigma.value = 3.0
+    name = "img [gaussian σ=3] (preview)"
+    qtbot.waitUntil(lambda: name in viewer.layers and not widget.previewing, timeout=TIMEOUT)
+    np.testing.assert_allclose(viewer.layers[name].data, sc.gaussian(image, 3.0), rtol=1e-5, atol=1e-6)
+
+
+def test_gaussian_physical_units_command():
+    from napari_sepconv import _commands
+
+    stack = np.random.default_rng(21).random((5, 16, 18)).astype(np.float32)
+    layer = napari.layers.Image(stack, name="vol", scale=(1.0, 0.25, 0.25))
+    ((data, meta, _),) = _commands.gaussian_physical(layer)
+    # sigma 2 finest pixels = 0.5 layer units: 0.5 planes along z, 2 pixels along y and x
+    np.testing.assert_allclose(data, sc.gaussian(stack, sigma=(0.5, 2.0, 2.0)), rtol=1e-5, atol=1e-6)
+    assert meta["name"].startswith("vol [gaussian σ=0.5")

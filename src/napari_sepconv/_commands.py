@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._widget_base import USER_ERRORS, Job, Source, channel_job, edge_job, kernel_job
+from ._widget_base import USER_ERRORS, Job, Source, channel_job, edge_job, kernel_job, smooth_job
 from ._widget_presets import preset_kernel, preset_tag, preset_weights
 
 if TYPE_CHECKING:  # napari resolves these names when it injects the arguments
@@ -62,6 +62,20 @@ def gaussian(image: Layer | None = None, viewer: Viewer | None = None) -> Any:
     kernel = preset_kernel("Gaussian", sigma=2.0)
     tag = preset_tag("Gaussian", sigma=2.0)
     return _run("Gaussian blur", lambda s: kernel_job(s, kernel, tag), image, viewer)
+
+
+def gaussian_physical(image: Layer | None = None, viewer: Viewer | None = None) -> Any:
+    """Gaussian blur with sigma in the layer's units: twice its finest pixel
+    size, so each axis of an anisotropic layer gets its own sigma in pixels;
+    in 3-D where the layer has 3 spatial axes."""
+
+    def make(source: Source) -> Job:
+        ndim = 3 if source.spatial_ndim >= 3 else 2
+        axes = source.spatial_axes()[-ndim:]
+        finest = min(abs(float(source.geometry.scale[a])) for a in axes)
+        return smooth_job(source, "gaussian", sigma=2.0 * finest, ndim=ndim, physical=True)
+
+    return _run("Gaussian blur in layer units", make, image, viewer)
 
 
 def luminance(image: Layer | None = None, viewer: Viewer | None = None) -> Any:
