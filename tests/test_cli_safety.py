@@ -448,10 +448,13 @@ def test_warmup_subcommand_is_routed(capsys):
 
     from napari_sepconv import cli
 
-    if importlib.util.find_spec("napari_sepconv.warmup") is not None:
-        pytest.skip("the warmup module exists; its own tests cover it")
-    assert cli.main(["warmup"]) == 2
-    assert "warmup" in capsys.readouterr().err
+    if importlib.util.find_spec("napari_sepconv.warmup") is None:
+        assert cli.main(["warmup"]) == 2
+        assert "warmup" in capsys.readouterr().err
+        return
+    with pytest.raises(SystemExit) as exit:
+        cli.main(["warmup", "--help"])
+    assert exit.value.code == 0 and "warmup" in capsys.readouterr().out
 
 
 def test_kernel_is_split_once_per_run_not_per_plane(tmp_path, capsys, rng, monkeypatch):
