@@ -53,17 +53,21 @@ def assert_matches(ours, peer, *, exact_ints=True):
 # scipy.ndimage style
 # --------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("shape", [(1,), (5,), (7, 1), (3, 11), (6, 5, 4)])
 def test_gaussian_filter_every_mode_and_shape(rng, mode, shape):
     x = _image(rng, shape, np.float64)
     for sigma in (0.6, 2.5):
-        assert_matches(sc.gaussian_filter(x, sigma, mode=mode, cval=1.5),
-                       ndi.gaussian_filter(x, sigma, mode=mode, cval=1.5))
+        assert_matches(
+            sc.gaussian_filter(x, sigma, mode=mode, cval=1.5),
+            ndi.gaussian_filter(x, sigma, mode=mode, cval=1.5),
+        )
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.uint8, np.int16, np.uint16, np.bool_,
-                                   np.float16])
+@pytest.mark.parametrize(
+    "dtype", [np.float32, np.float64, np.uint8, np.int16, np.uint16, np.bool_, np.float16]
+)
 def test_gaussian_filter_dtypes_and_intermediate_casts(rng, dtype):
     x = _image(rng, (9, 12), dtype)
     ours = sc.gaussian_filter(x, [1.2, 0.7])
@@ -73,18 +77,23 @@ def test_gaussian_filter_dtypes_and_intermediate_casts(rng, dtype):
         return
     assert_matches(ours, ndi.gaussian_filter(x, [1.2, 0.7]), exact_ints=False)
     for out in (np.float32, np.float64, np.int32):
-        assert_matches(sc.gaussian_filter(x, 1.0, output=out), ndi.gaussian_filter(x, 1.0, output=out),
-                       exact_ints=False)
+        assert_matches(
+            sc.gaussian_filter(x, 1.0, output=out), ndi.gaussian_filter(x, 1.0, output=out), exact_ints=False
+        )
 
 
 @pytest.mark.parametrize("order", [0, 1, 2, 3])
 def test_gaussian_derivatives(rng, order):
     x = _image(rng, (10, 13), np.float64)
     for axis in (0, 1):
-        assert_matches(sc.gaussian_filter1d(x, 1.7, axis=axis, order=order),
-                       ndi.gaussian_filter1d(x, 1.7, axis=axis, order=order))
-    assert_matches(sc.gaussian_filter(x, [1.0, 2.0], order=[order, 3 - order], mode=["wrap", "mirror"]),
-                   ndi.gaussian_filter(x, [1.0, 2.0], order=[order, 3 - order], mode=["wrap", "mirror"]))
+        assert_matches(
+            sc.gaussian_filter1d(x, 1.7, axis=axis, order=order),
+            ndi.gaussian_filter1d(x, 1.7, axis=axis, order=order),
+        )
+    assert_matches(
+        sc.gaussian_filter(x, [1.0, 2.0], order=[order, 3 - order], mode=["wrap", "mirror"]),
+        ndi.gaussian_filter(x, [1.0, 2.0], order=[order, 3 - order], mode=["wrap", "mirror"]),
+    )
 
 
 def test_gaussian_filter_axes_radius_truncate_and_zero_sigma(rng):
@@ -117,32 +126,44 @@ def test_gaussian_filter_output_array_noncontiguous_and_inputs_untouched(rng):
 @pytest.mark.parametrize("mode", MODES)
 def test_gradient_magnitude_and_laplace(rng, mode):
     x = _image(rng, (9, 11), np.float64)
-    for fn_ours, fn_peer in ((sc.gaussian_gradient_magnitude, ndi.gaussian_gradient_magnitude),
-                             (sc.gaussian_laplace, ndi.gaussian_laplace)):
+    for fn_ours, fn_peer in (
+        (sc.gaussian_gradient_magnitude, ndi.gaussian_gradient_magnitude),
+        (sc.gaussian_laplace, ndi.gaussian_laplace),
+    ):
         assert_matches(fn_ours(x, 1.1, mode=mode, cval=0.5), fn_peer(x, 1.1, mode=mode, cval=0.5))
-        assert_matches(fn_ours(x, [1.0, 2.0], mode=[mode, "reflect"]),
-                       fn_peer(x, [1.0, 2.0], mode=[mode, "reflect"]))
+        assert_matches(
+            fn_ours(x, [1.0, 2.0], mode=[mode, "reflect"]), fn_peer(x, [1.0, 2.0], mode=[mode, "reflect"])
+        )
     assert_matches(sc.ndimage_laplace(x, mode=mode, cval=0.5), ndi.laplace(x, mode=mode, cval=0.5))
 
 
 def test_gradient_magnitude_and_laplace_axes_ints_and_options(rng):
     x = _image(rng, (5, 9, 8), np.float32)
     i = _image(rng, (9, 8), np.int16)
-    assert_matches(sc.gaussian_laplace(x, (1.0, 2.0), axes=(2, 1)),
-                   ndi.gaussian_laplace(x, (1.0, 2.0), axes=(2, 1)))
-    assert_matches(sc.gaussian_gradient_magnitude(x, 1.5, axes=(0, 2), mode=("wrap", "nearest")),
-                   ndi.gaussian_gradient_magnitude(x, 1.5, axes=(0, 2), mode=("wrap", "nearest")))
+    assert_matches(
+        sc.gaussian_laplace(x, (1.0, 2.0), axes=(2, 1)), ndi.gaussian_laplace(x, (1.0, 2.0), axes=(2, 1))
+    )
+    assert_matches(
+        sc.gaussian_gradient_magnitude(x, 1.5, axes=(0, 2), mode=("wrap", "nearest")),
+        ndi.gaussian_gradient_magnitude(x, 1.5, axes=(0, 2), mode=("wrap", "nearest")),
+    )
     assert_matches(sc.gaussian_laplace(x, 1.5, truncate=2.0), ndi.gaussian_laplace(x, 1.5, truncate=2.0))
-    assert_matches(sc.gaussian_gradient_magnitude(x, 1.5, radius=2),
-                   ndi.gaussian_gradient_magnitude(x, 1.5, radius=2))
+    assert_matches(
+        sc.gaussian_gradient_magnitude(x, 1.5, radius=2), ndi.gaussian_gradient_magnitude(x, 1.5, radius=2)
+    )
     for dt in (np.int16, np.uint8):
         xi = i.astype(dt)
         assert_matches(sc.gaussian_laplace(xi, 1.0), ndi.gaussian_laplace(xi, 1.0), exact_ints=False)
-        assert_matches(sc.gaussian_gradient_magnitude(xi, 1.0), ndi.gaussian_gradient_magnitude(xi, 1.0),
-                       exact_ints=False)
+        assert_matches(
+            sc.gaussian_gradient_magnitude(xi, 1.0),
+            ndi.gaussian_gradient_magnitude(xi, 1.0),
+            exact_ints=False,
+        )
         assert_matches(sc.ndimage_laplace(xi), ndi.laplace(xi))
-    assert_matches(sc.ndimage_laplace(x, axes=(0, 2), mode=("wrap", "constant")),
-                   ndi.laplace(x, axes=(0, 2), mode=("wrap", "constant")))
+    assert_matches(
+        sc.ndimage_laplace(x, axes=(0, 2), mode=("wrap", "constant")),
+        ndi.laplace(x, axes=(0, 2), mode=("wrap", "constant")),
+    )
     assert_matches(sc.gaussian_laplace(x, 0.0), ndi.gaussian_laplace(x, 0.0))
 
 
@@ -152,8 +173,10 @@ def test_uniform_filter1d_every_mode_size_and_origin(rng, mode, size):
     x = _image(rng, (6, 13), np.float64)
     for origin in {-(size // 2), 0, (size - 1) // 2}:
         for axis in (0, 1):
-            assert_matches(sc.uniform_filter1d(x, size, axis=axis, mode=mode, cval=2.0, origin=origin),
-                           ndi.uniform_filter1d(x, size, axis=axis, mode=mode, cval=2.0, origin=origin))
+            assert_matches(
+                sc.uniform_filter1d(x, size, axis=axis, mode=mode, cval=2.0, origin=origin),
+                ndi.uniform_filter1d(x, size, axis=axis, mode=mode, cval=2.0, origin=origin),
+            )
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.int32, np.uint16, np.bool_, np.float32, np.float64])
@@ -161,10 +184,14 @@ def test_uniform_filter_dtypes_exact_for_integers(rng, dtype):
     x = _image(rng, (7, 9, 5), dtype)
     # integer sums are exact in float64: integer outputs equal scipy's exactly
     assert_matches(sc.uniform_filter(x, 3), ndi.uniform_filter(x, 3))
-    assert_matches(sc.uniform_filter(x, (4, 1, 6), mode=("wrap", "reflect", "mirror")),
-                   ndi.uniform_filter(x, (4, 1, 6), mode=("wrap", "reflect", "mirror")))
-    assert_matches(sc.uniform_filter(x, 5, output=np.float32, axes=(2, 0), origin=(1, -2)),
-                   ndi.uniform_filter(x, 5, output=np.float32, axes=(2, 0), origin=(1, -2)))
+    assert_matches(
+        sc.uniform_filter(x, (4, 1, 6), mode=("wrap", "reflect", "mirror")),
+        ndi.uniform_filter(x, (4, 1, 6), mode=("wrap", "reflect", "mirror")),
+    )
+    assert_matches(
+        sc.uniform_filter(x, 5, output=np.float32, axes=(2, 0), origin=(1, -2)),
+        ndi.uniform_filter(x, 5, output=np.float32, axes=(2, 0), origin=(1, -2)),
+    )
 
 
 def test_uniform_filter_long_windows_and_noncontiguous(rng):
@@ -176,14 +203,21 @@ def test_uniform_filter_long_windows_and_noncontiguous(rng):
 
 def test_complex_parts_filtered_apart_as_in_scipy(rng):
     x = _image(rng, (7, 9), np.float64) + 1j * _image(rng, (7, 9), np.float64)
-    for name, args in (("gaussian_filter", (1.2,)), ("gaussian_filter1d", (0.8,)),
-                       ("uniform_filter", (3,)), ("uniform_filter1d", (4,)),
-                       ("gaussian_laplace", (1.0,)), ("gaussian_gradient_magnitude", (1.0,))):
+    for name, args in (
+        ("gaussian_filter", (1.2,)),
+        ("gaussian_filter1d", (0.8,)),
+        ("uniform_filter", (3,)),
+        ("uniform_filter1d", (4,)),
+        ("gaussian_laplace", (1.0,)),
+        ("gaussian_gradient_magnitude", (1.0,)),
+    ):
         for dtype in (None, np.complex64):
-            assert_matches(getattr(sc, name)(x, *args, output=dtype),
-                           getattr(ndi, name)(x, *args, output=dtype))
-    assert_matches(sc.ndimage_laplace(x, mode="constant", cval=1 + 2j),
-                   ndi.laplace(x, mode="constant", cval=1 + 2j))
+            assert_matches(
+                getattr(sc, name)(x, *args, output=dtype), getattr(ndi, name)(x, *args, output=dtype)
+            )
+    assert_matches(
+        sc.ndimage_laplace(x, mode="constant", cval=1 + 2j), ndi.laplace(x, mode="constant", cval=1 + 2j)
+    )
 
 
 def test_uniform_filter_nan_stays_in_its_windows(rng):
@@ -211,7 +245,7 @@ def test_uniform_values_are_means_of_the_window(rng):
     x = rng.random(5000) * 1e6
     ours = sc.uniform_filter1d(x, 101, mode="nearest")
     ext = np.pad(x, 50, mode="edge")
-    exact = np.array([np.sum(ext[i:i + 101], dtype=np.longdouble) / 101 for i in range(x.size)])
+    exact = np.array([np.sum(ext[i : i + 101], dtype=np.longdouble) / 101 for i in range(x.size)])
     np.testing.assert_allclose(ours, exact.astype(float), rtol=4e-16)
 
 
@@ -219,12 +253,19 @@ def test_uniform_values_are_means_of_the_window(rng):
 # scikit-image style
 # --------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
-    "dtype", [np.uint8, np.uint16, np.int16, np.float16, np.float32, np.float64, np.bool_])
+    "dtype", [np.uint8, np.uint16, np.int16, np.float16, np.float32, np.float64, np.bool_]
+)
 def test_gaussian_like_skimage(rng, dtype):
     x = _image(rng, (11, 9), dtype)
-    for kw in (dict(), dict(sigma=2.5, mode="reflect"), dict(sigma=(1, 3), mode="constant", cval=0.2),
-               dict(preserve_range=True), dict(truncate=2.0)):
+    for kw in (
+        dict(),
+        dict(sigma=2.5, mode="reflect"),
+        dict(sigma=(1, 3), mode="constant", cval=0.2),
+        dict(preserve_range=True),
+        dict(truncate=2.0),
+    ):
         assert_matches(sc.gaussian(x, **kw), skf.gaussian(x, **kw))
 
 
@@ -244,13 +285,19 @@ def test_gaussian_channels_and_out(rng):
 @pytest.mark.parametrize("dtype", [np.uint8, np.float32, np.float64])
 def test_difference_of_gaussians_like_skimage(rng, dtype):
     x = _image(rng, (12, 10), dtype)
-    for args, kw in (((1,), {}), ((1, 3), dict(mode="reflect")), (((1, 2), (2, 4)), {}),
-                     ((0.5,), dict(mode="constant", cval=0.3, truncate=2.0))):
-        assert_matches(sc.difference_of_gaussians(x, *args, **kw),
-                       skf.difference_of_gaussians(x, *args, **kw))
+    for args, kw in (
+        ((1,), {}),
+        ((1, 3), dict(mode="reflect")),
+        (((1, 2), (2, 4)), {}),
+        ((0.5,), dict(mode="constant", cval=0.3, truncate=2.0)),
+    ):
+        assert_matches(
+            sc.difference_of_gaussians(x, *args, **kw), skf.difference_of_gaussians(x, *args, **kw)
+        )
     c = _image(rng, (6, 7, 3), dtype)
-    assert_matches(sc.difference_of_gaussians(c, 1, channel_axis=-1),
-                   skf.difference_of_gaussians(c, 1, channel_axis=-1))
+    assert_matches(
+        sc.difference_of_gaussians(c, 1, channel_axis=-1), skf.difference_of_gaussians(c, 1, channel_axis=-1)
+    )
     with pytest.raises(ValueError, match="high_sigma"):
         sc.difference_of_gaussians(x, 2, 1)
     with pytest.raises(ValueError, match="low_sigma"):
@@ -262,8 +309,12 @@ def test_unsharp_mask_like_skimage(rng, dtype):
     x = _image(rng, (10, 11), dtype)
     if dtype == np.float64:
         x = x / np.abs(x).max()
-    for kw in (dict(), dict(radius=2.0, amount=3.0), dict(radius=(1, 0), amount=-0.5),
-               dict(radius=1.5, preserve_range=True)):
+    for kw in (
+        dict(),
+        dict(radius=2.0, amount=3.0),
+        dict(radius=(1, 0), amount=-0.5),
+        dict(radius=1.5, preserve_range=True),
+    ):
         assert_matches(sc.unsharp_mask(x, **kw), skf.unsharp_mask(x, **kw))
     # scikit-image 0.26 mishandles a negative channel_axis here, so its reference uses 2
     c = _image(rng, (7, 8, 3), dtype)
@@ -283,6 +334,7 @@ def test_laplace_like_skimage(rng):
 # --------------------------------------------------------------------------
 # errors, dask, backends
 # --------------------------------------------------------------------------
+
 
 def test_bad_arguments_name_the_argument(rng):
     x = _image(rng, (5, 6), np.float64)
@@ -353,8 +405,11 @@ def _on_cuda(test):
     from numba import cuda
 
     usable = SIMULATOR or (not SIMULATOR and cuda.is_available())
-    return pytest.mark.cudasim(pytest.mark.skipif(
-        not usable, reason="runs CUDA kernels: NUMBA_ENABLE_CUDASIM=1 pytest -m cudasim")(test))
+    return pytest.mark.cudasim(
+        pytest.mark.skipif(not usable, reason="runs CUDA kernels: NUMBA_ENABLE_CUDASIM=1 pytest -m cudasim")(
+            test
+        )
+    )
 
 
 @_on_cuda

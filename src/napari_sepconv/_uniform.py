@@ -45,7 +45,7 @@ def uniform_pass(engine_name, src, axis, size, origin, mode, cval, dtype):
     shape = src.shape
     n = shape[axis]
     outer = int(np.prod(shape[:axis], dtype=np.int64))
-    inner = int(np.prod(shape[axis + 1:], dtype=np.int64))
+    inner = int(np.prod(shape[axis + 1 :], dtype=np.int64))
     source = extension(n, size, size // 2 + origin, mode) if n else np.zeros(0, np.int64)
     if engine_name == "cuda":
         from . import _uniform_cuda
@@ -74,13 +74,27 @@ def uniform_pass(engine_name, src, axis, size, origin, mode, cval, dtype):
     else:
         per_outer = -(-inner // COLUMNS_PER_TASK)
         flags = np.zeros((outer, per_outer), np.bool_)
-        _cpu.run(uniform_middle_axis, src.reshape(outer, n, inner), source, size, cval,
-                 out.reshape(outer, n, inner), flags)
+        _cpu.run(
+            uniform_middle_axis,
+            src.reshape(outer, n, inner),
+            source,
+            size,
+            cval,
+            out.reshape(outer, n, inner),
+            flags,
+        )
         outer_ids, blocks = np.nonzero(flags)
-        columns = np.stack([blocks * COLUMNS_PER_TASK,
-                            np.minimum((blocks + 1) * COLUMNS_PER_TASK, inner)], axis=1)
+        columns = np.stack(
+            [blocks * COLUMNS_PER_TASK, np.minimum((blocks + 1) * COLUMNS_PER_TASK, inner)], axis=1
+        )
     if outer_ids.size:
-        fix_nonfinite(src.reshape(outer, n, inner), source, size, cval,
-                      out.reshape(outer, n, inner), outer_ids.astype(np.int64),
-                      columns.astype(np.int64))
+        fix_nonfinite(
+            src.reshape(outer, n, inner),
+            source,
+            size,
+            cval,
+            out.reshape(outer, n, inner),
+            outer_ids.astype(np.int64),
+            columns.astype(np.int64),
+        )
     return out

@@ -78,8 +78,7 @@ def uniform_pass(src, outer, n, inner, source, size, cval, dtype):
     src3 = _cuda.contiguous(src).reshape(outer, n, inner)
     out3 = out.reshape(outer, n, inner)
     blocks = -(-lines // THREADS)
-    _kernel("uniform")[blocks, THREADS](src3, cuda.to_device(source), np.int64(size),
-                                       np.float64(cval), out3)
+    _kernel("uniform")[blocks, THREADS](src3, cuda.to_device(source), np.int64(size), np.float64(cval), out3)
     return out
 
 

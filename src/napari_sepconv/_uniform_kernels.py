@@ -115,21 +115,21 @@ def uniform_middle_axis(src, source, size, cval, out, nonfinite):
         bad = 0.0
         for k in range(size):
             j = source[k]
-            row = src[o, max(j, 0), c0:c0 + w]
+            row = src[o, max(j, 0), c0 : c0 + w]
             for c in range(w):
                 v = cval if j < 0 else np.float64(row[c])
                 finite = v - v == 0.0
                 bad += 0.0 if finite else 1.0
                 hi[c], lo[c] = accumulate(hi[c], lo[c], v if finite else 0.0)
-        dst = out[o, 0, c0:c0 + w]
+        dst = out[o, 0, c0 : c0 + w]
         for c in range(w):
             dst[c] = (hi[c] + lo[c]) / inv
         for i in range(1, n):
             j_in = source[i + size - 1]
             j_out = source[i - 1]
-            row_in = src[o, max(j_in, 0), c0:c0 + w]
-            row_out = src[o, max(j_out, 0), c0:c0 + w]
-            dst = out[o, i, c0:c0 + w]
+            row_in = src[o, max(j_in, 0), c0 : c0 + w]
+            row_out = src[o, max(j_out, 0), c0 : c0 + w]
+            dst = out[o, i, c0 : c0 + w]
             for c in range(w):
                 v_in = cval if j_in < 0 else np.float64(row_in[c])
                 v_out = cval if j_out < 0 else np.float64(row_out[c])

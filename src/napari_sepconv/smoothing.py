@@ -73,6 +73,7 @@ class SequenceLengthError(ValueError, RuntimeError):
 # Argument normalisation (scipy.ndimage's rules)
 # --------------------------------------------------------------------------
 
+
 def _per_axis(value, n, name):
     """A scalar repeated ``n`` times, or a sequence of exactly ``n`` values."""
     if not isinstance(value, str) and np.iterable(value):
@@ -234,8 +235,7 @@ def _check_output(input, output):
 
 def _compute_dtype(out_dtype):
     """Float type the passes run in for a float output: float32 for float32 (and float16)."""
-    return np.dtype(np.float32) if out_dtype.kind == "f" and out_dtype.itemsize <= 4 else np.dtype(
-        np.float64)
+    return np.dtype(np.float32) if out_dtype.kind == "f" and out_dtype.itemsize <= 4 else np.dtype(np.float64)
 
 
 def _deliver(result, out_dtype, output):
@@ -248,8 +248,7 @@ def _deliver(result, out_dtype, output):
 
 def _copy(input, out_dtype, output, backend):
     """No axis to filter: the input cast to the output, as scipy does."""
-    return correlate1d(input, [1.0], 0, output if output is not None else out_dtype,
-                       backend=backend)
+    return correlate1d(input, [1.0], 0, output if output is not None else out_dtype, backend=backend)
 
 
 def _is_complex(input, output):
@@ -308,6 +307,7 @@ def _complex_call(func, input, output, cval, **kwargs):
 # Sums of separable terms on every kind of array
 # --------------------------------------------------------------------------
 
+
 def _term_reach(terms):
     """Per axis, the furthest any term reaches before and after a sample."""
     halo = {}
@@ -320,8 +320,7 @@ def _term_reach(terms):
 
 
 @_backend.like_input
-def _filter_sum(image, terms, modes, cval, *, combine, dtype, preserve_range, channel_axis,
-                backend):
+def _filter_sum(image, terms, modes, cval, *, combine, dtype, preserve_range, channel_axis, backend):
     """``sum`` (or the magnitude) of separable ``terms``; ``modes`` is one dict per term.
 
     Terms with the same border modes run together (their passes fused); terms
@@ -340,25 +339,54 @@ def _filter_sum(image, terms, modes, cval, *, combine, dtype, preserve_range, ch
         if rechunk:
             image = image.rechunk(rechunk)
         return _dask.filter_lazily(
-            partial(_filter_sum, terms=terms, modes=modes, cval=cval, combine=combine,
-                    dtype=dtype, preserve_range=preserve_range, channel_axis=channel_axis,
-                    backend=backend),
-            image, halo=halo, modes=names, channel_axis=channel_axis, dtype=dtype,
+            partial(
+                _filter_sum,
+                terms=terms,
+                modes=modes,
+                cval=cval,
+                combine=combine,
+                dtype=dtype,
+                preserve_range=preserve_range,
+                channel_axis=channel_axis,
+                backend=backend,
+            ),
+            image,
+            halo=halo,
+            modes=names,
+            channel_axis=channel_axis,
+            dtype=dtype,
         )
     common = {}
     for m in modes:
         for axis, code in m.items():
             common.setdefault(axis, set()).add(code)
     if all(len(codes) == 1 for codes in common.values()):
-        return filter_terms(image, terms, modes[0], cval, rule="pass", combine=combine,
-                            dtype=dtype, preserve_range=preserve_range,
-                            channel_axis=channel_axis, backend=backend)
+        return filter_terms(
+            image,
+            terms,
+            modes[0],
+            cval,
+            rule="pass",
+            combine=combine,
+            dtype=dtype,
+            preserve_range=preserve_range,
+            channel_axis=channel_axis,
+            backend=backend,
+        )
     engine = _backend.engine(_backend.resolve(backend, image))
     out = None
     for i, (term, term_modes) in enumerate(zip(terms, modes)):
-        values = filter_terms(image, [term], term_modes, cval, rule="pass", dtype=dtype,
-                              preserve_range=preserve_range, channel_axis=channel_axis,
-                              backend=backend)
+        values = filter_terms(
+            image,
+            [term],
+            term_modes,
+            cval,
+            rule="pass",
+            dtype=dtype,
+            preserve_range=preserve_range,
+            channel_axis=channel_axis,
+            backend=backend,
+        )
         if out is None:
             out = engine.empty(values.shape, dtype)
         engine.combine_into(out, values, squares=combine == MAGNITUDE, first=i == 0)
@@ -375,9 +403,21 @@ def _identity():
 # scipy.ndimage style
 # --------------------------------------------------------------------------
 
+
 @_backend.like_input
-def gaussian_filter1d(input, sigma, axis=-1, order=0, output=None, mode="reflect", cval=0.0,
-                      truncate=4.0, *, radius=None, backend="auto"):
+def gaussian_filter1d(
+    input,
+    sigma,
+    axis=-1,
+    order=0,
+    output=None,
+    mode="reflect",
+    cval=0.0,
+    truncate=4.0,
+    *,
+    radius=None,
+    backend="auto",
+):
     """1-D Gaussian filter (or Gaussian derivative) along one axis.
 
     Same values, ``output`` handling and default output dtype (the input's) as
@@ -424,9 +464,19 @@ def gaussian_filter1d(input, sigma, axis=-1, order=0, output=None, mode="reflect
     array([1.994, 1.992, 1.991, 1.99 ])
     """
     if _is_complex(input := _as_array(input), output):
-        return _complex_call(gaussian_filter1d, input, output, cval, sigma=sigma, axis=axis,
-                             order=order, mode=mode, truncate=truncate, radius=radius,
-                             backend=backend)
+        return _complex_call(
+            gaussian_filter1d,
+            input,
+            output,
+            cval,
+            sigma=sigma,
+            axis=axis,
+            order=order,
+            mode=mode,
+            truncate=truncate,
+            radius=radius,
+            backend=backend,
+        )
     input = check_image(input, "input")
     sigma = _check_sigma(sigma)
     if sigma == 0 and radius is None:
@@ -439,7 +489,7 @@ def gaussian_filter1d(input, sigma, axis=-1, order=0, output=None, mode="reflect
     return correlate1d(input, weights, axis, output, mode, cval, 0, backend=backend)
 
 
-def _gaussian_axes(ndim, axes, sigma, order, mode, radius, truncate, float_output=True):
+def _gaussian_axes(ndim, axes, sigma, order, mode, radius, truncate, float_output=True, dtype=np.float64):
     """scipy's ``gaussian_filter`` plan: ``[(axis, weights, mode code)]`` for each
     axis of ``axes`` whose sigma exceeds 1e-15, in the order of ``axes``.
 
@@ -455,7 +505,7 @@ def _gaussian_axes(ndim, axes, sigma, order, mode, radius, truncate, float_outpu
     for axis, s, o, m, r in zip(axes, sigmas, orders, modes, radii):
         code = normalize_mode(m, "mode")
         if s > _SIGMA_EPS:
-            weights = _gaussian_weights(s, o, truncate, r)
+            weights = _gaussian_weights(s, o, truncate, r, dtype)
             if not float_output:
                 weights = gaussian_kernel(s, o, r, truncate)[::-1].copy()
             plan.append((axis, weights, code))
@@ -463,29 +513,48 @@ def _gaussian_axes(ndim, axes, sigma, order, mode, radius, truncate, float_outpu
 
 
 def _run_plan(input, plan, cval, out_dtype, output, backend):
-    """Passes ``[(axis, weights, mode)]`` in turn, each a :func:`correlate1d`, so that the
-    result equals :func:`gaussian_filter1d` applied axis by axis, bit for bit.
+    """Passes ``[(axis, weights, mode)]`` in turn.
 
-    Float outputs are computed in float64 throughout (scipy's precision) and cast
-    once; integer and bool outputs store each pass in the output type, as scipy does.
+    Float outputs run as one :func:`separable_filter` call (float32 passes for a
+    float32 output, float64 otherwise) and are cast once; integer and bool outputs
+    store each pass in the output type before the next reads it, as scipy does.
     """
     if not plan:
         return _copy(input, out_dtype, output, backend)
-    inner = np.dtype(np.float64) if out_dtype.kind == "f" else out_dtype
+    if out_dtype.kind == "f":
+        result = separable_filter(
+            input,
+            [w for _, w, _ in plan],
+            axes=[a for a, _, _ in plan],
+            mode=[CANONICAL_NAMES[m] for _, _, m in plan],
+            cval=cval,
+            preserve_range=True,
+            dtype=_compute_dtype(out_dtype),
+            backend=backend,
+        )
+        return _deliver(result, out_dtype, output)
     cur = input
     for i, (axis, weights, mode) in enumerate(plan):
         last = i == len(plan) - 1
-        target = output if (last and output is not None and inner == out_dtype) else inner
-        cur = correlate1d(cur, weights, axis, target, CANONICAL_NAMES[mode], cval, 0,
-                          backend=backend)
-    if inner != out_dtype:
-        return _deliver(cur, out_dtype, output)
+        target = output if (last and output is not None) else out_dtype
+        cur = correlate1d(cur, weights, axis, target, CANONICAL_NAMES[mode], cval, 0, backend=backend)
     return cur
 
 
 @_backend.like_input
-def gaussian_filter(input, sigma, order=0, output=None, mode="reflect", cval=0.0, truncate=4.0,
-                    *, radius=None, axes=None, backend="auto"):
+def gaussian_filter(
+    input,
+    sigma,
+    order=0,
+    output=None,
+    mode="reflect",
+    cval=0.0,
+    truncate=4.0,
+    *,
+    radius=None,
+    axes=None,
+    backend="auto",
+):
     """Multidimensional Gaussian filter, one 1-D pass per axis.
 
     Same values, ``output`` handling and default output dtype (the input's) as
@@ -539,13 +608,32 @@ def gaussian_filter(input, sigma, order=0, output=None, mode="reflect", cval=0.0
     (1.0, 0.0)
     """
     if _is_complex(input := _as_array(input), output):
-        return _complex_call(gaussian_filter, input, output, cval, sigma=sigma, order=order,
-                             mode=mode, truncate=truncate, radius=radius, axes=axes,
-                             backend=backend)
+        return _complex_call(
+            gaussian_filter,
+            input,
+            output,
+            cval,
+            sigma=sigma,
+            order=order,
+            mode=mode,
+            truncate=truncate,
+            radius=radius,
+            axes=axes,
+            backend=backend,
+        )
     input = check_image(input, "input")
     out_dtype = _check_output(input, output)
-    plan = _gaussian_axes(input.ndim, axes, sigma, order, mode, radius, truncate,
-                          float_output=out_dtype.kind == "f")
+    plan = _gaussian_axes(
+        input.ndim,
+        axes,
+        sigma,
+        order,
+        mode,
+        radius,
+        truncate,
+        float_output=out_dtype.kind == "f",
+        dtype=_compute_dtype(out_dtype),
+    )
     return _run_plan(input, plan, check_cval(cval), out_dtype, output, backend)
 
 
@@ -558,8 +646,12 @@ def _derivative_terms(ndim, sigma, truncate, radius, derivative_axes, order, per
     smoothed = [a for a in per_term_axes if sigmas[a] > _SIGMA_EPS]
     terms = []
     for d in derivative_axes:
-        terms.append({a: taps(_gaussian_weights(sigmas[a], order if a == d else 0, truncate,
-                                                radii[a])) for a in smoothed})
+        terms.append(
+            {
+                a: taps(_gaussian_weights(sigmas[a], order if a == d else 0, truncate, radii[a]))
+                for a in smoothed
+            }
+        )
     return terms, sigmas, smoothed
 
 
@@ -616,8 +708,18 @@ def _derivative_sum(input, sigma, output, mode, cval, axes, truncate, radius, ba
     input = _as_array(input)
     if _is_complex(input, output):
         if order == 2:  # a sum: real and imaginary parts apart
-            return _complex_call(gaussian_laplace, input, output, cval, sigma=sigma, mode=mode,
-                                 axes=axes, truncate=truncate, radius=radius, backend=backend)
+            return _complex_call(
+                gaussian_laplace,
+                input,
+                output,
+                cval,
+                sigma=sigma,
+                mode=mode,
+                axes=axes,
+                truncate=truncate,
+                radius=radius,
+                backend=backend,
+            )
         out_dtype = _complex_output(input, output)  # the magnitude of complex derivatives
     else:
         input = check_image(input, "input")
@@ -633,24 +735,54 @@ def _derivative_sum(input, sigma, output, mode, cval, axes, truncate, radius, ba
         pieces = []
         for d, m in zip(axes, modes):
             orders = [order if a == d else 0 for a in range(input.ndim)]
-            pieces.append(gaussian_filter(input, sigmas, orders, out_dtype, CANONICAL_NAMES[m],
-                                          cval, truncate, radius=radius, backend=backend))
+            pieces.append(
+                gaussian_filter(
+                    input,
+                    sigmas,
+                    orders,
+                    out_dtype,
+                    CANONICAL_NAMES[m],
+                    cval,
+                    truncate,
+                    radius=radius,
+                    backend=backend,
+                )
+            )
         return _combine_pieces(pieces, out_dtype, output, squares)
-    terms, _, smoothed = _derivative_terms(input.ndim, sigma, truncate, radius, axes, order,
-                                           range(input.ndim))
+    terms, _, smoothed = _derivative_terms(
+        input.ndim, sigma, truncate, radius, axes, order, range(input.ndim)
+    )
     if not smoothed:
         # Nothing is smoothed (all sigmas 0): scipy adds (or squares) the input per axis.
         terms = [{0: _identity()} for _ in axes]
     modes = [{a: m for a in terms[0]} for m in modes]
-    result = _filter_sum(input, terms, modes, cval, combine=MAGNITUDE if squares else SUM,
-                         dtype=_compute_dtype(out_dtype), preserve_range=True,
-                         channel_axis=None, backend=backend)
+    result = _filter_sum(
+        input,
+        terms,
+        modes,
+        cval,
+        combine=MAGNITUDE if squares else SUM,
+        dtype=_compute_dtype(out_dtype),
+        preserve_range=True,
+        channel_axis=None,
+        backend=backend,
+    )
     return _deliver(result, out_dtype, output)
 
 
 @_backend.like_input
-def gaussian_gradient_magnitude(input, sigma, output=None, mode="reflect", cval=0.0, *,
-                                axes=None, truncate=4.0, radius=None, backend="auto"):
+def gaussian_gradient_magnitude(
+    input,
+    sigma,
+    output=None,
+    mode="reflect",
+    cval=0.0,
+    *,
+    axes=None,
+    truncate=4.0,
+    radius=None,
+    backend="auto",
+):
     """Gradient magnitude with Gaussian derivatives.
 
     Same values, ``output`` handling and default output dtype as
@@ -693,13 +825,22 @@ def gaussian_gradient_magnitude(input, sigma, output=None, mode="reflect", cval=
     >>> sc.gaussian_gradient_magnitude(ramp, 1.0)[8, 6:9].round(3)
     array([1., 1., 1.])
     """
-    return _derivative_sum(input, sigma, output, mode, cval, axes, truncate, radius, backend,
-                           order=1)
+    return _derivative_sum(input, sigma, output, mode, cval, axes, truncate, radius, backend, order=1)
 
 
 @_backend.like_input
-def gaussian_laplace(input, sigma, output=None, mode="reflect", cval=0.0, *, axes=None,
-                     truncate=4.0, radius=None, backend="auto"):
+def gaussian_laplace(
+    input,
+    sigma,
+    output=None,
+    mode="reflect",
+    cval=0.0,
+    *,
+    axes=None,
+    truncate=4.0,
+    radius=None,
+    backend="auto",
+):
     """Laplacian of Gaussian: the sum of second Gaussian derivatives.
 
     Same values, ``output`` handling and default output dtype as
@@ -749,8 +890,7 @@ def gaussian_laplace(input, sigma, output=None, mode="reflect", cval=0.0, *, axe
     full = [0.0] * ndim
     for a, s in zip(checked, sigmas):
         full[a] = s
-    return _derivative_sum(input, full, output, mode, cval, checked, truncate, radius, backend,
-                           order=2)
+    return _derivative_sum(input, full, output, mode, cval, checked, truncate, radius, backend, order=2)
 
 
 @_backend.like_input
@@ -791,8 +931,7 @@ def ndimage_laplace(input, output=None, mode="reflect", cval=0.0, *, axes=None, 
            [ 0,  1,  0]])
     """
     if _is_complex(input := _as_array(input), output):
-        return _complex_call(ndimage_laplace, input, output, cval, mode=mode, axes=axes,
-                             backend=backend)
+        return _complex_call(ndimage_laplace, input, output, cval, mode=mode, axes=axes, backend=backend)
     input = check_image(input, "input")
     out_dtype = _check_output(input, output)
     axes = _check_axes(axes, input.ndim)
@@ -802,20 +941,31 @@ def ndimage_laplace(input, output=None, mode="reflect", cval=0.0, *, axes=None, 
     modes = [normalize_mode(m, "mode") for m in _per_axis(mode, len(axes), "mode")]
     second = np.array([1.0, -2.0, 1.0])
     if out_dtype.kind != "f":
-        pieces = [correlate1d(input, second, a, out_dtype, CANONICAL_NAMES[m], cval,
-                              backend=backend) for a, m in zip(axes, modes)]
+        pieces = [
+            correlate1d(input, second, a, out_dtype, CANONICAL_NAMES[m], cval, backend=backend)
+            for a, m in zip(axes, modes)
+        ]
         return _combine_pieces(pieces, out_dtype, output, squares=False)
     terms = [{a: (taps(second) if a == d else _identity()) for a in axes} for d in axes]
     mode_map = {a: m for a, m in zip(axes, modes)}
-    result = _filter_sum(input, terms, [mode_map] * len(terms), cval, combine=SUM,
-                         dtype=_compute_dtype(out_dtype), preserve_range=True,
-                         channel_axis=None, backend=backend)
+    result = _filter_sum(
+        input,
+        terms,
+        [mode_map] * len(terms),
+        cval,
+        combine=SUM,
+        dtype=_compute_dtype(out_dtype),
+        preserve_range=True,
+        channel_axis=None,
+        backend=backend,
+    )
     return _deliver(result, out_dtype, output)
 
 
 # --------------------------------------------------------------------------
 # Uniform (box) filter: a running sum
 # --------------------------------------------------------------------------
+
 
 def _check_size(size, name="size", minimum=1):
     try:
@@ -837,8 +987,7 @@ def _check_uniform_origin(origin, size, name="origin"):
         raise TypeError(f"{name} must be an integer, got {type(origin).__name__}") from None
     if not 0 <= size // 2 + origin < size:
         raise ValueError(
-            f"invalid origin: {name}={origin} for size {size}; size // 2 + origin must lie "
-            f"in [0, {size - 1}]"
+            f"invalid origin: {name}={origin} for size {size}; size // 2 + origin must lie in [0, {size - 1}]"
         )
     return origin
 
@@ -850,8 +999,9 @@ def _uniform_plan(input, size, mode, origin, axes):
     origins = _per_axis(origin, n, "origin")
     modes = [normalize_mode(m, "mode") for m in _per_axis(mode, n, "mode")]
     # as in scipy, axes of size 1 or less are not filtered (their origin is not checked)
-    return [(a, s, _check_uniform_origin(o, s), m)
-            for a, s, o, m in zip(axes, sizes, origins, modes) if s > 1]
+    return [
+        (a, s, _check_uniform_origin(o, s), m) for a, s, o, m in zip(axes, sizes, origins, modes) if s > 1
+    ]
 
 
 @_backend.like_input
@@ -864,9 +1014,12 @@ def _uniform_passes(input, plan, cval, out_dtype, output, backend):
             halo[axis] = (before, size - 1 - before)
             names[axis] = CANONICAL_NAMES[mode]
         return _dask.filter_lazily(
-            partial(_uniform_passes, plan=plan, cval=cval, out_dtype=out_dtype, output=None,
-                    backend=backend),
-            input, halo=halo, modes=names, dtype=out_dtype)
+            partial(_uniform_passes, plan=plan, cval=cval, out_dtype=out_dtype, output=None, backend=backend),
+            input,
+            halo=halo,
+            modes=names,
+            dtype=out_dtype,
+        )
     from ._uniform import uniform_pass
 
     name = _backend.resolve(backend, input)
@@ -883,8 +1036,9 @@ def _uniform_passes(input, plan, cval, out_dtype, output, backend):
 
 
 @_backend.like_input
-def uniform_filter1d(input, size, axis=-1, output=None, mode="reflect", cval=0.0, origin=0, *,
-                     backend="auto"):
+def uniform_filter1d(
+    input, size, axis=-1, output=None, mode="reflect", cval=0.0, origin=0, *, backend="auto"
+):
     """1-D uniform (moving average) filter along one axis, a running sum.
 
     Same values, ``output`` handling and default output dtype as
@@ -926,8 +1080,17 @@ def uniform_filter1d(input, size, axis=-1, output=None, mode="reflect", cval=0.0
     array([4, 3, 4, 1, 4, 6, 6, 3])
     """
     if _is_complex(input := _as_array(input), output):
-        return _complex_call(uniform_filter1d, input, output, cval, size=size, axis=axis,
-                             mode=mode, origin=origin, backend=backend)
+        return _complex_call(
+            uniform_filter1d,
+            input,
+            output,
+            cval,
+            size=size,
+            axis=axis,
+            mode=mode,
+            origin=origin,
+            backend=backend,
+        )
     input = check_image(input, "input")
     out_dtype = _check_output(input, output)
     axis = normalize_axis(axis, input.ndim)
@@ -938,8 +1101,9 @@ def uniform_filter1d(input, size, axis=-1, output=None, mode="reflect", cval=0.0
 
 
 @_backend.like_input
-def uniform_filter(input, size=3, output=None, mode="reflect", cval=0.0, origin=0, *, axes=None,
-                   backend="auto"):
+def uniform_filter(
+    input, size=3, output=None, mode="reflect", cval=0.0, origin=0, *, axes=None, backend="auto"
+):
     """Multidimensional uniform (box) filter: :func:`uniform_filter1d` per axis.
 
     Same values, ``output`` handling and default output dtype as
@@ -979,8 +1143,17 @@ def uniform_filter(input, size=3, output=None, mode="reflect", cval=0.0, origin=
            [ 9., 10.]])
     """
     if _is_complex(input := _as_array(input), output):
-        return _complex_call(uniform_filter, input, output, cval, size=size, mode=mode,
-                             origin=origin, axes=axes, backend=backend)
+        return _complex_call(
+            uniform_filter,
+            input,
+            output,
+            cval,
+            size=size,
+            mode=mode,
+            origin=origin,
+            axes=axes,
+            backend=backend,
+        )
     input = check_image(input, "input")
     out_dtype = _check_output(input, output)
     plan = _uniform_plan(input, size, mode, origin, axes)
@@ -993,6 +1166,7 @@ def uniform_filter(input, size=3, output=None, mode="reflect", cval=0.0, origin=
 # --------------------------------------------------------------------------
 # scikit-image style
 # --------------------------------------------------------------------------
+
 
 def _spatial_sigmas(sigma, ndim, channel_axis, name="sigma"):
     """scikit-image's per-axis sigma: a scalar, one per spatial axis, or one per axis."""
@@ -1032,15 +1206,24 @@ def _gaussian_terms(sigmas, axes, truncate, scale=1.0, dtype=np.float64):
     last = max(axes)
     term = {}
     for a in axes:
-        w = (_gaussian_weights(sigmas[a], 0, truncate, None, dtype) if sigmas[a] > _SIGMA_EPS
-             else np.ones(1))
+        w = _gaussian_weights(sigmas[a], 0, truncate, None, dtype) if sigmas[a] > _SIGMA_EPS else np.ones(1)
         term[a] = taps(w * (scale if a == last else 1.0))
     return term
 
 
 @_backend.like_input
-def gaussian(image, sigma=1, *, mode="nearest", cval=0, preserve_range=False, truncate=4.0,
-             channel_axis=None, out=None, backend="auto"):
+def gaussian(
+    image,
+    sigma=1,
+    *,
+    mode="nearest",
+    cval=0,
+    preserve_range=False,
+    truncate=4.0,
+    channel_axis=None,
+    out=None,
+    backend="auto",
+):
     """Multi-dimensional Gaussian filter, as ``skimage.filters.gaussian``.
 
     Same signature, defaults, dtype rule and values as scikit-image 0.26:
@@ -1111,9 +1294,17 @@ def gaussian(image, sigma=1, *, mode="nearest", cval=0, preserve_range=False, tr
     kernels = [_gaussian_weights(sigmas[a], 0, truncate, None, dtype) for a in axes]
     if not axes:  # nothing to smooth: the converted image
         axes, kernels = [image.ndim - 1], [np.ones(1)]
-    result = separable_filter(image, kernels, axes=axes, mode=[modes[a] for a in axes], cval=cval,
-                              channel_axis=None if smooth_channels else channel_axis,
-                              dtype=dtype, preserve_range=preserve_range, backend=backend)
+    result = separable_filter(
+        image,
+        kernels,
+        axes=axes,
+        mode=[modes[a] for a in axes],
+        cval=cval,
+        channel_axis=None if smooth_channels else channel_axis,
+        dtype=dtype,
+        preserve_range=preserve_range,
+        backend=backend,
+    )
     if out is None:
         return result
     if isinstance(out, np.ndarray):
@@ -1126,8 +1317,17 @@ def gaussian(image, sigma=1, *, mode="nearest", cval=0, preserve_range=False, tr
 
 
 @_backend.like_input
-def difference_of_gaussians(image, low_sigma, high_sigma=None, *, mode="nearest", cval=0,
-                            channel_axis=None, truncate=4.0, backend="auto"):
+def difference_of_gaussians(
+    image,
+    low_sigma,
+    high_sigma=None,
+    *,
+    mode="nearest",
+    cval=0,
+    channel_axis=None,
+    truncate=4.0,
+    backend="auto",
+):
     """Band-pass filter: the image blurred by ``low_sigma`` minus it blurred by ``high_sigma``.
 
     Same signature, defaults and values as
@@ -1176,8 +1376,9 @@ def difference_of_gaussians(image, low_sigma, high_sigma=None, *, mode="nearest"
     high = low * 1.6 if high_sigma is None else np.array(high_sigma, dtype=float, ndmin=1)
     for name, values in (("low_sigma", low), ("high_sigma", high)):
         if values.ndim != 1 or len(values) not in (1, len(spatial)):
-            raise ValueError(f"{name} must have length equal to number of spatial dimensions "
-                             f"of input ({len(spatial)})")
+            raise ValueError(
+                f"{name} must have length equal to number of spatial dimensions of input ({len(spatial)})"
+            )
         if np.any(values < 0) or not np.all(np.isfinite(values)):
             raise ValueError(f"{name} values must be finite and >= 0")
     low = low * np.ones(len(spatial))
@@ -1193,12 +1394,22 @@ def difference_of_gaussians(image, low_sigma, high_sigma=None, *, mode="nearest"
     dtype = output_float_dtype(np.dtype(image.dtype))
     if not axes:  # no smoothing at all: the difference is zero
         axes = spatial[-1:]
-    terms = [_gaussian_terms(sig_low, axes, truncate, 1.0, dtype),
-             _gaussian_terms(sig_high, axes, truncate, -1.0, dtype)]
+    terms = [
+        _gaussian_terms(sig_low, axes, truncate, 1.0, dtype),
+        _gaussian_terms(sig_high, axes, truncate, -1.0, dtype),
+    ]
     mode_map = {a: normalize_mode(modes[a]) for a in axes}
-    return _filter_sum(image, terms, [mode_map, mode_map], check_cval(cval), combine=SUM,
-                       dtype=dtype, preserve_range=False, channel_axis=channel_axis,
-                       backend=backend)
+    return _filter_sum(
+        image,
+        terms,
+        [mode_map, mode_map],
+        check_cval(cval),
+        combine=SUM,
+        dtype=dtype,
+        preserve_range=False,
+        channel_axis=channel_axis,
+        backend=backend,
+    )
 
 
 def _clip(result, low, high):
@@ -1219,8 +1430,7 @@ def _dask_clip(result, low, high):
 
 
 @_backend.like_input
-def unsharp_mask(image, radius=1.0, amount=1.0, preserve_range=False, *, channel_axis=None,
-                 backend="auto"):
+def unsharp_mask(image, radius=1.0, amount=1.0, preserve_range=False, *, channel_axis=None, backend="auto"):
     """Unsharp masking: ``image + amount * (image - gaussian(image, radius))``.
 
     Same signature, defaults and values as ``skimage.filters.unsharp_mask``
@@ -1274,13 +1484,20 @@ def unsharp_mask(image, radius=1.0, amount=1.0, preserve_range=False, *, channel
     spatial = spatial_axes(image.ndim, channel_axis)
     axes = [a for a in spatial if sig[a] > _SIGMA_EPS] or spatial[-1:]
     dtype = output_float_dtype(np.dtype(image.dtype))
-    identity = {a: (np.zeros(1, np.int64), np.full(1, 1.0 + amount if a == max(axes) else 1.0))
-                for a in axes}
+    identity = {a: (np.zeros(1, np.int64), np.full(1, 1.0 + amount if a == max(axes) else 1.0)) for a in axes}
     terms = [identity, _gaussian_terms(sig, axes, 4.0, -amount, dtype)]
     mode_map = dict.fromkeys(axes, normalize_mode("reflect"))
-    result = _filter_sum(image, terms, [mode_map, mode_map], 0.0, combine=SUM, dtype=dtype,
-                         preserve_range=preserve_range, channel_axis=channel_axis,
-                         backend=backend)
+    result = _filter_sum(
+        image,
+        terms,
+        [mode_map, mode_map],
+        0.0,
+        combine=SUM,
+        dtype=dtype,
+        preserve_range=preserve_range,
+        channel_axis=channel_axis,
+        backend=backend,
+    )
     if preserve_range:
         return result
     kind = np.dtype(image.dtype).kind
@@ -1351,8 +1568,17 @@ def laplace(image, ksize=3, mask=None, *, backend="auto"):
     minus_second = np.array([-1.0, 2.0, -1.0])
     terms = [{a: (taps(minus_second) if a == d else _identity()) for a in axes} for d in axes]
     mode_map = dict.fromkeys(axes, normalize_mode("reflect"))
-    result = _filter_sum(image, terms, [mode_map] * len(terms), 0.0, combine=SUM, dtype=dtype,
-                         preserve_range=False, channel_axis=None, backend=backend)
+    result = _filter_sum(
+        image,
+        terms,
+        [mode_map] * len(terms),
+        0.0,
+        combine=SUM,
+        dtype=dtype,
+        preserve_range=False,
+        channel_axis=None,
+        backend=backend,
+    )
     if eroded is None:
         return result
     if _dask.is_dask_array(result):
