@@ -119,8 +119,14 @@ def main(argv=None):
     print(report.machine_text(meta))
 
     sections = {}
-    sections["targets"] = run_all(pick(W.target_workloads(b)), main_threads, "targets")
-    sections["extra"] = run_all(pick(W.extra_workloads(b, args.quick)), main_threads, "more workloads")
+    sections["targets"] = run_all(
+        pick(W.target_workloads(b) + W.smoothing_workloads(b)), main_threads, "targets"
+    )
+    sections["extra"] = run_all(
+        pick(W.extra_workloads(b, args.quick) + W.smoothing_extra_workloads(b)),
+        main_threads,
+        "more workloads",
+    )
     sections["pixels"] = run_all(
         pick(W.scaling_workloads(b, args.quick)), main_threads, "scaling with pixels"
     )

@@ -366,6 +366,129 @@ class Builder:
             params={"shape": shape, "k": k},
         )
 
+    # ------------------------------------------------------------------ Gaussian and box filters
+
+    def gaussian(self, shape, sigma, dtype=np.float32, *, target=None, peers=None, group="smoothing"):
+        """``gaussian`` (scikit-image style, reflect border, truncate 4) against cv2.GaussianBlur
+        with the same kernel and border, scipy.ndimage.gaussian_filter and skimage's gaussian.
+
+        uint8 input is kept in its range and written to a float32 ``out`` (scikit-image's own
+        way to ask for float32); OpenCV's uint8 result is rounded to integers, hence the
+        looser value check for that row."""
+        dtype = np.dtype(dtype)
+        radius = int(4.0 * sigma + 0.5)
+        name = f"gaussian sigma={sigma:g} {_dt(dtype)} {_shape(shape)}"
+        want = set(peers) if peers is not None else None
+
+        def use(peer):
+            return want is None or peer in want
+
+        def setup():
+            return {"x": _image(shape, dtype), "out": np.empty(shape, np.float32)}
+
+        if dtype == np.uint8:
+            ours = self._ours(
+                lambda d: self.sc.gaussian(d["x"], sigma, mode="reflect", preserve_range=True, out=d["out"])
+            )
+        else:
+            ours = self._ours(lambda d: self.sc.gaussian(d["x"], sigma, mode="reflect"))
+        contenders = []
+        if self.cv2 is not None and len(shape) == 2 and use("opencv"):
+            cv2 = self.cv2
+            k = 2 * radius + 1
+            contenders.append(
+                Contender(
+                    "opencv",
+                    lambda d: cv2.GaussianBlur(
+                        d["x"], (k, k), sigma, sigmaY=sigma, borderType=cv2.BORDER_REFLECT
+                    ),
+                    as_ours=lambda r: r.astype(np.float32),
+                )
+            )
+        if self.ndi is not None and use("scipy"):
+            ndi = self.ndi
+            out_type = np.float32
+            contenders.append(
+                Contender(
+                    "scipy", lambda d: ndi.gaussian_filter(d["x"], sigma, output=out_type, mode="reflect")
+                )
+            )
+        if self.skf is not None and use("skimage"):
+            skf = self.skf
+            contenders.append(
+                Contender(
+                    "skimage",
+                    lambda d: skf.gaussian(d["x"], sigma, mode="reflect", preserve_range=True),
+                    as_ours=lambda r: r.astype(np.float32),
+                )
+            )
+        return Workload(
+            name,
+            group,
+            setup,
+            ours,
+            contenders,
+            lambda d: d["x"].nbytes + 4 * d["x"].size,
+            rtol=3e-3 if dtype == np.uint8 else 2e-5,
+            target=target,
+            params={"shape": shape, "dtype": dtype.name, "sigma": sigma, "k": 2 * radius + 1},
+        )
+
+    def gaussian_filter(self, shape, sigma, dtype=np.float32, *, target=None, group="smoothing"):
+        """scipy.ndimage.gaussian_filter (every axis, reflect) against SciPy itself."""
+        dtype = np.dtype(dtype)
+        name = f"gaussian_filter sigma={sigma:g} {_dt(dtype)} {_shape(shape)}"
+
+        def setup():
+            return {"x": _image(shape, dtype)}
+
+        ours = self._ours(lambda d: self.sc.gaussian_filter(d["x"], sigma))
+        contenders = []
+        if self.ndi is not None:
+            ndi = self.ndi
+            contenders.append(Contender("scipy", lambda d: ndi.gaussian_filter(d["x"], sigma)))
+        return Workload(
+            name,
+            group,
+            setup,
+            ours,
+            contenders,
+            lambda d: 2 * d["x"].nbytes,
+            rtol=2e-5,
+            target=target,
+            params={"shape": shape, "dtype": dtype.name, "sigma": sigma},
+        )
+
+    def uniform(self, shape, size, dtype=np.float32, *, target=None, group="smoothing"):
+        """uniform_filter (a running sum, reflect border) against cv2.blur and SciPy."""
+        dtype = np.dtype(dtype)
+        name = f"uniform_filter size={size} {_dt(dtype)} {_shape(shape)}"
+
+        def setup():
+            return {"x": _image(shape, dtype)}
+
+        ours = self._ours(lambda d: self.sc.uniform_filter(d["x"], size))
+        contenders = []
+        if self.cv2 is not None and len(shape) == 2:
+            cv2 = self.cv2
+            contenders.append(
+                Contender("opencv", lambda d: cv2.blur(d["x"], (size, size), borderType=cv2.BORDER_REFLECT))
+            )
+        if self.ndi is not None:
+            ndi = self.ndi
+            contenders.append(Contender("scipy", lambda d: ndi.uniform_filter(d["x"], size)))
+        return Workload(
+            name,
+            group,
+            setup,
+            ours,
+            contenders,
+            lambda d: 2 * d["x"].nbytes,
+            rtol=2e-5,
+            target=target,
+            params={"shape": shape, "dtype": dtype.name, "k": size},
+        )
+
     # ------------------------------------------------------------------------------- filter2d
 
     def filter2d(
@@ -759,6 +882,47 @@ def small_call_workloads(b: Builder):
         b.sobel_plane_loop(1000, 128, target=Target(
             1.0, "1000 planes of 128², one call each, >= 1.0x OpenCV in a loop", ("opencv",))),
     ]
+
+
+def smoothing_workloads(b: Builder):
+    """The Gaussian family and the box filter (issue 13, item 4), at 2048^2 and 64x512x512."""
+    n = TARGET_IMAGE
+    return [
+        b.gaussian(
+            (n, n),
+            2.0,
+            peers=("opencv",),
+            target=Target(1.5, "gaussian sigma 2 >= 1.5x cv2.GaussianBlur", ("opencv",)),
+        ),
+        b.gaussian(
+            (n, n),
+            2.0,
+            peers=("scipy", "skimage"),
+            target=Target(20.0, "gaussian sigma 2 >= 20x scipy.ndimage.gaussian_filter", ("scipy",)),
+        ),
+        b.gaussian(
+            (n, n),
+            8.0,
+            peers=("opencv",),
+            target=Target(1.5, "gaussian sigma 8 >= 1.5x cv2.GaussianBlur", ("opencv",)),
+        ),
+        b.uniform((n, n), 31, target=Target(2.0, "uniform_filter size 31 >= 2x cv2.blur", ("opencv",))),
+        b.gaussian_filter(
+            (64, 512, 512), 2.0, target=Target(8.0, "3-D gaussian_filter sigma 2 >= 8x SciPy", ("scipy",))
+        ),
+        b.gaussian(
+            (n, n),
+            2.0,
+            np.uint8,
+            peers=("opencv",),
+            target=Target(1.5, "gaussian uint8 sigma 2 >= 1.5x cv2.GaussianBlur", ("opencv",)),
+        ),
+    ]
+
+
+def smoothing_extra_workloads(b: Builder):
+    """The box filter at size 3: size 31's time should stay within 1.3x of it (a running sum)."""
+    return [b.uniform((TARGET_IMAGE, TARGET_IMAGE), 3)]
 
 
 def extra_workloads(b: Builder, quick: bool):
