@@ -488,3 +488,15 @@ def test_ome_tiff_physical_size_carried_to_tiff_and_ome_zarr(tmp_path, capsys, s
     multiscale = attributes["multiscales"][0]
     assert multiscale["datasets"][0]["coordinateTransformations"][0]["scale"] == [2.0, 0.5, 0.25]
     assert [axis.get("unit") for axis in multiscale["axes"]] == ["micrometer"] * 3
+
+
+def test_batch_demo_removes_its_temporary_folder(capsys):
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "batch_demo.py"
+    spec = importlib.util.spec_from_file_location("batch_demo", path)
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    workdir = demo.run_demo()
+    assert not workdir.exists()
+    assert "Removed the temporary folder" in capsys.readouterr().out
