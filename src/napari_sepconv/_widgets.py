@@ -531,8 +531,9 @@ class _FilterWidget(FunctionGui):
     # -- help and export ------------------------------------------------------
 
     def _set_docs_link(self) -> None:
-        names = " · ".join(f'<a href="{name}">sc.{name}</a>' for name in self.functions)
-        self._docs.value = f"help: {names} · <a href=\"readme\">README</a>"
+        style = 'style="color: #8ab4f8"'  # readable on napari's dark and light themes
+        names = " · ".join(f'<a {style} href="{name}">sc.{name}</a>' for name in self.functions)
+        self._docs.value = f'help: {names} · <a {style} href="readme">README</a>'
         label = self._docs.native
         label.setTextFormat(Qt.TextFormat.RichText)
         label.setOpenExternalLinks(False)
