@@ -25,13 +25,25 @@ This module imports Numba and is imported on first use only (by ``_cpu``).
 """
 
 
+import contextlib
+import os
+
 import llvmlite.ir
 import numba
 import numba.extending
 import numpy as np
 from numba import prange
+from numba.core import types
+from numba.core.caching import (
+    CompileResultCacheImpl,
+    FunctionCache,
+    _CacheLocator,
+    _SourceFileBackedLocatorMixin,
+)
+from numba.core.registry import CPUDispatcher
 
 from ._boundary import CONSTANT, source_index
+from .warmup import cache_dir
 
 _source_index = source_index()
 
@@ -43,21 +55,146 @@ MAGNITUDE = 2
 ROWS_PER_TASK = 8
 
 
+# --------------------------------------------------------------------------
+# Compilation: one versioned on-disk cache, helpers compiled once per type
+# --------------------------------------------------------------------------
+
+class _VersionedLocator(_SourceFileBackedLocatorMixin, _CacheLocator):
+    """Numba's cache files of these kernels go to ``warmup.cache_dir()``.
+
+    That folder is named after the package version and a hash of the kernel
+    sources, so a cache written by one version is never read by another.
+    ``from_function`` returns ``None`` where the folder cannot be written.
+    """
+
+    def __init__(self, py_func, py_file):
+        self._py_file = py_file
+        self._lineno = py_func.__code__.co_firstlineno
+        self._cache_path = cache_dir()
+
+    def get_cache_path(self):
+        return self._cache_path
+
+
+class _VersionedCacheImpl(CompileResultCacheImpl):
+    _locator_classes = [_VersionedLocator]
+
+
+class _VersionedCache(FunctionCache):
+    """Numba's function cache in the versioned folder, saved under a file lock.
+
+    Numba saves an entry by reading the index, adding to it and writing it
+    back: two processes compiling other types of one kernel at once (the
+    warm-up's workers, parallel test workers) could otherwise lose an entry or
+    write two entries to one data file.
+    """
+
+    _impl_class = _VersionedCacheImpl
+
+    def save_overload(self, sig, data):
+        with _locked(os.path.join(self._cache_path, ".lock")):
+            super().save_overload(sig, data)
+
+
+@contextlib.contextmanager
+def _locked(path):
+    """An exclusive lock on ``path`` between processes (none where ``fcntl`` is missing)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: Numba's own write-then-rename only
+        yield
+        return
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _enable_cache(dispatcher):
+    """Cache ``dispatcher`` in the versioned folder; without a writable one, compile per process."""
+    try:
+        dispatcher._cache = _VersionedCache(dispatcher.py_func)
+    except RuntimeError:  # no writable cache location (read-only home, no NUMBA_CACHE_DIR)
+        pass
+    return dispatcher
+
+
+class _HelperDispatcher(CPUDispatcher):
+    """A dispatcher that compiles one version per argument *type*, never per literal value.
+
+    Numba types a constant argument (``0``, ``False``) as a literal, and the
+    parallel lowering types a kernel's body again with other literals: each
+    would compile the helper once more. Unliteral types keep it to one
+    compile per signature.
+    """
+
+    def get_call_template(self, args, kws):
+        args = tuple(types.unliteral(a) for a in args)
+        kws = {k: types.unliteral(v) for k, v in kws.items()}
+        return super().get_call_template(args, kws)
+
+
 def _helper(func, **options):
     """A helper the kernels call: compiled once per signature (not inlined, which would
     multiply the kernels' compile time) and cached like them."""
-    try:
-        return numba.njit(cache=True, nogil=True, **options)(func)
-    except RuntimeError:  # no writable cache location (read-only install)
-        return numba.njit(cache=False, nogil=True, **options)(func)
+    return _enable_cache(_HelperDispatcher(func, targetoptions={"nopython": True, "nogil": True,
+                                                                 **options}))
 
 
 def _jit(func):
-    """``@njit(parallel=True)`` with the on-disk cache where one can be written."""
-    try:
-        return numba.njit(parallel=True, cache=True, nogil=True)(func)
-    except RuntimeError:  # no writable cache location (read-only install)
-        return numba.njit(parallel=True, cache=False, nogil=True)(func)
+    """``@njit(parallel=True)`` with the versioned on-disk cache where one can be written."""
+    return _enable_cache(numba.njit(parallel=True, nogil=True)(func))
+
+
+# Input types the kernels are compiled for: uint8 (the Sobel uint8 speed row) and the float
+# types. Other integers are converted once, exactly (see ``kernel_input``).
+_NATIVE_INPUTS = frozenset(np.dtype(t) for t in (np.uint8, np.float32, np.float64))
+
+
+def kernel_input(src, out_dtype):
+    """``src`` as a C-contiguous array of a type the kernels are compiled for.
+
+    Integers of up to 16 bits become the output's float type and 32-bit ones
+    float64, both exactly, so every sample has the value the kernel's own
+    conversion would give it; 64-bit integers become float64 for a float64
+    output (what the kernel does to each sample) and are read as they are for
+    float32 (a double rounding could change a value). A non-contiguous view is
+    copied, sparing a strided compile of every kernel.
+    """
+    dt = src.dtype
+    out_dtype = np.dtype(out_dtype)
+    if dt in _NATIVE_INPUTS:
+        target = dt
+    elif dt.kind in "iu" and dt.itemsize <= 2:
+        target = out_dtype
+    elif dt.kind in "iu" and dt.itemsize == 4:
+        target = np.dtype(np.float64)
+    elif dt.kind in "iu" and out_dtype == np.float64:
+        target = out_dtype
+    else:
+        target = dt
+    if target == dt and src.flags.c_contiguous:
+        return src
+    return np.ascontiguousarray(src, dtype=target)
+
+
+class _Kernel:
+    """A parallel kernel called with its input converted by ``kernel_input``.
+
+    ``out_arg`` is the position of the output array, whose float type the
+    input is converted for. The compiled dispatcher is ``dispatcher``.
+    """
+
+    def __init__(self, func, out_arg):
+        self.dispatcher = _jit(func)
+        self.out_arg = out_arg
+        self.__name__ = func.__name__.lstrip("_")
+        self.__doc__ = func.__doc__
+
+    def __call__(self, src, *args):
+        return self.dispatcher(kernel_input(src, args[self.out_arg - 1].dtype), *args)
 
 
 @numba.extending.intrinsic
@@ -105,84 +242,102 @@ def _accumulate_taps(acc, seg_a, seg_b, w, sign):
 _accumulate_taps = numba.njit(inline="always", cache=False)(_accumulate_taps)
 
 
-def _correlate_lines(src, offsets, weights, symmetry, mode, cval, out, block):
-    """1-D correlation of each row of ``src`` (lines, n) into ``out``.
+def _correlate_lines_task(src, offsets, weights, symmetry, mode, cval, out, first_line, last_line):
+    """1-D correlation of rows ``first_line .. last_line - 1`` of ``src`` (lines, n) into ``out``.
 
     Sums in scipy.ndimage's order, so the values match ``correlate1d`` bit
     for bit: for a (anti)symmetric kernel the centre tap, then pairs
     ``(x[-j] +/- x[j]) * w[-j]`` (half the multiplications); otherwise the
     last tap, then the others in order.
     """
-    n_lines, n = src.shape
+    n = src.shape[1]
     k = offsets.size
     lo = offsets.min()
     hi = offsets.max()
     padded = n + hi - lo
+    buf = np.empty(padded, out.dtype)
+    acc = np.empty(n, out.dtype)
+    for line in range(first_line, last_line):
+        row = src[line]
+        for p in range(padded):
+            q = _source_index(p + lo, n, mode)
+            if q < 0:
+                buf[p] = cval
+            else:
+                buf[p] = row[q]
+        first = k // 2 if symmetry != 0 else k - 1
+        start = offsets[first] - lo
+        seg = buf[start:start + n]
+        for j in range(n):
+            acc[j] = seg[j] * weights[first]
+        if symmetry != 0:
+            for t in range(k // 2):
+                sa = offsets[t] - lo
+                sb = offsets[k - 1 - t] - lo
+                _accumulate_taps(acc, buf[sa:sa + n], buf[sb:sb + n], weights[t], symmetry)
+        else:
+            for t in range(k - 1):
+                sa = offsets[t] - lo
+                _accumulate_taps(acc, buf[sa:sa + n], buf[sa:sa + n], weights[t], 0)
+        out[line, :] = acc
+
+
+def _correlate_rows_task(src, offsets, weights, symmetry, mode, cval, out, o, first_row, last_row):
+    """1-D correlation along axis 1 of ``src`` (outer, n, inner), vectorised over ``inner``.
+
+    Output rows ``first_row .. last_row - 1`` of plane ``o``; the same
+    summation order as ``_correlate_lines_task``.
+    """
+    n, inner = src.shape[1], src.shape[2]
+    k = offsets.size
+    acc = np.empty(inner, out.dtype)
+    # rows outside the image (constant mode, where the caller made src float)
+    outside = np.empty(inner, src.dtype)
+    outside[:] = cval
+    for i in range(first_row, last_row):
+        first = k // 2 if symmetry != 0 else k - 1
+        q = _source_index(i + offsets[first], n, mode)
+        row = src[o, q] if q >= 0 else outside
+        for j in range(inner):
+            acc[j] = row[j] * weights[first]
+        pairs = k // 2 if symmetry != 0 else k - 1
+        for t in range(pairs):
+            qa = _source_index(i + offsets[t], n, mode)
+            if symmetry != 0:
+                qb = _source_index(i + offsets[k - 1 - t], n, mode)
+            else:
+                qb = qa
+            row_a = src[o, qa] if qa >= 0 else outside
+            row_b = src[o, qb] if qb >= 0 else outside
+            _accumulate_taps(acc, row_a, row_b, weights[t], symmetry)
+        out[o, i, :] = acc
+
+
+_correlate_lines_task = _helper(_correlate_lines_task)
+_correlate_rows_task = _helper(_correlate_rows_task)
+
+
+def _correlate_lines(src, offsets, weights, symmetry, mode, cval, out, block):
+    """1-D correlation of each row of ``src`` (lines, n) into ``out``, ``block`` rows per task."""
+    n_lines = src.shape[0]
     n_tasks = (n_lines + block - 1) // block
     for task in prange(n_tasks):
-        buf = np.empty(padded, out.dtype)
-        acc = np.empty(n, out.dtype)
-        for line in range(task * block, min(n_lines, (task + 1) * block)):
-            row = src[line]
-            for p in range(padded):
-                q = _source_index(p + lo, n, mode)
-                if q < 0:
-                    buf[p] = cval
-                else:
-                    buf[p] = row[q]
-            first = k // 2 if symmetry != 0 else k - 1
-            start = offsets[first] - lo
-            seg = buf[start:start + n]
-            for j in range(n):
-                acc[j] = seg[j] * weights[first]
-            if symmetry != 0:
-                for t in range(k // 2):
-                    sa = offsets[t] - lo
-                    sb = offsets[k - 1 - t] - lo
-                    _accumulate_taps(acc, buf[sa:sa + n], buf[sb:sb + n], weights[t], symmetry)
-            else:
-                for t in range(k - 1):
-                    sa = offsets[t] - lo
-                    _accumulate_taps(acc, buf[sa:sa + n], buf[sa:sa + n], weights[t], 0)
-            out[line, :] = acc
+        _correlate_lines_task(src, offsets, weights, symmetry, mode, cval, out, task * block,
+                              min(n_lines, (task + 1) * block))
 
 
 def _correlate_rows(src, offsets, weights, symmetry, mode, cval, out, block):
-    """1-D correlation along axis 1 of ``src`` (outer, n, inner), vectorised over ``inner``.
-
-    Same summation order as ``_correlate_lines``.
-    """
-    n_outer, n, inner = src.shape
-    k = offsets.size
+    """1-D correlation along axis 1 of ``src`` (outer, n, inner) into ``out``, ``block`` rows per task."""
+    n_outer, n = src.shape[0], src.shape[1]
     n_blocks = (n + block - 1) // block
     for task in prange(n_outer * n_blocks):
-        o = task // n_blocks
         first_row = (task % n_blocks) * block
-        acc = np.empty(inner, out.dtype)
-        # rows outside the image (constant mode, where the caller made src float)
-        outside = np.empty(inner, src.dtype)
-        outside[:] = cval
-        for i in range(first_row, min(n, first_row + block)):
-            first = k // 2 if symmetry != 0 else k - 1
-            q = _source_index(i + offsets[first], n, mode)
-            row = src[o, q] if q >= 0 else outside
-            for j in range(inner):
-                acc[j] = row[j] * weights[first]
-            pairs = k // 2 if symmetry != 0 else k - 1
-            for t in range(pairs):
-                qa = _source_index(i + offsets[t], n, mode)
-                if symmetry != 0:
-                    qb = _source_index(i + offsets[k - 1 - t], n, mode)
-                else:
-                    qb = qa
-                row_a = src[o, qa] if qa >= 0 else outside
-                row_b = src[o, qb] if qb >= 0 else outside
-                _accumulate_taps(acc, row_a, row_b, weights[t], symmetry)
-            out[o, i, :] = acc
+        _correlate_rows_task(src, offsets, weights, symmetry, mode, cval, out, task // n_blocks,
+                             first_row, min(n, first_row + block))
 
 
-correlate_lines = _jit(_correlate_lines)
-correlate_rows = _jit(_correlate_rows)
+correlate_lines = _Kernel(_correlate_lines, 6)
+correlate_rows = _Kernel(_correlate_rows, 6)
 
 
 # --------------------------------------------------------------------------
@@ -416,6 +571,57 @@ _start_row = _helper(_start_row)
 _finish_row = _helper(_finish_row)
 
 
+def _separable_2d_rows(plane, col_off, col_w, col_n, row_off, row_w, row_n, mode_y, mode_x,
+                       cval, pad_x, combine, inv_divisor, accumulate, out_plane, lo, hi, first,
+                       last):
+    """Rows ``first .. last - 1`` of ``_separable_2d`` for one plane; whether a summed row
+    came out NaN or infinite."""
+    h, w = plane.shape
+    n_terms = col_n.size
+    padded = w + hi - lo
+    direct = n_terms == 1 and combine == SUM and not accumulate
+    summed = combine == SUM and not direct  # added up in the output row
+    bufs = np.empty((2, n_terms, padded), out_plane.dtype)
+    hacc = np.empty(w, out_plane.dtype)
+    totals = np.empty((2, w), out_plane.dtype)
+    nonfinite = False
+    i = first
+    while i < last:
+        n_rows = min(2, last - i)
+        if not (direct or summed):
+            for r in range(n_rows):
+                _start_row(totals[r], out_plane[i + r], accumulate)
+        for t in range(n_terms):
+            n_col = col_n[t]
+            dense = col_off[t, n_col - 1] - col_off[t, 0] == n_col - 1
+            if (n_rows == 2 and dense and n_col > 1
+                    and i + col_off[t, 0] >= 0 and i + 1 + col_off[t, n_col - 1] < h):
+                _column_pass_two(bufs[0, t, -lo:-lo + w], bufs[1, t, -lo:-lo + w], plane,
+                                 col_off[t], col_w[t], n_col, i)
+            else:
+                for r in range(n_rows):
+                    _column_pass(bufs[r, t, -lo:-lo + w], plane, col_off[t], col_w[t],
+                                 n_col, i + r, mode_y, cval)
+            for r in range(n_rows):
+                _pad_row(bufs[r, t], lo, w, mode_x, pad_x[t])
+                if not (direct or summed):  # one term's square into the total
+                    _row_pass(hacc, bufs[r], row_off, row_w, row_n, lo, t, t + 1, False)
+                    _add_square(totals[r], hacc)
+        for r in range(n_rows):
+            if direct or summed:
+                _row_pass(out_plane[i + r], bufs[r], row_off, row_w, row_n, lo, 0, n_terms,
+                          accumulate)
+                if summed and _nonfinite(out_plane[i + r]):
+                    nonfinite = True
+            else:
+                _finish_row(totals[r], combine, inv_divisor, out_plane[i + r])
+        i += n_rows
+    return nonfinite
+
+
+_separable_2d_rows = _helper(_separable_2d_rows)
+
+
 def _separable_2d(src, col_off, col_w, col_n, row_off, row_w, row_n, mode_y, mode_x, cval,
                   pad_x, combine, inv_divisor, accumulate, out, block, nonfinite):
     """Sum (or magnitude) of separable terms over the last two axes of ``src`` (P, H, W).
@@ -438,52 +644,64 @@ def _separable_2d(src, col_off, col_w, col_n, row_off, row_w, row_n, mode_y, mod
         for b in range(row_n[t]):
             lo = min(lo, row_off[t, b])
             hi = max(hi, row_off[t, b])
-    padded = w + hi - lo
-    direct = n_terms == 1 and combine == SUM and not accumulate
-    summed = combine == SUM and not direct  # added up in the output row
     n_blocks = (h + block - 1) // block
     for task in prange(n_planes * n_blocks):
         p = task // n_blocks
         first = (task % n_blocks) * block
-        last = min(h, first + block)
-        plane = src[p]
-        bufs = np.empty((2, n_terms, padded), out.dtype)
-        hacc = np.empty(w, out.dtype)
-        totals = np.empty((2, w), out.dtype)
-        i = first
-        while i < last:
-            n_rows = min(2, last - i)
-            if not (direct or summed):
-                for r in range(n_rows):
-                    _start_row(totals[r], out[p, i + r], accumulate)
-            for t in range(n_terms):
-                n_col = col_n[t]
-                dense = col_off[t, n_col - 1] - col_off[t, 0] == n_col - 1
-                if (n_rows == 2 and dense and n_col > 1
-                        and i + col_off[t, 0] >= 0 and i + 1 + col_off[t, n_col - 1] < h):
-                    _column_pass_two(bufs[0, t, -lo:-lo + w], bufs[1, t, -lo:-lo + w], plane,
-                                     col_off[t], col_w[t], n_col, i)
-                else:
-                    for r in range(n_rows):
-                        _column_pass(bufs[r, t, -lo:-lo + w], plane, col_off[t], col_w[t],
-                                     n_col, i + r, mode_y, cval)
-                for r in range(n_rows):
-                    _pad_row(bufs[r, t], lo, w, mode_x, pad_x[t])
-                    if not (direct or summed):  # one term's square into the total
-                        _row_pass(hacc, bufs[r], row_off, row_w, row_n, lo, t, t + 1, False)
-                        _add_square(totals[r], hacc)
-            for r in range(n_rows):
-                if direct or summed:
-                    _row_pass(out[p, i + r], bufs[r], row_off, row_w, row_n, lo, 0, n_terms,
-                              accumulate)
-                    if summed and _nonfinite(out[p, i + r]):
-                        nonfinite[task] = 1
-                else:
-                    _finish_row(totals[r], combine, inv_divisor, out[p, i + r])
-            i += n_rows
+        if _separable_2d_rows(src[p], col_off, col_w, col_n, row_off, row_w, row_n, mode_y,
+                              mode_x, cval, pad_x, combine, inv_divisor, accumulate, out[p], lo,
+                              hi, first, min(h, first + block)):
+            nonfinite[task] = 1
 
 
-separable_2d_kernel = _jit(_separable_2d)
+separable_2d_kernel = _Kernel(_separable_2d, 14)
+
+
+def _edge_magnitude_rows(src, p, first, last, smooth_y, derivative_y, smooth_x, derivative_x,
+                         mode_y, mode_x, cval, pad_smooth, pad_derivative, inv_divisor, out):
+    """Rows ``first .. last - 1`` of plane ``p`` of ``_edge_magnitude_3x3``."""
+    h, w = src.shape[1], src.shape[2]
+    s0, s1, s2 = smooth_y[0], smooth_y[1], smooth_y[2]
+    d0, d2 = derivative_y[0], derivative_y[1]
+    hs0, hs1, hs2 = smooth_x[0], smooth_x[1], smooth_x[2]
+    hd0, hd2 = derivative_x[0], derivative_x[1]
+    to_acc = out.dtype.type
+    rows_s = np.empty(w + 2, out.dtype)
+    rows_d = np.empty(w + 2, out.dtype)
+    s_in = rows_s[1:w + 1]
+    d_in = rows_d[1:w + 1]
+    outside = np.empty(w, src.dtype)
+    outside[:] = cval
+    for i in range(first, last):
+        q0 = _source_index(i - 1, h, mode_y)
+        q2 = _source_index(i + 1, h, mode_y)
+        r0 = src[p, q0] if q0 >= 0 else outside
+        r1 = src[p, i]
+        r2 = src[p, q2] if q2 >= 0 else outside
+        for j in range(w):
+            a = to_acc(r0[j])
+            b = to_acc(r1[j])
+            c = to_acc(r2[j])
+            s_in[j] = s0 * a + s1 * b + s2 * c
+            d_in[j] = d0 * a + d2 * c
+        if mode_x == CONSTANT:
+            rows_s[0] = rows_s[w + 1] = pad_smooth
+            rows_d[0] = rows_d[w + 1] = pad_derivative
+        else:
+            left = _source_index(-1, w, mode_x)
+            right = _source_index(w, w, mode_x)
+            rows_s[0], rows_s[w + 1] = s_in[left], s_in[right]
+            rows_d[0], rows_d[w + 1] = d_in[left], d_in[right]
+        s_a, s_c = rows_s[0:w], rows_s[2:w + 2]
+        d_a, d_b, d_c = rows_d[0:w], rows_d[1:w + 1], rows_d[2:w + 2]
+        row_out = out[p, i]
+        for j in range(w):
+            gx = hd0 * s_a[j] + hd2 * s_c[j]
+            gy = hs0 * d_a[j] + hs1 * d_b[j] + hs2 * d_c[j]
+            row_out[j] = np.sqrt(gx * gx + gy * gy) * inv_divisor
+
+
+_edge_magnitude_rows = _helper(_edge_magnitude_rows)
 
 
 def _edge_magnitude_3x3(src, smooth_y, derivative_y, smooth_x, derivative_x, mode_y, mode_x,
@@ -497,52 +715,16 @@ def _edge_magnitude_3x3(src, smooth_y, derivative_y, smooth_x, derivative_x, mod
     derivative_x(S)`` and ``gy = smooth_x(D)``. ``pad_*`` are the values
     beyond the image along x in constant mode; rows beyond it hold ``cval``.
     """
-    n_planes, h, w = src.shape
-    s0, s1, s2 = smooth_y[0], smooth_y[1], smooth_y[2]
-    d0, d2 = derivative_y[0], derivative_y[1]
-    hs0, hs1, hs2 = smooth_x[0], smooth_x[1], smooth_x[2]
-    hd0, hd2 = derivative_x[0], derivative_x[1]
+    n_planes, h = src.shape[0], src.shape[1]
     n_blocks = (h + block - 1) // block
     for task in prange(n_planes * n_blocks):
-        p = task // n_blocks
         first = (task % n_blocks) * block
-        to_acc = out.dtype.type
-        rows_s = np.empty(w + 2, out.dtype)
-        rows_d = np.empty(w + 2, out.dtype)
-        s_in = rows_s[1:w + 1]
-        d_in = rows_d[1:w + 1]
-        outside = np.empty(w, src.dtype)
-        outside[:] = cval
-        for i in range(first, min(h, first + block)):
-            q0 = _source_index(i - 1, h, mode_y)
-            q2 = _source_index(i + 1, h, mode_y)
-            r0 = src[p, q0] if q0 >= 0 else outside
-            r1 = src[p, i]
-            r2 = src[p, q2] if q2 >= 0 else outside
-            for j in range(w):
-                a = to_acc(r0[j])
-                b = to_acc(r1[j])
-                c = to_acc(r2[j])
-                s_in[j] = s0 * a + s1 * b + s2 * c
-                d_in[j] = d0 * a + d2 * c
-            if mode_x == CONSTANT:
-                rows_s[0] = rows_s[w + 1] = pad_smooth
-                rows_d[0] = rows_d[w + 1] = pad_derivative
-            else:
-                left = _source_index(-1, w, mode_x)
-                right = _source_index(w, w, mode_x)
-                rows_s[0], rows_s[w + 1] = s_in[left], s_in[right]
-                rows_d[0], rows_d[w + 1] = d_in[left], d_in[right]
-            s_a, s_c = rows_s[0:w], rows_s[2:w + 2]
-            d_a, d_b, d_c = rows_d[0:w], rows_d[1:w + 1], rows_d[2:w + 2]
-            row_out = out[p, i]
-            for j in range(w):
-                gx = hd0 * s_a[j] + hd2 * s_c[j]
-                gy = hs0 * d_a[j] + hs1 * d_b[j] + hs2 * d_c[j]
-                row_out[j] = np.sqrt(gx * gx + gy * gy) * inv_divisor
+        _edge_magnitude_rows(src, task // n_blocks, first, min(h, first + block), smooth_y,
+                             derivative_y, smooth_x, derivative_x, mode_y, mode_x, cval,
+                             pad_smooth, pad_derivative, inv_divisor, out)
 
 
-edge_magnitude_3x3 = _jit(_edge_magnitude_3x3)
+edge_magnitude_3x3 = _Kernel(_edge_magnitude_3x3, 11)
 
 
 # --------------------------------------------------------------------------
@@ -591,6 +773,34 @@ def _taps_pass(acc, ring, tap_slot, tap_x, tap_w, lo):
 _taps_pass = _helper(_taps_pass)
 
 
+def _correlate_2d_rows(src, p, first, last, tap_y, tap_x, tap_w, mode_y, mode_x, cval, out):
+    """Rows ``first .. last - 1`` of plane ``p`` of ``_correlate_2d``."""
+    h, w = src.shape[1], src.shape[2]
+    lo = tap_x.min()
+    hi = tap_x.max()
+    top = tap_y.min()
+    span = tap_y.max() - top + 1
+    padded = w + hi - lo
+    ring = np.empty((span, padded), out.dtype)
+    slots = np.empty(tap_y.size, np.int64)
+    for i in range(first, last):
+        # rows i + top .. i + top + span - 1; all are new in the task's first row
+        new_first = i + top if i == first else i + top + span - 1
+        for y in range(new_first, i + top + span):
+            q = _source_index(y, h, mode_y)
+            row = ring[y % span]
+            if q < 0:
+                row[:] = cval
+            else:
+                _fill_padded_row(row, src[p, q], lo, mode_x, cval)
+        for t in range(tap_y.size):
+            slots[t] = (i + tap_y[t]) % span
+        _taps_pass(out[p, i], ring, slots, tap_x, tap_w, lo)
+
+
+_correlate_2d_rows = _helper(_correlate_2d_rows)
+
+
 def _correlate_2d(src, tap_y, tap_x, tap_w, mode_y, mode_x, cval, out, block):
     """Direct 2-D correlation of each plane of ``src`` (P, H, W) with the given taps.
 
@@ -599,34 +809,15 @@ def _correlate_2d(src, tap_y, tap_x, tap_w, mode_y, mode_x, cval, out, block):
     row ``i + dy``); the taps then go four at a time through one sweep over
     the output row, in the order given.
     """
-    n_planes, h, w = src.shape
-    lo = tap_x.min()
-    hi = tap_x.max()
-    top = tap_y.min()
-    span = tap_y.max() - top + 1
-    padded = w + hi - lo
+    n_planes, h = src.shape[0], src.shape[1]
     n_blocks = (h + block - 1) // block
     for task in prange(n_planes * n_blocks):
-        p = task // n_blocks
         first = (task % n_blocks) * block
-        ring = np.empty((span, padded), out.dtype)
-        slots = np.empty(tap_y.size, np.int64)
-        for i in range(first, min(h, first + block)):
-            # rows i + top .. i + top + span - 1; all are new in the task's first row
-            new_first = i + top if i == first else i + top + span - 1
-            for y in range(new_first, i + top + span):
-                q = _source_index(y, h, mode_y)
-                row = ring[y % span]
-                if q < 0:
-                    row[:] = cval
-                else:
-                    _fill_padded_row(row, src[p, q], lo, mode_x, cval)
-            for t in range(tap_y.size):
-                slots[t] = (i + tap_y[t]) % span
-            _taps_pass(out[p, i], ring, slots, tap_x, tap_w, lo)
+        _correlate_2d_rows(src, task // n_blocks, first, min(h, first + block), tap_y, tap_x,
+                           tap_w, mode_y, mode_x, cval, out)
 
 
-correlate_2d = _jit(_correlate_2d)
+correlate_2d = _Kernel(_correlate_2d, 7)
 
 
 # --------------------------------------------------------------------------
@@ -796,6 +987,64 @@ def _depthwise_taps_3x3(part, tiles, tap_x, lo, n_out, top, middle, bottom):
 _depthwise_taps_3x3 = _helper(_depthwise_taps_3x3)
 
 
+def _depthwise_2d_rows(src, p, first, last, tap_y, tap_x, tap_tiles, tap_has_zero, multiplier,
+                       mode_y, mode_x, cval, row_start, out, chunk, lo, hi, inner_first,
+                       inner_last, nine):
+    """Output rows ``first .. last - 1`` of plane ``p`` of ``_depthwise_2d``."""
+    h, w, n_in = src.shape[1], src.shape[2], src.shape[3]
+    n_out = n_in * multiplier
+    n_taps = tap_y.size
+    buf = np.empty((chunk + hi - lo) * n_out, out.dtype)
+    for r in range(first, last):
+        i = row_start + r
+        row_out = out[p, r].reshape(w * n_out)
+        x0 = 0
+        while x0 < w:
+            # pixels [inner_first, inner_last) read only pixels inside the image
+            if x0 < inner_first:
+                n_px = min(chunk, inner_first - x0)
+            elif x0 < inner_last:
+                n_px = min(chunk, inner_last - x0)
+            else:
+                n_px = min(chunk, w - x0)
+            part = row_out[x0 * n_out:(x0 + n_px) * n_out]
+            in_place = inner_first <= x0 < inner_last
+            span = (n_px + hi - lo) * n_out
+            t = 0
+            if nine and in_place:
+                q0 = _source_index(i + tap_y[0], h, mode_y)
+                q1 = _source_index(i + tap_y[3], h, mode_y)
+                q2 = _source_index(i + tap_y[6], h, mode_y)
+                if q0 >= 0 and q1 >= 0 and q2 >= 0:
+                    at = (x0 + lo) * n_in
+                    _depthwise_taps_3x3(part, tap_tiles, tap_x, lo, n_out,
+                                        src[p, q0].reshape(w * n_in)[at:at + span],
+                                        src[p, q1].reshape(w * n_in)[at:at + span],
+                                        src[p, q2].reshape(w * n_in)[at:at + span])
+                    t = n_taps
+            while t < n_taps:
+                dy = tap_y[t]
+                end = t
+                while end < n_taps and tap_y[end] == dy:
+                    end += 1
+                q = _source_index(i + dy, h, mode_y)
+                if in_place and q >= 0:
+                    at = (x0 + lo) * n_in
+                    window = src[p, q].reshape(w * n_in)[at:at + span]
+                    _depthwise_taps_row(part, tap_tiles, tap_x, tap_has_zero, t, end, lo,
+                                        n_out, window, t == 0)
+                else:
+                    _fill_pixels(buf, src[p, max(q, 0)], x0 + lo, n_px + hi - lo, w, n_in,
+                                 multiplier, mode_x, q < 0, cval)
+                    _depthwise_taps_row(part, tap_tiles, tap_x, tap_has_zero, t, end, lo,
+                                        n_out, buf[:span], t == 0)
+                t = end
+            x0 += n_px
+
+
+_depthwise_2d_rows = _helper(_depthwise_2d_rows)
+
+
 def _depthwise_2d(src, tap_y, tap_x, tap_tiles, tap_has_zero, multiplier, mode_y, mode_x,
                   cval, row_start, out, chunk, block):
     """Per-channel 2-D correlation of ``src`` (P, H, W, C) into ``out`` (P, R, W, C*M).
@@ -813,7 +1062,6 @@ def _depthwise_2d(src, tap_y, tap_x, tap_tiles, tap_has_zero, multiplier, mode_y
     """
     n_planes, h, w, n_in = src.shape
     n_rows = out.shape[1]
-    n_out = n_in * multiplier
     lo = tap_x.min()
     hi = tap_x.max()
     n_taps = tap_y.size
@@ -826,57 +1074,13 @@ def _depthwise_2d(src, tap_y, tap_x, tap_tiles, tap_has_zero, multiplier, mode_y
         nine = nine and tap_y[t] == tap_y[t + 2]
     n_blocks = (n_rows + block - 1) // block
     for task in prange(n_planes * n_blocks):
-        p = task // n_blocks
         first = (task % n_blocks) * block
-        buf = np.empty((chunk + hi - lo) * n_out, out.dtype)
-        for r in range(first, min(n_rows, first + block)):
-            i = row_start + r
-            row_out = out[p, r].reshape(w * n_out)
-            x0 = 0
-            while x0 < w:
-                # pixels [inner_first, inner_last) read only pixels inside the image
-                if x0 < inner_first:
-                    n_px = min(chunk, inner_first - x0)
-                elif x0 < inner_last:
-                    n_px = min(chunk, inner_last - x0)
-                else:
-                    n_px = min(chunk, w - x0)
-                part = row_out[x0 * n_out:(x0 + n_px) * n_out]
-                in_place = inner_first <= x0 < inner_last
-                span = (n_px + hi - lo) * n_out
-                t = 0
-                if nine and in_place:
-                    q0 = _source_index(i + tap_y[0], h, mode_y)
-                    q1 = _source_index(i + tap_y[3], h, mode_y)
-                    q2 = _source_index(i + tap_y[6], h, mode_y)
-                    if q0 >= 0 and q1 >= 0 and q2 >= 0:
-                        at = (x0 + lo) * n_in
-                        _depthwise_taps_3x3(part, tap_tiles, tap_x, lo, n_out,
-                                            src[p, q0].reshape(w * n_in)[at:at + span],
-                                            src[p, q1].reshape(w * n_in)[at:at + span],
-                                            src[p, q2].reshape(w * n_in)[at:at + span])
-                        t = n_taps
-                while t < n_taps:
-                    dy = tap_y[t]
-                    end = t
-                    while end < n_taps and tap_y[end] == dy:
-                        end += 1
-                    q = _source_index(i + dy, h, mode_y)
-                    if in_place and q >= 0:
-                        at = (x0 + lo) * n_in
-                        window = src[p, q].reshape(w * n_in)[at:at + span]
-                        _depthwise_taps_row(part, tap_tiles, tap_x, tap_has_zero, t, end, lo,
-                                            n_out, window, t == 0)
-                    else:
-                        _fill_pixels(buf, src[p, max(q, 0)], x0 + lo, n_px + hi - lo, w, n_in,
-                                     multiplier, mode_x, q < 0, cval)
-                        _depthwise_taps_row(part, tap_tiles, tap_x, tap_has_zero, t, end, lo,
-                                            n_out, buf[:span], t == 0)
-                    t = end
-                x0 += n_px
+        _depthwise_2d_rows(src, task // n_blocks, first, min(n_rows, first + block), tap_y,
+                           tap_x, tap_tiles, tap_has_zero, multiplier, mode_y, mode_x, cval,
+                           row_start, out, chunk, lo, hi, inner_first, inner_last, nine)
 
 
-depthwise_2d = _jit(_depthwise_2d)
+depthwise_2d = _Kernel(_depthwise_2d, 10)
 
 
 def _gather_planar(planar, width, src_plane, q_first, x_first, h, w, multiplier, mode_y,
@@ -996,6 +1200,33 @@ _planar_channel = _helper(_planar_channel)
 _scatter_planar = _helper(_scatter_planar)
 
 
+def _depthwise_planar_rows(src, p, first, last, columns, dense, top, left, multiplier, mode_y,
+                           mode_x, cval, row_start, out, chunk):
+    """Output rows ``first .. last - 1`` of plane ``p`` of ``_depthwise_planar``."""
+    h, w, n_in = src.shape[1], src.shape[2], src.shape[3]
+    n_out = n_in * multiplier
+    kw, kh = columns.shape[1], columns.shape[2]
+    n_src = last - first + kh - 1
+    planar = np.empty((n_out, n_src, chunk + kw - 1), out.dtype)
+    result = np.empty((2, n_out, chunk), out.dtype)
+    for x0 in range(0, w, chunk):
+        n_px = min(chunk, w - x0)
+        _gather_planar(planar, n_px + kw - 1, src[p], row_start + first - top,
+                       x0 - left, h, w, multiplier, mode_y, mode_x, cval)
+        r = first
+        while r < last:
+            two = last - r > 1
+            for k in range(n_out):
+                _planar_channel(result[0, k, :n_px], result[1, k, :n_px], two, planar[k],
+                                r - first, columns[k], dense[k])
+            count = 2 if two else 1
+            _scatter_planar(result, count, n_px, out[p, r:r + count], x0)
+            r += count
+
+
+_depthwise_planar_rows = _helper(_depthwise_planar_rows)
+
+
 def _depthwise_planar(src, columns, dense, top, left, multiplier, mode_y, mode_x, cval,
                       row_start, out, chunk, block):
     """Per-channel 2-D correlation of ``src`` (P, H, W, C) into ``out`` (P, R, W, C*M), planar.
@@ -1009,34 +1240,67 @@ def _depthwise_planar(src, columns, dense, top, left, multiplier, mode_y, mode_x
     transposed, anchored at row ``top`` and column ``left``. Output rows are
     image rows ``row_start .. row_start + R``.
     """
-    n_planes, h, w, n_in = src.shape
+    n_planes = src.shape[0]
     n_rows = out.shape[1]
-    n_out = n_in * multiplier
-    kw, kh = columns.shape[1], columns.shape[2]
     n_blocks = (n_rows + block - 1) // block
     for task in prange(n_planes * n_blocks):
-        p = task // n_blocks
         first = (task % n_blocks) * block
-        last = min(n_rows, first + block)
-        n_src = last - first + kh - 1
-        planar = np.empty((n_out, n_src, chunk + kw - 1), out.dtype)
-        result = np.empty((2, n_out, chunk), out.dtype)
-        for x0 in range(0, w, chunk):
-            n_px = min(chunk, w - x0)
-            _gather_planar(planar, n_px + kw - 1, src[p], row_start + first - top,
-                           x0 - left, h, w, multiplier, mode_y, mode_x, cval)
-            r = first
-            while r < last:
-                two = last - r > 1
-                for k in range(n_out):
-                    _planar_channel(result[0, k, :n_px], result[1, k, :n_px], two, planar[k],
-                                    r - first, columns[k], dense[k])
-                count = 2 if two else 1
-                _scatter_planar(result, count, n_px, out[p, r:r + count], x0)
-                r += count
+        _depthwise_planar_rows(src, task // n_blocks, first, min(n_rows, first + block), columns,
+                               dense, top, left, multiplier, mode_y, mode_x, cval, row_start, out,
+                               chunk)
 
 
-depthwise_planar = _jit(_depthwise_planar)
+depthwise_planar = _Kernel(_depthwise_planar, 10)
+
+
+def _depthwise_passes_rows(src, p, first, last, col_off, col_tiles, col_zero, row_off,
+                           row_tiles, row_zero, multiplier, mode_y, mode_x, cval, pad_x,
+                           row_start, out, chunk):
+    """Output rows ``first .. last - 1`` of plane ``p`` of ``_depthwise_passes_2d``."""
+    h, w, n_in = src.shape[1], src.shape[2], src.shape[3]
+    n_out = n_in * multiplier
+    lo = min(0, row_off.min())  # the buffer holds the row itself and both reaches
+    hi = max(0, row_off.max())
+    padded = w + hi - lo
+    buf = np.empty(padded * n_out, out.dtype)
+    inner = buf[-lo * n_out:(w - lo) * n_out]
+    pixels = np.empty(chunk * n_out, out.dtype)
+    for r in range(first, last):
+        i = row_start + r
+        inner[:] = 0
+        for a in range(col_off.size):
+            q = _source_index(i + col_off[a], h, mode_y)
+            for x0 in range(0, w, chunk):
+                length = min(chunk, w - x0) * n_out
+                target = inner[x0 * n_out:x0 * n_out + length]
+                if q >= 0 and multiplier == 1:  # the source row itself, any dtype
+                    _fma_flat(target, col_tiles[a, :length],
+                              src[p, q].reshape(w * n_in)[x0 * n_in:x0 * n_in + length],
+                              col_zero[a])
+                else:
+                    _fill_pixels(pixels, src[p, max(q, 0)], x0, length // n_out, w, n_in,
+                                 multiplier, mode_x, q < 0, cval)
+                    _fma_flat(target, col_tiles[a, :length], pixels[:length], col_zero[a])
+        for pp in range(padded):
+            if 0 <= pp + lo < w:
+                continue
+            base = pp * n_out
+            if mode_x == CONSTANT:
+                buf[base:base + n_out] = pad_x
+            else:
+                s = (_source_index(pp + lo, w, mode_x) - lo) * n_out
+                buf[base:base + n_out] = buf[s:s + n_out]
+        row_out = out[p, r].reshape(w * n_out)
+        row_out[:] = 0
+        for b in range(row_off.size):
+            for x0 in range(0, w, chunk):
+                length = min(chunk, w - x0) * n_out
+                start = (x0 + row_off[b] - lo) * n_out
+                _fma_flat(row_out[x0 * n_out:x0 * n_out + length], row_tiles[b, :length],
+                          buf[start:start + length], row_zero[b])
+
+
+_depthwise_passes_rows = _helper(_depthwise_passes_rows)
 
 
 def _depthwise_passes_2d(src, col_off, col_tiles, col_zero, row_off, row_tiles, row_zero,
@@ -1050,52 +1314,14 @@ def _depthwise_passes_2d(src, col_off, col_tiles, col_zero, row_off, row_tiles, 
     pixels; ``pad_x[k]`` is the value outside the image along x in constant
     mode. Zero weights are left out per channel.
     """
-    n_planes, h, w, n_in = src.shape
+    n_planes = src.shape[0]
     n_rows = out.shape[1]
-    n_out = n_in * multiplier
-    lo = min(0, row_off.min())  # the buffer holds the row itself and both reaches
-    hi = max(0, row_off.max())
-    padded = w + hi - lo
     n_blocks = (n_rows + block - 1) // block
     for task in prange(n_planes * n_blocks):
-        p = task // n_blocks
         first = (task % n_blocks) * block
-        buf = np.empty(padded * n_out, out.dtype)
-        inner = buf[-lo * n_out:(w - lo) * n_out]
-        pixels = np.empty(chunk * n_out, out.dtype)
-        for r in range(first, min(n_rows, first + block)):
-            i = row_start + r
-            inner[:] = 0
-            for a in range(col_off.size):
-                q = _source_index(i + col_off[a], h, mode_y)
-                for x0 in range(0, w, chunk):
-                    length = min(chunk, w - x0) * n_out
-                    target = inner[x0 * n_out:x0 * n_out + length]
-                    if q >= 0 and multiplier == 1:  # the source row itself, any dtype
-                        _fma_flat(target, col_tiles[a, :length],
-                                  src[p, q].reshape(w * n_in)[x0 * n_in:x0 * n_in + length],
-                                  col_zero[a])
-                    else:
-                        _fill_pixels(pixels, src[p, max(q, 0)], x0, length // n_out, w, n_in,
-                                     multiplier, mode_x, q < 0, cval)
-                        _fma_flat(target, col_tiles[a, :length], pixels[:length], col_zero[a])
-            for pp in range(padded):
-                if 0 <= pp + lo < w:
-                    continue
-                base = pp * n_out
-                if mode_x == CONSTANT:
-                    buf[base:base + n_out] = pad_x
-                else:
-                    s = (_source_index(pp + lo, w, mode_x) - lo) * n_out
-                    buf[base:base + n_out] = buf[s:s + n_out]
-            row_out = out[p, r].reshape(w * n_out)
-            row_out[:] = 0
-            for b in range(row_off.size):
-                for x0 in range(0, w, chunk):
-                    length = min(chunk, w - x0) * n_out
-                    start = (x0 + row_off[b] - lo) * n_out
-                    _fma_flat(row_out[x0 * n_out:x0 * n_out + length], row_tiles[b, :length],
-                              buf[start:start + length], row_zero[b])
+        _depthwise_passes_rows(src, task // n_blocks, first, min(n_rows, first + block), col_off,
+                               col_tiles, col_zero, row_off, row_tiles, row_zero, multiplier,
+                               mode_y, mode_x, cval, pad_x, row_start, out, chunk)
 
 
-depthwise_passes_2d = _jit(_depthwise_passes_2d)
+depthwise_passes_2d = _Kernel(_depthwise_passes_2d, 13)

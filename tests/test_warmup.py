@@ -1,0 +1,179 @@
+"""The warm-up command and the versioned kernel cache (``napari_sepconv.warmup``)."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import napari_sepconv as sc
+from napari_sepconv import warmup
+
+EDGES = "edges 3x3 (sobel, scharr, prewitt)"
+
+
+def _python(code, env=None, user=None, python=None):
+    argv = [python or sys.executable, "-c", textwrap.dedent(code)]
+    if user is not None:
+        argv = ["/usr/sbin/runuser", "-u", user, "--"] + argv
+    return subprocess.run(argv, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, **(env or {})})
+
+
+def _python_for_nobody():
+    """An interpreter and environment with which the user ``nobody`` imports this package.
+
+    This environment's own Python where nobody may run it; else the system's Python of the
+    same version reading this environment's packages (a virtual environment made from an
+    interpreter in root's home cannot be run by other users).
+    """
+    if os.geteuid() != 0 or not Path("/usr/sbin/runuser").exists():
+        return None
+    import site
+
+    path = os.pathsep.join(site.getsitepackages() + [str(Path(sc.__file__).parents[1])])
+    system = f"/usr/bin/python{sys.version_info[0]}.{sys.version_info[1]}"
+    for python, env in [(sys.executable, {}), (system, {"PYTHONPATH": path})]:
+        if not os.path.exists(python):
+            continue
+        proc = _python("import numba, napari_sepconv", env=env, user="nobody", python=python)
+        if proc.returncode == 0:
+            return python, env
+    return None
+
+
+@pytest.fixture(scope="module")
+def nobody_python():
+    found = _python_for_nobody()
+    if found is None:
+        pytest.skip("needs root, runuser and a Python that the user nobody can run")
+    return found
+
+
+def test_importing_warmup_imports_no_numba():
+    proc = _python("""
+        import sys
+        from napari_sepconv import warmup
+        warmup.cache_dir(), warmup.is_warm()
+        print('numba' in sys.modules)
+    """)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["False"]
+
+
+def test_cache_dir_is_keyed_by_version_and_sources(monkeypatch, tmp_path):
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
+    here = Path(warmup.cache_dir())
+    assert here.parent == tmp_path / "napari-sepconv"
+    assert here.name.startswith(f"{sc.__version__}-")
+    monkeypatch.setattr(sc, "__version__", "0.0.0.other")
+    assert Path(warmup.cache_dir()) != here
+    assert Path(warmup.cache_dir()).name.startswith("0.0.0.other-")
+
+
+def test_cache_dir_without_numba_cache_dir_is_the_user_cache(monkeypatch, tmp_path):
+    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert str(tmp_path) in warmup.cache_dir()
+    assert "napari-sepconv" in warmup.cache_dir()
+
+
+def test_list_and_where(capsys):
+    assert warmup.main(["--list"]) == 0
+    assert capsys.readouterr().out.splitlines() == list(warmup.FAMILIES)
+    assert warmup.main(["--where"]) == 0
+    assert capsys.readouterr().out.strip() == warmup.cache_dir()
+
+
+def test_unknown_family_is_an_error():
+    with pytest.raises(ValueError, match="unknown families"):
+        warmup.warm(["no such family"])
+
+
+def test_kernels_cache_into_the_versioned_folder():
+    """A family warmed in one process is loaded, not compiled, by the next one."""
+    sc.sobel(np.ones((16, 16), np.float32))
+    folder = Path(warmup.cache_dir())
+    assert any(folder.glob("_cpu_kernels._edge_magnitude_3x3-*.nbi"))
+    proc = _python("""
+        import json, numpy as np, napari_sepconv as sc
+        from napari_sepconv import _cpu_kernels as k
+        sc.sobel(np.ones((16, 16), np.float32))
+        stats = k.edge_magnitude_3x3.dispatcher.stats
+        print(json.dumps([sum(stats.cache_hits.values()), sum(stats.cache_misses.values())]))
+    """)
+    assert proc.returncode == 0, proc.stderr
+    hits, misses = json.loads(proc.stdout.splitlines()[-1])
+    assert hits >= 1 and misses == 0
+
+
+def test_warm_one_family_in_a_fresh_cache(tmp_path):
+    """The command compiles into an empty cache, says where it is, and marks nothing complete
+    when only some families ran."""
+    env = {"NUMBA_CACHE_DIR": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-m", "napari_sepconv.warmup", "--family", EDGES,
+                           "--jobs", "1"], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, **env})
+    assert proc.returncode == 0, proc.stderr
+    folder = tmp_path / "napari-sepconv"
+    assert str(folder) in proc.stderr
+    assert "first time only" in proc.stderr
+    (versioned,) = folder.iterdir()
+    assert any(versioned.glob("*.nbc"))
+    assert not (versioned / "warmup-complete").exists()
+
+
+def test_start_background_returns_a_process():
+    proc = warmup.start_background([EDGES], jobs=1)
+    assert proc is not None
+    assert proc.wait(timeout=600) == 0
+
+
+def test_kernel_input_converts_exactly():
+    from napari_sepconv._cpu_kernels import kernel_input
+
+    f32, f64 = np.dtype(np.float32), np.dtype(np.float64)
+    for dtype, out, expect in [
+        (np.uint8, f32, np.uint8), (np.float32, f64, np.float32), (np.float64, f32, np.float64),
+        (np.uint16, f32, np.float32), (np.int8, f64, np.float64), (np.int16, f32, np.float32),
+        (np.int32, f32, np.float64), (np.uint32, f64, np.float64),
+        (np.int64, f64, np.float64), (np.int64, f32, np.int64), (np.uint64, f32, np.uint64),
+    ]:
+        info = np.iinfo(dtype) if np.dtype(dtype).kind in "iu" else None
+        x = (np.array([info.min, info.max, 0, 1], dtype) if info is not None
+             else np.array([0.5, -1.0, 3.0, 1e-3], dtype))
+        got = kernel_input(x, out)
+        assert got.dtype == expect, (dtype, out)
+        if got.dtype != x.dtype:
+            assert np.array_equal(got.astype(np.float64), x.astype(np.float64))
+            if x.dtype.itemsize <= 4:  # exact: converts back
+                assert np.array_equal(got.astype(x.dtype), x)
+    view = np.arange(12.0).reshape(3, 4).T
+    assert kernel_input(view, f64).flags.c_contiguous
+    same = np.zeros((4, 4), np.float32)
+    assert kernel_input(same, f32) is same
+
+
+def test_no_writable_cache_as_another_user(tmp_path, nobody_python):
+    """Where no cache folder can be written, filters still run and the warm-up says why."""
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    os.chmod(tmp_path, 0o755)
+    python, env = nobody_python
+    env = {**env, "NUMBA_CACHE_DIR": str(locked), "HOME": "/nonexistent"}
+    proc = _python("""
+        import numpy as np, napari_sepconv as sc
+        print(float(sc.sobel(np.eye(8, dtype=np.float32)).sum()))
+    """, env=env, user="nobody", python=python)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert float(proc.stdout.split()[-1]) > 0
+    assert not any(locked.iterdir())
+    proc = _python("from napari_sepconv import warmup; raise SystemExit(warmup.main(['-q']))",
+                   env=env, user="nobody", python=python)
+    assert proc.returncode == 1
+    assert "cannot be written" in proc.stderr
