@@ -9,7 +9,7 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check
 PYTEST_WORKERS ?= 2
 DEMO_OUT ?= demo.png
 
-.PHONY: demo lint test test-core test-cudasim test-gui test-slow bench bench-quick bench-gpu clean
+.PHONY: demo lint test warm-cache test-core test-cudasim test-gui test-slow bench bench-quick bench-gpu clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,18 +35,24 @@ lint: $(VENV)/.test-deps
 test: $(VENV)/.test-deps
 	$(MAKE) --no-print-directory test-core test-cudasim test-gui
 
+# Every CPU kernel family compiled into the on-disk cache first, in parallel processes, so the
+# test workers load kernels instead of each compiling them (minutes on the first run, seconds
+# once the cache of this version is warm).
+warm-cache: $(VENV)/.test-deps
+	$(BIN)/python -m napari_sepconv.warmup --jobs $(PYTEST_WORKERS)
+
 # Library, dask and batch tests (CPU), the PTX compile check, the doctests.
-test-core: $(VENV)/.test-deps
+test-core: $(VENV)/.test-deps warm-cache
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) tests --ignore=tests/test_napari.py \
 		--doctest-modules src/napari_sepconv --ignore=src/napari_sepconv/_widgets.py
 
 # CUDA kernels on Numba's simulator (no GPU needed); a separate process, since the
 # simulator must be switched on before numba.cuda is first imported.
-test-cudasim: $(VENV)/.test-deps
+test-cudasim: $(VENV)/.test-deps warm-cache
 	NUMBA_ENABLE_CUDASIM=1 $(BIN)/python -m pytest -n $(PYTEST_WORKERS) tests/test_cuda.py -m cudasim
 
 # napari widgets under a virtual X server (pytest-xvfb starts Xvfb).
-test-gui: $(VENV)/.test-deps
+test-gui: $(VENV)/.test-deps warm-cache
 	$(BIN)/python -m pytest tests/test_napari.py
 
 BENCH_VENV ?= .venv-bench
