@@ -441,3 +441,10 @@ def test_cuda_matches_cpu(rng):
     out = sc.uniform_filter(device, 3)
     assert hasattr(out, "copy_to_host")
     np.testing.assert_array_equal(out.copy_to_host(), sc.uniform_filter(x, 3))
+    # unsharp masking clips on the device, with the range found there
+    signed = x - 0.5
+    for image in (x, signed):
+        got = sc.unsharp_mask(cuda.to_device(image), 1.0).copy_to_host()
+        np.testing.assert_allclose(got, sc.unsharp_mask(image, 1.0), rtol=2e-5, atol=2e-5)
+    got = sc.gaussian_laplace(cuda.to_device(x), 1.0).copy_to_host()
+    np.testing.assert_allclose(got, sc.gaussian_laplace(x, 1.0), rtol=2e-5, atol=2e-5)
