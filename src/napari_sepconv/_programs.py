@@ -137,14 +137,20 @@ def depthwise_op(flat, multiplier, mode_y, mode_x, cval, scale, factors):
                        columns * scale, rows, pad_x)
 
 
-def _restored(engine, result, image_shape, channel_axis, n_out):
-    moved = tuple(n for a, n in enumerate(image_shape) if a != channel_axis) + (n_out,)
-    return engine.restore_channels(result, moved, channel_axis)
+class _ChannelProgram:
+    """Channel filters: the channel axis moved last, ``filter_planes``, moved back."""
+
+    def run(self, engine, image, out=None):
+        src, _ = engine.to_kernel_input(image, self.dtype, self.preserve_range)
+        result = self.filter_planes(engine, engine.channels_last(src, self.channel_axis))
+        moved = tuple(n for a, n in enumerate(image.shape) if a != self.channel_axis)
+        result = engine.restore_channels(result, moved + (result.shape[-1],), self.channel_axis)
+        return _copy_into(engine, out, result)
 
 
 @dataclass(frozen=True, eq=False)
-class DepthwiseProgram:
-    """``depthwise_filter``: the channel axis moved last, planes filtered, moved back."""
+class DepthwiseProgram(_ChannelProgram):
+    """``depthwise_filter`` of planes (P, H, W, C) into (P, H, W, C*M)."""
 
     op: DepthwiseOp
     n_out: int
@@ -152,17 +158,14 @@ class DepthwiseProgram:
     preserve_range: bool
     channel_axis: int
 
-    def run(self, engine, image, out=None):
-        src, _ = engine.to_kernel_input(image, self.dtype, self.preserve_range)
-        planes = engine.channels_last(src, self.channel_axis)
+    def filter_planes(self, engine, planes):
         result = engine.empty(planes.shape[:3] + (self.n_out,), self.dtype)
         self.op.run(engine, planes, result)
-        return _copy_into(engine, out, _restored(engine, result, image.shape,
-                                                 self.channel_axis, self.n_out))
+        return result
 
 
 @dataclass(frozen=True, eq=False)
-class PointwiseProgram:
+class PointwiseProgram(_ChannelProgram):
     """``pointwise_filter``: every pixel's channels times ``weights`` (scaled), plus ``bias``."""
 
     weights: np.ndarray
@@ -171,18 +174,16 @@ class PointwiseProgram:
     preserve_range: bool
     channel_axis: int
 
-    def run(self, engine, image, out=None):
-        src, _ = engine.to_kernel_input(image, self.dtype, self.preserve_range)
+    def filter_planes(self, engine, planes):
         n_out, n_in = self.weights.shape
-        pixels = engine.channels_last(src, self.channel_axis).reshape(-1, n_in)
+        pixels = planes.reshape(-1, n_in)
         result = engine.empty((pixels.shape[0], n_out), self.dtype)
         engine.pointwise(pixels, self.weights, self.bias, result)
-        return _copy_into(engine, out, _restored(engine, result, image.shape,
-                                                 self.channel_axis, n_out))
+        return result
 
 
 @dataclass(frozen=True, eq=False)
-class DepthwiseSeparableProgram:
+class DepthwiseSeparableProgram(_ChannelProgram):
     """``depthwise_separable_filter``: the depthwise op, then channel mixing, fused by the engine."""
 
     op: DepthwiseOp
@@ -192,15 +193,10 @@ class DepthwiseSeparableProgram:
     preserve_range: bool
     channel_axis: int
 
-    def run(self, engine, image, out=None):
-        src, _ = engine.to_kernel_input(image, self.dtype, self.preserve_range)
-        planes = engine.channels_last(src, self.channel_axis)
-        n_out = self.weights.shape[0]
-        result = engine.empty(planes.shape[:3] + (n_out,), self.dtype)
+    def filter_planes(self, engine, planes):
+        result = engine.empty(planes.shape[:3] + (self.weights.shape[0],), self.dtype)
         engine.depthwise_separable(planes, self.op, self.weights, self.bias, result)
-        return _copy_into(engine, out, _restored(engine, result, image.shape,
-                                                 self.channel_axis, n_out))
-
+        return result
 
 def terms_program(terms, modes, cval, ndim, *, rule, combine=SUM, divisor=1.0, dtype,
                   input_dtype, preserve_range, channel_axis=None, order=None, cast=None,
