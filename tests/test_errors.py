@@ -6,11 +6,22 @@ import pytest
 import napari_sepconv as sc
 
 IMAGE = np.random.default_rng(0).random((8, 9))
+READ_ONLY = np.zeros((8, 9))
+READ_ONLY.flags.writeable = False
 RGB = np.random.default_rng(1).random((8, 9, 3))
 
 CASES = [
     # (call, exception, words the message must contain)
     (lambda: sc.sobel(IMAGE, mode="bogus"), ValueError, "mode"),
+    (lambda: sc.sobel([[1.0, 2.0], [3.0]]), ValueError, "image"),
+    (lambda: sc.filter2d(IMAGE, [[1.0, 2.0], [3.0]]), ValueError, "kernel"),
+    (lambda: sc.filter2d(IMAGE, np.ones((3, 3)), tol="small"), TypeError, "tol"),
+    (lambda: sc.separable_filter(IMAGE, [[1.0, 2.0], [[1.0], [2.0, 3.0]]]), ValueError,
+     "kernels[1]"),
+    (lambda: sc.depthwise_filter(RGB, [[[1.0, 2.0]], [[1.0]], [[1.0]]]), ValueError, "kernels"),
+    (lambda: sc.correlate1d(IMAGE, [1, 2], output=np.zeros((8, 9))[:, :0]), ValueError, "output"),
+    (lambda: sc.correlate1d(IMAGE, [1, 2], output=READ_ONLY), ValueError, "output"),
+    (lambda: sc.convolve1d(IMAGE, [1, 2], output=READ_ONLY), ValueError, "output"),
     (lambda: sc.sobel(IMAGE, mode=3), TypeError, "mode"),
     (lambda: sc.sobel(IMAGE, mode=("reflect",)), ValueError, "mode"),
     (lambda: sc.sobel(IMAGE.astype(complex)), TypeError, "image"),

@@ -31,7 +31,7 @@ import numpy as np
 from numba import cuda
 from numba.cuda import config as _cuda_config
 
-from . import _cuda_kernels
+from . import _casting, _cuda_kernels
 from ._cuda_kernels import BX, BY, MAGNITUDE, SUM, THREADS, TX, TY
 from ._lowering import depthwise_taps, edge_operator_3x3, shared_taps, symmetry
 from ._validation import KERNEL_INPUT_TYPES
@@ -622,10 +622,12 @@ def pointwise(src, weights, bias, out):
 
 
 def cast_output(result, dtype, output):
-    """scipy.ndimage's output handling: fill ``output`` if it is an array, else cast."""
+    """scipy.ndimage's output handling: fill ``output`` if it is an array, else cast.
+
+    A host ``output`` is filled with scipy's casts (``_casting``), overflow included.
+    """
     if isinstance(output, np.ndarray):
-        np.copyto(output, result.copy_to_host(), casting="unsafe")
-        return output
+        return _casting.cast_output(result.copy_to_host(), dtype, output)
     dtype = np.dtype(dtype)
     if result.dtype == dtype:
         return result

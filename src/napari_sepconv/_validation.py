@@ -78,7 +78,7 @@ def check_image(image, name="image", min_ndim=1):
     if all(hasattr(image, a) for a in ("shape", "dtype", "ndim")):
         arr = image
     else:
-        arr = np.asarray(image)
+        arr = as_rectangular_array(image, name)
     kind = np.dtype(arr.dtype).kind
     if kind == "c":
         raise TypeError(f"{name} must be real-valued, got complex dtype {arr.dtype}")
@@ -114,9 +114,19 @@ def spatial_axes(ndim, channel_axis):
     return [a for a in range(ndim) if a != channel_axis]
 
 
+def as_rectangular_array(value, name):
+    """``np.asarray(value)``, with an error naming ``name`` for ragged nested sequences."""
+    try:
+        return np.asarray(value)
+    except ValueError as error:
+        raise ValueError(
+            f"{name} must be a rectangular array (nested sequences of equal lengths): {error}"
+        ) from None
+
+
 def check_kernel(kernel, ndim, name="kernel"):
     """A finite, non-empty float64 kernel of exactly ``ndim`` dimensions."""
-    arr = np.asarray(kernel)
+    arr = as_rectangular_array(kernel, name)
     if arr.dtype.kind == "c":
         raise TypeError(f"{name} must be real-valued, got complex dtype {arr.dtype}")
     if arr.dtype.kind not in "biuf":

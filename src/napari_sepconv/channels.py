@@ -21,6 +21,7 @@ from ._programs import (
     depthwise_op,
 )
 from ._validation import (
+    as_rectangular_array,
     check_cval,
     check_image,
     check_kernel,
@@ -49,7 +50,7 @@ def _channel_layout(shape, channel_axis, min_spatial):
 
 def _check_depthwise_kernels(kernels, n_channels):
     """Kernels as (C, M, kh, kw) float64, and the depth multiplier M."""
-    arr = np.asarray(kernels)
+    arr = as_rectangular_array(kernels, "kernels")
     if arr.ndim not in (3, 4):
         raise ValueError(
             f"kernels must have shape (C, kh, kw) or (C, M, kh, kw), got {arr.ndim} "

@@ -5,6 +5,7 @@ sample's neighbours so that the result is positive where values grow along the
 axis. scikit-image's filters convolve with ``[1, 0, -1]``, which is the same.
 """
 
+import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -196,6 +197,9 @@ def separate_kernel(kernel, *, rank=None, tol=None):
                 f"rank={rank} is out of range for a {k.shape[0]}x{k.shape[1]} kernel; "
                 f"it must lie in [1, {max_rank}]"
             )
+    if tol is not None and (isinstance(tol, (bool, np.bool_))
+                            or not isinstance(tol, (numbers.Real, np.number))):
+        raise TypeError(f"tol must be a real number or None, got {type(tol).__name__}")
     if tol is not None and not (np.isfinite(tol) and tol >= 0):
         raise ValueError(f"tol must be a non-negative finite number, got {tol!r}")
 
