@@ -319,6 +319,30 @@ def test_cancel_stops_mid_stack_without_a_layer(viewer, qtbot, monkeypatch):
     assert not shown(widget._cancel)
 
 
+def test_cancel_from_napari_activity_panel(viewer, qtbot, monkeypatch):
+    from napari.utils.progress import cancelable_progress, progress
+
+    stack = np.random.default_rng(22).random((30, 16, 16)).astype(np.float32)
+    viewer.add_image(stack, name="stack")
+    widget = dock(viewer, qtbot, "Kernel filter")
+    planes = []
+
+    def slow_filter2d(*args, _filter2d=sc.filter2d, **kwargs):
+        planes.append(1)
+        time.sleep(0.05)
+        return _filter2d(*args, **kwargs)
+
+    monkeypatch.setattr(sc, "filter2d", slow_filter2d)
+    widget.run()
+    qtbot.waitUntil(lambda: len(planes) >= 2, timeout=TIMEOUT)
+    bars = [bar for bar in progress._all_instances if isinstance(bar, cancelable_progress)]
+    assert len(bars) == 1 and bars[0].total == 30
+    bars[0].cancel()  # what the activity panel's Cancel button calls
+    qtbot.waitUntil(lambda: not widget.busy, timeout=TIMEOUT)
+    assert len(planes) < 30
+    assert [layer.name for layer in viewer.layers] == ["stack"]
+
+
 # -----------------------------------------------------------------------------
 # preview
 
