@@ -23,9 +23,9 @@ from numba import prange
 
 # Lines swept together by the last-axis kernel: independent running sums keep the
 # floating-point units busy while each line is read in order.
-LINES_PER_TASK = 16
+LINES_PER_TASK = 8
 # Columns swept together by the other-axes kernel (one contiguous run of a row).
-COLUMNS_PER_TASK = 512
+COLUMNS_PER_TASK = 256
 
 
 def _two_sum(a, b):
@@ -51,57 +51,88 @@ accumulate = numba.njit(inline="always", cache=False)(_accumulate)
 def _jit(func):
     """``@njit(parallel=True)`` with the on-disk cache where one can be written."""
     try:
-        return numba.njit(parallel=True, cache=True, nogil=True)(func)
+        return numba.njit(parallel=True, cache=True, nogil=True, error_model="numpy")(func)
     except RuntimeError:  # no writable cache location (read-only install)
-        return numba.njit(parallel=True, cache=False, nogil=True)(func)
+        return numba.njit(parallel=True, cache=False, nogil=True, error_model="numpy")(func)
 
 
 @_jit
 def uniform_last_axis(src, source, size, cval, out, nonfinite):
     """Running means along the last axis of the 2-D ``src`` (lines, n) into ``out``.
 
-    Non-finite samples count as zero here; ``nonfinite[line]`` is set where a line
-    met one, for :func:`fix_nonfinite` to correct the windows they fall in.
+    :data:`LINES_PER_TASK` lines are swept together: their extended samples are
+    gathered into a position-major buffer, so each step updates that many
+    independent sums at once. Non-finite samples count as zero here; the lines of
+    a task that met one are flagged in ``nonfinite`` for :func:`fix_nonfinite`.
     """
     n_lines, n = src.shape
+    ext = n + size - 1
     inv = np.float64(size)
     n_tasks = (n_lines + LINES_PER_TASK - 1) // LINES_PER_TASK
     for task in prange(n_tasks):
         first = task * LINES_PER_TASK
         m = min(LINES_PER_TASK, n_lines - first)
+        buf = np.zeros((ext, LINES_PER_TASK))
+        bad = 0.0
+        for r in range(m):
+            line = src[first + r]
+            for k in range(ext):
+                j = source[k]
+                v = cval if j < 0 else np.float64(line[max(j, 0)])
+                finite = v - v == 0.0
+                bad += 0.0 if finite else 1.0
+                buf[k, r] = v if finite else 0.0
         hi = np.zeros(LINES_PER_TASK)
         lo = np.zeros(LINES_PER_TASK)
-        bad = np.zeros(LINES_PER_TASK)
+        means = np.empty((n, LINES_PER_TASK))
         for k in range(size):
-            j = source[k]
-            for r in range(m):
-                v = cval if j < 0 else np.float64(src[first + r, j])
-                finite = v - v == 0.0
-                bad[r] += 0.0 if finite else 1.0
-                hi[r], lo[r] = accumulate(hi[r], lo[r], v if finite else 0.0)
-        for r in range(m):
-            out[first + r, 0] = (hi[r] + lo[r]) / inv
+            entering = buf[k]
+            for r in range(LINES_PER_TASK):
+                hi[r], lo[r] = accumulate(hi[r], lo[r], entering[r])
+        for r in range(LINES_PER_TASK):
+            means[0, r] = (hi[r] + lo[r]) / inv
         for i in range(1, n):
-            j_in = source[i + size - 1]
-            j_out = source[i - 1]
-            for r in range(m):
-                v_in = cval if j_in < 0 else np.float64(src[first + r, j_in])
-                v_out = cval if j_out < 0 else np.float64(src[first + r, j_out])
-                finite = v_in - v_in == 0.0
-                bad[r] += 0.0 if finite else 1.0
-                h, lw = accumulate(hi[r], lo[r], v_in if finite else 0.0)
-                hi[r], lo[r] = accumulate(h, lw, 0.0 if v_out - v_out != 0.0 else -v_out)
-                out[first + r, i] = (hi[r] + lo[r]) / inv
+            entering = buf[i + size - 1]
+            leaving = buf[i - 1]
+            mean = means[i]
+            for r in range(LINES_PER_TASK):
+                h, lw = accumulate(hi[r], lo[r], entering[r])
+                hi[r], lo[r] = accumulate(h, lw, -leaving[r])
+                mean[r] = (hi[r] + lo[r]) / inv
         for r in range(m):
-            nonfinite[first + r] = bad[r] > 0.0
+            line_out = out[first + r]
+            for i in range(n):
+                line_out[i] = means[i, r]
+            nonfinite[first + r] = bad > 0.0
+
+
+def _load_row(src, o, j, c0, w, cval, dst):
+    """Row ``j`` of plane ``o`` (columns ``c0`` to ``c0 + w``) as float64 in ``dst``,
+    ``cval`` for ``j < 0``, non-finite values as 0; returns how many were non-finite."""
+    bad = 0.0
+    if j < 0:
+        finite = cval - cval == 0.0
+        for c in range(w):
+            dst[c] = cval if finite else 0.0
+        return 0.0 if finite else np.float64(w)
+    row = src[o, j, c0 : c0 + w]
+    for c in range(w):
+        v = np.float64(row[c])
+        finite = v - v == 0.0
+        bad += 0.0 if finite else 1.0
+        dst[c] = v if finite else 0.0
+    return bad
+
+
+load_row = numba.njit(inline="always", cache=False)(_load_row)
 
 
 @_jit
 def uniform_middle_axis(src, source, size, cval, out, nonfinite):
     """Running means along axis 1 of the 3-D ``src`` (outer, n, inner) into ``out``.
 
-    As :func:`uniform_last_axis`; ``nonfinite`` has one flag per outer index and
-    block of :data:`COLUMNS_PER_TASK` columns.
+    Each task sweeps :data:`COLUMNS_PER_TASK` columns of one plane, a row at a
+    time; ``nonfinite`` has one flag per plane and block of columns.
     """
     n_outer, n, n_inner = src.shape
     inv = np.float64(size)
@@ -112,31 +143,23 @@ def uniform_middle_axis(src, source, size, cval, out, nonfinite):
         w = min(COLUMNS_PER_TASK, n_inner - c0)
         hi = np.zeros(w)
         lo = np.zeros(w)
+        entering = np.empty(w)
+        leaving = np.empty(w)
         bad = 0.0
         for k in range(size):
-            j = source[k]
-            row = src[o, max(j, 0), c0 : c0 + w]
+            bad += load_row(src, o, source[k], c0, w, cval, entering)
             for c in range(w):
-                v = cval if j < 0 else np.float64(row[c])
-                finite = v - v == 0.0
-                bad += 0.0 if finite else 1.0
-                hi[c], lo[c] = accumulate(hi[c], lo[c], v if finite else 0.0)
+                hi[c], lo[c] = accumulate(hi[c], lo[c], entering[c])
         dst = out[o, 0, c0 : c0 + w]
         for c in range(w):
             dst[c] = (hi[c] + lo[c]) / inv
         for i in range(1, n):
-            j_in = source[i + size - 1]
-            j_out = source[i - 1]
-            row_in = src[o, max(j_in, 0), c0 : c0 + w]
-            row_out = src[o, max(j_out, 0), c0 : c0 + w]
+            bad += load_row(src, o, source[i + size - 1], c0, w, cval, entering)
+            load_row(src, o, source[i - 1], c0, w, cval, leaving)
             dst = out[o, i, c0 : c0 + w]
             for c in range(w):
-                v_in = cval if j_in < 0 else np.float64(row_in[c])
-                v_out = cval if j_out < 0 else np.float64(row_out[c])
-                finite = v_in - v_in == 0.0
-                bad += 0.0 if finite else 1.0
-                h, lw = accumulate(hi[c], lo[c], v_in if finite else 0.0)
-                hi[c], lo[c] = accumulate(h, lw, 0.0 if v_out - v_out != 0.0 else -v_out)
+                h, lw = accumulate(hi[c], lo[c], entering[c])
+                hi[c], lo[c] = accumulate(h, lw, -leaving[c])
                 dst[c] = (hi[c] + lo[c]) / inv
         nonfinite[o, task % per_outer] = bad > 0.0
 
