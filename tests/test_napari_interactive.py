@@ -477,8 +477,15 @@ def test_snippets_and_exported_script_recompute_the_results(viewer, qtbot, tmp_p
 
     path = tmp_path / "steps.py"
     monkeypatch.setattr(_widgets, "_ask_save_path", lambda: str(path))
-    _widgets.export_script(viewer)
+    _, edge = viewer.window.add_plugin_dock_widget(PLUGIN, "Edge filter")
+    edge._export.native.click()  # the "Export script" button
     assert path.is_file()
+    from napari._app_model import get_app_model
+
+    from_menu = tmp_path / "from_menu.py"
+    monkeypatch.setattr(_widgets, "_ask_save_path", lambda: str(from_menu))
+    get_app_model().commands.execute_command("napari-sepconv.export_script").result()
+    assert from_menu.read_text() == path.read_text().replace("steps", "from_menu")
     out = tmp_path / "out"
     # run it without napari
     monkeypatch.setattr(sys, "argv", [str(path), str(out)])
