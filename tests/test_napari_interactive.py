@@ -309,6 +309,9 @@ def test_cancel_stops_mid_stack_without_a_layer(viewer, qtbot, monkeypatch):
     assert shown(widget._cancel) and widget._cancel.text == "Cancel"
     assert not widget.filter.enabled and not widget.image.enabled
     assert not widget._call_button.enabled
+    viewer.add_image(np.zeros((4, 4)), name="other")  # the layer list changes meanwhile
+    assert not widget.channel_axis.enabled and not widget.image.enabled
+    viewer.layers.remove("other")
     widget._cancel.native.click()
     qtbot.waitUntil(lambda: not widget.busy, timeout=TIMEOUT)
     done = len(planes)
@@ -316,6 +319,7 @@ def test_cancel_stops_mid_stack_without_a_layer(viewer, qtbot, monkeypatch):
     assert len(planes) == done < 30  # stopped within a plane
     assert [layer.name for layer in viewer.layers] == ["stack"]
     assert widget.filter.enabled and widget._call_button.enabled
+    assert widget.channel_axis.enabled
     assert not shown(widget._cancel)
 
 

@@ -295,8 +295,7 @@ class _FilterWidget(FunctionGui):
 
     def _set_running(self, running: bool) -> None:
         for widget in (*self._parameters(), self._call_button, self._preview):
-            if widget is not None:
-                widget.enabled = not running
+            widget.enabled = not running
         self._cancel.visible = running
         if not running and not self._closed:
             self._on_change_settings()  # re-applies what depends on the settings
@@ -474,6 +473,9 @@ class _FilterWidget(FunctionGui):
                 text = f"⚠ {error}"
             self._info.value = _elided(text)
             self._info.visible = bool(text)
+            if self._runs:  # layers added or removed meanwhile: keep the controls locked
+                for widget in (*self._parameters(), self._call_button, self._preview):
+                    widget.enabled = False
         finally:
             self._updating = False
         self._warm_up(params)
