@@ -683,3 +683,45 @@ def test_gaussian_physical_units_command():
     # sigma 2 finest pixels = 0.5 layer units: 0.5 planes along z, 2 pixels along y and x
     np.testing.assert_allclose(data, sc.gaussian(stack, sigma=(0.5, 2.0, 2.0)), rtol=1e-5, atol=1e-6)
     assert meta["name"].startswith("vol [gaussian σ=0.5")
+
+
+def test_exported_script_reads_files_as_napari_did(viewer, qtbot, tmp_path, monkeypatch):
+    tifffile = pytest.importorskip("tifffile")
+    rng = np.random.default_rng(23)
+    tif, npy = rng.random((3, 20, 22)).astype(np.float32), rng.random((18, 20))
+    tifffile.imwrite(tmp_path / "stack.tif", tif)
+    np.save(tmp_path / "plane.npy", npy)
+    viewer.open(tmp_path / "stack.tif", plugin="napari")
+    viewer.open(tmp_path / "plane.npy", plugin="napari")
+    widget = dock(viewer, qtbot, "Edge filter")
+    widget.image.value = viewer.layers["stack"]
+    run(widget, qtbot, viewer, "stack [sobel]")
+    widget.image.value = viewer.layers["plane"]
+    run(widget, qtbot, viewer, "plane [sobel]")
+    path = tmp_path / "steps.py"
+    assert _widgets.export_script(viewer, path) == path
+    text = path.read_text()
+    assert "tifffile" in text and "np.load(" in text
+    assert not (tmp_path / "steps_inputs").exists()  # nothing had to be saved aside
+    monkeypatch.setattr(sys, "argv", [str(path), str(tmp_path / "out")])
+    monkeypatch.setitem(sys.modules, "napari", None)
+    runpy.run_path(str(path), run_name="__main__")
+    for name in ("stack [sobel]", "plane [sobel]"):
+        saved = np.load(tmp_path / "out" / _widget_script.output_filename(name))
+        np.testing.assert_array_equal(saved, viewer.layers[name].data)
+
+
+def test_channel_filter_preview_of_selected_layers(viewer, qtbot):
+    rng = np.random.default_rng(24)
+    a, b = rng.random((2, 16, 18)), rng.random((2, 16, 18))
+    viewer.add_image(a, name="a")
+    viewer.add_image(b, name="b")
+    widget = dock(viewer, qtbot, "Channel filter")
+    widget.channels.value = "layers"
+    widget.layers.value = [viewer.layers["a"], viewer.layers["b"]]
+    widget.operation.value = "pointwise"
+    viewer.dims.set_current_step(0, 1)
+    widget._preview.value = True
+    name = "a+b [pointwise mean of channels] (preview)"
+    qtbot.waitUntil(lambda: name in viewer.layers and not widget.previewing, timeout=TIMEOUT)
+    np.testing.assert_allclose(viewer.layers[name].data[0], (a[1] + b[1]) / 2, rtol=1e-12)
