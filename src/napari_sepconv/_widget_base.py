@@ -233,7 +233,7 @@ class Source:
 
             data = da.stack(arrays, axis=-1)
         else:
-            data = np.stack(arrays, axis=-1)
+            data = StackedChannels([np.asarray(a) for a in arrays])
         name = "+".join(layer.name for layer in layers)
         geometry = Geometry.of_layer(layers[0]).with_channel_inserted(data.ndim - 1)
         inputs = tuple(layer.name for layer in layers)
@@ -248,7 +248,7 @@ class Source:
         return None if self.channel_axis is None else self.data.shape[self.channel_axis]
 
     def channels_last(self) -> Any:
-        if self.channel_axis is None:
+        if self.channel_axis in (None, self.data.ndim - 1):
             return self.data
         return _moveaxis(self.data, self.channel_axis, -1)
 
@@ -264,6 +264,29 @@ class Source:
         for axis, region in regions.items():
             translate[axis] += region.start * self.geometry.scale[axis]
         return replace(self, data=data, geometry=replace(self.geometry, translate=translate))
+
+
+class StackedChannels:
+    """Arrays of one shape taken as the channels (a last axis) of one image,
+    stacked only where a part is read, so choosing layers copies nothing."""
+
+    def __init__(self, arrays: list[np.ndarray]) -> None:
+        self.arrays = arrays
+        self.dtype = np.result_type(*arrays)
+        self.shape = (*arrays[0].shape, len(arrays))
+        self.ndim = len(self.shape)
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        key = key if isinstance(key, tuple) else (key,)
+        channels = slice(None)
+        if len(key) == self.ndim:
+            key, channels = key[:-1], key[-1]
+        stacked = np.stack([np.asarray(a[key], self.dtype) for a in self.arrays], axis=-1)
+        return stacked[..., channels]
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        stacked = np.stack(self.arrays, axis=-1).astype(self.dtype, copy=False)
+        return stacked if dtype is None else stacked.astype(dtype, copy=False)
 
 
 def _moveaxis(array: Any, source: int, destination: int) -> Any:
