@@ -17,9 +17,7 @@ import pytest
 napari = pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 npe2 = pytest.importorskip("npe2")
-if sys.platform.startswith("linux") and not (
-    os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
-):
+if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
     pytest.skip("no display: install Xvfb (pytest-xvfb starts it)", allow_module_level=True)
 
 import napari_sepconv as sc  # noqa: E402
@@ -181,9 +179,7 @@ def test_commands_without_viewer(image):
 
 
 def test_edge_filter_defaults_and_rerun(viewer, qtbot, image):
-    layer = viewer.add_image(
-        image, name="cells", scale=SCALE, translate=TRANSLATE, axis_labels=("y", "x")
-    )
+    layer = viewer.add_image(image, name="cells", scale=SCALE, translate=TRANSLATE, axis_labels=("y", "x"))
     widget = dock(viewer, qtbot, "Edge filter")
     assert widget.image.value is layer
     assert (widget.filter.value, widget.axis.value, widget.mode.value, widget.ndim.value) == (
@@ -311,9 +307,7 @@ def test_kernel_filter_preset_with_approximate_rank(viewer, qtbot, image):
     widget.rank.value = 1
     assert "rank-1 approximation error" in widget._info.value
     result = run(widget, qtbot, viewer, "cells [disk 5 rank 1]")
-    np.testing.assert_allclose(
-        result.data, sc.filter2d(image, kernel, rank=1), rtol=1e-6, atol=1e-7
-    )
+    np.testing.assert_allclose(result.data, sc.filter2d(image, kernel, rank=1), rtol=1e-6, atol=1e-7)
 
 
 def test_kernel_filter_npy_file(viewer, qtbot, image, tmp_path):

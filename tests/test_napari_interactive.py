@@ -17,9 +17,7 @@ import pytest
 
 napari = pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
-if sys.platform.startswith("linux") and not (
-    os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
-):
+if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
     pytest.skip("no display: install Xvfb (pytest-xvfb starts it)", allow_module_level=True)
 
 import napari_sepconv as sc  # noqa: E402

@@ -199,8 +199,7 @@ class Source:
         elif channel_axis is not None:
             if not -data.ndim <= channel_axis < data.ndim:
                 raise ValueError(
-                    f"channel_axis {channel_axis} does not exist: layer '{layer.name}' "
-                    f"has {data.ndim} axes"
+                    f"channel_axis {channel_axis} does not exist: layer '{layer.name}' has {data.ndim} axes"
                 )
             channel_axis %= data.ndim
         extra = {
@@ -211,9 +210,7 @@ class Source:
         if not rgb:
             extra.update(colormap=layer.colormap.name, blending=layer.blending)
         home = 0 if rgb or channel_axis is None else channel_axis
-        return cls(
-            data, layer.name, Geometry.of_layer(layer), channel_axis, rgb, home, extra, (layer.name,)
-        )
+        return cls(data, layer.name, Geometry.of_layer(layer), channel_axis, rgb, home, extra, (layer.name,))
 
     @classmethod
     def from_layers(cls, layers: Sequence[Any]) -> Source:
@@ -644,9 +641,7 @@ def channel_job(
         )
     elif kernels is not None:
         operation = "depthwise"
-        func = partial(
-            sc.depthwise_filter, kernels=kernels, channel_axis=-1, mode=mode, cval=cval, **dtype
-        )
+        func = partial(sc.depthwise_filter, kernels=kernels, channel_axis=-1, mode=mode, cval=cval, **dtype)
     elif weights is not None:
         operation = "pointwise"
         func = partial(sc.pointwise_filter, weights=weights, channel_axis=-1, **dtype)
@@ -756,7 +751,11 @@ def smooth_job(
     range_kw = {"preserve_range": True} if output_type == "range" else {}
     if operation == "gaussian":
         func = partial(
-            sc.gaussian, sigma=per_axis(sigma), mode=mode, cval=cval, channel_axis=channel_axis,
+            sc.gaussian,
+            sigma=per_axis(sigma),
+            mode=mode,
+            cval=cval,
+            channel_axis=channel_axis,
             **range_kw,
         )
         tag = f"gaussian σ={sigma:g}{unit}"
@@ -769,21 +768,33 @@ def smooth_job(
         if output_type == "float64":
             kwargs = {"output": np.float64}
         func = partial(
-            sc.gaussian_filter, sigma=per_axis(sigma), order=order, mode=mode, cval=cval,
-            axes=tuple(range(ndim)), **kwargs,
+            sc.gaussian_filter,
+            sigma=per_axis(sigma),
+            order=order,
+            mode=mode,
+            cval=cval,
+            axes=tuple(range(ndim)),
+            **kwargs,
         )
         tag = f"gaussian {derivative} σ={sigma:g}{unit}"
         reach = sigma
     elif operation == "dog":
         func = partial(
-            sc.difference_of_gaussians, low_sigma=per_axis(sigma), high_sigma=per_axis(high_sigma),
-            mode=mode, cval=cval, channel_axis=channel_axis,
+            sc.difference_of_gaussians,
+            low_sigma=per_axis(sigma),
+            high_sigma=per_axis(high_sigma),
+            mode=mode,
+            cval=cval,
+            channel_axis=channel_axis,
         )
         tag = f"dog σ={sigma:g}–{high_sigma:g}{unit}"
         reach = max(sigma, high_sigma)
     else:
         func = partial(
-            sc.unsharp_mask, radius=per_axis(sigma), amount=float(amount), channel_axis=channel_axis,
+            sc.unsharp_mask,
+            radius=per_axis(sigma),
+            amount=float(amount),
+            channel_axis=channel_axis,
             **range_kw,
         )
         tag = f"unsharp r={sigma:g}{unit} ×{amount:g}"

@@ -182,9 +182,7 @@ WEIGHT_PRESETS: dict[str, Callable[[int], np.ndarray]] = {
 
 def _need_channels(channels: int, expected: int, weights: np.ndarray) -> np.ndarray:
     if channels != expected:
-        raise ValueError(
-            f"weights: this preset needs {expected} channels, the image has {channels}"
-        )
+        raise ValueError(f"weights: this preset needs {expected} channels, the image has {channels}")
     return weights
 
 

@@ -100,8 +100,12 @@ def call_record(job: Any, layout: tuple) -> dict:
     name, arguments = _call(job.func)
     lines = body(job, layout)
     snippet = "\n".join(
-        [*_HEADER, f"# napari-sepconv {sc.__version__}: {job.name}", *_read_from_viewer(job.source.inputs),
-         *lines]
+        [
+            *_HEADER,
+            f"# napari-sepconv {sc.__version__}: {job.name}",
+            *_read_from_viewer(job.source.inputs),
+            *lines,
+        ]
     )
     return {
         "function": f"napari_sepconv.{name}",

@@ -623,9 +623,7 @@ class _Warmer:
         with self._lock:
             self._queue.put((jobs, done))
             if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._work, name="sepconv-warm-up", daemon=True
-                )
+                self._thread = threading.Thread(target=self._work, name="sepconv-warm-up", daemon=True)
                 self._thread.start()
         return done
 
@@ -672,8 +670,7 @@ def _elided(text: str) -> str:
         text = text[: _MAX_MESSAGE - 1] + "…"
     words = text.split(" ")
     return " ".join(
-        "\u200b".join(w[i : i + 24] for i in range(0, len(w), 24)) if len(w) > 24 else w
-        for w in words
+        "\u200b".join(w[i : i + 24] for i in range(0, len(w), 24)) if len(w) > 24 else w for w in words
     )
 
 
@@ -765,9 +762,7 @@ def _same_call(layer: Any, metadata: dict) -> bool:
     return bool(old) and all(old.get(k) == new.get(k) for k in keys)
 
 
-def show_image(
-    viewer: Any, data: Any, *, name: str, replace_same_name: bool = False, **kwargs: Any
-) -> Image:
+def show_image(viewer: Any, data: Any, *, name: str, replace_same_name: bool = False, **kwargs: Any) -> Image:
     """Add an Image layer, or update the one made by the same call.
 
     A layer of that name made by another call (other settings) is kept and
@@ -1014,9 +1009,7 @@ class KernelFilterWidget(_FilterWidget):
         super().__init__(
             napari_viewer,
             {
-                "kernel": _combo(
-                    [("preset", "preset"), ("typed in", "text"), ("from .npy file", "file")]
-                ),
+                "kernel": _combo([("preset", "preset"), ("typed in", "text"), ("from .npy file", "file")]),
                 "preset": _combo(list(KERNEL_PRESETS)),
                 "sigma": {"min": 0.1, "max": 50.0, "step": 0.5},
                 "size": {"min": 1, "max": 101},
@@ -1123,9 +1116,7 @@ class KernelFilterWidget(_FilterWidget):
             lines.append(f"rank-{rank} approximation error: {100 * chosen.error:.2g} %")
         direct, separated = chosen.cost
         if separated < direct:
-            lines.append(
-                f"multiplications per pixel: {direct} → {separated} ({direct - separated} saved)"
-            )
+            lines.append(f"multiplications per pixel: {direct} → {separated} ({direct - separated} saved)")
         else:
             lines.append(f"multiplications per pixel: {direct} (direct is cheaper here)")
         return "\n".join(lines)
@@ -1190,15 +1181,11 @@ class ChannelFilterWidget(_FilterWidget):
                 "sigma": {"min": 0.1, "max": 50.0, "step": 0.5},
                 "size": {"min": 1, "max": 101},
                 "kernel_file": {"label": "kernel .npy", "filter": "*.npy", "mode": "r"},
-                "weights": _combo(
-                    _named(WEIGHT_PRESETS) + [("from .npy file", "file")], "pointwise weights"
-                ),
+                "weights": _combo(_named(WEIGHT_PRESETS) + [("from .npy file", "file")], "pointwise weights"),
                 "weights_file": {"label": "weights .npy", "filter": "*.npy", "mode": "r"},
                 "mode": _combo(MODES),
                 "cval": {"label": "constant", "step": 0.1},
-                "output": _combo(
-                    [("one layer (channel axis)", "stack"), ("one layer per channel", "split")]
-                ),
+                "output": _combo([("one layer (channel axis)", "stack"), ("one layer per channel", "split")]),
             },
         )
 
@@ -1291,13 +1278,10 @@ class ChannelFilterWidget(_FilterWidget):
             kernels = kernels[:, np.newaxis]
         if kernels.ndim != 4:
             raise ValueError(
-                "depthwise kernel: expected shape (C, kh, kw) or (C, M, kh, kw), "
-                f"got {kernels.shape}"
+                f"depthwise kernel: expected shape (C, kh, kw) or (C, M, kh, kw), got {kernels.shape}"
             )
         if kernels.shape[0] != channels:
-            raise ValueError(
-                f"depthwise kernel: {kernels.shape[0]} kernels for {channels} channels"
-            )
+            raise ValueError(f"depthwise kernel: {kernels.shape[0]} kernels for {channels} channels")
         return np.ascontiguousarray(kernels)
 
     def _weights(self, params: dict, channels: int) -> np.ndarray:
