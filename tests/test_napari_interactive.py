@@ -488,6 +488,7 @@ def test_snippets_and_exported_script_recompute_the_results(viewer, qtbot, tmp_p
     monkeypatch.setattr(_widgets, "_ask_save_path", lambda: str(from_menu))
     get_app_model().commands.execute_command("napari-sepconv.export_script").result()
     assert from_menu.read_text() == path.read_text().replace("steps", "from_menu")
+    assert edge.export_script(tmp_path / "direct.py") == tmp_path / "direct.py"
     out = tmp_path / "out"
     # run it without napari
     monkeypatch.setattr(sys, "argv", [str(path), str(out)])

@@ -92,11 +92,12 @@ def luminance(image: Layer | None = None, viewer: Viewer | None = None) -> Any:
     return _run("RGB to grey", make, image, viewer)
 
 
-def export_script(viewer: Viewer | None = None) -> Any:
-    """Write every sepconv step taken in the viewer as one Python script
-    (asks where); the script reproduces the results without napari."""
+def export_script(viewer: Viewer | None = None, path: str | None = None) -> Any:
+    """Write every sepconv step taken in the viewer as one Python script (a
+    dialog asks where, unless ``path`` is given); the script reproduces the
+    results without napari. Returns the path written."""
     from ._widgets import export_script as export
 
     if viewer is None:
         raise ValueError("export_script needs a napari viewer")
-    return export(viewer)
+    return export(viewer, path)

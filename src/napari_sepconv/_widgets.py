@@ -550,8 +550,13 @@ class _FilterWidget(FunctionGui):
             _show_text_dialog(self.native, f"{self.title}: help", text)
         return text
 
+    def export_script(self, path: str | Path | None = None) -> Path | None:
+        """Write every sepconv step taken in the viewer as one script (without
+        ``path``, a dialog asks where); returns the path written."""
+        return export_script(self._viewer, path)
+
     def _export_clicked(self, *args: Any) -> None:
-        export_script(self._viewer)
+        self.export_script()
 
 
 def guess_channel_axis(layer: Any, short_axes: bool = True) -> int | None:
