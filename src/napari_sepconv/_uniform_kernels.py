@@ -23,7 +23,7 @@ from numba import prange
 
 # Lines swept together by the last-axis kernel: independent running sums keep the
 # floating-point units busy while each line is read in order.
-LINES_PER_TASK = 8
+LINES_PER_TASK = 32
 # Columns swept together by the other-axes kernel (one contiguous run of a row).
 COLUMNS_PER_TASK = 256
 
@@ -56,6 +56,54 @@ def _jit(func):
         return numba.njit(parallel=True, cache=False, nogil=True, error_model="numpy")(func)
 
 
+def _helper(func):
+    """A kernel's helper, compiled once and cached; kept out of line, where its loop
+    over independent sums is vectorised."""
+    try:
+        return numba.njit(cache=True, nogil=True, error_model="numpy")(func)
+    except RuntimeError:  # no writable cache location (read-only install)
+        return numba.njit(cache=False, nogil=True, error_model="numpy")(func)
+
+
+@_helper
+def add_lanes(entering, hi, lo):
+    """``hi + lo += entering``, lane by lane (the update of :func:`accumulate`)."""
+    for c in range(hi.size):
+        v = entering[c]
+        s = hi[c] + v
+        bb = s - hi[c]
+        err = (hi[c] - (s - bb)) + (v - bb)
+        lw = lo[c] + err
+        h = s + lw
+        lo[c] = lw - (h - s)
+        hi[c] = h
+
+
+@_helper
+def step_lanes(entering, leaving, hi, lo, means, inv):
+    """One step of the running sums: add ``entering``, subtract ``leaving``, write the means.
+
+    The same operations, in the same order, as two :func:`accumulate` calls."""
+    for c in range(hi.size):
+        v = entering[c]
+        s = hi[c] + v
+        bb = s - hi[c]
+        err = (hi[c] - (s - bb)) + (v - bb)
+        lw = lo[c] + err
+        h = s + lw
+        lw = lw - (h - s)
+        v = -leaving[c]
+        s = h + v
+        bb = s - h
+        err = (h - (s - bb)) + (v - bb)
+        lw = lw + err
+        h = s + lw
+        lw = lw - (h - s)
+        hi[c] = h
+        lo[c] = lw
+        means[c] = (h + lw) / inv
+
+
 @_jit
 def uniform_last_axis(src, source, size, cval, out, nonfinite):
     """Running means along the last axis of the 2-D ``src`` (lines, n) into ``out``.
@@ -86,19 +134,11 @@ def uniform_last_axis(src, source, size, cval, out, nonfinite):
         lo = np.zeros(LINES_PER_TASK)
         means = np.empty((n, LINES_PER_TASK))
         for k in range(size):
-            entering = buf[k]
-            for r in range(LINES_PER_TASK):
-                hi[r], lo[r] = accumulate(hi[r], lo[r], entering[r])
+            add_lanes(buf[k], hi, lo)
         for r in range(LINES_PER_TASK):
             means[0, r] = (hi[r] + lo[r]) / inv
         for i in range(1, n):
-            entering = buf[i + size - 1]
-            leaving = buf[i - 1]
-            mean = means[i]
-            for r in range(LINES_PER_TASK):
-                h, lw = accumulate(hi[r], lo[r], entering[r])
-                hi[r], lo[r] = accumulate(h, lw, -leaving[r])
-                mean[r] = (hi[r] + lo[r]) / inv
+            step_lanes(buf[i + size - 1], buf[i - 1], hi, lo, means[i], inv)
         for r in range(m):
             line_out = out[first + r]
             for i in range(n):
@@ -146,21 +186,20 @@ def uniform_middle_axis(src, source, size, cval, out, nonfinite):
         entering = np.empty(w)
         leaving = np.empty(w)
         bad = 0.0
+        means = np.empty(w)
         for k in range(size):
             bad += load_row(src, o, source[k], c0, w, cval, entering)
-            for c in range(w):
-                hi[c], lo[c] = accumulate(hi[c], lo[c], entering[c])
+            add_lanes(entering, hi, lo)
         dst = out[o, 0, c0 : c0 + w]
         for c in range(w):
             dst[c] = (hi[c] + lo[c]) / inv
         for i in range(1, n):
             bad += load_row(src, o, source[i + size - 1], c0, w, cval, entering)
             load_row(src, o, source[i - 1], c0, w, cval, leaving)
+            step_lanes(entering, leaving, hi, lo, means, inv)
             dst = out[o, i, c0 : c0 + w]
             for c in range(w):
-                h, lw = accumulate(hi[c], lo[c], entering[c])
-                hi[c], lo[c] = accumulate(h, lw, -leaving[c])
-                dst[c] = (hi[c] + lo[c]) / inv
+                dst[c] = means[c]
         nonfinite[o, task % per_outer] = bad > 0.0
 
 
@@ -203,13 +242,6 @@ def _fix_nonfinite(src, source, size, cval, out, o, c):
 
 
 fix_nonfinite_line = numba.njit(inline="always", cache=False)(_fix_nonfinite)
-
-
-def _helper(func):
-    try:
-        return numba.njit(cache=True, nogil=True)(func)
-    except RuntimeError:  # no writable cache location (read-only install)
-        return numba.njit(cache=False, nogil=True)(func)
 
 
 @_helper
