@@ -177,3 +177,17 @@ def test_plan_of_a_partial_takes_the_functions_own_dtype():
     assert plan.out_dtype == np.float32 and plan.modes == {0: "wrap", 1: "wrap"}
     with pytest.raises(ValueError, match="kernels"):
         _plan.plan_of(sc.depthwise_filter, (6, 7, 3), np.float32, kernels=np.ones((2, 3, 3)))
+
+
+def test_every_public_function_keeps_its_docstring_and_filters_have_a_plan():
+    planned = {"sobel", "sobel_h", "sobel_v", "scharr", "scharr_h", "scharr_v", "prewitt",
+               "prewitt_h", "prewitt_v", "farid", "farid_h", "farid_v", "correlate1d",
+               "convolve1d", "separable_filter", "filter2d", "depthwise_filter",
+               "pointwise_filter", "depthwise_separable_filter"}
+    for name in sc.__all__:
+        obj = getattr(sc, name)
+        if callable(obj):
+            assert obj.__doc__ and obj.__doc__.strip(), name
+        if name in planned:
+            assert ">>>" in obj.__doc__, name
+            assert callable(obj.plan), name

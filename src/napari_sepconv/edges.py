@@ -198,13 +198,6 @@ def _edge_filter(name, image, mask, axis, mode, cval, channel_axis, dtype, prese
     return _backend.apply_mask(out, eroded)
 
 
-# --------------------------------------------------------------------------
-# Magnitude or one axis, any number of dimensions
-# --------------------------------------------------------------------------
-
-@_edge_doc("Find edges with the Sobel operator.", "Sobel",
-           "Edge magnitude, or the derivative along ``axis``.",
-           "sc.sobel(image).round(3)[2]\n    array([0.   , 0.707, 0.707, 0.   , 0.   ])")
 def _attach_edge_plan(public, name, direction=None):
     def plan(image, mask=None, *, axis=None, mode="reflect", cval=0.0, channel_axis=None,
              dtype=None, preserve_range=False, backend="auto"):
@@ -214,6 +207,13 @@ def _attach_edge_plan(public, name, direction=None):
     return attach_plan(public, plan)
 
 
+# --------------------------------------------------------------------------
+# Magnitude or one axis, any number of dimensions
+# --------------------------------------------------------------------------
+
+@_edge_doc("Find edges with the Sobel operator.", "Sobel",
+           "Edge magnitude, or the derivative along ``axis``.",
+           "sc.sobel(image).round(3)[2]\n    array([0.   , 0.707, 0.707, 0.   , 0.   ])")
 def sobel(image, mask=None, *, axis=None, mode="reflect", cval=0.0, channel_axis=None,
           dtype=None, preserve_range=False, backend="auto"):
     return _edge_filter("sobel", image, mask, axis, mode, cval, channel_axis, dtype,
