@@ -43,8 +43,9 @@ warm-cache: $(VENV)/.test-deps
 
 # Library, dask and batch tests (CPU), the PTX compile check, the doctests.
 test-core: $(VENV)/.test-deps warm-cache
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) tests --ignore=tests/test_napari.py \
-		--doctest-modules src/napari_sepconv --ignore=src/napari_sepconv/_widgets.py
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) tests --ignore-glob='tests/test_napari*.py' \
+		--doctest-modules src/napari_sepconv --ignore=src/napari_sepconv/_widgets.py \
+		--ignore=src/napari_sepconv/_widget_smooth.py
 
 # CUDA kernels on Numba's simulator (no GPU needed); a separate process, since the
 # simulator must be switched on before numba.cuda is first imported.
@@ -53,7 +54,7 @@ test-cudasim: $(VENV)/.test-deps warm-cache
 
 # napari widgets under a virtual X server (pytest-xvfb starts Xvfb).
 test-gui: $(VENV)/.test-deps warm-cache
-	$(BIN)/python -m pytest tests/test_napari.py
+	$(BIN)/python -m pytest tests/test_napari.py tests/test_napari_interactive.py
 
 BENCH_VENV ?= .venv-bench
 $(BENCH_VENV)/.bench-deps: pyproject.toml

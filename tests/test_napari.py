@@ -482,3 +482,19 @@ def test_edge_presets_equal_the_library_edge_filters(name):
             np.testing.assert_allclose(sc.filter2d(image, kernel), expected, atol=1e-12)
     step = (x >= 9).astype(float)
     assert sc.filter2d(step, preset_kernel(f"{name.capitalize()} x"))[8, 9] > 0  # rising: positive
+
+
+def test_channel_widget_cost_is_what_the_library_runs():
+    """A mixed kernel set runs directly for every channel; the widget says what runs."""
+    from napari_sepconv._widgets import _channel_costs
+
+    kernels = np.stack([np.outer([1, 2, 1], [1, 0, -1]), np.ones((3, 3)),
+                        np.array([[0, 1, 0], [1, -4, 1], [0, 1, 0]])])[:, None].astype(float)
+    ours, normal, outputs = _channel_costs(kernels, None, 3)
+    plan = sc.depthwise_filter.plan(np.zeros((8, 8, 3)), kernels)
+    assert ours == plan.multiplications == 3 * 9 and outputs == 3 and normal == 3 * 3 * 9
+    weights = np.ones((2, 3))
+    ours, _, outputs = _channel_costs(kernels, weights, 3)
+    assert ours == 3 * 9 + 6 and outputs == 2
+    separable = np.stack([np.outer([1, 2, 1], [1, 0, -1])] * 3)[:, None].astype(float)
+    assert _channel_costs(separable, None, 3)[0] == 3 * (3 + 3)

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 import napari_sepconv as sc
+from napari_sepconv._plan import plan_of
 
 # napari runs filters in worker threads, and the widgets warm the Numba cache in
 # another one. Numba's fallback threading layer ('workqueue') aborts the process
@@ -57,6 +58,24 @@ def output_kwargs(output_type: str, dtype: Any) -> dict:
     if output_type == "range":
         return {"preserve_range": True}
     raise ValueError(f"output type must be one of auto, float32, float64, range; got {output_type!r}")
+
+
+def output_layout(func: Any, shape: tuple, dtype: Any) -> tuple[np.dtype, int]:
+    """The output dtype and last-axis length of ``func`` on an array of ``shape``.
+
+    Read from the plan of the library function ``func`` binds (nothing is
+    computed); a function without a plan runs once on a tiny zero array.
+    """
+    base = func
+    while isinstance(base, partial):
+        base = base.func
+    if hasattr(base, "plan"):
+        plan = plan_of(func, shape, dtype)
+        return plan.out_dtype, plan.out_shape[-1]
+    probe_shape = tuple(min(n, 4) for n in shape)
+    with LIBRARY_LOCK:
+        probe = np.asarray(func(np.zeros(probe_shape, dtype)))
+    return probe.dtype, probe.shape[-1]
 
 
 def _output_tag(output_type: str) -> str:
@@ -413,17 +432,14 @@ class Job:
         """Lazy ``func`` on each block, for functions that do not stack themselves."""
         lead = data.ndim - self.core_ndim
         data = data.rechunk({axis: -1 for axis in range(lead, data.ndim)})
-        # a tiny call tells the output's dtype and channel count
-        probe_shape = tuple(min(n, 4) for n in data.shape[lead:])
-        with LIBRARY_LOCK:
-            probe = np.asarray(self.func(np.zeros(probe_shape, data.dtype)))
+        out_dtype, last = output_layout(self.func, data.shape[lead:], data.dtype)
         core_shape = data.shape[lead:]
         if self.source.channel_axis is not None:
-            core_shape = core_shape[:-1] + probe.shape[-1:]
+            core_shape = core_shape[:-1] + (last,)
         func = self.func
 
         def filter_blocks(block: np.ndarray) -> np.ndarray:
-            out = np.empty(block.shape[:lead] + core_shape, probe.dtype)
+            out = np.empty(block.shape[:lead] + core_shape, out_dtype)
             for index in np.ndindex(block.shape[:lead]):
                 out[index] = func(block[index])
             return out
@@ -431,8 +447,8 @@ class Job:
         return data.map_blocks(
             filter_blocks,
             chunks=data.chunks[:lead] + tuple((n,) for n in core_shape),
-            dtype=probe.dtype,
-            meta=np.empty((0,) * data.ndim, probe.dtype),
+            dtype=out_dtype,
+            meta=np.empty((0,) * data.ndim, out_dtype),
         )
 
     def layers(self, result: Any) -> list[tuple]:

@@ -40,6 +40,7 @@ from qtpy.QtCore import Qt, QTimer
 import napari_sepconv as sc
 
 from ._boundary import CANONICAL_NAMES
+from ._plan import ImageSpec
 from ._widget_base import (
     OUTPUT_TYPES,
     USER_ERRORS,
@@ -1360,7 +1361,10 @@ class ChannelFilterWidget(_FilterWidget):
                 return "choose the channel axis"
             channels = layer.data.shape[axis]
         kernels, weights = self._plan(params, channels)
-        ours, normal, outputs = _channel_costs(kernels, weights, channels)
+        try:
+            ours, normal, outputs = _channel_costs(kernels, weights, channels)
+        except (TypeError, ValueError) as error:  # the library's own check, as Run would say
+            return str(error)
         text = f"{channels} → {outputs} channels; multiplications per pixel: {ours}"
         if params["operation"] == "pointwise":
             return text + " (the same as a 1×1 convolution)"
@@ -1408,22 +1412,15 @@ def _squeeze_depth(kernels: np.ndarray) -> np.ndarray:
 
 
 def _channel_costs(kernels: Any, weights: Any, channels: int) -> tuple[int, int, int]:
-    """Multiplications per output pixel: (this filter, a normal convolution with
-    the same output, output channel count)."""
-    ours = 0
-    outputs, kernel_size = channels, 1
-    if kernels is not None:
-        cache: dict = {}
-        for kernel in kernels.reshape(-1, *kernels.shape[2:]):
-            key = kernel.tobytes()
-            if key not in cache:
-                separated = sc.separate_kernel(kernel)
-                direct, split = separated.cost
-                cache[key] = split if separated.rank == 1 and split < direct else direct
-            ours += cache[key]
-        outputs = kernels.shape[0] * kernels.shape[1]
-        kernel_size = kernels.shape[2] * kernels.shape[3]
-    if weights is not None:
-        ours += weights.size
-        outputs = weights.shape[0]
-    return ours, outputs * channels * kernel_size, outputs
+    """Multiplications per output pixel: (what the library runs, read from the filter's plan;
+    a normal convolution with the same output; output channel count)."""
+    plane = ImageSpec((8, 8, channels), np.dtype(np.float32))  # the cost per pixel of any plane
+    if kernels is not None and weights is not None:
+        plan = sc.depthwise_separable_filter.plan(plane, kernels, weights)
+    elif kernels is not None:
+        plan = sc.depthwise_filter.plan(plane, kernels)
+    else:
+        plan = sc.pointwise_filter.plan(plane, weights)
+    kernel_size = 1 if kernels is None else kernels.shape[2] * kernels.shape[3]
+    outputs = plan.channels_out
+    return plan.multiplications, outputs * channels * kernel_size, outputs
