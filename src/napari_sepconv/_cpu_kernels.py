@@ -21,6 +21,15 @@ Depthwise kernels of many taps run planar (``depthwise_planar``): each
 channel is gathered into rows of its own, so that every tap multiplies by a
 scalar weight, and gathered back to channel-last at the end.
 
+Compile time: kernels are compiled for uint8, float32 and float64 input only
+(``kernel_input`` converts other types first, exactly), helpers once per
+argument type (``_HelperDispatcher``), and the 3x3 edge, direct 2-D and
+depthwise kernels as a thin parallel loop over one serial helper holding a
+task's work, which the parallel lowering then does not compile a second time.
+(The 1-D and fused separable kernels compile faster as one parallel loop: Numba
+optimises a callee's code again inside each caller.) Machine code is cached in
+``warmup.cache_dir()``, a folder per version.
+
 This module imports Numba and is imported on first use only (by ``_cpu``).
 """
 
@@ -242,98 +251,80 @@ def _accumulate_taps(acc, seg_a, seg_b, w, sign):
 _accumulate_taps = numba.njit(inline="always", cache=False)(_accumulate_taps)
 
 
-def _correlate_lines_task(src, offsets, weights, symmetry, mode, cval, out, first_line, last_line):
-    """1-D correlation of rows ``first_line .. last_line - 1`` of ``src`` (lines, n) into ``out``.
+def _correlate_lines(src, offsets, weights, symmetry, mode, cval, out, block):
+    """1-D correlation of each row of ``src`` (lines, n) into ``out``.
 
     Sums in scipy.ndimage's order, so the values match ``correlate1d`` bit
     for bit: for a (anti)symmetric kernel the centre tap, then pairs
     ``(x[-j] +/- x[j]) * w[-j]`` (half the multiplications); otherwise the
     last tap, then the others in order.
     """
-    n = src.shape[1]
+    n_lines, n = src.shape
     k = offsets.size
     lo = offsets.min()
     hi = offsets.max()
     padded = n + hi - lo
-    buf = np.empty(padded, out.dtype)
-    acc = np.empty(n, out.dtype)
-    for line in range(first_line, last_line):
-        row = src[line]
-        for p in range(padded):
-            q = _source_index(p + lo, n, mode)
-            if q < 0:
-                buf[p] = cval
-            else:
-                buf[p] = row[q]
-        first = k // 2 if symmetry != 0 else k - 1
-        start = offsets[first] - lo
-        seg = buf[start:start + n]
-        for j in range(n):
-            acc[j] = seg[j] * weights[first]
-        if symmetry != 0:
-            for t in range(k // 2):
-                sa = offsets[t] - lo
-                sb = offsets[k - 1 - t] - lo
-                _accumulate_taps(acc, buf[sa:sa + n], buf[sb:sb + n], weights[t], symmetry)
-        else:
-            for t in range(k - 1):
-                sa = offsets[t] - lo
-                _accumulate_taps(acc, buf[sa:sa + n], buf[sa:sa + n], weights[t], 0)
-        out[line, :] = acc
-
-
-def _correlate_rows_task(src, offsets, weights, symmetry, mode, cval, out, o, first_row, last_row):
-    """1-D correlation along axis 1 of ``src`` (outer, n, inner), vectorised over ``inner``.
-
-    Output rows ``first_row .. last_row - 1`` of plane ``o``; the same
-    summation order as ``_correlate_lines_task``.
-    """
-    n, inner = src.shape[1], src.shape[2]
-    k = offsets.size
-    acc = np.empty(inner, out.dtype)
-    # rows outside the image (constant mode, where the caller made src float)
-    outside = np.empty(inner, src.dtype)
-    outside[:] = cval
-    for i in range(first_row, last_row):
-        first = k // 2 if symmetry != 0 else k - 1
-        q = _source_index(i + offsets[first], n, mode)
-        row = src[o, q] if q >= 0 else outside
-        for j in range(inner):
-            acc[j] = row[j] * weights[first]
-        pairs = k // 2 if symmetry != 0 else k - 1
-        for t in range(pairs):
-            qa = _source_index(i + offsets[t], n, mode)
-            if symmetry != 0:
-                qb = _source_index(i + offsets[k - 1 - t], n, mode)
-            else:
-                qb = qa
-            row_a = src[o, qa] if qa >= 0 else outside
-            row_b = src[o, qb] if qb >= 0 else outside
-            _accumulate_taps(acc, row_a, row_b, weights[t], symmetry)
-        out[o, i, :] = acc
-
-
-_correlate_lines_task = _helper(_correlate_lines_task)
-_correlate_rows_task = _helper(_correlate_rows_task)
-
-
-def _correlate_lines(src, offsets, weights, symmetry, mode, cval, out, block):
-    """1-D correlation of each row of ``src`` (lines, n) into ``out``, ``block`` rows per task."""
-    n_lines = src.shape[0]
     n_tasks = (n_lines + block - 1) // block
     for task in prange(n_tasks):
-        _correlate_lines_task(src, offsets, weights, symmetry, mode, cval, out, task * block,
-                              min(n_lines, (task + 1) * block))
+        buf = np.empty(padded, out.dtype)
+        acc = np.empty(n, out.dtype)
+        for line in range(task * block, min(n_lines, (task + 1) * block)):
+            row = src[line]
+            for p in range(padded):
+                q = _source_index(p + lo, n, mode)
+                if q < 0:
+                    buf[p] = cval
+                else:
+                    buf[p] = row[q]
+            first = k // 2 if symmetry != 0 else k - 1
+            start = offsets[first] - lo
+            seg = buf[start:start + n]
+            for j in range(n):
+                acc[j] = seg[j] * weights[first]
+            if symmetry != 0:
+                for t in range(k // 2):
+                    sa = offsets[t] - lo
+                    sb = offsets[k - 1 - t] - lo
+                    _accumulate_taps(acc, buf[sa:sa + n], buf[sb:sb + n], weights[t], symmetry)
+            else:
+                for t in range(k - 1):
+                    sa = offsets[t] - lo
+                    _accumulate_taps(acc, buf[sa:sa + n], buf[sa:sa + n], weights[t], 0)
+            out[line, :] = acc
 
 
 def _correlate_rows(src, offsets, weights, symmetry, mode, cval, out, block):
-    """1-D correlation along axis 1 of ``src`` (outer, n, inner) into ``out``, ``block`` rows per task."""
-    n_outer, n = src.shape[0], src.shape[1]
+    """1-D correlation along axis 1 of ``src`` (outer, n, inner), vectorised over ``inner``.
+
+    Same summation order as ``_correlate_lines``.
+    """
+    n_outer, n, inner = src.shape
+    k = offsets.size
     n_blocks = (n + block - 1) // block
     for task in prange(n_outer * n_blocks):
+        o = task // n_blocks
         first_row = (task % n_blocks) * block
-        _correlate_rows_task(src, offsets, weights, symmetry, mode, cval, out, task // n_blocks,
-                             first_row, min(n, first_row + block))
+        acc = np.empty(inner, out.dtype)
+        # rows outside the image (constant mode, where the caller made src float)
+        outside = np.empty(inner, src.dtype)
+        outside[:] = cval
+        for i in range(first_row, min(n, first_row + block)):
+            first = k // 2 if symmetry != 0 else k - 1
+            q = _source_index(i + offsets[first], n, mode)
+            row = src[o, q] if q >= 0 else outside
+            for j in range(inner):
+                acc[j] = row[j] * weights[first]
+            pairs = k // 2 if symmetry != 0 else k - 1
+            for t in range(pairs):
+                qa = _source_index(i + offsets[t], n, mode)
+                if symmetry != 0:
+                    qb = _source_index(i + offsets[k - 1 - t], n, mode)
+                else:
+                    qb = qa
+                row_a = src[o, qa] if qa >= 0 else outside
+                row_b = src[o, qb] if qb >= 0 else outside
+                _accumulate_taps(acc, row_a, row_b, weights[t], symmetry)
+            out[o, i, :] = acc
 
 
 correlate_lines = _Kernel(_correlate_lines, 6)
@@ -571,57 +562,6 @@ _start_row = _helper(_start_row)
 _finish_row = _helper(_finish_row)
 
 
-def _separable_2d_rows(plane, col_off, col_w, col_n, row_off, row_w, row_n, mode_y, mode_x,
-                       cval, pad_x, combine, inv_divisor, accumulate, out_plane, lo, hi, first,
-                       last):
-    """Rows ``first .. last - 1`` of ``_separable_2d`` for one plane; whether a summed row
-    came out NaN or infinite."""
-    h, w = plane.shape
-    n_terms = col_n.size
-    padded = w + hi - lo
-    direct = n_terms == 1 and combine == SUM and not accumulate
-    summed = combine == SUM and not direct  # added up in the output row
-    bufs = np.empty((2, n_terms, padded), out_plane.dtype)
-    hacc = np.empty(w, out_plane.dtype)
-    totals = np.empty((2, w), out_plane.dtype)
-    nonfinite = False
-    i = first
-    while i < last:
-        n_rows = min(2, last - i)
-        if not (direct or summed):
-            for r in range(n_rows):
-                _start_row(totals[r], out_plane[i + r], accumulate)
-        for t in range(n_terms):
-            n_col = col_n[t]
-            dense = col_off[t, n_col - 1] - col_off[t, 0] == n_col - 1
-            if (n_rows == 2 and dense and n_col > 1
-                    and i + col_off[t, 0] >= 0 and i + 1 + col_off[t, n_col - 1] < h):
-                _column_pass_two(bufs[0, t, -lo:-lo + w], bufs[1, t, -lo:-lo + w], plane,
-                                 col_off[t], col_w[t], n_col, i)
-            else:
-                for r in range(n_rows):
-                    _column_pass(bufs[r, t, -lo:-lo + w], plane, col_off[t], col_w[t],
-                                 n_col, i + r, mode_y, cval)
-            for r in range(n_rows):
-                _pad_row(bufs[r, t], lo, w, mode_x, pad_x[t])
-                if not (direct or summed):  # one term's square into the total
-                    _row_pass(hacc, bufs[r], row_off, row_w, row_n, lo, t, t + 1, False)
-                    _add_square(totals[r], hacc)
-        for r in range(n_rows):
-            if direct or summed:
-                _row_pass(out_plane[i + r], bufs[r], row_off, row_w, row_n, lo, 0, n_terms,
-                          accumulate)
-                if summed and _nonfinite(out_plane[i + r]):
-                    nonfinite = True
-            else:
-                _finish_row(totals[r], combine, inv_divisor, out_plane[i + r])
-        i += n_rows
-    return nonfinite
-
-
-_separable_2d_rows = _helper(_separable_2d_rows)
-
-
 def _separable_2d(src, col_off, col_w, col_n, row_off, row_w, row_n, mode_y, mode_x, cval,
                   pad_x, combine, inv_divisor, accumulate, out, block, nonfinite):
     """Sum (or magnitude) of separable terms over the last two axes of ``src`` (P, H, W).
@@ -644,14 +584,49 @@ def _separable_2d(src, col_off, col_w, col_n, row_off, row_w, row_n, mode_y, mod
         for b in range(row_n[t]):
             lo = min(lo, row_off[t, b])
             hi = max(hi, row_off[t, b])
+    padded = w + hi - lo
+    direct = n_terms == 1 and combine == SUM and not accumulate
+    summed = combine == SUM and not direct  # added up in the output row
     n_blocks = (h + block - 1) // block
     for task in prange(n_planes * n_blocks):
         p = task // n_blocks
         first = (task % n_blocks) * block
-        if _separable_2d_rows(src[p], col_off, col_w, col_n, row_off, row_w, row_n, mode_y,
-                              mode_x, cval, pad_x, combine, inv_divisor, accumulate, out[p], lo,
-                              hi, first, min(h, first + block)):
-            nonfinite[task] = 1
+        last = min(h, first + block)
+        plane = src[p]
+        bufs = np.empty((2, n_terms, padded), out.dtype)
+        hacc = np.empty(w, out.dtype)
+        totals = np.empty((2, w), out.dtype)
+        i = first
+        while i < last:
+            n_rows = min(2, last - i)
+            if not (direct or summed):
+                for r in range(n_rows):
+                    _start_row(totals[r], out[p, i + r], accumulate)
+            for t in range(n_terms):
+                n_col = col_n[t]
+                dense = col_off[t, n_col - 1] - col_off[t, 0] == n_col - 1
+                if (n_rows == 2 and dense and n_col > 1
+                        and i + col_off[t, 0] >= 0 and i + 1 + col_off[t, n_col - 1] < h):
+                    _column_pass_two(bufs[0, t, -lo:-lo + w], bufs[1, t, -lo:-lo + w], plane,
+                                     col_off[t], col_w[t], n_col, i)
+                else:
+                    for r in range(n_rows):
+                        _column_pass(bufs[r, t, -lo:-lo + w], plane, col_off[t], col_w[t],
+                                     n_col, i + r, mode_y, cval)
+                for r in range(n_rows):
+                    _pad_row(bufs[r, t], lo, w, mode_x, pad_x[t])
+                    if not (direct or summed):  # one term's square into the total
+                        _row_pass(hacc, bufs[r], row_off, row_w, row_n, lo, t, t + 1, False)
+                        _add_square(totals[r], hacc)
+            for r in range(n_rows):
+                if direct or summed:
+                    _row_pass(out[p, i + r], bufs[r], row_off, row_w, row_n, lo, 0, n_terms,
+                              accumulate)
+                    if summed and _nonfinite(out[p, i + r]):
+                        nonfinite[task] = 1
+                else:
+                    _finish_row(totals[r], combine, inv_divisor, out[p, i + r])
+            i += n_rows
 
 
 separable_2d_kernel = _Kernel(_separable_2d, 14)
