@@ -371,7 +371,9 @@ def main(argv=None):
               file=sys.stderr)
         return 1
     if not args.quiet:
-        print(f"Compiling napari-sepconv's kernels into {where} (first time only) ...",
+        print(f"Checking napari-sepconv's compiled kernels in {where} (already warm) ..."
+              if is_warm() else
+              f"Compiling napari-sepconv's kernels into {where} (first time only) ...",
               file=sys.stderr, flush=True)
     start = time.perf_counter()
     results = warm(args.family, args.jobs, args.quiet)
