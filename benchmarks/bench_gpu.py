@@ -92,8 +92,10 @@ class Device:
         clock = dev.MEMORY_CLOCK_RATE  # kHz
         width = dev.GLOBAL_MEMORY_BUS_WIDTH  # bits
         peak = 2 * clock * 1e3 * width / 8 / 1e9
-        return f"{name} (cc {dev.compute_capability[0]}.{dev.compute_capability[1]}), " \
-               f"theoretical memory bandwidth {peak:.0f} GB/s"
+        return (
+            f"{name} (cc {dev.compute_capability[0]}.{dev.compute_capability[1]}), "
+            f"theoretical memory bandwidth {peak:.0f} GB/s"
+        )
 
 
 def _torch_conv(x, weight, bias=None, groups=1):
@@ -153,6 +155,7 @@ def workloads(size, channels_size):
                 peers["cucim.skimage"] = lambda: cucim.sobel(x)
             dtype = np.float32 if data.dtype == np.uint8 else None
             return (lambda: sc.sobel(x, dtype=dtype)), peers
+
         return make
 
     def separable15(dev):
@@ -161,8 +164,7 @@ def workloads(size, channels_size):
         ndi = ndimage(dev)
         if ndi is not None:
             g = dev.cp.asarray(gauss)
-            peers["cupyx.scipy.ndimage"] = lambda: ndi.correlate1d(
-                ndi.correlate1d(x, g, axis=0), g, axis=1)
+            peers["cupyx.scipy.ndimage"] = lambda: ndi.correlate1d(ndi.correlate1d(x, g, axis=0), g, axis=1)
         return (lambda: sc.separable_filter(x, [gauss, gauss])), peers
 
     def rank2_11(dev):
@@ -185,11 +187,13 @@ def workloads(size, channels_size):
                 cp = dev.cp
                 ks = [cp.asarray(k) for k in kernels]
                 peers["cupyx.scipy.ndimage (per channel)"] = lambda: cp.stack(
-                    [ndi.correlate(x[..., c], ks[c], mode="constant") for c in range(16)], axis=-1)
+                    [ndi.correlate(x[..., c], ks[c], mode="constant") for c in range(16)], axis=-1
+                )
             if torch is not None and dev.cp is not None:
                 weight = torch.as_tensor(kernels[:, None], device="cuda")
                 peers["torch conv2d (groups=16)"] = lambda: _torch_conv(x, weight, groups=16)
             return (lambda: sc.depthwise_filter(x, kernels, mode="constant")), peers
+
         return make
 
     def pointwise16_32(dev):
@@ -198,8 +202,7 @@ def workloads(size, channels_size):
         if dev.cp is not None:
             w = dev.cp.asarray(pw.T.copy())
             b = dev.cp.asarray(bias)
-            peers["cupy matmul"] = lambda: (x.reshape(-1, 16) @ w + b).reshape(
-                x.shape[:2] + (32,))
+            peers["cupy matmul"] = lambda: (x.reshape(-1, 16) @ w + b).reshape(x.shape[:2] + (32,))
         return (lambda: sc.pointwise_filter(x, pw, bias)), peers
 
     def depthwise_separable(dev):
@@ -227,8 +230,11 @@ def workloads(size, channels_size):
         (f"depthwise 3x3 {channels_size}x{channels_size}x16", 2 * stack_bytes, depthwise(3)),
         (f"depthwise 7x7 {channels_size}x{channels_size}x16", 2 * stack_bytes, depthwise(7)),
         (f"pointwise 16->32 {channels_size}x{channels_size}", 3 * stack_bytes, pointwise16_32),
-        (f"depthwise-separable 3x3 16->32 {channels_size}x{channels_size}", 3 * stack_bytes,
-         depthwise_separable),
+        (
+            f"depthwise-separable 3x3 16->32 {channels_size}x{channels_size}",
+            3 * stack_bytes,
+            depthwise_separable,
+        ),
     ]
 
 
@@ -258,8 +264,7 @@ def run(args):
     failures = []
     rows = []
     tiny = workloads(64, 64)  # the same calls on 64 x 64 images: the fixed cost of a call
-    for (name, nbytes, make), (_, _, make_tiny) in zip(workloads(args.size, args.channels_size),
-                                                       tiny):
+    for (name, nbytes, make), (_, _, make_tiny) in zip(workloads(args.size, args.channels_size), tiny):
         if args.only and not re.search(args.only, name):
             continue
         ours, peers = make(dev)
@@ -284,9 +289,11 @@ def run(args):
         floor_t = statistics.median(times["floor (copy)"])
         fixed_t = min(statistics.median(times["ours 64x64"]), 0.95 * ours_t)
         gbs = nbytes / ours_t / 1e9
-        print(f"{name}: ours {ours_t * 1e3:.3f} ms ({gbs:.0f} GB/s), "
-              f"floor/ours {floor_t / ours_t:.2f}; fixed cost per call "
-              f"{fixed_t * 1e3:.3f} ms, floor/(ours - fixed) {floor_t / (ours_t - fixed_t):.2f}")
+        print(
+            f"{name}: ours {ours_t * 1e3:.3f} ms ({gbs:.0f} GB/s), "
+            f"floor/ours {floor_t / ours_t:.2f}; fixed cost per call "
+            f"{fixed_t * 1e3:.3f} ms, floor/(ours - fixed) {floor_t / (ours_t - fixed_t):.2f}"
+        )
         best = None
         for peer_name in peers:
             peer_t = statistics.median(times[peer_name])
@@ -296,15 +303,19 @@ def run(args):
         rows.append((name, ours_t, floor_t / ours_t, fixed_t, floor_t / (ours_t - fixed_t), best))
         if name.startswith("sobel") and args.size == 4096:
             ok = floor_t / ours_t >= 0.5
-            print(f"  {'PASS' if ok else 'FAIL'}: {name} within 2x of the bandwidth floor "
-                  f"({floor_t / ours_t:.2f} of it)")
+            print(
+                f"  {'PASS' if ok else 'FAIL'}: {name} within 2x of the bandwidth floor "
+                f"({floor_t / ours_t:.2f} of it)"
+            )
             if not ok:
                 failures.append(f"{name} is more than 2x the bandwidth floor")
             if "cupyx.scipy.ndimage" in peers:
                 ratio = statistics.median(times["cupyx.scipy.ndimage"]) / ours_t
                 ok = ratio >= 1.0
-                print(f"  {'PASS' if ok else 'FAIL'}: {name} at least as fast as "
-                      f"cupyx.scipy.ndimage ({ratio:.2f}x)")
+                print(
+                    f"  {'PASS' if ok else 'FAIL'}: {name} at least as fast as "
+                    f"cupyx.scipy.ndimage ({ratio:.2f}x)"
+                )
                 if not ok:
                     failures.append(f"{name} is slower than cupyx.scipy.ndimage")
     if args.markdown:
@@ -325,18 +336,23 @@ def _write_markdown(path, device, rows):
         module = _optional(name)
         if module is not None:
             versions.append(f"{name.replace('_', '-')} {getattr(module, '__version__', '?')}")
-    lines = [f"Device: {device}; Python {platform.python_version()}, {', '.join(versions)}.",
-             "Medians of interleaved rounds, each call synchronised; peer/ours above 1: we are "
-             "faster; floor share: a device-to-device copy of the bytes the workload must move, "
-             "over our time; fixed cost: the same call on a 64 x 64 image (Python, argument "
-             "checks, launch), left out of the last share.", "",
-             "| workload | ours (ms) | floor share | fixed cost (ms) | floor share less fixed "
-             "cost | fastest peer | peer/ours |",
-             "| --- | ---: | ---: | ---: | ---: | --- | ---: |"]
+    lines = [
+        f"Device: {device}; Python {platform.python_version()}, {', '.join(versions)}.",
+        "Medians of interleaved rounds, each call synchronised; peer/ours above 1: we are "
+        "faster; floor share: a device-to-device copy of the bytes the workload must move, "
+        "over our time; fixed cost: the same call on a 64 x 64 image (Python, argument "
+        "checks, launch), left out of the last share.",
+        "",
+        "| workload | ours (ms) | floor share | fixed cost (ms) | floor share less fixed "
+        "cost | fastest peer | peer/ours |",
+        "| --- | ---: | ---: | ---: | ---: | --- | ---: |",
+    ]
     for name, ours_t, share, fixed_t, kernel_share, best in rows:
         peer, ratio = ("none", "") if best is None else (best[0], f"{best[1] / ours_t:.2f}")
-        lines.append(f"| {name} | {ours_t * 1e3:.3f} | {share:.2f} | {fixed_t * 1e3:.3f} | "
-                     f"{kernel_share:.2f} | {peer} | {ratio} |")
+        lines.append(
+            f"| {name} | {ours_t * 1e3:.3f} | {share:.2f} | {fixed_t * 1e3:.3f} | "
+            f"{kernel_share:.2f} | {peer} | {ratio} |"
+        )
     with open(path, "w", encoding="utf-8") as fh:
         fh.write("\n".join(lines) + "\n")
     print(f"wrote {path}")
@@ -347,8 +363,7 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="5 rounds instead of 30")
     parser.add_argument("--only", help="workloads whose name matches this regex")
     parser.add_argument("--size", type=int, default=4096, help="side of the 2-D images")
-    parser.add_argument("--channels-size", type=int, default=1024,
-                        help="side of the 16-channel images")
+    parser.add_argument("--channels-size", type=int, default=1024, help="side of the 16-channel images")
     parser.add_argument("--markdown", help="also write the results as a Markdown table here")
     args = parser.parse_args(argv)
     args.rounds = 5 if args.quick else 30

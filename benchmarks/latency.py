@@ -260,8 +260,9 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="fewer processes, the sobel family only")
     parser.add_argument("--repeats", type=int, default=None, help="processes per measurement")
     parser.add_argument("--only", metavar="REGEX", help="families whose name matches")
-    parser.add_argument("--families-only", action="store_true",
-                        help="skip the import and first sc.sobel measurements")
+    parser.add_argument(
+        "--families-only", action="store_true", help="skip the import and first sc.sobel measurements"
+    )
     parser.add_argument("--markdown", action="store_true", help="also print the docs table")
     parser.add_argument("--json", metavar="PATH", help="write the results as JSON")
     args = parser.parse_args(argv)

@@ -221,10 +221,12 @@ class Builder:
             def opencv_loop(d):
                 x, out = d["x"], d["out"]
                 for i in range(n_planes):
-                    gx = cv2.Sobel(x[i], cv2.CV_32F, 1, 0, ksize=3, scale=scale,
-                                   borderType=cv2.BORDER_REFLECT)
-                    gy = cv2.Sobel(x[i], cv2.CV_32F, 0, 1, ksize=3, scale=scale,
-                                   borderType=cv2.BORDER_REFLECT)
+                    gx = cv2.Sobel(
+                        x[i], cv2.CV_32F, 1, 0, ksize=3, scale=scale, borderType=cv2.BORDER_REFLECT
+                    )
+                    gy = cv2.Sobel(
+                        x[i], cv2.CV_32F, 0, 1, ksize=3, scale=scale, borderType=cv2.BORDER_REFLECT
+                    )
                     out[i] = cv2.magnitude(gx, gy)
                 return out
 
@@ -872,15 +874,33 @@ def target_workloads(b: Builder):
 def small_call_workloads(b: Builder):
     """Small images, where the cost around the kernel decides (issue 11, item 4)."""
     return [
-        b.sobel((64, 64), np.float32, peers=("opencv",), group="small calls",
-                target=Target(0.7, "Sobel float32 64² >= 0.7x OpenCV", ("opencv",))),
-        b.sobel((256, 256), np.float32, peers=("opencv",), group="small calls",
-                target=Target(1.5, "Sobel float32 256² >= 1.5x OpenCV", ("opencv",))),
-        b.separable((256, 256), 15, np.float32, peers=("opencv",), group="small calls",
-                    target=Target(1.2, "15-tap separable 256² >= 1.2x cv2.sepFilter2D",
-                                  ("opencv",))),
-        b.sobel_plane_loop(1000, 128, target=Target(
-            1.0, "1000 planes of 128², one call each, >= 1.0x OpenCV in a loop", ("opencv",))),
+        b.sobel(
+            (64, 64),
+            np.float32,
+            peers=("opencv",),
+            group="small calls",
+            target=Target(0.7, "Sobel float32 64² >= 0.7x OpenCV", ("opencv",)),
+        ),
+        b.sobel(
+            (256, 256),
+            np.float32,
+            peers=("opencv",),
+            group="small calls",
+            target=Target(1.5, "Sobel float32 256² >= 1.5x OpenCV", ("opencv",)),
+        ),
+        b.separable(
+            (256, 256),
+            15,
+            np.float32,
+            peers=("opencv",),
+            group="small calls",
+            target=Target(1.2, "15-tap separable 256² >= 1.2x cv2.sepFilter2D", ("opencv",)),
+        ),
+        b.sobel_plane_loop(
+            1000,
+            128,
+            target=Target(1.0, "1000 planes of 128², one call each, >= 1.0x OpenCV in a loop", ("opencv",)),
+        ),
     ]
 
 

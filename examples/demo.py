@@ -28,9 +28,9 @@ from napari_sepconv.kernels import edge_kernel_2d, gaussian_kernel_1d
 
 def log_kernel(sigma=1.6, radius=6):
     """A Laplacian-of-Gaussian kernel: a sum of two separable terms."""
-    g = gaussian_kernel_1d(sigma)[len(gaussian_kernel_1d(sigma)) // 2 - radius:][:2 * radius + 1]
+    g = gaussian_kernel_1d(sigma)[len(gaussian_kernel_1d(sigma)) // 2 - radius :][: 2 * radius + 1]
     x = np.arange(-radius, radius + 1)
-    d2 = g * (x ** 2 / sigma ** 4 - 1 / sigma ** 2)
+    d2 = g * (x**2 / sigma**4 - 1 / sigma**2)
     return np.outer(d2, g) + np.outer(g, d2)
 
 
@@ -71,8 +71,7 @@ def main(argv=None):
     rgb = skimage.data.astronaut()  # (512, 512, 3) uint8, bundled with scikit-image
     gray = skimage.color.rgb2gray(rgb).astype(np.float32)
     print(f"napari-sepconv {sc.__version__}: backends {sc.available_backends()}")
-    print(f"Sample: scikit-image astronaut, RGB {rgb.shape} {rgb.dtype}, "
-          f"gray {gray.shape} {gray.dtype}\n")
+    print(f"Sample: scikit-image astronaut, RGB {rgb.shape} {rgb.dtype}, gray {gray.shape} {gray.dtype}\n")
 
     print("Edge filters (magnitude, 1-D passes); each is warmed up before it is timed:")
     panels = [("input (gray)", gray)]
@@ -96,34 +95,41 @@ def main(argv=None):
         split = sc.separate_kernel(kernel)
         direct, separated = split.cost
         how = "separable" if separated < direct else "direct"
-        print(f"  {name:<28s} rank {split.rank}: {direct} -> {min(direct, separated)} "
-              f"multiplications/pixel ({how}, error {split.error:.1e})")
+        print(
+            f"  {name:<28s} rank {split.rank}: {direct} -> {min(direct, separated)} "
+            f"multiplications/pixel ({how}, error {split.error:.1e})"
+        )
         result = timed(f"sc.filter2d(gray, {name})", sc.filter2d, gray, kernel)
         if name.startswith("laplacian"):
             panels.append(("LoG filter2d (rank 2)", result))
     approx = sc.separate_kernel(kernels["random 9x9"], rank=3)  # the best rank-3 approximation
-    print(f"  random 9x9 truncated to rank 3: relative error {approx.error:.2f}, "
-          f"{approx.cost[0]} -> {approx.cost[1]} multiplications/pixel")
+    print(
+        f"  random 9x9 truncated to rank 3: relative error {approx.error:.2f}, "
+        f"{approx.cost[0]} -> {approx.cost[1]} multiplications/pixel"
+    )
 
     print("\nChannel filters on the RGB stack (channel axis last):")
     sobel_x = edge_kernel_2d("sobel", 1)
-    depthwise = timed("sc.depthwise_filter(rgb, 3 Sobel kernels)", sc.depthwise_filter,
-                      rgb, np.stack([sobel_x] * 3))
+    depthwise = timed(
+        "sc.depthwise_filter(rgb, 3 Sobel kernels)", sc.depthwise_filter, rgb, np.stack([sobel_x] * 3)
+    )
     luminance = np.array([[0.2125, 0.7154, 0.0721]])
-    mixed = timed("sc.pointwise_filter(rgb, luminance weights)", sc.pointwise_filter,
-                  rgb, luminance)
+    mixed = timed("sc.pointwise_filter(rgb, luminance weights)", sc.pointwise_filter, rgb, luminance)
     dw = np.stack([[edge_kernel_2d("sobel", 0), sobel_x]] * 3)  # (3, 2, 3, 3): M = 2
     pw = rng.standard_normal((8, 6))
-    fused = timed("sc.depthwise_separable_filter(rgb, 3x2, 6->8)",
-                  sc.depthwise_separable_filter, rgb, dw, pw)
+    fused = timed("sc.depthwise_separable_filter(rgb, 3x2, 6->8)", sc.depthwise_separable_filter, rgb, dw, pw)
     c, m, kh, kw = dw.shape
     full = c * pw.shape[0] * kh * kw
     separable_cost = c * m * kh * kw + c * m * pw.shape[0]
-    print(f"  depthwise-separable: {separable_cost} multiplications/pixel instead of {full} "
-          f"for a full 3->8 convolution with 3x3 kernels")
-    panels += [("depthwise sobel (RGB)", np.abs(depthwise)),
-               ("pointwise: luminance", mixed[..., 0]),
-               ("depthwise-separable ch 0", fused[..., 0])]
+    print(
+        f"  depthwise-separable: {separable_cost} multiplications/pixel instead of {full} "
+        f"for a full 3->8 convolution with 3x3 kernels"
+    )
+    panels += [
+        ("depthwise sobel (RGB)", np.abs(depthwise)),
+        ("pointwise: luminance", mixed[..., 0]),
+        ("depthwise-separable ch 0", fused[..., 0]),
+    ]
 
     out = Path(args.out)
     write_picture(rgb, panels, out)

@@ -46,8 +46,10 @@ def compare(label, ours_call, ref_call):
     ours = ours_call()
     t2 = time.perf_counter()
     err = float(np.max(np.abs(ours - ref)) / (np.max(np.abs(ref)) or 1.0))
-    print(f"{label:<40s} reference {1e3 * (t1 - t0):7.1f} ms   napari-sepconv "
-          f"{1e3 * (t2 - t1):7.1f} ms   max rel. difference {err:.1e}")
+    print(
+        f"{label:<40s} reference {1e3 * (t1 - t0):7.1f} ms   napari-sepconv "
+        f"{1e3 * (t2 - t1):7.1f} ms   max rel. difference {err:.1e}"
+    )
 
 
 def main():
@@ -55,27 +57,39 @@ def main():
     mask = volume > 0.3
 
     # skimage.filters.sobel -> sc.sobel, same arguments
-    compare("sobel 3-D magnitude", lambda: sc.sobel(volume),
-            lambda: skimage.filters.sobel(volume))
-    compare("scharr along z, constant border", lambda: sc.scharr(volume, axis=0,
-                                                                 mode="constant", cval=0.1),
-            lambda: skimage.filters.scharr(volume, axis=0, mode="constant", cval=0.1))
-    compare("farid per plane (2-D, masked)", lambda: sc.farid(volume[10], mask=mask[10]),
-            lambda: skimage.filters.farid(volume[10], mask=mask[10]))
+    compare("sobel 3-D magnitude", lambda: sc.sobel(volume), lambda: skimage.filters.sobel(volume))
+    compare(
+        "scharr along z, constant border",
+        lambda: sc.scharr(volume, axis=0, mode="constant", cval=0.1),
+        lambda: skimage.filters.scharr(volume, axis=0, mode="constant", cval=0.1),
+    )
+    compare(
+        "farid per plane (2-D, masked)",
+        lambda: sc.farid(volume[10], mask=mask[10]),
+        lambda: skimage.filters.farid(volume[10], mask=mask[10]),
+    )
 
     # scipy.ndimage.correlate1d / gaussian-style separable smoothing
     w = np.exp(-0.5 * (np.arange(-7, 8) / 2.5) ** 2)
     w /= w.sum()
-    compare("correlate1d, 15 taps along x", lambda: sc.correlate1d(volume, w, axis=-1),
-            lambda: ndi.correlate1d(volume, w, axis=-1))
-    compare("separable 15-tap smoothing in y and x",
-            lambda: sc.separable_filter(volume, [w, w]),
-            lambda: ndi.correlate1d(ndi.correlate1d(volume, w, 1), w, 2))
+    compare(
+        "correlate1d, 15 taps along x",
+        lambda: sc.correlate1d(volume, w, axis=-1),
+        lambda: ndi.correlate1d(volume, w, axis=-1),
+    )
+    compare(
+        "separable 15-tap smoothing in y and x",
+        lambda: sc.separable_filter(volume, [w, w]),
+        lambda: ndi.correlate1d(ndi.correlate1d(volume, w, 1), w, 2),
+    )
 
     # scipy.ndimage.correlate on each plane with a user kernel (rank 2: 2 x 2 passes)
     log = np.outer(w, np.gradient(np.gradient(w))) + np.outer(np.gradient(np.gradient(w)), w)
-    compare("filter2d, 15x15 rank-2 kernel per plane", lambda: sc.filter2d(volume, log),
-            lambda: np.stack([ndi.correlate(p, log) for p in volume]))
+    compare(
+        "filter2d, 15x15 rank-2 kernel per plane",
+        lambda: sc.filter2d(volume, log),
+        lambda: np.stack([ndi.correlate(p, log) for p in volume]),
+    )
 
 
 if __name__ == "__main__":

@@ -48,8 +48,7 @@ def depthwise(image, kernels, mode="reflect", cval=0.0):
     outs = []
     for c in range(c_in):
         for j in range(m):
-            outs.append(correlate_planes(np.moveaxis(image[..., c], -1, -1), kernels[c, j],
-                                         mode, cval))
+            outs.append(correlate_planes(np.moveaxis(image[..., c], -1, -1), kernels[c, j], mode, cval))
     return np.stack(outs, axis=-1)
 
 

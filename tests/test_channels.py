@@ -50,10 +50,11 @@ def test_depthwise_channel_axis_stays_in_place(rng, channel_axis):
 @pytest.mark.parametrize("mode", ["reflect", "constant"])
 def test_depthwise_dtypes(rng, dtype, kind, mode):
     image = (rng.random((10, 9, 2)) * 200).astype(dtype)
-    kernels = {"rank one": lambda: np.einsum("ca,cb->cab", rng.standard_normal((2, 3)),
-                                             rng.standard_normal((2, 3))),
-               "3x3": lambda: rng.standard_normal((2, 3, 3)),
-               "5x5 planar": lambda: rng.standard_normal((2, 5, 5))}[kind]()
+    kernels = {
+        "rank one": lambda: np.einsum("ca,cb->cab", rng.standard_normal((2, 3)), rng.standard_normal((2, 3))),
+        "3x3": lambda: rng.standard_normal((2, 3, 3)),
+        "5x5 planar": lambda: rng.standard_normal((2, 5, 5)),
+    }[kind]()
     for multiplier_kernels in (kernels, np.stack([kernels, kernels[::-1]], axis=1)):
         ours = sc.depthwise_filter(image, multiplier_kernels, mode=mode, cval=0.25)
         ref = depthwise(as_float(image).astype(np.float64), multiplier_kernels, mode, 0.25)
@@ -81,8 +82,7 @@ def test_pointwise_matches_matmul(rng, dtype, channel_axis):
     ref = as_float(base).astype(np.float64) @ weights.T + bias
     assert ours.shape[channel_axis] == 7
     assert_close(np.moveaxis(ours, channel_axis, -1), ref, ours.dtype)
-    assert_close(sc.pointwise_filter(base, weights), as_float(base).astype(float) @ weights.T,
-                 ours.dtype)
+    assert_close(sc.pointwise_filter(base, weights), as_float(base).astype(float) @ weights.T, ours.dtype)
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -122,12 +122,11 @@ def test_channel_filters_need_a_channel_axis(rng):
 def test_depthwise_rank_one_kernels_with_one_sided_rows(rng, mode):
     # every channel's row factor is zero on one side of the centre
     image = rng.standard_normal((6, 7, 2))
-    kernels = np.stack([np.outer([1.0, 2, 1], [0.0, 0, 0, 1, 2]),
-                        np.outer([1.0, 0, -1], [2.0, 1, 0, 0, 0])])
-    assert_close(sc.depthwise_filter(image, kernels, mode=mode),
-                 depthwise(image, kernels, mode))
-    assert_close(sc.depthwise_separable_filter(image, kernels, np.eye(2), mode=mode),
-                 depthwise(image, kernels, mode))
+    kernels = np.stack([np.outer([1.0, 2, 1], [0.0, 0, 0, 1, 2]), np.outer([1.0, 0, -1], [2.0, 1, 0, 0, 0])])
+    assert_close(sc.depthwise_filter(image, kernels, mode=mode), depthwise(image, kernels, mode))
+    assert_close(
+        sc.depthwise_separable_filter(image, kernels, np.eye(2), mode=mode), depthwise(image, kernels, mode)
+    )
 
 
 def test_depthwise_float_rank_one_kernel_keeps_its_zero_rows(rng):
@@ -143,13 +142,19 @@ def test_empty_images_give_empty_results():
     empty = np.zeros((0, 5, 3))
     assert sc.depthwise_filter(empty, np.ones((3, 3, 3))).shape == (0, 5, 3)
     assert sc.pointwise_filter(empty, np.ones((2, 3))).shape == (0, 5, 2)
-    assert sc.depthwise_separable_filter(empty, np.ones((3, 3, 3)), np.ones((2, 3))).shape \
-        == (0, 5, 2)
+    assert sc.depthwise_separable_filter(empty, np.ones((3, 3, 3)), np.ones((2, 3))).shape == (0, 5, 2)
 
 
-@pytest.mark.parametrize("size, source, dtype", [
-    (3, np.float32, None), (7, np.float32, None), (3, np.float64, np.float32),
-    (3, np.int32, np.float32), (5, np.uint8, None)])
+@pytest.mark.parametrize(
+    "size, source, dtype",
+    [
+        (3, np.float32, None),
+        (7, np.float32, None),
+        (3, np.float64, np.float32),
+        (3, np.int32, np.float32),
+        (5, np.uint8, None),
+    ],
+)
 def test_depthwise_values_do_not_depend_on_where_the_image_starts(rng, size, source, dtype):
     """Border pixels go through a padded copy, the rest are read in place, in chunks; a
     pixel's value must not depend on which (dask chunks and crops rely on it): bit for bit."""
@@ -159,9 +164,8 @@ def test_depthwise_values_do_not_depend_on_where_the_image_starts(rng, size, sou
     full = filt(image)
     r = size // 2
     for top, left in [(0, 1), (2, 5), (1, 37)]:
-        crop = filt(image[top:, left:left + 200])
-        np.testing.assert_array_equal(crop[r:-r, r:-r],
-                                      full[top + r:-r, left + r:left + 200 - r])
+        crop = filt(image[top:, left : left + 200])
+        np.testing.assert_array_equal(crop[r:-r, r:-r], full[top + r : -r, left + r : left + 200 - r])
     # in wrap mode a shifted image gives shifted values: border pixels become inner ones
     periodic = partial(filt, mode="wrap")
     wrapped = periodic(image[:, :40])
@@ -216,5 +220,5 @@ def test_depthwise_planar_values_do_not_depend_on_where_the_image_starts(rng, mo
     kernels[3, :, 4] = 0
     full = sc.depthwise_filter(image, kernels)
     for top, left in [(1, 0), (2, 3), (3, 11)]:
-        crop = sc.depthwise_filter(image[top:, left:left + 33], kernels)
-        np.testing.assert_array_equal(crop[2:-2, 3:-3], full[top + 2:-2, left + 3:left + 30])
+        crop = sc.depthwise_filter(image[top:, left : left + 33], kernels)
+        np.testing.assert_array_equal(crop[2:-2, 3:-3], full[top + 2 : -2, left + 3 : left + 30])

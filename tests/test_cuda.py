@@ -54,7 +54,7 @@ def on_cuda(test):
     skip = pytest.mark.skipif(
         not (SIMULATOR or GPU),
         reason="runs CUDA kernels, on a GPU or on Numba's simulator: "
-               "NUMBA_ENABLE_CUDASIM=1 pytest tests/test_cuda.py -m cudasim",
+        "NUMBA_ENABLE_CUDASIM=1 pytest tests/test_cuda.py -m cudasim",
     )
     return pytest.mark.cudasim(skip(test))
 
@@ -69,8 +69,7 @@ on_gpu = pytest.mark.skipif(not GPU, reason="needs a usable CUDA GPU")
 
 
 def without_simulator(test):
-    return pytest.mark.skipif(SIMULATOR, reason="needs the real CUDA target, not the simulator")(
-        test)
+    return pytest.mark.skipif(SIMULATOR, reason="needs the real CUDA target, not the simulator")(test)
 
 
 def assert_same(gpu, cpu):
@@ -112,6 +111,7 @@ def rgb(rng):
 # Edge filters
 # --------------------------------------------------------------------------
 
+
 @on_cuda
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("name", EDGES)
@@ -126,8 +126,10 @@ def test_directional_edge_filters(name, rng):
 
 
 @on_cuda
-@pytest.mark.parametrize("dtype", [np.float16, np.float64, np.uint8, np.uint16, np.int8,
-                                   np.int16, np.int32, np.uint32, np.int64, bool])
+@pytest.mark.parametrize(
+    "dtype",
+    [np.float16, np.float64, np.uint8, np.uint16, np.int8, np.int16, np.int32, np.uint32, np.int64, bool],
+)
 def test_edge_filter_input_dtypes(dtype, rng):
     info = np.iinfo(dtype) if np.dtype(dtype).kind in "iu" else None
     if info is not None:
@@ -148,8 +150,7 @@ def test_edge_filter_dtype_and_preserve_range(rng):
 @on_cuda
 @pytest.mark.parametrize("axis", [None, 0, -1, (0, 2)])
 def test_edge_filter_volume(axis, rng):
-    both(sc.sobel, rng.random((4, 7, 9)), axis=axis, mode=("reflect", "constant", "wrap"),
-         cval=0.5)
+    both(sc.sobel, rng.random((4, 7, 9)), axis=axis, mode=("reflect", "constant", "wrap"), cval=0.5)
 
 
 @on_cuda
@@ -224,8 +225,7 @@ def test_separable_filter_every_mode(mode, rng):
 @on_cuda
 def test_separable_filter_axes_order_and_channels(rng):
     volume = rng.random((5, 8, 7))
-    both(sc.separable_filter, volume, [[1, 2, 3], [1, 1], [2, -1, 2]], mode="constant",
-         cval=-2.0)
+    both(sc.separable_filter, volume, [[1, 2, 3], [1, 1], [2, -1, 2]], mode="constant", cval=-2.0)
     both(sc.separable_filter, volume, [[1, 2, 3], [1, -1]], axes=(2, 0), mode=("wrap", "nearest"))
     both(sc.separable_filter, volume, [[1, 4, 1]], channel_axis=0)
 
@@ -235,16 +235,20 @@ def test_separable_filter_axes_order_and_channels(rng):
 def test_separable_filter_kernel_lengths(length, rng):
     """Each unrolled variant of the fused kernel (up to 4, 8, 16 taps) and the generic one."""
     taps = rng.random(length) - 0.25
-    both(sc.separable_filter, rng.random((12, 35)).astype(np.float32), [taps[::-1], taps],
-         mode="mirror")
+    both(sc.separable_filter, rng.random((12, 35)).astype(np.float32), [taps[::-1], taps], mode="mirror")
 
 
 @on_cuda
 def test_separable_filter_too_long_to_fuse(rng):
     """Kernels too long for the fused tile run as one pass per axis."""
     taps = rng.random(101)
-    both(sc.separable_filter, rng.random((10, 12)).astype(np.float32), [taps, taps[:61]],
-         mode="constant", cval=3.0)
+    both(
+        sc.separable_filter,
+        rng.random((10, 12)).astype(np.float32),
+        [taps, taps[:61]],
+        mode="constant",
+        cval=3.0,
+    )
 
 
 @on_cuda
@@ -252,8 +256,7 @@ def test_separable_filter_too_long_to_fuse(rng):
 @pytest.mark.parametrize("how", ["rank-2", "direct"])
 def test_filter2d_every_mode(how, mode, rng):
     if how == "rank-2":
-        kernel = np.outer([1, 2, 1, 0, -1], [1, 0, -1, 2, 3]) + np.outer([0, 1, 3, 1, 0],
-                                                                         [1, 1, 1, 1, 1])
+        kernel = np.outer([1, 2, 1, 0, -1], [1, 0, -1, 2, 3]) + np.outer([0, 1, 3, 1, 0], [1, 1, 1, 1, 1])
     else:
         kernel = rng.random((3, 4)) - 0.5
     both(sc.filter2d, rng.random((14, 17)).astype(np.float32), kernel, mode=mode, cval=0.5)
@@ -281,12 +284,18 @@ def test_filter2d_kernel_larger_than_shared_memory(mode, rng):
 # Channel filters
 # --------------------------------------------------------------------------
 
+
 @on_cuda
 @pytest.mark.parametrize("mode", MODES)
 def test_depthwise_every_mode(mode, rgb, rng):
     both(sc.depthwise_filter, rgb, rng.random((3, 3, 4)) - 0.3, mode=mode, cval=0.5)
-    rank1 = np.stack([np.outer([1, 2, 1], [1, 0, -1]), np.outer([0, 1, 1], [2, 1, 0]),
-                      np.outer([1, 1, 1], [1, 1, 1]) / 9.0])
+    rank1 = np.stack(
+        [
+            np.outer([1, 2, 1], [1, 0, -1]),
+            np.outer([0, 1, 1], [2, 1, 0]),
+            np.outer([1, 1, 1], [1, 1, 1]) / 9.0,
+        ]
+    )
     both(sc.depthwise_filter, rgb, rank1, mode=mode, cval=0.5)  # as two 1-D passes
 
 
@@ -335,27 +344,52 @@ def test_pointwise(rgb, rng):
 @on_cuda
 @pytest.mark.parametrize("mode", MODES)
 def test_depthwise_separable_every_mode(mode, rgb, rng):
-    both(sc.depthwise_separable_filter, rgb, rng.random((3, 2, 3, 3)), rng.random((4, 6)) - 0.5,
-         rng.random(4), mode=mode, cval=1.25)
+    both(
+        sc.depthwise_separable_filter,
+        rgb,
+        rng.random((3, 2, 3, 3)),
+        rng.random((4, 6)) - 0.5,
+        rng.random(4),
+        mode=mode,
+        cval=1.25,
+    )
 
 
 @on_cuda
 def test_depthwise_separable_layouts_and_bands(rgb, rng):
-    both(sc.depthwise_separable_filter, np.moveaxis(rgb, -1, 0), rng.random((3, 3, 3)),
-         rng.random((2, 3)), channel_axis=0, mode="wrap")
+    both(
+        sc.depthwise_separable_filter,
+        np.moveaxis(rgb, -1, 0),
+        rng.random((3, 3, 3)),
+        rng.random((2, 3)),
+        channel_axis=0,
+        mode="wrap",
+    )
     rank1 = np.stack([np.outer([1, 2, 1], [1, 0, -1])] * 3).astype(float)
-    both(sc.depthwise_separable_filter, (rgb * 65535).astype(np.uint16), rank1,
-         rng.random((5, 3)), mode="constant", cval=0.5)
+    both(
+        sc.depthwise_separable_filter,
+        (rgb * 65535).astype(np.uint16),
+        rank1,
+        rng.random((5, 3)),
+        mode="constant",
+        cval=0.5,
+    )
     # too large a tile for shared memory: row bands through global memory
     kernels = np.zeros((3, 61, 61))
     kernels[:, 0, 0], kernels[:, 30, 30], kernels[2, 60, 59] = 1.0, 2.0, -1.0
-    both(sc.depthwise_separable_filter, rgb[:6, :7].astype(np.float64), kernels,
-         rng.random((2, 3)), mode="mirror")
+    both(
+        sc.depthwise_separable_filter,
+        rgb[:6, :7].astype(np.float64),
+        kernels,
+        rng.random((2, 3)),
+        mode="mirror",
+    )
 
 
 # --------------------------------------------------------------------------
 # Device arrays in and out
 # --------------------------------------------------------------------------
+
 
 def _device_calls(rng):
     image = rng.random((10, 12)).astype(np.float32)
@@ -370,8 +404,11 @@ def _device_calls(rng):
         (sc.filter2d, image, {"kernel": np.arange(9.0).reshape(3, 3)}),
         (sc.depthwise_filter, rgb, {"kernels": np.ones((3, 3, 3)) / 9}),
         (sc.pointwise_filter, rgb, {"weights": np.ones((2, 3))}),
-        (sc.depthwise_separable_filter, rgb,
-         {"depthwise_kernels": np.ones((3, 3, 3)) / 9, "pointwise_weights": np.ones((2, 3))}),
+        (
+            sc.depthwise_separable_filter,
+            rgb,
+            {"depthwise_kernels": np.ones((3, 3, 3)) / 9, "pointwise_weights": np.ones((2, 3))},
+        ),
     ]
 
 
@@ -397,13 +434,17 @@ def test_device_input_views_and_dtypes(rng):
     assert_same(sc.sobel(view).copy_to_host(), sc.sobel(data[1:, ::2]))
     transposed = cuda.to_device(data).T
     assert_same(sc.prewitt(transposed, mode="wrap").copy_to_host(), sc.prewitt(data.T, mode="wrap"))
-    for values in (rng.integers(-128, 127, (9, 8)).astype(np.int8),
-                   rng.integers(0, 60000, (9, 8)).astype(np.uint16),
-                   rng.random((9, 8)).astype(np.float16),
-                   rng.random((9, 8)) > 0.5):
+    for values in (
+        rng.integers(-128, 127, (9, 8)).astype(np.int8),
+        rng.integers(0, 60000, (9, 8)).astype(np.uint16),
+        rng.random((9, 8)).astype(np.float16),
+        rng.random((9, 8)) > 0.5,
+    ):
         assert_same(sc.sobel(cuda.to_device(values)).copy_to_host(), sc.sobel(values))
-        assert_same(sc.sobel(cuda.to_device(values), preserve_range=True).copy_to_host(),
-                    sc.sobel(values, preserve_range=True))
+        assert_same(
+            sc.sobel(cuda.to_device(values), preserve_range=True).copy_to_host(),
+            sc.sobel(values, preserve_range=True),
+        )
 
 
 @on_cuda
@@ -415,8 +456,10 @@ def test_device_channel_layouts_come_back_as_views(rng):
     assert_same(out.copy_to_host(), sc.sobel(stack, channel_axis=0))
     out = sc.depthwise_filter(cuda.to_device(stack), np.ones((3, 2, 3, 3)), channel_axis=0)
     assert out.shape == (6, 9, 10)
-    assert_same(np.ascontiguousarray(out.copy_to_host()),
-                sc.depthwise_filter(stack, np.ones((3, 2, 3, 3)), channel_axis=0))
+    assert_same(
+        np.ascontiguousarray(out.copy_to_host()),
+        sc.depthwise_filter(stack, np.ones((3, 2, 3, 3)), channel_axis=0),
+    )
 
 
 @simulated
@@ -450,6 +493,7 @@ def test_cpu_backend_refuses_device_arrays(image):
 # Every kernel to real PTX (no simulator in this process)
 # --------------------------------------------------------------------------
 
+
 def _signature(name, src, dtype):
     """The argument types ``_cuda`` launches kernel ``name`` with (``src``: image dtype)."""
     import numba
@@ -466,16 +510,87 @@ def _signature(name, src, dtype):
         "correlate_x": (arr(src, 2), ints, floats, i, i, i, i, f, arr(dtype, 2)),
         "correlate_y": (arr(src, 3), ints, floats, i, i, i, i, f, arr(dtype, 3)),
         "correlate_any": (arr(src, 3), ints, floats, i, i, f, arr(dtype, 3)),
-        "separable_2d": (arr(src, 3), arr(np.int64, 2), floats2, ints, arr(np.int64, 2),
-                         floats2, ints, i, i, i, i, i, i, f, floats, i, f, i, arr(dtype, 3)),
+        "separable_2d": (
+            arr(src, 3),
+            arr(np.int64, 2),
+            floats2,
+            ints,
+            arr(np.int64, 2),
+            floats2,
+            ints,
+            i,
+            i,
+            i,
+            i,
+            i,
+            i,
+            f,
+            floats,
+            i,
+            f,
+            i,
+            arr(dtype, 3),
+        ),
         "edge_magnitude_3x3": (arr(src, 3), floats, i, i, f, f, f, f, arr(dtype, 3)),
         "correlate_2d": (arr(src, 3), ints, ints, floats, i, i, i, i, i, i, f, arr(dtype, 3)),
-        "depthwise": (arr(src, 4), ints, ints, floats2, flags, i, i, i, i, i, i, i, f, i, i, i,
-                      arr(dtype, 4)),
-        "depthwise_passes": (arr(src, 4), ints, floats2, ints, floats2, i, i, i, i, i, f,
-                             floats, i, i, i, arr(dtype, 4)),
-        "depthwise_separable": (arr(src, 4), ints, ints, floats2, flags, i, i, i, i, i, i, i,
-                                f, floats2, floats, i, i, i, arr(dtype, 4)),
+        "depthwise": (
+            arr(src, 4),
+            ints,
+            ints,
+            floats2,
+            flags,
+            i,
+            i,
+            i,
+            i,
+            i,
+            i,
+            i,
+            f,
+            i,
+            i,
+            i,
+            arr(dtype, 4),
+        ),
+        "depthwise_passes": (
+            arr(src, 4),
+            ints,
+            floats2,
+            ints,
+            floats2,
+            i,
+            i,
+            i,
+            i,
+            i,
+            f,
+            floats,
+            i,
+            i,
+            i,
+            arr(dtype, 4),
+        ),
+        "depthwise_separable": (
+            arr(src, 4),
+            ints,
+            ints,
+            floats2,
+            flags,
+            i,
+            i,
+            i,
+            i,
+            i,
+            i,
+            i,
+            f,
+            floats2,
+            floats,
+            i,
+            i,
+            i,
+            arr(dtype, 4),
+        ),
         "pointwise": (arr(src, 2), floats2, floats, i, i, arr(dtype, 2)),
         "combine": (floats, floats, i, i),
         "finish_magnitude": (floats, f),
@@ -486,13 +601,21 @@ def _signature(name, src, dtype):
     }[name]
 
 
-FLOAT_ARITHMETIC = {"add", "sub", "mul", "fma", "div", "sqrt", "rsqrt", "neg", "abs", "min",
-                    "max", "setp"}
+FLOAT_ARITHMETIC = {"add", "sub", "mul", "fma", "div", "sqrt", "rsqrt", "neg", "abs", "min", "max", "setp"}
 
 # Kernels that read the image itself, in its own dtype.
-_IMAGE_READERS = {"correlate_x", "correlate_y", "correlate_any", "separable_2d",
-                  "edge_magnitude_3x3", "correlate_2d",
-                  "depthwise", "depthwise_passes", "depthwise_separable", "pointwise"}
+_IMAGE_READERS = {
+    "correlate_x",
+    "correlate_y",
+    "correlate_any",
+    "separable_2d",
+    "edge_magnitude_3x3",
+    "correlate_2d",
+    "depthwise",
+    "depthwise_passes",
+    "depthwise_separable",
+    "pointwise",
+}
 
 
 def _ptx_cases():
@@ -521,13 +644,15 @@ def test_every_kernel_compiles_to_ptx(name, variant, src, dtype):
 
     from napari_sepconv._cuda_kernels import python_kernel
 
-    ptx, _ = cuda.compile_ptx(python_kernel(name, dtype, variant), _signature(name, src, dtype),
-                              cc=(8, 0))
+    ptx, _ = cuda.compile_ptx(python_kernel(name, dtype, variant), _signature(name, src, dtype), cc=(8, 0))
     assert ".entry" in ptx and "sm_80" in ptx
     if np.dtype(dtype) == np.float32 and name != "convert":
         # float32 data is computed in float32 (convert works in float64 on purpose)
-        arithmetic = [line for line in ptx.splitlines()
-                      if line.split(".")[0].strip() in FLOAT_ARITHMETIC and ".f64" in line]
+        arithmetic = [
+            line
+            for line in ptx.splitlines()
+            if line.split(".")[0].strip() in FLOAT_ARITHMETIC and ".f64" in line
+        ]
         assert not arithmetic, arithmetic[:5]
 
 
@@ -566,26 +691,42 @@ def test_launches_use_the_signatures_compiled_to_ptx(rng, monkeypatch):
     sc.sobel(cuda.to_device(rng.random((8, 9)))[:, ::2])
     sc.farid(image, backend="cuda")
     launched = {name for name, _, _ in log}
-    assert {"separable_2d", "edge_magnitude_3x3", "correlate_y", "correlate_x", "correlate_any",
-            "correlate_2d", "depthwise", "depthwise_passes", "depthwise_separable", "pointwise", "apply_mask",
-            "combine", "cast", "convert", "gather"} <= launched
+    assert {
+        "separable_2d",
+        "edge_magnitude_3x3",
+        "correlate_y",
+        "correlate_x",
+        "correlate_any",
+        "correlate_2d",
+        "depthwise",
+        "depthwise_passes",
+        "depthwise_separable",
+        "pointwise",
+        "apply_mask",
+        "combine",
+        "cast",
+        "convert",
+        "gather",
+    } <= launched
     from napari_sepconv._cuda_kernels import BUILDERS
 
     assert {(name, variant) for name, variant, _ in log if name == "separable_2d"} >= {
-        ("separable_2d", 4), ("separable_2d", 16), ("separable_2d", None)}
+        ("separable_2d", 4),
+        ("separable_2d", 16),
+        ("separable_2d", None),
+    }
     for name, variant, types in log:
         assert variant in BUILDERS[name][1], (name, variant)
         src = types[0].dtype if name in _IMAGE_READERS | {"convert", "cast"} else None
-        dtype = (types[0] if name in {"combine", "finish_magnitude", "apply_mask"}
-                 else types[-1]).dtype
-        expected = _signature(name, np.dtype(str(src)) if src else np.dtype(str(dtype)),
-                              np.dtype(str(dtype)))
+        dtype = (types[0] if name in {"combine", "finish_magnitude", "apply_mask"} else types[-1]).dtype
+        expected = _signature(name, np.dtype(str(src)) if src else np.dtype(str(dtype)), np.dtype(str(dtype)))
         assert types == expected, (name, variant, types)
 
 
 # --------------------------------------------------------------------------
 # Where no GPU is usable (this machine, without the simulator)
 # --------------------------------------------------------------------------
+
 
 def _no_gpu_here():
     return not GPU
@@ -617,9 +758,11 @@ def test_reasons_name_the_cause_and_the_fix(monkeypatch):
         initialization_error = None
 
     reasons = {}
-    for case, error in [("no driver", "CUDA driver library cannot be found."),
-                        ("no device", "Call to cuInit results in CUDA_ERROR_NO_DEVICE (100)"),
-                        ("disabled", "CUDA is disabled due to setting NUMBA_DISABLE_CUDA=1")]:
+    for case, error in [
+        ("no driver", "CUDA driver library cannot be found."),
+        ("no device", "Call to cuInit results in CUDA_ERROR_NO_DEVICE (100)"),
+        ("disabled", "CUDA is disabled due to setting NUMBA_DISABLE_CUDA=1"),
+    ]:
         fake = Driver()
         fake.initialization_error = error
         monkeypatch.setattr(driver, "driver", fake)
@@ -635,8 +778,14 @@ def test_reasons_name_the_cause_and_the_fix(monkeypatch):
 
 def _run(code):
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
-                          text=True, timeout=600, env=env, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        cwd=ROOT,
+    )
 
 
 def test_host_arrays_on_auto_never_import_the_cuda_target():
@@ -680,10 +829,13 @@ def test_result_kind_follows_the_input(monkeypatch):
 def test_gpu_benchmark_exits_cleanly_without_a_gpu():
     if not _no_gpu_here():
         pytest.skip("a GPU is usable here; run benchmarks/bench_gpu.py itself")
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_gpu.py")],
-                          capture_output=True, text=True, timeout=600,
-                          env={k: v for k, v in os.environ.items()
-                               if k != "NUMBA_ENABLE_CUDASIM"})
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_gpu.py")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"},
+    )
     assert proc.returncode == 0, proc.stderr
     assert "no GPU" in proc.stdout + proc.stderr
 
@@ -703,6 +855,7 @@ def test_filter2d_multi_term_spreads_nan_as_scipy_on_the_gpu():
 # --------------------------------------------------------------------------
 # On a real GPU only: realistic sizes, many tiles and blocks, CuPy and PyTorch
 # --------------------------------------------------------------------------
+
 
 @on_gpu
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.uint8])
@@ -733,8 +886,7 @@ def test_large_volumes_and_channel_images_match_the_cpu(mode, rng):
     both(sc.depthwise_filter, channels, rank1, mode=mode)
     weights, bias = rng.random((32, 16)), rng.random(32)
     both(sc.pointwise_filter, channels, weights, bias)
-    both(sc.depthwise_separable_filter, channels, rng.random((16, 3, 3)), weights, bias,
-         mode=mode)
+    both(sc.depthwise_separable_filter, channels, rng.random((16, 3, 3)), weights, bias, mode=mode)
     planar = np.ascontiguousarray(np.moveaxis(channels, -1, 0))
     both(sc.depthwise_filter, planar, rng.random((16, 3, 3)), channel_axis=0, mode=mode)
 

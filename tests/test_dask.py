@@ -45,8 +45,11 @@ def test_separable_passes_any_mode_pair(rng, mode0, mode1):
     expected = func(image)
     for chunks in [(5, 4, 1), (1, 1, 3), (7, 17, 2), (23, 3, 1), (11, 2, 2)]:
         lazy = _dask.filter_lazily(
-            func, da.from_array(image, chunks=chunks), halo={0: reach(k0), 1: reach(k1)},
-            modes={0: mode0, 1: mode1}, channel_axis=2,
+            func,
+            da.from_array(image, chunks=chunks),
+            halo={0: reach(k0), 1: reach(k1)},
+            modes={0: mode0, 1: mode1},
+            channel_axis=2,
             dtype=np.float32,
         )
         assert isinstance(lazy, da.Array)
@@ -64,8 +67,11 @@ def test_full_kernel_constant_and_every_mode(rng, mode):
     expected = func(image)
     for chunks in [(3, 4, 2), (11, 5, 9), (2, 14, 3), (4, 4, 4)]:
         lazy = _dask.filter_lazily(
-            func, da.from_array(image, chunks=chunks), halo=halo,
-            modes=dict.fromkeys(range(3), mode), dtype=np.float64,
+            func,
+            da.from_array(image, chunks=chunks),
+            halo=halo,
+            modes=dict.fromkeys(range(3), mode),
+            dtype=np.float64,
         )
         np.testing.assert_array_equal(lazy.compute(), expected, err_msg=f"chunks {chunks}")
 
@@ -82,8 +88,11 @@ def test_kernels_long_and_off_centre(rng, mode, length, origin):
     expected = func(image)
     for chunks in [1, 3, 7, 12, 25]:
         lazy = _dask.filter_lazily(
-            func, da.from_array(image, chunks=chunks), halo={0: reach(weights, origin)},
-            modes={0: mode}, dtype=np.float64,
+            func,
+            da.from_array(image, chunks=chunks),
+            halo={0: reach(weights, origin)},
+            modes={0: mode},
+            dtype=np.float64,
         )
         np.testing.assert_array_equal(lazy.compute(), expected, err_msg=f"chunks {chunks}")
 
@@ -98,8 +107,13 @@ def test_channels_out_and_stack_axes(rng):
         return np.concatenate([smoothed, 2 * smoothed], axis=1)
 
     lazy = _dask.filter_lazily(
-        func, da.from_array(image, chunks=(1, 1, 5, 6)), halo={2: (1, 1), 3: (1, 1)},
-        modes={2: "wrap", 3: "wrap"}, channel_axis=1, channels_out=6, dtype=np.float64,
+        func,
+        da.from_array(image, chunks=(1, 1, 5, 6)),
+        halo={2: (1, 1), 3: (1, 1)},
+        modes={2: "wrap", 3: "wrap"},
+        channel_axis=1,
+        channels_out=6,
+        dtype=np.float64,
     )
     assert lazy.shape == (4, 6, 19, 16) and lazy.chunks[1] == (6,)
     np.testing.assert_array_equal(lazy.compute(), func(image))
@@ -107,20 +121,21 @@ def test_channels_out_and_stack_axes(rng):
 
 def test_no_halo_and_empty(rng):
     image = rng.standard_normal((5, 4))
-    lazy = _dask.filter_lazily(np.negative, da.from_array(image, chunks=2), halo={}, modes={},
-                               dtype=np.float32)
+    lazy = _dask.filter_lazily(
+        np.negative, da.from_array(image, chunks=2), halo={}, modes={}, dtype=np.float32
+    )
     assert lazy.dtype == np.float32 and lazy.chunks == ((2, 2, 1), (2, 2))
     np.testing.assert_array_equal(lazy.compute(), -image.astype(np.float32))
-    empty = _dask.filter_lazily(np.negative, da.zeros((0, 4), chunks=2), halo={0: (1, 1)},
-                                modes={0: "reflect"}, dtype=np.float64)
+    empty = _dask.filter_lazily(
+        np.negative, da.zeros((0, 4), chunks=2), halo={0: (1, 1)}, modes={0: "reflect"}, dtype=np.float64
+    )
     assert empty.shape == (0, 4)
 
 
 def test_bad_arguments():
     image = da.zeros((4, 4), chunks=2)
     with pytest.raises(ValueError, match="modes"):
-        _dask.filter_lazily(np.negative, image, halo={0: (1, 1)}, modes={0: "symmetric"},
-                            dtype=float)
+        _dask.filter_lazily(np.negative, image, halo={0: (1, 1)}, modes={0: "symmetric"}, dtype=float)
     with pytest.raises(ValueError, match="negative"):
         _dask.filter_lazily(np.negative, image, halo={0: (-1, 1)}, modes={0: "wrap"}, dtype=float)
     unknown = da.from_array(np.zeros(8), chunks=4)
@@ -169,59 +184,115 @@ def _cases():
         fn = getattr(sc, name)
         cases[name] = (lambda x, m, fn=fn: fn(x, mode=m, cval=CVAL), plane, np.float64, c2)
         cases[f"{name}-3d"] = (lambda x, m, fn=fn: fn(x, mode=m, cval=CVAL), volume, np.float32, c3)
-        cases[f"{name}-axis"] = (lambda x, m, fn=fn: fn(x, axis=1, mode=m, cval=CVAL), volume,
-                                 np.float32, c3)
-        cases[f"{name}-mask"] = (lambda x, m, fn=fn: fn(x, mask, mode=m, cval=CVAL), plane,
-                                 np.float64, c2)
+        cases[f"{name}-axis"] = (lambda x, m, fn=fn: fn(x, axis=1, mode=m, cval=CVAL), volume, np.float32, c3)
+        cases[f"{name}-mask"] = (lambda x, m, fn=fn: fn(x, mask, mode=m, cval=CVAL), plane, np.float64, c2)
         cases[f"{name}-channels"] = (
-            lambda x, m, fn=fn: fn(x, mode=m, cval=CVAL, channel_axis=-1), rgb, np.float32, crgb)
+            lambda x, m, fn=fn: fn(x, mode=m, cval=CVAL, channel_axis=-1),
+            rgb,
+            np.float32,
+            crgb,
+        )
         for suffix in ("h", "v"):
             fn_dir = getattr(sc, f"{name}_{suffix}")
-            cases[f"{name}_{suffix}"] = (lambda x, m, fn=fn_dir: fn(x, mode=m, cval=CVAL), plane,
-                                         np.float64, c2)
+            cases[f"{name}_{suffix}"] = (
+                lambda x, m, fn=fn_dir: fn(x, mode=m, cval=CVAL),
+                plane,
+                np.float64,
+                c2,
+            )
     cases["sobel-uint8"] = (lambda x, m: sc.sobel(x, mode=m, cval=CVAL), plane, np.uint8, c2)
     cases["correlate1d"] = (
-        lambda x, m: sc.correlate1d(x, k5, axis=0, mode=m, cval=CVAL, origin=1), plane,
-        np.float64, c2)
+        lambda x, m: sc.correlate1d(x, k5, axis=0, mode=m, cval=CVAL, origin=1),
+        plane,
+        np.float64,
+        c2,
+    )
     cases["correlate1d-int"] = (
-        lambda x, m: sc.correlate1d(x, k4, axis=-1, mode=m, cval=3), plane, np.int16, c2)
+        lambda x, m: sc.correlate1d(x, k4, axis=-1, mode=m, cval=3),
+        plane,
+        np.int16,
+        c2,
+    )
     cases["convolve1d"] = (
-        lambda x, m: sc.convolve1d(x, k4, axis=1, mode=m, cval=CVAL, output=np.float32), volume,
-        np.float64, c3)
+        lambda x, m: sc.convolve1d(x, k4, axis=1, mode=m, cval=CVAL, output=np.float32),
+        volume,
+        np.float64,
+        c3,
+    )
     cases["separable"] = (
-        lambda x, m: sc.separable_filter(x, [k5, k4], mode=m, cval=CVAL), plane, np.float64, c2)
+        lambda x, m: sc.separable_filter(x, [k5, k4], mode=m, cval=CVAL),
+        plane,
+        np.float64,
+        c2,
+    )
     cases["separable-3d"] = (
-        lambda x, m: sc.separable_filter(x, [k3, k5, k4], mode=m, cval=CVAL), volume, np.float32, c3)
+        lambda x, m: sc.separable_filter(x, [k3, k5, k4], mode=m, cval=CVAL),
+        volume,
+        np.float32,
+        c3,
+    )
     cases["separable-long"] = (
-        lambda x, m: sc.separable_filter(x, [long_kernel, k3], mode=m, cval=CVAL), plane,
-        np.float64, c2)
+        lambda x, m: sc.separable_filter(x, [long_kernel, k3], mode=m, cval=CVAL),
+        plane,
+        np.float64,
+        c2,
+    )
     cases["separable-axes"] = (
-        lambda x, m: sc.separable_filter(x, [k4, k5], axes=(2, 0), mode=m, cval=CVAL), volume,
-        np.float64, c3)
+        lambda x, m: sc.separable_filter(x, [k4, k5], axes=(2, 0), mode=m, cval=CVAL),
+        volume,
+        np.float64,
+        c3,
+    )
     cases["separable-channels"] = (
-        lambda x, m: sc.separable_filter(x, [k5, k3], mode=m, cval=CVAL, channel_axis=-1), rgb,
-        np.float32, crgb)
-    cases["filter2d"] = (
-        lambda x, m: sc.filter2d(x, kernel2d, mode=m, cval=CVAL), plane, np.float64, c2)
+        lambda x, m: sc.separable_filter(x, [k5, k3], mode=m, cval=CVAL, channel_axis=-1),
+        rgb,
+        np.float32,
+        crgb,
+    )
+    cases["filter2d"] = (lambda x, m: sc.filter2d(x, kernel2d, mode=m, cval=CVAL), plane, np.float64, c2)
     cases["filter2d-separable"] = (
-        lambda x, m: sc.filter2d(x, SOBEL_X, mode=m, cval=CVAL), volume, np.float32, c3)
+        lambda x, m: sc.filter2d(x, SOBEL_X, mode=m, cval=CVAL),
+        volume,
+        np.float32,
+        c3,
+    )
     cases["filter2d-rank"] = (
-        lambda x, m: sc.filter2d(x, rank2, rank=1, mode=m, cval=CVAL), plane, np.float64, c2)
+        lambda x, m: sc.filter2d(x, rank2, rank=1, mode=m, cval=CVAL),
+        plane,
+        np.float64,
+        c2,
+    )
     cases["filter2d-channels"] = (
-        lambda x, m: sc.filter2d(x, kernel2d, mode=m, cval=CVAL, channel_axis=-1), rgb,
-        np.float32, crgb)
+        lambda x, m: sc.filter2d(x, kernel2d, mode=m, cval=CVAL, channel_axis=-1),
+        rgb,
+        np.float32,
+        crgb,
+    )
     cases["depthwise"] = (
-        lambda x, m: sc.depthwise_filter(x, depth3, mode=m, cval=CVAL), rgb, np.float32, crgb)
+        lambda x, m: sc.depthwise_filter(x, depth3, mode=m, cval=CVAL),
+        rgb,
+        np.float32,
+        crgb,
+    )
     cases["depthwise-multiplier"] = (
-        lambda x, m: sc.depthwise_filter(x, depth3m, mode=m, cval=CVAL), rgb, np.float64, crgb)
+        lambda x, m: sc.depthwise_filter(x, depth3m, mode=m, cval=CVAL),
+        rgb,
+        np.float64,
+        crgb,
+    )
     cases["depthwise-channel-first"] = (
         lambda x, m: sc.depthwise_filter(x, depth3, channel_axis=0, mode=m, cval=CVAL),
-        (3, 17, 15), np.float32, [(1, 5, 4), (2, 17, 15)])
-    cases["pointwise"] = (
-        lambda x, m: sc.pointwise_filter(x, weights, bias), rgb, np.float32, crgb)
+        (3, 17, 15),
+        np.float32,
+        [(1, 5, 4), (2, 17, 15)],
+    )
+    cases["pointwise"] = (lambda x, m: sc.pointwise_filter(x, weights, bias), rgb, np.float32, crgb)
     cases["depthwise-separable"] = (
         lambda x, m: sc.depthwise_separable_filter(x, depth3, weights, bias, mode=m, cval=CVAL),
-        rgb, np.float64, crgb)
+        rgb,
+        np.float64,
+        crgb,
+    )
     return cases
 
 

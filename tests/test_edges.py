@@ -29,8 +29,9 @@ def test_3d_matches_skimage(rng, name, mode, axis):
     assert_close(ours, ref)
 
 
-@pytest.mark.parametrize("shape", [(1,), (5,), (1, 1), (1, 9), (9, 1), (2, 3), (1, 1, 1),
-                                   (2, 1, 4), (3, 4, 5, 6)])
+@pytest.mark.parametrize(
+    "shape", [(1,), (5,), (1, 1), (1, 9), (9, 1), (2, 3), (1, 1, 1), (2, 1, 4), (3, 4, 5, 6)]
+)
 @pytest.mark.parametrize("mode", MODES)
 def test_tiny_and_odd_shapes(rng, shape, mode):
     image = rng.random(shape)
@@ -38,8 +39,9 @@ def test_tiny_and_odd_shapes(rng, shape, mode):
         assert_close(getattr(sc, name)(image, mode=mode), edge(name, image, mode=mode))
 
 
-@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int8, np.int16, np.int32,
-                                   np.float16, np.float32, np.float64, bool])
+@pytest.mark.parametrize(
+    "dtype", [np.uint8, np.uint16, np.int8, np.int16, np.int32, np.float16, np.float32, np.float64, bool]
+)
 def test_dtypes_follow_skimage(rng, dtype):
     if dtype is bool:
         image = rng.random((20, 30)) > 0.5
@@ -69,8 +71,7 @@ def test_preserve_range_keeps_integer_values(rng):
     assert_close(ours, edge("prewitt", image.astype(np.float64)))
 
 
-@pytest.mark.parametrize("layout", ["transposed", "reversed", "strided", "big-endian",
-                                    "fortran"])
+@pytest.mark.parametrize("layout", ["transposed", "reversed", "strided", "big-endian", "fortran"])
 def test_memory_layouts(rng, layout):
     base = rng.random((40, 30))
     image = {
@@ -82,8 +83,10 @@ def test_memory_layouts(rng, layout):
     }[layout]
     before = image.copy()
     for name in EDGE_FILTERS:
-        assert_close(getattr(sc, name)(image, mode="wrap"),
-                     edge(name, np.ascontiguousarray(image, dtype=np.float64), mode="wrap"))
+        assert_close(
+            getattr(sc, name)(image, mode="wrap"),
+            edge(name, np.ascontiguousarray(image, dtype=np.float64), mode="wrap"),
+        )
     np.testing.assert_array_equal(image, before)
 
 
@@ -99,8 +102,10 @@ def test_directional_forms(rng, name):
         else:
             ref = getattr(skf, f"{name}_{suffix}")(image)
         assert_close(ours, ref)
-    assert_close(getattr(sc, f"{name}_h")(image, mode="constant", cval=2.0),
-                 edge(name, image, axis=0, mode="constant", cval=2.0))
+    assert_close(
+        getattr(sc, f"{name}_h")(image, mode="constant", cval=2.0),
+        edge(name, image, axis=0, mode="constant", cval=2.0),
+    )
 
 
 def test_directional_needs_two_spatial_axes(rng):
@@ -128,8 +133,7 @@ def test_channel_axis_filters_each_channel(rng, channel_axis):
     assert out.shape == image.shape
     for c in range(image.shape[channel_axis]):
         plane = np.take(image, c, axis=channel_axis)
-        assert_close(np.take(out, c, axis=channel_axis),
-                     edge("scharr", plane, mode="constant", cval=1.0))
+        assert_close(np.take(out, c, axis=channel_axis), edge("scharr", plane, mode="constant", cval=1.0))
 
 
 def test_channel_axis_with_spatial_mask(rng):
@@ -155,8 +159,10 @@ def test_constant_mode_uses_full_kernel_convention(rng):
     # a later pass must see cval times the earlier kernels' sums, as the full kernel would
     image = rng.random((9, 12))
     for name in EDGE_FILTERS:
-        assert_close(getattr(sc, name)(image, axis=0, mode="constant", cval=5.0),
-                     edge(name, image, axis=0, mode="constant", cval=5.0))
+        assert_close(
+            getattr(sc, name)(image, axis=0, mode="constant", cval=5.0),
+            edge(name, image, axis=0, mode="constant", cval=5.0),
+        )
 
 
 def test_nan_and_inf_propagate_as_in_scipy(rng):

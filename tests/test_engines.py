@@ -26,8 +26,7 @@ def test_every_engine_implements_the_whole_interface():
     for engine in _engines():
         assert isinstance(engine, Engine), engine.__name__
         for name in ENGINE_METHODS:
-            expected = [p for p in inspect.signature(getattr(Engine, name)).parameters
-                        if p != "self"]
+            expected = [p for p in inspect.signature(getattr(Engine, name)).parameters if p != "self"]
             actual = list(inspect.signature(getattr(engine, name)).parameters)
             assert actual == expected, f"{engine.__name__}.{name}{actual} != {expected}"
 
@@ -44,8 +43,10 @@ def _imports(path):
     return {n.rsplit(".", 1)[-1] for n in names}
 
 
-@pytest.mark.parametrize("module, other", [("_cuda.py", "_cpu"), ("_cuda_kernels.py", "_cpu"),
-                                           ("_cpu.py", "_cuda"), ("_cpu_kernels.py", "_cuda")])
+@pytest.mark.parametrize(
+    "module, other",
+    [("_cuda.py", "_cpu"), ("_cuda_kernels.py", "_cpu"), ("_cpu.py", "_cuda"), ("_cpu_kernels.py", "_cuda")],
+)
 def test_engines_import_nothing_of_each_other(module, other):
     imported = _imports(PACKAGE / module)
     assert not {other, f"{other}_kernels"} & imported, f"{module} imports {other}"

@@ -16,8 +16,7 @@ CASES = [
     (lambda: sc.sobel([[1.0, 2.0], [3.0]]), ValueError, "image"),
     (lambda: sc.filter2d(IMAGE, [[1.0, 2.0], [3.0]]), ValueError, "kernel"),
     (lambda: sc.filter2d(IMAGE, np.ones((3, 3)), tol="small"), TypeError, "tol"),
-    (lambda: sc.separable_filter(IMAGE, [[1.0, 2.0], [[1.0], [2.0, 3.0]]]), ValueError,
-     "kernels[1]"),
+    (lambda: sc.separable_filter(IMAGE, [[1.0, 2.0], [[1.0], [2.0, 3.0]]]), ValueError, "kernels[1]"),
     (lambda: sc.depthwise_filter(RGB, [[[1.0, 2.0]], [[1.0]], [[1.0]]]), ValueError, "kernels"),
     (lambda: sc.correlate1d(IMAGE, [1, 2], output=np.zeros((8, 9))[:, :0]), ValueError, "output"),
     (lambda: sc.correlate1d(IMAGE, [1, 2], output=READ_ONLY), ValueError, "output"),
@@ -54,8 +53,7 @@ CASES = [
     (lambda: sc.separable_filter(IMAGE, [np.ones(3), []]), ValueError, "kernels[1]"),
     (lambda: sc.separable_filter(IMAGE, [np.ones(3)], axes=(0, 1)), ValueError, "axes"),
     (lambda: sc.separable_filter(IMAGE, [np.ones(3)] * 2, axes=(1, 1)), ValueError, "axes"),
-    (lambda: sc.separable_filter(RGB, [np.ones(3)], axes=2, channel_axis=2), ValueError,
-     "channel axis"),
+    (lambda: sc.separable_filter(RGB, [np.ones(3)], axes=2, channel_axis=2), ValueError, "channel axis"),
     (lambda: sc.filter2d(IMAGE, np.ones((3, 3, 3))), ValueError, "kernel"),
     (lambda: sc.filter2d(IMAGE, np.ones(3)), ValueError, "kernel"),
     (lambda: sc.filter2d(IMAGE, np.ones((0, 3))), ValueError, "kernel"),
@@ -70,10 +68,12 @@ CASES = [
     (lambda: sc.pointwise_filter(RGB, np.ones((2, 4))), ValueError, "weights"),
     (lambda: sc.pointwise_filter(RGB, np.ones(3)), ValueError, "weights"),
     (lambda: sc.pointwise_filter(RGB, np.ones((2, 3)), bias=np.ones(3)), ValueError, "bias"),
-    (lambda: sc.depthwise_separable_filter(RGB, np.ones((3, 2, 3, 3)), np.ones((4, 3))),
-     ValueError, "weights"),
-    (lambda: sc.depthwise_separable_filter(RGB, np.ones((2, 3, 3)), np.ones((4, 3))),
-     ValueError, "kernels"),
+    (
+        lambda: sc.depthwise_separable_filter(RGB, np.ones((3, 2, 3, 3)), np.ones((4, 3))),
+        ValueError,
+        "weights",
+    ),
+    (lambda: sc.depthwise_separable_filter(RGB, np.ones((2, 3, 3)), np.ones((4, 3))), ValueError, "kernels"),
 ]
 
 
@@ -88,8 +88,11 @@ def test_bad_input_raises_naming_the_argument(case):
 def test_cuda_backend_error_says_why(monkeypatch):
     from napari_sepconv import _backend
 
-    monkeypatch.setattr(_backend, "cuda_unavailable_reason",
-                        lambda raise_error=False: _raise_or("no CUDA driver", raise_error))
+    monkeypatch.setattr(
+        _backend,
+        "cuda_unavailable_reason",
+        lambda raise_error=False: _raise_or("no CUDA driver", raise_error),
+    )
     with pytest.raises(sc.BackendUnavailableError, match="no CUDA driver") as info:
         sc.sobel(IMAGE, backend="cuda")
     assert isinstance(info.value, RuntimeError)

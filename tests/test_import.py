@@ -11,8 +11,9 @@ import napari_sepconv as sc
 
 
 def _run(code, **kwargs):
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
-                          text=True, timeout=600, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=600, **kwargs
+    )
 
 
 def test_import_compiles_nothing_and_imports_no_gpu_or_gui():
@@ -29,12 +30,32 @@ def test_import_compiles_nothing_and_imports_no_gpu_or_gui():
 
 
 def test_public_names():
-    for name in ("sobel", "scharr", "prewitt", "farid", "sobel_h", "sobel_v", "scharr_h",
-                 "scharr_v", "prewitt_h", "prewitt_v", "farid_h", "farid_v", "correlate1d",
-                 "convolve1d", "separable_filter", "separate_kernel", "SeparableKernel",
-                 "filter2d", "depthwise_filter", "pointwise_filter",
-                 "depthwise_separable_filter", "available_backends", "set_backend",
-                 "BackendUnavailableError"):
+    for name in (
+        "sobel",
+        "scharr",
+        "prewitt",
+        "farid",
+        "sobel_h",
+        "sobel_v",
+        "scharr_h",
+        "scharr_v",
+        "prewitt_h",
+        "prewitt_v",
+        "farid_h",
+        "farid_v",
+        "correlate1d",
+        "convolve1d",
+        "separable_filter",
+        "separate_kernel",
+        "SeparableKernel",
+        "filter2d",
+        "depthwise_filter",
+        "pointwise_filter",
+        "depthwise_separable_filter",
+        "available_backends",
+        "set_backend",
+        "BackendUnavailableError",
+    ):
         assert hasattr(sc, name), name
         assert name in sc.__all__
     assert issubclass(sc.BackendUnavailableError, RuntimeError)
@@ -44,8 +65,7 @@ def test_read_only_install_imports_and_filters(tmp_path):
     """With no writable cache location, Numba's cache=True must not break import or calls."""
     package = Path(sc.__file__).parent
     site = tmp_path / "site"
-    shutil.copytree(package, site / "napari_sepconv",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(package, site / "napari_sepconv", ignore=shutil.ignore_patterns("__pycache__"))
     home = tmp_path / "home"
     home.mkdir()
     for root, _dirs, files in os.walk(tmp_path):
@@ -64,8 +84,9 @@ def test_read_only_install_imports_and_filters(tmp_path):
         print(float(sc.sobel(np.eye(8)).sum()))
     """)
     try:
-        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                              timeout=600, env=env)
+        proc = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=env
+        )
     finally:
         for root, _, _ in os.walk(tmp_path):
             os.chmod(root, 0o755)

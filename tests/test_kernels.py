@@ -39,11 +39,10 @@ def test_truncation_error_is_eckart_young(rng, shape):
     s = np.linalg.svd(kernel, compute_uv=False)
     for rank in range(1, min(shape) + 1):
         sk = sc.separate_kernel(kernel, rank=rank)
-        expected = np.sqrt(np.sum(s[rank:] ** 2)) / np.sqrt(np.sum(s ** 2))
+        expected = np.sqrt(np.sum(s[rank:] ** 2)) / np.sqrt(np.sum(s**2))
         assert sk.rank == rank
         assert abs(sk.error - expected) < 1e-12
-        assert abs(np.linalg.norm(kernel - sk.reconstruct()) / np.linalg.norm(kernel)
-                   - sk.error) < 1e-12
+        assert abs(np.linalg.norm(kernel - sk.reconstruct()) / np.linalg.norm(kernel) - sk.error) < 1e-12
         assert sk.is_exact == (rank == min(shape))
 
 
@@ -69,14 +68,17 @@ def test_zero_kernel():
     np.testing.assert_array_equal(sk.reconstruct(), 0)
 
 
-@pytest.mark.parametrize("bad, exc, match", [
-    (np.ones(3), ValueError, "kernel"),
-    (np.ones((2, 2, 2)), ValueError, "kernel"),
-    (np.ones((0, 3)), ValueError, "kernel"),
-    (np.array([[1, np.nan], [0, 1]]), ValueError, "kernel"),
-    (np.array([[1j, 0], [0, 1]]), TypeError, "kernel"),
-    (np.array([["a"]]), TypeError, "kernel"),
-])
+@pytest.mark.parametrize(
+    "bad, exc, match",
+    [
+        (np.ones(3), ValueError, "kernel"),
+        (np.ones((2, 2, 2)), ValueError, "kernel"),
+        (np.ones((0, 3)), ValueError, "kernel"),
+        (np.array([[1, np.nan], [0, 1]]), ValueError, "kernel"),
+        (np.array([[1j, 0], [0, 1]]), TypeError, "kernel"),
+        (np.array([["a"]]), TypeError, "kernel"),
+    ],
+)
 def test_bad_kernels(bad, exc, match):
     with pytest.raises(exc, match=match):
         sc.separate_kernel(bad)

@@ -488,8 +488,9 @@ def test_channel_widget_cost_is_what_the_library_runs():
     """A mixed kernel set runs directly for every channel; the widget says what runs."""
     from napari_sepconv._widgets import _channel_costs
 
-    kernels = np.stack([np.outer([1, 2, 1], [1, 0, -1]), np.ones((3, 3)),
-                        np.array([[0, 1, 0], [1, -4, 1], [0, 1, 0]])])[:, None].astype(float)
+    kernels = np.stack(
+        [np.outer([1, 2, 1], [1, 0, -1]), np.ones((3, 3)), np.array([[0, 1, 0], [1, -4, 1], [0, 1, 0]])]
+    )[:, None].astype(float)
     ours, normal, outputs = _channel_costs(kernels, None, 3)
     plan = sc.depthwise_filter.plan(np.zeros((8, 8, 3)), kernels)
     assert ours == plan.multiplications == 3 * 9 and outputs == 3 and normal == 3 * 3 * 9

@@ -43,10 +43,17 @@ def test_a_repeated_call_skips_planning_and_the_svd(rng, monkeypatch):
     assert len(splits) == 3
 
 
-@pytest.mark.parametrize("changed", [
-    {"mode": "wrap"}, {"cval": 2.0}, {"dtype": np.float32}, {"preserve_range": True},
-    {"axis": 0}, {"channel_axis": 2},
-])
+@pytest.mark.parametrize(
+    "changed",
+    [
+        {"mode": "wrap"},
+        {"cval": 2.0},
+        {"dtype": np.float32},
+        {"preserve_range": True},
+        {"axis": 0},
+        {"channel_axis": 2},
+    ],
+)
 def test_every_argument_that_shapes_a_plan_is_in_its_key(rng, changed):
     image = (rng.random((9, 11, 3)) * 255).astype(np.uint8)
     base = sc.sobel.plan(image)
@@ -92,8 +99,9 @@ def test_a_plan_tells_layout_cost_and_rank_without_computing(rng):
 
     plan = sc.correlate1d.plan(np.zeros((4, 9), np.int16), [1, 2, 3], axis=1, output=np.uint8)
     assert plan.out_dtype == np.uint8 and plan.halo == {1: (1, 1)}
-    plan = sc.separable_filter.plan(np.zeros((5, 6, 7)), [[1, 2, 1], [1, 1, 1, 1, 1]],
-                                    axes=[2, 0], mode=["wrap", "mirror"])
+    plan = sc.separable_filter.plan(
+        np.zeros((5, 6, 7)), [[1, 2, 1], [1, 1, 1, 1, 1]], axes=[2, 0], mode=["wrap", "mirror"]
+    )
     assert plan.halo == {2: (1, 1), 0: (2, 2)} and plan.modes == {2: "wrap", 0: "mirror"}
     assert plan.multiplications == 8
 
@@ -172,18 +180,34 @@ def test_backend_choice_is_per_thread_and_a_context_manager(monkeypatch):
 def test_plan_of_a_partial_takes_the_functions_own_dtype():
     import functools
 
-    plan = _plan.plan_of(functools.partial(sc.sobel, mode="wrap"), (6, 7), np.uint8,
-                         dtype=np.float32)
+    plan = _plan.plan_of(functools.partial(sc.sobel, mode="wrap"), (6, 7), np.uint8, dtype=np.float32)
     assert plan.out_dtype == np.float32 and plan.modes == {0: "wrap", 1: "wrap"}
     with pytest.raises(ValueError, match="kernels"):
         _plan.plan_of(sc.depthwise_filter, (6, 7, 3), np.float32, kernels=np.ones((2, 3, 3)))
 
 
 def test_every_public_function_keeps_its_docstring_and_filters_have_a_plan():
-    planned = {"sobel", "sobel_h", "sobel_v", "scharr", "scharr_h", "scharr_v", "prewitt",
-               "prewitt_h", "prewitt_v", "farid", "farid_h", "farid_v", "correlate1d",
-               "convolve1d", "separable_filter", "filter2d", "depthwise_filter",
-               "pointwise_filter", "depthwise_separable_filter"}
+    planned = {
+        "sobel",
+        "sobel_h",
+        "sobel_v",
+        "scharr",
+        "scharr_h",
+        "scharr_v",
+        "prewitt",
+        "prewitt_h",
+        "prewitt_v",
+        "farid",
+        "farid_h",
+        "farid_v",
+        "correlate1d",
+        "convolve1d",
+        "separable_filter",
+        "filter2d",
+        "depthwise_filter",
+        "pointwise_filter",
+        "depthwise_separable_filter",
+    }
     for name in sc.__all__:
         obj = getattr(sc, name)
         if callable(obj):

@@ -11,8 +11,9 @@ from reference import MODES, assert_close, edge
 
 finite = st.floats(-100, 100, allow_nan=False, width=64)
 modes = st.sampled_from(MODES)
-images_2d = hnp.arrays(np.float64, hnp.array_shapes(min_dims=2, max_dims=2, min_side=1,
-                                                    max_side=24), elements=finite)
+images_2d = hnp.arrays(
+    np.float64, hnp.array_shapes(min_dims=2, max_dims=2, min_side=1, max_side=24), elements=finite
+)
 kernels_1d = hnp.arrays(np.float64, st.integers(1, 9), elements=st.floats(-2, 2, width=64))
 
 
@@ -22,29 +23,40 @@ def test_correlate1d_is_scipy_bit_for_bit(image, weights, mode, axis, data):
     view = image[::-1] if data.draw(st.booleans()) else image
     np.testing.assert_array_equal(
         sc.correlate1d(view, weights, axis, mode=mode, cval=1.25, origin=origin),
-        ndi.correlate1d(view, weights, axis, mode=mode, cval=1.25, origin=origin))
+        ndi.correlate1d(view, weights, axis, mode=mode, cval=1.25, origin=origin),
+    )
 
 
 @given(images_2d, kernels_1d, kernels_1d, modes, modes)
 def test_separable_filter_equals_two_correlate1d(image, k0, k1, mode0, mode1):
-    ref = ndi.correlate1d(ndi.correlate1d(image, k0, 0, mode=mode0, cval=-3.0), k1, 1,
-                          mode=mode1, cval=-3.0)
+    ref = ndi.correlate1d(ndi.correlate1d(image, k0, 0, mode=mode0, cval=-3.0), k1, 1, mode=mode1, cval=-3.0)
     assert_close(sc.separable_filter(image, [k0, k1], mode=(mode0, mode1), cval=-3.0), ref)
 
 
-@given(images_2d, hnp.arrays(np.float64, hnp.array_shapes(min_dims=2, max_dims=2, max_side=7),
-                             elements=st.floats(-2, 2, width=64)), modes)
+@given(
+    images_2d,
+    hnp.arrays(
+        np.float64, hnp.array_shapes(min_dims=2, max_dims=2, max_side=7), elements=st.floats(-2, 2, width=64)
+    ),
+    modes,
+)
 def test_filter2d_equals_scipy_correlate(image, kernel, mode):
-    assert_close(sc.filter2d(image, kernel, mode=mode, cval=0.5),
-                 ndi.correlate(image, kernel, mode=mode, cval=0.5))
+    assert_close(
+        sc.filter2d(image, kernel, mode=mode, cval=0.5), ndi.correlate(image, kernel, mode=mode, cval=0.5)
+    )
 
 
-@given(hnp.arrays(np.float32, hnp.array_shapes(min_dims=1, max_dims=3, max_side=12),
-                  elements=st.floats(-10, 10, width=32)),
-       st.sampled_from(["sobel", "scharr", "prewitt", "farid"]), modes)
+@given(
+    hnp.arrays(
+        np.float32,
+        hnp.array_shapes(min_dims=1, max_dims=3, max_side=12),
+        elements=st.floats(-10, 10, width=32),
+    ),
+    st.sampled_from(["sobel", "scharr", "prewitt", "farid"]),
+    modes,
+)
 def test_edge_filters_equal_skimage(image, name, mode):
-    assert_close(getattr(sc, name)(image, mode=mode), edge(name, image, mode=mode),
-                 np.float32)
+    assert_close(getattr(sc, name)(image, mode=mode), edge(name, image, mode=mode), np.float32)
 
 
 @given(images_2d, st.sampled_from(["sobel", "farid"]))

@@ -18,8 +18,7 @@ def test_correlate1d_matches_scipy(rng, mode, length, axis):
     weights = rng.standard_normal(length)
     for origin in range(-(length // 2), (length - 1) // 2 + 1):
         ours = sc.correlate1d(image, weights, axis, mode=mode, cval=1.5, origin=origin)
-        ref = ndi.correlate1d(image, weights, axis, mode=ALIASES.get(mode, mode), cval=1.5,
-                              origin=origin)
+        ref = ndi.correlate1d(image, weights, axis, mode=ALIASES.get(mode, mode), cval=1.5, origin=origin)
         np.testing.assert_array_equal(ours, ref)  # same summation order: bit for bit
 
 
@@ -60,8 +59,7 @@ def test_correlate1d_output_argument(rng):
     assert result is out
     np.testing.assert_allclose(out, ndi.correlate1d(image, [1, 2, 1]), rtol=1e-6)
     as_int = sc.correlate1d(image * 100, [1, 2, 1], output=np.int32)
-    np.testing.assert_array_equal(as_int, ndi.correlate1d(image * 100, [1, 2, 1],
-                                                          output=np.int32))
+    np.testing.assert_array_equal(as_int, ndi.correlate1d(image * 100, [1, 2, 1], output=np.int32))
     with pytest.raises(ValueError, match="output"):
         sc.correlate1d(image, [1, 2, 1], output=np.empty((3, 3)))
 
@@ -73,12 +71,16 @@ def test_kernel_longer_than_image(rng, mode):
     for axis in (0, 1):
         np.testing.assert_array_equal(
             sc.correlate1d(image, weights, axis, mode=mode, cval=0.5),
-            ndi.correlate1d(image, weights, axis, mode=mode, cval=0.5))
-    assert_close(sc.separable_filter(image, [weights, weights[:7]], mode=mode, cval=0.5),
-                 separable(image, [weights, weights[:7]], (0, 1), (mode, mode), 0.5))
+            ndi.correlate1d(image, weights, axis, mode=mode, cval=0.5),
+        )
+    assert_close(
+        sc.separable_filter(image, [weights, weights[:7]], mode=mode, cval=0.5),
+        separable(image, [weights, weights[:7]], (0, 1), (mode, mode), 0.5),
+    )
     kernel = rng.random((9, 7))
-    assert_close(sc.filter2d(image, kernel, mode=mode, cval=0.5),
-                 ndi.correlate(image, kernel, mode=mode, cval=0.5))
+    assert_close(
+        sc.filter2d(image, kernel, mode=mode, cval=0.5), ndi.correlate(image, kernel, mode=mode, cval=0.5)
+    )
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -88,8 +90,7 @@ def test_separable_filter_matches_passes(rng, mode, dtype):
     kernels = [rng.standard_normal(5), rng.standard_normal(4), rng.standard_normal(3)]
     ours = sc.separable_filter(image, kernels, mode=mode, cval=0.25)
     assert ours.dtype == dtype
-    assert_close(ours, separable(image.astype(np.float64), kernels, (0, 1, 2), [mode] * 3,
-                                 0.25), dtype)
+    assert_close(ours, separable(image.astype(np.float64), kernels, (0, 1, 2), [mode] * 3, 0.25), dtype)
 
 
 def test_separable_filter_axes_order_modes_and_defaults(rng):
@@ -98,11 +99,9 @@ def test_separable_filter_axes_order_modes_and_defaults(rng):
     # default axes: the last len(kernels) axes
     assert_close(sc.separable_filter(image, [k1]), separable(image, [k1], [2], ["reflect"], 0))
     # explicit order, per-axis modes; constant passes each pad with cval
-    ours = sc.separable_filter(image, [k2, k1], axes=(2, 0), mode=("constant", "wrap"),
-                               cval=3.0)
+    ours = sc.separable_filter(image, [k2, k1], axes=(2, 0), mode=("constant", "wrap"), cval=3.0)
     assert_close(ours, separable(image, [k2, k1], (2, 0), ("constant", "wrap"), 3.0))
-    ours = sc.separable_filter(image, np.stack([k1, k1]), mode=["mirror", "constant"],
-                               cval=-1.0)
+    ours = sc.separable_filter(image, np.stack([k1, k1]), mode=["mirror", "constant"], cval=-1.0)
     assert_close(ours, separable(image, [k1, k1], (1, 2), ("mirror", "constant"), -1.0))
 
 
@@ -112,13 +111,14 @@ def test_separable_filter_channel_axis_and_dtypes(rng):
     ours = sc.separable_filter(image, kernels, channel_axis=-1, mode="constant", cval=0.5)
     assert ours.dtype == np.float64
     for c in range(3):
-        assert_close(ours[..., c], separable(as_float(image[..., c]), kernels, (0, 1),
-                                             ("constant",) * 2, 0.5))
-    ours = sc.separable_filter(image, kernels, channel_axis=-1, preserve_range=True,
-                               dtype=np.float32)
+        assert_close(
+            ours[..., c], separable(as_float(image[..., c]), kernels, (0, 1), ("constant",) * 2, 0.5)
+        )
+    ours = sc.separable_filter(image, kernels, channel_axis=-1, preserve_range=True, dtype=np.float32)
     assert ours.dtype == np.float32
-    assert_close(ours[..., 1], separable(image[..., 1].astype(float), kernels, (0, 1),
-                                         ("reflect",) * 2, 0), np.float32)
+    assert_close(
+        ours[..., 1], separable(image[..., 1].astype(float), kernels, (0, 1), ("reflect",) * 2, 0), np.float32
+    )
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -126,8 +126,9 @@ def test_separable_filter_channel_axis_and_dtypes(rng):
 def test_filter2d_matches_scipy(rng, mode, shape):
     image = rng.random((23, 31))
     kernel = rng.standard_normal(shape)
-    assert_close(sc.filter2d(image, kernel, mode=mode, cval=0.8),
-                 ndi.correlate(image, kernel, mode=mode, cval=0.8))
+    assert_close(
+        sc.filter2d(image, kernel, mode=mode, cval=0.8), ndi.correlate(image, kernel, mode=mode, cval=0.8)
+    )
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -138,8 +139,7 @@ def test_filter2d_low_rank_kernels(rng, mode):
     for kernel in (rank2, rank1):
         ours = sc.filter2d(image, kernel, mode=mode, cval=-0.5)
         assert ours.dtype == np.float32
-        assert_close(ours, correlate_planes(image.astype(np.float64), kernel, mode, -0.5),
-                     np.float32)
+        assert_close(ours, correlate_planes(image.astype(np.float64), kernel, mode, -0.5), np.float32)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.uint8])
@@ -157,11 +157,12 @@ def test_row_values_do_not_depend_on_where_the_image_starts(rng, dtype, height):
         for stop in (40, 39, 38):
             crop = sc.filter2d(image[start:stop], kernel)
             # rows whose window lies inside the crop
-            np.testing.assert_array_equal(crop[top:stop - start - bottom],
-                                          full[start + top:stop - bottom])
+            np.testing.assert_array_equal(
+                crop[top : stop - start - bottom], full[start + top : stop - bottom]
+            )
     for left in (0, 1, 5):  # vectorised loops meet their remainder elsewhere along x
-        crop = sc.filter2d(image[:, left:left + 41], kernel)
-        np.testing.assert_array_equal(crop[:, 3:-3], full[:, left + 3:left + 38])
+        crop = sc.filter2d(image[:, left : left + 41], kernel)
+        np.testing.assert_array_equal(crop[:, 3:-3], full[:, left + 3 : left + 38])
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -175,8 +176,10 @@ def test_filter2d_direct_with_one_sided_kernels_and_tiny_images(rng, mode):
     for kernel in (right, below, rng.standard_normal((11, 3))):
         for shape in ((4, 30), (1, 9), (17, 2)):
             image = rng.random(shape)
-            assert_close(sc.filter2d(image, kernel, mode=mode, cval=0.3),
-                         ndi.correlate(image, kernel, mode=mode, cval=0.3))
+            assert_close(
+                sc.filter2d(image, kernel, mode=mode, cval=0.3),
+                ndi.correlate(image, kernel, mode=mode, cval=0.3),
+            )
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.uint8])
@@ -188,8 +191,8 @@ def test_direct_values_do_not_depend_on_where_the_image_starts(rng, dtype):
     image = (rng.random((45, 50)) * 255).astype(dtype)
     full = sc.filter2d(image, kernel)
     for start, left in [(1, 0), (3, 2), (6, 7)]:
-        crop = sc.filter2d(image[start:, left:left + 40], kernel)
-        np.testing.assert_array_equal(crop[2:-2, 3:-3], full[start + 2:-2, left + 3:left + 37])
+        crop = sc.filter2d(image[start:, left : left + 40], kernel)
+        np.testing.assert_array_equal(crop[2:-2, 3:-3], full[start + 2 : -2, left + 3 : left + 37])
 
 
 def test_filter2d_truncated_rank_equals_reconstruction(rng):
@@ -197,8 +200,10 @@ def test_filter2d_truncated_rank_equals_reconstruction(rng):
     kernel = rng.standard_normal((9, 9))
     for rank in (1, 2, 3, 5, 9):
         approx = sc.separate_kernel(kernel, rank=rank).reconstruct()
-        assert_close(sc.filter2d(image, kernel, rank=rank, mode="nearest"),
-                     ndi.correlate(image, approx, mode="nearest"))
+        assert_close(
+            sc.filter2d(image, kernel, rank=rank, mode="nearest"),
+            ndi.correlate(image, approx, mode="nearest"),
+        )
 
 
 def test_filter2d_stack_and_channel_axis(rng):
@@ -209,8 +214,15 @@ def test_filter2d_stack_and_channel_axis(rng):
         assert_close(ours[..., c], correlate_planes(image[..., c], kernel, "wrap"))
     ours = sc.filter2d(image, kernel, mode=("reflect", "constant"), cval=0.0)
     # no channel axis: the last two axes are the planes, the rest a stack
-    ref = np.stack([[ndi.correlate(np.pad(p, ((1, 2), (0, 0)), mode="symmetric"), kernel,
-                                   mode="constant")[1:-2] for p in v] for v in image])
+    ref = np.stack(
+        [
+            [
+                ndi.correlate(np.pad(p, ((1, 2), (0, 0)), mode="symmetric"), kernel, mode="constant")[1:-2]
+                for p in v
+            ]
+            for v in image
+        ]
+    )
     assert_close(ours, ref)
 
 
@@ -258,8 +270,9 @@ def test_filter2d_float_rank_one_kernel_keeps_its_zero_rows(rng):
     kernel = np.outer(a, b)
     image = rng.random((12, 13))
     image[5, 6] = np.nan
-    np.testing.assert_array_equal(np.isnan(sc.filter2d(image, kernel)),
-                                  np.isnan(ndi.correlate(image, kernel)))
+    np.testing.assert_array_equal(
+        np.isnan(sc.filter2d(image, kernel)), np.isnan(ndi.correlate(image, kernel))
+    )
 
 
 def test_filter2d_tiny_weights_are_out_of_the_footprint(rng):
@@ -267,14 +280,16 @@ def test_filter2d_tiny_weights_are_out_of_the_footprint(rng):
     image[3, 3] = np.nan
     kernel = np.zeros((3, 3))
     kernel[1, 1], kernel[0, 0], kernel[2, 1] = 1.0, 1e-17, 0.5
-    np.testing.assert_array_equal(np.isnan(sc.filter2d(image, kernel)),
-                                  np.isnan(ndi.correlate(image, kernel)))
+    np.testing.assert_array_equal(
+        np.isnan(sc.filter2d(image, kernel)), np.isnan(ndi.correlate(image, kernel))
+    )
 
 
 def test_correlate1d_bool_output_truncates_like_scipy():
     values = np.array([0.3, -0.7, 1.2, -1.5, 0.0])
-    np.testing.assert_array_equal(sc.correlate1d(values, [1.0], output=bool),
-                                  ndi.correlate1d(values, [1.0], output=bool))
+    np.testing.assert_array_equal(
+        sc.correlate1d(values, [1.0], output=bool), ndi.correlate1d(values, [1.0], output=bool)
+    )
     flags = np.array([True, False, True, True, False])
     for weights in ([0.2], [0.5, 0.5], [1, 1, 1]):
         ours = sc.correlate1d(flags, weights)

@@ -42,8 +42,7 @@ def test_every_threading_layer_survives_concurrent_calls(layer):
         assert all(np.array_equal(o, ref) for o in outs)
         print("layer", numba.threading_layer())
     """)
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=600)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     if layer == "omp" and "No threading layer could be loaded" in proc.stderr:
         pytest.skip("OpenMP threading layer not available here")
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -20,8 +20,9 @@ def _python(code, env=None, user=None, python=None):
     argv = [python or sys.executable, "-c", textwrap.dedent(code)]
     if user is not None:
         argv = ["/usr/sbin/runuser", "-u", user, "--"] + argv
-    return subprocess.run(argv, capture_output=True, text=True, timeout=600,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run(
+        argv, capture_output=True, text=True, timeout=600, env={**os.environ, **(env or {})}
+    )
 
 
 def _python_for_nobody():
@@ -116,9 +117,13 @@ def test_warm_one_family_in_a_fresh_cache(tmp_path):
     """The command compiles into an empty cache, says where it is, and marks nothing complete
     when only some families ran."""
     env = {"NUMBA_CACHE_DIR": str(tmp_path)}
-    proc = subprocess.run([sys.executable, "-m", "napari_sepconv.warmup", "--family", EDGES,
-                           "--jobs", "1"], capture_output=True, text=True, timeout=600,
-                          env={**os.environ, **env})
+    proc = subprocess.run(
+        [sys.executable, "-m", "napari_sepconv.warmup", "--family", EDGES, "--jobs", "1"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, **env},
+    )
     assert proc.returncode == 0, proc.stderr
     folder = tmp_path / "napari-sepconv"
     assert str(folder) in proc.stderr
@@ -139,14 +144,24 @@ def test_kernel_input_converts_exactly():
 
     f32, f64 = np.dtype(np.float32), np.dtype(np.float64)
     for dtype, out, expect in [
-        (np.uint8, f32, np.uint8), (np.float32, f64, np.float32), (np.float64, f32, np.float64),
-        (np.uint16, f32, np.float32), (np.int8, f64, np.float64), (np.int16, f32, np.float32),
-        (np.int32, f32, np.float64), (np.uint32, f64, np.float64),
-        (np.int64, f64, np.float64), (np.int64, f32, np.int64), (np.uint64, f32, np.uint64),
+        (np.uint8, f32, np.uint8),
+        (np.float32, f64, np.float32),
+        (np.float64, f32, np.float64),
+        (np.uint16, f32, np.float32),
+        (np.int8, f64, np.float64),
+        (np.int16, f32, np.float32),
+        (np.int32, f32, np.float64),
+        (np.uint32, f64, np.float64),
+        (np.int64, f64, np.float64),
+        (np.int64, f32, np.int64),
+        (np.uint64, f32, np.uint64),
     ]:
         info = np.iinfo(dtype) if np.dtype(dtype).kind in "iu" else None
-        x = (np.array([info.min, info.max, 0, 1], dtype) if info is not None
-             else np.array([0.5, -1.0, 3.0, 1e-3], dtype))
+        x = (
+            np.array([info.min, info.max, 0, 1], dtype)
+            if info is not None
+            else np.array([0.5, -1.0, 3.0, 1e-3], dtype)
+        )
         got = kernel_input(x, out)
         assert got.dtype == expect, (dtype, out)
         if got.dtype != x.dtype:
@@ -166,14 +181,23 @@ def test_no_writable_cache_as_another_user(tmp_path, nobody_python):
     os.chmod(tmp_path, 0o755)
     python, env = nobody_python
     env = {**env, "NUMBA_CACHE_DIR": str(locked), "HOME": "/nonexistent"}
-    proc = _python("""
+    proc = _python(
+        """
         import numpy as np, napari_sepconv as sc
         print(float(sc.sobel(np.eye(8, dtype=np.float32)).sum()))
-    """, env=env, user="nobody", python=python)
+    """,
+        env=env,
+        user="nobody",
+        python=python,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert float(proc.stdout.split()[-1]) > 0
     assert not any(locked.iterdir())
-    proc = _python("from napari_sepconv import warmup; raise SystemExit(warmup.main(['-q']))",
-                   env=env, user="nobody", python=python)
+    proc = _python(
+        "from napari_sepconv import warmup; raise SystemExit(warmup.main(['-q']))",
+        env=env,
+        user="nobody",
+        python=python,
+    )
     assert proc.returncode == 1
     assert "cannot be written" in proc.stderr

@@ -116,7 +116,7 @@ def cuda_unavailable_reason(raise_error=False):
     except ImportError as exc:
         reason = (
             f"the CUDA backend could not be imported ({exc}); install it with "
-            "`pip install \"napari-sepconv[cuda]\"` (numba-cuda with the CUDA 12 runtime)"
+            '`pip install "napari-sepconv[cuda]"` (numba-cuda with the CUDA 12 runtime)'
         )
     else:
         reason = cuda_engine.unavailable_reason()
@@ -159,8 +159,7 @@ def resolve(backend, image):
     if backend == "cpu":
         if is_device_array(image):
             raise ValueError(
-                "backend='cpu' was given a GPU array; copy it to the host first "
-                "or use backend='auto'"
+                "backend='cpu' was given a GPU array; copy it to the host first or use backend='auto'"
             )
         return "cpu"
     cuda_unavailable_reason(raise_error=True)
@@ -203,7 +202,7 @@ def like_input(func):
             cuda_unavailable_reason(raise_error=True)
             device = engine("cuda").as_device(image)
             if positional:
-                args = args[:position] + (device,) + args[position + 1:]
+                args = args[:position] + (device,) + args[position + 1 :]
             else:
                 kwargs[name] = device
         result = func(*args, **kwargs)

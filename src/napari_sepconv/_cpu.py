@@ -112,9 +112,7 @@ def run(kernel, *args):
     with _layer_lock:
         result = _call(kernel, args)
         if not _layer_checked:
-            _serialise = numba.threading_layer() == "workqueue" or bool(
-                os.environ.get("SEPCONV_SERIALISE")
-            )
+            _serialise = numba.threading_layer() == "workqueue" or bool(os.environ.get("SEPCONV_SERIALISE"))
             _layer_checked = True
     return result
 
@@ -122,6 +120,7 @@ def run(kernel, *args):
 # --------------------------------------------------------------------------
 # The engine interface used by ``_passes`` and the public functions
 # --------------------------------------------------------------------------
+
 
 def empty(shape, dtype):
     return np.empty(shape, dtype)
@@ -137,19 +136,29 @@ def correlate_axis(src, axis, offsets, weights, mode, cval, out):
         return
     shape = src.shape
     n = shape[axis]
-    inner = int(np.prod(shape[axis + 1:], dtype=np.int64))
+    inner = int(np.prod(shape[axis + 1 :], dtype=np.int64))
     outer = int(np.prod(shape[:axis], dtype=np.int64))
     dtype = out.dtype
     off, w, sym = _prepared.get((offsets, weights), dtype, _prepare_axis, offsets, weights, dtype)
     c = dtype.type(cval)
     if inner == 1:
-        run(correlate_lines, src.reshape(outer, n), off, w, sym, mode, c,
-            out.reshape(outer, n), ROWS_PER_TASK)
+        run(
+            correlate_lines, src.reshape(outer, n), off, w, sym, mode, c, out.reshape(outer, n), ROWS_PER_TASK
+        )
     else:
         if mode == CONSTANT and src.dtype != dtype:
             src = src.astype(dtype)  # the outside row holds cval, so rows share its type
-        run(correlate_rows, src.reshape(outer, n, inner), off, w, sym, mode, c,
-            out.reshape(outer, n, inner), ROWS_PER_TASK)
+        run(
+            correlate_rows,
+            src.reshape(outer, n, inner),
+            off,
+            w,
+            sym,
+            mode,
+            c,
+            out.reshape(outer, n, inner),
+            ROWS_PER_TASK,
+        )
 
 
 def _prepare_separable_2d(cols, rows, pad_x, combine, accumulate, dtype):
@@ -157,37 +166,78 @@ def _prepare_separable_2d(cols, rows, pad_x, combine, accumulate, dtype):
     edge = edge_operator_3x3(cols, rows) if combine == MAGNITUDE and not accumulate else None
     if edge is not None:
         gx, gy = edge
-        return edge, (as_type(cols[gx][1], dtype), as_type(cols[gy][1], dtype),
-                      as_type(rows[gy][1], dtype), as_type(rows[gx][1], dtype),
-                      dtype.type(pad_x[gx]), dtype.type(pad_x[gy]))
+        return edge, (
+            as_type(cols[gx][1], dtype),
+            as_type(cols[gy][1], dtype),
+            as_type(rows[gy][1], dtype),
+            as_type(rows[gx][1], dtype),
+            dtype.type(pad_x[gx]),
+            dtype.type(pad_x[gy]),
+        )
     return None, pack_taps(cols, dtype) + pack_taps(rows, dtype) + (as_type(pad_x, dtype),)
 
 
-def separable_2d(src, cols, rows, mode_y, mode_x, cval, pad_x, combine, divisor,
-                 accumulate, out):
+def separable_2d(src, cols, rows, mode_y, mode_x, cval, pad_x, combine, divisor, accumulate, out):
     """Fused separable terms over the last two axes of ``src`` (any leading axes)."""
     if out.size == 0:
         return
     h, w = src.shape[-2:]
     dtype = out.dtype
-    edge, arrays = _prepared.get((cols, rows, pad_x), (dtype, combine, accumulate),
-                                 _prepare_separable_2d, cols, rows, pad_x, combine, accumulate,
-                                 dtype)
+    edge, arrays = _prepared.get(
+        (cols, rows, pad_x),
+        (dtype, combine, accumulate),
+        _prepare_separable_2d,
+        cols,
+        rows,
+        pad_x,
+        combine,
+        accumulate,
+        dtype,
+    )
     if edge is not None:
         if mode_y == CONSTANT and src.dtype != dtype:
             src = src.astype(dtype)  # rows outside hold cval, so rows share its type
         smooth_y, derivative_y, smooth_x, derivative_x, pad_gx, pad_gy = arrays
-        run(edge_magnitude_3x3, src.reshape(-1, h, w), smooth_y, derivative_y, smooth_x,
-            derivative_x, mode_y, mode_x, dtype.type(cval), pad_gx, pad_gy,
-            dtype.type(1.0 / divisor), out.reshape(-1, h, w), ROWS_PER_TASK)
+        run(
+            edge_magnitude_3x3,
+            src.reshape(-1, h, w),
+            smooth_y,
+            derivative_y,
+            smooth_x,
+            derivative_x,
+            mode_y,
+            mode_x,
+            dtype.type(cval),
+            pad_gx,
+            pad_gy,
+            dtype.type(1.0 / divisor),
+            out.reshape(-1, h, w),
+            ROWS_PER_TASK,
+        )
         return
     col_off, col_w, col_n, row_off, row_w, row_n, pads = arrays
     planes = src.reshape(-1, h, w)
     nonfinite = np.zeros(planes.shape[0] * -(-h // ROWS_PER_TASK), np.uint8)
-    run(separable_2d_kernel, planes, col_off, col_w, col_n,
-        row_off, row_w, row_n, mode_y, mode_x, dtype.type(cval),
-        pads, combine, dtype.type(1.0 / divisor), bool(accumulate),
-        out.reshape(-1, h, w), ROWS_PER_TASK, nonfinite)
+    run(
+        separable_2d_kernel,
+        planes,
+        col_off,
+        col_w,
+        col_n,
+        row_off,
+        row_w,
+        row_n,
+        mode_y,
+        mode_x,
+        dtype.type(cval),
+        pads,
+        combine,
+        dtype.type(1.0 / divisor),
+        bool(accumulate),
+        out.reshape(-1, h, w),
+        ROWS_PER_TASK,
+        nonfinite,
+    )
     return None if combine != SUM or (len(cols) == 1 and not accumulate) else not nonfinite.any()
 
 
@@ -220,9 +270,18 @@ def correlate_planes(src, kernel, top, left, mode_y, mode_x, cval, out):
     ys, xs = np.nonzero(kernel)
     if ys.size == 0:  # all-zero kernel: one zero tap keeps NaN handling as scipy's
         ys, xs = np.array([top]), np.array([left])
-    run(correlate_2d, src.reshape(-1, h, w), (ys - top).astype(np.int64),
-        (xs - left).astype(np.int64), as_type(kernel[ys, xs], dtype),
-        mode_y, mode_x, dtype.type(cval), out.reshape(-1, h, w), ROWS_PER_TASK)
+    run(
+        correlate_2d,
+        src.reshape(-1, h, w),
+        (ys - top).astype(np.int64),
+        (xs - left).astype(np.int64),
+        as_type(kernel[ys, xs], dtype),
+        mode_y,
+        mode_x,
+        dtype.type(cval),
+        out.reshape(-1, h, w),
+        ROWS_PER_TASK,
+    )
 
 
 # Values per chunk of a channel-last row: the taps' tiled weights and the source
@@ -259,16 +318,43 @@ def depthwise(src, kernels, multiplier, mode_y, mode_x, cval, out, row_start=0):
         dense = np.all(columns != 0, axis=2)
         rows = min(PLANAR_ROWS, out.shape[1]) + kh - 1
         chunk = max(64, PLANAR_VALUES // (n_out * rows) - (kw - 1))
-        run(depthwise_planar, src, columns, dense, kh // 2, kw // 2, multiplier, mode_y,
-            mode_x, out.dtype.type(cval), row_start, out, min(chunk, src.shape[2]),
-            PLANAR_ROWS)
+        run(
+            depthwise_planar,
+            src,
+            columns,
+            dense,
+            kh // 2,
+            kw // 2,
+            multiplier,
+            mode_y,
+            mode_x,
+            out.dtype.type(cval),
+            row_start,
+            out,
+            min(chunk, src.shape[2]),
+            PLANAR_ROWS,
+        )
         return
     tap_y, tap_x, tap_w, has_zero = depthwise_taps(kernels, out.dtype)
     n_out = tap_w.shape[1]
     chunk = max(1, CHUNK_VALUES // n_out)
     tiles = np.ascontiguousarray(np.tile(tap_w, (1, -(-TILE_VALUES // n_out))))
-    run(depthwise_2d, src, tap_y, tap_x, tiles, has_zero, multiplier, mode_y, mode_x,
-        out.dtype.type(cval), row_start, out, chunk, ROWS_PER_TASK)
+    run(
+        depthwise_2d,
+        src,
+        tap_y,
+        tap_x,
+        tiles,
+        has_zero,
+        multiplier,
+        mode_y,
+        mode_x,
+        out.dtype.type(cval),
+        row_start,
+        out,
+        chunk,
+        ROWS_PER_TASK,
+    )
 
 
 def pointwise(src, weights, bias, out):
@@ -316,9 +402,8 @@ def depthwise_separable(src, op, weights, bias, out):
         for row in range(0, h, band):
             rows = min(band, h - row)
             part = mid[:, :rows]
-            op.run(_this_engine, src[p:p + 1], part, row_start=row)
-            pointwise(part.reshape(-1, n_mid), weights, bias,
-                      out[p, row:row + rows].reshape(-1, n_out))
+            op.run(_this_engine, src[p : p + 1], part, row_start=row)
+            pointwise(part.reshape(-1, n_mid), weights, bias, out[p, row : row + rows].reshape(-1, n_out))
 
 
 # Depthwise results per band of ``depthwise_separable``, in elements (~4 MB of float32).
@@ -332,8 +417,7 @@ def cast_output(result, dtype, output):
     return cast(result, dtype, output)
 
 
-def depthwise_passes(src, columns, rows, multiplier, mode_y, mode_x, cval, pad_x, out,
-                     row_start=0):
+def depthwise_passes(src, columns, rows, multiplier, mode_y, mode_x, cval, pad_x, out, row_start=0):
     """Per-channel rank-1 kernels ``outer(columns[k], rows[k])`` as two 1-D passes."""
     if out.size == 0:
         return
@@ -342,9 +426,25 @@ def depthwise_passes(src, columns, rows, multiplier, mode_y, mode_x, cval, pad_x
     row_off, row_w, row_zero = shared_taps(rows, dtype)
     chunk, col_tiles = _chunk_and_tiles(col_w, col_w.shape[1])
     _, row_tiles = _chunk_and_tiles(row_w, row_w.shape[1])
-    run(depthwise_passes_2d, src, col_off, col_tiles, col_zero, row_off, row_tiles, row_zero,
-        multiplier, mode_y, mode_x, dtype.type(cval), as_type(pad_x, dtype), row_start,
-        out, chunk, ROWS_PER_TASK)
+    run(
+        depthwise_passes_2d,
+        src,
+        col_off,
+        col_tiles,
+        col_zero,
+        row_off,
+        row_tiles,
+        row_zero,
+        multiplier,
+        mode_y,
+        mode_x,
+        dtype.type(cval),
+        as_type(pad_x, dtype),
+        row_start,
+        out,
+        chunk,
+        ROWS_PER_TASK,
+    )
 
 
 def channels_last(arr, channel_axis):

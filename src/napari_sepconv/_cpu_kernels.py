@@ -33,7 +33,6 @@ optimises a callee's code again inside each caller.) Machine code is cached in
 This module imports Numba and is imported on first use only (by ``_cpu``).
 """
 
-
 import contextlib
 import os
 
@@ -67,6 +66,7 @@ ROWS_PER_TASK = 8
 # --------------------------------------------------------------------------
 # Compilation: one versioned on-disk cache, helpers compiled once per type
 # --------------------------------------------------------------------------
+
 
 class _VersionedLocator(_SourceFileBackedLocatorMixin, _CacheLocator):
     """Numba's cache files of these kernels go to ``warmup.cache_dir()``.
@@ -148,8 +148,7 @@ class _HelperDispatcher(CPUDispatcher):
 def _helper(func, **options):
     """A helper the kernels call: compiled once per signature (not inlined, which would
     multiply the kernels' compile time) and cached like them."""
-    return _enable_cache(_HelperDispatcher(func, targetoptions={"nopython": True, "nogil": True,
-                                                                 **options}))
+    return _enable_cache(_HelperDispatcher(func, targetoptions={"nopython": True, "nogil": True, **options}))
 
 
 def _jit(func):
@@ -220,7 +219,8 @@ def _fmuladd(typingctx, a, b, c):
     def codegen(context, builder, signature, args):
         ty = context.get_value_type(signature.return_type)
         fn = builder.module.declare_intrinsic(
-            "llvm.fmuladd", [ty], llvmlite.ir.FunctionType(ty, [ty, ty, ty]))
+            "llvm.fmuladd", [ty], llvmlite.ir.FunctionType(ty, [ty, ty, ty])
+        )
         return builder.call(fn, args)
 
     return a(a, b, c), codegen
@@ -229,6 +229,7 @@ def _fmuladd(typingctx, a, b, c):
 # --------------------------------------------------------------------------
 # 1-D passes along one axis
 # --------------------------------------------------------------------------
+
 
 def _accumulate_taps(acc, seg_a, seg_b, w, sign):
     """``acc += (seg_a + sign * seg_b) * w``, or ``acc += seg_a * w`` when ``sign`` is 0.
@@ -278,18 +279,18 @@ def _correlate_lines(src, offsets, weights, symmetry, mode, cval, out, block):
                     buf[p] = row[q]
             first = k // 2 if symmetry != 0 else k - 1
             start = offsets[first] - lo
-            seg = buf[start:start + n]
+            seg = buf[start : start + n]
             for j in range(n):
                 acc[j] = seg[j] * weights[first]
             if symmetry != 0:
                 for t in range(k // 2):
                     sa = offsets[t] - lo
                     sb = offsets[k - 1 - t] - lo
-                    _accumulate_taps(acc, buf[sa:sa + n], buf[sb:sb + n], weights[t], symmetry)
+                    _accumulate_taps(acc, buf[sa : sa + n], buf[sb : sb + n], weights[t], symmetry)
             else:
                 for t in range(k - 1):
                     sa = offsets[t] - lo
-                    _accumulate_taps(acc, buf[sa:sa + n], buf[sa:sa + n], weights[t], 0)
+                    _accumulate_taps(acc, buf[sa : sa + n], buf[sa : sa + n], weights[t], 0)
             out[line, :] = acc
 
 
@@ -334,6 +335,7 @@ correlate_rows = _Kernel(_correlate_rows, 6)
 # --------------------------------------------------------------------------
 # Fused 2-D separable filtering: a vertical and a horizontal pass per row
 # --------------------------------------------------------------------------
+
 
 def _sweep(acc, n, r0, w0, r1, w1, r2, w2, r3, w3):
     """``acc += r0 * w0``, then ``+= r1 * w1`` and so on over the first ``n`` (1 to 4) rows.
@@ -404,11 +406,18 @@ def _column_pass(acc, plane, offsets, weights, n_taps, i, mode_y, cval):
             a += 1
         if n == 0:
             break
-        _sweep(acc, n,
-               plane[_source_index(i + offsets[t0], h, mode_y)], weights[t0],
-               plane[_source_index(i + offsets[t1], h, mode_y)], weights[t1],
-               plane[_source_index(i + offsets[t2], h, mode_y)], weights[t2],
-               plane[_source_index(i + offsets[t3], h, mode_y)], weights[t3])
+        _sweep(
+            acc,
+            n,
+            plane[_source_index(i + offsets[t0], h, mode_y)],
+            weights[t0],
+            plane[_source_index(i + offsets[t1], h, mode_y)],
+            weights[t1],
+            plane[_source_index(i + offsets[t2], h, mode_y)],
+            weights[t2],
+            plane[_source_index(i + offsets[t3], h, mode_y)],
+            weights[t3],
+        )
     if outside != 0:
         for j in range(acc.size):
             acc[j] += outside
@@ -461,10 +470,20 @@ def _column_pass_two(acc0, acc1, plane, offsets, weights, n_taps, i):
     while a < n_taps:
         n = min(4, n_taps - a)
         k1, k2, k3 = a + min(1, n - 1), a + min(2, n - 1), a + min(3, n - 1)
-        _sweep_two(acc0, acc1, n, plane[top + a], plane[top + a + 1],
-                   plane[top + min(a + 2, n_taps)], plane[top + min(a + 3, n_taps)],
-                   plane[top + min(a + 4, n_taps)], weights[a], weights[k1], weights[k2],
-                   weights[k3])
+        _sweep_two(
+            acc0,
+            acc1,
+            n,
+            plane[top + a],
+            plane[top + a + 1],
+            plane[top + min(a + 2, n_taps)],
+            plane[top + min(a + 3, n_taps)],
+            plane[top + min(a + 4, n_taps)],
+            weights[a],
+            weights[k1],
+            weights[k2],
+            weights[k3],
+        )
         a += n
 
 
@@ -477,7 +496,7 @@ def _pad_row(buf, lo, w, mode_x, pad):
 
     ``pad`` is the value outside the image in constant mode.
     """
-    inner = buf[-lo:-lo + w]
+    inner = buf[-lo : -lo + w]
     for pp in range(-lo):
         buf[pp] = pad if mode_x == CONSTANT else inner[_source_index(pp + lo, w, mode_x)]
     for pp in range(w - lo, buf.size):
@@ -522,9 +541,18 @@ def _row_pass(acc, bufs, offsets, weights, counts, lo, t, n_terms, add):
             t3, b3 = t2, b2
         s0, s1 = offsets[t0, b0] - lo, offsets[t1, b1] - lo
         s2, s3 = offsets[t2, b2] - lo, offsets[t3, b3] - lo
-        _sweep(acc, n, bufs[t0, s0:s0 + w], weights[t0, b0], bufs[t1, s1:s1 + w],
-               weights[t1, b1], bufs[t2, s2:s2 + w], weights[t2, b2],
-               bufs[t3, s3:s3 + w], weights[t3, b3])
+        _sweep(
+            acc,
+            n,
+            bufs[t0, s0 : s0 + w],
+            weights[t0, b0],
+            bufs[t1, s1 : s1 + w],
+            weights[t1, b1],
+            bufs[t2, s2 : s2 + w],
+            weights[t2, b2],
+            bufs[t3, s3 : s3 + w],
+            weights[t3, b3],
+        )
 
 
 def _nonfinite(row):
@@ -562,8 +590,25 @@ _start_row = _helper(_start_row)
 _finish_row = _helper(_finish_row)
 
 
-def _separable_2d(src, col_off, col_w, col_n, row_off, row_w, row_n, mode_y, mode_x, cval,
-                  pad_x, combine, inv_divisor, accumulate, out, block, nonfinite):
+def _separable_2d(
+    src,
+    col_off,
+    col_w,
+    col_n,
+    row_off,
+    row_w,
+    row_n,
+    mode_y,
+    mode_x,
+    cval,
+    pad_x,
+    combine,
+    inv_divisor,
+    accumulate,
+    out,
+    block,
+    nonfinite,
+):
     """Sum (or magnitude) of separable terms over the last two axes of ``src`` (P, H, W).
 
     Term ``t`` correlates columns with ``col_w[t, :col_n[t]]`` and rows with
@@ -605,14 +650,27 @@ def _separable_2d(src, col_off, col_w, col_n, row_off, row_w, row_n, mode_y, mod
             for t in range(n_terms):
                 n_col = col_n[t]
                 dense = col_off[t, n_col - 1] - col_off[t, 0] == n_col - 1
-                if (n_rows == 2 and dense and n_col > 1
-                        and i + col_off[t, 0] >= 0 and i + 1 + col_off[t, n_col - 1] < h):
-                    _column_pass_two(bufs[0, t, -lo:-lo + w], bufs[1, t, -lo:-lo + w], plane,
-                                     col_off[t], col_w[t], n_col, i)
+                if (
+                    n_rows == 2
+                    and dense
+                    and n_col > 1
+                    and i + col_off[t, 0] >= 0
+                    and i + 1 + col_off[t, n_col - 1] < h
+                ):
+                    _column_pass_two(
+                        bufs[0, t, -lo : -lo + w],
+                        bufs[1, t, -lo : -lo + w],
+                        plane,
+                        col_off[t],
+                        col_w[t],
+                        n_col,
+                        i,
+                    )
                 else:
                     for r in range(n_rows):
-                        _column_pass(bufs[r, t, -lo:-lo + w], plane, col_off[t], col_w[t],
-                                     n_col, i + r, mode_y, cval)
+                        _column_pass(
+                            bufs[r, t, -lo : -lo + w], plane, col_off[t], col_w[t], n_col, i + r, mode_y, cval
+                        )
                 for r in range(n_rows):
                     _pad_row(bufs[r, t], lo, w, mode_x, pad_x[t])
                     if not (direct or summed):  # one term's square into the total
@@ -620,8 +678,7 @@ def _separable_2d(src, col_off, col_w, col_n, row_off, row_w, row_n, mode_y, mod
                         _add_square(totals[r], hacc)
             for r in range(n_rows):
                 if direct or summed:
-                    _row_pass(out[p, i + r], bufs[r], row_off, row_w, row_n, lo, 0, n_terms,
-                              accumulate)
+                    _row_pass(out[p, i + r], bufs[r], row_off, row_w, row_n, lo, 0, n_terms, accumulate)
                     if summed and _nonfinite(out[p, i + r]):
                         nonfinite[task] = 1
                 else:
@@ -632,8 +689,23 @@ def _separable_2d(src, col_off, col_w, col_n, row_off, row_w, row_n, mode_y, mod
 separable_2d_kernel = _Kernel(_separable_2d, 14)
 
 
-def _edge_magnitude_rows(src, p, first, last, smooth_y, derivative_y, smooth_x, derivative_x,
-                         mode_y, mode_x, cval, pad_smooth, pad_derivative, inv_divisor, out):
+def _edge_magnitude_rows(
+    src,
+    p,
+    first,
+    last,
+    smooth_y,
+    derivative_y,
+    smooth_x,
+    derivative_x,
+    mode_y,
+    mode_x,
+    cval,
+    pad_smooth,
+    pad_derivative,
+    inv_divisor,
+    out,
+):
     """Rows ``first .. last - 1`` of plane ``p`` of ``_edge_magnitude_3x3``."""
     h, w = src.shape[1], src.shape[2]
     s0, s1, s2 = smooth_y[0], smooth_y[1], smooth_y[2]
@@ -643,8 +715,8 @@ def _edge_magnitude_rows(src, p, first, last, smooth_y, derivative_y, smooth_x, 
     to_acc = out.dtype.type
     rows_s = np.empty(w + 2, out.dtype)
     rows_d = np.empty(w + 2, out.dtype)
-    s_in = rows_s[1:w + 1]
-    d_in = rows_d[1:w + 1]
+    s_in = rows_s[1 : w + 1]
+    d_in = rows_d[1 : w + 1]
     outside = np.empty(w, src.dtype)
     outside[:] = cval
     for i in range(first, last):
@@ -667,8 +739,8 @@ def _edge_magnitude_rows(src, p, first, last, smooth_y, derivative_y, smooth_x, 
             right = _source_index(w, w, mode_x)
             rows_s[0], rows_s[w + 1] = s_in[left], s_in[right]
             rows_d[0], rows_d[w + 1] = d_in[left], d_in[right]
-        s_a, s_c = rows_s[0:w], rows_s[2:w + 2]
-        d_a, d_b, d_c = rows_d[0:w], rows_d[1:w + 1], rows_d[2:w + 2]
+        s_a, s_c = rows_s[0:w], rows_s[2 : w + 2]
+        d_a, d_b, d_c = rows_d[0:w], rows_d[1 : w + 1], rows_d[2 : w + 2]
         row_out = out[p, i]
         for j in range(w):
             gx = hd0 * s_a[j] + hd2 * s_c[j]
@@ -679,8 +751,21 @@ def _edge_magnitude_rows(src, p, first, last, smooth_y, derivative_y, smooth_x, 
 _edge_magnitude_rows = _helper(_edge_magnitude_rows)
 
 
-def _edge_magnitude_3x3(src, smooth_y, derivative_y, smooth_x, derivative_x, mode_y, mode_x,
-                        cval, pad_smooth, pad_derivative, inv_divisor, out, block):
+def _edge_magnitude_3x3(
+    src,
+    smooth_y,
+    derivative_y,
+    smooth_x,
+    derivative_x,
+    mode_y,
+    mode_x,
+    cval,
+    pad_smooth,
+    pad_derivative,
+    inv_divisor,
+    out,
+    block,
+):
     """``sqrt(gx**2 + gy**2) * inv_divisor`` of a 3x3 edge operator, in one sweep per row.
 
     Smoothing weights offsets -1, 0, +1 and derivative weights offsets -1 and
@@ -694,9 +779,23 @@ def _edge_magnitude_3x3(src, smooth_y, derivative_y, smooth_x, derivative_x, mod
     n_blocks = (h + block - 1) // block
     for task in prange(n_planes * n_blocks):
         first = (task % n_blocks) * block
-        _edge_magnitude_rows(src, task // n_blocks, first, min(h, first + block), smooth_y,
-                             derivative_y, smooth_x, derivative_x, mode_y, mode_x, cval,
-                             pad_smooth, pad_derivative, inv_divisor, out)
+        _edge_magnitude_rows(
+            src,
+            task // n_blocks,
+            first,
+            min(h, first + block),
+            smooth_y,
+            derivative_y,
+            smooth_x,
+            derivative_x,
+            mode_y,
+            mode_x,
+            cval,
+            pad_smooth,
+            pad_derivative,
+            inv_divisor,
+            out,
+        )
 
 
 edge_magnitude_3x3 = _Kernel(_edge_magnitude_3x3, 11)
@@ -705,6 +804,7 @@ edge_magnitude_3x3 = _Kernel(_edge_magnitude_3x3, 11)
 # --------------------------------------------------------------------------
 # Direct 2-D correlation
 # --------------------------------------------------------------------------
+
 
 def _fill_padded_row(buf, row, lo, mode_x, cval):
     """``buf[p]`` = the row extended by the border mode at position ``p + lo``."""
@@ -739,9 +839,18 @@ def _taps_pass(acc, ring, tap_slot, tap_x, tap_w, lo):
         k1, k2, k3 = t + min(1, n - 1), t + min(2, n - 1), t + min(3, n - 1)
         s0, s1 = tap_x[t] - lo, tap_x[k1] - lo
         s2, s3 = tap_x[k2] - lo, tap_x[k3] - lo
-        _sweep(acc, n, ring[tap_slot[t], s0:s0 + w], tap_w[t], ring[tap_slot[k1], s1:s1 + w],
-               tap_w[k1], ring[tap_slot[k2], s2:s2 + w], tap_w[k2],
-               ring[tap_slot[k3], s3:s3 + w], tap_w[k3])
+        _sweep(
+            acc,
+            n,
+            ring[tap_slot[t], s0 : s0 + w],
+            tap_w[t],
+            ring[tap_slot[k1], s1 : s1 + w],
+            tap_w[k1],
+            ring[tap_slot[k2], s2 : s2 + w],
+            tap_w[k2],
+            ring[tap_slot[k3], s3 : s3 + w],
+            tap_w[k3],
+        )
         t += n
 
 
@@ -788,8 +897,19 @@ def _correlate_2d(src, tap_y, tap_x, tap_w, mode_y, mode_x, cval, out, block):
     n_blocks = (h + block - 1) // block
     for task in prange(n_planes * n_blocks):
         first = (task % n_blocks) * block
-        _correlate_2d_rows(src, task // n_blocks, first, min(h, first + block), tap_y, tap_x,
-                           tap_w, mode_y, mode_x, cval, out)
+        _correlate_2d_rows(
+            src,
+            task // n_blocks,
+            first,
+            min(h, first + block),
+            tap_y,
+            tap_x,
+            tap_w,
+            mode_y,
+            mode_x,
+            cval,
+            out,
+        )
 
 
 correlate_2d = _Kernel(_correlate_2d, 7)
@@ -798,6 +918,7 @@ correlate_2d = _Kernel(_correlate_2d, 7)
 # --------------------------------------------------------------------------
 # Depthwise (per-channel) filtering, channel-last
 # --------------------------------------------------------------------------
+
 
 def _fma_flat(acc, weights, values, skip_zero):
     """``acc += weights * values`` elementwise; zero weights add nothing (not even NaN).
@@ -827,14 +948,14 @@ def _fill_pixels(buf, src_row, x_first, count, w, n_in, multiplier, mode_x, outs
     """
     n_out = n_in * multiplier
     if outside:
-        buf[:count * n_out] = cval
+        buf[: count * n_out] = cval
         return
     inside_first = min(max(x_first, 0), w)
     inside_last = max(min(x_first + count, w), inside_first)
     if multiplier == 1 and inside_last > inside_first:
         flat = src_row.reshape(w * n_in)
-        dst = buf[(inside_first - x_first) * n_in:(inside_last - x_first) * n_in]
-        run = flat[inside_first * n_in:inside_last * n_in]
+        dst = buf[(inside_first - x_first) * n_in : (inside_last - x_first) * n_in]
+        run = flat[inside_first * n_in : inside_last * n_in]
         for e in range(dst.size):
             dst[e] = run[e]
     for pp in range(count):
@@ -844,7 +965,7 @@ def _fill_pixels(buf, src_row, x_first, count, w, n_in, multiplier, mode_x, outs
         qx = x if 0 <= x < w else _source_index(x, w, mode_x)
         base = pp * n_out
         if qx < 0:
-            buf[base:base + n_out] = cval
+            buf[base : base + n_out] = cval
         else:
             pix = src_row[qx]
             for c in range(n_in):
@@ -884,14 +1005,14 @@ def _depthwise_taps_row(part, tiles, tap_x, has_zero, t, end, lo, n_out, window,
         d = (tap_x[t + 3] - lo) * n_out if group > 3 else a
         for s0 in range(0, length, period):
             n = min(period, length - s0)
-            acc = part[s0:s0 + n]
-            va, wa = window[a + s0:a + s0 + n], tiles[t, :n]
+            acc = part[s0 : s0 + n]
+            va, wa = window[a + s0 : a + s0 + n], tiles[t, :n]
             if group == 1:
                 if first:
                     acc[:] = zero
                 _fma_flat(acc, wa, va, has_zero[t])
                 continue
-            vb, wb = window[b + s0:b + s0 + n], tiles[t + 1, :n]
+            vb, wb = window[b + s0 : b + s0 + n], tiles[t + 1, :n]
             if group == 2:
                 if first:
                     for e in range(n):
@@ -900,7 +1021,7 @@ def _depthwise_taps_row(part, tiles, tap_x, has_zero, t, end, lo, n_out, window,
                     for e in range(n):
                         acc[e] = _fmuladd(to(vb[e]), wb[e], _fmuladd(to(va[e]), wa[e], acc[e]))
                 continue
-            vc, wc = window[c + s0:c + s0 + n], tiles[t + 2, :n]
+            vc, wc = window[c + s0 : c + s0 + n], tiles[t + 2, :n]
             if group == 3:
                 if first:
                     for e in range(n):
@@ -911,7 +1032,7 @@ def _depthwise_taps_row(part, tiles, tap_x, has_zero, t, end, lo, n_out, window,
                         s = _fmuladd(to(vb[e]), wb[e], _fmuladd(to(va[e]), wa[e], acc[e]))
                         acc[e] = _fmuladd(to(vc[e]), wc[e], s)
                 continue
-            vd, wd = window[d + s0:d + s0 + n], tiles[t + 3, :n]
+            vd, wd = window[d + s0 : d + s0 + n], tiles[t + 3, :n]
             if first:
                 for e in range(n):
                     s = _fmuladd(to(vb[e]), wb[e], to(va[e]) * wa[e])
@@ -925,7 +1046,6 @@ def _depthwise_taps_row(part, tiles, tap_x, has_zero, t, end, lo, n_out, window,
 
 
 _depthwise_taps_row = _helper(_depthwise_taps_row)
-
 
 
 def _depthwise_taps_3x3(part, tiles, tap_x, lo, n_out, top, middle, bottom):
@@ -944,27 +1064,45 @@ def _depthwise_taps_3x3(part, tiles, tap_x, lo, n_out, top, middle, bottom):
     g, k, m = (tap_x[6] - lo) * n_out, (tap_x[7] - lo) * n_out, (tap_x[8] - lo) * n_out
     for s0 in range(0, length, period):
         n = min(period, length - s0)
-        acc = part[s0:s0 + n]
-        v0, v1, v2 = top[a + s0:a + s0 + n], top[b + s0:b + s0 + n], top[c + s0:c + s0 + n]
-        v3, v4 = middle[d + s0:d + s0 + n], middle[e + s0:e + s0 + n]
-        v5 = middle[f + s0:f + s0 + n]
-        v6, v7 = bottom[g + s0:g + s0 + n], bottom[k + s0:k + s0 + n]
-        v8 = bottom[m + s0:m + s0 + n]
+        acc = part[s0 : s0 + n]
+        v0, v1, v2 = top[a + s0 : a + s0 + n], top[b + s0 : b + s0 + n], top[c + s0 : c + s0 + n]
+        v3, v4 = middle[d + s0 : d + s0 + n], middle[e + s0 : e + s0 + n]
+        v5 = middle[f + s0 : f + s0 + n]
+        v6, v7 = bottom[g + s0 : g + s0 + n], bottom[k + s0 : k + s0 + n]
+        v8 = bottom[m + s0 : m + s0 + n]
         t0, t1, t2, t3, t4 = tiles[0, :n], tiles[1, :n], tiles[2, :n], tiles[3, :n], tiles[4, :n]
         t5, t6, t7, t8 = tiles[5, :n], tiles[6, :n], tiles[7, :n], tiles[8, :n]
         for j in range(n):
             x = _fmuladd(to(v2[j]), t2[j], _fmuladd(to(v1[j]), t1[j], to(v0[j]) * t0[j]))
             x = _fmuladd(to(v5[j]), t5[j], _fmuladd(to(v4[j]), t4[j], _fmuladd(to(v3[j]), t3[j], x)))
-            acc[j] = _fmuladd(to(v8[j]), t8[j],
-                              _fmuladd(to(v7[j]), t7[j], _fmuladd(to(v6[j]), t6[j], x)))
+            acc[j] = _fmuladd(to(v8[j]), t8[j], _fmuladd(to(v7[j]), t7[j], _fmuladd(to(v6[j]), t6[j], x)))
 
 
 _depthwise_taps_3x3 = _helper(_depthwise_taps_3x3)
 
 
-def _depthwise_2d_rows(src, p, first, last, tap_y, tap_x, tap_tiles, tap_has_zero, multiplier,
-                       mode_y, mode_x, cval, row_start, out, chunk, lo, hi, inner_first,
-                       inner_last, nine):
+def _depthwise_2d_rows(
+    src,
+    p,
+    first,
+    last,
+    tap_y,
+    tap_x,
+    tap_tiles,
+    tap_has_zero,
+    multiplier,
+    mode_y,
+    mode_x,
+    cval,
+    row_start,
+    out,
+    chunk,
+    lo,
+    hi,
+    inner_first,
+    inner_last,
+    nine,
+):
     """Output rows ``first .. last - 1`` of plane ``p`` of ``_depthwise_2d``."""
     h, w, n_in = src.shape[1], src.shape[2], src.shape[3]
     n_out = n_in * multiplier
@@ -982,7 +1120,7 @@ def _depthwise_2d_rows(src, p, first, last, tap_y, tap_x, tap_tiles, tap_has_zer
                 n_px = min(chunk, inner_last - x0)
             else:
                 n_px = min(chunk, w - x0)
-            part = row_out[x0 * n_out:(x0 + n_px) * n_out]
+            part = row_out[x0 * n_out : (x0 + n_px) * n_out]
             in_place = inner_first <= x0 < inner_last
             span = (n_px + hi - lo) * n_out
             t = 0
@@ -992,10 +1130,16 @@ def _depthwise_2d_rows(src, p, first, last, tap_y, tap_x, tap_tiles, tap_has_zer
                 q2 = _source_index(i + tap_y[6], h, mode_y)
                 if q0 >= 0 and q1 >= 0 and q2 >= 0:
                     at = (x0 + lo) * n_in
-                    _depthwise_taps_3x3(part, tap_tiles, tap_x, lo, n_out,
-                                        src[p, q0].reshape(w * n_in)[at:at + span],
-                                        src[p, q1].reshape(w * n_in)[at:at + span],
-                                        src[p, q2].reshape(w * n_in)[at:at + span])
+                    _depthwise_taps_3x3(
+                        part,
+                        tap_tiles,
+                        tap_x,
+                        lo,
+                        n_out,
+                        src[p, q0].reshape(w * n_in)[at : at + span],
+                        src[p, q1].reshape(w * n_in)[at : at + span],
+                        src[p, q2].reshape(w * n_in)[at : at + span],
+                    )
                     t = n_taps
             while t < n_taps:
                 dy = tap_y[t]
@@ -1005,14 +1149,26 @@ def _depthwise_2d_rows(src, p, first, last, tap_y, tap_x, tap_tiles, tap_has_zer
                 q = _source_index(i + dy, h, mode_y)
                 if in_place and q >= 0:
                     at = (x0 + lo) * n_in
-                    window = src[p, q].reshape(w * n_in)[at:at + span]
-                    _depthwise_taps_row(part, tap_tiles, tap_x, tap_has_zero, t, end, lo,
-                                        n_out, window, t == 0)
+                    window = src[p, q].reshape(w * n_in)[at : at + span]
+                    _depthwise_taps_row(
+                        part, tap_tiles, tap_x, tap_has_zero, t, end, lo, n_out, window, t == 0
+                    )
                 else:
-                    _fill_pixels(buf, src[p, max(q, 0)], x0 + lo, n_px + hi - lo, w, n_in,
-                                 multiplier, mode_x, q < 0, cval)
-                    _depthwise_taps_row(part, tap_tiles, tap_x, tap_has_zero, t, end, lo,
-                                        n_out, buf[:span], t == 0)
+                    _fill_pixels(
+                        buf,
+                        src[p, max(q, 0)],
+                        x0 + lo,
+                        n_px + hi - lo,
+                        w,
+                        n_in,
+                        multiplier,
+                        mode_x,
+                        q < 0,
+                        cval,
+                    )
+                    _depthwise_taps_row(
+                        part, tap_tiles, tap_x, tap_has_zero, t, end, lo, n_out, buf[:span], t == 0
+                    )
                 t = end
             x0 += n_px
 
@@ -1020,8 +1176,9 @@ def _depthwise_2d_rows(src, p, first, last, tap_y, tap_x, tap_tiles, tap_has_zer
 _depthwise_2d_rows = _helper(_depthwise_2d_rows)
 
 
-def _depthwise_2d(src, tap_y, tap_x, tap_tiles, tap_has_zero, multiplier, mode_y, mode_x,
-                  cval, row_start, out, chunk, block):
+def _depthwise_2d(
+    src, tap_y, tap_x, tap_tiles, tap_has_zero, multiplier, mode_y, mode_x, cval, row_start, out, chunk, block
+):
     """Per-channel 2-D correlation of ``src`` (P, H, W, C) into ``out`` (P, R, W, C*M).
 
     Output channel ``c*M + m`` correlates input channel ``c`` with its own
@@ -1050,16 +1207,34 @@ def _depthwise_2d(src, tap_y, tap_x, tap_tiles, tap_has_zero, multiplier, mode_y
     n_blocks = (n_rows + block - 1) // block
     for task in prange(n_planes * n_blocks):
         first = (task % n_blocks) * block
-        _depthwise_2d_rows(src, task // n_blocks, first, min(n_rows, first + block), tap_y,
-                           tap_x, tap_tiles, tap_has_zero, multiplier, mode_y, mode_x, cval,
-                           row_start, out, chunk, lo, hi, inner_first, inner_last, nine)
+        _depthwise_2d_rows(
+            src,
+            task // n_blocks,
+            first,
+            min(n_rows, first + block),
+            tap_y,
+            tap_x,
+            tap_tiles,
+            tap_has_zero,
+            multiplier,
+            mode_y,
+            mode_x,
+            cval,
+            row_start,
+            out,
+            chunk,
+            lo,
+            hi,
+            inner_first,
+            inner_last,
+            nine,
+        )
 
 
 depthwise_2d = _Kernel(_depthwise_2d, 10)
 
 
-def _gather_planar(planar, width, src_plane, q_first, x_first, h, w, multiplier, mode_y,
-                   mode_x, cval):
+def _gather_planar(planar, width, src_plane, q_first, x_first, h, w, multiplier, mode_y, mode_x, cval):
     """``planar[k, j, xx]`` = input channel ``k // multiplier`` at row ``q_first + j``, x ``x_first + xx``.
 
     Channel-last source rows become one border-extended row per output
@@ -1082,17 +1257,17 @@ def _gather_planar(planar, width, src_plane, q_first, x_first, h, w, multiplier,
         blocks = (inside_last - inside_first) // 16 if n_in >= 8 else 0
         for b in range(blocks):
             xx = inside_first + 16 * b
-            pixels = src_plane[q, x_first + xx:x_first + xx + 16]
+            pixels = src_plane[q, x_first + xx : x_first + xx + 16]
             for k in range(n_out):
-                dst = planar[k, j, xx:xx + 16]
+                dst = planar[k, j, xx : xx + 16]
                 c = k // multiplier
                 for x in range(16):
                     dst[x] = to(pixels[x, c])
         for k in range(n_out):
             c = k // multiplier
             row = planar[k, j, :width]
-            inside = row[inside_first + 16 * blocks:inside_last]
-            run = flat[(x_first + inside_first + 16 * blocks) * n_in + c:]
+            inside = row[inside_first + 16 * blocks : inside_last]
+            run = flat[(x_first + inside_first + 16 * blocks) * n_in + c :]
             for xx in range(inside.size):
                 inside[xx] = to(run[xx * n_in])
             for xx in range(inside_first):
@@ -1125,10 +1300,20 @@ def _planar_channel(acc0, acc1, two, rows, top, columns, dense):
             while a < kh:
                 g = min(4, kh - a)
                 r = top + a
-                _sweep_two(acc0, acc1, g, rows[r, dx:dx + n], rows[r + 1, dx:dx + n],
-                           rows[r + min(2, g), dx:dx + n], rows[r + min(3, g), dx:dx + n],
-                           rows[r + min(4, g), dx:dx + n], col[a], col[a + min(1, g - 1)],
-                           col[a + min(2, g - 1)], col[a + min(3, g - 1)])
+                _sweep_two(
+                    acc0,
+                    acc1,
+                    g,
+                    rows[r, dx : dx + n],
+                    rows[r + 1, dx : dx + n],
+                    rows[r + min(2, g), dx : dx + n],
+                    rows[r + min(3, g), dx : dx + n],
+                    rows[r + min(4, g), dx : dx + n],
+                    col[a],
+                    col[a + min(1, g - 1)],
+                    col[a + min(2, g - 1)],
+                    col[a + min(3, g - 1)],
+                )
                 a += g
             continue
         for r in range(2 if two else 1):
@@ -1145,9 +1330,18 @@ def _planar_channel(acc0, acc1, two, rows, top, columns, dense):
                 if g == 0:
                     break
                 b = top + r
-                _sweep(acc, g, rows[b + t0, dx:dx + n], col[t0], rows[b + t1, dx:dx + n],
-                       col[t1], rows[b + t2, dx:dx + n], col[t2], rows[b + t3, dx:dx + n],
-                       col[t3])
+                _sweep(
+                    acc,
+                    g,
+                    rows[b + t0, dx : dx + n],
+                    col[t0],
+                    rows[b + t1, dx : dx + n],
+                    col[t1],
+                    rows[b + t2, dx : dx + n],
+                    col[t2],
+                    rows[b + t3, dx : dx + n],
+                    col[t3],
+                )
 
 
 def _scatter_planar(planar_rows, n_rows, n, out_rows, x_first):
@@ -1164,7 +1358,7 @@ def _scatter_planar(planar_rows, n_rows, n, out_rows, x_first):
         else:
             flat = out_rows[r].reshape(out_rows.shape[1] * n_out)
             for k in range(n_out):
-                run = flat[x_first * n_out + k:]
+                run = flat[x_first * n_out + k :]
                 values = src[k, :n]
                 for x in range(n):
                     run[x * n_out] = values[x]
@@ -1175,8 +1369,9 @@ _planar_channel = _helper(_planar_channel)
 _scatter_planar = _helper(_scatter_planar)
 
 
-def _depthwise_planar_rows(src, p, first, last, columns, dense, top, left, multiplier, mode_y,
-                           mode_x, cval, row_start, out, chunk):
+def _depthwise_planar_rows(
+    src, p, first, last, columns, dense, top, left, multiplier, mode_y, mode_x, cval, row_start, out, chunk
+):
     """Output rows ``first .. last - 1`` of plane ``p`` of ``_depthwise_planar``."""
     h, w, n_in = src.shape[1], src.shape[2], src.shape[3]
     n_out = n_in * multiplier
@@ -1186,24 +1381,37 @@ def _depthwise_planar_rows(src, p, first, last, columns, dense, top, left, multi
     result = np.empty((2, n_out, chunk), out.dtype)
     for x0 in range(0, w, chunk):
         n_px = min(chunk, w - x0)
-        _gather_planar(planar, n_px + kw - 1, src[p], row_start + first - top,
-                       x0 - left, h, w, multiplier, mode_y, mode_x, cval)
+        _gather_planar(
+            planar,
+            n_px + kw - 1,
+            src[p],
+            row_start + first - top,
+            x0 - left,
+            h,
+            w,
+            multiplier,
+            mode_y,
+            mode_x,
+            cval,
+        )
         r = first
         while r < last:
             two = last - r > 1
             for k in range(n_out):
-                _planar_channel(result[0, k, :n_px], result[1, k, :n_px], two, planar[k],
-                                r - first, columns[k], dense[k])
+                _planar_channel(
+                    result[0, k, :n_px], result[1, k, :n_px], two, planar[k], r - first, columns[k], dense[k]
+                )
             count = 2 if two else 1
-            _scatter_planar(result, count, n_px, out[p, r:r + count], x0)
+            _scatter_planar(result, count, n_px, out[p, r : r + count], x0)
             r += count
 
 
 _depthwise_planar_rows = _helper(_depthwise_planar_rows)
 
 
-def _depthwise_planar(src, columns, dense, top, left, multiplier, mode_y, mode_x, cval,
-                      row_start, out, chunk, block):
+def _depthwise_planar(
+    src, columns, dense, top, left, multiplier, mode_y, mode_x, cval, row_start, out, chunk, block
+):
     """Per-channel 2-D correlation of ``src`` (P, H, W, C) into ``out`` (P, R, W, C*M), planar.
 
     For larger kernels. Each task takes a block of output rows and, a chunk of
@@ -1220,17 +1428,48 @@ def _depthwise_planar(src, columns, dense, top, left, multiplier, mode_y, mode_x
     n_blocks = (n_rows + block - 1) // block
     for task in prange(n_planes * n_blocks):
         first = (task % n_blocks) * block
-        _depthwise_planar_rows(src, task // n_blocks, first, min(n_rows, first + block), columns,
-                               dense, top, left, multiplier, mode_y, mode_x, cval, row_start, out,
-                               chunk)
+        _depthwise_planar_rows(
+            src,
+            task // n_blocks,
+            first,
+            min(n_rows, first + block),
+            columns,
+            dense,
+            top,
+            left,
+            multiplier,
+            mode_y,
+            mode_x,
+            cval,
+            row_start,
+            out,
+            chunk,
+        )
 
 
 depthwise_planar = _Kernel(_depthwise_planar, 10)
 
 
-def _depthwise_passes_rows(src, p, first, last, col_off, col_tiles, col_zero, row_off,
-                           row_tiles, row_zero, multiplier, mode_y, mode_x, cval, pad_x,
-                           row_start, out, chunk):
+def _depthwise_passes_rows(
+    src,
+    p,
+    first,
+    last,
+    col_off,
+    col_tiles,
+    col_zero,
+    row_off,
+    row_tiles,
+    row_zero,
+    multiplier,
+    mode_y,
+    mode_x,
+    cval,
+    pad_x,
+    row_start,
+    out,
+    chunk,
+):
     """Output rows ``first .. last - 1`` of plane ``p`` of ``_depthwise_passes_2d``."""
     h, w, n_in = src.shape[1], src.shape[2], src.shape[3]
     n_out = n_in * multiplier
@@ -1238,7 +1477,7 @@ def _depthwise_passes_rows(src, p, first, last, col_off, col_tiles, col_zero, ro
     hi = max(0, row_off.max())
     padded = w + hi - lo
     buf = np.empty(padded * n_out, out.dtype)
-    inner = buf[-lo * n_out:(w - lo) * n_out]
+    inner = buf[-lo * n_out : (w - lo) * n_out]
     pixels = np.empty(chunk * n_out, out.dtype)
     for r in range(first, last):
         i = row_start + r
@@ -1247,40 +1486,72 @@ def _depthwise_passes_rows(src, p, first, last, col_off, col_tiles, col_zero, ro
             q = _source_index(i + col_off[a], h, mode_y)
             for x0 in range(0, w, chunk):
                 length = min(chunk, w - x0) * n_out
-                target = inner[x0 * n_out:x0 * n_out + length]
+                target = inner[x0 * n_out : x0 * n_out + length]
                 if q >= 0 and multiplier == 1:  # the source row itself, any dtype
-                    _fma_flat(target, col_tiles[a, :length],
-                              src[p, q].reshape(w * n_in)[x0 * n_in:x0 * n_in + length],
-                              col_zero[a])
+                    _fma_flat(
+                        target,
+                        col_tiles[a, :length],
+                        src[p, q].reshape(w * n_in)[x0 * n_in : x0 * n_in + length],
+                        col_zero[a],
+                    )
                 else:
-                    _fill_pixels(pixels, src[p, max(q, 0)], x0, length // n_out, w, n_in,
-                                 multiplier, mode_x, q < 0, cval)
+                    _fill_pixels(
+                        pixels,
+                        src[p, max(q, 0)],
+                        x0,
+                        length // n_out,
+                        w,
+                        n_in,
+                        multiplier,
+                        mode_x,
+                        q < 0,
+                        cval,
+                    )
                     _fma_flat(target, col_tiles[a, :length], pixels[:length], col_zero[a])
         for pp in range(padded):
             if 0 <= pp + lo < w:
                 continue
             base = pp * n_out
             if mode_x == CONSTANT:
-                buf[base:base + n_out] = pad_x
+                buf[base : base + n_out] = pad_x
             else:
                 s = (_source_index(pp + lo, w, mode_x) - lo) * n_out
-                buf[base:base + n_out] = buf[s:s + n_out]
+                buf[base : base + n_out] = buf[s : s + n_out]
         row_out = out[p, r].reshape(w * n_out)
         row_out[:] = 0
         for b in range(row_off.size):
             for x0 in range(0, w, chunk):
                 length = min(chunk, w - x0) * n_out
                 start = (x0 + row_off[b] - lo) * n_out
-                _fma_flat(row_out[x0 * n_out:x0 * n_out + length], row_tiles[b, :length],
-                          buf[start:start + length], row_zero[b])
+                _fma_flat(
+                    row_out[x0 * n_out : x0 * n_out + length],
+                    row_tiles[b, :length],
+                    buf[start : start + length],
+                    row_zero[b],
+                )
 
 
 _depthwise_passes_rows = _helper(_depthwise_passes_rows)
 
 
-def _depthwise_passes_2d(src, col_off, col_tiles, col_zero, row_off, row_tiles, row_zero,
-                         multiplier, mode_y, mode_x, cval, pad_x, row_start, out, chunk,
-                         block):
+def _depthwise_passes_2d(
+    src,
+    col_off,
+    col_tiles,
+    col_zero,
+    row_off,
+    row_tiles,
+    row_zero,
+    multiplier,
+    mode_y,
+    mode_x,
+    cval,
+    pad_x,
+    row_start,
+    out,
+    chunk,
+    block,
+):
     """Per-channel rank-1 kernels as a column pass and a row pass, channel-last.
 
     Like ``_depthwise_2d``, but output channel ``k`` correlates with
@@ -1294,9 +1565,26 @@ def _depthwise_passes_2d(src, col_off, col_tiles, col_zero, row_off, row_tiles, 
     n_blocks = (n_rows + block - 1) // block
     for task in prange(n_planes * n_blocks):
         first = (task % n_blocks) * block
-        _depthwise_passes_rows(src, task // n_blocks, first, min(n_rows, first + block), col_off,
-                               col_tiles, col_zero, row_off, row_tiles, row_zero, multiplier,
-                               mode_y, mode_x, cval, pad_x, row_start, out, chunk)
+        _depthwise_passes_rows(
+            src,
+            task // n_blocks,
+            first,
+            min(n_rows, first + block),
+            col_off,
+            col_tiles,
+            col_zero,
+            row_off,
+            row_tiles,
+            row_zero,
+            multiplier,
+            mode_y,
+            mode_x,
+            cval,
+            pad_x,
+            row_start,
+            out,
+            chunk,
+        )
 
 
 depthwise_passes_2d = _Kernel(_depthwise_passes_2d, 13)

@@ -78,32 +78,40 @@ def unavailable_reason():
     if not driver_ok:
         error = (drv.driver.initialization_error or "unknown error").strip()
         if "DISABLE_CUDA" in error:
-            return ("CUDA is disabled by NUMBA_DISABLE_CUDA=1 in the environment; unset it "
-                    "to use the GPU")
+            return "CUDA is disabled by NUMBA_DISABLE_CUDA=1 in the environment; unset it to use the GPU"
         if "cannot be found" in error or "libcuda" in error.lower():
-            return ("no NVIDIA driver: the CUDA driver library (libcuda) could not be found; "
-                    "install the NVIDIA driver on a machine with an NVIDIA GPU, or use "
-                    "backend='cpu'")
+            return (
+                "no NVIDIA driver: the CUDA driver library (libcuda) could not be found; "
+                "install the NVIDIA driver on a machine with an NVIDIA GPU, or use "
+                "backend='cpu'"
+            )
         if "NO_DEVICE" in error:
-            return ("no CUDA GPU: the NVIDIA driver found no device (check "
-                    "CUDA_VISIBLE_DEVICES and nvidia-smi), or use backend='cpu'")
+            return (
+                "no CUDA GPU: the NVIDIA driver found no device (check "
+                "CUDA_VISIBLE_DEVICES and nvidia-smi), or use backend='cpu'"
+            )
         return f"the CUDA driver failed to initialise ({error}); or use backend='cpu'"
     try:
         n_devices = len(cuda.gpus)
     except Exception as exc:  # noqa: BLE001
         return f"no CUDA GPU could be listed ({exc}); or use backend='cpu'"
     if n_devices == 0:
-        return ("no CUDA GPU: the NVIDIA driver found no device (check "
-                "CUDA_VISIBLE_DEVICES and nvidia-smi), or use backend='cpu'")
+        return (
+            "no CUDA GPU: the NVIDIA driver found no device (check "
+            "CUDA_VISIBLE_DEVICES and nvidia-smi), or use backend='cpu'"
+        )
     if not nvvm.is_available():
-        return ("numba-cuda cannot find the CUDA compiler libraries (NVVM); install them "
-                f"with {INSTALL_HINT} (numba-cuda[cu12])")
+        return (
+            "numba-cuda cannot find the CUDA compiler libraries (NVVM); install them "
+            f"with {INSTALL_HINT} (numba-cuda[cu12])"
+        )
     return None
 
 
 # --------------------------------------------------------------------------
 # Device arrays: recognising, viewing, converting
 # --------------------------------------------------------------------------
+
 
 def is_numba_array(x):
     """A Numba device array, real or simulated."""
@@ -180,14 +188,21 @@ def contiguous(arr):
     span = 1 + sum((n - 1) * s for n, s in zip(arr.shape, arr.strides)) // item
     flat = _view(arr, (span,), (item,))
     out = cuda.device_array(arr.shape, arr.dtype)
-    _flat_launch("gather", arr.dtype, flat, _const(arr.shape, _int),
-                 _const([s // item for s in arr.strides], _int), out.reshape(-1))
+    _flat_launch(
+        "gather",
+        arr.dtype,
+        flat,
+        _const(arr.shape, _int),
+        _const([s // item for s in arr.strides], _int),
+        out.reshape(-1),
+    )
     return out
 
 
 # --------------------------------------------------------------------------
 # Launching
 # --------------------------------------------------------------------------
+
 
 @functools.lru_cache(maxsize=None)
 def _compiled(name, dtype, variant):
@@ -251,8 +266,8 @@ def _pack_taps(taps_list, dtype, width):
     weights = np.zeros((len(taps_list), width), dtype)
     counts = np.zeros(len(taps_list), _int)
     for t, (o, w) in enumerate(taps_list):
-        offsets[t, :o.size] = o
-        weights[t, :o.size] = w
+        offsets[t, : o.size] = o
+        weights[t, : o.size] = w
         counts[t] = o.size
     return offsets, weights, counts
 
@@ -265,6 +280,7 @@ def _reach(offsets):
 # --------------------------------------------------------------------------
 # The engine interface used by ``_passes`` and the public functions
 # --------------------------------------------------------------------------
+
 
 def empty(shape, dtype):
     return cuda.device_array(tuple(int(n) for n in shape), np.dtype(dtype))
@@ -299,8 +315,7 @@ def to_kernel_input(image, dtype, preserve_range):
 
 def _convert(arr, dtype, scale, clamp):
     out = empty(arr.shape, dtype)
-    _flat_launch("convert", dtype, arr.reshape(-1), np.float64(scale), _int(clamp),
-                 out.reshape(-1))
+    _flat_launch("convert", dtype, arr.reshape(-1), np.float64(scale), _int(clamp), out.reshape(-1))
     return out
 
 
@@ -310,7 +325,7 @@ def correlate_axis(src, axis, offsets, weights, mode, cval, out):
         return
     shape = src.shape
     n = shape[axis]
-    inner = math.prod(shape[axis + 1:])
+    inner = math.prod(shape[axis + 1 :])
     outer = math.prod(shape[:axis])
     dtype = np.dtype(out.dtype)
     item = dtype.itemsize
@@ -320,21 +335,56 @@ def correlate_axis(src, axis, offsets, weights, mode, cval, out):
     lo, span = _reach(offsets)
     c = dtype.type(cval)
     if inner == 1 and TY * (TX + span) * item <= SHARED_BYTES:
-        _launch("correlate_x", dtype, None, (_tiles(n, TX, 1 << 30), _tiles(outer, TY)),
-                (BX, BY), TY * (TX + span) * item, src.reshape(outer, n), off, w, sym,
-                _int(lo), _int(span), _int(mode), c, out.reshape(outer, n))
+        _launch(
+            "correlate_x",
+            dtype,
+            None,
+            (_tiles(n, TX, 1 << 30), _tiles(outer, TY)),
+            (BX, BY),
+            TY * (TX + span) * item,
+            src.reshape(outer, n),
+            off,
+            w,
+            sym,
+            _int(lo),
+            _int(span),
+            _int(mode),
+            c,
+            out.reshape(outer, n),
+        )
     elif inner > 1 and (TY + span) * TX * item <= SHARED_BYTES:
-        _launch("correlate_y", dtype, None,
-                (_tiles(inner, TX, 1 << 30), _tiles(n, TY), min(outer, MAX_GRID_YZ)),
-                (BX, BY), (TY + span) * TX * item, src.reshape(outer, n, inner), off, w, sym,
-                _int(lo), _int(span), _int(mode), c, out.reshape(outer, n, inner))
+        _launch(
+            "correlate_y",
+            dtype,
+            None,
+            (_tiles(inner, TX, 1 << 30), _tiles(n, TY), min(outer, MAX_GRID_YZ)),
+            (BX, BY),
+            (TY + span) * TX * item,
+            src.reshape(outer, n, inner),
+            off,
+            w,
+            sym,
+            _int(lo),
+            _int(span),
+            _int(mode),
+            c,
+            out.reshape(outer, n, inner),
+        )
     else:
-        _flat_launch("correlate_any", dtype, src.reshape(outer, n, inner), off, w, sym,
-                     _int(mode), c, out.reshape(outer, n, inner))
+        _flat_launch(
+            "correlate_any",
+            dtype,
+            src.reshape(outer, n, inner),
+            off,
+            w,
+            sym,
+            _int(mode),
+            c,
+            out.reshape(outer, n, inner),
+        )
 
 
-def separable_2d(src, cols, rows, mode_y, mode_x, cval, pad_x, combine, divisor,
-                 accumulate, out):
+def separable_2d(src, cols, rows, mode_y, mode_x, cval, pad_x, combine, divisor, accumulate, out):
     """Fused separable terms over the last two axes of ``src`` (any leading axes)."""
     if src.size == 0:
         return
@@ -347,19 +397,36 @@ def separable_2d(src, cols, rows, mode_y, mode_x, cval, pad_x, combine, divisor,
         gx, gy = edge
         weights = np.concatenate([cols[gx][1], cols[gy][1], rows[gy][1], rows[gx][1]])
         strips = -(-h // _cuda_kernels.EDGE_ROWS)
-        _launch("edge_magnitude_3x3", dtype, None,
-                (_tiles(w, _cuda_kernels.EDGE_THREADS, 1 << 30), min(strips, MAX_GRID_YZ),
-                 min(planes.shape[0], MAX_GRID_YZ)), (_cuda_kernels.EDGE_THREADS,), 0,
-                planes, _const(weights, dtype), _int(mode_y), _int(mode_x), dtype.type(cval),
-                dtype.type(pad_x[gx]), dtype.type(pad_x[gy]), dtype.type(1.0 / divisor), result)
+        _launch(
+            "edge_magnitude_3x3",
+            dtype,
+            None,
+            (
+                _tiles(w, _cuda_kernels.EDGE_THREADS, 1 << 30),
+                min(strips, MAX_GRID_YZ),
+                min(planes.shape[0], MAX_GRID_YZ),
+            ),
+            (_cuda_kernels.EDGE_THREADS,),
+            0,
+            planes,
+            _const(weights, dtype),
+            _int(mode_y),
+            _int(mode_x),
+            dtype.type(cval),
+            dtype.type(pad_x[gx]),
+            dtype.type(pad_x[gy]),
+            dtype.type(1.0 / divisor),
+            result,
+        )
         return
     item = dtype.itemsize
     y_lo, y_span = _reach(np.concatenate([o for o, _ in cols]))
     x_lo, x_span = _reach(np.concatenate([o for o, _ in rows]))
     tile = (TY + y_span) * (TX + x_span) + TY * (TX + x_span)
     if tile * item > SHARED_BYTES:
-        _separable_by_passes(planes, cols, rows, mode_y, mode_x, cval, pad_x, combine,
-                             divisor, accumulate, result)
+        _separable_by_passes(
+            planes, cols, rows, mode_y, mode_x, cval, pad_x, combine, divisor, accumulate, result
+        )
         return
     longest = max(o.size for o, _ in cols + rows)
     max_taps = next((n for n in _cuda_kernels.UNROLLED_TAPS if n >= longest), None)
@@ -368,17 +435,36 @@ def separable_2d(src, cols, rows, mode_y, mode_x, cval, pad_x, combine, divisor,
     row_off, row_w, row_n = _pack_taps(rows, dtype, width)
     col_at = (col_off - y_lo) * (TX + x_span)  # positions in the shared tile
     row_at = row_off - x_lo
-    _launch("separable_2d", dtype, max_taps,
-            (_tiles(w, TX, 1 << 30), _tiles(h, TY), min(planes.shape[0], MAX_GRID_YZ)),
-            (BX, BY), tile * item, planes, _const(col_at, _int), _const(col_w, dtype),
-            _const(col_n, _int), _const(row_at, _int), _const(row_w, dtype),
-            _const(row_n, _int), _int(y_lo), _int(y_span), _int(x_lo), _int(x_span),
-            _int(mode_y), _int(mode_x), dtype.type(cval), _const(pad_x, dtype),
-            _int(combine), dtype.type(divisor), _int(bool(accumulate)), result)
+    _launch(
+        "separable_2d",
+        dtype,
+        max_taps,
+        (_tiles(w, TX, 1 << 30), _tiles(h, TY), min(planes.shape[0], MAX_GRID_YZ)),
+        (BX, BY),
+        tile * item,
+        planes,
+        _const(col_at, _int),
+        _const(col_w, dtype),
+        _const(col_n, _int),
+        _const(row_at, _int),
+        _const(row_w, dtype),
+        _const(row_n, _int),
+        _int(y_lo),
+        _int(y_span),
+        _int(x_lo),
+        _int(x_span),
+        _int(mode_y),
+        _int(mode_x),
+        dtype.type(cval),
+        _const(pad_x, dtype),
+        _int(combine),
+        dtype.type(divisor),
+        _int(bool(accumulate)),
+        result,
+    )
 
 
-def _separable_by_passes(planes, cols, rows, mode_y, mode_x, cval, pad_x, combine, divisor,
-                         accumulate, out):
+def _separable_by_passes(planes, cols, rows, mode_y, mode_x, cval, pad_x, combine, divisor, accumulate, out):
     """``separable_2d`` as a vertical and a horizontal pass per term (very long kernels)."""
     dtype = out.dtype
     vertical = empty(planes.shape, dtype)
@@ -393,8 +479,7 @@ def _separable_by_passes(planes, cols, rows, mode_y, mode_x, cval, pad_x, combin
 
 def combine_into(out, values, squares, first):
     """``out (+)= values`` or ``values ** 2``."""
-    _flat_launch("combine", out.dtype, out.reshape(-1), values.reshape(-1), _int(squares),
-                 _int(first))
+    _flat_launch("combine", out.dtype, out.reshape(-1), values.reshape(-1), _int(squares), _int(first))
 
 
 @functools.cache
@@ -421,8 +506,12 @@ def apply_mask(out, mask):
     if not dense.is_c_contiguous():
         raise ValueError("apply_mask needs a densely stored result")
     host = np.transpose(np.broadcast_to(np.asarray(mask, bool), out.shape), order)
-    _flat_launch("apply_mask", out.dtype, dense.reshape(-1),
-                 cuda.to_device(np.ascontiguousarray(host).reshape(-1).view(np.uint8)))
+    _flat_launch(
+        "apply_mask",
+        out.dtype,
+        dense.reshape(-1),
+        cuda.to_device(np.ascontiguousarray(host).reshape(-1).view(np.uint8)),
+    )
     return out
 
 
@@ -449,11 +538,26 @@ def correlate_planes(src, kernel, top, left, mode_y, mode_x, cval, out):
     tile = (TY + y_span) * (TX + x_span) * dtype.itemsize
     tiled = tile <= SHARED_BYTES
     planes = src.reshape(-1, h, w)
-    _launch("correlate_2d", dtype, tiled,
-            (_tiles(w, TX, 1 << 30), _tiles(h, TY), min(planes.shape[0], MAX_GRID_YZ)),
-            (BX, BY), tile if tiled else 0, planes, _const(tap_y, _int), _const(tap_x, _int),
-            _const(kernel[ys, xs], dtype), _int(y_lo), _int(y_span), _int(x_lo),
-            _int(x_span), _int(mode_y), _int(mode_x), dtype.type(cval), out.reshape(-1, h, w))
+    _launch(
+        "correlate_2d",
+        dtype,
+        tiled,
+        (_tiles(w, TX, 1 << 30), _tiles(h, TY), min(planes.shape[0], MAX_GRID_YZ)),
+        (BX, BY),
+        tile if tiled else 0,
+        planes,
+        _const(tap_y, _int),
+        _const(tap_x, _int),
+        _const(kernel[ys, xs], dtype),
+        _int(y_lo),
+        _int(y_span),
+        _int(x_lo),
+        _int(x_span),
+        _int(mode_y),
+        _int(mode_x),
+        dtype.type(cval),
+        out.reshape(-1, h, w),
+    )
 
 
 # Channel tiles (rows, pixels), largest first: the first whose shared memory fits is used.
@@ -469,8 +573,7 @@ def _channel_tile(elements):
 
 
 def _channel_grid(width, n_rows, n_planes, tile_h, tile_w):
-    return (_tiles(width, tile_w, 1 << 30), _tiles(n_rows, tile_h),
-            min(n_planes, MAX_GRID_YZ))
+    return (_tiles(width, tile_w, 1 << 30), _tiles(n_rows, tile_h), min(n_planes, MAX_GRID_YZ))
 
 
 def depthwise(src, kernels, multiplier, mode_y, mode_x, cval, out, row_start=0):
@@ -487,16 +590,34 @@ def depthwise(src, kernels, multiplier, mode_y, mode_x, cval, out, row_start=0):
     tiled = tile is not None
     tile_h, tile_w = tile if tiled else (1, 32)
     shared = (tile_h + y_span) * (tile_w + x_span) * n_in * item if tiled else 0
-    _launch("depthwise", dtype, tiled,
-            _channel_grid(src.shape[2], out.shape[1], src.shape[0], tile_h, tile_w),
-            (THREADS,), shared, src, _const(tap_y, _int), _const(tap_x, _int),
-            _const(tap_w, dtype), _const(has_zero, np.uint8), _int(multiplier), _int(y_lo),
-            _int(y_span), _int(x_lo), _int(x_span), _int(mode_y), _int(mode_x),
-            dtype.type(cval), _int(row_start), _int(tile_h), _int(tile_w), out)
+    _launch(
+        "depthwise",
+        dtype,
+        tiled,
+        _channel_grid(src.shape[2], out.shape[1], src.shape[0], tile_h, tile_w),
+        (THREADS,),
+        shared,
+        src,
+        _const(tap_y, _int),
+        _const(tap_x, _int),
+        _const(tap_w, dtype),
+        _const(has_zero, np.uint8),
+        _int(multiplier),
+        _int(y_lo),
+        _int(y_span),
+        _int(x_lo),
+        _int(x_span),
+        _int(mode_y),
+        _int(mode_x),
+        dtype.type(cval),
+        _int(row_start),
+        _int(tile_h),
+        _int(tile_w),
+        out,
+    )
 
 
-def depthwise_passes(src, columns, rows, multiplier, mode_y, mode_x, cval, pad_x, out,
-                     row_start=0):
+def depthwise_passes(src, columns, rows, multiplier, mode_y, mode_x, cval, pad_x, out, row_start=0):
     """Per-channel rank-1 kernels ``outer(columns[k], rows[k])`` as two 1-D passes."""
     if out.size == 0:
         return
@@ -510,12 +631,30 @@ def depthwise_passes(src, columns, rows, multiplier, mode_y, mode_x, cval, pad_x
     tiled = tile is not None
     tile_h, tile_w = tile if tiled else (1, 32)
     shared = tile_h * (tile_w + x_span) * n_out * item if tiled else 0
-    _launch("depthwise_passes", dtype, tiled,
-            _channel_grid(src.shape[2], out.shape[1], src.shape[0], tile_h, tile_w),
-            (THREADS,), shared, src, _const(col_off, _int), _const(col_w, dtype),
-            _const(row_off, _int), _const(row_w, dtype), _int(multiplier), _int(x_lo),
-            _int(x_span), _int(mode_y), _int(mode_x), dtype.type(cval),
-            _const(pad_x, dtype), _int(row_start), _int(tile_h), _int(tile_w), out)
+    _launch(
+        "depthwise_passes",
+        dtype,
+        tiled,
+        _channel_grid(src.shape[2], out.shape[1], src.shape[0], tile_h, tile_w),
+        (THREADS,),
+        shared,
+        src,
+        _const(col_off, _int),
+        _const(col_w, dtype),
+        _const(row_off, _int),
+        _const(row_w, dtype),
+        _int(multiplier),
+        _int(x_lo),
+        _int(x_span),
+        _int(mode_y),
+        _int(mode_x),
+        dtype.type(cval),
+        _const(pad_x, dtype),
+        _int(row_start),
+        _int(tile_h),
+        _int(tile_w),
+        out,
+    )
 
 
 def depthwise_separable(src, op, weights, bias, out):
@@ -528,8 +667,7 @@ def depthwise_separable(src, op, weights, bias, out):
     """
     if out.size == 0:
         return
-    kernels, multiplier, mode_y, mode_x, cval = (op.flat, op.multiplier, op.mode_y, op.mode_x,
-                                                  op.cval)
+    kernels, multiplier, mode_y, mode_x, cval = (op.flat, op.multiplier, op.mode_y, op.mode_x, op.cval)
     dtype = np.dtype(out.dtype)
     item = dtype.itemsize
     tap_y, tap_x, tap_w, has_zero = depthwise_taps(kernels, dtype)
@@ -537,28 +675,45 @@ def depthwise_separable(src, op, weights, bias, out):
     x_lo, x_span = _reach(tap_x)
     n_planes, h, width, n_in = src.shape
     n_mid = tap_w.shape[1]
-    tile = _channel_tile(lambda th, tw: ((th + y_span) * (tw + x_span) * n_in
-                                         + th * tw * n_mid) * item)
+    tile = _channel_tile(lambda th, tw: ((th + y_span) * (tw + x_span) * n_in + th * tw * n_mid) * item)
     if tile is None:
-        _depthwise_separable_bands(src, kernels, multiplier, mode_y, mode_x, cval, weights,
-                                   bias, out)
+        _depthwise_separable_bands(src, kernels, multiplier, mode_y, mode_x, cval, weights, bias, out)
         return
     tile_h, tile_w = tile
     shared = ((tile_h + y_span) * (tile_w + x_span) * n_in + tile_h * tile_w * n_mid) * item
-    _launch("depthwise_separable", dtype, None,
-            _channel_grid(width, h, n_planes, tile_h, tile_w), (THREADS,), shared, src,
-            _const(tap_y, _int), _const(tap_x, _int), _const(tap_w, dtype),
-            _const(has_zero, np.uint8), _int(multiplier), _int(y_lo), _int(y_span),
-            _int(x_lo), _int(x_span), _int(mode_y), _int(mode_x), dtype.type(cval),
-            _const(weights, dtype), _const(np.zeros(1) if bias is None else bias, dtype),
-            _int(bias is not None), _int(tile_h), _int(tile_w), out)
+    _launch(
+        "depthwise_separable",
+        dtype,
+        None,
+        _channel_grid(width, h, n_planes, tile_h, tile_w),
+        (THREADS,),
+        shared,
+        src,
+        _const(tap_y, _int),
+        _const(tap_x, _int),
+        _const(tap_w, dtype),
+        _const(has_zero, np.uint8),
+        _int(multiplier),
+        _int(y_lo),
+        _int(y_span),
+        _int(x_lo),
+        _int(x_span),
+        _int(mode_y),
+        _int(mode_x),
+        dtype.type(cval),
+        _const(weights, dtype),
+        _const(np.zeros(1) if bias is None else bias, dtype),
+        _int(bias is not None),
+        _int(tile_h),
+        _int(tile_w),
+        out,
+    )
 
 
 BAND_ELEMENTS = 1 << 22
 
 
-def _depthwise_separable_bands(src, kernels, multiplier, mode_y, mode_x, cval, weights,
-                               bias, out):
+def _depthwise_separable_bands(src, kernels, multiplier, mode_y, mode_x, cval, weights, bias, out):
     n_planes, h, width, _ = src.shape
     n_mid = kernels.shape[0]
     n_out = out.shape[3]
@@ -567,11 +722,18 @@ def _depthwise_separable_bands(src, kernels, multiplier, mode_y, mode_x, cval, w
     for p in range(n_planes):
         for row in range(0, h, band):
             rows = min(band, h - row)
-            part = mid[:rows * width * n_mid]
-            depthwise(src[p:p + 1], kernels, multiplier, mode_y, mode_x, cval,
-                      part.reshape(1, rows, width, n_mid), row_start=row)
-            pointwise(part.reshape(-1, n_mid), weights, bias,
-                      out[p, row:row + rows].reshape(-1, n_out))
+            part = mid[: rows * width * n_mid]
+            depthwise(
+                src[p : p + 1],
+                kernels,
+                multiplier,
+                mode_y,
+                mode_x,
+                cval,
+                part.reshape(1, rows, width, n_mid),
+                row_start=row,
+            )
+            pointwise(part.reshape(-1, n_mid), weights, bias, out[p, row : row + rows].reshape(-1, n_out))
 
 
 @functools.cache
@@ -615,10 +777,20 @@ def pointwise(src, weights, bias, out):
     tile_n = max(1, min(n_px, 2048 // n_out))
     shared = (n_out + tile_n) * n_in * item
     tiled = shared <= SHARED_BYTES
-    _launch("pointwise", dtype, tiled, (_tiles(n_px, tile_n, MAX_FLAT_BLOCKS),), (THREADS,),
-            shared if tiled else 0, src, _const(weights, dtype),
-            _const(np.zeros(1) if bias is None else bias, dtype), _int(bias is not None),
-            _int(tile_n), out)
+    _launch(
+        "pointwise",
+        dtype,
+        tiled,
+        (_tiles(n_px, tile_n, MAX_FLAT_BLOCKS),),
+        (THREADS,),
+        shared if tiled else 0,
+        src,
+        _const(weights, dtype),
+        _const(np.zeros(1) if bias is None else bias, dtype),
+        _int(bias is not None),
+        _int(tile_n),
+        out,
+    )
 
 
 def cast_output(result, dtype, output):

@@ -67,6 +67,7 @@ def _inline(func):
 # Device helpers, compiled inline into the kernels
 # --------------------------------------------------------------------------
 
+
 def _tap_sum(buf, base, stride, off, w, sym):
     """1-D correlation at one sample, the values in ``buf[base + off[t] * stride]``.
 
@@ -156,8 +157,7 @@ def _load_channel_tile(smem, src, p, y_first, x_first, th, tw, mode_y, mode_x, c
 _load_channel_tile = _inline(_load_channel_tile)
 
 
-def _depthwise_from_tile(smem, base, tw, n_in, k, multiplier, tap_y, tap_x, tap_w, tap_zero,
-                         zero):
+def _depthwise_from_tile(smem, base, tw, n_in, k, multiplier, tap_y, tap_x, tap_w, tap_zero, zero):
     """Depthwise output channel ``k`` at the tile pixel whose top-left tap reads ``base``.
 
     Taps in order, a zero weight left out for its channel (as ``_cpu``).
@@ -175,8 +175,7 @@ def _depthwise_from_tile(smem, base, tw, n_in, k, multiplier, tap_y, tap_x, tap_
 _depthwise_from_tile = _inline(_depthwise_from_tile)
 
 
-def _column_pass(src, p, y, gx, k, multiplier, col_off, col_w, mode_y, mode_x, cval, pad_x,
-                 zero):
+def _column_pass(src, p, y, gx, k, multiplier, col_off, col_w, mode_y, mode_x, cval, pad_x, zero):
     """Vertical pass of depthwise channel ``k`` at row ``y``, column ``gx`` (any ``gx``).
 
     Outside the image along x it is ``pad_x[k]`` in constant mode, and the
@@ -204,6 +203,7 @@ _column_pass = _inline(_column_pass)
 # --------------------------------------------------------------------------
 # 1-D passes
 # --------------------------------------------------------------------------
+
 
 @lru_cache(maxsize=None)
 def build_correlate_x(dtype):
@@ -264,8 +264,7 @@ def build_correlate_y(dtype):
                 for rr in range(ROWS):
                     ly = ty + rr * BY
                     if y0 + ly < n and x < inner:
-                        out[_u(o), _u(y0 + ly), _u(x)] = _tap_sum(smem, (ly - lo) * TX + tx, TX,
-                                                                  off, w, sym)
+                        out[_u(o), _u(y0 + ly), _u(x)] = _tap_sum(smem, (ly - lo) * TX + tx, TX, off, w, sym)
                 cuda.syncthreads()
 
     return correlate_y
@@ -322,9 +321,27 @@ def build_separable_2d(dtype, max_taps=None):
     unrolled = max_taps is not None
     n_regs = max_taps if unrolled else 1
 
-    def separable_2d(src, col_at, col_w, col_n, row_at, row_w, row_n, y_lo, y_span,
-                     x_lo, x_span, mode_y, mode_x, cval, pad_x, combine, divisor,
-                     accumulate, out):
+    def separable_2d(
+        src,
+        col_at,
+        col_w,
+        col_n,
+        row_at,
+        row_w,
+        row_n,
+        y_lo,
+        y_span,
+        x_lo,
+        x_span,
+        mode_y,
+        mode_x,
+        cval,
+        pad_x,
+        combine,
+        divisor,
+        accumulate,
+        out,
+    ):
         n_planes, h, w = src.shape
         tw = TX + x_span
         mid = (TY + y_span) * tw  # where the vertical pass starts in shared memory
@@ -381,8 +398,7 @@ def build_separable_2d(dtype, max_taps=None):
                                             v += cw[a] * smem[_u(at + ca[a])]
                                 else:
                                     for a in range(n_col):
-                                        v += (col_w[_u(t), _u(a)]
-                                              * smem[_u(at + col_at[_u(t), _u(a)])])
+                                        v += col_w[_u(t), _u(a)] * smem[_u(at + col_at[_u(t), _u(a)])]
                             smem[_u(mid + r * tw + c)] = v
                     cuda.syncthreads()
                     for rr in range(ROWS):
@@ -450,8 +466,7 @@ def build_edge_magnitude_3x3(dtype):
     nbt = numba.from_dtype(np.dtype(dtype))
     zero = np.dtype(dtype).type(0)
 
-    def edge_magnitude_3x3(src, weights, mode_y, mode_x, cval, pad_smooth, pad_derivative,
-                           inv_divisor, out):
+    def edge_magnitude_3x3(src, weights, mode_y, mode_x, cval, pad_smooth, pad_derivative, inv_divisor, out):
         n_planes, h, w = src.shape
         x = cuda.blockIdx.x * EDGE_THREADS + cuda.threadIdx.x
         if x >= w:
@@ -498,6 +513,7 @@ def build_edge_magnitude_3x3(dtype):
 # Direct 2-D correlation
 # --------------------------------------------------------------------------
 
+
 @lru_cache(maxsize=None)
 def build_correlate_2d(dtype, tiled=True):
     """Direct 2-D correlation of each plane of ``src`` (P, H, W) with a tap list.
@@ -509,8 +525,7 @@ def build_correlate_2d(dtype, tiled=True):
     nbt = numba.from_dtype(np.dtype(dtype))
     zero = np.dtype(dtype).type(0)
 
-    def correlate_2d(src, tap_y, tap_x, tap_w, y_lo, y_span, x_lo, x_span, mode_y, mode_x,
-                     cval, out):
+    def correlate_2d(src, tap_y, tap_x, tap_w, y_lo, y_span, x_lo, x_span, mode_y, mode_x, cval, out):
         n_planes, h, w = src.shape
         tw = TX + x_span
         smem = cuda.shared.array(0, nbt)
@@ -559,6 +574,7 @@ def build_correlate_2d(dtype, tiled=True):
 # Channel filters, channel-last: src (P, H, W, C), out (P, R, W, C*M)
 # --------------------------------------------------------------------------
 
+
 @lru_cache(maxsize=None)
 def build_depthwise(dtype, tiled=True):
     """Per-channel 2-D correlation, output rows ``row_start ..`` (row bands).
@@ -572,8 +588,25 @@ def build_depthwise(dtype, tiled=True):
     nbt = numba.from_dtype(np.dtype(dtype))
     zero = np.dtype(dtype).type(0)
 
-    def depthwise(src, tap_y, tap_x, tap_w, tap_zero, multiplier, y_lo, y_span, x_lo,
-                  x_span, mode_y, mode_x, cval, row_start, tile_h, tile_w, out):
+    def depthwise(
+        src,
+        tap_y,
+        tap_x,
+        tap_w,
+        tap_zero,
+        multiplier,
+        y_lo,
+        y_span,
+        x_lo,
+        x_span,
+        mode_y,
+        mode_x,
+        cval,
+        row_start,
+        tile_h,
+        tile_w,
+        out,
+    ):
         n_planes, h, w, n_in = src.shape
         n_rows = out.shape[1]
         n_out = out.shape[3]
@@ -584,8 +617,18 @@ def build_depthwise(dtype, tiled=True):
             for by in range(cuda.blockIdx.y, (n_rows + tile_h - 1) // tile_h, cuda.gridDim.y):
                 r0 = by * tile_h
                 if tiled:
-                    _load_channel_tile(smem, src, p, row_start + r0 + y_lo, x0 + x_lo,
-                                       tile_h + y_span, tw, mode_y, mode_x, cval)
+                    _load_channel_tile(
+                        smem,
+                        src,
+                        p,
+                        row_start + r0 + y_lo,
+                        x0 + x_lo,
+                        tile_h + y_span,
+                        tw,
+                        mode_y,
+                        mode_x,
+                        cval,
+                    )
                     cuda.syncthreads()
                 for idx in range(cuda.threadIdx.x, tile_h * tile_w * n_out, THREADS):
                     k = idx % n_out
@@ -595,8 +638,18 @@ def build_depthwise(dtype, tiled=True):
                     if r0 + lr < n_rows and x0 + lc < w:
                         if tiled:
                             acc = _depthwise_from_tile(
-                                smem, (lr - y_lo) * tw + lc - x_lo, tw, n_in, k, multiplier,
-                                tap_y, tap_x, tap_w, tap_zero, zero)
+                                smem,
+                                (lr - y_lo) * tw + lc - x_lo,
+                                tw,
+                                n_in,
+                                k,
+                                multiplier,
+                                tap_y,
+                                tap_x,
+                                tap_w,
+                                tap_zero,
+                                zero,
+                            )
                         else:
                             y = row_start + r0 + lr
                             c = k // multiplier
@@ -629,8 +682,24 @@ def build_depthwise_passes(dtype, tiled=True):
     nbt = numba.from_dtype(np.dtype(dtype))
     zero = np.dtype(dtype).type(0)
 
-    def depthwise_passes(src, col_off, col_w, row_off, row_w, multiplier, x_lo, x_span,
-                         mode_y, mode_x, cval, pad_x, row_start, tile_h, tile_w, out):
+    def depthwise_passes(
+        src,
+        col_off,
+        col_w,
+        row_off,
+        row_w,
+        multiplier,
+        x_lo,
+        x_span,
+        mode_y,
+        mode_x,
+        cval,
+        pad_x,
+        row_start,
+        tile_h,
+        tile_w,
+        out,
+    ):
         n_planes, h, w, n_in = src.shape
         n_rows = out.shape[1]
         n_out = out.shape[3]
@@ -646,8 +715,20 @@ def build_depthwise_passes(dtype, tiled=True):
                         pix = idx // n_out
                         lr = pix // tw
                         smem[idx] = _column_pass(
-                            src, p, row_start + r0 + lr, x0 + x_lo + pix - lr * tw, k,
-                            multiplier, col_off, col_w, mode_y, mode_x, cval, pad_x, zero)
+                            src,
+                            p,
+                            row_start + r0 + lr,
+                            x0 + x_lo + pix - lr * tw,
+                            k,
+                            multiplier,
+                            col_off,
+                            col_w,
+                            mode_y,
+                            mode_x,
+                            cval,
+                            pad_x,
+                            zero,
+                        )
                     cuda.syncthreads()
                 for idx in range(cuda.threadIdx.x, tile_h * tile_w * n_out, THREADS):
                     k = idx % n_out
@@ -663,9 +744,21 @@ def build_depthwise_passes(dtype, tiled=True):
                             if tiled:
                                 v = smem[(lr * tw + lc + row_off[b] - x_lo) * n_out + k]
                             else:
-                                v = _column_pass(src, p, row_start + r0 + lr,
-                                                 x0 + lc + row_off[b], k, multiplier, col_off,
-                                                 col_w, mode_y, mode_x, cval, pad_x, zero)
+                                v = _column_pass(
+                                    src,
+                                    p,
+                                    row_start + r0 + lr,
+                                    x0 + lc + row_off[b],
+                                    k,
+                                    multiplier,
+                                    col_off,
+                                    col_w,
+                                    mode_y,
+                                    mode_x,
+                                    cval,
+                                    pad_x,
+                                    zero,
+                                )
                             acc += wb * v
                         out[p, r0 + lr, x0 + lc, k] = acc
                 if tiled:
@@ -687,9 +780,27 @@ def build_depthwise_separable(dtype):
     nbt = numba.from_dtype(np.dtype(dtype))
     zero = np.dtype(dtype).type(0)
 
-    def depthwise_separable(src, tap_y, tap_x, tap_w, tap_zero, multiplier, y_lo, y_span,
-                            x_lo, x_span, mode_y, mode_x, cval, pw, bias, has_bias, tile_h,
-                            tile_w, out):
+    def depthwise_separable(
+        src,
+        tap_y,
+        tap_x,
+        tap_w,
+        tap_zero,
+        multiplier,
+        y_lo,
+        y_span,
+        x_lo,
+        x_span,
+        mode_y,
+        mode_x,
+        cval,
+        pw,
+        bias,
+        has_bias,
+        tile_h,
+        tile_w,
+        out,
+    ):
         n_planes, h, w, n_in = src.shape
         n_mid = tap_w.shape[1]
         n_out = out.shape[3]
@@ -700,16 +811,27 @@ def build_depthwise_separable(dtype):
         for p in range(cuda.blockIdx.z, n_planes, cuda.gridDim.z):
             for by in range(cuda.blockIdx.y, (h + tile_h - 1) // tile_h, cuda.gridDim.y):
                 r0 = by * tile_h
-                _load_channel_tile(smem, src, p, r0 + y_lo, x0 + x_lo, tile_h + y_span, tw,
-                                   mode_y, mode_x, cval)
+                _load_channel_tile(
+                    smem, src, p, r0 + y_lo, x0 + x_lo, tile_h + y_span, tw, mode_y, mode_x, cval
+                )
                 cuda.syncthreads()
                 for idx in range(cuda.threadIdx.x, tile_h * tile_w * n_mid, THREADS):
                     k = idx % n_mid
                     pix = idx // n_mid
                     lr = pix // tile_w
                     smem[mid + idx] = _depthwise_from_tile(
-                        smem, (lr - y_lo) * tw + pix - lr * tile_w - x_lo, tw, n_in, k,
-                        multiplier, tap_y, tap_x, tap_w, tap_zero, zero)
+                        smem,
+                        (lr - y_lo) * tw + pix - lr * tile_w - x_lo,
+                        tw,
+                        n_in,
+                        k,
+                        multiplier,
+                        tap_y,
+                        tap_x,
+                        tap_w,
+                        tap_zero,
+                        zero,
+                    )
                 cuda.syncthreads()
                 for idx in range(cuda.threadIdx.x, tile_h * tile_w * n_out, THREADS):
                     o = idx % n_out
@@ -778,6 +900,7 @@ def build_pointwise(dtype, tiled=True):
 # --------------------------------------------------------------------------
 # Element-wise kernels on flat (1-D, contiguous) arrays
 # --------------------------------------------------------------------------
+
 
 @lru_cache(maxsize=None)
 def build_combine(dtype):

@@ -135,9 +135,7 @@ def filter_lazily(
 
     extended = da.overlap.overlap(image, depth=depth, boundary=boundary, allow_rechunk=False)
     crops = [_crops(len(chunks[axis]), depth[axis], boundary[axis]) for axis in range(ndim)]
-    return extended.map_blocks(
-        _filter_block, func, dtype, crops, chunks=tuple(out_chunks), meta=meta
-    )
+    return extended.map_blocks(_filter_block, func, dtype, crops, chunks=tuple(out_chunks), meta=meta)
 
 
 def _call_and_cast(block, func, dtype):

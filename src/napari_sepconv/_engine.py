@@ -35,12 +35,25 @@ class Engine(Protocol):
     def empty(self, shape: tuple, dtype: Any) -> Array:
         """An uninitialised array of the engine's kind."""
 
-    def correlate_axis(self, src: Array, axis: int, offsets, weights, mode: int, cval: float,
-                       out: Array) -> None:
+    def correlate_axis(
+        self, src: Array, axis: int, offsets, weights, mode: int, cval: float, out: Array
+    ) -> None:
         """1-D correlation of ``src`` along ``axis`` into ``out`` (same shape)."""
 
-    def separable_2d(self, src: Array, cols, rows, mode_y: int, mode_x: int, cval: float, pad_x,
-                     combine: int, divisor: float, accumulate: bool, out: Array) -> bool | None:
+    def separable_2d(
+        self,
+        src: Array,
+        cols,
+        rows,
+        mode_y: int,
+        mode_x: int,
+        cval: float,
+        pad_x,
+        combine: int,
+        divisor: float,
+        accumulate: bool,
+        out: Array,
+    ) -> bool | None:
         """Fused column and row passes of several terms over the last two axes.
 
         ``combine`` is ``SUM``, ``SUM_SQUARES`` or ``MAGNITUDE`` (``_passes``);
@@ -57,16 +70,37 @@ class Engine(Protocol):
     def all_finite(self, values: Array) -> bool:
         """Whether every value is finite."""
 
-    def correlate_planes(self, src: Array, kernel, top: int, left: int, mode_y: int,
-                         mode_x: int, cval: float, out: Array) -> None:
+    def correlate_planes(
+        self, src: Array, kernel, top: int, left: int, mode_y: int, mode_x: int, cval: float, out: Array
+    ) -> None:
         """Direct 2-D correlation over the last two axes, zero weights left out."""
 
-    def depthwise(self, src: Array, kernels, multiplier: int, mode_y: int, mode_x: int,
-                  cval: float, out: Array, row_start: int = 0) -> None:
+    def depthwise(
+        self,
+        src: Array,
+        kernels,
+        multiplier: int,
+        mode_y: int,
+        mode_x: int,
+        cval: float,
+        out: Array,
+        row_start: int = 0,
+    ) -> None:
         """Per-channel correlation of ``src`` (P, H, W, C) into ``out`` (P, R, W, C*M)."""
 
-    def depthwise_passes(self, src: Array, columns, rows, multiplier: int, mode_y: int,
-                         mode_x: int, cval: float, pad_x, out: Array, row_start: int = 0) -> None:
+    def depthwise_passes(
+        self,
+        src: Array,
+        columns,
+        rows,
+        multiplier: int,
+        mode_y: int,
+        mode_x: int,
+        cval: float,
+        pad_x,
+        out: Array,
+        row_start: int = 0,
+    ) -> None:
         """Per-channel rank-1 kernels ``outer(columns[k], rows[k])`` as two 1-D passes."""
 
     def depthwise_separable(self, src: Array, op, weights, bias, out: Array) -> None:
@@ -98,6 +132,5 @@ class Engine(Protocol):
 
 
 ENGINE_METHODS = tuple(
-    name for name in Engine.__dict__
-    if not name.startswith("_") and callable(Engine.__dict__[name])
+    name for name in Engine.__dict__ if not name.startswith("_") and callable(Engine.__dict__[name])
 )

@@ -39,7 +39,6 @@ class PreparedArrays:
         return value
 
 
-
 def as_type(values, dtype):
     return np.ascontiguousarray(values, dtype=dtype)
 
@@ -71,8 +70,8 @@ def pack_taps(taps_list, dtype):
     weights = np.zeros((len(taps_list), width), dtype)
     counts = np.zeros(len(taps_list), np.int64)
     for t, (o, w) in enumerate(taps_list):
-        offsets[t, :o.size] = o
-        weights[t, :o.size] = w
+        offsets[t, : o.size] = o
+        weights[t, : o.size] = w
         counts[t] = o.size
     return offsets, weights, counts
 
@@ -88,8 +87,12 @@ def edge_operator_3x3(cols, rows):
     smooth, derivative = [-1, 0, 1], [-1, 1]
     for gx in (0, 1):
         gy = 1 - gx
-        if (list(cols[gx][0]) == smooth and list(rows[gx][0]) == derivative
-                and list(cols[gy][0]) == derivative and list(rows[gy][0]) == smooth):
+        if (
+            list(cols[gx][0]) == smooth
+            and list(rows[gx][0]) == derivative
+            and list(cols[gy][0]) == derivative
+            and list(rows[gy][0]) == smooth
+        ):
             return gx, gy
     return None
 
@@ -103,8 +106,7 @@ def depthwise_taps(kernels, dtype):
     ys, xs = np.nonzero(used)  # row-major, so sorted by y
     weights = as_type(kernels[:, ys, xs].T, dtype)  # (taps, C*M)
     has_zero = np.any(weights == 0, axis=1)
-    return ((ys - kh // 2).astype(np.int64), (xs - kw // 2).astype(np.int64),
-            weights, has_zero)
+    return ((ys - kh // 2).astype(np.int64), (xs - kw // 2).astype(np.int64), weights, has_zero)
 
 
 def shared_taps(vectors, dtype):

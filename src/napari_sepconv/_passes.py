@@ -104,8 +104,7 @@ class LoweredTerms:
         return total
 
 
-def lower_terms(terms, modes, cval, ndim, *, rule, combine=SUM, divisor=1.0, dtype, scale=1.0,
-                order=None):
+def lower_terms(terms, modes, cval, ndim, *, rule, combine=SUM, divisor=1.0, dtype, scale=1.0, order=None):
     """Lower terms to engine calls (arguments as for :func:`run_terms`).
 
     Everything that does not depend on the pixel values is worked out here,
@@ -119,8 +118,7 @@ def lower_terms(terms, modes, cval, ndim, *, rule, combine=SUM, divisor=1.0, dty
     # Fused terms that start with the same passes share them; unfused terms stand alone.
     grouped = {}
     for i, term in enumerate(terms):
-        key = (tuple((a, term[a][0].tobytes(), term[a][1].tobytes()) for a in prefix_axes)
-               if fused else i)
+        key = tuple((a, term[a][0].tobytes(), term[a][1].tobytes()) for a in prefix_axes) if fused else i
         grouped.setdefault(key, []).append(term)
 
     single = not fused and len(terms) == 1 and combine == SUM  # its last pass is the result
@@ -130,14 +128,20 @@ def lower_terms(terms, modes, cval, ndim, *, rule, combine=SUM, divisor=1.0, dty
         prefix, sums = [], []
         for axis in prefix_axes:
             offsets, weights = group[0][axis]
-            prefix.append(AxisPass(axis, offsets, weights * (1.0 if sums else scale),
-                                   modes[axis], _pass_cval(cval, rule, sums, scale)))
+            prefix.append(
+                AxisPass(
+                    axis,
+                    offsets,
+                    weights * (1.0 if sums else scale),
+                    modes[axis],
+                    _pass_cval(cval, rule, sums, scale),
+                )
+            )
             sums.append(float(weights.sum()))
         fused_pass = None
         if fused:
             step = SUM_SQUARES if combine == MAGNITUDE and not last_group else combine
-            fused_pass = _lower_fused(group, axes[-2:], modes, cval, sums, rule, step, divisor,
-                                      g > 0, scale)
+            fused_pass = _lower_fused(group, axes[-2:], modes, cval, sums, rule, step, divisor, g > 0, scale)
         groups.append((tuple(prefix), fused_pass))
     return LoweredTerms(tuple(groups), single, combine, float(divisor), np.dtype(dtype))
 
@@ -159,9 +163,19 @@ def run_lowered(engine, src, lowered, check_finite=False):
             engine.correlate_axis(cur, p.axis, p.offsets, p.weights, p.mode, p.cval, nxt)
             cur = nxt
         if fused is not None:
-            finite = engine.separable_2d(cur, fused.cols, fused.rows, fused.mode_y,
-                                         fused.mode_x, fused.cval, fused.pad_x, fused.combine,
-                                         fused.divisor, fused.accumulate, out)
+            finite = engine.separable_2d(
+                cur,
+                fused.cols,
+                fused.rows,
+                fused.mode_y,
+                fused.mode_x,
+                fused.cval,
+                fused.pad_x,
+                fused.combine,
+                fused.divisor,
+                fused.accumulate,
+                out,
+            )
         elif lowered.single:
             out = cur
             break
@@ -176,8 +190,21 @@ def run_lowered(engine, src, lowered, check_finite=False):
     return out, finite
 
 
-def run_terms(engine, src, terms, modes, cval, *, rule, combine=SUM, divisor=1.0,
-              dtype, scale=1.0, order=None, check_finite=False):
+def run_terms(
+    engine,
+    src,
+    terms,
+    modes,
+    cval,
+    *,
+    rule,
+    combine=SUM,
+    divisor=1.0,
+    dtype,
+    scale=1.0,
+    order=None,
+    check_finite=False,
+):
     """Filter ``src`` with each term and combine the results.
 
     Parameters
@@ -210,8 +237,18 @@ def run_terms(engine, src, terms, modes, cval, *, rule, combine=SUM, divisor=1.0
     out : array
         The result, or ``(out, finite)`` with ``check_finite``.
     """
-    lowered = lower_terms(terms, modes, cval, src.ndim, rule=rule, combine=combine,
-                          divisor=divisor, dtype=dtype, scale=scale, order=order)
+    lowered = lower_terms(
+        terms,
+        modes,
+        cval,
+        src.ndim,
+        rule=rule,
+        combine=combine,
+        divisor=divisor,
+        dtype=dtype,
+        scale=scale,
+        order=order,
+    )
     return run_lowered(engine, src, lowered, check_finite)
 
 
@@ -226,8 +263,7 @@ def _pass_cval(cval, rule, sums, scale):
     return cval * math.prod(sums) if rule == "full" else cval
 
 
-def _lower_fused(group, last_two, modes, cval, sums, rule, combine, divisor, accumulate,
-                 scale):
+def _lower_fused(group, last_two, modes, cval, sums, rule, combine, divisor, accumulate, scale):
     """The fused vertical + horizontal passes of a group of terms over the last two axes."""
     ay, ax = last_two
     first_scale = 1.0 if sums else scale
@@ -240,13 +276,34 @@ def _lower_fused(group, last_two, modes, cval, sums, rule, combine, divisor, acc
             pad_x.append(cval * math.prod(sums) * float(col_w.sum()))
         else:
             pad_x.append(cval)
-    return FusedPass(tuple(cols), tuple(rows), modes[ay], modes[ax],
-                     _pass_cval(cval, rule, sums, scale), tuple(pad_x), combine, divisor,
-                     accumulate)
+    return FusedPass(
+        tuple(cols),
+        tuple(rows),
+        modes[ay],
+        modes[ax],
+        _pass_cval(cval, rule, sums, scale),
+        tuple(pad_x),
+        combine,
+        divisor,
+        accumulate,
+    )
 
 
-def filter_terms(image, terms, modes, cval, *, rule, combine=SUM, divisor=1.0, dtype,
-                 preserve_range, channel_axis, backend, order=None):
+def filter_terms(
+    image,
+    terms,
+    modes,
+    cval,
+    *,
+    rule,
+    combine=SUM,
+    divisor=1.0,
+    dtype,
+    preserve_range,
+    channel_axis,
+    backend,
+    order=None,
+):
     """Run ``terms`` on ``image`` (a host or device array) through a cached plan.
 
     ``terms``, ``modes`` and ``order`` use the image's own axis numbers; the
@@ -256,26 +313,72 @@ def filter_terms(image, terms, modes, cval, *, rule, combine=SUM, divisor=1.0, d
     """
     from ._plan import execute, get_plan
 
-    plan = get_plan(_plan_terms, image, backend, terms, modes, cval, rule, combine, divisor,
-                    dtype, preserve_range, channel_axis, order)
+    plan = get_plan(
+        _plan_terms,
+        image,
+        backend,
+        terms,
+        modes,
+        cval,
+        rule,
+        combine,
+        divisor,
+        dtype,
+        preserve_range,
+        channel_axis,
+        order,
+    )
     return execute(plan, image)
 
 
-def _plan_terms(shape, dtype, backend, terms, modes, cval, rule, combine, divisor, out_dtype,
-                preserve_range, channel_axis, order):
+def _plan_terms(
+    shape,
+    dtype,
+    backend,
+    terms,
+    modes,
+    cval,
+    rule,
+    combine,
+    divisor,
+    out_dtype,
+    preserve_range,
+    channel_axis,
+    order,
+):
     from ._boundary import CANONICAL_NAMES
     from ._plan import Plan
     from ._programs import terms_program
 
-    program = terms_program(terms, modes, cval, len(shape), rule=rule, combine=combine,
-                            divisor=divisor, dtype=out_dtype, input_dtype=dtype,
-                            preserve_range=preserve_range, channel_axis=channel_axis,
-                            order=order)
+    program = terms_program(
+        terms,
+        modes,
+        cval,
+        len(shape),
+        rule=rule,
+        combine=combine,
+        divisor=divisor,
+        dtype=out_dtype,
+        input_dtype=dtype,
+        preserve_range=preserve_range,
+        channel_axis=channel_axis,
+        order=order,
+    )
     halo = {a: reach(terms[0][a][0]) for a in terms[0]}
     for term in terms[1:]:
         for a, (offsets, _) in term.items():
             before, after = reach(offsets)
             halo[a] = (max(halo[a][0], before), max(halo[a][1], after))
-    return Plan("terms", backend, shape, dtype, shape, np.dtype(out_dtype), channel_axis,
-                halo=halo, modes={a: CANONICAL_NAMES[m] for a, m in modes.items()},
-                multiplications=program.lowered.multiplications, program=program)
+    return Plan(
+        "terms",
+        backend,
+        shape,
+        dtype,
+        shape,
+        np.dtype(out_dtype),
+        channel_axis,
+        halo=halo,
+        modes={a: CANONICAL_NAMES[m] for a, m in modes.items()},
+        multiplications=program.lowered.multiplications,
+        program=program,
+    )

@@ -101,8 +101,7 @@ class Plan:
             out_shape = list(shape)
             if self.channel_axis is not None:
                 out_shape[self.channel_axis] = self.out_shape[self.channel_axis]
-            sibling = dataclasses.replace(self, shape=shape, out_shape=tuple(out_shape),
-                                          _siblings={})
+            sibling = dataclasses.replace(self, shape=shape, out_shape=tuple(out_shape), _siblings={})
             if len(self._siblings) < 64:
                 self._siblings[shape] = sibling
         return sibling
@@ -172,6 +171,7 @@ def attach_plan(public, make_plan):
     ``make_plan`` takes the public function's arguments and returns the plan
     the call would run, without reading or filtering any pixel.
     """
+
     @functools.wraps(public)
     def plan(*args, **kwargs):
         return make_plan(*args, **kwargs)
@@ -233,7 +233,10 @@ def execute(plan, image, out=None):
     """
     if _dask.is_dask_array(image):
         return _dask.filter_lazily(
-            functools.partial(_execute_block, plan), image, halo=plan.halo, modes=plan.modes,
+            functools.partial(_execute_block, plan),
+            image,
+            halo=plan.halo,
+            modes=plan.modes,
             channel_axis=plan.channel_axis,
             channels_out=plan.channels_out if plan.out_shape != plan.shape else None,
             dtype=plan.out_dtype,

@@ -83,8 +83,9 @@ class DirectProgram:
             src = engine.channels_first(src, self.channel_axis)
         result = engine.empty(src.shape, self.dtype)
         kh, kw = self.kernel.shape
-        engine.correlate_planes(src, self.kernel, kh // 2, kw // 2, self.mode_y, self.mode_x,
-                                self.cval, result)
+        engine.correlate_planes(
+            src, self.kernel, kh // 2, kw // 2, self.mode_y, self.mode_x, self.cval, result
+        )
         if self.channel_axis is not None:
             result = engine.channels_back(result, self.channel_axis)
         return _copy_into(engine, out, result)
@@ -116,12 +117,22 @@ class DepthwiseOp:
     def run(self, engine, planes, out, row_start=0):
         """Filter ``planes`` (P, H, W, C) into ``out`` (P, R, W, C*M) from row ``row_start``."""
         if self.separable:
-            engine.depthwise_passes(planes, self.columns, self.rows, self.multiplier,
-                                    self.mode_y, self.mode_x, self.cval, self.pad_x, out,
-                                    row_start)
+            engine.depthwise_passes(
+                planes,
+                self.columns,
+                self.rows,
+                self.multiplier,
+                self.mode_y,
+                self.mode_x,
+                self.cval,
+                self.pad_x,
+                out,
+                row_start,
+            )
         else:
-            engine.depthwise(planes, self.flat, self.multiplier, self.mode_y, self.mode_x,
-                             self.cval, out, row_start)
+            engine.depthwise(
+                planes, self.flat, self.multiplier, self.mode_y, self.mode_x, self.cval, out, row_start
+            )
 
 
 def depthwise_op(flat, multiplier, mode_y, mode_x, cval, scale, factors):
@@ -133,18 +144,20 @@ def depthwise_op(flat, multiplier, mode_y, mode_x, cval, scale, factors):
         return DepthwiseOp(flat * scale, multiplier, mode_y, mode_x, cval / scale)
     columns, rows = factors
     pad_x = cval * columns.sum(axis=1) if mode_x == CONSTANT else np.zeros(len(columns))
-    return DepthwiseOp(flat * scale, multiplier, mode_y, mode_x, cval / scale,
-                       columns * scale, rows, pad_x)
+    return DepthwiseOp(flat * scale, multiplier, mode_y, mode_x, cval / scale, columns * scale, rows, pad_x)
 
 
 class _ChannelProgram:
-    """Channel filters: the channel axis moved last, ``filter_planes``, moved back."""
+    """Channel filters: the channel axis moved last, ``filter_planes``, moved back.
+
+    ``filter_planes(engine, planes)`` returns the result and its number of channels.
+    """
 
     def run(self, engine, image, out=None):
         src, _ = engine.to_kernel_input(image, self.dtype, self.preserve_range)
-        result = self.filter_planes(engine, engine.channels_last(src, self.channel_axis))
+        result, n_out = self.filter_planes(engine, engine.channels_last(src, self.channel_axis))
         moved = tuple(n for a, n in enumerate(image.shape) if a != self.channel_axis)
-        result = engine.restore_channels(result, moved + (result.shape[-1],), self.channel_axis)
+        result = engine.restore_channels(result, moved + (n_out,), self.channel_axis)
         return _copy_into(engine, out, result)
 
 
@@ -161,7 +174,7 @@ class DepthwiseProgram(_ChannelProgram):
     def filter_planes(self, engine, planes):
         result = engine.empty(planes.shape[:3] + (self.n_out,), self.dtype)
         self.op.run(engine, planes, result)
-        return result
+        return result, self.n_out
 
 
 @dataclass(frozen=True, eq=False)
@@ -179,7 +192,7 @@ class PointwiseProgram(_ChannelProgram):
         pixels = planes.reshape(-1, n_in)
         result = engine.empty((pixels.shape[0], n_out), self.dtype)
         engine.pointwise(pixels, self.weights, self.bias, result)
-        return result
+        return result, n_out
 
 
 @dataclass(frozen=True, eq=False)
@@ -194,13 +207,29 @@ class DepthwiseSeparableProgram(_ChannelProgram):
     channel_axis: int
 
     def filter_planes(self, engine, planes):
-        result = engine.empty(planes.shape[:3] + (self.weights.shape[0],), self.dtype)
+        n_out = self.weights.shape[0]
+        result = engine.empty(planes.shape[:3] + (n_out,), self.dtype)
         engine.depthwise_separable(planes, self.op, self.weights, self.bias, result)
-        return result
+        return result, n_out
 
-def terms_program(terms, modes, cval, ndim, *, rule, combine=SUM, divisor=1.0, dtype,
-                  input_dtype, preserve_range, channel_axis=None, order=None, cast=None,
-                  fallback=None):
+
+def terms_program(
+    terms,
+    modes,
+    cval,
+    ndim,
+    *,
+    rule,
+    combine=SUM,
+    divisor=1.0,
+    dtype,
+    input_dtype,
+    preserve_range,
+    channel_axis=None,
+    order=None,
+    cast=None,
+    fallback=None,
+):
     """A :class:`TermsProgram` for ``terms`` given in the image's own axis numbers.
 
     The channel axis, if any, is moved to the front while filtering so that
@@ -208,6 +237,7 @@ def terms_program(terms, modes, cval, ndim, *, rule, combine=SUM, divisor=1.0, d
     pass order are renumbered for that layout here, once.
     """
     if channel_axis is not None:
+
         def moved(a):
             return a + 1 if a < channel_axis else a
 
@@ -215,7 +245,23 @@ def terms_program(terms, modes, cval, ndim, *, rule, combine=SUM, divisor=1.0, d
         modes = {moved(a): m for a, m in modes.items()}
         order = None if order is None else [moved(a) for a in order]
     scale = input_scale(input_dtype, preserve_range)
-    lowered = lower_terms(terms, modes, cval, ndim, rule=rule, combine=combine,
-                          divisor=divisor, dtype=dtype, scale=scale, order=order)
-    return TermsProgram(lowered, np.dtype(dtype), preserve_range, channel_axis,
-                        None if cast is None else np.dtype(cast), fallback)
+    lowered = lower_terms(
+        terms,
+        modes,
+        cval,
+        ndim,
+        rule=rule,
+        combine=combine,
+        divisor=divisor,
+        dtype=dtype,
+        scale=scale,
+        order=order,
+    )
+    return TermsProgram(
+        lowered,
+        np.dtype(dtype),
+        preserve_range,
+        channel_axis,
+        None if cast is None else np.dtype(cast),
+        fallback,
+    )

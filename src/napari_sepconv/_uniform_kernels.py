@@ -21,6 +21,8 @@ import numba
 import numpy as np
 from numba import prange
 
+from ._cpu_kernels import _enable_cache
+
 # Lines swept together by the last-axis kernel: independent running sums keep the
 # floating-point units busy while each line is read in order.
 LINES_PER_TASK = 32
@@ -49,20 +51,14 @@ accumulate = numba.njit(inline="always", cache=False)(_accumulate)
 
 
 def _jit(func):
-    """``@njit(parallel=True)`` with the on-disk cache where one can be written."""
-    try:
-        return numba.njit(parallel=True, cache=True, nogil=True, error_model="numpy")(func)
-    except RuntimeError:  # no writable cache location (read-only install)
-        return numba.njit(parallel=True, cache=False, nogil=True, error_model="numpy")(func)
+    """``@njit(parallel=True)`` in the kernels' versioned on-disk cache (``warmup.cache_dir``)."""
+    return _enable_cache(numba.njit(parallel=True, nogil=True, error_model="numpy")(func))
 
 
 def _helper(func):
     """A kernel's helper, compiled once and cached; kept out of line, where its loop
     over independent sums is vectorised."""
-    try:
-        return numba.njit(cache=True, nogil=True, error_model="numpy")(func)
-    except RuntimeError:  # no writable cache location (read-only install)
-        return numba.njit(cache=False, nogil=True, error_model="numpy")(func)
+    return _enable_cache(numba.njit(nogil=True, error_model="numpy")(func))
 
 
 @_helper

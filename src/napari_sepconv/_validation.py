@@ -15,9 +15,16 @@ from ._boundary import CANONICAL_NAMES, MODE_CODES
 KERNEL_INPUT_TYPES = frozenset(
     np.dtype(t)
     for t in (
-        np.uint8, np.uint16, np.uint32, np.uint64,
-        np.int8, np.int16, np.int32, np.int64,
-        np.float32, np.float64,
+        np.uint8,
+        np.uint16,
+        np.uint32,
+        np.uint64,
+        np.int8,
+        np.int16,
+        np.int32,
+        np.int64,
+        np.float32,
+        np.float64,
     )
 )
 
@@ -25,9 +32,7 @@ KERNEL_INPUT_TYPES = frozenset(
 def normalize_mode(mode, name="mode"):
     """Return the integer code of one border mode name."""
     if not isinstance(mode, str):
-        raise TypeError(
-            f"{name} must be a mode name such as 'reflect', got {type(mode).__name__}"
-        )
+        raise TypeError(f"{name} must be a mode name such as 'reflect', got {type(mode).__name__}")
     try:
         return MODE_CODES[mode]
     except KeyError:

@@ -70,9 +70,7 @@ def _check_depthwise_kernels(kernels, n_channels):
 def _check_pointwise(weights, bias, n_in):
     w = check_kernel(weights, 2, "weights")
     if w.shape[1] != n_in:
-        raise ValueError(
-            f"weights has shape {w.shape} (C_out, C_in) but the input has {n_in} channel(s)"
-        )
+        raise ValueError(f"weights has shape {w.shape} (C_out, C_in) but the input has {n_in} channel(s)")
     if bias is not None:
         bias = check_kernel(bias, 1, "bias")
         if bias.shape[0] != w.shape[0]:
@@ -111,8 +109,7 @@ def _rank_one_factors(flat):
     if np.all(np.sum(singular > tol, axis=1) <= 1):
         splits = [separate_kernel(k) for k in flat]
         if all(s.rank == 1 and s.is_exact for s in splits):
-            factors = (np.array([s.terms[0][0] for s in splits]),
-                       np.array([s.terms[0][1] for s in splits]))
+            factors = (np.array([s.terms[0][0] for s in splits]), np.array([s.terms[0][1] for s in splits]))
             for array in factors:  # shared by every call with these kernels
                 array.flags.writeable = False
     with _FACTOR_LOCK:
@@ -125,8 +122,7 @@ def _rank_one_factors(flat):
 def _depthwise_op(kernels, mode_y, mode_x, cval, scale):
     """The :class:`~napari_sepconv._programs.DepthwiseOp` of kernels (C, M, kh, kw)."""
     flat = footprint(kernels.reshape((-1,) + kernels.shape[2:]))
-    return depthwise_op(flat, kernels.shape[1], mode_y, mode_x, cval, scale,
-                        _rank_one_factors(flat))
+    return depthwise_op(flat, kernels.shape[1], mode_y, mode_x, cval, scale, _rank_one_factors(flat))
 
 
 def _depthwise_cost(op):
@@ -144,8 +140,17 @@ def _halo_2d(kernel_shape, ay, ax):
 
 
 @_backend.like_input
-def depthwise_filter(image, kernels, *, channel_axis=-1, mode="reflect", cval=0.0, dtype=None,
-                     preserve_range=False, backend="auto"):
+def depthwise_filter(
+    image,
+    kernels,
+    *,
+    channel_axis=-1,
+    mode="reflect",
+    cval=0.0,
+    dtype=None,
+    preserve_range=False,
+    backend="auto",
+):
     """Correlate each channel with its own 2-D kernel(s).
 
     Output channel ``c*M + m`` is the 2-D correlation (``scipy.ndimage.correlate``)
@@ -190,13 +195,11 @@ def depthwise_filter(image, kernels, *, channel_axis=-1, mode="reflect", cval=0.
     (32, 32, 3)
     """
     image = check_image(image)
-    plan = get_plan(_plan_depthwise, image, backend, kernels, channel_axis, mode, cval, dtype,
-                    preserve_range)
+    plan = get_plan(_plan_depthwise, image, backend, kernels, channel_axis, mode, cval, dtype, preserve_range)
     return execute(plan, image)
 
 
-def _plan_depthwise(shape, dtype, backend, kernels, channel_axis, mode, cval, out_dtype,
-                    preserve_range):
+def _plan_depthwise(shape, dtype, backend, kernels, channel_axis, mode, cval, out_dtype, preserve_range):
     ca, spatial, n_channels = _channel_layout(shape, channel_axis, 2)
     kernels, multiplier = _check_depthwise_kernels(kernels, n_channels)
     mode_y, mode_x = normalize_modes(mode, 2)
@@ -206,22 +209,53 @@ def _plan_depthwise(shape, dtype, backend, kernels, channel_axis, mode, cval, ou
     op = _depthwise_op(kernels, mode_y, mode_x, cval, input_scale(dtype, preserve_range))
     program = DepthwiseProgram(op, n_out, result_dtype, preserve_range, ca)
     ay, ax = spatial[-2:]
-    return Plan("depthwise_filter", backend, shape, dtype, _out_shape(shape, ca, n_out),
-                result_dtype, ca, halo=_halo_2d(kernels.shape[2:], ay, ax),
-                modes={ay: CANONICAL_NAMES[mode_y], ax: CANONICAL_NAMES[mode_x]},
-                multiplications=_depthwise_cost(op), program=program,
-                rank=1 if op.separable else None)
+    return Plan(
+        "depthwise_filter",
+        backend,
+        shape,
+        dtype,
+        _out_shape(shape, ca, n_out),
+        result_dtype,
+        ca,
+        halo=_halo_2d(kernels.shape[2:], ay, ax),
+        modes={ay: CANONICAL_NAMES[mode_y], ax: CANONICAL_NAMES[mode_x]},
+        multiplications=_depthwise_cost(op),
+        program=program,
+        rank=1 if op.separable else None,
+    )
 
 
-attach_plan(depthwise_filter, lambda image, kernels, *, channel_axis=-1, mode="reflect",
-            cval=0.0, dtype=None, preserve_range=False, backend="auto": get_plan(
-                _plan_depthwise, check_image(image), backend, kernels, channel_axis, mode, cval,
-                dtype, preserve_range))
+def _plan_of_depthwise_filter(
+    image,
+    kernels,
+    *,
+    channel_axis=-1,
+    mode="reflect",
+    cval=0.0,
+    dtype=None,
+    preserve_range=False,
+    backend="auto",
+):
+    return get_plan(
+        _plan_depthwise,
+        check_image(image),
+        backend,
+        kernels,
+        channel_axis,
+        mode,
+        cval,
+        dtype,
+        preserve_range,
+    )
+
+
+attach_plan(depthwise_filter, _plan_of_depthwise_filter)
 
 
 @_backend.like_input
-def pointwise_filter(image, weights, bias=None, *, channel_axis=-1, dtype=None,
-                     preserve_range=False, backend="auto"):
+def pointwise_filter(
+    image, weights, bias=None, *, channel_axis=-1, dtype=None, preserve_range=False, backend="auto"
+):
     """Mix channels at each pixel: ``out[..., o] = sum_i weights[o, i] * image[..., i] + bias[o]``.
 
     A 1x1 convolution (shown for ``channel_axis=-1``), computed with BLAS.
@@ -259,34 +293,56 @@ def pointwise_filter(image, weights, bias=None, *, channel_axis=-1, dtype=None,
            [1., 1.]])
     """
     image = check_image(image)
-    plan = get_plan(_plan_pointwise, image, backend, weights, bias, channel_axis, dtype,
-                    preserve_range)
+    plan = get_plan(_plan_pointwise, image, backend, weights, bias, channel_axis, dtype, preserve_range)
     return execute(plan, image)
 
 
-def _plan_pointwise(shape, dtype, backend, weights, bias, channel_axis, out_dtype,
-                    preserve_range):
+def _plan_pointwise(shape, dtype, backend, weights, bias, channel_axis, out_dtype, preserve_range):
     ca, _, n_channels = _channel_layout(shape, channel_axis, 0)
     w, bias = _check_pointwise(weights, bias, n_channels)
     result_dtype = output_float_dtype(dtype, out_dtype)
     n_out = w.shape[0]
-    program = PointwiseProgram(w * input_scale(dtype, preserve_range), bias, result_dtype,
-                               preserve_range, ca)
-    return Plan("pointwise_filter", backend, shape, dtype, _out_shape(shape, ca, n_out),
-                result_dtype, ca, halo={}, modes={}, multiplications=int(w.size),
-                program=program)
+    program = PointwiseProgram(w * input_scale(dtype, preserve_range), bias, result_dtype, preserve_range, ca)
+    return Plan(
+        "pointwise_filter",
+        backend,
+        shape,
+        dtype,
+        _out_shape(shape, ca, n_out),
+        result_dtype,
+        ca,
+        halo={},
+        modes={},
+        multiplications=int(w.size),
+        program=program,
+    )
 
 
-attach_plan(pointwise_filter, lambda image, weights, bias=None, *, channel_axis=-1, dtype=None,
-            preserve_range=False, backend="auto": get_plan(
-                _plan_pointwise, check_image(image), backend, weights, bias, channel_axis,
-                dtype, preserve_range))
+def _plan_of_pointwise_filter(
+    image, weights, bias=None, *, channel_axis=-1, dtype=None, preserve_range=False, backend="auto"
+):
+    return get_plan(
+        _plan_pointwise, check_image(image), backend, weights, bias, channel_axis, dtype, preserve_range
+    )
+
+
+attach_plan(pointwise_filter, _plan_of_pointwise_filter)
 
 
 @_backend.like_input
-def depthwise_separable_filter(image, depthwise_kernels, pointwise_weights, bias=None, *,
-                               channel_axis=-1, mode="reflect", cval=0.0, dtype=None,
-                               preserve_range=False, backend="auto"):
+def depthwise_separable_filter(
+    image,
+    depthwise_kernels,
+    pointwise_weights,
+    bias=None,
+    *,
+    channel_axis=-1,
+    mode="reflect",
+    cval=0.0,
+    dtype=None,
+    preserve_range=False,
+    backend="auto",
+):
     """Depthwise filtering followed by pointwise channel mixing, fused.
 
     Equals ``pointwise_filter(depthwise_filter(image, depthwise_kernels, ...),
@@ -324,13 +380,35 @@ def depthwise_separable_filter(image, depthwise_kernels, pointwise_weights, bias
     (64, 64, 8)
     """
     image = check_image(image)
-    plan = get_plan(_plan_depthwise_separable, image, backend, depthwise_kernels,
-                    pointwise_weights, bias, channel_axis, mode, cval, dtype, preserve_range)
+    plan = get_plan(
+        _plan_depthwise_separable,
+        image,
+        backend,
+        depthwise_kernels,
+        pointwise_weights,
+        bias,
+        channel_axis,
+        mode,
+        cval,
+        dtype,
+        preserve_range,
+    )
     return execute(plan, image)
 
 
-def _plan_depthwise_separable(shape, dtype, backend, depthwise_kernels, pointwise_weights, bias,
-                              channel_axis, mode, cval, out_dtype, preserve_range):
+def _plan_depthwise_separable(
+    shape,
+    dtype,
+    backend,
+    depthwise_kernels,
+    pointwise_weights,
+    bias,
+    channel_axis,
+    mode,
+    cval,
+    out_dtype,
+    preserve_range,
+):
     ca, spatial, n_channels = _channel_layout(shape, channel_axis, 2)
     kernels, multiplier = _check_depthwise_kernels(depthwise_kernels, n_channels)
     n_mid = n_channels * multiplier
@@ -342,16 +420,48 @@ def _plan_depthwise_separable(shape, dtype, backend, depthwise_kernels, pointwis
     op = _depthwise_op(kernels, mode_y, mode_x, cval, input_scale(dtype, preserve_range))
     program = DepthwiseSeparableProgram(op, w, bias, result_dtype, preserve_range, ca)
     ay, ax = spatial[-2:]
-    return Plan("depthwise_separable_filter", backend, shape, dtype,
-                _out_shape(shape, ca, n_out), result_dtype, ca,
-                halo=_halo_2d(kernels.shape[2:], ay, ax),
-                modes={ay: CANONICAL_NAMES[mode_y], ax: CANONICAL_NAMES[mode_x]},
-                multiplications=_depthwise_cost(op) + int(w.size), program=program,
-                rank=1 if op.separable else None)
+    return Plan(
+        "depthwise_separable_filter",
+        backend,
+        shape,
+        dtype,
+        _out_shape(shape, ca, n_out),
+        result_dtype,
+        ca,
+        halo=_halo_2d(kernels.shape[2:], ay, ax),
+        modes={ay: CANONICAL_NAMES[mode_y], ax: CANONICAL_NAMES[mode_x]},
+        multiplications=_depthwise_cost(op) + int(w.size),
+        program=program,
+        rank=1 if op.separable else None,
+    )
 
 
-attach_plan(depthwise_separable_filter, lambda image, depthwise_kernels, pointwise_weights,
-            bias=None, *, channel_axis=-1, mode="reflect", cval=0.0, dtype=None,
-            preserve_range=False, backend="auto": get_plan(
-                _plan_depthwise_separable, check_image(image), backend, depthwise_kernels,
-                pointwise_weights, bias, channel_axis, mode, cval, dtype, preserve_range))
+def _plan_of_depthwise_separable_filter(
+    image,
+    depthwise_kernels,
+    pointwise_weights,
+    bias=None,
+    *,
+    channel_axis=-1,
+    mode="reflect",
+    cval=0.0,
+    dtype=None,
+    preserve_range=False,
+    backend="auto",
+):
+    return get_plan(
+        _plan_depthwise_separable,
+        check_image(image),
+        backend,
+        depthwise_kernels,
+        pointwise_weights,
+        bias,
+        channel_axis,
+        mode,
+        cval,
+        dtype,
+        preserve_range,
+    )
+
+
+attach_plan(depthwise_separable_filter, _plan_of_depthwise_separable_filter)

@@ -85,6 +85,7 @@ def _edge_doc(title, name, returns, example_call, directional=False):
     >>> {example_call}
 """
         return func
+
     return decorate
 
 
@@ -134,8 +135,9 @@ def _check_mask(mask, shape, channel_axis):
     return eroded
 
 
-def _plan_edges(shape, dtype, backend, name, axis, mode, cval, channel_axis, out_dtype,
-                preserve_range, direction):
+def _plan_edges(
+    shape, dtype, backend, name, axis, mode, cval, channel_axis, out_dtype, preserve_range, direction
+):
     """The plan of an edge filter (arguments as :func:`sobel`'s, ``name`` the operator).
 
     ``direction`` 0 or 1 asks for the derivative along that spatial axis of a 2-D
@@ -149,8 +151,7 @@ def _plan_edges(shape, dtype, backend, name, axis, mode, cval, channel_axis, out
     if direction is not None:
         if len(spatial) != 2:
             raise ValueError(
-                f"image must have 2 spatial dimensions for {name}_{'hv'[direction]}, "
-                f"got {len(spatial)}"
+                f"image must have 2 spatial dimensions for {name}_{'hv'[direction]}, got {len(spatial)}"
             )
         axis = spatial[direction]
     axes, negative = _edge_axes(axis, ndim, channel_axis)
@@ -166,29 +167,53 @@ def _plan_edges(shape, dtype, backend, name, axis, mode, cval, channel_axis, out
         # negative axis is also smoothed: its weights are derivative * smooth.
         negative_taps = taps(derivative * smooth, skip_zero=True)
     terms = [
-        {a: (negative_taps if d in negative and channel_axis is None else derivative_taps)
-         if a == d else smooth_taps for a in spatial}
+        {
+            a: (negative_taps if d in negative and channel_axis is None else derivative_taps)
+            if a == d
+            else smooth_taps
+            for a in spatial
+        }
         for d in axes
     ]
     magnitude = len(axes) > 1
     program = terms_program(
-        terms, modes, cval, ndim, rule="full", combine=MAGNITUDE if magnitude else SUM,
-        divisor=math.sqrt(len(spatial)), dtype=result_dtype, input_dtype=dtype,
-        preserve_range=preserve_range, channel_axis=channel_axis,
+        terms,
+        modes,
+        cval,
+        ndim,
+        rule="full",
+        combine=MAGNITUDE if magnitude else SUM,
+        divisor=math.sqrt(len(spatial)),
+        dtype=result_dtype,
+        input_dtype=dtype,
+        preserve_range=preserve_range,
+        channel_axis=channel_axis,
     )
     radius = reach(smooth_taps[0])
     function = name if direction is None else f"{name}_{'hv'[direction]}"
-    return Plan(function, backend, shape, dtype, shape, result_dtype, channel_axis,
-                halo={a: radius for a in spatial}, modes=mode_names(modes),
-                multiplications=program.lowered.multiplications, program=program)
+    return Plan(
+        function,
+        backend,
+        shape,
+        dtype,
+        shape,
+        result_dtype,
+        channel_axis,
+        halo={a: radius for a in spatial},
+        modes=mode_names(modes),
+        multiplications=program.lowered.multiplications,
+        program=program,
+    )
 
 
 @_backend.like_input
-def _edge_filter(name, image, mask, axis, mode, cval, channel_axis, dtype, preserve_range,
-                 backend, direction=None):
+def _edge_filter(
+    name, image, mask, axis, mode, cval, channel_axis, dtype, preserve_range, backend, direction=None
+):
     image = check_image(image)
-    plan = get_plan(_plan_edges, image, backend, name, axis, mode, cval, channel_axis, dtype,
-                    preserve_range, direction)
+    plan = get_plan(
+        _plan_edges, image, backend, name, axis, mode, cval, channel_axis, dtype, preserve_range, direction
+    )
     out = execute(plan, image)
     if mask is None:
         return out
@@ -199,10 +224,31 @@ def _edge_filter(name, image, mask, axis, mode, cval, channel_axis, dtype, prese
 
 
 def _attach_edge_plan(public, name, direction=None):
-    def plan(image, mask=None, *, axis=None, mode="reflect", cval=0.0, channel_axis=None,
-             dtype=None, preserve_range=False, backend="auto"):
-        return get_plan(_plan_edges, check_image(image), backend, name, axis, mode, cval,
-                        channel_axis, dtype, preserve_range, direction)
+    def plan(
+        image,
+        mask=None,
+        *,
+        axis=None,
+        mode="reflect",
+        cval=0.0,
+        channel_axis=None,
+        dtype=None,
+        preserve_range=False,
+        backend="auto",
+    ):
+        return get_plan(
+            _plan_edges,
+            check_image(image),
+            backend,
+            name,
+            axis,
+            mode,
+            cval,
+            channel_axis,
+            dtype,
+            preserve_range,
+            direction,
+        )
 
     return attach_plan(public, plan)
 
@@ -211,45 +257,97 @@ def _attach_edge_plan(public, name, direction=None):
 # Magnitude or one axis, any number of dimensions
 # --------------------------------------------------------------------------
 
-@_edge_doc("Find edges with the Sobel operator.", "Sobel",
-           "Edge magnitude, or the derivative along ``axis``.",
-           "sc.sobel(image).round(3)[2]\n    array([0.   , 0.707, 0.707, 0.   , 0.   ])")
-def sobel(image, mask=None, *, axis=None, mode="reflect", cval=0.0, channel_axis=None,
-          dtype=None, preserve_range=False, backend="auto"):
-    return _edge_filter("sobel", image, mask, axis, mode, cval, channel_axis, dtype,
-                        preserve_range, backend)
+
+@_edge_doc(
+    "Find edges with the Sobel operator.",
+    "Sobel",
+    "Edge magnitude, or the derivative along ``axis``.",
+    "sc.sobel(image).round(3)[2]\n    array([0.   , 0.707, 0.707, 0.   , 0.   ])",
+)
+def sobel(
+    image,
+    mask=None,
+    *,
+    axis=None,
+    mode="reflect",
+    cval=0.0,
+    channel_axis=None,
+    dtype=None,
+    preserve_range=False,
+    backend="auto",
+):
+    return _edge_filter("sobel", image, mask, axis, mode, cval, channel_axis, dtype, preserve_range, backend)
 
 
-@_edge_doc("Find edges with the Scharr operator.", "Scharr",
-           "Edge magnitude, or the derivative along ``axis``.",
-           "sc.scharr(image, axis=1)[2]\n    array([0., 1., 1., 0., 0.])")
-def scharr(image, mask=None, *, axis=None, mode="reflect", cval=0.0, channel_axis=None,
-           dtype=None, preserve_range=False, backend="auto"):
-    return _edge_filter("scharr", image, mask, axis, mode, cval, channel_axis, dtype,
-                        preserve_range, backend)
+@_edge_doc(
+    "Find edges with the Scharr operator.",
+    "Scharr",
+    "Edge magnitude, or the derivative along ``axis``.",
+    "sc.scharr(image, axis=1)[2]\n    array([0., 1., 1., 0., 0.])",
+)
+def scharr(
+    image,
+    mask=None,
+    *,
+    axis=None,
+    mode="reflect",
+    cval=0.0,
+    channel_axis=None,
+    dtype=None,
+    preserve_range=False,
+    backend="auto",
+):
+    return _edge_filter("scharr", image, mask, axis, mode, cval, channel_axis, dtype, preserve_range, backend)
 
 
-@_edge_doc("Find edges with the Prewitt operator.", "Prewitt",
-           "Edge magnitude, or the derivative along ``axis``.",
-           "float(abs(sc.prewitt(image, axis=0)).max())\n    0.0")
-def prewitt(image, mask=None, *, axis=None, mode="reflect", cval=0.0, channel_axis=None,
-            dtype=None, preserve_range=False, backend="auto"):
-    return _edge_filter("prewitt", image, mask, axis, mode, cval, channel_axis, dtype,
-                        preserve_range, backend)
+@_edge_doc(
+    "Find edges with the Prewitt operator.",
+    "Prewitt",
+    "Edge magnitude, or the derivative along ``axis``.",
+    "float(abs(sc.prewitt(image, axis=0)).max())\n    0.0",
+)
+def prewitt(
+    image,
+    mask=None,
+    *,
+    axis=None,
+    mode="reflect",
+    cval=0.0,
+    channel_axis=None,
+    dtype=None,
+    preserve_range=False,
+    backend="auto",
+):
+    return _edge_filter(
+        "prewitt", image, mask, axis, mode, cval, channel_axis, dtype, preserve_range, backend
+    )
 
 
-@_edge_doc("Find edges with the Farid & Simoncelli operator.", "Farid (5-tap)",
-           "Edge magnitude, or the derivative along ``axis``.",
-           "sc.farid(image).round(3)[2]\n    array([0.078, 0.273, 0.273, 0.078, 0.   ])")
-def farid(image, mask=None, *, axis=None, mode="reflect", cval=0.0, channel_axis=None,
-          dtype=None, preserve_range=False, backend="auto"):
-    return _edge_filter("farid", image, mask, axis, mode, cval, channel_axis, dtype,
-                        preserve_range, backend)
+@_edge_doc(
+    "Find edges with the Farid & Simoncelli operator.",
+    "Farid (5-tap)",
+    "Edge magnitude, or the derivative along ``axis``.",
+    "sc.farid(image).round(3)[2]\n    array([0.078, 0.273, 0.273, 0.078, 0.   ])",
+)
+def farid(
+    image,
+    mask=None,
+    *,
+    axis=None,
+    mode="reflect",
+    cval=0.0,
+    channel_axis=None,
+    dtype=None,
+    preserve_range=False,
+    backend="auto",
+):
+    return _edge_filter("farid", image, mask, axis, mode, cval, channel_axis, dtype, preserve_range, backend)
 
 
 # --------------------------------------------------------------------------
 # Horizontal (_h: derivative along axis 0) and vertical (_v: along axis 1) edges
 # --------------------------------------------------------------------------
+
 
 def _make_directional(name, axis):
     which = "horizontal" if axis == 0 else "vertical"
@@ -257,20 +355,33 @@ def _make_directional(name, axis):
         example = f"sc.{name}_h(image.T).round(3)[:4, 2]"
     else:
         example = f"sc.{name}_v(image).round(3)[2, :4]"
-    example += ("\n    array([0.11 , 0.386, 0.386, 0.11 ])" if name == "farid"
-                else "\n    array([0., 1., 1., 0.])")
+    example += (
+        "\n    array([0.11 , 0.386, 0.386, 0.11 ])" if name == "farid" else "\n    array([0., 1., 1., 0.])"
+    )
 
-    def directional(image, mask=None, *, mode="reflect", cval=0.0, channel_axis=None,
-                    dtype=None, preserve_range=False, backend="auto"):
-        return _edge_filter(name, image, mask, None, mode, cval, channel_axis, dtype,
-                            preserve_range, backend, axis)
+    def directional(
+        image,
+        mask=None,
+        *,
+        mode="reflect",
+        cval=0.0,
+        channel_axis=None,
+        dtype=None,
+        preserve_range=False,
+        backend="auto",
+    ):
+        return _edge_filter(
+            name, image, mask, None, mode, cval, channel_axis, dtype, preserve_range, backend, axis
+        )
 
     directional.__name__ = directional.__qualname__ = f"{name}_{'hv'[axis]}"
     directional.__module__ = __name__
     _attach_edge_plan(directional, name, axis)
     return _edge_doc(
         f"Find {which} edges (the derivative along axis {axis}) with the {name.title()} operator.",
-        name.title(), f"The derivative along spatial axis {axis}.", example,
+        name.title(),
+        f"The derivative along spatial axis {axis}.",
+        example,
         directional=True,
     )(directional)
 
@@ -285,7 +396,6 @@ farid_h = _make_directional("farid", 0)
 farid_v = _make_directional("farid", 1)
 
 
-for _name, _function in (("sobel", sobel), ("scharr", scharr), ("prewitt", prewitt),
-                         ("farid", farid)):
+for _name, _function in (("sobel", sobel), ("scharr", scharr), ("prewitt", prewitt), ("farid", farid)):
     _attach_edge_plan(_function, _name)
 del _name, _function

@@ -19,10 +19,10 @@ EDGE_KERNELS = {
     "prewitt": (np.full(3, 1 / 3), np.array([-1.0, 0.0, 1.0])),
     # Farid & Simoncelli (2004), 5-tap weights, as scikit-image gives them.
     "farid": (
-        np.array([0.0376593171958126, 0.249153396177344, 0.426374573253687,
-                  0.249153396177344, 0.0376593171958126]),
-        np.array([-0.109603762960254, -0.276690988455557, 0.0,
-                  0.276690988455557, 0.109603762960254]),
+        np.array(
+            [0.0376593171958126, 0.249153396177344, 0.426374573253687, 0.249153396177344, 0.0376593171958126]
+        ),
+        np.array([-0.109603762960254, -0.276690988455557, 0.0, 0.276690988455557, 0.109603762960254]),
     ),
 }
 
@@ -197,14 +197,15 @@ def separate_kernel(kernel, *, rank=None, tol=None):
                 f"rank={rank} is out of range for a {k.shape[0]}x{k.shape[1]} kernel; "
                 f"it must lie in [1, {max_rank}]"
             )
-    if tol is not None and (isinstance(tol, (bool, np.bool_))
-                            or not isinstance(tol, (numbers.Real, np.number))):
+    if tol is not None and (
+        isinstance(tol, (bool, np.bool_)) or not isinstance(tol, (numbers.Real, np.number))
+    ):
         raise TypeError(f"tol must be a real number or None, got {type(tol).__name__}")
     if tol is not None and not (np.isfinite(tol) and tol >= 0):
         raise ValueError(f"tol must be a non-negative finite number, got {tol!r}")
 
     u, s, vt = np.linalg.svd(k)
-    norm = float(np.sqrt(np.sum(s ** 2)))
+    norm = float(np.sqrt(np.sum(s**2)))
     if tol is None:
         tol = 8 * np.finfo(np.float64).eps * max(k.shape) * (s[0] if s.size else 0.0)
     exact_rank = max(1, int(np.sum(s > tol)))
@@ -216,7 +217,10 @@ def separate_kernel(kernel, *, rank=None, tol=None):
     pivot = _pivot_factors(k) if keep == 1 and exact_rank == 1 else None
     if pivot is not None and _relative_error(k, [pivot], norm) <= max(error, exact_error):
         terms, error = [pivot], _relative_error(k, [pivot], norm)
-    terms = [(np.ascontiguousarray(c, dtype=np.float64), np.ascontiguousarray(r, dtype=np.float64))
-             for c, r in terms]
-    return SeparableKernel(terms=terms, error=error, is_exact=bool(error <= exact_error),
-                           shape=k.shape, kernel=k)
+    terms = [
+        (np.ascontiguousarray(c, dtype=np.float64), np.ascontiguousarray(r, dtype=np.float64))
+        for c, r in terms
+    ]
+    return SeparableKernel(
+        terms=terms, error=error, is_exact=bool(error <= exact_error), shape=k.shape, kernel=k
+    )

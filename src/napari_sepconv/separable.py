@@ -36,6 +36,7 @@ from .kernels import footprint, separate_kernel
 # scipy.ndimage-style 1-D filtering
 # --------------------------------------------------------------------------
 
+
 def _output_dtype(input_dtype, output):
     """scipy.ndimage's rule: ``output`` as a dtype, or the input's dtype."""
     if output is None:
@@ -50,8 +51,7 @@ def _output_dtype(input_dtype, output):
 
 
 @_backend.like_input
-def correlate1d(input, weights, axis=-1, output=None, mode="reflect", cval=0.0, origin=0,
-                *, backend="auto"):
+def correlate1d(input, weights, axis=-1, output=None, mode="reflect", cval=0.0, origin=0, *, backend="auto"):
     """Correlate an array with a 1-D kernel along one axis.
 
     Same values, ``output`` handling and default output dtype as
@@ -100,8 +100,7 @@ def correlate1d(input, weights, axis=-1, output=None, mode="reflect", cval=0.0, 
             raise ValueError("output is read-only; pass a writeable array or a dtype")
         if _dask.is_dask_array(input):
             raise TypeError("output cannot be an array when input is a dask array")
-    plan = get_plan(_plan_correlate1d, input, backend, weights, axis, out_dtype, mode, cval,
-                    origin)
+    plan = get_plan(_plan_correlate1d, input, backend, weights, axis, out_dtype, mode, cval, origin)
     return execute(plan, input, output if isinstance(output, np.ndarray) else None)
 
 
@@ -115,26 +114,58 @@ def _plan_correlate1d(shape, dtype, backend, weights, axis, out_dtype, mode, cva
         raise TypeError(f"output dtype must be real, got {out_dtype}")
     if out_dtype.kind not in "biuf":
         raise TypeError(f"output dtype must be numeric, got {out_dtype}")
-    compute = (np.dtype(np.float32)
-               if dtype.kind == "f" and dtype.itemsize <= 4 and out_dtype.itemsize <= 4
-               and out_dtype.kind == "f" else np.dtype(np.float64))
+    compute = (
+        np.dtype(np.float32)
+        if dtype.kind == "f" and dtype.itemsize <= 4 and out_dtype.itemsize <= 4 and out_dtype.kind == "f"
+        else np.dtype(np.float64)
+    )
     offsets, weights = taps(w, origin)
-    program = terms_program([{axis: (offsets, weights)}], {axis: mode_code}, cval, len(shape),
-                            rule="pass", dtype=compute, input_dtype=dtype, preserve_range=True,
-                            cast=out_dtype)
-    return Plan("correlate1d", backend, shape, dtype, shape, out_dtype, None,
-                halo={axis: reach(offsets)}, modes={axis: CANONICAL_NAMES[mode_code]},
-                multiplications=w.size, program=program)
+    program = terms_program(
+        [{axis: (offsets, weights)}],
+        {axis: mode_code},
+        cval,
+        len(shape),
+        rule="pass",
+        dtype=compute,
+        input_dtype=dtype,
+        preserve_range=True,
+        cast=out_dtype,
+    )
+    return Plan(
+        "correlate1d",
+        backend,
+        shape,
+        dtype,
+        shape,
+        out_dtype,
+        None,
+        halo={axis: reach(offsets)},
+        modes={axis: CANONICAL_NAMES[mode_code]},
+        multiplications=w.size,
+        program=program,
+    )
 
 
-attach_plan(correlate1d, lambda input, weights, axis=-1, output=None, mode="reflect", cval=0.0,
-            origin=0, *, backend="auto": get_plan(
-                _plan_correlate1d, check_image(input, "input"), backend, weights, axis,
-                _output_dtype(check_image(input, "input").dtype, output), mode, cval, origin))
+def _plan_of_correlate1d(
+    input, weights, axis=-1, output=None, mode="reflect", cval=0.0, origin=0, *, backend="auto"
+):
+    return get_plan(
+        _plan_correlate1d,
+        check_image(input, "input"),
+        backend,
+        weights,
+        axis,
+        _output_dtype(check_image(input, "input").dtype, output),
+        mode,
+        cval,
+        origin,
+    )
 
 
-def convolve1d(input, weights, axis=-1, output=None, mode="reflect", cval=0.0, origin=0,
-               *, backend="auto"):
+attach_plan(correlate1d, _plan_of_correlate1d)
+
+
+def convolve1d(input, weights, axis=-1, output=None, mode="reflect", cval=0.0, origin=0, *, backend="auto"):
     """Convolve an array with a 1-D kernel along one axis.
 
     Same as ``scipy.ndimage.convolve1d``: correlation with the reversed
@@ -164,8 +195,9 @@ def _mirrored(weights, origin):
     return w, origin
 
 
-def _plan_convolve1d(input, weights, axis=-1, output=None, mode="reflect", cval=0.0, origin=0,
-                     *, backend="auto"):
+def _plan_convolve1d(
+    input, weights, axis=-1, output=None, mode="reflect", cval=0.0, origin=0, *, backend="auto"
+):
     w, origin = _mirrored(weights, origin)
     return correlate1d.plan(input, w, axis, output, mode, cval, origin, backend=backend)
 
@@ -176,6 +208,7 @@ attach_plan(convolve1d, _plan_convolve1d)
 # --------------------------------------------------------------------------
 # Separable n-D kernels
 # --------------------------------------------------------------------------
+
 
 def _check_kernels_1d(kernels):
     if isinstance(kernels, np.ndarray) and kernels.ndim == 2:
@@ -195,8 +228,18 @@ def _check_kernels_1d(kernels):
 
 
 @_backend.like_input
-def separable_filter(image, kernels, *, axes=None, mode="reflect", cval=0.0,
-                     channel_axis=None, dtype=None, preserve_range=False, backend="auto"):
+def separable_filter(
+    image,
+    kernels,
+    *,
+    axes=None,
+    mode="reflect",
+    cval=0.0,
+    channel_axis=None,
+    dtype=None,
+    preserve_range=False,
+    backend="auto",
+):
     """Correlate with the outer product of 1-D kernels, one pass per axis.
 
     Equals ``scipy.ndimage.correlate1d`` along each axis of ``axes`` in turn;
@@ -241,13 +284,15 @@ def separable_filter(image, kernels, *, axes=None, mode="reflect", cval=0.0,
            [ 9., 10.]])
     """
     image = check_image(image)
-    plan = get_plan(_plan_separable, image, backend, kernels, axes, mode, cval, channel_axis,
-                    dtype, preserve_range)
+    plan = get_plan(
+        _plan_separable, image, backend, kernels, axes, mode, cval, channel_axis, dtype, preserve_range
+    )
     return execute(plan, image)
 
 
-def _plan_separable(shape, dtype, backend, kernels, axes, mode, cval, channel_axis, out_dtype,
-                    preserve_range):
+def _plan_separable(
+    shape, dtype, backend, kernels, axes, mode, cval, channel_axis, out_dtype, preserve_range
+):
     ks = _check_kernels_1d(kernels)
     ndim = len(shape)
     channel_axis = normalize_channel_axis(channel_axis, ndim)
@@ -255,10 +300,9 @@ def _plan_separable(shape, dtype, backend, kernels, axes, mode, cval, channel_ax
     if axes is None:
         if len(ks) > len(spatial):
             raise ValueError(
-                f"kernels has {len(ks)} kernels but the image has only {len(spatial)} "
-                "spatial axes"
+                f"kernels has {len(ks)} kernels but the image has only {len(spatial)} spatial axes"
             )
-        axes = spatial[len(spatial) - len(ks):]
+        axes = spatial[len(spatial) - len(ks) :]
     else:
         if np.ndim(axes) == 0:
             axes = [axes]
@@ -273,27 +317,82 @@ def _plan_separable(shape, dtype, backend, kernels, axes, mode, cval, channel_ax
     cval = check_cval(cval)
     result_dtype = output_float_dtype(dtype, out_dtype)
     term = {a: taps(k) for a, k in zip(axes, ks)}
-    program = terms_program([term], modes, cval, ndim, rule="pass", dtype=result_dtype,
-                            input_dtype=dtype, preserve_range=preserve_range,
-                            channel_axis=channel_axis, order=axes)
-    return Plan("separable_filter", backend, shape, dtype, shape, result_dtype, channel_axis,
-                halo={a: reach(term[a][0]) for a in axes}, modes=mode_names(modes),
-                multiplications=program.lowered.multiplications, program=program, rank=1)
+    program = terms_program(
+        [term],
+        modes,
+        cval,
+        ndim,
+        rule="pass",
+        dtype=result_dtype,
+        input_dtype=dtype,
+        preserve_range=preserve_range,
+        channel_axis=channel_axis,
+        order=axes,
+    )
+    return Plan(
+        "separable_filter",
+        backend,
+        shape,
+        dtype,
+        shape,
+        result_dtype,
+        channel_axis,
+        halo={a: reach(term[a][0]) for a in axes},
+        modes=mode_names(modes),
+        multiplications=program.lowered.multiplications,
+        program=program,
+        rank=1,
+    )
 
 
-attach_plan(separable_filter, lambda image, kernels, *, axes=None, mode="reflect", cval=0.0,
-            channel_axis=None, dtype=None, preserve_range=False, backend="auto": get_plan(
-                _plan_separable, check_image(image), backend, kernels, axes, mode, cval,
-                channel_axis, dtype, preserve_range))
+def _plan_of_separable_filter(
+    image,
+    kernels,
+    *,
+    axes=None,
+    mode="reflect",
+    cval=0.0,
+    channel_axis=None,
+    dtype=None,
+    preserve_range=False,
+    backend="auto",
+):
+    return get_plan(
+        _plan_separable,
+        check_image(image),
+        backend,
+        kernels,
+        axes,
+        mode,
+        cval,
+        channel_axis,
+        dtype,
+        preserve_range,
+    )
+
+
+attach_plan(separable_filter, _plan_of_separable_filter)
 
 
 # --------------------------------------------------------------------------
 # 2-D user kernels
 # --------------------------------------------------------------------------
 
+
 @_backend.like_input
-def filter2d(image, kernel, *, mode="reflect", cval=0.0, channel_axis=None, rank=None,
-             tol=None, dtype=None, preserve_range=False, backend="auto"):
+def filter2d(
+    image,
+    kernel,
+    *,
+    mode="reflect",
+    cval=0.0,
+    channel_axis=None,
+    rank=None,
+    tol=None,
+    dtype=None,
+    preserve_range=False,
+    backend="auto",
+):
     """2-D correlation with a user kernel, as separable passes when that is cheaper.
 
     Equals ``scipy.ndimage.correlate`` (and ``cv2.filter2D``) on each 2-D plane
@@ -343,13 +442,15 @@ def filter2d(image, kernel, *, mode="reflect", cval=0.0, channel_axis=None, rank
            [-1.,  0.,  1.]])
     """
     image = check_image(image)
-    plan = get_plan(_plan_filter2d, image, backend, kernel, mode, cval, channel_axis, rank, tol,
-                    dtype, preserve_range)
+    plan = get_plan(
+        _plan_filter2d, image, backend, kernel, mode, cval, channel_axis, rank, tol, dtype, preserve_range
+    )
     return execute(plan, image)
 
 
-def _plan_filter2d(shape, dtype, backend, kernel, mode, cval, channel_axis, rank, tol,
-                   out_dtype, preserve_range):
+def _plan_filter2d(
+    shape, dtype, backend, kernel, mode, cval, channel_axis, rank, tol, out_dtype, preserve_range
+):
     k = check_kernel(kernel, 2)
     ndim = len(shape)
     channel_axis = normalize_channel_axis(channel_axis, ndim)
@@ -365,28 +466,71 @@ def _plan_filter2d(shape, dtype, backend, kernel, mode, cval, channel_axis, rank
     n_direct, n_separated = split.cost
     scale = input_scale(dtype, preserve_range)
     kh, kw = k.shape
-    direct = DirectProgram(direct_kernel * scale, mode_y, mode_x, cval / scale, result_dtype,
-                           preserve_range, channel_axis)
+    direct = DirectProgram(
+        direct_kernel * scale, mode_y, mode_x, cval / scale, result_dtype, preserve_range, channel_axis
+    )
     if n_separated < n_direct:
-        terms = [{ay: taps(c, skip_zero=True), ax: taps(r, skip_zero=True)}
-                 for c, r in split.terms]
+        terms = [{ay: taps(c, skip_zero=True), ax: taps(r, skip_zero=True)} for c, r in split.terms]
         several = len(terms) > 1  # only a sum of terms can meet NaN or inf differently
-        program = terms_program(terms, {ay: mode_y, ax: mode_x}, cval, ndim, rule="full",
-                                dtype=result_dtype, input_dtype=dtype,
-                                preserve_range=preserve_range, channel_axis=channel_axis,
-                                fallback=direct if several else None)
+        program = terms_program(
+            terms,
+            {ay: mode_y, ax: mode_x},
+            cval,
+            ndim,
+            rule="full",
+            dtype=result_dtype,
+            input_dtype=dtype,
+            preserve_range=preserve_range,
+            channel_axis=channel_axis,
+            fallback=direct if several else None,
+        )
         multiplications = program.lowered.multiplications
     else:
         program = direct
         multiplications = int(np.count_nonzero(direct_kernel)) or 1
-    return Plan("filter2d", backend, shape, dtype, shape, result_dtype, channel_axis,
-                halo={ay: (kh // 2, kh - 1 - kh // 2), ax: (kw // 2, kw - 1 - kw // 2)},
-                modes={ay: CANONICAL_NAMES[mode_y], ax: CANONICAL_NAMES[mode_x]},
-                multiplications=multiplications, program=program, rank=split.rank,
-                exact=split.is_exact)
+    return Plan(
+        "filter2d",
+        backend,
+        shape,
+        dtype,
+        shape,
+        result_dtype,
+        channel_axis,
+        halo={ay: (kh // 2, kh - 1 - kh // 2), ax: (kw // 2, kw - 1 - kw // 2)},
+        modes={ay: CANONICAL_NAMES[mode_y], ax: CANONICAL_NAMES[mode_x]},
+        multiplications=multiplications,
+        program=program,
+        rank=split.rank,
+        exact=split.is_exact,
+    )
 
 
-attach_plan(filter2d, lambda image, kernel, *, mode="reflect", cval=0.0, channel_axis=None,
-            rank=None, tol=None, dtype=None, preserve_range=False, backend="auto": get_plan(
-                _plan_filter2d, check_image(image), backend, kernel, mode, cval, channel_axis,
-                rank, tol, dtype, preserve_range))
+def _plan_of_filter2d(
+    image,
+    kernel,
+    *,
+    mode="reflect",
+    cval=0.0,
+    channel_axis=None,
+    rank=None,
+    tol=None,
+    dtype=None,
+    preserve_range=False,
+    backend="auto",
+):
+    return get_plan(
+        _plan_filter2d,
+        check_image(image),
+        backend,
+        kernel,
+        mode,
+        cval,
+        channel_axis,
+        rank,
+        tol,
+        dtype,
+        preserve_range,
+    )
+
+
+attach_plan(filter2d, _plan_of_filter2d)

@@ -38,8 +38,7 @@ _KERNEL_SOURCES = ("_cpu_kernels.py", "_boundary.py")
 
 def _user_cache_base():
     if sys.platform == "win32":
-        return os.environ.get("LOCALAPPDATA") or os.path.join(os.path.expanduser("~"), "AppData",
-                                                              "Local")
+        return os.environ.get("LOCALAPPDATA") or os.path.join(os.path.expanduser("~"), "AppData", "Local")
     if sys.platform == "darwin":
         return os.path.join(os.path.expanduser("~"), "Library", "Caches")
     return os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
@@ -83,6 +82,7 @@ _MARKER = "warmup-complete"
 # tests) call. Input types the kernels are compiled for are uint8, float32 and
 # float64 (other types are converted first); outputs float32 and float64.
 # --------------------------------------------------------------------------
+
 
 def _images(np, ndim=2):
     rng = np.random.default_rng(0)
@@ -157,8 +157,7 @@ def _channels(sc, np):
         sc.depthwise_filter(chan, rng.standard_normal((3, 2, 3, 3)))
         rank1 = np.einsum("ci,cj->cij", rng.standard_normal((3, 5)), rng.standard_normal((3, 5)))
         sc.depthwise_filter(chan, rank1)
-        sc.depthwise_separable_filter(chan, rng.standard_normal((3, 3, 3)),
-                                      rng.standard_normal((4, 3)))
+        sc.depthwise_separable_filter(chan, rng.standard_normal((3, 3, 3)), rng.standard_normal((4, 3)))
         sc.depthwise_filter(chan, rng.standard_normal((3, 3, 3)), dtype=np.float32)
 
 
@@ -267,8 +266,7 @@ def warm(families=None, jobs=None, quiet=False, stream=None):
     progress = _Progress(len(names), quiet, stream)
     results = {}
     context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context,
-                                                initializer=_init_worker) as pool:
+    with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker) as pool:
         futures = {pool.submit(compile_family, name): name for name in names}
         for future in concurrent.futures.as_completed(futures):
             name = futures[future]
@@ -283,7 +281,8 @@ def warm(families=None, jobs=None, quiet=False, stream=None):
     if families is None and all(isinstance(v, float) for v in results.values()):
         try:
             Path(cache_dir(), _MARKER).write_text(
-                "".join(f"{name}\t{seconds:.1f}\n" for name, seconds in results.items()))
+                "".join(f"{name}\t{seconds:.1f}\n" for name, seconds in results.items())
+            )
         except OSError:
             pass
     return results
@@ -329,8 +328,13 @@ def start_background(families=None, jobs=None, force=False):
         argv += ["--jobs", str(jobs)]
     for name in families or ():
         argv += ["--family", name]
-    return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    return subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
 
 
 def main(argv=None):
@@ -349,11 +353,14 @@ def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m napari_sepconv.warmup",
         description="Compile napari-sepconv's CPU kernels into the on-disk cache, once per "
-                    "version, so that no later call waits for a compile.")
-    parser.add_argument("-j", "--jobs", type=int, default=None,
-                        help="parallel processes (default: the number of CPUs)")
-    parser.add_argument("--family", action="append", metavar="NAME",
-                        help="compile only this family (repeatable; see --list)")
+        "version, so that no later call waits for a compile.",
+    )
+    parser.add_argument(
+        "-j", "--jobs", type=int, default=None, help="parallel processes (default: the number of CPUs)"
+    )
+    parser.add_argument(
+        "--family", action="append", metavar="NAME", help="compile only this family (repeatable; see --list)"
+    )
     parser.add_argument("--list", action="store_true", help="list the families and exit")
     parser.add_argument("--where", action="store_true", help="print the cache folder and exit")
     parser.add_argument("-q", "--quiet", action="store_true", help="print errors only")
@@ -366,21 +373,29 @@ def main(argv=None):
         print(where)
         return 0
     if not _writable(where):
-        print(f"napari-sepconv: the kernel cache folder {where} cannot be written; kernels "
-              "will be compiled in every process. Set NUMBA_CACHE_DIR to a writable folder.",
-              file=sys.stderr)
+        print(
+            f"napari-sepconv: the kernel cache folder {where} cannot be written; kernels "
+            "will be compiled in every process. Set NUMBA_CACHE_DIR to a writable folder.",
+            file=sys.stderr,
+        )
         return 1
     if not args.quiet:
-        print(f"Checking napari-sepconv's compiled kernels in {where} (already warm) ..."
-              if is_warm() else
-              f"Compiling napari-sepconv's kernels into {where} (first time only) ...",
-              file=sys.stderr, flush=True)
+        print(
+            f"Checking napari-sepconv's compiled kernels in {where} (already warm) ..."
+            if is_warm()
+            else f"Compiling napari-sepconv's kernels into {where} (first time only) ...",
+            file=sys.stderr,
+            flush=True,
+        )
     start = time.perf_counter()
     results = warm(args.family, args.jobs, args.quiet)
     failed = [name for name, value in results.items() if not isinstance(value, float)]
     if not args.quiet:
-        print(f"{len(results) - len(failed)} of {len(results)} families compiled in "
-              f"{time.perf_counter() - start:.0f} s; cache: {where}", file=sys.stderr)
+        print(
+            f"{len(results) - len(failed)} of {len(results)} families compiled in "
+            f"{time.perf_counter() - start:.0f} s; cache: {where}",
+            file=sys.stderr,
+        )
     return 1 if failed else 0
 
 
