@@ -105,11 +105,32 @@ class LoweredTerms:
 
 
 def lower_terms(terms, modes, cval, ndim, *, rule, combine=SUM, divisor=1.0, dtype, scale=1.0, order=None):
-    """Lower terms to engine calls (arguments as for :func:`run_terms`).
+    """Lower terms to engine calls: a :class:`LoweredTerms` for :func:`run_lowered`.
 
     Everything that does not depend on the pixel values is worked out here,
     once per plan: which passes fuse, which terms share their first passes,
     the scaled weights and the outside value each pass sees in constant mode.
+
+    Parameters
+    ----------
+    terms : list of dict
+        ``{axis: (offsets, weights)}``, the same axes in every term.
+    modes : dict
+        Border mode code per filtered axis.
+    cval : float
+        Value outside the image in constant mode, in the units of the result.
+    ndim : int
+        Dimensions of the kernel input.
+    rule : {'full', 'pass'}
+        Constant-mode convention (module docstring).
+    combine : {SUM, MAGNITUDE}
+        Sum of the terms, or ``sqrt(sum of squares) / divisor``.
+    dtype : dtype
+        Float type of the result and of every pass.
+    scale : float
+        Factor from kernel input units to result units.
+    order : sequence of int, optional
+        Pass order (matters only for ``rule='pass'``); default ascending axes.
     """
     axes = list(order) if order is not None else sorted(terms[0])
     fused = ndim >= 2 and len(axes) >= 2 and axes[-2:] == [ndim - 2, ndim - 1]
@@ -188,68 +209,6 @@ def run_lowered(engine, src, lowered, check_finite=False):
     if finite is None:  # the last fused call checks the whole sum; otherwise look
         finite = engine.all_finite(out)
     return out, finite
-
-
-def run_terms(
-    engine,
-    src,
-    terms,
-    modes,
-    cval,
-    *,
-    rule,
-    combine=SUM,
-    divisor=1.0,
-    dtype,
-    scale=1.0,
-    order=None,
-    check_finite=False,
-):
-    """Filter ``src`` with each term and combine the results.
-
-    Parameters
-    ----------
-    engine : module
-        ``_cpu`` or ``_cuda``: allocates arrays and runs the kernels.
-    src : array
-        Kernel input (see ``_validation.to_kernel_input``).
-    terms : list of dict
-        ``{axis: (offsets, weights)}``, the same axes in every term.
-    modes : dict
-        Border mode code per filtered axis.
-    cval : float
-        Value outside the image in constant mode, in the units of the result.
-    rule : {'full', 'pass'}
-        Constant-mode convention (module docstring).
-    combine : {SUM, MAGNITUDE}
-        Sum of the terms, or ``sqrt(sum of squares) / divisor``.
-    dtype : dtype
-        Float type of the result and of every pass.
-    scale : float
-        Factor from kernel input units to result units.
-    order : sequence of int, optional
-        Pass order (matters only for ``rule='pass'``); default ascending axes.
-    check_finite : bool, optional
-        Also return whether every value of the result is finite.
-
-    Returns
-    -------
-    out : array
-        The result, or ``(out, finite)`` with ``check_finite``.
-    """
-    lowered = lower_terms(
-        terms,
-        modes,
-        cval,
-        src.ndim,
-        rule=rule,
-        combine=combine,
-        divisor=divisor,
-        dtype=dtype,
-        scale=scale,
-        order=order,
-    )
-    return run_lowered(engine, src, lowered, check_finite)
 
 
 def _pass_cval(cval, rule, sums, scale):

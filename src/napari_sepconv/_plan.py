@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from . import _backend, _dask
+from ._validation import check_image
 
 PLAN_CACHE_SIZE = 512
 
@@ -165,22 +166,39 @@ def clear_cache():
         _cache.clear()
 
 
-def attach_plan(public, make_plan):
-    """Give a public function a ``.plan(image, ...)`` attribute with its own signature.
+_PLAN_DOC = (
+    "The :class:`~napari_sepconv._plan.Plan` that ``{name}`` would run on these arguments: output "
+    "shape and dtype, halo, multiplications per pixel, rank. Nothing is computed; ``image`` may be "
+    "any object with ``shape``, ``dtype`` and ``ndim``."
+)
 
-    ``make_plan`` takes the public function's arguments and returns the plan
-    the call would run, without reading or filtering any pixel.
+
+def attach_plan(public, make_plan):
+    """Give a public function a ``.plan(image, ...)`` attribute: ``make_plan``, which takes the
+    public function's arguments and returns the plan the call would run, reading no pixel."""
+    make_plan.__doc__ = _PLAN_DOC.format(name=public.__name__)
+    public.plan = make_plan
+    return public
+
+
+def planned(make_plan):
+    """The public filter whose arguments and docstring are those of ``make_plan``.
+
+    ``make_plan(image, ...)`` returns the call's plan (``get_plan``); the filter
+    checks ``image``, asks for the plan and executes it, and ``filter.plan``
+    returns the plan alone. One signature serves both.
     """
 
-    @functools.wraps(public)
-    def plan(*args, **kwargs):
-        return make_plan(*args, **kwargs)
+    @functools.wraps(make_plan)
+    def public(image, *args, **kwargs):
+        image = check_image(image)
+        return execute(make_plan(image, *args, **kwargs), image)
 
-    plan.__doc__ = (
-        f"The :class:`~napari_sepconv._plan.Plan` that ``{public.__name__}`` would run on these "
-        "arguments: output shape and dtype, halo, multiplications per pixel, rank. Nothing is "
-        "computed; ``image`` may be any object with ``shape``, ``dtype`` and ``ndim``."
-    )
+    @functools.wraps(make_plan)
+    def plan(image, *args, **kwargs):
+        return make_plan(check_image(image), *args, **kwargs)
+
+    plan.__doc__ = _PLAN_DOC.format(name=make_plan.__name__)
     public.plan = plan
     return public
 

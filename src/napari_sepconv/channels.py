@@ -13,7 +13,7 @@ import numpy as np
 
 from . import _backend
 from ._boundary import CANONICAL_NAMES
-from ._plan import Plan, attach_plan, execute, get_plan
+from ._plan import Plan, get_plan, planned
 from ._programs import (
     DepthwiseProgram,
     DepthwiseSeparableProgram,
@@ -23,7 +23,6 @@ from ._programs import (
 from ._validation import (
     as_rectangular_array,
     check_cval,
-    check_image,
     check_kernel,
     input_scale,
     normalize_channel_axis,
@@ -140,6 +139,7 @@ def _halo_2d(kernel_shape, ay, ax):
 
 
 @_backend.like_input
+@planned
 def depthwise_filter(
     image,
     kernels,
@@ -194,9 +194,7 @@ def depthwise_filter(
     >>> sc.depthwise_filter(rgb, kernels).shape
     (32, 32, 3)
     """
-    image = check_image(image)
-    plan = get_plan(_plan_depthwise, image, backend, kernels, channel_axis, mode, cval, dtype, preserve_range)
-    return execute(plan, image)
+    return get_plan(_plan_depthwise, image, backend, kernels, channel_axis, mode, cval, dtype, preserve_range)
 
 
 def _plan_depthwise(shape, dtype, backend, kernels, channel_axis, mode, cval, out_dtype, preserve_range):
@@ -225,34 +223,8 @@ def _plan_depthwise(shape, dtype, backend, kernels, channel_axis, mode, cval, ou
     )
 
 
-def _plan_of_depthwise_filter(
-    image,
-    kernels,
-    *,
-    channel_axis=-1,
-    mode="reflect",
-    cval=0.0,
-    dtype=None,
-    preserve_range=False,
-    backend="auto",
-):
-    return get_plan(
-        _plan_depthwise,
-        check_image(image),
-        backend,
-        kernels,
-        channel_axis,
-        mode,
-        cval,
-        dtype,
-        preserve_range,
-    )
-
-
-attach_plan(depthwise_filter, _plan_of_depthwise_filter)
-
-
 @_backend.like_input
+@planned
 def pointwise_filter(
     image, weights, bias=None, *, channel_axis=-1, dtype=None, preserve_range=False, backend="auto"
 ):
@@ -292,9 +264,7 @@ def pointwise_filter(
     array([[1., 1.],
            [1., 1.]])
     """
-    image = check_image(image)
-    plan = get_plan(_plan_pointwise, image, backend, weights, bias, channel_axis, dtype, preserve_range)
-    return execute(plan, image)
+    return get_plan(_plan_pointwise, image, backend, weights, bias, channel_axis, dtype, preserve_range)
 
 
 def _plan_pointwise(shape, dtype, backend, weights, bias, channel_axis, out_dtype, preserve_range):
@@ -318,18 +288,8 @@ def _plan_pointwise(shape, dtype, backend, weights, bias, channel_axis, out_dtyp
     )
 
 
-def _plan_of_pointwise_filter(
-    image, weights, bias=None, *, channel_axis=-1, dtype=None, preserve_range=False, backend="auto"
-):
-    return get_plan(
-        _plan_pointwise, check_image(image), backend, weights, bias, channel_axis, dtype, preserve_range
-    )
-
-
-attach_plan(pointwise_filter, _plan_of_pointwise_filter)
-
-
 @_backend.like_input
+@planned
 def depthwise_separable_filter(
     image,
     depthwise_kernels,
@@ -379,8 +339,7 @@ def depthwise_separable_filter(
     >>> sc.depthwise_separable_filter(image, dw, pw).shape
     (64, 64, 8)
     """
-    image = check_image(image)
-    plan = get_plan(
+    return get_plan(
         _plan_depthwise_separable,
         image,
         backend,
@@ -393,7 +352,6 @@ def depthwise_separable_filter(
         dtype,
         preserve_range,
     )
-    return execute(plan, image)
 
 
 def _plan_depthwise_separable(
@@ -434,34 +392,3 @@ def _plan_depthwise_separable(
         program=program,
         rank=1 if op.separable else None,
     )
-
-
-def _plan_of_depthwise_separable_filter(
-    image,
-    depthwise_kernels,
-    pointwise_weights,
-    bias=None,
-    *,
-    channel_axis=-1,
-    mode="reflect",
-    cval=0.0,
-    dtype=None,
-    preserve_range=False,
-    backend="auto",
-):
-    return get_plan(
-        _plan_depthwise_separable,
-        check_image(image),
-        backend,
-        depthwise_kernels,
-        pointwise_weights,
-        bias,
-        channel_axis,
-        mode,
-        cval,
-        dtype,
-        preserve_range,
-    )
-
-
-attach_plan(depthwise_separable_filter, _plan_of_depthwise_separable_filter)

@@ -14,7 +14,7 @@ import numpy as np
 from . import _backend, _dask
 from ._boundary import CANONICAL_NAMES
 from ._passes import reach, taps
-from ._plan import Plan, attach_plan, execute, get_plan
+from ._plan import Plan, attach_plan, execute, get_plan, planned
 from ._programs import DirectProgram, terms_program
 from ._validation import (
     check_cval,
@@ -149,17 +149,9 @@ def _plan_correlate1d(shape, dtype, backend, weights, axis, out_dtype, mode, cva
 def _plan_of_correlate1d(
     input, weights, axis=-1, output=None, mode="reflect", cval=0.0, origin=0, *, backend="auto"
 ):
-    return get_plan(
-        _plan_correlate1d,
-        check_image(input, "input"),
-        backend,
-        weights,
-        axis,
-        _output_dtype(check_image(input, "input").dtype, output),
-        mode,
-        cval,
-        origin,
-    )
+    input = check_image(input, "input")
+    out_dtype = _output_dtype(input.dtype, output)
+    return get_plan(_plan_correlate1d, input, backend, weights, axis, out_dtype, mode, cval, origin)
 
 
 attach_plan(correlate1d, _plan_of_correlate1d)
@@ -228,6 +220,7 @@ def _check_kernels_1d(kernels):
 
 
 @_backend.like_input
+@planned
 def separable_filter(
     image,
     kernels,
@@ -283,11 +276,9 @@ def separable_filter(
     array([[ 5.,  6.],
            [ 9., 10.]])
     """
-    image = check_image(image)
-    plan = get_plan(
+    return get_plan(
         _plan_separable, image, backend, kernels, axes, mode, cval, channel_axis, dtype, preserve_range
     )
-    return execute(plan, image)
 
 
 def _plan_separable(
@@ -345,41 +336,13 @@ def _plan_separable(
     )
 
 
-def _plan_of_separable_filter(
-    image,
-    kernels,
-    *,
-    axes=None,
-    mode="reflect",
-    cval=0.0,
-    channel_axis=None,
-    dtype=None,
-    preserve_range=False,
-    backend="auto",
-):
-    return get_plan(
-        _plan_separable,
-        check_image(image),
-        backend,
-        kernels,
-        axes,
-        mode,
-        cval,
-        channel_axis,
-        dtype,
-        preserve_range,
-    )
-
-
-attach_plan(separable_filter, _plan_of_separable_filter)
-
-
 # --------------------------------------------------------------------------
 # 2-D user kernels
 # --------------------------------------------------------------------------
 
 
 @_backend.like_input
+@planned
 def filter2d(
     image,
     kernel,
@@ -441,11 +404,9 @@ def filter2d(
            [-2.,  0.,  2.],
            [-1.,  0.,  1.]])
     """
-    image = check_image(image)
-    plan = get_plan(
+    return get_plan(
         _plan_filter2d, image, backend, kernel, mode, cval, channel_axis, rank, tol, dtype, preserve_range
     )
-    return execute(plan, image)
 
 
 def _plan_filter2d(
@@ -503,34 +464,3 @@ def _plan_filter2d(
         rank=split.rank,
         exact=split.is_exact,
     )
-
-
-def _plan_of_filter2d(
-    image,
-    kernel,
-    *,
-    mode="reflect",
-    cval=0.0,
-    channel_axis=None,
-    rank=None,
-    tol=None,
-    dtype=None,
-    preserve_range=False,
-    backend="auto",
-):
-    return get_plan(
-        _plan_filter2d,
-        check_image(image),
-        backend,
-        kernel,
-        mode,
-        cval,
-        channel_axis,
-        rank,
-        tol,
-        dtype,
-        preserve_range,
-    )
-
-
-attach_plan(filter2d, _plan_of_filter2d)
