@@ -692,8 +692,8 @@ def test_launches_use_the_signatures_compiled_to_ptx(rng, monkeypatch):
     sc.farid(image, backend="cuda")
     launched = {name for name, _, _ in log}
     assert {
-        "separable_2d",
-        "edge_magnitude_3x3",
+        "edge3",
+        "fused",
         "correlate_y",
         "correlate_x",
         "correlate_any",
@@ -710,12 +710,10 @@ def test_launches_use_the_signatures_compiled_to_ptx(rng, monkeypatch):
     } <= launched
     from napari_sepconv._cuda_kernels import BUILDERS
 
-    assert {(name, variant) for name, variant, _ in log if name == "separable_2d"} >= {
-        ("separable_2d", 4),
-        ("separable_2d", 16),
-        ("separable_2d", None),
-    }
     for name, variant, types in log:
+        if variant == "specialised":  # generated per plan; test_cuda_budget compiles them
+            assert name in ("edge3", "fused"), name
+            continue
         assert variant in BUILDERS[name][1], (name, variant)
         src = types[0].dtype if name in _IMAGE_READERS | {"convert", "cast"} else None
         dtype = (types[0] if name in {"combine", "finish_magnitude", "apply_mask"} else types[-1]).dtype
@@ -819,7 +817,7 @@ def test_result_kind_follows_the_input(monkeypatch):
         cls = type("GPUArray", (), {"__module__": module, "__cuda_array_interface__": {}, **attrs})
         return cls()
 
-    result = object()
+    result = types.SimpleNamespace(__cuda_ndarray__=True)  # a Numba device array
     assert _cuda.like_input(result, foreign("cupy._core.core")) == "cupy array"
     assert _cuda.like_input(result, foreign("torch", device="cuda:1")) == "tensor"
     assert made == [("cupy", result), ("torch", result, "cuda:1")]

@@ -181,6 +181,9 @@ def engine(name):
     return module
 
 
+_PLANNED_MODULES = frozenset({"napari_sepconv.edges", "napari_sepconv.separable", "napari_sepconv.channels"})
+
+
 def like_input(func):
     """Make ``func`` return results of the kind of array its image (``image`` or ``input``) is.
 
@@ -193,6 +196,10 @@ def like_input(func):
     params = list(inspect.signature(func).parameters)
     name = next(p for p in params if p in ("image", "input"))
     position = params.index(name)
+    # Functions that only plan and execute take GPU input as the CUDA engine's light
+    # ``DeviceInput`` (no synchronisation, outputs from the caller's library); the others
+    # get a Numba device array.
+    light = func.__module__ in _PLANNED_MODULES
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
@@ -200,11 +207,18 @@ def like_input(func):
         image = args[position] if positional else kwargs.get(name)
         if is_device_array(image):
             cuda_unavailable_reason(raise_error=True)
-            device = engine("cuda").as_device(image)
+            cuda_engine = engine("cuda")
+            device = cuda_engine.as_input(image) if light else cuda_engine.as_device(image)
             if positional:
                 args = args[:position] + (device,) + args[position + 1 :]
             else:
                 kwargs[name] = device
+            scope = cuda_engine.call_scope(device)
+            try:
+                result = func(*args, **kwargs)
+            finally:
+                scope.close()
+            return cuda_engine.like_input(result, image)
         result = func(*args, **kwargs)
         if type(result) is np.ndarray or not getattr(result, "__cuda_ndarray__", False):
             return result

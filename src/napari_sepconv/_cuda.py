@@ -20,10 +20,10 @@ for host arrays (see ``_backend``).
 This module imports ``numba.cuda``; ``_backend`` imports it on first use only.
 """
 
+import ctypes
 import functools
 import math
 import threading
-import warnings
 from collections import OrderedDict
 
 import numba
@@ -33,7 +33,7 @@ from numba.cuda import config as _cuda_config
 
 from . import _casting, _cuda_kernels
 from ._cuda_kernels import BX, BY, MAGNITUDE, SUM, THREADS, TX, TY
-from ._lowering import depthwise_taps, edge_operator_3x3, shared_taps, symmetry
+from ._lowering import PreparedArrays, depthwise_taps, edge_operator_3x3, shared_taps, symmetry
 from ._validation import KERNEL_INPUT_TYPES
 
 # Dynamic shared memory a block may use without opting in to more (all GPUs
@@ -50,7 +50,8 @@ INSTALL_HINT = 'pip install "napari-sepconv[cuda]"'
 
 _int = np.int64
 
-# Tests set this to a list to record ``(kernel, variant, argument types)`` per launch.
+# Tests set this to a list to record ``(kernel, variant, argument types)`` per launch
+# (variant ``"specialised"`` for the kernels generated for a plan).
 launch_log = None
 
 
@@ -113,6 +114,181 @@ def unavailable_reason():
 # --------------------------------------------------------------------------
 
 
+_tls = threading.local()  # the stream and allocator of the current call, per thread
+
+
+class DeviceArray:
+    """A strided view of device memory: address, shape, byte strides, dtype, and its owner.
+
+    What the engine computes on for GPU input that is not a Numba array
+    (CuPy, PyTorch, anything with ``__cuda_array_interface__``): the owner is
+    the caller's array, or an output the caller's library allocated. Made and
+    consumed inside one call; :func:`like_input` turns results back into the
+    caller's kind of array.
+    """
+
+    __slots__ = ("ptr", "shape", "strides", "dtype", "owner")
+
+    def __init__(self, ptr, shape, strides, dtype, owner):
+        self.ptr = ptr
+        self.shape = shape
+        self.strides = strides
+        self.dtype = dtype
+        self.owner = owner
+
+    @property
+    def size(self):
+        return math.prod(self.shape)
+
+    @property
+    def ndim(self):
+        return len(self.shape)
+
+    def is_c_contiguous(self):
+        return self.strides == _c_strides(self.shape, self.dtype.itemsize)
+
+    def reshape(self, *shape):
+        if len(shape) == 1 and isinstance(shape[0], tuple):
+            shape = shape[0]
+        if -1 in shape:
+            known = math.prod(n for n in shape if n != -1)
+            shape = tuple(self.size // known if n == -1 else n for n in shape)
+        shape = tuple(int(n) for n in shape)
+        return DeviceArray(self.ptr, shape, _c_strides(shape, self.dtype.itemsize), self.dtype, self.owner)
+
+    def view(self, dtype):
+        return DeviceArray(self.ptr, self.shape, self.strides, np.dtype(dtype), self.owner)
+
+    @property
+    def __cuda_array_interface__(self):
+        return {
+            "shape": self.shape,
+            "strides": self.strides,
+            "typestr": self.dtype.str,
+            "data": (self.ptr, False),
+            "version": 3,
+            "stream": None,
+        }
+
+    def numba(self):
+        """A Numba device array over the same memory (no copy, no synchronisation)."""
+        return cuda.as_cuda_array(self, sync=False)
+
+    def copy_to_host(self):
+        return self.numba().copy_to_host()
+
+    def __getitem__(self, index):
+        return self.numba()[index]
+
+
+class DeviceInput:
+    """GPU input (CuPy, PyTorch, ...) as the plans see it: shape, dtype, address, stream.
+
+    Read from ``__cuda_array_interface__`` alone, so taking the input costs no
+    synchronisation and no Numba array.
+    """
+
+    __slots__ = ("source", "ptr", "shape", "strides", "dtype", "stream", "kind", "__cuda_array_interface__")
+
+    def __init__(self, source, interface):
+        self.source = source
+        self.__cuda_array_interface__ = interface
+        self.shape = tuple(interface["shape"])
+        self.dtype = np.dtype(interface["typestr"])
+        self.strides = interface.get("strides") or _c_strides(self.shape, self.dtype.itemsize)
+        self.ptr = interface["data"][0]
+        self.stream = interface.get("stream") or 0
+        self.kind = _kind(source)
+
+    @property
+    def ndim(self):
+        return len(self.shape)
+
+    @property
+    def size(self):
+        return math.prod(self.shape)
+
+
+@functools.lru_cache(maxsize=256)
+def _c_strides(shape, item):
+    strides = []
+    step = item
+    for n in reversed(shape):
+        strides.append(step)
+        step *= max(int(n), 1)
+    return tuple(reversed(strides))
+
+
+def _ptr(arr):
+    """Device address of an array's first element."""
+    if type(arr) is DeviceArray:
+        return arr.ptr
+    return arr.device_ctypes_pointer.value or 0
+
+
+def _strides(arr):
+    return arr.strides if type(arr) is DeviceArray else tuple(arr.strides)
+
+
+def _is_c(arr):
+    return arr.is_c_contiguous()
+
+
+def as_input(x):
+    """GPU input for a planned filter: a :class:`DeviceInput` unless ``x`` is a Numba array."""
+    if is_numba_array(x) or type(x) is DeviceInput:
+        return x
+    interface = x.__cuda_array_interface__
+    return DeviceInput(x, interface)
+
+
+class _CallScope:
+    """The stream and the allocator of one call on GPU input; restores the previous ones."""
+
+    __slots__ = ("previous",)
+
+    def __init__(self, image):
+        self.previous = (getattr(_tls, "stream", 0), getattr(_tls, "alloc", None))
+        if type(image) is DeviceInput:
+            _tls.stream = image.stream
+            _tls.alloc = image
+        else:
+            _tls.stream = 0
+            _tls.alloc = None
+
+    def close(self):
+        _tls.stream, _tls.alloc = self.previous
+
+
+def call_scope(image):
+    """Launches and allocations of the coming call follow GPU input ``image``; ``.close()`` ends it."""
+    return _CallScope(image)
+
+
+_torch_dtypes = {}
+
+
+def _allocate(template, shape, dtype):
+    """An array of the caller's library (CuPy's or PyTorch's pool) as a :class:`DeviceArray`."""
+    if template.kind == "cupy":
+        import cupy
+
+        owner = cupy.empty(shape, dtype)
+        ptr = owner.data.ptr
+    elif template.kind == "torch":
+        import torch
+
+        tdtype = _torch_dtypes.get(dtype)
+        if tdtype is None:
+            tdtype = _torch_dtypes[dtype] = torch.from_numpy(np.empty(0, dtype)).dtype
+        owner = torch.empty(shape, dtype=tdtype, device=template.source.device)
+        ptr = owner.data_ptr()
+    else:
+        owner = cuda.device_array(shape, dtype)
+        ptr = _ptr(owner)
+    return DeviceArray(ptr, shape, _c_strides(shape, dtype.itemsize), dtype, owner)
+
+
 def is_numba_array(x):
     """A Numba device array, real or simulated."""
     return bool(getattr(x, "__cuda_ndarray__", False))
@@ -143,11 +319,17 @@ def as_device(x):
 
 
 def like_input(result, image):
-    """``result`` (a Numba device array) as the kind of array ``image`` is.
+    """``result`` as the kind of array ``image`` is.
 
     Host input gives a NumPy array; CuPy and PyTorch input give a CuPy array
-    or tensor over the same memory; other GPU input gives the Numba array.
+    or tensor over the same memory (an output their own library allocated,
+    given back as it is, or a view of it); other GPU input gives a Numba array.
+    Results that are not device arrays (a filled host ``output``, dask) pass.
     """
+    if type(result) is DeviceArray:
+        return _as_kind(result, image)
+    if type(result) is np.ndarray or not is_numba_array(result):
+        return result
     if not is_device(image):
         return result.copy_to_host()
     kind = _kind(image)
@@ -162,9 +344,38 @@ def like_input(result, image):
     return result
 
 
+def _as_kind(result, image):
+    """A :class:`DeviceArray` result as the caller's array, without a copy where it can."""
+    owner = result.owner
+    kind = _kind(owner)
+    if kind == "cupy":
+        if result.ptr == owner.data.ptr and result.shape == owner.shape and result.strides == owner.strides:
+            return owner
+        import cupy
+
+        return cupy.ndarray(
+            result.shape,
+            result.dtype,
+            memptr=owner.data + (result.ptr - owner.data.ptr),
+            strides=result.strides,
+        )
+    if kind == "torch":
+        item = result.dtype.itemsize
+        if result.ptr == owner.data_ptr() and result.shape == tuple(owner.shape):
+            if result.strides == tuple(s * item for s in owner.stride()):
+                return owner
+        return owner.as_strided(
+            result.shape, [s // item for s in result.strides], (result.ptr - owner.data_ptr()) // item
+        )
+    numba_result = result.numba()
+    return numba_result if is_device(image) else numba_result.copy_to_host()
+
+
 def _view(arr, shape, strides):
     """A view of ``arr``'s memory from its first element (positive byte strides)."""
     shape, strides = tuple(int(n) for n in shape), tuple(int(s) for s in strides)
+    if type(arr) is DeviceArray:
+        return DeviceArray(arr.ptr, shape, strides, arr.dtype, arr.owner)
     if simulated():
         return type(arr)(np.lib.stride_tricks.as_strided(arr._ary, shape, strides))
     from numba.cuda.cudadrv.devicearray import DeviceNDArray
@@ -187,7 +398,7 @@ def contiguous(arr):
     item = arr.dtype.itemsize
     span = 1 + sum((n - 1) * s for n, s in zip(arr.shape, arr.strides)) // item
     flat = _view(arr, (span,), (item,))
-    out = cuda.device_array(arr.shape, arr.dtype)
+    out = empty(arr.shape, arr.dtype)
     _flat_launch(
         "gather",
         arr.dtype,
@@ -204,22 +415,166 @@ def contiguous(arr):
 # --------------------------------------------------------------------------
 
 
+# Launching. Kernels are compiled for explicit signatures, on first use (a
+# variant is compiled when a call needs it, never at import), and launched
+# through the driver with their parameters marshalled here: no argument typing
+# per launch, no Numba dispatcher, no allocation. Under the simulator they run
+# through Numba's dispatcher, which is the simulator.
+
+_kernels = {}
+_kernels_lock = threading.Lock()
+
+
+class _Compiled:
+    """A compiled kernel: the Numba dispatcher and, on a GPU, the driver's kernel."""
+
+    __slots__ = ("dispatcher", "cukernel")
+
+    def __init__(self, dispatcher, cukernel):
+        self.dispatcher = dispatcher
+        self.cukernel = cukernel
+
+
+def _compile(pyfunc, argtypes, bounds=None):
+    """``pyfunc`` compiled for ``argtypes`` (Numba types), with optional launch bounds."""
+    if simulated():
+        return _Compiled(cuda.jit(pyfunc), None)
+    from numba.core import types
+
+    dispatcher = cuda.jit(types.void(*argtypes), launch_bounds=bounds)(pyfunc)
+    overload = next(iter(dispatcher.overloads.values()))
+    return _Compiled(dispatcher, overload._codelibrary.get_cufunc().kernel)
+
+
+def _kernel(key, make, argtypes, bounds=None):
+    """The compiled kernel of ``key``; ``make()`` gives its Python function on the first call."""
+    kernel = _kernels.get(key)
+    if kernel is None:
+        with _kernels_lock:
+            kernel = _kernels.get(key)
+            if kernel is None:
+                kernel = _kernels[key] = _compile(make(), argtypes, bounds)
+    return kernel
+
+
 @functools.lru_cache(maxsize=None)
-def _compiled(name, dtype, variant):
-    return cuda.jit(_cuda_kernels.python_kernel(name, dtype, variant))
+def _nb(dtype):
+    return numba.from_dtype(np.dtype(dtype))
 
 
-def _launch(name, dtype, variant, grid, block, shared_bytes, *args):
+@functools.lru_cache(maxsize=None)
+def _array_type(dtype, ndim, contiguous=True):
+    from numba.core import types
+
+    return types.Array(_nb(dtype), ndim, "C" if contiguous else "A")
+
+
+_CTYPES = {
+    np.dtype(np.float32): ctypes.c_float,
+    np.dtype(np.float64): ctypes.c_double,
+    np.dtype(np.int32): ctypes.c_int32,
+    np.dtype(np.int64): ctypes.c_int64,
+    np.dtype(np.uint8): ctypes.c_uint8,
+}
+
+
+def _scalar_type(value):
+    if isinstance(value, (bool, np.bool_)):
+        return numba.boolean
+    if isinstance(value, np.generic):
+        return _nb(value.dtype)
+    return numba.int64 if isinstance(value, int) else numba.float64
+
+
+def _argtype(value):
+    """The Numba type a kernel is compiled for to take ``value``, without ``numba.typeof``."""
+    if isinstance(value, np.generic) or isinstance(value, (int, float)):
+        return _scalar_type(value)
+    return _array_type(value.dtype, len(value.shape), _is_c(value))
+
+
+def _marshal(value, params):
+    """Append ``value`` as Numba's kernel ABI lays it out (arrays: 5 + 2 * ndim parameters)."""
+    if isinstance(value, np.generic):
+        params.append(_CTYPES[value.dtype](value))
+    elif isinstance(value, float):
+        params.append(ctypes.c_double(value))
+    elif isinstance(value, int):
+        params.append(value)
+    else:
+        shape = tuple(value.shape)
+        item = value.dtype.itemsize
+        params += (0, 0, math.prod(shape), item, _ptr(value))
+        params += shape
+        params += _strides(value)
+
+
+def _flat(arr, params):
+    """Append a C-contiguous array as a flat 1-D kernel argument (7 parameters)."""
+    size = arr.size
+    item = arr.dtype.itemsize
+    params += (0, 0, size, item, _ptr(arr), size, item)
+
+
+_configs = {}
+_streams = {}
+
+
+def _config(grid, block, shared):
+    key = (grid, block, shared)
+    config = _configs.get(key)
+    if config is None:
+        from cuda.core import LaunchConfig
+
+        config = _configs[key] = LaunchConfig(grid=grid, block=block, shmem_size=shared)
+    return config
+
+
+def _stream(handle):
+    """The driver stream of a ``__cuda_array_interface__`` stream handle (0: the default)."""
+    stream = _streams.get(handle)
+    if stream is None:
+        from numba.cuda.cudadrv import driver
+
+        stream = _streams[handle] = (
+            driver._to_core_stream(0) if not handle else driver.ExperimentalStream.from_handle(handle)
+        )
+    return stream
+
+
+def _driver_launch(stream, config, cukernel, *params):
+    """``cuda.core.launch``, the call Numba's own kernels are launched with."""
+    from numba.cuda import dispatcher
+
+    dispatcher.launch(stream, config, cukernel, *params)
+
+
+def _run(kernel, grid, block, shared, params, sim_args):
+    """Launch a compiled kernel on the stream of the current call."""
+    if kernel.cukernel is None:  # the simulator
+        kernel.dispatcher[grid, block, 0, int(shared)](*sim_args)
+        return
+    _driver_launch(
+        _stream(getattr(_tls, "stream", 0)), _config(grid, block, int(shared)), kernel.cukernel, *params
+    )
+
+
+def _launch(name, dtype, variant, grid, block, shared, *args):
     """Launch kernel ``name`` (compiled for output ``dtype`` and ``variant``) on ``args``."""
     if 0 in grid:
         return
+    argtypes = tuple(map(_argtype, args))
     if launch_log is not None:
-        launch_log.append((name, variant, tuple(numba.typeof(a) for a in args)))
-    kernel = _compiled(name, np.dtype(dtype), variant)
-    with warnings.catch_warnings():
-        # small images give small grids; that is not worth a warning per call
-        warnings.simplefilter("ignore", numba.NumbaPerformanceWarning)
-        kernel[grid, block, 0, int(shared_bytes)](*args)
+        launch_log.append((name, variant, argtypes))
+    dtype = np.dtype(dtype)
+    kernel = _kernel(
+        (name, dtype, variant, argtypes), lambda: _cuda_kernels.python_kernel(name, dtype, variant), argtypes
+    )
+    params = []
+    if kernel.cukernel is not None:
+        for a in args:
+            _marshal(a, params)
+    _run(kernel, grid, block, shared, params, args)
 
 
 def _flat_launch(name, dtype, *args):
@@ -283,7 +638,14 @@ def _reach(offsets):
 
 
 def empty(shape, dtype):
-    return cuda.device_array(tuple(int(n) for n in shape), np.dtype(dtype))
+    """An uninitialised device array: the caller's library allocates it for CuPy or PyTorch
+    input (its memory pool, on its stream), Numba otherwise."""
+    shape = tuple(int(n) for n in shape)
+    dtype = np.dtype(dtype)
+    template = getattr(_tls, "alloc", None)
+    if template is not None:
+        return _allocate(template, shape, dtype)
+    return cuda.device_array(shape, dtype)
 
 
 def to_kernel_input(image, dtype, preserve_range):
@@ -299,7 +661,10 @@ def to_kernel_input(image, dtype, preserve_range):
 
         host, scale = prepare(np.asarray(image), dtype, preserve_range)
         return cuda.to_device(np.ascontiguousarray(host)), scale
-    arr = contiguous(as_device(image))
+    if type(image) is DeviceInput:
+        arr = _input_array(image)
+    else:
+        arr = contiguous(as_device(image))
     dt = np.dtype(arr.dtype)
     if dt.kind == "b":
         return arr.view(np.uint8), 1.0
@@ -311,6 +676,18 @@ def to_kernel_input(image, dtype, preserve_range):
         return arr, 1.0 / np.iinfo(dt).max
     # signed integers to [-1, 1] as img_as_float maps them
     return _convert(arr, dtype, 1.0 / np.iinfo(dt).max, True), 1.0
+
+
+def _input_array(image):
+    """A :class:`DeviceInput` as a C-contiguous :class:`DeviceArray` (gathered if it is not)."""
+    if any(st < 0 for st in image.strides):
+        if image.kind != "cupy":
+            raise ValueError("GPU arrays with negative strides are not supported; pass a copy")
+        import cupy
+
+        image = as_input(cupy.ascontiguousarray(image.source))
+    arr = DeviceArray(image.ptr, image.shape, tuple(image.strides), image.dtype, image.source)
+    return arr if arr.is_c_contiguous() else contiguous(arr)
 
 
 def _convert(arr, dtype, scale, clamp):
@@ -384,10 +761,167 @@ def correlate_axis(src, axis, offsets, weights, mode, cval, out):
         )
 
 
+# Per plan: what a call needs besides the two arrays, worked out on its first call.
+_prepared = PreparedArrays()
+
+# Planes of fewer elements than this take the specialised kernels (32-bit offsets inside a plane).
+PLANE_LIMIT = 1 << 31
+
+
+class _Recipe:
+    """A specialised launch: kernel, geometry, and the parameters between input and output."""
+
+    __slots__ = ("name", "argtypes", "kernel", "grid", "block", "shared", "params", "sim_args")
+
+    def __init__(self, name, argtypes, kernel, grid, block, shared, args):
+        self.name = name
+        self.argtypes = argtypes
+        self.kernel = kernel
+        self.grid = grid
+        self.block = block
+        self.shared = shared
+        self.sim_args = args
+        self.params = []
+        if kernel.cukernel is not None:
+            for a in args:
+                _marshal(a, self.params)
+
+
+def _go(recipe, src, out):
+    """Launch ``recipe`` on flat views of ``src`` and ``out``: the whole per-call cost."""
+    kernel = recipe.kernel
+    if launch_log is not None:
+        launch_log.append((recipe.name, "specialised", recipe.argtypes))
+    if kernel.cukernel is None:
+        _run(
+            kernel,
+            recipe.grid,
+            recipe.block,
+            recipe.shared,
+            None,
+            (src.reshape(src.size), *recipe.sim_args, out.reshape(out.size)),
+        )
+        return
+    params = []
+    _flat(src, params)
+    params += recipe.params
+    _flat(out, params)
+    _run(kernel, recipe.grid, recipe.block, recipe.shared, params, None)
+
+
+def _flat_type(dtype):
+    return _array_type(np.dtype(dtype), 1)
+
+
+def _edge_recipe(shape, src_dtype, dtype, cols, rows, edge, mode_y, mode_x, cval, pad_x, divisor):
+    n_planes, h, w = shape
+    gx, gy = edge
+    weights = np.concatenate([cols[gx][1], cols[gy][1], rows[gy][1], rows[gx][1]])
+    strips = -(-h // _cuda_kernels.EDGE3_ROWS)
+    f, i32 = dtype.type, np.int32
+    args = (
+        _const(weights, dtype),
+        i32(h),
+        i32(w),
+        i32(n_planes),
+        i32(strips),
+        f(cval),
+        f(pad_x[gx]),
+        f(pad_x[gy]),
+        f(1.0 / divisor),
+    )
+    argtypes = (_flat_type(src_dtype), *map(_argtype, args), _flat_type(dtype))
+    kernel = _kernel(
+        ("edge3", src_dtype, dtype, mode_y, mode_x),
+        lambda: _cuda_kernels.build_edge3(dtype, mode_y, mode_x),
+        argtypes,
+        _cuda_kernels.EDGE3_BOUNDS,
+    )
+    grid = (
+        _tiles(w, _cuda_kernels.EDGE3_THREADS, 1 << 30),
+        min(strips, MAX_GRID_YZ),
+        min(n_planes, MAX_GRID_YZ),
+    )
+    return _Recipe("edge3", argtypes, kernel, grid, (_cuda_kernels.EDGE3_THREADS,), 0, args)
+
+
+def _fused_recipe(
+    shape, src_dtype, dtype, cols, rows, mode_y, mode_x, cval, pad_x, combine, divisor, accumulate
+):
+    n_planes, h, w = shape
+    col_offsets = tuple(tuple(int(v) for v in o) for o, _ in cols)
+    row_offsets = tuple(tuple(int(v) for v in o) for o, _ in rows)
+    f, i32 = dtype.type, np.int32
+    weights = [f(v) for _, ws in cols for v in ws] + [f(v) for _, ws in rows for v in ws]
+    weights += [f(v) for v in pad_x]
+    args = (i32(h), i32(w), i32(n_planes), i32(-(-h // TY)), f(cval), f(divisor), *weights)
+    argtypes = (_flat_type(src_dtype), *map(_argtype, args), _flat_type(dtype))
+    kernel = _kernel(
+        ("fused", src_dtype, dtype, mode_y, mode_x, col_offsets, row_offsets, combine, bool(accumulate)),
+        lambda: _cuda_kernels.build_fused(
+            dtype, mode_y, mode_x, col_offsets, row_offsets, combine, bool(accumulate)
+        ),
+        argtypes,
+        _cuda_kernels.fused_bounds(col_offsets, row_offsets, dtype.itemsize),
+    )
+    grid = (_tiles(w, TX, 1 << 30), _tiles(h, TY), min(n_planes, MAX_GRID_YZ))
+    return _Recipe("fused", argtypes, kernel, grid, (BX, BY), 0, args)
+
+
+def _separable_recipe(
+    shape, src_dtype, dtype, cols, rows, mode_y, mode_x, cval, pad_x, combine, divisor, accumulate
+):
+    """The specialised launch of a fused pass, or None where only the generic kernels fit."""
+    n_planes, h, w = shape
+    if h * w >= PLANE_LIMIT or n_planes >= PLANE_LIMIT:
+        return None
+    edge = edge_operator_3x3(cols, rows) if combine == MAGNITUDE and not accumulate else None
+    if edge is not None:
+        return _edge_recipe(shape, src_dtype, dtype, cols, rows, edge, mode_y, mode_x, cval, pad_x, divisor)
+    col_offsets = tuple(tuple(o) for o, _ in cols)
+    row_offsets = tuple(tuple(o) for o, _ in rows)
+    taps = sum(map(len, col_offsets)) + sum(map(len, row_offsets))
+    if len(cols) > _cuda_kernels.FUSED_MAX_TERMS or taps > _cuda_kernels.FUSED_MAX_TAPS:
+        return None
+    if _cuda_kernels.fused_shared_elements(col_offsets, row_offsets) * dtype.itemsize > SHARED_BYTES:
+        return None
+    return _fused_recipe(
+        shape, src_dtype, dtype, cols, rows, mode_y, mode_x, cval, pad_x, combine, divisor, accumulate
+    )
+
+
 def separable_2d(src, cols, rows, mode_y, mode_x, cval, pad_x, combine, divisor, accumulate, out):
     """Fused separable terms over the last two axes of ``src`` (any leading axes)."""
     if src.size == 0:
         return
+    shape = src.shape
+    h, w = shape[-2:]
+    planes_shape = (src.size // (h * w), h, w)
+    dtype = out.dtype
+    recipe = _prepared.get(
+        (cols, rows, pad_x),
+        (planes_shape, src.dtype, dtype, mode_y, mode_x, cval, combine, divisor, accumulate),
+        _separable_recipe,
+        planes_shape,
+        np.dtype(src.dtype),
+        np.dtype(dtype),
+        cols,
+        rows,
+        mode_y,
+        mode_x,
+        cval,
+        pad_x,
+        combine,
+        divisor,
+        accumulate,
+    )
+    if recipe is not None:
+        _go(recipe, src, out)
+        return
+    _separable_2d_generic(src, cols, rows, mode_y, mode_x, cval, pad_x, combine, divisor, accumulate, out)
+
+
+def _separable_2d_generic(src, cols, rows, mode_y, mode_x, cval, pad_x, combine, divisor, accumulate, out):
     h, w = src.shape[-2:]
     dtype = np.dtype(out.dtype)
     planes = src.reshape(-1, h, w)
@@ -489,6 +1023,8 @@ def _sum_reduce():
 
 def all_finite(values):
     """Whether every value is finite: one reduction on the device."""
+    if type(values) is DeviceArray:
+        values = values.numba()
     dense = values if values.is_c_contiguous() else values.copy_to_host()
     if isinstance(dense, np.ndarray):
         return bool(np.isfinite(np.sum(dense)))
@@ -517,6 +1053,8 @@ def apply_mask(out, mask):
 
 def copy_into(out, result):
     """Fill the caller's array ``out`` (host or device, same shape) with ``result``."""
+    if type(result) is DeviceArray:
+        result = result.numba()
     if isinstance(out, np.ndarray):
         np.copyto(out, result.copy_to_host(), casting="unsafe")
     else:

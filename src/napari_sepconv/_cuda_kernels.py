@@ -1032,3 +1032,311 @@ def python_kernel(name, dtype, variant=None):
     builder, _ = BUILDERS[name]
     dtype = np.dtype(dtype)
     return builder(dtype) if variant is None else builder(dtype, variant)
+
+
+# --------------------------------------------------------------------------
+# Kernels specialised on what a plan knows
+# --------------------------------------------------------------------------
+#
+# The kernels below are generated for one plan's constants: the output dtype,
+# the border mode of each axis, the tap offsets (so the tap count) of every
+# pass, the number of channels and the multiplier. Tap loops then unroll with
+# their shared-memory offsets as immediates, the weights are read once into
+# registers, and the tile sizes are static. Arrays come flat (1-D) and the
+# index arithmetic inside a plane is 32-bit: ``_cuda`` sends planes of fewer
+# than 2**31 elements only. Tiles whose source lies wholly inside the image are
+# loaded without any border arithmetic. The border maths itself is
+# ``_index32``: ``_boundary``'s with 32-bit unsigned remainders.
+
+_i32 = numba.int32
+_u32 = numba.uint32
+_i64 = numba.int64
+
+
+def _index32(i, n, mode):
+    """``_boundary.source_index`` on 32-bit integers (``mode`` a compile-time constant)."""
+    if i >= 0 and i < n:
+        return i
+    if mode == 1:  # constant
+        return _i32(-1)
+    if mode == 2:  # nearest
+        return _i32(0) if i < 0 else n - 1
+    if mode == 4:  # wrap
+        period = n
+    elif mode == 0:  # reflect
+        period = n + n
+    else:  # mirror
+        if n == 1:
+            return _i32(0)
+        period = n + n - 2
+    if i >= 0:
+        m = _i32(_u32(i) % _u32(period))
+    else:
+        m = _i32(period - 1 - _i32(_u32(-1 - i) % _u32(period)))
+    if mode == 4 or m < n:
+        return m
+    if mode == 0:
+        return period - 1 - m
+    return period - m
+
+
+_index32 = _inline(_index32)
+
+
+def _generated(name, source, env):
+    """The function ``name`` defined by Python ``source`` run in ``env``."""
+    namespace = dict(env)
+    exec(compile(source, f"<napari_sepconv kernel {name}>", "exec"), namespace)  # noqa: S102
+    return namespace[name]
+
+
+def _kernel_env(dtype):
+    nbt = numba.from_dtype(np.dtype(dtype))
+    return {
+        "cuda": cuda,
+        "math": math,
+        "nbt": nbt,
+        "zero": np.dtype(dtype).type(0),
+        "i32": _i32,
+        "u32": _u32,
+        "i64": _i64,
+        "u64": _u,
+        "index32": _index32,
+    }
+
+
+# Sobel-like 3x3 edge magnitude: threads per block, output rows per thread.
+EDGE3_THREADS = 128
+EDGE3_ROWS = 16
+
+
+@lru_cache(maxsize=None)
+def build_edge3(dtype, mode_y, mode_x):
+    """``build_edge_magnitude_3x3`` specialised on the border modes, on flat arrays.
+
+    Each thread owns one column and ``EDGE3_ROWS`` rows and slides a 3 x 3
+    window down them, reading one new source row per output row. Rows and
+    columns inside the image take no border arithmetic; the plane index is
+    64-bit, offsets inside a plane 32-bit. ``weights``: ``s0 s1 s2 d0 d2 hs0
+    hs1 hs2 hd0 hd2`` as in ``build_edge_magnitude_3x3``.
+    """
+    nbt = numba.from_dtype(np.dtype(dtype))
+    zero = np.dtype(dtype).type(0)
+    const_x = mode_x == CONSTANT
+    const_y = mode_y == CONSTANT
+
+    def edge3(src, weights, h, w, n_planes, n_strips, cval, pad_smooth, pad_derivative, inv_divisor, out):
+        x = _i32(cuda.blockIdx.x) * EDGE3_THREADS + _i32(cuda.threadIdx.x)
+        if x >= w:
+            return
+        s0, s1, s2 = weights[0], weights[1], weights[2]
+        d0, d2 = weights[3], weights[4]
+        hs0, hs1, hs2 = weights[5], weights[6], weights[7]
+        hd0, hd2 = weights[8], weights[9]
+        ql = _index32(x - 1, w, mode_x)
+        qr = _index32(x + 1, w, mode_x)
+        pad_l = const_x and ql < 0
+        pad_r = const_x and qr < 0
+        if ql < 0:
+            ql = x
+        if qr < 0:
+            qr = x
+        plane = _i64(h) * _i64(w)
+        p = _i32(cuda.blockIdx.z)
+        while p < n_planes:
+            base = _i64(p) * plane
+            strip = _i32(cuda.blockIdx.y)
+            while strip < n_strips:
+                y0 = strip * EDGE3_ROWS
+                q = _index32(y0 - 1, h, mode_y)
+                if const_y and q < 0:
+                    a_l = cval
+                    a_c = cval
+                    a_r = cval
+                else:
+                    row = base + _i64(q * w)
+                    a_l = nbt(src[_u(row + ql)])
+                    a_c = nbt(src[_u(row + x)])
+                    a_r = nbt(src[_u(row + qr)])
+                row = base + _i64(y0 * w)
+                b_l = nbt(src[_u(row + ql)])
+                b_c = nbt(src[_u(row + x)])
+                b_r = nbt(src[_u(row + qr)])
+                y_end = min(h, y0 + EDGE3_ROWS)
+                y = y0
+                while y < y_end:
+                    if y + 1 < h:
+                        row = base + _i64((y + 1) * w)
+                        c_l = nbt(src[_u(row + ql)])
+                        c_c = nbt(src[_u(row + x)])
+                        c_r = nbt(src[_u(row + qr)])
+                    else:
+                        q = _index32(y + 1, h, mode_y)
+                        if const_y and q < 0:
+                            c_l = cval
+                            c_c = cval
+                            c_r = cval
+                        else:
+                            row = base + _i64(q * w)
+                            c_l = nbt(src[_u(row + ql)])
+                            c_c = nbt(src[_u(row + x)])
+                            c_r = nbt(src[_u(row + qr)])
+                    sm_l = pad_smooth if pad_l else s0 * a_l + s1 * b_l + s2 * c_l
+                    sm_r = pad_smooth if pad_r else s0 * a_r + s1 * b_r + s2 * c_r
+                    df_l = pad_derivative if pad_l else d0 * a_l + d2 * c_l
+                    df_c = d0 * a_c + d2 * c_c
+                    df_r = pad_derivative if pad_r else d0 * a_r + d2 * c_r
+                    gx = hd0 * sm_l + hd2 * sm_r
+                    gy = hs0 * df_l + hs1 * df_c + hs2 * df_r
+                    out[_u(base + _i64(y * w + x))] = math.sqrt(gx * gx + gy * gy) * inv_divisor
+                    a_l, a_c, a_r = b_l, b_c, b_r
+                    b_l, b_c, b_r = c_l, c_c, c_r
+                    y += 1
+                strip += _i32(cuda.gridDim.y)
+            p += _i32(cuda.gridDim.z)
+
+    del zero
+    return edge3
+
+
+# Limits of the generated fused kernel: terms, and taps of all passes together.
+FUSED_MAX_TERMS = 4
+FUSED_MAX_TAPS = 64
+
+
+def fused_geometry(col_offsets, row_offsets):
+    """``(y_lo, y_span, x_lo, x_span)`` of a fused kernel's offsets (tuples of int tuples)."""
+    y_lo = min(min(o) for o in col_offsets)
+    x_lo = min(min(o) for o in row_offsets)
+    y_span = max(max(o) for o in col_offsets) - y_lo
+    x_span = max(max(o) for o in row_offsets) - x_lo
+    return y_lo, y_span, x_lo, x_span
+
+
+def fused_shared_elements(col_offsets, row_offsets):
+    """Shared-memory elements of ``build_fused``: the input tile and one term's vertical pass."""
+    _, y_span, _, x_span = fused_geometry(col_offsets, row_offsets)
+    return (TY + y_span + TY) * (TX + x_span)
+
+
+@lru_cache(maxsize=None)
+def build_fused(dtype, mode_y, mode_x, col_offsets, row_offsets, combine, accumulate):
+    """``build_separable_2d`` generated for one plan: taps, modes and combine as constants.
+
+    ``col_offsets[t]`` and ``row_offsets[t]`` are term ``t``'s tap offsets.
+    Sums run in the order of ``build_separable_2d`` (and ``_cpu``), tap by
+    tap. The arguments: ``src, h, w, n_planes, n_ytiles, cval, divisor``, the
+    weights as scalars (every term's column taps, then every term's row taps,
+    then each term's ``pad_x``: the vertical pass outside the image along x in
+    constant mode), ``out``; images flat. As kernel parameters the weights
+    need no device memory, no upload and no table lookup per tap.
+    """
+    y_lo, y_span, x_lo, x_span = fused_geometry(col_offsets, row_offsets)
+    tw, th = TX + x_span, TY + y_span
+    weights = [f"c{t}_{a}" for t, offs in enumerate(col_offsets) for a in range(len(offs))]
+    weights += [f"r{t}_{b}" for t, offs in enumerate(row_offsets) for b in range(len(offs))]
+    weights += [f"pad{t}" for t in range(len(col_offsets))]
+    lines = [
+        f"def fused(src, h, w, n_planes, n_ytiles, cval, divisor, {', '.join(weights)}, out):",
+        f"    tile = cuda.shared.array({th * tw}, nbt)",
+        f"    mid = cuda.shared.array({TY * tw}, nbt)",
+        "    tx = i32(cuda.threadIdx.x)",
+        "    ty = i32(cuda.threadIdx.y)",
+    ]
+    emit = lines.append
+    emit(f"    x0 = i32(cuda.blockIdx.x) * {TX}")
+    emit("    x = x0 + tx")
+    emit(f"    gx0 = x0 + {x_lo}")
+    emit("    plane = i64(h) * i64(w)")
+    emit("    p = i32(cuda.blockIdx.z)")
+    emit("    while p < n_planes:")
+    emit("        base = i64(p) * plane")
+    emit("        by = i32(cuda.blockIdx.y)")
+    emit("        while by < n_ytiles:")
+    emit(f"            y0 = by * {TY}")
+    emit(f"            gy0 = y0 + {y_lo}")
+    # the tile: plain loads inside the image, border maths only at the edges
+    emit(f"            if gy0 >= 0 and gy0 + {th} <= h and gx0 >= 0 and gx0 + {tw} <= w:")
+    emit("                r = ty")
+    emit(f"                while r < {th}:")
+    emit("                    row = base + i64((gy0 + r) * w + gx0)")
+    emit("                    c = tx")
+    emit(f"                    while c < {tw}:")
+    emit(f"                        tile[r * {tw} + c] = nbt(src[u64(row + c)])")
+    emit(f"                        c += {BX}")
+    emit(f"                    r += {BY}")
+    emit("            else:")
+    emit("                r = ty")
+    emit(f"                while r < {th}:")
+    emit(f"                    qy = index32(gy0 + r, h, {mode_y})")
+    emit("                    c = tx")
+    emit(f"                    while c < {tw}:")
+    emit(f"                        qx = index32(gx0 + c, w, {mode_x})")
+    emit("                        if qy < 0:")
+    emit(f"                            tile[r * {tw} + c] = cval")
+    emit("                        elif qx < 0:")
+    emit(f"                            tile[r * {tw} + c] = zero")
+    emit("                        else:")
+    emit(f"                            tile[r * {tw} + c] = nbt(src[u64(base + i64(qy * w + qx))])")
+    emit(f"                        c += {BX}")
+    emit(f"                    r += {BY}")
+    for rr in range(ROWS):
+        if accumulate:
+            emit(f"            y = y0 + ty + {rr * BY}")
+            emit("            if y < h and x < w:")
+            emit(f"                tot{rr} = out[u64(base + i64(y * w + x))]")
+            emit("            else:")
+            emit(f"                tot{rr} = zero")
+        else:
+            emit(f"            tot{rr} = zero")
+    for t, (cols, rows) in enumerate(zip(col_offsets, row_offsets)):
+        emit("            cuda.syncthreads()")
+        emit("            r = ty")
+        emit(f"            while r < {TY}:")
+        emit("                c = tx")
+        emit(f"                while c < {tw}:")
+        emit(f"                    at = r * {tw} + c")
+        indent = "                    "
+        if mode_x == CONSTANT:
+            emit("                    gx = gx0 + c")
+            emit("                    if gx < 0 or gx >= w:")
+            emit(f"                        v = pad{t}")
+            emit("                    else:")
+            indent += "    "
+        emit(f"{indent}v = zero")
+        for a, off in enumerate(cols):
+            emit(f"{indent}v += c{t}_{a} * tile[at + {(off - y_lo) * tw}]")
+        emit("                    mid[at] = v")
+        emit(f"                    c += {BX}")
+        emit(f"                r += {BY}")
+        emit("            cuda.syncthreads()")
+        for rr in range(ROWS):
+            emit(f"            at = (ty + {rr * BY}) * {tw} + tx")
+            emit("            hs = zero")
+            for b, off in enumerate(rows):
+                emit(f"            hs += r{t}_{b} * mid[at + {off - x_lo}]")
+            emit(f"            tot{rr} += hs" if combine == SUM else f"            tot{rr} += hs * hs")
+    for rr in range(ROWS):
+        emit(f"            y = y0 + ty + {rr * BY}")
+        emit("            if y < h and x < w:")
+        value = f"math.sqrt(tot{rr}) / divisor" if combine == MAGNITUDE else f"tot{rr}"
+        emit(f"                out[u64(base + i64(y * w + x))] = {value}")
+    emit("            cuda.syncthreads()")
+    emit("            by += i32(cuda.gridDim.y)")
+    emit("        p += i32(cuda.gridDim.z)")
+    return _generated("fused", "\n".join(lines) + "\n", _kernel_env(dtype))
+
+
+def fused_weight_count(col_offsets, row_offsets):
+    """Scalar weight parameters of ``build_fused``."""
+    return sum(map(len, col_offsets)) + sum(map(len, row_offsets)) + len(col_offsets)
+
+
+def fused_bounds(col_offsets, row_offsets, itemsize=4):
+    """Launch bounds of ``build_fused``: 4 blocks of 256 threads per SM (64 registers, half
+    occupancy) for one float32 term; several terms, or float64, keep more values live and
+    get 128 registers."""
+    return (THREADS, 4) if len(col_offsets) == 1 and itemsize <= 4 else (THREADS, 2)
+
+
+EDGE3_BOUNDS = (EDGE3_THREADS, 8)

@@ -1,0 +1,98 @@
+"""Register, spill and division budget of the specialised CUDA kernels, from ``ptxas -v``.
+
+No GPU needed: each kernel is compiled to PTX by Numba for sm_80 and sm_90 and
+assembled by ``ptxas`` from the ``nvidia-cuda-nvcc-cu12`` wheel (which
+``numba-cuda[cu12]`` installs). Budgets: registers within the launch bounds (so
+at least half occupancy for one-term kernels), no spills, no 64-bit division or
+remainder anywhere in the kernel.
+"""
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.skipif(
+    os.environ.get("NUMBA_ENABLE_CUDASIM") == "1", reason="compiles real PTX, not for the simulator"
+)
+
+
+def _ptxas():
+    try:
+        import nvidia.cuda_nvcc
+    except ImportError:
+        return None
+    for root in nvidia.cuda_nvcc.__path__:
+        path = Path(root) / "bin" / "ptxas"
+        if path.exists():
+            return path
+    return None
+
+
+PTXAS = _ptxas()
+needs_ptxas = pytest.mark.skipif(
+    PTXAS is None, reason="ptxas not found: install nvidia-cuda-nvcc-cu12 (numba-cuda[cu12] brings it)"
+)
+
+
+def _cases():
+    from napari_sepconv import _cuda_kernels as K
+
+    gauss15 = tuple(range(-7, 8))
+    rank2 = (tuple(range(-5, 6)),) * 2
+    cases = []
+    for src in (np.float32, np.uint8):
+        cases.append(("edge3", src, np.float32, (0,), K.EDGE3_BOUNDS, 64))
+    for mode in (0, 1, 4):
+        cases.append(("fused", np.float32, np.float32, (mode, (gauss15,), (gauss15,), 0, False), None, 64))
+    cases.append(("fused", np.float32, np.float32, (3, rank2, rank2, 0, False), None, 128))
+    cases.append(("fused", np.float64, np.float64, (0, (gauss15,), (gauss15,), 0, False), None, 128))
+    return cases
+
+
+def _compile(name, src, dtype, spec, bounds, cc):
+    import numba
+    from numba import cuda, types
+
+    from napari_sepconv import _cuda_kernels as K
+
+    flat = lambda dt: types.Array(numba.from_dtype(np.dtype(dt)), 1, "C")  # noqa: E731
+    f, i = numba.from_dtype(np.dtype(dtype)), types.int32
+    if name == "edge3":
+        (mode,) = spec
+        kernel = K.build_edge3(np.dtype(dtype), mode, mode)
+        sig = (flat(src), flat(dtype), i, i, i, i, f, f, f, f, flat(dtype))
+    else:
+        mode, cols, rows, combine, accumulate = spec
+        kernel = K.build_fused(np.dtype(dtype), mode, mode, cols, rows, combine, accumulate)
+        sig = (flat(src), i, i, i, i, f, f) + (f,) * K.fused_weight_count(cols, rows) + (flat(dtype),)
+        bounds = K.fused_bounds(cols, rows, np.dtype(dtype).itemsize)
+    ptx, _ = cuda.compile_ptx(kernel, sig, cc=cc, launch_bounds=bounds)
+    return ptx
+
+
+@needs_ptxas
+@pytest.mark.parametrize("cc", [(8, 0), (9, 0)], ids=["sm_80", "sm_90"])
+@pytest.mark.parametrize("case", range(len(_cases())))
+def test_specialised_kernels_fit_their_register_budget(case, cc, tmp_path):
+    name, src, dtype, spec, bounds, max_registers = _cases()[case]
+    ptx = _compile(name, src, dtype, spec, bounds, cc)
+    divisions = [line.strip() for line in ptx.splitlines() if re.search(r"\b(div|rem)\.[su]64", line)]
+    assert not divisions, divisions[:5]
+    path = tmp_path / "kernel.ptx"
+    path.write_text(ptx)
+    arch = f"sm_{cc[0]}{cc[1]}"
+    proc = subprocess.run(
+        [str(PTXAS), "-v", "--gpu-name", arch, str(path), "-o", str(tmp_path / "kernel.cubin")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    registers = int(re.search(r"Used (\d+) registers", proc.stderr).group(1))
+    spills = [int(n) for n in re.findall(r"(\d+) bytes spill (?:stores|loads)", proc.stderr)]
+    assert registers <= max_registers, proc.stderr
+    assert spills and not any(spills), proc.stderr
