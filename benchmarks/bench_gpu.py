@@ -1,8 +1,12 @@
 """GPU benchmark: napari-sepconv's CUDA backend on device arrays against CuPy and cuCIM.
 
     python benchmarks/bench_gpu.py            # every workload
-    python benchmarks/bench_gpu.py --quick    # fewer rounds
+    python benchmarks/bench_gpu.py --quick    # 5 rounds: minutes, for a short device lease
     python benchmarks/bench_gpu.py --only sobel
+
+On a fresh machine with a GPU, install and quick run (a few minutes in all):
+
+    pip install -e ".[cuda]" cupy-cuda12x torch && python benchmarks/bench_gpu.py --quick
 
 Per workload (all float32, data already on the GPU):
 
