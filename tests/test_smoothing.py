@@ -235,19 +235,137 @@ def test_uniform_filter_nan_stays_in_its_windows(rng):
 
 
 def test_uniform_filter_values_do_not_depend_on_where_a_line_starts(rng):
-    """The running sum is carried exactly enough that a crop gives the same bits."""
-    x = (rng.standard_normal((3, 600)) * 1e3).astype(np.float64)
-    full = sc.uniform_filter1d(x, 17)
-    part = sc.uniform_filter1d(x[:, 200:], 17)
-    np.testing.assert_array_equal(full[:, 210:590], part[:, 10:390])
+    """A running sum restarts at every multiple of the anchor spacing, from the window
+    itself: a crop starting at such a multiple gives the same bits from its second
+    segment on (the first one's sums started from the border's extension)."""
+    from napari_sepconv._uniform_kernels import spacing
+
+    x = (rng.standard_normal((3, 1100)) * 1e3).astype(np.float64)
+    for size in (17, 130):
+        k = spacing(size)
+        full = sc.uniform_filter1d(x, size)
+        part = sc.uniform_filter1d(x[:, 2 * k :], size)
+        np.testing.assert_array_equal(full[:, 3 * k : -size], part[:, k:-size])
+        np.testing.assert_array_equal(
+            sc.uniform_filter1d(x.T, size, axis=0)[3 * k : -size],
+            sc.uniform_filter1d(x.T[2 * k :], size, axis=0)[k:-size],
+        )
+
+
+_PAD = {
+    "reflect": "symmetric",
+    "mirror": "reflect",
+    "nearest": "edge",
+    "wrap": "wrap",
+    "constant": "constant",
+}
+
+
+def _window_means(x, size, mode, cval=0.0, origin=0):
+    """Float64 direct windowed means along the last axis (np.convolve of each line)."""
+    before = size // 2 + origin
+    pad = [(0, 0)] * (x.ndim - 1) + [(before, size - 1 - before)]
+    kw = {"constant_values": cval} if mode == "constant" else {}
+    ext = np.pad(x.astype(np.float64), pad, mode=_PAD[mode], **kw)
+    lines = ext.reshape(-1, ext.shape[-1])
+    sums = np.stack([np.convolve(line, np.ones(size), "valid") for line in lines])
+    return (sums / size).reshape(x.shape)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_uniform_long_lines_are_window_means(rng, mode):
+    """Lines many anchor spacings long, every mode and origin, along both axes."""
+    x = rng.standard_normal((5, 1500)) * 100
+    for size in (2, 3, 31, 64, 65, 300):
+        for origin in {-(size // 2), 0, (size - 1) // 2}:
+            ref = _window_means(x, size, mode, 1.5, origin)
+            for axis in (0, 1):
+                data = x if axis == 1 else x.T.copy()
+                ours = sc.uniform_filter1d(data, size, axis=axis, mode=mode, cval=1.5, origin=origin)
+                ours = ours if axis == 1 else ours.T
+                # (the reference's own rounding: about size * 2**-53 of the values)
+                np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-13 * np.abs(x).max())
+            peer = ndi.uniform_filter1d(x, size, mode=mode, cval=1.5, origin=origin)
+            assert_matches(sc.uniform_filter1d(x, size, mode=mode, cval=1.5, origin=origin), peer)
 
 
 def test_uniform_values_are_means_of_the_window(rng):
+    """Summed in float64 from an anchor at most ``spacing(size)`` samples back: closer
+    to the exact mean than scipy's running mean, which drifts along the whole line."""
     x = rng.random(5000) * 1e6
     ours = sc.uniform_filter1d(x, 101, mode="nearest")
     ext = np.pad(x, 50, mode="edge")
     exact = np.array([np.sum(ext[i : i + 101], dtype=np.longdouble) / 101 for i in range(x.size)])
-    np.testing.assert_allclose(ours, exact.astype(float), rtol=4e-16)
+    error = np.abs(ours - exact) / exact
+    peer = np.abs(ndi.uniform_filter1d(x, 101, mode="nearest") - exact) / exact
+    assert error.max() < 4e-15
+    assert error.max() <= peer.max()
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.int32, np.uint16])
+def test_uniform_integer_long_lines_exact(rng, dtype):
+    """Integer sums are exact: the truncated exact mean, as scipy gives it."""
+    info = np.iinfo(dtype)
+    x = rng.integers(max(info.min, -30000), min(info.max, 30000), (4, 3000), endpoint=True).astype(dtype)
+    for size in (3, 7, 31, 200):
+        before = size // 2
+        ext = np.pad(x.astype(np.int64), ((0, 0), (before, size - 1 - before)), mode="symmetric")
+        sums = np.stack([np.convolve(line, np.ones(size, np.int64), "valid") for line in ext])
+        exact = np.trunc(sums / size).astype(dtype)
+        np.testing.assert_array_equal(sc.uniform_filter1d(x, size), exact)
+        np.testing.assert_array_equal(sc.uniform_filter1d(x.T, size, axis=0), exact.T)
+        assert_matches(sc.uniform_filter(x, size), ndi.uniform_filter(x, size))
+
+
+def test_uniform_nonfinite_in_long_lines(rng):
+    """NaN and inf next to anchors and far from them: only their windows change."""
+    from napari_sepconv._uniform_kernels import spacing
+
+    k = spacing(31)
+    x = rng.standard_normal((6, 1200))
+    x[0, k] = np.nan
+    x[1, k - 1] = np.inf
+    x[2, 3 * k + 5] = -np.inf
+    x[3, 10] = np.inf
+    x[3, 20] = -np.inf
+    x[4, -1] = np.nan
+    x[5, 600:700] = np.inf
+    for size in (5, 31):
+        ref = ndi.correlate1d(x, np.full(size, 1 / size))
+        for data, axis in ((x, 1), (x.T.copy(), 0), (x.astype(np.float32), 1)):
+            ours = sc.uniform_filter1d(data, size, axis=axis)
+            ours = ours if axis == 1 else ours.T
+            np.testing.assert_array_equal(np.isnan(ours), np.isnan(ref))
+            np.testing.assert_array_equal(np.isinf(ours), np.isinf(ref))
+            rtol = 1e-12 if ours.dtype == np.float64 else 1e-5
+            np.testing.assert_allclose(ours, ref, rtol=rtol, atol=rtol, equal_nan=True)
+        # (scipy's own running mean keeps a NaN to the end of its line; a sum does not)
+        both = sc.uniform_filter(x, size)
+        twice = ndi.correlate1d(ndi.correlate1d(x, np.full(size, 1 / size), axis=0), np.full(size, 1 / size))
+        np.testing.assert_array_equal(np.isnan(both), np.isnan(twice))
+        np.testing.assert_allclose(both, twice, rtol=1e-12, atol=1e-12, equal_nan=True)
+    constant = sc.uniform_filter1d(x[:, :300], 5, mode="constant", cval=np.nan)
+    np.testing.assert_array_equal(
+        np.isnan(constant),
+        np.isnan(ndi.correlate1d(x[:, :300], np.full(5, 0.2), mode="constant", cval=np.nan)),
+    )
+
+
+def test_uniform_filter_fused_and_separate_passes_agree(rng):
+    """The last two passes fused (float outputs) give the bits of one pass at a time."""
+    x = rng.standard_normal((3, 150, 260)).astype(np.float32)
+    for size, mode in (((3, 31), ("reflect", "constant")), ((130, 7), ("wrap", "mirror"))):
+        fused = sc.uniform_filter(x, (1, *size), mode=("nearest", *mode), cval=0.5)
+        step = sc.uniform_filter1d(x, size[0], axis=1, mode=mode[0], cval=0.5)
+        step = sc.uniform_filter1d(step, size[1], axis=2, mode=mode[1], cval=0.5)
+        np.testing.assert_array_equal(fused, step)
+        y = x.astype(np.float64)
+        np.testing.assert_array_equal(
+            sc.uniform_filter(y, size, axes=(1, 2), mode=mode),
+            sc.uniform_filter1d(
+                sc.uniform_filter1d(y, size[0], axis=1, mode=mode[0]), size[1], axis=2, mode=mode[1]
+            ),
+        )
 
 
 # --------------------------------------------------------------------------
@@ -391,6 +509,38 @@ def test_dask_is_lazy_and_exact_at_any_chunking(rng, mode):
             got = lazy.compute()
             assert got.dtype == expected.dtype
             np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_dask_uniform_bit_identical_at_any_chunking(rng, mode):
+    """Odd chunks, chunks smaller than the window, boundaries at and next to anchors."""
+    da = pytest.importorskip("dask.array")
+    from napari_sepconv._uniform_kernels import spacing
+
+    k = spacing(31)
+    x = (rng.standard_normal((2 * k + 45, 3 * k + 7)) * 50).astype(np.float32)
+    x[7, k + 3] = np.nan
+    chunkings = [(k, k), (k - 1, k + 1), (k + 1, 2 * k - 1), (37, 53), (5, 300), (x.shape[0], 11)]
+    calls = [
+        lambda a: sc.uniform_filter(a, 31, mode=mode, cval=0.5),
+        lambda a: sc.uniform_filter(a, (3, 130), mode=mode),
+        lambda a: sc.uniform_filter1d(a, 64, axis=0, mode=mode, origin=-5),
+        lambda a: sc.uniform_filter1d(a, 5, axis=1, mode=mode, origin=2),
+        lambda a: sc.uniform_filter(a, 4, mode=mode, output=np.float64),
+        lambda a: sc.uniform_filter(a, 9, mode=mode, output=np.int16),
+    ]
+    for call in calls:
+        expected = call(x)
+        for chunks in chunkings:
+            got = call(da.from_array(x, chunks=chunks)).compute()
+            assert got.dtype == expected.dtype
+            np.testing.assert_array_equal(got, expected, err_msg=f"chunks {chunks}")
+    ints = (rng.integers(0, 255, (3 * k + 1, 40))).astype(np.uint8)
+    for chunks in [(k - 1, 13), (50, 40)]:
+        np.testing.assert_array_equal(
+            sc.uniform_filter(da.from_array(ints, chunks=chunks), 7, mode=mode).compute(),
+            sc.uniform_filter(ints, 7, mode=mode),
+        )
 
 
 def test_import_stays_light():

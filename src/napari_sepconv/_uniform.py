@@ -35,66 +35,128 @@ def extension(n, size, before, mode):
     raise ValueError(f"unknown mode code {mode}")
 
 
+def divides(dtype):
+    """Whether means are ``sum / size`` (integer input: exact sums, correctly rounded
+    means) rather than ``sum * (1 / size)`` (float input)."""
+    return np.dtype(dtype).kind in "biu"
+
+
+def _flagged_pieces(flags, K, blocks):
+    """(outer, segment start, (first column, end column)) of each flagged task of
+    :func:`_uniform_kernels.middle_axis` (``flags`` (outer, segments, blocks))."""
+    from ._uniform_kernels import COLUMNS
+
+    outer_ids, segs, cols = np.nonzero(flags)
+    columns = np.stack([cols * COLUMNS, np.minimum((cols + 1) * COLUMNS, blocks)], axis=1)
+    return outer_ids.astype(np.int64), (segs * K).astype(np.int64), columns.astype(np.int64)
+
+
 def uniform_pass(engine_name, src, axis, size, origin, mode, cval, dtype):
     """Mean over ``size`` samples along ``axis`` of the contiguous kernel input ``src``.
 
     Window of output ``i``: inputs ``i - (size // 2 + origin)`` to ``i + size - 1 -
-    (size // 2 + origin)``. Returns a new ``dtype`` (float32 or float64) array on the
-    side ``src`` lives on.
+    (size // 2 + origin)``; the running sums are anchored every
+    ``_uniform_kernels.spacing(size)`` outputs from index 0 of ``axis``. Returns a
+    new ``dtype`` (float32 or float64) array on the side ``src`` lives on.
     """
+    from ._uniform_kernels import spacing
+
     shape = src.shape
     n = shape[axis]
     outer = int(np.prod(shape[:axis], dtype=np.int64))
     inner = int(np.prod(shape[axis + 1 :], dtype=np.int64))
-    source = extension(n, size, size // 2 + origin, mode) if n else np.zeros(0, np.int64)
+    K = spacing(size)
+    source = _source(n, size, origin, mode, K)
+    divide = divides(src.dtype)
     if engine_name == "cuda":
         from . import _uniform_cuda
 
-        return _uniform_cuda.uniform_pass(src, outer, n, inner, source, size, cval, dtype)
+        return _uniform_cuda.uniform_pass(src, outer, n, inner, source, size, K, cval, divide, dtype)
     from . import _cpu
-    from ._uniform_kernels import (
-        COLUMNS_PER_TASK,
-        fix_nonfinite,
-        uniform_last_axis,
-        uniform_middle_axis,
-    )
+    from ._uniform_kernels import fix_segments, last_axis, middle_axis
 
     out = np.empty(shape, dtype)
     if out.size == 0:
         return out
     src = np.ascontiguousarray(src)
     cval = np.float64(cval)
+    n_seg = -(-n // K)
+    src3 = src.reshape(outer, n, inner)
+    out3 = out.reshape(outer, n, inner)
     if inner == 1:
-        lines = src.reshape(outer, n)
-        flags = np.zeros(outer, np.bool_)
-        _cpu.run(uniform_last_axis, lines, source, size, cval, out.reshape(outer, n), flags)
-        outer_ids = np.flatnonzero(flags)
-        columns = np.zeros((outer_ids.size, 2), np.int64)
-        columns[:, 1] = 1
-    else:
-        per_outer = -(-inner // COLUMNS_PER_TASK)
-        flags = np.zeros((outer, per_outer), np.bool_)
+        flags = np.zeros((outer, n_seg), np.bool_)
         _cpu.run(
-            uniform_middle_axis,
-            src.reshape(outer, n, inner),
+            last_axis,
+            src.reshape(outer, n),
             source,
+            size // 2 + origin,
             size,
+            K,
             cval,
-            out.reshape(outer, n, inner),
+            divide,
+            out.reshape(outer, n),
             flags,
         )
-        outer_ids, blocks = np.nonzero(flags)
-        columns = np.stack(
-            [blocks * COLUMNS_PER_TASK, np.minimum((blocks + 1) * COLUMNS_PER_TASK, inner)], axis=1
-        )
-    if outer_ids.size:
-        fix_nonfinite(
-            src.reshape(outer, n, inner),
-            source,
-            size,
-            cval,
-            out.reshape(outer, n, inner),
+        outer_ids, segs = np.nonzero(flags)
+        pieces = (
             outer_ids.astype(np.int64),
-            columns.astype(np.int64),
+            (segs * K).astype(np.int64),
+            np.tile(np.array([[0, 1]]), (segs.size, 1)),
         )
+    else:
+        from ._uniform_kernels import COLUMNS
+
+        flags = np.zeros((outer, n_seg, -(-inner // COLUMNS)), np.bool_)
+        _cpu.run(middle_axis, src3, source, size, K, cval, divide, out3, flags)
+        pieces = _flagged_pieces(flags, K, inner)
+    if pieces[0].size:
+        fix_segments(src3, source, size, K, cval, divide, out3, *pieces)
     return out
+
+
+def uniform_last_two(src, first, second, cval, dtype):
+    """The passes ``first`` then ``second`` (``(axis, size, origin, mode)``, along the
+    last two axes of the contiguous CPU input ``src``) fused, the intermediate
+    stored as ``dtype``; the same values as two :func:`uniform_pass` calls.
+
+    Returns None where a sum met a non-finite value: the caller then runs the two
+    passes, which handle those.
+    """
+    from . import _cpu
+    from ._uniform_kernels import last_two_axes, spacing
+
+    shape = src.shape
+    out = np.empty(shape, dtype)
+    if out.size == 0:
+        return out
+    n0, n1 = shape[-2:]
+    outer = int(np.prod(shape[:-2], dtype=np.int64))
+    (_, size0, origin0, mode0), (_, size1, origin1, mode1) = first, second
+    K0, K1 = spacing(size0), spacing(size1)
+    flags = np.zeros((outer, -(-n0 // K0)), np.bool_)
+    _cpu.run(
+        last_two_axes,
+        np.ascontiguousarray(src).reshape(outer, n0, n1),
+        _source(n0, size0, origin0, mode0, K0),
+        size0,
+        K0,
+        _source(n1, size1, origin1, mode1, K1),
+        size1 // 2 + origin1,
+        size1,
+        K1,
+        np.float64(cval),
+        divides(src.dtype),
+        divides(dtype),
+        np.dtype(dtype) == np.float32,
+        out.reshape(outer, n0, n1),
+        flags,
+    )
+    return None if flags.any() else out
+
+
+def _source(n, size, origin, mode, K):
+    """:func:`extension` of a line, padded so that a last segment can read ``K`` more."""
+    if not n:
+        return np.zeros(0, np.int64)
+    source = extension(n, size, size // 2 + origin, mode)
+    return np.concatenate([source, np.zeros(K, np.int64)])

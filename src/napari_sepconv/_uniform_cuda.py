@@ -1,7 +1,9 @@
 """CUDA kernel of the running-sum (uniform) filter, and two element-wise helpers.
 
-One thread sweeps one line with the update the CPU kernels use
-(``_uniform_kernels.accumulate``), so both backends give the same values.
+One thread computes one segment (``_uniform_kernels.spacing`` outputs from an
+anchor) of one line with ``_uniform_kernels._segment``, the arithmetic the CPU
+kernels perform, so both backends give the same values. Neighbouring threads
+take neighbouring columns, so their reads coalesce along a non-last axis.
 Imported on first use only (it imports ``numba.cuda``).
 """
 
@@ -10,51 +12,25 @@ import functools
 import numpy as np
 from numba import cuda
 
-from ._uniform_kernels import accumulate, nonfinite_result
+from ._uniform_kernels import _segment
 
 THREADS = 128
 
+segment = cuda.jit(device=True)(_segment)
 
-def _uniform_lines(src, source, size, cval, out):
+
+def _uniform_segments(src, source, size, K, cval, divide, out):
     t = cuda.grid(1)
     n_outer, n, n_inner = src.shape
-    if t >= n_outer * n_inner:
+    n_seg = (n + K - 1) // K
+    if t >= n_outer * n_seg * n_inner:
         return
-    o = t // n_inner
-    c = t - o * n_inner
-    inv = np.float64(size)
-    hi = 0.0
-    lo = 0.0
-    n_nan = 0
-    n_pos = 0
-    n_neg = 0
-    for k in range(n + size - 1):
-        j = source[k]
-        v = cval if j < 0 else np.float64(src[o, j, c])
-        if v - v == 0.0:
-            hi, lo = accumulate(hi, lo, v)
-        elif v != v:
-            n_nan += 1
-        elif v > 0:
-            n_pos += 1
-        else:
-            n_neg += 1
-        if k >= size:
-            j = source[k - size]
-            v = cval if j < 0 else np.float64(src[o, j, c])
-            if v - v == 0.0:
-                hi, lo = accumulate(hi, lo, -v)
-            elif v != v:
-                n_nan -= 1
-            elif v > 0:
-                n_pos -= 1
-            else:
-                n_neg -= 1
-        if k >= size - 1:
-            if n_nan + n_pos + n_neg > 0:
-                out[o, k - size + 1, c] = nonfinite_result(n_nan, n_pos, n_neg)
-            else:
-                out[o, k - size + 1, c] = (hi + lo) / inv
+    c = t % n_inner
+    rest = t // n_inner
+    s = rest % n_seg
+    o = rest // n_seg
+    a = s * K
+    segment(src, source, size, cval, divide, out, o, c, a, min(K, n - a))
 
 
 def _clip(values, low, high):
@@ -65,20 +41,22 @@ def _clip(values, low, high):
 
 @functools.lru_cache(maxsize=None)
 def _kernel(name):
-    return cuda.jit({"uniform": _uniform_lines, "clip": _clip}[name])
+    return cuda.jit({"uniform": _uniform_segments, "clip": _clip}[name])
 
 
-def uniform_pass(src, outer, n, inner, source, size, cval, dtype):
+def uniform_pass(src, outer, n, inner, source, size, K, cval, divide, dtype):
     from . import _cuda
 
     out = cuda.device_array(src.shape, np.dtype(dtype))
-    lines = outer * inner
     if out.size == 0:
         return out
+    threads = outer * -(-n // K) * inner
     src3 = _cuda.contiguous(src).reshape(outer, n, inner)
     out3 = out.reshape(outer, n, inner)
-    blocks = -(-lines // THREADS)
-    _kernel("uniform")[blocks, THREADS](src3, cuda.to_device(source), np.int64(size), np.float64(cval), out3)
+    blocks = -(-threads // THREADS)
+    _kernel("uniform")[blocks, THREADS](
+        src3, cuda.to_device(source), np.int64(size), np.int64(K), np.float64(cval), bool(divide), out3
+    )
     return out
 
 

@@ -1,18 +1,35 @@
 """CPU kernels of the running-sum (uniform) filter: O(1) work per sample, any size.
 
 Each line is extended by its border mode (the caller passes ``source``: for every
-position of the extended line, the index of the sample read there, -1 for ``cval``)
-and swept once, adding the sample entering the window and subtracting the one
-leaving it. The running sum is kept as an unevaluated pair ``hi + lo`` of float64
-(an error-free ``two_sum`` per update, renormalised): its error is about 2**-100 of
-the window's magnitude, so ``(hi + lo) / size`` is the float64 mean of the window
-whatever came before it on the line. That is what makes a result independent of
-where a line starts (dask blocks, CUDA threads) and equal to scipy.ndimage's values
-(exactly for integer input, whose sums are exact in float64; to float64 rounding
-for float input, where scipy's plain running sum drifts).
+position of the extended line, the index of the sample read there, -1 for ``cval``).
+Output ``i`` is the mean of extended positions ``i`` to ``i + size - 1``.
 
-The same update (:func:`accumulate`) is compiled inline into the CUDA kernel
-(``_uniform_cuda``), so both backends perform identical arithmetic.
+Anchored running sums
+---------------------
+A line is cut into segments of :func:`spacing` outputs (``K``), at positions that
+are multiples of ``K`` in the line's own coordinates. At the first output of a
+segment (its *anchor*) the window is summed directly, left to right, in float64;
+each following output adds the difference of the sample entering and the one
+leaving, ``s = s + (entering - leaving)``; a mean is ``s / size`` for integer input
+(exact sums, so the correctly rounded mean) and ``s * (1 / size)`` for float input.
+A value therefore depends only on the data and on its segment, never on where the
+computation of the line started: a dask block whose start is a multiple of ``K``
+(``smoothing`` aligns the chunks so) or a CUDA thread computing one segment gives
+the same bits as the whole-array call. Over a segment the plain float64 sum drifts
+by at most a few roundings per step, far less than scipy.ndimage's running mean,
+which drifts along the whole line.
+
+Non-finite samples: the fast kernels sum what they read, so a NaN or inf makes the
+sum non-finite until the segment ends; a segment whose final sum is not finite is
+flagged and recomputed by :func:`segment` (the one the CUDA kernel runs), which
+sums non-finite samples as zero, counts them, and gives the windows holding them
+the value a sum gives (NaN, or inf of their sign). Without non-finite samples both
+perform the same operations in the same order.
+
+Kernels: :func:`middle_axis` (a line along a non-last axis: lanes of contiguous
+columns, vectorised), :func:`last_axis` (a line extended into a float64 buffer,
+four segments interleaved) and :func:`last_two_axes` (the last two passes of a
+filter fused band by band, so the intermediate image never goes through memory).
 
 This module imports Numba and is imported on first use only.
 """
@@ -23,31 +40,16 @@ from numba import prange
 
 from ._cpu_kernels import _enable_cache
 
-# Lines swept together by the last-axis kernel: independent running sums keep the
-# floating-point units busy while each line is read in order.
-LINES_PER_TASK = 32
 # Columns swept together by the other-axes kernel (one contiguous run of a row).
-COLUMNS_PER_TASK = 256
+COLUMNS = 512
 
 
-def _two_sum(a, b):
-    s = a + b
-    bb = s - a
-    return s, (a - (s - bb)) + (b - bb)
+def spacing(size):
+    """Anchor spacing ``K`` of a window of ``size``: a multiple of 128, at least ``2 * size``.
 
-
-def _accumulate(hi, lo, value):
-    """``hi + lo + value`` as a renormalised pair (error-free up to ``lo``'s rounding)."""
-    s = hi + value
-    bb = s - hi
-    err = (hi - (s - bb)) + (value - bb)
-    lo = lo + err
-    hi = s + lo
-    lo = lo - (hi - s)
-    return hi, lo
-
-
-accumulate = numba.njit(inline="always", cache=False)(_accumulate)
+    Recomputing a window at each anchor costs ``size / K <= 1/2`` additions per sample.
+    """
+    return 128 * ((int(size) + 63) // 64)
 
 
 def _jit(func):
@@ -61,142 +63,13 @@ def _helper(func):
     return _enable_cache(numba.njit(nogil=True, error_model="numpy")(func))
 
 
-@_helper
-def add_lanes(entering, hi, lo):
-    """``hi + lo += entering``, lane by lane (the update of :func:`accumulate`)."""
-    for c in range(hi.size):
-        v = entering[c]
-        s = hi[c] + v
-        bb = s - hi[c]
-        err = (hi[c] - (s - bb)) + (v - bb)
-        lw = lo[c] + err
-        h = s + lw
-        lo[c] = lw - (h - s)
-        hi[c] = h
+def _inline(func):
+    return numba.njit(inline="always", cache=False, error_model="numpy")(func)
 
 
-@_helper
-def step_lanes(entering, leaving, hi, lo, means, inv):
-    """One step of the running sums: add ``entering``, subtract ``leaving``, write the means.
-
-    The same operations, in the same order, as two :func:`accumulate` calls."""
-    for c in range(hi.size):
-        v = entering[c]
-        s = hi[c] + v
-        bb = s - hi[c]
-        err = (hi[c] - (s - bb)) + (v - bb)
-        lw = lo[c] + err
-        h = s + lw
-        lw = lw - (h - s)
-        v = -leaving[c]
-        s = h + v
-        bb = s - h
-        err = (h - (s - bb)) + (v - bb)
-        lw = lw + err
-        h = s + lw
-        lw = lw - (h - s)
-        hi[c] = h
-        lo[c] = lw
-        means[c] = (h + lw) / inv
-
-
-@_jit
-def uniform_last_axis(src, source, size, cval, out, nonfinite):
-    """Running means along the last axis of the 2-D ``src`` (lines, n) into ``out``.
-
-    :data:`LINES_PER_TASK` lines are swept together: their extended samples are
-    gathered into a position-major buffer, so each step updates that many
-    independent sums at once. Non-finite samples count as zero here; the lines of
-    a task that met one are flagged in ``nonfinite`` for :func:`fix_nonfinite`.
-    """
-    n_lines, n = src.shape
-    ext = n + size - 1
-    inv = np.float64(size)
-    n_tasks = (n_lines + LINES_PER_TASK - 1) // LINES_PER_TASK
-    for task in prange(n_tasks):
-        first = task * LINES_PER_TASK
-        m = min(LINES_PER_TASK, n_lines - first)
-        buf = np.zeros((ext, LINES_PER_TASK))
-        bad = 0.0
-        for r in range(m):
-            line = src[first + r]
-            for k in range(ext):
-                j = source[k]
-                v = cval if j < 0 else np.float64(line[max(j, 0)])
-                finite = v - v == 0.0
-                bad += 0.0 if finite else 1.0
-                buf[k, r] = v if finite else 0.0
-        hi = np.zeros(LINES_PER_TASK)
-        lo = np.zeros(LINES_PER_TASK)
-        means = np.empty((n, LINES_PER_TASK))
-        for k in range(size):
-            add_lanes(buf[k], hi, lo)
-        for r in range(LINES_PER_TASK):
-            means[0, r] = (hi[r] + lo[r]) / inv
-        for i in range(1, n):
-            step_lanes(buf[i + size - 1], buf[i - 1], hi, lo, means[i], inv)
-        for r in range(m):
-            line_out = out[first + r]
-            for i in range(n):
-                line_out[i] = means[i, r]
-            nonfinite[first + r] = bad > 0.0
-
-
-def _load_row(src, o, j, c0, w, cval, dst):
-    """Row ``j`` of plane ``o`` (columns ``c0`` to ``c0 + w``) as float64 in ``dst``,
-    ``cval`` for ``j < 0``, non-finite values as 0; returns how many were non-finite."""
-    bad = 0.0
-    if j < 0:
-        finite = cval - cval == 0.0
-        for c in range(w):
-            dst[c] = cval if finite else 0.0
-        return 0.0 if finite else np.float64(w)
-    row = src[o, j, c0 : c0 + w]
-    for c in range(w):
-        v = np.float64(row[c])
-        finite = v - v == 0.0
-        bad += 0.0 if finite else 1.0
-        dst[c] = v if finite else 0.0
-    return bad
-
-
-load_row = numba.njit(inline="always", cache=False)(_load_row)
-
-
-@_jit
-def uniform_middle_axis(src, source, size, cval, out, nonfinite):
-    """Running means along axis 1 of the 3-D ``src`` (outer, n, inner) into ``out``.
-
-    Each task sweeps :data:`COLUMNS_PER_TASK` columns of one plane, a row at a
-    time; ``nonfinite`` has one flag per plane and block of columns.
-    """
-    n_outer, n, n_inner = src.shape
-    inv = np.float64(size)
-    per_outer = (n_inner + COLUMNS_PER_TASK - 1) // COLUMNS_PER_TASK
-    for task in prange(n_outer * per_outer):
-        o = task // per_outer
-        c0 = (task % per_outer) * COLUMNS_PER_TASK
-        w = min(COLUMNS_PER_TASK, n_inner - c0)
-        hi = np.zeros(w)
-        lo = np.zeros(w)
-        entering = np.empty(w)
-        leaving = np.empty(w)
-        bad = 0.0
-        means = np.empty(w)
-        for k in range(size):
-            bad += load_row(src, o, source[k], c0, w, cval, entering)
-            add_lanes(entering, hi, lo)
-        dst = out[o, 0, c0 : c0 + w]
-        for c in range(w):
-            dst[c] = (hi[c] + lo[c]) / inv
-        for i in range(1, n):
-            bad += load_row(src, o, source[i + size - 1], c0, w, cval, entering)
-            load_row(src, o, source[i - 1], c0, w, cval, leaving)
-            step_lanes(entering, leaving, hi, lo, means, inv)
-            dst = out[o, i, c0 : c0 + w]
-            for c in range(w):
-                dst[c] = means[c]
-        nonfinite[o, task % per_outer] = bad > 0.0
+# --------------------------------------------------------------------------
+# The reference arithmetic: one segment of one line, non-finite samples counted
+# --------------------------------------------------------------------------
 
 
 def _nonfinite_result(n_nan, n_pos, n_neg):
@@ -206,44 +79,410 @@ def _nonfinite_result(n_nan, n_pos, n_neg):
     return np.inf if n_pos > 0 else -np.inf
 
 
-nonfinite_result = numba.njit(inline="always", cache=False)(_nonfinite_result)
+nonfinite_result = _inline(_nonfinite_result)
 
 
-def _fix_nonfinite(src, source, size, cval, out, o, c):
-    """Set the windows of line ``src[o, :, c]`` that hold NaN or inf to what a sum gives."""
-    n = src.shape[1]
+def _segment(src, source, size, cval, divide, out, o, c, a, m):
+    """Outputs ``a`` to ``a + m - 1`` of the line ``src[o, :, c]`` into ``out[o, :, c]``.
+
+    The arithmetic of the fast kernels, with non-finite samples summed as zero and
+    counted; a window that holds one gets :func:`nonfinite_result`.
+    """
+    size_f = np.float64(size)
+    inv = 1.0 / size_f
     n_nan = 0
     n_pos = 0
     n_neg = 0
-    for k in range(n + size - 1):
-        j = source[k]
+    s = 0.0
+    for k in range(size):
+        j = source[a + k]
         v = cval if j < 0 else np.float64(src[o, j, c])
-        if v != v:
+        if v - v == 0.0:
+            s = s + v
+        elif v != v:
             n_nan += 1
-        elif v == np.inf:
+        elif v > 0:
             n_pos += 1
-        elif v == -np.inf:
+        else:
             n_neg += 1
-        if k >= size:
-            j = source[k - size]
-            v = cval if j < 0 else np.float64(src[o, j, c])
-            if v != v:
-                n_nan -= 1
-            elif v == np.inf:
-                n_pos -= 1
-            elif v == -np.inf:
-                n_neg -= 1
-        if k >= size - 1 and n_nan + n_pos + n_neg > 0:
-            out[o, k - size + 1, c] = nonfinite_result(n_nan, n_pos, n_neg)
+    for i in range(a, a + m):
+        if i > a:
+            j = source[i + size - 1]
+            v_in = cval if j < 0 else np.float64(src[o, j, c])
+            j = source[i - 1]
+            v_out = cval if j < 0 else np.float64(src[o, j, c])
+            if v_in - v_in != 0.0:
+                if v_in != v_in:
+                    n_nan += 1
+                elif v_in > 0:
+                    n_pos += 1
+                else:
+                    n_neg += 1
+                v_in = 0.0
+            if v_out - v_out != 0.0:
+                if v_out != v_out:
+                    n_nan -= 1
+                elif v_out > 0:
+                    n_pos -= 1
+                else:
+                    n_neg -= 1
+                v_out = 0.0
+            s = s + (v_in - v_out)
+        if n_nan + n_pos + n_neg > 0:
+            out[o, i, c] = nonfinite_result(n_nan, n_pos, n_neg)
+        elif divide:
+            out[o, i, c] = s / size_f
+        else:
+            out[o, i, c] = s * inv
 
 
-fix_nonfinite_line = numba.njit(inline="always", cache=False)(_fix_nonfinite)
+segment = _inline(_segment)
 
 
 @_helper
-def fix_nonfinite(src, source, size, cval, out, outer, columns):
-    """:func:`fix_nonfinite_line` on the 3-D (outer, n, inner) arrays, for the lines
-    ``(outer[t], c)`` with ``c`` in ``[columns[t, 0], columns[t, 1])``."""
+def fix_segments(src, source, size, K, cval, divide, out, outer, starts, columns):
+    """:func:`segment` over the flagged pieces ``(outer[t], segment starting at starts[t],
+    columns[t, 0] to columns[t, 1])`` of the 3-D (outer, n, inner) arrays."""
+    n = src.shape[1]
     for t in range(outer.size):
+        a = starts[t]
+        m = min(K, n - a)
         for c in range(columns[t, 0], columns[t, 1]):
-            fix_nonfinite_line(src, source, size, cval, out, outer[t], c)
+            segment(src, source, size, cval, divide, out, outer[t], c, a, m)
+
+
+# --------------------------------------------------------------------------
+# Along a non-last axis: lanes of contiguous columns
+# --------------------------------------------------------------------------
+
+
+@_helper
+def add_row(row, acc):
+    for c in range(acc.size):
+        acc[c] = acc[c] + np.float64(row[c])
+
+
+@_helper
+def add_value(v, acc):
+    for c in range(acc.size):
+        acc[c] = acc[c] + v
+
+
+@_helper
+def means_of(acc, size, divide, narrow, dst):
+    """``dst = acc / size`` (``divide``) or ``acc * (1 / size)``; rounded to float32
+    first where ``narrow``."""
+    size_f = np.float64(size)
+    inv = 1.0 / size_f
+    for c in range(acc.size):
+        v = acc[c] / size_f if divide else acc[c] * inv
+        dst[c] = np.float64(np.float32(v)) if narrow else v
+
+
+@_helper
+def step_rows(entering, leaving, acc, size, divide, narrow, dst):
+    """``acc += entering - leaving``, then the means into ``dst`` (as :func:`means_of`)."""
+    size_f = np.float64(size)
+    if divide:
+        for c in range(acc.size):
+            s = acc[c] + (np.float64(entering[c]) - np.float64(leaving[c]))
+            acc[c] = s
+            dst[c] = np.float64(np.float32(s / size_f)) if narrow else s / size_f
+    elif narrow:
+        inv = 1.0 / size_f
+        for c in range(acc.size):
+            s = acc[c] + (np.float64(entering[c]) - np.float64(leaving[c]))
+            acc[c] = s
+            dst[c] = np.float64(np.float32(s * inv))
+    else:
+        inv = 1.0 / size_f
+        for c in range(acc.size):
+            s = acc[c] + (np.float64(entering[c]) - np.float64(leaving[c]))
+            acc[c] = s
+            dst[c] = s * inv
+
+
+@_helper
+def step_border(src_row_in, v_in, src_row_out, v_out, acc, size, divide, narrow, dst):
+    """:func:`step_rows` where the entering or the leaving row may be ``cval``: a row
+    argument of size 0 stands for the constant ``v_in`` / ``v_out``."""
+    size_f = np.float64(size)
+    inv = 1.0 / size_f
+    for c in range(acc.size):
+        a_in = v_in if src_row_in.size == 0 else np.float64(src_row_in[c])
+        a_out = v_out if src_row_out.size == 0 else np.float64(src_row_out[c])
+        s = acc[c] + (a_in - a_out)
+        acc[c] = s
+        v = s / size_f if divide else s * inv
+        dst[c] = np.float64(np.float32(v)) if narrow else v
+
+
+@_helper
+def any_nonfinite(acc):
+    bad = 0.0
+    for c in range(acc.size):
+        bad += acc[c] - acc[c]
+    return bad != 0.0 or bad != bad
+
+
+def _band(src, source, size, cval, divide, acc, out, o, a, m, c0, w):
+    """Outputs ``a`` to ``a + m - 1`` of the columns ``c0`` to ``c0 + w`` of plane ``o``
+    along axis 1, the sums in ``acc``; returns whether a sum ended non-finite."""
+    empty = src[o, 0, 0:0]
+    acc[:] = 0.0
+    for k in range(size):
+        j = source[a + k]
+        if j < 0:
+            add_value(cval, acc)
+        else:
+            add_row(src[o, j, c0 : c0 + w], acc)
+    means_of(acc, size, divide, False, out[o, a, c0 : c0 + w])
+    for i in range(a + 1, a + m):
+        j_in = source[i + size - 1]
+        j_out = source[i - 1]
+        dst = out[o, i, c0 : c0 + w]
+        if j_in >= 0 and j_out >= 0:
+            step_rows(src[o, j_in, c0 : c0 + w], src[o, j_out, c0 : c0 + w], acc, size, divide, False, dst)
+        else:
+            row_in = empty if j_in < 0 else src[o, j_in, c0 : c0 + w]
+            row_out = empty if j_out < 0 else src[o, j_out, c0 : c0 + w]
+            step_border(row_in, cval, row_out, cval, acc, size, divide, False, dst)
+    return any_nonfinite(acc)
+
+
+band = numba.njit(inline="always", cache=False, error_model="numpy")(_band)
+
+
+@_jit
+def middle_axis(src, source, size, K, cval, divide, out, flags):
+    """Running means along axis 1 of the 3-D ``src`` (outer, n, inner) into ``out``.
+
+    A task is one segment of :data:`COLUMNS` columns of one plane; ``flags``
+    (outer, segments, column blocks) marks the tasks whose sums ended non-finite.
+    """
+    n_outer, n, n_inner = src.shape
+    n_seg = (n + K - 1) // K
+    n_blocks = (n_inner + COLUMNS - 1) // COLUMNS
+    per_outer = n_seg * n_blocks
+    for task in prange(n_outer * per_outer):
+        o = task // per_outer
+        rest = task - o * per_outer
+        s = rest // n_blocks
+        b = rest - s * n_blocks
+        c0 = b * COLUMNS
+        w = min(COLUMNS, n_inner - c0)
+        a = s * K
+        acc = np.empty(w)
+        flags[o, s, b] = band(src, source, size, cval, divide, acc, out, o, a, min(K, n - a), c0, w)
+
+
+# --------------------------------------------------------------------------
+# Along the last axis: a line extended into a float64 buffer, segments interleaved
+# --------------------------------------------------------------------------
+
+
+@_helper
+def extend(row, source, before, lo, count, cval, ext):
+    """``ext[k]`` = extended position ``lo + k`` of ``row`` as float64, ``k < count``.
+
+    Extended position ``k`` reads ``row[k - before]`` inside the line (a contiguous,
+    vectorised copy) and ``row[source[k]]`` (or ``cval``) outside it.
+    """
+    n = row.size
+    start = min(max(before - lo, 0), count)
+    stop = max(min(before + n - lo, count), start)
+    for k in range(start):
+        j = source[lo + k]
+        ext[k] = cval if j < 0 else np.float64(row[j])
+    seg = row[lo + start - before : lo + stop - before]
+    dst = ext[start:stop]
+    for k in range(stop - start):
+        dst[k] = np.float64(seg[k])
+    for k in range(stop, count):
+        j = source[lo + k]
+        ext[k] = cval if j < 0 else np.float64(row[j])
+
+
+def _mean(s, divide, size_f, inv):
+    return s / size_f if divide else s * inv
+
+
+mean = _inline(_mean)
+
+
+@_helper
+def sweep(ext, m, K, size, divide, dst, flags):
+    """``dst[i]`` = mean of ``ext[i : i + size]`` for ``i < m``, anchored at the
+    multiples of ``K``; ``flags[q]`` = whether the sum of segment ``q`` ended
+    non-finite. Four segments run interleaved (independent additions), each read
+    through slices (non-negative indices, no wraparound checks)."""
+    size_f = np.float64(size)
+    inv = 1.0 / size_f
+    n_seg = (m + K - 1) // K
+    q = 0
+    while q + 4 <= m // K:
+        e0 = ext[q * K : q * K + K + size - 1]
+        e1 = ext[q * K + K : q * K + 2 * K + size - 1]
+        e2 = ext[q * K + 2 * K : q * K + 3 * K + size - 1]
+        e3 = ext[q * K + 3 * K : q * K + 4 * K + size - 1]
+        i0 = e0[size - 1 :]
+        i1 = e1[size - 1 :]
+        i2 = e2[size - 1 :]
+        i3 = e3[size - 1 :]
+        d0 = dst[q * K : q * K + K]
+        d1 = dst[q * K + K : q * K + 2 * K]
+        d2 = dst[q * K + 2 * K : q * K + 3 * K]
+        d3 = dst[q * K + 3 * K : q * K + 4 * K]
+        s0 = 0.0
+        s1 = 0.0
+        s2 = 0.0
+        s3 = 0.0
+        for k in range(size):
+            s0 = s0 + e0[k]
+            s1 = s1 + e1[k]
+            s2 = s2 + e2[k]
+            s3 = s3 + e3[k]
+        if divide:
+            d0[0] = s0 / size_f
+            d1[0] = s1 / size_f
+            d2[0] = s2 / size_f
+            d3[0] = s3 / size_f
+            for t in range(1, K):
+                s0 = s0 + (i0[t] - e0[t - 1])
+                s1 = s1 + (i1[t] - e1[t - 1])
+                s2 = s2 + (i2[t] - e2[t - 1])
+                s3 = s3 + (i3[t] - e3[t - 1])
+                d0[t] = s0 / size_f
+                d1[t] = s1 / size_f
+                d2[t] = s2 / size_f
+                d3[t] = s3 / size_f
+        else:
+            d0[0] = s0 * inv
+            d1[0] = s1 * inv
+            d2[0] = s2 * inv
+            d3[0] = s3 * inv
+            for t in range(1, K):
+                s0 = s0 + (i0[t] - e0[t - 1])
+                s1 = s1 + (i1[t] - e1[t - 1])
+                s2 = s2 + (i2[t] - e2[t - 1])
+                s3 = s3 + (i3[t] - e3[t - 1])
+                d0[t] = s0 * inv
+                d1[t] = s1 * inv
+                d2[t] = s2 * inv
+                d3[t] = s3 * inv
+        flags[q] = s0 - s0 != 0.0
+        flags[q + 1] = s1 - s1 != 0.0
+        flags[q + 2] = s2 - s2 != 0.0
+        flags[q + 3] = s3 - s3 != 0.0
+        q += 4
+    while q < n_seg:
+        mq = min(K, m - q * K)
+        e = ext[q * K : q * K + mq + size - 1]
+        e_in = e[size - 1 :]
+        d = dst[q * K : q * K + mq]
+        s = 0.0
+        for k in range(size):
+            s = s + e[k]
+        d[0] = mean(s, divide, size_f, inv)
+        for t in range(1, mq):
+            s = s + (e_in[t] - e[t - 1])
+            d[t] = mean(s, divide, size_f, inv)
+        flags[q] = s - s != 0.0
+        q += 1
+
+
+# Segments per task of the last-axis kernel.
+SEGMENTS_PER_TASK = 32
+
+
+@_jit
+def last_axis(src, source, before, size, K, cval, divide, out, flags):
+    """Running means along the last axis of the 2-D ``src`` (lines, n) into ``out``.
+
+    A task is up to :data:`SEGMENTS_PER_TASK` segments of one line, extended into a
+    float64 buffer and swept by :func:`sweep`; ``flags`` (lines, segments) marks the
+    segments whose sums ended non-finite.
+    """
+    n_lines, n = src.shape
+    n_seg = (n + K - 1) // K
+    per_line = (n_seg + SEGMENTS_PER_TASK - 1) // SEGMENTS_PER_TASK
+    for task in prange(n_lines * per_line):
+        line = task // per_line
+        q0 = (task - line * per_line) * SEGMENTS_PER_TASK
+        q1 = min(q0 + SEGMENTS_PER_TASK, n_seg)
+        lo = q0 * K
+        m = min(q1 * K, n) - lo
+        ext = np.empty(m + size - 1)
+        extend(src[line], source, before, lo, m + size - 1, cval, ext)
+        sweep(ext, m, K, size, divide, out[line, lo : lo + m], flags[line, q0:q1])
+
+
+# --------------------------------------------------------------------------
+# The last two axes fused: a band of rows along axis 1, each row then along axis 2
+# --------------------------------------------------------------------------
+
+
+@_helper
+def fill_border(ext, source, before, n, cval):
+    """The positions of the extended line ``ext`` outside ``[before, before + n)``,
+    from its inside (``ext[before + source[k]]``) or ``cval``."""
+    for k in range(before):
+        j = source[k]
+        ext[k] = cval if j < 0 else ext[before + j]
+    for k in range(before + n, ext.size):
+        j = source[k]
+        ext[k] = cval if j < 0 else ext[before + j]
+
+
+@_jit
+def last_two_axes(
+    src, source0, size0, K0, source1, before1, size1, K1, cval, divide0, divide1, narrow, out, flags
+):
+    """Axis 1, then axis 2 of the 3-D ``src`` (outer, n0, n1) into ``out``, as
+    :func:`middle_axis` then :func:`last_axis` compute them, the intermediate
+    rounded to float32 where ``narrow`` (a float32 ``out``).
+
+    A task is one segment of rows along axis 1 of one plane: its running sums
+    advance a row at a time over the whole width, writing the row straight into
+    the extended line that :func:`sweep` then runs along axis 2, so the
+    intermediate image never goes through memory. ``flags`` (outer, segments)
+    marks tasks where a sum ended non-finite.
+    """
+    n_outer, n0, n1 = src.shape
+    n_seg = (n0 + K0 - 1) // K0
+    n_seg1 = (n1 + K1 - 1) // K1
+    for task in prange(n_outer * n_seg):
+        o = task // n_seg
+        s = task - o * n_seg
+        a = s * K0
+        m = min(K0, n0 - a)
+        acc = np.empty(n1)
+        ext = np.empty(n1 + size1 - 1)
+        row = ext[before1 : before1 + n1]
+        row_flags = np.zeros(n_seg1, np.bool_)
+        empty = src[o, 0, 0:0]
+        bad = False
+        acc[:] = 0.0
+        for k in range(size0):
+            j = source0[a + k]
+            if j < 0:
+                add_value(cval, acc)
+            else:
+                add_row(src[o, j, 0:n1], acc)
+        for i in range(a, a + m):
+            if i == a:
+                means_of(acc, size0, divide0, narrow, row)
+            else:
+                j_in = source0[i + size0 - 1]
+                j_out = source0[i - 1]
+                if j_in >= 0 and j_out >= 0:
+                    step_rows(src[o, j_in, 0:n1], src[o, j_out, 0:n1], acc, size0, divide0, narrow, row)
+                else:
+                    row_in = empty if j_in < 0 else src[o, j_in, 0:n1]
+                    row_out = empty if j_out < 0 else src[o, j_out, 0:n1]
+                    step_border(row_in, cval, row_out, cval, acc, size0, divide0, narrow, row)
+            fill_border(ext, source1, before1, n1, cval)
+            sweep(ext, n1, K1, size1, divide1, out[o, i], row_flags)
+            for q in range(n_seg1):
+                bad = bad or row_flags[q]
+        flags[o, s] = bad or any_nonfinite(acc)

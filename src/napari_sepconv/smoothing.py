@@ -1008,31 +1008,79 @@ def _uniform_plan(input, size, mode, origin, axes):
 def _uniform_passes(input, plan, cval, out_dtype, output, backend):
     """Run ``[(axis, size, origin, mode)]`` in turn, each pass stored as ``out_dtype``."""
     if _dask.is_dask_array(input):
-        halo, names = {}, {}
-        for axis, size, origin, mode in plan:
-            before = size // 2 + origin
-            halo[axis] = (before, size - 1 - before)
-            names[axis] = CANONICAL_NAMES[mode]
-        return _dask.filter_lazily(
-            partial(_uniform_passes, plan=plan, cval=cval, out_dtype=out_dtype, output=None, backend=backend),
-            input,
-            halo=halo,
-            modes=names,
-            dtype=out_dtype,
-        )
-    from ._uniform import uniform_pass
+        return _uniform_lazily(input, plan, cval, out_dtype, backend)
+    from ._uniform import uniform_last_two, uniform_pass
 
     name = _backend.resolve(backend, input)
     engine = _backend.engine(name)
     pass_dtype = _compute_dtype(out_dtype) if out_dtype.kind == "f" else np.dtype(np.float64)
     cur, _ = engine.to_kernel_input(input, np.dtype(np.float32), True)
-    for i, (axis, size, origin, mode) in enumerate(plan):
+    ndim = cur.ndim
+    # the last two passes along the last two axes, fused where each pass is stored as it
+    # is computed (float32 or float64 output) and on the CPU
+    fuse = (
+        name == "cpu"
+        and len(plan) >= 2
+        and (plan[-2][0], plan[-1][0]) == (ndim - 2, ndim - 1)
+        and out_dtype == pass_dtype
+    )
+    todo = len(plan) - 2 if fuse else len(plan)
+    for i, (axis, size, origin, mode) in enumerate(plan[:todo]):
         values = uniform_pass(name, cur, axis, size, origin, mode, cval, pass_dtype)
         last = i == len(plan) - 1
         cur = engine.cast_output(values, out_dtype, output if last else None)
         if not last:
             cur, _ = engine.to_kernel_input(cur, np.dtype(np.float32), True)
+    if fuse:
+        values = uniform_last_two(cur, plan[-2], plan[-1], cval, pass_dtype)
+        if values is None:  # a non-finite value: the passes one by one handle it
+            for axis, size, origin, mode in plan[-2:]:
+                cur = uniform_pass(name, cur, axis, size, origin, mode, cval, pass_dtype)
+            values = cur
+        cur = engine.cast_output(values, out_dtype, output)
     return cur
+
+
+def _uniform_lazily(input, plan, cval, out_dtype, backend):
+    """:func:`_uniform_passes` on a dask array, block by block.
+
+    A running sum is anchored at every ``spacing(size)``-th position of its axis
+    (``_uniform_kernels``), so each block must start at an anchor: the chunk
+    boundaries along a filtered axis are moved to multiples of the spacing, and
+    the halo before a block is rounded up to one (both sides in ``'wrap'`` mode,
+    where dask pads the first block by the larger of the two).
+    """
+    from ._uniform_kernels import spacing
+
+    halo, names, chunks = {}, {}, list(input.chunks)
+    for axis, size, origin, mode in plan:
+        step = spacing(size)
+        before = size // 2 + origin
+        after = size - 1 - before
+        before = -(-before // step) * step
+        names[axis] = CANONICAL_NAMES[mode]
+        if names[axis] == "wrap":
+            after = -(-after // step) * step
+        halo[axis] = (before, after)
+        chunks[axis] = _aligned_chunks(chunks[axis], step)
+    if tuple(chunks) != input.chunks:
+        input = input.rechunk(tuple(chunks))
+    return _dask.filter_lazily(
+        partial(_uniform_passes, plan=plan, cval=cval, out_dtype=out_dtype, output=None, backend=backend),
+        input,
+        halo=halo,
+        modes=names,
+        dtype=out_dtype,
+    )
+
+
+def _aligned_chunks(sizes, step):
+    """Chunk sizes whose inner boundaries are the nearest multiples of ``step``."""
+    total = sum(sizes)
+    bounds = np.cumsum(sizes)[:-1]
+    inner = sorted({int(round(b / step)) * step for b in bounds} - {0})
+    edges = [0] + [b for b in inner if b < total] + [total]
+    return tuple(int(e) for e in np.diff(edges))
 
 
 @_backend.like_input
@@ -1044,10 +1092,13 @@ def uniform_filter1d(
     Same values, ``output`` handling and default output dtype as
     ``scipy.ndimage.uniform_filter1d``: ``out[i]`` is the mean of the ``size``
     inputs from ``i - (size // 2 + origin)`` on. The work per sample does not
-    depend on ``size``. The sum is carried with twice float64's precision, so
-    a value does not depend on where its line starts (exact for integer input,
-    float64 rounding of the exact mean for float input), and NaN or inf
-    spread only over the windows they fall in.
+    depend on ``size``. The float64 sum restarts from the window itself every
+    few hundred samples, at fixed positions of the line, so dask blocks and
+    CUDA threads give the values of the whole-array call bit for bit; integer
+    input gives the exact mean (truncated to an integer output as scipy
+    does), float input a mean within a few float64 roundings of the exact one
+    (scipy's running mean drifts further). NaN or inf spread only over the
+    windows they fall in.
 
     Parameters
     ----------
