@@ -250,7 +250,7 @@ def _band(src, source, size, cval, divide, acc, out, o, a, m, c0, w):
     return any_nonfinite(acc)
 
 
-band = numba.njit(inline="always", cache=False, error_model="numpy")(_band)
+band = _inline(_band)
 
 
 @_jit

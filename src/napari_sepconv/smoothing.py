@@ -1028,7 +1028,7 @@ def _uniform_passes(input, plan, cval, out_dtype, output, backend):
     for i, (axis, size, origin, mode) in enumerate(plan[:todo]):
         values = uniform_pass(name, cur, axis, size, origin, mode, cval, pass_dtype)
         last = i == len(plan) - 1
-        cur = engine.cast_output(values, out_dtype, output if last else None)
+        cur = _uniform_store(engine, values, out_dtype, output if last else None)
         if not last:
             cur, _ = engine.to_kernel_input(cur, np.dtype(np.float32), True)
     if fuse:
@@ -1037,8 +1037,16 @@ def _uniform_passes(input, plan, cval, out_dtype, output, backend):
             for axis, size, origin, mode in plan[-2:]:
                 cur = uniform_pass(name, cur, axis, size, origin, mode, cval, pass_dtype)
             values = cur
-        cur = engine.cast_output(values, out_dtype, output)
+        cur = _uniform_store(engine, values, out_dtype, output)
     return cur
+
+
+def _uniform_store(engine, values, out_dtype, output):
+    """A pass's new array ``values`` as ``out_dtype`` (into ``output`` if an array);
+    kept as it is, not copied, when it already is one."""
+    if isinstance(values, np.ndarray) and not isinstance(output, np.ndarray) and values.dtype == out_dtype:
+        return values
+    return engine.cast_output(values, out_dtype, output)
 
 
 def _uniform_lazily(input, plan, cval, out_dtype, backend):
