@@ -18,6 +18,7 @@ import numpy as np
 from . import _validation
 from ._boundary import CONSTANT
 from ._cpu_kernels import (
+    _NATIVE_INPUTS,
     MAGNITUDE,
     ROWS_PER_TASK,
     SUM,
@@ -28,6 +29,7 @@ from ._cpu_kernels import (
     depthwise_passes_2d,
     depthwise_planar,
     edge_magnitude_3x3,
+    kernel_input,
     separable_2d_kernel,
 )
 from ._lowering import (
@@ -104,9 +106,17 @@ def run(kernel, *args):
     available) aborts the process when two threads enter parallel code at
     once; ``omp`` and ``tbb`` are safe. The layer is known only after the
     first parallel call, which therefore always runs under the lock. A small
-    input runs on the calling thread alone (``SERIAL_ELEMENTS``).
+    input runs on the calling thread alone (``SERIAL_ELEMENTS``). The input
+    (``args[0]``) of a ``_cpu_kernels._Kernel`` is converted by
+    ``kernel_input`` where its type or layout asks for it.
     """
     global _layer_checked, _serialise
+    dispatcher = getattr(kernel, "dispatcher", None)
+    if dispatcher is not None:
+        src = args[0]
+        if src.dtype not in _NATIVE_INPUTS or not src.flags.c_contiguous:
+            args = (kernel_input(src, args[kernel.out_arg].dtype), *args[1:])
+        kernel = dispatcher
     if _layer_checked and not _serialise:
         return _call(kernel, args)
     with _layer_lock:
@@ -161,20 +171,42 @@ def correlate_axis(src, axis, offsets, weights, mode, cval, out):
         )
 
 
-def _prepare_separable_2d(cols, rows, pad_x, combine, accumulate, dtype):
-    """The arrays ``separable_2d`` hands its kernel for these taps."""
+def _prepare_separable_2d(cols, rows, pad_x, combine, accumulate, mode_y, mode_x, cval, divisor, dtype):
+    """The kernel ``separable_2d`` runs for these taps, its arguments between the input and
+    the output, and whether it reports non-finite sums: all a call with a cached plan needs."""
     edge = edge_operator_3x3(cols, rows) if combine == MAGNITUDE and not accumulate else None
     if edge is not None:
         gx, gy = edge
-        return edge, (
+        arguments = (
             as_type(cols[gx][1], dtype),
             as_type(cols[gy][1], dtype),
             as_type(rows[gy][1], dtype),
             as_type(rows[gx][1], dtype),
+            mode_y,
+            mode_x,
+            dtype.type(cval),
             dtype.type(pad_x[gx]),
             dtype.type(pad_x[gy]),
+            dtype.type(1.0 / divisor),
         )
-    return None, pack_taps(cols, dtype) + pack_taps(rows, dtype) + (as_type(pad_x, dtype),)
+        return edge_magnitude_3x3, arguments, False
+    summed = combine == SUM and (len(cols) > 1 or bool(accumulate))
+    arguments = (
+        *pack_taps(cols, dtype),
+        *pack_taps(rows, dtype),
+        mode_y,
+        mode_x,
+        dtype.type(cval),
+        as_type(pad_x, dtype),
+        combine,
+        dtype.type(1.0 / divisor),
+        bool(accumulate),
+    )
+    return separable_2d_kernel, arguments, summed
+
+
+# What ``separable_2d_kernel`` gets for its flags where it writes none (one term, or a magnitude).
+_NO_FLAGS = np.zeros(1, np.uint8)
 
 
 def separable_2d(src, cols, rows, mode_y, mode_x, cval, pad_x, combine, divisor, accumulate, out):
@@ -183,62 +215,30 @@ def separable_2d(src, cols, rows, mode_y, mode_x, cval, pad_x, combine, divisor,
         return
     h, w = src.shape[-2:]
     dtype = out.dtype
-    edge, arrays = _prepared.get(
+    kernel, arguments, summed = _prepared.get(
         (cols, rows, pad_x),
-        (dtype, combine, accumulate),
+        (dtype, combine, accumulate, mode_y, mode_x, cval, divisor),
         _prepare_separable_2d,
         cols,
         rows,
         pad_x,
         combine,
         accumulate,
-        dtype,
-    )
-    if edge is not None:
-        if mode_y == CONSTANT and src.dtype != dtype:
-            src = src.astype(dtype)  # rows outside hold cval, so rows share its type
-        smooth_y, derivative_y, smooth_x, derivative_x, pad_gx, pad_gy = arrays
-        run(
-            edge_magnitude_3x3,
-            src.reshape(-1, h, w),
-            smooth_y,
-            derivative_y,
-            smooth_x,
-            derivative_x,
-            mode_y,
-            mode_x,
-            dtype.type(cval),
-            pad_gx,
-            pad_gy,
-            dtype.type(1.0 / divisor),
-            out.reshape(-1, h, w),
-            ROWS_PER_TASK,
-        )
-        return
-    col_off, col_w, col_n, row_off, row_w, row_n, pads = arrays
-    planes = src.reshape(-1, h, w)
-    nonfinite = np.zeros(planes.shape[0] * -(-h // ROWS_PER_TASK), np.uint8)
-    run(
-        separable_2d_kernel,
-        planes,
-        col_off,
-        col_w,
-        col_n,
-        row_off,
-        row_w,
-        row_n,
         mode_y,
         mode_x,
-        dtype.type(cval),
-        pads,
-        combine,
-        dtype.type(1.0 / divisor),
-        bool(accumulate),
-        out.reshape(-1, h, w),
-        ROWS_PER_TASK,
-        nonfinite,
+        cval,
+        divisor,
+        dtype,
     )
-    return None if combine != SUM or (len(cols) == 1 and not accumulate) else not nonfinite.any()
+    if kernel is edge_magnitude_3x3:
+        if mode_y == CONSTANT and src.dtype != dtype:
+            src = src.astype(dtype)  # rows outside hold cval, so rows share its type
+        run(kernel, src.reshape(-1, h, w), *arguments, out.reshape(-1, h, w), ROWS_PER_TASK)
+        return None
+    planes = src.reshape(-1, h, w)
+    nonfinite = np.zeros(planes.shape[0] * -(-h // ROWS_PER_TASK), np.uint8) if summed else _NO_FLAGS
+    run(kernel, planes, *arguments, out.reshape(-1, h, w), ROWS_PER_TASK, nonfinite)
+    return not nonfinite.any() if summed else None
 
 
 def combine_into(out, values, squares, first):

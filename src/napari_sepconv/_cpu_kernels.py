@@ -252,6 +252,36 @@ def _accumulate_taps(acc, seg_a, seg_b, w, sign):
 _accumulate_taps = numba.njit(inline="always", cache=False)(_accumulate_taps)
 
 
+def _accumulate_taps4(acc, a0, b0, a1, b1, a2, b2, a3, b3, w0, w1, w2, w3, sign):
+    """Four ``_accumulate_taps`` in one pass over ``acc``: the same operations in the same order.
+
+    Each product is rounded, then added, as four separate calls would; the
+    running sum stays in a register between them.
+    """
+    to_acc = acc.dtype.type
+    if sign > 0:
+        for j in range(acc.size):
+            s = acc[j] + (to_acc(a0[j]) + to_acc(b0[j])) * w0
+            s = s + (to_acc(a1[j]) + to_acc(b1[j])) * w1
+            s = s + (to_acc(a2[j]) + to_acc(b2[j])) * w2
+            acc[j] = s + (to_acc(a3[j]) + to_acc(b3[j])) * w3
+    elif sign < 0:
+        for j in range(acc.size):
+            s = acc[j] + (to_acc(a0[j]) - to_acc(b0[j])) * w0
+            s = s + (to_acc(a1[j]) - to_acc(b1[j])) * w1
+            s = s + (to_acc(a2[j]) - to_acc(b2[j])) * w2
+            acc[j] = s + (to_acc(a3[j]) - to_acc(b3[j])) * w3
+    else:
+        for j in range(acc.size):
+            s = acc[j] + to_acc(a0[j]) * w0
+            s = s + to_acc(a1[j]) * w1
+            s = s + to_acc(a2[j]) * w2
+            acc[j] = s + to_acc(a3[j]) * w3
+
+
+_accumulate_taps4 = numba.njit(inline="always", cache=False)(_accumulate_taps4)
+
+
 def _correlate_lines(src, offsets, weights, symmetry, mode, cval, out, block):
     """1-D correlation of each row of ``src`` (lines, n) into ``out``.
 
@@ -271,27 +301,72 @@ def _correlate_lines(src, offsets, weights, symmetry, mode, cval, out, block):
         acc = np.empty(n, out.dtype)
         for line in range(task * block, min(n_lines, (task + 1) * block)):
             row = src[line]
-            for p in range(padded):
+            # the line's own samples in one contiguous copy, the border mode beyond them
+            inside_first = min(max(-lo, 0), padded)
+            inside_last = max(min(n - lo, padded), inside_first)
+            dst = buf[inside_first:inside_last]
+            seg = row[inside_first + lo : inside_last + lo]
+            for j in range(dst.size):
+                dst[j] = seg[j]
+            for p in range(inside_first):
                 q = _source_index(p + lo, n, mode)
-                if q < 0:
-                    buf[p] = cval
-                else:
-                    buf[p] = row[q]
+                buf[p] = cval if q < 0 else row[q]
+            for p in range(inside_last, padded):
+                q = _source_index(p + lo, n, mode)
+                buf[p] = cval if q < 0 else row[q]
             first = k // 2 if symmetry != 0 else k - 1
             start = offsets[first] - lo
             seg = buf[start : start + n]
             for j in range(n):
                 acc[j] = seg[j] * weights[first]
-            if symmetry != 0:
-                for t in range(k // 2):
+            # tap pair t reads buf from a_t (and, when symmetric, from b_t); four pairs a sweep
+            pairs = k // 2 if symmetry != 0 else k - 1
+            t = 0
+            while t < pairs:
+                if pairs - t >= 4:
+                    a0, a1, a2, a3 = (
+                        offsets[t] - lo,
+                        offsets[t + 1] - lo,
+                        offsets[t + 2] - lo,
+                        offsets[t + 3] - lo,
+                    )
+                    if symmetry != 0:
+                        b0, b1 = offsets[k - 1 - t] - lo, offsets[k - 2 - t] - lo
+                        b2, b3 = offsets[k - 3 - t] - lo, offsets[k - 4 - t] - lo
+                    else:
+                        b0, b1, b2, b3 = a0, a1, a2, a3
+                    _accumulate_taps4(
+                        acc,
+                        buf[a0 : a0 + n],
+                        buf[b0 : b0 + n],
+                        buf[a1 : a1 + n],
+                        buf[b1 : b1 + n],
+                        buf[a2 : a2 + n],
+                        buf[b2 : b2 + n],
+                        buf[a3 : a3 + n],
+                        buf[b3 : b3 + n],
+                        weights[t],
+                        weights[t + 1],
+                        weights[t + 2],
+                        weights[t + 3],
+                        symmetry,
+                    )
+                    t += 4
+                else:
                     sa = offsets[t] - lo
-                    sb = offsets[k - 1 - t] - lo
+                    sb = offsets[k - 1 - t] - lo if symmetry != 0 else sa
                     _accumulate_taps(acc, buf[sa : sa + n], buf[sb : sb + n], weights[t], symmetry)
-            else:
-                for t in range(k - 1):
-                    sa = offsets[t] - lo
-                    _accumulate_taps(acc, buf[sa : sa + n], buf[sa : sa + n], weights[t], 0)
+                    t += 1
             out[line, :] = acc
+
+
+def _tap_row(src, o, position, n, mode, outside):
+    """Row ``position`` of ``src[o]`` as the border mode reads it (``outside`` beyond it)."""
+    q = _source_index(position, n, mode)
+    return src[o, q] if q >= 0 else outside
+
+
+_tap_row = numba.njit(inline="always", cache=False)(_tap_row)
 
 
 def _correlate_rows(src, offsets, weights, symmetry, mode, cval, out, block):
@@ -316,15 +391,37 @@ def _correlate_rows(src, offsets, weights, symmetry, mode, cval, out, block):
             for j in range(inner):
                 acc[j] = row[j] * weights[first]
             pairs = k // 2 if symmetry != 0 else k - 1
-            for t in range(pairs):
-                qa = _source_index(i + offsets[t], n, mode)
-                if symmetry != 0:
-                    qb = _source_index(i + offsets[k - 1 - t], n, mode)
+            t = 0
+            while t < pairs:
+                if pairs - t >= 4:  # four pairs in one sweep
+                    _accumulate_taps4(
+                        acc,
+                        _tap_row(src, o, i + offsets[t], n, mode, outside),
+                        _tap_row(src, o, i + offsets[k - 1 - t if symmetry != 0 else t], n, mode, outside),
+                        _tap_row(src, o, i + offsets[t + 1], n, mode, outside),
+                        _tap_row(
+                            src, o, i + offsets[k - 2 - t if symmetry != 0 else t + 1], n, mode, outside
+                        ),
+                        _tap_row(src, o, i + offsets[t + 2], n, mode, outside),
+                        _tap_row(
+                            src, o, i + offsets[k - 3 - t if symmetry != 0 else t + 2], n, mode, outside
+                        ),
+                        _tap_row(src, o, i + offsets[t + 3], n, mode, outside),
+                        _tap_row(
+                            src, o, i + offsets[k - 4 - t if symmetry != 0 else t + 3], n, mode, outside
+                        ),
+                        weights[t],
+                        weights[t + 1],
+                        weights[t + 2],
+                        weights[t + 3],
+                        symmetry,
+                    )
+                    t += 4
                 else:
-                    qb = qa
-                row_a = src[o, qa] if qa >= 0 else outside
-                row_b = src[o, qb] if qb >= 0 else outside
-                _accumulate_taps(acc, row_a, row_b, weights[t], symmetry)
+                    row_a = _tap_row(src, o, i + offsets[t], n, mode, outside)
+                    row_b = _tap_row(src, o, i + offsets[k - 1 - t if symmetry != 0 else t], n, mode, outside)
+                    _accumulate_taps(acc, row_a, row_b, weights[t], symmetry)
+                    t += 1
             out[o, i, :] = acc
 
 
@@ -380,6 +477,19 @@ def _sweep8(acc, r0, r1, r2, r3, r4, r5, r6, r7, w0, w1, w2, w3, w4, w5, w6, w7)
 
 
 _sweep8 = numba.njit(inline="always", cache=False)(_sweep8)
+
+
+def _sweep7(acc, r0, r1, r2, r3, r4, r5, r6, w0, w1, w2, w3, w4, w5, w6):
+    """``_sweep`` of seven rows (the rest of a 15-tap kernel after eight, a 7-tap one)."""
+    t = acc.dtype.type
+    for j in range(acc.size):
+        s = _fmuladd(t(r1[j]), w1, _fmuladd(t(r0[j]), w0, acc[j]))
+        s = _fmuladd(t(r3[j]), w3, _fmuladd(t(r2[j]), w2, s))
+        s = _fmuladd(t(r5[j]), w5, _fmuladd(t(r4[j]), w4, s))
+        acc[j] = _fmuladd(t(r6[j]), w6, s)
+
+
+_sweep7 = numba.njit(inline="always", cache=False)(_sweep7)
 
 
 def _place(n, a, t0, t1, t2, t3):
@@ -504,6 +614,36 @@ def _sweep_two8(acc0, acc1, r0, r1, r2, r3, r4, r5, r6, r7, r8, w0, w1, w2, w3, 
 _sweep_two8 = numba.njit(inline="always", cache=False)(_sweep_two8)
 
 
+def _sweep_two7(acc0, acc1, r0, r1, r2, r3, r4, r5, r6, r7, w0, w1, w2, w3, w4, w5, w6):
+    """``_sweep_two`` of seven taps (rows ``r0 .. r6`` into ``acc0``, ``r1 .. r7`` into ``acc1``)."""
+    t = acc0.dtype.type
+    for j in range(acc0.size):
+        a, b = t(r0[j]), t(r1[j])
+        s0 = _fmuladd(a, w0, acc0[j])
+        s1 = _fmuladd(b, w0, acc1[j])
+        a = t(r2[j])
+        s0 = _fmuladd(b, w1, s0)
+        s1 = _fmuladd(a, w1, s1)
+        b = t(r3[j])
+        s0 = _fmuladd(a, w2, s0)
+        s1 = _fmuladd(b, w2, s1)
+        a = t(r4[j])
+        s0 = _fmuladd(b, w3, s0)
+        s1 = _fmuladd(a, w3, s1)
+        b = t(r5[j])
+        s0 = _fmuladd(a, w4, s0)
+        s1 = _fmuladd(b, w4, s1)
+        a = t(r6[j])
+        s0 = _fmuladd(b, w5, s0)
+        s1 = _fmuladd(a, w5, s1)
+        b = t(r7[j])
+        acc0[j] = _fmuladd(a, w6, s0)
+        acc1[j] = _fmuladd(b, w6, s1)
+
+
+_sweep_two7 = numba.njit(inline="always", cache=False)(_sweep_two7)
+
+
 def _column_pass_two(acc0, acc1, plane, offsets, weights, n_taps, i):
     """``_column_pass`` for output rows ``i`` and ``i + 1`` at once, for dense taps.
 
@@ -542,6 +682,27 @@ def _column_pass_two(acc0, acc1, plane, offsets, weights, n_taps, i):
             )
             a += 8
             continue
+        if n_taps - a == 7:
+            _sweep_two7(
+                acc0,
+                acc1,
+                plane[top + a],
+                plane[top + a + 1],
+                plane[top + a + 2],
+                plane[top + a + 3],
+                plane[top + a + 4],
+                plane[top + a + 5],
+                plane[top + a + 6],
+                plane[top + a + 7],
+                weights[a],
+                weights[a + 1],
+                weights[a + 2],
+                weights[a + 3],
+                weights[a + 4],
+                weights[a + 5],
+                weights[a + 6],
+            )
+            break
         n = min(4, n_taps - a)
         k1, k2, k3 = a + min(1, n - 1), a + min(2, n - 1), a + min(3, n - 1)
         _sweep_two(
@@ -615,6 +776,28 @@ def _row_pass(acc, bufs, offsets, weights, counts, lo, t, n_terms, add):
             if b == counts[t]:
                 t += 1
                 b = 0
+            continue
+        if counts[t] - b == 7:  # the last seven taps of a term
+            o = offsets[t]
+            _sweep7(
+                acc,
+                bufs[t, o[b] - lo : o[b] - lo + w],
+                bufs[t, o[b + 1] - lo : o[b + 1] - lo + w],
+                bufs[t, o[b + 2] - lo : o[b + 2] - lo + w],
+                bufs[t, o[b + 3] - lo : o[b + 3] - lo + w],
+                bufs[t, o[b + 4] - lo : o[b + 4] - lo + w],
+                bufs[t, o[b + 5] - lo : o[b + 5] - lo + w],
+                bufs[t, o[b + 6] - lo : o[b + 6] - lo + w],
+                weights[t, b],
+                weights[t, b + 1],
+                weights[t, b + 2],
+                weights[t, b + 3],
+                weights[t, b + 4],
+                weights[t, b + 5],
+                weights[t, b + 6],
+            )
+            t += 1
+            b = 0
             continue
         n = 0
         t0 = t1 = t2 = t3 = 0
@@ -911,8 +1094,10 @@ def _fill_padded_row(buf, row, lo, mode_x, cval):
     n = row.size
     inside_first = min(max(-lo, 0), buf.size)
     inside_last = max(min(n - lo, buf.size), inside_first)
-    for p in range(inside_first, inside_last):
-        buf[p] = row[p + lo]
+    dst = buf[inside_first:inside_last]  # slices, so that the copy is vectorised
+    seg = row[inside_first + lo : inside_last + lo]
+    for j in range(dst.size):
+        dst[j] = seg[j]
     for p in range(inside_first):
         q = _source_index(p + lo, n, mode_x)
         buf[p] = cval if q < 0 else row[q]
@@ -1383,7 +1568,7 @@ def _planar_channel(acc0, acc1, two, rows, top, columns, dense):
 
     ``rows[j]`` is the channel's padded source row ``j``; ``columns[dx, dy]``
     its kernel (``dense[dx]`` when column ``dx`` has no zero weight). Column by
-    column, up to four taps share a sweep. A pair of output rows reads each
+    column, up to eight taps share a sweep. A pair of output rows reads each
     source row of a dense column once for both; every other column goes row by
     row, leaving zero weights out. Either way a row gets the same operations
     in the same order.
@@ -1398,8 +1583,55 @@ def _planar_channel(acc0, acc1, two, rows, top, columns, dense):
         if two and dense[dx] and kh > 1:
             a = 0
             while a < kh:
-                g = min(4, kh - a)
                 r = top + a
+                if kh - a >= 7:  # seven or eight taps of the column in one sweep
+                    w_ = col[a : a + 8] if kh - a >= 8 else col[a : a + 7]
+                    if kh - a >= 8:
+                        _sweep_two8(
+                            acc0,
+                            acc1,
+                            rows[r, dx : dx + n],
+                            rows[r + 1, dx : dx + n],
+                            rows[r + 2, dx : dx + n],
+                            rows[r + 3, dx : dx + n],
+                            rows[r + 4, dx : dx + n],
+                            rows[r + 5, dx : dx + n],
+                            rows[r + 6, dx : dx + n],
+                            rows[r + 7, dx : dx + n],
+                            rows[r + 8, dx : dx + n],
+                            w_[0],
+                            w_[1],
+                            w_[2],
+                            w_[3],
+                            w_[4],
+                            w_[5],
+                            w_[6],
+                            w_[7],
+                        )
+                        a += 8
+                    else:
+                        _sweep_two7(
+                            acc0,
+                            acc1,
+                            rows[r, dx : dx + n],
+                            rows[r + 1, dx : dx + n],
+                            rows[r + 2, dx : dx + n],
+                            rows[r + 3, dx : dx + n],
+                            rows[r + 4, dx : dx + n],
+                            rows[r + 5, dx : dx + n],
+                            rows[r + 6, dx : dx + n],
+                            rows[r + 7, dx : dx + n],
+                            w_[0],
+                            w_[1],
+                            w_[2],
+                            w_[3],
+                            w_[4],
+                            w_[5],
+                            w_[6],
+                        )
+                        a += 7
+                    continue
+                g = min(4, kh - a)
                 _sweep_two(
                     acc0,
                     acc1,

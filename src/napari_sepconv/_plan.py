@@ -249,7 +249,7 @@ def execute(plan, image, out=None):
     plan's engine, which takes host (NumPy) and device (Numba) arrays.
     ``out`` is filled where the function accepts one.
     """
-    if _dask.is_dask_array(image):
+    if type(image) is not np.ndarray and _dask.is_dask_array(image):
         return _dask.filter_lazily(
             functools.partial(_execute_block, plan),
             image,
