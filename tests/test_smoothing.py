@@ -352,13 +352,23 @@ def test_uniform_nonfinite_in_long_lines(rng):
 
 
 def test_uniform_filter_fused_and_separate_passes_agree(rng):
-    """The last two passes fused (float outputs) give the bits of one pass at a time."""
+    """The last two passes, fused for a float output, give the bits of one pass at a
+    time with a float64 intermediate; a first pass along axis 0 is stored as float32."""
     x = rng.standard_normal((3, 150, 260)).astype(np.float32)
     for size, mode in (((3, 31), ("reflect", "constant")), ((130, 7), ("wrap", "mirror"))):
         fused = sc.uniform_filter(x, (1, *size), mode=("nearest", *mode), cval=0.5)
-        step = sc.uniform_filter1d(x, size[0], axis=1, mode=mode[0], cval=0.5)
-        step = sc.uniform_filter1d(step, size[1], axis=2, mode=mode[1], cval=0.5)
+        step = sc.uniform_filter1d(x, size[0], axis=1, mode=mode[0], cval=0.5, output=np.float64)
+        step = sc.uniform_filter1d(step, size[1], axis=2, mode=mode[1], cval=0.5, output=np.float32)
         np.testing.assert_array_equal(fused, step)
+        first = sc.uniform_filter1d(x, 3, axis=0, mode="wrap")
+        np.testing.assert_array_equal(
+            sc.uniform_filter(x, (3, *size), mode=("wrap", *mode)),
+            sc.uniform_filter(first, size, mode=mode, axes=(1, 2)),
+        )
+        assert_matches(
+            sc.uniform_filter(x, (3, *size), mode=("wrap", *mode)),
+            ndi.uniform_filter(x, (3, *size), mode=("wrap", *mode)),
+        )
         y = x.astype(np.float64)
         np.testing.assert_array_equal(
             sc.uniform_filter(y, size, axes=(1, 2), mode=mode),
@@ -561,6 +571,26 @@ def _on_cuda(test):
             test
         )
     )
+
+
+@pytest.mark.parametrize("mode", ["reflect", "constant", "wrap"])
+@_on_cuda
+def test_cuda_uniform_bit_identical_over_several_segments(rng, mode):
+    """One CUDA thread per segment: the CPU's bits, NaN and inf included."""
+    from napari_sepconv._uniform_kernels import spacing
+
+    k = spacing(9)
+    x = (rng.standard_normal((2 * k + 5, 23)) * 10).astype(np.float32)
+    x[k + 1, 4] = np.nan
+    x[3, 7] = np.inf
+    u = rng.integers(0, 255, x.shape).astype(np.uint8)
+    for call in (
+        lambda a, b: sc.uniform_filter(a, 9, mode=mode, cval=0.5, backend=b),
+        lambda a, b: sc.uniform_filter1d(a, 9, axis=0, mode=mode, backend=b),
+        lambda a, b: sc.uniform_filter(a, (9, 4), mode=mode, output=np.float64, backend=b),
+    ):
+        for image in (x, u):
+            np.testing.assert_array_equal(call(image, "cuda"), call(image, "cpu"))
 
 
 @_on_cuda

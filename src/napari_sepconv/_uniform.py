@@ -116,8 +116,9 @@ def uniform_pass(engine_name, src, axis, size, origin, mode, cval, dtype):
 
 def uniform_last_two(src, first, second, cval, dtype):
     """The passes ``first`` then ``second`` (``(axis, size, origin, mode)``, along the
-    last two axes of the contiguous CPU input ``src``) fused, the intermediate
-    stored as ``dtype``; the same values as two :func:`uniform_pass` calls.
+    last two axes of the contiguous CPU input ``src``) fused into a new ``dtype``
+    array: the values of :func:`uniform_pass` for ``first`` into float64, then for
+    ``second`` into ``dtype`` (float input, so ``sum * (1 / size)``).
 
     Returns None where a sum met a non-finite value: the caller then runs the two
     passes, which handle those.
@@ -146,8 +147,7 @@ def uniform_last_two(src, first, second, cval, dtype):
         K1,
         np.float64(cval),
         divides(src.dtype),
-        divides(dtype),
-        np.dtype(dtype) == np.float32,
+        False,
         out.reshape(outer, n0, n1),
         flags,
     )

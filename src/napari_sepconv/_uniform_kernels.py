@@ -169,31 +169,23 @@ def add_value(v, acc):
 
 
 @_helper
-def means_of(acc, size, divide, narrow, dst):
-    """``dst = acc / size`` (``divide``) or ``acc * (1 / size)``; rounded to float32
-    first where ``narrow``."""
+def means_of(acc, size, divide, dst):
+    """``dst = acc / size`` (``divide``) or ``acc * (1 / size)``."""
     size_f = np.float64(size)
     inv = 1.0 / size_f
     for c in range(acc.size):
-        v = acc[c] / size_f if divide else acc[c] * inv
-        dst[c] = np.float64(np.float32(v)) if narrow else v
+        dst[c] = acc[c] / size_f if divide else acc[c] * inv
 
 
 @_helper
-def step_rows(entering, leaving, acc, size, divide, narrow, dst):
+def step_rows(entering, leaving, acc, size, divide, dst):
     """``acc += entering - leaving``, then the means into ``dst`` (as :func:`means_of`)."""
     size_f = np.float64(size)
     if divide:
         for c in range(acc.size):
             s = acc[c] + (np.float64(entering[c]) - np.float64(leaving[c]))
             acc[c] = s
-            dst[c] = np.float64(np.float32(s / size_f)) if narrow else s / size_f
-    elif narrow:
-        inv = 1.0 / size_f
-        for c in range(acc.size):
-            s = acc[c] + (np.float64(entering[c]) - np.float64(leaving[c]))
-            acc[c] = s
-            dst[c] = np.float64(np.float32(s * inv))
+            dst[c] = s / size_f
     else:
         inv = 1.0 / size_f
         for c in range(acc.size):
@@ -203,7 +195,7 @@ def step_rows(entering, leaving, acc, size, divide, narrow, dst):
 
 
 @_helper
-def step_border(src_row_in, v_in, src_row_out, v_out, acc, size, divide, narrow, dst):
+def step_border(src_row_in, v_in, src_row_out, v_out, acc, size, divide, dst):
     """:func:`step_rows` where the entering or the leaving row may be ``cval``: a row
     argument of size 0 stands for the constant ``v_in`` / ``v_out``."""
     size_f = np.float64(size)
@@ -213,8 +205,7 @@ def step_border(src_row_in, v_in, src_row_out, v_out, acc, size, divide, narrow,
         a_out = v_out if src_row_out.size == 0 else np.float64(src_row_out[c])
         s = acc[c] + (a_in - a_out)
         acc[c] = s
-        v = s / size_f if divide else s * inv
-        dst[c] = np.float64(np.float32(v)) if narrow else v
+        dst[c] = s / size_f if divide else s * inv
 
 
 @_helper
@@ -236,17 +227,17 @@ def _band(src, source, size, cval, divide, acc, out, o, a, m, c0, w):
             add_value(cval, acc)
         else:
             add_row(src[o, j, c0 : c0 + w], acc)
-    means_of(acc, size, divide, False, out[o, a, c0 : c0 + w])
+    means_of(acc, size, divide, out[o, a, c0 : c0 + w])
     for i in range(a + 1, a + m):
         j_in = source[i + size - 1]
         j_out = source[i - 1]
         dst = out[o, i, c0 : c0 + w]
         if j_in >= 0 and j_out >= 0:
-            step_rows(src[o, j_in, c0 : c0 + w], src[o, j_out, c0 : c0 + w], acc, size, divide, False, dst)
+            step_rows(src[o, j_in, c0 : c0 + w], src[o, j_out, c0 : c0 + w], acc, size, divide, dst)
         else:
             row_in = empty if j_in < 0 else src[o, j_in, c0 : c0 + w]
             row_out = empty if j_out < 0 else src[o, j_out, c0 : c0 + w]
-            step_border(row_in, cval, row_out, cval, acc, size, divide, False, dst)
+            step_border(row_in, cval, row_out, cval, acc, size, divide, dst)
     return any_nonfinite(acc)
 
 
@@ -435,12 +426,9 @@ def fill_border(ext, source, before, n, cval):
 
 
 @_jit
-def last_two_axes(
-    src, source0, size0, K0, source1, before1, size1, K1, cval, divide0, divide1, narrow, out, flags
-):
+def last_two_axes(src, source0, size0, K0, source1, before1, size1, K1, cval, divide0, divide1, out, flags):
     """Axis 1, then axis 2 of the 3-D ``src`` (outer, n0, n1) into ``out``, as
-    :func:`middle_axis` then :func:`last_axis` compute them, the intermediate
-    rounded to float32 where ``narrow`` (a float32 ``out``).
+    :func:`middle_axis` (into float64) then :func:`last_axis` compute them.
 
     A task is one segment of rows along axis 1 of one plane: its running sums
     advance a row at a time over the whole width, writing the row straight into
@@ -471,16 +459,16 @@ def last_two_axes(
                 add_row(src[o, j, 0:n1], acc)
         for i in range(a, a + m):
             if i == a:
-                means_of(acc, size0, divide0, narrow, row)
+                means_of(acc, size0, divide0, row)
             else:
                 j_in = source0[i + size0 - 1]
                 j_out = source0[i - 1]
                 if j_in >= 0 and j_out >= 0:
-                    step_rows(src[o, j_in, 0:n1], src[o, j_out, 0:n1], acc, size0, divide0, narrow, row)
+                    step_rows(src[o, j_in, 0:n1], src[o, j_out, 0:n1], acc, size0, divide0, row)
                 else:
                     row_in = empty if j_in < 0 else src[o, j_in, 0:n1]
                     row_out = empty if j_out < 0 else src[o, j_out, 0:n1]
-                    step_border(row_in, cval, row_out, cval, acc, size0, divide0, narrow, row)
+                    step_border(row_in, cval, row_out, cval, acc, size0, divide0, row)
             fill_border(ext, source1, before1, n1, cval)
             sweep(ext, n1, K1, size1, divide1, out[o, i], row_flags)
             for q in range(n_seg1):

@@ -1006,7 +1006,8 @@ def _uniform_plan(input, size, mode, origin, axes):
 
 @_backend.like_input
 def _uniform_passes(input, plan, cval, out_dtype, output, backend):
-    """Run ``[(axis, size, origin, mode)]`` in turn, each pass stored as ``out_dtype``."""
+    """Run ``[(axis, size, origin, mode)]`` in turn, each pass stored as ``out_dtype``
+    (but for a float output the last two in float64, see below)."""
     if _dask.is_dask_array(input):
         return _uniform_lazily(input, plan, cval, out_dtype, backend)
     from ._uniform import uniform_last_two, uniform_pass
@@ -1015,28 +1016,27 @@ def _uniform_passes(input, plan, cval, out_dtype, output, backend):
     engine = _backend.engine(name)
     pass_dtype = _compute_dtype(out_dtype) if out_dtype.kind == "f" else np.dtype(np.float64)
     cur, _ = engine.to_kernel_input(input, np.dtype(np.float32), True)
-    ndim = cur.ndim
-    # the last two passes along the last two axes, fused where each pass is stored as it
-    # is computed (float32 or float64 output) and on the CPU
-    fuse = (
-        name == "cpu"
-        and len(plan) >= 2
-        and (plan[-2][0], plan[-1][0]) == (ndim - 2, ndim - 1)
+    # With a float output, a pass along the second-to-last axis followed by one
+    # along the last is kept in float64 between the two (on every backend, so
+    # that all give the same bits): the CPU fuses them band by band, and the
+    # intermediate image then never goes through memory.
+    pair = (
+        len(plan) >= 2
+        and (plan[-2][0], plan[-1][0]) == (cur.ndim - 2, cur.ndim - 1)
         and out_dtype == pass_dtype
     )
-    todo = len(plan) - 2 if fuse else len(plan)
-    for i, (axis, size, origin, mode) in enumerate(plan[:todo]):
+    for i, (axis, size, origin, mode) in enumerate(plan[: len(plan) - 2] if pair else plan):
         values = uniform_pass(name, cur, axis, size, origin, mode, cval, pass_dtype)
         last = i == len(plan) - 1
         cur = _uniform_store(engine, values, out_dtype, output if last else None)
         if not last:
             cur, _ = engine.to_kernel_input(cur, np.dtype(np.float32), True)
-    if fuse:
-        values = uniform_last_two(cur, plan[-2], plan[-1], cval, pass_dtype)
-        if values is None:  # a non-finite value: the passes one by one handle it
-            for axis, size, origin, mode in plan[-2:]:
-                cur = uniform_pass(name, cur, axis, size, origin, mode, cval, pass_dtype)
-            values = cur
+    if pair:
+        values = uniform_last_two(cur, plan[-2], plan[-1], cval, pass_dtype) if name == "cpu" else None
+        if values is None:  # another backend, or a non-finite sum: one pass at a time
+            (a0, s0, o0, m0), (a1, s1, o1, m1) = plan[-2:]
+            middle = uniform_pass(name, cur, a0, s0, o0, m0, cval, np.float64)
+            values = uniform_pass(name, middle, a1, s1, o1, m1, cval, pass_dtype)
         cur = _uniform_store(engine, values, out_dtype, output)
     return cur
 
@@ -1167,7 +1167,10 @@ def uniform_filter(
 
     Same values, ``output`` handling and default output dtype as
     ``scipy.ndimage.uniform_filter``: each axis of ``axes`` whose size exceeds
-    1 is filtered in turn, each result stored in the output type.
+    1 is filtered in turn, each result stored in the output type; with a float
+    output, a pass along the second-to-last axis that the last axis follows is
+    kept in float64 (scipy rounds it to a float32 output too), which lets the
+    two run fused.
 
     Parameters
     ----------
