@@ -125,20 +125,37 @@ def test_plan_for_another_shape_keeps_everything_else():
 def test_small_calls_run_on_one_thread_with_the_same_values(rng, monkeypatch):
     image = rng.random((64, 70)).astype(np.float32)
     small = sc.sobel(image)
-    monkeypatch.setattr(_cpu, "SERIAL_ELEMENTS", 0)  # everything parallel
+    monkeypatch.setattr(_cpu, "SERIAL_WORK", 0)  # everything parallel
     assert np.array_equal(sc.sobel(image), small)
     seen = []
     original = _cpu._call
 
-    def recording(kernel, args):
+    def recording(kernel, args, taps):
         seen.append(_cpu.numba.get_num_threads())
-        return original(kernel, args)
+        return original(kernel, args, taps)
 
-    monkeypatch.setattr(_cpu, "SERIAL_ELEMENTS", 1 << 40)  # everything serial
+    monkeypatch.setattr(_cpu, "SERIAL_WORK", 1 << 60)  # everything serial
     monkeypatch.setattr(_cpu, "_call", recording)
     threads_before = _cpu.numba.get_num_threads()
     assert np.array_equal(sc.sobel(image), small)
     assert seen and _cpu.numba.get_num_threads() == threads_before  # restored after the call
+
+
+def test_the_serial_choice_weighs_the_taps_of_the_call(rng, monkeypatch):
+    image = rng.random((64, 70)).astype(np.float32)
+    # between a 3x3 edge magnitude's work (10 taps an output) and a 15x15 separable filter's (30)
+    monkeypatch.setattr(_cpu, "SERIAL_WORK", image.size * 20)
+    parallel = []
+    original = _cpu._call
+
+    def recording(kernel, args, taps):
+        parallel.append(args[0].size * taps >= _cpu.SERIAL_WORK)
+        return original(kernel, args, taps)
+
+    monkeypatch.setattr(_cpu, "_call", recording)
+    sc.sobel(image)
+    sc.separable_filter(image, [np.ones(15, np.float32)] * 2)
+    assert parallel == [False, True]
 
 
 def test_backend_choice_is_per_thread_and_a_context_manager(monkeypatch):

@@ -542,7 +542,9 @@ def test_dask_uniform_bit_identical_at_any_chunking(rng, mode):
     for call in calls:
         expected = call(x)
         for chunks in chunkings:
-            got = call(da.from_array(x, chunks=chunks)).compute()
+            lazy = call(da.from_array(x, chunks=chunks))
+            assert lazy.chunks == da.from_array(x, chunks=chunks).chunks  # the caller's chunks kept
+            got = lazy.compute()
             assert got.dtype == expected.dtype
             np.testing.assert_array_equal(got, expected, err_msg=f"chunks {chunks}")
     ints = (rng.integers(0, 255, (3 * k + 1, 40))).astype(np.uint8)

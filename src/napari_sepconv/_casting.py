@@ -67,10 +67,11 @@ def cast_output(result, dtype, output):
 
 
 def _convert(result, dtype):
-    """``result`` as a new native array of ``dtype`` with SciPy's C conversions."""
+    """``result`` as a native array of ``dtype`` with SciPy's C conversions (``result``
+    itself, not a copy, when it already is one: the engines hand over new arrays)."""
     if dtype.kind in "fc":
         with np.errstate(over="ignore", invalid="ignore"):
-            return result.astype(dtype)
+            return result.astype(dtype, copy=False)
     values = np.trunc(result.astype(np.float64, copy=False))
     if dtype.itemsize < 4 or (dtype.kind == "i" and dtype.itemsize == 4):
         wide = _to_integer(values, np.int32, _INT32_MIN)

@@ -55,11 +55,16 @@ _layer_lock = threading.Lock()
 _layer_checked = False
 _serialise = True
 
-# Inputs of fewer elements run their kernel on the calling thread alone: waking the
-# worker threads costs more than they save there (measured with benchmarks/bench.py's
-# small-image rows: 64^2 Sobel gains nothing from a second thread, 256^2 does), and on a
-# busy machine a parallel region can wait milliseconds for threads that have no work.
-SERIAL_ELEMENTS = 1 << 15
+# Calls of less work than this (input elements times the taps each output reads, about
+# the multiply-adds) run their kernel on the calling thread alone: waking sleeping worker
+# threads (after a pause, or under OMP_WAIT_POLICY=PASSIVE) costs tens of microseconds,
+# more than a second thread saves there (measured with benchmarks/bench.py's small-image
+# rows), and on a busy machine a parallel region can wait milliseconds for threads that
+# have no work. A 3x3 edge magnitude (10 taps) runs serially up to about 320², a 15-tap
+# separable filter (30 taps) up to about 180².
+SERIAL_WORK = 1 << 20
+# Taps assumed for kernels whose caller does not say (one element in 32768 elements).
+DEFAULT_TAPS = 32
 
 
 def _thread_count_controls():
@@ -81,10 +86,10 @@ def _thread_count_controls():
 _thread_controls = None
 
 
-def _call(kernel, args):
-    """Call ``kernel``; on one thread when its input (``args[0]``) is small."""
+def _call(kernel, args, taps):
+    """Call ``kernel``; on one thread when its work (``args[0]``'s size times ``taps``) is small."""
     global _thread_controls
-    if args[0].size >= SERIAL_ELEMENTS:
+    if args[0].size * taps >= SERIAL_WORK:
         return kernel(*args)
     if _thread_controls is None:
         _thread_controls = _thread_count_controls()
@@ -99,16 +104,16 @@ def _call(kernel, args):
         set_(threads)
 
 
-def run(kernel, *args):
+def run(kernel, *args, taps=DEFAULT_TAPS):
     """Call a parallel kernel, serialising calls if the threading layer needs it.
 
     Numba's ``workqueue`` layer (what loads where neither OpenMP nor TBB is
     available) aborts the process when two threads enter parallel code at
     once; ``omp`` and ``tbb`` are safe. The layer is known only after the
     first parallel call, which therefore always runs under the lock. A small
-    input runs on the calling thread alone (``SERIAL_ELEMENTS``). The input
-    (``args[0]``) of a ``_cpu_kernels._Kernel`` is converted by
-    ``kernel_input`` where its type or layout asks for it.
+    call (``args[0]``'s size times ``taps``) runs on the calling thread alone
+    (``SERIAL_WORK``). The input (``args[0]``) of a ``_cpu_kernels._Kernel`` is
+    converted by ``kernel_input`` where its type or layout asks for it.
     """
     global _layer_checked, _serialise
     dispatcher = getattr(kernel, "dispatcher", None)
@@ -118,9 +123,9 @@ def run(kernel, *args):
             args = (kernel_input(src, args[kernel.out_arg].dtype), *args[1:])
         kernel = dispatcher
     if _layer_checked and not _serialise:
-        return _call(kernel, args)
+        return _call(kernel, args, taps)
     with _layer_lock:
-        result = _call(kernel, args)
+        result = _call(kernel, args, taps)
         if not _layer_checked:
             _serialise = numba.threading_layer() == "workqueue" or bool(os.environ.get("SEPCONV_SERIALISE"))
             _layer_checked = True
@@ -173,7 +178,9 @@ def correlate_axis(src, axis, offsets, weights, mode, cval, out):
 
 def _prepare_separable_2d(cols, rows, pad_x, combine, accumulate, mode_y, mode_x, cval, divisor, dtype):
     """The kernel ``separable_2d`` runs for these taps, its arguments between the input and
-    the output, and whether it reports non-finite sums: all a call with a cached plan needs."""
+    the output, whether it reports non-finite sums, and the taps an output reads: all a
+    call with a cached plan needs."""
+    taps = sum(o.size for o, _ in cols) + sum(o.size for o, _ in rows)
     edge = edge_operator_3x3(cols, rows) if combine == MAGNITUDE and not accumulate else None
     if edge is not None:
         gx, gy = edge
@@ -189,7 +196,7 @@ def _prepare_separable_2d(cols, rows, pad_x, combine, accumulate, mode_y, mode_x
             dtype.type(pad_x[gy]),
             dtype.type(1.0 / divisor),
         )
-        return edge_magnitude_3x3, arguments, False
+        return edge_magnitude_3x3, arguments, False, taps
     summed = combine == SUM and (len(cols) > 1 or bool(accumulate))
     arguments = (
         *pack_taps(cols, dtype),
@@ -202,7 +209,7 @@ def _prepare_separable_2d(cols, rows, pad_x, combine, accumulate, mode_y, mode_x
         dtype.type(1.0 / divisor),
         bool(accumulate),
     )
-    return separable_2d_kernel, arguments, summed
+    return separable_2d_kernel, arguments, summed, taps
 
 
 # What ``separable_2d_kernel`` gets for its flags where it writes none (one term, or a magnitude).
@@ -215,7 +222,7 @@ def separable_2d(src, cols, rows, mode_y, mode_x, cval, pad_x, combine, divisor,
         return
     h, w = src.shape[-2:]
     dtype = out.dtype
-    kernel, arguments, summed = _prepared.get(
+    kernel, arguments, summed, taps = _prepared.get(
         (cols, rows, pad_x),
         (dtype, combine, accumulate, mode_y, mode_x, cval, divisor),
         _prepare_separable_2d,
@@ -233,11 +240,11 @@ def separable_2d(src, cols, rows, mode_y, mode_x, cval, pad_x, combine, divisor,
     if kernel is edge_magnitude_3x3:
         if mode_y == CONSTANT and src.dtype != dtype:
             src = src.astype(dtype)  # rows outside hold cval, so rows share its type
-        run(kernel, src.reshape(-1, h, w), *arguments, out.reshape(-1, h, w), ROWS_PER_TASK)
+        run(kernel, src.reshape(-1, h, w), *arguments, out.reshape(-1, h, w), ROWS_PER_TASK, taps=taps)
         return None
     planes = src.reshape(-1, h, w)
     nonfinite = np.zeros(planes.shape[0] * -(-h // ROWS_PER_TASK), np.uint8) if summed else _NO_FLAGS
-    run(kernel, planes, *arguments, out.reshape(-1, h, w), ROWS_PER_TASK, nonfinite)
+    run(kernel, planes, *arguments, out.reshape(-1, h, w), ROWS_PER_TASK, nonfinite, taps=taps)
     return not nonfinite.any() if summed else None
 
 

@@ -1056,11 +1056,13 @@ def _uniform_lazily(input, plan, cval, out_dtype, backend):
     (``_uniform_kernels``), so each block must start at an anchor: the chunk
     boundaries along a filtered axis are moved to multiples of the spacing, and
     the halo before a block is rounded up to one (both sides in ``'wrap'`` mode,
-    where dask pads the first block by the larger of the two).
+    where dask pads the first block by the larger of the two). The result comes
+    back in the input's chunks.
     """
     from ._uniform_kernels import spacing
 
     halo, names, chunks = {}, {}, list(input.chunks)
+    user_chunks = input.chunks
     for axis, size, origin, mode in plan:
         step = spacing(size)
         before = size // 2 + origin
@@ -1073,13 +1075,15 @@ def _uniform_lazily(input, plan, cval, out_dtype, backend):
         chunks[axis] = _aligned_chunks(chunks[axis], step)
     if tuple(chunks) != input.chunks:
         input = input.rechunk(tuple(chunks))
-    return _dask.filter_lazily(
+    result = _dask.filter_lazily(
         partial(_uniform_passes, plan=plan, cval=cval, out_dtype=out_dtype, output=None, backend=backend),
         input,
         halo=halo,
         modes=names,
         dtype=out_dtype,
     )
+    # the caller's chunks back, as every other lazy filter keeps them
+    return result if result.chunks == user_chunks else result.rechunk(user_chunks)
 
 
 def _aligned_chunks(sizes, step):
