@@ -411,6 +411,32 @@ def test_gaussian_channels_and_out(rng):
         sc.gaussian(x, -1.0)
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_gaussian_out_written_in_place_of_a_copy_gives_the_same_bits(rng, dtype, monkeypatch):
+    """``out=`` of the result's type is written by the kernels themselves where its layout
+    allows; every layout, and ``out`` that is the image itself, give the plain call's bits."""
+    from napari_sepconv import _cpu
+
+    x = _image(rng, (31, 40), dtype)
+    copies = []
+    monkeypatch.setattr(_cpu, "copy_into", lambda out, result: copies.append(1) or np.copyto(out, result))
+    expected = sc.gaussian(x, 2.0, preserve_range=True, out=np.empty(x.shape, np.float32))
+    assert not copies  # written by the kernel, no copy
+    if dtype == np.float32:
+        np.testing.assert_array_equal(expected, sc.gaussian(x, 2.0))
+    for out in (
+        np.full(x.shape, np.nan, np.float32),
+        np.full(x.shape[::-1], np.nan, np.float32).T,  # not C-contiguous: copied into
+        np.full((31, 80), np.nan, np.float32)[:, ::2],
+    ):
+        assert sc.gaussian(x, 2.0, preserve_range=True, out=out) is out
+        np.testing.assert_array_equal(out, expected)
+    if dtype == np.float32:
+        y = x.copy()
+        assert sc.gaussian(y, 2.0, out=y) is y  # the input itself as out
+        np.testing.assert_array_equal(y, expected)
+
+
 @pytest.mark.parametrize("dtype", [np.uint8, np.float32, np.float64])
 def test_difference_of_gaussians_like_skimage(rng, dtype):
     x = _image(rng, (12, 10), dtype)

@@ -167,14 +167,19 @@ def lower_terms(terms, modes, cval, ndim, *, rule, combine=SUM, divisor=1.0, dty
     return LoweredTerms(tuple(groups), single, combine, float(divisor), np.dtype(dtype))
 
 
-def run_lowered(engine, src, lowered, check_finite=False):
+def run_lowered(engine, src, lowered, check_finite=False, target=None):
     """Run lowered terms on ``src``: the result, or ``(out, finite)`` with ``check_finite``.
 
     ``finite`` tells whether every value of the result is finite (the fused
-    kernel tells as it writes, saving a pass over the result).
+    kernel tells as it writes, saving a pass over the result). ``target``: an
+    engine array of the result's shape and type to write the result into
+    (terms whose last pass is the result write a new array all the same).
     """
     dtype = lowered.dtype
-    out = None if lowered.single else engine.empty(src.shape, dtype)
+    if lowered.single:
+        out = None
+    else:
+        out = target if target is not None else engine.empty(src.shape, dtype)
     finite = None  # unknown until a kernel tells
     last = len(lowered.groups) - 1
     for g, (prefix, fused) in enumerate(lowered.groups):

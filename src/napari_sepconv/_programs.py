@@ -19,10 +19,27 @@ from ._validation import input_scale
 
 def _copy_into(engine, out, result):
     """Fill a caller's ``out`` (scikit-image's ``out=``) with ``result``."""
-    if out is None:
-        return result
+    if out is None or out is result:
+        return out if out is not None else result
     engine.copy_into(out, result)
     return out
+
+
+def _direct_target(engine, out, src, dtype):
+    """``out`` where the kernels can write the result straight into it, sparing a copy: a
+    writable C-contiguous host array of the result's shape and type that shares no memory
+    with the kernel input. Otherwise None (the result is copied into ``out``)."""
+    if (
+        engine.name == "cpu"
+        and type(out) is np.ndarray
+        and out.dtype == dtype
+        and out.shape == src.shape
+        and out.flags.c_contiguous
+        and out.flags.writeable
+        and not np.may_share_memory(out, src)
+    ):
+        return out
+    return None
 
 
 @dataclass(frozen=True, eq=False)
@@ -46,10 +63,13 @@ class TermsProgram:
         src, _ = engine.to_kernel_input(image, self.compute_dtype, self.preserve_range)
         if self.channel_axis is not None:
             src = engine.channels_first(src, self.channel_axis)
+        target = None
+        if out is not None and self.channel_axis is None and self.cast is None:
+            target = _direct_target(engine, out, src, self.lowered.dtype)
         if self.fallback is None:
-            result = run_lowered(engine, src, self.lowered)
+            result = run_lowered(engine, src, self.lowered, target=target)
         else:
-            result, finite = run_lowered(engine, src, self.lowered, check_finite=True)
+            result, finite = run_lowered(engine, src, self.lowered, check_finite=True, target=target)
             if not finite:
                 # NaN or inf met the kernel: several terms would add +inf and -inf, and each
                 # term's footprint is the whole kernel's box. Run the kernel itself instead,

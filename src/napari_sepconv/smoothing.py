@@ -1360,9 +1360,7 @@ def gaussian(
     kernels = [_gaussian_weights(sigmas[a], 0, truncate, None, dtype) for a in axes]
     if not axes:  # nothing to smooth: the converted image
         axes, kernels = [image.ndim - 1], [np.ones(1)]
-    result = separable_filter(
-        image,
-        kernels,
+    arguments = dict(
         axes=axes,
         mode=[modes[a] for a in axes],
         cval=cval,
@@ -1371,6 +1369,12 @@ def gaussian(
         preserve_range=preserve_range,
         backend=backend,
     )
+    if isinstance(out, np.ndarray) and out.dtype == dtype and not _dask.is_dask_array(image):
+        # written straight into ``out`` where its layout allows (else copied there)
+        from ._plan import execute
+
+        return execute(separable_filter.plan(image, kernels, **arguments), image, out)
+    result = separable_filter(image, kernels, **arguments)
     if out is None:
         return result
     if isinstance(out, np.ndarray):
