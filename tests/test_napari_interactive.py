@@ -82,18 +82,25 @@ def snippet_result(layer, viewer):
 
 
 class GapMeter:
-    """The longest gap between ticks of a 10 ms timer: how long the event loop stalled."""
+    """The longest gap between ticks of a 10 ms timer: how long the event loop
+    stalled; and the most CPU time the GUI thread spent between two ticks (one
+    turn of the event loop), which a loaded machine does not inflate."""
 
     def __init__(self):
         from qtpy.QtCore import QTimer
 
         self.times = []
+        self.cpu = []
         self.timer = QTimer()
         self.timer.setInterval(10)
-        self.timer.timeout.connect(lambda: self.times.append(time.perf_counter()))
+        self.timer.timeout.connect(self._tick)
+
+    def _tick(self):
+        self.times.append(time.perf_counter())
+        self.cpu.append(time.thread_time())  # the GUI thread's own CPU time
 
     def __enter__(self):
-        self.times.append(time.perf_counter())
+        self._tick()
         self.timer.start()
         return self
 
@@ -103,6 +110,10 @@ class GapMeter:
     @property
     def max_gap(self):
         return max(np.diff(self.times)) if len(self.times) > 1 else 0.0
+
+    @property
+    def max_busy(self):
+        return max(np.diff(self.cpu)) if len(self.cpu) > 1 else 0.0
 
 
 # -----------------------------------------------------------------------------
@@ -598,7 +609,137 @@ def test_event_loop_keeps_running_during_a_run(viewer, qtbot, record_property):
         f"{again.max_gap * 1000:.0f} ms (updating it)"
     )
     assert again.max_gap < 0.25
-    assert first.max_gap < 1.0  # napari's own cost of a new layer, on shared cores
+    assert first.max_gap < 1.0  # wall time, on shared cores: see the test below for the GUI thread's
+
+
+#: the most the GUI thread may spend in one turn of its event loop (issue 14: 250 ms)
+LONGEST_TURN = 0.25
+
+
+def busiest_turn(widget, qtbot, action, fresh=None, attempts=3):
+    """A :class:`GapMeter` of ``action`` (a run or a change) until the widget
+    is idle and its result drawn. Tried up to ``attempts`` times (``fresh()``
+    first undoes the last try) while a turn takes ``LONGEST_TURN`` or more:
+    the try with the shortest busiest turn (a stall napari or the plugin
+    causes is there every time; one another process causes, not)."""
+    best = None
+    for attempt in range(attempts):
+        if attempt and fresh is not None:
+            fresh()
+        with GapMeter() as meter:
+            action()
+            qtbot.waitUntil(lambda: not widget.busy and not widget.previewing, timeout=TIMEOUT)
+            qtbot.wait(150)  # the result drawn
+        if best is None or meter.max_busy < best.max_busy:
+            best = meter
+        if best.max_busy < LONGEST_TURN:
+            break
+    return best
+
+
+def test_large_results_never_stall_the_gui_thread(viewer, qtbot, record_property):
+    """Adding a large result, updating it, adding several (split channels)
+    and replacing a preview: no turn of the event loop takes 250 ms of the
+    GUI thread (napari's add_image did it all in one turn: 0.25-0.5 s)."""
+    rng = np.random.default_rng(21)
+    turns = {}
+
+    def remover(*names):
+        def fresh():
+            for name in names:
+                viewer.layers.remove(name)
+
+        return fresh
+
+    def check(label, widget, action, fresh=None):
+        meter = busiest_turn(widget, qtbot, action, fresh)
+        turns[label] = (round(meter.max_busy, 3), round(meter.max_gap, 3))
+
+    plane = rng.random((2048, 2048), dtype=np.float32)
+    viewer.add_image(plane, name="plane")
+    kernel = dock(viewer, qtbot, "Kernel filter")
+    check("2048² new layer", kernel, kernel.run, remover("plane [gaussian σ=2]"))
+    check("2048² update", kernel, kernel.run)
+    layer = viewer.layers["plane [gaussian σ=2]"]
+    assert layer.visible and viewer.layers.selection.active is layer
+    np.testing.assert_allclose(layer.data, sc.filter2d(plane, kernel.current_kernel()), rtol=1e-4, atol=1e-6)
+    assert layer.contrast_limits == pytest.approx([float(layer.data.min()), float(layer.data.max())])
+
+    kernel._preview.value = True
+    kernel.sigma.value = 3.0
+    name = "plane [gaussian σ=3]"
+    qtbot.waitUntil(lambda: f"{name} (preview)" in viewer.layers and not kernel.previewing, timeout=TIMEOUT)
+
+    def preview_again():
+        viewer.layers.remove(name)
+        kernel._preview.value = False
+        kernel._preview.value = True
+        qtbot.waitUntil(
+            lambda: f"{name} (preview)" in viewer.layers and not kernel.previewing, timeout=TIMEOUT
+        )
+
+    check("2048² Run replaces the preview", kernel, kernel.run, preview_again)
+    assert name in viewer.layers and f"{name} (preview)" not in viewer.layers
+    assert viewer.layers[name].visible
+    kernel._preview.value = False
+    for layer_name in ("plane", name, "plane [gaussian σ=2]"):
+        viewer.layers.remove(layer_name)
+
+    photo = rng.integers(0, 256, (2048, 2048, 3), dtype=np.uint8)
+    viewer.add_image(photo, name="photo", rgb=True)
+    channel = dock(viewer, qtbot, "Channel filter")
+    channel.image.value = viewer.layers["photo"]
+    channel.operation.value = "depthwise"
+    channel.kernel.value = "box (mean)"
+    channel.output.value = "split"
+    names = [f"photo [depthwise box 3 {colour}]" for colour in ("red", "green", "blue")]
+    check("2048² RGB split: 3 new layers", channel, channel.run, remover(*names))
+    assert all(viewer.layers[n].visible for n in names)
+    viewer.layers.remove("photo")
+    for n in names:
+        viewer.layers.remove(n)
+
+    stack = rng.random((16, 2048, 2048), dtype=np.float32)
+    viewer.add_image(stack, name="stack")
+    kernel.image.value = viewer.layers["stack"]
+    check("16×2048² new layer", kernel, kernel.run, remover("stack [gaussian σ=3]"))
+    check("16×2048² update", kernel, kernel.run)
+    assert viewer.layers["stack [gaussian σ=3]"].data.shape == stack.shape
+
+    record_property("busiest_turn_and_gap_s", turns)
+    for label, (busy, gap) in turns.items():
+        print(f"{label}: GUI thread busiest turn {busy * 1000:.0f} ms, longest gap {gap * 1000:.0f} ms")
+    slow = {label: busy for label, (busy, _) in turns.items() if busy >= LONGEST_TURN}
+    assert not slow, f"turns of the event loop over {LONGEST_TURN * 1000:.0f} ms: {slow}"
+
+
+def test_lazy_results_get_their_contrast_limits_in_the_worker(viewer, qtbot, monkeypatch):
+    """napari would compute a lazy layer's range on its GUI thread (filtering
+    three planes there): the worker computes it, from the plane shown."""
+    import threading
+
+    import dask.array as da
+    from napari.layers.image import image as napari_image
+
+    stack = np.random.default_rng(22).random((5, 64, 80)).astype(np.float32)
+    stack[3] *= 10  # the plane shown has the widest range
+    viewer.add_image(da.from_array(stack, chunks=(1, 64, 80)), name="lazy")
+    viewer.dims.set_current_step(0, 3)
+    widget = dock(viewer, qtbot, "Kernel filter")
+    on_gui_thread = []
+
+    def spy(*args, _calc=napari_image.calc_data_range, **kwargs):
+        on_gui_thread.append(threading.current_thread() is threading.main_thread())
+        return _calc(*args, **kwargs)
+
+    monkeypatch.setattr(napari_image, "calc_data_range", spy)
+    layer = run(widget, qtbot, viewer, "lazy [gaussian σ=2]")
+    assert type(layer.data).__module__.startswith("dask")
+    run(widget, qtbot, viewer, "lazy [gaussian σ=2]")  # updated
+    qtbot.wait(100)
+    assert not any(on_gui_thread)
+    shown = sc.filter2d(stack[3], widget.current_kernel())
+    assert layer.contrast_limits == pytest.approx([shown.min(), shown.max()], rel=1e-4)
 
 
 def test_help_links(viewer, qtbot):

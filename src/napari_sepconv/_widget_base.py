@@ -335,6 +335,9 @@ class Job:
     preview_halo: int = 0
     #: (axis of the channels-last result, offset): the plane a preview keeps
     crop: tuple | None = None
+    #: the viewer's position (world coordinates) when the run started: the
+    #: plane of a lazy result whose range gives its contrast limits
+    view_point: tuple | None = None
 
     @property
     def steps(self) -> int:
@@ -404,7 +407,9 @@ class Job:
 
     def finish(self, result: Any) -> list[tuple]:
         """The result as layer data tuples, with their contrast limits worked
-        out here (in the worker thread: on a large result that takes a while)."""
+        out here (in the worker thread: on a large result that takes a while,
+        and napari would do it on its GUI thread). A lazy result's limits come
+        from the plane shown at ``view_point`` (see :func:`lazy_contrast_limits`)."""
         if self.crop is not None:
             axis, offset = self.crop
             result = np.take(result, [offset], axis=axis)
@@ -414,7 +419,10 @@ class Job:
             self = replace(self, source=replace(self.source, geometry=geometry), crop=None)
         layers = self.layers(result)
         for data, kwargs, _ in layers:
-            limits = contrast_limits(data, kwargs.get("rgb", False))
+            if is_dask(data):
+                limits = lazy_contrast_limits(data, kwargs, self.view_point)
+            else:
+                limits = contrast_limits(data, kwargs.get("rgb", False))
             if limits is not None:
                 kwargs["contrast_limits"] = limits
         return layers
@@ -513,8 +521,8 @@ def _image(data: Any, name: str, metadata: dict, **kwargs: Any) -> tuple:
 
 
 def contrast_limits(data: Any, rgb: bool = False) -> tuple[float, float] | None:
-    """The finite range of an in-memory result (None for lazy data, whose
-    values napari reads as it shows them)."""
+    """The finite range of an in-memory result (None for lazy data: see
+    :func:`lazy_contrast_limits`)."""
     if not isinstance(data, np.ndarray) or data.size == 0:
         return None
     if rgb and data.dtype == np.uint8:
@@ -528,6 +536,50 @@ def contrast_limits(data: Any, rgb: bool = False) -> tuple[float, float] | None:
     if high <= low:
         high = low + 1.0
     return (low, high)
+
+
+#: a lazy plane larger than this (pixels) gives its limits from a central part
+_LARGEST_LIMITS_PLANE = 4096 * 4096
+
+
+def lazy_contrast_limits(
+    data: Any, kwargs: dict, point: Sequence[float] | None
+) -> tuple[float, float] | None:
+    """Contrast limits of a lazy (dask) result layer, from the plane napari
+    shows first: the one at ``point`` (world coordinates, as
+    ``viewer.dims.point``), the middle plane along axes ``point`` does not
+    reach. ``kwargs`` are the layer's (scale, translate, rgb).
+
+    Computed in the calling thread, so napari need not compute a range of the
+    lazy data on its GUI thread (it would filter three planes there).
+    """
+    rgb = bool(kwargs.get("rgb", False))
+    layer_ndim = data.ndim - rgb
+    lead = layer_ndim - 2
+    if lead < 0 or data.size == 0:
+        return None
+    scale = list(kwargs.get("scale", (1.0,) * layer_ndim))
+    translate = list(kwargs.get("translate", (0.0,) * layer_ndim))
+    point = list(point or ())
+    index = []
+    for axis in range(lead):
+        n = data.shape[axis]
+        i = n // 2
+        world_axis = len(point) - layer_ndim + axis  # napari aligns layers' last axes
+        if world_axis >= 0 and scale[axis]:
+            position = (float(point[world_axis]) - float(translate[axis])) / float(scale[axis])
+            if math.isfinite(position):
+                i = int(round(position))
+        index.append(min(max(i, 0), n - 1))
+    plane = data[tuple(index)]
+    height, width = plane.shape[:2]
+    if height * width > _LARGEST_LIMITS_PLANE:
+        side = math.isqrt(_LARGEST_LIMITS_PLANE)
+        top, left = max(0, (height - side) // 2), max(0, (width - side) // 2)
+        plane = plane[top : top + side, left : left + side]
+    with LIBRARY_LOCK:
+        plane = np.asarray(plane.compute(scheduler="synchronous"))
+    return contrast_limits(plane, rgb)
 
 
 def _channel_colormaps(channels: int, rgb: bool) -> list[str]:

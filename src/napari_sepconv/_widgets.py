@@ -13,9 +13,12 @@ Python (``layer.metadata["sepconv"]["python"]``): "Copy as Python" copies it,
 "Export script" writes every step taken in the viewer as one script.
 """
 
+import collections
 import contextlib
 import queue
 import threading
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -124,6 +127,8 @@ class _FilterWidget(FunctionGui):
         self._viewer = napari_viewer
         self._closed = False
         self._runs: dict = {}  # worker -> its cancel event: runs not yet finished
+        self._showing: set = set()  # workers whose result is being shown
+        self._started = 0  # runs started
         self._worker: Any = None
         self._warm: dict = {}  # settings key -> warm-up done (threading.Event)
         self._ran: set = set()  # settings keys that have run once
@@ -133,6 +138,8 @@ class _FilterWidget(FunctionGui):
         self._preview_cancel: threading.Event | None = None
         self._preview_generation = 0
         self._preview_done: tuple | None = None
+        self._preview_showing = False  # a preview's layers are being shown
+        self._preview_pending: tuple | None = None  # a newer preview, shown after that
         self._build_extras()
         self._updating = False
         self._select_active_layer()
@@ -202,7 +209,7 @@ class _FilterWidget(FunctionGui):
     @property
     def previewing(self) -> bool:
         """True while a preview is pending or being computed."""
-        return self._preview_timer.isActive() or self._preview_cancel is not None
+        return self._preview_timer.isActive() or self._preview_cancel is not None or self._preview_showing
 
     def python(self) -> str:
         """The Python of the selected sepconv result, else of this widget's latest."""
@@ -274,12 +281,13 @@ class _FilterWidget(FunctionGui):
         self.cancel()  # a newer run replaces a running one
         self._stop_preview()
         cancel = threading.Event()
-        worker = start_job(self._viewer, job, self.title, cancel=cancel, start=False)
-        worker.returned.connect(self._on_result)
+        worker = start_job(self._viewer, job, self.title, cancel=cancel, start=False, show=False)
+        worker.returned.connect(partial(self._on_result, worker, key))
         worker.yielded.connect(self._on_progress)
         worker.finished.connect(partial(self._on_finished, worker, key))
         self._worker = worker
         self._runs[worker] = cancel
+        self._started += 1
         self._progress.max = job.steps
         self._progress.value = 0
         first = not self._is_ready(key)
@@ -308,14 +316,32 @@ class _FilterWidget(FunctionGui):
         self._progress.visible = True
         self._progress.value = min(done, self._progress.max)
 
-    def _on_result(self, result: Any) -> None:
-        if self._closed or not isinstance(result, list):
-            return
-        self._clear_preview_layers(keep=[])
-        self._last_result = [layer for layer in result if layer is not None]
+    def _on_result(self, worker: Any, key: tuple, result: Any) -> None:
+        """Show the result; the run ends once it is shown (a step per turn of
+        the event loop, so that napari stays responsive), replacing the previews."""
+        self._showing.add(worker)
+        if not self._closed:
+            self._cancel.visible = False  # computed: too late to cancel
+        previews = []
+        if isinstance(result, list):  # layers (not a failure, nor None: cancelled)
+            previews, self._preview_layers = self._preview_layers, []
+        on_shown = partial(self._on_shown, worker, key)
+        _show_result(self._viewer, self.title, result, reuse=previews, on_shown=on_shown)
+
+    def _on_shown(self, worker: Any, key: tuple, layers: list) -> None:
+        self._showing.discard(worker)
+        if layers:
+            self._last_result = layers
+        self._end_run(worker, key)
 
     def _on_finished(self, worker: Any, key: tuple) -> None:
-        cancelled = self._runs.pop(worker, threading.Event()).is_set()
+        if worker not in self._showing:  # else the run ends once its result is shown
+            self._end_run(worker, key)
+
+    def _end_run(self, worker: Any, key: tuple) -> None:
+        if worker not in self._runs:
+            return
+        cancelled = self._runs.pop(worker).is_set()
         if not cancelled:
             self._ran.add(key)
         if worker is self._worker and not self._closed:
@@ -414,17 +440,35 @@ class _FilterWidget(FunctionGui):
             return
         if result is None:
             return
+        if self._preview_showing:  # shown once the preview being shown is
+            self._preview_pending = (generation, result)
+            return
         self._status.visible = False
-        shown = []
-        for i, (data, kwargs, _) in enumerate(result):
+        layers = []
+        for data, kwargs, kind in result:
             kwargs = {**kwargs, "name": kwargs["name"] + " (preview)"}
             kwargs["metadata"] = {"sepconv_preview": self.title}
-            old = self._preview_layers[i] if i < len(self._preview_layers) else None
-            if old is not None and old in self._viewer.layers and kwargs["name"] not in self._viewer.layers:
-                old.name = kwargs["name"]  # renamed and updated: much cheaper than a new layer
-            shown.append(show_image(self._viewer, data, replace_same_name=True, **kwargs))
-        self._clear_preview_layers(keep=shown)
-        self._preview_layers = shown
+            layers.append((data, kwargs, kind))
+        self._preview_showing = True
+        show_layers(
+            self._viewer,
+            layers,
+            title=self.title,
+            reuse=self._preview_layers,  # renamed and updated: much cheaper than new layers
+            replace_same_name=True,
+            on_shown=partial(self._preview_shown, self._started),
+        )
+
+    def _preview_shown(self, started: int, layers: list) -> None:
+        self._preview_showing = False
+        self._preview_layers = layers
+        pending, self._preview_pending = self._preview_pending, None
+        if self._closed or self._runs:
+            return  # a run is going: its result replaces the preview
+        if started != self._started or not self._preview_on():
+            self._clear_preview_layers(keep=[])  # a run's result replaced it, or preview is off
+        elif pending is not None:
+            self._show_preview(*pending)
 
     def _preview_failed(self, generation: int, error: BaseException) -> None:
         if generation == self._preview_generation and not self._closed:
@@ -717,11 +761,15 @@ def start_job(
     title: str,
     start: bool = True,
     cancel: threading.Event | None = None,
+    show: bool = True,
 ) -> Any:
     """Run ``job`` in a napari worker thread, with a cancellable progress bar
-    in napari's activity panel; its result goes into ``viewer``, and a wrong
-    input or setting is shown as an error notification. Returns the worker."""
+    in napari's activity panel; its result goes into ``viewer`` (unless
+    ``show`` is False: then the caller shows what the worker returns), and a
+    wrong input or setting is shown as an error notification. Returns the worker."""
     cancel = threading.Event() if cancel is None else cancel
+    # a lazy result's contrast limits come from the plane shown now
+    job = replace(job, view_point=tuple(float(p) for p in viewer.dims.point))
     worker = create_worker(_compute_layers, job, cancel, _ignore_errors=True)
     bar = _CancelableProgress(
         total=job.steps, desc=f"{title}: {job.source.name}", cancel_callback=worker.quit
@@ -733,7 +781,8 @@ def start_job(
 
     worker.yielded.connect(advance)
     worker.finished.connect(bar.close)
-    worker.returned.connect(partial(_show_result, viewer, title))
+    if show:
+        worker.returned.connect(partial(_show_result, viewer, title))
     worker.cancel_event = cancel
     if start:
         worker.start()
@@ -745,21 +794,188 @@ def _cancel_worker(worker: Any, cancel: threading.Event) -> None:
     worker.quit()
 
 
-def _show_result(viewer: Any, title: str, result: Any) -> list:
-    """Add (or update) the result's layers; returns them."""
-    if isinstance(result, _Failure):
-        _report(title, result.error)
-        return []
-    if result is None:  # cancelled
-        return []
-    shown = []
-    try:
-        for data, kwargs, _ in result:
-            shown.append(show_image(viewer, data, **kwargs))
-    except USER_ERRORS as error:
-        _report(title, error)
-    result[:] = shown  # the widget's handler, connected after this one, sees the layers
-    return shown
+def _show_result(
+    viewer: Any,
+    title: str,
+    result: Any,
+    reuse: Sequence[Any] = (),
+    on_shown: Callable[[list], None] | None = None,
+) -> None:
+    """Show what a worker returned: its layers (see :func:`show_layers`), or
+    the reason it failed. ``on_shown(layers)`` is called once they are shown
+    (at once with ``[]`` when the run failed or was cancelled)."""
+    if isinstance(result, _Failure) or result is None:  # None: cancelled
+        if isinstance(result, _Failure):
+            _report(title, result.error)
+        if on_shown is not None:
+            on_shown([])
+        return
+    show_layers(viewer, result, title=title, reuse=reuse, on_shown=on_shown)
+
+
+#: ms between the steps of showing a result (each step is one turn of napari's event loop)
+STEP_MS = 1
+
+
+class _Steps:
+    """Callables run one per turn of the Qt event loop, the first at once, so
+    that showing a result stalls napari for its slowest step, not for the sum
+    of them all. A step that fails on the input or settings is reported and
+    the others still run; ``done()`` is called after the last."""
+
+    def __init__(self, title: str, done: Callable[[], None]) -> None:
+        self._steps: collections.deque = collections.deque()
+        self._title = title
+        self._done = done
+
+    def add(self, step: Callable[[], Any]) -> None:
+        self._steps.append(step)
+
+    def start(self) -> None:
+        _SHOWING.add(self)  # Qt holds its timer's callback weakly
+        self._next()
+
+    def _next(self) -> None:
+        if not self._steps:
+            _SHOWING.discard(self)
+            self._done()
+            return
+        step = self._steps.popleft()
+        try:
+            step()
+        except USER_ERRORS as error:
+            _report(self._title, error)
+        except Exception:
+            self._steps.clear()  # end the display (so a widget does not stay busy), then raise
+            _SHOWING.discard(self)
+            self._done()
+            raise
+        QTimer.singleShot(STEP_MS, self._next)
+
+
+#: the results being shown
+_SHOWING: set = set()
+
+
+def show_layers(
+    viewer: Any,
+    layers: Sequence[tuple],
+    *,
+    title: str = "",
+    reuse: Sequence[Any] = (),
+    replace_same_name: bool = False,
+    on_shown: Callable[[list], None] | None = None,
+) -> None:
+    """Show layer data tuples in ``viewer``, one step per turn of its event loop.
+
+    Each updates the layer made by the same call (:func:`show_image`'s rule),
+    else takes over a layer of ``reuse`` (the previews it replaces: renamed
+    and updated, far cheaper than a new layer), else is added as a new layer
+    in two steps: inserted hidden (napari builds its controls and visual),
+    then shown (sliced and drawn), where napari's ``add_image`` does both at
+    once: the slowest part of showing a result, one layer per turn. Layers
+    of ``reuse`` not taken over are removed. ``on_shown(layers)`` gets the
+    layers shown, in order, after the last step.
+    """
+    reuse = [layer for layer in reuse if layer in viewer.layers]
+    shown: list = []  # the layers shown, in order
+    added: list = []  # the new layers (None until inserted)
+    taken: set = set()  # ids of the layers of ``reuse`` taken over
+
+    def done() -> None:
+        if on_shown is not None:
+            on_shown([layer for layer in shown if layer in viewer.layers])
+
+    steps = _Steps(title, done)
+    for i, (data, kwargs, _) in enumerate(layers):
+        kwargs = dict(kwargs)
+        name = kwargs.pop("name")
+        layer = _layer_to_update(viewer, name, kwargs.get("metadata", {}), replace_same_name)
+        replaced = None
+        if layer is not None and not _updatable(layer, data, kwargs):
+            replaced, layer = layer, None  # of another kind: the new layer takes its place
+        if layer is None:
+            layer = _layer_to_take_over(reuse, taken, name, i, data, kwargs)
+            if layer is not None and replaced is not None:
+                steps.add(partial(_remove_layer, viewer, replaced))
+                replaced = None
+        if layer is not None:
+            taken.add(id(layer))
+            steps.add(partial(_step_update, viewer, layer, data, name, kwargs, shown))
+        else:
+            slot = len(added)
+            added.append(None)
+            steps.add(partial(_step_insert, viewer, data, name, kwargs, replaced, shown, added, slot))
+            steps.add(partial(_step_make_visible, viewer, added, slot))
+    for layer in reuse:
+        if id(layer) not in taken:
+            steps.add(partial(_remove_layer, viewer, layer))
+    steps.start()
+
+
+def _layer_to_take_over(reuse: list, taken: set, name: str, index: int, data: Any, kwargs: dict) -> Any:
+    """The layer of ``reuse`` that a result layer takes over: the preview of
+    that name, else the one at the same place in the list; None if unfit."""
+    free = [layer for layer in reuse if id(layer) not in taken]
+    named = [layer for layer in free if layer.name == f"{name} (preview)"]
+    if named:
+        candidate = named[0]
+    elif index < len(reuse) and id(reuse[index]) not in taken:
+        candidate = reuse[index]
+    else:
+        return None
+    return candidate if _updatable(candidate, data, kwargs) else None
+
+
+def _layer_to_update(viewer: Any, name: str, metadata: dict, replace_same_name: bool) -> Any:
+    """The layer a result named ``name`` updates: the one of that name made
+    by the same call (or, with ``replace_same_name``, any of that name)."""
+    layer = viewer.layers[name] if name in viewer.layers else None
+    if layer is not None and not replace_same_name and not _same_call(layer, metadata):
+        layer = None  # keep it: a result of other settings
+        for candidate in viewer.layers:
+            if candidate.name.startswith(name) and _same_call(candidate, metadata):
+                return candidate
+    return layer
+
+
+def _updatable(layer: Any, data: Any, kwargs: dict) -> bool:
+    return (
+        isinstance(layer, Image)
+        and not layer.multiscale
+        and layer.rgb == kwargs.get("rgb", False)
+        and layer.data.ndim == np.ndim(data)
+    )
+
+
+def _step_update(viewer: Any, layer: Any, data: Any, name: str, kwargs: dict, shown: list) -> None:
+    if layer in viewer.layers:
+        update_image(layer, data, name, kwargs)
+        shown.append(layer)
+
+
+def _step_insert(
+    viewer: Any, data: Any, name: str, kwargs: dict, replaced: Any, shown: list, added: list, slot: int
+) -> None:
+    index = len(viewer.layers)
+    if replaced is not None and replaced in viewer.layers:
+        index = viewer.layers.index(replaced)
+        viewer.layers.remove(replaced)
+    layer = Image(data, name=name, multiscale=False, visible=False, **kwargs)
+    viewer.layers.insert(index, layer)  # napari selects it
+    added[slot] = layer
+    shown.append(layer)
+
+
+def _step_make_visible(viewer: Any, added: list, slot: int) -> None:
+    layer = added[slot]
+    if layer is not None and layer in viewer.layers:
+        layer.visible = True  # sliced and drawn now, a turn after it was inserted
+
+
+def _remove_layer(viewer: Any, layer: Any) -> None:
+    if layer in viewer.layers:
+        viewer.layers.remove(layer)
 
 
 def _same_call(layer: Any, metadata: dict) -> bool:
@@ -768,46 +984,52 @@ def _same_call(layer: Any, metadata: dict) -> bool:
     return bool(old) and all(old.get(k) == new.get(k) for k in keys)
 
 
+def update_image(layer: Image, data: Any, name: str, kwargs: dict) -> Image:
+    """Give an existing Image layer new data and the settings in ``kwargs``.
+
+    Contrast limits given in ``kwargs`` are used as they are (working them
+    out here would stall napari on a large result); each other setting is set
+    only where it differs, as each change redraws the layer.
+    """
+    if layer.name != name:
+        layer.name = name
+    limits = kwargs.get("contrast_limits")
+    if limits is not None:
+        # the new range first, so that napari does not clip the old limits to it
+        # nor work out a range from the data
+        if not _same_value(layer.contrast_limits_range, limits):
+            layer.contrast_limits_range = limits
+        if not _same_value(layer.contrast_limits, limits):
+            layer.contrast_limits = limits
+    layer.data = data
+    for key in ("scale", "translate", "units", "axis_labels", "rotate", "shear", "affine"):
+        if key in kwargs and not _same_value(getattr(layer, key), kwargs[key]):
+            setattr(layer, key, kwargs[key])
+    layer.metadata = kwargs.get("metadata", {})
+    if limits is None:
+        layer.reset_contrast_limits_range()
+        layer.reset_contrast_limits()
+    return layer
+
+
 def show_image(viewer: Any, data: Any, *, name: str, replace_same_name: bool = False, **kwargs: Any) -> Image:
-    """Add an Image layer, or update the one made by the same call.
+    """Add an Image layer, or update the one made by the same call, at once
+    (:func:`show_layers` does it in steps).
 
     A layer of that name made by another call (other settings) is kept and
-    the new one gets a name napari makes unique; a preview layer
-    (``replace_same_name``) always updates the one of its name. Contrast
-    limits given in ``kwargs`` are used as they are (working them out here
-    would stall napari on a large result).
+    the new one gets a name napari makes unique; ``replace_same_name``
+    updates any layer of that name. Contrast limits given in ``kwargs`` are
+    used as they are (working them out here would stall napari on a large
+    result).
     """
-    layer = viewer.layers[name] if name in viewer.layers else None
-    metadata = kwargs.get("metadata", {})
-    if layer is not None and not replace_same_name and not _same_call(layer, metadata):
-        layer = None  # keep it: a result of other settings
-        for candidate in viewer.layers:
-            if candidate.name.startswith(name) and _same_call(candidate, metadata):
-                layer = candidate
-                break
-    rgb = kwargs.get("rgb", False)
-    if isinstance(layer, Image) and layer.rgb == rgb and layer.data.ndim == np.ndim(data):
-        limits = kwargs.get("contrast_limits")
-        layer.data = data
-        for key in ("scale", "translate", "units", "axis_labels", "rotate", "shear", "affine"):
-            # each change redraws the layer: set only what differs
-            if key in kwargs and not _same_value(getattr(layer, key), kwargs[key]):
-                setattr(layer, key, kwargs[key])
-        layer.metadata = metadata
-        if limits is not None:
-            if not _same_value(layer.contrast_limits_range, limits):
-                layer.contrast_limits_range = limits
-            if not _same_value(layer.contrast_limits, limits):
-                layer.contrast_limits = limits
-        else:
-            layer.reset_contrast_limits_range()
-            layer.reset_contrast_limits()
-        return layer
+    layer = _layer_to_update(viewer, name, kwargs.get("metadata", {}), replace_same_name)
+    if layer is not None and _updatable(layer, data, kwargs):
+        return update_image(layer, data, name, kwargs)
     index = None
-    if layer is not None:  # a preview of another kind: replace it in place
+    if layer is not None:  # a layer of another kind: replace it in place
         index = viewer.layers.index(layer)
         viewer.layers.remove(layer)
-    new = viewer.add_image(data, name=name, **kwargs)
+    new = viewer.add_image(data, name=name, multiscale=False, **kwargs)
     if index is not None:
         viewer.layers.move(viewer.layers.index(new), index)
     return new
