@@ -419,6 +419,32 @@ def test_preview_debounces_and_drops_stale_runs(viewer, qtbot):
     assert not any(layer.name.endswith("(preview)") for layer in viewer.layers)
 
 
+def test_split_preview_is_named_by_channel_and_run_takes_it_over(viewer, qtbot):
+    photo = np.random.default_rng(23).integers(0, 256, (3, 30, 40, 3), dtype=np.uint8)
+    viewer.add_image(photo, name="photo", rgb=True)
+    widget = dock(viewer, qtbot, "Channel filter")
+    widget.operation.value = "depthwise"
+    widget.kernel.value = "box (mean)"
+    widget.output.value = "split"
+    viewer.dims.set_current_step(0, 1)
+    widget._preview.value = True
+    names = [f"photo [depthwise box 3 {colour}]" for colour in ("red", "green", "blue")]
+    qtbot.waitUntil(
+        lambda: not widget.previewing and names[2] + " (preview)" in viewer.layers, timeout=TIMEOUT
+    )
+    previews = [viewer.layers[name + " (preview)"] for name in names]
+    assert all(layer.data.shape == (1, 30, 40) for layer in previews)
+    run(widget, qtbot, viewer, names[2])
+    assert [layer.name for layer in viewer.layers] == ["photo", *names]
+    assert [viewer.layers[name] for name in names] == previews  # the same layers, renamed and updated
+    expected = sc.depthwise_filter(photo / 255.0, np.ones((3, 3, 3)) / 9, channel_axis=-1)
+    for c, name in enumerate(names):
+        layer = viewer.layers[name]
+        assert layer.visible and layer.data.shape == photo.shape[:3]
+        np.testing.assert_allclose(layer.data, expected[..., c], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(layer.translate, 0.0)
+
+
 def test_preview_latency_on_a_2048_plane(viewer, qtbot, record_property):
     image = np.random.default_rng(11).random((2048, 2048)).astype(np.float32)
     viewer.add_image(image, name="big")

@@ -403,7 +403,9 @@ class Job:
             start, stop = max(0, i - self.preview_halo), min(n, i + self.preview_halo + 1)
             regions[axis] = slice(start, stop)
             crop = (axis - (source.channel_axis is not None and source.channel_axis < axis), i - start)
-        return replace(self, source=source.sliced(regions), crop=crop, metadata={})
+        # the preview's layers are named as the result's (split channels by their channel)
+        names = {k: v for k, v in self.metadata.items() if k == "channel_names"}
+        return replace(self, source=source.sliced(regions), crop=crop, metadata=names)
 
     def finish(self, result: Any) -> list[tuple]:
         """The result as layer data tuples, with their contrast limits worked
