@@ -111,16 +111,16 @@ class Plan:
 def _key(value):
     """A hashable stand-in for one argument; the type is kept, so ``True`` is not ``1``."""
     kind = type(value)
+    if kind is np.ndarray:  # kernels: the most frequent of the non-plain arguments
+        return value.dtype.str, value.shape, value.tobytes()
     if value is None or kind is str:
         return value
     if kind in (int, float, bool) or isinstance(value, np.generic):
         return kind, value
     if kind in (list, tuple):
-        return kind, tuple(_key(v) for v in value)
+        return kind, tuple(map(_key, value))
     if kind is dict:
         return kind, tuple((_key(k), _key(v)) for k, v in value.items())
-    if kind is np.ndarray:
-        return value.dtype.str, value.shape, value.tobytes()
     if isinstance(value, (type, np.dtype)):
         return kind, value
     raise TypeError("not a plan key")
@@ -142,7 +142,7 @@ def get_plan(build, image, backend, *args):
         if _PLAIN.issuperset(types):  # the common case: the arguments and their types
             key = (build, resolved, shape, dtype, args, types)
         else:
-            key = (build, resolved, shape, dtype, tuple(_key(a) for a in args))
+            key = (build, resolved, shape, dtype, tuple(map(_key, args)))
         plan = _cache.get(key)
     except TypeError:
         return build(tuple(shape), np.dtype(dtype), resolved, *args)
