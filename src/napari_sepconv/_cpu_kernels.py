@@ -360,9 +360,8 @@ def _correlate_lines(src, offsets, weights, symmetry, mode, cval, out, block):
             out[line, :] = acc
 
 
-def _tap_row(src, o, position, n, mode, outside):
-    """Row ``position`` of ``src[o]`` as the border mode reads it (``outside`` beyond it)."""
-    q = _source_index(position, n, mode)
+def _tap_row(src, o, q, outside):
+    """Row ``q`` of ``src[o]``, or ``outside`` where the border mode reads none (``q < 0``)."""
     return src[o, q] if q >= 0 else outside
 
 
@@ -372,44 +371,45 @@ _tap_row = numba.njit(inline="always", cache=False)(_tap_row)
 def _correlate_rows(src, offsets, weights, symmetry, mode, cval, out, block):
     """1-D correlation along axis 1 of ``src`` (outer, n, inner), vectorised over ``inner``.
 
-    Same summation order as ``_correlate_lines``.
+    Same summation order as ``_correlate_lines``. The source row of each tap
+    is found once per output row (one border-mode lookup in the code, which
+    keeps the compiled kernel small).
     """
     n_outer, n, inner = src.shape
     k = offsets.size
     n_blocks = (n + block - 1) // block
+    first = k // 2 if symmetry != 0 else k - 1
+    pairs = k // 2 if symmetry != 0 else k - 1
     for task in prange(n_outer * n_blocks):
         o = task // n_blocks
         first_row = (task % n_blocks) * block
         acc = np.empty(inner, out.dtype)
+        rows = np.empty(k, np.int64)  # the source row of each tap, -1 outside the image
         # rows outside the image (constant mode, where the caller made src float)
         outside = np.empty(inner, src.dtype)
         outside[:] = cval
         for i in range(first_row, min(n, first_row + block)):
-            first = k // 2 if symmetry != 0 else k - 1
-            q = _source_index(i + offsets[first], n, mode)
-            row = src[o, q] if q >= 0 else outside
+            for t in range(k):
+                rows[t] = _source_index(i + offsets[t], n, mode)
+            row = _tap_row(src, o, rows[first], outside)
             for j in range(inner):
                 acc[j] = row[j] * weights[first]
-            pairs = k // 2 if symmetry != 0 else k - 1
             t = 0
             while t < pairs:
+                # tap pair t reads rows[t] and, when symmetric, rows[k - 1 - t]
                 if pairs - t >= 4:  # four pairs in one sweep
+                    b0 = k - 1 - t if symmetry != 0 else t
+                    step = -1 if symmetry != 0 else 1
                     _accumulate_taps4(
                         acc,
-                        _tap_row(src, o, i + offsets[t], n, mode, outside),
-                        _tap_row(src, o, i + offsets[k - 1 - t if symmetry != 0 else t], n, mode, outside),
-                        _tap_row(src, o, i + offsets[t + 1], n, mode, outside),
-                        _tap_row(
-                            src, o, i + offsets[k - 2 - t if symmetry != 0 else t + 1], n, mode, outside
-                        ),
-                        _tap_row(src, o, i + offsets[t + 2], n, mode, outside),
-                        _tap_row(
-                            src, o, i + offsets[k - 3 - t if symmetry != 0 else t + 2], n, mode, outside
-                        ),
-                        _tap_row(src, o, i + offsets[t + 3], n, mode, outside),
-                        _tap_row(
-                            src, o, i + offsets[k - 4 - t if symmetry != 0 else t + 3], n, mode, outside
-                        ),
+                        _tap_row(src, o, rows[t], outside),
+                        _tap_row(src, o, rows[b0], outside),
+                        _tap_row(src, o, rows[t + 1], outside),
+                        _tap_row(src, o, rows[b0 + step], outside),
+                        _tap_row(src, o, rows[t + 2], outside),
+                        _tap_row(src, o, rows[b0 + 2 * step], outside),
+                        _tap_row(src, o, rows[t + 3], outside),
+                        _tap_row(src, o, rows[b0 + 3 * step], outside),
                         weights[t],
                         weights[t + 1],
                         weights[t + 2],
@@ -418,8 +418,8 @@ def _correlate_rows(src, offsets, weights, symmetry, mode, cval, out, block):
                     )
                     t += 4
                 else:
-                    row_a = _tap_row(src, o, i + offsets[t], n, mode, outside)
-                    row_b = _tap_row(src, o, i + offsets[k - 1 - t if symmetry != 0 else t], n, mode, outside)
+                    row_a = _tap_row(src, o, rows[t], outside)
+                    row_b = _tap_row(src, o, rows[k - 1 - t if symmetry != 0 else t], outside)
                     _accumulate_taps(acc, row_a, row_b, weights[t], symmetry)
                     t += 1
             out[o, i, :] = acc
