@@ -18,10 +18,10 @@ import numpy as np
 from . import _validation
 from ._boundary import CONSTANT
 from ._cpu_kernels import (
-    _NATIVE_INPUTS,
     MAGNITUDE,
     ROWS_PER_TASK,
     SUM,
+    _Kernel,
     correlate_2d,
     correlate_lines,
     correlate_rows,
@@ -29,7 +29,6 @@ from ._cpu_kernels import (
     depthwise_passes_2d,
     depthwise_planar,
     edge_magnitude_3x3,
-    kernel_input,
     separable_2d_kernel,
 )
 from ._lowering import (
@@ -116,12 +115,9 @@ def run(kernel, *args, taps=DEFAULT_TAPS):
     converted by ``kernel_input`` where its type or layout asks for it.
     """
     global _layer_checked, _serialise
-    dispatcher = getattr(kernel, "dispatcher", None)
-    if dispatcher is not None:
-        src = args[0]
-        if src.dtype not in _NATIVE_INPUTS or not src.flags.c_contiguous:
-            args = (kernel_input(src, args[kernel.out_arg].dtype), *args[1:])
-        kernel = dispatcher
+    if isinstance(kernel, _Kernel):
+        args = kernel.inputs(args)
+        kernel = kernel.dispatcher
     if _layer_checked and not _serialise:
         return _call(kernel, args, taps)
     with _layer_lock:
@@ -268,21 +264,29 @@ def finish_magnitude(out, divisor):
     out /= out.dtype.type(divisor)
 
 
+def _prepare_planes(kernel, top, left, dtype):
+    """``correlate_planes``' taps: the offsets and weights of ``kernel``'s non-zero entries."""
+    ys, xs = np.nonzero(kernel)
+    if ys.size == 0:  # all-zero kernel: one zero tap keeps NaN handling as scipy's
+        ys, xs = np.array([top]), np.array([left])
+    return (ys - top).astype(np.int64), (xs - left).astype(np.int64), as_type(kernel[ys, xs], dtype)
+
+
 def correlate_planes(src, kernel, top, left, mode_y, mode_x, cval, out):
     """Direct 2-D correlation over the last two axes, zero weights left out."""
     if out.size == 0:
         return
     h, w = src.shape[-2:]
     dtype = out.dtype
-    ys, xs = np.nonzero(kernel)
-    if ys.size == 0:  # all-zero kernel: one zero tap keeps NaN handling as scipy's
-        ys, xs = np.array([top]), np.array([left])
+    tap_y, tap_x, tap_w = _prepared.get(
+        (kernel,), (dtype, top, left), _prepare_planes, kernel, top, left, dtype
+    )
     run(
         correlate_2d,
         src.reshape(-1, h, w),
-        (ys - top).astype(np.int64),
-        (xs - left).astype(np.int64),
-        as_type(kernel[ys, xs], dtype),
+        tap_y,
+        tap_x,
+        tap_w,
         mode_y,
         mode_x,
         dtype.type(cval),
@@ -315,14 +319,26 @@ PLANAR_VALUES = 1 << 19
 PLANAR_ROWS = 16
 
 
+def _prepare_depthwise(kernels, dtype):
+    """``depthwise``'s tables for ``kernels``: planar columns and their density, or the taps
+    with their weights tiled over a chunk of pixels (see ``TILE_VALUES``)."""
+    if kernels.shape[1] * kernels.shape[2] >= PLANAR_TAPS:
+        columns = as_type(np.swapaxes(kernels, 1, 2), dtype)  # (C*M, kw, kh)
+        return columns, np.all(columns != 0, axis=2)
+    tap_y, tap_x, tap_w, has_zero = depthwise_taps(kernels, dtype)
+    n_out = tap_w.shape[1]
+    tiles = np.ascontiguousarray(np.tile(tap_w, (1, -(-TILE_VALUES // n_out))))
+    return tap_y, tap_x, tiles, has_zero
+
+
 def depthwise(src, kernels, multiplier, mode_y, mode_x, cval, out, row_start=0):
     """Per-channel correlation of ``src`` (P, H, W, C) into ``out`` (P, R, W, C*M)."""
     if out.size == 0:
         return
     n_out, kh, kw = kernels.shape
+    tables = _prepared.get((kernels,), out.dtype, _prepare_depthwise, kernels, out.dtype)
     if kh * kw >= PLANAR_TAPS:
-        columns = as_type(np.swapaxes(kernels, 1, 2), out.dtype)  # (C*M, kw, kh)
-        dense = np.all(columns != 0, axis=2)
+        columns, dense = tables
         rows = min(PLANAR_ROWS, out.shape[1]) + kh - 1
         chunk = max(64, PLANAR_VALUES // (n_out * rows) - (kw - 1))
         run(
@@ -342,24 +358,17 @@ def depthwise(src, kernels, multiplier, mode_y, mode_x, cval, out, row_start=0):
             PLANAR_ROWS,
         )
         return
-    tap_y, tap_x, tap_w, has_zero = depthwise_taps(kernels, out.dtype)
-    n_out = tap_w.shape[1]
-    chunk = max(1, CHUNK_VALUES // n_out)
-    tiles = np.ascontiguousarray(np.tile(tap_w, (1, -(-TILE_VALUES // n_out))))
     run(
         depthwise_2d,
         src,
-        tap_y,
-        tap_x,
-        tiles,
-        has_zero,
+        *tables,
         multiplier,
         mode_y,
         mode_x,
         out.dtype.type(cval),
         row_start,
         out,
-        chunk,
+        max(1, CHUNK_VALUES // n_out),
         ROWS_PER_TASK,
     )
 
@@ -429,10 +438,9 @@ def depthwise_passes(src, columns, rows, multiplier, mode_y, mode_x, cval, pad_x
     if out.size == 0:
         return
     dtype = out.dtype
-    col_off, col_w, col_zero = shared_taps(columns, dtype)
-    row_off, row_w, row_zero = shared_taps(rows, dtype)
-    chunk, col_tiles = _chunk_and_tiles(col_w, col_w.shape[1])
-    _, row_tiles = _chunk_and_tiles(row_w, row_w.shape[1])
+    chunk, col_off, col_tiles, col_zero, row_off, row_tiles, row_zero, pads = _prepared.get(
+        (columns, rows, pad_x), dtype, _prepare_depthwise_passes, columns, rows, pad_x, dtype
+    )
     run(
         depthwise_passes_2d,
         src,
@@ -446,12 +454,21 @@ def depthwise_passes(src, columns, rows, multiplier, mode_y, mode_x, cval, pad_x
         mode_y,
         mode_x,
         dtype.type(cval),
-        as_type(pad_x, dtype),
+        pads,
         row_start,
         out,
         chunk,
         ROWS_PER_TASK,
     )
+
+
+def _prepare_depthwise_passes(columns, rows, pad_x, dtype):
+    """``depthwise_passes``' tables: both passes' taps, weights tiled over a chunk, pads."""
+    col_off, col_w, col_zero = shared_taps(columns, dtype)
+    row_off, row_w, row_zero = shared_taps(rows, dtype)
+    chunk, col_tiles = _chunk_and_tiles(col_w, col_w.shape[1])
+    _, row_tiles = _chunk_and_tiles(row_w, row_w.shape[1])
+    return chunk, col_off, col_tiles, col_zero, row_off, row_tiles, row_zero, as_type(pad_x, dtype)
 
 
 def channels_last(arr, channel_axis):

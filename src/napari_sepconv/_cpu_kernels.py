@@ -189,7 +189,7 @@ def kernel_input(src, out_dtype):
 
 
 class _Kernel:
-    """A parallel kernel called with its input converted by ``kernel_input``.
+    """A parallel kernel whose input ``inputs`` converts by ``kernel_input`` before a call.
 
     ``out_arg`` is the position of the output array, whose float type the
     input is converted for. The compiled dispatcher is ``dispatcher``.
@@ -201,8 +201,13 @@ class _Kernel:
         self.__name__ = func.__name__.lstrip("_")
         self.__doc__ = func.__doc__
 
-    def __call__(self, src, *args):
-        return self.dispatcher(kernel_input(src, args[self.out_arg - 1].dtype), *args)
+    def inputs(self, args):
+        """The call's arguments with its input (``args[0]``) converted by ``kernel_input``
+        where its type or layout asks for it (``_cpu.run`` calls ``dispatcher`` with them)."""
+        src = args[0]
+        if src.dtype in _NATIVE_INPUTS and src.flags.c_contiguous:
+            return args
+        return (kernel_input(src, args[self.out_arg].dtype), *args[1:])
 
 
 @numba.extending.intrinsic

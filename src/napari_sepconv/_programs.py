@@ -19,9 +19,10 @@ from ._validation import input_scale
 
 def _copy_into(engine, out, result):
     """Fill a caller's ``out`` (scikit-image's ``out=``) with ``result``."""
-    if out is None or out is result:
-        return out if out is not None else result
-    engine.copy_into(out, result)
+    if out is None:
+        return result
+    if out is not result:  # not already written there (``_direct_target``)
+        engine.copy_into(out, result)
     return out
 
 
