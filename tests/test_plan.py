@@ -141,6 +141,36 @@ def test_small_calls_run_on_one_thread_with_the_same_values(rng, monkeypatch):
     assert seen and _cpu.numba.get_num_threads() == threads_before  # restored after the call
 
 
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda image: sc.sobel(image),
+        lambda image: sc.scharr(image, mode="constant", cval=0.5),
+        lambda image: sc.separable_filter(image, [np.arange(1.0, 6.0), np.array([1.0, -2.0, 1.0])]),
+        lambda image: sc.gaussian(image, 1.5, mode="wrap"),
+        lambda image: sc.filter2d(  # rank 2: a sum of two separable terms
+            image, np.outer(np.arange(1.0, 8.0), np.ones(7)) - np.outer(np.ones(7), np.arange(7.0) % 3)
+        ),
+    ],
+)
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32, np.float64])
+def test_a_bound_call_gives_the_general_paths_values(rng, call, dtype):
+    """A plan's program keeps a shortcut for its next host calls (``TermsProgram._bind``); it
+    must give what the general path gives, bit for bit, NaN and odd layouts included."""
+    image = (rng.random((23, 31)) * 200).astype(dtype)
+    if dtype in (np.float32, np.float64):
+        image[4, 5] = np.nan  # a sum of terms falls back to the direct kernel
+    first = call(image)  # binds
+    assert np.array_equal(call(image), first, equal_nan=True)
+    plans = [p for p in _plan._cache.values() if p.program.__class__.__name__ == "TermsProgram"]
+    assert any(b is not None for p in plans for b in p.program._bound.values())  # taken
+    general = np.empty_like(first)
+    _plan.execute(plans[-1], image, general)  # ``out=``: the general path
+    assert np.array_equal(general, first, equal_nan=True)
+    strided = np.asfortranarray(image)  # converted by the kernel's input step
+    assert np.array_equal(call(strided), first, equal_nan=True)
+
+
 def test_the_serial_choice_weighs_the_taps_of_the_call(rng, monkeypatch):
     image = rng.random((64, 70)).astype(np.float32)
     # between a 3x3 edge magnitude's work (10 taps an output) and a 15x15 separable filter's (30)

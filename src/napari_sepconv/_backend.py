@@ -26,7 +26,15 @@ import numpy as np
 
 BACKENDS = ("auto", "cpu", "cuda")
 
-_chosen = threading.local()  # each thread's own choice: napari workers cannot change the GUI's
+
+class _Choice(threading.local):
+    """Each thread's own backend choice (napari workers cannot change the GUI's); ``None``
+    until the thread sets one (a class default: no failed attribute lookup per call)."""
+
+    default = None
+
+
+_chosen = _Choice()
 
 
 class BackendUnavailableError(RuntimeError):
@@ -92,7 +100,7 @@ def set_backend(backend):
     _check_name(backend)
     if backend == "cuda":
         cuda_unavailable_reason(raise_error=True)
-    previous = getattr(_chosen, "default", None)
+    previous = _chosen.default
     _chosen.default = None if backend == "auto" else backend
     return _BackendChoice(previous)
 
@@ -115,7 +123,7 @@ except AttributeError:  # an os.environ without its CPython internals
 
 def get_backend():
     """The backend ``'auto'`` uses for host arrays in this thread: ``'cpu'`` or ``'cuda'``."""
-    chosen = getattr(_chosen, "default", None)
+    chosen = _chosen.default
     if chosen is not None:
         return chosen
     env = _environment_backend()

@@ -8,6 +8,7 @@ not thread-safe). ``_engine.Engine`` documents the interface; the CUDA engine
 This module imports Numba and is imported on first use only (``_backend``).
 """
 
+import functools
 import os
 import sys
 import threading
@@ -214,11 +215,32 @@ _NO_FLAGS = np.zeros(1, np.uint8)
 
 def separable_2d(src, cols, rows, mode_y, mode_x, cval, pad_x, combine, divisor, accumulate, out):
     """Fused separable terms over the last two axes of ``src`` (any leading axes)."""
-    if out.size == 0:
-        return
-    h, w = src.shape[-2:]
-    dtype = out.dtype
-    kernel, arguments, summed, taps = _prepared.get(
+    prepared = _prepared_separable_2d(
+        cols, rows, mode_y, mode_x, cval, pad_x, combine, divisor, accumulate, out.dtype
+    )
+    return _run_separable_2d(prepared, mode_y, out.dtype, src, out)
+
+
+def bind_separable_2d(fused, dtype):
+    """``call(src, out)``: ``separable_2d`` of the fused pass ``fused``, its arguments ready."""
+    dtype = np.dtype(dtype)
+    prepared = _prepared_separable_2d(
+        fused.cols,
+        fused.rows,
+        fused.mode_y,
+        fused.mode_x,
+        fused.cval,
+        fused.pad_x,
+        fused.combine,
+        fused.divisor,
+        fused.accumulate,
+        dtype,
+    )
+    return functools.partial(_run_separable_2d, prepared, fused.mode_y, dtype)
+
+
+def _prepared_separable_2d(cols, rows, mode_y, mode_x, cval, pad_x, combine, divisor, accumulate, dtype):
+    return _prepared.get(
         (cols, rows, pad_x),
         (dtype, combine, accumulate, mode_y, mode_x, cval, divisor),
         _prepare_separable_2d,
@@ -233,6 +255,15 @@ def separable_2d(src, cols, rows, mode_y, mode_x, cval, pad_x, combine, divisor,
         divisor,
         dtype,
     )
+
+
+def _run_separable_2d(prepared, mode_y, dtype, src, out):
+    """Run ``_prepare_separable_2d``'s kernel on ``src`` into ``out``: whether the sum came
+    out finite, or None where the kernel does not tell."""
+    if out.size == 0:
+        return None
+    kernel, arguments, summed, taps = prepared
+    h, w = src.shape[-2:]
     if kernel is edge_magnitude_3x3:
         if mode_y == CONSTANT and src.dtype != dtype:
             src = src.astype(dtype)  # rows outside hold cval, so rows share its type

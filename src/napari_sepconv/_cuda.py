@@ -921,6 +921,11 @@ def separable_2d(src, cols, rows, mode_y, mode_x, cval, pad_x, combine, divisor,
     _separable_2d_generic(src, cols, rows, mode_y, mode_x, cval, pad_x, combine, divisor, accumulate, out)
 
 
+def bind_separable_2d(fused, dtype):
+    """None: device calls take the general path (their cost is the launch, not Python)."""
+    return None
+
+
 def _separable_2d_generic(src, cols, rows, mode_y, mode_x, cval, pad_x, combine, divisor, accumulate, out):
     h, w = src.shape[-2:]
     dtype = np.dtype(out.dtype)

@@ -15,6 +15,7 @@ with the same parameters.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 Array = Any  # numpy.ndarray on the CPU, a Numba device array on CUDA
@@ -59,6 +60,14 @@ class Engine(Protocol):
         ``combine`` is ``SUM``, ``SUM_SQUARES`` or ``MAGNITUDE`` (``_passes``);
         ``accumulate`` adds to ``out`` instead of overwriting it. Returns
         whether every value of ``out`` is finite, or None when it does not tell.
+        """
+
+    def bind_separable_2d(self, fused, dtype: Any) -> Callable[[Array, Array], bool | None] | None:
+        """``call(src, out)``: ``separable_2d`` of the ``_passes.FusedPass`` ``fused`` with
+        every argument prepared once, for host arrays; None where the engine has no such path.
+
+        A plan's program keeps it for its next calls: a small call then spends its time
+        in the kernel, not in the steps before it.
         """
 
     def combine_into(self, out: Array, values: Array, squares: bool, first: bool) -> None:

@@ -8,13 +8,15 @@ the channel axis back. Engines implement ``_engine.Engine``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from ._boundary import CONSTANT
 from ._passes import SUM, LoweredTerms, lower_terms, run_lowered
 from ._validation import input_scale
+
+_UNBOUND = object()
 
 
 def _copy_into(engine, out, result):
@@ -59,8 +61,19 @@ class TermsProgram:
     channel_axis: int | None = None
     cast: np.dtype | None = None
     fallback: DirectProgram | None = None
+    # Per (engine, input dtype): the call without the general path's steps, or None.
+    _bound: dict = field(default_factory=dict, repr=False, compare=False)
 
     def run(self, engine, image, out=None):
+        if out is None and type(image) is np.ndarray:
+            key = (engine.name, image.dtype)
+            bound = self._bound.get(key, _UNBOUND)
+            if bound is _UNBOUND:
+                bound = self._bind(engine, image)
+                if len(self._bound) < 8:
+                    self._bound[key] = bound
+            if bound is not None:
+                return bound(image)
         src, _ = engine.to_kernel_input(image, self.compute_dtype, self.preserve_range)
         if self.channel_axis is not None:
             src = engine.channels_first(src, self.channel_axis)
@@ -81,6 +94,41 @@ class TermsProgram:
         if self.cast is not None:
             return engine.cast_output(result, self.cast, out)
         return _copy_into(engine, out, result)
+
+    def _bind(self, engine, image):
+        """The call for host ``image``s of this dtype without the general path's steps, or
+        None: one fused pass read straight from the image into a new array, as most 2-D
+        calls run (small calls spend most of their time around the kernel)."""
+        lowered = self.lowered
+        if (
+            self.channel_axis is not None
+            or self.cast is not None
+            or lowered.single
+            or len(lowered.groups) != 1
+        ):
+            return None
+        prefix, fused = lowered.groups[0]
+        if prefix or fused is None or fused.accumulate:
+            return None
+        call = engine.bind_separable_2d(fused, lowered.dtype)
+        if call is None:
+            return None
+        src, _ = engine.to_kernel_input(image, self.compute_dtype, self.preserve_range)
+        if src is not image:  # the kernels read a converted copy
+            return None
+        dtype, fallback = lowered.dtype, self.fallback
+
+        def bound(image):
+            out = np.empty(image.shape, dtype)
+            finite = call(image, out)
+            if fallback is not None:
+                if finite is None:
+                    finite = engine.all_finite(out)
+                if not finite:
+                    return fallback.run(engine, image, None)
+            return out
+
+        return bound
 
 
 @dataclass(frozen=True, eq=False)
