@@ -727,8 +727,8 @@ def _column_pass_two(acc0, acc1, plane, offsets, weights, n_taps, i):
         a += n
 
 
-_column_pass = _helper(_column_pass)
-_column_pass_two = _helper(_column_pass_two)
+_column_pass = _helper(_column_pass, _nrt=False)
+_column_pass_two = _helper(_column_pass_two, _nrt=False)
 
 
 def _pad_row(buf, lo, w, mode_x, pad):
@@ -870,12 +870,89 @@ def _finish_row(total, combine, inv_divisor, row_out):
         row_out[j] = np.sqrt(total[j]) * inv_divisor if combine == MAGNITUDE else total[j]
 
 
-_pad_row = _helper(_pad_row)
-_row_pass = _helper(_row_pass)
-_nonfinite = _helper(_nonfinite)
-_add_square = _helper(_add_square)
-_start_row = _helper(_start_row)
-_finish_row = _helper(_finish_row)
+_pad_row = _helper(_pad_row, _nrt=False)
+_row_pass = _helper(_row_pass, _nrt=False)
+_nonfinite = _helper(_nonfinite, _nrt=False)
+_add_square = _helper(_add_square, _nrt=False)
+_start_row = _helper(_start_row, _nrt=False)
+_finish_row = _helper(_finish_row, _nrt=False)
+
+
+def _separable_rows(
+    plane,
+    first,
+    last,
+    col_off,
+    col_w,
+    col_n,
+    row_off,
+    row_w,
+    row_n,
+    mode_y,
+    mode_x,
+    cval,
+    pad_x,
+    combine,
+    inv_divisor,
+    accumulate,
+    lo,
+    bufs,
+    hacc,
+    totals,
+    out,
+):
+    """Rows ``first .. last - 1`` of one plane of ``_separable_2d``, in the task's buffers;
+    whether a row of a sum came out NaN or infinite.
+
+    Compiled without reference counting: the many row views it makes live
+    no longer than the arrays the kernel holds.
+    """
+    h, w = plane.shape
+    n_terms = col_n.size
+    direct = n_terms == 1 and combine == SUM and not accumulate
+    summed = combine == SUM and not direct  # added up in the output row
+    nonfinite = False
+    i = first
+    while i < last:
+        n_rows = min(2, last - i)
+        if not (direct or summed):
+            for r in range(n_rows):
+                _start_row(totals[r], out[i + r], accumulate)
+        for t in range(n_terms):
+            n_col = col_n[t]
+            dense = col_off[t, n_col - 1] - col_off[t, 0] == n_col - 1
+            inside = i + col_off[t, 0] >= 0 and i + 1 + col_off[t, n_col - 1] < h
+            if n_rows == 2 and dense and n_col > 1 and inside:
+                _column_pass_two(
+                    bufs[0, t, -lo : -lo + w],
+                    bufs[1, t, -lo : -lo + w],
+                    plane,
+                    col_off[t],
+                    col_w[t],
+                    n_col,
+                    i,
+                )
+            else:
+                for r in range(n_rows):
+                    row = bufs[r, t, -lo : -lo + w]
+                    _column_pass(row, plane, col_off[t], col_w[t], n_col, i + r, mode_y, cval)
+            for r in range(n_rows):
+                _pad_row(bufs[r, t], lo, w, mode_x, pad_x[t])
+                if not (direct or summed):  # one term's square into the total
+                    _row_pass(hacc, bufs[r], row_off, row_w, row_n, lo, t, t + 1, False)
+                    _add_square(totals[r], hacc)
+        for r in range(n_rows):
+            if direct or summed:
+                _row_pass(out[i + r], bufs[r], row_off, row_w, row_n, lo, 0, n_terms, accumulate)
+                if summed and _nonfinite(out[i + r]):
+                    nonfinite = True
+            else:
+                _finish_row(totals[r], combine, inv_divisor, out[i + r])
+        i += n_rows
+    return nonfinite
+
+
+_separable_rows = _helper(_separable_rows, _nrt=False)
 
 
 def _separable_2d(
@@ -918,60 +995,36 @@ def _separable_2d(
             lo = min(lo, row_off[t, b])
             hi = max(hi, row_off[t, b])
     padded = w + hi - lo
-    direct = n_terms == 1 and combine == SUM and not accumulate
-    summed = combine == SUM and not direct  # added up in the output row
     n_blocks = (h + block - 1) // block
     for task in prange(n_planes * n_blocks):
-        p = task // n_blocks
         first = (task % n_blocks) * block
-        last = min(h, first + block)
-        plane = src[p]
         bufs = np.empty((2, n_terms, padded), out.dtype)
         hacc = np.empty(w, out.dtype)
         totals = np.empty((2, w), out.dtype)
-        i = first
-        while i < last:
-            n_rows = min(2, last - i)
-            if not (direct or summed):
-                for r in range(n_rows):
-                    _start_row(totals[r], out[p, i + r], accumulate)
-            for t in range(n_terms):
-                n_col = col_n[t]
-                dense = col_off[t, n_col - 1] - col_off[t, 0] == n_col - 1
-                if (
-                    n_rows == 2
-                    and dense
-                    and n_col > 1
-                    and i + col_off[t, 0] >= 0
-                    and i + 1 + col_off[t, n_col - 1] < h
-                ):
-                    _column_pass_two(
-                        bufs[0, t, -lo : -lo + w],
-                        bufs[1, t, -lo : -lo + w],
-                        plane,
-                        col_off[t],
-                        col_w[t],
-                        n_col,
-                        i,
-                    )
-                else:
-                    for r in range(n_rows):
-                        _column_pass(
-                            bufs[r, t, -lo : -lo + w], plane, col_off[t], col_w[t], n_col, i + r, mode_y, cval
-                        )
-                for r in range(n_rows):
-                    _pad_row(bufs[r, t], lo, w, mode_x, pad_x[t])
-                    if not (direct or summed):  # one term's square into the total
-                        _row_pass(hacc, bufs[r], row_off, row_w, row_n, lo, t, t + 1, False)
-                        _add_square(totals[r], hacc)
-            for r in range(n_rows):
-                if direct or summed:
-                    _row_pass(out[p, i + r], bufs[r], row_off, row_w, row_n, lo, 0, n_terms, accumulate)
-                    if summed and _nonfinite(out[p, i + r]):
-                        nonfinite[task] = 1
-                else:
-                    _finish_row(totals[r], combine, inv_divisor, out[p, i + r])
-            i += n_rows
+        if _separable_rows(
+            src[task // n_blocks],
+            first,
+            min(h, first + block),
+            col_off,
+            col_w,
+            col_n,
+            row_off,
+            row_w,
+            row_n,
+            mode_y,
+            mode_x,
+            cval,
+            pad_x,
+            combine,
+            inv_divisor,
+            accumulate,
+            lo,
+            bufs,
+            hacc,
+            totals,
+            out[task // n_blocks],
+        ):
+            nonfinite[task] = 1
 
 
 separable_2d_kernel = _Kernel(_separable_2d, 14)
