@@ -287,6 +287,81 @@ def _accumulate_taps4(acc, a0, b0, a1, b1, a2, b2, a3, b3, w0, w1, w2, w3, sign)
 _accumulate_taps4 = numba.njit(inline="always", cache=False)(_accumulate_taps4)
 
 
+def _correlate_lines_block(
+    src, first_line, last_line, offsets, weights, symmetry, mode, cval, lo, buf, acc, out
+):
+    """Lines ``first_line .. last_line - 1`` of ``_correlate_lines``, in the task's ``buf``
+    (the padded line) and ``acc``. Compiled without reference counting: the views it
+    makes per line and tap live no longer than the arrays the kernel holds."""
+    n = src.shape[1]
+    k = offsets.size
+    padded = buf.size
+    for line in range(first_line, last_line):
+        row = src[line]
+        # the line's own samples in one contiguous copy, the border mode beyond them
+        inside_first = min(max(-lo, 0), padded)
+        inside_last = max(min(n - lo, padded), inside_first)
+        dst = buf[inside_first:inside_last]
+        seg = row[inside_first + lo : inside_last + lo]
+        for j in range(dst.size):
+            dst[j] = seg[j]
+        for p in range(inside_first):
+            q = _source_index(p + lo, n, mode)
+            buf[p] = cval if q < 0 else row[q]
+        for p in range(inside_last, padded):
+            q = _source_index(p + lo, n, mode)
+            buf[p] = cval if q < 0 else row[q]
+        first = k // 2 if symmetry != 0 else k - 1
+        start = offsets[first] - lo
+        seg = buf[start : start + n]
+        for j in range(n):
+            acc[j] = seg[j] * weights[first]
+        # tap pair t reads buf from a_t (and, when symmetric, from b_t); four pairs a sweep
+        pairs = k // 2 if symmetry != 0 else k - 1
+        t = 0
+        while t < pairs:
+            if pairs - t >= 4:
+                a0, a1, a2, a3 = (
+                    offsets[t] - lo,
+                    offsets[t + 1] - lo,
+                    offsets[t + 2] - lo,
+                    offsets[t + 3] - lo,
+                )
+                if symmetry != 0:
+                    b0, b1 = offsets[k - 1 - t] - lo, offsets[k - 2 - t] - lo
+                    b2, b3 = offsets[k - 3 - t] - lo, offsets[k - 4 - t] - lo
+                else:
+                    b0, b1, b2, b3 = a0, a1, a2, a3
+                _accumulate_taps4(
+                    acc,
+                    buf[a0 : a0 + n],
+                    buf[b0 : b0 + n],
+                    buf[a1 : a1 + n],
+                    buf[b1 : b1 + n],
+                    buf[a2 : a2 + n],
+                    buf[b2 : b2 + n],
+                    buf[a3 : a3 + n],
+                    buf[b3 : b3 + n],
+                    weights[t],
+                    weights[t + 1],
+                    weights[t + 2],
+                    weights[t + 3],
+                    symmetry,
+                )
+                t += 4
+            else:
+                sa = offsets[t] - lo
+                sb = offsets[k - 1 - t] - lo if symmetry != 0 else sa
+                _accumulate_taps(acc, buf[sa : sa + n], buf[sb : sb + n], weights[t], symmetry)
+                t += 1
+        out_row = out[line]
+        for j in range(n):
+            out_row[j] = acc[j]
+
+
+_correlate_lines_block = _helper(_correlate_lines_block, _nrt=False)
+
+
 def _correlate_lines(src, offsets, weights, symmetry, mode, cval, out, block):
     """1-D correlation of each row of ``src`` (lines, n) into ``out``.
 
@@ -296,7 +371,6 @@ def _correlate_lines(src, offsets, weights, symmetry, mode, cval, out, block):
     last tap, then the others in order.
     """
     n_lines, n = src.shape
-    k = offsets.size
     lo = offsets.min()
     hi = offsets.max()
     padded = n + hi - lo
@@ -304,65 +378,20 @@ def _correlate_lines(src, offsets, weights, symmetry, mode, cval, out, block):
     for task in prange(n_tasks):
         buf = np.empty(padded, out.dtype)
         acc = np.empty(n, out.dtype)
-        for line in range(task * block, min(n_lines, (task + 1) * block)):
-            row = src[line]
-            # the line's own samples in one contiguous copy, the border mode beyond them
-            inside_first = min(max(-lo, 0), padded)
-            inside_last = max(min(n - lo, padded), inside_first)
-            dst = buf[inside_first:inside_last]
-            seg = row[inside_first + lo : inside_last + lo]
-            for j in range(dst.size):
-                dst[j] = seg[j]
-            for p in range(inside_first):
-                q = _source_index(p + lo, n, mode)
-                buf[p] = cval if q < 0 else row[q]
-            for p in range(inside_last, padded):
-                q = _source_index(p + lo, n, mode)
-                buf[p] = cval if q < 0 else row[q]
-            first = k // 2 if symmetry != 0 else k - 1
-            start = offsets[first] - lo
-            seg = buf[start : start + n]
-            for j in range(n):
-                acc[j] = seg[j] * weights[first]
-            # tap pair t reads buf from a_t (and, when symmetric, from b_t); four pairs a sweep
-            pairs = k // 2 if symmetry != 0 else k - 1
-            t = 0
-            while t < pairs:
-                if pairs - t >= 4:
-                    a0, a1, a2, a3 = (
-                        offsets[t] - lo,
-                        offsets[t + 1] - lo,
-                        offsets[t + 2] - lo,
-                        offsets[t + 3] - lo,
-                    )
-                    if symmetry != 0:
-                        b0, b1 = offsets[k - 1 - t] - lo, offsets[k - 2 - t] - lo
-                        b2, b3 = offsets[k - 3 - t] - lo, offsets[k - 4 - t] - lo
-                    else:
-                        b0, b1, b2, b3 = a0, a1, a2, a3
-                    _accumulate_taps4(
-                        acc,
-                        buf[a0 : a0 + n],
-                        buf[b0 : b0 + n],
-                        buf[a1 : a1 + n],
-                        buf[b1 : b1 + n],
-                        buf[a2 : a2 + n],
-                        buf[b2 : b2 + n],
-                        buf[a3 : a3 + n],
-                        buf[b3 : b3 + n],
-                        weights[t],
-                        weights[t + 1],
-                        weights[t + 2],
-                        weights[t + 3],
-                        symmetry,
-                    )
-                    t += 4
-                else:
-                    sa = offsets[t] - lo
-                    sb = offsets[k - 1 - t] - lo if symmetry != 0 else sa
-                    _accumulate_taps(acc, buf[sa : sa + n], buf[sb : sb + n], weights[t], symmetry)
-                    t += 1
-            out[line, :] = acc
+        _correlate_lines_block(
+            src,
+            task * block,
+            min(n_lines, (task + 1) * block),
+            offsets,
+            weights,
+            symmetry,
+            mode,
+            cval,
+            lo,
+            buf,
+            acc,
+            out,
+        )
 
 
 def _tap_row(src, o, q, outside):
@@ -371,6 +400,59 @@ def _tap_row(src, o, q, outside):
 
 
 _tap_row = numba.njit(inline="always", cache=False)(_tap_row)
+
+
+def _correlate_rows_block(
+    src, o, first_row, last_row, offsets, weights, symmetry, mode, acc, rows, outside, out
+):
+    """Rows ``first_row .. last_row - 1`` of ``src[o]`` for ``_correlate_rows``, in the
+    task's ``acc``, ``rows`` (each tap's source row) and ``outside`` (a row of ``cval``).
+    Compiled without reference counting: the row views it makes live no longer than the
+    arrays the kernel holds."""
+    n, inner = src.shape[1], src.shape[2]
+    k = offsets.size
+    first = k // 2 if symmetry != 0 else k - 1
+    pairs = k // 2 if symmetry != 0 else k - 1
+    for i in range(first_row, last_row):
+        for t in range(k):
+            rows[t] = _source_index(i + offsets[t], n, mode)
+        row = _tap_row(src, o, rows[first], outside)
+        for j in range(inner):
+            acc[j] = row[j] * weights[first]
+        t = 0
+        while t < pairs:
+            # tap pair t reads rows[t] and, when symmetric, rows[k - 1 - t]
+            if pairs - t >= 4:  # four pairs in one sweep
+                b0 = k - 1 - t if symmetry != 0 else t
+                step = -1 if symmetry != 0 else 1
+                _accumulate_taps4(
+                    acc,
+                    _tap_row(src, o, rows[t], outside),
+                    _tap_row(src, o, rows[b0], outside),
+                    _tap_row(src, o, rows[t + 1], outside),
+                    _tap_row(src, o, rows[b0 + step], outside),
+                    _tap_row(src, o, rows[t + 2], outside),
+                    _tap_row(src, o, rows[b0 + 2 * step], outside),
+                    _tap_row(src, o, rows[t + 3], outside),
+                    _tap_row(src, o, rows[b0 + 3 * step], outside),
+                    weights[t],
+                    weights[t + 1],
+                    weights[t + 2],
+                    weights[t + 3],
+                    symmetry,
+                )
+                t += 4
+            else:
+                row_a = _tap_row(src, o, rows[t], outside)
+                row_b = _tap_row(src, o, rows[k - 1 - t if symmetry != 0 else t], outside)
+                _accumulate_taps(acc, row_a, row_b, weights[t], symmetry)
+                t += 1
+        out_row = out[o, i]
+        for j in range(inner):
+            out_row[j] = acc[j]
+
+
+_correlate_rows_block = _helper(_correlate_rows_block, _nrt=False)
 
 
 def _correlate_rows(src, offsets, weights, symmetry, mode, cval, out, block):
@@ -383,8 +465,6 @@ def _correlate_rows(src, offsets, weights, symmetry, mode, cval, out, block):
     n_outer, n, inner = src.shape
     k = offsets.size
     n_blocks = (n + block - 1) // block
-    first = k // 2 if symmetry != 0 else k - 1
-    pairs = k // 2 if symmetry != 0 else k - 1
     for task in prange(n_outer * n_blocks):
         o = task // n_blocks
         first_row = (task % n_blocks) * block
@@ -393,41 +473,20 @@ def _correlate_rows(src, offsets, weights, symmetry, mode, cval, out, block):
         # rows outside the image (constant mode, where the caller made src float)
         outside = np.empty(inner, src.dtype)
         outside[:] = cval
-        for i in range(first_row, min(n, first_row + block)):
-            for t in range(k):
-                rows[t] = _source_index(i + offsets[t], n, mode)
-            row = _tap_row(src, o, rows[first], outside)
-            for j in range(inner):
-                acc[j] = row[j] * weights[first]
-            t = 0
-            while t < pairs:
-                # tap pair t reads rows[t] and, when symmetric, rows[k - 1 - t]
-                if pairs - t >= 4:  # four pairs in one sweep
-                    b0 = k - 1 - t if symmetry != 0 else t
-                    step = -1 if symmetry != 0 else 1
-                    _accumulate_taps4(
-                        acc,
-                        _tap_row(src, o, rows[t], outside),
-                        _tap_row(src, o, rows[b0], outside),
-                        _tap_row(src, o, rows[t + 1], outside),
-                        _tap_row(src, o, rows[b0 + step], outside),
-                        _tap_row(src, o, rows[t + 2], outside),
-                        _tap_row(src, o, rows[b0 + 2 * step], outside),
-                        _tap_row(src, o, rows[t + 3], outside),
-                        _tap_row(src, o, rows[b0 + 3 * step], outside),
-                        weights[t],
-                        weights[t + 1],
-                        weights[t + 2],
-                        weights[t + 3],
-                        symmetry,
-                    )
-                    t += 4
-                else:
-                    row_a = _tap_row(src, o, rows[t], outside)
-                    row_b = _tap_row(src, o, rows[k - 1 - t if symmetry != 0 else t], outside)
-                    _accumulate_taps(acc, row_a, row_b, weights[t], symmetry)
-                    t += 1
-            out[o, i, :] = acc
+        _correlate_rows_block(
+            src,
+            o,
+            first_row,
+            min(n, first_row + block),
+            offsets,
+            weights,
+            symmetry,
+            mode,
+            acc,
+            rows,
+            outside,
+            out,
+        )
 
 
 correlate_lines = _Kernel(_correlate_lines, 6)
@@ -1164,7 +1223,7 @@ def _fill_padded_row(buf, row, lo, mode_x, cval):
         buf[p] = cval if q < 0 else row[q]
 
 
-_fill_padded_row = _helper(_fill_padded_row)
+_fill_padded_row = _helper(_fill_padded_row, _nrt=False)
 
 
 def _taps_pass(acc, ring, tap_slot, tap_x, tap_w, lo):
@@ -1197,19 +1256,20 @@ def _taps_pass(acc, ring, tap_slot, tap_x, tap_w, lo):
         t += n
 
 
-_taps_pass = _helper(_taps_pass)
+_taps_pass = _helper(_taps_pass, _nrt=False)
 
 
-def _correlate_2d_rows(src, p, first, last, tap_y, tap_x, tap_w, mode_y, mode_x, cval, out):
-    """Rows ``first .. last - 1`` of plane ``p`` of ``_correlate_2d``."""
-    h, w = src.shape[1], src.shape[2]
+def _correlate_2d_rows(src, p, first, last, tap_y, tap_x, tap_w, mode_y, mode_x, cval, ring, slots, out):
+    """Rows ``first .. last - 1`` of plane ``p`` of ``_correlate_2d``.
+
+    ``ring`` (the kernel's height, the padded row) and ``slots`` (one per
+    tap) are the task's buffers. Compiled without reference counting: the
+    row views it makes live no longer than the arrays the kernel holds.
+    """
+    h = src.shape[1]
     lo = tap_x.min()
-    hi = tap_x.max()
     top = tap_y.min()
-    span = tap_y.max() - top + 1
-    padded = w + hi - lo
-    ring = np.empty((span, padded), out.dtype)
-    slots = np.empty(tap_y.size, np.int64)
+    span = ring.shape[0]
     for i in range(first, last):
         # rows i + top .. i + top + span - 1; all are new in the task's first row
         new_first = i + top if i == first else i + top + span - 1
@@ -1225,7 +1285,7 @@ def _correlate_2d_rows(src, p, first, last, tap_y, tap_x, tap_w, mode_y, mode_x,
         _taps_pass(out[p, i], ring, slots, tap_x, tap_w, lo)
 
 
-_correlate_2d_rows = _helper(_correlate_2d_rows)
+_correlate_2d_rows = _helper(_correlate_2d_rows, _nrt=False)
 
 
 def _correlate_2d(src, tap_y, tap_x, tap_w, mode_y, mode_x, cval, out, block):
@@ -1236,10 +1296,14 @@ def _correlate_2d(src, tap_y, tap_x, tap_w, mode_y, mode_x, cval, out, block):
     row ``i + dy``); the taps then go four at a time through one sweep over
     the output row, in the order given.
     """
-    n_planes, h = src.shape[0], src.shape[1]
+    n_planes, h, w = src.shape
+    span = tap_y.max() - tap_y.min() + 1
+    padded = w + tap_x.max() - tap_x.min()
     n_blocks = (h + block - 1) // block
     for task in prange(n_planes * n_blocks):
         first = (task % n_blocks) * block
+        ring = np.empty((span, padded), out.dtype)
+        slots = np.empty(tap_y.size, np.int64)
         _correlate_2d_rows(
             src,
             task // n_blocks,
@@ -1251,6 +1315,8 @@ def _correlate_2d(src, tap_y, tap_x, tap_w, mode_y, mode_x, cval, out, block):
             mode_y,
             mode_x,
             cval,
+            ring,
+            slots,
             out,
         )
 
@@ -1316,7 +1382,7 @@ def _fill_pixels(buf, src_row, x_first, count, w, n_in, multiplier, mode_x, outs
                     buf[base + c * multiplier + m] = pix[c]
 
 
-_fill_pixels = _helper(_fill_pixels)
+_fill_pixels = _helper(_fill_pixels, _nrt=False)
 
 
 def _depthwise_taps_row(part, tiles, tap_x, has_zero, t, end, lo, n_out, window, first):
@@ -1388,7 +1454,7 @@ def _depthwise_taps_row(part, tiles, tap_x, has_zero, t, end, lo, n_out, window,
         first = False
 
 
-_depthwise_taps_row = _helper(_depthwise_taps_row)
+_depthwise_taps_row = _helper(_depthwise_taps_row, _nrt=False)
 
 
 def _depthwise_taps_3x3(part, tiles, tap_x, lo, n_out, top, middle, bottom):
@@ -1421,7 +1487,7 @@ def _depthwise_taps_3x3(part, tiles, tap_x, lo, n_out, top, middle, bottom):
             acc[j] = _fmuladd(to(v8[j]), t8[j], _fmuladd(to(v7[j]), t7[j], _fmuladd(to(v6[j]), t6[j], x)))
 
 
-_depthwise_taps_3x3 = _helper(_depthwise_taps_3x3)
+_depthwise_taps_3x3 = _helper(_depthwise_taps_3x3, _nrt=False)
 
 
 def _depthwise_2d_rows(
@@ -1445,12 +1511,17 @@ def _depthwise_2d_rows(
     inner_first,
     inner_last,
     nine,
+    buf,
 ):
-    """Output rows ``first .. last - 1`` of plane ``p`` of ``_depthwise_2d``."""
+    """Output rows ``first .. last - 1`` of plane ``p`` of ``_depthwise_2d``.
+
+    ``buf`` (``(chunk + hi - lo) * C * M`` values) is the task's buffer for
+    border-extended pixels. Compiled without reference counting: the views it
+    makes per row and chunk live no longer than the arrays the kernel holds.
+    """
     h, w, n_in = src.shape[1], src.shape[2], src.shape[3]
     n_out = n_in * multiplier
     n_taps = tap_y.size
-    buf = np.empty((chunk + hi - lo) * n_out, out.dtype)
     for r in range(first, last):
         i = row_start + r
         row_out = out[p, r].reshape(w * n_out)
@@ -1516,7 +1587,7 @@ def _depthwise_2d_rows(
             x0 += n_px
 
 
-_depthwise_2d_rows = _helper(_depthwise_2d_rows)
+_depthwise_2d_rows = _helper(_depthwise_2d_rows, _nrt=False)
 
 
 def _depthwise_2d(
@@ -1550,6 +1621,7 @@ def _depthwise_2d(
     n_blocks = (n_rows + block - 1) // block
     for task in prange(n_planes * n_blocks):
         first = (task % n_blocks) * block
+        buf = np.empty((chunk + hi - lo) * n_in * multiplier, out.dtype)
         _depthwise_2d_rows(
             src,
             task // n_blocks,
@@ -1571,6 +1643,7 @@ def _depthwise_2d(
             inner_first,
             inner_last,
             nine,
+            buf,
         )
 
 
@@ -1754,21 +1827,40 @@ def _scatter_planar(planar_rows, n_rows, n, out_rows, x_first):
                     run[x * n_out] = values[x]
 
 
-_gather_planar = _helper(_gather_planar)
-_planar_channel = _helper(_planar_channel)
-_scatter_planar = _helper(_scatter_planar)
+_gather_planar = _helper(_gather_planar, _nrt=False)
+_planar_channel = _helper(_planar_channel, _nrt=False)
+_scatter_planar = _helper(_scatter_planar, _nrt=False)
 
 
 def _depthwise_planar_rows(
-    src, p, first, last, columns, dense, top, left, multiplier, mode_y, mode_x, cval, row_start, out, chunk
+    src,
+    p,
+    first,
+    last,
+    columns,
+    dense,
+    top,
+    left,
+    multiplier,
+    mode_y,
+    mode_x,
+    cval,
+    row_start,
+    out,
+    chunk,
+    planar,
+    result,
 ):
-    """Output rows ``first .. last - 1`` of plane ``p`` of ``_depthwise_planar``."""
-    h, w, n_in = src.shape[1], src.shape[2], src.shape[3]
-    n_out = n_in * multiplier
-    kw, kh = columns.shape[1], columns.shape[2]
-    n_src = last - first + kh - 1
-    planar = np.empty((n_out, n_src, chunk + kw - 1), out.dtype)
-    result = np.empty((2, n_out, chunk), out.dtype)
+    """Output rows ``first .. last - 1`` of plane ``p`` of ``_depthwise_planar``.
+
+    ``planar`` (C*M, ``last - first + kh - 1``, ``chunk + kw - 1``) and
+    ``result`` (2, C*M, ``chunk``) are the task's buffers. Compiled without
+    reference counting: the many views it makes per row and channel live no
+    longer than the arrays the kernel holds.
+    """
+    h, w = src.shape[1], src.shape[2]
+    n_out = result.shape[1]
+    kw = columns.shape[1]
     for x0 in range(0, w, chunk):
         n_px = min(chunk, w - x0)
         _gather_planar(
@@ -1796,7 +1888,7 @@ def _depthwise_planar_rows(
             r += count
 
 
-_depthwise_planar_rows = _helper(_depthwise_planar_rows)
+_depthwise_planar_rows = _helper(_depthwise_planar_rows, _nrt=False)
 
 
 def _depthwise_planar(
@@ -1815,9 +1907,13 @@ def _depthwise_planar(
     """
     n_planes = src.shape[0]
     n_rows = out.shape[1]
+    n_out = out.shape[3]
+    kw, kh = columns.shape[1], columns.shape[2]
     n_blocks = (n_rows + block - 1) // block
     for task in prange(n_planes * n_blocks):
         first = (task % n_blocks) * block
+        planar = np.empty((n_out, min(block, n_rows - first) + kh - 1, chunk + kw - 1), out.dtype)
+        result = np.empty((2, n_out, chunk), out.dtype)
         _depthwise_planar_rows(
             src,
             task // n_blocks,
@@ -1834,6 +1930,8 @@ def _depthwise_planar(
             row_start,
             out,
             chunk,
+            planar,
+            result,
         )
 
 
@@ -1859,16 +1957,21 @@ def _depthwise_passes_rows(
     row_start,
     out,
     chunk,
+    buf,
+    pixels,
 ):
-    """Output rows ``first .. last - 1`` of plane ``p`` of ``_depthwise_passes_2d``."""
+    """Output rows ``first .. last - 1`` of plane ``p`` of ``_depthwise_passes_2d``.
+
+    ``buf`` (the padded row, ``(w + hi - lo) * C * M`` values) and ``pixels``
+    (``chunk * C * M``) are the task's buffers. Compiled without reference
+    counting: the views it makes per row live no longer than the arrays the
+    kernel holds.
+    """
     h, w, n_in = src.shape[1], src.shape[2], src.shape[3]
     n_out = n_in * multiplier
     lo = min(0, row_off.min())  # the buffer holds the row itself and both reaches
-    hi = max(0, row_off.max())
-    padded = w + hi - lo
-    buf = np.empty(padded * n_out, out.dtype)
+    padded = buf.size // n_out
     inner = buf[-lo * n_out : (w - lo) * n_out]
-    pixels = np.empty(chunk * n_out, out.dtype)
     for r in range(first, last):
         i = row_start + r
         inner[:] = 0
@@ -1903,10 +2006,12 @@ def _depthwise_passes_rows(
                 continue
             base = pp * n_out
             if mode_x == CONSTANT:
-                buf[base : base + n_out] = pad_x
+                for c in range(n_out):
+                    buf[base + c] = pad_x[c]
             else:
                 s = (_source_index(pp + lo, w, mode_x) - lo) * n_out
-                buf[base : base + n_out] = buf[s : s + n_out]
+                for c in range(n_out):
+                    buf[base + c] = buf[s + c]
         row_out = out[p, r].reshape(w * n_out)
         row_out[:] = 0
         for b in range(row_off.size):
@@ -1921,7 +2026,7 @@ def _depthwise_passes_rows(
                 )
 
 
-_depthwise_passes_rows = _helper(_depthwise_passes_rows)
+_depthwise_passes_rows = _helper(_depthwise_passes_rows, _nrt=False)
 
 
 def _depthwise_passes_2d(
@@ -1950,11 +2055,15 @@ def _depthwise_passes_2d(
     pixels; ``pad_x[k]`` is the value outside the image along x in constant
     mode. Zero weights are left out per channel.
     """
-    n_planes = src.shape[0]
+    n_planes, w = src.shape[0], src.shape[2]
     n_rows = out.shape[1]
+    n_out = out.shape[3]
+    padded = w + max(0, row_off.max()) - min(0, row_off.min())
     n_blocks = (n_rows + block - 1) // block
     for task in prange(n_planes * n_blocks):
         first = (task % n_blocks) * block
+        buf = np.empty(padded * n_out, out.dtype)
+        pixels = np.empty(chunk * n_out, out.dtype)
         _depthwise_passes_rows(
             src,
             task // n_blocks,
@@ -1974,6 +2083,8 @@ def _depthwise_passes_2d(
             row_start,
             out,
             chunk,
+            buf,
+            pixels,
         )
 
 
