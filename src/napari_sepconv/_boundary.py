@@ -60,23 +60,15 @@ def _source_index(i, n, mode):
         return -1
     if mode == 2:
         return 0 if i < 0 else n - 1
-    # Within one period of the line (every border of a kernel no longer than the line) the
-    # index needs no division, which costs tens of cycles: a row's padding is a dozen of these.
     if mode == 4:
-        if -n <= i < 2 * n:
-            return i + n if i < 0 else i - n
         return i % n
     if mode == 0:
-        if -n <= i < 2 * n:
-            return -1 - i if i < 0 else 2 * n - 1 - i
         m = i % (2 * n)
         return m if m < n else 2 * n - 1 - m
     # mirror
     if n == 1:
         return 0
     period = 2 * n - 2
-    if -n < i <= period:
-        return -i if i < 0 else period - i
     m = i % period
     return m if m < n else period - m
 

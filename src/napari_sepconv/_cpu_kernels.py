@@ -55,6 +55,7 @@ from .warmup import cache_dir
 
 _source_index = source_index()
 
+
 # Combine codes of ``separable_2d``.
 SUM = 0
 SUM_SQUARES = 1
@@ -148,7 +149,19 @@ class _HelperDispatcher(CPUDispatcher):
 def _helper(func, **options):
     """A helper the kernels call: compiled once per signature (not inlined, which would
     multiply the kernels' compile time) and cached like them."""
-    return _enable_cache(_HelperDispatcher(func, targetoptions={"nopython": True, "nogil": True, **options}))
+    return _enable_cache(
+        _HelperDispatcher(
+            func,
+            targetoptions={
+                "nopython": True,
+                "nogil": True,
+                # called from kernels only: no Python or C entry point to build
+                "no_cpython_wrapper": True,
+                "no_cfunc_wrapper": True,
+                **options,
+            },
+        )
+    )
 
 
 def _jit(func):
