@@ -224,18 +224,7 @@ def separable_2d(src, cols, rows, mode_y, mode_x, cval, pad_x, combine, divisor,
 def bind_separable_2d(fused, dtype):
     """``call(src, out)``: ``separable_2d`` of the fused pass ``fused``, its arguments ready."""
     dtype = np.dtype(dtype)
-    prepared = _prepared_separable_2d(
-        fused.cols,
-        fused.rows,
-        fused.mode_y,
-        fused.mode_x,
-        fused.cval,
-        fused.pad_x,
-        fused.combine,
-        fused.divisor,
-        fused.accumulate,
-        dtype,
-    )
+    prepared = _prepared_separable_2d(*fused.arguments(), dtype)
     return functools.partial(_run_separable_2d, prepared, fused.mode_y, dtype)
 
 

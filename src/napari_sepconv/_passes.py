@@ -76,6 +76,20 @@ class FusedPass:
     divisor: float
     accumulate: bool
 
+    def arguments(self):
+        """What ``engine.separable_2d`` takes between its input and its output, in order."""
+        return (
+            self.cols,
+            self.rows,
+            self.mode_y,
+            self.mode_x,
+            self.cval,
+            self.pad_x,
+            self.combine,
+            self.divisor,
+            self.accumulate,
+        )
+
 
 @dataclass(frozen=True, eq=False)
 class LoweredTerms:
@@ -189,19 +203,7 @@ def run_lowered(engine, src, lowered, check_finite=False, target=None):
             engine.correlate_axis(cur, p.axis, p.offsets, p.weights, p.mode, p.cval, nxt)
             cur = nxt
         if fused is not None:
-            finite = engine.separable_2d(
-                cur,
-                fused.cols,
-                fused.rows,
-                fused.mode_y,
-                fused.mode_x,
-                fused.cval,
-                fused.pad_x,
-                fused.combine,
-                fused.divisor,
-                fused.accumulate,
-                out,
-            )
+            finite = engine.separable_2d(cur, *fused.arguments(), out)
         elif lowered.single:
             out = cur
             break
