@@ -75,6 +75,23 @@ def shown(control):
     return not control.native.isHidden()
 
 
+def range_calls_on_gui_thread(monkeypatch):
+    """For each contrast-limit computation napari makes from now on, whether it ran on the
+    GUI thread (napari's ``calc_data_range``, recorded)."""
+    import threading
+
+    from napari.layers.image import image as napari_image
+
+    calls = []
+
+    def spy(*args, _calc=napari_image.calc_data_range, **kwargs):
+        calls.append(threading.current_thread() is threading.main_thread())
+        return _calc(*args, **kwargs)
+
+    monkeypatch.setattr(napari_image, "calc_data_range", spy)
+    return calls
+
+
 def snippet_result(layer, viewer):
     namespace = {"viewer": viewer}
     exec(layer.metadata["sepconv"]["python"], namespace)
@@ -275,20 +292,10 @@ def test_split_outputs_are_named_by_channel(viewer, qtbot):
 
 
 def test_large_results_get_their_contrast_limits_off_the_gui_thread(viewer, qtbot, monkeypatch):
-    import threading
-
-    from napari.layers.image import image as napari_image
-
     stack = np.random.default_rng(6).random((6, 1024, 1024)).astype(np.float32)
     viewer.add_image(stack, name="big")
     widget = dock(viewer, qtbot, "Edge filter")
-    on_gui_thread = []
-
-    def spy(*args, _calc=napari_image.calc_data_range, **kwargs):
-        on_gui_thread.append(threading.current_thread() is threading.main_thread())
-        return _calc(*args, **kwargs)
-
-    monkeypatch.setattr(napari_image, "calc_data_range", spy)
+    on_gui_thread = range_calls_on_gui_thread(monkeypatch)
     layer = run(widget, qtbot, viewer, "big [sobel]")  # a new layer
     run(widget, qtbot, viewer, "big [sobel]")  # the same layer updated
     assert not any(on_gui_thread)
@@ -742,23 +749,14 @@ def test_large_results_never_stall_the_gui_thread(viewer, qtbot, record_property
 def test_lazy_results_get_their_contrast_limits_in_the_worker(viewer, qtbot, monkeypatch):
     """napari would compute a lazy layer's range on its GUI thread (filtering
     three planes there): the worker computes it, from the plane shown."""
-    import threading
-
     import dask.array as da
-    from napari.layers.image import image as napari_image
 
     stack = np.random.default_rng(22).random((5, 64, 80)).astype(np.float32)
     stack[3] *= 10  # the plane shown has the widest range
     viewer.add_image(da.from_array(stack, chunks=(1, 64, 80)), name="lazy")
     viewer.dims.set_current_step(0, 3)
     widget = dock(viewer, qtbot, "Kernel filter")
-    on_gui_thread = []
-
-    def spy(*args, _calc=napari_image.calc_data_range, **kwargs):
-        on_gui_thread.append(threading.current_thread() is threading.main_thread())
-        return _calc(*args, **kwargs)
-
-    monkeypatch.setattr(napari_image, "calc_data_range", spy)
+    on_gui_thread = range_calls_on_gui_thread(monkeypatch)
     layer = run(widget, qtbot, viewer, "lazy [gaussian σ=2]")
     assert type(layer.data).__module__.startswith("dask")
     run(widget, qtbot, viewer, "lazy [gaussian σ=2]")  # updated

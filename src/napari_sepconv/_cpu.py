@@ -423,6 +423,21 @@ def copy_into(out, result):
     np.copyto(out, result, casting="unsafe")
 
 
+def writable_target(out, src, dtype):
+    """``out`` when the kernels can write into it: a writable C-contiguous NumPy array of
+    the result's shape and ``dtype`` that shares no memory with the kernel input."""
+    if (
+        type(out) is np.ndarray
+        and out.dtype == dtype
+        and out.shape == src.shape
+        and out.flags.c_contiguous
+        and out.flags.writeable
+        and not np.may_share_memory(out, src)
+    ):
+        return out
+    return None
+
+
 def depthwise_separable(src, op, weights, bias, out):
     """Depthwise op then pointwise mixing of ``src`` (P, H, W, C) into ``out`` (P, H, W, C_out).
 

@@ -148,7 +148,13 @@ class _HelperDispatcher(CPUDispatcher):
 
 def _helper(func, **options):
     """A helper the kernels call: compiled once per signature (not inlined, which would
-    multiply the kernels' compile time) and cached like them."""
+    multiply the kernels' compile time) and cached like them.
+
+    Helpers are compiled without reference counting: the many row views they
+    make would each take an atomic count, which both threads contend for. So a
+    helper allocates nothing; the kernel allocates its task's buffers and
+    holds every array a helper sees.
+    """
     return _enable_cache(
         _HelperDispatcher(
             func,
@@ -158,6 +164,7 @@ def _helper(func, **options):
                 # called from kernels only: no Python or C entry point to build
                 "no_cpython_wrapper": True,
                 "no_cfunc_wrapper": True,
+                "_nrt": False,
                 **options,
             },
         )
@@ -300,30 +307,35 @@ def _accumulate_taps4(acc, a0, b0, a1, b1, a2, b2, a3, b3, w0, w1, w2, w3, sign)
 _accumulate_taps4 = numba.njit(inline="always", cache=False)(_accumulate_taps4)
 
 
+def _fill_padded_row(buf, row, lo, mode_x, cval):
+    """``buf[p]`` = the row extended by the border mode at position ``p + lo``."""
+    n = row.size
+    inside_first = min(max(-lo, 0), buf.size)
+    inside_last = max(min(n - lo, buf.size), inside_first)
+    dst = buf[inside_first:inside_last]  # slices, so that the copy is vectorised
+    seg = row[inside_first + lo : inside_last + lo]
+    for j in range(dst.size):
+        dst[j] = seg[j]
+    for p in range(inside_first):
+        q = _source_index(p + lo, n, mode_x)
+        buf[p] = cval if q < 0 else row[q]
+    for p in range(inside_last, buf.size):
+        q = _source_index(p + lo, n, mode_x)
+        buf[p] = cval if q < 0 else row[q]
+
+
+_fill_padded_row = _helper(_fill_padded_row)
+
+
 def _correlate_lines_block(
     src, first_line, last_line, offsets, weights, symmetry, mode, cval, lo, buf, acc, out
 ):
     """Lines ``first_line .. last_line - 1`` of ``_correlate_lines``, in the task's ``buf``
-    (the padded line) and ``acc``. Compiled without reference counting: the views it
-    makes per line and tap live no longer than the arrays the kernel holds."""
+    (the padded line) and ``acc``."""
     n = src.shape[1]
     k = offsets.size
-    padded = buf.size
     for line in range(first_line, last_line):
-        row = src[line]
-        # the line's own samples in one contiguous copy, the border mode beyond them
-        inside_first = min(max(-lo, 0), padded)
-        inside_last = max(min(n - lo, padded), inside_first)
-        dst = buf[inside_first:inside_last]
-        seg = row[inside_first + lo : inside_last + lo]
-        for j in range(dst.size):
-            dst[j] = seg[j]
-        for p in range(inside_first):
-            q = _source_index(p + lo, n, mode)
-            buf[p] = cval if q < 0 else row[q]
-        for p in range(inside_last, padded):
-            q = _source_index(p + lo, n, mode)
-            buf[p] = cval if q < 0 else row[q]
+        _fill_padded_row(buf, src[line], lo, mode, cval)
         first = k // 2 if symmetry != 0 else k - 1
         start = offsets[first] - lo
         seg = buf[start : start + n]
@@ -372,7 +384,7 @@ def _correlate_lines_block(
             out_row[j] = acc[j]
 
 
-_correlate_lines_block = _helper(_correlate_lines_block, _nrt=False)
+_correlate_lines_block = _helper(_correlate_lines_block)
 
 
 def _correlate_lines(src, offsets, weights, symmetry, mode, cval, out, block):
@@ -419,9 +431,7 @@ def _correlate_rows_block(
     src, o, first_row, last_row, offsets, weights, symmetry, mode, acc, rows, outside, out
 ):
     """Rows ``first_row .. last_row - 1`` of ``src[o]`` for ``_correlate_rows``, in the
-    task's ``acc``, ``rows`` (each tap's source row) and ``outside`` (a row of ``cval``).
-    Compiled without reference counting: the row views it makes live no longer than the
-    arrays the kernel holds."""
+    task's ``acc``, ``rows`` (each tap's source row) and ``outside`` (a row of ``cval``)."""
     n, inner = src.shape[1], src.shape[2]
     k = offsets.size
     first = k // 2 if symmetry != 0 else k - 1
@@ -465,7 +475,7 @@ def _correlate_rows_block(
             out_row[j] = acc[j]
 
 
-_correlate_rows_block = _helper(_correlate_rows_block, _nrt=False)
+_correlate_rows_block = _helper(_correlate_rows_block)
 
 
 def _correlate_rows(src, offsets, weights, symmetry, mode, cval, out, block):
@@ -799,8 +809,8 @@ def _column_pass_two(acc0, acc1, plane, offsets, weights, n_taps, i):
         a += n
 
 
-_column_pass = _helper(_column_pass, _nrt=False)
-_column_pass_two = _helper(_column_pass_two, _nrt=False)
+_column_pass = _helper(_column_pass)
+_column_pass_two = _helper(_column_pass_two)
 
 
 def _pad_row(buf, lo, w, mode_x, pad):
@@ -942,12 +952,12 @@ def _finish_row(total, combine, inv_divisor, row_out):
         row_out[j] = np.sqrt(total[j]) * inv_divisor if combine == MAGNITUDE else total[j]
 
 
-_pad_row = _helper(_pad_row, _nrt=False)
-_row_pass = _helper(_row_pass, _nrt=False)
-_nonfinite = _helper(_nonfinite, _nrt=False)
-_add_square = _helper(_add_square, _nrt=False)
-_start_row = _helper(_start_row, _nrt=False)
-_finish_row = _helper(_finish_row, _nrt=False)
+_pad_row = _helper(_pad_row)
+_row_pass = _helper(_row_pass)
+_nonfinite = _helper(_nonfinite)
+_add_square = _helper(_add_square)
+_start_row = _helper(_start_row)
+_finish_row = _helper(_finish_row)
 
 
 def _separable_rows(
@@ -974,11 +984,7 @@ def _separable_rows(
     out,
 ):
     """Rows ``first .. last - 1`` of one plane of ``_separable_2d``, in the task's buffers;
-    whether a row of a sum came out NaN or infinite.
-
-    Compiled without reference counting: the many row views it makes live
-    no longer than the arrays the kernel holds.
-    """
+    whether a row of a sum came out NaN or infinite."""
     h, w = plane.shape
     n_terms = col_n.size
     direct = n_terms == 1 and combine == SUM and not accumulate
@@ -1024,7 +1030,7 @@ def _separable_rows(
     return nonfinite
 
 
-_separable_rows = _helper(_separable_rows, _nrt=False)
+_separable_rows = _helper(_separable_rows)
 
 
 def _separable_2d(
@@ -1117,21 +1123,24 @@ def _edge_magnitude_rows(
     pad_smooth,
     pad_derivative,
     inv_divisor,
+    rows_s,
+    rows_d,
+    outside,
     out,
 ):
-    """Rows ``first .. last - 1`` of plane ``p`` of ``_edge_magnitude_3x3``."""
+    """Rows ``first .. last - 1`` of plane ``p`` of ``_edge_magnitude_3x3``.
+
+    ``rows_s`` and ``rows_d`` (``w + 2`` values) are the task's row buffers,
+    ``outside`` a row of ``cval``.
+    """
     h, w = src.shape[1], src.shape[2]
     s0, s1, s2 = smooth_y[0], smooth_y[1], smooth_y[2]
     d0, d2 = derivative_y[0], derivative_y[1]
     hs0, hs1, hs2 = smooth_x[0], smooth_x[1], smooth_x[2]
     hd0, hd2 = derivative_x[0], derivative_x[1]
     to_acc = out.dtype.type
-    rows_s = np.empty(w + 2, out.dtype)
-    rows_d = np.empty(w + 2, out.dtype)
     s_in = rows_s[1 : w + 1]
     d_in = rows_d[1 : w + 1]
-    outside = np.empty(w, src.dtype)
-    outside[:] = cval
     for i in range(first, last):
         q0 = _source_index(i - 1, h, mode_y)
         q2 = _source_index(i + 1, h, mode_y)
@@ -1188,10 +1197,14 @@ def _edge_magnitude_3x3(
     derivative_x(S)`` and ``gy = smooth_x(D)``. ``pad_*`` are the values
     beyond the image along x in constant mode; rows beyond it hold ``cval``.
     """
-    n_planes, h = src.shape[0], src.shape[1]
+    n_planes, h, w = src.shape
     n_blocks = (h + block - 1) // block
     for task in prange(n_planes * n_blocks):
         first = (task % n_blocks) * block
+        rows_s = np.empty(w + 2, out.dtype)
+        rows_d = np.empty(w + 2, out.dtype)
+        outside = np.empty(w, src.dtype)
+        outside[:] = cval
         _edge_magnitude_rows(
             src,
             task // n_blocks,
@@ -1207,6 +1220,9 @@ def _edge_magnitude_3x3(
             pad_smooth,
             pad_derivative,
             inv_divisor,
+            rows_s,
+            rows_d,
+            outside,
             out,
         )
 
@@ -1217,26 +1233,6 @@ edge_magnitude_3x3 = _Kernel(_edge_magnitude_3x3, 11)
 # --------------------------------------------------------------------------
 # Direct 2-D correlation
 # --------------------------------------------------------------------------
-
-
-def _fill_padded_row(buf, row, lo, mode_x, cval):
-    """``buf[p]`` = the row extended by the border mode at position ``p + lo``."""
-    n = row.size
-    inside_first = min(max(-lo, 0), buf.size)
-    inside_last = max(min(n - lo, buf.size), inside_first)
-    dst = buf[inside_first:inside_last]  # slices, so that the copy is vectorised
-    seg = row[inside_first + lo : inside_last + lo]
-    for j in range(dst.size):
-        dst[j] = seg[j]
-    for p in range(inside_first):
-        q = _source_index(p + lo, n, mode_x)
-        buf[p] = cval if q < 0 else row[q]
-    for p in range(inside_last, buf.size):
-        q = _source_index(p + lo, n, mode_x)
-        buf[p] = cval if q < 0 else row[q]
-
-
-_fill_padded_row = _helper(_fill_padded_row, _nrt=False)
 
 
 def _taps_pass(acc, ring, tap_slot, tap_x, tap_w, lo):
@@ -1269,15 +1265,14 @@ def _taps_pass(acc, ring, tap_slot, tap_x, tap_w, lo):
         t += n
 
 
-_taps_pass = _helper(_taps_pass, _nrt=False)
+_taps_pass = _helper(_taps_pass)
 
 
 def _correlate_2d_rows(src, p, first, last, tap_y, tap_x, tap_w, mode_y, mode_x, cval, ring, slots, out):
     """Rows ``first .. last - 1`` of plane ``p`` of ``_correlate_2d``.
 
     ``ring`` (the kernel's height, the padded row) and ``slots`` (one per
-    tap) are the task's buffers. Compiled without reference counting: the
-    row views it makes live no longer than the arrays the kernel holds.
+    tap) are the task's buffers.
     """
     h = src.shape[1]
     lo = tap_x.min()
@@ -1298,7 +1293,7 @@ def _correlate_2d_rows(src, p, first, last, tap_y, tap_x, tap_w, mode_y, mode_x,
         _taps_pass(out[p, i], ring, slots, tap_x, tap_w, lo)
 
 
-_correlate_2d_rows = _helper(_correlate_2d_rows, _nrt=False)
+_correlate_2d_rows = _helper(_correlate_2d_rows)
 
 
 def _correlate_2d(src, tap_y, tap_x, tap_w, mode_y, mode_x, cval, out, block):
@@ -1395,7 +1390,7 @@ def _fill_pixels(buf, src_row, x_first, count, w, n_in, multiplier, mode_x, outs
                     buf[base + c * multiplier + m] = pix[c]
 
 
-_fill_pixels = _helper(_fill_pixels, _nrt=False)
+_fill_pixels = _helper(_fill_pixels)
 
 
 def _depthwise_taps_row(part, tiles, tap_x, has_zero, t, end, lo, n_out, window, first):
@@ -1467,7 +1462,7 @@ def _depthwise_taps_row(part, tiles, tap_x, has_zero, t, end, lo, n_out, window,
         first = False
 
 
-_depthwise_taps_row = _helper(_depthwise_taps_row, _nrt=False)
+_depthwise_taps_row = _helper(_depthwise_taps_row)
 
 
 def _depthwise_taps_3x3(part, tiles, tap_x, lo, n_out, top, middle, bottom):
@@ -1500,7 +1495,7 @@ def _depthwise_taps_3x3(part, tiles, tap_x, lo, n_out, top, middle, bottom):
             acc[j] = _fmuladd(to(v8[j]), t8[j], _fmuladd(to(v7[j]), t7[j], _fmuladd(to(v6[j]), t6[j], x)))
 
 
-_depthwise_taps_3x3 = _helper(_depthwise_taps_3x3, _nrt=False)
+_depthwise_taps_3x3 = _helper(_depthwise_taps_3x3)
 
 
 def _depthwise_2d_rows(
@@ -1529,8 +1524,7 @@ def _depthwise_2d_rows(
     """Output rows ``first .. last - 1`` of plane ``p`` of ``_depthwise_2d``.
 
     ``buf`` (``(chunk + hi - lo) * C * M`` values) is the task's buffer for
-    border-extended pixels. Compiled without reference counting: the views it
-    makes per row and chunk live no longer than the arrays the kernel holds.
+    border-extended pixels.
     """
     h, w, n_in = src.shape[1], src.shape[2], src.shape[3]
     n_out = n_in * multiplier
@@ -1600,7 +1594,7 @@ def _depthwise_2d_rows(
             x0 += n_px
 
 
-_depthwise_2d_rows = _helper(_depthwise_2d_rows, _nrt=False)
+_depthwise_2d_rows = _helper(_depthwise_2d_rows)
 
 
 def _depthwise_2d(
@@ -1840,9 +1834,9 @@ def _scatter_planar(planar_rows, n_rows, n, out_rows, x_first):
                     run[x * n_out] = values[x]
 
 
-_gather_planar = _helper(_gather_planar, _nrt=False)
-_planar_channel = _helper(_planar_channel, _nrt=False)
-_scatter_planar = _helper(_scatter_planar, _nrt=False)
+_gather_planar = _helper(_gather_planar)
+_planar_channel = _helper(_planar_channel)
+_scatter_planar = _helper(_scatter_planar)
 
 
 def _depthwise_planar_rows(
@@ -1867,9 +1861,7 @@ def _depthwise_planar_rows(
     """Output rows ``first .. last - 1`` of plane ``p`` of ``_depthwise_planar``.
 
     ``planar`` (C*M, ``last - first + kh - 1``, ``chunk + kw - 1``) and
-    ``result`` (2, C*M, ``chunk``) are the task's buffers. Compiled without
-    reference counting: the many views it makes per row and channel live no
-    longer than the arrays the kernel holds.
+    ``result`` (2, C*M, ``chunk``) are the task's buffers.
     """
     h, w = src.shape[1], src.shape[2]
     n_out = result.shape[1]
@@ -1901,7 +1893,7 @@ def _depthwise_planar_rows(
             r += count
 
 
-_depthwise_planar_rows = _helper(_depthwise_planar_rows, _nrt=False)
+_depthwise_planar_rows = _helper(_depthwise_planar_rows)
 
 
 def _depthwise_planar(
@@ -1976,9 +1968,7 @@ def _depthwise_passes_rows(
     """Output rows ``first .. last - 1`` of plane ``p`` of ``_depthwise_passes_2d``.
 
     ``buf`` (the padded row, ``(w + hi - lo) * C * M`` values) and ``pixels``
-    (``chunk * C * M``) are the task's buffers. Compiled without reference
-    counting: the views it makes per row live no longer than the arrays the
-    kernel holds.
+    (``chunk * C * M``) are the task's buffers.
     """
     h, w, n_in = src.shape[1], src.shape[2], src.shape[3]
     n_out = n_in * multiplier
@@ -2039,7 +2029,7 @@ def _depthwise_passes_rows(
                 )
 
 
-_depthwise_passes_rows = _helper(_depthwise_passes_rows, _nrt=False)
+_depthwise_passes_rows = _helper(_depthwise_passes_rows)
 
 
 def _depthwise_passes_2d(

@@ -1066,6 +1066,11 @@ def copy_into(out, result):
         as_device(out).copy_to_device(result)
 
 
+def writable_target(out, src, dtype):
+    """None: results are copied into the caller's ``out`` (host or device)."""
+    return None
+
+
 def correlate_planes(src, kernel, top, left, mode_y, mode_x, cval, out):
     """Direct 2-D correlation over the last two axes, zero weights left out."""
     if src.size == 0:

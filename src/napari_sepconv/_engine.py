@@ -124,6 +124,10 @@ class Engine(Protocol):
     def copy_into(self, out: Any, result: Array) -> None:
         """Fill the caller's array ``out`` with ``result``."""
 
+    def writable_target(self, out: Any, src: Array, dtype: Any) -> Array | None:
+        """``out`` where the kernels can write a result of ``src``'s shape and ``dtype``
+        straight into the caller's array (sparing ``copy_into``), else None."""
+
     def channels_first(self, arr: Array, channel_axis: int) -> Array:
         """A C-contiguous copy with the channel axis moved to the front."""
 

@@ -23,26 +23,9 @@ def _copy_into(engine, out, result):
     """Fill a caller's ``out`` (scikit-image's ``out=``) with ``result``."""
     if out is None:
         return result
-    if out is not result:  # not already written there (``_direct_target``)
+    if out is not result:  # not already written there (``engine.writable_target``)
         engine.copy_into(out, result)
     return out
-
-
-def _direct_target(engine, out, src, dtype):
-    """``out`` where the kernels can write the result straight into it, sparing a copy: a
-    writable C-contiguous host array of the result's shape and type that shares no memory
-    with the kernel input. Otherwise None (the result is copied into ``out``)."""
-    if (
-        engine.name == "cpu"
-        and type(out) is np.ndarray
-        and out.dtype == dtype
-        and out.shape == src.shape
-        and out.flags.c_contiguous
-        and out.flags.writeable
-        and not np.may_share_memory(out, src)
-    ):
-        return out
-    return None
 
 
 @dataclass(frozen=True, eq=False)
@@ -79,7 +62,7 @@ class TermsProgram:
             src = engine.channels_first(src, self.channel_axis)
         target = None
         if out is not None and self.channel_axis is None and self.cast is None:
-            target = _direct_target(engine, out, src, self.lowered.dtype)
+            target = engine.writable_target(out, src, self.lowered.dtype)
         if self.fallback is None:
             result = run_lowered(engine, src, self.lowered, target=target)
         else:
@@ -119,7 +102,7 @@ class TermsProgram:
         dtype, fallback = lowered.dtype, self.fallback
 
         def bound(image):
-            out = np.empty(image.shape, dtype)
+            out = engine.empty(image.shape, dtype)
             finite = call(image, out)
             if fallback is not None:
                 if finite is None:

@@ -1369,7 +1369,7 @@ def gaussian(
         preserve_range=preserve_range,
         backend=backend,
     )
-    if isinstance(out, np.ndarray) and out.dtype == dtype and not _dask.is_dask_array(image):
+    if type(image) is np.ndarray and isinstance(out, np.ndarray) and out.dtype == dtype:
         # written straight into ``out`` where its layout allows (else copied there)
         from ._plan import execute
 
