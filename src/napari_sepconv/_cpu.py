@@ -19,6 +19,7 @@ import numpy as np
 from . import _validation
 from ._boundary import CONSTANT
 from ._cpu_kernels import (
+    _NATIVE_INPUTS,
     MAGNITUDE,
     ROWS_PER_TASK,
     SUM,
@@ -221,11 +222,43 @@ def separable_2d(src, cols, rows, mode_y, mode_x, cval, pad_x, combine, divisor,
     return _run_separable_2d(prepared, mode_y, out.dtype, src, out)
 
 
-def bind_separable_2d(fused, dtype):
-    """``call(src, out)``: ``separable_2d`` of the fused pass ``fused``, its arguments ready."""
-    dtype = np.dtype(dtype)
+def bind_separable_2d(fused, dtype, src_dtype):
+    """``call(src, out)``: ``separable_2d`` of the fused pass ``fused`` on host arrays of
+    ``src_dtype``, its arguments ready.
+
+    The call goes straight to the kernel (``run``'s steps done once here): a small call
+    spends its time in the kernel. Inputs that the kernel reads converted (another type,
+    or not C-contiguous) take ``run``'s path.
+    """
+    dtype, src_dtype = np.dtype(dtype), np.dtype(src_dtype)
     prepared = _prepared_separable_2d(*fused.arguments(), dtype)
-    return functools.partial(_run_separable_2d, prepared, fused.mode_y, dtype)
+    kernel, arguments, summed, taps = prepared
+    general = functools.partial(_run_separable_2d, prepared, fused.mode_y, dtype)
+    if src_dtype not in _NATIVE_INPUTS or (
+        kernel is edge_magnitude_3x3 and fused.mode_y == CONSTANT and src_dtype != dtype
+    ):
+        return general
+    dispatcher = kernel.dispatcher
+    edge = kernel is edge_magnitude_3x3
+
+    def call(src, out):
+        size = out.size
+        if not size or _serialise or not src.flags.c_contiguous:
+            return general(src, out)
+        h, w = src.shape[-2:]
+        planes = (size // (h * w), h, w)
+        if edge:
+            _call(dispatcher, (src.reshape(planes), *arguments, out.reshape(planes), ROWS_PER_TASK), taps)
+            return None
+        nonfinite = np.zeros(planes[0] * -(-h // ROWS_PER_TASK), np.uint8) if summed else _NO_FLAGS
+        _call(
+            dispatcher,
+            (src.reshape(planes), *arguments, out.reshape(planes), ROWS_PER_TASK, nonfinite),
+            taps,
+        )
+        return not nonfinite.any() if summed else None
+
+    return call
 
 
 def _prepared_separable_2d(cols, rows, mode_y, mode_x, cval, pad_x, combine, divisor, accumulate, dtype):

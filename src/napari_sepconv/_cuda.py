@@ -921,7 +921,7 @@ def separable_2d(src, cols, rows, mode_y, mode_x, cval, pad_x, combine, divisor,
     _separable_2d_generic(src, cols, rows, mode_y, mode_x, cval, pad_x, combine, divisor, accumulate, out)
 
 
-def bind_separable_2d(fused, dtype):
+def bind_separable_2d(fused, dtype, src_dtype):
     """None: device calls take the general path (their cost is the launch, not Python)."""
     return None
 

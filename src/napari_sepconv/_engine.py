@@ -62,9 +62,12 @@ class Engine(Protocol):
         whether every value of ``out`` is finite, or None when it does not tell.
         """
 
-    def bind_separable_2d(self, fused, dtype: Any) -> Callable[[Array, Array], bool | None] | None:
+    def bind_separable_2d(
+        self, fused, dtype: Any, src_dtype: Any
+    ) -> Callable[[Array, Array], bool | None] | None:
         """``call(src, out)``: ``separable_2d`` of the ``_passes.FusedPass`` ``fused`` with
-        every argument prepared once, for host arrays; None where the engine has no such path.
+        every argument prepared once, for host arrays of ``src_dtype`` (any shape); None
+        where the engine has no such path. The call returns what ``separable_2d`` does.
 
         A plan's program keeps it for its next calls: a small call then spends its time
         in the kernel, not in the steps before it.

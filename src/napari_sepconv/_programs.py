@@ -93,11 +93,11 @@ class TermsProgram:
         prefix, fused = lowered.groups[0]
         if prefix or fused is None or fused.accumulate:
             return None
-        call = engine.bind_separable_2d(fused, lowered.dtype)
-        if call is None:
-            return None
         src, _ = engine.to_kernel_input(image, self.compute_dtype, self.preserve_range)
-        if src is not image:  # the kernels read a converted copy
+        if src.dtype != image.dtype:  # the kernels read a converted copy
+            return None
+        call = engine.bind_separable_2d(fused, lowered.dtype, image.dtype)
+        if call is None:
             return None
         dtype, fallback = lowered.dtype, self.fallback
 
