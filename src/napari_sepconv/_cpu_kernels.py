@@ -1123,7 +1123,6 @@ def _edge_magnitude_rows(
     pad_smooth,
     pad_derivative,
     inv_divisor,
-    unit_derivative,
     rows_s,
     rows_d,
     outside,
@@ -1148,20 +1147,12 @@ def _edge_magnitude_rows(
         r0 = src[p, q0] if q0 >= 0 else outside
         r1 = src[p, i]
         r2 = src[p, q2] if q2 >= 0 else outside
-        if unit_derivative:  # -1 * a + 1 * c, without its two multiplications
-            for j in range(w):
-                a = to_acc(r0[j])
-                b = to_acc(r1[j])
-                c = to_acc(r2[j])
-                s_in[j] = s0 * a + s1 * b + s2 * c
-                d_in[j] = c - a
-        else:
-            for j in range(w):
-                a = to_acc(r0[j])
-                b = to_acc(r1[j])
-                c = to_acc(r2[j])
-                s_in[j] = s0 * a + s1 * b + s2 * c
-                d_in[j] = d0 * a + d2 * c
+        for j in range(w):
+            a = to_acc(r0[j])
+            b = to_acc(r1[j])
+            c = to_acc(r2[j])
+            s_in[j] = s0 * a + s1 * b + s2 * c
+            d_in[j] = d0 * a + d2 * c
         if mode_x == CONSTANT:
             rows_s[0] = rows_s[w + 1] = pad_smooth
             rows_d[0] = rows_d[w + 1] = pad_derivative
@@ -1173,16 +1164,10 @@ def _edge_magnitude_rows(
         s_a, s_c = rows_s[0:w], rows_s[2 : w + 2]
         d_a, d_b, d_c = rows_d[0:w], rows_d[1 : w + 1], rows_d[2 : w + 2]
         row_out = out[p, i]
-        if unit_derivative:
-            for j in range(w):
-                gx = s_c[j] - s_a[j]
-                gy = hs0 * d_a[j] + hs1 * d_b[j] + hs2 * d_c[j]
-                row_out[j] = np.sqrt(gx * gx + gy * gy) * inv_divisor
-        else:
-            for j in range(w):
-                gx = hd0 * s_a[j] + hd2 * s_c[j]
-                gy = hs0 * d_a[j] + hs1 * d_b[j] + hs2 * d_c[j]
-                row_out[j] = np.sqrt(gx * gx + gy * gy) * inv_divisor
+        for j in range(w):
+            gx = hd0 * s_a[j] + hd2 * s_c[j]
+            gy = hs0 * d_a[j] + hs1 * d_b[j] + hs2 * d_c[j]
+            row_out[j] = np.sqrt(gx * gx + gy * gy) * inv_divisor
 
 
 _edge_magnitude_rows = _helper(_edge_magnitude_rows)
@@ -1211,14 +1196,9 @@ def _edge_magnitude_3x3(
     smoothed row ``S`` and differentiated row ``D``; then ``gx =
     derivative_x(S)`` and ``gy = smooth_x(D)``. ``pad_*`` are the values
     beyond the image along x in constant mode; rows beyond it hold ``cval``.
-    Derivatives of weights -1 and +1 (every edge operator's) subtract without
-    multiplying, which gives the same bits.
     """
     n_planes, h, w = src.shape
     n_blocks = (h + block - 1) // block
-    unit_derivative = (
-        derivative_y[0] == -1 and derivative_y[1] == 1 and derivative_x[0] == -1 and derivative_x[1] == 1
-    )
     for task in prange(n_planes * n_blocks):
         first = (task % n_blocks) * block
         rows_s = np.empty(w + 2, out.dtype)
@@ -1240,7 +1220,6 @@ def _edge_magnitude_3x3(
             pad_smooth,
             pad_derivative,
             inv_divisor,
-            unit_derivative,
             rows_s,
             rows_d,
             outside,
