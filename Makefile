@@ -50,7 +50,7 @@ test-core: $(VENV)/.test-deps warm-cache
 # CUDA kernels on Numba's simulator (no GPU needed); a separate process, since the
 # simulator must be switched on before numba.cuda is first imported.
 test-cudasim: $(VENV)/.test-deps warm-cache
-	NUMBA_ENABLE_CUDASIM=1 $(BIN)/python -m pytest -n $(PYTEST_WORKERS) tests/test_cuda.py -m cudasim
+	NUMBA_ENABLE_CUDASIM=1 $(BIN)/python -m pytest -n $(PYTEST_WORKERS) tests/test_cuda.py tests/test_smoothing.py -m cudasim
 
 # napari widgets under a virtual X server (pytest-xvfb starts Xvfb).
 test-gui: $(VENV)/.test-deps warm-cache

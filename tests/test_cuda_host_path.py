@@ -27,20 +27,28 @@ class _Memory:
     def __init__(self, ptr):
         self.ptr = ptr
 
+    def __add__(self, offset):
+        return _Memory(self.ptr + offset)
+
 
 class FakeCupyArray:
     """A device array of the fake library: an address, a shape, a dtype, a stream."""
 
     _next = 0x7F0000000000
 
-    def __init__(self, shape, dtype, stream=STREAM):
+    def __init__(self, shape, dtype, stream=STREAM, memptr=None, strides=None):
         self.shape = tuple(shape)
         self.dtype = np.dtype(dtype)
-        self.strides = tuple(
-            int(np.prod(self.shape[i + 1 :], dtype=np.int64)) * self.dtype.itemsize for i in range(len(shape))
-        )
-        self.data = _Memory(FakeCupyArray._next)
-        FakeCupyArray._next += 1 << 30
+        if strides is None:  # C order (a loop: cheap, as CuPy's own constructor is to Python)
+            strides, step = [], self.dtype.itemsize
+            for n in reversed(self.shape):
+                strides.insert(0, step)
+                step *= n
+        self.strides = tuple(strides)
+        if memptr is None:  # new memory; else a view (``cupy.ndarray(..., memptr=...)``)
+            memptr = _Memory(FakeCupyArray._next)
+            FakeCupyArray._next += 1 << 30
+        self.data = memptr
         self.ndim = len(self.shape)
         self.stream = stream
 
@@ -48,7 +56,7 @@ class FakeCupyArray:
     def __cuda_array_interface__(self):
         return {
             "shape": self.shape,
-            "strides": None,
+            "strides": self.strides,
             "typestr": self.dtype.str,
             "data": (self.data.ptr, False),
             "version": 3,
@@ -165,16 +173,30 @@ def functools_cache(func):
     return wrapper
 
 
+_CHANNEL_WORKLOADS = ("depthwise 3x3", "pointwise", "dw-separable")
+
+
 def _workloads():
     import napari_sepconv as sc
 
     rng = np.random.default_rng(0)
     gauss = np.exp(-0.5 * (np.arange(-7, 8) / 2.5) ** 2).astype(np.float32)
+    full5 = rng.standard_normal((5, 5)).astype(np.float32)
     return {
         "sobel": lambda x: sc.sobel(x),
         "sobel uint8->float32": lambda x: sc.sobel(x, dtype=np.float32),
         "separable 15-tap": lambda x: sc.separable_filter(x, [gauss, gauss]),
         "separable 15-tap, constant": lambda x: sc.separable_filter(x, [gauss, gauss], mode="constant"),
+        "gaussian": lambda x: sc.gaussian(x, 2.0),
+        "filter2d direct": lambda x: sc.filter2d(x, full5),
+        "filter2d rank2": lambda x: sc.filter2d(x, np.outer(gauss, gauss) - np.outer(gauss[::-1], gauss)),
+        "depthwise 3x3": lambda x: sc.depthwise_filter(
+            x, np.ones((16, 3, 3), np.float32) / 9, channel_axis=-1
+        ),
+        "pointwise": lambda x: sc.pointwise_filter(x, np.ones((8, 16), np.float32), channel_axis=-1),
+        "dw-separable": lambda x: sc.depthwise_separable_filter(
+            x, np.ones((16, 3, 3), np.float32), np.ones((8, 16), np.float32), channel_axis=-1
+        ),
         "_rng": rng,
     }
 
@@ -186,12 +208,18 @@ def _workloads():
         "sobel uint8->float32",
         "separable 15-tap",
         "separable 15-tap, constant",
+        "gaussian",
+        "filter2d direct",
+        "filter2d rank2",
+        "depthwise 3x3",
+        "pointwise",
+        "dw-separable",
     ],
 )
 def test_one_launch_no_sync_no_copy_no_numba_allocation(name, stubbed):
     call = _workloads()[name]
     dtype = np.uint8 if "uint8" in name else np.float32
-    image = FakeCupyArray((256, 320), dtype)
+    image = FakeCupyArray((64, 80, 16) if name in _CHANNEL_WORKLOADS else (256, 320), dtype)
     first = call(image)
     assert stubbed.count("compile") == 1
     stubbed.events.clear()
@@ -210,7 +238,7 @@ def test_one_launch_no_sync_no_copy_no_numba_allocation(name, stubbed):
     finally:
         sys.setprofile(None)
 
-    assert isinstance(out, FakeCupyArray) and out.shape == image.shape and out is not first
+    assert isinstance(out, FakeCupyArray) and out.shape[:2] == image.shape[:2] and out is not first
     assert stubbed.count("launch") == 1, stubbed.events
     assert stubbed.count("cupy alloc") == 1, stubbed.events  # the output, from the caller's pool
     assert stubbed.count("numba alloc") == 0, stubbed.events

@@ -211,14 +211,16 @@ def engine(name):
 _PLANNED_MODULES = frozenset({"napari_sepconv.edges", "napari_sepconv.separable", "napari_sepconv.channels"})
 
 
-def like_input(func):
+def like_input(func, planned=None):
     """Make ``func`` return results of the kind of array its image (``image`` or ``input``) is.
 
     GPU input (CuPy, PyTorch, anything with ``__cuda_array_interface__``) is
     handed to ``func`` as a Numba device array over the same memory, and the
     result goes back as the input's kind; host input gets NumPy results, also
     from the CUDA engine. Results that are already host arrays (an ``output``
-    array filled in place, dask arrays) pass through.
+    array filled in place, dask arrays) pass through. ``planned``: ``func`` only
+    plans and executes (default: the functions of the planned modules), so it
+    takes GPU input as the CUDA engine's light ``DeviceInput``.
     """
     params = list(inspect.signature(func).parameters)
     name = next(p for p in params if p in ("image", "input"))
@@ -226,7 +228,7 @@ def like_input(func):
     # Functions that only plan and execute take GPU input as the CUDA engine's light
     # ``DeviceInput`` (no synchronisation, outputs from the caller's library); the others
     # get a Numba device array.
-    light = func.__module__ in _PLANNED_MODULES
+    light = func.__module__ in _PLANNED_MODULES if planned is None else planned
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):

@@ -23,6 +23,7 @@ This module imports ``numba.cuda``; ``_backend`` imports it on first use only.
 import ctypes
 import functools
 import math
+import operator
 import threading
 from collections import OrderedDict
 
@@ -150,10 +151,11 @@ class DeviceArray:
     def reshape(self, *shape):
         if len(shape) == 1 and isinstance(shape[0], tuple):
             shape = shape[0]
+        shape = tuple(map(int, shape))
         if -1 in shape:
-            known = math.prod(n for n in shape if n != -1)
-            shape = tuple(self.size // known if n == -1 else n for n in shape)
-        shape = tuple(int(n) for n in shape)
+            missing = shape.index(-1)
+            known = -math.prod(shape)  # the product of the others
+            shape = (*shape[:missing], self.size // known, *shape[missing + 1 :])
         return DeviceArray(self.ptr, shape, _c_strides(shape, self.dtype.itemsize), self.dtype, self.owner)
 
     def view(self, dtype):
@@ -373,7 +375,7 @@ def _as_kind(result, image):
 
 def _view(arr, shape, strides):
     """A view of ``arr``'s memory from its first element (positive byte strides)."""
-    shape, strides = tuple(int(n) for n in shape), tuple(int(s) for s in strides)
+    shape, strides = tuple(map(int, shape)), tuple(map(int, strides))
     if type(arr) is DeviceArray:
         return DeviceArray(arr.ptr, shape, strides, arr.dtype, arr.owner)
     if simulated():
@@ -385,10 +387,16 @@ def _view(arr, shape, strides):
 
 def _moveaxis(arr, source, destination):
     """``np.moveaxis`` as a view."""
-    source %= arr.ndim
-    order = [a for a in range(arr.ndim) if a != source]
-    order.insert(destination % arr.ndim, source)
-    return _view(arr, [arr.shape[a] for a in order], [arr.strides[a] for a in order])
+    ndim = len(arr.shape)
+    source %= ndim
+    order = list(range(ndim))
+    del order[source]
+    order.insert(destination % ndim, source)
+    pick = operator.itemgetter(*order)
+    shape, strides = pick(arr.shape), pick(arr.strides)
+    if ndim == 1:
+        shape, strides = (shape,), (strides,)
+    return _view(arr, shape, strides)
 
 
 def contiguous(arr):
@@ -640,7 +648,7 @@ def _reach(offsets):
 def empty(shape, dtype):
     """An uninitialised device array: the caller's library allocates it for CuPy or PyTorch
     input (its memory pool, on its stream), Numba otherwise."""
-    shape = tuple(int(n) for n in shape)
+    shape = tuple(map(int, shape))
     dtype = np.dtype(dtype)
     template = getattr(_tls, "alloc", None)
     if template is not None:
@@ -680,7 +688,7 @@ def to_kernel_input(image, dtype, preserve_range):
 
 def _input_array(image):
     """A :class:`DeviceInput` as a C-contiguous :class:`DeviceArray` (gathered if it is not)."""
-    if any(st < 0 for st in image.strides):
+    if image.strides and min(image.strides) < 0:
         if image.kind != "cupy":
             raise ValueError("GPU arrays with negative strides are not supported; pass a copy")
         import cupy
@@ -769,18 +777,35 @@ PLANE_LIMIT = 1 << 31
 
 
 class _Recipe:
-    """A specialised launch: kernel, geometry, and the parameters between input and output."""
+    """A prepared launch: kernel, geometry, and the parameters between input and output.
 
-    __slots__ = ("name", "argtypes", "kernel", "grid", "block", "shared", "params", "sim_args")
+    ``flat``: the kernel takes its input and output as flat 1-D arrays (the
+    kernels specialised for a plan); else as the arrays they are.
+    """
 
-    def __init__(self, name, argtypes, kernel, grid, block, shared, args):
+    __slots__ = (
+        "name",
+        "variant",
+        "argtypes",
+        "kernel",
+        "grid",
+        "block",
+        "shared",
+        "params",
+        "sim_args",
+        "flat",
+    )
+
+    def __init__(self, name, argtypes, kernel, grid, block, shared, args, flat=True, variant="specialised"):
         self.name = name
+        self.variant = variant
         self.argtypes = argtypes
         self.kernel = kernel
         self.grid = grid
         self.block = block
         self.shared = shared
         self.sim_args = args
+        self.flat = flat
         self.params = []
         if kernel.cukernel is not None:
             for a in args:
@@ -788,25 +813,39 @@ class _Recipe:
 
 
 def _go(recipe, src, out):
-    """Launch ``recipe`` on flat views of ``src`` and ``out``: the whole per-call cost."""
+    """Launch ``recipe`` on ``src`` and ``out``: the whole per-call cost."""
     kernel = recipe.kernel
     if launch_log is not None:
-        launch_log.append((recipe.name, "specialised", recipe.argtypes))
+        launch_log.append((recipe.name, recipe.variant, recipe.argtypes))
+    if 0 in recipe.grid:
+        return
     if kernel.cukernel is None:
-        _run(
-            kernel,
-            recipe.grid,
-            recipe.block,
-            recipe.shared,
-            None,
-            (src.reshape(src.size), *recipe.sim_args, out.reshape(out.size)),
-        )
+        if recipe.flat:
+            src, out = src.reshape(src.size), out.reshape(out.size)
+        _run(kernel, recipe.grid, recipe.block, recipe.shared, None, (src, *recipe.sim_args, out))
         return
     params = []
-    _flat(src, params)
-    params += recipe.params
-    _flat(out, params)
+    if recipe.flat:
+        _flat(src, params)
+        params += recipe.params
+        _flat(out, params)
+    else:
+        _marshal(src, params)
+        params += recipe.params
+        _marshal(out, params)
     _run(kernel, recipe.grid, recipe.block, recipe.shared, params, None)
+
+
+def _generic_recipe(name, dtype, variant, grid, block, shared, src, args, out):
+    """The :class:`_Recipe` of ``_launch(name, dtype, variant, grid, block, shared, src,
+    *args, out)``: compiled for the types of ``src`` and ``out`` (C-contiguous arrays, as
+    the engine passes them), ``args`` typed and marshalled once; neither array is kept."""
+    dtype = np.dtype(dtype)
+    argtypes = (_argtype(src), *map(_argtype, args), _argtype(out))
+    kernel = _kernel(
+        (name, dtype, variant, argtypes), lambda: _cuda_kernels.python_kernel(name, dtype, variant), argtypes
+    )
+    return _Recipe(name, argtypes, kernel, grid, block, shared, args, flat=False, variant=variant)
 
 
 def _flat_type(dtype):
@@ -1076,6 +1115,27 @@ def correlate_planes(src, kernel, top, left, mode_y, mode_x, cval, out):
     if src.size == 0:
         return
     h, w = src.shape[-2:]
+    planes = src.reshape(-1, h, w)
+    target = out.reshape(-1, h, w)
+    dtype = np.dtype(out.dtype)
+    recipe = _prepared.get(
+        (kernel,),
+        ("correlate_2d", planes.shape, np.dtype(src.dtype), dtype, top, left, mode_y, mode_x, cval),
+        _correlate_planes_recipe,
+        planes,
+        kernel,
+        top,
+        left,
+        mode_y,
+        mode_x,
+        cval,
+        target,
+    )
+    _go(recipe, planes, target)
+
+
+def _correlate_planes_recipe(planes, kernel, top, left, mode_y, mode_x, cval, out):
+    n_planes, h, w = planes.shape
     dtype = np.dtype(out.dtype)
     ys, xs = np.nonzero(kernel)
     if ys.size == 0:  # all-zero kernel: one zero tap keeps NaN handling as scipy's
@@ -1085,15 +1145,7 @@ def correlate_planes(src, kernel, top, left, mode_y, mode_x, cval, out):
     x_lo, x_span = _reach(tap_x)
     tile = (TY + y_span) * (TX + x_span) * dtype.itemsize
     tiled = tile <= SHARED_BYTES
-    planes = src.reshape(-1, h, w)
-    _launch(
-        "correlate_2d",
-        dtype,
-        tiled,
-        (_tiles(w, TX, 1 << 30), _tiles(h, TY), min(planes.shape[0], MAX_GRID_YZ)),
-        (BX, BY),
-        tile if tiled else 0,
-        planes,
+    args = (
         _const(tap_y, _int),
         _const(tap_x, _int),
         _const(kernel[ys, xs], dtype),
@@ -1104,7 +1156,10 @@ def correlate_planes(src, kernel, top, left, mode_y, mode_x, cval, out):
         _int(mode_y),
         _int(mode_x),
         dtype.type(cval),
-        out.reshape(-1, h, w),
+    )
+    grid = (_tiles(w, TX, 1 << 30), _tiles(h, TY), min(n_planes, MAX_GRID_YZ))
+    return _generic_recipe(
+        "correlate_2d", dtype, tiled, grid, (BX, BY), tile if tiled else 0, planes, args, out
     )
 
 
@@ -1128,6 +1183,34 @@ def depthwise(src, kernels, multiplier, mode_y, mode_x, cval, out, row_start=0):
     """Per-channel correlation of ``src`` (P, H, W, C) into ``out`` (P, R, W, C*M)."""
     if out.size == 0:
         return
+    recipe = _prepared.get(
+        (kernels,),
+        (
+            "depthwise",
+            src.shape,
+            out.shape,
+            np.dtype(src.dtype),
+            np.dtype(out.dtype),
+            multiplier,
+            mode_y,
+            mode_x,
+            cval,
+            row_start,
+        ),
+        _depthwise_recipe,
+        src,
+        kernels,
+        multiplier,
+        mode_y,
+        mode_x,
+        cval,
+        out,
+        row_start,
+    )
+    _go(recipe, src, out)
+
+
+def _depthwise_recipe(src, kernels, multiplier, mode_y, mode_x, cval, out, row_start):
     dtype = np.dtype(out.dtype)
     item = dtype.itemsize
     tap_y, tap_x, tap_w, has_zero = depthwise_taps(kernels, dtype)
@@ -1138,14 +1221,7 @@ def depthwise(src, kernels, multiplier, mode_y, mode_x, cval, out, row_start=0):
     tiled = tile is not None
     tile_h, tile_w = tile if tiled else (1, 32)
     shared = (tile_h + y_span) * (tile_w + x_span) * n_in * item if tiled else 0
-    _launch(
-        "depthwise",
-        dtype,
-        tiled,
-        _channel_grid(src.shape[2], out.shape[1], src.shape[0], tile_h, tile_w),
-        (THREADS,),
-        shared,
-        src,
+    args = (
         _const(tap_y, _int),
         _const(tap_x, _int),
         _const(tap_w, dtype),
@@ -1161,14 +1237,45 @@ def depthwise(src, kernels, multiplier, mode_y, mode_x, cval, out, row_start=0):
         _int(row_start),
         _int(tile_h),
         _int(tile_w),
-        out,
     )
+    grid = _channel_grid(src.shape[2], out.shape[1], src.shape[0], tile_h, tile_w)
+    return _generic_recipe("depthwise", dtype, tiled, grid, (THREADS,), shared, src, args, out)
 
 
 def depthwise_passes(src, columns, rows, multiplier, mode_y, mode_x, cval, pad_x, out, row_start=0):
     """Per-channel rank-1 kernels ``outer(columns[k], rows[k])`` as two 1-D passes."""
     if out.size == 0:
         return
+    recipe = _prepared.get(
+        (columns, rows, pad_x),
+        (
+            "depthwise_passes",
+            src.shape,
+            out.shape,
+            np.dtype(src.dtype),
+            np.dtype(out.dtype),
+            multiplier,
+            mode_y,
+            mode_x,
+            cval,
+            row_start,
+        ),
+        _depthwise_passes_recipe,
+        src,
+        columns,
+        rows,
+        multiplier,
+        mode_y,
+        mode_x,
+        cval,
+        pad_x,
+        out,
+        row_start,
+    )
+    _go(recipe, src, out)
+
+
+def _depthwise_passes_recipe(src, columns, rows, multiplier, mode_y, mode_x, cval, pad_x, out, row_start):
     dtype = np.dtype(out.dtype)
     item = dtype.itemsize
     col_off, col_w, _ = shared_taps(columns, dtype)
@@ -1179,14 +1286,7 @@ def depthwise_passes(src, columns, rows, multiplier, mode_y, mode_x, cval, pad_x
     tiled = tile is not None
     tile_h, tile_w = tile if tiled else (1, 32)
     shared = tile_h * (tile_w + x_span) * n_out * item if tiled else 0
-    _launch(
-        "depthwise_passes",
-        dtype,
-        tiled,
-        _channel_grid(src.shape[2], out.shape[1], src.shape[0], tile_h, tile_w),
-        (THREADS,),
-        shared,
-        src,
+    args = (
         _const(col_off, _int),
         _const(col_w, dtype),
         _const(row_off, _int),
@@ -1201,8 +1301,9 @@ def depthwise_passes(src, columns, rows, multiplier, mode_y, mode_x, cval, pad_x
         _int(row_start),
         _int(tile_h),
         _int(tile_w),
-        out,
     )
+    grid = _channel_grid(src.shape[2], out.shape[1], src.shape[0], tile_h, tile_w)
+    return _generic_recipe("depthwise_passes", dtype, tiled, grid, (THREADS,), shared, src, args, out)
 
 
 def depthwise_separable(src, op, weights, bias, out):
@@ -1215,6 +1316,25 @@ def depthwise_separable(src, op, weights, bias, out):
     """
     if out.size == 0:
         return
+    recipe = _prepared.get(
+        (op, weights, bias),
+        ("depthwise_separable", src.shape, out.shape, np.dtype(src.dtype), np.dtype(out.dtype)),
+        _depthwise_separable_recipe,
+        src,
+        op,
+        weights,
+        bias,
+        out,
+    )
+    if recipe is None:
+        kernels, multiplier, mode_y, mode_x, cval = (op.flat, op.multiplier, op.mode_y, op.mode_x, op.cval)
+        _depthwise_separable_bands(src, kernels, multiplier, mode_y, mode_x, cval, weights, bias, out)
+        return
+    _go(recipe, src, out)
+
+
+def _depthwise_separable_recipe(src, op, weights, bias, out):
+    """The fused launch, or None where even the smallest tile does not fit."""
     kernels, multiplier, mode_y, mode_x, cval = (op.flat, op.multiplier, op.mode_y, op.mode_x, op.cval)
     dtype = np.dtype(out.dtype)
     item = dtype.itemsize
@@ -1225,18 +1345,10 @@ def depthwise_separable(src, op, weights, bias, out):
     n_mid = tap_w.shape[1]
     tile = _channel_tile(lambda th, tw: ((th + y_span) * (tw + x_span) * n_in + th * tw * n_mid) * item)
     if tile is None:
-        _depthwise_separable_bands(src, kernels, multiplier, mode_y, mode_x, cval, weights, bias, out)
-        return
+        return None
     tile_h, tile_w = tile
     shared = ((tile_h + y_span) * (tile_w + x_span) * n_in + tile_h * tile_w * n_mid) * item
-    _launch(
-        "depthwise_separable",
-        dtype,
-        None,
-        _channel_grid(width, h, n_planes, tile_h, tile_w),
-        (THREADS,),
-        shared,
-        src,
+    args = (
         _const(tap_y, _int),
         _const(tap_x, _int),
         _const(tap_w, dtype),
@@ -1254,8 +1366,9 @@ def depthwise_separable(src, op, weights, bias, out):
         _int(bias is not None),
         _int(tile_h),
         _int(tile_w),
-        out,
     )
+    grid = _channel_grid(width, h, n_planes, tile_h, tile_w)
+    return _generic_recipe("depthwise_separable", dtype, None, grid, (THREADS,), shared, src, args, out)
 
 
 BAND_ELEMENTS = 1 << 22
@@ -1319,25 +1432,35 @@ def pointwise(src, weights, bias, out):
         if bias is not None:
             result += cupy.asarray(_const(bias, dtype))
         return
+    recipe = _prepared.get(
+        (weights, bias),
+        ("pointwise", src.shape, out.shape, np.dtype(src.dtype), dtype),
+        _pointwise_recipe,
+        src,
+        weights,
+        bias,
+        out,
+    )
+    _go(recipe, src, out)
+
+
+def _pointwise_recipe(src, weights, bias, out):
+    dtype = np.dtype(out.dtype)
     item = dtype.itemsize
     n_px, n_in = src.shape
     n_out = out.shape[1]
     tile_n = max(1, min(n_px, 2048 // n_out))
     shared = (n_out + tile_n) * n_in * item
     tiled = shared <= SHARED_BYTES
-    _launch(
-        "pointwise",
-        dtype,
-        tiled,
-        (_tiles(n_px, tile_n, MAX_FLAT_BLOCKS),),
-        (THREADS,),
-        shared if tiled else 0,
-        src,
+    args = (
         _const(weights, dtype),
         _const(np.zeros(1) if bias is None else bias, dtype),
         _int(bias is not None),
         _int(tile_n),
-        out,
+    )
+    grid = (_tiles(n_px, tile_n, MAX_FLAT_BLOCKS),)
+    return _generic_recipe(
+        "pointwise", dtype, tiled, grid, (THREADS,), shared if tiled else 0, src, args, out
     )
 
 

@@ -208,8 +208,9 @@ class _ChannelProgram:
     def run(self, engine, image, out=None):
         src, _ = engine.to_kernel_input(image, self.dtype, self.preserve_range)
         result, n_out = self.filter_planes(engine, engine.channels_last(src, self.channel_axis))
-        moved = tuple(n for a, n in enumerate(image.shape) if a != self.channel_axis)
-        result = engine.restore_channels(result, moved + (n_out,), self.channel_axis)
+        moved = list(image.shape)
+        del moved[self.channel_axis]  # a non-negative axis
+        result = engine.restore_channels(result, (*moved, n_out), self.channel_axis)
         return _copy_into(engine, out, result)
 
 

@@ -80,7 +80,7 @@ def check_image(image, name="image", min_ndim=1):
         kind = image.dtype.kind
         if kind in "biuf" and image.ndim >= min_ndim:
             return image
-    if all(hasattr(image, a) for a in ("shape", "dtype", "ndim")):
+    if hasattr(image, "shape") and hasattr(image, "dtype") and hasattr(image, "ndim"):
         arr = image
     else:
         arr = as_rectangular_array(image, name)

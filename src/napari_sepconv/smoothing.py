@@ -23,7 +23,7 @@ output, float64 otherwise).
 
 import numbers
 import operator
-from functools import partial
+from functools import lru_cache, partial
 
 import numpy as np
 
@@ -194,6 +194,15 @@ def gaussian_kernel(sigma, order=0, radius=None, truncate=4.0):
 
 
 def _gaussian_weights(sigma, order, truncate, radius, dtype=np.float64):
+    """``_new_gaussian_weights``, read-only, made once per set of arguments: repeated calls
+    (plane loops, previews) then also meet their plan with the same kernel arrays."""
+    try:
+        return _cached_gaussian_weights(sigma, order, truncate, radius, dtype)
+    except TypeError:  # an unhashable argument: checked (and reported) as it is
+        return _new_gaussian_weights(sigma, order, truncate, radius, dtype)
+
+
+def _new_gaussian_weights(sigma, order, truncate, radius, dtype=np.float64):
     """Correlation weights of scipy's ``gaussian_filter1d`` (the kernel reversed).
 
     A smoothing kernel is rounded to multiples of one unit in the last place
@@ -208,7 +217,11 @@ def _gaussian_weights(sigma, order, truncate, radius, dtype=np.float64):
         units = np.round(weights * 2.0**bits).astype(np.int64)
         units[units.size // 2] += 2**bits - int(units.sum())
         weights = units / 2.0**bits
+    weights.flags.writeable = False
     return weights
+
+
+_cached_gaussian_weights = lru_cache(maxsize=256)(_new_gaussian_weights)
 
 
 def _as_array(input):
@@ -1277,7 +1290,7 @@ def _gaussian_terms(sigmas, axes, truncate, scale=1.0, dtype=np.float64):
     return term
 
 
-@_backend.like_input
+@partial(_backend.like_input, planned=True)  # through separable_filter's plan
 def gaussian(
     image,
     sigma=1,
