@@ -112,7 +112,7 @@ def _key(value):
     """A hashable stand-in for one argument; the type is kept, so ``True`` is not ``1``."""
     kind = type(value)
     if kind is np.ndarray:  # kernels: the most frequent of the non-plain arguments
-        return value.dtype.str, value.shape, value.tobytes()
+        return value.dtype, value.shape, value.tobytes()
     if value is None or kind is str:
         return value
     if kind in (int, float, bool) or isinstance(value, np.generic):
@@ -129,6 +129,10 @@ def _key(value):
 _PLAIN = frozenset({str, int, float, bool, type(None)})
 
 
+def _plain_or_key(value, kind):
+    return value if kind in _PLAIN else _key(value)
+
+
 def get_plan(build, image, backend, *args):
     """The plan of ``build(shape, dtype, backend, *args)``, from the cache when it was made before.
 
@@ -141,8 +145,8 @@ def get_plan(build, image, backend, *args):
     try:
         if _PLAIN.issuperset(types):  # the common case: the arguments and their types
             key = (build, resolved, shape, dtype, args, types)
-        else:
-            key = (build, resolved, shape, dtype, tuple(map(_key, args)))
+        else:  # plain arguments as they are (with their types), the others by value
+            key = (build, resolved, shape, dtype, tuple(map(_plain_or_key, args, types)), types)
         plan = _cache.get(key)
     except TypeError:
         return build(tuple(shape), np.dtype(dtype), resolved, *args)
