@@ -87,10 +87,18 @@ def _thread_count_controls():
 _thread_controls = None
 
 
+# Kernels whose last argument is the number of threads to use (0: as many as set), so that
+# a small call limits itself (``_cpu_kernels._limit_threads``); the others are limited here.
+_THREAD_ARGUMENT = frozenset({edge_magnitude_3x3.dispatcher, separable_2d_kernel.dispatcher})
+
+
 def _call(kernel, args, taps):
     """Call ``kernel``; on one thread when its work (``args[0]``'s size times ``taps``) is small."""
     global _thread_controls
-    if args[0].size * taps >= SERIAL_WORK:
+    serial = args[0].size * taps < SERIAL_WORK
+    if kernel in _THREAD_ARGUMENT:
+        return kernel(*args, 1 if serial else 0)
+    if not serial:
         return kernel(*args)
     if _thread_controls is None:
         _thread_controls = _thread_count_controls()

@@ -41,7 +41,7 @@ import numba
 import numba.extending
 import numpy as np
 from numba import prange
-from numba.core import types
+from numba.core import cgutils, types
 from numba.core.caching import (
     CompileResultCacheImpl,
     FunctionCache,
@@ -537,6 +537,66 @@ def _correlate_rows(src, offsets, weights, symmetry, mode, cval, out, block):
 
 correlate_lines = _Kernel(_correlate_lines, 6)
 correlate_rows = _Kernel(_correlate_rows, 6)
+
+
+@numba.extending.intrinsic
+def _thread_count(typingctx):
+    """This thread's parallel thread count, as ``numba.get_num_threads`` (its C function).
+
+    Called by symbol, which the threading layer registers, where Numba's own
+    overload embeds a ctypes address that keeps a kernel out of the on-disk cache.
+    """
+    _start_threading_layer()
+
+    def codegen(context, builder, signature, args):
+        # declared as Numba's parallel lowering declares it, which shares the module
+        fn = cgutils.get_or_insert_function(
+            builder.module, llvmlite.ir.FunctionType(cgutils.intp_t, []), "get_num_threads"
+        )
+        return builder.call(fn, [])
+
+    return types.intp(), codegen
+
+
+@numba.extending.intrinsic
+def _set_thread_count(typingctx, count):
+    """``numba.set_num_threads(count)`` for this thread, by symbol (see ``_thread_count``);
+    ``count`` must lie between 1 and the threads started."""
+    _start_threading_layer()
+
+    def codegen(context, builder, signature, args):
+        fn = cgutils.get_or_insert_function(
+            builder.module,
+            llvmlite.ir.FunctionType(llvmlite.ir.VoidType(), [llvmlite.ir.IntType(32)]),
+            "set_num_threads",
+        )
+        builder.call(fn, [builder.trunc(args[0], llvmlite.ir.IntType(32))])
+        return context.get_dummy_value()
+
+    return types.none(types.intp), codegen
+
+
+def _start_threading_layer():
+    """Start Numba's threading layer, which registers the symbols the kernels call."""
+    from numba.np.ufunc.parallel import _launch_threads
+
+    _launch_threads()
+
+
+def _limit_threads(threads):
+    """Run this thread's next parallel regions on at most ``threads`` threads (0: as set);
+    the count to restore afterwards (``_set_thread_count``).
+
+    A kernel that takes its thread count does this itself: a small call then runs on
+    the calling thread alone without two C calls from Python around it.
+    """
+    previous = _thread_count()
+    if 0 < threads < previous:
+        _set_thread_count(threads)
+    return previous
+
+
+_limit_threads = numba.njit(inline="always", cache=False)(_limit_threads)
 
 
 # --------------------------------------------------------------------------
@@ -1074,6 +1134,7 @@ def _separable_2d(
     out,
     block,
     nonfinite,
+    threads,
 ):
     """Sum (or magnitude) of separable terms over the last two axes of ``src`` (P, H, W).
 
@@ -1097,6 +1158,7 @@ def _separable_2d(
             hi = max(hi, row_off[t, b])
     padded = w + hi - lo
     n_blocks = (h + block - 1) // block
+    previous = _limit_threads(threads)
     for task in prange(n_planes * n_blocks):
         first = (task % n_blocks) * block
         bufs = np.empty((2, n_terms, padded), out.dtype)
@@ -1126,6 +1188,7 @@ def _separable_2d(
             out[task // n_blocks],
         ):
             nonfinite[task] = 1
+    _set_thread_count(previous)
 
 
 separable_2d_kernel = _Kernel(_separable_2d, 14)
@@ -1210,6 +1273,7 @@ def _edge_magnitude_3x3(
     inv_divisor,
     out,
     block,
+    threads,
 ):
     """``sqrt(gx**2 + gy**2) * inv_divisor`` of a 3x3 edge operator, in one sweep per row.
 
@@ -1222,6 +1286,7 @@ def _edge_magnitude_3x3(
     """
     n_planes, h, w = src.shape
     n_blocks = (h + block - 1) // block
+    previous = _limit_threads(threads)
     for task in prange(n_planes * n_blocks):
         first = (task % n_blocks) * block
         rows_s = np.empty(w + 2, out.dtype)
@@ -1248,6 +1313,7 @@ def _edge_magnitude_3x3(
             outside,
             out,
         )
+    _set_thread_count(previous)
 
 
 edge_magnitude_3x3 = _Kernel(_edge_magnitude_3x3, 11)
