@@ -1,9 +1,9 @@
-"""Register, spill and division budget of the specialised CUDA kernels, from ``ptxas -v``.
+"""Register, spill and division budget of the hot CUDA kernels, from ``ptxas -v``.
 
 No GPU needed: each kernel is compiled to PTX by Numba for sm_80 and sm_90 and
 assembled by ``ptxas`` from the ``nvidia-cuda-nvcc-cu12`` wheel (which
 ``numba-cuda[cu12]`` installs). Budgets: registers within the launch bounds (so
-at least half occupancy for one-term kernels), no spills, no 64-bit division or
+at least half occupancy for one-term and channel kernels), no spills, no 64-bit division or
 remainder anywhere in the kernel.
 """
 
@@ -50,7 +50,57 @@ def _cases():
         cases.append(("fused", np.float32, np.float32, (mode, (gauss15,), (gauss15,), 0, False), None, 64))
     cases.append(("fused", np.float32, np.float32, (3, rank2, rank2, 0, False), None, 128))
     cases.append(("fused", np.float64, np.float64, (0, (gauss15,), (gauss15,), 0, False), None, 128))
+    # the channel kernels (launched with their bounds) and the direct 2-D kernel: tile sizes,
+    # channel counts and modes are values here, but no index needs a 64-bit division
+    for name in ("depthwise", "depthwise_passes", "depthwise_separable", "pointwise"):
+        tiled = None if name == "depthwise_separable" else True  # its only variant is tiled
+        cases.append((name, np.float32, np.float32, tiled, K.BOUNDS[name], 64))
+    cases.append(("correlate_2d", np.float32, np.float32, True, None, 128))
     return cases
+
+
+def _generic_signature(name, dtype):
+    """The types ``_cuda._generic_recipe`` compiles kernel ``name`` for: C arrays, int64
+    sizes and codes, scalars of the output type."""
+    from numba.core import types
+
+    f, i, u8 = numba_type(dtype), types.int64, types.uint8
+
+    def a(t, n):
+        return types.Array(t, n, "C")
+
+    taps = (a(i, 1), a(i, 1), a(f, 2), a(u8, 1))  # offsets y and x, weights, zero flags
+    geometry = (i, i, i, i, i, i, i, f)  # multiplier, y_lo, y_span, x_lo, x_span, modes, cval
+    return {
+        "depthwise": (a(f, 4), *taps, *geometry, i, i, i, a(f, 4)),
+        "depthwise_passes": (
+            a(f, 4),
+            a(i, 1),
+            a(f, 2),
+            a(i, 1),
+            a(f, 2),
+            i,
+            i,
+            i,
+            i,
+            i,
+            f,
+            a(f, 1),
+            i,
+            i,
+            i,
+            a(f, 4),
+        ),
+        "depthwise_separable": (a(f, 4), *taps, *geometry, a(f, 2), a(f, 1), i, i, i, a(f, 4)),
+        "pointwise": (a(f, 2), a(f, 2), a(f, 1), i, i, a(f, 2)),
+        "correlate_2d": (a(f, 3), a(i, 1), a(i, 1), a(f, 1), i, i, i, i, i, i, f, a(f, 3)),
+    }[name]
+
+
+def numba_type(dtype):
+    import numba
+
+    return numba.from_dtype(np.dtype(dtype))
 
 
 def _compile(name, src, dtype, spec, bounds, cc):
@@ -65,6 +115,9 @@ def _compile(name, src, dtype, spec, bounds, cc):
         (mode,) = spec
         kernel = K.build_edge3(np.dtype(dtype), mode, mode)
         sig = (flat(src), flat(dtype), i, i, i, i, f, f, f, f, flat(dtype))
+    elif name != "fused":
+        kernel = K.python_kernel(name, np.dtype(dtype), spec)
+        sig = _generic_signature(name, dtype)
     else:
         mode, cols, rows, combine, accumulate = spec
         kernel = K.build_fused(np.dtype(dtype), mode, mode, cols, rows, combine, accumulate)

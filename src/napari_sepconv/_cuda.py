@@ -576,7 +576,10 @@ def _launch(name, dtype, variant, grid, block, shared, *args):
         launch_log.append((name, variant, argtypes))
     dtype = np.dtype(dtype)
     kernel = _kernel(
-        (name, dtype, variant, argtypes), lambda: _cuda_kernels.python_kernel(name, dtype, variant), argtypes
+        (name, dtype, variant, argtypes),
+        lambda: _cuda_kernels.python_kernel(name, dtype, variant),
+        argtypes,
+        _cuda_kernels.BOUNDS.get(name),
     )
     params = []
     if kernel.cukernel is not None:
@@ -843,7 +846,10 @@ def _generic_recipe(name, dtype, variant, grid, block, shared, src, args, out):
     dtype = np.dtype(dtype)
     argtypes = (_argtype(src), *map(_argtype, args), _argtype(out))
     kernel = _kernel(
-        (name, dtype, variant, argtypes), lambda: _cuda_kernels.python_kernel(name, dtype, variant), argtypes
+        (name, dtype, variant, argtypes),
+        lambda: _cuda_kernels.python_kernel(name, dtype, variant),
+        argtypes,
+        _cuda_kernels.BOUNDS.get(name),
     )
     return _Recipe(name, argtypes, kernel, grid, block, shared, args, flat=False, variant=variant)
 

@@ -67,6 +67,60 @@ def _inline(func):
 # Device helpers, compiled inline into the kernels
 # --------------------------------------------------------------------------
 
+_i32 = numba.int32
+_u32 = numba.uint32
+_i64 = numba.int64
+
+
+def _index32(i, n, mode):
+    """``_boundary.source_index`` in 32-bit arithmetic (positions and lengths below 2**31):
+    ``mode`` is a compile-time constant in the kernels generated per plan, a value in the
+    channel and direct 2-D kernels."""
+    if i >= 0 and i < n:
+        return i
+    if mode == 1:  # constant
+        return _i32(-1)
+    if mode == 2:  # nearest
+        return _i32(0) if i < 0 else n - 1
+    if mode == 4:  # wrap
+        period = n
+    elif mode == 0:  # reflect
+        period = n + n
+    else:  # mirror
+        if n == 1:
+            return _i32(0)
+        period = n + n - 2
+    if i >= 0:
+        m = _i32(_u32(i) % _u32(period))
+    else:
+        m = _i32(period - 1 - _i32(_u32(-1 - i) % _u32(period)))
+    if mode == 4 or m < n:
+        return m
+    if mode == 0:
+        return period - 1 - m
+    return period - m
+
+
+_index32 = _inline(_index32)
+
+
+def _div32(a, b):
+    """``a // b`` for ``0 <= a < 2**32`` and ``0 < b < 2**32``, in 32-bit unsigned arithmetic
+    (a 64-bit division is a long software routine on the GPU)."""
+    return _i64(_u32(a) // _u32(b))
+
+
+_div32 = _inline(_div32)
+
+
+def _divmod32(a, b):
+    """``divmod(a, b)`` as ``_div32`` computes it: quotient and remainder, one division."""
+    q = _u32(a) // _u32(b)
+    return _i64(q), _i64(_u32(a) - q * _u32(b))
+
+
+_divmod32 = _inline(_divmod32)
+
 
 def _tap_sum(buf, base, stride, off, w, sym):
     """1-D correlation at one sample, the values in ``buf[base + off[t] * stride]``.
@@ -145,12 +199,11 @@ def _load_channel_tile(smem, src, p, y_first, x_first, th, tw, mode_y, mode_x, c
     w = src.shape[2]
     n_in = src.shape[3]
     for idx in range(cuda.threadIdx.x, th * tw * n_in, THREADS):
-        ch = idx % n_in
-        pix = idx // n_in
-        r = pix // tw
+        pix, ch = _divmod32(idx, n_in)
+        r = _div32(pix, tw)
         c = pix - r * tw
-        qy = _source_index(y_first + r, h, mode_y)
-        qx = _source_index(x_first + c, w, mode_x)
+        qy = _index32(y_first + r, h, mode_y)
+        qx = _index32(x_first + c, w, mode_x)
         smem[idx] = _pixel(src, p, qy, qx, ch, cval)
 
 
@@ -162,7 +215,7 @@ def _depthwise_from_tile(smem, base, tw, n_in, k, multiplier, tap_y, tap_x, tap_
 
     Taps in order, a zero weight left out for its channel (as ``_cpu``).
     """
-    c = k // multiplier
+    c = _div32(k, multiplier)
     acc = zero
     for t in range(tap_y.size):
         wt = tap_w[t, k]
@@ -185,14 +238,14 @@ def _column_pass(src, p, y, gx, k, multiplier, col_off, col_w, mode_y, mode_x, c
     w = src.shape[2]
     if mode_x == CONSTANT and (gx < 0 or gx >= w):
         return pad_x[k]
-    qx = _source_index(gx, w, mode_x)
-    c = k // multiplier
+    qx = _index32(gx, w, mode_x)
+    c = _div32(k, multiplier)
     acc = zero
     for a in range(col_off.size):
         wa = col_w[a, k]
         if wa == 0:
             continue
-        qy = _source_index(y + col_off[a], h, mode_y)
+        qy = _index32(y + col_off[a], h, mode_y)
         acc += wa * _pixel(src, p, qy, qx, c, cval)
     return acc
 
@@ -355,7 +408,8 @@ def build_separable_2d(dtype, max_taps=None):
         ty = cuda.threadIdx.y
         x0 = cuda.blockIdx.x * TX
         x = x0 + tx
-        for p in range(cuda.blockIdx.z, n_planes, cuda.gridDim.z):
+        p = cuda.blockIdx.z
+        while p < n_planes:
             for by in range(cuda.blockIdx.y, (h + TY - 1) // TY, cuda.gridDim.y):
                 y0 = by * TY
                 for r in range(ty, TY + y_span, BY):
@@ -423,6 +477,7 @@ def build_separable_2d(dtype, max_taps=None):
                         else:
                             out[_u(p), _u(y), _u(x)] = total[rr]
                 cuda.syncthreads()
+            p += cuda.gridDim.z
 
     return separable_2d
 
@@ -480,7 +535,8 @@ def build_edge_magnitude_3x3(dtype):
         pad_l = mode_x == CONSTANT and ql < 0
         pad_r = mode_x == CONSTANT and qr < 0
         n_strips = (h + EDGE_ROWS - 1) // EDGE_ROWS
-        for p in range(cuda.blockIdx.z, n_planes, cuda.gridDim.z):
+        p = cuda.blockIdx.z
+        while p < n_planes:
             for strip in range(cuda.blockIdx.y, n_strips, cuda.gridDim.y):
                 y0 = strip * EDGE_ROWS
                 q = _source_index(y0 - 1, h, mode_y)
@@ -505,6 +561,7 @@ def build_edge_magnitude_3x3(dtype):
                     out[_u(p), _u(y), _u(x)] = math.sqrt(gx * gx + gy * gy) * inv_divisor
                     a_l, a_c, a_r = b_l, b_c, b_r
                     b_l, b_c, b_r = c_l, c_c, c_r
+            p += cuda.gridDim.z
 
     return edge_magnitude_3x3
 
@@ -533,14 +590,15 @@ def build_correlate_2d(dtype, tiled=True):
         ty = cuda.threadIdx.y
         x0 = cuda.blockIdx.x * TX
         x = x0 + tx
-        for p in range(cuda.blockIdx.z, n_planes, cuda.gridDim.z):
-            for by in range(cuda.blockIdx.y, (h + TY - 1) // TY, cuda.gridDim.y):
-                y0 = by * TY
+        p = cuda.blockIdx.z
+        while p < n_planes:
+            y0 = cuda.blockIdx.y * TY
+            while y0 < h:
                 if tiled:
                     for r in range(ty, TY + y_span, BY):
-                        qy = _source_index(y0 + y_lo + r, h, mode_y)
+                        qy = _index32(y0 + y_lo + r, h, mode_y)
                         for c in range(tx, tw, BX):
-                            qx = _source_index(x0 + x_lo + c, w, mode_x)
+                            qx = _index32(x0 + x_lo + c, w, mode_x)
                             if qy < 0 or qx < 0:
                                 smem[_u(r * tw + c)] = cval
                             else:
@@ -556,8 +614,8 @@ def build_correlate_2d(dtype, tiled=True):
                             if tiled:
                                 v = smem[_u(at + tap_y[_u(t)] * tw + tap_x[_u(t)])]
                             else:
-                                qy = _source_index(y + tap_y[t], h, mode_y)
-                                qx = _source_index(x + tap_x[t], w, mode_x)
+                                qy = _index32(y + tap_y[t], h, mode_y)
+                                qx = _index32(x + tap_x[t], w, mode_x)
                                 if qy < 0 or qx < 0:
                                     v = cval
                                 else:
@@ -566,6 +624,8 @@ def build_correlate_2d(dtype, tiled=True):
                         out[_u(p), _u(y), _u(x)] = acc
                 if tiled:
                     cuda.syncthreads()
+                y0 += cuda.gridDim.y * TY
+            p += cuda.gridDim.z
 
     return correlate_2d
 
@@ -613,9 +673,10 @@ def build_depthwise(dtype, tiled=True):
         tw = tile_w + x_span
         smem = cuda.shared.array(0, nbt)
         x0 = cuda.blockIdx.x * tile_w
-        for p in range(cuda.blockIdx.z, n_planes, cuda.gridDim.z):
-            for by in range(cuda.blockIdx.y, (n_rows + tile_h - 1) // tile_h, cuda.gridDim.y):
-                r0 = by * tile_h
+        p = cuda.blockIdx.z
+        while p < n_planes:
+            r0 = cuda.blockIdx.y * tile_h
+            while r0 < n_rows:
                 if tiled:
                     _load_channel_tile(
                         smem,
@@ -631,9 +692,8 @@ def build_depthwise(dtype, tiled=True):
                     )
                     cuda.syncthreads()
                 for idx in range(cuda.threadIdx.x, tile_h * tile_w * n_out, THREADS):
-                    k = idx % n_out
-                    pix = idx // n_out
-                    lr = pix // tile_w
+                    pix, k = _divmod32(idx, n_out)
+                    lr = _div32(pix, tile_w)
                     lc = pix - lr * tile_w
                     if r0 + lr < n_rows and x0 + lc < w:
                         if tiled:
@@ -652,18 +712,20 @@ def build_depthwise(dtype, tiled=True):
                             )
                         else:
                             y = row_start + r0 + lr
-                            c = k // multiplier
+                            c = _div32(k, multiplier)
                             acc = zero
                             for t in range(tap_y.size):
                                 wt = tap_w[t, k]
                                 if tap_zero[t] and wt == 0:
                                     continue
-                                qy = _source_index(y + tap_y[t], h, mode_y)
-                                qx = _source_index(x0 + lc + tap_x[t], w, mode_x)
+                                qy = _index32(y + tap_y[t], h, mode_y)
+                                qx = _index32(x0 + lc + tap_x[t], w, mode_x)
                                 acc += wt * nbt(_pixel(src, p, qy, qx, c, cval))
                         out[p, r0 + lr, x0 + lc, k] = acc
                 if tiled:
                     cuda.syncthreads()
+                r0 += cuda.gridDim.y * tile_h
+            p += cuda.gridDim.z
 
     return depthwise
 
@@ -706,14 +768,14 @@ def build_depthwise_passes(dtype, tiled=True):
         tw = tile_w + x_span
         smem = cuda.shared.array(0, nbt)
         x0 = cuda.blockIdx.x * tile_w
-        for p in range(cuda.blockIdx.z, n_planes, cuda.gridDim.z):
-            for by in range(cuda.blockIdx.y, (n_rows + tile_h - 1) // tile_h, cuda.gridDim.y):
-                r0 = by * tile_h
+        p = cuda.blockIdx.z
+        while p < n_planes:
+            r0 = cuda.blockIdx.y * tile_h
+            while r0 < n_rows:
                 if tiled:
                     for idx in range(cuda.threadIdx.x, tile_h * tw * n_out, THREADS):
-                        k = idx % n_out
-                        pix = idx // n_out
-                        lr = pix // tw
+                        pix, k = _divmod32(idx, n_out)
+                        lr = _div32(pix, tw)
                         smem[idx] = _column_pass(
                             src,
                             p,
@@ -731,9 +793,8 @@ def build_depthwise_passes(dtype, tiled=True):
                         )
                     cuda.syncthreads()
                 for idx in range(cuda.threadIdx.x, tile_h * tile_w * n_out, THREADS):
-                    k = idx % n_out
-                    pix = idx // n_out
-                    lr = pix // tile_w
+                    pix, k = _divmod32(idx, n_out)
+                    lr = _div32(pix, tile_w)
                     lc = pix - lr * tile_w
                     if r0 + lr < n_rows and x0 + lc < w:
                         acc = zero
@@ -763,6 +824,8 @@ def build_depthwise_passes(dtype, tiled=True):
                         out[p, r0 + lr, x0 + lc, k] = acc
                 if tiled:
                     cuda.syncthreads()
+                r0 += cuda.gridDim.y * tile_h
+            p += cuda.gridDim.z
 
     return depthwise_passes
 
@@ -808,17 +871,17 @@ def build_depthwise_separable(dtype):
         mid = (tile_h + y_span) * tw * n_in  # where the depthwise result starts
         smem = cuda.shared.array(0, nbt)
         x0 = cuda.blockIdx.x * tile_w
-        for p in range(cuda.blockIdx.z, n_planes, cuda.gridDim.z):
-            for by in range(cuda.blockIdx.y, (h + tile_h - 1) // tile_h, cuda.gridDim.y):
-                r0 = by * tile_h
+        p = cuda.blockIdx.z
+        while p < n_planes:
+            r0 = cuda.blockIdx.y * tile_h
+            while r0 < h:
                 _load_channel_tile(
                     smem, src, p, r0 + y_lo, x0 + x_lo, tile_h + y_span, tw, mode_y, mode_x, cval
                 )
                 cuda.syncthreads()
                 for idx in range(cuda.threadIdx.x, tile_h * tile_w * n_mid, THREADS):
-                    k = idx % n_mid
-                    pix = idx // n_mid
-                    lr = pix // tile_w
+                    pix, k = _divmod32(idx, n_mid)
+                    lr = _div32(pix, tile_w)
                     smem[mid + idx] = _depthwise_from_tile(
                         smem,
                         (lr - y_lo) * tw + pix - lr * tile_w - x_lo,
@@ -834,9 +897,8 @@ def build_depthwise_separable(dtype):
                     )
                 cuda.syncthreads()
                 for idx in range(cuda.threadIdx.x, tile_h * tile_w * n_out, THREADS):
-                    o = idx % n_out
-                    pix = idx // n_out
-                    lr = pix // tile_w
+                    pix, o = _divmod32(idx, n_out)
+                    lr = _div32(pix, tile_w)
                     lc = pix - lr * tile_w
                     if r0 + lr < h and x0 + lc < w:
                         acc = zero
@@ -846,6 +908,8 @@ def build_depthwise_separable(dtype):
                             acc += bias[o]
                         out[p, r0 + lr, x0 + lc, o] = acc
                 cuda.syncthreads()
+                r0 += cuda.gridDim.y * tile_h
+            p += cuda.gridDim.z
 
     return depthwise_separable
 
@@ -869,18 +933,18 @@ def build_pointwise(dtype, tiled=True):
         tid = cuda.threadIdx.x
         if tiled:
             for idx in range(tid, n_out * n_in, THREADS):
-                smem[idx] = weights[idx // n_in, idx % n_in]
-        for blk in range(cuda.blockIdx.x, (n_px + tile_n - 1) // tile_n, cuda.gridDim.x):
-            px0 = blk * tile_n
+                o, c = _divmod32(idx, n_in)
+                smem[idx] = weights[o, c]
+        px0 = cuda.blockIdx.x * tile_n
+        while px0 < n_px:
             if tiled:
                 for idx in range(tid, tile_n * n_in, THREADS):
-                    i = px0 + idx // n_in
-                    if i < n_px:
-                        smem[px_tile + idx] = src[i, idx % n_in]
+                    lp, c = _divmod32(idx, n_in)
+                    if px0 + lp < n_px:
+                        smem[px_tile + idx] = src[px0 + lp, c]
                 cuda.syncthreads()
             for idx in range(tid, tile_n * n_out, THREADS):
-                o = idx % n_out
-                lp = idx // n_out
+                lp, o = _divmod32(idx, n_out)
                 if px0 + lp < n_px:
                     acc = zero
                     for c in range(n_in):
@@ -893,6 +957,7 @@ def build_pointwise(dtype, tiled=True):
                     out[px0 + lp, o] = acc
             if tiled:
                 cuda.syncthreads()
+            px0 += cuda.gridDim.x * tile_n
 
     return pointwise
 
@@ -1047,40 +1112,6 @@ def python_kernel(name, dtype, variant=None):
 # than 2**31 elements only. Tiles whose source lies wholly inside the image are
 # loaded without any border arithmetic. The border maths itself is
 # ``_index32``: ``_boundary``'s with 32-bit unsigned remainders.
-
-_i32 = numba.int32
-_u32 = numba.uint32
-_i64 = numba.int64
-
-
-def _index32(i, n, mode):
-    """``_boundary.source_index`` on 32-bit integers (``mode`` a compile-time constant)."""
-    if i >= 0 and i < n:
-        return i
-    if mode == 1:  # constant
-        return _i32(-1)
-    if mode == 2:  # nearest
-        return _i32(0) if i < 0 else n - 1
-    if mode == 4:  # wrap
-        period = n
-    elif mode == 0:  # reflect
-        period = n + n
-    else:  # mirror
-        if n == 1:
-            return _i32(0)
-        period = n + n - 2
-    if i >= 0:
-        m = _i32(_u32(i) % _u32(period))
-    else:
-        m = _i32(period - 1 - _i32(_u32(-1 - i) % _u32(period)))
-    if mode == 4 or m < n:
-        return m
-    if mode == 0:
-        return period - 1 - m
-    return period - m
-
-
-_index32 = _inline(_index32)
 
 
 def _generated(name, source, env):
@@ -1340,3 +1371,13 @@ def fused_bounds(col_offsets, row_offsets, itemsize=4):
 
 
 EDGE3_BOUNDS = (EDGE3_THREADS, 8)
+
+# Launch bounds of the channel kernels (blocks of ``THREADS``): four blocks per SM, so at
+# most 64 registers a thread and half occupancy; they fit without spilling.
+CHANNEL_BOUNDS = (THREADS, 4)
+BOUNDS = {
+    "depthwise": CHANNEL_BOUNDS,
+    "depthwise_passes": CHANNEL_BOUNDS,
+    "depthwise_separable": CHANNEL_BOUNDS,
+    "pointwise": CHANNEL_BOUNDS,
+}
