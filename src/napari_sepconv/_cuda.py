@@ -854,6 +854,25 @@ def _generic_recipe(name, dtype, variant, grid, block, shared, src, args, out):
     return _Recipe(name, argtypes, kernel, grid, block, shared, args, flat=False, variant=variant)
 
 
+def _prepared_launch(build, src, out, arrays, *values):
+    """``build(src, out, *arrays, *values)``, the :class:`_Recipe` of a call, made once per plan
+    (``arrays``: the plan's own kernels and weights, kept by identity), shapes, types and
+    ``values``, then launched on ``src`` and ``out``."""
+    recipe = _prepared.get(
+        arrays,
+        (build, src.shape, out.shape, np.dtype(src.dtype), np.dtype(out.dtype), *values),
+        build,
+        src,
+        out,
+        *arrays,
+        *values,
+    )
+    if recipe is None:
+        return False
+    _go(recipe, src, out)
+    return True
+
+
 def _flat_type(dtype):
     return _array_type(np.dtype(dtype), 1)
 
@@ -1121,26 +1140,11 @@ def correlate_planes(src, kernel, top, left, mode_y, mode_x, cval, out):
     if src.size == 0:
         return
     h, w = src.shape[-2:]
-    planes = src.reshape(-1, h, w)
-    target = out.reshape(-1, h, w)
-    dtype = np.dtype(out.dtype)
-    recipe = _prepared.get(
-        (kernel,),
-        ("correlate_2d", planes.shape, np.dtype(src.dtype), dtype, top, left, mode_y, mode_x, cval),
-        _correlate_planes_recipe,
-        planes,
-        kernel,
-        top,
-        left,
-        mode_y,
-        mode_x,
-        cval,
-        target,
-    )
-    _go(recipe, planes, target)
+    planes, target = src.reshape(-1, h, w), out.reshape(-1, h, w)
+    _prepared_launch(_correlate_planes_recipe, planes, target, (kernel,), top, left, mode_y, mode_x, cval)
 
 
-def _correlate_planes_recipe(planes, kernel, top, left, mode_y, mode_x, cval, out):
+def _correlate_planes_recipe(planes, out, kernel, top, left, mode_y, mode_x, cval):
     n_planes, h, w = planes.shape
     dtype = np.dtype(out.dtype)
     ys, xs = np.nonzero(kernel)
@@ -1189,34 +1193,11 @@ def depthwise(src, kernels, multiplier, mode_y, mode_x, cval, out, row_start=0):
     """Per-channel correlation of ``src`` (P, H, W, C) into ``out`` (P, R, W, C*M)."""
     if out.size == 0:
         return
-    recipe = _prepared.get(
-        (kernels,),
-        (
-            "depthwise",
-            src.shape,
-            out.shape,
-            np.dtype(src.dtype),
-            np.dtype(out.dtype),
-            multiplier,
-            mode_y,
-            mode_x,
-            cval,
-            row_start,
-        ),
-        _depthwise_recipe,
-        src,
-        kernels,
-        multiplier,
-        mode_y,
-        mode_x,
-        cval,
-        out,
-        row_start,
-    )
-    _go(recipe, src, out)
+    values = (multiplier, mode_y, mode_x, cval, row_start)
+    _prepared_launch(_depthwise_recipe, src, out, (kernels,), *values)
 
 
-def _depthwise_recipe(src, kernels, multiplier, mode_y, mode_x, cval, out, row_start):
+def _depthwise_recipe(src, out, kernels, multiplier, mode_y, mode_x, cval, row_start):
     dtype = np.dtype(out.dtype)
     item = dtype.itemsize
     tap_y, tap_x, tap_w, has_zero = depthwise_taps(kernels, dtype)
@@ -1252,36 +1233,11 @@ def depthwise_passes(src, columns, rows, multiplier, mode_y, mode_x, cval, pad_x
     """Per-channel rank-1 kernels ``outer(columns[k], rows[k])`` as two 1-D passes."""
     if out.size == 0:
         return
-    recipe = _prepared.get(
-        (columns, rows, pad_x),
-        (
-            "depthwise_passes",
-            src.shape,
-            out.shape,
-            np.dtype(src.dtype),
-            np.dtype(out.dtype),
-            multiplier,
-            mode_y,
-            mode_x,
-            cval,
-            row_start,
-        ),
-        _depthwise_passes_recipe,
-        src,
-        columns,
-        rows,
-        multiplier,
-        mode_y,
-        mode_x,
-        cval,
-        pad_x,
-        out,
-        row_start,
-    )
-    _go(recipe, src, out)
+    values = (multiplier, mode_y, mode_x, cval, row_start)
+    _prepared_launch(_depthwise_passes_recipe, src, out, (columns, rows, pad_x), *values)
 
 
-def _depthwise_passes_recipe(src, columns, rows, multiplier, mode_y, mode_x, cval, pad_x, out, row_start):
+def _depthwise_passes_recipe(src, out, columns, rows, pad_x, multiplier, mode_y, mode_x, cval, row_start):
     dtype = np.dtype(out.dtype)
     item = dtype.itemsize
     col_off, col_w, _ = shared_taps(columns, dtype)
@@ -1322,24 +1278,12 @@ def depthwise_separable(src, op, weights, bias, out):
     """
     if out.size == 0:
         return
-    recipe = _prepared.get(
-        (op, weights, bias),
-        ("depthwise_separable", src.shape, out.shape, np.dtype(src.dtype), np.dtype(out.dtype)),
-        _depthwise_separable_recipe,
-        src,
-        op,
-        weights,
-        bias,
-        out,
-    )
-    if recipe is None:
+    if not _prepared_launch(_depthwise_separable_recipe, src, out, (op, weights, bias)):
         kernels, multiplier, mode_y, mode_x, cval = (op.flat, op.multiplier, op.mode_y, op.mode_x, op.cval)
         _depthwise_separable_bands(src, kernels, multiplier, mode_y, mode_x, cval, weights, bias, out)
-        return
-    _go(recipe, src, out)
 
 
-def _depthwise_separable_recipe(src, op, weights, bias, out):
+def _depthwise_separable_recipe(src, out, op, weights, bias):
     """The fused launch, or None where even the smallest tile does not fit."""
     kernels, multiplier, mode_y, mode_x, cval = (op.flat, op.multiplier, op.mode_y, op.mode_x, op.cval)
     dtype = np.dtype(out.dtype)
@@ -1438,19 +1382,10 @@ def pointwise(src, weights, bias, out):
         if bias is not None:
             result += cupy.asarray(_const(bias, dtype))
         return
-    recipe = _prepared.get(
-        (weights, bias),
-        ("pointwise", src.shape, out.shape, np.dtype(src.dtype), dtype),
-        _pointwise_recipe,
-        src,
-        weights,
-        bias,
-        out,
-    )
-    _go(recipe, src, out)
+    _prepared_launch(_pointwise_recipe, src, out, (weights, bias))
 
 
-def _pointwise_recipe(src, weights, bias, out):
+def _pointwise_recipe(src, out, weights, bias):
     dtype = np.dtype(out.dtype)
     item = dtype.itemsize
     n_px, n_in = src.shape
