@@ -22,7 +22,17 @@ def pytest_report_header(config):
     return f"napari-sepconv test seed: SEPCONV_TEST_SEED={RUN_SEED}"
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node):
+    """pytest-xdist: every worker draws its data from the seed the header reports."""
+    node.workerinput["sepconv_test_seed"] = RUN_SEED
+
+
+def _run_seed(config):
+    return getattr(config, "workerinput", {}).get("sepconv_test_seed", RUN_SEED)
+
+
 @pytest.fixture
 def rng(request):
     """Random data fresh per run, reproducible with the seed in the report header."""
-    return np.random.default_rng([RUN_SEED, zlib.crc32(request.node.nodeid.encode())])
+    return np.random.default_rng([_run_seed(request.config), zlib.crc32(request.node.nodeid.encode())])
