@@ -50,7 +50,7 @@ from numba.core.caching import (
 )
 from numba.core.registry import CPUDispatcher
 
-from ._boundary import CONSTANT, NEAREST, REFLECT, WRAP, source_index
+from ._boundary import CONSTANT, source_index
 from .warmup import cache_dir
 
 _source_index = source_index()
@@ -307,31 +307,25 @@ def _accumulate_taps4(acc, a0, b0, a1, b1, a2, b2, a3, b3, w0, w1, w2, w3, sign)
 _accumulate_taps4 = numba.njit(inline="always", cache=False)(_accumulate_taps4)
 
 
-def _pad_index(i, n, mode):
-    """``_source_index(i, n, mode)`` without a division where ``i`` lies within one line
-    length of the line (``-n <= i < 2n``), as the pads of every row but the tiniest do.
-
-    The same index as ``_source_index`` everywhere (a row's pad is looked up for every
-    row, and an integer division costs tens of cycles).
-    """
-    if 0 <= i < n or mode == CONSTANT or mode == NEAREST or i < -n or i >= 2 * n:
-        return _source_index(i, n, mode)
-    if mode == WRAP:
-        return i + n if i < 0 else i - n
-    if mode == REFLECT:
-        return -1 - i if i < 0 else 2 * n - 1 - i
-    if i < 0 and -i < n:  # mirror
-        return -i
-    if i >= 0 and i <= 2 * n - 2:
-        return 2 * n - 2 - i
-    return _source_index(i, n, mode)
+def _pad_table(source, lo, n, mode):
+    """``source[p]`` = ``_source_index(p + lo, n, mode)`` for the positions ``p`` of a padded
+    line that lie beyond the line (-1: the constant); the others are left unset. Made once
+    per task for all its rows, whose pads would otherwise each look it up again, an integer
+    division per padded sample."""
+    inside_first = min(max(-lo, 0), source.size)
+    inside_last = max(min(n - lo, source.size), inside_first)
+    for p in range(inside_first):
+        source[p] = _source_index(p + lo, n, mode)
+    for p in range(inside_last, source.size):
+        source[p] = _source_index(p + lo, n, mode)
 
 
-_pad_index = numba.njit(inline="always", cache=False)(_pad_index)
+_pad_table = _helper(_pad_table)
 
 
-def _fill_padded_row(buf, row, lo, mode_x, cval):
-    """``buf[p]`` = the row extended by the border mode at position ``p + lo``."""
+def _fill_padded_row(buf, row, lo, source, cval):
+    """``buf[p]`` = the row extended by the border mode at position ``p + lo``, the samples
+    beyond the row read from ``source`` (``_pad_table``)."""
     n = row.size
     inside_first = min(max(-lo, 0), buf.size)
     inside_last = max(min(n - lo, buf.size), inside_first)
@@ -340,10 +334,10 @@ def _fill_padded_row(buf, row, lo, mode_x, cval):
     for j in range(dst.size):
         dst[j] = seg[j]
     for p in range(inside_first):
-        q = _pad_index(p + lo, n, mode_x)
+        q = source[p]
         buf[p] = cval if q < 0 else row[q]
     for p in range(inside_last, buf.size):
-        q = _pad_index(p + lo, n, mode_x)
+        q = source[p]
         buf[p] = cval if q < 0 else row[q]
 
 
@@ -351,14 +345,14 @@ _fill_padded_row = _helper(_fill_padded_row)
 
 
 def _correlate_lines_block(
-    src, first_line, last_line, offsets, weights, symmetry, mode, cval, lo, buf, acc, out
+    src, first_line, last_line, offsets, weights, symmetry, source, cval, lo, buf, acc, out
 ):
     """Lines ``first_line .. last_line - 1`` of ``_correlate_lines``, in the task's ``buf``
-    (the padded line) and ``acc``."""
+    (the padded line, its pad from ``source``: ``_pad_table``) and ``acc``."""
     n = src.shape[1]
     k = offsets.size
     for line in range(first_line, last_line):
-        _fill_padded_row(buf, src[line], lo, mode, cval)
+        _fill_padded_row(buf, src[line], lo, source, cval)
         first = k // 2 if symmetry != 0 else k - 1
         start = offsets[first] - lo
         seg = buf[start : start + n]
@@ -426,6 +420,8 @@ def _correlate_lines(src, offsets, weights, symmetry, mode, cval, out, block):
     for task in prange(n_tasks):
         buf = np.empty(padded, out.dtype)
         acc = np.empty(n, out.dtype)
+        source = np.empty(padded, np.int64)
+        _pad_table(source, lo, n, mode)
         _correlate_lines_block(
             src,
             task * block,
@@ -433,7 +429,7 @@ def _correlate_lines(src, offsets, weights, symmetry, mode, cval, out, block):
             offsets,
             weights,
             symmetry,
-            mode,
+            source,
             cval,
             lo,
             buf,
@@ -896,16 +892,19 @@ _column_pass = _helper(_column_pass)
 _column_pass_two = _helper(_column_pass_two)
 
 
-def _pad_row(buf, lo, w, mode_x, pad):
+def _pad_row(buf, lo, w, source, pad):
     """Extend the row ``buf[-lo:-lo + w]`` over the rest of ``buf`` by the border mode.
 
-    ``pad`` is the value outside the image in constant mode.
+    ``source`` (``_pad_table``) names the sample each position holds; ``pad`` is
+    the value outside the image in constant mode.
     """
     inner = buf[-lo : -lo + w]
     for pp in range(-lo):
-        buf[pp] = pad if mode_x == CONSTANT else inner[_pad_index(pp + lo, w, mode_x)]
+        q = source[pp]
+        buf[pp] = pad if q < 0 else inner[q]
     for pp in range(w - lo, buf.size):
-        buf[pp] = pad if mode_x == CONSTANT else inner[_pad_index(pp + lo, w, mode_x)]
+        q = source[pp]
+        buf[pp] = pad if q < 0 else inner[q]
 
 
 def _row_pass(acc, bufs, offsets, weights, counts, lo, t, n_terms, add):
@@ -1054,7 +1053,7 @@ def _separable_rows(
     row_w,
     row_n,
     mode_y,
-    mode_x,
+    source,
     cval,
     pad_x,
     combine,
@@ -1066,8 +1065,9 @@ def _separable_rows(
     totals,
     out,
 ):
-    """Rows ``first .. last - 1`` of one plane of ``_separable_2d``, in the task's buffers;
-    whether a row of a sum came out NaN or infinite."""
+    """Rows ``first .. last - 1`` of one plane of ``_separable_2d``, in the task's buffers
+    (``source``: the rows' pad, ``_pad_table``); whether a row of a sum came out NaN or
+    infinite."""
     h, w = plane.shape
     n_terms = col_n.size
     direct = n_terms == 1 and combine == SUM and not accumulate
@@ -1098,7 +1098,7 @@ def _separable_rows(
                     row = bufs[r, t, -lo : -lo + w]
                     _column_pass(row, plane, col_off[t], col_w[t], n_col, i + r, mode_y, cval)
             for r in range(n_rows):
-                _pad_row(bufs[r, t], lo, w, mode_x, pad_x[t])
+                _pad_row(bufs[r, t], lo, w, source, pad_x[t])
                 if not (direct or summed):  # one term's square into the total
                     _row_pass(hacc, bufs[r], row_off, row_w, row_n, lo, t, t + 1, False)
                     _add_square(totals[r], hacc)
@@ -1164,6 +1164,8 @@ def _separable_2d(
         bufs = np.empty((2, n_terms, padded), out.dtype)
         hacc = np.empty(w, out.dtype)
         totals = np.empty((2, w), out.dtype)
+        source = np.empty(padded, np.int64)
+        _pad_table(source, lo, w, mode_x)
         if _separable_rows(
             src[task // n_blocks],
             first,
@@ -1175,7 +1177,7 @@ def _separable_2d(
             row_w,
             row_n,
             mode_y,
-            mode_x,
+            source,
             cval,
             pad_x,
             combine,
@@ -1205,7 +1207,6 @@ def _edge_magnitude_rows(
     derivative_x,
     mode_y,
     mode_x,
-    cval,
     pad_smooth,
     pad_derivative,
     inv_divisor,
@@ -1304,7 +1305,6 @@ def _edge_magnitude_3x3(
             derivative_x,
             mode_y,
             mode_x,
-            cval,
             pad_smooth,
             pad_derivative,
             inv_divisor,
@@ -1357,11 +1357,11 @@ def _taps_pass(acc, ring, tap_slot, tap_x, tap_w, lo):
 _taps_pass = _helper(_taps_pass)
 
 
-def _correlate_2d_rows(src, p, first, last, tap_y, tap_x, tap_w, mode_y, mode_x, cval, ring, slots, out):
+def _correlate_2d_rows(src, p, first, last, tap_y, tap_x, tap_w, mode_y, source, cval, ring, slots, out):
     """Rows ``first .. last - 1`` of plane ``p`` of ``_correlate_2d``.
 
     ``ring`` (the kernel's height, the padded row) and ``slots`` (one per
-    tap) are the task's buffers.
+    tap) are the task's buffers, ``source`` the rows' pad (``_pad_table``).
     """
     h = src.shape[1]
     lo = tap_x.min()
@@ -1376,7 +1376,7 @@ def _correlate_2d_rows(src, p, first, last, tap_y, tap_x, tap_w, mode_y, mode_x,
             if q < 0:
                 row[:] = cval
             else:
-                _fill_padded_row(row, src[p, q], lo, mode_x, cval)
+                _fill_padded_row(row, src[p, q], lo, source, cval)
         for t in range(tap_y.size):
             slots[t] = (i + tap_y[t]) % span
         _taps_pass(out[p, i], ring, slots, tap_x, tap_w, lo)
@@ -1401,6 +1401,8 @@ def _correlate_2d(src, tap_y, tap_x, tap_w, mode_y, mode_x, cval, out, block):
         first = (task % n_blocks) * block
         ring = np.empty((span, padded), out.dtype)
         slots = np.empty(tap_y.size, np.int64)
+        source = np.empty(padded, np.int64)
+        _pad_table(source, tap_x.min(), w, mode_x)
         _correlate_2d_rows(
             src,
             task // n_blocks,
@@ -1410,7 +1412,7 @@ def _correlate_2d(src, tap_y, tap_x, tap_w, mode_y, mode_x, cval, out, block):
             tap_x,
             tap_w,
             mode_y,
-            mode_x,
+            source,
             cval,
             ring,
             slots,
