@@ -3,8 +3,9 @@
 No GPU needed: each kernel is compiled to PTX by Numba for sm_80 and sm_90 and
 assembled by ``ptxas`` from the ``nvidia-cuda-nvcc-cu12`` wheel (which
 ``numba-cuda[cu12]`` installs). Budgets: registers within the launch bounds (so
-at least half occupancy for one-term and channel kernels), no spills, no 64-bit division or
-remainder anywhere in the kernel.
+at least half occupancy for every single-precision kernel), no spills, no 64-bit division or
+remainder anywhere in the kernel, and no negative-index wraparound (array indices that cannot be
+negative are unsigned).
 """
 
 import os
@@ -43,12 +44,16 @@ def _cases():
 
     gauss15 = tuple(range(-7, 8))
     rank2 = (tuple(range(-5, 6)),) * 2
+    wide = tuple(range(-16, 16))  # FUSED_MAX_TAPS: 64 taps, all passes together
+    eight = (tuple(range(-4, 4)),) * 4  # FUSED_MAX_TERMS terms
     cases = []
     for src in (np.float32, np.uint8):
         cases.append(("edge3", src, np.float32, (0,), K.EDGE3_BOUNDS, 64))
     for mode in (0, 1, 4):
         cases.append(("fused", np.float32, np.float32, (mode, (gauss15,), (gauss15,), 0, False), None, 64))
-    cases.append(("fused", np.float32, np.float32, (3, rank2, rank2, 0, False), None, 128))
+    cases.append(("fused", np.float32, np.float32, (3, rank2, rank2, 0, False), None, 64))
+    cases.append(("fused", np.float32, np.float32, (0, (wide,), (wide,), 0, False), None, 64))
+    cases.append(("fused", np.float32, np.float32, (1, eight, eight, 2, False), None, 64))
     cases.append(("fused", np.float64, np.float64, (0, (gauss15,), (gauss15,), 0, False), None, 128))
     # the channel kernels (launched with their bounds) and the direct 2-D kernel: tile sizes,
     # channel counts and modes are values here, but no index needs a 64-bit division
@@ -127,6 +132,20 @@ def _compile(name, src, dtype, spec, bounds, cc):
     return ptx
 
 
+def _wraparounds(ptx):
+    """Numba's negative-index wraparound in ``ptx``: the index's sign spread over 64 bits
+    (``shr.s64 s, i, 63``), masked with the axis length (``and.b64 m, s, n``) and added."""
+    lines = ptx.splitlines()
+    found = []
+    for at, line in enumerate(lines):
+        sign = re.search(r"shr\.s64\s+(%rd\d+), %rd\d+, 63;", line)
+        if sign and any(
+            re.search(rf"and\.b64\s+%rd\d+, {sign.group(1)}, ", near) for near in lines[at + 1 : at + 4]
+        ):
+            found.append(line.strip())
+    return found
+
+
 @needs_ptxas
 @pytest.mark.parametrize("cc", [(8, 0), (9, 0)], ids=["sm_80", "sm_90"])
 @pytest.mark.parametrize("case", range(len(_cases())))
@@ -135,6 +154,8 @@ def test_specialised_kernels_fit_their_register_budget(case, cc, tmp_path):
     ptx = _compile(name, src, dtype, spec, bounds, cc)
     divisions = [line.strip() for line in ptx.splitlines() if re.search(r"\b(div|rem)\.[su]64", line)]
     assert not divisions, divisions[:5]
+    wraparounds = _wraparounds(ptx)
+    assert not wraparounds, wraparounds[:5]
     path = tmp_path / "kernel.ptx"
     path.write_text(ptx)
     arch = f"sm_{cc[0]}{cc[1]}"

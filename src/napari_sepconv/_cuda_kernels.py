@@ -182,7 +182,7 @@ def _pixel(src, p, qy, qx, c, cval):
     """``src[p, qy, qx, c]``, or ``cval`` outside the image (constant mode)."""
     if qy < 0 or qx < 0:
         return cval
-    return src[p, qy, qx, c]
+    return src[_u(p), _u(qy), _u(qx), _u(c)]
 
 
 _pixel = _inline(_pixel)
@@ -204,7 +204,7 @@ def _load_channel_tile(smem, src, p, y_first, x_first, th, tw, mode_y, mode_x, c
         c = pix - r * tw
         qy = _index32(y_first + r, h, mode_y)
         qx = _index32(x_first + c, w, mode_x)
-        smem[idx] = _pixel(src, p, qy, qx, ch, cval)
+        smem[_u(idx)] = _pixel(src, p, qy, qx, ch, cval)
 
 
 _load_channel_tile = _inline(_load_channel_tile)
@@ -218,10 +218,10 @@ def _depthwise_from_tile(smem, base, tw, n_in, k, multiplier, tap_y, tap_x, tap_
     c = _div32(k, multiplier)
     acc = zero
     for t in range(tap_y.size):
-        wt = tap_w[t, k]
-        if tap_zero[t] and wt == 0:
+        wt = tap_w[_u(t), _u(k)]
+        if tap_zero[_u(t)] and wt == 0:
             continue
-        acc += wt * smem[(base + tap_y[t] * tw + tap_x[t]) * n_in + c]
+        acc += wt * smem[_u((base + tap_y[_u(t)] * tw + tap_x[_u(t)]) * n_in + c)]
     return acc
 
 
@@ -237,15 +237,15 @@ def _column_pass(src, p, y, gx, k, multiplier, col_off, col_w, mode_y, mode_x, c
     h = src.shape[1]
     w = src.shape[2]
     if mode_x == CONSTANT and (gx < 0 or gx >= w):
-        return pad_x[k]
+        return pad_x[_u(k)]
     qx = _index32(gx, w, mode_x)
     c = _div32(k, multiplier)
     acc = zero
     for a in range(col_off.size):
-        wa = col_w[a, k]
+        wa = col_w[_u(a), _u(k)]
         if wa == 0:
             continue
-        qy = _index32(y + col_off[a], h, mode_y)
+        qy = _index32(y + col_off[_u(a)], h, mode_y)
         acc += wa * _pixel(src, p, qy, qx, c, cval)
     return acc
 
@@ -715,13 +715,13 @@ def build_depthwise(dtype, tiled=True):
                             c = _div32(k, multiplier)
                             acc = zero
                             for t in range(tap_y.size):
-                                wt = tap_w[t, k]
-                                if tap_zero[t] and wt == 0:
+                                wt = tap_w[_u(t), _u(k)]
+                                if tap_zero[_u(t)] and wt == 0:
                                     continue
-                                qy = _index32(y + tap_y[t], h, mode_y)
-                                qx = _index32(x0 + lc + tap_x[t], w, mode_x)
+                                qy = _index32(y + tap_y[_u(t)], h, mode_y)
+                                qx = _index32(x0 + lc + tap_x[_u(t)], w, mode_x)
                                 acc += wt * nbt(_pixel(src, p, qy, qx, c, cval))
-                        out[p, r0 + lr, x0 + lc, k] = acc
+                        out[_u(p), _u(r0 + lr), _u(x0 + lc), _u(k)] = acc
                 if tiled:
                     cuda.syncthreads()
                 r0 += cuda.gridDim.y * tile_h
@@ -776,7 +776,7 @@ def build_depthwise_passes(dtype, tiled=True):
                     for idx in range(cuda.threadIdx.x, tile_h * tw * n_out, THREADS):
                         pix, k = _divmod32(idx, n_out)
                         lr = _div32(pix, tw)
-                        smem[idx] = _column_pass(
+                        smem[_u(idx)] = _column_pass(
                             src,
                             p,
                             row_start + r0 + lr,
@@ -799,17 +799,17 @@ def build_depthwise_passes(dtype, tiled=True):
                     if r0 + lr < n_rows and x0 + lc < w:
                         acc = zero
                         for b in range(row_off.size):
-                            wb = row_w[b, k]
+                            wb = row_w[_u(b), _u(k)]
                             if wb == 0:
                                 continue
                             if tiled:
-                                v = smem[(lr * tw + lc + row_off[b] - x_lo) * n_out + k]
+                                v = smem[_u((lr * tw + lc + row_off[_u(b)] - x_lo) * n_out + k)]
                             else:
                                 v = _column_pass(
                                     src,
                                     p,
                                     row_start + r0 + lr,
-                                    x0 + lc + row_off[b],
+                                    x0 + lc + row_off[_u(b)],
                                     k,
                                     multiplier,
                                     col_off,
@@ -821,7 +821,7 @@ def build_depthwise_passes(dtype, tiled=True):
                                     zero,
                                 )
                             acc += wb * v
-                        out[p, r0 + lr, x0 + lc, k] = acc
+                        out[_u(p), _u(r0 + lr), _u(x0 + lc), _u(k)] = acc
                 if tiled:
                     cuda.syncthreads()
                 r0 += cuda.gridDim.y * tile_h
@@ -882,7 +882,7 @@ def build_depthwise_separable(dtype):
                 for idx in range(cuda.threadIdx.x, tile_h * tile_w * n_mid, THREADS):
                     pix, k = _divmod32(idx, n_mid)
                     lr = _div32(pix, tile_w)
-                    smem[mid + idx] = _depthwise_from_tile(
+                    smem[_u(mid + idx)] = _depthwise_from_tile(
                         smem,
                         (lr - y_lo) * tw + pix - lr * tile_w - x_lo,
                         tw,
@@ -903,10 +903,10 @@ def build_depthwise_separable(dtype):
                     if r0 + lr < h and x0 + lc < w:
                         acc = zero
                         for k in range(n_mid):
-                            acc += pw[o, k] * smem[mid + pix * n_mid + k]
+                            acc += pw[_u(o), _u(k)] * smem[_u(mid + pix * n_mid + k)]
                         if has_bias != 0:
-                            acc += bias[o]
-                        out[p, r0 + lr, x0 + lc, o] = acc
+                            acc += bias[_u(o)]
+                        out[_u(p), _u(r0 + lr), _u(x0 + lc), _u(o)] = acc
                 cuda.syncthreads()
                 r0 += cuda.gridDim.y * tile_h
             p += cuda.gridDim.z
@@ -934,14 +934,14 @@ def build_pointwise(dtype, tiled=True):
         if tiled:
             for idx in range(tid, n_out * n_in, THREADS):
                 o, c = _divmod32(idx, n_in)
-                smem[idx] = weights[o, c]
+                smem[_u(idx)] = weights[_u(o), _u(c)]
         px0 = cuda.blockIdx.x * tile_n
         while px0 < n_px:
             if tiled:
                 for idx in range(tid, tile_n * n_in, THREADS):
                     lp, c = _divmod32(idx, n_in)
                     if px0 + lp < n_px:
-                        smem[px_tile + idx] = src[px0 + lp, c]
+                        smem[_u(px_tile + idx)] = src[_u(px0 + lp), _u(c)]
                 cuda.syncthreads()
             for idx in range(tid, tile_n * n_out, THREADS):
                 lp, o = _divmod32(idx, n_out)
@@ -949,12 +949,12 @@ def build_pointwise(dtype, tiled=True):
                     acc = zero
                     for c in range(n_in):
                         if tiled:
-                            acc += smem[o * n_in + c] * smem[px_tile + lp * n_in + c]
+                            acc += smem[_u(o * n_in + c)] * smem[_u(px_tile + lp * n_in + c)]
                         else:
-                            acc += weights[o, c] * nbt(src[px0 + lp, c])
+                            acc += weights[_u(o), _u(c)] * nbt(src[_u(px0 + lp), _u(c)])
                     if has_bias != 0:
-                        acc += bias[o]
-                    out[px0 + lp, o] = acc
+                        acc += bias[_u(o)]
+                    out[_u(px0 + lp), _u(o)] = acc
             if tiled:
                 cuda.syncthreads()
             px0 += cuda.gridDim.x * tile_n
@@ -1293,7 +1293,7 @@ def build_fused(dtype, mode_y, mode_x, col_offsets, row_offsets, combine, accumu
     emit("                    row = base + i64((gy0 + r) * w + gx0)")
     emit("                    c = tx")
     emit(f"                    while c < {tw}:")
-    emit(f"                        tile[r * {tw} + c] = nbt(src[u64(row + c)])")
+    emit(f"                        tile[u64(r * {tw} + c)] = nbt(src[u64(row + c)])")
     emit(f"                        c += {BX}")
     emit(f"                    r += {BY}")
     emit("            else:")
@@ -1304,11 +1304,11 @@ def build_fused(dtype, mode_y, mode_x, col_offsets, row_offsets, combine, accumu
     emit(f"                    while c < {tw}:")
     emit(f"                        qx = index32(gx0 + c, w, {mode_x})")
     emit("                        if qy < 0:")
-    emit(f"                            tile[r * {tw} + c] = cval")
+    emit(f"                            tile[u64(r * {tw} + c)] = cval")
     emit("                        elif qx < 0:")
-    emit(f"                            tile[r * {tw} + c] = zero")
+    emit(f"                            tile[u64(r * {tw} + c)] = zero")
     emit("                        else:")
-    emit(f"                            tile[r * {tw} + c] = nbt(src[u64(base + i64(qy * w + qx))])")
+    emit(f"                            tile[u64(r * {tw} + c)] = nbt(src[u64(base + i64(qy * w + qx))])")
     emit(f"                        c += {BX}")
     emit(f"                    r += {BY}")
     for rr in range(ROWS):
@@ -1336,8 +1336,8 @@ def build_fused(dtype, mode_y, mode_x, col_offsets, row_offsets, combine, accumu
             indent += "    "
         emit(f"{indent}v = zero")
         for a, off in enumerate(cols):
-            emit(f"{indent}v += c{t}_{a} * tile[at + {(off - y_lo) * tw}]")
-        emit("                    mid[at] = v")
+            emit(f"{indent}v += c{t}_{a} * tile[u64(at + {(off - y_lo) * tw})]")
+        emit("                    mid[u64(at)] = v")
         emit(f"                    c += {BX}")
         emit(f"                r += {BY}")
         emit("            cuda.syncthreads()")
@@ -1345,7 +1345,7 @@ def build_fused(dtype, mode_y, mode_x, col_offsets, row_offsets, combine, accumu
             emit(f"            at = (ty + {rr * BY}) * {tw} + tx")
             emit("            hs = zero")
             for b, off in enumerate(rows):
-                emit(f"            hs += r{t}_{b} * mid[at + {off - x_lo}]")
+                emit(f"            hs += r{t}_{b} * mid[u64(at + {off - x_lo})]")
             emit(f"            tot{rr} += hs" if combine == SUM else f"            tot{rr} += hs * hs")
     for rr in range(ROWS):
         emit(f"            y = y0 + ty + {rr * BY}")
@@ -1365,9 +1365,9 @@ def fused_weight_count(col_offsets, row_offsets):
 
 def fused_bounds(col_offsets, row_offsets, itemsize=4):
     """Launch bounds of ``build_fused``: 4 blocks of 256 threads per SM (64 registers, half
-    occupancy) for one float32 term; several terms, or float64, keep more values live and
-    get 128 registers."""
-    return (THREADS, 4) if len(col_offsets) == 1 and itemsize <= 4 else (THREADS, 2)
+    occupancy) in single precision, whatever the terms and taps (``ptxas`` fits them without
+    spilling); float64 values take two registers each and get 128 registers."""
+    return (THREADS, 4) if itemsize <= 4 else (THREADS, 2)
 
 
 EDGE3_BOUNDS = (EDGE3_THREADS, 8)
