@@ -61,7 +61,18 @@ def _cases():
         tiled = None if name == "depthwise_separable" else True  # its only variant is tiled
         cases.append((name, np.float32, np.float32, tiled, K.BOUNDS[name], 64))
     cases.append(("correlate_2d", np.float32, np.float32, True, None, 128))
+    # the channel kernels generated per plan: (taps, zero flags, C, M[, C_out]), tile 4 x 32
+    for size, n_in, multiplier in ((3, 16, 1), (7, 16, 1), (5, 3, 2)):
+        taps = _square_taps(size)
+        cases.append(("depthwise_plan", np.float32, np.float32, (taps, n_in, multiplier), None, 64))
+    cases.append(("depthwise_separable_plan", np.float32, np.float32, (_square_taps(3), 16, 1, 32), None, 64))
     return cases
+
+
+def _square_taps(size):
+    """``(tap_y, tap_x)`` of a dense ``size`` x ``size`` kernel, row by row."""
+    r = range(-(size // 2), size - size // 2)
+    return tuple(y for y in r for x in r), tuple(x for y in r for x in r)
 
 
 def _generic_signature(name, dtype):
@@ -120,6 +131,20 @@ def _compile(name, src, dtype, spec, bounds, cc):
         (mode,) = spec
         kernel = K.build_edge3(np.dtype(dtype), mode, mode)
         sig = (flat(src), flat(dtype), i, i, i, i, f, f, f, f, flat(dtype))
+    elif name == "depthwise_plan":
+        taps, n_in, multiplier = spec
+        zeros = (False,) * len(taps[0])
+        kernel = K.build_depthwise_plan(np.dtype(dtype), 0, 0, taps, zeros, n_in, multiplier, (4, 32))
+        sig = (flat(src), flat(dtype), i, i, i, i, i, f, flat(dtype))
+        bounds = K.CHANNEL_BOUNDS
+    elif name == "depthwise_separable_plan":
+        taps, n_in, multiplier, n_out = spec
+        zeros = (False,) * len(taps[0])
+        kernel = K.build_depthwise_separable_plan(
+            np.dtype(dtype), 0, 0, taps, zeros, n_in, multiplier, n_out, (4, 32)
+        )
+        sig = (flat(src), flat(dtype), flat(dtype), flat(dtype), i, i, i, i, f, flat(dtype))
+        bounds = K.CHANNEL_BOUNDS
     elif name != "fused":
         kernel = K.python_kernel(name, np.dtype(dtype), spec)
         sig = _generic_signature(name, dtype)

@@ -50,6 +50,7 @@ name = "cuda"
 INSTALL_HINT = 'pip install "napari-sepconv[cuda]"'
 
 _int = np.int64
+_i32 = np.int32
 
 # Tests set this to a list to record ``(kernel, variant, argument types)`` per launch
 # (variant ``"specialised"`` for the kernels generated for a plan).
@@ -1226,6 +1227,20 @@ def _depthwise_recipe(src, out, kernels, multiplier, mode_y, mode_x, cval, row_s
         _int(tile_w),
     )
     grid = _channel_grid(src.shape[2], out.shape[1], src.shape[0], tile_h, tile_w)
+    if tiled and _channel_plan_fits(src, out, tap_w):
+        taps = (_ints(tap_y), _ints(tap_x))
+        args = (
+            _const(tap_w.reshape(-1), dtype),
+            _i32(src.shape[1]),
+            _i32(src.shape[2]),
+            _i32(src.shape[0]),
+            _i32(out.shape[1]),
+            _i32(row_start),
+            dtype.type(cval),
+        )
+        key = ("depthwise", dtype, mode_y, mode_x, taps, _bools(has_zero), n_in, int(multiplier), tile)
+        build = lambda: _cuda_kernels.build_depthwise_plan(dtype, *key[2:])  # noqa: E731
+        return _plan_recipe(key, build, grid, shared, src, args, out)
     return _generic_recipe("depthwise", dtype, tiled, grid, (THREADS,), shared, src, args, out)
 
 
@@ -1318,7 +1333,68 @@ def _depthwise_separable_recipe(src, out, op, weights, bias):
         _int(tile_w),
     )
     grid = _channel_grid(width, h, n_planes, tile_h, tile_w)
+    if _channel_plan_fits(src, out, tap_w):
+        taps = (_ints(tap_y), _ints(tap_x))
+        args = (
+            _const(tap_w.reshape(-1), dtype),
+            _const(weights.reshape(-1), dtype),
+            _const(np.zeros(1) if bias is None else bias, dtype),
+            _i32(bias is not None),
+            _i32(h),
+            _i32(width),
+            _i32(n_planes),
+            dtype.type(cval),
+        )
+        n_out = out.shape[3]
+        key = (
+            "depthwise_separable",
+            dtype,
+            mode_y,
+            mode_x,
+            taps,
+            _bools(has_zero),
+            n_in,
+            int(multiplier),
+            n_out,
+            tile,
+        )
+        build = lambda: _cuda_kernels.build_depthwise_separable_plan(dtype, *key[2:])  # noqa: E731
+        return _plan_recipe(key, build, grid, shared, src, args, out)
     return _generic_recipe("depthwise_separable", dtype, None, grid, (THREADS,), shared, src, args, out)
+
+
+# Channel kernels are generated per plan up to these sizes (the generic kernels beyond).
+CHANNEL_PLAN_TAPS = 64
+CHANNEL_PLAN_CHANNELS = 256
+
+
+def _channel_plan_fits(src, out, tap_w):
+    """Whether the per-plan channel kernel serves a call: its taps unroll, and every
+    plane's offsets fit 32 bits (the plane index is 64-bit)."""
+    n_taps, n_mid = tap_w.shape
+    plane = src.shape[1] * src.shape[2]
+    return (
+        n_taps <= CHANNEL_PLAN_TAPS
+        and max(n_mid, src.shape[3], out.shape[3]) <= CHANNEL_PLAN_CHANNELS
+        and plane * max(src.shape[3], out.shape[3]) < PLANE_LIMIT
+        and out.shape[1] * src.shape[2] * out.shape[3] < PLANE_LIMIT
+    )
+
+
+def _ints(values):
+    return tuple(int(v) for v in values)
+
+
+def _bools(values):
+    return tuple(bool(v) for v in values)
+
+
+def _plan_recipe(key, build, grid, shared, src, args, out):
+    """The :class:`_Recipe` of a channel kernel generated for one plan (``key``), on flat
+    arrays, launched with the channel kernels' bounds."""
+    argtypes = (_flat_type(src.dtype), *map(_argtype, args), _flat_type(out.dtype))
+    kernel = _kernel(key, build, argtypes, _cuda_kernels.CHANNEL_BOUNDS)
+    return _Recipe(key[0], argtypes, kernel, grid, (THREADS,), shared, args)
 
 
 BAND_ELEMENTS = 1 << 22

@@ -1133,6 +1133,8 @@ def _kernel_env(dtype):
         "i64": _i64,
         "u64": _u,
         "index32": _index32,
+        "div32": _div32,
+        "divmod32": _divmod32,
     }
 
 
@@ -1356,6 +1358,163 @@ def build_fused(dtype, mode_y, mode_x, col_offsets, row_offsets, combine, accumu
     emit("            by += i32(cuda.gridDim.y)")
     emit("        p += i32(cuda.gridDim.z)")
     return _generated("fused", "\n".join(lines) + "\n", _kernel_env(dtype))
+
+
+# Channel kernels generated for one plan: tap offsets, zero-weight taps, channel counts,
+# multiplier, border modes and tile size are constants, so the tap loop unrolls with its
+# shared-memory offsets as immediates and every index divides by a constant (a multiply).
+# The weights stay a small device array, read per tap (threads of a warp read neighbouring
+# channels' weights: one coalesced load). Arrays come flat; planes of fewer than 2**31
+# elements (``_cuda`` checks).
+
+
+def _emit_channel_tile(emit, th, tw, n_in, mode_y, mode_x):
+    """Lines loading the tile rows ``y_first ..``, pixels ``x_first ..`` (all channels) of the
+    plane at ``base_in`` into ``smem``, as ``_load_channel_tile``: one contiguous run a row
+    where the tile lies inside the image, border maths only otherwise."""
+    run, total = tw * n_in, th * tw * n_in
+    emit(f"            if y_first >= 0 and y_first + {th} <= h and x_first >= 0 and x_first + {tw} <= w:")
+    emit("                idx = tid")
+    emit(f"                while idx < {total}:")
+    emit(f"                    r, rest = divmod32(idx, {run})")
+    emit(f"                    at = base_in + i64((y_first + r) * w + x_first) * {n_in} + rest")
+    emit("                    smem[u64(idx)] = nbt(src[u64(at)])")
+    emit(f"                    idx += {THREADS}")
+    emit("            else:")
+    emit("                idx = tid")
+    emit(f"                while idx < {total}:")
+    emit(f"                    pix, ch = divmod32(idx, {n_in})")
+    emit(f"                    r, c = divmod32(pix, {tw})")
+    emit(f"                    qy = index32(y_first + r, h, {mode_y})")
+    emit(f"                    qx = index32(x_first + c, w, {mode_x})")
+    emit("                    if qy < 0 or qx < 0:")
+    emit("                        smem[u64(idx)] = cval")
+    emit("                    else:")
+    emit(f"                        smem[u64(idx)] = nbt(src[u64(base_in + i64(qy * w + qx) * {n_in} + ch)])")
+    emit(f"                    idx += {THREADS}")
+    emit("            cuda.syncthreads()")
+
+
+def _emit_depthwise_sum(emit, indent, taps, has_zero, tw, n_in, n_out):
+    """Lines summing depthwise channel ``k`` at tile index ``at`` (its tap at the offsets'
+    minimum) into ``acc``, taps in order, a zero weight left out (``_depthwise_from_tile``)."""
+    tap_y, tap_x = taps
+    y_lo, x_lo = min(tap_y), min(tap_x)
+    emit(f"{indent}acc = zero")
+    for t, (dy, dx, zero_here) in enumerate(zip(tap_y, tap_x, has_zero)):
+        offset = ((dy - y_lo) * tw + dx - x_lo) * n_in
+        emit(f"{indent}wt = tap_w[u64({t * n_out} + k)]")
+        if zero_here:
+            emit(f"{indent}if wt != 0:")
+            emit(f"{indent}    acc += wt * smem[u64(at + {offset})]")
+        else:
+            emit(f"{indent}acc += wt * smem[u64(at + {offset})]")
+
+
+@lru_cache(maxsize=None)
+def build_depthwise_plan(dtype, mode_y, mode_x, taps, has_zero, n_in, multiplier, tile):
+    """``build_depthwise`` (tiled) generated for one plan.
+
+    ``taps``: ``(tap_y, tap_x)``, tuples of offsets; ``has_zero``: per tap,
+    whether some channel's weight is zero there; ``tile``: ``(tile_h,
+    tile_w)``. Arguments: ``src`` (P*H*W*C), ``tap_w`` (taps*C*M), ``h, w,
+    n_planes, n_rows, row_start, cval``, ``out`` (P*R*W*C*M).
+    """
+    tile_h, tile_w = tile
+    tap_y, tap_x = taps
+    y_lo, x_lo = min(tap_y), min(tap_x)
+    th, tw = tile_h + max(tap_y) - y_lo, tile_w + max(tap_x) - x_lo
+    n_out = n_in * multiplier
+    lines = [
+        "def depthwise(src, tap_w, h, w, n_planes, n_rows, row_start, cval, out):",
+        "    smem = cuda.shared.array(0, nbt)",
+        "    tid = i32(cuda.threadIdx.x)",
+        f"    x0 = i32(cuda.blockIdx.x) * {tile_w}",
+        f"    x_first = x0 + {x_lo}",
+        f"    plane_in = i64(h) * i64(w) * {n_in}",
+        f"    plane_out = i64(n_rows) * i64(w) * {n_out}",
+        "    p = i32(cuda.blockIdx.z)",
+        "    while p < n_planes:",
+        "        base_in = i64(p) * plane_in",
+        "        base_out = i64(p) * plane_out",
+        f"        r0 = i32(cuda.blockIdx.y) * {tile_h}",
+        "        while r0 < n_rows:",
+        f"            y_first = row_start + r0 + {y_lo}",
+    ]
+    emit = lines.append
+    _emit_channel_tile(emit, th, tw, n_in, mode_y, mode_x)
+    emit("            idx = tid")
+    emit(f"            while idx < {tile_h * tile_w * n_out}:")
+    emit(f"                pix, k = divmod32(idx, {n_out})")
+    emit(f"                lr, lc = divmod32(pix, {tile_w})")
+    emit("                if r0 + lr < n_rows and x0 + lc < w:")
+    emit(f"                    at = (lr * {tw} + lc) * {n_in} + div32(k, {multiplier})")
+    _emit_depthwise_sum(emit, "                    ", taps, has_zero, tw, n_in, n_out)
+    emit(f"                    out[u64(base_out + i64((r0 + lr) * w + x0 + lc) * {n_out} + k)] = acc")
+    emit(f"                idx += {THREADS}")
+    emit("            cuda.syncthreads()")
+    emit(f"            r0 += i32(cuda.gridDim.y) * {tile_h}")
+    emit("        p += i32(cuda.gridDim.z)")
+    return _generated("depthwise", "\n".join(lines) + "\n", _kernel_env(dtype))
+
+
+@lru_cache(maxsize=None)
+def build_depthwise_separable_plan(dtype, mode_y, mode_x, taps, has_zero, n_in, multiplier, n_out, tile):
+    """``build_depthwise_separable`` generated for one plan (as ``build_depthwise_plan``).
+
+    Arguments: ``src`` (P*H*W*C), ``tap_w`` (taps*C*M), ``pw`` (C_out*C*M),
+    ``bias`` (C_out), ``has_bias, h, w, n_planes, cval``, ``out`` (P*H*W*C_out).
+    """
+    tile_h, tile_w = tile
+    tap_y, tap_x = taps
+    y_lo, x_lo = min(tap_y), min(tap_x)
+    th, tw = tile_h + max(tap_y) - y_lo, tile_w + max(tap_x) - x_lo
+    n_mid = n_in * multiplier
+    mid = th * tw * n_in  # where the depthwise result starts in shared memory
+    lines = [
+        "def depthwise_separable(src, tap_w, pw, bias, has_bias, h, w, n_planes, cval, out):",
+        "    smem = cuda.shared.array(0, nbt)",
+        "    tid = i32(cuda.threadIdx.x)",
+        f"    x0 = i32(cuda.blockIdx.x) * {tile_w}",
+        f"    x_first = x0 + {x_lo}",
+        "    plane = i64(h) * i64(w)",
+        "    p = i32(cuda.blockIdx.z)",
+        "    while p < n_planes:",
+        f"        base_in = i64(p) * plane * {n_in}",
+        f"        base_out = i64(p) * plane * {n_out}",
+        f"        r0 = i32(cuda.blockIdx.y) * {tile_h}",
+        "        while r0 < h:",
+        f"            y_first = r0 + {y_lo}",
+    ]
+    emit = lines.append
+    _emit_channel_tile(emit, th, tw, n_in, mode_y, mode_x)
+    emit("            idx = tid")
+    emit(f"            while idx < {tile_h * tile_w * n_mid}:")
+    emit(f"                pix, k = divmod32(idx, {n_mid})")
+    emit(f"                lr, lc = divmod32(pix, {tile_w})")
+    emit(f"                at = (lr * {tw} + lc) * {n_in} + div32(k, {multiplier})")
+    _emit_depthwise_sum(emit, "                ", taps, has_zero, tw, n_in, n_mid)
+    emit(f"                smem[u64({mid} + idx)] = acc")
+    emit(f"                idx += {THREADS}")
+    emit("            cuda.syncthreads()")
+    emit("            idx = tid")
+    emit(f"            while idx < {tile_h * tile_w * n_out}:")
+    emit(f"                pix, o = divmod32(idx, {n_out})")
+    emit(f"                lr, lc = divmod32(pix, {tile_w})")
+    emit("                if r0 + lr < h and x0 + lc < w:")
+    emit("                    acc = zero")
+    emit(f"                    at = {mid} + pix * {n_mid}")
+    emit(f"                    row = o * {n_mid}")
+    emit(f"                    for k in range({n_mid}):")
+    emit("                        acc += pw[u64(row + k)] * smem[u64(at + k)]")
+    emit("                    if has_bias != 0:")
+    emit("                        acc += bias[u64(o)]")
+    emit(f"                    out[u64(base_out + i64((r0 + lr) * w + x0 + lc) * {n_out} + o)] = acc")
+    emit(f"                idx += {THREADS}")
+    emit("            cuda.syncthreads()")
+    emit(f"            r0 += i32(cuda.gridDim.y) * {tile_h}")
+    emit("        p += i32(cuda.gridDim.z)")
+    return _generated("depthwise_separable", "\n".join(lines) + "\n", _kernel_env(dtype))
 
 
 def fused_weight_count(col_offsets, row_offsets):
