@@ -310,6 +310,24 @@ def test_depthwise_multiplier_channel_axis_and_dtypes(rgb, rng):
 
 
 @on_cuda
+def test_channel_kernels_beyond_the_plan_limits(rgb, rng, monkeypatch):
+    """Kernels of more than ``CHANNEL_PLAN_TAPS`` taps run the generic channel kernels."""
+    from napari_sepconv import _cuda
+
+    log = []
+    monkeypatch.setattr(_cuda, "launch_log", log)
+    dense = rng.random((3, 9, 9)) - 0.3  # 81 taps
+    both(sc.depthwise_filter, rgb, dense, mode="reflect")
+    both(sc.depthwise_separable_filter, rgb, dense, rng.random((4, 3)) - 0.5, mode="constant", cval=0.5)
+    both(sc.depthwise_filter, rgb, rng.random((3, 3, 3)), mode="wrap")  # generated for its plan
+    assert [(name, variant) for name, variant, _ in log if name.startswith("depthwise")] == [
+        ("depthwise", True),
+        ("depthwise_separable", None),
+        ("depthwise", "specialised"),
+    ]
+
+
+@on_cuda
 def test_depthwise_zero_weights_keep_nan_local(rgb):
     data = rgb.copy()
     data[5, 6, 1] = np.nan
@@ -712,7 +730,7 @@ def test_launches_use_the_signatures_compiled_to_ptx(rng, monkeypatch):
 
     for name, variant, types in log:
         if variant == "specialised":  # generated per plan; test_cuda_budget compiles them
-            assert name in ("edge3", "fused"), name
+            assert name in ("edge3", "fused", "depthwise", "depthwise_separable"), name
             continue
         assert variant in BUILDERS[name][1], (name, variant)
         src = types[0].dtype if name in _IMAGE_READERS | {"convert", "cast"} else None

@@ -1227,7 +1227,7 @@ def _depthwise_recipe(src, out, kernels, multiplier, mode_y, mode_x, cval, row_s
         _int(tile_w),
     )
     grid = _channel_grid(src.shape[2], out.shape[1], src.shape[0], tile_h, tile_w)
-    if tiled and _channel_plan_fits(src, out, tap_w):
+    if tiled and _channel_plan_fits(src, out, tap_w, tile):
         taps = (_ints(tap_y), _ints(tap_x))
         args = (
             _const(tap_w.reshape(-1), dtype),
@@ -1333,7 +1333,7 @@ def _depthwise_separable_recipe(src, out, op, weights, bias):
         _int(tile_w),
     )
     grid = _channel_grid(width, h, n_planes, tile_h, tile_w)
-    if _channel_plan_fits(src, out, tap_w):
+    if _channel_plan_fits(src, out, tap_w, tile):
         taps = (_ints(tap_y), _ints(tap_x))
         args = (
             _const(tap_w.reshape(-1), dtype),
@@ -1368,13 +1368,15 @@ CHANNEL_PLAN_TAPS = 64
 CHANNEL_PLAN_CHANNELS = 256
 
 
-def _channel_plan_fits(src, out, tap_w):
-    """Whether the per-plan channel kernel serves a call: its taps unroll, and every
-    plane's offsets fit 32 bits (the plane index is 64-bit)."""
+def _channel_plan_fits(src, out, tap_w, tile):
+    """Whether the per-plan channel kernel serves a call: its taps unroll, its tile is 32
+    pixels wide at least (narrower ones, for halos that nearly fill shared memory, spend
+    their time loading), and every plane's offsets fit 32 bits (the plane index is 64-bit)."""
     n_taps, n_mid = tap_w.shape
     plane = src.shape[1] * src.shape[2]
     return (
         n_taps <= CHANNEL_PLAN_TAPS
+        and tile[1] >= 32
         and max(n_mid, src.shape[3], out.shape[3]) <= CHANNEL_PLAN_CHANNELS
         and plane * max(src.shape[3], out.shape[3]) < PLANE_LIMIT
         and out.shape[1] * src.shape[2] * out.shape[3] < PLANE_LIMIT

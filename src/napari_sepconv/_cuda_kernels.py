@@ -18,7 +18,9 @@ it fits and otherwise runs a variant that reads global memory (``tiled=False``)
 or another plan.
 
 Channel kernels (channel-last data) use flat blocks of ``THREADS`` threads over
-(pixel, channel) pairs, channel fastest, with runtime tile sizes.
+(pixel, channel) pairs, channel fastest, with runtime tile sizes; the depthwise
+and depthwise-separable kernels are also generated per plan, with constant
+taps, channel counts and tile sizes.
 
 Grid ``y`` and ``z`` dimensions are capped at 65535 blocks, so kernels loop
 over the tiles they are given (``range(blockIdx, n, gridDim)``); every thread
@@ -53,9 +55,38 @@ TY = BY * ROWS
 THREADS = BX * BY
 
 
+_SIMULATED = bool(cuda.config.ENABLE_CUDASIM)
+
+
+class _SimulatedType:
+    """A scalar type under the simulator: casts as NumPy does (what a Numba type's call
+    does there too, at a few times the cost) and serves as a shared array's dtype."""
+
+    def __init__(self, dtype):
+        self.dtype = np.dtype(dtype)
+        self.itemsize = self.dtype.itemsize
+        self._cast = self.dtype.type
+
+    def __call__(self, value):
+        return self._cast(value)
+
+
+def _cast_type(dtype):
+    """The kernels' scalar type ``dtype``: Numba's, or a :class:`_SimulatedType`."""
+    return _SimulatedType(dtype) if _SIMULATED else numba.from_dtype(np.dtype(dtype))
+
+
+def _checked_index(i):
+    """``_u`` under the simulator: the index as it is, refused if negative (a cast per
+    index costs microseconds there, and these kernels run in Python)."""
+    if i < 0:
+        raise IndexError(f"negative index {i}")
+    return i
+
+
 # Array indices that are known to be non-negative: unsigned, so that Numba leaves
 # out its negative-index wraparound (three instructions per index) in hot loops.
-_u = numba.uint64
+_u = _checked_index if _SIMULATED else numba.uint64
 
 
 def _inline(func):
@@ -67,9 +98,7 @@ def _inline(func):
 # Device helpers, compiled inline into the kernels
 # --------------------------------------------------------------------------
 
-_i32 = numba.int32
-_u32 = numba.uint32
-_i64 = numba.int64
+_i32, _u32, _i64 = (np.int32, np.uint32, np.int64) if _SIMULATED else (numba.int32, numba.uint32, numba.int64)
 
 
 def _index32(i, n, mode):
@@ -261,7 +290,7 @@ _column_pass = _inline(_column_pass)
 @lru_cache(maxsize=None)
 def build_correlate_x(dtype):
     """1-D correlation along the last axis of ``src`` (lines, n): shared tile of lines."""
-    nbt = numba.from_dtype(np.dtype(dtype))
+    nbt = _cast_type(dtype)
 
     def correlate_x(src, off, w, sym, lo, span, mode, cval, out):
         n_lines, n = src.shape
@@ -293,7 +322,7 @@ def build_correlate_x(dtype):
 @lru_cache(maxsize=None)
 def build_correlate_y(dtype):
     """1-D correlation along axis 1 of ``src`` (outer, n, inner): coalesced along ``inner``."""
-    nbt = numba.from_dtype(np.dtype(dtype))
+    nbt = _cast_type(dtype)
 
     def correlate_y(src, off, w, sym, lo, span, mode, cval, out):
         n_outer, n, inner = src.shape
@@ -369,7 +398,7 @@ def build_separable_2d(dtype, max_taps=None):
     the tap loops unroll: short kernels such as the edge filters then cost a
     few instructions per tap.
     """
-    nbt = numba.from_dtype(np.dtype(dtype))
+    nbt = _cast_type(dtype)
     zero = np.dtype(dtype).type(0)
     unrolled = max_taps is not None
     n_regs = max_taps if unrolled else 1
@@ -518,7 +547,7 @@ def build_edge_magnitude_3x3(dtype):
     ``pad_derivative`` are the vertical passes beyond the image along x in
     constant mode; rows beyond it hold ``cval``.
     """
-    nbt = numba.from_dtype(np.dtype(dtype))
+    nbt = _cast_type(dtype)
     zero = np.dtype(dtype).type(0)
 
     def edge_magnitude_3x3(src, weights, mode_y, mode_x, cval, pad_smooth, pad_derivative, inv_divisor, out):
@@ -579,7 +608,7 @@ def build_correlate_2d(dtype, tiled=True):
     ``tiled=False`` reads global memory, for kernels whose tile would not fit
     in shared memory.
     """
-    nbt = numba.from_dtype(np.dtype(dtype))
+    nbt = _cast_type(dtype)
     zero = np.dtype(dtype).type(0)
 
     def correlate_2d(src, tap_y, tap_x, tap_w, y_lo, y_span, x_lo, x_span, mode_y, mode_x, cval, out):
@@ -645,7 +674,7 @@ def build_depthwise(dtype, tiled=True):
     ``tile_h x tile_w`` pixels, every output channel, from a shared tile of
     the input (all channels, with the halo).
     """
-    nbt = numba.from_dtype(np.dtype(dtype))
+    nbt = _cast_type(dtype)
     zero = np.dtype(dtype).type(0)
 
     def depthwise(
@@ -741,7 +770,7 @@ def build_depthwise_passes(dtype, tiled=True):
     vertical pass for every horizontal tap instead (kernels too wide for a
     tile).
     """
-    nbt = numba.from_dtype(np.dtype(dtype))
+    nbt = _cast_type(dtype)
     zero = np.dtype(dtype).type(0)
 
     def depthwise_passes(
@@ -840,7 +869,7 @@ def build_depthwise_separable(dtype):
     ``out[..., o] = sum_k pw[o, k] * mid[..., k] (+ bias[o])``. The
     intermediate never reaches global memory.
     """
-    nbt = numba.from_dtype(np.dtype(dtype))
+    nbt = _cast_type(dtype)
     zero = np.dtype(dtype).type(0)
 
     def depthwise_separable(
@@ -922,7 +951,7 @@ def build_pointwise(dtype, tiled=True):
     thread computes one (pixel, output channel) pair, channel fastest, so the
     stores are coalesced.
     """
-    nbt = numba.from_dtype(np.dtype(dtype))
+    nbt = _cast_type(dtype)
     zero = np.dtype(dtype).type(0)
 
     def pointwise(src, weights, bias, has_bias, tile_n, out):
@@ -1122,7 +1151,7 @@ def _generated(name, source, env):
 
 
 def _kernel_env(dtype):
-    nbt = numba.from_dtype(np.dtype(dtype))
+    nbt = _cast_type(dtype)
     return {
         "cuda": cuda,
         "math": math,
@@ -1153,7 +1182,7 @@ def build_edge3(dtype, mode_y, mode_x):
     64-bit, offsets inside a plane 32-bit. ``weights``: ``s0 s1 s2 d0 d2 hs0
     hs1 hs2 hd0 hd2`` as in ``build_edge_magnitude_3x3``.
     """
-    nbt = numba.from_dtype(np.dtype(dtype))
+    nbt = _cast_type(dtype)
     zero = np.dtype(dtype).type(0)
     const_x = mode_x == CONSTANT
     const_y = mode_y == CONSTANT
