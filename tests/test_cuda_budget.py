@@ -65,6 +65,9 @@ def _cases():
     for size, n_in, multiplier in ((3, 16, 1), (7, 16, 1), (5, 3, 2)):
         taps = _square_taps(size)
         cases.append(("depthwise_plan", np.float32, np.float32, (taps, n_in, multiplier), None, 64))
+    seven = (tuple(range(-3, 4)), (False,) * 7)
+    for mode in (0, 1):  # rank-1 per channel: 7 + 7 taps, 16 channels
+        cases.append(("depthwise_passes_plan", np.float32, np.float32, (mode, seven, 16), None, 64))
     cases.append(("depthwise_separable_plan", np.float32, np.float32, (_square_taps(3), 16, 1, 32), None, 64))
     return cases
 
@@ -136,6 +139,11 @@ def _compile(name, src, dtype, spec, bounds, cc):
         zeros = (False,) * len(taps[0])
         kernel = K.build_depthwise_plan(np.dtype(dtype), 0, 0, taps, zeros, n_in, multiplier, (4, 32))
         sig = (flat(src), flat(dtype), i, i, i, i, i, f, flat(dtype))
+        bounds = K.CHANNEL_BOUNDS
+    elif name == "depthwise_passes_plan":
+        mode, taps, n_in = spec
+        kernel = K.build_depthwise_passes_plan(np.dtype(dtype), mode, mode, taps, taps, n_in, 1, (4, 32))
+        sig = (flat(src), flat(dtype), flat(dtype), flat(dtype), i, i, i, i, i, f, flat(dtype))
         bounds = K.CHANNEL_BOUNDS
     elif name == "depthwise_separable_plan":
         taps, n_in, multiplier, n_out = spec

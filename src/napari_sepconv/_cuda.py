@@ -1255,8 +1255,8 @@ def depthwise_passes(src, columns, rows, multiplier, mode_y, mode_x, cval, pad_x
 def _depthwise_passes_recipe(src, out, columns, rows, pad_x, multiplier, mode_y, mode_x, cval, row_start):
     dtype = np.dtype(out.dtype)
     item = dtype.itemsize
-    col_off, col_w, _ = shared_taps(columns, dtype)
-    row_off, row_w, _ = shared_taps(rows, dtype)
+    col_off, col_w, col_zero = shared_taps(columns, dtype)
+    row_off, row_w, row_zero = shared_taps(rows, dtype)
     x_lo, x_span = _reach(row_off)
     n_out = out.shape[3]
     tile = _channel_tile(lambda th, tw: th * (tw + x_span) * n_out * item)
@@ -1280,6 +1280,22 @@ def _depthwise_passes_recipe(src, out, columns, rows, pad_x, multiplier, mode_y,
         _int(tile_w),
     )
     grid = _channel_grid(src.shape[2], out.shape[1], src.shape[0], tile_h, tile_w)
+    if tiled and _channel_plan_fits(src, out, np.concatenate([col_w, row_w]), tile):
+        args = (
+            _const(col_w.reshape(-1), dtype),
+            _const(row_w.reshape(-1), dtype),
+            _const(pad_x, dtype),
+            _i32(src.shape[1]),
+            _i32(src.shape[2]),
+            _i32(src.shape[0]),
+            _i32(out.shape[1]),
+            _i32(row_start),
+            dtype.type(cval),
+        )
+        cols, rows = (_ints(col_off), _bools(col_zero)), (_ints(row_off), _bools(row_zero))
+        key = ("depthwise_passes", dtype, mode_y, mode_x, cols, rows, src.shape[3], int(multiplier), tile)
+        build = lambda: _cuda_kernels.build_depthwise_passes_plan(dtype, *key[2:])  # noqa: E731
+        return _plan_recipe(key, build, grid, shared, src, args, out)
     return _generic_recipe("depthwise_passes", dtype, tiled, grid, (THREADS,), shared, src, args, out)
 
 

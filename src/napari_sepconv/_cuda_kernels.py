@@ -1488,6 +1488,89 @@ def build_depthwise_plan(dtype, mode_y, mode_x, taps, has_zero, n_in, multiplier
 
 
 @lru_cache(maxsize=None)
+def build_depthwise_passes_plan(dtype, mode_y, mode_x, cols, rows, n_in, multiplier, tile):
+    """``build_depthwise_passes`` (tiled) generated for one plan.
+
+    ``cols`` and ``rows``: ``(offsets, zero flags)`` of the shared vertical and
+    horizontal tap lists (``_lowering.shared_taps``). Arguments: ``src``
+    (P*H*W*C), ``col_w`` (taps*C*M), ``row_w`` (taps*C*M), ``pad_x`` (C*M),
+    ``h, w, n_planes, n_rows, row_start, cval``, ``out`` (P*R*W*C*M). Zero
+    weights are left out per channel, as ``_cpu.depthwise_passes_2d``.
+    """
+    tile_h, tile_w = tile
+    (col_off, col_zero), (row_off, row_zero) = cols, rows
+    x_lo = min(row_off)
+    tw = tile_w + max(row_off) - x_lo
+    n_out = n_in * multiplier
+    lines = [
+        "def depthwise_passes(src, col_w, row_w, pad_x, h, w, n_planes, n_rows, row_start, cval, out):",
+        "    smem = cuda.shared.array(0, nbt)",
+        "    tid = i32(cuda.threadIdx.x)",
+        f"    x0 = i32(cuda.blockIdx.x) * {tile_w}",
+        f"    plane_in = i64(h) * i64(w) * {n_in}",
+        f"    plane_out = i64(n_rows) * i64(w) * {n_out}",
+        "    p = i32(cuda.blockIdx.z)",
+        "    while p < n_planes:",
+        "        base_in = i64(p) * plane_in",
+        "        base_out = i64(p) * plane_out",
+        f"        r0 = i32(cuda.blockIdx.y) * {tile_h}",
+        "        while r0 < n_rows:",
+        # the vertical pass of the tile's rows and x halo, every channel, into shared memory
+        "            idx = tid",
+        f"            while idx < {tile_h * tw * n_out}:",
+        f"                pix, k = divmod32(idx, {n_out})",
+        f"                lr, c = divmod32(pix, {tw})",
+        "                y = row_start + r0 + lr",
+        f"                gx = x0 + {x_lo} + c",
+        f"                qx = index32(gx, w, {mode_x})",
+    ]
+    emit = lines.append
+    body = "                "
+    if mode_x == CONSTANT:
+        emit(f"{body}if qx < 0:")
+        emit(f"{body}    acc = pad_x[u64(k)]")
+        emit(f"{body}else:")
+        body += "    "
+    emit(f"{body}at = base_in + i64(qx) * {n_in} + div32(k, {multiplier})")
+    emit(f"{body}acc = zero")
+    for a, (off, zero_here) in enumerate(zip(col_off, col_zero)):
+        indent = body
+        emit(f"{indent}wa = col_w[u64({a * n_out} + k)]")
+        if zero_here:
+            emit(f"{indent}if wa != 0:")
+            indent += "    "
+        emit(f"{indent}qy = index32(y + {off}, h, {mode_y})")
+        emit(f"{indent}if qy < 0:")
+        emit(f"{indent}    acc += wa * cval")
+        emit(f"{indent}else:")
+        emit(f"{indent}    acc += wa * nbt(src[u64(at + i64(qy) * w * {n_in})])")
+    emit("                smem[u64(idx)] = acc")
+    emit(f"                idx += {THREADS}")
+    emit("            cuda.syncthreads()")
+    # the horizontal pass from shared memory
+    emit("            idx = tid")
+    emit(f"            while idx < {tile_h * tile_w * n_out}:")
+    emit(f"                pix, k = divmod32(idx, {n_out})")
+    emit(f"                lr, lc = divmod32(pix, {tile_w})")
+    emit("                if r0 + lr < n_rows and x0 + lc < w:")
+    emit(f"                    at = (lr * {tw} + lc) * {n_out} + k")
+    emit("                    acc = zero")
+    for b, (off, zero_here) in enumerate(zip(row_off, row_zero)):
+        indent = "                    "
+        emit(f"{indent}wb = row_w[u64({b * n_out} + k)]")
+        if zero_here:
+            emit(f"{indent}if wb != 0:")
+            indent += "    "
+        emit(f"{indent}acc += wb * smem[u64(at + {(off - x_lo) * n_out})]")
+    emit(f"                    out[u64(base_out + i64((r0 + lr) * w + x0 + lc) * {n_out} + k)] = acc")
+    emit(f"                idx += {THREADS}")
+    emit("            cuda.syncthreads()")
+    emit(f"            r0 += i32(cuda.gridDim.y) * {tile_h}")
+    emit("        p += i32(cuda.gridDim.z)")
+    return _generated("depthwise_passes", "\n".join(lines) + "\n", _kernel_env(dtype))
+
+
+@lru_cache(maxsize=None)
 def build_depthwise_separable_plan(dtype, mode_y, mode_x, taps, has_zero, n_in, multiplier, n_out, tile):
     """``build_depthwise_separable`` generated for one plan (as ``build_depthwise_plan``).
 
