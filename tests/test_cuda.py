@@ -730,7 +730,14 @@ def test_launches_use_the_signatures_compiled_to_ptx(rng, monkeypatch):
 
     for name, variant, types in log:
         if variant == "specialised":  # generated per plan; test_cuda_budget compiles them
-            assert name in ("edge3", "fused", "depthwise", "depthwise_passes", "depthwise_separable"), name
+            assert name in (
+                "edge3",
+                "fused",
+                "depthwise",
+                "depthwise_passes",
+                "depthwise_separable",
+                "pointwise",
+            ), name
             continue
         assert variant in BUILDERS[name][1], (name, variant)
         src = types[0].dtype if name in _IMAGE_READERS | {"convert", "cast"} else None

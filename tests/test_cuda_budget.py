@@ -65,6 +65,7 @@ def _cases():
     for size, n_in, multiplier in ((3, 16, 1), (7, 16, 1), (5, 3, 2)):
         taps = _square_taps(size)
         cases.append(("depthwise_plan", np.float32, np.float32, (taps, n_in, multiplier), None, 64))
+    cases.append(("pointwise_plan", np.float32, np.float32, (16, 32, 64, True), None, 64))
     seven = (tuple(range(-3, 4)), (False,) * 7)
     for mode in (0, 1):  # rank-1 per channel: 7 + 7 taps, 16 channels
         cases.append(("depthwise_passes_plan", np.float32, np.float32, (mode, seven, 16), None, 64))
@@ -139,6 +140,10 @@ def _compile(name, src, dtype, spec, bounds, cc):
         zeros = (False,) * len(taps[0])
         kernel = K.build_depthwise_plan(np.dtype(dtype), 0, 0, taps, zeros, n_in, multiplier, (4, 32))
         sig = (flat(src), flat(dtype), i, i, i, i, i, f, flat(dtype))
+        bounds = K.CHANNEL_BOUNDS
+    elif name == "pointwise_plan":
+        kernel = K.build_pointwise_plan(np.dtype(dtype), *spec)
+        sig = (flat(src), flat(dtype), flat(dtype), types.int64, flat(dtype))
         bounds = K.CHANNEL_BOUNDS
     elif name == "depthwise_passes_plan":
         mode, taps, n_in = spec

@@ -1494,6 +1494,11 @@ def _pointwise_recipe(src, out, weights, bias):
         _int(tile_n),
     )
     grid = (_tiles(n_px, tile_n, MAX_FLAT_BLOCKS),)
+    if tiled and n_in <= CHANNEL_PLAN_CHANNELS:
+        args = (_const(weights.reshape(-1), dtype), args[1], _int(n_px))
+        key = ("pointwise", dtype, n_in, n_out, tile_n, bias is not None)
+        build = lambda: _cuda_kernels.build_pointwise_plan(dtype, *key[2:])  # noqa: E731
+        return _plan_recipe(key, build, grid, shared, src, args, out)
     return _generic_recipe(
         "pointwise", dtype, tiled, grid, (THREADS,), shared if tiled else 0, src, args, out
     )

@@ -1629,6 +1629,48 @@ def build_depthwise_separable_plan(dtype, mode_y, mode_x, taps, has_zero, n_in, 
     return _generated("depthwise_separable", "\n".join(lines) + "\n", _kernel_env(dtype))
 
 
+@lru_cache(maxsize=None)
+def build_pointwise_plan(dtype, n_in, n_out, tile_n, has_bias):
+    """``build_pointwise`` (tiled) generated for one plan: channel counts, pixel tile and
+    bias as constants, the channel loop unrolled. Arguments: ``src`` (N*C), ``weights``
+    (C_out*C), ``bias`` (C_out), ``n_px``, ``out`` (N*C_out)."""
+    px_tile = n_out * n_in  # the pixels' place in shared memory, after the weights
+    lines = [
+        "def pointwise(src, weights, bias, n_px, out):",
+        "    smem = cuda.shared.array(0, nbt)",
+        "    tid = i32(cuda.threadIdx.x)",
+        "    idx = tid",
+        f"    while idx < {n_out * n_in}:",
+        "        smem[u64(idx)] = weights[u64(idx)]",
+        f"        idx += {THREADS}",
+        f"    px0 = i64(cuda.blockIdx.x) * {tile_n}",
+        "    while px0 < n_px:",
+        "        idx = tid",
+        f"        while idx < {tile_n * n_in}:",
+        f"            if px0 * {n_in} + idx < n_px * {n_in}:",
+        f"                smem[u64({px_tile} + idx)] = nbt(src[u64(px0 * {n_in} + idx)])",
+        f"            idx += {THREADS}",
+        "        cuda.syncthreads()",
+        "        idx = tid",
+        f"        while idx < {tile_n * n_out}:",
+        f"            lp, o = divmod32(idx, {n_out})",
+        "            if px0 + lp < n_px:",
+        "                acc = zero",
+        f"                row = o * {n_in}",
+        f"                at = {px_tile} + lp * {n_in}",
+    ]
+    emit = lines.append
+    for c in range(n_in):
+        emit(f"                acc += smem[u64(row + {c})] * smem[u64(at + {c})]")
+    if has_bias:
+        emit("                acc += bias[u64(o)]")
+    emit(f"                out[u64((px0 + lp) * {n_out} + o)] = acc")
+    emit(f"            idx += {THREADS}")
+    emit("        cuda.syncthreads()")
+    emit(f"        px0 += i64(cuda.gridDim.x) * {tile_n}")
+    return _generated("pointwise", "\n".join(lines) + "\n", _kernel_env(dtype))
+
+
 def fused_weight_count(col_offsets, row_offsets):
     """Scalar weight parameters of ``build_fused``."""
     return sum(map(len, col_offsets)) + sum(map(len, row_offsets)) + len(col_offsets)
