@@ -1229,15 +1229,7 @@ def _depthwise_recipe(src, out, kernels, multiplier, mode_y, mode_x, cval, row_s
     grid = _channel_grid(src.shape[2], out.shape[1], src.shape[0], tile_h, tile_w)
     if tiled and _channel_plan_fits(src, out, tap_w, tile):
         taps = (_ints(tap_y), _ints(tap_x))
-        args = (
-            _const(tap_w.reshape(-1), dtype),
-            _i32(src.shape[1]),
-            _i32(src.shape[2]),
-            _i32(src.shape[0]),
-            _i32(out.shape[1]),
-            _i32(row_start),
-            dtype.type(cval),
-        )
+        args = (_const(tap_w.reshape(-1), dtype), *_band_sizes(src, out, row_start, cval))
         key = ("depthwise", dtype, mode_y, mode_x, taps, _bools(has_zero), n_in, int(multiplier), tile)
         build = lambda: _cuda_kernels.build_depthwise_plan(dtype, *key[2:])  # noqa: E731
         return _plan_recipe(key, build, grid, shared, src, args, out)
@@ -1281,17 +1273,8 @@ def _depthwise_passes_recipe(src, out, columns, rows, pad_x, multiplier, mode_y,
     )
     grid = _channel_grid(src.shape[2], out.shape[1], src.shape[0], tile_h, tile_w)
     if tiled and _channel_plan_fits(src, out, np.concatenate([col_w, row_w]), tile):
-        args = (
-            _const(col_w.reshape(-1), dtype),
-            _const(row_w.reshape(-1), dtype),
-            _const(pad_x, dtype),
-            _i32(src.shape[1]),
-            _i32(src.shape[2]),
-            _i32(src.shape[0]),
-            _i32(out.shape[1]),
-            _i32(row_start),
-            dtype.type(cval),
-        )
+        weights = (_const(col_w.reshape(-1), dtype), _const(row_w.reshape(-1), dtype), _const(pad_x, dtype))
+        args = (*weights, *_band_sizes(src, out, row_start, cval))
         cols, rows = (_ints(col_off), _bools(col_zero)), (_ints(row_off), _bools(row_zero))
         key = ("depthwise_passes", dtype, mode_y, mode_x, cols, rows, src.shape[3], int(multiplier), tile)
         build = lambda: _cuda_kernels.build_depthwise_passes_plan(dtype, *key[2:])  # noqa: E731
@@ -1397,6 +1380,13 @@ def _channel_plan_fits(src, out, tap_w, tile):
         and plane * max(src.shape[3], out.shape[3]) < PLANE_LIMIT
         and out.shape[1] * src.shape[2] * out.shape[3] < PLANE_LIMIT
     )
+
+
+def _band_sizes(src, out, row_start, cval):
+    """Arguments of the generated channel kernels that compute output rows ``row_start ..``:
+    ``h, w, n_planes, n_rows, row_start, cval``."""
+    n_planes, h, w = src.shape[:3]
+    return (_i32(h), _i32(w), _i32(n_planes), _i32(out.shape[1]), _i32(row_start), out.dtype.type(cval))
 
 
 def _ints(values):

@@ -1397,10 +1397,16 @@ def build_fused(dtype, mode_y, mode_x, col_offsets, row_offsets, combine, accumu
 # elements (``_cuda`` checks).
 
 
-def _emit_channel_tile(emit, th, tw, n_in, mode_y, mode_x):
-    """Lines loading the tile rows ``y_first ..``, pixels ``x_first ..`` (all channels) of the
-    plane at ``base_in`` into ``smem``, as ``_load_channel_tile``: one contiguous run a row
-    where the tile lies inside the image, border maths only otherwise."""
+def _emit_channel_tile(emit, taps, tile, n_in, mode_y, mode_x, first_row):
+    """Lines loading the input of a ``tile`` of outputs (its first row ``first_row``, its
+    first column ``x0``) with the halo of ``taps``, all channels of the plane at
+    ``base_in``, into ``smem``, as ``_load_channel_tile``: one contiguous run a row where
+    the tile lies inside the image, border maths only otherwise. Returns the loaded rows
+    and columns."""
+    tap_y, tap_x = taps
+    th, tw = tile[0] + max(tap_y) - min(tap_y), tile[1] + max(tap_x) - min(tap_x)
+    emit(f"            y_first = {first_row} + {min(tap_y)}")
+    emit(f"            x_first = x0 + {min(tap_x)}")
     run, total = tw * n_in, th * tw * n_in
     emit(f"            if y_first >= 0 and y_first + {th} <= h and x_first >= 0 and x_first + {tw} <= w:")
     emit("                idx = tid")
@@ -1422,6 +1428,7 @@ def _emit_channel_tile(emit, th, tw, n_in, mode_y, mode_x):
     emit(f"                        smem[u64(idx)] = nbt(src[u64(base_in + i64(qy * w + qx) * {n_in} + ch)])")
     emit(f"                    idx += {THREADS}")
     emit("            cuda.syncthreads()")
+    return th, tw
 
 
 def _emit_depthwise_sum(emit, indent, taps, has_zero, tw, n_in, n_out):
@@ -1431,13 +1438,48 @@ def _emit_depthwise_sum(emit, indent, taps, has_zero, tw, n_in, n_out):
     y_lo, x_lo = min(tap_y), min(tap_x)
     emit(f"{indent}acc = zero")
     for t, (dy, dx, zero_here) in enumerate(zip(tap_y, tap_x, has_zero)):
-        offset = ((dy - y_lo) * tw + dx - x_lo) * n_in
-        emit(f"{indent}wt = tap_w[u64({t * n_out} + k)]")
-        if zero_here:
-            emit(f"{indent}if wt != 0:")
-            emit(f"{indent}    acc += wt * smem[u64(at + {offset})]")
-        else:
-            emit(f"{indent}acc += wt * smem[u64(at + {offset})]")
+        tap = (f"acc += wt * smem[u64(at + {((dy - y_lo) * tw + dx - x_lo) * n_in})]",)
+        _emit_weighted(emit, indent, "wt", f"tap_w[u64({t * n_out} + k)]", zero_here, tap)
+
+
+def _emit_weighted(emit, indent, weight, load, zero_here, tap):
+    """Lines reading ``weight = load``, then the ``tap`` lines that use it, left out where
+    the weight is zero if ``zero_here`` (some channel has a zero weight at this tap:
+    ``_cpu`` skips those, which keeps a NaN or inf under a zero weight local)."""
+    emit(f"{indent}{weight} = {load}")
+    if zero_here:
+        emit(f"{indent}if {weight} != 0:")
+        indent += "    "
+    for line in tap:
+        emit(indent + line)
+
+
+def _channel_head(signature, tile, n_in, n_out, rows):
+    """Opening lines of a generated channel kernel ``signature``: loops over planes and over
+    bands of ``tile[0]`` of its ``rows`` output rows (``r0`` the band's first), ``x0`` the
+    tile's first column, ``base_in`` and ``base_out`` the plane's first elements."""
+    tile_h, tile_w = tile
+    return [
+        f"def {signature}:",
+        "    smem = cuda.shared.array(0, nbt)",
+        "    tid = i32(cuda.threadIdx.x)",
+        f"    x0 = i32(cuda.blockIdx.x) * {tile_w}",
+        f"    plane_in = i64(h) * i64(w) * {n_in}",
+        f"    plane_out = i64({rows}) * i64(w) * {n_out}",
+        "    p = i32(cuda.blockIdx.z)",
+        "    while p < n_planes:",
+        "        base_in = i64(p) * plane_in",
+        "        base_out = i64(p) * plane_out",
+        f"        r0 = i32(cuda.blockIdx.y) * {tile_h}",
+        f"        while r0 < {rows}:",
+    ]
+
+
+def _channel_tail(emit, tile_h):
+    """Closing lines of ``_channel_head``'s loops."""
+    emit("            cuda.syncthreads()")
+    emit(f"            r0 += i32(cuda.gridDim.y) * {tile_h}")
+    emit("        p += i32(cuda.gridDim.z)")
 
 
 @lru_cache(maxsize=None)
@@ -1450,28 +1492,11 @@ def build_depthwise_plan(dtype, mode_y, mode_x, taps, has_zero, n_in, multiplier
     n_planes, n_rows, row_start, cval``, ``out`` (P*R*W*C*M).
     """
     tile_h, tile_w = tile
-    tap_y, tap_x = taps
-    y_lo, x_lo = min(tap_y), min(tap_x)
-    th, tw = tile_h + max(tap_y) - y_lo, tile_w + max(tap_x) - x_lo
     n_out = n_in * multiplier
-    lines = [
-        "def depthwise(src, tap_w, h, w, n_planes, n_rows, row_start, cval, out):",
-        "    smem = cuda.shared.array(0, nbt)",
-        "    tid = i32(cuda.threadIdx.x)",
-        f"    x0 = i32(cuda.blockIdx.x) * {tile_w}",
-        f"    x_first = x0 + {x_lo}",
-        f"    plane_in = i64(h) * i64(w) * {n_in}",
-        f"    plane_out = i64(n_rows) * i64(w) * {n_out}",
-        "    p = i32(cuda.blockIdx.z)",
-        "    while p < n_planes:",
-        "        base_in = i64(p) * plane_in",
-        "        base_out = i64(p) * plane_out",
-        f"        r0 = i32(cuda.blockIdx.y) * {tile_h}",
-        "        while r0 < n_rows:",
-        f"            y_first = row_start + r0 + {y_lo}",
-    ]
+    signature = "depthwise(src, tap_w, h, w, n_planes, n_rows, row_start, cval, out)"
+    lines = _channel_head(signature, tile, n_in, n_out, "n_rows")
     emit = lines.append
-    _emit_channel_tile(emit, th, tw, n_in, mode_y, mode_x)
+    _, tw = _emit_channel_tile(emit, taps, tile, n_in, mode_y, mode_x, "row_start + r0")
     emit("            idx = tid")
     emit(f"            while idx < {tile_h * tile_w * n_out}:")
     emit(f"                pix, k = divmod32(idx, {n_out})")
@@ -1481,9 +1506,7 @@ def build_depthwise_plan(dtype, mode_y, mode_x, taps, has_zero, n_in, multiplier
     _emit_depthwise_sum(emit, "                    ", taps, has_zero, tw, n_in, n_out)
     emit(f"                    out[u64(base_out + i64((r0 + lr) * w + x0 + lc) * {n_out} + k)] = acc")
     emit(f"                idx += {THREADS}")
-    emit("            cuda.syncthreads()")
-    emit(f"            r0 += i32(cuda.gridDim.y) * {tile_h}")
-    emit("        p += i32(cuda.gridDim.z)")
+    _channel_tail(emit, tile_h)
     return _generated("depthwise", "\n".join(lines) + "\n", _kernel_env(dtype))
 
 
@@ -1502,29 +1525,16 @@ def build_depthwise_passes_plan(dtype, mode_y, mode_x, cols, rows, n_in, multipl
     x_lo = min(row_off)
     tw = tile_w + max(row_off) - x_lo
     n_out = n_in * multiplier
-    lines = [
-        "def depthwise_passes(src, col_w, row_w, pad_x, h, w, n_planes, n_rows, row_start, cval, out):",
-        "    smem = cuda.shared.array(0, nbt)",
-        "    tid = i32(cuda.threadIdx.x)",
-        f"    x0 = i32(cuda.blockIdx.x) * {tile_w}",
-        f"    plane_in = i64(h) * i64(w) * {n_in}",
-        f"    plane_out = i64(n_rows) * i64(w) * {n_out}",
-        "    p = i32(cuda.blockIdx.z)",
-        "    while p < n_planes:",
-        "        base_in = i64(p) * plane_in",
-        "        base_out = i64(p) * plane_out",
-        f"        r0 = i32(cuda.blockIdx.y) * {tile_h}",
-        "        while r0 < n_rows:",
-        # the vertical pass of the tile's rows and x halo, every channel, into shared memory
-        "            idx = tid",
-        f"            while idx < {tile_h * tw * n_out}:",
-        f"                pix, k = divmod32(idx, {n_out})",
-        f"                lr, c = divmod32(pix, {tw})",
-        "                y = row_start + r0 + lr",
-        f"                gx = x0 + {x_lo} + c",
-        f"                qx = index32(gx, w, {mode_x})",
-    ]
+    signature = "depthwise_passes(src, col_w, row_w, pad_x, h, w, n_planes, n_rows, row_start, cval, out)"
+    lines = _channel_head(signature, tile, n_in, n_out, "n_rows")
     emit = lines.append
+    # the vertical pass of the tile's rows and x halo, every channel, into shared memory
+    emit("            idx = tid")
+    emit(f"            while idx < {tile_h * tw * n_out}:")
+    emit(f"                pix, k = divmod32(idx, {n_out})")
+    emit(f"                lr, c = divmod32(pix, {tw})")
+    emit("                y = row_start + r0 + lr")
+    emit(f"                qx = index32(x0 + {x_lo} + c, w, {mode_x})")
     body = "                "
     if mode_x == CONSTANT:
         emit(f"{body}if qx < 0:")
@@ -1534,16 +1544,14 @@ def build_depthwise_passes_plan(dtype, mode_y, mode_x, cols, rows, n_in, multipl
     emit(f"{body}at = base_in + i64(qx) * {n_in} + div32(k, {multiplier})")
     emit(f"{body}acc = zero")
     for a, (off, zero_here) in enumerate(zip(col_off, col_zero)):
-        indent = body
-        emit(f"{indent}wa = col_w[u64({a * n_out} + k)]")
-        if zero_here:
-            emit(f"{indent}if wa != 0:")
-            indent += "    "
-        emit(f"{indent}qy = index32(y + {off}, h, {mode_y})")
-        emit(f"{indent}if qy < 0:")
-        emit(f"{indent}    acc += wa * cval")
-        emit(f"{indent}else:")
-        emit(f"{indent}    acc += wa * nbt(src[u64(at + i64(qy) * w * {n_in})])")
+        tap = (
+            f"qy = index32(y + {off}, h, {mode_y})",
+            "if qy < 0:",
+            "    acc += wa * cval",
+            "else:",
+            f"    acc += wa * nbt(src[u64(at + i64(qy) * w * {n_in})])",
+        )
+        _emit_weighted(emit, body, "wa", f"col_w[u64({a * n_out} + k)]", zero_here, tap)
     emit("                smem[u64(idx)] = acc")
     emit(f"                idx += {THREADS}")
     emit("            cuda.syncthreads()")
@@ -1556,17 +1564,11 @@ def build_depthwise_passes_plan(dtype, mode_y, mode_x, cols, rows, n_in, multipl
     emit(f"                    at = (lr * {tw} + lc) * {n_out} + k")
     emit("                    acc = zero")
     for b, (off, zero_here) in enumerate(zip(row_off, row_zero)):
-        indent = "                    "
-        emit(f"{indent}wb = row_w[u64({b * n_out} + k)]")
-        if zero_here:
-            emit(f"{indent}if wb != 0:")
-            indent += "    "
-        emit(f"{indent}acc += wb * smem[u64(at + {(off - x_lo) * n_out})]")
+        tap = (f"acc += wb * smem[u64(at + {(off - x_lo) * n_out})]",)
+        _emit_weighted(emit, "                    ", "wb", f"row_w[u64({b * n_out} + k)]", zero_here, tap)
     emit(f"                    out[u64(base_out + i64((r0 + lr) * w + x0 + lc) * {n_out} + k)] = acc")
     emit(f"                idx += {THREADS}")
-    emit("            cuda.syncthreads()")
-    emit(f"            r0 += i32(cuda.gridDim.y) * {tile_h}")
-    emit("        p += i32(cuda.gridDim.z)")
+    _channel_tail(emit, tile_h)
     return _generated("depthwise_passes", "\n".join(lines) + "\n", _kernel_env(dtype))
 
 
@@ -1578,28 +1580,12 @@ def build_depthwise_separable_plan(dtype, mode_y, mode_x, taps, has_zero, n_in, 
     ``bias`` (C_out), ``has_bias, h, w, n_planes, cval``, ``out`` (P*H*W*C_out).
     """
     tile_h, tile_w = tile
-    tap_y, tap_x = taps
-    y_lo, x_lo = min(tap_y), min(tap_x)
-    th, tw = tile_h + max(tap_y) - y_lo, tile_w + max(tap_x) - x_lo
     n_mid = n_in * multiplier
-    mid = th * tw * n_in  # where the depthwise result starts in shared memory
-    lines = [
-        "def depthwise_separable(src, tap_w, pw, bias, has_bias, h, w, n_planes, cval, out):",
-        "    smem = cuda.shared.array(0, nbt)",
-        "    tid = i32(cuda.threadIdx.x)",
-        f"    x0 = i32(cuda.blockIdx.x) * {tile_w}",
-        f"    x_first = x0 + {x_lo}",
-        "    plane = i64(h) * i64(w)",
-        "    p = i32(cuda.blockIdx.z)",
-        "    while p < n_planes:",
-        f"        base_in = i64(p) * plane * {n_in}",
-        f"        base_out = i64(p) * plane * {n_out}",
-        f"        r0 = i32(cuda.blockIdx.y) * {tile_h}",
-        "        while r0 < h:",
-        f"            y_first = r0 + {y_lo}",
-    ]
+    signature = "depthwise_separable(src, tap_w, pw, bias, has_bias, h, w, n_planes, cval, out)"
+    lines = _channel_head(signature, tile, n_in, n_out, "h")
     emit = lines.append
-    _emit_channel_tile(emit, th, tw, n_in, mode_y, mode_x)
+    th, tw = _emit_channel_tile(emit, taps, tile, n_in, mode_y, mode_x, "r0")
+    mid = th * tw * n_in  # where the depthwise result starts in shared memory
     emit("            idx = tid")
     emit(f"            while idx < {tile_h * tile_w * n_mid}:")
     emit(f"                pix, k = divmod32(idx, {n_mid})")
@@ -1623,9 +1609,7 @@ def build_depthwise_separable_plan(dtype, mode_y, mode_x, taps, has_zero, n_in, 
     emit("                        acc += bias[u64(o)]")
     emit(f"                    out[u64(base_out + i64((r0 + lr) * w + x0 + lc) * {n_out} + o)] = acc")
     emit(f"                idx += {THREADS}")
-    emit("            cuda.syncthreads()")
-    emit(f"            r0 += i32(cuda.gridDim.y) * {tile_h}")
-    emit("        p += i32(cuda.gridDim.z)")
+    _channel_tail(emit, tile_h)
     return _generated("depthwise_separable", "\n".join(lines) + "\n", _kernel_env(dtype))
 
 
