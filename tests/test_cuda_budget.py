@@ -54,7 +54,7 @@ def _cases():
     cases.append(("fused", np.float32, np.float32, (3, rank2, rank2, 0, False), None, 64))
     cases.append(("fused", np.float32, np.float32, (0, (wide,), (wide,), 0, False), None, 64))
     cases.append(("fused", np.float32, np.float32, (1, eight, eight, 2, False), None, 64))
-    cases.append(("fused", np.float64, np.float64, (0, (gauss15,), (gauss15,), 0, False), None, 128))
+    cases.append(("fused", np.float64, np.float64, (0, (gauss15,), (gauss15,), 0, False), None, 64))
     # the channel kernels (launched with their bounds) and the direct 2-D kernel: tile sizes,
     # channel counts and modes are values here, but no index needs a 64-bit division
     for name in ("depthwise", "depthwise_passes", "depthwise_separable", "pointwise"):
@@ -165,7 +165,7 @@ def _compile(name, src, dtype, spec, bounds, cc):
         mode, cols, rows, combine, accumulate = spec
         kernel = K.build_fused(np.dtype(dtype), mode, mode, cols, rows, combine, accumulate)
         sig = (flat(src), i, i, i, i, f, f) + (f,) * K.fused_weight_count(cols, rows) + (flat(dtype),)
-        bounds = K.fused_bounds(cols, rows, np.dtype(dtype).itemsize)
+        bounds = bounds or K.FUSED_BOUNDS
     ptx, _ = cuda.compile_ptx(kernel, sig, cc=cc, launch_bounds=bounds)
     return ptx
 
@@ -184,16 +184,8 @@ def _wraparounds(ptx):
     return found
 
 
-@needs_ptxas
-@pytest.mark.parametrize("cc", [(8, 0), (9, 0)], ids=["sm_80", "sm_90"])
-@pytest.mark.parametrize("case", range(len(_cases())))
-def test_specialised_kernels_fit_their_register_budget(case, cc, tmp_path):
-    name, src, dtype, spec, bounds, max_registers = _cases()[case]
-    ptx = _compile(name, src, dtype, spec, bounds, cc)
-    divisions = [line.strip() for line in ptx.splitlines() if re.search(r"\b(div|rem)\.[su]64", line)]
-    assert not divisions, divisions[:5]
-    wraparounds = _wraparounds(ptx)
-    assert not wraparounds, wraparounds[:5]
+def _assemble(ptx, cc, tmp_path):
+    """``ptxas -v`` of ``ptx`` for ``cc``: registers used, and the spill store and load bytes."""
     path = tmp_path / "kernel.ptx"
     path.write_text(ptx)
     arch = f"sm_{cc[0]}{cc[1]}"
@@ -206,5 +198,27 @@ def test_specialised_kernels_fit_their_register_budget(case, cc, tmp_path):
     assert proc.returncode == 0, proc.stderr
     registers = int(re.search(r"Used (\d+) registers", proc.stderr).group(1))
     spills = [int(n) for n in re.findall(r"(\d+) bytes spill (?:stores|loads)", proc.stderr)]
-    assert registers <= max_registers, proc.stderr
-    assert spills and not any(spills), proc.stderr
+    assert spills, proc.stderr
+    return registers, spills, proc.stderr
+
+
+@needs_ptxas
+@pytest.mark.parametrize("cc", [(8, 0), (9, 0)], ids=["sm_80", "sm_90"])
+@pytest.mark.parametrize("case", range(len(_cases())))
+def test_specialised_kernels_fit_their_register_budget(case, cc, tmp_path):
+    name, src, dtype, spec, bounds, max_registers = _cases()[case]
+    ptx = _compile(name, src, dtype, spec, bounds, cc)
+    divisions = [line.strip() for line in ptx.splitlines() if re.search(r"\b(div|rem)\.[su]64", line)]
+    assert not divisions, divisions[:5]
+    wraparounds = _wraparounds(ptx)
+    assert not wraparounds, wraparounds[:5]
+    registers, spills, log = _assemble(ptx, cc, tmp_path)
+    if name == "fused" and dtype == np.float64 and any(spills):
+        # as the engine does (``_cuda._kernel``): compiled again with the roomier bounds
+        from napari_sepconv import _cuda_kernels as K
+
+        ptx = _compile(name, src, dtype, spec, K.FUSED_ROOMIER_BOUNDS, cc)
+        registers, spills, log = _assemble(ptx, cc, tmp_path)
+        max_registers = 128
+    assert registers <= max_registers, log
+    assert not any(spills), log

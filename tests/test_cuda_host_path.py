@@ -284,3 +284,28 @@ def test_specialised_kernel_parameters_match_the_compiled_signature(stubbed):
     (argtypes,) = compiled
     expected = sum(5 + 2 * t.ndim if isinstance(t, types.Array) else 1 for t in argtypes)
     assert len(params) == expected
+
+
+def test_a_kernel_that_spills_is_compiled_again_with_roomier_bounds(stubbed):
+    """Fused kernels launch four blocks per SM unless that makes them spill registers."""
+    from napari_sepconv import _cuda, _cuda_kernels
+
+    compiled = []
+
+    def compile_(pyfunc, argtypes, bounds=None):
+        compiled.append((argtypes[0].dtype.name, bounds))
+        spills = argtypes[0].dtype.name == "float64" and bounds == _cuda_kernels.FUSED_BOUNDS
+        return _cuda._Compiled(None, object(), 16 if spills else 0)
+
+    _cuda._compile = compile_  # restored with the fixture's monkeypatch of _compile
+    import napari_sepconv as sc
+
+    taps = np.arange(1.0, 16.0)
+    for dtype in (np.float32, np.float64, np.float64):
+        sc.separable_filter(FakeCupyArray((40, 50), dtype), [taps, taps])
+    assert compiled == [
+        ("float32", _cuda_kernels.FUSED_BOUNDS),
+        ("float64", _cuda_kernels.FUSED_BOUNDS),
+        ("float64", _cuda_kernels.FUSED_ROOMIER_BOUNDS),
+    ]
+    assert stubbed.count("launch") == 3

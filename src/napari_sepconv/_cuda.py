@@ -435,13 +435,15 @@ _kernels_lock = threading.Lock()
 
 
 class _Compiled:
-    """A compiled kernel: the Numba dispatcher and, on a GPU, the driver's kernel."""
+    """A compiled kernel: the Numba dispatcher and, on a GPU, the driver's kernel and the
+    local memory a thread of it uses (registers spilled, for these kernels)."""
 
-    __slots__ = ("dispatcher", "cukernel")
+    __slots__ = ("dispatcher", "cukernel", "local_bytes")
 
-    def __init__(self, dispatcher, cukernel):
+    def __init__(self, dispatcher, cukernel, local_bytes=0):
         self.dispatcher = dispatcher
         self.cukernel = cukernel
+        self.local_bytes = local_bytes
 
 
 def _compile(pyfunc, argtypes, bounds=None):
@@ -452,17 +454,27 @@ def _compile(pyfunc, argtypes, bounds=None):
 
     dispatcher = cuda.jit(types.void(*argtypes), launch_bounds=bounds)(pyfunc)
     overload = next(iter(dispatcher.overloads.values()))
-    return _Compiled(dispatcher, overload._codelibrary.get_cufunc().kernel)
+    cufunc = overload._codelibrary.get_cufunc()
+    return _Compiled(dispatcher, cufunc.kernel, cufunc.attrs.local)
 
 
-def _kernel(key, make, argtypes, bounds=None):
-    """The compiled kernel of ``key``; ``make()`` gives its Python function on the first call."""
+def _kernel(key, make, argtypes, bounds=None, roomier=None):
+    """The compiled kernel of ``key``; ``make()`` gives its Python function on the first call.
+
+    Where ``bounds`` make the kernel spill registers and ``roomier`` bounds are given
+    (fewer blocks per SM, so more registers a thread), it is compiled again with those, so
+    that no kernel runs with registers spilled to local memory.
+    """
     kernel = _kernels.get(key)
     if kernel is None:
         with _kernels_lock:
             kernel = _kernels.get(key)
             if kernel is None:
-                kernel = _kernels[key] = _compile(make(), argtypes, bounds)
+                pyfunc = make()
+                kernel = _compile(pyfunc, argtypes, bounds)
+                if roomier is not None and kernel.local_bytes:
+                    kernel = _compile(pyfunc, argtypes, roomier)
+                _kernels[key] = kernel
     return kernel
 
 
@@ -927,7 +939,8 @@ def _fused_recipe(
             dtype, mode_y, mode_x, col_offsets, row_offsets, combine, bool(accumulate)
         ),
         argtypes,
-        _cuda_kernels.fused_bounds(col_offsets, row_offsets, dtype.itemsize),
+        _cuda_kernels.FUSED_BOUNDS,
+        _cuda_kernels.FUSED_ROOMIER_BOUNDS,
     )
     grid = (_tiles(w, TX, 1 << 30), _tiles(h, TY), min(n_planes, MAX_GRID_YZ))
     return _Recipe("fused", argtypes, kernel, grid, (BX, BY), 0, args)

@@ -1660,11 +1660,12 @@ def fused_weight_count(col_offsets, row_offsets):
     return sum(map(len, col_offsets)) + sum(map(len, row_offsets)) + len(col_offsets)
 
 
-def fused_bounds(col_offsets, row_offsets, itemsize=4):
-    """Launch bounds of ``build_fused``: 4 blocks of 256 threads per SM (64 registers, half
-    occupancy) in single precision, whatever the terms and taps (``ptxas`` fits them without
-    spilling); float64 values take two registers each and get 128 registers."""
-    return (THREADS, 4) if itemsize <= 4 else (THREADS, 2)
+# Launch bounds of ``build_fused``: 4 blocks of 256 threads per SM (64 registers, half
+# occupancy). Every float32 kernel fits them without spilling (``ptxas``, 1-4 terms, up to
+# ``FUSED_MAX_TAPS``); a few float64 ones spill 8-40 bytes there, and ``_cuda`` compiles
+# those again with the roomier bounds (128 registers, a quarter occupancy).
+FUSED_BOUNDS = (THREADS, 4)
+FUSED_ROOMIER_BOUNDS = (THREADS, 2)
 
 
 EDGE3_BOUNDS = (EDGE3_THREADS, 8)
