@@ -190,12 +190,14 @@ def _workloads():
         "gaussian": lambda x: sc.gaussian(x, 2.0),
         "filter2d direct": lambda x: sc.filter2d(x, full5),
         "filter2d rank2": lambda x: sc.filter2d(x, np.outer(gauss, gauss) - np.outer(gauss[::-1], gauss)),
-        "depthwise 3x3": lambda x: sc.depthwise_filter(
-            x, np.ones((16, 3, 3), np.float32) / 9, channel_axis=-1
+        "depthwise 3x3": lambda x, **kw: sc.depthwise_filter(
+            x, np.ones((16, 3, 3), np.float32) / 9, channel_axis=-1, **kw
         ),
-        "pointwise": lambda x: sc.pointwise_filter(x, np.ones((8, 16), np.float32), channel_axis=-1),
-        "dw-separable": lambda x: sc.depthwise_separable_filter(
-            x, np.ones((16, 3, 3), np.float32), np.ones((8, 16), np.float32), channel_axis=-1
+        "pointwise": lambda x, **kw: sc.pointwise_filter(
+            x, np.ones((8, 16), np.float32), channel_axis=-1, **kw
+        ),
+        "dw-separable": lambda x, **kw: sc.depthwise_separable_filter(
+            x, np.ones((16, 3, 3), np.float32), np.ones((8, 16), np.float32), channel_axis=-1, **kw
         ),
         "_rng": rng,
     }
@@ -309,3 +311,24 @@ def test_a_kernel_that_spills_is_compiled_again_with_roomier_bounds(stubbed):
         ("float64", _cuda_kernels.FUSED_ROOMIER_BOUNDS),
     ]
     assert stubbed.count("launch") == 3
+
+
+@pytest.mark.parametrize("name", _CHANNEL_WORKLOADS)
+def test_kernels_run_compiled_for_the_types_they_are_launched_with(name, stubbed, monkeypatch):
+    """A plan seen with another input type compiles its kernel again (the generated kernels
+    are keyed by their argument types, not only by the plan's constants)."""
+    from napari_sepconv import _cuda
+
+    compiled, launched = [], []
+
+    def compile_(pyfunc, argtypes, bounds=None):
+        compiled.append(argtypes)
+        return _cuda._Compiled(None, object())
+
+    _cuda._compile = compile_  # restored with the fixture's monkeypatch of _compile
+    monkeypatch.setattr(_cuda, "launch_log", launched)
+    call = _workloads()[name]
+    for dtype in (np.float32, np.uint8, np.float32):  # float32 out from both
+        call(FakeCupyArray((64, 80, 16), dtype), dtype=np.float32)
+    assert {str(types[0].dtype) for _, _, types in launched} >= {"uint8", "float32"}
+    assert all(types in compiled for _, _, types in launched)

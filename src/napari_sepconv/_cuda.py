@@ -890,6 +890,16 @@ def _flat_type(dtype):
     return _array_type(np.dtype(dtype), 1)
 
 
+def _plan_recipe(key, build, src_dtype, dtype, args, grid, block, shared, bounds, roomier=None):
+    """The :class:`_Recipe` of a kernel generated for one plan: ``key`` names the plan's
+    constants, ``build()`` gives its Python function; input and output are flat arrays of
+    ``src_dtype`` and ``dtype``, ``args`` what lies between. Compiled once per key and
+    argument types (``_kernel``, with ``bounds`` and ``roomier``)."""
+    argtypes = (_flat_type(src_dtype), *map(_argtype, args), _flat_type(dtype))
+    kernel = _kernel((*key, argtypes), build, argtypes, bounds, roomier)
+    return _Recipe(key[0], argtypes, kernel, grid, block, shared, args)
+
+
 def _edge_recipe(shape, src_dtype, dtype, cols, rows, edge, mode_y, mode_x, cval, pad_x, divisor):
     n_planes, h, w = shape
     gx, gy = edge
@@ -907,19 +917,24 @@ def _edge_recipe(shape, src_dtype, dtype, cols, rows, edge, mode_y, mode_x, cval
         f(pad_x[gy]),
         f(1.0 / divisor),
     )
-    argtypes = (_flat_type(src_dtype), *map(_argtype, args), _flat_type(dtype))
-    kernel = _kernel(
-        ("edge3", src_dtype, dtype, mode_y, mode_x),
-        lambda: _cuda_kernels.build_edge3(dtype, mode_y, mode_x),
-        argtypes,
-        _cuda_kernels.EDGE3_BOUNDS,
-    )
     grid = (
         _tiles(w, _cuda_kernels.EDGE3_THREADS, 1 << 30),
         min(strips, MAX_GRID_YZ),
         min(n_planes, MAX_GRID_YZ),
     )
-    return _Recipe("edge3", argtypes, kernel, grid, (_cuda_kernels.EDGE3_THREADS,), 0, args)
+    build = lambda: _cuda_kernels.build_edge3(dtype, mode_y, mode_x)  # noqa: E731
+    block = (_cuda_kernels.EDGE3_THREADS,)
+    return _plan_recipe(
+        ("edge3", dtype, mode_y, mode_x),
+        build,
+        src_dtype,
+        dtype,
+        args,
+        grid,
+        block,
+        0,
+        _cuda_kernels.EDGE3_BOUNDS,
+    )
 
 
 def _fused_recipe(
@@ -932,18 +947,11 @@ def _fused_recipe(
     weights = [f(v) for _, ws in cols for v in ws] + [f(v) for _, ws in rows for v in ws]
     weights += [f(v) for v in pad_x]
     args = (i32(h), i32(w), i32(n_planes), i32(-(-h // TY)), f(cval), f(divisor), *weights)
-    argtypes = (_flat_type(src_dtype), *map(_argtype, args), _flat_type(dtype))
-    kernel = _kernel(
-        ("fused", src_dtype, dtype, mode_y, mode_x, col_offsets, row_offsets, combine, bool(accumulate)),
-        lambda: _cuda_kernels.build_fused(
-            dtype, mode_y, mode_x, col_offsets, row_offsets, combine, bool(accumulate)
-        ),
-        argtypes,
-        _cuda_kernels.FUSED_BOUNDS,
-        _cuda_kernels.FUSED_ROOMIER_BOUNDS,
-    )
     grid = (_tiles(w, TX, 1 << 30), _tiles(h, TY), min(n_planes, MAX_GRID_YZ))
-    return _Recipe("fused", argtypes, kernel, grid, (BX, BY), 0, args)
+    key = ("fused", dtype, mode_y, mode_x, col_offsets, row_offsets, combine, bool(accumulate))
+    build = lambda: _cuda_kernels.build_fused(dtype, *key[2:])  # noqa: E731
+    bounds = (_cuda_kernels.FUSED_BOUNDS, _cuda_kernels.FUSED_ROOMIER_BOUNDS)
+    return _plan_recipe(key, build, src_dtype, dtype, args, grid, (BX, BY), 0, *bounds)
 
 
 def _separable_recipe(
@@ -1222,6 +1230,13 @@ def _depthwise_recipe(src, out, kernels, multiplier, mode_y, mode_x, cval, row_s
     tiled = tile is not None
     tile_h, tile_w = tile if tiled else (1, 32)
     shared = (tile_h + y_span) * (tile_w + x_span) * n_in * item if tiled else 0
+    grid = _channel_grid(src.shape[2], out.shape[1], src.shape[0], tile_h, tile_w)
+    if tiled and _channel_plan_fits(src, out, *tap_w.shape, tile):
+        taps = (_ints(tap_y), _ints(tap_x))
+        args = (_const(tap_w.reshape(-1), dtype), *_band_sizes(src, out, row_start, cval))
+        key = ("depthwise", dtype, mode_y, mode_x, taps, _bools(has_zero), n_in, int(multiplier), tile)
+        build = lambda: _cuda_kernels.build_depthwise_plan(dtype, *key[2:])  # noqa: E731
+        return _channel_plan_recipe(key, build, src, out, args, grid, shared)
     args = (
         _const(tap_y, _int),
         _const(tap_x, _int),
@@ -1239,13 +1254,6 @@ def _depthwise_recipe(src, out, kernels, multiplier, mode_y, mode_x, cval, row_s
         _int(tile_h),
         _int(tile_w),
     )
-    grid = _channel_grid(src.shape[2], out.shape[1], src.shape[0], tile_h, tile_w)
-    if tiled and _channel_plan_fits(src, out, tap_w, tile):
-        taps = (_ints(tap_y), _ints(tap_x))
-        args = (_const(tap_w.reshape(-1), dtype), *_band_sizes(src, out, row_start, cval))
-        key = ("depthwise", dtype, mode_y, mode_x, taps, _bools(has_zero), n_in, int(multiplier), tile)
-        build = lambda: _cuda_kernels.build_depthwise_plan(dtype, *key[2:])  # noqa: E731
-        return _plan_recipe(key, build, grid, shared, src, args, out)
     return _generic_recipe("depthwise", dtype, tiled, grid, (THREADS,), shared, src, args, out)
 
 
@@ -1268,6 +1276,14 @@ def _depthwise_passes_recipe(src, out, columns, rows, pad_x, multiplier, mode_y,
     tiled = tile is not None
     tile_h, tile_w = tile if tiled else (1, 32)
     shared = tile_h * (tile_w + x_span) * n_out * item if tiled else 0
+    grid = _channel_grid(src.shape[2], out.shape[1], src.shape[0], tile_h, tile_w)
+    if tiled and _channel_plan_fits(src, out, col_off.size + row_off.size, n_out, tile):
+        weights = (_const(col_w.reshape(-1), dtype), _const(row_w.reshape(-1), dtype), _const(pad_x, dtype))
+        args = (*weights, *_band_sizes(src, out, row_start, cval))
+        cols, rows = (_ints(col_off), _bools(col_zero)), (_ints(row_off), _bools(row_zero))
+        key = ("depthwise_passes", dtype, mode_y, mode_x, cols, rows, src.shape[3], int(multiplier), tile)
+        build = lambda: _cuda_kernels.build_depthwise_passes_plan(dtype, *key[2:])  # noqa: E731
+        return _channel_plan_recipe(key, build, src, out, args, grid, shared)
     args = (
         _const(col_off, _int),
         _const(col_w, dtype),
@@ -1284,14 +1300,6 @@ def _depthwise_passes_recipe(src, out, columns, rows, pad_x, multiplier, mode_y,
         _int(tile_h),
         _int(tile_w),
     )
-    grid = _channel_grid(src.shape[2], out.shape[1], src.shape[0], tile_h, tile_w)
-    if tiled and _channel_plan_fits(src, out, np.concatenate([col_w, row_w]), tile):
-        weights = (_const(col_w.reshape(-1), dtype), _const(row_w.reshape(-1), dtype), _const(pad_x, dtype))
-        args = (*weights, *_band_sizes(src, out, row_start, cval))
-        cols, rows = (_ints(col_off), _bools(col_zero)), (_ints(row_off), _bools(row_zero))
-        key = ("depthwise_passes", dtype, mode_y, mode_x, cols, rows, src.shape[3], int(multiplier), tile)
-        build = lambda: _cuda_kernels.build_depthwise_passes_plan(dtype, *key[2:])  # noqa: E731
-        return _plan_recipe(key, build, grid, shared, src, args, out)
     return _generic_recipe("depthwise_passes", dtype, tiled, grid, (THREADS,), shared, src, args, out)
 
 
@@ -1325,27 +1333,8 @@ def _depthwise_separable_recipe(src, out, op, weights, bias):
         return None
     tile_h, tile_w = tile
     shared = ((tile_h + y_span) * (tile_w + x_span) * n_in + tile_h * tile_w * n_mid) * item
-    args = (
-        _const(tap_y, _int),
-        _const(tap_x, _int),
-        _const(tap_w, dtype),
-        _const(has_zero, np.uint8),
-        _int(multiplier),
-        _int(y_lo),
-        _int(y_span),
-        _int(x_lo),
-        _int(x_span),
-        _int(mode_y),
-        _int(mode_x),
-        dtype.type(cval),
-        _const(weights, dtype),
-        _const(np.zeros(1) if bias is None else bias, dtype),
-        _int(bias is not None),
-        _int(tile_h),
-        _int(tile_w),
-    )
     grid = _channel_grid(width, h, n_planes, tile_h, tile_w)
-    if _channel_plan_fits(src, out, tap_w, tile):
+    if _channel_plan_fits(src, out, *tap_w.shape, tile):
         taps = (_ints(tap_y), _ints(tap_x))
         args = (
             _const(tap_w.reshape(-1), dtype),
@@ -1371,7 +1360,26 @@ def _depthwise_separable_recipe(src, out, op, weights, bias):
             tile,
         )
         build = lambda: _cuda_kernels.build_depthwise_separable_plan(dtype, *key[2:])  # noqa: E731
-        return _plan_recipe(key, build, grid, shared, src, args, out)
+        return _channel_plan_recipe(key, build, src, out, args, grid, shared)
+    args = (
+        _const(tap_y, _int),
+        _const(tap_x, _int),
+        _const(tap_w, dtype),
+        _const(has_zero, np.uint8),
+        _int(multiplier),
+        _int(y_lo),
+        _int(y_span),
+        _int(x_lo),
+        _int(x_span),
+        _int(mode_y),
+        _int(mode_x),
+        dtype.type(cval),
+        _const(weights, dtype),
+        _const(np.zeros(1) if bias is None else bias, dtype),
+        _int(bias is not None),
+        _int(tile_h),
+        _int(tile_w),
+    )
     return _generic_recipe("depthwise_separable", dtype, None, grid, (THREADS,), shared, src, args, out)
 
 
@@ -1380,11 +1388,11 @@ CHANNEL_PLAN_TAPS = 64
 CHANNEL_PLAN_CHANNELS = 256
 
 
-def _channel_plan_fits(src, out, tap_w, tile):
-    """Whether the per-plan channel kernel serves a call: its taps unroll, its tile is 32
-    pixels wide at least (narrower ones, for halos that nearly fill shared memory, spend
-    their time loading), and every plane's offsets fit 32 bits (the plane index is 64-bit)."""
-    n_taps, n_mid = tap_w.shape
+def _channel_plan_fits(src, out, n_taps, n_mid, tile):
+    """Whether the per-plan channel kernel serves a call of ``n_taps`` taps (all passes) on
+    ``n_mid`` depthwise channels: its taps unroll, its tile is 32 pixels wide at least
+    (narrower ones, for halos that nearly fill shared memory, spend their time loading), and
+    every plane's offsets fit 32 bits (the plane index is 64-bit)."""
     plane = src.shape[1] * src.shape[2]
     return (
         n_taps <= CHANNEL_PLAN_TAPS
@@ -1410,12 +1418,10 @@ def _bools(values):
     return tuple(bool(v) for v in values)
 
 
-def _plan_recipe(key, build, grid, shared, src, args, out):
-    """The :class:`_Recipe` of a channel kernel generated for one plan (``key``), on flat
-    arrays, launched with the channel kernels' bounds."""
-    argtypes = (_flat_type(src.dtype), *map(_argtype, args), _flat_type(out.dtype))
-    kernel = _kernel(key, build, argtypes, _cuda_kernels.CHANNEL_BOUNDS)
-    return _Recipe(key[0], argtypes, kernel, grid, (THREADS,), shared, args)
+def _channel_plan_recipe(key, build, src, out, args, grid, shared):
+    """:func:`_plan_recipe` of a channel kernel: blocks of ``THREADS``, the channel bounds."""
+    block, bounds = (THREADS,), _cuda_kernels.CHANNEL_BOUNDS
+    return _plan_recipe(key, build, src.dtype, out.dtype, args, grid, block, shared, bounds)
 
 
 BAND_ELEMENTS = 1 << 22
@@ -1490,18 +1496,14 @@ def _pointwise_recipe(src, out, weights, bias):
     tile_n = max(1, min(n_px, 2048 // n_out))
     shared = (n_out + tile_n) * n_in * item
     tiled = shared <= SHARED_BYTES
-    args = (
-        _const(weights, dtype),
-        _const(np.zeros(1) if bias is None else bias, dtype),
-        _int(bias is not None),
-        _int(tile_n),
-    )
+    biases = _const(np.zeros(1) if bias is None else bias, dtype)
     grid = (_tiles(n_px, tile_n, MAX_FLAT_BLOCKS),)
     if tiled and n_in <= CHANNEL_PLAN_CHANNELS:
-        args = (_const(weights.reshape(-1), dtype), args[1], _int(n_px))
+        args = (_const(weights.reshape(-1), dtype), biases, _int(n_px))
         key = ("pointwise", dtype, n_in, n_out, tile_n, bias is not None)
         build = lambda: _cuda_kernels.build_pointwise_plan(dtype, *key[2:])  # noqa: E731
-        return _plan_recipe(key, build, grid, shared, src, args, out)
+        return _channel_plan_recipe(key, build, src, out, args, grid, shared)
+    args = (_const(weights, dtype), biases, _int(bias is not None), _int(tile_n))
     return _generic_recipe(
         "pointwise", dtype, tiled, grid, (THREADS,), shared if tiled else 0, src, args, out
     )
