@@ -438,28 +438,30 @@ def _correlate_lines(src, offsets, weights, symmetry, mode, cval, out, block):
         )
 
 
-def _tap_row(src, o, q, outside):
-    """Row ``q`` of ``src[o]``, or ``outside`` where the border mode reads none (``q < 0``)."""
-    return src[o, q] if q >= 0 else outside
+def _tap_row(src, o, q, outside, c0, c1):
+    """Columns ``c0 .. c1 - 1`` of row ``q`` of ``src[o]``, or ``outside`` (those columns of a
+    row of ``cval``) where the border mode reads no row (``q < 0``)."""
+    return src[o, q, c0:c1] if q >= 0 else outside
 
 
 _tap_row = numba.njit(inline="always", cache=False)(_tap_row)
 
 
 def _correlate_rows_block(
-    src, o, first_row, last_row, offsets, weights, symmetry, mode, acc, rows, outside, out
+    src, o, first_row, last_row, c0, c1, offsets, weights, symmetry, mode, acc, rows, outside, out
 ):
-    """Rows ``first_row .. last_row - 1`` of ``src[o]`` for ``_correlate_rows``, in the
-    task's ``acc``, ``rows`` (each tap's source row) and ``outside`` (a row of ``cval``)."""
-    n, inner = src.shape[1], src.shape[2]
+    """Rows ``first_row .. last_row - 1``, columns ``c0 .. c1 - 1``, of ``src[o]`` for
+    ``_correlate_rows``, in the task's ``acc``, ``rows`` (each tap's source row) and
+    ``outside`` (``cval`` in those columns)."""
+    n = src.shape[1]
     k = offsets.size
     first = k // 2 if symmetry != 0 else k - 1
     pairs = k // 2 if symmetry != 0 else k - 1
     for i in range(first_row, last_row):
         for t in range(k):
             rows[t] = _source_index(i + offsets[t], n, mode)
-        row = _tap_row(src, o, rows[first], outside)
-        for j in range(inner):
+        row = _tap_row(src, o, rows[first], outside, c0, c1)
+        for j in range(acc.size):
             acc[j] = row[j] * weights[first]
         t = 0
         while t < pairs:
@@ -469,14 +471,14 @@ def _correlate_rows_block(
                 step = -1 if symmetry != 0 else 1
                 _accumulate_taps4(
                     acc,
-                    _tap_row(src, o, rows[t], outside),
-                    _tap_row(src, o, rows[b0], outside),
-                    _tap_row(src, o, rows[t + 1], outside),
-                    _tap_row(src, o, rows[b0 + step], outside),
-                    _tap_row(src, o, rows[t + 2], outside),
-                    _tap_row(src, o, rows[b0 + 2 * step], outside),
-                    _tap_row(src, o, rows[t + 3], outside),
-                    _tap_row(src, o, rows[b0 + 3 * step], outside),
+                    _tap_row(src, o, rows[t], outside, c0, c1),
+                    _tap_row(src, o, rows[b0], outside, c0, c1),
+                    _tap_row(src, o, rows[t + 1], outside, c0, c1),
+                    _tap_row(src, o, rows[b0 + step], outside, c0, c1),
+                    _tap_row(src, o, rows[t + 2], outside, c0, c1),
+                    _tap_row(src, o, rows[b0 + 2 * step], outside, c0, c1),
+                    _tap_row(src, o, rows[t + 3], outside, c0, c1),
+                    _tap_row(src, o, rows[b0 + 3 * step], outside, c0, c1),
                     weights[t],
                     weights[t + 1],
                     weights[t + 2],
@@ -485,16 +487,23 @@ def _correlate_rows_block(
                 )
                 t += 4
             else:
-                row_a = _tap_row(src, o, rows[t], outside)
-                row_b = _tap_row(src, o, rows[k - 1 - t if symmetry != 0 else t], outside)
+                row_a = _tap_row(src, o, rows[t], outside, c0, c1)
+                row_b = _tap_row(src, o, rows[k - 1 - t if symmetry != 0 else t], outside, c0, c1)
                 _accumulate_taps(acc, row_a, row_b, weights[t], symmetry)
                 t += 1
-        out_row = out[o, i]
-        for j in range(inner):
+        out_row = out[o, i, c0:c1]
+        for j in range(acc.size):
             out_row[j] = acc[j]
 
 
 _correlate_rows_block = _helper(_correlate_rows_block)
+
+# Columns of a band of ``_correlate_rows``: its sums (8 KiB) stay in L1, and the source rows
+# of one output row in L2 for the next rows of the band.
+BAND_BYTES = 8192
+# Rows of a task when a row holds several bands: the source rows of one band are read
+# again by the next rows of the task from L2, not from memory.
+BAND_ROWS = 64
 
 
 def _correlate_rows(src, offsets, weights, symmetry, mode, cval, out, block):
@@ -502,24 +511,38 @@ def _correlate_rows(src, offsets, weights, symmetry, mode, cval, out, block):
 
     Same summation order as ``_correlate_lines``. The source row of each tap
     is found once per output row (one border-mode lookup in the code, which
-    keeps the compiled kernel small).
+    keeps the compiled kernel small). Long rows (planes of a volume, filtered
+    along z) go in bands of columns, each band ``BAND_ROWS`` rows at a time: a
+    sweep over whole planes would stream its sums and every tap's plane from
+    memory once per output plane.
     """
     n_outer, n, inner = src.shape
     k = offsets.size
+    band = max(1, BAND_BYTES // out.itemsize)
+    n_bands = (inner + band - 1) // band
+    if n_bands > 1:
+        block = max(block, BAND_ROWS)
+    else:
+        band = inner
     n_blocks = (n + block - 1) // block
-    for task in prange(n_outer * n_blocks):
-        o = task // n_blocks
-        first_row = (task % n_blocks) * block
-        acc = np.empty(inner, out.dtype)
+    for task in prange(n_outer * n_blocks * n_bands):
+        o = task // (n_blocks * n_bands)
+        rest = task - o * (n_blocks * n_bands)
+        first_row = (rest // n_bands) * block
+        c0 = (rest % n_bands) * band
+        c1 = min(inner, c0 + band)
+        acc = np.empty(c1 - c0, out.dtype)
         rows = np.empty(k, np.int64)  # the source row of each tap, -1 outside the image
         # rows outside the image (constant mode, where the caller made src float)
-        outside = np.empty(inner, src.dtype)
+        outside = np.empty(c1 - c0, src.dtype)
         outside[:] = cval
         _correlate_rows_block(
             src,
             o,
             first_row,
             min(n, first_row + block),
+            c0,
+            c1,
             offsets,
             weights,
             symmetry,
