@@ -113,6 +113,32 @@ def test_kernels_cache_into_the_versioned_folder():
     assert hits >= 1 and misses == 0
 
 
+def test_a_cached_kernel_loads_without_refreshing_numba(tmp_path):
+    """A kernel loaded from the cache in a fresh process is rebuilt without Numba first
+    importing every implementation it has (most of a first call's time); its values are
+    those of a compiled one, and compiling afterwards still works."""
+    image = np.random.default_rng(3).random((40, 50), dtype=np.float32)
+    np.save(tmp_path / "image.npy", image)
+    expected = [sc.sobel(image), sc.gaussian(image, 1.5)]  # compiled or loaded here
+    proc = _python(f"""
+        import json, sys, numpy as np, numba, napari_sepconv as sc
+        image = np.load({str(tmp_path / "image.npy")!r})
+        results = [sc.sobel(image), sc.gaussian(image, 1.5)]  # the 2-D one runs in parallel
+        refreshed = "numba.np.linalg" in sys.modules
+        norm = numba.njit(lambda a: np.linalg.norm(a))(np.full(4, 0.5))
+        results.append(sc.sobel(image))
+        np.save({str(tmp_path / "results.npy")!r}, np.stack(results))
+        print(json.dumps([refreshed, norm]))
+    """)
+    assert proc.returncode == 0, proc.stderr
+    refreshed, norm = json.loads(proc.stdout.splitlines()[-1])
+    assert not refreshed and norm == 1.0
+    sobel, gaussian, sobel_again = np.load(tmp_path / "results.npy")
+    np.testing.assert_array_equal(sobel, expected[0])
+    np.testing.assert_array_equal(gaussian, expected[1])
+    np.testing.assert_array_equal(sobel_again, expected[0])
+
+
 def test_warm_one_family_in_a_fresh_cache(tmp_path):
     """The command compiles into an empty cache, says where it is, and marks nothing complete
     when only some families ran."""

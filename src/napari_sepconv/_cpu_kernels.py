@@ -49,6 +49,7 @@ from numba.core.caching import (
     _SourceFileBackedLocatorMixin,
 )
 from numba.core.registry import CPUDispatcher
+from numba.core.runtime import rtsys
 
 from ._boundary import CONSTANT, source_index
 from .warmup import cache_dir
@@ -100,6 +101,19 @@ class _VersionedCache(FunctionCache):
     """
 
     _impl_class = _VersionedCacheImpl
+
+    def load_overload(self, sig, target_context):
+        """A cached kernel, rebuilt without refreshing ``target_context`` first.
+
+        Numba's own ``load_overload`` refreshes the context: it imports and
+        registers every implementation Numba has (about 0.6 s, most of a first
+        call from a warm cache), which compiling needs and rebuilding compiled
+        code does not. Only the runtime the kernels allocate with must be up; a
+        compile refreshes the context itself.
+        """
+        rtsys.initialize(target_context)
+        with self._guard_against_spurious_io_errors():
+            return self._load_overload(sig, target_context)
 
     def save_overload(self, sig, data):
         with _locked(os.path.join(self._cache_path, ".lock")):
