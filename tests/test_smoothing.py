@@ -73,7 +73,10 @@ def test_gaussian_filter_dtypes_and_intermediate_casts(rng, dtype):
     ours = sc.gaussian_filter(x, [1.2, 0.7])
     if dtype == np.float16:  # scipy has no float16 output; it equals the float32 result cast
         peer = ndi.gaussian_filter(x.astype(np.float32), [1.2, 0.7]).astype(np.float16)
-        np.testing.assert_allclose(ours.astype(float), peer.astype(float), rtol=2e-3)
+        # float16 resolution relative to the data: a sum that cancels to near zero holds
+        # float32 rounding of the larger terms, many float16 steps of its small value
+        scale = float(np.abs(peer).max())
+        np.testing.assert_allclose(ours.astype(float), peer.astype(float), rtol=2e-3, atol=1e-3 * scale)
         return
     assert_matches(ours, ndi.gaussian_filter(x, [1.2, 0.7]), exact_ints=False)
     for out in (np.float32, np.float64, np.int32):
