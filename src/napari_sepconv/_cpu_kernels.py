@@ -265,6 +265,41 @@ def _fmuladd(typingctx, a, b, c):
     return a(a, b, c), codegen
 
 
+def _lowest(values):
+    """The smallest of ``values`` (not empty).
+
+    A loop, not ``values.min()``: Numba's array reductions keep a reference to
+    the module that implements them, which a kernel loaded from the cache
+    imports again, and that one imports SciPy's linear algebra (about 0.4 s of a
+    first call).
+    """
+    found = values[0]
+    for v in values:
+        found = min(found, v)
+    return found
+
+
+def _highest(values):
+    """The largest of ``values`` (not empty); a loop, as ``_lowest`` says why."""
+    found = values[0]
+    for v in values:
+        found = max(found, v)
+    return found
+
+
+def _any_set(flags):
+    """Whether any of ``flags`` is set; a loop, as ``_lowest`` says why."""
+    for f in flags:
+        if f:
+            return True
+    return False
+
+
+_lowest = numba.njit(inline="always", cache=False)(_lowest)
+_highest = numba.njit(inline="always", cache=False)(_highest)
+_any_set = numba.njit(inline="always", cache=False)(_any_set)
+
+
 # --------------------------------------------------------------------------
 # 1-D passes along one axis
 # --------------------------------------------------------------------------
@@ -427,8 +462,8 @@ def _correlate_lines(src, offsets, weights, symmetry, mode, cval, out, block):
     last tap, then the others in order.
     """
     n_lines, n = src.shape
-    lo = offsets.min()
-    hi = offsets.max()
+    lo = _lowest(offsets)
+    hi = _highest(offsets)
     padded = n + hi - lo
     n_tasks = (n_lines + block - 1) // block
     for task in prange(n_tasks):
@@ -1401,8 +1436,8 @@ def _correlate_2d_rows(src, p, first, last, tap_y, tap_x, tap_w, mode_y, source,
     tap) are the task's buffers, ``source`` the rows' pad (``_pad_table``).
     """
     h = src.shape[1]
-    lo = tap_x.min()
-    top = tap_y.min()
+    lo = _lowest(tap_x)
+    top = _lowest(tap_y)
     span = ring.shape[0]
     for i in range(first, last):
         # rows i + top .. i + top + span - 1; all are new in the task's first row
@@ -1431,15 +1466,15 @@ def _correlate_2d(src, tap_y, tap_x, tap_w, mode_y, mode_x, cval, out, block):
     the output row, in the order given.
     """
     n_planes, h, w = src.shape
-    span = tap_y.max() - tap_y.min() + 1
-    padded = w + tap_x.max() - tap_x.min()
+    span = _highest(tap_y) - _lowest(tap_y) + 1
+    padded = w + _highest(tap_x) - _lowest(tap_x)
     n_blocks = (h + block - 1) // block
     for task in prange(n_planes * n_blocks):
         first = (task % n_blocks) * block
         ring = np.empty((span, padded), out.dtype)
         slots = np.empty(tap_y.size, np.int64)
         source = np.empty(padded, np.int64)
-        _pad_table(source, tap_x.min(), w, mode_x)
+        _pad_table(source, _lowest(tap_x), w, mode_x)
         _correlate_2d_rows(
             src,
             task // n_blocks,
@@ -1743,14 +1778,14 @@ def _depthwise_2d(
     """
     n_planes, h, w, n_in = src.shape
     n_rows = out.shape[1]
-    lo = tap_x.min()
-    hi = tap_x.max()
+    lo = _lowest(tap_x)
+    hi = _highest(tap_x)
     n_taps = tap_y.size
     inner_first = min(w, max(0, -lo)) if multiplier == 1 else w
     inner_last = max(inner_first, min(w, w - hi))
     # a dense 3x3 kernel (rows of three taps, no zero weight) runs in one sweep where
     # all its rows are read in place
-    nine = n_taps == 9 and not tap_has_zero.any()
+    nine = n_taps == 9 and not _any_set(tap_has_zero)
     for t in range(0, n_taps if nine else 0, 3):
         nine = nine and tap_y[t] == tap_y[t + 2]
     n_blocks = (n_rows + block - 1) // block
@@ -2100,7 +2135,7 @@ def _depthwise_passes_rows(
     """
     h, w, n_in = src.shape[1], src.shape[2], src.shape[3]
     n_out = n_in * multiplier
-    lo = min(0, row_off.min())  # the buffer holds the row itself and both reaches
+    lo = min(0, _lowest(row_off))  # the buffer holds the row itself and both reaches
     padded = buf.size // n_out
     inner = buf[-lo * n_out : (w - lo) * n_out]
     for r in range(first, last):
@@ -2189,7 +2224,7 @@ def _depthwise_passes_2d(
     n_planes, w = src.shape[0], src.shape[2]
     n_rows = out.shape[1]
     n_out = out.shape[3]
-    padded = w + max(0, row_off.max()) - min(0, row_off.min())
+    padded = w + max(0, _highest(row_off)) - min(0, _lowest(row_off))
     n_blocks = (n_rows + block - 1) // block
     for task in prange(n_planes * n_blocks):
         first = (task % n_blocks) * block
