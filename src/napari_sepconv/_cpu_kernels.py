@@ -106,7 +106,7 @@ class _VersionedCache(FunctionCache):
         """A cached kernel, rebuilt without refreshing ``target_context`` first.
 
         Numba's own ``load_overload`` refreshes the context: it imports and
-        registers every implementation Numba has (about 0.6 s, most of a first
+        registers every implementation Numba has (0.3-0.4 s, most of a first
         call from a warm cache), which compiling needs and rebuilding compiled
         code does not. Only the runtime the kernels allocate with must be up; a
         compile refreshes the context itself.
