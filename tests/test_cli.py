@@ -521,12 +521,22 @@ def test_killed_run_leaves_no_partial_output(tmp_path):
     assert np.isfinite(last).all() and last.any()
 
 
+# Starts a command with SIGINT at its default, as a terminal's Ctrl-C finds it: a suite run
+# as a background job (``make test &``) ignores SIGINT, and so would the command under test.
+WITH_CTRL_C = [
+    sys.executable,
+    "-c",
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.execvp(sys.argv[1], sys.argv[1:])",
+]
+
+
 def test_interrupted_run_removes_unfinished_output(tmp_path):
     source = _big_stack(tmp_path / "big.tif", 48)
     out = tmp_path / "out"
     for signum in (signal.SIGTERM, signal.SIGINT):
         process = subprocess.Popen(
-            COMMAND + ["farid", str(source), "-o", str(out), "--ndim", "3"],
+            WITH_CTRL_C + COMMAND + ["farid", str(source), "-o", str(out), "--ndim", "3"],
             stderr=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
