@@ -1211,6 +1211,27 @@ def _channel_grid(width, n_rows, n_planes, tile_h, tile_w):
     return (_tiles(width, tile_w, 1 << 30), _tiles(n_rows, tile_h), min(n_planes, MAX_GRID_YZ))
 
 
+def _generic_tap_args(tap_y, tap_x, tap_w, has_zero, multiplier, mode_y, mode_x, cval, dtype):
+    """The taps, multiplier, reach, border modes and ``cval`` as the generic depthwise and
+    depthwise-separable kernels take them, first of their arguments."""
+    y_lo, y_span = _reach(tap_y)
+    x_lo, x_span = _reach(tap_x)
+    return (
+        _const(tap_y, _int),
+        _const(tap_x, _int),
+        _const(tap_w, dtype),
+        _const(has_zero, np.uint8),
+        _int(multiplier),
+        _int(y_lo),
+        _int(y_span),
+        _int(x_lo),
+        _int(x_span),
+        _int(mode_y),
+        _int(mode_x),
+        dtype.type(cval),
+    )
+
+
 def depthwise(src, kernels, multiplier, mode_y, mode_x, cval, out, row_start=0):
     """Per-channel correlation of ``src`` (P, H, W, C) into ``out`` (P, R, W, C*M)."""
     if out.size == 0:
@@ -1223,8 +1244,8 @@ def _depthwise_recipe(src, out, kernels, multiplier, mode_y, mode_x, cval, row_s
     dtype = np.dtype(out.dtype)
     item = dtype.itemsize
     tap_y, tap_x, tap_w, has_zero = depthwise_taps(kernels, dtype)
-    y_lo, y_span = _reach(tap_y)
-    x_lo, x_span = _reach(tap_x)
+    _, y_span = _reach(tap_y)
+    _, x_span = _reach(tap_x)
     n_in = src.shape[3]
     tile = _channel_tile(lambda th, tw: (th + y_span) * (tw + x_span) * n_in * item)
     tiled = tile is not None
@@ -1238,18 +1259,7 @@ def _depthwise_recipe(src, out, kernels, multiplier, mode_y, mode_x, cval, row_s
         build = lambda: _cuda_kernels.build_depthwise_plan(dtype, *key[2:])  # noqa: E731
         return _channel_plan_recipe(key, build, src, out, args, grid, shared)
     args = (
-        _const(tap_y, _int),
-        _const(tap_x, _int),
-        _const(tap_w, dtype),
-        _const(has_zero, np.uint8),
-        _int(multiplier),
-        _int(y_lo),
-        _int(y_span),
-        _int(x_lo),
-        _int(x_span),
-        _int(mode_y),
-        _int(mode_x),
-        dtype.type(cval),
+        *_generic_tap_args(tap_y, tap_x, tap_w, has_zero, multiplier, mode_y, mode_x, cval, dtype),
         _int(row_start),
         _int(tile_h),
         _int(tile_w),
@@ -1324,8 +1334,8 @@ def _depthwise_separable_recipe(src, out, op, weights, bias):
     dtype = np.dtype(out.dtype)
     item = dtype.itemsize
     tap_y, tap_x, tap_w, has_zero = depthwise_taps(kernels, dtype)
-    y_lo, y_span = _reach(tap_y)
-    x_lo, x_span = _reach(tap_x)
+    _, y_span = _reach(tap_y)
+    _, x_span = _reach(tap_x)
     n_planes, h, width, n_in = src.shape
     n_mid = tap_w.shape[1]
     tile = _channel_tile(lambda th, tw: ((th + y_span) * (tw + x_span) * n_in + th * tw * n_mid) * item)
@@ -1362,18 +1372,7 @@ def _depthwise_separable_recipe(src, out, op, weights, bias):
         build = lambda: _cuda_kernels.build_depthwise_separable_plan(dtype, *key[2:])  # noqa: E731
         return _channel_plan_recipe(key, build, src, out, args, grid, shared)
     args = (
-        _const(tap_y, _int),
-        _const(tap_x, _int),
-        _const(tap_w, dtype),
-        _const(has_zero, np.uint8),
-        _int(multiplier),
-        _int(y_lo),
-        _int(y_span),
-        _int(x_lo),
-        _int(x_span),
-        _int(mode_y),
-        _int(mode_x),
-        dtype.type(cval),
+        *_generic_tap_args(tap_y, tap_x, tap_w, has_zero, multiplier, mode_y, mode_x, cval, dtype),
         _const(weights, dtype),
         _const(np.zeros(1) if bias is None else bias, dtype),
         _int(bias is not None),
