@@ -7,6 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import napari_sepconv as sc
+from napari_sepconv._cast_kernels import CHUNK, to_integer
 from napari_sepconv._casting import cast_output
 
 INPUT_TYPES = [
@@ -161,7 +162,34 @@ def test_cast_output_of_out_of_range_values(out_type):
     expected = _scipy_view(ndi.correlate1d(values, [1.0], output=np.dtype(out_type).type))
     with np.errstate(all="ignore"):
         ours = cast_output(values, np.dtype(out_type), None)
+        by_kernel = cast_output(values, np.dtype(out_type), None, integer_kernel=to_integer)
     np.testing.assert_array_equal(ours, expected)
+    np.testing.assert_array_equal(by_kernel, expected)
+    assert by_kernel.dtype == np.dtype(out_type)
+
+
+@pytest.mark.parametrize("result_type", ["float32", "float64"])
+@pytest.mark.parametrize("out_type", [t for t in OUTPUT_TYPES if t])
+def test_cast_kernel_gives_the_numpy_conversions(out_type, result_type):
+    """The parallel kernel against the NumPy steps, over several of its tasks, into new
+    arrays, into a contiguous output and into a reversed one of the other byte order."""
+    rng = np.random.default_rng()
+    n = 2 * CHUNK + 78
+    magnitudes = 10.0 ** rng.integers(0, 22, n)
+    values = rng.standard_normal(n) * magnitudes
+    values[rng.integers(0, n, 64)] = rng.choice([float(v) for v in VALUES], 64)
+    with np.errstate(all="ignore"):
+        values = values.astype(result_type).reshape(2, -1)
+        expected = cast_output(values, np.dtype(out_type), None)
+        assert expected.shape == values.shape
+        new = cast_output(values, np.dtype(out_type), None, integer_kernel=to_integer)
+        filled = np.full(values.shape, 1, out_type)
+        same = cast_output(values, np.dtype(out_type), filled, integer_kernel=to_integer)
+        swapped = np.zeros(values.shape, np.dtype(out_type).newbyteorder("S"))[:, ::-1]
+        other = cast_output(values, np.dtype(out_type), swapped, integer_kernel=to_integer)
+    assert new.dtype == np.dtype(out_type) and same is filled and other is swapped
+    for ours in (new, filled, swapped):
+        np.testing.assert_array_equal(ours, expected)
 
 
 def test_wrapping_outputs_of_four_or_more_elements():

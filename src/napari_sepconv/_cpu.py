@@ -503,10 +503,12 @@ BAND_ELEMENTS = 1 << 20
 
 
 def cast_output(result, dtype, output):
-    """scipy.ndimage's output handling: fill ``output`` if it is an array, else cast."""
+    """scipy.ndimage's output handling: fill ``output`` if it is an array, else cast (to
+    integer types in one parallel pass, ``_cast_kernels``)."""
+    from ._cast_kernels import to_integer
     from ._casting import cast_output as cast
 
-    return cast(result, dtype, output)
+    return cast(result, dtype, output, integer_kernel=to_integer)
 
 
 def depthwise_passes(src, columns, rows, multiplier, mode_y, mode_x, cval, pad_x, out, row_start=0):

@@ -33,7 +33,7 @@ from pathlib import Path
 _PACKAGE = Path(__file__).resolve().parent
 
 # Sources compiled into the CPU kernels: a change to any of them is a new cache.
-_KERNEL_SOURCES = ("_cpu_kernels.py", "_boundary.py")
+_KERNEL_SOURCES = ("_cpu_kernels.py", "_boundary.py", "_uniform_kernels.py", "_cast_kernels.py")
 
 
 def _user_cache_base():

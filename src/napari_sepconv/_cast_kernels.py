@@ -1,0 +1,43 @@
+"""CPU kernel of the integer output casts: scipy.ndimage's C casts, in parallel.
+
+:mod:`._casting` defines the values (a float result truncated toward zero to a 32- or 64-bit
+integer, an "indefinite" value where it does not fit, then the integer's low bits) with NumPy,
+one full-size temporary per step. :func:`to_integer` gives the same values in one parallel
+pass; the CPU engine uses it for every output type but ``uint64`` (see ``_casting``).
+
+This module imports Numba and is imported on first use only.
+"""
+
+import numba
+import numpy as np
+from numba import prange
+
+from ._cpu_kernels import _enable_cache
+
+# Elements per task.
+CHUNK = 1 << 16
+
+
+@_enable_cache
+@numba.njit(parallel=True, nogil=True, error_model="numpy")
+def to_integer(values, bound, indefinite, wide32, truth, out):
+    """``out[i]`` = ``trunc(values[i])`` as an integer of ``-bound <= v < bound`` (else
+    ``indefinite``), stored by its low bits; with ``truth``, 1 where its low byte is not 0.
+
+    ``values`` and ``out`` are 1-D and contiguous; ``wide32`` says ``bound`` is ``2**31``
+    (the conversion then goes through int32, which vectorises).
+    """
+    n = values.size
+    for task in prange((n + CHUNK - 1) // CHUNK):
+        for i in range(task * CHUNK, min(n, (task + 1) * CHUNK)):
+            v = np.trunc(np.float64(values[i]))
+            fits = v >= -bound and v < bound
+            safe = v if fits else 0.0
+            if wide32:
+                wide = np.int64(np.int32(safe)) if fits else indefinite
+            else:
+                wide = np.int64(safe) if fits else indefinite
+            if truth:
+                out[i] = 1 if (wide & 255) != 0 else 0
+            else:
+                out[i] = wide
