@@ -928,3 +928,26 @@ def test_cupy_and_torch_arrays_come_back_as_their_own_kind(rng):
     assert isinstance(out, torch.Tensor) and out.is_cuda
     assert_same(out.cpu().numpy(), expected)
     np.testing.assert_array_equal(tensor.cpu().numpy(), image)  # input untouched
+
+
+@simulated
+def test_border_index_of_the_kernels_is_the_cpu_ones():
+    """``_index32`` (with its division-free single reflection) and the fused kernels'
+    ``_index_near32`` against ``_boundary``'s ``_source_index`` for every mode, lines of 1
+    to 8 samples and positions up to five lengths outside them."""
+    from napari_sepconv import _cuda_kernels
+    from napari_sepconv._boundary import _source_index
+
+    index32 = getattr(_cuda_kernels._index32, "py_func", _cuda_kernels._index32)
+    near = getattr(_cuda_kernels._index_near32, "py_func", _cuda_kernels._index_near32)
+    for n in range(1, 9):
+        for i in range(-5 * n - 3, 6 * n + 3):
+            for mode in range(5):
+                expected = _source_index(i, n, mode)
+                assert int(index32(i, n, mode)) == expected, (i, n, mode)
+                # the fused kernels' variant: exact within a line length, in bounds beyond
+                q = int(near(np.int32(i), np.int32(n), mode))
+                if -(n - 1) <= i <= 2 * n - 2:
+                    assert q == expected, (i, n, mode)
+                else:
+                    assert (0 <= q < n) or (mode == 1 and q == -1), (i, n, mode)

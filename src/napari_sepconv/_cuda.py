@@ -969,7 +969,10 @@ def _separable_recipe(
     taps = sum(map(len, col_offsets)) + sum(map(len, row_offsets))
     if len(cols) > _cuda_kernels.FUSED_MAX_TERMS or taps > _cuda_kernels.FUSED_MAX_TAPS:
         return None
-    if _cuda_kernels.fused_shared_elements(col_offsets, row_offsets) * dtype.itemsize > SHARED_BYTES:
+    if _cuda_kernels.fused_shared_elements(col_offsets, row_offsets, dtype) * dtype.itemsize > SHARED_BYTES:
+        return None
+    _, y_span, _, x_span = _cuda_kernels.fused_geometry(col_offsets, row_offsets)
+    if h <= y_span or w <= x_span:  # borders reflected more than once: the generic kernels
         return None
     return _fused_recipe(
         shape, src_dtype, dtype, cols, rows, mode_y, mode_x, cval, pad_x, combine, divisor, accumulate

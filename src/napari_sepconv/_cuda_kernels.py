@@ -111,6 +111,8 @@ def _index32(i, n, mode):
         return _i32(-1)
     if mode == 2:  # nearest
         return _i32(0) if i < 0 else n - 1
+    if mode == 0 and i >= -n and i < n + n:  # reflect, one reflection: no division
+        return -1 - i if i < 0 else n + n - 1 - i
     if mode == 4:  # wrap
         period = n
     elif mode == 0:  # reflect
@@ -131,6 +133,28 @@ def _index32(i, n, mode):
 
 
 _index32 = _inline(_index32)
+
+
+def _index_near32(i, n, mode):
+    """:func:`_index32` for positions at most one line length outside the line (``-(n - 1)
+    <= i <= 2n - 2``), without its division; elsewhere an index inside the line (never
+    out of bounds, the value unused: a fused kernel's tile beyond its last output)."""
+    if i >= 0 and i < n:
+        return i
+    if mode == 1:  # constant
+        return _i32(-1)
+    if mode == 4:  # wrap
+        m = i + n if i < 0 else i - n
+    elif mode == 0:  # reflect
+        m = -1 - i if i < 0 else n + n - 1 - i
+    elif mode == 3:  # mirror
+        m = -i if i < 0 else n + n - 2 - i
+    else:  # nearest
+        m = i
+    return min(max(m, _i32(0)), n - 1)
+
+
+_index_near32 = _inline(_index_near32)
 
 
 def _div32(a, b):
@@ -1162,6 +1186,7 @@ def _kernel_env(dtype):
         "i64": _i64,
         "u64": _u,
         "index32": _index32,
+        "index_near32": _index_near32,
         "div32": _div32,
         "divmod32": _divmod32,
     }
@@ -1275,10 +1300,19 @@ def fused_geometry(col_offsets, row_offsets):
     return y_lo, y_span, x_lo, x_span
 
 
-def fused_shared_elements(col_offsets, row_offsets):
-    """Shared-memory elements of ``build_fused``: the input tile and one term's vertical pass."""
+def fused_totals_shared(dtype, n_terms):
+    """Whether ``build_fused`` keeps its running totals in shared memory: float64 sums of
+    several terms, whose totals (two registers each) live through every later term's
+    vertical pass and would spill at the launch bounds' 64 registers."""
+    return np.dtype(dtype).itemsize == 8 and n_terms > 1
+
+
+def fused_shared_elements(col_offsets, row_offsets, dtype=np.float32):
+    """Shared-memory elements of ``build_fused``: the input tile, one term's vertical pass
+    and, where ``fused_totals_shared``, the block's totals."""
     _, y_span, _, x_span = fused_geometry(col_offsets, row_offsets)
-    return (TY + y_span + TY) * (TX + x_span)
+    totals = TY * TX if fused_totals_shared(dtype, len(col_offsets)) else 0
+    return (TY + y_span + TY) * (TX + x_span) + totals
 
 
 @lru_cache(maxsize=None)
@@ -1291,7 +1325,8 @@ def build_fused(dtype, mode_y, mode_x, col_offsets, row_offsets, combine, accumu
     weights as scalars (every term's column taps, then every term's row taps,
     then each term's ``pad_x``: the vertical pass outside the image along x in
     constant mode), ``out``; images flat. As kernel parameters the weights
-    need no device memory, no upload and no table lookup per tap.
+    need no device memory, no upload and no table lookup per tap. Images must be
+    longer than the taps' span along each axis (``_index_near32``).
     """
     y_lo, y_span, x_lo, x_span = fused_geometry(col_offsets, row_offsets)
     tw, th = TX + x_span, TY + y_span
@@ -1306,6 +1341,13 @@ def build_fused(dtype, mode_y, mode_x, col_offsets, row_offsets, combine, accumu
         "    ty = i32(cuda.threadIdx.y)",
     ]
     emit = lines.append
+    shared_totals = fused_totals_shared(dtype, len(col_offsets))
+    if shared_totals:  # each thread its own ROWS slots: no synchronisation needed
+        emit(f"    tots = cuda.shared.array({TY * TX}, nbt)")
+
+    def tot(rr):
+        return f"tots[u64((ty + {rr * BY}) * {TX} + tx)]" if shared_totals else f"tot{rr}"
+
     emit(f"    x0 = i32(cuda.blockIdx.x) * {TX}")
     emit("    x = x0 + tx")
     emit(f"    gx0 = x0 + {x_lo}")
@@ -1330,10 +1372,10 @@ def build_fused(dtype, mode_y, mode_x, col_offsets, row_offsets, combine, accumu
     emit("            else:")
     emit("                r = ty")
     emit(f"                while r < {th}:")
-    emit(f"                    qy = index32(gy0 + r, h, {mode_y})")
+    emit(f"                    qy = index_near32(gy0 + r, h, {mode_y})")
     emit("                    c = tx")
     emit(f"                    while c < {tw}:")
-    emit(f"                        qx = index32(gx0 + c, w, {mode_x})")
+    emit(f"                        qx = index_near32(gx0 + c, w, {mode_x})")
     emit("                        if qy < 0:")
     emit(f"                            tile[u64(r * {tw} + c)] = cval")
     emit("                        elif qx < 0:")
@@ -1346,11 +1388,11 @@ def build_fused(dtype, mode_y, mode_x, col_offsets, row_offsets, combine, accumu
         if accumulate:
             emit(f"            y = y0 + ty + {rr * BY}")
             emit("            if y < h and x < w:")
-            emit(f"                tot{rr} = out[u64(base + i64(y * w + x))]")
+            emit(f"                {tot(rr)} = out[u64(base + i64(y * w + x))]")
             emit("            else:")
-            emit(f"                tot{rr} = zero")
+            emit(f"                {tot(rr)} = zero")
         else:
-            emit(f"            tot{rr} = zero")
+            emit(f"            {tot(rr)} = zero")
     for t, (cols, rows) in enumerate(zip(col_offsets, row_offsets)):
         emit("            cuda.syncthreads()")
         emit("            r = ty")
@@ -1377,11 +1419,11 @@ def build_fused(dtype, mode_y, mode_x, col_offsets, row_offsets, combine, accumu
             emit("            hs = zero")
             for b, off in enumerate(rows):
                 emit(f"            hs += r{t}_{b} * mid[u64(at + {off - x_lo})]")
-            emit(f"            tot{rr} += hs" if combine == SUM else f"            tot{rr} += hs * hs")
+            emit(f"            {tot(rr)} += hs" if combine == SUM else f"            {tot(rr)} += hs * hs")
     for rr in range(ROWS):
         emit(f"            y = y0 + ty + {rr * BY}")
         emit("            if y < h and x < w:")
-        value = f"math.sqrt(tot{rr}) / divisor" if combine == MAGNITUDE else f"tot{rr}"
+        value = f"math.sqrt({tot(rr)}) / divisor" if combine == MAGNITUDE else tot(rr)
         emit(f"                out[u64(base + i64(y * w + x))] = {value}")
     emit("            cuda.syncthreads()")
     emit("            by += i32(cuda.gridDim.y)")
@@ -1661,9 +1703,10 @@ def fused_weight_count(col_offsets, row_offsets):
 
 
 # Launch bounds of ``build_fused``: 4 blocks of 256 threads per SM (64 registers, half
-# occupancy). Every float32 kernel fits them without spilling (``ptxas``, 1-4 terms, up to
-# ``FUSED_MAX_TAPS``); a few float64 ones spill 8-40 bytes there, and ``_cuda`` compiles
-# those again with the roomier bounds (128 registers, a quarter occupancy).
+# occupancy). Every kernel tried fits them without spilling (``ptxas`` for sm_80 and sm_90,
+# float32 and float64, 1-4 terms, up to ``FUSED_MAX_TAPS``, every border mode); should one
+# spill on another architecture, ``_cuda`` compiles it again with the roomier bounds (128
+# registers, a quarter occupancy).
 FUSED_BOUNDS = (THREADS, 4)
 FUSED_ROOMIER_BOUNDS = (THREADS, 2)
 
