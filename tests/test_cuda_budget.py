@@ -59,9 +59,12 @@ def _cases():
     # float64 sum of terms in shared memory
     taps7 = tuple(range(-3, 4))
     farid = (tuple(range(-2, 3)),) * 2
+    sobel = ((-1, 0, 1), (-1, 1))  # float64 Sobel: the fused kernel, not the 3x3 one
     for spec in (
         (0, (gauss15,), (gauss15,), 0, False),
         (0, (taps7,), (taps7,), 0, False),
+        (0, sobel, sobel[::-1], 2, False),
+        (1, sobel, sobel[::-1], 2, False),
         (3, (gauss15,), (gauss15,), 0, True),
         (0, farid, farid, 2, False),
         (0, eight, eight, 0, True),

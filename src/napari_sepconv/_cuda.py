@@ -961,7 +961,10 @@ def _separable_recipe(
     n_planes, h, w = shape
     if h * w >= PLANE_LIMIT or n_planes >= PLANE_LIMIT:
         return None
-    edge = edge_operator_3x3(cols, rows) if combine == MAGNITUDE and not accumulate else None
+    # float64 takes the fused kernel: the 3x3 kernel's window of float64 values spills at
+    # its launch bounds' 64 registers (``ptxas``, 40 bytes), the fused one does not
+    single = dtype.itemsize == 4
+    edge = edge_operator_3x3(cols, rows) if combine == MAGNITUDE and not accumulate and single else None
     if edge is not None:
         return _edge_recipe(shape, src_dtype, dtype, cols, rows, edge, mode_y, mode_x, cval, pad_x, divisor)
     col_offsets = tuple(tuple(o) for o, _ in cols)
