@@ -941,8 +941,12 @@ def smoothing_workloads(b: Builder):
 
 
 def smoothing_extra_workloads(b: Builder):
-    """The box filter at size 3: size 31's time should stay within 1.3x of it (a running sum)."""
-    return [b.uniform((TARGET_IMAGE, TARGET_IMAGE), 3)]
+    """The box filter at size 3: size 31's time should stay within 1.3x of it (a running sum);
+    and scipy's ``gaussian_filter`` on uint8 (each pass stored as uint8, as SciPy does)."""
+    return [
+        b.uniform((TARGET_IMAGE, TARGET_IMAGE), 3),
+        b.gaussian_filter((TARGET_IMAGE, TARGET_IMAGE), 2.0, np.uint8),
+    ]
 
 
 def extra_workloads(b: Builder, quick: bool):
