@@ -40,6 +40,12 @@ def test_every_threading_layer_survives_concurrent_calls(layer):
         with ThreadPoolExecutor(8) as pool:
             outs = list(pool.map(lambda _: sc.sobel(image), range(32)))
         assert all(np.array_equal(o, ref) for o in outs)
+        # an integer output large enough for the parallel cast kernel
+        counts = np.random.default_rng(1).integers(0, 256, (640, 640), dtype=np.uint8)
+        ref = sc.correlate1d(counts, [1.0, 2.0, 1.0])
+        with ThreadPoolExecutor(8) as pool:
+            outs = list(pool.map(lambda _: sc.correlate1d(counts, [1.0, 2.0, 1.0]), range(32)))
+        assert all(np.array_equal(o, ref) for o in outs)
         print("layer", numba.threading_layer())
     """)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
