@@ -58,6 +58,10 @@ _FAMILIES = {
     "depthwise_filter 7x7": ("sc.depthwise_filter(chan, dw7)", True),
     "pointwise_filter": ("sc.pointwise_filter(chan, pw)", True),
     "depthwise_separable_filter": ("sc.depthwise_separable_filter(chan, dw3, pw)", True),
+    "gaussian": ("sc.gaussian(img, 2.0)", False),
+    "gaussian_filter uint8": ("sc.gaussian_filter(img8, 2.0)", False),
+    "gaussian_filter 3-D": ("sc.gaussian_filter(vol, 1.0)", True),
+    "uniform_filter": ("sc.uniform_filter(img, 5)", False),
 }
 
 _CALL = """
