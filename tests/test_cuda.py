@@ -263,6 +263,22 @@ def test_filter2d_every_mode(how, mode, rng):
 
 
 @on_cuda
+@pytest.mark.parametrize("mode", MODES)
+def test_one_sided_kernels_on_images_shorter_than_their_reach(mode, rng):
+    """Separable terms without offset 0 (shifted, causal) whose taps reach one to three image
+    lengths past the border: the fused kernel's border index is exact within one length
+    only, so these take the generic kernels (or fit), never a clamped index."""
+    kernels = [
+        np.outer([0, 0, 0, 0, 0, 1, 2, 3, 0], [1, 2, 3, 0, 0, 0, 0, 0, 0]),
+        np.outer([0, 0, 0, 0, 1, 1, 1], [0, 0, 0, 0, 1, 2, 1]),
+        np.outer([1, 2, 1, 0, 0], [0, 0, 1, 2, 1]),
+    ]
+    for kernel in kernels:
+        for shape in ((3, 3), (4, 5), (6, 6)):
+            both(sc.filter2d, rng.random(shape), kernel.astype(float), mode=mode, cval=0.5)
+
+
+@on_cuda
 def test_filter2d_rank_channels_and_stacks(rng):
     kernel = rng.random((5, 5))
     both(sc.filter2d, rng.random((2, 9, 10)), kernel, rank=1, mode="mirror")

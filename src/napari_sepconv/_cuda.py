@@ -974,9 +974,8 @@ def _separable_recipe(
         return None
     if _cuda_kernels.fused_shared_elements(col_offsets, row_offsets, dtype) * dtype.itemsize > SHARED_BYTES:
         return None
-    _, y_span, _, x_span = _cuda_kernels.fused_geometry(col_offsets, row_offsets)
-    if h <= y_span or w <= x_span:  # borders reflected more than once: the generic kernels
-        return None
+    if not _cuda_kernels.fused_reach_fits(col_offsets, row_offsets, h, w):
+        return None  # a tap reaches more than a line length outside: the generic kernels
     return _fused_recipe(
         shape, src_dtype, dtype, cols, rows, mode_y, mode_x, cval, pad_x, combine, divisor, accumulate
     )

@@ -1300,6 +1300,15 @@ def fused_geometry(col_offsets, row_offsets):
     return y_lo, y_span, x_lo, x_span
 
 
+def fused_reach_fits(col_offsets, row_offsets, h, w):
+    """Whether every tap of a fused kernel on an ``h`` x ``w`` image reads within one line
+    length of the line (``_index_near32``: exact from ``-(n - 1)`` to ``2n - 2``): each
+    offset, before or after the output, shorter than the line. One-sided kernels count
+    (a shifted or causal ``filter2d`` term has no offset 0)."""
+    y_lo, y_span, x_lo, x_span = fused_geometry(col_offsets, row_offsets)
+    return h > max(y_lo + y_span, -y_lo) and w > max(x_lo + x_span, -x_lo)
+
+
 def fused_totals_shared(dtype, n_terms):
     """Whether ``build_fused`` keeps its running totals in shared memory: float64 sums of
     several terms, whose totals (two registers each) live through every later term's
@@ -1325,8 +1334,8 @@ def build_fused(dtype, mode_y, mode_x, col_offsets, row_offsets, combine, accumu
     weights as scalars (every term's column taps, then every term's row taps,
     then each term's ``pad_x``: the vertical pass outside the image along x in
     constant mode), ``out``; images flat. As kernel parameters the weights
-    need no device memory, no upload and no table lookup per tap. Images must be
-    longer than the taps' span along each axis (``_index_near32``).
+    need no device memory, no upload and no table lookup per tap. Every offset
+    must be shorter than the image along its axis (``fused_reach_fits``).
     """
     y_lo, y_span, x_lo, x_span = fused_geometry(col_offsets, row_offsets)
     tw, th = TX + x_span, TY + y_span
