@@ -1079,13 +1079,7 @@ def _separable_2d_generic(src, cols, rows, mode_y, mode_x, cval, pad_x, combine,
         _const(row_at, _int),
         _const(row_w, dtype),
         _const(row_n, _int),
-        _int(y_lo),
-        _int(y_span),
-        _int(x_lo),
-        _int(x_span),
-        _int(mode_y),
-        _int(mode_x),
-        dtype.type(cval),
+        *_geometry_args(y_lo, y_span, x_lo, x_span, mode_y, mode_x, cval, dtype),
         _const(pad_x, dtype),
         _int(combine),
         dtype.type(divisor),
@@ -1186,13 +1180,7 @@ def _correlate_planes_recipe(planes, out, kernel, top, left, mode_y, mode_x, cva
         _const(tap_y, _int),
         _const(tap_x, _int),
         _const(kernel[ys, xs], dtype),
-        _int(y_lo),
-        _int(y_span),
-        _int(x_lo),
-        _int(x_span),
-        _int(mode_y),
-        _int(mode_x),
-        dtype.type(cval),
+        *_geometry_args(y_lo, y_span, x_lo, x_span, mode_y, mode_x, cval, dtype),
     )
     grid = (_tiles(w, TX, 1 << 30), _tiles(h, TY), min(n_planes, MAX_GRID_YZ))
     return _generic_recipe(
@@ -1216,6 +1204,19 @@ def _channel_grid(width, n_rows, n_planes, tile_h, tile_w):
     return (_tiles(width, tile_w, 1 << 30), _tiles(n_rows, tile_h), min(n_planes, MAX_GRID_YZ))
 
 
+def _geometry_args(y_lo, y_span, x_lo, x_span, mode_y, mode_x, cval, dtype):
+    """The taps' reach, the border modes and ``cval`` as the generic kernels take them."""
+    return (
+        _int(y_lo),
+        _int(y_span),
+        _int(x_lo),
+        _int(x_span),
+        _int(mode_y),
+        _int(mode_x),
+        dtype.type(cval),
+    )
+
+
 def _generic_tap_args(tap_y, tap_x, tap_w, has_zero, multiplier, mode_y, mode_x, cval, dtype):
     """The taps, multiplier, reach, border modes and ``cval`` as the generic depthwise and
     depthwise-separable kernels take them, first of their arguments."""
@@ -1227,13 +1228,7 @@ def _generic_tap_args(tap_y, tap_x, tap_w, has_zero, multiplier, mode_y, mode_x,
         _const(tap_w, dtype),
         _const(has_zero, np.uint8),
         _int(multiplier),
-        _int(y_lo),
-        _int(y_span),
-        _int(x_lo),
-        _int(x_span),
-        _int(mode_y),
-        _int(mode_x),
-        dtype.type(cval),
+        *_geometry_args(y_lo, y_span, x_lo, x_span, mode_y, mode_x, cval, dtype),
     )
 
 

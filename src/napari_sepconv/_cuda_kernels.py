@@ -101,18 +101,35 @@ def _inline(func):
 _i32, _u32, _i64 = (np.int32, np.uint32, np.int64) if _SIMULATED else (numba.int32, numba.uint32, numba.int64)
 
 
-def _index32(i, n, mode):
-    """``_boundary.source_index`` in 32-bit arithmetic (positions and lengths below 2**31):
-    ``mode`` is a compile-time constant in the kernels generated per plan, a value in the
-    channel and direct 2-D kernels."""
+def _index_near32(i, n, mode):
+    """:func:`_index32` for positions at most one line length outside the line (``-(n - 1)
+    <= i <= 2n - 2``; any position in constant and nearest mode), without its division;
+    elsewhere an index inside the line (never out of bounds, the value unused: a fused
+    kernel's tile beyond its last output). ``_index32`` takes it for those positions."""
     if i >= 0 and i < n:
         return i
     if mode == 1:  # constant
         return _i32(-1)
-    if mode == 2:  # nearest
-        return _i32(0) if i < 0 else n - 1
-    if mode == 0 and i >= -n and i < n + n:  # reflect, one reflection: no division
-        return -1 - i if i < 0 else n + n - 1 - i
+    if mode == 4:  # wrap
+        m = i + n if i < 0 else i - n
+    elif mode == 0:  # reflect
+        m = -1 - i if i < 0 else n + n - 1 - i
+    elif mode == 3:  # mirror
+        m = -i if i < 0 else n + n - 2 - i
+    else:  # nearest
+        m = i
+    return min(max(m, _i32(0)), n - 1)
+
+
+_index_near32 = _inline(_index_near32)
+
+
+def _index32(i, n, mode):
+    """``_boundary.source_index`` in 32-bit arithmetic (positions and lengths below 2**31):
+    ``mode`` is a compile-time constant in the kernels generated per plan, a value in the
+    channel and direct 2-D kernels."""
+    if mode == 1 or mode == 2 or (i >= 1 - n and i <= n + n - 2):
+        return _index_near32(i, n, mode)  # inside, or one reflection away: no division
     if mode == 4:  # wrap
         period = n
     elif mode == 0:  # reflect
@@ -133,28 +150,6 @@ def _index32(i, n, mode):
 
 
 _index32 = _inline(_index32)
-
-
-def _index_near32(i, n, mode):
-    """:func:`_index32` for positions at most one line length outside the line (``-(n - 1)
-    <= i <= 2n - 2``), without its division; elsewhere an index inside the line (never
-    out of bounds, the value unused: a fused kernel's tile beyond its last output)."""
-    if i >= 0 and i < n:
-        return i
-    if mode == 1:  # constant
-        return _i32(-1)
-    if mode == 4:  # wrap
-        m = i + n if i < 0 else i - n
-    elif mode == 0:  # reflect
-        m = -1 - i if i < 0 else n + n - 1 - i
-    elif mode == 3:  # mirror
-        m = -i if i < 0 else n + n - 2 - i
-    else:  # nearest
-        m = i
-    return min(max(m, _i32(0)), n - 1)
-
-
-_index_near32 = _inline(_index_near32)
 
 
 def _div32(a, b):
