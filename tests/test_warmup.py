@@ -7,6 +7,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numba
 import numpy as np
 import pytest
 
@@ -175,8 +176,10 @@ def test_kernel_input_converts_exactly():
     f32, f64 = np.dtype(np.float32), np.dtype(np.float64)
     for dtype, out, expect in [
         (np.uint8, f32, np.uint8),
-        (np.float32, f64, np.float32),
-        (np.float64, f32, np.float64),
+        (np.uint8, f64, np.uint8),
+        (np.float32, f64, np.float64),
+        (np.float64, f32, np.float32),
+        (np.float64, f64, np.float64),
         (np.uint16, f32, np.float32),
         (np.int8, f64, np.float64),
         (np.int16, f32, np.float32),
@@ -194,7 +197,9 @@ def test_kernel_input_converts_exactly():
         )
         got = kernel_input(x, out)
         assert got.dtype == expect, (dtype, out)
-        if got.dtype != x.dtype:
+        if x.dtype.kind == "f":  # the float type of the output, as the kernel converts each sample
+            assert np.array_equal(got, x.astype(out))
+        elif got.dtype != x.dtype:
             assert np.array_equal(got.astype(np.float64), x.astype(np.float64))
             if x.dtype.itemsize <= 4:  # exact: converts back
                 assert np.array_equal(got.astype(x.dtype), x)
@@ -202,6 +207,44 @@ def test_kernel_input_converts_exactly():
     assert kernel_input(view, f64).flags.c_contiguous
     same = np.zeros((4, 4), np.float32)
     assert kernel_input(same, f32) is same
+
+
+def test_kernels_are_compiled_for_one_float_type_at_a_time(rng):
+    """A float32 image filtered in float64 (and the reverse) is converted once and runs the
+    kernel of the output's type: no kernel is compiled for mixed float types, and the
+    values are those of the converted image (uint8 too, for the kernels that convert it)."""
+    from napari_sepconv import _cpu_kernels
+
+    x = rng.standard_normal((2, 17, 19))
+    w = np.array([0.25, 0.5, 1.0, -0.5])
+    full = rng.standard_normal((4, 5))
+    calls = (
+        lambda a, out: sc.sobel(a, dtype=out, preserve_range=True),
+        lambda a, out: sc.sobel(a[0], dtype=out, preserve_range=True),
+        lambda a, out: sc.farid(a[0], dtype=out, preserve_range=True),
+        lambda a, out: sc.separable_filter(a, [w], axes=[0], dtype=out, preserve_range=True),
+        lambda a, out: sc.separable_filter(a, [w], axes=[2], dtype=out, preserve_range=True),
+        lambda a, out: sc.filter2d(a[0], full, dtype=out, preserve_range=True),
+        lambda a, out: sc.depthwise_filter(
+            np.moveaxis(a, 0, -1), np.ones((2, 3, 3)), dtype=out, preserve_range=True
+        ),
+        lambda a, out: sc.depthwise_filter(
+            np.moveaxis(a, 0, -1), np.ones((2, 1, 3)), dtype=out, preserve_range=True
+        ),
+    )
+    u8 = (x * 40 + 128).clip(0, 255).astype(np.uint8)
+    for src, out in ((x, np.float32), (x.astype(np.float32), np.float64), (u8, np.float32), (u8, np.float64)):
+        for call in calls:
+            got, expected = call(src, out), call(src.astype(out), out)
+            assert got.dtype == expected.dtype == out
+            np.testing.assert_array_equal(got, expected)
+    kernels = [k for k in vars(_cpu_kernels).values() if isinstance(k, _cpu_kernels._Kernel)]
+    assert len(kernels) >= 8
+    for kernel in kernels:
+        for signature in kernel.dispatcher.signatures:
+            src_type, out_type = signature[0].dtype, signature[kernel.out_arg].dtype
+            if isinstance(src_type, numba.types.Float) or not kernel.uint8:
+                assert src_type == out_type, (kernel.__name__, signature)
 
 
 def test_no_writable_cache_as_another_user(tmp_path, nobody_python):

@@ -19,7 +19,6 @@ import numpy as np
 from . import _validation
 from ._boundary import CONSTANT
 from ._cpu_kernels import (
-    _NATIVE_INPUTS,
     MAGNITUDE,
     ROWS_PER_TASK,
     SUM,
@@ -31,6 +30,7 @@ from ._cpu_kernels import (
     depthwise_passes_2d,
     depthwise_planar,
     edge_magnitude_3x3,
+    reads_as_is,
     separable_2d_kernel,
 )
 from ._lowering import (
@@ -242,7 +242,7 @@ def bind_separable_2d(fused, dtype, src_dtype):
     prepared = _prepared_separable_2d(*fused.arguments(), dtype)
     kernel, arguments, summed, taps = prepared
     general = functools.partial(_run_separable_2d, prepared, fused.mode_y, dtype)
-    if src_dtype not in _NATIVE_INPUTS or (
+    if not reads_as_is(src_dtype, dtype) or (
         kernel is edge_magnitude_3x3 and fused.mode_y == CONSTANT and src_dtype != dtype
     ):
         return general

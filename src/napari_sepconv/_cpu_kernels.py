@@ -21,8 +21,10 @@ Depthwise kernels of many taps run planar (``depthwise_planar``): each
 channel is gathered into rows of its own, so that every tap multiplies by a
 scalar weight, and gathered back to channel-last at the end.
 
-Compile time: kernels are compiled for uint8, float32 and float64 input only
-(``kernel_input`` converts other types first, exactly), helpers once per
+Compile time: a kernel is compiled for input of its output's float type and,
+for the kernels of the uint8 speed rows (separable, 3x3 edge, 1-D), uint8
+input: four input and output pairs at most (``kernel_input`` converts other
+types first, with the values the kernel's own conversion gives), helpers once per
 argument type (``_HelperDispatcher``), and the 3x3 edge, direct 2-D and
 depthwise kernels as a thin parallel loop over one serial helper holding a
 task's work, which the parallel lowering then does not compile a second time.
@@ -190,25 +192,38 @@ def _jit(func):
     return _enable_cache(numba.njit(parallel=True, nogil=True)(func))
 
 
-# Input types the kernels are compiled for: uint8 (the Sobel uint8 speed row) and the float
-# types. Other integers are converted once, exactly (see ``kernel_input``).
+# Input types the kernels are compiled for: uint8 (for the kernels of the uint8 speed rows)
+# and the float types. Other integers are converted once, exactly (see ``kernel_input``).
 _NATIVE_INPUTS = frozenset(np.dtype(t) for t in (np.uint8, np.float32, np.float64))
 
 
-def kernel_input(src, out_dtype):
+def reads_as_is(dtype, out_dtype, uint8=True):
+    """Whether a kernel with output ``out_dtype`` reads ``dtype`` as it is (``kernel_input``)."""
+    return dtype == out_dtype or (uint8 and dtype == np.uint8)
+
+
+def kernel_input(src, out_dtype, uint8=True):
     """``src`` as a C-contiguous array of a type the kernels are compiled for.
 
-    Integers of up to 16 bits become the output's float type and 32-bit ones
-    float64, both exactly, so every sample has the value the kernel's own
-    conversion would give it; 64-bit integers become float64 for a float64
-    output (what the kernel does to each sample) and are read as they are for
-    float32 (a double rounding could change a value). A non-contiguous view is
-    copied, sparing a strided compile of every kernel.
+    The kernels read the output's own float type and, where ``uint8`` (the
+    kernels of the uint8 speed rows), uint8. The other float type, and uint8
+    elsewhere, become the output's type, as the kernel converts each sample
+    anyway (exactly, or float64 to float32 with the one rounding the kernel
+    would make): a kernel is compiled for at most four input and output pairs,
+    not six. Integers of up to 16 bits become
+    the output's float type and 32-bit ones float64, both exactly, so every
+    sample has the value the kernel's own conversion would give it; 64-bit
+    integers become float64 for a float64 output (what the kernel does to each
+    sample) and are read as they are for float32 (a double rounding could
+    change a value). A non-contiguous view is copied, sparing a strided
+    compile of every kernel.
     """
     dt = src.dtype
     out_dtype = np.dtype(out_dtype)
-    if dt in _NATIVE_INPUTS:
+    if reads_as_is(dt, out_dtype, uint8):
         target = dt
+    elif dt in _NATIVE_INPUTS:
+        target = out_dtype
     elif dt.kind in "iu" and dt.itemsize <= 2:
         target = out_dtype
     elif dt.kind in "iu" and dt.itemsize == 4:
@@ -226,12 +241,14 @@ class _Kernel:
     """A parallel kernel whose input ``inputs`` converts by ``kernel_input`` before a call.
 
     ``out_arg`` is the position of the output array, whose float type the
-    input is converted for. The compiled dispatcher is ``dispatcher``.
+    input is converted for; ``uint8`` says whether the kernel reads uint8
+    images as they are. The compiled dispatcher is ``dispatcher``.
     """
 
-    def __init__(self, func, out_arg):
+    def __init__(self, func, out_arg, uint8=True):
         self.dispatcher = _jit(func)
         self.out_arg = out_arg
+        self.uint8 = uint8
         self.__name__ = func.__name__.lstrip("_")
         self.__doc__ = func.__doc__
 
@@ -239,9 +256,10 @@ class _Kernel:
         """The call's arguments with its input (``args[0]``) converted by ``kernel_input``
         where its type or layout asks for it (``_cpu.run`` calls ``dispatcher`` with them)."""
         src = args[0]
-        if src.dtype in _NATIVE_INPUTS and src.flags.c_contiguous:
+        out_dtype = args[self.out_arg].dtype
+        if reads_as_is(src.dtype, out_dtype, self.uint8) and src.flags.c_contiguous:
             return args
-        return (kernel_input(src, args[self.out_arg].dtype), *args[1:])
+        return (kernel_input(src, out_dtype, self.uint8), *args[1:])
 
 
 @numba.extending.intrinsic
@@ -1492,7 +1510,7 @@ def _correlate_2d(src, tap_y, tap_x, tap_w, mode_y, mode_x, cval, out, block):
         )
 
 
-correlate_2d = _Kernel(_correlate_2d, 7)
+correlate_2d = _Kernel(_correlate_2d, 7, uint8=False)
 
 
 # --------------------------------------------------------------------------
@@ -1817,7 +1835,7 @@ def _depthwise_2d(
         )
 
 
-depthwise_2d = _Kernel(_depthwise_2d, 10)
+depthwise_2d = _Kernel(_depthwise_2d, 10, uint8=False)
 
 
 def _gather_planar(planar, width, src_plane, q_first, x_first, h, w, multiplier, mode_y, mode_x, cval):
@@ -2103,7 +2121,7 @@ def _depthwise_planar(
         )
 
 
-depthwise_planar = _Kernel(_depthwise_planar, 10)
+depthwise_planar = _Kernel(_depthwise_planar, 10, uint8=False)
 
 
 def _depthwise_passes_rows(
@@ -2254,4 +2272,4 @@ def _depthwise_passes_2d(
         )
 
 
-depthwise_passes_2d = _Kernel(_depthwise_passes_2d, 13)
+depthwise_passes_2d = _Kernel(_depthwise_passes_2d, 13, uint8=False)
