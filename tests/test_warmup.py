@@ -171,6 +171,8 @@ def test_start_background_returns_a_process():
 
 
 def test_kernel_input_converts_exactly():
+    """Inputs become the output's float type (uint8 stays, where the kernel reads it), each
+    sample rounded once, as the kernel's own conversion would round it."""
     from napari_sepconv._cpu_kernels import kernel_input
 
     f32, f64 = np.dtype(np.float32), np.dtype(np.float64)
@@ -183,11 +185,11 @@ def test_kernel_input_converts_exactly():
         (np.uint16, f32, np.float32),
         (np.int8, f64, np.float64),
         (np.int16, f32, np.float32),
-        (np.int32, f32, np.float64),
+        (np.int32, f32, np.float32),
         (np.uint32, f64, np.float64),
         (np.int64, f64, np.float64),
-        (np.int64, f32, np.int64),
-        (np.uint64, f32, np.uint64),
+        (np.int64, f32, np.float32),
+        (np.uint64, f32, np.float32),
     ]:
         info = np.iinfo(dtype) if np.dtype(dtype).kind in "iu" else None
         x = (
@@ -197,12 +199,11 @@ def test_kernel_input_converts_exactly():
         )
         got = kernel_input(x, out)
         assert got.dtype == expect, (dtype, out)
-        if x.dtype.kind == "f":  # the float type of the output, as the kernel converts each sample
-            assert np.array_equal(got, x.astype(out))
-        elif got.dtype != x.dtype:
-            assert np.array_equal(got.astype(np.float64), x.astype(np.float64))
-            if x.dtype.itemsize <= 4:  # exact: converts back
-                assert np.array_equal(got.astype(x.dtype), x)
+        assert np.array_equal(got, x.astype(expect))
+    # one rounding: through float64 this one would round twice, to another float32
+    big = np.array([2**60 + 2**36 + 1], np.int64)
+    assert kernel_input(big, f32)[0] == np.float32(2**60 + 2**37)
+    assert kernel_input(np.array([7], np.uint8), f32, uint8=False).dtype == f32
     view = np.arange(12.0).reshape(3, 4).T
     assert kernel_input(view, f64).flags.c_contiguous
     same = np.zeros((4, 4), np.float32)
@@ -210,9 +211,9 @@ def test_kernel_input_converts_exactly():
 
 
 def test_kernels_are_compiled_for_one_float_type_at_a_time(rng):
-    """A float32 image filtered in float64 (and the reverse) is converted once and runs the
-    kernel of the output's type: no kernel is compiled for mixed float types, and the
-    values are those of the converted image (uint8 too, for the kernels that convert it)."""
+    """A float32 image filtered in float64 (and the reverse, and integer images) is converted
+    once and runs the kernel of the output's type: no kernel is compiled for another input
+    type than its output's (or uint8), and the values are those of the converted image."""
     from napari_sepconv import _cpu_kernels
 
     x = rng.standard_normal((2, 17, 19))
@@ -233,7 +234,14 @@ def test_kernels_are_compiled_for_one_float_type_at_a_time(rng):
         ),
     )
     u8 = (x * 40 + 128).clip(0, 255).astype(np.uint8)
-    for src, out in ((x, np.float32), (x.astype(np.float32), np.float64), (u8, np.float32), (u8, np.float64)):
+    ints = (x * 2**28).astype(np.int32)
+    cases = [(x, np.float32), (x.astype(np.float32), np.float64), (u8, np.float32), (u8, np.float64)]
+    cases += [
+        (ints, np.float32),
+        (ints.astype(np.int64) << 20, np.float32),
+        (ints.astype(np.int16), np.float64),
+    ]
+    for src, out in cases:
         for call in calls:
             got, expected = call(src, out), call(src.astype(out), out)
             assert got.dtype == expected.dtype == out
@@ -243,7 +251,7 @@ def test_kernels_are_compiled_for_one_float_type_at_a_time(rng):
     for kernel in kernels:
         for signature in kernel.dispatcher.signatures:
             src_type, out_type = signature[0].dtype, signature[kernel.out_arg].dtype
-            if isinstance(src_type, numba.types.Float) or not kernel.uint8:
+            if src_type != numba.types.uint8 or not kernel.uint8:
                 assert src_type == out_type, (kernel.__name__, signature)
 
 

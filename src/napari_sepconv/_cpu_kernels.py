@@ -192,11 +192,6 @@ def _jit(func):
     return _enable_cache(numba.njit(parallel=True, nogil=True)(func))
 
 
-# Input types the kernels are compiled for: uint8 (for the kernels of the uint8 speed rows)
-# and the float types. Other integers are converted once, exactly (see ``kernel_input``).
-_NATIVE_INPUTS = frozenset(np.dtype(t) for t in (np.uint8, np.float32, np.float64))
-
-
 def reads_as_is(dtype, out_dtype, uint8=True):
     """Whether a kernel with output ``out_dtype`` reads ``dtype`` as it is (``kernel_input``)."""
     return dtype == out_dtype or (uint8 and dtype == np.uint8)
@@ -206,29 +201,18 @@ def kernel_input(src, out_dtype, uint8=True):
     """``src`` as a C-contiguous array of a type the kernels are compiled for.
 
     The kernels read the output's own float type and, where ``uint8`` (the
-    kernels of the uint8 speed rows), uint8. The other float type, and uint8
-    elsewhere, become the output's type, as the kernel converts each sample
-    anyway (exactly, or float64 to float32 with the one rounding the kernel
-    would make): a kernel is compiled for at most four input and output pairs,
-    not six. Integers of up to 16 bits become
-    the output's float type and 32-bit ones float64, both exactly, so every
-    sample has the value the kernel's own conversion would give it; 64-bit
-    integers become float64 for a float64 output (what the kernel does to each
-    sample) and are read as they are for float32 (a double rounding could
-    change a value). A non-contiguous view is copied, sparing a strided
-    compile of every kernel.
+    kernels of the uint8 speed rows), uint8: a kernel is compiled for at most
+    four input and output pairs. Every other integer or float input becomes
+    the output's type first, in one NumPy cast, which rounds each sample once
+    as the kernel's own conversion would (64-bit integers to float32 too: no
+    detour through float64, whose double rounding could change a value). A
+    non-contiguous view is copied, sparing a strided compile of every kernel.
     """
     dt = src.dtype
     out_dtype = np.dtype(out_dtype)
     if reads_as_is(dt, out_dtype, uint8):
         target = dt
-    elif dt in _NATIVE_INPUTS:
-        target = out_dtype
-    elif dt.kind in "iu" and dt.itemsize <= 2:
-        target = out_dtype
-    elif dt.kind in "iu" and dt.itemsize == 4:
-        target = np.dtype(np.float64)
-    elif dt.kind in "iu" and out_dtype == np.float64:
+    elif dt.kind in "iuf":
         target = out_dtype
     else:
         target = dt
