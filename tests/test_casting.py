@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import napari_sepconv as sc
-from napari_sepconv._cast_kernels import CHUNK, to_integer
+from napari_sepconv._cast_kernels import CHUNK, to_float, to_integer
 from napari_sepconv._casting import cast_output
 
 INPUT_TYPES = [
@@ -207,3 +207,53 @@ def test_read_only_output_is_refused():
         sc.correlate1d(np.arange(5), [1, 2], output=output)
     with pytest.raises(ValueError, match="output"):
         cast_output(np.zeros(5), np.dtype(np.uint8), output)
+
+
+@pytest.mark.parametrize(
+    "src_type, out_type",
+    [(np.uint8, np.float32), (np.uint8, np.float64), (np.float32, np.float64), (np.float64, np.float32)],
+)
+def test_float_conversion_kernel_rounds_as_numpy(src_type, out_type):
+    """``to_float`` (a kernel's input converted in parallel) gives ``astype``'s values, bit for
+    bit: over several tasks, every uint8, and floats that round, overflow or are not finite."""
+    rng = np.random.default_rng(4)
+    n = 2 * CHUNK + 77
+    if src_type == np.uint8:
+        values = np.arange(n).astype(np.uint8)
+    else:
+        values = (rng.standard_normal(n) * 10.0 ** rng.integers(-40, 40, n)).astype(src_type)
+        special = [np.nan, np.inf, -np.inf, -0.0, 1e-310, 3.4028236e38, -1e39, 1 + 2**-30]
+        values[: len(special)] = np.array(special).astype(src_type)
+    out = np.empty(n, out_type)
+    with np.errstate(over="ignore"):
+        to_float(values, out)
+        expected = values.astype(out_type)
+    assert np.array_equal(out.view(np.uint8), expected.view(np.uint8))
+
+
+def test_large_images_are_converted_for_the_kernels_in_parallel(monkeypatch):
+    """Above ``PARALLEL_CONVERSION`` samples the kernels' input is converted by ``to_float``;
+    the values are those of the image converted by NumPy."""
+    from napari_sepconv import _cast_kernels, _cpu
+
+    calls = []
+    original = _cast_kernels.to_float
+    monkeypatch.setattr(_cast_kernels, "to_float", lambda *a: calls.append(a) or original(*a))
+    monkeypatch.setattr(_cpu, "PARALLEL_CONVERSION", 100)
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((2, 30, 41))
+    chan = rng.standard_normal((30, 41, 3)).astype(np.float32)
+    for got, expected in (
+        (sc.sobel(x, dtype=np.float32), sc.sobel(x.astype(np.float32))),
+        (
+            sc.farid(x[0].astype(np.float32), dtype=np.float64),
+            sc.farid(x[0].astype(np.float32).astype(np.float64)),
+        ),
+        (
+            sc.depthwise_filter(chan, np.ones((3, 3, 3)), dtype=np.float64),
+            sc.depthwise_filter(chan.astype(np.float64), np.ones((3, 3, 3))),
+        ),
+    ):
+        assert got.dtype == expected.dtype
+        np.testing.assert_array_equal(got, expected)
+    assert len(calls) >= 3  # each call converted its image (a 3-D magnitude once per pass)

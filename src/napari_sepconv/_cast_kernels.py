@@ -1,9 +1,12 @@
-"""CPU kernel of the integer output casts: scipy.ndimage's C casts, in parallel.
+"""CPU kernels of the type conversions: scipy.ndimage's integer output casts, and the
+conversion of an image to the float type a filter kernel reads, in parallel.
 
 :mod:`._casting` defines the values (a float result truncated toward zero to a 32- or 64-bit
 integer, an "indefinite" value where it does not fit, then the integer's low bits) with NumPy,
 one full-size temporary per step. :func:`to_integer` gives the same values in one parallel
 pass; the CPU engine uses it for every output type but ``uint64`` (see ``_casting``).
+:func:`to_float` converts a large image for a kernel compiled for another input type
+(``_cpu_kernels.kernel_input``); NumPy's conversion runs on one thread.
 
 This module imports Numba and is imported on first use only.
 """
@@ -41,3 +44,18 @@ def to_integer(values, bound, indefinite, wide32, truth, out):
                 out[i] = 1 if (wide & 255) != 0 else 0
             else:
                 out[i] = wide
+
+
+@_enable_cache
+@numba.njit(parallel=True, nogil=True)
+def to_float(values, out):
+    """``out[i]`` = ``values[i]`` converted to ``out``'s float type (rounded once, as NumPy's
+    ``astype`` rounds it); both 1-D and contiguous."""
+    n = values.size
+    t = out.dtype.type
+    for task in prange((n + CHUNK - 1) // CHUNK):
+        first = task * CHUNK
+        src = values[first : min(n, first + CHUNK)]
+        dst = out[first : min(n, first + CHUNK)]
+        for i in range(src.size):
+            dst[i] = t(src[i])

@@ -113,6 +113,23 @@ def _call(kernel, args, taps):
         set_(threads)
 
 
+# Images converted for a kernel by ``_cast_kernels.to_float`` (in parallel) from this many
+# samples; NumPy converts smaller ones (no kernel to load or compile for a small call).
+PARALLEL_CONVERSION = 1 << 18
+_PARALLEL_SOURCES = frozenset(np.dtype(t) for t in (np.uint8, np.float32, np.float64))
+
+
+def _convert(src, dtype):
+    """A C-contiguous copy of the C-contiguous ``src`` as ``dtype``."""
+    if src.size < PARALLEL_CONVERSION or src.dtype not in _PARALLEL_SOURCES:
+        return np.ascontiguousarray(src, dtype=dtype)
+    from ._cast_kernels import to_float
+
+    out = np.empty(src.shape, dtype)
+    run(to_float, src.reshape(-1), out.reshape(-1), taps=1)
+    return out
+
+
 def run(kernel, *args, taps=DEFAULT_TAPS):
     """Call a parallel kernel, serialising calls if the threading layer needs it.
 
@@ -126,7 +143,7 @@ def run(kernel, *args, taps=DEFAULT_TAPS):
     """
     global _layer_checked, _serialise
     if isinstance(kernel, _Kernel):
-        args = kernel.inputs(args)
+        args = kernel.inputs(args, _convert)
         kernel = kernel.dispatcher
     if _layer_checked and not _serialise:
         return _call(kernel, args, taps)

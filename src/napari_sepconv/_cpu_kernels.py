@@ -21,9 +21,8 @@ Depthwise kernels of many taps run planar (``depthwise_planar``): each
 channel is gathered into rows of its own, so that every tap multiplies by a
 scalar weight, and gathered back to channel-last at the end.
 
-Compile time: a kernel is compiled for input of its output's float type and,
-for the kernels of the uint8 speed rows (separable, 3x3 edge, 1-D), uint8
-input: four input and output pairs at most (``kernel_input`` converts other
+Compile time: a kernel is compiled for input of its output's float type and
+uint8 input, four input and output pairs (``kernel_input`` converts other
 types first, with the values the kernel's own conversion gives), helpers once per
 argument type (``_HelperDispatcher``), and the 3x3 edge, direct 2-D and
 depthwise kernels as a thin parallel loop over one serial helper holding a
@@ -192,25 +191,27 @@ def _jit(func):
     return _enable_cache(numba.njit(parallel=True, nogil=True)(func))
 
 
-def reads_as_is(dtype, out_dtype, uint8=True):
+def reads_as_is(dtype, out_dtype):
     """Whether a kernel with output ``out_dtype`` reads ``dtype`` as it is (``kernel_input``)."""
-    return dtype == out_dtype or (uint8 and dtype == np.uint8)
+    return dtype == out_dtype or dtype == np.uint8
 
 
-def kernel_input(src, out_dtype, uint8=True):
+def kernel_input(src, out_dtype, convert=None):
     """``src`` as a C-contiguous array of a type the kernels are compiled for.
 
-    The kernels read the output's own float type and, where ``uint8`` (the
-    kernels of the uint8 speed rows), uint8: a kernel is compiled for at most
-    four input and output pairs. Every other integer or float input becomes
+    The kernels read the output's own float type and uint8 (the uint8 speed
+    rows, and the uint8 images most scripts filter): a kernel is compiled for
+    four input and output pairs, not six or more. Every other integer or float input becomes
     the output's type first, in one NumPy cast, which rounds each sample once
     as the kernel's own conversion would (64-bit integers to float32 too: no
     detour through float64, whose double rounding could change a value). A
     non-contiguous view is copied, sparing a strided compile of every kernel.
+    ``convert(src, dtype)``, where given, makes the converted copy of a
+    contiguous image (the CPU engine's is parallel).
     """
     dt = src.dtype
     out_dtype = np.dtype(out_dtype)
-    if reads_as_is(dt, out_dtype, uint8):
+    if reads_as_is(dt, out_dtype):
         target = dt
     elif dt.kind in "iuf":
         target = out_dtype
@@ -218,6 +219,8 @@ def kernel_input(src, out_dtype, uint8=True):
         target = dt
     if target == dt and src.flags.c_contiguous:
         return src
+    if convert is not None and target != dt and src.flags.c_contiguous:
+        return convert(src, target)
     return np.ascontiguousarray(src, dtype=target)
 
 
@@ -225,25 +228,24 @@ class _Kernel:
     """A parallel kernel whose input ``inputs`` converts by ``kernel_input`` before a call.
 
     ``out_arg`` is the position of the output array, whose float type the
-    input is converted for; ``uint8`` says whether the kernel reads uint8
-    images as they are. The compiled dispatcher is ``dispatcher``.
+    input is converted for. The compiled dispatcher is ``dispatcher``.
     """
 
-    def __init__(self, func, out_arg, uint8=True):
+    def __init__(self, func, out_arg):
         self.dispatcher = _jit(func)
         self.out_arg = out_arg
-        self.uint8 = uint8
         self.__name__ = func.__name__.lstrip("_")
         self.__doc__ = func.__doc__
 
-    def inputs(self, args):
+    def inputs(self, args, convert=None):
         """The call's arguments with its input (``args[0]``) converted by ``kernel_input``
-        where its type or layout asks for it (``_cpu.run`` calls ``dispatcher`` with them)."""
+        (with ``convert``) where its type or layout asks for it (``_cpu.run`` calls
+        ``dispatcher`` with them)."""
         src = args[0]
         out_dtype = args[self.out_arg].dtype
-        if reads_as_is(src.dtype, out_dtype, self.uint8) and src.flags.c_contiguous:
+        if reads_as_is(src.dtype, out_dtype) and src.flags.c_contiguous:
             return args
-        return (kernel_input(src, out_dtype, self.uint8), *args[1:])
+        return (kernel_input(src, out_dtype, convert), *args[1:])
 
 
 @numba.extending.intrinsic
@@ -1494,7 +1496,7 @@ def _correlate_2d(src, tap_y, tap_x, tap_w, mode_y, mode_x, cval, out, block):
         )
 
 
-correlate_2d = _Kernel(_correlate_2d, 7, uint8=False)
+correlate_2d = _Kernel(_correlate_2d, 7)
 
 
 # --------------------------------------------------------------------------
@@ -1819,7 +1821,7 @@ def _depthwise_2d(
         )
 
 
-depthwise_2d = _Kernel(_depthwise_2d, 10, uint8=False)
+depthwise_2d = _Kernel(_depthwise_2d, 10)
 
 
 def _gather_planar(planar, width, src_plane, q_first, x_first, h, w, multiplier, mode_y, mode_x, cval):
@@ -2105,7 +2107,7 @@ def _depthwise_planar(
         )
 
 
-depthwise_planar = _Kernel(_depthwise_planar, 10, uint8=False)
+depthwise_planar = _Kernel(_depthwise_planar, 10)
 
 
 def _depthwise_passes_rows(
@@ -2256,4 +2258,4 @@ def _depthwise_passes_2d(
         )
 
 
-depthwise_passes_2d = _Kernel(_depthwise_passes_2d, 13, uint8=False)
+depthwise_passes_2d = _Kernel(_depthwise_passes_2d, 13)
