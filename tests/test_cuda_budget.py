@@ -239,14 +239,15 @@ def _assemble(ptx, cc, tmp_path):
 @needs_ptxas
 @pytest.mark.parametrize("case", range(len(_cases())))
 def test_specialised_kernels_fit_their_register_budget(case, tmp_path):
-    """Each case for sm_80 and sm_90 (one Numba compile, two NVVM and ptxas runs)."""
+    """Each case for sm_80 and sm_90 (one Numba compile, two NVVM and ptxas runs); the
+    failures of both architectures are reported together."""
     name, src, dtype, spec, bounds, max_registers = _cases()[case]
+    failures = []
     for cc, ptx in _compile(name, src, dtype, spec, bounds).items():
         assert f".target sm_{cc[0]}{cc[1]}" in ptx
         divisions = [line.strip() for line in ptx.splitlines() if re.search(r"\b(div|rem)\.[su]64", line)]
-        assert not divisions, (cc, divisions[:5])
         wraparounds = _wraparounds(ptx)
-        assert not wraparounds, (cc, wraparounds[:5])
         registers, spills, log = _assemble(ptx, cc, tmp_path)
-        assert registers <= max_registers, (cc, log)
-        assert not any(spills), (cc, log)
+        if divisions or wraparounds or registers > max_registers or any(spills):
+            failures.append((cc, divisions[:5], wraparounds[:5], registers, spills, log))
+    assert not failures, failures

@@ -30,6 +30,7 @@ from ._cpu_kernels import (
     depthwise_passes_2d,
     depthwise_planar,
     edge_magnitude_3x3,
+    kernel_input,
     reads_as_is,
     separable_2d_kernel,
 )
@@ -116,7 +117,14 @@ def _call(kernel, args, taps):
 # Images converted for a kernel by ``_cast_kernels.to_float`` (in parallel) from this many
 # samples; NumPy converts smaller ones (no kernel to load or compile for a small call).
 PARALLEL_CONVERSION = 1 << 18
-_PARALLEL_SOURCES = frozenset(np.dtype(t) for t in (np.uint8, np.float32, np.float64))
+# (uint8 needs none: every kernel reads it.) The pairs are compiled by the warm-up.
+PARALLEL_CONVERSIONS = tuple(
+    (np.dtype(s), np.dtype(d))
+    for s in (np.float32, np.float64, np.uint16, np.int16)
+    for d in (np.float32, np.float64)
+    if s != d
+)
+_PARALLEL_SOURCES = frozenset(s for s, _ in PARALLEL_CONVERSIONS)
 
 
 def _convert(src, dtype):
@@ -460,6 +468,11 @@ def pointwise(src, weights, bias, out):
 
 def to_kernel_input(image, dtype, preserve_range):
     return _validation.to_kernel_input(np.asarray(image), dtype, preserve_range)
+
+
+def for_kernels(src, dtype):
+    """``src`` of a type the kernels of a ``dtype`` computation read (``kernel_input``)."""
+    return kernel_input(src, dtype, _convert)
 
 
 def channels_first(arr, channel_axis):

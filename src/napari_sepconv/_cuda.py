@@ -672,6 +672,11 @@ def empty(shape, dtype):
     return cuda.device_array(shape, dtype)
 
 
+def for_kernels(src, dtype):
+    """``src`` itself: the CUDA kernels read every input type ``to_kernel_input`` gives."""
+    return src
+
+
 def to_kernel_input(image, dtype, preserve_range):
     """``(device array, scale)`` as ``_validation.to_kernel_input`` prepares it.
 

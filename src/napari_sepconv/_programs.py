@@ -58,6 +58,7 @@ class TermsProgram:
             if bound is not None:
                 return bound(image)
         src, _ = engine.to_kernel_input(image, self.compute_dtype, self.preserve_range)
+        src = engine.for_kernels(src, self.lowered.dtype)  # once, not in each pass
         if self.channel_axis is not None:
             src = engine.channels_first(src, self.channel_axis)
         target = None
@@ -131,6 +132,7 @@ class DirectProgram:
 
     def run(self, engine, image, out=None):
         src, _ = engine.to_kernel_input(image, self.dtype, self.preserve_range)
+        src = engine.for_kernels(src, self.dtype)
         if self.channel_axis is not None:
             src = engine.channels_first(src, self.channel_axis)
         result = engine.empty(src.shape, self.dtype)
@@ -205,8 +207,14 @@ class _ChannelProgram:
     ``filter_planes(engine, planes)`` returns the result and its number of channels.
     """
 
+    # Whether the input is converted once for the kernels (the depthwise ones); pointwise
+    # mixing multiplies the image as it is.
+    converts_input = True
+
     def run(self, engine, image, out=None):
         src, _ = engine.to_kernel_input(image, self.dtype, self.preserve_range)
+        if self.converts_input:
+            src = engine.for_kernels(src, self.dtype)  # once, not in each band
         result, n_out = self.filter_planes(engine, engine.channels_last(src, self.channel_axis))
         moved = list(image.shape)
         del moved[self.channel_axis]  # a non-negative axis
@@ -233,6 +241,8 @@ class DepthwiseProgram(_ChannelProgram):
 @dataclass(frozen=True, eq=False)
 class PointwiseProgram(_ChannelProgram):
     """``pointwise_filter``: every pixel's channels times ``weights`` (scaled), plus ``bias``."""
+
+    converts_input = False
 
     weights: np.ndarray
     bias: np.ndarray | None

@@ -11,7 +11,8 @@ import numpy as np
 
 from ._boundary import CANONICAL_NAMES, MODE_CODES
 
-# Input dtypes the kernels read directly; anything else is converted first.
+# Input dtypes an engine takes as they are (the CPU kernels then read uint8 and the
+# computation's float type, ``_cpu_kernels.kernel_input``); anything else is converted first.
 KERNEL_INPUT_TYPES = frozenset(
     np.dtype(t)
     for t in (
@@ -197,10 +198,11 @@ def to_kernel_input(image, float_dtype, preserve_range=False):
 
     Returns ``(array, scale)``: the kernels read ``array`` (native byte order,
     a dtype in ``KERNEL_INPUT_TYPES``) and the filtered values are ``scale``
-    times what they compute. Unsigned integers are read as they are and scaled
-    by ``1 / max`` afterwards (filtering is linear), so no float copy of the
-    image is made. The caller must multiply outside values (``cval``) by
-    ``1 / scale`` to keep them in the image's units.
+    times what they compute. Unsigned integers are taken as they are and
+    scaled by ``1 / max`` afterwards (filtering is linear), so no scaled copy
+    of the image is made (uint8 is read by the kernels themselves). The caller
+    must multiply outside values (``cval``) by ``1 / scale`` to keep them in
+    the image's units.
     """
     dt = image.dtype
     if not dt.isnative:

@@ -136,6 +136,11 @@ def _separable(sc, np):
         for x in _images(np, ndim).values():
             sc.separable_filter(x, [w] * ndim)
             sc.separable_filter(x, [w] * ndim, dtype=np.float32)
+    # the parallel conversion of large images to the kernels' type (small ones take NumPy's)
+    from napari_sepconv import _cast_kernels, _cpu
+
+    for src, dtype in _cpu.PARALLEL_CONVERSIONS:
+        _cpu.run(_cast_kernels.to_float, np.zeros(4, src), np.empty(4, dtype), taps=1)
 
 
 def _filter2d(sc, np):
