@@ -117,7 +117,8 @@ def _call(kernel, args, taps):
 # Images converted for a kernel by ``_cast_kernels.to_float`` (in parallel) from this many
 # samples; NumPy converts smaller ones (no kernel to load or compile for a small call).
 PARALLEL_CONVERSION = 1 << 18
-# (uint8 needs none: every kernel reads it.) The pairs are compiled by the warm-up.
+# The pairs are compiled by the warm-up. uint8 is not among them: the kernels read it, and
+# only constant-mode rows of mixed types convert it (``correlate_axis``, ``_run_separable_2d``).
 PARALLEL_CONVERSIONS = tuple(
     (np.dtype(s), np.dtype(d))
     for s in (np.float32, np.float64, np.uint16, np.int16)

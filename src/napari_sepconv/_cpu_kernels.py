@@ -201,13 +201,13 @@ def kernel_input(src, out_dtype, convert=None):
 
     The kernels read the output's own float type and uint8 (the uint8 speed
     rows, and the uint8 images most scripts filter): a kernel is compiled for
-    four input and output pairs, not six or more. Every other integer or float input becomes
-    the output's type first, in one NumPy cast, which rounds each sample once
-    as the kernel's own conversion would (64-bit integers to float32 too: no
-    detour through float64, whose double rounding could change a value). A
-    non-contiguous view is copied, sparing a strided compile of every kernel.
-    ``convert(src, dtype)``, where given, makes the converted copy of a
-    contiguous image (the CPU engine's is parallel).
+    four input and output pairs, not six or more. Every other integer or float
+    input becomes the output's type first, in one cast that rounds each sample
+    once, as the kernel's own conversion would (64-bit integers to float32
+    too: no detour through float64, whose double rounding could change a
+    value). A non-contiguous view is copied, sparing a strided compile of every
+    kernel. ``convert(src, dtype)``, where given, makes the converted copy of a
+    contiguous image (the CPU engine's converts large ones in parallel).
     """
     dt = src.dtype
     out_dtype = np.dtype(out_dtype)
