@@ -269,6 +269,16 @@ def _fmuladd(typingctx, a, b, c):
     return a(a, b, c), codegen
 
 
+@numba.extending.intrinsic
+def _like(typingctx, value, like):
+    """``value`` converted to the type of ``like`` (a sample to its accumulator's float type)."""
+
+    def codegen(context, builder, signature, args):
+        return context.cast(builder, args[0], signature.args[0], signature.return_type)
+
+    return like(value, like), codegen
+
+
 def _lowest(values):
     """The smallest of ``values`` (not empty).
 
@@ -704,34 +714,88 @@ def _sweep(acc, n, r0, w0, r1, w1, r2, w2, r3, w3):
 _sweep = numba.njit(inline="always", cache=False)(_sweep)
 
 
-def _sweep8(acc, r0, r1, r2, r3, r4, r5, r6, r7, w0, w1, w2, w3, w4, w5, w6, w7):
-    """``_sweep`` of eight rows: the same chain of fused multiply-adds, in the same order.
+def _chain4(s, j, r0, r1, r2, r3, w0, w1, w2, w3):
+    """``s`` plus sample ``j`` of rows ``r0 .. r3`` times ``w0 .. w3``, one fused multiply-add
+    after another (samples converted to the type of ``s`` first)."""
+    s = _fmuladd(_like(r0[j], s), w0, s)
+    s = _fmuladd(_like(r1[j], s), w1, s)
+    s = _fmuladd(_like(r2[j], s), w2, s)
+    return _fmuladd(_like(r3[j], s), w3, s)
 
-    Eight taps per pass over ``acc`` load and store it half as often as two
-    sweeps of four, and each call's loop set-up is paid once for eight taps.
+
+def _chain3(s, j, r0, r1, r2, w0, w1, w2):
+    """``_chain4`` of three rows."""
+    s = _fmuladd(_like(r0[j], s), w0, s)
+    s = _fmuladd(_like(r1[j], s), w1, s)
+    return _fmuladd(_like(r2[j], s), w2, s)
+
+
+_chain4 = numba.njit(inline="always", cache=False)(_chain4)
+_chain3 = numba.njit(inline="always", cache=False)(_chain3)
+
+
+def _chain8(s, j, r0, r1, r2, r3, r4, r5, r6, r7, w0, w1, w2, w3, w4, w5, w6, w7):
+    """``_chain4`` of eight rows."""
+    return _chain4(_chain4(s, j, r0, r1, r2, r3, w0, w1, w2, w3), j, r4, r5, r6, r7, w4, w5, w6, w7)
+
+
+def _chain9(s, j, r0, r1, r2, r3, r4, r5, r6, r7, r8, w0, w1, w2, w3, w4, w5, w6, w7, w8):
+    """``_chain4`` of nine rows."""
+    s = _chain8(s, j, r0, r1, r2, r3, r4, r5, r6, r7, w0, w1, w2, w3, w4, w5, w6, w7)
+    return _fmuladd(_like(r8[j], s), w8, s)
+
+
+_chain8 = numba.njit(inline="always", cache=False)(_chain8)
+_chain9 = numba.njit(inline="always", cache=False)(_chain9)
+
+
+def _sweep_run(acc, first, n, r0, r1, r2, r3, r4, r5, r6, r7, r8, w0, w1, w2, w3, w4, w5, w6, w7, w8):
+    """``_sweep`` of the first ``n`` (7, 8 or 9) rows: the same chain of fused multiply-adds.
+
+    One pass over ``acc`` for up to nine taps loads and stores it less often
+    than groups of four, and each call's loop set-up is paid once. The
+    ``first`` sweep of a row writes ``acc`` without reading it (the chain
+    starts from zero, as it would from a zeroed ``acc``).
     """
-    t = acc.dtype.type
-    for j in range(acc.size):
-        s = _fmuladd(t(r1[j]), w1, _fmuladd(t(r0[j]), w0, acc[j]))
-        s = _fmuladd(t(r3[j]), w3, _fmuladd(t(r2[j]), w2, s))
-        s = _fmuladd(t(r5[j]), w5, _fmuladd(t(r4[j]), w4, s))
-        acc[j] = _fmuladd(t(r7[j]), w7, _fmuladd(t(r6[j]), w6, s))
+    zero = acc.dtype.type(0)
+    if n == 9:
+        if first:
+            for j in range(acc.size):
+                acc[j] = _chain9(
+                    zero, j, r0, r1, r2, r3, r4, r5, r6, r7, r8, w0, w1, w2, w3, w4, w5, w6, w7, w8
+                )
+        else:
+            for j in range(acc.size):
+                acc[j] = _chain9(
+                    acc[j], j, r0, r1, r2, r3, r4, r5, r6, r7, r8, w0, w1, w2, w3, w4, w5, w6, w7, w8
+                )
+    elif n == 8:
+        if first:
+            for j in range(acc.size):
+                acc[j] = _chain8(zero, j, r0, r1, r2, r3, r4, r5, r6, r7, w0, w1, w2, w3, w4, w5, w6, w7)
+        else:
+            for j in range(acc.size):
+                acc[j] = _chain8(acc[j], j, r0, r1, r2, r3, r4, r5, r6, r7, w0, w1, w2, w3, w4, w5, w6, w7)
+    elif first:
+        for j in range(acc.size):
+            acc[j] = _chain3(_chain4(zero, j, r0, r1, r2, r3, w0, w1, w2, w3), j, r4, r5, r6, w4, w5, w6)
+    else:
+        for j in range(acc.size):
+            acc[j] = _chain3(_chain4(acc[j], j, r0, r1, r2, r3, w0, w1, w2, w3), j, r4, r5, r6, w4, w5, w6)
 
 
-_sweep8 = numba.njit(inline="always", cache=False)(_sweep8)
+_sweep_run = numba.njit(inline="always", cache=False)(_sweep_run)
 
 
-def _sweep7(acc, r0, r1, r2, r3, r4, r5, r6, w0, w1, w2, w3, w4, w5, w6):
-    """``_sweep`` of seven rows (the rest of a 15-tap kernel after eight, a 7-tap one)."""
-    t = acc.dtype.type
-    for j in range(acc.size):
-        s = _fmuladd(t(r1[j]), w1, _fmuladd(t(r0[j]), w0, acc[j]))
-        s = _fmuladd(t(r3[j]), w3, _fmuladd(t(r2[j]), w2, s))
-        s = _fmuladd(t(r5[j]), w5, _fmuladd(t(r4[j]), w4, s))
-        acc[j] = _fmuladd(t(r6[j]), w6, s)
+def _run_length(left):
+    """Taps of the next sweep when ``left`` remain: 7, 8 or 9 in one ``_sweep_run`` (nine
+    rather than eight and one), else 0 (groups of four)."""
+    if left == 9 or left == 7:
+        return left
+    return 8 if left >= 8 else 0
 
 
-_sweep7 = numba.njit(inline="always", cache=False)(_sweep7)
+_run_length = numba.njit(inline="always", cache=False)(_run_length)
 
 
 def _place(n, a, t0, t1, t2, t3):
@@ -886,33 +950,88 @@ def _sweep_two7(acc0, acc1, r0, r1, r2, r3, r4, r5, r6, r7, w0, w1, w2, w3, w4, 
 _sweep_two7 = numba.njit(inline="always", cache=False)(_sweep_two7)
 
 
+def _pair_run(
+    acc0, acc1, first, n, r0, r1, r2, r3, r4, r5, r6, r7, r8, r9, w0, w1, w2, w3, w4, w5, w6, w7, w8
+):
+    """``_sweep_two`` of ``n`` (7, 8 or 9) taps in one pass: rows ``r0 .. r[n-1]`` into
+    ``acc0``, ``r1 .. r[n]`` into ``acc1``; the ``first`` sweep writes both without
+    reading them (``_sweep_run``). Both sums are formed before either is stored, so
+    each source row is loaded once for the two."""
+    zero = acc0.dtype.type(0)
+    if n == 9:
+        if first:
+            for j in range(acc0.size):
+                s0 = _chain9(zero, j, r0, r1, r2, r3, r4, r5, r6, r7, r8, w0, w1, w2, w3, w4, w5, w6, w7, w8)
+                s1 = _chain9(zero, j, r1, r2, r3, r4, r5, r6, r7, r8, r9, w0, w1, w2, w3, w4, w5, w6, w7, w8)
+                acc0[j], acc1[j] = s0, s1
+        else:
+            for j in range(acc0.size):
+                s0 = _chain9(
+                    acc0[j], j, r0, r1, r2, r3, r4, r5, r6, r7, r8, w0, w1, w2, w3, w4, w5, w6, w7, w8
+                )
+                s1 = _chain9(
+                    acc1[j], j, r1, r2, r3, r4, r5, r6, r7, r8, r9, w0, w1, w2, w3, w4, w5, w6, w7, w8
+                )
+                acc0[j], acc1[j] = s0, s1
+    elif n == 8:
+        if first:
+            for j in range(acc0.size):
+                s0 = _chain8(zero, j, r0, r1, r2, r3, r4, r5, r6, r7, w0, w1, w2, w3, w4, w5, w6, w7)
+                s1 = _chain8(zero, j, r1, r2, r3, r4, r5, r6, r7, r8, w0, w1, w2, w3, w4, w5, w6, w7)
+                acc0[j], acc1[j] = s0, s1
+        else:
+            for j in range(acc0.size):
+                s0 = _chain8(acc0[j], j, r0, r1, r2, r3, r4, r5, r6, r7, w0, w1, w2, w3, w4, w5, w6, w7)
+                s1 = _chain8(acc1[j], j, r1, r2, r3, r4, r5, r6, r7, r8, w0, w1, w2, w3, w4, w5, w6, w7)
+                acc0[j], acc1[j] = s0, s1
+    elif first:
+        for j in range(acc0.size):
+            s0 = _chain3(_chain4(zero, j, r0, r1, r2, r3, w0, w1, w2, w3), j, r4, r5, r6, w4, w5, w6)
+            s1 = _chain3(_chain4(zero, j, r1, r2, r3, r4, w0, w1, w2, w3), j, r5, r6, r7, w4, w5, w6)
+            acc0[j], acc1[j] = s0, s1
+    else:
+        for j in range(acc0.size):
+            s0 = _chain3(_chain4(acc0[j], j, r0, r1, r2, r3, w0, w1, w2, w3), j, r4, r5, r6, w4, w5, w6)
+            s1 = _chain3(_chain4(acc1[j], j, r1, r2, r3, r4, w0, w1, w2, w3), j, r5, r6, r7, w4, w5, w6)
+            acc0[j], acc1[j] = s0, s1
+
+
+_pair_run = numba.njit(inline="always", cache=False)(_pair_run)
+
+
 def _column_pass_two(acc0, acc1, plane, offsets, weights, n_taps, i):
     """``_column_pass`` for output rows ``i`` and ``i + 1`` at once, for dense taps.
 
     The taps' offsets are consecutive and every row they read lies inside the
     image. The two rows share ``n_taps - 1`` source rows: each is read once
     and feeds both accumulators, halving the source reads of the vertical
-    pass. Taps are grouped four at a time as ``_column_pass`` groups them, so
-    both give the same values bit for bit.
+    pass. However the taps are grouped into sweeps, each row's chain of fused
+    multiply-adds runs in tap order from zero, as in ``_column_pass``, so both
+    give the same values bit for bit.
     """
     top = i + offsets[0]  # the source row of tap 0 for output row i
-    acc0.fill(0)
-    acc1.fill(0)
+    first = True  # the next sweep writes the rows without reading them
     a = 0
     while a < n_taps:
-        if n_taps - a >= 8:
-            _sweep_two8(
+        run = _run_length(n_taps - a)
+        if run > 0:  # seven to nine taps in one sweep
+            r = top + a
+            e = a + run - 1  # rows and weights past the run's last tap repeat it (unused)
+            _pair_run(
                 acc0,
                 acc1,
-                plane[top + a],
-                plane[top + a + 1],
-                plane[top + a + 2],
-                plane[top + a + 3],
-                plane[top + a + 4],
-                plane[top + a + 5],
-                plane[top + a + 6],
-                plane[top + a + 7],
-                plane[top + a + 8],
+                first,
+                run,
+                plane[r],
+                plane[r + 1],
+                plane[r + 2],
+                plane[r + 3],
+                plane[r + 4],
+                plane[r + 5],
+                plane[r + 6],
+                plane[r + 7],
+                plane[top + min(a + 8, e + 1)],
+                plane[top + min(a + 9, e + 1)],
                 weights[a],
                 weights[a + 1],
                 weights[a + 2],
@@ -920,31 +1039,16 @@ def _column_pass_two(acc0, acc1, plane, offsets, weights, n_taps, i):
                 weights[a + 4],
                 weights[a + 5],
                 weights[a + 6],
-                weights[a + 7],
+                weights[min(a + 7, e)],
+                weights[min(a + 8, e)],
             )
-            a += 8
+            first = False
+            a += run
             continue
-        if n_taps - a == 7:
-            _sweep_two7(
-                acc0,
-                acc1,
-                plane[top + a],
-                plane[top + a + 1],
-                plane[top + a + 2],
-                plane[top + a + 3],
-                plane[top + a + 4],
-                plane[top + a + 5],
-                plane[top + a + 6],
-                plane[top + a + 7],
-                weights[a],
-                weights[a + 1],
-                weights[a + 2],
-                weights[a + 3],
-                weights[a + 4],
-                weights[a + 5],
-                weights[a + 6],
-            )
-            break
+        if first:
+            acc0.fill(0)
+            acc1.fill(0)
+            first = False
         n = min(4, n_taps - a)
         k1, k2, k3 = a + min(1, n - 1), a + min(2, n - 1), a + min(3, n - 1)
         _sweep_two(
@@ -983,31 +1087,43 @@ def _pad_row(buf, lo, w, source, pad):
         buf[pp] = pad if q < 0 else inner[q]
 
 
+def _tap_view(buf, start, w):
+    """``w`` samples of ``buf`` from ``start``: the row a tap reads."""
+    return buf[start : start + w]
+
+
+_tap_view = numba.njit(inline="always", cache=False)(_tap_view)
+
+
 def _row_pass(acc, bufs, offsets, weights, counts, lo, t, n_terms, add):
     """``acc`` (+)= the sum over terms ``t .. n_terms - 1`` of the row pass of ``bufs[t]``.
 
     ``bufs[t]`` is term ``t``'s padded row (``bufs[t, p]`` is x = p + lo).
-    The taps of all the terms go four at a time through one sweep over
-    ``acc``, so a sum of separable terms writes its output row once, with no
-    row per term.
+    The taps of all the terms go through a few sweeps over ``acc`` (seven to
+    nine of one term, or four at a time), so a sum of separable terms writes
+    its output row once, with no row per term.
     """
     w = acc.size
-    if not add:
-        acc.fill(0)
+    first = not add  # the next sweep writes acc without reading it
     b = 0
     while t < n_terms:
-        if counts[t] - b >= 8:  # eight taps of one term in one sweep
+        run = _run_length(counts[t] - b)
+        if run > 0:  # seven to nine taps of one term in one sweep
             o = offsets[t]
-            _sweep8(
+            e = b + run - 1  # views past the run's last tap repeat it (unused)
+            _sweep_run(
                 acc,
-                bufs[t, o[b] - lo : o[b] - lo + w],
-                bufs[t, o[b + 1] - lo : o[b + 1] - lo + w],
-                bufs[t, o[b + 2] - lo : o[b + 2] - lo + w],
-                bufs[t, o[b + 3] - lo : o[b + 3] - lo + w],
-                bufs[t, o[b + 4] - lo : o[b + 4] - lo + w],
-                bufs[t, o[b + 5] - lo : o[b + 5] - lo + w],
-                bufs[t, o[b + 6] - lo : o[b + 6] - lo + w],
-                bufs[t, o[b + 7] - lo : o[b + 7] - lo + w],
+                first,
+                run,
+                _tap_view(bufs[t], o[b] - lo, w),
+                _tap_view(bufs[t], o[b + 1] - lo, w),
+                _tap_view(bufs[t], o[b + 2] - lo, w),
+                _tap_view(bufs[t], o[b + 3] - lo, w),
+                _tap_view(bufs[t], o[b + 4] - lo, w),
+                _tap_view(bufs[t], o[b + 5] - lo, w),
+                _tap_view(bufs[t], o[b + 6] - lo, w),
+                _tap_view(bufs[t], o[min(b + 7, e)] - lo, w),
+                _tap_view(bufs[t], o[min(b + 8, e)] - lo, w),
                 weights[t, b],
                 weights[t, b + 1],
                 weights[t, b + 2],
@@ -1015,35 +1131,18 @@ def _row_pass(acc, bufs, offsets, weights, counts, lo, t, n_terms, add):
                 weights[t, b + 4],
                 weights[t, b + 5],
                 weights[t, b + 6],
-                weights[t, b + 7],
+                weights[t, min(b + 7, e)],
+                weights[t, min(b + 8, e)],
             )
-            b += 8
+            first = False
+            b += run
             if b == counts[t]:
                 t += 1
                 b = 0
             continue
-        if counts[t] - b == 7:  # the last seven taps of a term
-            o = offsets[t]
-            _sweep7(
-                acc,
-                bufs[t, o[b] - lo : o[b] - lo + w],
-                bufs[t, o[b + 1] - lo : o[b + 1] - lo + w],
-                bufs[t, o[b + 2] - lo : o[b + 2] - lo + w],
-                bufs[t, o[b + 3] - lo : o[b + 3] - lo + w],
-                bufs[t, o[b + 4] - lo : o[b + 4] - lo + w],
-                bufs[t, o[b + 5] - lo : o[b + 5] - lo + w],
-                bufs[t, o[b + 6] - lo : o[b + 6] - lo + w],
-                weights[t, b],
-                weights[t, b + 1],
-                weights[t, b + 2],
-                weights[t, b + 3],
-                weights[t, b + 4],
-                weights[t, b + 5],
-                weights[t, b + 6],
-            )
-            t += 1
-            b = 0
-            continue
+        if first:
+            acc.fill(0)
+            first = False
         n = 0
         t0 = t1 = t2 = t3 = 0
         b0 = b1 = b2 = b3 = 0
@@ -1081,6 +1180,8 @@ def _row_pass(acc, bufs, offsets, weights, counts, lo, t, n_terms, add):
             bufs[t3, s3 : s3 + w],
             weights[t3, b3],
         )
+    if first:  # no taps
+        acc.fill(0)
 
 
 def _nonfinite(row):
