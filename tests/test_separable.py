@@ -331,3 +331,42 @@ def test_empty_images_give_empty_results():
         if len(shape) > 1:
             assert sc.filter2d(empty, np.ones((3, 3))).shape == shape
             assert sc.filter2d(empty, np.outer([1, 2, 1], [1, 0, 1])).shape == shape
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_fused_passes_read_uint8_as_its_float_values(rng, mode, monkeypatch):
+    """uint8 rows are converted once into a ring of float rows for the vertical pass; every
+    tap count (the sweeps take seven to nine taps, or up to four), several terms, short
+    images and tall ones (longer tasks) give the bits of the same values as float32, and
+    tall images the bits of short tasks."""
+    from napari_sepconv import _cpu
+
+    for shape in ((37, 29), (2, 9, 40), (1030, 23)):
+        image = rng.integers(0, 256, shape).astype(np.uint8)
+        as_float32 = image.astype(np.float32)
+        for kernels in (
+            [np.float32([0.25, 0.5, 0.25]), rng.random(17)],
+            [rng.random(9), rng.random(7)],
+            [rng.random(8), rng.random(26)],
+            [rng.random(1), rng.random(10)],
+        ):
+            ours = sc.separable_filter(
+                image, kernels, mode=mode, cval=3.0, preserve_range=True, dtype=np.float32
+            )
+            same = sc.separable_filter(as_float32, kernels, mode=mode, cval=3.0, dtype=np.float32)
+            np.testing.assert_array_equal(ours, same)
+            axes = (-2, -1)
+            assert_close(ours, separable(as_float32.astype(np.float64), kernels, axes, (mode, mode), 3.0))
+        rank_two = rng.standard_normal((9, 9))
+        ours = sc.filter2d(image, rank_two, mode=mode, cval=3.0, preserve_range=True, dtype=np.float32)
+        np.testing.assert_array_equal(ours, sc.filter2d(as_float32, rank_two, mode=mode, cval=3.0))
+        if shape[-2] >= _cpu._TALL:  # the same rows in the short tasks of a short image
+            gaussian = sc.gaussian(
+                image, 2.0, mode=mode, cval=3.0, preserve_range=True, out=np.empty(shape, np.float32)
+            )
+            monkeypatch.setattr(_cpu, "_TALL", shape[-2] + 1)
+            short = sc.gaussian(
+                image, 2.0, mode=mode, cval=3.0, preserve_range=True, out=np.empty(shape, np.float32)
+            )
+            monkeypatch.undo()
+            np.testing.assert_array_equal(gaussian, short)

@@ -247,6 +247,16 @@ def _prepare_separable_2d(cols, rows, pad_x, combine, accumulate, mode_y, mode_x
 # What ``separable_2d_kernel`` gets for its flags where it writes none (one term, or a magnitude).
 _NO_FLAGS = np.zeros(1, np.uint8)
 
+# Rows of a task of ``separable_2d_kernel`` in images of at least ``_TALL`` rows: a task
+# reads the rows its taps reach above and below its own (and converts them, for uint8
+# input) once per task, so a tall image takes fewer, longer tasks (32 or more a plane).
+_TALL = 1024
+_TALL_ROWS_PER_TASK = 32
+
+
+def _fused_rows_per_task(h):
+    return _TALL_ROWS_PER_TASK if h >= _TALL else ROWS_PER_TASK
+
 
 def separable_2d(src, cols, rows, mode_y, mode_x, cval, pad_x, combine, divisor, accumulate, out):
     """Fused separable terms over the last two axes of ``src`` (any leading axes)."""
@@ -284,10 +294,11 @@ def bind_separable_2d(fused, dtype, src_dtype):
         if edge:
             _call(dispatcher, (src.reshape(planes), *arguments, out.reshape(planes), ROWS_PER_TASK), taps)
             return None
-        nonfinite = np.zeros(planes[0] * -(-h // ROWS_PER_TASK), np.uint8) if summed else _NO_FLAGS
+        block = _fused_rows_per_task(h)
+        nonfinite = np.zeros(planes[0] * -(-h // block), np.uint8) if summed else _NO_FLAGS
         _call(
             dispatcher,
-            (src.reshape(planes), *arguments, out.reshape(planes), ROWS_PER_TASK, nonfinite),
+            (src.reshape(planes), *arguments, out.reshape(planes), block, nonfinite),
             taps,
         )
         return not nonfinite.any() if summed else None
@@ -326,8 +337,9 @@ def _run_separable_2d(prepared, mode_y, dtype, src, out):
         run(kernel, src.reshape(-1, h, w), *arguments, out.reshape(-1, h, w), ROWS_PER_TASK, taps=taps)
         return None
     planes = src.reshape(-1, h, w)
-    nonfinite = np.zeros(planes.shape[0] * -(-h // ROWS_PER_TASK), np.uint8) if summed else _NO_FLAGS
-    run(kernel, planes, *arguments, out.reshape(-1, h, w), ROWS_PER_TASK, nonfinite, taps=taps)
+    block = _fused_rows_per_task(h)
+    nonfinite = np.zeros(planes.shape[0] * -(-h // block), np.uint8) if summed else _NO_FLAGS
+    run(kernel, planes, *arguments, out.reshape(-1, h, w), block, nonfinite, taps=taps)
     return not nonfinite.any() if summed else None
 
 

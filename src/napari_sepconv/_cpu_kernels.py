@@ -999,7 +999,59 @@ def _pair_run(
 _pair_run = numba.njit(inline="always", cache=False)(_pair_run)
 
 
-def _column_pass_two(acc0, acc1, plane, offsets, weights, n_taps, i):
+def _ring_row(plane, q, period):
+    """Source row ``q`` of ``plane``, or of a ring of ``period`` rows (``_fill_ring``)."""
+    return plane[q % period] if period > 0 else plane[q]
+
+
+_ring_row = numba.njit(inline="always", cache=False)(_ring_row)
+
+
+def _fill_ring(ring, plane, start, stop):
+    """Rows ``start .. stop - 1`` of ``plane``, converted to the ring's type, into ``ring``
+    (row ``q`` at ``q % ring.shape[0]``): each source row converted once, not once a tap."""
+    for q in range(start, stop):
+        row = ring[q % ring.shape[0]]
+        src = plane[q]
+        for j in range(row.size):
+            row[j] = _like(src[j], row[0])
+
+
+def _ring_rows(src, out, rows):
+    """Rows of the ring of converted source rows: ``rows`` where a kernel reads ``src`` as
+    another type than ``out``'s (uint8), else 0 (it reads ``src`` itself)."""
+
+
+def _pass_rows(plane, ring):
+    """What the column pass reads: the ring where ``plane`` is converted, else ``plane``."""
+
+
+@numba.extending.overload(_ring_rows)
+def _ring_rows_typed(src, out, rows):
+    if src.dtype != out.dtype:
+        return lambda src, out, rows: rows
+    return lambda src, out, rows: 0
+
+
+@numba.extending.overload(_pass_rows)
+def _pass_rows_typed(plane, ring):
+    if plane.dtype != ring.dtype:
+        return lambda plane, ring: ring
+    return lambda plane, ring: plane
+
+
+def _convert_rows(ring, plane, start, stop):
+    """``_fill_ring`` where ``plane`` is converted (no code for the other types)."""
+
+
+@numba.extending.overload(_convert_rows)
+def _convert_rows_typed(ring, plane, start, stop):
+    if plane.dtype != ring.dtype:
+        return lambda ring, plane, start, stop: _fill_ring(ring, plane, start, stop)
+    return lambda ring, plane, start, stop: None
+
+
+def _column_pass_two(acc0, acc1, plane, offsets, weights, n_taps, i, period):
     """``_column_pass`` for output rows ``i`` and ``i + 1`` at once, for dense taps.
 
     The taps' offsets are consecutive and every row they read lies inside the
@@ -1007,7 +1059,8 @@ def _column_pass_two(acc0, acc1, plane, offsets, weights, n_taps, i):
     and feeds both accumulators, halving the source reads of the vertical
     pass. However the taps are grouped into sweeps, each row's chain of fused
     multiply-adds runs in tap order from zero, as in ``_column_pass``, so both
-    give the same values bit for bit.
+    give the same values bit for bit. With a ``period`` (not 0), ``plane`` is a
+    ring of converted rows: source row ``q`` is ``plane[q % period]``.
     """
     top = i + offsets[0]  # the source row of tap 0 for output row i
     first = True  # the next sweep writes the rows without reading them
@@ -1022,16 +1075,16 @@ def _column_pass_two(acc0, acc1, plane, offsets, weights, n_taps, i):
                 acc1,
                 first,
                 run,
-                plane[r],
-                plane[r + 1],
-                plane[r + 2],
-                plane[r + 3],
-                plane[r + 4],
-                plane[r + 5],
-                plane[r + 6],
-                plane[r + 7],
-                plane[top + min(a + 8, e + 1)],
-                plane[top + min(a + 9, e + 1)],
+                _ring_row(plane, r, period),
+                _ring_row(plane, r + 1, period),
+                _ring_row(plane, r + 2, period),
+                _ring_row(plane, r + 3, period),
+                _ring_row(plane, r + 4, period),
+                _ring_row(plane, r + 5, period),
+                _ring_row(plane, r + 6, period),
+                _ring_row(plane, r + 7, period),
+                _ring_row(plane, top + min(a + 8, e + 1), period),
+                _ring_row(plane, top + min(a + 9, e + 1), period),
                 weights[a],
                 weights[a + 1],
                 weights[a + 2],
@@ -1055,11 +1108,11 @@ def _column_pass_two(acc0, acc1, plane, offsets, weights, n_taps, i):
             acc0,
             acc1,
             n,
-            plane[top + a],
-            plane[top + a + 1],
-            plane[top + min(a + 2, n_taps)],
-            plane[top + min(a + 3, n_taps)],
-            plane[top + min(a + 4, n_taps)],
+            _ring_row(plane, top + a, period),
+            _ring_row(plane, top + a + 1, period),
+            _ring_row(plane, top + min(a + 2, n_taps), period),
+            _ring_row(plane, top + min(a + 3, n_taps), period),
+            _ring_row(plane, top + min(a + 4, n_taps), period),
             weights[a],
             weights[k1],
             weights[k2],
@@ -1070,6 +1123,7 @@ def _column_pass_two(acc0, acc1, plane, offsets, weights, n_taps, i):
 
 _column_pass = _helper(_column_pass)
 _column_pass_two = _helper(_column_pass_two)
+_fill_ring = _helper(_fill_ring)
 
 
 def _pad_row(buf, lo, w, source, pad):
@@ -1240,22 +1294,36 @@ def _separable_rows(
     bufs,
     hacc,
     totals,
+    ring,
     out,
 ):
     """Rows ``first .. last - 1`` of one plane of ``_separable_2d``, in the task's buffers
-    (``source``: the rows' pad, ``_pad_table``); whether a row of a sum came out NaN or
-    infinite."""
+    (``source``: the rows' pad, ``_pad_table``; ``ring``: rows of ``plane`` converted to
+    the output's type, or none); whether a row of a sum came out NaN or infinite."""
     h, w = plane.shape
     n_terms = col_n.size
     direct = n_terms == 1 and combine == SUM and not accumulate
     summed = combine == SUM and not direct  # added up in the output row
     nonfinite = False
+    period = ring.shape[0]
+    top = col_off[0, 0]  # the span of source rows around an output row, over all terms
+    bottom = col_off[0, col_n[0] - 1]
+    for t in range(n_terms):
+        top = min(top, col_off[t, 0])
+        bottom = max(bottom, col_off[t, col_n[t] - 1])
+    converted = 0  # source rows below this one are in the ring
     i = first
     while i < last:
         n_rows = min(2, last - i)
         if not (direct or summed):
             for r in range(n_rows):
                 _start_row(totals[r], out[i + r], accumulate)
+        if period > 0 and n_rows == 2:  # the rows the two output rows read, converted once
+            start = max(converted, i + top, 0)
+            stop = min(i + 2 + bottom, h)
+            if start < stop:
+                _convert_rows(ring, plane, start, stop)
+                converted = stop
         for t in range(n_terms):
             n_col = col_n[t]
             dense = col_off[t, n_col - 1] - col_off[t, 0] == n_col - 1
@@ -1264,11 +1332,12 @@ def _separable_rows(
                 _column_pass_two(
                     bufs[0, t, -lo : -lo + w],
                     bufs[1, t, -lo : -lo + w],
-                    plane,
+                    _pass_rows(plane, ring),
                     col_off[t],
                     col_w[t],
                     n_col,
                     i,
+                    period,
                 )
             else:
                 for r in range(n_rows):
@@ -1334,6 +1403,12 @@ def _separable_2d(
             lo = min(lo, row_off[t, b])
             hi = max(hi, row_off[t, b])
     padded = w + hi - lo
+    top = 0
+    bottom = 0
+    for t in range(n_terms):
+        top = min(top, col_off[t, 0])
+        bottom = max(bottom, col_off[t, col_n[t] - 1])
+    ring_rows = bottom - top + 2  # the source rows of two output rows
     n_blocks = (h + block - 1) // block
     previous = _limit_threads(threads)
     for task in prange(n_planes * n_blocks):
@@ -1341,6 +1416,7 @@ def _separable_2d(
         bufs = np.empty((2, n_terms, padded), out.dtype)
         hacc = np.empty(w, out.dtype)
         totals = np.empty((2, w), out.dtype)
+        ring = np.empty((_ring_rows(src, out, ring_rows), w), out.dtype)
         source = np.empty(padded, np.int64)
         _pad_table(source, lo, w, mode_x)
         if _separable_rows(
@@ -1364,6 +1440,7 @@ def _separable_2d(
             bufs,
             hacc,
             totals,
+            ring,
             out[task // n_blocks],
         ):
             nonfinite[task] = 1
