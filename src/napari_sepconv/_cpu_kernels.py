@@ -723,76 +723,68 @@ def _chain4(s, j, r0, r1, r2, r3, w0, w1, w2, w3):
     return _fmuladd(_like(r3[j], s), w3, s)
 
 
-def _chain3(s, j, r0, r1, r2, w0, w1, w2):
-    """``_chain4`` of three rows."""
-    s = _fmuladd(_like(r0[j], s), w0, s)
-    s = _fmuladd(_like(r1[j], s), w1, s)
-    return _fmuladd(_like(r2[j], s), w2, s)
-
-
-_chain4 = numba.njit(inline="always", cache=False)(_chain4)
-_chain3 = numba.njit(inline="always", cache=False)(_chain3)
-
-
-def _chain8(s, j, r0, r1, r2, r3, r4, r5, r6, r7, w0, w1, w2, w3, w4, w5, w6, w7):
-    """``_chain4`` of eight rows."""
-    return _chain4(_chain4(s, j, r0, r1, r2, r3, w0, w1, w2, w3), j, r4, r5, r6, r7, w4, w5, w6, w7)
-
-
 def _chain9(s, j, r0, r1, r2, r3, r4, r5, r6, r7, r8, w0, w1, w2, w3, w4, w5, w6, w7, w8):
     """``_chain4`` of nine rows."""
-    s = _chain8(s, j, r0, r1, r2, r3, r4, r5, r6, r7, w0, w1, w2, w3, w4, w5, w6, w7)
+    s = _chain4(_chain4(s, j, r0, r1, r2, r3, w0, w1, w2, w3), j, r4, r5, r6, r7, w4, w5, w6, w7)
     return _fmuladd(_like(r8[j], s), w8, s)
 
 
-_chain8 = numba.njit(inline="always", cache=False)(_chain8)
+_chain4 = numba.njit(inline="always", cache=False)(_chain4)
 _chain9 = numba.njit(inline="always", cache=False)(_chain9)
 
 
-def _sweep_run(acc, first, n, r0, r1, r2, r3, r4, r5, r6, r7, r8, w0, w1, w2, w3, w4, w5, w6, w7, w8):
-    """``_sweep`` of the first ``n`` (7, 8 or 9) rows: the same chain of fused multiply-adds.
+def _sweep8(acc, r0, r1, r2, r3, r4, r5, r6, r7, w0, w1, w2, w3, w4, w5, w6, w7):
+    """``_sweep`` of eight rows: the same chain of fused multiply-adds, in the same order.
 
-    One pass over ``acc`` for up to nine taps loads and stores it less often
-    than groups of four, and each call's loop set-up is paid once. The
-    ``first`` sweep of a row writes ``acc`` without reading it (the chain
-    starts from zero, as it would from a zeroed ``acc``).
+    Eight taps per pass over ``acc`` load and store it half as often as two
+    sweeps of four, and each call's loop set-up is paid once for eight taps.
     """
+    t = acc.dtype.type
+    for j in range(acc.size):
+        s = _fmuladd(t(r1[j]), w1, _fmuladd(t(r0[j]), w0, acc[j]))
+        s = _fmuladd(t(r3[j]), w3, _fmuladd(t(r2[j]), w2, s))
+        s = _fmuladd(t(r5[j]), w5, _fmuladd(t(r4[j]), w4, s))
+        acc[j] = _fmuladd(t(r7[j]), w7, _fmuladd(t(r6[j]), w6, s))
+
+
+_sweep8 = numba.njit(inline="always", cache=False)(_sweep8)
+
+
+def _sweep7(acc, r0, r1, r2, r3, r4, r5, r6, w0, w1, w2, w3, w4, w5, w6):
+    """``_sweep`` of seven rows (the rest of a 15-tap kernel after eight, a 7-tap one)."""
+    t = acc.dtype.type
+    for j in range(acc.size):
+        s = _fmuladd(t(r1[j]), w1, _fmuladd(t(r0[j]), w0, acc[j]))
+        s = _fmuladd(t(r3[j]), w3, _fmuladd(t(r2[j]), w2, s))
+        s = _fmuladd(t(r5[j]), w5, _fmuladd(t(r4[j]), w4, s))
+        acc[j] = _fmuladd(t(r6[j]), w6, s)
+
+
+_sweep7 = numba.njit(inline="always", cache=False)(_sweep7)
+
+
+def _start9(acc, r0, r1, r2, r3, r4, r5, r6, r7, r8, w0, w1, w2, w3, w4, w5, w6, w7, w8):
+    """The first sweep of a row, nine taps: ``acc`` written without being read (the chain
+    of ``_sweep`` from zero, as a zeroed ``acc`` would start it)."""
     zero = acc.dtype.type(0)
-    if n == 9:
-        if first:
-            for j in range(acc.size):
-                acc[j] = _chain9(
-                    zero, j, r0, r1, r2, r3, r4, r5, r6, r7, r8, w0, w1, w2, w3, w4, w5, w6, w7, w8
-                )
-        else:
-            for j in range(acc.size):
-                acc[j] = _chain9(
-                    acc[j], j, r0, r1, r2, r3, r4, r5, r6, r7, r8, w0, w1, w2, w3, w4, w5, w6, w7, w8
-                )
-    elif n == 8:
-        if first:
-            for j in range(acc.size):
-                acc[j] = _chain8(zero, j, r0, r1, r2, r3, r4, r5, r6, r7, w0, w1, w2, w3, w4, w5, w6, w7)
-        else:
-            for j in range(acc.size):
-                acc[j] = _chain8(acc[j], j, r0, r1, r2, r3, r4, r5, r6, r7, w0, w1, w2, w3, w4, w5, w6, w7)
-    elif first:
-        for j in range(acc.size):
-            acc[j] = _chain3(_chain4(zero, j, r0, r1, r2, r3, w0, w1, w2, w3), j, r4, r5, r6, w4, w5, w6)
-    else:
-        for j in range(acc.size):
-            acc[j] = _chain3(_chain4(acc[j], j, r0, r1, r2, r3, w0, w1, w2, w3), j, r4, r5, r6, w4, w5, w6)
+    for j in range(acc.size):
+        acc[j] = _chain9(zero, j, r0, r1, r2, r3, r4, r5, r6, r7, r8, w0, w1, w2, w3, w4, w5, w6, w7, w8)
 
 
-_sweep_run = numba.njit(inline="always", cache=False)(_sweep_run)
+_start9 = numba.njit(inline="always", cache=False)(_start9)
 
 
-def _run_length(left):
-    """Taps of the next sweep when ``left`` remain: 7, 8 or 9 in one ``_sweep_run`` (nine
-    rather than eight and one), else 0 (groups of four)."""
-    if left == 9 or left == 7:
-        return left
-    return 8 if left >= 8 else 0
+def _run_length(left, first):
+    """Taps of the next sweep of a row when ``left`` remain: nine for its first sweep
+    (``_start9``, which writes the row without reading it) where eights and a seven
+    then take the rest; after it eight or the last seven (``_sweep8``, ``_sweep7``);
+    else 0: groups of up to four, or, for a first sweep, a zeroed row to add to."""
+    if first:
+        rest = left - 9
+        return 9 if rest >= 0 and rest % 8 in (0, 7) else 0
+    if left >= 8 or left == 7:
+        return min(left, 8)
+    return 0
 
 
 _run_length = numba.njit(inline="always", cache=False)(_run_length)
@@ -950,58 +942,24 @@ def _sweep_two7(acc0, acc1, r0, r1, r2, r3, r4, r5, r6, r7, w0, w1, w2, w3, w4, 
 _sweep_two7 = numba.njit(inline="always", cache=False)(_sweep_two7)
 
 
-def _pair_run(
-    acc0, acc1, first, n, r0, r1, r2, r3, r4, r5, r6, r7, r8, r9, w0, w1, w2, w3, w4, w5, w6, w7, w8
-):
-    """``_sweep_two`` of ``n`` (7, 8 or 9) taps in one pass: rows ``r0 .. r[n-1]`` into
-    ``acc0``, ``r1 .. r[n]`` into ``acc1``; the ``first`` sweep writes both without
-    reading them (``_sweep_run``). Both sums are formed before either is stored, so
-    each source row is loaded once for the two."""
+def _pair_start9(acc0, acc1, r0, r1, r2, r3, r4, r5, r6, r7, r8, r9, w0, w1, w2, w3, w4, w5, w6, w7, w8):
+    """The first sweep of ``_sweep_two``, nine taps: rows ``r0 .. r8`` into ``acc0`` and
+    ``r1 .. r9`` into ``acc1``, both written without being read (``_start9``). Both sums
+    are formed before either is stored, so each source row is loaded once for the two."""
     zero = acc0.dtype.type(0)
-    if n == 9:
-        if first:
-            for j in range(acc0.size):
-                s0 = _chain9(zero, j, r0, r1, r2, r3, r4, r5, r6, r7, r8, w0, w1, w2, w3, w4, w5, w6, w7, w8)
-                s1 = _chain9(zero, j, r1, r2, r3, r4, r5, r6, r7, r8, r9, w0, w1, w2, w3, w4, w5, w6, w7, w8)
-                acc0[j], acc1[j] = s0, s1
-        else:
-            for j in range(acc0.size):
-                s0 = _chain9(
-                    acc0[j], j, r0, r1, r2, r3, r4, r5, r6, r7, r8, w0, w1, w2, w3, w4, w5, w6, w7, w8
-                )
-                s1 = _chain9(
-                    acc1[j], j, r1, r2, r3, r4, r5, r6, r7, r8, r9, w0, w1, w2, w3, w4, w5, w6, w7, w8
-                )
-                acc0[j], acc1[j] = s0, s1
-    elif n == 8:
-        if first:
-            for j in range(acc0.size):
-                s0 = _chain8(zero, j, r0, r1, r2, r3, r4, r5, r6, r7, w0, w1, w2, w3, w4, w5, w6, w7)
-                s1 = _chain8(zero, j, r1, r2, r3, r4, r5, r6, r7, r8, w0, w1, w2, w3, w4, w5, w6, w7)
-                acc0[j], acc1[j] = s0, s1
-        else:
-            for j in range(acc0.size):
-                s0 = _chain8(acc0[j], j, r0, r1, r2, r3, r4, r5, r6, r7, w0, w1, w2, w3, w4, w5, w6, w7)
-                s1 = _chain8(acc1[j], j, r1, r2, r3, r4, r5, r6, r7, r8, w0, w1, w2, w3, w4, w5, w6, w7)
-                acc0[j], acc1[j] = s0, s1
-    elif first:
-        for j in range(acc0.size):
-            s0 = _chain3(_chain4(zero, j, r0, r1, r2, r3, w0, w1, w2, w3), j, r4, r5, r6, w4, w5, w6)
-            s1 = _chain3(_chain4(zero, j, r1, r2, r3, r4, w0, w1, w2, w3), j, r5, r6, r7, w4, w5, w6)
-            acc0[j], acc1[j] = s0, s1
-    else:
-        for j in range(acc0.size):
-            s0 = _chain3(_chain4(acc0[j], j, r0, r1, r2, r3, w0, w1, w2, w3), j, r4, r5, r6, w4, w5, w6)
-            s1 = _chain3(_chain4(acc1[j], j, r1, r2, r3, r4, w0, w1, w2, w3), j, r5, r6, r7, w4, w5, w6)
-            acc0[j], acc1[j] = s0, s1
+    for j in range(acc0.size):
+        s0 = _chain9(zero, j, r0, r1, r2, r3, r4, r5, r6, r7, r8, w0, w1, w2, w3, w4, w5, w6, w7, w8)
+        s1 = _chain9(zero, j, r1, r2, r3, r4, r5, r6, r7, r8, r9, w0, w1, w2, w3, w4, w5, w6, w7, w8)
+        acc0[j], acc1[j] = s0, s1
 
 
-_pair_run = numba.njit(inline="always", cache=False)(_pair_run)
+_pair_start9 = numba.njit(inline="always", cache=False)(_pair_start9)
 
 
 def _ring_row(plane, q, period):
-    """Source row ``q`` of ``plane``, or of a ring of ``period`` rows (``_fill_ring``)."""
-    return plane[q % period] if period > 0 else plane[q]
+    """Source row ``q`` of a ring of ``period`` rows (``_fill_ring``), or of ``plane``
+    itself (``period`` its height: one expression for both, compiled once)."""
+    return plane[q % period]
 
 
 _ring_row = numba.njit(inline="always", cache=False)(_ring_row)
@@ -1059,22 +1017,24 @@ def _column_pass_two(acc0, acc1, plane, offsets, weights, n_taps, i, period):
     and feeds both accumulators, halving the source reads of the vertical
     pass. However the taps are grouped into sweeps, each row's chain of fused
     multiply-adds runs in tap order from zero, as in ``_column_pass``, so both
-    give the same values bit for bit. With a ``period`` (not 0), ``plane`` is a
-    ring of converted rows: source row ``q`` is ``plane[q % period]``.
+    give the same values bit for bit. Source row ``q`` is ``plane[q % period]``:
+    ``plane`` is the image plane (``period`` its height) or a ring of converted rows.
     """
     top = i + offsets[0]  # the source row of tap 0 for output row i
-    first = True  # the next sweep writes the rows without reading them
+    first = True  # the first sweep writes the rows without reading them
     a = 0
     while a < n_taps:
-        run = _run_length(n_taps - a)
-        if run > 0:  # seven to nine taps in one sweep
-            r = top + a
-            e = a + run - 1  # rows and weights past the run's last tap repeat it (unused)
-            _pair_run(
+        run = _run_length(n_taps - a, first)
+        if run == 0 and first:  # the sweeps add to zeroed rows
+            acc0.fill(0)
+            acc1.fill(0)
+            first = False
+            continue
+        r = top + a
+        if run == 9:
+            _pair_start9(
                 acc0,
                 acc1,
-                first,
-                run,
                 _ring_row(plane, r, period),
                 _ring_row(plane, r + 1, period),
                 _ring_row(plane, r + 2, period),
@@ -1083,8 +1043,8 @@ def _column_pass_two(acc0, acc1, plane, offsets, weights, n_taps, i, period):
                 _ring_row(plane, r + 5, period),
                 _ring_row(plane, r + 6, period),
                 _ring_row(plane, r + 7, period),
-                _ring_row(plane, top + min(a + 8, e + 1), period),
-                _ring_row(plane, top + min(a + 9, e + 1), period),
+                _ring_row(plane, r + 8, period),
+                _ring_row(plane, r + 9, period),
                 weights[a],
                 weights[a + 1],
                 weights[a + 2],
@@ -1092,16 +1052,55 @@ def _column_pass_two(acc0, acc1, plane, offsets, weights, n_taps, i, period):
                 weights[a + 4],
                 weights[a + 5],
                 weights[a + 6],
-                weights[min(a + 7, e)],
-                weights[min(a + 8, e)],
+                weights[a + 7],
+                weights[a + 8],
             )
+        elif run == 8:
+            _sweep_two8(
+                acc0,
+                acc1,
+                _ring_row(plane, r, period),
+                _ring_row(plane, r + 1, period),
+                _ring_row(plane, r + 2, period),
+                _ring_row(plane, r + 3, period),
+                _ring_row(plane, r + 4, period),
+                _ring_row(plane, r + 5, period),
+                _ring_row(plane, r + 6, period),
+                _ring_row(plane, r + 7, period),
+                _ring_row(plane, r + 8, period),
+                weights[a],
+                weights[a + 1],
+                weights[a + 2],
+                weights[a + 3],
+                weights[a + 4],
+                weights[a + 5],
+                weights[a + 6],
+                weights[a + 7],
+            )
+        elif run == 7:
+            _sweep_two7(
+                acc0,
+                acc1,
+                _ring_row(plane, r, period),
+                _ring_row(plane, r + 1, period),
+                _ring_row(plane, r + 2, period),
+                _ring_row(plane, r + 3, period),
+                _ring_row(plane, r + 4, period),
+                _ring_row(plane, r + 5, period),
+                _ring_row(plane, r + 6, period),
+                _ring_row(plane, r + 7, period),
+                weights[a],
+                weights[a + 1],
+                weights[a + 2],
+                weights[a + 3],
+                weights[a + 4],
+                weights[a + 5],
+                weights[a + 6],
+            )
+        if run > 0:
             first = False
             a += run
             continue
-        if first:
-            acc0.fill(0)
-            acc1.fill(0)
-            first = False
         n = min(4, n_taps - a)
         k1, k2, k3 = a + min(1, n - 1), a + min(2, n - 1), a + min(3, n - 1)
         _sweep_two(
@@ -1154,21 +1153,22 @@ def _row_pass(acc, bufs, offsets, weights, counts, lo, t, n_terms, add):
 
     ``bufs[t]`` is term ``t``'s padded row (``bufs[t, p]`` is x = p + lo).
     The taps of all the terms go through a few sweeps over ``acc`` (seven to
-    nine of one term, or four at a time), so a sum of separable terms writes
-    its output row once, with no row per term.
+    nine of one term, or up to four), so a sum of separable terms writes its
+    output row once, with no row per term.
     """
     w = acc.size
-    first = not add  # the next sweep writes acc without reading it
+    first = not add  # the first sweep writes acc without reading it
     b = 0
     while t < n_terms:
-        run = _run_length(counts[t] - b)
-        if run > 0:  # seven to nine taps of one term in one sweep
-            o = offsets[t]
-            e = b + run - 1  # views past the run's last tap repeat it (unused)
-            _sweep_run(
+        run = _run_length(counts[t] - b, first)
+        if run == 0 and first:  # the sweeps add to a zeroed row
+            acc.fill(0)
+            first = False
+            continue
+        o = offsets[t]
+        if run == 9:
+            _start9(
                 acc,
-                first,
-                run,
                 _tap_view(bufs[t], o[b] - lo, w),
                 _tap_view(bufs[t], o[b + 1] - lo, w),
                 _tap_view(bufs[t], o[b + 2] - lo, w),
@@ -1176,8 +1176,8 @@ def _row_pass(acc, bufs, offsets, weights, counts, lo, t, n_terms, add):
                 _tap_view(bufs[t], o[b + 4] - lo, w),
                 _tap_view(bufs[t], o[b + 5] - lo, w),
                 _tap_view(bufs[t], o[b + 6] - lo, w),
-                _tap_view(bufs[t], o[min(b + 7, e)] - lo, w),
-                _tap_view(bufs[t], o[min(b + 8, e)] - lo, w),
+                _tap_view(bufs[t], o[b + 7] - lo, w),
+                _tap_view(bufs[t], o[b + 8] - lo, w),
                 weights[t, b],
                 weights[t, b + 1],
                 weights[t, b + 2],
@@ -1185,18 +1185,54 @@ def _row_pass(acc, bufs, offsets, weights, counts, lo, t, n_terms, add):
                 weights[t, b + 4],
                 weights[t, b + 5],
                 weights[t, b + 6],
-                weights[t, min(b + 7, e)],
-                weights[t, min(b + 8, e)],
+                weights[t, b + 7],
+                weights[t, b + 8],
             )
+        elif run == 8:
+            _sweep8(
+                acc,
+                _tap_view(bufs[t], o[b] - lo, w),
+                _tap_view(bufs[t], o[b + 1] - lo, w),
+                _tap_view(bufs[t], o[b + 2] - lo, w),
+                _tap_view(bufs[t], o[b + 3] - lo, w),
+                _tap_view(bufs[t], o[b + 4] - lo, w),
+                _tap_view(bufs[t], o[b + 5] - lo, w),
+                _tap_view(bufs[t], o[b + 6] - lo, w),
+                _tap_view(bufs[t], o[b + 7] - lo, w),
+                weights[t, b],
+                weights[t, b + 1],
+                weights[t, b + 2],
+                weights[t, b + 3],
+                weights[t, b + 4],
+                weights[t, b + 5],
+                weights[t, b + 6],
+                weights[t, b + 7],
+            )
+        elif run == 7:
+            _sweep7(
+                acc,
+                _tap_view(bufs[t], o[b] - lo, w),
+                _tap_view(bufs[t], o[b + 1] - lo, w),
+                _tap_view(bufs[t], o[b + 2] - lo, w),
+                _tap_view(bufs[t], o[b + 3] - lo, w),
+                _tap_view(bufs[t], o[b + 4] - lo, w),
+                _tap_view(bufs[t], o[b + 5] - lo, w),
+                _tap_view(bufs[t], o[b + 6] - lo, w),
+                weights[t, b],
+                weights[t, b + 1],
+                weights[t, b + 2],
+                weights[t, b + 3],
+                weights[t, b + 4],
+                weights[t, b + 5],
+                weights[t, b + 6],
+            )
+        if run > 0:  # seven to nine taps of one term in one sweep
             first = False
             b += run
             if b == counts[t]:
                 t += 1
                 b = 0
             continue
-        if first:
-            acc.fill(0)
-            first = False
         n = 0
         t0 = t1 = t2 = t3 = 0
         b0 = b1 = b2 = b3 = 0
@@ -1306,6 +1342,7 @@ def _separable_rows(
     summed = combine == SUM and not direct  # added up in the output row
     nonfinite = False
     period = ring.shape[0]
+    rows = _pass_rows(plane, ring)  # what the two-row vertical pass reads
     top = col_off[0, 0]  # the span of source rows around an output row, over all terms
     bottom = col_off[0, col_n[0] - 1]
     for t in range(n_terms):
@@ -1332,12 +1369,12 @@ def _separable_rows(
                 _column_pass_two(
                     bufs[0, t, -lo : -lo + w],
                     bufs[1, t, -lo : -lo + w],
-                    _pass_rows(plane, ring),
+                    rows,
                     col_off[t],
                     col_w[t],
                     n_col,
                     i,
-                    period,
+                    rows.shape[0],
                 )
             else:
                 for r in range(n_rows):
