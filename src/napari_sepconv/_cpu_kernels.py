@@ -774,6 +774,20 @@ def _start9(acc, r0, r1, r2, r3, r4, r5, r6, r7, r8, w0, w1, w2, w3, w4, w5, w6,
 _start9 = numba.njit(inline="always", cache=False)(_start9)
 
 
+def _row_run(acc, run, r0, r1, r2, r3, r4, r5, r6, r7, r8, w0, w1, w2, w3, w4, w5, w6, w7, w8):
+    """The sweep of ``run`` taps (``_run_length``): ``_start9``, ``_sweep8`` or ``_sweep7``;
+    rows and weights past the run are not read."""
+    if run == 9:
+        _start9(acc, r0, r1, r2, r3, r4, r5, r6, r7, r8, w0, w1, w2, w3, w4, w5, w6, w7, w8)
+    elif run == 8:
+        _sweep8(acc, r0, r1, r2, r3, r4, r5, r6, r7, w0, w1, w2, w3, w4, w5, w6, w7)
+    else:
+        _sweep7(acc, r0, r1, r2, r3, r4, r5, r6, w0, w1, w2, w3, w4, w5, w6)
+
+
+_row_run = numba.njit(inline="always", cache=False)(_row_run)
+
+
 def _run_length(left, first):
     """Taps of the next sweep of a row when ``left`` remain: nine for its first sweep
     (``_start9``, which writes the row without reading it) where eights and a seven
@@ -956,6 +970,20 @@ def _pair_start9(acc0, acc1, r0, r1, r2, r3, r4, r5, r6, r7, r8, r9, w0, w1, w2,
 _pair_start9 = numba.njit(inline="always", cache=False)(_pair_start9)
 
 
+def _pair_run(acc0, acc1, run, r0, r1, r2, r3, r4, r5, r6, r7, r8, r9, w0, w1, w2, w3, w4, w5, w6, w7, w8):
+    """The two-row sweep of ``run`` taps (``_run_length``): ``_pair_start9``, ``_sweep_two8``
+    or ``_sweep_two7``; rows and weights past the run are not read."""
+    if run == 9:
+        _pair_start9(acc0, acc1, r0, r1, r2, r3, r4, r5, r6, r7, r8, r9, w0, w1, w2, w3, w4, w5, w6, w7, w8)
+    elif run == 8:
+        _sweep_two8(acc0, acc1, r0, r1, r2, r3, r4, r5, r6, r7, r8, w0, w1, w2, w3, w4, w5, w6, w7)
+    else:
+        _sweep_two7(acc0, acc1, r0, r1, r2, r3, r4, r5, r6, r7, w0, w1, w2, w3, w4, w5, w6)
+
+
+_pair_run = numba.njit(inline="always", cache=False)(_pair_run)
+
+
 def _ring_row(plane, q, period):
     """Source row ``q`` of a ring of ``period`` rows (``_fill_ring``), or of ``plane``
     itself (``period`` its height: one expression for both, compiled once)."""
@@ -1030,21 +1058,22 @@ def _column_pass_two(acc0, acc1, plane, offsets, weights, n_taps, i, period):
             acc1.fill(0)
             first = False
             continue
-        r = top + a
-        if run == 9:
-            _pair_start9(
+        if run > 0:  # seven to nine taps in one sweep
+            e = a + run - 1  # rows and weights past the run's last tap repeat it (unused)
+            _pair_run(
                 acc0,
                 acc1,
-                _ring_row(plane, r, period),
-                _ring_row(plane, r + 1, period),
-                _ring_row(plane, r + 2, period),
-                _ring_row(plane, r + 3, period),
-                _ring_row(plane, r + 4, period),
-                _ring_row(plane, r + 5, period),
-                _ring_row(plane, r + 6, period),
-                _ring_row(plane, r + 7, period),
-                _ring_row(plane, r + 8, period),
-                _ring_row(plane, r + 9, period),
+                run,
+                _ring_row(plane, top + a, period),
+                _ring_row(plane, top + a + 1, period),
+                _ring_row(plane, top + a + 2, period),
+                _ring_row(plane, top + a + 3, period),
+                _ring_row(plane, top + a + 4, period),
+                _ring_row(plane, top + a + 5, period),
+                _ring_row(plane, top + a + 6, period),
+                _ring_row(plane, top + a + 7, period),
+                _ring_row(plane, top + min(a + 8, e + 1), period),
+                _ring_row(plane, top + min(a + 9, e + 1), period),
                 weights[a],
                 weights[a + 1],
                 weights[a + 2],
@@ -1052,52 +1081,9 @@ def _column_pass_two(acc0, acc1, plane, offsets, weights, n_taps, i, period):
                 weights[a + 4],
                 weights[a + 5],
                 weights[a + 6],
-                weights[a + 7],
-                weights[a + 8],
+                weights[min(a + 7, e)],
+                weights[min(a + 8, e)],
             )
-        elif run == 8:
-            _sweep_two8(
-                acc0,
-                acc1,
-                _ring_row(plane, r, period),
-                _ring_row(plane, r + 1, period),
-                _ring_row(plane, r + 2, period),
-                _ring_row(plane, r + 3, period),
-                _ring_row(plane, r + 4, period),
-                _ring_row(plane, r + 5, period),
-                _ring_row(plane, r + 6, period),
-                _ring_row(plane, r + 7, period),
-                _ring_row(plane, r + 8, period),
-                weights[a],
-                weights[a + 1],
-                weights[a + 2],
-                weights[a + 3],
-                weights[a + 4],
-                weights[a + 5],
-                weights[a + 6],
-                weights[a + 7],
-            )
-        elif run == 7:
-            _sweep_two7(
-                acc0,
-                acc1,
-                _ring_row(plane, r, period),
-                _ring_row(plane, r + 1, period),
-                _ring_row(plane, r + 2, period),
-                _ring_row(plane, r + 3, period),
-                _ring_row(plane, r + 4, period),
-                _ring_row(plane, r + 5, period),
-                _ring_row(plane, r + 6, period),
-                _ring_row(plane, r + 7, period),
-                weights[a],
-                weights[a + 1],
-                weights[a + 2],
-                weights[a + 3],
-                weights[a + 4],
-                weights[a + 5],
-                weights[a + 6],
-            )
-        if run > 0:
             first = False
             a += run
             continue
@@ -1165,68 +1151,31 @@ def _row_pass(acc, bufs, offsets, weights, counts, lo, t, n_terms, add):
             acc.fill(0)
             first = False
             continue
-        o = offsets[t]
-        if run == 9:
-            _start9(
-                acc,
-                _tap_view(bufs[t], o[b] - lo, w),
-                _tap_view(bufs[t], o[b + 1] - lo, w),
-                _tap_view(bufs[t], o[b + 2] - lo, w),
-                _tap_view(bufs[t], o[b + 3] - lo, w),
-                _tap_view(bufs[t], o[b + 4] - lo, w),
-                _tap_view(bufs[t], o[b + 5] - lo, w),
-                _tap_view(bufs[t], o[b + 6] - lo, w),
-                _tap_view(bufs[t], o[b + 7] - lo, w),
-                _tap_view(bufs[t], o[b + 8] - lo, w),
-                weights[t, b],
-                weights[t, b + 1],
-                weights[t, b + 2],
-                weights[t, b + 3],
-                weights[t, b + 4],
-                weights[t, b + 5],
-                weights[t, b + 6],
-                weights[t, b + 7],
-                weights[t, b + 8],
-            )
-        elif run == 8:
-            _sweep8(
-                acc,
-                _tap_view(bufs[t], o[b] - lo, w),
-                _tap_view(bufs[t], o[b + 1] - lo, w),
-                _tap_view(bufs[t], o[b + 2] - lo, w),
-                _tap_view(bufs[t], o[b + 3] - lo, w),
-                _tap_view(bufs[t], o[b + 4] - lo, w),
-                _tap_view(bufs[t], o[b + 5] - lo, w),
-                _tap_view(bufs[t], o[b + 6] - lo, w),
-                _tap_view(bufs[t], o[b + 7] - lo, w),
-                weights[t, b],
-                weights[t, b + 1],
-                weights[t, b + 2],
-                weights[t, b + 3],
-                weights[t, b + 4],
-                weights[t, b + 5],
-                weights[t, b + 6],
-                weights[t, b + 7],
-            )
-        elif run == 7:
-            _sweep7(
-                acc,
-                _tap_view(bufs[t], o[b] - lo, w),
-                _tap_view(bufs[t], o[b + 1] - lo, w),
-                _tap_view(bufs[t], o[b + 2] - lo, w),
-                _tap_view(bufs[t], o[b + 3] - lo, w),
-                _tap_view(bufs[t], o[b + 4] - lo, w),
-                _tap_view(bufs[t], o[b + 5] - lo, w),
-                _tap_view(bufs[t], o[b + 6] - lo, w),
-                weights[t, b],
-                weights[t, b + 1],
-                weights[t, b + 2],
-                weights[t, b + 3],
-                weights[t, b + 4],
-                weights[t, b + 5],
-                weights[t, b + 6],
-            )
         if run > 0:  # seven to nine taps of one term in one sweep
+            o = offsets[t]
+            e = b + run - 1  # taps past the run's last repeat it (unused)
+            _row_run(
+                acc,
+                run,
+                _tap_view(bufs[t], o[b] - lo, w),
+                _tap_view(bufs[t], o[b + 1] - lo, w),
+                _tap_view(bufs[t], o[b + 2] - lo, w),
+                _tap_view(bufs[t], o[b + 3] - lo, w),
+                _tap_view(bufs[t], o[b + 4] - lo, w),
+                _tap_view(bufs[t], o[b + 5] - lo, w),
+                _tap_view(bufs[t], o[b + 6] - lo, w),
+                _tap_view(bufs[t], o[min(b + 7, e)] - lo, w),
+                _tap_view(bufs[t], o[min(b + 8, e)] - lo, w),
+                weights[t, b],
+                weights[t, b + 1],
+                weights[t, b + 2],
+                weights[t, b + 3],
+                weights[t, b + 4],
+                weights[t, b + 5],
+                weights[t, b + 6],
+                weights[t, min(b + 7, e)],
+                weights[t, min(b + 8, e)],
+            )
             first = False
             b += run
             if b == counts[t]:
