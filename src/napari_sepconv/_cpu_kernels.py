@@ -1258,6 +1258,23 @@ _start_row = _helper(_start_row)
 _finish_row = _helper(_finish_row)
 
 
+def _column_reach(col_off, col_n):
+    """The first and last source row an output row's column taps read, relative to it, over
+    all terms; and whether a term's taps are dense (rows the two-row pass reads)."""
+    top = col_off[0, 0]
+    bottom = col_off[0, col_n[0] - 1]
+    dense = False
+    for t in range(col_n.size):
+        n = col_n[t]
+        top = min(top, col_off[t, 0])
+        bottom = max(bottom, col_off[t, n - 1])
+        dense = dense or (n > 1 and col_off[t, n - 1] - col_off[t, 0] == n - 1)
+    return top, bottom, dense
+
+
+_column_reach = numba.njit(inline="always", cache=False)(_column_reach)
+
+
 def _separable_rows(
     plane,
     first,
@@ -1290,13 +1307,9 @@ def _separable_rows(
     direct = n_terms == 1 and combine == SUM and not accumulate
     summed = combine == SUM and not direct  # added up in the output row
     nonfinite = False
-    period = ring.shape[0]
     rows = _pass_rows(plane, ring)  # what the two-row vertical pass reads
-    top = col_off[0, 0]  # the span of source rows around an output row, over all terms
-    bottom = col_off[0, col_n[0] - 1]
-    for t in range(n_terms):
-        top = min(top, col_off[t, 0])
-        bottom = max(bottom, col_off[t, col_n[t] - 1])
+    top, bottom, dense_terms = _column_reach(col_off, col_n)
+    period = ring.shape[0] if dense_terms else 0  # no two-row pass, no ring to fill
     converted = 0  # source rows below this one are in the ring
     i = first
     while i < last:
@@ -1389,11 +1402,7 @@ def _separable_2d(
             lo = min(lo, row_off[t, b])
             hi = max(hi, row_off[t, b])
     padded = w + hi - lo
-    top = 0
-    bottom = 0
-    for t in range(n_terms):
-        top = min(top, col_off[t, 0])
-        bottom = max(bottom, col_off[t, col_n[t] - 1])
+    top, bottom, _ = _column_reach(col_off, col_n)
     ring_rows = bottom - top + 2  # the source rows of two output rows
     n_blocks = (h + block - 1) // block
     previous = _limit_threads(threads)
