@@ -27,8 +27,10 @@ the value a sum gives (NaN, or inf of their sign). Without non-finite samples bo
 perform the same operations in the same order.
 
 Kernels: :func:`middle_axis` (a line along a non-last axis: lanes of contiguous
-columns, vectorised), :func:`last_axis` (a line extended into a float64 buffer,
-four segments interleaved) and :func:`last_two_axes` (the last two passes of a
+columns, vectorised), :func:`last_axis` (a line extended into a float64 buffer and
+swept by :func:`sweep`: the differences of entering and leaving samples in one
+vectorised loop, the running sums of four segments interleaved, the means in
+another vectorised loop) and :func:`last_two_axes` (the last two passes of a
 filter fused band by band, so the intermediate image never goes through memory).
 
 This module imports Numba and is imported on first use only.
@@ -294,36 +296,32 @@ def extend(row, source, before, lo, count, cval, ext):
         ext[k] = cval if j < 0 else np.float64(row[j])
 
 
-def _mean(s, divide, size_f, inv):
-    return s / size_f if divide else s * inv
-
-
-mean = _inline(_mean)
-
-
 @_helper
-def sweep(ext, m, K, size, divide, dst, flags):
-    """``dst[i]`` = mean of ``ext[i : i + size]`` for ``i < m``, anchored at the
-    multiples of ``K``; ``flags[q]`` = whether the sum of segment ``q`` ended
-    non-finite. Four segments run interleaved (independent additions), each read
-    through slices (non-negative indices, no wraparound checks)."""
-    size_f = np.float64(size)
-    inv = 1.0 / size_f
+def sums_of(ext, m, K, size, sums, flags):
+    """``sums[i]`` = sum of ``ext[i : i + size]`` for ``i < m``, as the anchored running
+    sum gives it; ``flags[q]`` = whether the sum of segment ``q`` ended non-finite.
+
+    The differences ``ext[i + size - 1] - ext[i - 1]`` are taken first, in one
+    vectorised loop into ``sums``; the running sums then add them in place, four
+    segments interleaved (independent additions), each read through slices
+    (non-negative indices, no wraparound checks).
+    """
+    entering = ext[size : size + m - 1]
+    leaving = ext[0 : m - 1]
+    steps = sums[1:m]
+    for i in range(m - 1):
+        steps[i] = entering[i] - leaving[i]
     n_seg = (m + K - 1) // K
     q = 0
     while q + 4 <= m // K:
-        e0 = ext[q * K : q * K + K + size - 1]
-        e1 = ext[q * K + K : q * K + 2 * K + size - 1]
-        e2 = ext[q * K + 2 * K : q * K + 3 * K + size - 1]
-        e3 = ext[q * K + 3 * K : q * K + 4 * K + size - 1]
-        i0 = e0[size - 1 :]
-        i1 = e1[size - 1 :]
-        i2 = e2[size - 1 :]
-        i3 = e3[size - 1 :]
-        d0 = dst[q * K : q * K + K]
-        d1 = dst[q * K + K : q * K + 2 * K]
-        d2 = dst[q * K + 2 * K : q * K + 3 * K]
-        d3 = dst[q * K + 3 * K : q * K + 4 * K]
+        e0 = ext[q * K : q * K + size]
+        e1 = ext[q * K + K : q * K + K + size]
+        e2 = ext[q * K + 2 * K : q * K + 2 * K + size]
+        e3 = ext[q * K + 3 * K : q * K + 3 * K + size]
+        t0 = sums[q * K : q * K + K]
+        t1 = sums[q * K + K : q * K + 2 * K]
+        t2 = sums[q * K + 2 * K : q * K + 3 * K]
+        t3 = sums[q * K + 3 * K : q * K + 4 * K]
         s0 = 0.0
         s1 = 0.0
         s2 = 0.0
@@ -333,34 +331,19 @@ def sweep(ext, m, K, size, divide, dst, flags):
             s1 = s1 + e1[k]
             s2 = s2 + e2[k]
             s3 = s3 + e3[k]
-        if divide:
-            d0[0] = s0 / size_f
-            d1[0] = s1 / size_f
-            d2[0] = s2 / size_f
-            d3[0] = s3 / size_f
-            for t in range(1, K):
-                s0 = s0 + (i0[t] - e0[t - 1])
-                s1 = s1 + (i1[t] - e1[t - 1])
-                s2 = s2 + (i2[t] - e2[t - 1])
-                s3 = s3 + (i3[t] - e3[t - 1])
-                d0[t] = s0 / size_f
-                d1[t] = s1 / size_f
-                d2[t] = s2 / size_f
-                d3[t] = s3 / size_f
-        else:
-            d0[0] = s0 * inv
-            d1[0] = s1 * inv
-            d2[0] = s2 * inv
-            d3[0] = s3 * inv
-            for t in range(1, K):
-                s0 = s0 + (i0[t] - e0[t - 1])
-                s1 = s1 + (i1[t] - e1[t - 1])
-                s2 = s2 + (i2[t] - e2[t - 1])
-                s3 = s3 + (i3[t] - e3[t - 1])
-                d0[t] = s0 * inv
-                d1[t] = s1 * inv
-                d2[t] = s2 * inv
-                d3[t] = s3 * inv
+        t0[0] = s0
+        t1[0] = s1
+        t2[0] = s2
+        t3[0] = s3
+        for t in range(1, K):
+            s0 = s0 + t0[t]
+            s1 = s1 + t1[t]
+            s2 = s2 + t2[t]
+            s3 = s3 + t3[t]
+            t0[t] = s0
+            t1[t] = s1
+            t2[t] = s2
+            t3[t] = s3
         flags[q] = s0 - s0 != 0.0
         flags[q + 1] = s1 - s1 != 0.0
         flags[q + 2] = s2 - s2 != 0.0
@@ -368,18 +351,36 @@ def sweep(ext, m, K, size, divide, dst, flags):
         q += 4
     while q < n_seg:
         mq = min(K, m - q * K)
-        e = ext[q * K : q * K + mq + size - 1]
-        e_in = e[size - 1 :]
-        d = dst[q * K : q * K + mq]
+        e = ext[q * K : q * K + size]
+        t_q = sums[q * K : q * K + mq]
         s = 0.0
         for k in range(size):
             s = s + e[k]
-        d[0] = mean(s, divide, size_f, inv)
+        t_q[0] = s
         for t in range(1, mq):
-            s = s + (e_in[t] - e[t - 1])
-            d[t] = mean(s, divide, size_f, inv)
+            s = s + t_q[t]
+            t_q[t] = s
         flags[q] = s - s != 0.0
         q += 1
+
+
+@_helper
+def sweep(ext, m, K, size, divide, dst, flags, sums):
+    """``dst[i]`` = mean of ``ext[i : i + size]`` for ``i < m``, anchored at the
+    multiples of ``K``: the sums by :func:`sums_of` into the float64 buffer ``sums``
+    (at least ``m`` long), then ``sum / size`` (``divide``) or ``sum * (1 / size)``
+    in one vectorised loop. ``flags[q]`` = whether segment ``q``'s sum ended non-finite.
+    """
+    sums_of(ext, m, K, size, sums, flags)
+    size_f = np.float64(size)
+    line = sums[:m]
+    if divide:
+        for i in range(m):
+            dst[i] = line[i] / size_f
+    else:
+        inv = 1.0 / size_f
+        for i in range(m):
+            dst[i] = line[i] * inv
 
 
 # Segments per task of the last-axis kernel.
@@ -404,8 +405,9 @@ def last_axis(src, source, before, size, K, cval, divide, out, flags):
         lo = q0 * K
         m = min(q1 * K, n) - lo
         ext = np.empty(m + size - 1)
+        sums = np.empty(m)
         extend(src[line], source, before, lo, m + size - 1, cval, ext)
-        sweep(ext, m, K, size, divide, out[line, lo : lo + m], flags[line, q0:q1])
+        sweep(ext, m, K, size, divide, out[line, lo : lo + m], flags[line, q0:q1], sums)
 
 
 # --------------------------------------------------------------------------
@@ -446,6 +448,7 @@ def last_two_axes(src, source0, size0, K0, source1, before1, size1, K1, cval, di
         m = min(K0, n0 - a)
         acc = np.empty(n1)
         ext = np.empty(n1 + size1 - 1)
+        sums = np.empty(n1)
         row = ext[before1 : before1 + n1]
         row_flags = np.zeros(n_seg1, np.bool_)
         empty = src[o, 0, 0:0]
@@ -470,7 +473,7 @@ def last_two_axes(src, source0, size0, K0, source1, before1, size1, K1, cval, di
                     row_out = empty if j_out < 0 else src[o, j_out, 0:n1]
                     step_border(row_in, cval, row_out, cval, acc, size0, divide0, row)
             fill_border(ext, source1, before1, n1, cval)
-            sweep(ext, n1, K1, size1, divide1, out[o, i], row_flags)
+            sweep(ext, n1, K1, size1, divide1, out[o, i], row_flags, sums)
             for q in range(n_seg1):
                 bad = bad or row_flags[q]
         flags[o, s] = bad or any_nonfinite(acc)
