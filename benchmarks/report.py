@@ -119,6 +119,9 @@ def verdicts(sections, latency) -> dict:
             f"({(r / t.min_ratio - 1):+.0%} against the minimum {t.min_ratio}x)"
         )
     every = list(_all_results(sections))
+    for line, ok in _size_independence(every):
+        failed |= not ok
+        lines.append(line)
     for res in every:
         for f in res.failures:
             failed = True
@@ -148,6 +151,39 @@ def verdicts(sections, latency) -> dict:
             f"difference {worst:.1e})"
         )
     return {"lines": lines, "failed": failed}
+
+
+# A running sum costs the same whatever the window: the largest box filter's time within this
+# factor of the smallest's, on the same image (issue 13).
+UNIFORM_SIZE_LIMIT = 1.3
+
+
+def _size_independence(results):
+    """A verdict line (and whether it passed) per image that has box-filter rows of two sizes."""
+    rows = {}
+    for res in results:
+        p = res.workload.params
+        if (
+            res.workload.name.startswith("uniform_filter")
+            and res.has_ours
+            and res.threads == max(r.threads for r in results)
+        ):
+            rows.setdefault((str(p["shape"]), p["dtype"]), {})[p["k"]] = res
+    out = []
+    for (shape, dtype), by_size in rows.items():
+        if len(by_size) < 2:
+            continue
+        small, large = min(by_size), max(by_size)
+        r = by_size[large].median("ours") / by_size[small].median("ours")
+        ok = r <= UNIFORM_SIZE_LIMIT
+        out.append(
+            (
+                f"{'PASS' if ok else 'FAIL'}  uniform_filter size {large} within {UNIFORM_SIZE_LIMIT}x "
+                f"of size {small} ({dtype} {shape}): {r:.2f}x",
+                ok,
+            )
+        )
+    return out
 
 
 def _all_results(sections):
