@@ -279,6 +279,22 @@ def _like(typingctx, value, like):
     return like(value, like), codegen
 
 
+def _buffer(shape, like):
+    """An uninitialised array of ``shape`` with the dtype of the array ``like``: a task's
+    buffer. (``np.empty(shape, like.dtype)`` in a parallel loop makes the cached kernel
+    import Numba's ufunc module each time it is loaded, about 50 ms of a first call.)"""
+
+
+@numba.extending.overload(_buffer)
+def _buffer_typed(shape, like):
+    dtype = like.dtype
+
+    def impl(shape, like):
+        return np.empty(shape, dtype)
+
+    return impl
+
+
 def _lowest(values):
     """The smallest of ``values`` (not empty).
 
@@ -481,8 +497,8 @@ def _correlate_lines(src, offsets, weights, symmetry, mode, cval, out, block):
     padded = n + hi - lo
     n_tasks = (n_lines + block - 1) // block
     for task in prange(n_tasks):
-        buf = np.empty(padded, out.dtype)
-        acc = np.empty(n, out.dtype)
+        buf = _buffer(padded, out)
+        acc = _buffer(n, out)
         source = np.empty(padded, np.int64)
         _pad_table(source, lo, n, mode)
         _correlate_lines_block(
@@ -594,10 +610,10 @@ def _correlate_rows(src, offsets, weights, symmetry, mode, cval, out, block):
         first_row = (rest // n_bands) * block
         c0 = (rest % n_bands) * band
         c1 = min(inner, c0 + band)
-        acc = np.empty(c1 - c0, out.dtype)
+        acc = _buffer(c1 - c0, out)
         rows = np.empty(k, np.int64)  # the source row of each tap, -1 outside the image
         # rows outside the image (constant mode, where the caller made src float)
-        outside = np.empty(c1 - c0, src.dtype)
+        outside = _buffer(c1 - c0, src)
         outside[:] = cval
         _correlate_rows_block(
             src,
@@ -1408,10 +1424,10 @@ def _separable_2d(
     previous = _limit_threads(threads)
     for task in prange(n_planes * n_blocks):
         first = (task % n_blocks) * block
-        bufs = np.empty((2, n_terms, padded), out.dtype)
-        hacc = np.empty(w, out.dtype)
-        totals = np.empty((2, w), out.dtype)
-        ring = np.empty((_ring_rows(src, out, ring_rows), w), out.dtype)
+        bufs = _buffer((2, n_terms, padded), out)
+        hacc = _buffer(w, out)
+        totals = _buffer((2, w), out)
+        ring = _buffer((_ring_rows(src, out, ring_rows), w), out)
         source = np.empty(padded, np.int64)
         _pad_table(source, lo, w, mode_x)
         if _separable_rows(
@@ -1539,9 +1555,9 @@ def _edge_magnitude_3x3(
     previous = _limit_threads(threads)
     for task in prange(n_planes * n_blocks):
         first = (task % n_blocks) * block
-        rows_s = np.empty(w + 2, out.dtype)
-        rows_d = np.empty(w + 2, out.dtype)
-        outside = np.empty(w, src.dtype)
+        rows_s = _buffer(w + 2, out)
+        rows_d = _buffer(w + 2, out)
+        outside = _buffer(w, src)
         outside[:] = cval
         _edge_magnitude_rows(
             src,
@@ -1648,7 +1664,7 @@ def _correlate_2d(src, tap_y, tap_x, tap_w, mode_y, mode_x, cval, out, block):
     n_blocks = (h + block - 1) // block
     for task in prange(n_planes * n_blocks):
         first = (task % n_blocks) * block
-        ring = np.empty((span, padded), out.dtype)
+        ring = _buffer((span, padded), out)
         slots = np.empty(tap_y.size, np.int64)
         source = np.empty(padded, np.int64)
         _pad_table(source, _lowest(tap_x), w, mode_x)
@@ -1968,7 +1984,7 @@ def _depthwise_2d(
     n_blocks = (n_rows + block - 1) // block
     for task in prange(n_planes * n_blocks):
         first = (task % n_blocks) * block
-        buf = np.empty((chunk + hi - lo) * n_in * multiplier, out.dtype)
+        buf = _buffer((chunk + hi - lo) * n_in * multiplier, out)
         _depthwise_2d_rows(
             src,
             task // n_blocks,
@@ -2257,8 +2273,8 @@ def _depthwise_planar(
     n_blocks = (n_rows + block - 1) // block
     for task in prange(n_planes * n_blocks):
         first = (task % n_blocks) * block
-        planar = np.empty((n_out, min(block, n_rows - first) + kh - 1, chunk + kw - 1), out.dtype)
-        result = np.empty((2, n_out, chunk), out.dtype)
+        planar = _buffer((n_out, min(block, n_rows - first) + kh - 1, chunk + kw - 1), out)
+        result = _buffer((2, n_out, chunk), out)
         _depthwise_planar_rows(
             src,
             task // n_blocks,
@@ -2405,8 +2421,8 @@ def _depthwise_passes_2d(
     n_blocks = (n_rows + block - 1) // block
     for task in prange(n_planes * n_blocks):
         first = (task % n_blocks) * block
-        buf = np.empty(padded * n_out, out.dtype)
-        pixels = np.empty(chunk * n_out, out.dtype)
+        buf = _buffer(padded * n_out, out)
+        pixels = _buffer(chunk * n_out, out)
         _depthwise_passes_rows(
             src,
             task // n_blocks,
