@@ -116,12 +116,16 @@ def test_kernels_cache_into_the_versioned_folder():
 
 def test_a_cached_kernel_loads_without_refreshing_numba(tmp_path):
     """A kernel loaded from the cache in a fresh process is rebuilt without Numba first
-    importing every implementation it has, its array reductions or its ufuncs (most of a
-    first call's time); its values are those of a compiled one, and compiling afterwards still works."""
+    importing every implementation it has, its array reductions, its ufuncs or its array
+    module (most of a first call's time); its values are those of a compiled one, and
+    compiling afterwards still works."""
     rng = np.random.default_rng(3)
     image, kernel = rng.random((40, 50), dtype=np.float32), rng.standard_normal((5, 5))
     np.save(tmp_path / "image.npy", image)
     np.save(tmp_path / "kernel.npy", kernel)
+    channels = rng.random((20, 30, 4), dtype=np.float32)
+    np.save(tmp_path / "channels.npy", channels)
+    depthwise = sc.depthwise_filter(channels, np.ones((4, 3, 3)))
     expected = [sc.sobel(image), sc.gaussian(image, 1.5), sc.filter2d(image, kernel)]
     proc = _python(f"""
         import json, sys, numpy as np, numba, napari_sepconv as sc
@@ -130,8 +134,11 @@ def test_a_cached_kernel_loads_without_refreshing_numba(tmp_path):
         # the 2-D Gaussian runs in parallel; the full-rank kernel directly, a kernel that once
         # made a loaded kernel import Numba's array reductions and, with them, SciPy's linalg
         results = [sc.sobel(image), sc.gaussian(image, 1.5), sc.filter2d(image, kernel)]
-        # nor its ufunc module, which a task buffer allocated with a dtype object once imported
-        heavy = ("numba.np.linalg", "numba.np.arraymath", "numba.np.npyimpl")
+        channels = np.load({str(tmp_path / "channels.npy")!r})
+        np.save({str(tmp_path / "depthwise.npy")!r}, sc.depthwise_filter(channels, np.ones((4, 3, 3))))
+        # nor its ufunc and array modules, which task buffers allocated by np.empty (with a
+        # dtype object), filled by .fill() or viewed by .reshape() once imported
+        heavy = ("numba.np.linalg", "numba.np.arraymath", "numba.np.npyimpl", "numba.np.arrayobj")
         refreshed = [m for m in heavy if m in sys.modules]
         norm = numba.njit(lambda a: np.linalg.norm(a))(np.full(4, 0.5))
         results.append(sc.sobel(image))
@@ -144,6 +151,7 @@ def test_a_cached_kernel_loads_without_refreshing_numba(tmp_path):
     sobel, gaussian, direct, sobel_again = np.load(tmp_path / "results.npy")
     for ours, compiled in zip((sobel, gaussian, direct, sobel_again), expected + expected[:1]):
         np.testing.assert_array_equal(ours, compiled)
+    np.testing.assert_array_equal(np.load(tmp_path / "depthwise.npy"), depthwise)
 
 
 def test_warm_one_family_in_a_fresh_cache(tmp_path):

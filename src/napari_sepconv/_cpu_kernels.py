@@ -49,6 +49,7 @@ from numba.core.caching import (
     _CacheLocator,
     _SourceFileBackedLocatorMixin,
 )
+from numba.core.imputils import impl_ret_borrowed
 from numba.core.registry import CPUDispatcher
 from numba.core.runtime import rtsys
 
@@ -279,20 +280,90 @@ def _like(typingctx, value, like):
     return like(value, like), codegen
 
 
-def _buffer(shape, like):
-    """An uninitialised array of ``shape`` with the dtype of the array ``like``: a task's
-    buffer. (``np.empty(shape, like.dtype)`` in a parallel loop makes the cached kernel
-    import Numba's ufunc module each time it is loaded, about 50 ms of a first call.)"""
+@numba.extending.intrinsic
+def _buffer(typingctx, shape, like):
+    """An uninitialised C-ordered array of ``shape`` (an integer or a tuple of them): a
+    task's buffer, of the dtype of the array ``like`` or of the NumPy scalar type ``like``.
+
+    The allocation is emitted in place, as ``np.empty`` allocates: a kernel calling
+    ``np.empty`` instead is saved with references to Numba's array module (and, given a
+    dtype object, its ufunc module), which loading it from the cache must then import
+    (about 35 and 50 ms of a first call).
+    """
+    if isinstance(shape, types.Integer):
+        ndim = 1
+    elif isinstance(shape, types.BaseTuple) and all(isinstance(t, types.Integer) for t in shape):
+        ndim = len(shape)
+    else:
+        return None
+    if isinstance(like, types.Array):
+        dtype = like.dtype
+    elif isinstance(like, types.NumberClass):
+        dtype = like.instance_type
+    else:
+        return None
+    array_type = types.Array(dtype, ndim, "C")
+
+    def codegen(context, builder, signature, args):
+        from numba.np.arrayobj import make_array, populate_array
+
+        if ndim == 1:
+            sizes = [context.cast(builder, args[0], signature.args[0], types.intp)]
+        else:
+            values = cgutils.unpack_tuple(builder, args[0], ndim)
+            sizes = [context.cast(builder, v, t, types.intp) for v, t in zip(values, signature.args[0])]
+        itemsize = context.get_abi_sizeof(context.get_data_type(dtype))
+        nbytes = context.get_constant(types.intp, itemsize)
+        strides = []
+        for size in reversed(sizes):
+            strides.append(nbytes)
+            nbytes = builder.mul(nbytes, size)
+        align = context.get_preferred_array_alignment(dtype)
+        meminfo = context.nrt.meminfo_alloc_aligned(builder, nbytes, align)
+        data = context.nrt.meminfo_data(builder, meminfo)
+        data = builder.bitcast(data, context.get_data_type(dtype).as_pointer())
+        array = make_array(array_type)(context, builder)
+        populate_array(
+            array,
+            data=data,
+            shape=cgutils.pack_array(builder, sizes),
+            strides=cgutils.pack_array(builder, strides[::-1]),
+            itemsize=context.get_constant(types.intp, itemsize),
+            meminfo=meminfo,
+        )
+        return array._getvalue()
+
+    return array_type(shape, like), codegen
 
 
-@numba.extending.overload(_buffer)
-def _buffer_typed(shape, like):
-    dtype = like.dtype
+@numba.extending.intrinsic
+def _flat(typingctx, array):
+    """The C-contiguous ``array`` as a 1-D view of its samples: ``array.reshape(array.size)``
+    without Numba's reshape, whose code a cached kernel would import Numba's array module for."""
+    if not (isinstance(array, types.Array) and array.layout == "C"):
+        return None
+    flat_type = types.Array(array.dtype, 1, "C", readonly=not array.mutable)
 
-    def impl(shape, like):
-        return np.empty(shape, dtype)
+    def codegen(context, builder, signature, args):
+        from numba.np.arrayobj import make_array, populate_array
 
-    return impl
+        source = make_array(signature.args[0])(context, builder, value=args[0])
+        size = context.get_constant(types.intp, 1)
+        for extent in cgutils.unpack_tuple(builder, source.shape, array.ndim):
+            size = builder.mul(size, extent)
+        view = make_array(flat_type)(context, builder)
+        populate_array(
+            view,
+            data=source.data,
+            shape=cgutils.pack_array(builder, [size]),
+            strides=cgutils.pack_array(builder, [source.itemsize]),
+            itemsize=source.itemsize,
+            meminfo=source.meminfo,
+            parent=source.parent,
+        )
+        return impl_ret_borrowed(context, builder, flat_type, view._getvalue())
+
+    return flat_type(array), codegen
 
 
 def _lowest(values):
@@ -499,7 +570,7 @@ def _correlate_lines(src, offsets, weights, symmetry, mode, cval, out, block):
     for task in prange(n_tasks):
         buf = _buffer(padded, out)
         acc = _buffer(n, out)
-        source = np.empty(padded, np.int64)
+        source = _buffer(padded, np.int64)
         _pad_table(source, lo, n, mode)
         _correlate_lines_block(
             src,
@@ -611,7 +682,7 @@ def _correlate_rows(src, offsets, weights, symmetry, mode, cval, out, block):
         c0 = (rest % n_bands) * band
         c1 = min(inner, c0 + band)
         acc = _buffer(c1 - c0, out)
-        rows = np.empty(k, np.int64)  # the source row of each tap, -1 outside the image
+        rows = _buffer(k, np.int64)  # the source row of each tap, -1 outside the image
         # rows outside the image (constant mode, where the caller made src float)
         outside = _buffer(c1 - c0, src)
         outside[:] = cval
@@ -811,7 +882,7 @@ def _run_length(left, first):
     else 0: groups of up to four, or, for a first sweep, a zeroed row to add to."""
     if first:
         rest = left - 9
-        return 9 if rest >= 0 and rest % 8 in (0, 7) else 0
+        return 9 if rest >= 0 and (rest % 8 == 0 or rest % 8 == 7) else 0
     if left >= 8 or left == 7:
         return min(left, 8)
     return 0
@@ -846,7 +917,7 @@ def _column_pass(acc, plane, offsets, weights, n_taps, i, mode_y, cval):
     sum alike. Rows outside the image (constant mode) add ``weight * cval``.
     """
     h = plane.shape[0]
-    acc.fill(0)
+    acc[:] = 0
     outside = acc.dtype.type(0)  # what the taps reading rows outside the image add
     a = 0
     while a < n_taps:
@@ -1070,8 +1141,8 @@ def _column_pass_two(acc0, acc1, plane, offsets, weights, n_taps, i, period):
     while a < n_taps:
         run = _run_length(n_taps - a, first)
         if run == 0 and first:  # the sweeps add to zeroed rows
-            acc0.fill(0)
-            acc1.fill(0)
+            acc0[:] = 0
+            acc1[:] = 0
             first = False
             continue
         if run > 0:  # seven to nine taps in one sweep
@@ -1164,7 +1235,7 @@ def _row_pass(acc, bufs, offsets, weights, counts, lo, t, n_terms, add):
     while t < n_terms:
         run = _run_length(counts[t] - b, first)
         if run == 0 and first:  # the sweeps add to a zeroed row
-            acc.fill(0)
+            acc[:] = 0
             first = False
             continue
         if run > 0:  # seven to nine taps of one term in one sweep
@@ -1236,7 +1307,7 @@ def _row_pass(acc, bufs, offsets, weights, counts, lo, t, n_terms, add):
             weights[t3, b3],
         )
     if first:  # no taps
-        acc.fill(0)
+        acc[:] = 0
 
 
 def _nonfinite(row):
@@ -1428,7 +1499,7 @@ def _separable_2d(
         hacc = _buffer(w, out)
         totals = _buffer((2, w), out)
         ring = _buffer((_ring_rows(src, out, ring_rows), w), out)
-        source = np.empty(padded, np.int64)
+        source = _buffer(padded, np.int64)
         _pad_table(source, lo, w, mode_x)
         if _separable_rows(
             src[task // n_blocks],
@@ -1596,7 +1667,7 @@ def _taps_pass(acc, ring, tap_slot, tap_x, tap_w, lo):
     (``ring[s, p]`` is x = p + lo).
     """
     w = acc.size
-    acc.fill(0)
+    acc[:] = 0
     n_taps = tap_w.size
     t = 0
     while t < n_taps:
@@ -1665,8 +1736,8 @@ def _correlate_2d(src, tap_y, tap_x, tap_w, mode_y, mode_x, cval, out, block):
     for task in prange(n_planes * n_blocks):
         first = (task % n_blocks) * block
         ring = _buffer((span, padded), out)
-        slots = np.empty(tap_y.size, np.int64)
-        source = np.empty(padded, np.int64)
+        slots = _buffer(tap_y.size, np.int64)
+        source = _buffer(padded, np.int64)
         _pad_table(source, _lowest(tap_x), w, mode_x)
         _correlate_2d_rows(
             src,
@@ -1726,7 +1797,7 @@ def _fill_pixels(buf, src_row, x_first, count, w, n_in, multiplier, mode_x, outs
     inside_first = min(max(x_first, 0), w)
     inside_last = max(min(x_first + count, w), inside_first)
     if multiplier == 1 and inside_last > inside_first:
-        flat = src_row.reshape(w * n_in)
+        flat = _flat(src_row)
         dst = buf[(inside_first - x_first) * n_in : (inside_last - x_first) * n_in]
         run = flat[inside_first * n_in : inside_last * n_in]
         for e in range(dst.size):
@@ -1767,7 +1838,7 @@ def _depthwise_taps_row(part, tiles, tap_x, has_zero, t, end, lo, n_out, window,
     zero = to(0)
     while t < end:
         group = min(4, end - t)
-        if group == 4 and end - t in (5, 6):
+        if group == 4 and (end - t == 5 or end - t == 6):
             group = 3  # 5 and 6 taps as 3 + 2 and 3 + 3, not 4 + 1 and 4 + 2
         for u in range(t, t + group):
             if has_zero[u]:
@@ -1887,7 +1958,7 @@ def _depthwise_2d_rows(
     n_taps = tap_y.size
     for r in range(first, last):
         i = row_start + r
-        row_out = out[p, r].reshape(w * n_out)
+        row_out = _flat(out[p, r])
         x0 = 0
         while x0 < w:
             # pixels [inner_first, inner_last) read only pixels inside the image
@@ -1913,9 +1984,9 @@ def _depthwise_2d_rows(
                         tap_x,
                         lo,
                         n_out,
-                        src[p, q0].reshape(w * n_in)[at : at + span],
-                        src[p, q1].reshape(w * n_in)[at : at + span],
-                        src[p, q2].reshape(w * n_in)[at : at + span],
+                        _flat(src[p, q0])[at : at + span],
+                        _flat(src[p, q1])[at : at + span],
+                        _flat(src[p, q2])[at : at + span],
                     )
                     t = n_taps
             while t < n_taps:
@@ -1926,7 +1997,7 @@ def _depthwise_2d_rows(
                 q = _source_index(i + dy, h, mode_y)
                 if in_place and q >= 0:
                     at = (x0 + lo) * n_in
-                    window = src[p, q].reshape(w * n_in)[at : at + span]
+                    window = _flat(src[p, q])[at : at + span]
                     _depthwise_taps_row(
                         part, tap_tiles, tap_x, tap_has_zero, t, end, lo, n_out, window, t == 0
                     )
@@ -2030,7 +2101,7 @@ def _gather_planar(planar, width, src_plane, q_first, x_first, h, w, multiplier,
             for k in range(n_out):
                 planar[k, j, :width] = cval
             continue
-        flat = src_plane[q].reshape(w * n_in)
+        flat = _flat(src_plane[q])
         # pixels inside the image: 16 at a time for many channels (each pixel's channels
         # are read together), else one channel at a time
         blocks = (inside_last - inside_first) // 16 if n_in >= 8 else 0
@@ -2069,9 +2140,9 @@ def _planar_channel(acc0, acc1, two, rows, top, columns, dense):
     """
     n = acc0.size
     kw, kh = columns.shape
-    acc0.fill(0)
+    acc0[:] = 0
     if two:
-        acc1.fill(0)
+        acc1[:] = 0
     for dx in range(kw):
         col = columns[dx]
         if two and dense[dx] and kh > 1:
@@ -2182,7 +2253,7 @@ def _scatter_planar(planar_rows, n_rows, n, out_rows, x_first):
                 for k in range(n_out):
                     pix[k] = src[k, x]
         else:
-            flat = out_rows[r].reshape(out_rows.shape[1] * n_out)
+            flat = _flat(out_rows[r])
             for k in range(n_out):
                 run = flat[x_first * n_out + k :]
                 values = src[k, :n]
@@ -2343,7 +2414,7 @@ def _depthwise_passes_rows(
                     _fma_flat(
                         target,
                         col_tiles[a, :length],
-                        src[p, q].reshape(w * n_in)[x0 * n_in : x0 * n_in + length],
+                        _flat(src[p, q])[x0 * n_in : x0 * n_in + length],
                         col_zero[a],
                     )
                 else:
@@ -2371,7 +2442,7 @@ def _depthwise_passes_rows(
                 s = (_source_index(pp + lo, w, mode_x) - lo) * n_out
                 for c in range(n_out):
                     buf[base + c] = buf[s + c]
-        row_out = out[p, r].reshape(w * n_out)
+        row_out = _flat(out[p, r])
         row_out[:] = 0
         for b in range(row_off.size):
             for x0 in range(0, w, chunk):

@@ -40,7 +40,7 @@ import numba
 import numpy as np
 from numba import prange
 
-from ._cpu_kernels import _enable_cache
+from ._cpu_kernels import _buffer, _enable_cache
 
 # Columns swept together by the other-axes kernel (one contiguous run of a row).
 COLUMNS = 512
@@ -265,7 +265,7 @@ def middle_axis(src, source, size, K, cval, divide, out, flags):
         c0 = b * COLUMNS
         w = min(COLUMNS, n_inner - c0)
         a = s * K
-        acc = np.empty(w)
+        acc = _buffer(w, np.float64)
         flags[o, s, b] = band(src, source, size, cval, divide, acc, out, o, a, min(K, n - a), c0, w)
 
 
@@ -404,8 +404,8 @@ def last_axis(src, source, before, size, K, cval, divide, out, flags):
         q1 = min(q0 + SEGMENTS_PER_TASK, n_seg)
         lo = q0 * K
         m = min(q1 * K, n) - lo
-        ext = np.empty(m + size - 1)
-        sums = np.empty(m)
+        ext = _buffer(m + size - 1, np.float64)
+        sums = _buffer(m, np.float64)
         extend(src[line], source, before, lo, m + size - 1, cval, ext)
         sweep(ext, m, K, size, divide, out[line, lo : lo + m], flags[line, q0:q1], sums)
 
@@ -446,11 +446,12 @@ def last_two_axes(src, source0, size0, K0, source1, before1, size1, K1, cval, di
         s = task - o * n_seg
         a = s * K0
         m = min(K0, n0 - a)
-        acc = np.empty(n1)
-        ext = np.empty(n1 + size1 - 1)
-        sums = np.empty(n1)
+        acc = _buffer(n1, np.float64)
+        ext = _buffer(n1 + size1 - 1, np.float64)
+        sums = _buffer(n1, np.float64)
         row = ext[before1 : before1 + n1]
-        row_flags = np.zeros(n_seg1, np.bool_)
+        row_flags = _buffer(n_seg1, np.bool_)
+        row_flags[:] = False
         empty = src[o, 0, 0:0]
         bad = False
         acc[:] = 0.0
