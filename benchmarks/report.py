@@ -161,13 +161,10 @@ UNIFORM_SIZE_LIMIT = 1.3
 def _size_independence(results):
     """A verdict line (and whether it passed) per image that has box-filter rows of two sizes."""
     rows = {}
+    threads = max((r.threads for r in results), default=0)  # the ratio tables' thread count
     for res in results:
         p = res.workload.params
-        if (
-            res.workload.name.startswith("uniform_filter")
-            and res.has_ours
-            and res.threads == max(r.threads for r in results)
-        ):
+        if res.workload.name.startswith("uniform_filter") and res.has_ours and res.threads == threads:
             rows.setdefault((str(p["shape"]), p["dtype"]), {})[p["k"]] = res
     out = []
     for (shape, dtype), by_size in rows.items():
