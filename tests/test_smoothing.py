@@ -388,6 +388,39 @@ def test_uniform_filter_fused_and_separate_passes_agree(rng):
         )
 
 
+_OUTPUT_CALLS = {
+    "uniform_filter": lambda a, **kw: sc.uniform_filter(a, 31, **kw),
+    "uniform_filter constant": lambda a, **kw: sc.uniform_filter(a, (4, 9), mode="constant", cval=2.0, **kw),
+    "uniform_filter1d axis 0": lambda a, **kw: sc.uniform_filter1d(a, 7, axis=0, **kw),
+    "uniform_filter1d axis 1": lambda a, **kw: sc.uniform_filter1d(a, 7, axis=1, mode="wrap", **kw),
+    "gaussian_filter": lambda a, **kw: sc.gaussian_filter(a, 1.5, **kw),
+    "gaussian_filter1d": lambda a, **kw: sc.gaussian_filter1d(a, 2.0, axis=0, order=1, **kw),
+    "correlate1d axis 0": lambda a, **kw: sc.correlate1d(a, [1.0, -2.0, 0.5], axis=0, **kw),
+    "correlate1d axis 1": lambda a, **kw: sc.correlate1d(a, [1.0, 3.0], axis=1, mode="mirror", **kw),
+}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", list(_OUTPUT_CALLS))
+def test_output_array_gets_the_bits_of_a_new_result(rng, dtype, name):
+    """An ``output`` array of the result's type (which the kernels fill directly when it
+    is C-contiguous and apart from the input) holds the bits of a new result and is
+    what comes back; so do a strided ``output``, the input itself as ``output``, and
+    images whose running sums meet NaN (the fused uniform pass then falls back)."""
+    call = _OUTPUT_CALLS[name]
+    x = rng.standard_normal((70, 300)).astype(dtype)
+    x[5, 17] = np.nan
+    for image in (x, x[::-1].copy(), x[:, 1:], x[:40, :90]):
+        expected = call(image)
+        out = np.full(image.shape, -1.0, dtype)
+        assert call(image, output=out) is out
+        np.testing.assert_array_equal(out, expected)
+        strided = np.full((image.shape[0], 2 * image.shape[1]), -1.0, dtype)[:, ::2]
+        np.testing.assert_array_equal(call(image, output=strided), expected)
+        same = image.copy()  # filtered in place
+        np.testing.assert_array_equal(call(same, output=same), expected)
+
+
 # --------------------------------------------------------------------------
 # scikit-image style
 # --------------------------------------------------------------------------

@@ -187,7 +187,7 @@ def run_lowered(engine, src, lowered, check_finite=False, target=None):
     ``finite`` tells whether every value of the result is finite (the fused
     kernel tells as it writes, saving a pass over the result). ``target``: an
     engine array of the result's shape and type to write the result into
-    (terms whose last pass is the result write a new array all the same).
+    (it shares no memory with ``src``).
     """
     dtype = lowered.dtype
     if lowered.single:
@@ -198,8 +198,9 @@ def run_lowered(engine, src, lowered, check_finite=False, target=None):
     last = len(lowered.groups) - 1
     for g, (prefix, fused) in enumerate(lowered.groups):
         cur = src
-        for p in prefix:
-            nxt = engine.empty(src.shape, dtype)
+        for i, p in enumerate(prefix):
+            result_pass = lowered.single and fused is None and i == len(prefix) - 1
+            nxt = target if result_pass and target is not None else engine.empty(src.shape, dtype)
             engine.correlate_axis(cur, p.axis, p.offsets, p.weights, p.mode, p.cval, nxt)
             cur = nxt
         if fused is not None:

@@ -62,7 +62,8 @@ class TermsProgram:
         if self.channel_axis is not None:
             src = engine.channels_first(src, self.channel_axis)
         target = None
-        if out is not None and self.channel_axis is None and self.cast is None:
+        as_is = self.cast is None or self.cast == self.lowered.dtype  # no scipy cast to make
+        if out is not None and self.channel_axis is None and as_is:
             target = engine.writable_target(out, src, self.lowered.dtype)
         if self.fallback is None:
             result = run_lowered(engine, src, self.lowered, target=target)
@@ -75,7 +76,7 @@ class TermsProgram:
                 return self.fallback.run(engine, image, out)
         if self.channel_axis is not None:
             result = engine.channels_back(result, self.channel_axis)
-        if self.cast is not None:
+        if self.cast is not None and result is not out:  # scipy's casts (none if written there)
             return engine.cast_output(result, self.cast, out)
         return _copy_into(engine, out, result)
 

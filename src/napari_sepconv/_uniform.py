@@ -51,13 +51,15 @@ def _flagged_pieces(flags, K, blocks):
     return outer_ids.astype(np.int64), (segs * K).astype(np.int64), columns.astype(np.int64)
 
 
-def uniform_pass(engine_name, src, axis, size, origin, mode, cval, dtype):
+def uniform_pass(engine_name, src, axis, size, origin, mode, cval, dtype, out=None):
     """Mean over ``size`` samples along ``axis`` of the contiguous kernel input ``src``.
 
     Window of output ``i``: inputs ``i - (size // 2 + origin)`` to ``i + size - 1 -
     (size // 2 + origin)``; the running sums are anchored every
     ``_uniform_kernels.spacing(size)`` outputs from index 0 of ``axis``. Returns a
-    new ``dtype`` (float32 or float64) array on the side ``src`` lives on.
+    new ``dtype`` (float32 or float64) array on the side ``src`` lives on, or, on
+    the CPU, ``out`` filled (a C-contiguous ``dtype`` array of ``src``'s shape that
+    shares no memory with it).
     """
     from ._uniform_kernels import spacing
 
@@ -75,7 +77,7 @@ def uniform_pass(engine_name, src, axis, size, origin, mode, cval, dtype):
     from . import _cpu
     from ._uniform_kernels import fix_segments, last_axis, middle_axis
 
-    out = np.empty(shape, dtype)
+    out = np.empty(shape, dtype) if out is None else out
     if out.size == 0:
         return out
     src = np.ascontiguousarray(src)
@@ -114,11 +116,12 @@ def uniform_pass(engine_name, src, axis, size, origin, mode, cval, dtype):
     return out
 
 
-def uniform_last_two(src, first, second, cval, dtype):
+def uniform_last_two(src, first, second, cval, dtype, out=None):
     """The passes ``first`` then ``second`` (``(axis, size, origin, mode)``, along the
     last two axes of the contiguous CPU input ``src``) fused into a new ``dtype``
-    array: the values of :func:`uniform_pass` for ``first`` into float64, then for
-    ``second`` into ``dtype`` (float input, so ``sum * (1 / size)``).
+    array (or into ``out``, as :func:`uniform_pass` takes it): the values of
+    :func:`uniform_pass` for ``first`` into float64, then for ``second`` into
+    ``dtype`` (float input, so ``sum * (1 / size)``).
 
     Returns None where a sum met a non-finite value: the caller then runs the two
     passes, which handle those.
@@ -127,7 +130,7 @@ def uniform_last_two(src, first, second, cval, dtype):
     from ._uniform_kernels import last_two_axes, spacing
 
     shape = src.shape
-    out = np.empty(shape, dtype)
+    out = np.empty(shape, dtype) if out is None else out
     if out.size == 0:
         return out
     n0, n1 = shape[-2:]

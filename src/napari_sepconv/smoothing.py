@@ -30,6 +30,7 @@ import numpy as np
 from . import _backend, _dask
 from ._boundary import CANONICAL_NAMES
 from ._passes import MAGNITUDE, SUM, filter_terms, reach, taps
+from ._plan import execute
 from ._validation import (
     check_cval,
     check_image,
@@ -535,17 +536,22 @@ def _run_plan(input, plan, cval, out_dtype, output, backend):
     if not plan:
         return _copy(input, out_dtype, output, backend)
     if out_dtype.kind == "f":
-        result = separable_filter(
+        compute = _compute_dtype(out_dtype)
+        passes = separable_filter.plan(
             input,
             [w for _, w, _ in plan],
             axes=[a for a, _, _ in plan],
             mode=[CANONICAL_NAMES[m] for _, _, m in plan],
             cval=cval,
             preserve_range=True,
-            dtype=_compute_dtype(out_dtype),
+            dtype=compute,
             backend=backend,
         )
-        return _deliver(result, out_dtype, output)
+        # An output array of the passes' own type is filled by the plan (written
+        # straight into where the kernels can), with no copy through a new array.
+        into = output if isinstance(output, np.ndarray) and output.dtype == compute else None
+        result = execute(passes, input, into)
+        return result if into is not None else _deliver(result, out_dtype, output)
     cur = input
     for i, (axis, weights, mode) in enumerate(plan):
         last = i == len(plan) - 1
@@ -1029,6 +1035,8 @@ def _uniform_passes(input, plan, cval, out_dtype, output, backend):
     engine = _backend.engine(name)
     pass_dtype = _compute_dtype(out_dtype) if out_dtype.kind == "f" else np.dtype(np.float64)
     cur, _ = engine.to_kernel_input(input, np.dtype(np.float32), True)
+    # The last pass writes straight into an ``output`` array where the kernels can.
+    into = engine.writable_target(output, cur, pass_dtype)
     # With a float output, a pass along the second-to-last axis followed by one
     # along the last is kept in float64 between the two (on every backend, so
     # that all give the same bits): the CPU fuses them band by band, and the
@@ -1039,24 +1047,26 @@ def _uniform_passes(input, plan, cval, out_dtype, output, backend):
         and out_dtype == pass_dtype
     )
     for i, (axis, size, origin, mode) in enumerate(plan[: len(plan) - 2] if pair else plan):
-        values = uniform_pass(name, cur, axis, size, origin, mode, cval, pass_dtype)
         last = i == len(plan) - 1
+        values = uniform_pass(name, cur, axis, size, origin, mode, cval, pass_dtype, into if last else None)
         cur = _uniform_store(engine, values, out_dtype, output if last else None)
         if not last:
             cur, _ = engine.to_kernel_input(cur, np.dtype(np.float32), True)
     if pair:
-        values = uniform_last_two(cur, plan[-2], plan[-1], cval, pass_dtype) if name == "cpu" else None
+        values = uniform_last_two(cur, plan[-2], plan[-1], cval, pass_dtype, into) if name == "cpu" else None
         if values is None:  # another backend, or a non-finite sum: one pass at a time
             (a0, s0, o0, m0), (a1, s1, o1, m1) = plan[-2:]
             middle = uniform_pass(name, cur, a0, s0, o0, m0, cval, np.float64)
-            values = uniform_pass(name, middle, a1, s1, o1, m1, cval, pass_dtype)
+            values = uniform_pass(name, middle, a1, s1, o1, m1, cval, pass_dtype, into)
         cur = _uniform_store(engine, values, out_dtype, output)
     return cur
 
 
 def _uniform_store(engine, values, out_dtype, output):
     """A pass's new array ``values`` as ``out_dtype`` (into ``output`` if an array);
-    kept as it is, not copied, when it already is one."""
+    kept as it is, not copied, when it already is one (or is ``output`` itself)."""
+    if values is output:
+        return output
     if isinstance(values, np.ndarray) and not isinstance(output, np.ndarray) and values.dtype == out_dtype:
         return values
     return engine.cast_output(values, out_dtype, output)
@@ -1384,8 +1394,6 @@ def gaussian(
     )
     if type(image) is np.ndarray and isinstance(out, np.ndarray) and out.dtype == dtype:
         # written straight into ``out`` where its layout allows (else copied there)
-        from ._plan import execute
-
         return execute(separable_filter.plan(image, kernels, **arguments), image, out)
     result = separable_filter(image, kernels, **arguments)
     if out is None:
