@@ -130,9 +130,9 @@ def test_small_calls_run_on_one_thread_with_the_same_values(rng, monkeypatch):
     seen = []
     original = _cpu._call
 
-    def recording(kernel, args, taps):
+    def recording(kernel, args, taps, takes_threads=False):
         seen.append(_cpu.numba.get_num_threads())
-        return original(kernel, args, taps)
+        return original(kernel, args, taps, takes_threads)
 
     monkeypatch.setattr(_cpu, "SERIAL_WORK", 1 << 60)  # everything serial
     monkeypatch.setattr(_cpu, "_call", recording)
@@ -178,9 +178,9 @@ def test_the_serial_choice_weighs_the_taps_of_the_call(rng, monkeypatch):
     parallel = []
     original = _cpu._call
 
-    def recording(kernel, args, taps):
+    def recording(kernel, args, taps, takes_threads=False):
         parallel.append(args[0].size * taps >= _cpu.SERIAL_WORK)
-        return original(kernel, args, taps)
+        return original(kernel, args, taps, takes_threads)
 
     monkeypatch.setattr(_cpu, "_call", recording)
     sc.sobel(image)

@@ -1,5 +1,6 @@
 """The warm-up command and the versioned kernel cache (``napari_sepconv.warmup``)."""
 
+import importlib
 import json
 import os
 import subprocess
@@ -101,10 +102,10 @@ def test_kernels_cache_into_the_versioned_folder():
     """A family warmed in one process is loaded, not compiled, by the next one."""
     sc.sobel(np.ones((16, 16), np.float32))
     folder = Path(warmup.cache_dir())
-    assert any(folder.glob("_cpu_kernels._edge_magnitude_3x3-*.nbi"))
+    assert any(folder.glob("_edge_kernels._edge_magnitude_3x3-*.nbi"))
     proc = _python("""
         import json, numpy as np, napari_sepconv as sc
-        from napari_sepconv import _cpu_kernels as k
+        from napari_sepconv import _edge_kernels as k
         sc.sobel(np.ones((16, 16), np.float32))
         stats = k.edge_magnitude_3x3.dispatcher.stats
         print(json.dumps([sum(stats.cache_hits.values()), sum(stats.cache_misses.values())]))
@@ -255,13 +256,59 @@ def test_kernels_are_compiled_for_one_float_type_at_a_time(rng):
             got, expected = call(src, out), call(src.astype(out), out)
             assert got.dtype == expected.dtype == out
             np.testing.assert_array_equal(got, expected)
-    kernels = [k for k in vars(_cpu_kernels).values() if isinstance(k, _cpu_kernels._Kernel)]
+    kernels = [
+        k
+        for module in _kernel_modules()
+        for k in vars(module).values()
+        if isinstance(k, _cpu_kernels._Kernel)
+    ]
     assert len(kernels) >= 8
     for kernel in kernels:
         for signature in kernel.dispatcher.signatures:
             src_type, out_type = signature[0].dtype, signature[kernel.out_arg].dtype
             if src_type != numba.types.uint8:
                 assert src_type == out_type, (kernel.__name__, signature)
+
+
+def _kernel_modules():
+    """The modules of the CPU kernels, imported."""
+    return [
+        importlib.import_module(f"napari_sepconv.{Path(name).stem}")
+        for name in warmup._KERNEL_SOURCES
+        if name.endswith("_kernels.py")
+    ]
+
+
+def test_every_kernel_source_keys_the_cache():
+    """Each module with Numba code compiled into the cache is among the sources whose hash
+    names the cache folder: a change to it must start a new cache."""
+    package = Path(warmup.__file__).parent
+    compiled = {
+        path.name
+        for path in package.glob("*.py")
+        if path.name != "warmup.py"
+        and not path.name.startswith("_cuda")
+        and any(mark in path.read_text() for mark in ("njit", "_Kernel(", "_helper(", "_enable_cache("))
+    }
+    assert compiled == set(warmup._KERNEL_SOURCES)
+
+
+def test_a_call_imports_the_kernels_of_its_own_family_only():
+    """The CPU kernels live in a module per family, imported by the first call that needs
+    it: a first ``sobel`` call loads the edge kernels, not the others' code."""
+    proc = _python("""
+        import json, sys, numpy as np, napari_sepconv as sc
+        sc.sobel(np.ones((16, 16), np.float32))
+        edges = set(sys.modules)
+        sc.correlate1d(np.ones((16, 16), np.float32), [1.0, 2.0], axis=0)
+        lines = set(sys.modules) - edges
+        print(json.dumps([sorted(m for m in edges if m.endswith("_kernels")), sorted(lines)]))
+    """)
+    assert proc.returncode == 0, proc.stderr
+    edges, lines = json.loads(proc.stdout.splitlines()[-1])
+    assert edges == ["napari_sepconv._cpu_kernels", "napari_sepconv._edge_kernels"]
+    assert "napari_sepconv._line_kernels" in lines
+    assert not any(m.endswith(("_separable_kernels", "_depthwise_kernels", "_direct_kernels")) for m in lines)
 
 
 def test_no_writable_cache_as_another_user(tmp_path, nobody_python):

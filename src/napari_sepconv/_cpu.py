@@ -18,22 +18,7 @@ import numpy as np
 
 from . import _validation
 from ._boundary import CONSTANT
-from ._cpu_kernels import (
-    MAGNITUDE,
-    ROWS_PER_TASK,
-    SUM,
-    _Kernel,
-    correlate_2d,
-    correlate_lines,
-    correlate_rows,
-    depthwise_2d,
-    depthwise_passes_2d,
-    depthwise_planar,
-    edge_magnitude_3x3,
-    kernel_input,
-    reads_as_is,
-    separable_2d_kernel,
-)
+from ._cpu_kernels import MAGNITUDE, ROWS_PER_TASK, SUM, _Kernel, kernel_input, reads_as_is
 from ._lowering import (
     PreparedArrays,
     as_type,
@@ -88,16 +73,16 @@ def _thread_count_controls():
 _thread_controls = None
 
 
-# Kernels whose last argument is the number of threads to use (0: as many as set), so that
-# a small call limits itself (``_cpu_kernels._limit_threads``); the others are limited here.
-_THREAD_ARGUMENT = frozenset({edge_magnitude_3x3.dispatcher, separable_2d_kernel.dispatcher})
+def _call(kernel, args, taps, takes_threads=False):
+    """Call ``kernel``; on one thread when its work (``args[0]``'s size times ``taps``) is small.
 
-
-def _call(kernel, args, taps):
-    """Call ``kernel``; on one thread when its work (``args[0]``'s size times ``taps``) is small."""
+    A kernel that ``takes_threads`` (``_Kernel.takes_threads``) gets the number of threads
+    to use as its last argument (0: as many as set) and limits itself
+    (``_cpu_kernels._limit_threads``); the others are limited here.
+    """
     global _thread_controls
     serial = args[0].size * taps < SERIAL_WORK
-    if kernel in _THREAD_ARGUMENT:
+    if takes_threads:
         return kernel(*args, 1 if serial else 0)
     if not serial:
         return kernel(*args)
@@ -151,13 +136,14 @@ def run(kernel, *args, taps=DEFAULT_TAPS):
     converted by ``kernel_input`` where its type or layout asks for it.
     """
     global _layer_checked, _serialise
+    takes_threads = False
     if isinstance(kernel, _Kernel):
         args = kernel.inputs(args, _convert)
-        kernel = kernel.dispatcher
+        kernel, takes_threads = kernel.dispatcher, kernel.takes_threads
     if _layer_checked and not _serialise:
-        return _call(kernel, args, taps)
+        return _call(kernel, args, taps, takes_threads)
     with _layer_lock:
-        result = _call(kernel, args, taps)
+        result = _call(kernel, args, taps, takes_threads)
         if not _layer_checked:
             _serialise = numba.threading_layer() == "workqueue" or bool(os.environ.get("SEPCONV_SERIALISE"))
             _layer_checked = True
@@ -188,6 +174,8 @@ def correlate_axis(src, axis, offsets, weights, mode, cval, out):
     dtype = out.dtype
     off, w, sym = _prepared.get((offsets, weights), dtype, _prepare_axis, offsets, weights, dtype)
     c = dtype.type(cval)
+    from ._line_kernels import correlate_lines, correlate_rows
+
     if inner == 1:
         run(
             correlate_lines, src.reshape(outer, n), off, w, sym, mode, c, out.reshape(outer, n), ROWS_PER_TASK
@@ -211,10 +199,12 @@ def correlate_axis(src, axis, offsets, weights, mode, cval, out):
 def _prepare_separable_2d(cols, rows, pad_x, combine, accumulate, mode_y, mode_x, cval, divisor, dtype):
     """The kernel ``separable_2d`` runs for these taps, its arguments between the input and
     the output, whether it reports non-finite sums, and the taps an output reads: all a
-    call with a cached plan needs."""
+    call with a cached plan needs, and whether the kernel is the 3x3 edge magnitude's."""
     taps = sum(o.size for o, _ in cols) + sum(o.size for o, _ in rows)
     edge = edge_operator_3x3(cols, rows) if combine == MAGNITUDE and not accumulate else None
     if edge is not None:
+        from ._edge_kernels import edge_magnitude_3x3
+
         gx, gy = edge
         arguments = (
             as_type(cols[gx][1], dtype),
@@ -228,7 +218,9 @@ def _prepare_separable_2d(cols, rows, pad_x, combine, accumulate, mode_y, mode_x
             dtype.type(pad_x[gy]),
             dtype.type(1.0 / divisor),
         )
-        return edge_magnitude_3x3, arguments, False, taps
+        return edge_magnitude_3x3, arguments, False, taps, True
+    from ._separable_kernels import separable_2d_kernel
+
     summed = combine == SUM and (len(cols) > 1 or bool(accumulate))
     arguments = (
         *pack_taps(cols, dtype),
@@ -241,7 +233,7 @@ def _prepare_separable_2d(cols, rows, pad_x, combine, accumulate, mode_y, mode_x
         dtype.type(1.0 / divisor),
         bool(accumulate),
     )
-    return separable_2d_kernel, arguments, summed, taps
+    return separable_2d_kernel, arguments, summed, taps, False
 
 
 # What ``separable_2d_kernel`` gets for its flags where it writes none (one term, or a magnitude).
@@ -276,14 +268,11 @@ def bind_separable_2d(fused, dtype, src_dtype):
     """
     dtype, src_dtype = np.dtype(dtype), np.dtype(src_dtype)
     prepared = _prepared_separable_2d(*fused.arguments(), dtype)
-    kernel, arguments, summed, taps = prepared
+    kernel, arguments, summed, taps, edge = prepared
     general = functools.partial(_run_separable_2d, prepared, fused.mode_y, dtype)
-    if not reads_as_is(src_dtype, dtype) or (
-        kernel is edge_magnitude_3x3 and fused.mode_y == CONSTANT and src_dtype != dtype
-    ):
+    if not reads_as_is(src_dtype, dtype) or (edge and fused.mode_y == CONSTANT and src_dtype != dtype):
         return general
-    dispatcher = kernel.dispatcher
-    edge = kernel is edge_magnitude_3x3
+    dispatcher = kernel.dispatcher  # both kernels take their thread count (_Kernel.takes_threads)
 
     def call(src, out):
         size = out.size
@@ -292,7 +281,8 @@ def bind_separable_2d(fused, dtype, src_dtype):
         h, w = src.shape[-2:]
         planes = (size // (h * w), h, w)
         if edge:
-            _call(dispatcher, (src.reshape(planes), *arguments, out.reshape(planes), ROWS_PER_TASK), taps)
+            args = (src.reshape(planes), *arguments, out.reshape(planes), ROWS_PER_TASK)
+            _call(dispatcher, args, taps, True)
             return None
         block = _fused_rows_per_task(h)
         nonfinite = np.zeros(planes[0] * -(-h // block), np.uint8) if summed else _NO_FLAGS
@@ -300,6 +290,7 @@ def bind_separable_2d(fused, dtype, src_dtype):
             dispatcher,
             (src.reshape(planes), *arguments, out.reshape(planes), block, nonfinite),
             taps,
+            True,
         )
         return not nonfinite.any() if summed else None
 
@@ -329,9 +320,9 @@ def _run_separable_2d(prepared, mode_y, dtype, src, out):
     out finite, or None where the kernel does not tell."""
     if out.size == 0:
         return None
-    kernel, arguments, summed, taps = prepared
+    kernel, arguments, summed, taps, edge = prepared
     h, w = src.shape[-2:]
-    if kernel is edge_magnitude_3x3:
+    if edge:
         if mode_y == CONSTANT and src.dtype != dtype:
             src = src.astype(dtype)  # rows outside hold cval, so rows share its type
         run(kernel, src.reshape(-1, h, w), *arguments, out.reshape(-1, h, w), ROWS_PER_TASK, taps=taps)
@@ -380,6 +371,8 @@ def correlate_planes(src, kernel, top, left, mode_y, mode_x, cval, out):
     tap_y, tap_x, tap_w = _prepared.get(
         (kernel,), (dtype, top, left), _prepare_planes, kernel, top, left, dtype
     )
+    from ._direct_kernels import correlate_2d
+
     run(
         correlate_2d,
         src.reshape(-1, h, w),
@@ -436,6 +429,8 @@ def depthwise(src, kernels, multiplier, mode_y, mode_x, cval, out, row_start=0):
         return
     n_out, kh, kw = kernels.shape
     tables = _prepared.get((kernels,), out.dtype, _prepare_depthwise, kernels, out.dtype)
+    from ._depthwise_kernels import depthwise_2d, depthwise_planar
+
     if kh * kw >= PLANAR_TAPS:
         columns, dense = tables
         rows = min(PLANAR_ROWS, out.shape[1]) + kh - 1
@@ -562,6 +557,8 @@ def depthwise_passes(src, columns, rows, multiplier, mode_y, mode_x, cval, pad_x
     chunk, col_off, col_tiles, col_zero, row_off, row_tiles, row_zero, pads = _prepared.get(
         (columns, rows, pad_x), dtype, _prepare_depthwise_passes, columns, rows, pad_x, dtype
     )
+    from ._depthwise_kernels import depthwise_passes_2d
+
     run(
         depthwise_passes_2d,
         src,

@@ -22,7 +22,6 @@ job) call :func:`start_background`, which returns at once. Importing this
 module imports neither Numba nor the kernels.
 """
 
-import argparse
 import functools
 import hashlib
 import os
@@ -33,7 +32,18 @@ from pathlib import Path
 _PACKAGE = Path(__file__).resolve().parent
 
 # Sources compiled into the CPU kernels: a change to any of them is a new cache.
-_KERNEL_SOURCES = ("_cpu_kernels.py", "_boundary.py", "_uniform_kernels.py", "_cast_kernels.py")
+_KERNEL_SOURCES = (
+    "_cpu_kernels.py",
+    "_boundary.py",
+    "_sweeps.py",
+    "_line_kernels.py",
+    "_separable_kernels.py",
+    "_edge_kernels.py",
+    "_direct_kernels.py",
+    "_depthwise_kernels.py",
+    "_uniform_kernels.py",
+    "_cast_kernels.py",
+)
 
 
 def _user_cache_base():
@@ -361,6 +371,8 @@ def main(argv=None):
     int
         0 when every family compiled, 1 otherwise.
     """
+    import argparse  # here: every first call imports this module (``cache_dir``)
+
     parser = argparse.ArgumentParser(
         prog="python -m napari_sepconv.warmup",
         description="Compile napari-sepconv's CPU kernels into the on-disk cache, once per "

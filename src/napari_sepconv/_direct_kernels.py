@@ -1,0 +1,120 @@
+"""CPU kernel of direct 2-D correlation (``correlate_2d``: ``filter2d`` kernels that do
+not factor into few separable terms; ``_cpu_kernels`` says how kernels are written
+and compiled).
+
+This module imports Numba and is imported on first use only (by ``_cpu``).
+"""
+
+import numpy as np
+from numba import prange
+
+from ._cpu_kernels import (
+    _buffer,
+    _fill_padded_row,
+    _helper,
+    _highest,
+    _Kernel,
+    _lowest,
+    _pad_table,
+    _source_index,
+)
+from ._sweeps import _sweep
+
+
+def _taps_pass(acc, ring, tap_slot, tap_x, tap_w, lo):
+    """``acc`` = the taps of ``_correlate_2d`` over the padded rows of ``ring``, four per sweep.
+
+    Tap ``t`` reads ring row ``tap_slot[t]`` from x offset ``tap_x[t]``
+    (``ring[s, p]`` is x = p + lo).
+    """
+    w = acc.size
+    acc[:] = 0
+    n_taps = tap_w.size
+    t = 0
+    while t < n_taps:
+        n = min(4, n_taps - t)
+        k1, k2, k3 = t + min(1, n - 1), t + min(2, n - 1), t + min(3, n - 1)
+        s0, s1 = tap_x[t] - lo, tap_x[k1] - lo
+        s2, s3 = tap_x[k2] - lo, tap_x[k3] - lo
+        _sweep(
+            acc,
+            n,
+            ring[tap_slot[t], s0 : s0 + w],
+            tap_w[t],
+            ring[tap_slot[k1], s1 : s1 + w],
+            tap_w[k1],
+            ring[tap_slot[k2], s2 : s2 + w],
+            tap_w[k2],
+            ring[tap_slot[k3], s3 : s3 + w],
+            tap_w[k3],
+        )
+        t += n
+
+
+_taps_pass = _helper(_taps_pass)
+
+
+def _correlate_2d_rows(src, p, first, last, tap_y, tap_x, tap_w, mode_y, source, cval, ring, slots, out):
+    """Rows ``first .. last - 1`` of plane ``p`` of ``_correlate_2d``.
+
+    ``ring`` (the kernel's height, the padded row) and ``slots`` (one per
+    tap) are the task's buffers, ``source`` the rows' pad (``_pad_table``).
+    """
+    h = src.shape[1]
+    lo = _lowest(tap_x)
+    top = _lowest(tap_y)
+    span = ring.shape[0]
+    for i in range(first, last):
+        # rows i + top .. i + top + span - 1; all are new in the task's first row
+        new_first = i + top if i == first else i + top + span - 1
+        for y in range(new_first, i + top + span):
+            q = _source_index(y, h, mode_y)
+            row = ring[y % span]
+            if q < 0:
+                row[:] = cval
+            else:
+                _fill_padded_row(row, src[p, q], lo, source, cval)
+        for t in range(tap_y.size):
+            slots[t] = (i + tap_y[t]) % span
+        _taps_pass(out[p, i], ring, slots, tap_x, tap_w, lo)
+
+
+_correlate_2d_rows = _helper(_correlate_2d_rows)
+
+
+def _correlate_2d(src, tap_y, tap_x, tap_w, mode_y, mode_x, cval, out, block):
+    """Direct 2-D correlation of each plane of ``src`` (P, H, W) with the given taps.
+
+    Each task keeps the source rows its output rows read in a ring of
+    border-extended rows, each padded once (``ring[(i + dy) % span]`` holds
+    row ``i + dy``); the taps then go four at a time through one sweep over
+    the output row, in the order given.
+    """
+    n_planes, h, w = src.shape
+    span = _highest(tap_y) - _lowest(tap_y) + 1
+    padded = w + _highest(tap_x) - _lowest(tap_x)
+    n_blocks = (h + block - 1) // block
+    for task in prange(n_planes * n_blocks):
+        first = (task % n_blocks) * block
+        ring = _buffer((span, padded), out)
+        slots = _buffer(tap_y.size, np.int64)
+        source = _buffer(padded, np.int64)
+        _pad_table(source, _lowest(tap_x), w, mode_x)
+        _correlate_2d_rows(
+            src,
+            task // n_blocks,
+            first,
+            min(h, first + block),
+            tap_y,
+            tap_x,
+            tap_w,
+            mode_y,
+            source,
+            cval,
+            ring,
+            slots,
+            out,
+        )
+
+
+correlate_2d = _Kernel(_correlate_2d, 7)

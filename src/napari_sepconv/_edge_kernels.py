@@ -1,0 +1,135 @@
+"""CPU kernel of 3x3 edge magnitudes (``edge_magnitude_3x3``: Sobel, Scharr and Prewitt
+of 2-D planes, both derivatives and their magnitude in one pass; ``_cpu_kernels`` says
+how kernels are written and compiled).
+
+This module imports Numba and is imported on first use only (by ``_cpu``).
+"""
+
+import numpy as np
+from numba import prange
+
+from ._boundary import CONSTANT
+from ._cpu_kernels import _buffer, _helper, _Kernel, _limit_threads, _set_thread_count, _source_index
+
+
+def _edge_magnitude_rows(
+    src,
+    p,
+    first,
+    last,
+    smooth_y,
+    derivative_y,
+    smooth_x,
+    derivative_x,
+    mode_y,
+    mode_x,
+    pad_smooth,
+    pad_derivative,
+    inv_divisor,
+    rows_s,
+    rows_d,
+    outside,
+    out,
+):
+    """Rows ``first .. last - 1`` of plane ``p`` of ``_edge_magnitude_3x3``.
+
+    ``rows_s`` and ``rows_d`` (``w + 2`` values) are the task's row buffers,
+    ``outside`` a row of ``cval``.
+    """
+    h, w = src.shape[1], src.shape[2]
+    s0, s1, s2 = smooth_y[0], smooth_y[1], smooth_y[2]
+    d0, d2 = derivative_y[0], derivative_y[1]
+    hs0, hs1, hs2 = smooth_x[0], smooth_x[1], smooth_x[2]
+    hd0, hd2 = derivative_x[0], derivative_x[1]
+    to_acc = out.dtype.type
+    s_in = rows_s[1 : w + 1]
+    d_in = rows_d[1 : w + 1]
+    left = _source_index(-1, w, mode_x)  # the same for every row
+    right = _source_index(w, w, mode_x)
+    for i in range(first, last):
+        q0 = _source_index(i - 1, h, mode_y)
+        q2 = _source_index(i + 1, h, mode_y)
+        r0 = src[p, q0] if q0 >= 0 else outside
+        r1 = src[p, i]
+        r2 = src[p, q2] if q2 >= 0 else outside
+        for j in range(w):
+            a = to_acc(r0[j])
+            b = to_acc(r1[j])
+            c = to_acc(r2[j])
+            s_in[j] = s0 * a + s1 * b + s2 * c
+            d_in[j] = d0 * a + d2 * c
+        if mode_x == CONSTANT:
+            rows_s[0] = rows_s[w + 1] = pad_smooth
+            rows_d[0] = rows_d[w + 1] = pad_derivative
+        else:
+            rows_s[0], rows_s[w + 1] = s_in[left], s_in[right]
+            rows_d[0], rows_d[w + 1] = d_in[left], d_in[right]
+        s_a, s_c = rows_s[0:w], rows_s[2 : w + 2]
+        d_a, d_b, d_c = rows_d[0:w], rows_d[1 : w + 1], rows_d[2 : w + 2]
+        row_out = out[p, i]
+        for j in range(w):
+            gx = hd0 * s_a[j] + hd2 * s_c[j]
+            gy = hs0 * d_a[j] + hs1 * d_b[j] + hs2 * d_c[j]
+            row_out[j] = np.sqrt(gx * gx + gy * gy) * inv_divisor
+
+
+_edge_magnitude_rows = _helper(_edge_magnitude_rows)
+
+
+def _edge_magnitude_3x3(
+    src,
+    smooth_y,
+    derivative_y,
+    smooth_x,
+    derivative_x,
+    mode_y,
+    mode_x,
+    cval,
+    pad_smooth,
+    pad_derivative,
+    inv_divisor,
+    out,
+    block,
+    threads,
+):
+    """``sqrt(gx**2 + gy**2) * inv_divisor`` of a 3x3 edge operator, in one sweep per row.
+
+    Smoothing weights offsets -1, 0, +1 and derivative weights offsets -1 and
+    +1 (the zero centre is left out, as scipy leaves it out of the footprint).
+    Each output row reads its three source rows once, filling the vertically
+    smoothed row ``S`` and differentiated row ``D``; then ``gx =
+    derivative_x(S)`` and ``gy = smooth_x(D)``. ``pad_*`` are the values
+    beyond the image along x in constant mode; rows beyond it hold ``cval``.
+    """
+    n_planes, h, w = src.shape
+    n_blocks = (h + block - 1) // block
+    previous = _limit_threads(threads)
+    for task in prange(n_planes * n_blocks):
+        first = (task % n_blocks) * block
+        rows_s = _buffer(w + 2, out)
+        rows_d = _buffer(w + 2, out)
+        outside = _buffer(w, src)
+        outside[:] = cval
+        _edge_magnitude_rows(
+            src,
+            task // n_blocks,
+            first,
+            min(h, first + block),
+            smooth_y,
+            derivative_y,
+            smooth_x,
+            derivative_x,
+            mode_y,
+            mode_x,
+            pad_smooth,
+            pad_derivative,
+            inv_divisor,
+            rows_s,
+            rows_d,
+            outside,
+            out,
+        )
+    _set_thread_count(previous)
+
+
+edge_magnitude_3x3 = _Kernel(_edge_magnitude_3x3, 11, takes_threads=True)

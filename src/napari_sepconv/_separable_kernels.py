@@ -1,0 +1,646 @@
+"""CPU kernel of fused 2-D separable filtering (``separable_2d_kernel``): a vertical and
+a horizontal pass per output row, for every one-term 2-D separable call, sums of
+terms and their magnitudes (``_cpu_kernels`` says how kernels are written and
+compiled).
+
+This module imports Numba and is imported on first use only (by ``_cpu``).
+"""
+
+import numba
+import numpy as np
+from numba import prange
+
+from ._cpu_kernels import (
+    MAGNITUDE,
+    SUM,
+    _buffer,
+    _fmuladd,
+    _helper,
+    _Kernel,
+    _like,
+    _limit_threads,
+    _pad_table,
+    _set_thread_count,
+    _source_index,
+)
+from ._sweeps import _place, _sweep, _sweep_two, _sweep_two7, _sweep_two8
+
+
+def _chain4(s, j, r0, r1, r2, r3, w0, w1, w2, w3):
+    """``s`` plus sample ``j`` of rows ``r0 .. r3`` times ``w0 .. w3``, one fused multiply-add
+    after another (samples converted to the type of ``s`` first)."""
+    s = _fmuladd(_like(r0[j], s), w0, s)
+    s = _fmuladd(_like(r1[j], s), w1, s)
+    s = _fmuladd(_like(r2[j], s), w2, s)
+    return _fmuladd(_like(r3[j], s), w3, s)
+
+
+def _chain9(s, j, r0, r1, r2, r3, r4, r5, r6, r7, r8, w0, w1, w2, w3, w4, w5, w6, w7, w8):
+    """``_chain4`` of nine rows."""
+    s = _chain4(_chain4(s, j, r0, r1, r2, r3, w0, w1, w2, w3), j, r4, r5, r6, r7, w4, w5, w6, w7)
+    return _fmuladd(_like(r8[j], s), w8, s)
+
+
+_chain4 = numba.njit(inline="always", cache=False)(_chain4)
+_chain9 = numba.njit(inline="always", cache=False)(_chain9)
+
+
+def _sweep8(acc, r0, r1, r2, r3, r4, r5, r6, r7, w0, w1, w2, w3, w4, w5, w6, w7):
+    """``_sweep`` of eight rows: the same chain of fused multiply-adds, in the same order.
+
+    Eight taps per pass over ``acc`` load and store it half as often as two
+    sweeps of four, and each call's loop set-up is paid once for eight taps.
+    """
+    t = acc.dtype.type
+    for j in range(acc.size):
+        s = _fmuladd(t(r1[j]), w1, _fmuladd(t(r0[j]), w0, acc[j]))
+        s = _fmuladd(t(r3[j]), w3, _fmuladd(t(r2[j]), w2, s))
+        s = _fmuladd(t(r5[j]), w5, _fmuladd(t(r4[j]), w4, s))
+        acc[j] = _fmuladd(t(r7[j]), w7, _fmuladd(t(r6[j]), w6, s))
+
+
+_sweep8 = numba.njit(inline="always", cache=False)(_sweep8)
+
+
+def _sweep7(acc, r0, r1, r2, r3, r4, r5, r6, w0, w1, w2, w3, w4, w5, w6):
+    """``_sweep`` of seven rows (the rest of a 15-tap kernel after eight, a 7-tap one)."""
+    t = acc.dtype.type
+    for j in range(acc.size):
+        s = _fmuladd(t(r1[j]), w1, _fmuladd(t(r0[j]), w0, acc[j]))
+        s = _fmuladd(t(r3[j]), w3, _fmuladd(t(r2[j]), w2, s))
+        s = _fmuladd(t(r5[j]), w5, _fmuladd(t(r4[j]), w4, s))
+        acc[j] = _fmuladd(t(r6[j]), w6, s)
+
+
+_sweep7 = numba.njit(inline="always", cache=False)(_sweep7)
+
+
+def _start9(acc, r0, r1, r2, r3, r4, r5, r6, r7, r8, w0, w1, w2, w3, w4, w5, w6, w7, w8):
+    """The first sweep of a row, nine taps: ``acc`` written without being read (the chain
+    of ``_sweep`` from zero, as a zeroed ``acc`` would start it)."""
+    zero = acc.dtype.type(0)
+    for j in range(acc.size):
+        acc[j] = _chain9(zero, j, r0, r1, r2, r3, r4, r5, r6, r7, r8, w0, w1, w2, w3, w4, w5, w6, w7, w8)
+
+
+_start9 = numba.njit(inline="always", cache=False)(_start9)
+
+
+def _row_run(acc, run, r0, r1, r2, r3, r4, r5, r6, r7, r8, w0, w1, w2, w3, w4, w5, w6, w7, w8):
+    """The sweep of ``run`` taps (``_run_length``): ``_start9``, ``_sweep8`` or ``_sweep7``;
+    rows and weights past the run are not read."""
+    if run == 9:
+        _start9(acc, r0, r1, r2, r3, r4, r5, r6, r7, r8, w0, w1, w2, w3, w4, w5, w6, w7, w8)
+    elif run == 8:
+        _sweep8(acc, r0, r1, r2, r3, r4, r5, r6, r7, w0, w1, w2, w3, w4, w5, w6, w7)
+    else:
+        _sweep7(acc, r0, r1, r2, r3, r4, r5, r6, w0, w1, w2, w3, w4, w5, w6)
+
+
+_row_run = numba.njit(inline="always", cache=False)(_row_run)
+
+
+def _run_length(left, first):
+    """Taps of the next sweep of a row when ``left`` remain: nine for its first sweep
+    (``_start9``, which writes the row without reading it) where eights and a seven
+    then take the rest; after it eight or the last seven (``_sweep8``, ``_sweep7``);
+    else 0: groups of up to four, or, for a first sweep, a zeroed row to add to."""
+    if first:
+        rest = left - 9
+        return 9 if rest >= 0 and (rest % 8 == 0 or rest % 8 == 7) else 0
+    if left >= 8 or left == 7:
+        return min(left, 8)
+    return 0
+
+
+_run_length = numba.njit(inline="always", cache=False)(_run_length)
+
+
+def _column_pass(acc, plane, offsets, weights, n_taps, i, mode_y, cval):
+    """``acc`` = correlation of ``plane`` along y, for output row ``i``.
+
+    Up to four source rows share one pass over ``acc``. Mirrored taps are not
+    paired here: reading each source row once for two output rows
+    (``_column_pass_two``) saves more than pairing would, and both passes must
+    sum alike. Rows outside the image (constant mode) add ``weight * cval``.
+    """
+    h = plane.shape[0]
+    acc[:] = 0
+    outside = acc.dtype.type(0)  # what the taps reading rows outside the image add
+    a = 0
+    while a < n_taps:
+        n = 0
+        t0 = t1 = t2 = t3 = a
+        while n < 4 and a < n_taps:
+            if _source_index(i + offsets[a], h, mode_y) < 0:
+                outside += weights[a] * cval
+            else:
+                t0, t1, t2, t3 = _place(n, a, t0, t1, t2, t3)
+                n += 1
+            a += 1
+        if n == 0:
+            break
+        _sweep(
+            acc,
+            n,
+            plane[_source_index(i + offsets[t0], h, mode_y)],
+            weights[t0],
+            plane[_source_index(i + offsets[t1], h, mode_y)],
+            weights[t1],
+            plane[_source_index(i + offsets[t2], h, mode_y)],
+            weights[t2],
+            plane[_source_index(i + offsets[t3], h, mode_y)],
+            weights[t3],
+        )
+    if outside != 0:
+        for j in range(acc.size):
+            acc[j] += outside
+
+
+def _pair_start9(acc0, acc1, r0, r1, r2, r3, r4, r5, r6, r7, r8, r9, w0, w1, w2, w3, w4, w5, w6, w7, w8):
+    """The first sweep of ``_sweep_two``, nine taps: rows ``r0 .. r8`` into ``acc0`` and
+    ``r1 .. r9`` into ``acc1``, both written without being read (``_start9``). Both sums
+    are formed before either is stored, so each source row is loaded once for the two."""
+    zero = acc0.dtype.type(0)
+    for j in range(acc0.size):
+        s0 = _chain9(zero, j, r0, r1, r2, r3, r4, r5, r6, r7, r8, w0, w1, w2, w3, w4, w5, w6, w7, w8)
+        s1 = _chain9(zero, j, r1, r2, r3, r4, r5, r6, r7, r8, r9, w0, w1, w2, w3, w4, w5, w6, w7, w8)
+        acc0[j], acc1[j] = s0, s1
+
+
+_pair_start9 = numba.njit(inline="always", cache=False)(_pair_start9)
+
+
+def _pair_run(acc0, acc1, run, r0, r1, r2, r3, r4, r5, r6, r7, r8, r9, w0, w1, w2, w3, w4, w5, w6, w7, w8):
+    """The two-row sweep of ``run`` taps (``_run_length``): ``_pair_start9``, ``_sweep_two8``
+    or ``_sweep_two7``; rows and weights past the run are not read."""
+    if run == 9:
+        _pair_start9(acc0, acc1, r0, r1, r2, r3, r4, r5, r6, r7, r8, r9, w0, w1, w2, w3, w4, w5, w6, w7, w8)
+    elif run == 8:
+        _sweep_two8(acc0, acc1, r0, r1, r2, r3, r4, r5, r6, r7, r8, w0, w1, w2, w3, w4, w5, w6, w7)
+    else:
+        _sweep_two7(acc0, acc1, r0, r1, r2, r3, r4, r5, r6, r7, w0, w1, w2, w3, w4, w5, w6)
+
+
+_pair_run = numba.njit(inline="always", cache=False)(_pair_run)
+
+
+def _ring_row(plane, q, period):
+    """Source row ``q`` of a ring of ``period`` rows (``_fill_ring``), or of ``plane``
+    itself (``period`` its height: one expression for both, compiled once)."""
+    return plane[q % period]
+
+
+_ring_row = numba.njit(inline="always", cache=False)(_ring_row)
+
+
+def _fill_ring(ring, plane, start, stop):
+    """Rows ``start .. stop - 1`` of ``plane``, converted to the ring's type, into ``ring``
+    (row ``q`` at ``q % ring.shape[0]``): each source row converted once, not once a tap."""
+    for q in range(start, stop):
+        row = ring[q % ring.shape[0]]
+        src = plane[q]
+        for j in range(row.size):
+            row[j] = _like(src[j], row[0])
+
+
+def _ring_rows(src, out, rows):
+    """Rows of the ring of converted source rows: ``rows`` where a kernel reads ``src`` as
+    another type than ``out``'s (uint8), else 0 (it reads ``src`` itself)."""
+
+
+def _pass_rows(plane, ring):
+    """What the column pass reads: the ring where ``plane`` is converted, else ``plane``."""
+
+
+@numba.extending.overload(_ring_rows)
+def _ring_rows_typed(src, out, rows):
+    if src.dtype != out.dtype:
+        return lambda src, out, rows: rows
+    return lambda src, out, rows: 0
+
+
+@numba.extending.overload(_pass_rows)
+def _pass_rows_typed(plane, ring):
+    if plane.dtype != ring.dtype:
+        return lambda plane, ring: ring
+    return lambda plane, ring: plane
+
+
+def _convert_rows(ring, plane, start, stop):
+    """``_fill_ring`` where ``plane`` is converted (no code for the other types)."""
+
+
+@numba.extending.overload(_convert_rows)
+def _convert_rows_typed(ring, plane, start, stop):
+    if plane.dtype != ring.dtype:
+        return lambda ring, plane, start, stop: _fill_ring(ring, plane, start, stop)
+    return lambda ring, plane, start, stop: None
+
+
+def _column_pass_two(acc0, acc1, plane, offsets, weights, n_taps, i, period):
+    """``_column_pass`` for output rows ``i`` and ``i + 1`` at once, for dense taps.
+
+    The taps' offsets are consecutive and every row they read lies inside the
+    image. The two rows share ``n_taps - 1`` source rows: each is read once
+    and feeds both accumulators, halving the source reads of the vertical
+    pass. However the taps are grouped into sweeps, each row's chain of fused
+    multiply-adds runs in tap order from zero, as in ``_column_pass``, so both
+    give the same values bit for bit. Source row ``q`` is ``plane[q % period]``:
+    ``plane`` is the image plane (``period`` its height) or a ring of converted rows.
+    """
+    top = i + offsets[0]  # the source row of tap 0 for output row i
+    first = True  # the first sweep writes the rows without reading them
+    a = 0
+    while a < n_taps:
+        run = _run_length(n_taps - a, first)
+        if run == 0 and first:  # the sweeps add to zeroed rows
+            acc0[:] = 0
+            acc1[:] = 0
+            first = False
+            continue
+        if run > 0:  # seven to nine taps in one sweep
+            e = a + run - 1  # rows and weights past the run's last tap repeat it (unused)
+            _pair_run(
+                acc0,
+                acc1,
+                run,
+                _ring_row(plane, top + a, period),
+                _ring_row(plane, top + a + 1, period),
+                _ring_row(plane, top + a + 2, period),
+                _ring_row(plane, top + a + 3, period),
+                _ring_row(plane, top + a + 4, period),
+                _ring_row(plane, top + a + 5, period),
+                _ring_row(plane, top + a + 6, period),
+                _ring_row(plane, top + a + 7, period),
+                _ring_row(plane, top + min(a + 8, e + 1), period),
+                _ring_row(plane, top + min(a + 9, e + 1), period),
+                weights[a],
+                weights[a + 1],
+                weights[a + 2],
+                weights[a + 3],
+                weights[a + 4],
+                weights[a + 5],
+                weights[a + 6],
+                weights[min(a + 7, e)],
+                weights[min(a + 8, e)],
+            )
+            first = False
+            a += run
+            continue
+        n = min(4, n_taps - a)
+        k1, k2, k3 = a + min(1, n - 1), a + min(2, n - 1), a + min(3, n - 1)
+        _sweep_two(
+            acc0,
+            acc1,
+            n,
+            _ring_row(plane, top + a, period),
+            _ring_row(plane, top + a + 1, period),
+            _ring_row(plane, top + min(a + 2, n_taps), period),
+            _ring_row(plane, top + min(a + 3, n_taps), period),
+            _ring_row(plane, top + min(a + 4, n_taps), period),
+            weights[a],
+            weights[k1],
+            weights[k2],
+            weights[k3],
+        )
+        a += n
+
+
+_column_pass = _helper(_column_pass)
+_column_pass_two = _helper(_column_pass_two)
+_fill_ring = _helper(_fill_ring)
+
+
+def _pad_row(buf, lo, w, source, pad):
+    """Extend the row ``buf[-lo:-lo + w]`` over the rest of ``buf`` by the border mode.
+
+    ``source`` (``_pad_table``) names the sample each position holds; ``pad`` is
+    the value outside the image in constant mode.
+    """
+    inner = buf[-lo : -lo + w]
+    for pp in range(-lo):
+        q = source[pp]
+        buf[pp] = pad if q < 0 else inner[q]
+    for pp in range(w - lo, buf.size):
+        q = source[pp]
+        buf[pp] = pad if q < 0 else inner[q]
+
+
+def _tap_view(buf, start, w):
+    """``w`` samples of ``buf`` from ``start``: the row a tap reads."""
+    return buf[start : start + w]
+
+
+_tap_view = numba.njit(inline="always", cache=False)(_tap_view)
+
+
+def _row_pass(acc, bufs, offsets, weights, counts, lo, t, n_terms, add):
+    """``acc`` (+)= the sum over terms ``t .. n_terms - 1`` of the row pass of ``bufs[t]``.
+
+    ``bufs[t]`` is term ``t``'s padded row (``bufs[t, p]`` is x = p + lo).
+    The taps of all the terms go through a few sweeps over ``acc`` (seven to
+    nine of one term, or up to four), so a sum of separable terms writes its
+    output row once, with no row per term.
+    """
+    w = acc.size
+    first = not add  # the first sweep writes acc without reading it
+    b = 0
+    while t < n_terms:
+        run = _run_length(counts[t] - b, first)
+        if run == 0 and first:  # the sweeps add to a zeroed row
+            acc[:] = 0
+            first = False
+            continue
+        if run > 0:  # seven to nine taps of one term in one sweep
+            o = offsets[t]
+            e = b + run - 1  # taps past the run's last repeat it (unused)
+            _row_run(
+                acc,
+                run,
+                _tap_view(bufs[t], o[b] - lo, w),
+                _tap_view(bufs[t], o[b + 1] - lo, w),
+                _tap_view(bufs[t], o[b + 2] - lo, w),
+                _tap_view(bufs[t], o[b + 3] - lo, w),
+                _tap_view(bufs[t], o[b + 4] - lo, w),
+                _tap_view(bufs[t], o[b + 5] - lo, w),
+                _tap_view(bufs[t], o[b + 6] - lo, w),
+                _tap_view(bufs[t], o[min(b + 7, e)] - lo, w),
+                _tap_view(bufs[t], o[min(b + 8, e)] - lo, w),
+                weights[t, b],
+                weights[t, b + 1],
+                weights[t, b + 2],
+                weights[t, b + 3],
+                weights[t, b + 4],
+                weights[t, b + 5],
+                weights[t, b + 6],
+                weights[t, min(b + 7, e)],
+                weights[t, min(b + 8, e)],
+            )
+            first = False
+            b += run
+            if b == counts[t]:
+                t += 1
+                b = 0
+            continue
+        n = 0
+        t0 = t1 = t2 = t3 = 0
+        b0 = b1 = b2 = b3 = 0
+        while n < 4 and t < n_terms:
+            if n == 0:
+                t0, b0 = t, b
+            elif n == 1:
+                t1, b1 = t, b
+            elif n == 2:
+                t2, b2 = t, b
+            else:
+                t3, b3 = t, b
+            n += 1
+            b += 1
+            if b == counts[t]:
+                t += 1
+                b = 0
+        if n < 2:
+            t1, b1 = t0, b0
+        if n < 3:
+            t2, b2 = t1, b1
+        if n < 4:
+            t3, b3 = t2, b2
+        s0, s1 = offsets[t0, b0] - lo, offsets[t1, b1] - lo
+        s2, s3 = offsets[t2, b2] - lo, offsets[t3, b3] - lo
+        _sweep(
+            acc,
+            n,
+            bufs[t0, s0 : s0 + w],
+            weights[t0, b0],
+            bufs[t1, s1 : s1 + w],
+            weights[t1, b1],
+            bufs[t2, s2 : s2 + w],
+            weights[t2, b2],
+            bufs[t3, s3 : s3 + w],
+            weights[t3, b3],
+        )
+    if first:  # no taps
+        acc[:] = 0
+
+
+def _nonfinite(row):
+    """Whether ``row`` holds NaN or an infinity."""
+    count = 0
+    for j in range(row.size):
+        v = row[j]
+        count += 1 if v - v != 0 else 0
+    return count > 0
+
+
+def _add_square(total, values):
+    """``total += values ** 2``."""
+    for j in range(total.size):
+        total[j] += values[j] * values[j]
+
+
+def _start_row(total, row_out, accumulate):
+    """The terms' ``total`` before the first: the output row itself, or zeros."""
+    for j in range(total.size):
+        total[j] = row_out[j] if accumulate else 0
+
+
+def _finish_row(total, combine, inv_divisor, row_out):
+    """The output row from the terms' ``total``: its square root for a magnitude."""
+    for j in range(total.size):
+        row_out[j] = np.sqrt(total[j]) * inv_divisor if combine == MAGNITUDE else total[j]
+
+
+_pad_row = _helper(_pad_row)
+_row_pass = _helper(_row_pass)
+_nonfinite = _helper(_nonfinite)
+_add_square = _helper(_add_square)
+_start_row = _helper(_start_row)
+_finish_row = _helper(_finish_row)
+
+
+def _column_reach(col_off, col_n):
+    """The first and last source row an output row's column taps read, relative to it, over
+    all terms; and whether a term's taps are dense (rows the two-row pass reads)."""
+    top = col_off[0, 0]
+    bottom = col_off[0, col_n[0] - 1]
+    dense = False
+    for t in range(col_n.size):
+        n = col_n[t]
+        top = min(top, col_off[t, 0])
+        bottom = max(bottom, col_off[t, n - 1])
+        dense = dense or (n > 1 and col_off[t, n - 1] - col_off[t, 0] == n - 1)
+    return top, bottom, dense
+
+
+_column_reach = numba.njit(inline="always", cache=False)(_column_reach)
+
+
+def _separable_rows(
+    plane,
+    first,
+    last,
+    col_off,
+    col_w,
+    col_n,
+    row_off,
+    row_w,
+    row_n,
+    mode_y,
+    source,
+    cval,
+    pad_x,
+    combine,
+    inv_divisor,
+    accumulate,
+    lo,
+    bufs,
+    hacc,
+    totals,
+    ring,
+    out,
+):
+    """Rows ``first .. last - 1`` of one plane of ``_separable_2d``, in the task's buffers
+    (``source``: the rows' pad, ``_pad_table``; ``ring``: rows of ``plane`` converted to
+    the output's type, or none); whether a row of a sum came out NaN or infinite."""
+    h, w = plane.shape
+    n_terms = col_n.size
+    direct = n_terms == 1 and combine == SUM and not accumulate
+    summed = combine == SUM and not direct  # added up in the output row
+    nonfinite = False
+    rows = _pass_rows(plane, ring)  # what the two-row vertical pass reads
+    top, bottom, dense_terms = _column_reach(col_off, col_n)
+    period = ring.shape[0] if dense_terms else 0  # no two-row pass, no ring to fill
+    converted = 0  # source rows below this one are in the ring
+    i = first
+    while i < last:
+        n_rows = min(2, last - i)
+        if not (direct or summed):
+            for r in range(n_rows):
+                _start_row(totals[r], out[i + r], accumulate)
+        if period > 0 and n_rows == 2:  # the rows the two output rows read, converted once
+            start = max(converted, i + top, 0)
+            stop = min(i + 2 + bottom, h)
+            if start < stop:
+                _convert_rows(ring, plane, start, stop)
+                converted = stop
+        for t in range(n_terms):
+            n_col = col_n[t]
+            dense = col_off[t, n_col - 1] - col_off[t, 0] == n_col - 1
+            inside = i + col_off[t, 0] >= 0 and i + 1 + col_off[t, n_col - 1] < h
+            if n_rows == 2 and dense and n_col > 1 and inside:
+                _column_pass_two(
+                    bufs[0, t, -lo : -lo + w],
+                    bufs[1, t, -lo : -lo + w],
+                    rows,
+                    col_off[t],
+                    col_w[t],
+                    n_col,
+                    i,
+                    rows.shape[0],
+                )
+            else:
+                for r in range(n_rows):
+                    row = bufs[r, t, -lo : -lo + w]
+                    _column_pass(row, plane, col_off[t], col_w[t], n_col, i + r, mode_y, cval)
+            for r in range(n_rows):
+                _pad_row(bufs[r, t], lo, w, source, pad_x[t])
+                if not (direct or summed):  # one term's square into the total
+                    _row_pass(hacc, bufs[r], row_off, row_w, row_n, lo, t, t + 1, False)
+                    _add_square(totals[r], hacc)
+        for r in range(n_rows):
+            if direct or summed:
+                _row_pass(out[i + r], bufs[r], row_off, row_w, row_n, lo, 0, n_terms, accumulate)
+                if summed and _nonfinite(out[i + r]):
+                    nonfinite = True
+            else:
+                _finish_row(totals[r], combine, inv_divisor, out[i + r])
+        i += n_rows
+    return nonfinite
+
+
+_separable_rows = _helper(_separable_rows)
+
+
+def _separable_2d(
+    src,
+    col_off,
+    col_w,
+    col_n,
+    row_off,
+    row_w,
+    row_n,
+    mode_y,
+    mode_x,
+    cval,
+    pad_x,
+    combine,
+    inv_divisor,
+    accumulate,
+    out,
+    block,
+    nonfinite,
+    threads,
+):
+    """Sum (or magnitude) of separable terms over the last two axes of ``src`` (P, H, W).
+
+    Term ``t`` correlates columns with ``col_w[t, :col_n[t]]`` and rows with
+    ``row_w[t, :row_n[t]]``. Output rows go two at a time: the vertical pass
+    fills a padded row buffer per row and term that stays in cache (for dense
+    taps away from the top and bottom both rows come from one read of their
+    shared source rows); the horizontal pass reads them, all terms' taps in
+    one sweep for a sum, and each output row is written once. ``pad_x[t]`` is the value
+    outside the image along x in constant mode (what the vertical pass would
+    give there). Sums (several terms, or one added to ``out``) set
+    ``nonfinite[task]`` when a row of that task came out NaN or infinite.
+    """
+    n_planes, h, w = src.shape
+    n_terms = col_n.size
+    lo = 0
+    hi = 0
+    for t in range(n_terms):
+        for b in range(row_n[t]):
+            lo = min(lo, row_off[t, b])
+            hi = max(hi, row_off[t, b])
+    padded = w + hi - lo
+    top, bottom, _ = _column_reach(col_off, col_n)
+    ring_rows = bottom - top + 2  # the source rows of two output rows
+    n_blocks = (h + block - 1) // block
+    previous = _limit_threads(threads)
+    for task in prange(n_planes * n_blocks):
+        first = (task % n_blocks) * block
+        bufs = _buffer((2, n_terms, padded), out)
+        hacc = _buffer(w, out)
+        totals = _buffer((2, w), out)
+        ring = _buffer((_ring_rows(src, out, ring_rows), w), out)
+        source = _buffer(padded, np.int64)
+        _pad_table(source, lo, w, mode_x)
+        if _separable_rows(
+            src[task // n_blocks],
+            first,
+            min(h, first + block),
+            col_off,
+            col_w,
+            col_n,
+            row_off,
+            row_w,
+            row_n,
+            mode_y,
+            source,
+            cval,
+            pad_x,
+            combine,
+            inv_divisor,
+            accumulate,
+            lo,
+            bufs,
+            hacc,
+            totals,
+            ring,
+            out[task // n_blocks],
+        ):
+            nonfinite[task] = 1
+    _set_thread_count(previous)
+
+
+separable_2d_kernel = _Kernel(_separable_2d, 14, takes_threads=True)
