@@ -15,10 +15,11 @@ import threading
 
 import numba
 import numpy as np
+from numba.core.dispatcher import Dispatcher
 
 from . import _validation
 from ._boundary import CONSTANT
-from ._cpu_kernels import MAGNITUDE, ROWS_PER_TASK, SUM, _Kernel, kernel_input, reads_as_is
+from ._cpu_kernels import MAGNITUDE, ROWS_PER_TASK, SUM, _Kernel, kernel_input, load_for, reads_as_is
 from ._lowering import (
     PreparedArrays,
     as_type,
@@ -72,6 +73,10 @@ def _thread_count_controls():
 
 _thread_controls = None
 
+# Kernels called in this process: the first call of each loads its code by signature
+# (``_cpu_kernels.load_for``), sparing Numba's Python-side typing of the arguments.
+_loaded = set()
+
 
 def _call(kernel, args, taps, takes_threads=False):
     """Call ``kernel``; on one thread when its work (``args[0]``'s size times ``taps``) is small.
@@ -81,6 +86,10 @@ def _call(kernel, args, taps, takes_threads=False):
     (``_cpu_kernels._limit_threads``); the others are limited here.
     """
     global _thread_controls
+    if kernel not in _loaded:
+        if isinstance(kernel, Dispatcher):  # (tests may call a wrapper instead)
+            load_for(kernel, (*args, 0) if takes_threads else args)
+        _loaded.add(kernel)
     serial = args[0].size * taps < SERIAL_WORK
     if takes_threads:
         return kernel(*args, 1 if serial else 0)

@@ -199,6 +199,30 @@ def _jit(func):
     return _enable_cache(numba.njit(parallel=True, nogil=True)(func))
 
 
+def load_for(dispatcher, args):
+    """Load ``dispatcher``'s code for the types of ``args`` (from the cache, or compile it).
+
+    A first call through the dispatcher itself would type its arguments in Python,
+    which imports ``numpy.ma`` (Numba checks every array against it), and run the
+    Numba entry points of every installed package (``importlib.metadata`` reads them
+    all): 30-40 ms of a first call that loads a cached kernel, more where many
+    packages are installed. Given the signature, Numba skips both; a compile still
+    runs them. Later calls take Numba's C dispatch, which types arrays as
+    ``_argument_type`` does.
+    """
+    dispatcher.compile(tuple(_argument_type(a) for a in args))
+
+
+def _argument_type(value):
+    """Numba's type of a kernel argument, as its dispatcher would find it."""
+    if type(value) is np.ndarray:
+        layout = "C" if value.flags.c_contiguous else "F" if value.flags.f_contiguous else "A"
+        return types.Array(
+            numba.from_dtype(value.dtype), value.ndim, layout, readonly=not value.flags.writeable
+        )
+    return numba.typeof(value, numba.core.typing.typeof.Purpose.argument)
+
+
 def reads_as_is(dtype, out_dtype):
     """Whether a kernel with output ``out_dtype`` reads ``dtype`` as it is (``kernel_input``)."""
     return dtype == out_dtype or dtype == np.uint8
