@@ -74,7 +74,8 @@ def _thread_count_controls():
 _thread_controls = None
 
 # Kernels called in this process: the first call of each loads its code by signature
-# (``_cpu_kernels.load_for``), sparing Numba's Python-side typing of the arguments.
+# (``_cpu_kernels.load_for``), which spares the scan of every installed package's
+# Numba entry points that a dispatcher's own first call makes.
 _loaded = set()
 
 

@@ -202,12 +202,12 @@ def _jit(func):
 def load_for(dispatcher, args):
     """Load ``dispatcher``'s code for the types of ``args`` (from the cache, or compile it).
 
-    A first call through the dispatcher itself would type its arguments in Python,
-    which imports ``numpy.ma`` (Numba checks every array against it), and run the
-    Numba entry points of every installed package (``importlib.metadata`` reads them
-    all): 30-40 ms of a first call that loads a cached kernel, more where many
-    packages are installed. Given the signature, Numba skips both; a compile still
-    runs them. Later calls take Numba's C dispatch, which types arrays as
+    A first call through the dispatcher itself would first run the Numba entry
+    points of every installed package (``importlib.metadata`` reads the metadata of
+    all of them: about 20 ms of a first call that loads a cached kernel, more where
+    many packages are installed), then type its arguments in Python. Given the
+    signature, Numba goes straight to the cache; a compile still runs the entry
+    points. Later calls take Numba's C dispatch, which types arrays as
     ``_argument_type`` does.
     """
     dispatcher.compile(tuple(_argument_type(a) for a in args))
