@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from napari_sepconv import _cpu
+from napari_sepconv import _cpu, warmup
 from napari_sepconv._engine import ENGINE_METHODS, Engine
 
 PACKAGE = Path(_cpu.__file__).parent
@@ -43,21 +43,10 @@ def _imports(path):
     return {n.rsplit(".", 1)[-1] for n in names}
 
 
-_CPU_KERNELS = [
-    "_cpu_kernels.py",
-    "_sweeps.py",
-    "_line_kernels.py",
-    "_separable_kernels.py",
-    "_edge_kernels.py",
-    "_direct_kernels.py",
-    "_depthwise_kernels.py",
-]
-
-
 @pytest.mark.parametrize(
     "module, other",
     [("_cuda.py", "_cpu"), ("_cuda_kernels.py", "_cpu"), ("_cpu.py", "_cuda")]
-    + [(name, "_cuda") for name in _CPU_KERNELS],
+    + [(name, "_cuda") for name in warmup._KERNEL_SOURCES],  # every CPU kernel module
 )
 def test_engines_import_nothing_of_each_other(module, other):
     imported = _imports(PACKAGE / module)
