@@ -81,6 +81,75 @@ def test_correlate1d_output_argument(rng):
         sc.correlate1d(image, [1, 2, 1], output=np.empty((3, 3)))
 
 
+def _complex_case(rng, in_kind, w_kind, shape=(6, 11)):
+    """An input and weights of the kinds asked ('c' complex, 'f' float, 'i' integer)."""
+    if in_kind == "c":
+        image = rng.random(shape) + 1j * rng.random(shape)
+    elif in_kind == "f":
+        image = rng.random(shape)
+    else:
+        image = rng.integers(-50, 50, shape).astype(np.int16)
+    weights = rng.standard_normal(4)
+    if w_kind == "c":
+        weights = weights + 1j * rng.standard_normal(4)
+    return image, weights
+
+
+@pytest.mark.parametrize("convolve", [False, True])
+@pytest.mark.parametrize("kinds", ["cf", "fc", "cc", "ic"])
+def test_complex_correlate1d_and_convolve1d_as_scipy(rng, convolve, kinds):
+    """Complex input or weights: real and imaginary parts filtered apart, the weights
+    conjugated (correlation), with SciPy's output types."""
+    image, weights = _complex_case(rng, *kinds)
+    ours_function, peer = (sc.convolve1d, ndi.convolve1d) if convolve else (sc.correlate1d, ndi.correlate1d)
+    cval = 1.5 - 2j if kinds[0] == "c" else 1.5
+    for mode in MODES:
+        for axis in (0, 1):
+            options = dict(axis=axis, mode=mode, cval=cval, origin=-1)
+            expected = peer(image, weights, **options)
+            ours = ours_function(image, weights, **options)
+            assert ours.dtype == expected.dtype
+            np.testing.assert_allclose(ours, expected, rtol=1e-12, atol=1e-12)
+    for output in (np.complex64, "F", np.empty(image.shape, np.complex64)):
+        expected = peer(image, weights, output=output if not isinstance(output, np.ndarray) else None)
+        result = ours_function(image, weights, output=output)
+        if isinstance(output, np.ndarray):
+            assert result is output
+        assert result.dtype == np.complex64
+        np.testing.assert_allclose(result, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_complex_correlate1d_output_rules_as_scipy(rng):
+    image, weights = _complex_case(rng, "f", "c")
+    for function in (sc.correlate1d, ndi.correlate1d):
+        with pytest.warns(UserWarning, match="promoting specified output dtype to complex"):
+            assert function(image, weights, output=np.float32).dtype == np.complex64
+        with pytest.raises(RuntimeError):  # a real output array for a complex result
+            function(image, weights, output=np.empty(image.shape))
+        with pytest.raises(RuntimeError):  # a real type code is taken literally
+            function(image, weights, output="f")
+        with pytest.raises(ValueError, match="cval"):  # real input, complex constant
+            function(image, weights, mode="constant", cval=1 + 1j)
+    with pytest.raises(TypeError, match="output"):  # ours: also a TypeError naming it
+        sc.correlate1d(image, weights, output=np.empty(image.shape))
+    with pytest.raises(RuntimeError):  # real input and weights: no complex output
+        sc.correlate1d(image, weights.real, output=np.complex128)
+    before = image.copy()
+    sc.correlate1d(image, weights)
+    np.testing.assert_array_equal(image, before)  # the input is not touched
+
+
+def test_complex_correlate1d_on_dask_is_lazy_and_equal(rng):
+    da = pytest.importorskip("dask.array")
+    image, weights = _complex_case(rng, "c", "c", shape=(20, 30))
+    lazy = sc.correlate1d(da.from_array(image, chunks=(7, 9)), weights, axis=1, mode="wrap")
+    assert isinstance(lazy, da.Array) and lazy.dtype == np.complex128
+    expected = ndi.correlate1d(image, weights, axis=1, mode="wrap")
+    np.testing.assert_allclose(lazy.compute(), expected, atol=1e-12)
+    with pytest.raises(TypeError, match="output"):
+        sc.correlate1d(da.from_array(image), weights, output=np.empty(image.shape, complex))
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_kernel_longer_than_image(rng, mode):
     image = rng.random((3, 2))

@@ -62,6 +62,11 @@ def mode_names(modes):
     return {axis: CANONICAL_NAMES[code] for axis, code in modes.items()}
 
 
+class ScipyTypeError(TypeError, RuntimeError):
+    """A ``TypeError`` where scipy.ndimage raises ``RuntimeError`` (an output of the wrong
+    kind): code written for either catches it."""
+
+
 def check_cval(cval):
     """The constant for ``'constant'`` mode as a Python float."""
     if isinstance(cval, (bool, np.bool_)) or not isinstance(cval, (numbers.Real, np.number)):
@@ -69,6 +74,13 @@ def check_cval(cval):
     if isinstance(cval, (complex, np.complexfloating)):
         raise TypeError("cval must be a real number, not complex")
     return float(cval)
+
+
+def as_array(value, name="input"):
+    """Arrays with ``shape`` and ``dtype`` (NumPy, dask, GPU) as they are; else NumPy."""
+    if all(hasattr(value, a) for a in ("shape", "dtype", "ndim")):
+        return value
+    return as_rectangular_array(value, name)
 
 
 def check_image(image, name="image", min_ndim=1):

@@ -1,7 +1,8 @@
 """1-D, separable and user-kernel filtering.
 
 ``correlate1d``/``convolve1d`` follow ``scipy.ndimage`` (values, output
-handling, default output dtype); ``separable_filter`` and ``filter2d`` follow
+handling, default output dtype, complex data through ``_complex``);
+``separable_filter`` and ``filter2d`` follow
 the scikit-image dtype rule. ``filter2d`` splits a kernel by SVD
 (:func:`~napari_sepconv.separate_kernel`) and runs rank-1 pass pairs whenever
 that needs fewer multiplications than the direct kernel.
@@ -13,10 +14,13 @@ import numpy as np
 
 from . import _backend, _dask
 from ._boundary import CANONICAL_NAMES
+from ._complex import correlate_parts, is_complex
 from ._passes import reach, taps
 from ._plan import Plan, attach_plan, execute, get_plan, planned
 from ._programs import DirectProgram, terms_program
 from ._validation import (
+    ScipyTypeError,
+    as_array,
     check_cval,
     check_image,
     check_kernel,
@@ -50,6 +54,15 @@ def _output_dtype(input_dtype, output):
     return dt
 
 
+def _complex_weights(weights):
+    """Whether ``weights`` is complex (scipy.ndimage then filters the real and imaginary parts);
+    weights that are no array at all are reported by ``check_kernel``."""
+    try:
+        return np.iscomplexobj(weights)
+    except (TypeError, ValueError):
+        return False
+
+
 @_backend.like_input
 def correlate1d(input, weights, axis=-1, output=None, mode="reflect", cval=0.0, origin=0, *, backend="auto"):
     """Correlate an array with a 1-D kernel along one axis.
@@ -62,14 +75,17 @@ def correlate1d(input, weights, axis=-1, output=None, mode="reflect", cval=0.0, 
     Parameters
     ----------
     input : array_like
-        Bool, integer or float array of any number of dimensions.
+        Bool, integer, float or complex array of any number of dimensions.
     weights : array_like
-        1-D kernel.
+        1-D kernel, real or complex. As in scipy, complex input or weights are
+        filtered as their real and imaginary parts, complex weights conjugated
+        (host arrays only).
     axis : int, optional
         Axis to filter along (default: the last).
     output : array or dtype, optional
-        Array to fill, or the dtype of the result; default: the input's dtype.
-        Values are computed in float64 (float32 for float32 input) and cast.
+        Array to fill, or the dtype of the result; default: the input's dtype
+        (complex results: scipy's complex type rule). Values are computed in
+        float64 (float32 for float32 input) and cast.
     mode : {'reflect', 'constant', 'nearest', 'mirror', 'wrap'}, optional
         Border mode; scipy's ``grid-*`` aliases are accepted.
     cval : float, optional
@@ -90,7 +106,18 @@ def correlate1d(input, weights, axis=-1, output=None, mode="reflect", cval=0.0, 
     >>> import napari_sepconv as sc
     >>> sc.correlate1d(np.array([2, 8, 0, 4, 1, 9, 9, 0]), [1, 3])
     array([ 8, 26,  8, 12,  7, 28, 36,  9])
+
+    Complex weights are conjugated, as scipy.ndimage does:
+
+    >>> sc.correlate1d(np.array([1.0, 2.0, 4.0]), [1j, 1])
+    array([1.-1.j, 2.-1.j, 4.-2.j])
     """
+    input = as_array(input)
+    if _complex_weights(weights) or is_complex(input, output):
+        if not _complex_weights(weights) and np.dtype(input.dtype).kind != "c":
+            raise ScipyTypeError(f"output: a complex output needs complex input or weights, got {output!r}")
+        kwargs = dict(axis=axis, mode=mode, origin=origin, backend=backend)
+        return correlate_parts(correlate1d, input, weights, output, cval, **kwargs)
     input = check_image(input, "input")
     out_dtype = _output_dtype(input.dtype, output)
     if isinstance(output, np.ndarray):
@@ -171,13 +198,15 @@ def convolve1d(input, weights, axis=-1, output=None, mode="reflect", cval=0.0, o
     >>> sc.convolve1d(np.array([2, 8, 0, 4, 1, 9, 9, 0]), [1, 3])
     array([14, 24,  4, 13, 12, 36, 27,  0])
     """
+    if _complex_weights(weights):  # conjugated here, as correlate1d conjugates them again
+        weights = np.conj(np.asarray(weights))
     w, origin = _mirrored(weights, origin)
     return correlate1d(input, w, axis, output, mode, cval, origin, backend=backend)
 
 
 def _mirrored(weights, origin):
     """The correlation weights and origin that convolve as ``weights`` at ``origin`` do."""
-    w = check_kernel(weights, 1, "weights")[::-1]
+    w = (np.asarray(weights) if _complex_weights(weights) else check_kernel(weights, 1, "weights"))[::-1]
     try:
         origin = -operator.index(origin)
     except TypeError:

@@ -29,9 +29,11 @@ import numpy as np
 
 from . import _backend, _dask
 from ._boundary import CANONICAL_NAMES
+from ._complex import complex_output, filter_parts, is_complex
 from ._passes import MAGNITUDE, SUM, filter_terms, reach, taps
 from ._plan import execute
 from ._validation import (
+    as_array,
     check_cval,
     check_image,
     normalize_axis,
@@ -225,13 +227,6 @@ def _new_gaussian_weights(sigma, order, truncate, radius, dtype=np.float64):
 _cached_gaussian_weights = lru_cache(maxsize=256)(_new_gaussian_weights)
 
 
-def _as_array(input):
-    """Arrays with ``shape`` and ``dtype`` (NumPy, dask, GPU) as they are; else NumPy."""
-    if all(hasattr(input, a) for a in ("shape", "dtype", "ndim")):
-        return input
-    return np.asarray(input)
-
-
 def _check_output(input, output):
     """The output dtype of a scipy-style call, after checking ``output``."""
     out_dtype = _output_dtype(input.dtype, output)
@@ -263,58 +258,6 @@ def _deliver(result, out_dtype, output):
 def _copy(input, out_dtype, output, backend):
     """No axis to filter: the input cast to the output, as scipy does."""
     return correlate1d(input, [1.0], 0, output if output is not None else out_dtype, backend=backend)
-
-
-def _is_complex(input, output):
-    """Whether a scipy-style call has complex input or asks for a complex output."""
-    if np.dtype(input.dtype).kind == "c":
-        return True
-    if output is None:
-        return False
-    try:
-        dtype = output.dtype if isinstance(output, np.ndarray) else np.dtype(output)
-    except TypeError:
-        return False
-    return dtype.kind == "c"
-
-
-def _complex_output(input, output):
-    """The complex output dtype of a call with complex input or output."""
-    if isinstance(output, np.ndarray):
-        if output.shape != tuple(input.shape):
-            raise ValueError(f"output has shape {output.shape}, expected {tuple(input.shape)}")
-        if output.dtype.kind != "c":
-            raise TypeError(f"output must have a complex dtype for complex input, got {output.dtype}")
-        return output.dtype
-    out_dtype = np.dtype(input.dtype if output is None else output)
-    if out_dtype.kind != "c":  # scipy promotes a real output type for complex input
-        out_dtype = np.promote_types(out_dtype, np.complex64)
-    return out_dtype
-
-
-def _complex_call(func, input, output, cval, **kwargs):
-    """scipy.ndimage's complex filtering: real and imaginary parts filtered apart."""
-    if _backend.is_device_array(input):
-        raise TypeError("input: complex arrays are filtered on the host only (NumPy or dask)")
-    in_complex = np.dtype(input.dtype).kind == "c"
-    out_dtype = _complex_output(input, output)
-    if isinstance(cval, (bool, np.bool_)) or not isinstance(cval, (numbers.Number, np.number)):
-        raise TypeError(f"cval must be a number, got {type(cval).__name__}")
-    cval = complex(cval)
-    if not in_complex and cval.imag != 0:
-        raise ValueError("cval: a complex cval needs a complex input")
-    part = np.finfo(out_dtype).dtype
-    real = func(input.real if in_complex else input, output=part, cval=cval.real, **kwargs)
-    if in_complex:
-        imag = func(input.imag, output=part, cval=cval.imag, **kwargs)
-    else:
-        imag = None
-    if _dask.is_dask_array(real):
-        return (real + 1j * imag).astype(out_dtype) if imag is not None else real.astype(out_dtype)
-    result = output if isinstance(output, np.ndarray) else np.empty(real.shape, out_dtype)
-    result.real = real
-    result.imag = 0 if imag is None else imag
-    return result
 
 
 # --------------------------------------------------------------------------
@@ -477,8 +420,8 @@ def gaussian_filter1d(
     >>> sc.gaussian_filter1d(np.arange(20.0) ** 2, 1.0, order=2)[8:12].round(3)  # about 2
     array([1.994, 1.992, 1.991, 1.99 ])
     """
-    if _is_complex(input := _as_array(input), output):
-        return _complex_call(
+    if is_complex(input := as_array(input), output):
+        return filter_parts(
             gaussian_filter1d,
             input,
             output,
@@ -626,8 +569,8 @@ def gaussian_filter(
     >>> float(planes[0].sum().round(5)), float(planes[1].sum())
     (1.0, 0.0)
     """
-    if _is_complex(input := _as_array(input), output):
-        return _complex_call(
+    if is_complex(input := as_array(input), output):
+        return filter_parts(
             gaussian_filter,
             input,
             output,
@@ -724,10 +667,10 @@ def _piecewise(out_dtype, input):
 def _derivative_sum(input, sigma, output, mode, cval, axes, truncate, radius, backend, order):
     """Shared body of :func:`gaussian_laplace` (order 2, a sum) and
     :func:`gaussian_gradient_magnitude` (order 1, a magnitude)."""
-    input = _as_array(input)
-    if _is_complex(input, output):
+    input = as_array(input)
+    if is_complex(input, output):
         if order == 2:  # a sum: real and imaginary parts apart
-            return _complex_call(
+            return filter_parts(
                 gaussian_laplace,
                 input,
                 output,
@@ -739,7 +682,7 @@ def _derivative_sum(input, sigma, output, mode, cval, axes, truncate, radius, ba
                 radius=radius,
                 backend=backend,
             )
-        out_dtype = _complex_output(input, output)  # the magnitude of complex derivatives
+        out_dtype = complex_output(input, output)  # the magnitude of complex derivatives
     else:
         input = check_image(input, "input")
         out_dtype = _check_output(input, output)
@@ -902,7 +845,7 @@ def gaussian_laplace(
     >>> sc.gaussian_laplace(bowl, 1.0)[8, 6:9].round(3)
     array([3.982, 3.98 , 3.978])
     """
-    input = _as_array(input)
+    input = as_array(input)
     ndim = input.ndim
     checked = _check_axes(axes, ndim)
     sigmas = _per_axis(sigma, len(checked), "sigma")
@@ -949,8 +892,8 @@ def ndimage_laplace(input, output=None, mode="reflect", cval=0.0, *, axes=None, 
            [ 1, -4,  1],
            [ 0,  1,  0]])
     """
-    if _is_complex(input := _as_array(input), output):
-        return _complex_call(ndimage_laplace, input, output, cval, mode=mode, axes=axes, backend=backend)
+    if is_complex(input := as_array(input), output):
+        return filter_parts(ndimage_laplace, input, output, cval, mode=mode, axes=axes, backend=backend)
     input = check_image(input, "input")
     out_dtype = _check_output(input, output)
     axes = _check_axes(axes, input.ndim)
@@ -1165,8 +1108,8 @@ def uniform_filter1d(
     >>> sc.uniform_filter1d([2, 8, 0, 4, 1, 9, 9, 0], size=3)
     array([4, 3, 4, 1, 4, 6, 6, 3])
     """
-    if _is_complex(input := _as_array(input), output):
-        return _complex_call(
+    if is_complex(input := as_array(input), output):
+        return filter_parts(
             uniform_filter1d,
             input,
             output,
@@ -1231,8 +1174,8 @@ def uniform_filter(
     array([[ 5.,  6.],
            [ 9., 10.]])
     """
-    if _is_complex(input := _as_array(input), output):
-        return _complex_call(
+    if is_complex(input := as_array(input), output):
+        return filter_parts(
             uniform_filter,
             input,
             output,

@@ -1,0 +1,138 @@
+"""scipy.ndimage's complex filtering: real filters run on the real and imaginary parts.
+
+A linear filter of complex data is the same filter of its real and imaginary parts
+(:func:`filter_parts`, for the Gaussian and uniform family, whose weights are real);
+a complex kernel adds the cross terms (:func:`correlate_parts`, for ``correlate1d``:
+``(a + ib) * (c + id) = (ac - bd) + i(ad + bc)``). Output types follow SciPy's rule for
+complex results (:func:`complex_output`). Complex data is filtered on the host only.
+"""
+
+import numbers
+import warnings
+
+import numpy as np
+
+from . import _backend, _dask
+from ._validation import ScipyTypeError
+
+
+def is_complex(input, output):
+    """Whether a scipy-style call has complex input or asks for a complex output."""
+    if np.dtype(input.dtype).kind == "c":
+        return True
+    if output is None:
+        return False
+    try:
+        dtype = output.dtype if isinstance(output, np.ndarray) else np.dtype(output)
+    except TypeError:
+        return False
+    return dtype.kind == "c"
+
+
+_NOT_COMPLEX = "output must have a complex dtype for complex filtering, got {}"
+
+
+def complex_output(input, output):
+    """The complex dtype of a call's result, by scipy.ndimage's rule for complex results.
+
+    None: the input's type if it is complex, else the smallest complex type that holds
+    it. A real dtype is promoted to complex with a ``UserWarning``, as SciPy does; an
+    output array must be complex and of the input's shape.
+    """
+    if isinstance(output, np.ndarray):
+        if output.shape != tuple(input.shape):
+            raise ValueError(f"output has shape {output.shape}, expected {tuple(input.shape)}")
+        if output.dtype.kind != "c":
+            raise ScipyTypeError(
+                f"output must have a complex dtype for complex filtering, got {output.dtype}"
+            )
+        if not output.flags.writeable:
+            raise ValueError("output is read-only; pass a writeable array or a dtype")
+        return output.dtype
+    if output is None:
+        dtype = np.dtype(input.dtype)
+        return dtype if dtype.kind == "c" else np.promote_types(dtype, np.complex64)
+    if isinstance(output, str):  # SciPy takes a type code literally: no promotion
+        dtype = np.dtype(output)
+        if dtype.kind != "c":
+            raise ScipyTypeError(_NOT_COMPLEX.format(dtype))
+        return dtype
+    dtype = np.dtype(output)
+    if dtype.kind != "c":
+        warnings.warn("promoting specified output dtype to complex", UserWarning, stacklevel=4)
+        dtype = np.promote_types(dtype, np.complex64)
+    return dtype
+
+
+def _check_input(input, output):
+    if _backend.is_device_array(input):
+        raise TypeError("input: complex arrays are filtered on the host only (NumPy or dask)")
+    if isinstance(output, np.ndarray) and _dask.is_dask_array(input):
+        raise TypeError("output cannot be an array when input is a dask array")
+
+
+def _complex_cval(cval):
+    if isinstance(cval, (bool, np.bool_)) or not isinstance(cval, (numbers.Number, np.number)):
+        raise TypeError(f"cval must be a number, got {type(cval).__name__}")
+    return complex(cval)
+
+
+def _assemble(input, real, imag, out_dtype, output):
+    """The complex result from its parts (``imag`` None: zero), into ``output`` if given."""
+    if _dask.is_dask_array(real):
+        return (real + 1j * imag).astype(out_dtype) if imag is not None else real.astype(out_dtype)
+    result = output if isinstance(output, np.ndarray) else np.empty(tuple(input.shape), out_dtype)
+    result.real = real
+    result.imag = 0 if imag is None else imag
+    return result
+
+
+def filter_parts(func, input, output, cval, **kwargs):
+    """``func(part, output=..., cval=..., **kwargs)`` of a filter with real weights, on the
+    real and imaginary parts of ``input`` (a real input: its imaginary part is zero)."""
+    _check_input(input, output)
+    in_complex = np.dtype(input.dtype).kind == "c"
+    out_dtype = complex_output(input, output)
+    cval = _complex_cval(cval)
+    if not in_complex and cval.imag != 0:
+        raise ValueError("cval: a complex cval needs a complex input")
+    part = np.finfo(out_dtype).dtype
+    real = func(input.real if in_complex else input, output=part, cval=cval.real, **kwargs)
+    imag = func(input.imag, output=part, cval=cval.imag, **kwargs) if in_complex else None
+    return _assemble(input, real, imag, out_dtype, output)
+
+
+def correlate_parts(correlate, input, weights, output, cval, **kwargs):
+    """scipy.ndimage's ``correlate1d`` where the input or the weights are complex.
+
+    As SciPy computes it: complex weights are conjugated, and the result is a sum of
+    real correlations (``correlate(image, kernel, output=..., cval=..., **kwargs)``),
+    each part computed in the result's real type (the cross terms of complex input and
+    weights in the input's real type, as SciPy's ``output=None`` gives them).
+    """
+    _check_input(input, output)
+    weights = np.asarray(weights)
+    in_complex = np.dtype(input.dtype).kind == "c"
+    w_complex = weights.dtype.kind == "c"
+    if w_complex:
+        weights = weights.conj().astype(np.complex128, copy=False)
+    out_dtype = complex_output(input, output)
+    part = np.finfo(out_dtype).dtype
+    if not in_complex and w_complex and isinstance(cval, (complex, np.complexfloating)):
+        raise ValueError("cval: a complex cval needs a complex input")
+    cval = _complex_cval(cval)
+
+    def run(image, kernel, value, dtype):
+        return correlate(image, kernel, output=dtype, cval=value, **kwargs)
+
+    if in_complex and w_complex:
+        own = np.finfo(input.dtype).dtype  # the cross terms' type: SciPy's output=None
+        real = run(input.real, weights.real, cval.real, part) - run(input.imag, weights.imag, cval.imag, own)
+        imag = run(input.real, weights.imag, cval.real, part) + run(input.imag, weights.real, cval.imag, own)
+    elif in_complex:
+        real = run(input.real, weights, cval.real, part)
+        imag = run(input.imag, weights, cval.imag, part)
+    else:
+        real = run(input, weights.real, cval.real, part)
+        imag = run(input, weights.imag, cval.real, part)
+    return _assemble(input, real, imag, out_dtype, output)
