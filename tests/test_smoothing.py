@@ -460,6 +460,17 @@ def test_gaussian_like_skimage(rng, dtype):
         assert_matches(sc.gaussian(x, **kw), skf.gaussian(x, **kw))
 
 
+@pytest.mark.parametrize("channel_axis", [None, 0, 1, -1])
+def test_gaussian_with_nothing_to_smooth_converts_like_skimage(rng, channel_axis):
+    for dtype in (np.uint8, np.float32, np.float64):
+        x = _image(rng, (5, 6, 3), dtype)
+        for sigma in (0, 1e-16):
+            expected = skf.gaussian(x, sigma=sigma, channel_axis=channel_axis)
+            ours = sc.gaussian(x, sigma=sigma, channel_axis=channel_axis)
+            assert ours.dtype == expected.dtype
+            np.testing.assert_array_equal(ours, expected)
+
+
 def test_gaussian_channels_and_out(rng):
     x = _image(rng, (8, 3, 9), np.float32)
     assert_matches(sc.gaussian(x, 1.5, channel_axis=1), skf.gaussian(x, 1.5, channel_axis=1))

@@ -1325,8 +1325,8 @@ def gaussian(
     axes = [a for a in range(image.ndim) if sigmas[a] > _SIGMA_EPS]
     smooth_channels = channel_axis is not None and channel_axis in axes
     kernels = [_gaussian_weights(sigmas[a], 0, truncate, None, dtype) for a in axes]
-    if not axes:  # nothing to smooth: the converted image
-        axes, kernels = [image.ndim - 1], [np.ones(1)]
+    if not axes:  # nothing to smooth: the converted image (an identity pass off the channels)
+        axes, kernels = spatial_axes(image.ndim, channel_axis)[-1:], [np.ones(1)]
     arguments = dict(
         axes=axes,
         mode=[modes[a] for a in axes],
