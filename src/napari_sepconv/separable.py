@@ -57,6 +57,10 @@ def _output_dtype(input_dtype, output):
 def _complex_weights(weights):
     """Whether ``weights`` is complex (scipy.ndimage then filters the real and imaginary parts);
     weights that are no array at all are reported by ``check_kernel``."""
+    if isinstance(weights, np.ndarray):
+        return weights.dtype.kind == "c"
+    if isinstance(weights, (list, tuple)) and all(isinstance(v, (int, float)) for v in weights):
+        return False  # the common list of numbers, with no array made to ask
     try:
         return np.iscomplexobj(weights)
     except (TypeError, ValueError):
