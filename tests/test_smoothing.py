@@ -224,25 +224,6 @@ def test_complex_parts_filtered_apart_as_in_scipy(rng):
     )
 
 
-@pytest.mark.parametrize("shape", [(3, 3), (17, 23), (5, 6, 7)])
-def test_float64_gaussian_filter_is_its_1d_passes_in_turn(rng, shape):
-    """As in scipy, the n-D filter is exactly the 1-D filter along each axis in turn."""
-    x = _image(rng, shape, np.float64)
-    modes = ["reflect", "wrap", "constant"][: len(shape)]
-    orders = [1, 0, 2][: len(shape)]
-    for order in (0, orders):
-        expected = x
-        for axis, mode in enumerate(modes):
-            o = order if order == 0 else order[axis]
-            expected = sc.gaussian_filter1d(expected, 1.3, axis=axis, order=o, mode=mode, cval=0.5)
-        np.testing.assert_array_equal(sc.gaussian_filter(x, 1.3, order=order, mode=modes, cval=0.5), expected)
-        into = np.empty(shape)
-        assert sc.gaussian_filter(x, 1.3, order=order, output=into, mode=modes, cval=0.5) is into
-        np.testing.assert_array_equal(into, expected)
-    peer = ndi.gaussian_filter(x, 1.3, mode=modes, cval=0.5)
-    assert_matches(sc.gaussian_filter(x, 1.3, mode=modes, cval=0.5), peer)
-
-
 def test_uniform_filter_nan_stays_in_its_windows(rng):
     x = _image(rng, (9, 40), np.float64)
     x[3, 20] = np.nan

@@ -472,15 +472,14 @@ def _gaussian_axes(ndim, axes, sigma, order, mode, radius, truncate, float_outpu
 def _run_plan(input, plan, cval, out_dtype, output, backend):
     """Passes ``[(axis, weights, mode)]`` in turn.
 
-    float32 outputs run as one :func:`separable_filter` call in float32 passes. Other
-    outputs store each pass (a :func:`correlate1d`) in the output type before the next
-    reads it, as scipy does: a float64 result is then exactly that of
-    :func:`gaussian_filter1d` along each axis in turn, as scipy's is.
+    Float outputs run as one :func:`separable_filter` call (float32 passes for a
+    float32 output, float64 otherwise) and are cast once; integer and bool outputs
+    store each pass in the output type before the next reads it, as scipy does.
     """
     if not plan:
         return _copy(input, out_dtype, output, backend)
-    compute = _compute_dtype(out_dtype)
-    if out_dtype.kind == "f" and compute == np.float32:
+    if out_dtype.kind == "f":
+        compute = _compute_dtype(out_dtype)
         passes = separable_filter.plan(
             input,
             [w for _, w, _ in plan],
