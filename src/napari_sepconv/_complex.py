@@ -43,9 +43,7 @@ def complex_output(input, output):
         if output.shape != tuple(input.shape):
             raise ValueError(f"output has shape {output.shape}, expected {tuple(input.shape)}")
         if output.dtype.kind != "c":
-            raise ScipyTypeError(
-                f"output must have a complex dtype for complex filtering, got {output.dtype}"
-            )
+            raise ScipyTypeError(_NOT_COMPLEX.format(output.dtype))
         if not output.flags.writeable:
             raise ValueError("output is read-only; pass a writeable array or a dtype")
         return output.dtype
