@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from scipy import ndimage as ndi
+from skimage import filters as skf
 
 import napari_sepconv as sc
 
@@ -84,6 +86,32 @@ def test_bad_input_raises_naming_the_argument(case):
     with pytest.raises(exc) as info:
         call()
     assert words in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "call, peer",
+    [
+        (lambda: sc.sobel(IMAGE, axis=2), lambda: skf.sobel(IMAGE, axis=2)),
+        (lambda: sc.correlate1d(IMAGE, [1, 2], axis=3), lambda: np.sum(IMAGE, axis=3)),
+        (
+            lambda: sc.gaussian_filter(IMAGE, 1.0, mode="foo"),
+            lambda: ndi.gaussian_filter(IMAGE, 1.0, mode="foo"),
+        ),
+        (lambda: sc.uniform_filter(IMAGE, mode=None), lambda: ndi.uniform_filter(IMAGE, mode=None)),
+        (
+            lambda: sc.gaussian_filter(IMAGE, 1.0, mode=["reflect"] * 3),
+            lambda: ndi.gaussian_filter(IMAGE, 1.0, mode=["reflect"] * 3),
+        ),
+    ],
+)
+def test_errors_are_also_the_types_the_peers_raise(call, peer):
+    """An axis out of range is also an IndexError (NumPy, scikit-image); a bad border mode
+    also a RuntimeError (scipy.ndimage): code written for the peers catches ours."""
+    with pytest.raises(Exception) as theirs:
+        peer()
+    with pytest.raises((ValueError, TypeError)) as ours:
+        call()
+    assert isinstance(ours.value, type(theirs.value)), (type(ours.value), type(theirs.value))
 
 
 def test_cuda_backend_error_says_why(monkeypatch):

@@ -30,15 +30,29 @@ KERNEL_INPUT_TYPES = frozenset(
 )
 
 
+class ScipyTypeError(TypeError, RuntimeError):
+    """A ``TypeError`` where scipy.ndimage raises ``RuntimeError`` (an output of the wrong
+    kind, a mode that is no name): code written for either catches it."""
+
+
+class ScipyValueError(ValueError, RuntimeError):
+    """A ``ValueError`` where scipy.ndimage raises ``RuntimeError`` (an unknown border mode,
+    a sequence of modes of the wrong length): code written for either catches it."""
+
+
+# An axis out of range: a ValueError, and the IndexError NumPy and scikit-image raise.
+AxisError = getattr(np, "exceptions", np).AxisError
+
+
 def normalize_mode(mode, name="mode"):
     """Return the integer code of one border mode name."""
     if not isinstance(mode, str):
-        raise TypeError(f"{name} must be a mode name such as 'reflect', got {type(mode).__name__}")
+        raise ScipyTypeError(f"{name} must be a mode name such as 'reflect', got {type(mode).__name__}")
     try:
         return MODE_CODES[mode]
     except KeyError:
         known = ", ".join(repr(m) for m in MODE_CODES)
-        raise ValueError(f"{name}={mode!r} is not a border mode; expected one of {known}") from None
+        raise ScipyValueError(f"{name}={mode!r} is not a border mode; expected one of {known}") from None
 
 
 def normalize_modes(mode, n_axes, name="mode"):
@@ -48,9 +62,9 @@ def normalize_modes(mode, n_axes, name="mode"):
     try:
         modes = list(mode)
     except TypeError:
-        raise TypeError(f"{name} must be a mode name or a sequence of them") from None
+        raise ScipyTypeError(f"{name} must be a mode name or a sequence of them") from None
     if len(modes) != n_axes:
-        raise ValueError(
+        raise ScipyValueError(
             f"{name} has {len(modes)} entries but {n_axes} axes are filtered; "
             "give one mode or one per filtered axis"
         )
@@ -60,11 +74,6 @@ def normalize_modes(mode, n_axes, name="mode"):
 def mode_names(modes):
     """``{axis: code}`` back to scipy's mode names, e.g. for dask's block function."""
     return {axis: CANONICAL_NAMES[code] for axis, code in modes.items()}
-
-
-class ScipyTypeError(TypeError, RuntimeError):
-    """A ``TypeError`` where scipy.ndimage raises ``RuntimeError`` (an output of the wrong
-    kind): code written for either catches it."""
 
 
 def check_cval(cval):
@@ -114,7 +123,7 @@ def normalize_axis(axis, ndim, name="axis"):
     except TypeError:
         raise TypeError(f"{name} must be an integer, got {type(axis).__name__}") from None
     if not -ndim <= axis < ndim:
-        raise ValueError(f"{name}={axis} is out of range for an array with {ndim} dimension(s)")
+        raise AxisError(f"{name}={axis} is out of range for an array with {ndim} dimension(s)")
     return axis % ndim
 
 
