@@ -44,6 +44,7 @@ CASES = [
     (lambda: sc.correlate1d(IMAGE, [[1, 2]]), ValueError, "weights"),
     (lambda: sc.correlate1d(IMAGE, [1, np.nan]), ValueError, "weights"),
     (lambda: sc.correlate1d(IMAGE, [1, 1j], mode="constant", cval=1j), ValueError, "cval"),
+    (lambda: sc.laplace(IMAGE, ksize=2), ValueError, "ksize"),
     (lambda: sc.correlate1d(IMAGE + 0j, [1, np.nan]), ValueError, "weights"),
     (lambda: sc.correlate1d(IMAGE, [1, 2, 3], origin=2), ValueError, "origin"),
     (lambda: sc.correlate1d(IMAGE, [1, 2, 3], axis=2), ValueError, "axis"),

@@ -1568,7 +1568,7 @@ def laplace(image, ksize=3, mask=None, *, backend="auto"):
         Bool, integer or float image of any number of dimensions.
     ksize : int, optional
         Kept for compatibility; as in scikit-image, the operator is always
-        the 3-point one.
+        the 3-point one, and a ``ksize`` under 3 is an error.
     mask : array_like of bool, optional
         Only keep the result where the mask, eroded by one pixel, is True.
     backend : {'auto', 'cpu', 'cuda'}, optional
@@ -1594,6 +1594,8 @@ def laplace(image, ksize=3, mask=None, *, backend="auto"):
         operator.index(ksize)
     except TypeError:
         raise TypeError(f"ksize must be an integer, got {type(ksize).__name__}") from None
+    if ksize < 3:  # scikit-image cannot place its 3-point operator in less
+        raise ValueError(f"ksize must be at least 3, got {ksize}")
     from .edges import _check_mask
 
     eroded = _check_mask(mask, image.shape, None)
