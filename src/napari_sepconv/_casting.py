@@ -57,6 +57,8 @@ def cast_output(result, dtype, output, integer_kernel=None):
         When ``output`` is a read-only array or does not have the result's shape.
     """
     dtype = np.dtype(dtype)
+    if type(result) is np.ndarray and result.dtype == dtype and not isinstance(output, np.ndarray):
+        return result  # already of the output type (a new array the engine made)
     if isinstance(output, np.ndarray):
         if not output.flags.writeable:
             raise ValueError("output is a read-only array; pass a writable array or a dtype")

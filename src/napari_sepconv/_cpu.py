@@ -9,6 +9,7 @@ This module imports Numba and is imported on first use only (``_backend``).
 """
 
 import functools
+import math
 import os
 import sys
 import threading
@@ -179,8 +180,8 @@ def correlate_axis(src, axis, offsets, weights, mode, cval, out):
         return
     shape = src.shape
     n = shape[axis]
-    inner = int(np.prod(shape[axis + 1 :], dtype=np.int64))
-    outer = int(np.prod(shape[:axis], dtype=np.int64))
+    inner = math.prod(shape[axis + 1 :])
+    outer = math.prod(shape[:axis])
     dtype = out.dtype
     off, w, sym = _prepared.get((offsets, weights), dtype, _prepare_axis, offsets, weights, dtype)
     c = dtype.type(cval)
@@ -602,7 +603,7 @@ def _prepare_depthwise_passes(columns, rows, pad_x, dtype):
 def channels_last(arr, channel_axis):
     """A C-contiguous (planes, H, W, C) array with the channel axis moved last."""
     moved = np.moveaxis(arr, channel_axis, -1)
-    planes = int(np.prod(moved.shape[:-3], dtype=np.int64))
+    planes = math.prod(moved.shape[:-3])
     return np.ascontiguousarray(moved.reshape((planes,) + moved.shape[-3:]))
 
 

@@ -6,6 +6,9 @@ modes) and hands the lines to the CPU kernels (``_uniform_kernels``) or the CUDA
 kernel (``_uniform_cuda``), which perform the same arithmetic.
 """
 
+import functools
+import math
+
 import numpy as np
 
 from ._boundary import CONSTANT, MIRROR, NEAREST, REFLECT, WRAP
@@ -65,8 +68,8 @@ def uniform_pass(engine_name, src, axis, size, origin, mode, cval, dtype, out=No
 
     shape = src.shape
     n = shape[axis]
-    outer = int(np.prod(shape[:axis], dtype=np.int64))
-    inner = int(np.prod(shape[axis + 1 :], dtype=np.int64))
+    outer = math.prod(shape[:axis])
+    inner = math.prod(shape[axis + 1 :])
     K = spacing(size)
     source = _source(n, size, origin, mode, K)
     divide = divides(src.dtype)
@@ -134,7 +137,7 @@ def uniform_last_two(src, first, second, cval, dtype, out=None):
     if out.size == 0:
         return out
     n0, n1 = shape[-2:]
-    outer = int(np.prod(shape[:-2], dtype=np.int64))
+    outer = math.prod(shape[:-2])
     (_, size0, origin0, mode0), (_, size1, origin1, mode1) = first, second
     K0, K1 = spacing(size0), spacing(size1)
     flags = np.zeros((outer, -(-n0 // K0)), np.bool_)
@@ -157,8 +160,10 @@ def uniform_last_two(src, first, second, cval, dtype, out=None):
     return None if flags.any() else out
 
 
+@functools.lru_cache(maxsize=64)
 def _source(n, size, origin, mode, K):
-    """:func:`extension` of a line, padded so that a last segment can read ``K`` more."""
+    """:func:`extension` of a line, padded so that a last segment can read ``K`` more; made
+    once per line layout (calls on planes or previews repeat it), never written."""
     if not n:
         return np.zeros(0, np.int64)
     source = extension(n, size, size // 2 + origin, mode)
