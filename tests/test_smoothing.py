@@ -9,6 +9,7 @@ tests/test_smoothing.py -m cudasim``.
 """
 
 import os
+import warnings
 
 import numpy as np
 import pytest
@@ -222,6 +223,43 @@ def test_complex_parts_filtered_apart_as_in_scipy(rng):
     assert_matches(
         sc.ndimage_laplace(x, mode="constant", cval=1 + 2j), ndi.laplace(x, mode="constant", cval=1 + 2j)
     )
+
+
+@pytest.mark.parametrize(
+    "name, args",
+    [
+        ("gaussian_filter", (1.2,)),
+        ("gaussian_filter1d", (0.8,)),
+        ("uniform_filter", (3,)),
+        ("uniform_filter1d", (4,)),
+        ("gaussian_laplace", (1.0,)),
+        ("gaussian_gradient_magnitude", (1.0,)),
+        ("laplace", ()),
+    ],
+)
+def test_complex_input_and_a_real_output_type_as_in_scipy(rng, name, args):
+    """SciPy promotes a real output type (warning) where its filter is built on correlate1d,
+    and refuses it (RuntimeError) where it is not: each function here does as its peer does."""
+    x = _image(rng, (7, 9), np.float64) + 1j * _image(rng, (7, 9), np.float64)
+    ours = getattr(sc, "ndimage_laplace" if name == "laplace" else name)
+    peer = getattr(ndi, name)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            expected = peer(x, *args, output=np.float32)
+        except RuntimeError:
+            expected = None
+    if expected is None:
+        with pytest.raises(RuntimeError, match="output"):
+            ours(x, *args, output=np.float32)
+    else:
+        assert any("promoting" in str(w.message) for w in caught)
+        with pytest.warns(UserWarning, match="promoting specified output dtype to complex"):
+            result = ours(x, *args, output=np.float32)
+        assert result.dtype == expected.dtype
+        assert_matches(result, expected)
+    big_endian = x.astype(">c16")
+    assert ours(big_endian, *args).dtype == peer(big_endian, *args).dtype == np.complex128
 
 
 def test_uniform_filter_nan_stays_in_its_windows(rng):

@@ -32,12 +32,14 @@ def is_complex(input, output):
 _NOT_COMPLEX = "output must have a complex dtype for complex filtering, got {}"
 
 
-def complex_output(input, output):
-    """The complex dtype of a call's result, by scipy.ndimage's rule for complex results.
+def complex_output(input, output, promote=True):
+    """The complex dtype of a call's result, by scipy.ndimage's rules for complex results.
 
-    None: the input's type if it is complex, else the smallest complex type that holds
-    it. A real dtype is promoted to complex with a ``UserWarning``, as SciPy does; an
-    output array must be complex and of the input's shape.
+    None: the input's type if it is complex (in native byte order), else the smallest
+    complex type that holds it. A real dtype is promoted to complex with a ``UserWarning``
+    where SciPy promotes it (``promote``: ``correlate1d`` and the filters built on it)
+    and refused where SciPy refuses it; an output array must be complex and of the
+    input's shape.
     """
     if isinstance(output, np.ndarray):
         if output.shape != tuple(input.shape):
@@ -48,9 +50,9 @@ def complex_output(input, output):
             raise ValueError("output is read-only; pass a writeable array or a dtype")
         return output.dtype
     if output is None:
-        dtype = np.dtype(input.dtype)
+        dtype = np.dtype(input.dtype).newbyteorder("=")
         return dtype if dtype.kind == "c" else np.promote_types(dtype, np.complex64)
-    if isinstance(output, str):  # SciPy takes a type code literally: no promotion
+    if isinstance(output, str) or not promote:  # taken literally: no promotion
         dtype = np.dtype(output)
         if dtype.kind != "c":
             raise ScipyTypeError(_NOT_COMPLEX.format(dtype))
@@ -85,12 +87,13 @@ def _assemble(input, real, imag, out_dtype, output):
     return result
 
 
-def filter_parts(func, input, output, cval, **kwargs):
+def filter_parts(func, input, output, cval, *, promote, **kwargs):
     """``func(part, output=..., cval=..., **kwargs)`` of a filter with real weights, on the
-    real and imaginary parts of ``input`` (a real input: its imaginary part is zero)."""
+    real and imaginary parts of ``input`` (a real input: its imaginary part is zero);
+    ``promote`` as :func:`complex_output` takes it."""
     _check_input(input, output)
     in_complex = np.dtype(input.dtype).kind == "c"
-    out_dtype = complex_output(input, output)
+    out_dtype = complex_output(input, output, promote)
     cval = _complex_cval(cval)
     if not in_complex and cval.imag != 0:
         raise ValueError("cval: a complex cval needs a complex input")
@@ -114,7 +117,7 @@ def correlate_parts(correlate, input, weights, output, cval, **kwargs):
     w_complex = weights.dtype.kind == "c"
     if w_complex:
         weights = weights.conj().astype(np.complex128, copy=False)
-    out_dtype = complex_output(input, output)
+    out_dtype = complex_output(input, output, promote=True)
     part = np.finfo(out_dtype).dtype
     if not in_complex and w_complex and isinstance(cval, (complex, np.complexfloating)):
         raise ValueError("cval: a complex cval needs a complex input")

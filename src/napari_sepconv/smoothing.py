@@ -426,6 +426,7 @@ def gaussian_filter1d(
             input,
             output,
             cval,
+            promote=True,
             sigma=sigma,
             axis=axis,
             order=order,
@@ -575,6 +576,7 @@ def gaussian_filter(
             input,
             output,
             cval,
+            promote=False,
             sigma=sigma,
             order=order,
             mode=mode,
@@ -675,6 +677,7 @@ def _derivative_sum(input, sigma, output, mode, cval, axes, truncate, radius, ba
                 input,
                 output,
                 cval,
+                promote=False,
                 sigma=sigma,
                 mode=mode,
                 axes=axes,
@@ -682,7 +685,7 @@ def _derivative_sum(input, sigma, output, mode, cval, axes, truncate, radius, ba
                 radius=radius,
                 backend=backend,
             )
-        out_dtype = complex_output(input, output)  # the magnitude of complex derivatives
+        out_dtype = complex_output(input, output, promote=False)  # magnitude of complex derivatives
     else:
         input = check_image(input, "input")
         out_dtype = _check_output(input, output)
@@ -893,7 +896,9 @@ def ndimage_laplace(input, output=None, mode="reflect", cval=0.0, *, axes=None, 
            [ 0,  1,  0]])
     """
     if is_complex(input := as_array(input), output):
-        return filter_parts(ndimage_laplace, input, output, cval, mode=mode, axes=axes, backend=backend)
+        return filter_parts(
+            ndimage_laplace, input, output, cval, promote=False, mode=mode, axes=axes, backend=backend
+        )
     input = check_image(input, "input")
     out_dtype = _check_output(input, output)
     axes = _check_axes(axes, input.ndim)
@@ -1114,6 +1119,7 @@ def uniform_filter1d(
             input,
             output,
             cval,
+            promote=True,
             size=size,
             axis=axis,
             mode=mode,
@@ -1180,6 +1186,7 @@ def uniform_filter(
             input,
             output,
             cval,
+            promote=True,
             size=size,
             mode=mode,
             origin=origin,
