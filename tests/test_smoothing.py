@@ -225,18 +225,18 @@ def test_complex_parts_filtered_apart_as_in_scipy(rng):
     )
 
 
-@pytest.mark.parametrize(
-    "name, args",
-    [
-        ("gaussian_filter", (1.2,)),
-        ("gaussian_filter1d", (0.8,)),
-        ("uniform_filter", (3,)),
-        ("uniform_filter1d", (4,)),
-        ("gaussian_laplace", (1.0,)),
-        ("gaussian_gradient_magnitude", (1.0,)),
-        ("laplace", ()),
-    ],
-)
+SCIPY_COMPLEX_CASES = [
+    ("gaussian_filter", (1.2,)),
+    ("gaussian_filter1d", (0.8,)),
+    ("uniform_filter", (3,)),
+    ("uniform_filter1d", (4,)),
+    ("gaussian_laplace", (1.0,)),
+    ("gaussian_gradient_magnitude", (1.0,)),
+    ("laplace", ()),
+]
+
+
+@pytest.mark.parametrize("name, args", SCIPY_COMPLEX_CASES)
 def test_complex_input_and_a_real_output_type_as_in_scipy(rng, name, args):
     """SciPy promotes a real output type (warning) where its filter is built on correlate1d,
     and refuses it (RuntimeError) where it is not: each function here does as its peer does."""
@@ -260,6 +260,23 @@ def test_complex_input_and_a_real_output_type_as_in_scipy(rng, name, args):
         assert_matches(result, expected)
     big_endian = x.astype(">c16")
     assert ours(big_endian, *args).dtype == peer(big_endian, *args).dtype == np.complex128
+
+
+def test_complex_gaussian_laplace_on_some_axes_as_in_scipy(rng):
+    x = _image(rng, (6, 7, 5), np.float64) + 1j * _image(rng, (6, 7, 5), np.float64)
+    for axes, sigma in (((1,), 1.0), ((2, 0), (0.8, 1.3)), ((), 1.0), (None, (1.0, 0.5, 0.7))):
+        assert_matches(sc.gaussian_laplace(x, sigma, axes=axes), ndi.gaussian_laplace(x, sigma, axes=axes))
+
+
+def test_real_input_into_a_complex_output_is_refused_as_in_scipy(rng):
+    x = _image(rng, (5, 6), np.float64)
+    for name, args in SCIPY_COMPLEX_CASES:
+        ours = getattr(sc, "ndimage_laplace" if name == "laplace" else name)
+        for output in (np.complex128, "D", np.zeros(x.shape, np.complex64)):
+            with pytest.raises(RuntimeError):
+                getattr(ndi, name)(x, *args, output=output)
+            with pytest.raises(TypeError, match="output"):  # ours: also a TypeError naming it
+                ours(x, *args, output=output)
 
 
 def test_uniform_filter_nan_stays_in_its_windows(rng):

@@ -71,6 +71,15 @@ def _check_input(input, output):
         raise TypeError("output cannot be an array when input is a dask array")
 
 
+def check_complex_input(input, output):
+    """A filter with real weights gives a complex result of complex input only (scipy.ndimage
+    filters no real array into a complex output)."""
+    if np.dtype(input.dtype).kind != "c":
+        raise ScipyTypeError(
+            f"output: a complex output needs complex input, got output={output!r} for {input.dtype} input"
+        )
+
+
 def _complex_cval(cval):
     if isinstance(cval, (bool, np.bool_)) or not isinstance(cval, (numbers.Number, np.number)):
         raise TypeError(f"cval must be a number, got {type(cval).__name__}")
@@ -89,17 +98,15 @@ def _assemble(input, real, imag, out_dtype, output):
 
 def filter_parts(func, input, output, cval, *, promote, **kwargs):
     """``func(part, output=..., cval=..., **kwargs)`` of a filter with real weights, on the
-    real and imaginary parts of ``input`` (a real input: its imaginary part is zero);
+    real and imaginary parts of the complex ``input``;
     ``promote`` as :func:`complex_output` takes it."""
     _check_input(input, output)
-    in_complex = np.dtype(input.dtype).kind == "c"
+    check_complex_input(input, output)
     out_dtype = complex_output(input, output, promote)
     cval = _complex_cval(cval)
-    if not in_complex and cval.imag != 0:
-        raise ValueError("cval: a complex cval needs a complex input")
     part = np.finfo(out_dtype).dtype
-    real = func(input.real if in_complex else input, output=part, cval=cval.real, **kwargs)
-    imag = func(input.imag, output=part, cval=cval.imag, **kwargs) if in_complex else None
+    real = func(input.real, output=part, cval=cval.real, **kwargs)
+    imag = func(input.imag, output=part, cval=cval.imag, **kwargs)
     return _assemble(input, real, imag, out_dtype, output)
 
 

@@ -29,7 +29,7 @@ import numpy as np
 
 from . import _backend, _dask
 from ._boundary import CANONICAL_NAMES
-from ._complex import complex_output, filter_parts, is_complex
+from ._complex import check_complex_input, complex_output, filter_parts, is_complex
 from ._passes import MAGNITUDE, SUM, filter_terms, reach, taps
 from ._plan import execute
 from ._validation import (
@@ -670,22 +670,9 @@ def _derivative_sum(input, sigma, output, mode, cval, axes, truncate, radius, ba
     """Shared body of :func:`gaussian_laplace` (order 2, a sum) and
     :func:`gaussian_gradient_magnitude` (order 1, a magnitude)."""
     input = as_array(input)
-    if is_complex(input, output):
-        if order == 2:  # a sum: real and imaginary parts apart
-            return filter_parts(
-                gaussian_laplace,
-                input,
-                output,
-                cval,
-                promote=False,
-                sigma=sigma,
-                mode=mode,
-                axes=axes,
-                truncate=truncate,
-                radius=radius,
-                backend=backend,
-            )
-        out_dtype = complex_output(input, output, promote=False)  # magnitude of complex derivatives
+    if is_complex(input, output):  # the magnitude of complex derivatives (a sum: gaussian_laplace)
+        check_complex_input(input, output)
+        out_dtype = complex_output(input, output, promote=False)
     else:
         input = check_image(input, "input")
         out_dtype = _check_output(input, output)
@@ -849,6 +836,20 @@ def gaussian_laplace(
     array([3.982, 3.98 , 3.978])
     """
     input = as_array(input)
+    if is_complex(input, output):  # a sum: real and imaginary parts apart
+        return filter_parts(
+            gaussian_laplace,
+            input,
+            output,
+            cval,
+            promote=False,
+            sigma=sigma,
+            mode=mode,
+            axes=axes,
+            truncate=truncate,
+            radius=radius,
+            backend=backend,
+        )
     ndim = input.ndim
     checked = _check_axes(axes, ndim)
     sigmas = _per_axis(sigma, len(checked), "sigma")
