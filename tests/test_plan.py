@@ -1,6 +1,7 @@
 """The cached plan: what it knows before the pixels are read, when it is reused, and its keys."""
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -169,6 +170,24 @@ def test_a_bound_call_gives_the_general_paths_values(rng, call, dtype):
     assert np.array_equal(general, first, equal_nan=True)
     strided = np.asfortranarray(image)  # converted by the kernel's input step
     assert np.array_equal(call(strided), first, equal_nan=True)
+
+
+def test_a_call_after_a_pause_runs_on_one_thread_unless_it_is_large(monkeypatch):
+    """Workers asleep after a pause cost more to wake than a mid-sized call takes; the calls
+    of a loop (one ended less than IDLE_SECONDS ago) take the threads."""
+    monkeypatch.setattr(_cpu, "SERIAL_WORK", 1000)
+    mid, large = 1000 * 10, 1000 * _cpu.IDLE_SERIAL_FACTOR
+    monkeypatch.setattr(_cpu, "_last_call", time.perf_counter() - 10 * _cpu.IDLE_SECONDS)
+    assert _cpu._runs_serially(999) and _cpu._runs_serially(mid) and not _cpu._runs_serially(large)
+    monkeypatch.setattr(_cpu, "_last_call", time.perf_counter())
+    assert _cpu._runs_serially(999) and not _cpu._runs_serially(mid)
+
+
+def test_a_call_records_when_it_ended(rng, monkeypatch):
+    monkeypatch.setattr(_cpu, "_last_call", 0.0)
+    before = time.perf_counter()
+    sc.sobel(rng.random((40, 50)).astype(np.float32))
+    assert _cpu._last_call >= before
 
 
 def test_the_serial_choice_weighs_the_taps_of_the_call(rng, monkeypatch):
