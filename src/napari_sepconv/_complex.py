@@ -71,13 +71,16 @@ def _check_input(input, output):
         raise TypeError("output cannot be an array when input is a dask array")
 
 
-def check_complex_input(input, output):
-    """A filter with real weights gives a complex result of complex input only (scipy.ndimage
-    filters no real array into a complex output)."""
+def complex_result(input, output, promote):
+    """The complex dtype of a filter with real weights, after checking its call: complex
+    input (scipy.ndimage filters no real array into a complex output) on the host, and an
+    ``output`` as :func:`complex_output` takes it."""
+    _check_input(input, output)
     if np.dtype(input.dtype).kind != "c":
         raise ScipyTypeError(
             f"output: a complex output needs complex input, got output={output!r} for {input.dtype} input"
         )
+    return complex_output(input, output, promote)
 
 
 def _complex_cval(cval):
@@ -87,12 +90,12 @@ def _complex_cval(cval):
 
 
 def _assemble(input, real, imag, out_dtype, output):
-    """The complex result from its parts (``imag`` None: zero), into ``output`` if given."""
+    """The complex result from its parts, into ``output`` if given."""
     if _dask.is_dask_array(real):
-        return (real + 1j * imag).astype(out_dtype) if imag is not None else real.astype(out_dtype)
+        return (real + 1j * imag).astype(out_dtype)
     result = output if isinstance(output, np.ndarray) else np.empty(tuple(input.shape), out_dtype)
     result.real = real
-    result.imag = 0 if imag is None else imag
+    result.imag = imag
     return result
 
 
@@ -100,9 +103,7 @@ def filter_parts(func, input, output, cval, *, promote, **kwargs):
     """``func(part, output=..., cval=..., **kwargs)`` of a filter with real weights, on the
     real and imaginary parts of the complex ``input``;
     ``promote`` as :func:`complex_output` takes it."""
-    _check_input(input, output)
-    check_complex_input(input, output)
-    out_dtype = complex_output(input, output, promote)
+    out_dtype = complex_result(input, output, promote)
     cval = _complex_cval(cval)
     part = np.finfo(out_dtype).dtype
     real = func(input.real, output=part, cval=cval.real, **kwargs)
@@ -118,13 +119,15 @@ def correlate_parts(correlate, input, weights, output, cval, **kwargs):
     each part computed in the result's real type (the cross terms of complex input and
     weights in the input's real type, as SciPy's ``output=None`` gives them).
     """
-    _check_input(input, output)
     weights = np.asarray(weights)
     in_complex = np.dtype(input.dtype).kind == "c"
     w_complex = weights.dtype.kind == "c"
-    if w_complex:
+    if not w_complex:  # real weights: the filter of the parts, and its checks
+        out_dtype = complex_result(input, output, promote=True)
+    else:
+        _check_input(input, output)
         weights = weights.conj().astype(np.complex128, copy=False)
-    out_dtype = complex_output(input, output, promote=True)
+        out_dtype = complex_output(input, output, promote=True)
     part = np.finfo(out_dtype).dtype
     if not in_complex and w_complex and isinstance(cval, (complex, np.complexfloating)):
         raise ValueError("cval: a complex cval needs a complex input")

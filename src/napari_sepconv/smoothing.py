@@ -29,7 +29,7 @@ import numpy as np
 
 from . import _backend, _dask
 from ._boundary import CANONICAL_NAMES
-from ._complex import check_complex_input, complex_output, filter_parts, is_complex
+from ._complex import complex_result, filter_parts, is_complex
 from ._passes import MAGNITUDE, SUM, filter_terms, reach, taps
 from ._plan import execute
 from ._validation import (
@@ -671,8 +671,7 @@ def _derivative_sum(input, sigma, output, mode, cval, axes, truncate, radius, ba
     :func:`gaussian_gradient_magnitude` (order 1, a magnitude)."""
     input = as_array(input)
     if is_complex(input, output):  # the magnitude of complex derivatives (a sum: gaussian_laplace)
-        check_complex_input(input, output)
-        out_dtype = complex_output(input, output, promote=False)
+        out_dtype = complex_result(input, output, promote=False)
     else:
         input = check_image(input, "input")
         out_dtype = _check_output(input, output)
@@ -1208,12 +1207,17 @@ def uniform_filter(
 # --------------------------------------------------------------------------
 
 
+def _spatial_sigma(value, name):
+    """One of scikit-image's sigmas, checked (a negative one with scikit-image's message)."""
+    if isinstance(value, (numbers.Real, np.number)) and not isinstance(value, (bool, np.bool_)) and value < 0:
+        raise ValueError(f"{'Sigma' if name == 'sigma' else name} values less than zero are not valid")
+    return _check_sigma(value, name)
+
+
 def _spatial_sigmas(sigma, ndim, channel_axis, name="sigma"):
     """scikit-image's per-axis sigma: a scalar, one per spatial axis, or one per axis."""
     if np.iterable(sigma) and not isinstance(sigma, str):
-        values = [_check_sigma(s, name) for s in sigma]
-        if any(v < 0 for v in values):
-            raise ValueError("Sigma values less than zero are not valid")
+        values = [_spatial_sigma(s, name) for s in sigma]
         if channel_axis is not None and len(values) == ndim - 1:
             values.insert(channel_axis, 0.0)
         if len(values) != ndim:
@@ -1222,7 +1226,7 @@ def _spatial_sigmas(sigma, ndim, channel_axis, name="sigma"):
                 f"one per axis ({ndim})"
             )
         return values
-    value = _check_sigma(sigma, name)
+    value = _spatial_sigma(sigma, name)
     return [0.0 if a == channel_axis else value for a in range(ndim)]
 
 
@@ -1313,10 +1317,6 @@ def gaussian(
     (dtype('float64'), 1.0)
     """
     image = check_image(image)
-    # (a plain number is compared as it is: an array made to ask costs a small call 3 us)
-    negative = sigma < 0 if type(sigma) in (int, float) else np.any(np.asarray(sigma) < 0.0)
-    if negative:
-        raise ValueError("Sigma values less than zero are not valid")
     channel_axis = normalize_channel_axis(channel_axis, image.ndim)
     sigmas = _spatial_sigmas(sigma, image.ndim, channel_axis)
     modes = _spatial_modes(mode, image.ndim, channel_axis)
