@@ -197,11 +197,12 @@ _ring_row = numba.njit(inline="always", cache=False)(_ring_row)
 def _fill_ring(ring, plane, start, stop):
     """Rows ``start .. stop - 1`` of ``plane``, converted to the ring's type, into ``ring``
     (row ``q`` at ``q % ring.shape[0]``): each source row converted once, not once a tap."""
+    zero = ring.dtype.type(0)  # the ring's type (``row[0]``, stored to, would be read again)
     for q in range(start, stop):
         row = ring[q % ring.shape[0]]
         src = plane[q]
         for j in range(row.size):
-            row[j] = _like(src[j], row[0])
+            row[j] = _like(src[j], zero)
 
 
 def _ring_rows(src, out, rows):
