@@ -407,10 +407,12 @@ def test_fused_passes_read_uint8_as_its_float_values(rng, mode, monkeypatch):
     """uint8 rows are converted once into a ring of float rows for the vertical pass; every
     tap count (the sweeps take seven to nine taps, or up to four), several terms, short
     images and tall ones (longer tasks) give the bits of the same values as float32, and
-    tall images the bits of short tasks."""
-    from napari_sepconv import _cpu
+    tall images the bits of short tasks. Rows 1024 wide lie 4 KiB apart as float32, so the
+    ring's rows are longer (``_ring_width``) than the image's."""
+    from napari_sepconv import _cpu, _separable_kernels
 
-    for shape in ((37, 29), (2, 9, 40), (1030, 23)):
+    assert _separable_kernels._ring_width.py_func(1024, 4) > 1024
+    for shape in ((37, 29), (2, 9, 40), (1030, 23), (12, 1024)):
         image = rng.integers(0, 256, shape).astype(np.uint8)
         as_float32 = image.astype(np.float32)
         for kernels in (
