@@ -19,7 +19,7 @@ import numba
 import numpy as np
 from numba.core.dispatcher import Dispatcher
 
-from . import _validation
+from . import _helper_calls, _validation
 from ._boundary import CONSTANT
 from ._cpu_kernels import MAGNITUDE, ROWS_PER_TASK, SUM, _Kernel, kernel_input, load_for, reads_as_is
 from ._lowering import (
@@ -177,11 +177,31 @@ def run(kernel, *args, taps=DEFAULT_TAPS):
     (``SERIAL_WORK``). The input (``args[0]``) of a ``_cpu_kernels._Kernel`` is
     converted by ``kernel_input`` where its type or layout asks for it.
     """
-    global _layer_checked, _serialise
-    takes_threads = False
+    takes_threads = calls_helper = False
     if isinstance(kernel, _Kernel):
         args = kernel.inputs(args, _convert)
-        kernel, takes_threads = kernel.dispatcher, kernel.takes_threads
+        kernel, takes_threads, calls_helper = kernel.dispatcher, kernel.takes_threads, kernel.calls_helper
+    if calls_helper:
+        return _call_loading_helpers(_call_once, kernel, args, taps, takes_threads)
+    return _call_once(kernel, args, taps, takes_threads)
+
+
+def _call_loading_helpers(call, kernel, args, taps, takes_threads):
+    """``call(kernel, args + (helpers, missing), ...)`` for a kernel that calls its task's
+    helper by address (``_Kernel.calls_helper``): where it found no address for the helper
+    (``missing``), it ran no task; the helper is then loaded and the kernel called again."""
+    missing = np.zeros(1, np.int64)
+    while True:
+        result = call(kernel, (*args, _helper_calls.table(), missing), taps, takes_threads)
+        if missing[0] == 0:
+            return result
+        _helper_calls.resolve(int(missing[0]))
+        missing[0] = 0
+
+
+def _call_once(kernel, args, taps, takes_threads):
+    """``_call``, under the lock where the threading layer needs it (``run``)."""
+    global _layer_checked, _serialise
     if _layer_checked and not _serialise:
         return _call(kernel, args, taps, takes_threads)
     with _layer_lock:
@@ -324,11 +344,12 @@ def bind_separable_2d(fused, dtype, src_dtype):
         planes = (size // (h * w), h, w)
         if edge:
             args = (src.reshape(planes), *arguments, out.reshape(planes), ROWS_PER_TASK)
-            _call(dispatcher, args, taps, True)
+            _call_loading_helpers(_call, dispatcher, args, taps, True)
             return None
         block = _fused_rows_per_task(h)
         nonfinite = np.zeros(planes[0] * -(-h // block), np.uint8) if summed else _NO_FLAGS
-        _call(
+        _call_loading_helpers(
+            _call,
             dispatcher,
             (src.reshape(planes), *arguments, out.reshape(planes), block, nonfinite),
             taps,

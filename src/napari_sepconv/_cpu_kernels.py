@@ -32,12 +32,11 @@ round alike in every path. Tests crop and shift images and compare bit for bit.
 Compile time: a kernel is compiled for input of its output's float type and
 uint8 input, four input and output pairs (``kernel_input`` converts other
 types first, with the values the kernel's own conversion gives), helpers once per
-argument type (``_HelperDispatcher``), and the 3x3 edge, direct 2-D and
-depthwise kernels as a thin parallel loop over one serial helper holding a
-task's work, which the parallel lowering then does not compile a second time.
-(The 1-D and fused separable kernels compile faster as one parallel loop: Numba
-optimises a callee's code again inside each caller.) Machine code is cached in
-``warmup.cache_dir()``, a folder per version.
+argument type (``_HelperDispatcher``), and each kernel as a thin parallel loop
+over one serial helper holding a task's work, called by its address
+(``_helper_calls``): Numba would link the helper's code into each of the four
+layers of the parallel loop and optimise it again in each. Machine code is
+cached in ``warmup.cache_dir()``, a folder per version.
 
 This module imports Numba and is imported on first use only.
 """
@@ -262,13 +261,16 @@ class _Kernel:
     ``out_arg`` is the position of the output array, whose float type the
     input is converted for. The compiled dispatcher is ``dispatcher``. A kernel
     that ``takes_threads`` takes the number of threads to run on as its last
-    argument (``_limit_threads``).
+    argument (``_limit_threads``). A kernel that ``calls_helper`` calls its task's
+    helper by address (``_helper_calls``) and takes the table of addresses and a
+    one-element array for a missing key after its other arguments (``_cpu.run``).
     """
 
-    def __init__(self, func, out_arg, takes_threads=False):
+    def __init__(self, func, out_arg, takes_threads=False, calls_helper=False):
         self.dispatcher = _jit(func)
         self.out_arg = out_arg
         self.takes_threads = takes_threads
+        self.calls_helper = calls_helper
         self.__name__ = func.__name__.lstrip("_")
         self.__doc__ = func.__doc__
 

@@ -22,6 +22,7 @@ from ._cpu_kernels import (
     _lowest,
     _source_index,
 )
+from ._helper_calls import helper_call
 from ._sweeps import _place, _sweep, _sweep_two, _sweep_two7, _sweep_two8
 
 
@@ -283,10 +284,25 @@ def _depthwise_2d_rows(
 
 
 _depthwise_2d_rows = _helper(_depthwise_2d_rows)
+_call_depthwise_2d_rows = helper_call(_depthwise_2d_rows)
 
 
 def _depthwise_2d(
-    src, tap_y, tap_x, tap_tiles, tap_has_zero, multiplier, mode_y, mode_x, cval, row_start, out, chunk, block
+    src,
+    tap_y,
+    tap_x,
+    tap_tiles,
+    tap_has_zero,
+    multiplier,
+    mode_y,
+    mode_x,
+    cval,
+    row_start,
+    out,
+    chunk,
+    block,
+    helpers,
+    missing,
 ):
     """Per-channel 2-D correlation of ``src`` (P, H, W, C) into ``out`` (P, R, W, C*M).
 
@@ -317,32 +333,36 @@ def _depthwise_2d(
     for task in prange(n_planes * n_blocks):
         first = (task % n_blocks) * block
         buf = _buffer((chunk + hi - lo) * n_in * multiplier, out)
-        _depthwise_2d_rows(
-            src,
-            task // n_blocks,
-            first,
-            min(n_rows, first + block),
-            tap_y,
-            tap_x,
-            tap_tiles,
-            tap_has_zero,
-            multiplier,
-            mode_y,
-            mode_x,
-            cval,
-            row_start,
-            out,
-            chunk,
-            lo,
-            hi,
-            inner_first,
-            inner_last,
-            nine,
-            buf,
+        _call_depthwise_2d_rows(
+            helpers,
+            missing,
+            (
+                src,
+                task // n_blocks,
+                first,
+                min(n_rows, first + block),
+                tap_y,
+                tap_x,
+                tap_tiles,
+                tap_has_zero,
+                multiplier,
+                mode_y,
+                mode_x,
+                cval,
+                row_start,
+                out,
+                chunk,
+                lo,
+                hi,
+                inner_first,
+                inner_last,
+                nine,
+                buf,
+            ),
         )
 
 
-depthwise_2d = _Kernel(_depthwise_2d, 10)
+depthwise_2d = _Kernel(_depthwise_2d, 10, calls_helper=True)
 
 
 def _gather_planar(planar, width, src_plane, q_first, x_first, h, w, multiplier, mode_y, mode_x, cval):
@@ -582,10 +602,25 @@ def _depthwise_planar_rows(
 
 
 _depthwise_planar_rows = _helper(_depthwise_planar_rows)
+_call_depthwise_planar_rows = helper_call(_depthwise_planar_rows)
 
 
 def _depthwise_planar(
-    src, columns, dense, top, left, multiplier, mode_y, mode_x, cval, row_start, out, chunk, block
+    src,
+    columns,
+    dense,
+    top,
+    left,
+    multiplier,
+    mode_y,
+    mode_x,
+    cval,
+    row_start,
+    out,
+    chunk,
+    block,
+    helpers,
+    missing,
 ):
     """Per-channel 2-D correlation of ``src`` (P, H, W, C) into ``out`` (P, R, W, C*M), planar.
 
@@ -607,28 +642,32 @@ def _depthwise_planar(
         first = (task % n_blocks) * block
         planar = _buffer((n_out, min(block, n_rows - first) + kh - 1, chunk + kw - 1), out)
         result = _buffer((2, n_out, chunk), out)
-        _depthwise_planar_rows(
-            src,
-            task // n_blocks,
-            first,
-            min(n_rows, first + block),
-            columns,
-            dense,
-            top,
-            left,
-            multiplier,
-            mode_y,
-            mode_x,
-            cval,
-            row_start,
-            out,
-            chunk,
-            planar,
-            result,
+        _call_depthwise_planar_rows(
+            helpers,
+            missing,
+            (
+                src,
+                task // n_blocks,
+                first,
+                min(n_rows, first + block),
+                columns,
+                dense,
+                top,
+                left,
+                multiplier,
+                mode_y,
+                mode_x,
+                cval,
+                row_start,
+                out,
+                chunk,
+                planar,
+                result,
+            ),
         )
 
 
-depthwise_planar = _Kernel(_depthwise_planar, 10)
+depthwise_planar = _Kernel(_depthwise_planar, 10, calls_helper=True)
 
 
 def _depthwise_passes_rows(
@@ -718,6 +757,7 @@ def _depthwise_passes_rows(
 
 
 _depthwise_passes_rows = _helper(_depthwise_passes_rows)
+_call_depthwise_passes_rows = helper_call(_depthwise_passes_rows)
 
 
 def _depthwise_passes_2d(
@@ -737,6 +777,8 @@ def _depthwise_passes_2d(
     out,
     chunk,
     block,
+    helpers,
+    missing,
 ):
     """Per-channel rank-1 kernels as a column pass and a row pass, channel-last.
 
@@ -755,28 +797,32 @@ def _depthwise_passes_2d(
         first = (task % n_blocks) * block
         buf = _buffer(padded * n_out, out)
         pixels = _buffer(chunk * n_out, out)
-        _depthwise_passes_rows(
-            src,
-            task // n_blocks,
-            first,
-            min(n_rows, first + block),
-            col_off,
-            col_tiles,
-            col_zero,
-            row_off,
-            row_tiles,
-            row_zero,
-            multiplier,
-            mode_y,
-            mode_x,
-            cval,
-            pad_x,
-            row_start,
-            out,
-            chunk,
-            buf,
-            pixels,
+        _call_depthwise_passes_rows(
+            helpers,
+            missing,
+            (
+                src,
+                task // n_blocks,
+                first,
+                min(n_rows, first + block),
+                col_off,
+                col_tiles,
+                col_zero,
+                row_off,
+                row_tiles,
+                row_zero,
+                multiplier,
+                mode_y,
+                mode_x,
+                cval,
+                pad_x,
+                row_start,
+                out,
+                chunk,
+                buf,
+                pixels,
+            ),
         )
 
 
-depthwise_passes_2d = _Kernel(_depthwise_passes_2d, 13)
+depthwise_passes_2d = _Kernel(_depthwise_passes_2d, 13, calls_helper=True)

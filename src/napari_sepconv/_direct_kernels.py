@@ -18,6 +18,7 @@ from ._cpu_kernels import (
     _pad_table,
     _source_index,
 )
+from ._helper_calls import helper_call
 from ._sweeps import _sweep
 
 
@@ -80,9 +81,10 @@ def _correlate_2d_rows(src, p, first, last, tap_y, tap_x, tap_w, mode_y, source,
 
 
 _correlate_2d_rows = _helper(_correlate_2d_rows)
+_call_correlate_2d_rows = helper_call(_correlate_2d_rows)
 
 
-def _correlate_2d(src, tap_y, tap_x, tap_w, mode_y, mode_x, cval, out, block):
+def _correlate_2d(src, tap_y, tap_x, tap_w, mode_y, mode_x, cval, out, block, helpers, missing):
     """Direct 2-D correlation of each plane of ``src`` (P, H, W) with the given taps.
 
     Each task keeps the source rows its output rows read in a ring of
@@ -100,21 +102,25 @@ def _correlate_2d(src, tap_y, tap_x, tap_w, mode_y, mode_x, cval, out, block):
         slots = _buffer(tap_y.size, np.int64)
         source = _buffer(padded, np.int64)
         _pad_table(source, _lowest(tap_x), w, mode_x)
-        _correlate_2d_rows(
-            src,
-            task // n_blocks,
-            first,
-            min(h, first + block),
-            tap_y,
-            tap_x,
-            tap_w,
-            mode_y,
-            source,
-            cval,
-            ring,
-            slots,
-            out,
+        _call_correlate_2d_rows(
+            helpers,
+            missing,
+            (
+                src,
+                task // n_blocks,
+                first,
+                min(h, first + block),
+                tap_y,
+                tap_x,
+                tap_w,
+                mode_y,
+                source,
+                cval,
+                ring,
+                slots,
+                out,
+            ),
         )
 
 
-correlate_2d = _Kernel(_correlate_2d, 7)
+correlate_2d = _Kernel(_correlate_2d, 7, calls_helper=True)

@@ -10,6 +10,7 @@ from numba import prange
 
 from ._boundary import CONSTANT
 from ._cpu_kernels import _buffer, _helper, _Kernel, _limit_threads, _set_thread_count, _source_index
+from ._helper_calls import helper_call
 
 
 def _edge_magnitude_rows(
@@ -74,6 +75,7 @@ def _edge_magnitude_rows(
 
 
 _edge_magnitude_rows = _helper(_edge_magnitude_rows)
+_call_edge_magnitude_rows = helper_call(_edge_magnitude_rows)
 
 
 def _edge_magnitude_3x3(
@@ -90,6 +92,8 @@ def _edge_magnitude_3x3(
     inv_divisor,
     out,
     block,
+    helpers,
+    missing,
     threads,
 ):
     """``sqrt(gx**2 + gy**2) * inv_divisor`` of a 3x3 edge operator, in one sweep per row.
@@ -110,26 +114,30 @@ def _edge_magnitude_3x3(
         rows_d = _buffer(w + 2, out)
         outside = _buffer(w, src)
         outside[:] = cval
-        _edge_magnitude_rows(
-            src,
-            task // n_blocks,
-            first,
-            min(h, first + block),
-            smooth_y,
-            derivative_y,
-            smooth_x,
-            derivative_x,
-            mode_y,
-            mode_x,
-            pad_smooth,
-            pad_derivative,
-            inv_divisor,
-            rows_s,
-            rows_d,
-            outside,
-            out,
+        _call_edge_magnitude_rows(
+            helpers,
+            missing,
+            (
+                src,
+                task // n_blocks,
+                first,
+                min(h, first + block),
+                smooth_y,
+                derivative_y,
+                smooth_x,
+                derivative_x,
+                mode_y,
+                mode_x,
+                pad_smooth,
+                pad_derivative,
+                inv_divisor,
+                rows_s,
+                rows_d,
+                outside,
+                out,
+            ),
         )
     _set_thread_count(previous)
 
 
-edge_magnitude_3x3 = _Kernel(_edge_magnitude_3x3, 11, takes_threads=True)
+edge_magnitude_3x3 = _Kernel(_edge_magnitude_3x3, 11, takes_threads=True, calls_helper=True)

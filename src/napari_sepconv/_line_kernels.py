@@ -19,6 +19,7 @@ from ._cpu_kernels import (
     _pad_table,
     _source_index,
 )
+from ._helper_calls import helper_call
 
 
 def _accumulate_taps(acc, seg_a, seg_b, w, sign):
@@ -130,9 +131,10 @@ def _correlate_lines_block(
 
 
 _correlate_lines_block = _helper(_correlate_lines_block)
+_call_lines_block = helper_call(_correlate_lines_block)
 
 
-def _correlate_lines(src, offsets, weights, symmetry, mode, cval, out, block):
+def _correlate_lines(src, offsets, weights, symmetry, mode, cval, out, block, helpers, missing):
     """1-D correlation of each row of ``src`` (lines, n) into ``out``.
 
     Sums in scipy.ndimage's order, so the values match ``correlate1d`` bit
@@ -150,19 +152,23 @@ def _correlate_lines(src, offsets, weights, symmetry, mode, cval, out, block):
         acc = _buffer(n, out)
         source = _buffer(padded, np.int64)
         _pad_table(source, lo, n, mode)
-        _correlate_lines_block(
-            src,
-            task * block,
-            min(n_lines, (task + 1) * block),
-            offsets,
-            weights,
-            symmetry,
-            source,
-            cval,
-            lo,
-            buf,
-            acc,
-            out,
+        _call_lines_block(
+            helpers,
+            missing,
+            (
+                src,
+                task * block,
+                min(n_lines, (task + 1) * block),
+                offsets,
+                weights,
+                symmetry,
+                source,
+                cval,
+                lo,
+                buf,
+                acc,
+                out,
+            ),
         )
 
 
@@ -225,6 +231,7 @@ def _correlate_rows_block(
 
 
 _correlate_rows_block = _helper(_correlate_rows_block)
+_call_rows_block = helper_call(_correlate_rows_block)
 
 # Columns of a band of ``_correlate_rows``: its sums (8 KiB) stay in L1, and the source rows
 # of one output row in L2 for the next rows of the band.
@@ -234,7 +241,7 @@ BAND_BYTES = 8192
 BAND_ROWS = 64
 
 
-def _correlate_rows(src, offsets, weights, symmetry, mode, cval, out, block):
+def _correlate_rows(src, offsets, weights, symmetry, mode, cval, out, block, helpers, missing):
     """1-D correlation along axis 1 of ``src`` (outer, n, inner), vectorised over ``inner``.
 
     Same summation order as ``_correlate_lines``. The source row of each tap
@@ -264,23 +271,27 @@ def _correlate_rows(src, offsets, weights, symmetry, mode, cval, out, block):
         # rows outside the image (constant mode, where the caller made src float)
         outside = _buffer(c1 - c0, src)
         outside[:] = cval
-        _correlate_rows_block(
-            src,
-            o,
-            first_row,
-            min(n, first_row + block),
-            c0,
-            c1,
-            offsets,
-            weights,
-            symmetry,
-            mode,
-            acc,
-            rows,
-            outside,
-            out,
+        _call_rows_block(
+            helpers,
+            missing,
+            (
+                src,
+                o,
+                first_row,
+                min(n, first_row + block),
+                c0,
+                c1,
+                offsets,
+                weights,
+                symmetry,
+                mode,
+                acc,
+                rows,
+                outside,
+                out,
+            ),
         )
 
 
-correlate_lines = _Kernel(_correlate_lines, 6)
-correlate_rows = _Kernel(_correlate_rows, 6)
+correlate_lines = _Kernel(_correlate_lines, 6, calls_helper=True)
+correlate_rows = _Kernel(_correlate_rows, 6, calls_helper=True)

@@ -23,6 +23,7 @@ from ._cpu_kernels import (
     _set_thread_count,
     _source_index,
 )
+from ._helper_calls import helper_call
 from ._sweeps import _place, _sweep, _sweep_two, _sweep_two7, _sweep_two8
 
 
@@ -578,6 +579,7 @@ def _separable_rows(
 
 
 _separable_rows = _helper(_separable_rows)
+_call_rows = helper_call(_separable_rows)
 
 
 def _separable_2d(
@@ -598,6 +600,8 @@ def _separable_2d(
     out,
     block,
     nonfinite,
+    helpers,
+    missing,
     threads,
 ):
     """Sum (or magnitude) of separable terms over the last two axes of ``src`` (P, H, W).
@@ -610,7 +614,8 @@ def _separable_2d(
     one sweep for a sum, and each output row is written once. ``pad_x[t]`` is the value
     outside the image along x in constant mode (what the vertical pass would
     give there). Sums (several terms, or one added to ``out``) set
-    ``nonfinite[task]`` when a row of that task came out NaN or infinite.
+    ``nonfinite[task]`` when a row of that task came out NaN or infinite. A task's work is
+    ``_separable_rows``, called by address (``helpers``, ``missing``: ``_helper_calls``).
     """
     n_planes, h, w = src.shape
     n_terms = col_n.size
@@ -634,32 +639,36 @@ def _separable_2d(
         ring = _buffer((_ring_rows(src, out, ring_rows), ring_w), out)
         source = _buffer(padded, np.int64)
         _pad_table(source, lo, w, mode_x)
-        if _separable_rows(
-            src[task // n_blocks],
-            first,
-            min(h, first + block),
-            col_off,
-            col_w,
-            col_n,
-            row_off,
-            row_w,
-            row_n,
-            mode_y,
-            source,
-            cval,
-            pad_x,
-            combine,
-            inv_divisor,
-            accumulate,
-            lo,
-            bufs,
-            hacc,
-            totals,
-            ring,
-            out[task // n_blocks],
+        if _call_rows(
+            helpers,
+            missing,
+            (
+                src[task // n_blocks],
+                first,
+                min(h, first + block),
+                col_off,
+                col_w,
+                col_n,
+                row_off,
+                row_w,
+                row_n,
+                mode_y,
+                source,
+                cval,
+                pad_x,
+                combine,
+                inv_divisor,
+                accumulate,
+                lo,
+                bufs,
+                hacc,
+                totals,
+                ring,
+                out[task // n_blocks],
+            ),
         ):
             nonfinite[task] = 1
     _set_thread_count(previous)
 
 
-separable_2d_kernel = _Kernel(_separable_2d, 14, takes_threads=True)
+separable_2d_kernel = _Kernel(_separable_2d, 14, takes_threads=True, calls_helper=True)

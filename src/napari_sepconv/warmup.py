@@ -43,6 +43,7 @@ _KERNEL_SOURCES = (
     "_depthwise_kernels.py",
     "_uniform_kernels.py",
     "_cast_kernels.py",
+    "_helper_calls.py",
 )
 
 

@@ -1,0 +1,168 @@
+"""Kernels that call their task's helper by its address instead of linking its code in.
+
+Numba links the code of every function a function calls into the caller's own, then
+optimises and generates machine code for all of it again. The parallel lowering wraps a
+kernel in four such layers (the loop body, its gufunc wrapper, the parallel wrapper and
+the kernel itself), so the helper holding a task's work, often most of the code, was
+compiled five times: a cold compile of the fused separable kernel spent about 1.3 s in
+each layer. A kernel calls its task helper through :func:`helper_call` instead: the helper
+is compiled (or loaded from the cache) once, on its own, and the kernel finds its address
+at run time in a table the CPU engine passes it (:func:`table`).
+
+Keys: when a kernel is typed, :func:`helper_call` compiles the helper for the types the
+kernel passes it and compiles a key of them into the kernel (:func:`_key`). The table maps
+keys to addresses. A kernel whose key is not in the table (loaded from the cache by a new
+process) runs none of its tasks and writes the key to ``missing``; the engine then finds
+the helper and its types (:func:`resolve`: recorded when the kernel was typed, in this
+process or in a file beside the cached kernels), compiles or loads the helper, adds its
+address and calls the kernel again. A kernel never calls an address of other types.
+
+This module imports Numba and is imported on first use only (by the kernels' modules).
+"""
+
+import hashlib
+import importlib
+import os
+import pickle
+import threading
+
+import numba
+import numpy as np
+from numba.core import cgutils, types
+
+_lock = threading.Lock()
+_table = np.zeros((0, 2), np.int64)  # rows of (key, address)
+_signatures = {}  # key -> (helper, its argument types)
+
+
+def table():
+    """The keys and addresses of the helpers loaded in this process: a kernel's ``helpers``
+    argument (a new array whenever one is added, so a running kernel's never changes)."""
+    return _table
+
+
+def _key(helper, argtypes):
+    """A non-zero 63-bit key of ``helper`` and its argument types, the same in every process."""
+    func = helper.py_func
+    text = f"{func.__module__}.{func.__qualname__}{tuple(argtypes)}"
+    key = int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little") >> 1
+    return key or 1
+
+
+def _signature_file(key):
+    """Where the types of key ``key`` are kept beside the cached kernels, or None where
+    kernels are not cached."""
+    from .warmup import cache_dir
+
+    folder = os.path.join(cache_dir(), "helpers")
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError:
+        return None
+    return os.path.join(folder, f"{key:016x}.pickle")
+
+
+def _record(key, helper, argtypes):
+    """Remember ``key``'s helper and types in this process and beside the cached kernels."""
+    if key in _signatures:
+        return
+    _signatures[key] = (helper, argtypes)
+    path = _signature_file(key)
+    if path is None:
+        return
+    func = helper.py_func
+    temporary = f"{path}.{os.getpid()}.{threading.get_ident()}"
+    try:
+        with open(temporary, "wb") as f:
+            pickle.dump((func.__module__, func.__name__, argtypes), f)
+        os.replace(temporary, path)  # whole or absent, whoever writes it too
+    except OSError:
+        pass
+
+
+def _address(helper, argtypes):
+    """The address of ``helper``'s code for ``argtypes`` (compiled, or loaded from the cache)."""
+    helper.compile(argtypes)
+    compiled = helper.overloads[argtypes]
+    return compiled.library.get_pointer_to_function(compiled.fndesc.llvm_func_name)
+
+
+def resolve(key):
+    """Add the address of the helper of ``key`` to the table.
+
+    Raises
+    ------
+    RuntimeError
+        Where nothing records ``key``'s helper: a cache of kernels from which the
+        ``helpers`` folder was removed.
+    """
+    global _table
+    with _lock:
+        if key in _table[:, 0]:
+            return
+        if key not in _signatures:
+            path = _signature_file(key)
+            try:
+                with open(path, "rb") as f:
+                    module, name, argtypes = pickle.load(f)
+            except (OSError, TypeError, pickle.UnpicklingError) as error:
+                raise RuntimeError(
+                    f"a cached kernel calls a helper ({key:016x}) that the cache does not "
+                    f"record; delete the cache folder to compile the kernels again"
+                ) from error
+            helper = getattr(importlib.import_module(module), name)
+            _signatures[key] = (helper, argtypes)
+        helper, argtypes = _signatures[key]
+        address = _address(helper, argtypes)
+        _table = np.concatenate([_table, np.array([[key, address]], np.int64)])
+
+
+def _lookup(helpers, missing, key):
+    """The address of ``key`` in the table ``helpers``; 0 (with ``missing[0] = key``) if absent."""
+    for i in range(helpers.shape[0]):
+        if helpers[i, 0] == key:
+            return helpers[i, 1]
+    missing[0] = key
+    return 0
+
+
+def helper_call(helper):
+    """``call(helpers, missing, args)``: ``helper(*args)`` for a kernel, through its address.
+
+    ``helpers`` is :func:`table`, ``missing`` a one-element int64 array. Where the table
+    has no address for the call's key, the call does nothing and returns the zero of the
+    helper's result type (``False`` for a flag), and ``missing[0]`` holds the key.
+    """
+
+    @numba.extending.intrinsic
+    def call(typingctx, helpers, missing, args):
+        argtypes = tuple(types.unliteral(t) for t in args.types)
+        helper.compile(argtypes)
+        restype = helper.overloads[argtypes].signature.return_type
+        key = _key(helper, argtypes)
+        _record(key, helper, argtypes)
+
+        def codegen(context, builder, signature, llargs):
+            helpers_value, missing_value, values = llargs
+            address = context.compile_internal(
+                builder,
+                _lookup,
+                types.int64(signature.args[0], signature.args[1], types.int64),
+                [helpers_value, missing_value, context.get_constant(types.int64, key)],
+            )
+            result = cgutils.alloca_once_value(builder, context.get_constant_null(restype))
+            found = builder.icmp_signed("!=", address, address.type(0))
+            with builder.if_then(found, likely=True):
+                function_type = context.call_conv.get_function_type(restype, argtypes)
+                function = builder.inttoptr(address, function_type.as_pointer())
+                arguments = [
+                    context.cast(builder, builder.extract_value(values, i), t, argtypes[i])
+                    for i, t in enumerate(args.types)
+                ]
+                _, value = context.call_conv.call_function(builder, function, restype, argtypes, arguments)
+                builder.store(value, result)
+            return builder.load(result)
+
+        return restype(helpers, missing, args), codegen
+
+    return call
