@@ -530,7 +530,13 @@ class ClusterRunner:
 
 
 def local_cluster(workers, dashboard=True):
-    """A local Dask cluster of ``workers`` processes, one thread each, sharing out the cores."""
+    """A local Dask cluster of ``workers`` processes, one thread each, sharing out the cores.
+
+    Its log messages below errors are silenced for as long as this process runs the
+    command: ``silence_logs`` holds only while the cluster starts, and a worker that dies
+    mid-send otherwise prints a traceback at the INFO level (the runner reports failures
+    itself).
+    """
     import importlib.util
     import logging
 
@@ -548,6 +554,7 @@ def local_cluster(workers, dashboard=True):
             silence_logs=logging.ERROR,
             env={"NUMBA_NUM_THREADS": str(numba_threads)},
         )
+    logging.getLogger("distributed").setLevel(logging.ERROR)
     return ClusterRunner(Client(cluster), cluster)
 
 
