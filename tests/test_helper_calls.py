@@ -98,3 +98,14 @@ def test_a_new_process_finds_the_helpers_of_cached_kernels(tmp_path):
         assert proc.returncode == 0, proc.stderr
     assert runs[0].stdout == runs[1].stdout
     assert list(tmp_path.glob("napari-sepconv/*/helpers/*.pickle"))
+
+
+def test_a_helper_still_missing_after_loading_is_an_error_not_a_loop(monkeypatch):
+    from napari_sepconv import _helper_calls
+
+    image = np.ones((20, 30), np.float32)
+    sc.correlate1d(image, [1.0, 2.0], axis=-1)
+    monkeypatch.setattr(_helper_calls, "_table", np.zeros((0, 2), np.int64))
+    monkeypatch.setattr(_helper_calls, "resolve", lambda key: None)  # loads nothing
+    with pytest.raises(RuntimeError, match="did not find its helper"):
+        sc.correlate1d(image, [1.0, 2.0], axis=-1)

@@ -191,11 +191,16 @@ def _call_loading_helpers(call, kernel, args, taps, takes_threads):
     helper by address (``_Kernel.calls_helper``): where it found no address for the helper
     (``missing``), it ran no task; the helper is then loaded and the kernel called again."""
     missing = np.zeros(1, np.int64)
+    loaded = set()
     while True:
         result = call(kernel, (*args, _helper_calls.table(), missing), taps, takes_threads)
-        if missing[0] == 0:
+        key = int(missing[0])
+        if key == 0:
             return result
-        _helper_calls.resolve(int(missing[0]))
+        if key in loaded:  # loaded, yet not found: never call again
+            raise RuntimeError(f"{kernel} did not find its helper ({key:016x}) in the table")
+        _helper_calls.resolve(key)
+        loaded.add(key)
         missing[0] = 0
 
 

@@ -114,6 +114,8 @@ def resolve(key):
             _signatures[key] = (helper, argtypes)
         helper, argtypes = _signatures[key]
         address = _address(helper, argtypes)
+        if not address:
+            raise RuntimeError(f"no machine code for {helper.py_func.__name__}{argtypes}")
         _table = np.concatenate([_table, np.array([[key, address]], np.int64)])
 
 
