@@ -17,7 +17,8 @@ the helper and its types (:func:`resolve`: recorded when the kernel was typed, i
 process or in a file beside the cached kernels), compiles or loads the helper, adds its
 address and calls the kernel again. A kernel never calls an address of other types.
 
-This module imports Numba and is imported on first use only (by the kernels' modules).
+This module imports Numba and is imported on first use only (by the CPU engine and the
+kernels' modules).
 """
 
 import hashlib
