@@ -120,29 +120,28 @@ def correlate_parts(correlate, input, weights, output, cval, **kwargs):
     weights in the input's real type, as SciPy's ``output=None`` gives them).
     """
     weights = np.asarray(weights)
+    if weights.dtype.kind != "c":  # real weights: the filter of the parts, and its checks
+
+        def real_filter(part, **options):
+            return correlate(part, weights, **options, **kwargs)
+
+        return filter_parts(real_filter, input, output, cval, promote=True)
     in_complex = np.dtype(input.dtype).kind == "c"
-    w_complex = weights.dtype.kind == "c"
-    if not w_complex:  # real weights: the filter of the parts, and its checks
-        out_dtype = complex_result(input, output, promote=True)
-    else:
-        _check_input(input, output)
-        weights = weights.conj().astype(np.complex128, copy=False)
-        out_dtype = complex_output(input, output, promote=True)
+    _check_input(input, output)
+    weights = weights.conj().astype(np.complex128, copy=False)
+    out_dtype = complex_output(input, output, promote=True)
     part = np.finfo(out_dtype).dtype
-    if not in_complex and w_complex and isinstance(cval, (complex, np.complexfloating)):
+    if not in_complex and isinstance(cval, (complex, np.complexfloating)):
         raise ValueError("cval: a complex cval needs a complex input")
     cval = _complex_cval(cval)
 
     def run(image, kernel, value, dtype):
         return correlate(image, kernel, output=dtype, cval=value, **kwargs)
 
-    if in_complex and w_complex:
+    if in_complex:
         own = np.finfo(input.dtype).dtype  # the cross terms' type: SciPy's output=None
         real = run(input.real, weights.real, cval.real, part) - run(input.imag, weights.imag, cval.imag, own)
         imag = run(input.real, weights.imag, cval.real, part) + run(input.imag, weights.real, cval.imag, own)
-    elif in_complex:
-        real = run(input.real, weights, cval.real, part)
-        imag = run(input.imag, weights, cval.imag, part)
     else:
         real = run(input, weights.real, cval.real, part)
         imag = run(input, weights.imag, cval.real, part)

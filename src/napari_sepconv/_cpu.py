@@ -191,7 +191,7 @@ def _call_loading_helpers(call, kernel, args, taps, takes_threads):
     helper by address (``_Kernel.calls_helper``): where it found no address for the helper
     (``missing``), it ran no task; the helper is then loaded and the kernel called again."""
     missing = np.zeros(1, np.int64)
-    loaded = set()
+    loaded = ()  # the keys loaded for this call (none, but on a process's first calls)
     while True:
         result = call(kernel, (*args, _helper_calls.table(), missing), taps, takes_threads)
         key = int(missing[0])
@@ -200,7 +200,7 @@ def _call_loading_helpers(call, kernel, args, taps, takes_threads):
         if key in loaded:  # loaded, yet not found: never call again
             raise RuntimeError(f"{kernel} did not find its helper ({key:016x}) in the table")
         _helper_calls.resolve(key)
-        loaded.add(key)
+        loaded += (key,)
         missing[0] = 0
 
 

@@ -51,40 +51,39 @@ def _key(helper, argtypes):
 
 
 def _signature_file(key):
-    """Where the types of key ``key`` are kept beside the cached kernels, or None where
-    kernels are not cached."""
+    """Where the types of key ``key`` are kept beside the cached kernels."""
     from .warmup import cache_dir
 
-    folder = os.path.join(cache_dir(), "helpers")
-    try:
-        os.makedirs(folder, exist_ok=True)
-    except OSError:
-        return None
-    return os.path.join(folder, f"{key:016x}.pickle")
+    return os.path.join(cache_dir(), "helpers", f"{key:016x}.pickle")
 
 
 def _record(key, helper, argtypes):
-    """Remember ``key``'s helper and types in this process and beside the cached kernels."""
+    """Remember ``key``'s helper and types in this process and, where kernels are cached,
+    beside them."""
     if key in _signatures:
         return
     _signatures[key] = (helper, argtypes)
     path = _signature_file(key)
-    if path is None:
-        return
     func = helper.py_func
     temporary = f"{path}.{os.getpid()}.{threading.get_ident()}"
     try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(temporary, "wb") as f:
             pickle.dump((func.__module__, func.__name__, argtypes), f)
         os.replace(temporary, path)  # whole or absent, whoever writes it too
-    except OSError:
+    except OSError:  # no writable cache: kernels are compiled in this process, typed here
         pass
 
 
-def _address(helper, argtypes):
-    """The address of ``helper``'s code for ``argtypes`` (compiled, or loaded from the cache)."""
+def _compiled(helper, argtypes):
+    """``helper``'s compiled code for ``argtypes`` (compiled now, or loaded from the cache)."""
     helper.compile(argtypes)
-    compiled = helper.overloads[argtypes]
+    return helper.overloads[argtypes]
+
+
+def _address(helper, argtypes):
+    """The address of ``helper``'s machine code for ``argtypes``."""
+    compiled = _compiled(helper, argtypes)
     return compiled.library.get_pointer_to_function(compiled.fndesc.llvm_func_name)
 
 
@@ -106,7 +105,7 @@ def resolve(key):
             try:
                 with open(path, "rb") as f:
                     module, name, argtypes = pickle.load(f)
-            except (OSError, TypeError, pickle.UnpicklingError) as error:
+            except (OSError, pickle.UnpicklingError) as error:
                 raise RuntimeError(
                     f"a cached kernel calls a helper ({key:016x}) that the cache does not "
                     f"record; delete the cache folder to compile the kernels again"
@@ -140,8 +139,7 @@ def helper_call(helper):
     @numba.extending.intrinsic
     def call(typingctx, helpers, missing, args):
         argtypes = tuple(types.unliteral(t) for t in args.types)
-        helper.compile(argtypes)
-        restype = helper.overloads[argtypes].signature.return_type
+        restype = _compiled(helper, argtypes).signature.return_type
         key = _key(helper, argtypes)
         _record(key, helper, argtypes)
 
