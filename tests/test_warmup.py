@@ -293,7 +293,7 @@ def test_every_kernel_source_keys_the_cache():
         and not path.name.startswith("_cuda")
         and any(
             mark in path.read_text()
-            for mark in ("njit", "_Kernel(", "_helper(", "_enable_cache(", "extending.intrinsic")
+            for mark in ("njit", "_Kernel(", "_helper(", "_inlined(", "_enable_cache(", "extending.intrinsic")
         )
     }
     assert compiled == set(warmup._KERNEL_SOURCES)

@@ -1,11 +1,10 @@
 """Border index maths shared by the CPU and CUDA kernels.
 
 A border mode says which input sample stands in for a position outside the
-image. The helpers here are compiled inline into every kernel that calls them
-(``inline="always"``), on the CPU with ``@njit`` and on the GPU with
-``@cuda.jit``, so the five modes are written once and cannot drift apart
-between backends. Importing this module does not import Numba; the helpers are
-built on first use by :func:`source_index`.
+image. The helper here is compiled inline into every kernel that calls it, on
+the CPU by LLVM (``_cpu_kernels._inlined``) and in the CUDA kernels by Numba
+(:func:`source_index`), so the five modes are written once and cannot drift
+apart between backends. Importing this module does not import Numba.
 
 Mode codes (the integers the kernels receive):
 
@@ -77,7 +76,7 @@ _compiled = None
 
 
 def source_index():
-    """The inline-compiled ``source_index(i, n, mode)`` helper (built once)."""
+    """The inline-compiled ``source_index(i, n, mode)`` helper of the CUDA kernels (built once)."""
     global _compiled
     if _compiled is None:
         import numba

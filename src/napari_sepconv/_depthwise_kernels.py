@@ -7,7 +7,6 @@ channel-last at the end). ``_cpu_kernels`` says how kernels are written and comp
 This module imports Numba and is imported on first use only (by ``_cpu``).
 """
 
-import numba
 from numba import prange
 
 from ._boundary import CONSTANT
@@ -18,6 +17,7 @@ from ._cpu_kernels import (
     _fmuladd,
     _helper,
     _highest,
+    _inlined,
     _Kernel,
     _lowest,
     _source_index,
@@ -42,7 +42,7 @@ def _fma_flat(acc, weights, values, skip_zero):
             acc[e] = _fmuladd(to(values[e]), weights[e], acc[e])
 
 
-_fma_flat = numba.njit(inline="always", cache=False)(_fma_flat)
+_fma_flat = _inlined(_fma_flat)
 
 
 def _fill_pixels(buf, src_row, x_first, count, w, n_in, multiplier, mode_x, outside, cval):

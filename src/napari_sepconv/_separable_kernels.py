@@ -16,6 +16,7 @@ from ._cpu_kernels import (
     _buffer,
     _fmuladd,
     _helper,
+    _inlined,
     _Kernel,
     _like,
     _limit_threads,
@@ -42,8 +43,8 @@ def _chain9(s, j, r0, r1, r2, r3, r4, r5, r6, r7, r8, w0, w1, w2, w3, w4, w5, w6
     return _fmuladd(_like(r8[j], s), w8, s)
 
 
-_chain4 = numba.njit(inline="always", cache=False)(_chain4)
-_chain9 = numba.njit(inline="always", cache=False)(_chain9)
+_chain4 = _inlined(_chain4)
+_chain9 = _inlined(_chain9)
 
 
 def _sweep8(acc, r0, r1, r2, r3, r4, r5, r6, r7, w0, w1, w2, w3, w4, w5, w6, w7):
@@ -60,7 +61,7 @@ def _sweep8(acc, r0, r1, r2, r3, r4, r5, r6, r7, w0, w1, w2, w3, w4, w5, w6, w7)
         acc[j] = _fmuladd(t(r7[j]), w7, _fmuladd(t(r6[j]), w6, s))
 
 
-_sweep8 = numba.njit(inline="always", cache=False)(_sweep8)
+_sweep8 = _inlined(_sweep8)
 
 
 def _sweep7(acc, r0, r1, r2, r3, r4, r5, r6, w0, w1, w2, w3, w4, w5, w6):
@@ -73,7 +74,7 @@ def _sweep7(acc, r0, r1, r2, r3, r4, r5, r6, w0, w1, w2, w3, w4, w5, w6):
         acc[j] = _fmuladd(t(r6[j]), w6, s)
 
 
-_sweep7 = numba.njit(inline="always", cache=False)(_sweep7)
+_sweep7 = _inlined(_sweep7)
 
 
 def _start9(acc, r0, r1, r2, r3, r4, r5, r6, r7, r8, w0, w1, w2, w3, w4, w5, w6, w7, w8):
@@ -84,7 +85,7 @@ def _start9(acc, r0, r1, r2, r3, r4, r5, r6, r7, r8, w0, w1, w2, w3, w4, w5, w6,
         acc[j] = _chain9(zero, j, r0, r1, r2, r3, r4, r5, r6, r7, r8, w0, w1, w2, w3, w4, w5, w6, w7, w8)
 
 
-_start9 = numba.njit(inline="always", cache=False)(_start9)
+_start9 = _inlined(_start9)
 
 
 def _row_run(acc, run, r0, r1, r2, r3, r4, r5, r6, r7, r8, w0, w1, w2, w3, w4, w5, w6, w7, w8):
@@ -98,7 +99,7 @@ def _row_run(acc, run, r0, r1, r2, r3, r4, r5, r6, r7, r8, w0, w1, w2, w3, w4, w
         _sweep7(acc, r0, r1, r2, r3, r4, r5, r6, w0, w1, w2, w3, w4, w5, w6)
 
 
-_row_run = numba.njit(inline="always", cache=False)(_row_run)
+_row_run = _inlined(_row_run)
 
 
 def _run_length(left, first):
@@ -114,7 +115,7 @@ def _run_length(left, first):
     return 0
 
 
-_run_length = numba.njit(inline="always", cache=False)(_run_length)
+_run_length = _inlined(_run_length)
 
 
 def _column_pass(acc, plane, offsets, weights, n_taps, i, mode_y, cval):
@@ -169,7 +170,7 @@ def _pair_start9(acc0, acc1, r0, r1, r2, r3, r4, r5, r6, r7, r8, r9, w0, w1, w2,
         acc0[j], acc1[j] = s0, s1
 
 
-_pair_start9 = numba.njit(inline="always", cache=False)(_pair_start9)
+_pair_start9 = _inlined(_pair_start9)
 
 
 def _pair_run(acc0, acc1, run, r0, r1, r2, r3, r4, r5, r6, r7, r8, r9, w0, w1, w2, w3, w4, w5, w6, w7, w8):
@@ -183,7 +184,7 @@ def _pair_run(acc0, acc1, run, r0, r1, r2, r3, r4, r5, r6, r7, r8, r9, w0, w1, w
         _sweep_two7(acc0, acc1, r0, r1, r2, r3, r4, r5, r6, r7, w0, w1, w2, w3, w4, w5, w6)
 
 
-_pair_run = numba.njit(inline="always", cache=False)(_pair_run)
+_pair_run = _inlined(_pair_run)
 
 
 def _ring_row(plane, q, period):
@@ -220,7 +221,7 @@ def _ring_width(w, itemsize):
     return w + 64 // itemsize
 
 
-_ring_width = numba.njit(inline="always", cache=False)(_ring_width)
+_ring_width = _inlined(_ring_width)
 
 
 def _ring_rows(src, out, rows):
@@ -492,7 +493,7 @@ def _column_reach(col_off, col_n):
     return top, bottom, dense
 
 
-_column_reach = numba.njit(inline="always", cache=False)(_column_reach)
+_column_reach = _inlined(_column_reach)
 
 
 def _separable_rows(

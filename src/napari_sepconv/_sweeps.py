@@ -6,9 +6,7 @@ each product fused with its sum (``_cpu_kernels._fmuladd``).
 This module imports Numba and is imported on first use only (by ``_cpu``).
 """
 
-import numba
-
-from ._cpu_kernels import _fmuladd
+from ._cpu_kernels import _fmuladd, _inlined
 
 
 def _sweep(acc, n, r0, w0, r1, w1, r2, w2, r3, w3):
@@ -36,7 +34,7 @@ def _sweep(acc, n, r0, w0, r1, w1, r2, w2, r3, w3):
             acc[j] = _fmuladd(t(r3[j]), w3, _fmuladd(t(r2[j]), w2, s))
 
 
-_sweep = numba.njit(inline="always", cache=False)(_sweep)
+_sweep = _inlined(_sweep)
 
 
 def _place(n, a, t0, t1, t2, t3):
@@ -53,7 +51,7 @@ def _place(n, a, t0, t1, t2, t3):
     return t0, t1, t2, a
 
 
-_place = numba.njit(inline="always", cache=False)(_place)
+_place = _inlined(_place)
 
 
 def _sweep_two(acc0, acc1, n, r0, r1, r2, r3, r4, w0, w1, w2, w3):
@@ -84,7 +82,7 @@ def _sweep_two(acc0, acc1, n, r0, r1, r2, r3, r4, w0, w1, w2, w3):
         acc1[j] = s1
 
 
-_sweep_two = numba.njit(inline="always", cache=False)(_sweep_two)
+_sweep_two = _inlined(_sweep_two)
 
 
 def _sweep_two8(acc0, acc1, r0, r1, r2, r3, r4, r5, r6, r7, r8, w0, w1, w2, w3, w4, w5, w6, w7):
@@ -117,7 +115,7 @@ def _sweep_two8(acc0, acc1, r0, r1, r2, r3, r4, r5, r6, r7, r8, w0, w1, w2, w3, 
         acc1[j] = _fmuladd(a, w7, s1)
 
 
-_sweep_two8 = numba.njit(inline="always", cache=False)(_sweep_two8)
+_sweep_two8 = _inlined(_sweep_two8)
 
 
 def _sweep_two7(acc0, acc1, r0, r1, r2, r3, r4, r5, r6, r7, w0, w1, w2, w3, w4, w5, w6):
@@ -147,4 +145,4 @@ def _sweep_two7(acc0, acc1, r0, r1, r2, r3, r4, r5, r6, r7, w0, w1, w2, w3, w4, 
         acc1[j] = _fmuladd(b, w6, s1)
 
 
-_sweep_two7 = numba.njit(inline="always", cache=False)(_sweep_two7)
+_sweep_two7 = _inlined(_sweep_two7)

@@ -1,0 +1,35 @@
+"""Small CPU helpers are compiled once and inlined by LLVM (``_cpu_kernels._inlined``)."""
+
+import numba
+import numpy as np
+
+from napari_sepconv import _cpu_kernels
+from napari_sepconv._sweeps import _sweep
+
+
+def _calls_to(function_name, llvm_ir):
+    return [line for line in llvm_ir.splitlines() if " call " in line and function_name in line]
+
+
+def test_an_inlined_helper_leaves_no_call_in_its_caller():
+    """The sweep's four loops would stay a call by LLVM's own measure of cost: the
+    ``alwaysinline`` mark is what puts them inside the caller's loops."""
+
+    @numba.njit(cache=False)
+    def caller(acc, row):
+        _sweep(acc, 4, row, 1.0, row, 2.0, row, 3.0, row, 4.0)
+
+    acc = np.zeros(8)
+    caller(acc, np.arange(8.0))
+    np.testing.assert_array_equal(acc, 10.0 * np.arange(8.0))
+    (compiled,) = caller.overloads.values()
+    assert _calls_to("_sweeps6_sweep", compiled.library.get_llvm_str()) == []
+
+
+def test_the_mark_is_on_the_helper_itself():
+    (compiled,) = (c for sig, c in _sweep.overloads.items() if sig[0] == numba.float64[::1])
+    (function,) = (
+        f for f in compiled.library._final_module.functions if f.name == compiled.fndesc.llvm_func_name
+    )
+    assert any(b"alwaysinline" in bytes(a) for a in function.attributes)
+    assert isinstance(_cpu_kernels._source_index, _cpu_kernels._InlinedDispatcher)
