@@ -435,6 +435,30 @@ def test_uniform_filter_fused_and_separate_passes_agree(rng):
         )
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.uint8])
+def test_uniform_filter_streamed_output_has_the_same_bits(rng, dtype, monkeypatch):
+    """Outputs larger than the caches are written past them (``_streaming``): the same
+    values, whatever the output's alignment (rows of odd widths start anywhere within a
+    cache line; an ``out`` offset by one byte is not even aligned to its samples)."""
+    from napari_sepconv import _streaming
+
+    x = (rng.random((5, 40, 517)) * 200).astype(dtype)
+    calls = {
+        "fused": lambda a, **kw: sc.uniform_filter(a, (7, 31), axes=(1, 2), **kw),
+        "last axis": lambda a, **kw: sc.uniform_filter1d(a, 130, axis=-1, mode="wrap", **kw),
+        "one row": lambda a, **kw: sc.uniform_filter1d(a[0, :1], 5, axis=-1, **kw),
+    }
+    for name, call in calls.items():
+        expected = call(x)
+        raw = np.empty(expected.nbytes + 1, np.uint8)
+        unaligned = raw[1:].view(expected.dtype).reshape(expected.shape)
+        monkeypatch.setattr(_streaming, "STREAM_BYTES", 0)
+        np.testing.assert_array_equal(call(x), expected, err_msg=name)
+        call(x, output=unaligned)
+        np.testing.assert_array_equal(unaligned, expected, err_msg=name)
+        monkeypatch.setattr(_streaming, "STREAM_BYTES", 8 << 20)
+
+
 _OUTPUT_CALLS = {
     "uniform_filter": lambda a, **kw: sc.uniform_filter(a, 31, **kw),
     "uniform_filter constant": lambda a, **kw: sc.uniform_filter(a, (4, 9), mode="constant", cval=2.0, **kw),

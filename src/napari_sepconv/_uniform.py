@@ -78,6 +78,7 @@ def uniform_pass(engine_name, src, axis, size, origin, mode, cval, dtype, out=No
 
         return _uniform_cuda.uniform_pass(src, outer, n, inner, source, size, K, cval, divide, dtype)
     from . import _cpu
+    from ._streaming import STREAM_BYTES
     from ._uniform_kernels import fix_segments, last_axis, middle_axis
 
     out = np.empty(shape, dtype) if out is None else out
@@ -101,6 +102,7 @@ def uniform_pass(engine_name, src, axis, size, origin, mode, cval, dtype, out=No
             divide,
             out.reshape(outer, n),
             flags,
+            out.nbytes >= STREAM_BYTES,
         )
         outer_ids, segs = np.nonzero(flags)
         pieces = (
@@ -130,6 +132,7 @@ def uniform_last_two(src, first, second, cval, dtype, out=None):
     passes, which handle those.
     """
     from . import _cpu
+    from ._streaming import STREAM_BYTES
     from ._uniform_kernels import last_two_axes, spacing
 
     shape = src.shape
@@ -156,6 +159,7 @@ def uniform_last_two(src, first, second, cval, dtype, out=None):
         False,
         out.reshape(outer, n0, n1),
         flags,
+        out.nbytes >= STREAM_BYTES,
     )
     return None if flags.any() else out
 

@@ -41,6 +41,7 @@ import numpy as np
 from numba import prange
 
 from ._cpu_kernels import _buffer, _enable_cache
+from ._streaming import scale_row
 
 # Columns swept together by the other-axes kernel (one contiguous run of a row).
 COLUMNS = 512
@@ -365,16 +366,19 @@ def sums_of(ext, m, K, size, sums, flags):
 
 
 @_helper
-def sweep(ext, m, K, size, divide, dst, flags, sums):
+def sweep(ext, m, K, size, divide, dst, flags, sums, stream):
     """``dst[i]`` = mean of ``ext[i : i + size]`` for ``i < m``, anchored at the
     multiples of ``K``: the sums by :func:`sums_of` into the float64 buffer ``sums``
     (at least ``m`` long), then ``sum / size`` (``divide``) or ``sum * (1 / size)``
-    in one vectorised loop. ``flags[q]`` = whether segment ``q``'s sum ended non-finite.
+    in one vectorised loop, past the caches where ``stream`` (``_streaming``).
+    ``flags[q]`` = whether segment ``q``'s sum ended non-finite.
     """
     sums_of(ext, m, K, size, sums, flags)
     size_f = np.float64(size)
     line = sums[:m]
-    if divide:
+    if stream:
+        scale_row(line, dst[:m], size_f if divide else 1.0 / size_f, divide)
+    elif divide:
         for i in range(m):
             dst[i] = line[i] / size_f
     else:
@@ -388,12 +392,13 @@ SEGMENTS_PER_TASK = 32
 
 
 @_jit
-def last_axis(src, source, before, size, K, cval, divide, out, flags):
+def last_axis(src, source, before, size, K, cval, divide, out, flags, stream):
     """Running means along the last axis of the 2-D ``src`` (lines, n) into ``out``.
 
     A task is up to :data:`SEGMENTS_PER_TASK` segments of one line, extended into a
     float64 buffer and swept by :func:`sweep`; ``flags`` (lines, segments) marks the
-    segments whose sums ended non-finite.
+    segments whose sums ended non-finite. Where ``stream``, output rows are written past
+    the caches (``_streaming``).
     """
     n_lines, n = src.shape
     n_seg = (n + K - 1) // K
@@ -407,7 +412,7 @@ def last_axis(src, source, before, size, K, cval, divide, out, flags):
         ext = _buffer(m + size - 1, np.float64)
         sums = _buffer(m, np.float64)
         extend(src[line], source, before, lo, m + size - 1, cval, ext)
-        sweep(ext, m, K, size, divide, out[line, lo : lo + m], flags[line, q0:q1], sums)
+        sweep(ext, m, K, size, divide, out[line, lo : lo + m], flags[line, q0:q1], sums, stream)
 
 
 # --------------------------------------------------------------------------
@@ -428,7 +433,9 @@ def fill_border(ext, source, before, n, cval):
 
 
 @_jit
-def last_two_axes(src, source0, size0, K0, source1, before1, size1, K1, cval, divide0, divide1, out, flags):
+def last_two_axes(
+    src, source0, size0, K0, source1, before1, size1, K1, cval, divide0, divide1, out, flags, stream
+):
     """Axis 1, then axis 2 of the 3-D ``src`` (outer, n0, n1) into ``out``, as
     :func:`middle_axis` (into float64) then :func:`last_axis` compute them.
 
@@ -436,7 +443,8 @@ def last_two_axes(src, source0, size0, K0, source1, before1, size1, K1, cval, di
     advance a row at a time over the whole width, writing the row straight into
     the extended line that :func:`sweep` then runs along axis 2, so the
     intermediate image never goes through memory. ``flags`` (outer, segments)
-    marks tasks where a sum ended non-finite.
+    marks tasks where a sum ended non-finite. Where ``stream``, output rows are written
+    past the caches (``_streaming``).
     """
     n_outer, n0, n1 = src.shape
     n_seg = (n0 + K0 - 1) // K0
@@ -474,7 +482,7 @@ def last_two_axes(src, source0, size0, K0, source1, before1, size1, K1, cval, di
                     row_out = empty if j_out < 0 else src[o, j_out, 0:n1]
                     step_border(row_in, cval, row_out, cval, acc, size0, divide0, row)
             fill_border(ext, source1, before1, n1, cval)
-            sweep(ext, n1, K1, size1, divide1, out[o, i], row_flags, sums)
+            sweep(ext, n1, K1, size1, divide1, out[o, i], row_flags, sums, stream)
             for q in range(n_seg1):
                 bad = bad or row_flags[q]
         flags[o, s] = bad or any_nonfinite(acc)

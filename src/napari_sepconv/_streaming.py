@@ -1,0 +1,131 @@
+"""Output rows written past the caches (non-temporal stores), for outputs too large to stay
+in them.
+
+A row written the usual way is first read into the cache, line by line, then written
+back: a large output costs its size twice in memory traffic, and evicts the input rows
+the next output rows read. Non-temporal stores write whole cache lines straight to
+memory. :func:`scale_row` writes ``dst[i] = src[i] * factor`` (or ``/ factor``) that way:
+the same operations as the scalar loop, so the same values, in 64-byte vector stores
+aligned to 64 bytes, the samples before the first such boundary and after the last one
+stored as usual. A fence then orders the stores before whatever the thread does next
+(non-temporal stores are not ordered with other stores).
+
+Kernels choose it for outputs larger than the caches (``STREAM_BYTES``): a small output
+read again soon is better left in them.
+
+This module imports Numba and is imported on first use only.
+"""
+
+import platform
+
+import llvmlite.ir
+import numba
+import numba.extending
+from numba.core import cgutils, types
+
+# Outputs of at least this many bytes are written past the caches.
+STREAM_BYTES = 8 << 20
+
+_LINE = 64  # bytes a vector store writes, and the alignment it needs
+
+
+@numba.extending.intrinsic
+def _misalignment(typingctx, array):
+    """The address of ``array``'s first sample modulo 64 bytes."""
+    if not isinstance(array, types.Array):
+        return None
+
+    def codegen(context, builder, signature, args):
+        from numba.np.arrayobj import make_array
+
+        data = make_array(signature.args[0])(context, builder, args[0]).data
+        address = builder.ptrtoint(data, cgutils.intp_t)
+        return builder.urem(address, cgutils.intp_t(_LINE))
+
+    return types.intp(array), codegen
+
+
+@numba.extending.intrinsic
+def _scale_lines(typingctx, src, dst, start, lines, factor, divide):
+    """``dst[start + k] = src[start + k] * factor`` (``/ factor`` where ``divide``) for the
+    ``lines`` times 64 bytes of ``dst`` from ``start``, which lies on a 64-byte boundary:
+    one vector product and one non-temporal store per 64 bytes of ``dst``."""
+    if not (
+        isinstance(src, types.Array)
+        and isinstance(dst, types.Array)
+        and isinstance(src.dtype, types.Float)
+        and isinstance(dst.dtype, types.Float)
+        and src.dtype == factor
+    ):
+        return None
+
+    def codegen(context, builder, signature, args):
+        from numba.np.arrayobj import make_array
+
+        src_ty, dst_ty = signature.args[0], signature.args[1]
+        src_array = make_array(src_ty)(context, builder, args[0])
+        dst_array = make_array(dst_ty)(context, builder, args[1])
+        start_index, n_lines, factor_value, divide_flag = args[2:]
+        src_elem = context.get_data_type(src_ty.dtype)
+        dst_elem = context.get_data_type(dst_ty.dtype)
+        lanes = _LINE // context.get_abi_sizeof(dst_elem)
+        src_vec = llvmlite.ir.VectorType(src_elem, lanes)
+        dst_vec = llvmlite.ir.VectorType(dst_elem, lanes)
+        splat = cgutils.get_null_value(src_vec)
+        for lane in range(lanes):
+            splat = builder.insert_element(splat, factor_value, cgutils.int32_t(lane))
+        nontemporal = builder.module.add_metadata([cgutils.int32_t(1)])
+
+        def store_lines(operation):
+            with cgutils.for_range(builder, n_lines) as loop:
+                first = builder.add(start_index, builder.mul(loop.index, cgutils.intp_t(lanes)))
+                source = builder.bitcast(builder.gep(src_array.data, [first]), src_vec.as_pointer())
+                values = operation(builder.load(source, align=context.get_abi_sizeof(src_elem)), splat)
+                if dst_elem != src_elem:
+                    values = builder.fptrunc(values, dst_vec)
+                target = builder.bitcast(builder.gep(dst_array.data, [first]), dst_vec.as_pointer())
+                store = builder.store(values, target, align=_LINE)
+                store.set_metadata("nontemporal", nontemporal)
+
+        is_divide = builder.icmp_unsigned("!=", divide_flag, divide_flag.type(0))
+        with builder.if_else(is_divide) as (then, otherwise):
+            with then:
+                store_lines(builder.fdiv)
+            with otherwise:
+                store_lines(builder.fmul)
+        _order_stores(builder)
+        return context.get_dummy_value()
+
+    return types.none(src, dst, start, lines, factor, divide), codegen
+
+
+def _order_stores(builder):
+    """Order the non-temporal stores before the thread's later stores: ``sfence`` on x86
+    (a fence of LLVM's there may be a locked instruction, which does not order them),
+    LLVM's strongest fence elsewhere."""
+    if platform.machine().lower() in ("x86_64", "amd64", "i386", "i686", "x86"):
+        sfence = builder.module.declare_intrinsic(
+            "llvm.x86.sse.sfence", fnty=llvmlite.ir.FunctionType(llvmlite.ir.VoidType(), [])
+        )
+        builder.call(sfence, [])
+    else:
+        builder.fence("seq_cst")
+
+
+def _scale_row(src, dst, factor, divide):
+    """``dst[i] = src[i] / factor`` where ``divide``, else ``src[i] * factor``, for every
+    ``i`` of ``dst`` (``src`` at least as long), the bulk in non-temporal stores."""
+    n = dst.size
+    itemsize = dst.itemsize
+    off = _misalignment(dst)
+    head = n if off % itemsize != 0 else min(n, ((_LINE - off) % _LINE) // itemsize)
+    lanes = _LINE // itemsize
+    lines = (n - head) // lanes
+    for i in range(head):
+        dst[i] = src[i] / factor if divide else src[i] * factor
+    _scale_lines(src, dst, head, lines, factor, divide)
+    for i in range(head + lines * lanes, n):
+        dst[i] = src[i] / factor if divide else src[i] * factor
+
+
+scale_row = numba.njit(inline="always", cache=False)(_scale_row)
