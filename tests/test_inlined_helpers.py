@@ -27,7 +27,17 @@ def test_an_inlined_helper_leaves_no_call_in_its_caller():
 
 
 def test_the_mark_is_on_the_helper_itself():
-    (compiled,) = (c for sig, c in _sweep.overloads.items() if sig[0] == numba.float64[::1])
+    def twice(x):
+        return 2.0 * x
+
+    helper = _cpu_kernels._inlined(twice)
+
+    @numba.njit(cache=False)
+    def caller(x):
+        return helper(x)
+
+    assert caller(3.0) == 6.0
+    (compiled,) = helper.overloads.values()
     (function,) = (
         f for f in compiled.library._final_module.functions if f.name == compiled.fndesc.llvm_func_name
     )
