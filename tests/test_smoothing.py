@@ -437,9 +437,10 @@ def test_uniform_filter_fused_and_separate_passes_agree(rng):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.uint8])
 def test_uniform_filter_streamed_output_has_the_same_bits(rng, dtype, monkeypatch):
-    """Outputs larger than the caches are written past them (``_streaming``): the same
-    values, whatever the output's alignment (rows of odd widths start anywhere within a
-    cache line; an ``out`` offset by one byte is not even aligned to its samples)."""
+    """Outputs larger than the caches are written past them (``_streaming``; float input,
+    whose means are products, not uint8's quotients): the same values, whatever the
+    output's alignment (rows of odd widths start anywhere within a cache line; an ``out``
+    offset by one byte is not even aligned to its samples)."""
     from napari_sepconv import _streaming
 
     x = (rng.random((5, 40, 517)) * 200).astype(dtype)

@@ -4,7 +4,7 @@ in them.
 A row written the usual way is first read into the cache, line by line, then written
 back: a large output costs its size twice in memory traffic, and evicts the input rows
 the next output rows read. Non-temporal stores write whole cache lines straight to
-memory. :func:`scale_row` writes ``dst[i] = src[i] * factor`` (or ``/ factor``) that way:
+memory. :func:`scale_row` writes ``dst[i] = src[i] * factor`` that way:
 the same operations as the scalar loop, so the same values, in 64-byte vector stores
 aligned to 64 bytes, the samples before the first such boundary and after the last one
 stored as usual. A fence then orders the stores before whatever the thread does next
@@ -46,10 +46,10 @@ def _misalignment(typingctx, array):
 
 
 @numba.extending.intrinsic
-def _scale_lines(typingctx, src, dst, start, lines, factor, divide):
-    """``dst[start + k] = src[start + k] * factor`` (``/ factor`` where ``divide``) for the
-    ``lines`` times 64 bytes of ``dst`` from ``start``, which lies on a 64-byte boundary:
-    one vector product and one non-temporal store per 64 bytes of ``dst``."""
+def _scale_lines(typingctx, src, dst, start, lines, factor):
+    """``dst[start + k] = src[start + k] * factor`` for the ``lines`` times 64 bytes of
+    ``dst`` from ``start``, which lies on a 64-byte boundary: one vector product and one
+    non-temporal store per 64 bytes of ``dst``."""
     if not (
         isinstance(src, types.Array)
         and isinstance(dst, types.Array)
@@ -65,7 +65,7 @@ def _scale_lines(typingctx, src, dst, start, lines, factor, divide):
         src_ty, dst_ty = signature.args[0], signature.args[1]
         src_array = make_array(src_ty)(context, builder, args[0])
         dst_array = make_array(dst_ty)(context, builder, args[1])
-        start_index, n_lines, factor_value, divide_flag = args[2:]
+        start_index, n_lines, factor_value = args[2:]
         src_elem = context.get_data_type(src_ty.dtype)
         dst_elem = context.get_data_type(dst_ty.dtype)
         lanes = _LINE // context.get_abi_sizeof(dst_elem)
@@ -75,28 +75,19 @@ def _scale_lines(typingctx, src, dst, start, lines, factor, divide):
         for lane in range(lanes):
             splat = builder.insert_element(splat, factor_value, cgutils.int32_t(lane))
         nontemporal = builder.module.add_metadata([cgutils.int32_t(1)])
-
-        def store_lines(operation):
-            with cgutils.for_range(builder, n_lines) as loop:
-                first = builder.add(start_index, builder.mul(loop.index, cgutils.intp_t(lanes)))
-                source = builder.bitcast(builder.gep(src_array.data, [first]), src_vec.as_pointer())
-                values = operation(builder.load(source, align=context.get_abi_sizeof(src_elem)), splat)
-                if dst_elem != src_elem:
-                    values = builder.fptrunc(values, dst_vec)
-                target = builder.bitcast(builder.gep(dst_array.data, [first]), dst_vec.as_pointer())
-                store = builder.store(values, target, align=_LINE)
-                store.set_metadata("nontemporal", nontemporal)
-
-        is_divide = builder.icmp_unsigned("!=", divide_flag, divide_flag.type(0))
-        with builder.if_else(is_divide) as (then, otherwise):
-            with then:
-                store_lines(builder.fdiv)
-            with otherwise:
-                store_lines(builder.fmul)
+        with cgutils.for_range(builder, n_lines) as loop:
+            first = builder.add(start_index, builder.mul(loop.index, cgutils.intp_t(lanes)))
+            source = builder.bitcast(builder.gep(src_array.data, [first]), src_vec.as_pointer())
+            values = builder.fmul(builder.load(source, align=context.get_abi_sizeof(src_elem)), splat)
+            if dst_elem != src_elem:
+                values = builder.fptrunc(values, dst_vec)
+            target = builder.bitcast(builder.gep(dst_array.data, [first]), dst_vec.as_pointer())
+            store = builder.store(values, target, align=_LINE)
+            store.set_metadata("nontemporal", nontemporal)
         _order_stores(builder)
         return context.get_dummy_value()
 
-    return types.none(src, dst, start, lines, factor, divide), codegen
+    return types.none(src, dst, start, lines, factor), codegen
 
 
 def _order_stores(builder):
@@ -112,9 +103,9 @@ def _order_stores(builder):
         builder.fence("seq_cst")
 
 
-def _scale_row(src, dst, factor, divide):
-    """``dst[i] = src[i] / factor`` where ``divide``, else ``src[i] * factor``, for every
-    ``i`` of ``dst`` (``src`` at least as long), the bulk in non-temporal stores."""
+def _scale_row(src, dst, factor):
+    """``dst[i] = src[i] * factor`` for every ``i`` of ``dst`` (``src`` at least as long),
+    the bulk in non-temporal stores."""
     n = dst.size
     itemsize = dst.itemsize
     off = _misalignment(dst)
@@ -122,10 +113,10 @@ def _scale_row(src, dst, factor, divide):
     lanes = _LINE // itemsize
     lines = (n - head) // lanes
     for i in range(head):
-        dst[i] = src[i] / factor if divide else src[i] * factor
-    _scale_lines(src, dst, head, lines, factor, divide)
+        dst[i] = src[i] * factor
+    _scale_lines(src, dst, head, lines, factor)
     for i in range(head + lines * lanes, n):
-        dst[i] = src[i] / factor if divide else src[i] * factor
+        dst[i] = src[i] * factor
 
 
 scale_row = numba.njit(inline="always", cache=False)(_scale_row)

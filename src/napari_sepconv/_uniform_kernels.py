@@ -370,14 +370,14 @@ def sweep(ext, m, K, size, divide, dst, flags, sums, stream):
     """``dst[i]`` = mean of ``ext[i : i + size]`` for ``i < m``, anchored at the
     multiples of ``K``: the sums by :func:`sums_of` into the float64 buffer ``sums``
     (at least ``m`` long), then ``sum / size`` (``divide``) or ``sum * (1 / size)``
-    in one vectorised loop, past the caches where ``stream`` (``_streaming``).
+    in one vectorised loop, past the caches where ``stream`` (``_streaming``; float input).
     ``flags[q]`` = whether segment ``q``'s sum ended non-finite.
     """
     sums_of(ext, m, K, size, sums, flags)
     size_f = np.float64(size)
     line = sums[:m]
-    if stream:
-        scale_row(line, dst[:m], size_f if divide else 1.0 / size_f, divide)
+    if stream and not divide:
+        scale_row(line, dst[:m], 1.0 / size_f)
     elif divide:
         for i in range(m):
             dst[i] = line[i] / size_f
