@@ -2,6 +2,7 @@
 
 import numba
 import numpy as np
+import pytest
 
 from napari_sepconv import _cpu_kernels
 from napari_sepconv._sweeps import _sweep
@@ -43,3 +44,20 @@ def test_the_mark_is_on_the_helper_itself():
     )
     assert any(b"alwaysinline" in bytes(a) for a in function.attributes)
     assert isinstance(_cpu_kernels._source_index, _cpu_kernels._InlinedDispatcher)
+
+
+def test_a_helper_returning_an_array_is_refused():
+    """Compiled without reference counting, a helper returning even its own argument would
+    leave its caller releasing a reference never taken."""
+
+    def itself(a):
+        return a
+
+    helper = _cpu_kernels._inlined(itself)
+
+    @numba.njit(cache=False)
+    def caller(a):
+        return helper(a)[0]
+
+    with pytest.raises(Exception, match="may return no array"):
+        caller(np.zeros(3))

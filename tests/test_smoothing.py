@@ -448,6 +448,8 @@ def test_uniform_filter_streamed_output_has_the_same_bits(rng, dtype, monkeypatc
         "fused": lambda a, **kw: sc.uniform_filter(a, (7, 31), axes=(1, 2), **kw),
         "last axis": lambda a, **kw: sc.uniform_filter1d(a, 130, axis=-1, mode="wrap", **kw),
         "one row": lambda a, **kw: sc.uniform_filter1d(a[0, :1], 5, axis=-1, **kw),
+        # several tasks along each row: neighbouring tasks write parts of one cache line
+        "long rows": lambda a, **kw: sc.uniform_filter1d(a.reshape(-1)[: 3 * 9001].reshape(3, 9001), 5, **kw),
     }
     for name, call in calls.items():
         expected = call(x)

@@ -193,43 +193,48 @@ def _helper(func, **options):
 
 
 class _InlinedDispatcher(_HelperDispatcher):
-    """A helper's dispatcher whose code LLVM inlines into each caller (``alwaysinline``).
+    """A small helper's dispatcher: compiled once per signature, and inlined by LLVM into
+    each caller (Numba's ``forceinline``: the function is marked ``alwaysinline``).
 
     Numba's own ``inline="always"`` copies a function's Python-level IR into each
     call site, where it is typed and lowered again: a sweep inlined into a sweep
     inlined into a pass was typed once for every path down to it. Compiled once per
-    signature and marked ``alwaysinline``, a helper reaches its callers as LLVM IR,
-    which LLVM inlines before it optimises the loops around it: the same
-    operations in the same order (LLVM does not reorder floating-point arithmetic
-    here), compiled in less time.
+    signature, a helper reaches its callers as LLVM IR, which LLVM inlines before it
+    optimises the loops around it: the same operations in the same order (LLVM does
+    not reorder floating-point arithmetic here), compiled in less time.
+
+    Such a helper is compiled without reference counting, so it may return no array,
+    not even one it was given (its caller would release a reference it never took):
+    a helper that does is refused when it is compiled.
     """
 
     def add_overload(self, cres):
-        _mark_always_inline(cres)
+        if _holds_array(cres.signature.return_type):
+            raise TypeError(
+                f"{self.py_func.__name__} returns {cres.signature.return_type}: a helper compiled "
+                "by _inlined may return no array (inline it with numba.njit(inline='always'))"
+            )
         super().add_overload(cres)
 
 
-def _mark_always_inline(cres):
-    """Mark the function of ``cres`` ``alwaysinline`` in the LLVM module its callers link.
-
-    Where Numba keeps that module elsewhere, the mark is left out: LLVM then inlines by
-    its own measure of cost, and the values are the same.
-    """
-    module = getattr(cres.library, "_final_module", None)
-    if module is None:
-        return
-    for function in module.functions:
-        if function.name == cres.fndesc.llvm_func_name and not function.is_declaration:
-            function.add_function_attribute("alwaysinline")
+def _holds_array(numba_type):
+    if isinstance(numba_type, types.Array):
+        return True
+    return isinstance(numba_type, types.BaseTuple) and any(_holds_array(t) for t in numba_type)
 
 
 def _inlined(func):
     """A small helper inlined into its callers by LLVM (``_InlinedDispatcher``), compiled
-    once per signature when a caller compiles; as ``_helper``, without reference counting
-    (it returns no new array)."""
+    once per signature when a caller compiles; as ``_helper``, without reference counting."""
     return _InlinedDispatcher(
         func,
-        targetoptions={"nopython": True, "no_cpython_wrapper": True, "no_cfunc_wrapper": True, "_nrt": False},
+        targetoptions={
+            "nopython": True,
+            "no_cpython_wrapper": True,
+            "no_cfunc_wrapper": True,
+            "_nrt": False,
+            "forceinline": True,
+        },
     )
 
 

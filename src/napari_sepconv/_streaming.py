@@ -16,8 +16,6 @@ read again soon is better left in them.
 This module imports Numba and is imported on first use only.
 """
 
-import platform
-
 import llvmlite.ir
 import numba
 import numba.extending
@@ -49,12 +47,13 @@ def _misalignment(typingctx, array):
 def _scale_lines(typingctx, src, dst, start, lines, factor):
     """``dst[start + k] = src[start + k] * factor`` for the ``lines`` times 64 bytes of
     ``dst`` from ``start``, which lies on a 64-byte boundary: one vector product and one
-    non-temporal store per 64 bytes of ``dst``."""
+    non-temporal store per 64 bytes of ``dst``. Both are contiguous 1-D arrays, ``src``
+    as long as ``dst`` at least and of a type as wide."""
     if not (
-        isinstance(src, types.Array)
-        and isinstance(dst, types.Array)
+        all(isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C" for a in (src, dst))
         and isinstance(src.dtype, types.Float)
         and isinstance(dst.dtype, types.Float)
+        and src.dtype.bitwidth >= dst.dtype.bitwidth  # a product rounded to dst's type
         and src.dtype == factor
     ):
         return None
@@ -84,7 +83,8 @@ def _scale_lines(typingctx, src, dst, start, lines, factor):
             target = builder.bitcast(builder.gep(dst_array.data, [first]), dst_vec.as_pointer())
             store = builder.store(values, target, align=_LINE)
             store.set_metadata("nontemporal", nontemporal)
-        _order_stores(builder)
+        with builder.if_then(builder.icmp_signed(">", n_lines, n_lines.type(0))):
+            _order_stores(builder)
         return context.get_dummy_value()
 
     return types.none(src, dst, start, lines, factor), codegen
@@ -92,9 +92,8 @@ def _scale_lines(typingctx, src, dst, start, lines, factor):
 
 def _order_stores(builder):
     """Order the non-temporal stores before the thread's later stores: ``sfence`` on x86
-    (a fence of LLVM's there may be a locked instruction, which does not order them),
-    LLVM's strongest fence elsewhere."""
-    if platform.machine().lower() in ("x86_64", "amd64", "i386", "i686", "x86"):
+    (the instruction made for it), LLVM's strongest fence elsewhere."""
+    if builder.module.triple.split("-")[0] in ("x86_64", "i386", "i586", "i686"):
         sfence = builder.module.declare_intrinsic(
             "llvm.x86.sse.sfence", fnty=llvmlite.ir.FunctionType(llvmlite.ir.VoidType(), [])
         )
@@ -107,6 +106,8 @@ def _scale_row(src, dst, factor):
     """``dst[i] = src[i] * factor`` for every ``i`` of ``dst`` (``src`` at least as long),
     the bulk in non-temporal stores."""
     n = dst.size
+    if src.size < n:
+        raise ValueError("scale_row: src is shorter than dst")
     itemsize = dst.itemsize
     off = _misalignment(dst)
     head = n if off % itemsize != 0 else min(n, ((_LINE - off) % _LINE) // itemsize)

@@ -1,0 +1,54 @@
+"""Rows written past the caches (``_streaming.scale_row``): the bits of the scalar loop for
+every length and alignment, in non-temporal stores."""
+
+import llvmlite.binding
+import numba
+import numpy as np
+import pytest
+
+from napari_sepconv._streaming import scale_row
+
+
+@numba.njit(cache=False)
+def _scale(src, dst, factor):
+    scale_row(src, dst, factor)
+
+
+def _line_aligned(n, dtype, offset):
+    """A writable 1-D array of ``n`` samples starting ``offset`` samples past a 64-byte boundary."""
+    dtype = np.dtype(dtype)
+    raw = np.zeros((n + offset) * dtype.itemsize + 128, np.uint8)
+    skip = (-raw.ctypes.data) % 64
+    return raw[skip : skip + (n + offset) * dtype.itemsize].view(dtype)[offset:]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_scale_row_has_the_bits_of_the_scalar_loop(rng, dtype):
+    lanes = 64 // np.dtype(dtype).itemsize
+    for n in (0, 1, lanes - 1, lanes, lanes + 1, 2 * lanes - 1, 2 * lanes, 2 * lanes + 1, 100):
+        src = rng.standard_normal(n + 3)
+        src[:3] = [np.inf, -0.0, np.nan][: min(3, n + 3)]
+        for offset in range(lanes):
+            dst = _line_aligned(n, dtype, offset)
+            _scale(src, dst, 1.0 / 7.0)
+            expected = (src[:n] * (1.0 / 7.0)).astype(dtype)
+            np.testing.assert_array_equal(dst, expected, err_msg=f"n={n} offset={offset}")
+
+
+def test_scale_row_unaligned_samples_and_short_source(rng):
+    raw = np.zeros(4 * 40 + 1, np.uint8)
+    dst = raw[1:].view(np.float32)  # not even aligned to its samples: every sample as usual
+    src = rng.standard_normal(40)
+    _scale(src, dst, 0.25)
+    np.testing.assert_array_equal(dst, (src * 0.25).astype(np.float32))
+    with pytest.raises(ValueError, match="shorter"):
+        _scale(src[:10], np.zeros(20, np.float32), 0.25)
+
+
+def test_scale_row_stores_are_non_temporal():
+    _scale(np.ones(64), np.zeros(64, np.float32), 1.0)
+    for signature, llvm_ir in _scale.inspect_llvm().items():  # other tests compile more types
+        assert "!nontemporal" in llvm_ir, signature
+    if llvmlite.binding.get_process_triple().startswith("x86_64"):
+        for signature, asm in _scale.inspect_asm().items():
+            assert "movnt" in asm and "sfence" in asm, signature
