@@ -55,14 +55,19 @@ def _taps_pass(acc, ring, tap_slot, tap_x, tap_w, lo):
 _taps_pass = _helper(_taps_pass)
 
 
-def _correlate_2d_rows(src, p, first, last, tap_y, tap_x, tap_w, mode_y, source, cval, ring, slots, out):
+def _correlate_2d_rows(
+    src, p, first, last, tap_y, tap_x, tap_w, mode_y, mode_x, source, cval, ring, slots, out
+):
     """Rows ``first .. last - 1`` of plane ``p`` of ``_correlate_2d``.
 
     ``ring`` (the kernel's height, the padded row) and ``slots`` (one per
-    tap) are the task's buffers, ``source`` the rows' pad (``_pad_table``).
+    tap) are the task's buffers, ``source`` the task's buffer for the rows' pad
+    (``_pad_table``, made here: in the parallel loop its code would be compiled again in
+    each of the loop's layers).
     """
     h = src.shape[1]
     lo = _lowest(tap_x)
+    _pad_table(source, lo, src.shape[2], mode_x)
     top = _lowest(tap_y)
     span = ring.shape[0]
     for i in range(first, last):
@@ -101,7 +106,6 @@ def _correlate_2d(src, tap_y, tap_x, tap_w, mode_y, mode_x, cval, out, block, he
         ring = _buffer((span, padded), out)
         slots = _buffer(tap_y.size, np.int64)
         source = _buffer(padded, np.int64)
-        _pad_table(source, _lowest(tap_x), w, mode_x)
         _call_correlate_2d_rows(
             helpers,
             missing,
@@ -114,6 +118,7 @@ def _correlate_2d(src, tap_y, tap_x, tap_w, mode_y, mode_x, cval, out, block, he
                 tap_x,
                 tap_w,
                 mode_y,
+                mode_x,
                 source,
                 cval,
                 ring,

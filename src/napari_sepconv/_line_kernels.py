@@ -74,11 +74,13 @@ _accumulate_taps4 = numba.njit(inline="always", cache=False)(_accumulate_taps4)
 
 
 def _correlate_lines_block(
-    src, first_line, last_line, offsets, weights, symmetry, source, cval, lo, buf, acc, out
+    src, first_line, last_line, offsets, weights, symmetry, mode, source, cval, lo, buf, acc, out
 ):
     """Lines ``first_line .. last_line - 1`` of ``_correlate_lines``, in the task's ``buf``
-    (the padded line, its pad from ``source``: ``_pad_table``) and ``acc``."""
+    (the padded line, its pad from ``source``: ``_pad_table``, made here, as
+    ``_direct_kernels._correlate_2d_rows`` says why) and ``acc``."""
     n = src.shape[1]
+    _pad_table(source, lo, n, mode)
     k = offsets.size
     for line in range(first_line, last_line):
         _fill_padded_row(buf, src[line], lo, source, cval)
@@ -151,7 +153,6 @@ def _correlate_lines(src, offsets, weights, symmetry, mode, cval, out, block, he
         buf = _buffer(padded, out)
         acc = _buffer(n, out)
         source = _buffer(padded, np.int64)
-        _pad_table(source, lo, n, mode)
         _call_lines_block(
             helpers,
             missing,
@@ -162,6 +163,7 @@ def _correlate_lines(src, offsets, weights, symmetry, mode, cval, out, block, he
                 offsets,
                 weights,
                 symmetry,
+                mode,
                 source,
                 cval,
                 lo,
@@ -182,11 +184,13 @@ _tap_row = numba.njit(inline="always", cache=False)(_tap_row)
 
 
 def _correlate_rows_block(
-    src, o, first_row, last_row, c0, c1, offsets, weights, symmetry, mode, acc, rows, outside, out
+    src, o, first_row, last_row, c0, c1, offsets, weights, symmetry, mode, cval, acc, rows, outside, out
 ):
     """Rows ``first_row .. last_row - 1``, columns ``c0 .. c1 - 1``, of ``src[o]`` for
     ``_correlate_rows``, in the task's ``acc``, ``rows`` (each tap's source row) and
-    ``outside`` (``cval`` in those columns)."""
+    ``outside`` (filled here with ``cval``: the rows outside the image in constant mode,
+    where the caller made ``src`` float)."""
+    outside[:] = cval
     n = src.shape[1]
     k = offsets.size
     first = k // 2 if symmetry != 0 else k - 1
@@ -268,9 +272,7 @@ def _correlate_rows(src, offsets, weights, symmetry, mode, cval, out, block, hel
         c1 = min(inner, c0 + band)
         acc = _buffer(c1 - c0, out)
         rows = _buffer(k, np.int64)  # the source row of each tap, -1 outside the image
-        # rows outside the image (constant mode, where the caller made src float)
         outside = _buffer(c1 - c0, src)
-        outside[:] = cval
         _call_rows_block(
             helpers,
             missing,
@@ -285,6 +287,7 @@ def _correlate_rows(src, offsets, weights, symmetry, mode, cval, out, block, hel
                 weights,
                 symmetry,
                 mode,
+                cval,
                 acc,
                 rows,
                 outside,

@@ -508,6 +508,7 @@ def _separable_rows(
     row_n,
     mode_y,
     source,
+    mode_x,
     cval,
     pad_x,
     combine,
@@ -521,9 +522,11 @@ def _separable_rows(
     out,
 ):
     """Rows ``first .. last - 1`` of one plane of ``_separable_2d``, in the task's buffers
-    (``source``: the rows' pad, ``_pad_table``; ``ring``: rows of ``plane`` converted to
-    the output's type, or none); whether a row of a sum came out NaN or infinite."""
+    (``source``: the rows' pad, ``_pad_table``, made here, as
+    ``_direct_kernels._correlate_2d_rows`` says why; ``ring``: rows of ``plane`` converted
+    to the output's type, or none); whether a row of a sum came out NaN or infinite."""
     h, w = plane.shape
+    _pad_table(source, lo, w, mode_x)
     n_terms = col_n.size
     direct = n_terms == 1 and combine == SUM and not accumulate
     summed = combine == SUM and not direct  # added up in the output row
@@ -639,7 +642,6 @@ def _separable_2d(
         totals = _buffer((2, w), out)
         ring = _buffer((_ring_rows(src, out, ring_rows), ring_w), out)
         source = _buffer(padded, np.int64)
-        _pad_table(source, lo, w, mode_x)
         if _call_rows(
             helpers,
             missing,
@@ -655,6 +657,7 @@ def _separable_2d(
                 row_n,
                 mode_y,
                 source,
+                mode_x,
                 cval,
                 pad_x,
                 combine,
