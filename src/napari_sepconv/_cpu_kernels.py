@@ -35,7 +35,9 @@ types first, with the values the kernel's own conversion gives), helpers once pe
 argument type (``_HelperDispatcher``), and each kernel as a thin parallel loop
 over one serial helper holding a task's work, called by its address
 (``_helper_calls``): Numba would link the helper's code into each of the four
-layers of the parallel loop and optimise it again in each. Small helpers and the
+layers of the parallel loop and optimise it again in each. So the loop itself only
+allocates the task's buffers and calls the helper; a task's set-up (its border
+table, a row of ``cval``) is done at the start of the helper. Small helpers and the
 sweeps are compiled once per signature and inlined by LLVM (``_inlined``), not
 typed again at each call site. Machine code is
 cached in ``warmup.cache_dir()``, a folder per version.

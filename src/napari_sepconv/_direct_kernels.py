@@ -62,8 +62,7 @@ def _correlate_2d_rows(
 
     ``ring`` (the kernel's height, the padded row) and ``slots`` (one per
     tap) are the task's buffers, ``source`` the task's buffer for the rows' pad
-    (``_pad_table``, made here: in the parallel loop its code would be compiled again in
-    each of the loop's layers).
+    (``_pad_table``, made here, as ``_cpu_kernels`` says why).
     """
     h = src.shape[1]
     lo = _lowest(tap_x)

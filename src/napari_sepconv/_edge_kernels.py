@@ -27,6 +27,7 @@ def _edge_magnitude_rows(
     pad_smooth,
     pad_derivative,
     inv_divisor,
+    cval,
     rows_s,
     rows_d,
     outside,
@@ -35,8 +36,9 @@ def _edge_magnitude_rows(
     """Rows ``first .. last - 1`` of plane ``p`` of ``_edge_magnitude_3x3``.
 
     ``rows_s`` and ``rows_d`` (``w + 2`` values) are the task's row buffers,
-    ``outside`` a row of ``cval``.
+    ``outside`` its row of ``cval`` (filled here, as ``_cpu_kernels`` says why).
     """
+    outside[:] = cval
     h, w = src.shape[1], src.shape[2]
     s0, s1, s2 = smooth_y[0], smooth_y[1], smooth_y[2]
     d0, d2 = derivative_y[0], derivative_y[1]
@@ -113,7 +115,6 @@ def _edge_magnitude_3x3(
         rows_s = _buffer(w + 2, out)
         rows_d = _buffer(w + 2, out)
         outside = _buffer(w, src)
-        outside[:] = cval
         _call_edge_magnitude_rows(
             helpers,
             missing,
@@ -131,6 +132,7 @@ def _edge_magnitude_3x3(
                 pad_smooth,
                 pad_derivative,
                 inv_divisor,
+                cval,
                 rows_s,
                 rows_d,
                 outside,

@@ -78,7 +78,7 @@ def _correlate_lines_block(
 ):
     """Lines ``first_line .. last_line - 1`` of ``_correlate_lines``, in the task's ``buf``
     (the padded line, its pad from ``source``: ``_pad_table``, made here, as
-    ``_direct_kernels._correlate_2d_rows`` says why) and ``acc``."""
+    ``_cpu_kernels`` says why) and ``acc``."""
     n = src.shape[1]
     _pad_table(source, lo, n, mode)
     k = offsets.size
@@ -188,8 +188,8 @@ def _correlate_rows_block(
 ):
     """Rows ``first_row .. last_row - 1``, columns ``c0 .. c1 - 1``, of ``src[o]`` for
     ``_correlate_rows``, in the task's ``acc``, ``rows`` (each tap's source row) and
-    ``outside`` (filled here with ``cval``: the rows outside the image in constant mode,
-    where the caller made ``src`` float)."""
+    ``outside`` (filled here with ``cval``, as ``_cpu_kernels`` says why: the rows outside
+    the image in constant mode, where the caller made ``src`` float)."""
     outside[:] = cval
     n = src.shape[1]
     k = offsets.size

@@ -522,9 +522,9 @@ def _separable_rows(
     out,
 ):
     """Rows ``first .. last - 1`` of one plane of ``_separable_2d``, in the task's buffers
-    (``source``: the rows' pad, ``_pad_table``, made here, as
-    ``_direct_kernels._correlate_2d_rows`` says why; ``ring``: rows of ``plane`` converted
-    to the output's type, or none); whether a row of a sum came out NaN or infinite."""
+    (``source``: the rows' pad, ``_pad_table``, made here, as ``_cpu_kernels`` says why;
+    ``ring``: rows of ``plane`` converted to the output's type, or none); whether a row of
+    a sum came out NaN or infinite."""
     h, w = plane.shape
     _pad_table(source, lo, w, mode_x)
     n_terms = col_n.size
