@@ -61,3 +61,21 @@ def test_a_helper_returning_an_array_is_refused():
 
     with pytest.raises(Exception, match="may return no array"):
         caller(np.zeros(3))
+
+
+def test_an_inlined_sweep_checks_no_overlap_at_run_time():
+    """The helper's arrays are declared not to overlap (``noalias``): LLVM vectorises its
+    loop with no run-time check of the rows against the accumulator, and no scalar copy
+    of the loop for when they would overlap (``vector.memcheck`` is that check's block)."""
+
+    @numba.njit(cache=False)
+    def caller(acc, r0, r1):
+        _sweep(acc, 4, r0, 1.0, r1, 2.0, r0, 3.0, r1, 4.0)
+
+    acc = np.zeros(64)
+    caller(acc, np.arange(64.0), np.ones(64))
+    np.testing.assert_array_equal(acc, 4.0 * np.arange(64.0) + 6.0)
+    (compiled,) = caller.overloads.values()
+    llvm_ir = compiled.library.get_llvm_str()
+    assert "vector.body" in llvm_ir
+    assert "vector.memcheck" not in llvm_ir

@@ -208,7 +208,19 @@ class _InlinedDispatcher(_HelperDispatcher):
     Such a helper is compiled without reference counting, so it may return no array,
     not even one it was given (its caller would release a reference it never took):
     a helper that does is refused when it is compiled.
+
+    Its arrays are declared not to overlap (LLVM's ``noalias``, which inlining keeps as
+    scopes on the caller's loads and stores): the arrays a helper writes never share
+    memory with the other arrays it is given, as every caller's are task buffers or
+    output rows apart from the rows it reads (``_cpu.writable_target``). Arrays it only
+    reads may be one and the same. The vectorised loops then check no overlap at run
+    time and keep no scalar copy for it: a sweep over a 256-sample row takes less time,
+    and a kernel less code to compile (``gaussian`` 1 s less).
     """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._compiler._customize_flags = _assume_no_overlap
 
     def add_overload(self, cres):
         if _holds_array(cres.signature.return_type):
@@ -217,6 +229,12 @@ class _InlinedDispatcher(_HelperDispatcher):
                 "by _inlined may return no array (inline it with numba.njit(inline='always'))"
             )
         super().add_overload(cres)
+
+
+def _assume_no_overlap(flags):
+    """Compiler flags marking a function's pointer arguments ``noalias`` (``_InlinedDispatcher``)."""
+    flags.noalias = True
+    return flags
 
 
 def _holds_array(numba_type):
