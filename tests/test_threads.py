@@ -53,3 +53,85 @@ def test_every_threading_layer_survives_concurrent_calls(layer):
         pytest.skip("OpenMP threading layer not available here")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert f"layer {layer}" in proc.stdout
+
+
+def test_a_kernels_threads_take_every_task_once_from_one_queue():
+    """However the threads interleave, each task runs once, and each worker first takes its
+    own contiguous share in order (``_task_queue``, ``_next_task``)."""
+    import numba
+    from numba import prange
+
+    from napari_sepconv._cpu_kernels import _next_task, _task_queue
+
+    @numba.njit(parallel=True, cache=False)
+    def run_queue(n_tasks, runs, order):
+        queue = _task_queue(n_tasks)
+        for worker in prange(queue.size):
+            task = _next_task(queue, worker, n_tasks)
+            taken = 0
+            while task < n_tasks:
+                total = 0.0  # a little work, so that the threads overlap
+                for k in range(2000):
+                    total += np.sqrt(k + task)
+                runs[task] += 1 if total > 0 else 2
+                order[worker, taken] = task
+                taken += 1
+                task = _next_task(queue, worker, n_tasks)
+        return queue.size
+
+    for n_tasks in (0, 1, 2, 3, 257):
+        runs = np.zeros(n_tasks, np.int64)
+        order = np.full((numba.get_num_threads(), n_tasks), -1, np.int64)
+        workers = run_queue(n_tasks, runs, order)
+        assert workers == min(numba.get_num_threads(), n_tasks)
+        assert (runs == 1).all()
+        for worker in range(workers):
+            start, end = worker * n_tasks // workers, (worker + 1) * n_tasks // workers
+            taken = order[worker][order[worker] >= 0]
+            if taken.size:  # its own share first, in order, from its start
+                assert taken[0] == start
+                own = taken[(taken >= start) & (taken < end)]
+                assert (np.diff(own) > 0).all()
+                assert (taken[: own.size] == own).all()
+
+
+def test_a_worker_held_up_leaves_its_share_to_the_others():
+    """Worker 0 takes one task and stops, as a thread that another process holds up
+    would: the other workers run the rest of its share."""
+    import numba
+    from numba import prange
+
+    from napari_sepconv._cpu_kernels import _next_task, _task_queue
+
+    @numba.njit(parallel=True, cache=False)
+    def run_queue(n_tasks, runs):
+        queue = _task_queue(n_tasks)
+        for worker in prange(queue.size):
+            task = _next_task(queue, worker, n_tasks)
+            while task < n_tasks:
+                runs[task] += 1
+                if worker == 0:
+                    break
+                task = _next_task(queue, worker, n_tasks)
+        return queue.size
+
+    runs = np.zeros(64, np.int64)
+    if run_queue(64, runs) < 2:
+        pytest.skip("one thread")
+    assert (runs == 1).all()
+
+
+def test_a_task_queue_is_a_writable_int64_array():
+    import numba
+
+    from napari_sepconv._cpu_kernels import _claim
+
+    @numba.njit(cache=False)
+    def claim(queue, index):
+        return _claim(queue, index)
+
+    queue = np.array([5, 9], np.int64)
+    assert claim(queue, 0) == 5 and claim(queue, 0) == 6 and claim(queue, 1) == 9
+    assert list(queue) == [7, 10]
+    with pytest.raises(numba.TypingError):
+        claim(np.zeros(1, np.int32), 0)

@@ -25,7 +25,10 @@ Inner loops run over contiguous slices (``seg = buf[k:k + n]``, then
 Parallel work is split into row blocks whose size never changes the
 arithmetic, so a result does not depend on how the image is tiled: rows that
 the kernels compute in pairs get exactly the operations of a row computed
-alone. Multiply-adds are fused one by one (``_fmuladd``, never by letting LLVM
+alone. The blocks are tasks in one queue per call (``_task_queue``): the
+parallel loop runs one iteration per thread, each taking its own share of the
+tasks in order, then what is left of the others' (``_next_task``).
+Multiply-adds are fused one by one (``_fmuladd``, never by letting LLVM
 contract whole functions, whose choices differ between code paths), so they
 round alike in every path. Tests crop and shift images and compare bit for bit.
 
@@ -36,7 +39,7 @@ argument type (``_HelperDispatcher``), and each kernel as a thin parallel loop
 over one serial helper holding a task's work, called by its address
 (``_helper_calls``): Numba would link the helper's code into each of the four
 layers of the parallel loop and optimise it again in each. So the loop itself only
-allocates the task's buffers and calls the helper; a task's set-up (its border
+takes tasks, allocates their buffers and calls the helper; a task's set-up (its border
 table, a row of ``cval``) is done at the start of the helper. Small helpers and the
 sweeps are compiled once per signature and inlined by LLVM (``_inlined``), not
 typed again at each call site. Machine code is
@@ -443,6 +446,28 @@ def _buffer(typingctx, shape, like):
 
 
 @numba.extending.intrinsic
+def _claim(typingctx, counters, index):
+    """``counters[index]`` before adding 1 to it, in one atomic step (``_next_task``)."""
+    if not (
+        isinstance(counters, types.Array)
+        and counters.dtype == types.int64
+        and counters.mutable
+        and isinstance(index, types.Integer)
+    ):
+        return None
+
+    def codegen(context, builder, signature, args):
+        from numba.np.arrayobj import make_array
+
+        data = make_array(signature.args[0])(context, builder, value=args[0]).data
+        at = context.cast(builder, args[1], signature.args[1], types.intp)
+        one = llvmlite.ir.Constant(llvmlite.ir.IntType(64), 1)
+        return builder.atomic_rmw("add", builder.gep(data, [at]), one, "monotonic")
+
+    return types.int64(counters, index), codegen
+
+
+@numba.extending.intrinsic
 def _flat(typingctx, array):
     """The C-contiguous ``array`` as a 1-D view of its samples: ``array.reshape(array.size)``
     without Numba's reshape, whose code a cached kernel would import Numba's array module for."""
@@ -612,3 +637,43 @@ def _limit_threads(threads):
 
 
 _limit_threads = _inlined(_limit_threads)
+
+
+# --------------------------------------------------------------------------
+# Tasks: one queue per call, a range of it per thread
+# --------------------------------------------------------------------------
+
+
+def _task_queue(n_tasks):
+    """The queue of a kernel's ``n_tasks`` tasks: one counter per thread the call runs on
+    (its size: the parallel loop's iterations, its workers), each at the start of an even,
+    contiguous share of the tasks (``_next_task``)."""
+    workers = min(_thread_count(), n_tasks)
+    queue = _buffer(workers, np.int64)
+    for w in range(workers):
+        queue[w] = w * n_tasks // workers
+    return queue
+
+
+_task_queue = numba.njit(inline="always", cache=False)(_task_queue)
+
+
+def _next_task(queue, worker, n_tasks):
+    """The next task for ``worker`` (``_task_queue``), or ``n_tasks`` when none is left.
+
+    A worker takes the tasks of its own share in order, as the threading layers would
+    hand them to it, then the rest of the other shares: a thread that another process
+    holds up leaves its remaining tasks to the others instead of the whole call
+    waiting for it (the threading layers split a loop evenly before it starts). Each
+    task is taken once: the counters are advanced atomically (``_claim``).
+    """
+    workers = queue.size
+    for k in range(workers):
+        v = worker + k - (workers if worker + k >= workers else 0)
+        task = _claim(queue, v)
+        if task < (v + 1) * n_tasks // workers:
+            return task
+    return n_tasks
+
+
+_next_task = _inlined(_next_task)

@@ -20,7 +20,9 @@ from ._cpu_kernels import (
     _inlined,
     _Kernel,
     _lowest,
+    _next_task,
     _source_index,
+    _task_queue,
 )
 from ._helper_calls import helper_call
 from ._sweeps import _place, _sweep, _sweep_two, _sweep_two7, _sweep_two8
@@ -330,36 +332,41 @@ def _depthwise_2d(
     for t in range(0, n_taps if nine else 0, 3):
         nine = nine and tap_y[t] == tap_y[t + 2]
     n_blocks = (n_rows + block - 1) // block
-    for task in prange(n_planes * n_blocks):
-        first = (task % n_blocks) * block
-        buf = _buffer((chunk + hi - lo) * n_in * multiplier, out)
-        _call_depthwise_2d_rows(
-            helpers,
-            missing,
-            (
-                src,
-                task // n_blocks,
-                first,
-                min(n_rows, first + block),
-                tap_y,
-                tap_x,
-                tap_tiles,
-                tap_has_zero,
-                multiplier,
-                mode_y,
-                mode_x,
-                cval,
-                row_start,
-                out,
-                chunk,
-                lo,
-                hi,
-                inner_first,
-                inner_last,
-                nine,
-                buf,
-            ),
-        )
+    n_tasks = n_planes * n_blocks
+    queue = _task_queue(n_tasks)
+    for worker in prange(queue.size):
+        task = _next_task(queue, worker, n_tasks)
+        while task < n_tasks:
+            first = (task % n_blocks) * block
+            buf = _buffer((chunk + hi - lo) * n_in * multiplier, out)
+            _call_depthwise_2d_rows(
+                helpers,
+                missing,
+                (
+                    src,
+                    task // n_blocks,
+                    first,
+                    min(n_rows, first + block),
+                    tap_y,
+                    tap_x,
+                    tap_tiles,
+                    tap_has_zero,
+                    multiplier,
+                    mode_y,
+                    mode_x,
+                    cval,
+                    row_start,
+                    out,
+                    chunk,
+                    lo,
+                    hi,
+                    inner_first,
+                    inner_last,
+                    nine,
+                    buf,
+                ),
+            )
+            task = _next_task(queue, worker, n_tasks)
 
 
 depthwise_2d = _Kernel(_depthwise_2d, 10, calls_helper=True)
@@ -638,33 +645,38 @@ def _depthwise_planar(
     n_out = out.shape[3]
     kw, kh = columns.shape[1], columns.shape[2]
     n_blocks = (n_rows + block - 1) // block
-    for task in prange(n_planes * n_blocks):
-        first = (task % n_blocks) * block
-        planar = _buffer((n_out, min(block, n_rows - first) + kh - 1, chunk + kw - 1), out)
-        result = _buffer((2, n_out, chunk), out)
-        _call_depthwise_planar_rows(
-            helpers,
-            missing,
-            (
-                src,
-                task // n_blocks,
-                first,
-                min(n_rows, first + block),
-                columns,
-                dense,
-                top,
-                left,
-                multiplier,
-                mode_y,
-                mode_x,
-                cval,
-                row_start,
-                out,
-                chunk,
-                planar,
-                result,
-            ),
-        )
+    n_tasks = n_planes * n_blocks
+    queue = _task_queue(n_tasks)
+    for worker in prange(queue.size):
+        task = _next_task(queue, worker, n_tasks)
+        while task < n_tasks:
+            first = (task % n_blocks) * block
+            planar = _buffer((n_out, min(block, n_rows - first) + kh - 1, chunk + kw - 1), out)
+            result = _buffer((2, n_out, chunk), out)
+            _call_depthwise_planar_rows(
+                helpers,
+                missing,
+                (
+                    src,
+                    task // n_blocks,
+                    first,
+                    min(n_rows, first + block),
+                    columns,
+                    dense,
+                    top,
+                    left,
+                    multiplier,
+                    mode_y,
+                    mode_x,
+                    cval,
+                    row_start,
+                    out,
+                    chunk,
+                    planar,
+                    result,
+                ),
+            )
+            task = _next_task(queue, worker, n_tasks)
 
 
 depthwise_planar = _Kernel(_depthwise_planar, 10, calls_helper=True)
@@ -793,36 +805,41 @@ def _depthwise_passes_2d(
     n_out = out.shape[3]
     padded = w + max(0, _highest(row_off)) - min(0, _lowest(row_off))
     n_blocks = (n_rows + block - 1) // block
-    for task in prange(n_planes * n_blocks):
-        first = (task % n_blocks) * block
-        buf = _buffer(padded * n_out, out)
-        pixels = _buffer(chunk * n_out, out)
-        _call_depthwise_passes_rows(
-            helpers,
-            missing,
-            (
-                src,
-                task // n_blocks,
-                first,
-                min(n_rows, first + block),
-                col_off,
-                col_tiles,
-                col_zero,
-                row_off,
-                row_tiles,
-                row_zero,
-                multiplier,
-                mode_y,
-                mode_x,
-                cval,
-                pad_x,
-                row_start,
-                out,
-                chunk,
-                buf,
-                pixels,
-            ),
-        )
+    n_tasks = n_planes * n_blocks
+    queue = _task_queue(n_tasks)
+    for worker in prange(queue.size):
+        task = _next_task(queue, worker, n_tasks)
+        while task < n_tasks:
+            first = (task % n_blocks) * block
+            buf = _buffer(padded * n_out, out)
+            pixels = _buffer(chunk * n_out, out)
+            _call_depthwise_passes_rows(
+                helpers,
+                missing,
+                (
+                    src,
+                    task // n_blocks,
+                    first,
+                    min(n_rows, first + block),
+                    col_off,
+                    col_tiles,
+                    col_zero,
+                    row_off,
+                    row_tiles,
+                    row_zero,
+                    multiplier,
+                    mode_y,
+                    mode_x,
+                    cval,
+                    pad_x,
+                    row_start,
+                    out,
+                    chunk,
+                    buf,
+                    pixels,
+                ),
+            )
+            task = _next_task(queue, worker, n_tasks)
 
 
 depthwise_passes_2d = _Kernel(_depthwise_passes_2d, 13, calls_helper=True)

@@ -15,8 +15,10 @@ from ._cpu_kernels import (
     _highest,
     _Kernel,
     _lowest,
+    _next_task,
     _pad_table,
     _source_index,
+    _task_queue,
 )
 from ._helper_calls import helper_call
 from ._sweeps import _sweep
@@ -100,31 +102,36 @@ def _correlate_2d(src, tap_y, tap_x, tap_w, mode_y, mode_x, cval, out, block, he
     span = _highest(tap_y) - _lowest(tap_y) + 1
     padded = w + _highest(tap_x) - _lowest(tap_x)
     n_blocks = (h + block - 1) // block
-    for task in prange(n_planes * n_blocks):
-        first = (task % n_blocks) * block
-        ring = _buffer((span, padded), out)
-        slots = _buffer(tap_y.size, np.int64)
-        source = _buffer(padded, np.int64)
-        _call_correlate_2d_rows(
-            helpers,
-            missing,
-            (
-                src,
-                task // n_blocks,
-                first,
-                min(h, first + block),
-                tap_y,
-                tap_x,
-                tap_w,
-                mode_y,
-                mode_x,
-                source,
-                cval,
-                ring,
-                slots,
-                out,
-            ),
-        )
+    n_tasks = n_planes * n_blocks
+    queue = _task_queue(n_tasks)
+    for worker in prange(queue.size):
+        task = _next_task(queue, worker, n_tasks)
+        while task < n_tasks:
+            first = (task % n_blocks) * block
+            ring = _buffer((span, padded), out)
+            slots = _buffer(tap_y.size, np.int64)
+            source = _buffer(padded, np.int64)
+            _call_correlate_2d_rows(
+                helpers,
+                missing,
+                (
+                    src,
+                    task // n_blocks,
+                    first,
+                    min(h, first + block),
+                    tap_y,
+                    tap_x,
+                    tap_w,
+                    mode_y,
+                    mode_x,
+                    source,
+                    cval,
+                    ring,
+                    slots,
+                    out,
+                ),
+            )
+            task = _next_task(queue, worker, n_tasks)
 
 
 correlate_2d = _Kernel(_correlate_2d, 7, calls_helper=True)

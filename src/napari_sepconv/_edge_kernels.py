@@ -9,7 +9,16 @@ import numpy as np
 from numba import prange
 
 from ._boundary import CONSTANT
-from ._cpu_kernels import _buffer, _helper, _Kernel, _limit_threads, _set_thread_count, _source_index
+from ._cpu_kernels import (
+    _buffer,
+    _helper,
+    _Kernel,
+    _limit_threads,
+    _next_task,
+    _set_thread_count,
+    _source_index,
+    _task_queue,
+)
 from ._helper_calls import helper_call
 
 
@@ -110,35 +119,40 @@ def _edge_magnitude_3x3(
     n_planes, h, w = src.shape
     n_blocks = (h + block - 1) // block
     previous = _limit_threads(threads)
-    for task in prange(n_planes * n_blocks):
-        first = (task % n_blocks) * block
-        rows_s = _buffer(w + 2, out)
-        rows_d = _buffer(w + 2, out)
-        outside = _buffer(w, src)
-        _call_edge_magnitude_rows(
-            helpers,
-            missing,
-            (
-                src,
-                task // n_blocks,
-                first,
-                min(h, first + block),
-                smooth_y,
-                derivative_y,
-                smooth_x,
-                derivative_x,
-                mode_y,
-                mode_x,
-                pad_smooth,
-                pad_derivative,
-                inv_divisor,
-                cval,
-                rows_s,
-                rows_d,
-                outside,
-                out,
-            ),
-        )
+    n_tasks = n_planes * n_blocks
+    queue = _task_queue(n_tasks)
+    for worker in prange(queue.size):
+        task = _next_task(queue, worker, n_tasks)
+        while task < n_tasks:
+            first = (task % n_blocks) * block
+            rows_s = _buffer(w + 2, out)
+            rows_d = _buffer(w + 2, out)
+            outside = _buffer(w, src)
+            _call_edge_magnitude_rows(
+                helpers,
+                missing,
+                (
+                    src,
+                    task // n_blocks,
+                    first,
+                    min(h, first + block),
+                    smooth_y,
+                    derivative_y,
+                    smooth_x,
+                    derivative_x,
+                    mode_y,
+                    mode_x,
+                    pad_smooth,
+                    pad_derivative,
+                    inv_divisor,
+                    cval,
+                    rows_s,
+                    rows_d,
+                    outside,
+                    out,
+                ),
+            )
+            task = _next_task(queue, worker, n_tasks)
     _set_thread_count(previous)
 
 

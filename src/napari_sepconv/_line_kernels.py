@@ -16,8 +16,10 @@ from ._cpu_kernels import (
     _highest,
     _Kernel,
     _lowest,
+    _next_task,
     _pad_table,
     _source_index,
+    _task_queue,
 )
 from ._helper_calls import helper_call
 
@@ -149,29 +151,33 @@ def _correlate_lines(src, offsets, weights, symmetry, mode, cval, out, block, he
     hi = _highest(offsets)
     padded = n + hi - lo
     n_tasks = (n_lines + block - 1) // block
-    for task in prange(n_tasks):
-        buf = _buffer(padded, out)
-        acc = _buffer(n, out)
-        source = _buffer(padded, np.int64)
-        _call_lines_block(
-            helpers,
-            missing,
-            (
-                src,
-                task * block,
-                min(n_lines, (task + 1) * block),
-                offsets,
-                weights,
-                symmetry,
-                mode,
-                source,
-                cval,
-                lo,
-                buf,
-                acc,
-                out,
-            ),
-        )
+    queue = _task_queue(n_tasks)
+    for worker in prange(queue.size):
+        task = _next_task(queue, worker, n_tasks)
+        while task < n_tasks:
+            buf = _buffer(padded, out)
+            acc = _buffer(n, out)
+            source = _buffer(padded, np.int64)
+            _call_lines_block(
+                helpers,
+                missing,
+                (
+                    src,
+                    task * block,
+                    min(n_lines, (task + 1) * block),
+                    offsets,
+                    weights,
+                    symmetry,
+                    mode,
+                    source,
+                    cval,
+                    lo,
+                    buf,
+                    acc,
+                    out,
+                ),
+            )
+            task = _next_task(queue, worker, n_tasks)
 
 
 def _tap_row(src, o, q, outside, c0, c1):
@@ -264,36 +270,41 @@ def _correlate_rows(src, offsets, weights, symmetry, mode, cval, out, block, hel
     else:
         band = inner
     n_blocks = (n + block - 1) // block
-    for task in prange(n_outer * n_blocks * n_bands):
-        o = task // (n_blocks * n_bands)
-        rest = task - o * (n_blocks * n_bands)
-        first_row = (rest // n_bands) * block
-        c0 = (rest % n_bands) * band
-        c1 = min(inner, c0 + band)
-        acc = _buffer(c1 - c0, out)
-        rows = _buffer(k, np.int64)  # the source row of each tap, -1 outside the image
-        outside = _buffer(c1 - c0, src)
-        _call_rows_block(
-            helpers,
-            missing,
-            (
-                src,
-                o,
-                first_row,
-                min(n, first_row + block),
-                c0,
-                c1,
-                offsets,
-                weights,
-                symmetry,
-                mode,
-                cval,
-                acc,
-                rows,
-                outside,
-                out,
-            ),
-        )
+    n_tasks = n_outer * n_blocks * n_bands
+    queue = _task_queue(n_tasks)
+    for worker in prange(queue.size):
+        task = _next_task(queue, worker, n_tasks)
+        while task < n_tasks:
+            o = task // (n_blocks * n_bands)
+            rest = task - o * (n_blocks * n_bands)
+            first_row = (rest // n_bands) * block
+            c0 = (rest % n_bands) * band
+            c1 = min(inner, c0 + band)
+            acc = _buffer(c1 - c0, out)
+            rows = _buffer(k, np.int64)  # the source row of each tap, -1 outside the image
+            outside = _buffer(c1 - c0, src)
+            _call_rows_block(
+                helpers,
+                missing,
+                (
+                    src,
+                    o,
+                    first_row,
+                    min(n, first_row + block),
+                    c0,
+                    c1,
+                    offsets,
+                    weights,
+                    symmetry,
+                    mode,
+                    cval,
+                    acc,
+                    rows,
+                    outside,
+                    out,
+                ),
+            )
+            task = _next_task(queue, worker, n_tasks)
 
 
 correlate_lines = _Kernel(_correlate_lines, 6, calls_helper=True)

@@ -20,9 +20,11 @@ from ._cpu_kernels import (
     _Kernel,
     _like,
     _limit_threads,
+    _next_task,
     _pad_table,
     _set_thread_count,
     _source_index,
+    _task_queue,
 )
 from ._helper_calls import helper_call
 from ._sweeps import _place, _sweep, _sweep_two, _sweep_two7, _sweep_two8
@@ -634,44 +636,49 @@ def _separable_2d(
     ring_rows = bottom - top + 2  # the source rows of two output rows
     ring_w = _ring_width(w, out.itemsize)
     n_blocks = (h + block - 1) // block
+    n_tasks = n_planes * n_blocks
     previous = _limit_threads(threads)
-    for task in prange(n_planes * n_blocks):
-        first = (task % n_blocks) * block
+    queue = _task_queue(n_tasks)
+    for worker in prange(queue.size):
         bufs = _buffer((2, n_terms, padded), out)
         hacc = _buffer(w, out)
         totals = _buffer((2, w), out)
         ring = _buffer((_ring_rows(src, out, ring_rows), ring_w), out)
         source = _buffer(padded, np.int64)
-        if _call_rows(
-            helpers,
-            missing,
-            (
-                src[task // n_blocks],
-                first,
-                min(h, first + block),
-                col_off,
-                col_w,
-                col_n,
-                row_off,
-                row_w,
-                row_n,
-                mode_y,
-                source,
-                mode_x,
-                cval,
-                pad_x,
-                combine,
-                inv_divisor,
-                accumulate,
-                lo,
-                bufs,
-                hacc,
-                totals,
-                ring,
-                out[task // n_blocks],
-            ),
-        ):
-            nonfinite[task] = 1
+        task = _next_task(queue, worker, n_tasks)
+        while task < n_tasks:
+            first = (task % n_blocks) * block
+            if _call_rows(
+                helpers,
+                missing,
+                (
+                    src[task // n_blocks],
+                    first,
+                    min(h, first + block),
+                    col_off,
+                    col_w,
+                    col_n,
+                    row_off,
+                    row_w,
+                    row_n,
+                    mode_y,
+                    source,
+                    mode_x,
+                    cval,
+                    pad_x,
+                    combine,
+                    inv_divisor,
+                    accumulate,
+                    lo,
+                    bufs,
+                    hacc,
+                    totals,
+                    ring,
+                    out[task // n_blocks],
+                ),
+            ):
+                nonfinite[task] = 1
+            task = _next_task(queue, worker, n_tasks)
     _set_thread_count(previous)
 
 

@@ -40,7 +40,7 @@ import numba
 import numpy as np
 from numba import prange
 
-from ._cpu_kernels import _buffer, _enable_cache
+from ._cpu_kernels import _buffer, _enable_cache, _next_task, _task_queue
 from ._streaming import scale_row
 
 # Columns swept together by the other-axes kernel (one contiguous run of a row).
@@ -258,16 +258,21 @@ def middle_axis(src, source, size, K, cval, divide, out, flags):
     n_seg = (n + K - 1) // K
     n_blocks = (n_inner + COLUMNS - 1) // COLUMNS
     per_outer = n_seg * n_blocks
-    for task in prange(n_outer * per_outer):
-        o = task // per_outer
-        rest = task - o * per_outer
-        s = rest // n_blocks
-        b = rest - s * n_blocks
-        c0 = b * COLUMNS
-        w = min(COLUMNS, n_inner - c0)
-        a = s * K
-        acc = _buffer(w, np.float64)
-        flags[o, s, b] = band(src, source, size, cval, divide, acc, out, o, a, min(K, n - a), c0, w)
+    n_tasks = n_outer * per_outer
+    queue = _task_queue(n_tasks)
+    for worker in prange(queue.size):
+        task = _next_task(queue, worker, n_tasks)
+        while task < n_tasks:
+            o = task // per_outer
+            rest = task - o * per_outer
+            s = rest // n_blocks
+            b = rest - s * n_blocks
+            c0 = b * COLUMNS
+            w = min(COLUMNS, n_inner - c0)
+            a = s * K
+            acc = _buffer(w, np.float64)
+            flags[o, s, b] = band(src, source, size, cval, divide, acc, out, o, a, min(K, n - a), c0, w)
+            task = _next_task(queue, worker, n_tasks)
 
 
 # --------------------------------------------------------------------------
@@ -403,16 +408,21 @@ def last_axis(src, source, before, size, K, cval, divide, out, flags, stream):
     n_lines, n = src.shape
     n_seg = (n + K - 1) // K
     per_line = (n_seg + SEGMENTS_PER_TASK - 1) // SEGMENTS_PER_TASK
-    for task in prange(n_lines * per_line):
-        line = task // per_line
-        q0 = (task - line * per_line) * SEGMENTS_PER_TASK
-        q1 = min(q0 + SEGMENTS_PER_TASK, n_seg)
-        lo = q0 * K
-        m = min(q1 * K, n) - lo
-        ext = _buffer(m + size - 1, np.float64)
-        sums = _buffer(m, np.float64)
-        extend(src[line], source, before, lo, m + size - 1, cval, ext)
-        sweep(ext, m, K, size, divide, out[line, lo : lo + m], flags[line, q0:q1], sums, stream)
+    n_tasks = n_lines * per_line
+    queue = _task_queue(n_tasks)
+    for worker in prange(queue.size):
+        task = _next_task(queue, worker, n_tasks)
+        while task < n_tasks:
+            line = task // per_line
+            q0 = (task - line * per_line) * SEGMENTS_PER_TASK
+            q1 = min(q0 + SEGMENTS_PER_TASK, n_seg)
+            lo = q0 * K
+            m = min(q1 * K, n) - lo
+            ext = _buffer(m + size - 1, np.float64)
+            sums = _buffer(m, np.float64)
+            extend(src[line], source, before, lo, m + size - 1, cval, ext)
+            sweep(ext, m, K, size, divide, out[line, lo : lo + m], flags[line, q0:q1], sums, stream)
+            task = _next_task(queue, worker, n_tasks)
 
 
 # --------------------------------------------------------------------------
@@ -449,40 +459,45 @@ def last_two_axes(
     n_outer, n0, n1 = src.shape
     n_seg = (n0 + K0 - 1) // K0
     n_seg1 = (n1 + K1 - 1) // K1
-    for task in prange(n_outer * n_seg):
-        o = task // n_seg
-        s = task - o * n_seg
-        a = s * K0
-        m = min(K0, n0 - a)
-        acc = _buffer(n1, np.float64)
-        ext = _buffer(n1 + size1 - 1, np.float64)
-        sums = _buffer(n1, np.float64)
-        row = ext[before1 : before1 + n1]
-        row_flags = _buffer(n_seg1, np.bool_)
-        row_flags[:] = False
-        empty = src[o, 0, 0:0]
-        bad = False
-        acc[:] = 0.0
-        for k in range(size0):
-            j = source0[a + k]
-            if j < 0:
-                add_value(cval, acc)
-            else:
-                add_row(src[o, j, 0:n1], acc)
-        for i in range(a, a + m):
-            if i == a:
-                means_of(acc, size0, divide0, row)
-            else:
-                j_in = source0[i + size0 - 1]
-                j_out = source0[i - 1]
-                if j_in >= 0 and j_out >= 0:
-                    step_rows(src[o, j_in, 0:n1], src[o, j_out, 0:n1], acc, size0, divide0, row)
+    n_tasks = n_outer * n_seg
+    queue = _task_queue(n_tasks)
+    for worker in prange(queue.size):
+        task = _next_task(queue, worker, n_tasks)
+        while task < n_tasks:
+            o = task // n_seg
+            s = task - o * n_seg
+            a = s * K0
+            m = min(K0, n0 - a)
+            acc = _buffer(n1, np.float64)
+            ext = _buffer(n1 + size1 - 1, np.float64)
+            sums = _buffer(n1, np.float64)
+            row = ext[before1 : before1 + n1]
+            row_flags = _buffer(n_seg1, np.bool_)
+            row_flags[:] = False
+            empty = src[o, 0, 0:0]
+            bad = False
+            acc[:] = 0.0
+            for k in range(size0):
+                j = source0[a + k]
+                if j < 0:
+                    add_value(cval, acc)
                 else:
-                    row_in = empty if j_in < 0 else src[o, j_in, 0:n1]
-                    row_out = empty if j_out < 0 else src[o, j_out, 0:n1]
-                    step_border(row_in, cval, row_out, cval, acc, size0, divide0, row)
-            fill_border(ext, source1, before1, n1, cval)
-            sweep(ext, n1, K1, size1, divide1, out[o, i], row_flags, sums, stream)
-            for q in range(n_seg1):
-                bad = bad or row_flags[q]
-        flags[o, s] = bad or any_nonfinite(acc)
+                    add_row(src[o, j, 0:n1], acc)
+            for i in range(a, a + m):
+                if i == a:
+                    means_of(acc, size0, divide0, row)
+                else:
+                    j_in = source0[i + size0 - 1]
+                    j_out = source0[i - 1]
+                    if j_in >= 0 and j_out >= 0:
+                        step_rows(src[o, j_in, 0:n1], src[o, j_out, 0:n1], acc, size0, divide0, row)
+                    else:
+                        row_in = empty if j_in < 0 else src[o, j_in, 0:n1]
+                        row_out = empty if j_out < 0 else src[o, j_out, 0:n1]
+                        step_border(row_in, cval, row_out, cval, acc, size0, divide0, row)
+                fill_border(ext, source1, before1, n1, cval)
+                sweep(ext, n1, K1, size1, divide1, out[o, i], row_flags, sums, stream)
+                for q in range(n_seg1):
+                    bad = bad or row_flags[q]
+            flags[o, s] = bad or any_nonfinite(acc)
+            task = _next_task(queue, worker, n_tasks)
