@@ -414,35 +414,40 @@ def _buffer(typingctx, shape, like):
     array_type = types.Array(dtype, ndim, "C")
 
     def codegen(context, builder, signature, args):
-        from numba.np.arrayobj import make_array, populate_array
-
         if ndim == 1:
             sizes = [context.cast(builder, args[0], signature.args[0], types.intp)]
         else:
             values = cgutils.unpack_tuple(builder, args[0], ndim)
             sizes = [context.cast(builder, v, t, types.intp) for v, t in zip(values, signature.args[0])]
-        itemsize = context.get_abi_sizeof(context.get_data_type(dtype))
-        nbytes = context.get_constant(types.intp, itemsize)
-        strides = []
-        for size in reversed(sizes):
-            strides.append(nbytes)
-            nbytes = builder.mul(nbytes, size)
-        align = context.get_preferred_array_alignment(dtype)
-        meminfo = context.nrt.meminfo_alloc_aligned(builder, nbytes, align)
-        data = context.nrt.meminfo_data(builder, meminfo)
-        data = builder.bitcast(data, context.get_data_type(dtype).as_pointer())
-        array = make_array(array_type)(context, builder)
-        populate_array(
-            array,
-            data=data,
-            shape=cgutils.pack_array(builder, sizes),
-            strides=cgutils.pack_array(builder, strides[::-1]),
-            itemsize=context.get_constant(types.intp, itemsize),
-            meminfo=meminfo,
-        )
-        return array._getvalue()
+        return _allocate(context, builder, dtype, sizes)._getvalue()
 
     return array_type(shape, like), codegen
+
+
+def _allocate(context, builder, dtype, sizes):
+    """The code of ``_buffer``: a new C-ordered array of ``dtype`` and ``sizes`` (LLVM values)."""
+    from numba.np.arrayobj import make_array, populate_array
+
+    itemsize = context.get_abi_sizeof(context.get_data_type(dtype))
+    nbytes = context.get_constant(types.intp, itemsize)
+    strides = []
+    for size in reversed(sizes):
+        strides.append(nbytes)
+        nbytes = builder.mul(nbytes, size)
+    align = context.get_preferred_array_alignment(dtype)
+    meminfo = context.nrt.meminfo_alloc_aligned(builder, nbytes, align)
+    data = context.nrt.meminfo_data(builder, meminfo)
+    data = builder.bitcast(data, context.get_data_type(dtype).as_pointer())
+    array = make_array(types.Array(dtype, len(sizes), "C"))(context, builder)
+    populate_array(
+        array,
+        data=data,
+        shape=cgutils.pack_array(builder, sizes),
+        strides=cgutils.pack_array(builder, strides[::-1]),
+        itemsize=context.get_constant(types.intp, itemsize),
+        meminfo=meminfo,
+    )
+    return array
 
 
 @numba.extending.intrinsic
@@ -589,13 +594,18 @@ def _thread_count(typingctx):
     _start_threading_layer()
 
     def codegen(context, builder, signature, args):
-        # declared as Numba's parallel lowering declares it, which shares the module
-        fn = cgutils.get_or_insert_function(
-            builder.module, llvmlite.ir.FunctionType(cgutils.intp_t, []), "get_num_threads"
-        )
-        return builder.call(fn, [])
+        return _thread_count_value(builder)
 
     return types.intp(), codegen
+
+
+def _thread_count_value(builder):
+    """The code of ``_thread_count``: a call of the threading layer's ``get_num_threads``
+    (declared as Numba's parallel lowering declares it, which shares the module)."""
+    fn = cgutils.get_or_insert_function(
+        builder.module, llvmlite.ir.FunctionType(cgutils.intp_t, []), "get_num_threads"
+    )
+    return builder.call(fn, [])
 
 
 @numba.extending.intrinsic
@@ -644,18 +654,28 @@ _limit_threads = _inlined(_limit_threads)
 # --------------------------------------------------------------------------
 
 
-def _task_queue(n_tasks):
+@numba.extending.intrinsic
+def _task_queue(typingctx, n_tasks):
     """The queue of a kernel's ``n_tasks`` tasks: one counter per thread the call runs on
     (its size: the parallel loop's iterations, its workers), each at the start of an even,
     contiguous share of the tasks (``_next_task``)."""
-    workers = min(_thread_count(), n_tasks)
-    queue = _buffer(workers, np.int64)
-    for w in range(workers):
-        queue[w] = w * n_tasks // workers
-    return queue
+    if not isinstance(n_tasks, types.Integer):
+        return None
+    queue_type = types.Array(types.int64, 1, "C")
 
+    def codegen(context, builder, signature, args):
+        n = context.cast(builder, args[0], signature.args[0], types.int64)
+        threads = _thread_count_value(builder)
+        workers = builder.select(builder.icmp_signed("<", threads, n), threads, n)
+        queue = _allocate(context, builder, types.int64, [workers])
+        data = queue.data
+        with cgutils.for_range(builder, workers) as loop:
+            start = builder.sdiv(builder.mul(loop.index, n), workers)
+            builder.store(start, builder.gep(data, [loop.index]))
+        return queue._getvalue()
 
-_task_queue = numba.njit(inline="always", cache=False)(_task_queue)
+    _start_threading_layer()
+    return queue_type(n_tasks), codegen
 
 
 def _next_task(queue, worker, n_tasks):
