@@ -456,6 +456,7 @@ def _claim(typingctx, counters, index):
     if not (
         isinstance(counters, types.Array)
         and counters.dtype == types.int64
+        and counters.layout == "C"
         and counters.mutable
         and isinstance(index, types.Integer)
     ):
@@ -665,7 +666,7 @@ def _task_queue(typingctx, n_tasks):
 
     def codegen(context, builder, signature, args):
         n = context.cast(builder, args[0], signature.args[0], types.int64)
-        threads = _thread_count_value(builder)
+        threads = context.cast(builder, _thread_count_value(builder), types.intp, types.int64)
         workers = builder.select(builder.icmp_signed("<", threads, n), threads, n)
         queue = _allocate(context, builder, types.int64, [workers])
         data = queue.data
