@@ -39,7 +39,7 @@ argument type (``_HelperDispatcher``), and each kernel as a thin parallel loop
 over one serial helper holding a task's work, called by its address
 (``_helper_calls``): Numba would link the helper's code into each of the four
 layers of the parallel loop and optimise it again in each. So the loop itself only
-takes tasks, allocates their buffers and calls the helper; a task's set-up (its border
+takes tasks, allocates each worker's buffers once and calls the helper; a task's set-up (its border
 table, a row of ``cval``) is done at the start of the helper. Small helpers and the
 sweeps are compiled once per signature and inlined by LLVM (``_inlined``), not
 typed again at each call site. Machine code is

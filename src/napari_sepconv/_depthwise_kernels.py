@@ -335,10 +335,10 @@ def _depthwise_2d(
     n_tasks = n_planes * n_blocks
     queue = _task_queue(n_tasks)
     for worker in prange(queue.size):
+        buf = _buffer((chunk + hi - lo) * n_in * multiplier, out)
         task = _next_task(queue, worker, n_tasks)
         while task < n_tasks:
             first = (task % n_blocks) * block
-            buf = _buffer((chunk + hi - lo) * n_in * multiplier, out)
             _call_depthwise_2d_rows(
                 helpers,
                 missing,
@@ -808,11 +808,11 @@ def _depthwise_passes_2d(
     n_tasks = n_planes * n_blocks
     queue = _task_queue(n_tasks)
     for worker in prange(queue.size):
+        buf = _buffer(padded * n_out, out)
+        pixels = _buffer(chunk * n_out, out)
         task = _next_task(queue, worker, n_tasks)
         while task < n_tasks:
             first = (task % n_blocks) * block
-            buf = _buffer(padded * n_out, out)
-            pixels = _buffer(chunk * n_out, out)
             _call_depthwise_passes_rows(
                 helpers,
                 missing,

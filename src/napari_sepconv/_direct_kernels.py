@@ -105,12 +105,12 @@ def _correlate_2d(src, tap_y, tap_x, tap_w, mode_y, mode_x, cval, out, block, he
     n_tasks = n_planes * n_blocks
     queue = _task_queue(n_tasks)
     for worker in prange(queue.size):
+        ring = _buffer((span, padded), out)
+        slots = _buffer(tap_y.size, np.int64)
+        source = _buffer(padded, np.int64)
         task = _next_task(queue, worker, n_tasks)
         while task < n_tasks:
             first = (task % n_blocks) * block
-            ring = _buffer((span, padded), out)
-            slots = _buffer(tap_y.size, np.int64)
-            source = _buffer(padded, np.int64)
             _call_correlate_2d_rows(
                 helpers,
                 missing,

@@ -122,12 +122,12 @@ def _edge_magnitude_3x3(
     n_tasks = n_planes * n_blocks
     queue = _task_queue(n_tasks)
     for worker in prange(queue.size):
+        rows_s = _buffer(w + 2, out)
+        rows_d = _buffer(w + 2, out)
+        outside = _buffer(w, src)
         task = _next_task(queue, worker, n_tasks)
         while task < n_tasks:
             first = (task % n_blocks) * block
-            rows_s = _buffer(w + 2, out)
-            rows_d = _buffer(w + 2, out)
-            outside = _buffer(w, src)
             _call_edge_magnitude_rows(
                 helpers,
                 missing,

@@ -153,11 +153,11 @@ def _correlate_lines(src, offsets, weights, symmetry, mode, cval, out, block, he
     n_tasks = (n_lines + block - 1) // block
     queue = _task_queue(n_tasks)
     for worker in prange(queue.size):
+        buf = _buffer(padded, out)
+        acc = _buffer(n, out)
+        source = _buffer(padded, np.int64)
         task = _next_task(queue, worker, n_tasks)
         while task < n_tasks:
-            buf = _buffer(padded, out)
-            acc = _buffer(n, out)
-            source = _buffer(padded, np.int64)
             _call_lines_block(
                 helpers,
                 missing,

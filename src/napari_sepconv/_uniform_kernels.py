@@ -462,17 +462,17 @@ def last_two_axes(
     n_tasks = n_outer * n_seg
     queue = _task_queue(n_tasks)
     for worker in prange(queue.size):
+        acc = _buffer(n1, np.float64)
+        ext = _buffer(n1 + size1 - 1, np.float64)
+        sums = _buffer(n1, np.float64)
+        row = ext[before1 : before1 + n1]
+        row_flags = _buffer(n_seg1, np.bool_)
         task = _next_task(queue, worker, n_tasks)
         while task < n_tasks:
             o = task // n_seg
             s = task - o * n_seg
             a = s * K0
             m = min(K0, n0 - a)
-            acc = _buffer(n1, np.float64)
-            ext = _buffer(n1 + size1 - 1, np.float64)
-            sums = _buffer(n1, np.float64)
-            row = ext[before1 : before1 + n1]
-            row_flags = _buffer(n_seg1, np.bool_)
             row_flags[:] = False
             empty = src[o, 0, 0:0]
             bad = False
