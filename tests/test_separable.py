@@ -403,6 +403,31 @@ def test_empty_images_give_empty_results():
 
 
 @pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("height", [5, 13, 40, 70])
+def test_rows_4_kib_apart_are_read_from_a_ring_with_the_same_bits(rng, mode, height):
+    """float32 rows 1024 samples long (float64 rows 512 long) lie 4 KiB apart: with seven
+    taps or more, whose sweeps read ten rows or more, the vertical pass reads them from a
+    ring of copies with longer rows (``_aliasing``). A column's values do not depend on
+    the image's width, so the columns of such an image must be, bit for bit, those of the
+    same image widened by a few columns and read in place."""
+    from napari_sepconv import _separable_kernels
+
+    aliasing = _separable_kernels._aliasing.py_func
+    assert aliasing(1024, 4, 10) and aliasing(512, 8, 10)
+    assert not aliasing(1030, 4, 10) and not aliasing(1024, 4, 9)
+    for dtype, w in ((np.float32, 1024), (np.float64, 512)):
+        wide = rng.random((height, w + 6)).astype(dtype)
+        image = np.ascontiguousarray(wide[:, :w])
+        for taps in (3, 7, 8, 9, 16, 17, 26):
+            kernels = [rng.standard_normal(taps), rng.standard_normal(5)]
+            ours = sc.separable_filter(image, kernels, mode=mode, cval=0.5)
+            in_place = sc.separable_filter(wide, kernels, mode=mode, cval=0.5)
+            np.testing.assert_array_equal(ours[:, 2:-2], in_place[:, 2 : w - 2])
+            reference = separable(image.astype(np.float64), kernels, (-2, -1), (mode, mode), 0.5)
+            assert_close(ours, reference)
+
+
+@pytest.mark.parametrize("mode", MODES)
 def test_fused_passes_read_uint8_as_its_float_values(rng, mode, monkeypatch):
     """uint8 rows are converted once into a ring of float rows for the vertical pass; every
     tap count (the sweeps take seven to nine taps, or up to four), several terms, short

@@ -27,7 +27,7 @@ from ._cpu_kernels import (
     _task_queue,
 )
 from ._helper_calls import helper_call
-from ._sweeps import _place, _sweep, _sweep_two, _sweep_two7, _sweep_two8
+from ._sweeps import _place, _sweep, _sweep_two
 
 
 def _chain4(s, j, r0, r1, r2, r3, w0, w1, w2, w3):
@@ -124,8 +124,8 @@ def _column_pass(acc, plane, offsets, weights, n_taps, i, mode_y, cval):
     """``acc`` = correlation of ``plane`` along y, for output row ``i``.
 
     Up to four source rows share one pass over ``acc``. Mirrored taps are not
-    paired here: reading each source row once for two output rows
-    (``_column_pass_two``) saves more than pairing would, and both passes must
+    paired here: reading each source row once for four output rows
+    (``_column_pass_four``) saves more than pairing would, and both passes must
     sum alike. Rows outside the image (constant mode) add ``weight * cval``.
     """
     h = plane.shape[0]
@@ -161,32 +161,58 @@ def _column_pass(acc, plane, offsets, weights, n_taps, i, mode_y, cval):
             acc[j] += outside
 
 
-def _pair_start9(acc0, acc1, r0, r1, r2, r3, r4, r5, r6, r7, r8, r9, w0, w1, w2, w3, w4, w5, w6, w7, w8):
-    """The first sweep of ``_sweep_two``, nine taps: rows ``r0 .. r8`` into ``acc0`` and
-    ``r1 .. r9`` into ``acc1``, both written without being read (``_start9``). Both sums
-    are formed before either is stored, so each source row is loaded once for the two."""
+def _tap4(s, j, ra, rb, rc, rd, w):
+    """One tap of four output rows: the sums ``s`` plus ``ra[j] * w`` .. ``rd[j] * w``,
+    each a fused multiply-add (samples converted to the sums' type first)."""
+    return (
+        _fmuladd(_like(ra[j], s[0]), w, s[0]),
+        _fmuladd(_like(rb[j], s[0]), w, s[1]),
+        _fmuladd(_like(rc[j], s[0]), w, s[2]),
+        _fmuladd(_like(rd[j], s[0]), w, s[3]),
+    )
+
+
+def _quad7(s, j, r0, r1, r2, r3, r4, r5, r6, r7, r8, r9, w0, w1, w2, w3, w4, w5, w6):
+    """Seven taps of four output rows (``_tap4`` in tap order): rows ``r0 .. r6`` into
+    ``s[0]``, ``r1 .. r7`` into ``s[1]``, ``r2 .. r8`` into ``s[2]``, ``r3 .. r9`` into
+    ``s[3]``."""
+    s = _tap4(s, j, r0, r1, r2, r3, w0)
+    s = _tap4(s, j, r1, r2, r3, r4, w1)
+    s = _tap4(s, j, r2, r3, r4, r5, w2)
+    s = _tap4(s, j, r3, r4, r5, r6, w3)
+    s = _tap4(s, j, r4, r5, r6, r7, w4)
+    s = _tap4(s, j, r5, r6, r7, r8, w5)
+    return _tap4(s, j, r6, r7, r8, r9, w6)
+
+
+_tap4 = _inlined(_tap4)
+_quad7 = _inlined(_quad7)
+
+
+def _quad_run(
+    acc0, acc1, acc2, acc3, run, r0, r1, r2, r3, r4, r5, r6, r7, r8, r9, r10, r11,
+    w0, w1, w2, w3, w4, w5, w6, w7, w8,
+):  # fmt: skip
+    """The four-row sweep of ``run`` taps (``_run_length``): rows ``r0 .. r[run - 1]`` into
+    ``acc0`` and so on to ``r3 .. r[run + 2]`` into ``acc3``; the first sweep (nine taps)
+    writes the rows without reading them. Rows and weights past the run are not read.
+
+    Each row's chain of fused multiply-adds runs in tap order from zero, as in
+    ``_column_pass``, so both give the same values bit for bit. Each source row is
+    loaded once for the four output rows: about half the loads of two rows at a time.
+    """
     zero = acc0.dtype.type(0)
     for j in range(acc0.size):
-        s0 = _chain9(zero, j, r0, r1, r2, r3, r4, r5, r6, r7, r8, w0, w1, w2, w3, w4, w5, w6, w7, w8)
-        s1 = _chain9(zero, j, r1, r2, r3, r4, r5, r6, r7, r8, r9, w0, w1, w2, w3, w4, w5, w6, w7, w8)
-        acc0[j], acc1[j] = s0, s1
+        s = (zero, zero, zero, zero) if run == 9 else (acc0[j], acc1[j], acc2[j], acc3[j])
+        s = _quad7(s, j, r0, r1, r2, r3, r4, r5, r6, r7, r8, r9, w0, w1, w2, w3, w4, w5, w6)
+        if run > 7:
+            s = _tap4(s, j, r7, r8, r9, r10, w7)
+        if run > 8:
+            s = _tap4(s, j, r8, r9, r10, r11, w8)
+        acc0[j], acc1[j], acc2[j], acc3[j] = s
 
 
-_pair_start9 = _inlined(_pair_start9)
-
-
-def _pair_run(acc0, acc1, run, r0, r1, r2, r3, r4, r5, r6, r7, r8, r9, w0, w1, w2, w3, w4, w5, w6, w7, w8):
-    """The two-row sweep of ``run`` taps (``_run_length``): ``_pair_start9``, ``_sweep_two8``
-    or ``_sweep_two7``; rows and weights past the run are not read."""
-    if run == 9:
-        _pair_start9(acc0, acc1, r0, r1, r2, r3, r4, r5, r6, r7, r8, r9, w0, w1, w2, w3, w4, w5, w6, w7, w8)
-    elif run == 8:
-        _sweep_two8(acc0, acc1, r0, r1, r2, r3, r4, r5, r6, r7, r8, w0, w1, w2, w3, w4, w5, w6, w7)
-    else:
-        _sweep_two7(acc0, acc1, r0, r1, r2, r3, r4, r5, r6, r7, w0, w1, w2, w3, w4, w5, w6)
-
-
-_pair_run = _inlined(_pair_run)
+_quad_run = _inlined(_quad_run)
 
 
 def _ring_row(plane, q, period):
@@ -212,34 +238,43 @@ def _fill_ring(ring, plane, start, stop):
             row[j] = _like(src[j], zero)
 
 
+def _aliasing(w, itemsize, rows):
+    """Whether rows of ``w`` samples lie a multiple of 4 KiB apart and a sweep reads
+    more of them than an 8-way L1 data cache holds on a set (``rows``: the ring's rows,
+    ten or more for the seven to nine taps of ``_quad_run``). Such rows fall on the
+    same sets of the cache and evict each other: the vertical pass of a 2048-wide
+    float32 image ran at about half its speed."""
+    return (w * itemsize) % 4096 == 0 and rows >= 10
+
+
 def _ring_width(w, itemsize):
     """Samples of a row of the ring for rows of ``w`` samples: ``w``, or a cache line more
-    where rows of ``w`` samples would lie a multiple of 4 KiB apart. Such rows fall on the
-    same sets of a 32 KiB, 8-way L1 data cache, where the nine or ten rows a sweep of
-    eight or nine taps reads evict each other: the vertical pass of a 2048-wide image
-    ran at about half its speed."""
+    where rows of ``w`` samples would lie a multiple of 4 KiB apart (``_aliasing``)."""
     if (w * itemsize) % 4096 != 0:
         return w
     return w + 64 // itemsize
 
 
+_aliasing = _inlined(_aliasing)
 _ring_width = _inlined(_ring_width)
 
 
 def _ring_rows(src, out, rows):
-    """Rows of the ring of converted source rows: ``rows`` where a kernel reads ``src`` as
-    another type than ``out``'s (uint8), else 0 (it reads ``src`` itself)."""
+    """Rows of the ring of copied source rows: ``rows`` where a kernel reads ``src`` as
+    another type than ``out``'s (uint8, converted once a row) or where the rows of ``src``
+    alias in the L1 cache (``_aliasing``), else 0 (it reads ``src`` itself)."""
 
 
 def _pass_rows(plane, ring):
-    """What the column pass reads: the ring where ``plane`` is converted, else ``plane``."""
+    """What the column pass reads without a ring of copies: the ring where ``plane`` is
+    converted (always one), else ``plane``."""
 
 
 @numba.extending.overload(_ring_rows)
 def _ring_rows_typed(src, out, rows):
     if src.dtype != out.dtype:
         return lambda src, out, rows: rows
-    return lambda src, out, rows: 0
+    return lambda src, out, rows: rows if _aliasing(src.shape[2], src.itemsize, rows) else 0
 
 
 @numba.extending.overload(_pass_rows)
@@ -249,27 +284,17 @@ def _pass_rows_typed(plane, ring):
     return lambda plane, ring: plane
 
 
-def _convert_rows(ring, plane, start, stop):
-    """``_fill_ring`` where ``plane`` is converted (no code for the other types)."""
-
-
-@numba.extending.overload(_convert_rows)
-def _convert_rows_typed(ring, plane, start, stop):
-    if plane.dtype != ring.dtype:
-        return lambda ring, plane, start, stop: _fill_ring(ring, plane, start, stop)
-    return lambda ring, plane, start, stop: None
-
-
-def _column_pass_two(acc0, acc1, plane, offsets, weights, n_taps, i, period):
-    """``_column_pass`` for output rows ``i`` and ``i + 1`` at once, for dense taps.
+def _column_pass_four(acc0, acc1, acc2, acc3, plane, offsets, weights, n_taps, i, period):
+    """``_column_pass`` for output rows ``i`` to ``i + 3`` at once, for dense taps.
 
     The taps' offsets are consecutive and every row they read lies inside the
-    image. The two rows share ``n_taps - 1`` source rows: each is read once
-    and feeds both accumulators, halving the source reads of the vertical
-    pass. However the taps are grouped into sweeps, each row's chain of fused
-    multiply-adds runs in tap order from zero, as in ``_column_pass``, so both
-    give the same values bit for bit. Source row ``q`` is ``plane[q % period]``:
-    ``plane`` is the image plane (``period`` its height) or a ring of converted rows.
+    image. The four rows share most of their source rows: each is read once
+    and feeds every accumulator it reaches (``_quad_run``; groups of up to four
+    taps go through two ``_sweep_two``). However the taps are grouped into sweeps,
+    each row's chain of fused multiply-adds runs in tap order from zero, as in
+    ``_column_pass``, so both give the same values bit for bit. Source row ``q`` is
+    ``plane[q % period]``: ``plane`` is the image plane (``period`` its height) or a
+    ring of copied or converted rows.
     """
     top = i + offsets[0]  # the source row of tap 0 for output row i
     first = True  # the first sweep writes the rows without reading them
@@ -279,13 +304,17 @@ def _column_pass_two(acc0, acc1, plane, offsets, weights, n_taps, i, period):
         if run == 0 and first:  # the sweeps add to zeroed rows
             acc0[:] = 0
             acc1[:] = 0
+            acc2[:] = 0
+            acc3[:] = 0
             first = False
             continue
         if run > 0:  # seven to nine taps in one sweep
             e = a + run - 1  # rows and weights past the run's last tap repeat it (unused)
-            _pair_run(
+            _quad_run(
                 acc0,
                 acc1,
+                acc2,
+                acc3,
                 run,
                 _ring_row(plane, top + a, period),
                 _ring_row(plane, top + a + 1, period),
@@ -295,8 +324,10 @@ def _column_pass_two(acc0, acc1, plane, offsets, weights, n_taps, i, period):
                 _ring_row(plane, top + a + 5, period),
                 _ring_row(plane, top + a + 6, period),
                 _ring_row(plane, top + a + 7, period),
-                _ring_row(plane, top + min(a + 8, e + 1), period),
-                _ring_row(plane, top + min(a + 9, e + 1), period),
+                _ring_row(plane, top + a + 8, period),
+                _ring_row(plane, top + a + 9, period),
+                _ring_row(plane, top + min(a + 10, e + 3), period),
+                _ring_row(plane, top + min(a + 11, e + 3), period),
                 weights[a],
                 weights[a + 1],
                 weights[a + 2],
@@ -312,25 +343,28 @@ def _column_pass_two(acc0, acc1, plane, offsets, weights, n_taps, i, period):
             continue
         n = min(4, n_taps - a)
         k1, k2, k3 = a + min(1, n - 1), a + min(2, n - 1), a + min(3, n - 1)
-        _sweep_two(
-            acc0,
-            acc1,
-            n,
-            _ring_row(plane, top + a, period),
-            _ring_row(plane, top + a + 1, period),
-            _ring_row(plane, top + min(a + 2, n_taps), period),
-            _ring_row(plane, top + min(a + 3, n_taps), period),
-            _ring_row(plane, top + min(a + 4, n_taps), period),
-            weights[a],
-            weights[k1],
-            weights[k2],
-            weights[k3],
-        )
+        for pair in range(2):  # rows i, i + 1, then i + 2, i + 3
+            q = top + a + 2 * pair
+            last = top + n_taps + 2 * pair  # the last source row this pair reads
+            _sweep_two(
+                acc0 if pair == 0 else acc2,
+                acc1 if pair == 0 else acc3,
+                n,
+                _ring_row(plane, q, period),
+                _ring_row(plane, q + 1, period),
+                _ring_row(plane, min(q + 2, last), period),
+                _ring_row(plane, min(q + 3, last), period),
+                _ring_row(plane, min(q + 4, last), period),
+                weights[a],
+                weights[k1],
+                weights[k2],
+                weights[k3],
+            )
         a += n
 
 
 _column_pass = _helper(_column_pass)
-_column_pass_two = _helper(_column_pass_two)
+_column_pass_four = _helper(_column_pass_four)
 _fill_ring = _helper(_fill_ring)
 
 
@@ -533,37 +567,33 @@ def _separable_rows(
     direct = n_terms == 1 and combine == SUM and not accumulate
     summed = combine == SUM and not direct  # added up in the output row
     nonfinite = False
-    rows = _pass_rows(plane, ring)  # what the two-row vertical pass reads
+    rows = _pass_rows(plane, ring)  # what the four-row vertical pass reads without a ring
     top, bottom, dense_terms = _column_reach(col_off, col_n)
-    period = ring.shape[0] if dense_terms else 0  # no two-row pass, no ring to fill
+    period = ring.shape[0] if dense_terms else 0  # no four-row pass, no ring to fill
     converted = 0  # source rows below this one are in the ring
     i = first
     while i < last:
-        n_rows = min(2, last - i)
+        n_rows = min(4, last - i)
         if not (direct or summed):
             for r in range(n_rows):
                 _start_row(totals[r], out[i + r], accumulate)
-        if period > 0 and n_rows == 2:  # the rows the two output rows read, converted once
+        if period > 0 and n_rows == 4:  # the rows the four output rows read, copied once
             start = max(converted, i + top, 0)
-            stop = min(i + 2 + bottom, h)
+            stop = min(i + 4 + bottom, h)
             if start < stop:
-                _convert_rows(ring, plane, start, stop)
+                _fill_ring(ring, plane, start, stop)
                 converted = stop
         for t in range(n_terms):
             n_col = col_n[t]
             dense = col_off[t, n_col - 1] - col_off[t, 0] == n_col - 1
-            inside = i + col_off[t, 0] >= 0 and i + 1 + col_off[t, n_col - 1] < h
-            if n_rows == 2 and dense and n_col > 1 and inside:
-                _column_pass_two(
-                    bufs[0, t, -lo : -lo + w],
-                    bufs[1, t, -lo : -lo + w],
-                    rows,
-                    col_off[t],
-                    col_w[t],
-                    n_col,
-                    i,
-                    rows.shape[0],
-                )
+            inside = i + col_off[t, 0] >= 0 and i + 3 + col_off[t, n_col - 1] < h
+            if n_rows == 4 and dense and n_col > 1 and inside:
+                a0, a1 = bufs[0, t, -lo : -lo + w], bufs[1, t, -lo : -lo + w]
+                a2, a3 = bufs[2, t, -lo : -lo + w], bufs[3, t, -lo : -lo + w]
+                if period > 0:  # the ring (the same type as ``rows``: one compiled pass)
+                    _column_pass_four(a0, a1, a2, a3, ring, col_off[t], col_w[t], n_col, i, period)
+                else:
+                    _column_pass_four(a0, a1, a2, a3, rows, col_off[t], col_w[t], n_col, i, h)
             else:
                 for r in range(n_rows):
                     row = bufs[r, t, -lo : -lo + w]
@@ -613,9 +643,9 @@ def _separable_2d(
     """Sum (or magnitude) of separable terms over the last two axes of ``src`` (P, H, W).
 
     Term ``t`` correlates columns with ``col_w[t, :col_n[t]]`` and rows with
-    ``row_w[t, :row_n[t]]``. Output rows go two at a time: the vertical pass
+    ``row_w[t, :row_n[t]]``. Output rows go four at a time: the vertical pass
     fills a padded row buffer per row and term that stays in cache (for dense
-    taps away from the top and bottom both rows come from one read of their
+    taps away from the top and bottom the four rows come from one read of their
     shared source rows); the horizontal pass reads them, all terms' taps in
     one sweep for a sum, and each output row is written once. ``pad_x[t]`` is the value
     outside the image along x in constant mode (what the vertical pass would
@@ -633,16 +663,16 @@ def _separable_2d(
             hi = max(hi, row_off[t, b])
     padded = w + hi - lo
     top, bottom, _ = _column_reach(col_off, col_n)
-    ring_rows = bottom - top + 2  # the source rows of two output rows
+    ring_rows = bottom - top + 4  # the source rows of four output rows
     ring_w = _ring_width(w, out.itemsize)
     n_blocks = (h + block - 1) // block
     n_tasks = n_planes * n_blocks
     previous = _limit_threads(threads)
     queue = _task_queue(n_tasks)
     for worker in prange(queue.size):
-        bufs = _buffer((2, n_terms, padded), out)
+        bufs = _buffer((4, n_terms, padded), out)
         hacc = _buffer(w, out)
-        totals = _buffer((2, w), out)
+        totals = _buffer((4, w), out)
         ring = _buffer((_ring_rows(src, out, ring_rows), ring_w), out)
         source = _buffer(padded, np.int64)
         task = _next_task(queue, worker, n_tasks)
