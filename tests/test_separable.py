@@ -405,16 +405,16 @@ def test_empty_images_give_empty_results():
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("height", [5, 13, 40, 70])
 def test_rows_4_kib_apart_are_read_from_a_ring_with_the_same_bits(rng, mode, height):
-    """float32 rows 1024 samples long (float64 rows 512 long) lie 4 KiB apart: with seven
-    taps or more, whose sweeps read ten rows or more, the vertical pass reads them from a
-    ring of copies with longer rows (``_aliasing``). A column's values do not depend on
+    """float32 rows 1024 samples long (float64 rows 512 long) lie 4 KiB apart: with 13
+    taps or more the vertical pass reads them from a ring of copies with longer rows
+    (``_aliasing``), with fewer from the image itself. A column's values do not depend on
     the image's width, so the columns of such an image must be, bit for bit, those of the
     same image widened by a few columns and read in place."""
     from napari_sepconv import _separable_kernels
 
     aliasing = _separable_kernels._aliasing.py_func
-    assert aliasing(1024, 4, 10) and aliasing(512, 8, 10)
-    assert not aliasing(1030, 4, 10) and not aliasing(1024, 4, 9)
+    assert aliasing(1024, 4, 13 + 3) and aliasing(512, 8, 13 + 3)
+    assert not aliasing(1030, 4, 13 + 3) and not aliasing(1024, 4, 12 + 3)
     for dtype, w in ((np.float32, 1024), (np.float64, 512)):
         wide = rng.random((height, w + 6)).astype(dtype)
         image = np.ascontiguousarray(wide[:, :w])
