@@ -229,9 +229,9 @@ def test_filter2d_low_rank_kernels(rng, mode):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.uint8])
-@pytest.mark.parametrize("height", [2, 3, 4, 5, 6, 7, 9, 11])
+@pytest.mark.parametrize("height", [2, 3, 4, 5, 6, 7, 9, 11, 14, 15])
 def test_row_values_do_not_depend_on_where_the_image_starts(rng, dtype, height):
-    """Rows go through the vertical passes in pairs or alone; a row's value must not depend
+    """Rows go through the vertical passes in fours or alone; a row's value must not depend
     on which (dask chunks, bands and crops rely on it): bit for bit. Each kernel height
     leaves a different remainder of taps after the groups of four."""
     u, v = rng.random((2, height)), rng.random((2, 7))
@@ -402,6 +402,29 @@ def test_empty_images_give_empty_results():
             assert sc.filter2d(empty, np.outer([1, 2, 1], [1, 0, 1])).shape == shape
 
 
+def test_sweeps_cover_every_tap_once():
+    """The fused passes split a row's taps into sweeps (``_run_length``): a first one of
+    seven to nine taps that writes the row where the rest can go in eights and a last seven,
+    else a zeroed row; then eights, a seven, and groups of up to four."""
+    from napari_sepconv import _separable_kernels
+
+    run_length = _separable_kernels._run_length.py_func
+    assert [run_length(n, True) for n in (7, 8, 9, 14, 15, 16, 17, 13, 6)] == [7, 8, 9, 7, 8, 9, 9, 0, 0]
+    for n in range(1, 80):
+        left, first, runs = n, True, []
+        while left > 0:
+            run = run_length(left, first)
+            if run == 0 and first:
+                first = False
+                continue
+            run = run or min(4, left)
+            runs.append(run)
+            left -= run
+            first = False
+        assert sum(runs) == n and left == 0
+        assert all(r in (7, 8, 9) for r in runs[:-2]), (n, runs)  # only the end in fours
+
+
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("height", [5, 13, 40, 70])
 def test_rows_4_kib_apart_are_read_from_a_ring_with_the_same_bits(rng, mode, height):
@@ -409,12 +432,18 @@ def test_rows_4_kib_apart_are_read_from_a_ring_with_the_same_bits(rng, mode, hei
     taps or more the vertical pass reads them from a ring of copies with longer rows
     (``_aliasing``), with fewer from the image itself. A column's values do not depend on
     the image's width, so the columns of such an image must be, bit for bit, those of the
-    same image widened by a few columns and read in place."""
+    same image widened by a few columns and read in place. Short images check the rows
+    near the borders, read one at a time from the image; from 19 rows (16 taps) the
+    four-row pass reads the ring."""
+    import numba
+
     from napari_sepconv import _separable_kernels
 
-    aliasing = _separable_kernels._aliasing.py_func
-    assert aliasing(1024, 4, 13 + 3) and aliasing(512, 8, 13 + 3)
-    assert not aliasing(1030, 4, 13 + 3) and not aliasing(1024, 4, 12 + 3)
+    ring_rows = numba.njit(lambda src, out, rows: _separable_kernels._ring_rows(src, out, rows))
+    for dtype, w in ((np.float32, 1024), (np.float64, 512)):  # the kernel's choice, compiled
+        assert ring_rows(np.zeros((1, 2, w), dtype), np.zeros((1, 2, w), dtype), 13 + 3) == 16
+        assert ring_rows(np.zeros((1, 2, w), dtype), np.zeros((1, 2, w), dtype), 12 + 3) == 0
+        assert ring_rows(np.zeros((1, 2, w + 6), dtype), np.zeros((1, 2, w + 6), dtype), 16) == 0
     for dtype, w in ((np.float32, 1024), (np.float64, 512)):
         wide = rng.random((height, w + 6)).astype(dtype)
         image = np.ascontiguousarray(wide[:, :w])

@@ -307,8 +307,9 @@ def _prepare_separable_2d(cols, rows, pad_x, combine, accumulate, mode_y, mode_x
 _NO_FLAGS = np.zeros(1, np.uint8)
 
 # Rows of a task of ``separable_2d_kernel`` in images of at least ``_TALL`` rows: a task
-# reads the rows its taps reach above and below its own (and converts them, for uint8
-# input) once per task, so a tall image takes fewer, longer tasks (32 or more a plane).
+# reads the rows its taps reach above and below its own (and converts them into a ring, for
+# uint8 input, or copies them, for rows 4 KiB apart) once per task, so a tall image takes
+# fewer, longer tasks (32 or more a plane).
 _TALL = 1024
 _TALL_ROWS_PER_TASK = 32
 

@@ -49,15 +49,17 @@ _chain4 = _inlined(_chain4)
 _chain9 = _inlined(_chain9)
 
 
-def _sweep8(acc, r0, r1, r2, r3, r4, r5, r6, r7, w0, w1, w2, w3, w4, w5, w6, w7):
-    """``_sweep`` of eight rows: the same chain of fused multiply-adds, in the same order.
+def _sweep8(acc, first, r0, r1, r2, r3, r4, r5, r6, r7, w0, w1, w2, w3, w4, w5, w6, w7):
+    """``_sweep`` of eight rows: the same chain of fused multiply-adds, in the same order,
+    from zero where ``first`` (``acc`` written without being read, as a zeroed ``acc``
+    would start it).
 
     Eight taps per pass over ``acc`` load and store it half as often as two
     sweeps of four, and each call's loop set-up is paid once for eight taps.
     """
     t = acc.dtype.type
     for j in range(acc.size):
-        s = _fmuladd(t(r1[j]), w1, _fmuladd(t(r0[j]), w0, acc[j]))
+        s = _fmuladd(t(r1[j]), w1, _fmuladd(t(r0[j]), w0, t(0) if first else acc[j]))
         s = _fmuladd(t(r3[j]), w3, _fmuladd(t(r2[j]), w2, s))
         s = _fmuladd(t(r5[j]), w5, _fmuladd(t(r4[j]), w4, s))
         acc[j] = _fmuladd(t(r7[j]), w7, _fmuladd(t(r6[j]), w6, s))
@@ -66,11 +68,11 @@ def _sweep8(acc, r0, r1, r2, r3, r4, r5, r6, r7, w0, w1, w2, w3, w4, w5, w6, w7)
 _sweep8 = _inlined(_sweep8)
 
 
-def _sweep7(acc, r0, r1, r2, r3, r4, r5, r6, w0, w1, w2, w3, w4, w5, w6):
-    """``_sweep`` of seven rows (the rest of a 15-tap kernel after eight, a 7-tap one)."""
+def _sweep7(acc, first, r0, r1, r2, r3, r4, r5, r6, w0, w1, w2, w3, w4, w5, w6):
+    """``_sweep8`` of seven rows (the rest of a 15-tap kernel after eight, a 7-tap one)."""
     t = acc.dtype.type
     for j in range(acc.size):
-        s = _fmuladd(t(r1[j]), w1, _fmuladd(t(r0[j]), w0, acc[j]))
+        s = _fmuladd(t(r1[j]), w1, _fmuladd(t(r0[j]), w0, t(0) if first else acc[j]))
         s = _fmuladd(t(r3[j]), w3, _fmuladd(t(r2[j]), w2, s))
         s = _fmuladd(t(r5[j]), w5, _fmuladd(t(r4[j]), w4, s))
         acc[j] = _fmuladd(t(r6[j]), w6, s)
@@ -90,28 +92,35 @@ def _start9(acc, r0, r1, r2, r3, r4, r5, r6, r7, r8, w0, w1, w2, w3, w4, w5, w6,
 _start9 = _inlined(_start9)
 
 
-def _row_run(acc, run, r0, r1, r2, r3, r4, r5, r6, r7, r8, w0, w1, w2, w3, w4, w5, w6, w7, w8):
-    """The sweep of ``run`` taps (``_run_length``): ``_start9``, ``_sweep8`` or ``_sweep7``;
-    rows and weights past the run are not read."""
+def _row_run(acc, run, first, r0, r1, r2, r3, r4, r5, r6, r7, r8, w0, w1, w2, w3, w4, w5, w6, w7, w8):
+    """The sweep of ``run`` taps (``_run_length``): ``_start9``, ``_sweep8`` or ``_sweep7``,
+    from zero where ``first``; rows and weights past the run are not read."""
     if run == 9:
         _start9(acc, r0, r1, r2, r3, r4, r5, r6, r7, r8, w0, w1, w2, w3, w4, w5, w6, w7, w8)
     elif run == 8:
-        _sweep8(acc, r0, r1, r2, r3, r4, r5, r6, r7, w0, w1, w2, w3, w4, w5, w6, w7)
+        _sweep8(acc, first, r0, r1, r2, r3, r4, r5, r6, r7, w0, w1, w2, w3, w4, w5, w6, w7)
     else:
-        _sweep7(acc, r0, r1, r2, r3, r4, r5, r6, w0, w1, w2, w3, w4, w5, w6)
+        _sweep7(acc, first, r0, r1, r2, r3, r4, r5, r6, w0, w1, w2, w3, w4, w5, w6)
 
 
 _row_run = _inlined(_row_run)
 
 
 def _run_length(left, first):
-    """Taps of the next sweep of a row when ``left`` remain: nine for its first sweep
-    (``_start9``, which writes the row without reading it) where eights and a seven
-    then take the rest; after it eight or the last seven (``_sweep8``, ``_sweep7``);
-    else 0: groups of up to four, or, for a first sweep, a zeroed row to add to."""
+    """Taps of the next sweep of a row when ``left`` remain, or 0: groups of up to four,
+    or, for a first sweep, a zeroed row to add to.
+
+    A first sweep writes the row without reading it: nine taps (``_start9``), else eight
+    or seven, whichever leaves a rest that eights and a last seven take. After it, eight
+    or the last seven (``_sweep8``, ``_sweep7``). So 15 taps go as eight and seven, 16 as
+    nine and seven, 14 as seven and seven.
+    """
     if first:
-        rest = left - 9
-        return 9 if rest >= 0 and (rest % 8 == 0 or rest % 8 == 7) else 0
+        for run in (9, 8, 7):
+            rest = left - run
+            if rest >= 0 and (rest % 8 == 0 or rest % 8 == 7):
+                return run
+        return 0
     if left >= 8 or left == 7:
         return min(left, 8)
     return 0
@@ -190,12 +199,12 @@ _quad7 = _inlined(_quad7)
 
 
 def _quad_run(
-    acc0, acc1, acc2, acc3, run, r0, r1, r2, r3, r4, r5, r6, r7, r8, r9, r10, r11,
+    acc0, acc1, acc2, acc3, run, first, r0, r1, r2, r3, r4, r5, r6, r7, r8, r9, r10, r11,
     w0, w1, w2, w3, w4, w5, w6, w7, w8,
 ):  # fmt: skip
     """The four-row sweep of ``run`` taps (``_run_length``): rows ``r0 .. r[run - 1]`` into
-    ``acc0`` and so on to ``r3 .. r[run + 2]`` into ``acc3``; the first sweep (nine taps)
-    writes the rows without reading them. Rows and weights past the run are not read.
+    ``acc0`` and so on to ``r3 .. r[run + 2]`` into ``acc3``; a ``first`` sweep writes the
+    rows without reading them. Rows and weights past the run are not read.
 
     Each row's chain of fused multiply-adds runs in tap order from zero, as in
     ``_column_pass``, so both give the same values bit for bit. Each source row is
@@ -203,7 +212,7 @@ def _quad_run(
     """
     zero = acc0.dtype.type(0)
     for j in range(acc0.size):
-        s = (zero, zero, zero, zero) if run == 9 else (acc0[j], acc1[j], acc2[j], acc3[j])
+        s = (zero, zero, zero, zero) if first else (acc0[j], acc1[j], acc2[j], acc3[j])
         s = _quad7(s, j, r0, r1, r2, r3, r4, r5, r6, r7, r8, r9, w0, w1, w2, w3, w4, w5, w6)
         if run > 7:
             s = _tap4(s, j, r7, r8, r9, r10, w7)
@@ -245,9 +254,10 @@ _ring_row = numba.njit(inline="always", cache=False)(_ring_row)
 
 
 def _fill_ring(ring, plane, start, stop):
-    """Rows ``start .. stop - 1`` of ``plane``, converted to the ring's type, into ``ring``
-    (row ``q`` at ``q % ring.shape[0]``, its first ``plane.shape[1]`` samples): each
-    source row converted once, not once a tap."""
+    """Rows ``start .. stop - 1`` of ``plane``, converted to the ring's type (or copied, for
+    rows that alias in the L1 cache: ``_ring_rows``), into ``ring`` (row ``q`` at
+    ``q % ring.shape[0]``, its first ``plane.shape[1]`` samples): each source row
+    converted once, not once a tap."""
     zero = ring.dtype.type(0)  # the ring's type (``row[0]``, stored to, would be read again)
     for q in range(start, stop):
         row = ring[q % ring.shape[0]]
@@ -339,6 +349,7 @@ def _column_pass_four(acc0, acc1, acc2, acc3, plane, offsets, weights, n_taps, i
                 acc2,
                 acc3,
                 run,
+                first,
                 _ring_row(plane, top + a, period),
                 _ring_row(plane, top + a + 1, period),
                 _ring_row(plane, top + a + 2, period),
@@ -440,6 +451,7 @@ def _row_pass(acc, bufs, offsets, weights, counts, lo, t, n_terms, add):
             _row_run(
                 acc,
                 run,
+                first,
                 _tap_view(bufs[t], o[b] - lo, w),
                 _tap_view(bufs[t], o[b + 1] - lo, w),
                 _tap_view(bufs[t], o[b + 2] - lo, w),
@@ -543,7 +555,7 @@ _finish_row = _helper(_finish_row)
 
 def _column_reach(col_off, col_n):
     """The first and last source row an output row's column taps read, relative to it, over
-    all terms; and whether a term's taps are dense (rows the two-row pass reads)."""
+    all terms; and whether a term's taps are dense (rows the four-row pass reads)."""
     top = col_off[0, 0]
     bottom = col_off[0, col_n[0] - 1]
     dense = False
@@ -585,7 +597,8 @@ def _separable_rows(
 ):
     """Rows ``first .. last - 1`` of one plane of ``_separable_2d``, in the task's buffers
     (``source``: the rows' pad, ``_pad_table``, made here, as ``_cpu_kernels`` says why;
-    ``ring``: rows of ``plane`` converted to the output's type, or none); whether a row of
+    ``ring``: rows of ``plane`` converted to the output's type or copied, ``_ring_rows``, or
+    none); whether a row of
     a sum came out NaN or infinite."""
     h, w = plane.shape
     _pad_table(source, lo, w, mode_x)
@@ -616,7 +629,7 @@ def _separable_rows(
             if n_rows == 4 and dense and n_col > 1 and inside:
                 a0, a1 = bufs[0, t, -lo : -lo + w], bufs[1, t, -lo : -lo + w]
                 a2, a3 = bufs[2, t, -lo : -lo + w], bufs[3, t, -lo : -lo + w]
-                if period > 0:  # the ring (the same type as ``rows``: one compiled pass)
+                if period > 0:  # the ring (typed as ``rows`` unless the input is read-only)
                     _column_pass_four(a0, a1, a2, a3, ring, col_off[t], col_w[t], n_col, i, period)
                 else:
                     _column_pass_four(a0, a1, a2, a3, rows, col_off[t], col_w[t], n_col, i, h)
