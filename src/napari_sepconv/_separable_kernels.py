@@ -277,7 +277,7 @@ def _aliasing(w, itemsize, rows):
     11 taps ran 5-15 % faster reading the image in place, 13 taps and more as fast or
     faster from the ring (65 taps: 12 %).
     """
-    return (w * itemsize) % 4096 == 0 and rows >= 16
+    return _ring_width(w, itemsize) != w and rows >= 16
 
 
 def _ring_width(w, itemsize):
