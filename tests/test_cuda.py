@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.ndimage as ndi
 
 import napari_sepconv as sc
 
@@ -204,6 +205,32 @@ def test_correlate1d_outputs_origin_and_convolve(rng):
     result = sc.correlate1d(data, [1, 2], output=filled, backend="cuda")
     assert result is filled
     assert_same(filled, sc.correlate1d(data, [1, 2], output=np.float64, backend="cpu"))
+
+
+# Values where SciPy's C casts differ from NumPy's: halves, wraparounds, the edges of
+# int32 and int64, the uint64 range above 2**63, infinities and NaN.
+CAST_EDGES = [0.0, 0.5, -0.5, 0.99, -1.0, 1.5, 255.0, 256.0, 256.5, 511.0, -256.0, 65536.0,
+              2.0**31 - 0.5, 2.0**31, -(2.0**31) - 0.5, -(2.0**31) - 1.0, 2.0**32 + 3.0,
+              2.0**63 - 1024.0, 2.0**63, 2.0**63 + 4096.0, 2.0**64, -(2.0**63), -(2.0**63) - 2048.0,
+              1e300, -1e300, np.inf, -np.inf, np.nan]  # fmt: skip
+
+
+@on_cuda
+@pytest.mark.parametrize(
+    "dtype", [bool, np.uint8, np.int8, np.uint16, np.int16, np.uint32, np.int32, np.uint64, np.int64]
+)
+def test_integer_and_bool_outputs_cast_as_scipy_does(dtype):
+    """A result of 0.5 is False as bool (SciPy stores the truncated byte), 256 wraps to 0, and
+    out-of-range values take the same indefinite value on the GPU as on the CPU."""
+    values = np.array([CAST_EDGES, CAST_EDGES[::-1]], np.float64)
+    with np.errstate(over="ignore"):
+        kept = values.astype(np.float32)  # float32 results too
+    for data in (values, kept):
+        gpu = sc.correlate1d(data, [1.0], output=dtype, backend="cuda")
+        np.testing.assert_array_equal(gpu, sc.correlate1d(data, [1.0], output=dtype, backend="cpu"))
+        with np.errstate(invalid="ignore", over="ignore"):
+            np.testing.assert_array_equal(gpu, ndi.correlate1d(data, [1.0], output=dtype))
+    assert not sc.correlate1d(np.array([[0.0, 1.0]]), [0.5, 0.5], output=bool, backend="cuda").any()
 
 
 @on_cuda
@@ -665,6 +692,7 @@ def _ptx_cases():
                 pairs = [(np.int16, np.float32), (np.float16, np.float32)]
             if name == "cast":
                 pairs = [(np.float64, np.uint8), (np.float32, np.bool_), (np.float64, np.float32)]
+                pairs += [(np.float32, np.uint64), (np.float64, np.int64), (np.float64, np.int32)]
             for src, dtype in pairs:
                 label = f"{name}-{variant}-{np.dtype(src).name}-{np.dtype(dtype).name}"
                 cases.append(pytest.param(name, variant, src, dtype, id=label))

@@ -1074,26 +1074,49 @@ def build_convert(dtype):
 
 @lru_cache(maxsize=None)
 def build_cast(dtype):
-    """Cast floats to ``dtype`` as NumPy's ``astype`` does.
+    """Cast floats to ``dtype`` with scipy.ndimage's C conversions, as the CPU does.
 
-    Integers go through int64, so out-of-range values wrap as they do on the
-    CPU; bool is ``value != 0``.
+    Floats round to nearest. Integers and bool follow ``_casting``: the value truncated
+    toward zero to a 32-bit integer (64-bit for ``uint32``, ``int64`` and ``uint64``), the
+    "indefinite" lowest value where it does not fit (NaN included), then its low bits;
+    bool is true where the low byte is not 0, so 0.5 and 256 are both false.
     """
-    kind = np.dtype(dtype).kind
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":
 
-    def cast_float(src, out):
+        def cast_float(src, out):
+            for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+                out[i] = src[i]
+
+        return cast_float
+    wide32 = dtype.itemsize < 4 or (dtype.kind == "i" and dtype.itemsize == 4)
+    high = dtype.kind == "u" and dtype.itemsize == 8  # values from 2**63 on: uint64 only
+    truth = dtype.kind == "b"
+    # Truncation toward zero fits from ``low`` (exclusive) to ``bound`` (exclusive): -2**31 - 1
+    # is exact in float64, -2**63 - 1 is not, and below -2**63 the floats are whole numbers.
+    bound = 2.0**31 if wide32 else 2.0**63
+    low = -(2.0**31) - 1.0 if wide32 else -(2.0**63) - 2048.0
+    indefinite = np.int64(np.iinfo(np.int32 if wide32 else np.int64).min)
+    top = np.int64(np.iinfo(np.int64).min)  # the top bit, flipped for uint64 from 2**63
+    store = _cast_type(np.uint8 if truth else dtype)  # keeps the low bits
+
+    def cast_integer(src, out):
         for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
-            out[i] = src[i]
+            v = numba.float64(src[i])
+            flip = high and v >= bound
+            if flip:
+                v -= bound
+            wide = indefinite
+            if v > low and v < bound:
+                wide = numba.int64(numba.int32(v)) if wide32 else numba.int64(v)
+            if flip:
+                wide ^= top
+            if truth:
+                out[i] = (wide & 255) != 0
+            else:
+                out[i] = store(wide)
 
-    def cast_int(src, out):
-        for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
-            out[i] = numba.int64(src[i])
-
-    def cast_bool(src, out):
-        for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
-            out[i] = src[i] != 0
-
-    return {"f": cast_float, "b": cast_bool}.get(kind, cast_int)
+    return cast_integer
 
 
 @lru_cache(maxsize=None)
