@@ -242,17 +242,6 @@ def _sweep_four(acc0, acc1, acc2, acc3, n, r0, r1, r2, r3, r4, r5, r6, w0, w1, w
 _sweep_four = _inlined(_sweep_four)
 
 
-def _ring_row(plane, q, period):
-    """Source row ``q`` of a ring of ``period`` rows (``_fill_ring``), or of ``plane``
-    itself (``period`` its height: one expression for both, compiled once). A ring's rows
-    may be longer than the image's (``_ring_width``): the sweeps read as many samples as
-    they write."""
-    return plane[q % period]
-
-
-_ring_row = numba.njit(inline="always", cache=False)(_ring_row)
-
-
 def _fill_ring(ring, plane, start, stop):
     """Rows ``start .. stop - 1`` of ``plane``, converted to the ring's type (or copied, for
     rows that alias in the L1 cache: ``_ring_rows``), into ``ring`` (row ``q`` at
@@ -327,7 +316,9 @@ def _column_pass_four(acc0, acc1, acc2, acc3, plane, offsets, weights, n_taps, i
     each row's chain of fused multiply-adds runs in tap order from zero, as in
     ``_column_pass``, so both give the same values bit for bit. Source row ``q`` is
     ``plane[q % period]``: ``plane`` is the image plane (``period`` its height) or a
-    ring of copied or converted rows.
+    ring of copied or converted rows, whose rows may be longer than the image's
+    (``_ring_width``: the sweeps read as many samples as they write). The rows are
+    indexed here, not through a helper Numba would inline at each of the 19 sites.
     """
     top = i + offsets[0]  # the source row of tap 0 for output row i
     first = True  # the first sweep writes the rows without reading them
@@ -350,18 +341,18 @@ def _column_pass_four(acc0, acc1, acc2, acc3, plane, offsets, weights, n_taps, i
                 acc3,
                 run,
                 first,
-                _ring_row(plane, top + a, period),
-                _ring_row(plane, top + a + 1, period),
-                _ring_row(plane, top + a + 2, period),
-                _ring_row(plane, top + a + 3, period),
-                _ring_row(plane, top + a + 4, period),
-                _ring_row(plane, top + a + 5, period),
-                _ring_row(plane, top + a + 6, period),
-                _ring_row(plane, top + a + 7, period),
-                _ring_row(plane, top + a + 8, period),
-                _ring_row(plane, top + a + 9, period),
-                _ring_row(plane, top + min(a + 10, e + 3), period),
-                _ring_row(plane, top + min(a + 11, e + 3), period),
+                plane[(top + a) % period],
+                plane[(top + a + 1) % period],
+                plane[(top + a + 2) % period],
+                plane[(top + a + 3) % period],
+                plane[(top + a + 4) % period],
+                plane[(top + a + 5) % period],
+                plane[(top + a + 6) % period],
+                plane[(top + a + 7) % period],
+                plane[(top + a + 8) % period],
+                plane[(top + a + 9) % period],
+                plane[(top + min(a + 10, e + 3)) % period],
+                plane[(top + min(a + 11, e + 3)) % period],
                 weights[a],
                 weights[a + 1],
                 weights[a + 2],
@@ -385,13 +376,13 @@ def _column_pass_four(acc0, acc1, acc2, acc3, plane, offsets, weights, n_taps, i
             acc2,
             acc3,
             n,
-            _ring_row(plane, q, period),
-            _ring_row(plane, q + 1, period),
-            _ring_row(plane, q + 2, period),
-            _ring_row(plane, q + 3, period),
-            _ring_row(plane, min(q + 4, last), period),
-            _ring_row(plane, min(q + 5, last), period),
-            _ring_row(plane, min(q + 6, last), period),
+            plane[q % period],
+            plane[(q + 1) % period],
+            plane[(q + 2) % period],
+            plane[(q + 3) % period],
+            plane[min(q + 4, last) % period],
+            plane[min(q + 5, last) % period],
+            plane[min(q + 6, last) % period],
             weights[a],
             weights[k1],
             weights[k2],
@@ -420,14 +411,6 @@ def _pad_row(buf, lo, w, source, pad):
         buf[pp] = pad if q < 0 else inner[q]
 
 
-def _tap_view(buf, start, w):
-    """``w`` samples of ``buf`` from ``start``: the row a tap reads."""
-    return buf[start : start + w]
-
-
-_tap_view = numba.njit(inline="always", cache=False)(_tap_view)
-
-
 def _row_pass(acc, bufs, offsets, weights, counts, lo, t, n_terms, add):
     """``acc`` (+)= the sum over terms ``t .. n_terms - 1`` of the row pass of ``bufs[t]``.
 
@@ -452,15 +435,15 @@ def _row_pass(acc, bufs, offsets, weights, counts, lo, t, n_terms, add):
                 acc,
                 run,
                 first,
-                _tap_view(bufs[t], o[b] - lo, w),
-                _tap_view(bufs[t], o[b + 1] - lo, w),
-                _tap_view(bufs[t], o[b + 2] - lo, w),
-                _tap_view(bufs[t], o[b + 3] - lo, w),
-                _tap_view(bufs[t], o[b + 4] - lo, w),
-                _tap_view(bufs[t], o[b + 5] - lo, w),
-                _tap_view(bufs[t], o[b + 6] - lo, w),
-                _tap_view(bufs[t], o[min(b + 7, e)] - lo, w),
-                _tap_view(bufs[t], o[min(b + 8, e)] - lo, w),
+                bufs[t][o[b] - lo : o[b] - lo + w],
+                bufs[t][o[b + 1] - lo : o[b + 1] - lo + w],
+                bufs[t][o[b + 2] - lo : o[b + 2] - lo + w],
+                bufs[t][o[b + 3] - lo : o[b + 3] - lo + w],
+                bufs[t][o[b + 4] - lo : o[b + 4] - lo + w],
+                bufs[t][o[b + 5] - lo : o[b + 5] - lo + w],
+                bufs[t][o[b + 6] - lo : o[b + 6] - lo + w],
+                bufs[t][o[min(b + 7, e)] - lo : o[min(b + 7, e)] - lo + w],
+                bufs[t][o[min(b + 8, e)] - lo : o[min(b + 8, e)] - lo + w],
                 weights[t, b],
                 weights[t, b + 1],
                 weights[t, b + 2],
