@@ -34,6 +34,9 @@ def _calls(rng):
         "depthwise separable": lambda: sc.depthwise_separable_filter(
             channels, np.ones((3, 3, 3)), np.eye(3)[:2]
         ),
+        "uniform last two axes": lambda: sc.uniform_filter(image, 5, mode="constant", cval=0.5),
+        "uniform last axis": lambda: sc.uniform_filter1d(volume, 4, axis=-1),
+        "uniform middle axis": lambda: sc.uniform_filter1d(volume, 3, axis=1, mode="wrap"),
     }
 
 
@@ -89,7 +92,8 @@ def test_a_new_process_finds_the_helpers_of_cached_kernels(tmp_path):
         from napari_sepconv import _helper_calls
         x = np.linspace(0, 1, 40 * 30, dtype=np.float32).reshape(40, 30)
         y = sc.correlate1d(x, [1.0, -2.0, 0.5], axis=-1)
-        print(y.tobytes().hex()[:64], _helper_calls.table().shape[0])
+        z = sc.uniform_filter(x, 3)
+        print(y.tobytes().hex()[:64], z.tobytes().hex()[:64], _helper_calls.table().shape[0])
     """)
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
     command = [sys.executable, "-c", code]

@@ -166,7 +166,7 @@ def _convert(src, dtype):
     return out
 
 
-def run(kernel, *args, taps=DEFAULT_TAPS):
+def run(kernel, *args, taps=DEFAULT_TAPS, calls_helper=False):
     """Call a parallel kernel, serialising calls if the threading layer needs it.
 
     Numba's ``workqueue`` layer (what loads where neither OpenMP nor TBB is
@@ -175,9 +175,12 @@ def run(kernel, *args, taps=DEFAULT_TAPS):
     first parallel call, which therefore always runs under the lock. A small
     call (``args[0]``'s size times ``taps``) runs on the calling thread alone
     (``SERIAL_WORK``). The input (``args[0]``) of a ``_cpu_kernels._Kernel`` is
-    converted by ``kernel_input`` where its type or layout asks for it.
+    converted by ``kernel_input`` where its type or layout asks for it. A plain
+    dispatcher that ``calls_helper`` by address (``_helper_calls``) gets the table of
+    addresses and a one-element array for a missing key after ``args``, as a
+    ``_Kernel`` does.
     """
-    takes_threads = calls_helper = False
+    takes_threads = False
     if isinstance(kernel, _Kernel):
         args = kernel.inputs(args, _convert)
         kernel, takes_threads, calls_helper = kernel.dispatcher, kernel.takes_threads, kernel.calls_helper

@@ -103,6 +103,7 @@ def uniform_pass(engine_name, src, axis, size, origin, mode, cval, dtype, out=No
             out.reshape(outer, n),
             flags,
             out.nbytes >= STREAM_BYTES,
+            calls_helper=True,
         )
         outer_ids, segs = np.nonzero(flags)
         pieces = (
@@ -114,7 +115,7 @@ def uniform_pass(engine_name, src, axis, size, origin, mode, cval, dtype, out=No
         from ._uniform_kernels import COLUMNS
 
         flags = np.zeros((outer, n_seg, -(-inner // COLUMNS)), np.bool_)
-        _cpu.run(middle_axis, src3, source, size, K, cval, divide, out3, flags)
+        _cpu.run(middle_axis, src3, source, size, K, cval, divide, out3, flags, calls_helper=True)
         pieces = _flagged_pieces(flags, K, inner)
     if pieces[0].size:
         fix_segments(src3, source, size, K, cval, divide, out3, *pieces)
@@ -160,6 +161,7 @@ def uniform_last_two(src, first, second, cval, dtype, out=None):
         out.reshape(outer, n0, n1),
         flags,
         out.nbytes >= STREAM_BYTES,
+        calls_helper=True,
     )
     return None if flags.any() else out
 

@@ -32,6 +32,9 @@ swept by :func:`sweep`: the differences of entering and leaving samples in one
 vectorised loop, the running sums of four segments interleaved, the means in
 another vectorised loop) and :func:`last_two_axes` (the last two passes of a
 filter fused band by band, so the intermediate image never goes through memory).
+Each kernel calls its task's work (:func:`band`, :func:`line_segments`,
+:func:`last_two_rows`) by address (``_helper_calls``): compiled once, not again in each
+layer of the parallel loop, which takes a third to a half off a cold compile.
 
 This module imports Numba and is imported on first use only.
 """
@@ -41,6 +44,7 @@ import numpy as np
 from numba import prange
 
 from ._cpu_kernels import _buffer, _enable_cache, _next_task, _task_queue
+from ._helper_calls import helper_call
 from ._streaming import scale_row
 
 # Columns swept together by the other-axes kernel (one contiguous run of a row).
@@ -62,7 +66,15 @@ def _jit(func):
 
 def _helper(func):
     """A kernel's helper, compiled once and cached; kept out of line, where its loop
-    over independent sums is vectorised."""
+    over independent sums is vectorised. Kernels alone call it: it has no Python entry
+    point to build (:func:`fix_segments`, which Python calls, has)."""
+    return _enable_cache(
+        numba.njit(nogil=True, error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)(func)
+    )
+
+
+def _python_entry(func):
+    """A helper that Python calls: as :func:`_helper`, with its Python entry point."""
     return _enable_cache(numba.njit(nogil=True, error_model="numpy")(func))
 
 
@@ -142,7 +154,7 @@ def _segment(src, source, size, cval, divide, out, o, c, a, m):
 segment = _inline(_segment)
 
 
-@_helper
+@_python_entry
 def fix_segments(src, source, size, K, cval, divide, out, outer, starts, columns):
     """:func:`segment` over the flagged pieces ``(outer[t], segment starting at starts[t],
     columns[t, 0] to columns[t, 1])`` of the 3-D (outer, n, inner) arrays."""
@@ -219,7 +231,8 @@ def any_nonfinite(acc):
     return bad != 0.0 or bad != bad
 
 
-def _band(src, source, size, cval, divide, acc, out, o, a, m, c0, w):
+@_helper
+def band(src, source, size, cval, divide, acc, out, o, a, m, c0, w):
     """Outputs ``a`` to ``a + m - 1`` of the columns ``c0`` to ``c0 + w`` of plane ``o``
     along axis 1, the sums in ``acc``; returns whether a sum ended non-finite."""
     empty = src[o, 0, 0:0]
@@ -244,15 +257,17 @@ def _band(src, source, size, cval, divide, acc, out, o, a, m, c0, w):
     return any_nonfinite(acc)
 
 
-band = _inline(_band)
+_call_band = helper_call(band)
 
 
 @_jit
-def middle_axis(src, source, size, K, cval, divide, out, flags):
+def middle_axis(src, source, size, K, cval, divide, out, flags, helpers, missing):
     """Running means along axis 1 of the 3-D ``src`` (outer, n, inner) into ``out``.
 
     A task is one segment of :data:`COLUMNS` columns of one plane; ``flags``
     (outer, segments, column blocks) marks the tasks whose sums ended non-finite.
+    A task's work is :func:`band`, called by address (``helpers``, ``missing``:
+    ``_helper_calls``), so that the parallel loop's layers do not compile it again.
     """
     n_outer, n, n_inner = src.shape
     n_seg = (n + K - 1) // K
@@ -261,6 +276,7 @@ def middle_axis(src, source, size, K, cval, divide, out, flags):
     n_tasks = n_outer * per_outer
     queue = _task_queue(n_tasks)
     for worker in prange(queue.size):
+        sums = _buffer(min(COLUMNS, n_inner), np.float64)
         task = _next_task(queue, worker, n_tasks)
         while task < n_tasks:
             o = task // per_outer
@@ -270,8 +286,9 @@ def middle_axis(src, source, size, K, cval, divide, out, flags):
             c0 = b * COLUMNS
             w = min(COLUMNS, n_inner - c0)
             a = s * K
-            acc = _buffer(w, np.float64)
-            flags[o, s, b] = band(src, source, size, cval, divide, acc, out, o, a, min(K, n - a), c0, w)
+            flags[o, s, b] = _call_band(
+                helpers, missing, (src, source, size, cval, divide, sums[:w], out, o, a, min(K, n - a), c0, w)
+            )
             task = _next_task(queue, worker, n_tasks)
 
 
@@ -396,21 +413,39 @@ def sweep(ext, m, K, size, divide, dst, flags, sums, stream):
 SEGMENTS_PER_TASK = 32
 
 
+@_helper
+def line_segments(row, source, before, lo, m, size, K, cval, divide, out_row, flags, stream, ext, sums):
+    """Outputs ``lo .. lo + m - 1`` of ``row`` into ``out_row`` for :func:`last_axis`: the
+    line extended into ``ext`` and swept by :func:`sweep` (``sums``: the task's buffers,
+    long enough); ``flags`` (its segments) marks the sums that ended non-finite. Returns
+    the number of outputs."""
+    extend(row, source, before, lo, m + size - 1, cval, ext)
+    sweep(ext, m, K, size, divide, out_row[lo : lo + m], flags, sums, stream)
+    return m
+
+
+_call_line_segments = helper_call(line_segments)
+
+
 @_jit
-def last_axis(src, source, before, size, K, cval, divide, out, flags, stream):
+def last_axis(src, source, before, size, K, cval, divide, out, flags, stream, helpers, missing):
     """Running means along the last axis of the 2-D ``src`` (lines, n) into ``out``.
 
     A task is up to :data:`SEGMENTS_PER_TASK` segments of one line, extended into a
     float64 buffer and swept by :func:`sweep`; ``flags`` (lines, segments) marks the
     segments whose sums ended non-finite. Where ``stream``, output rows are written past
-    the caches (``_streaming``).
+    the caches (``_streaming``). A task's work is :func:`line_segments`, called by
+    address (``helpers``, ``missing``: ``_helper_calls``).
     """
     n_lines, n = src.shape
     n_seg = (n + K - 1) // K
     per_line = (n_seg + SEGMENTS_PER_TASK - 1) // SEGMENTS_PER_TASK
     n_tasks = n_lines * per_line
+    longest = min(SEGMENTS_PER_TASK * K, n)  # a task's outputs, at most
     queue = _task_queue(n_tasks)
     for worker in prange(queue.size):
+        ext = _buffer(longest + size - 1, np.float64)
+        sums = _buffer(longest, np.float64)
         task = _next_task(queue, worker, n_tasks)
         while task < n_tasks:
             line = task // per_line
@@ -418,10 +453,26 @@ def last_axis(src, source, before, size, K, cval, divide, out, flags, stream):
             q1 = min(q0 + SEGMENTS_PER_TASK, n_seg)
             lo = q0 * K
             m = min(q1 * K, n) - lo
-            ext = _buffer(m + size - 1, np.float64)
-            sums = _buffer(m, np.float64)
-            extend(src[line], source, before, lo, m + size - 1, cval, ext)
-            sweep(ext, m, K, size, divide, out[line, lo : lo + m], flags[line, q0:q1], sums, stream)
+            _call_line_segments(
+                helpers,
+                missing,
+                (
+                    src[line],
+                    source,
+                    before,
+                    lo,
+                    m,
+                    size,
+                    K,
+                    cval,
+                    divide,
+                    out[line],
+                    flags[line, q0:q1],
+                    stream,
+                    ext,
+                    sums,
+                ),
+            )
             task = _next_task(queue, worker, n_tasks)
 
 
@@ -442,9 +493,86 @@ def fill_border(ext, source, before, n, cval):
         ext[k] = cval if j < 0 else ext[before + j]
 
 
+@_helper
+def last_two_rows(
+    src,
+    o,
+    a,
+    m,
+    source0,
+    size0,
+    source1,
+    before1,
+    size1,
+    K1,
+    cval,
+    divide0,
+    divide1,
+    out,
+    stream,
+    buffers,
+    row_flags,
+):
+    """Rows ``a .. a + m - 1`` (one segment along axis 1) of plane ``o`` for
+    :func:`last_two_axes`, in the task's ``buffers`` (``acc``, then the extended line,
+    then the sums, rows of ``n1 + size1 - 1`` float64 values) and ``row_flags`` (one per
+    segment along axis 2); whether a sum ended non-finite."""
+    n1 = src.shape[2]
+    acc = buffers[0, :n1]
+    ext = buffers[1]
+    sums = buffers[2, :n1]
+    row = ext[before1 : before1 + n1]
+    n_seg1 = row_flags.size
+    row_flags[:] = False
+    empty = src[o, 0, 0:0]
+    bad = False
+    acc[:] = 0.0
+    for k in range(size0):
+        j = source0[a + k]
+        if j < 0:
+            add_value(cval, acc)
+        else:
+            add_row(src[o, j, 0:n1], acc)
+    for i in range(a, a + m):
+        if i == a:
+            means_of(acc, size0, divide0, row)
+        else:
+            j_in = source0[i + size0 - 1]
+            j_out = source0[i - 1]
+            if j_in >= 0 and j_out >= 0:
+                step_rows(src[o, j_in, 0:n1], src[o, j_out, 0:n1], acc, size0, divide0, row)
+            else:
+                row_in = empty if j_in < 0 else src[o, j_in, 0:n1]
+                row_out = empty if j_out < 0 else src[o, j_out, 0:n1]
+                step_border(row_in, cval, row_out, cval, acc, size0, divide0, row)
+        fill_border(ext, source1, before1, n1, cval)
+        sweep(ext, n1, K1, size1, divide1, out[o, i], row_flags, sums, stream)
+        for q in range(n_seg1):
+            bad = bad or row_flags[q]
+    return bad or any_nonfinite(acc)
+
+
+_call_last_two_rows = helper_call(last_two_rows)
+
+
 @_jit
 def last_two_axes(
-    src, source0, size0, K0, source1, before1, size1, K1, cval, divide0, divide1, out, flags, stream
+    src,
+    source0,
+    size0,
+    K0,
+    source1,
+    before1,
+    size1,
+    K1,
+    cval,
+    divide0,
+    divide1,
+    out,
+    flags,
+    stream,
+    helpers,
+    missing,
 ):
     """Axis 1, then axis 2 of the 3-D ``src`` (outer, n0, n1) into ``out``, as
     :func:`middle_axis` (into float64) then :func:`last_axis` compute them.
@@ -454,50 +582,43 @@ def last_two_axes(
     the extended line that :func:`sweep` then runs along axis 2, so the
     intermediate image never goes through memory. ``flags`` (outer, segments)
     marks tasks where a sum ended non-finite. Where ``stream``, output rows are written
-    past the caches (``_streaming``).
+    past the caches (``_streaming``). A task's work is :func:`last_two_rows`, called by
+    address (``helpers``, ``missing``: ``_helper_calls``), so that the parallel loop's
+    layers do not compile it again.
     """
     n_outer, n0, n1 = src.shape
     n_seg = (n0 + K0 - 1) // K0
-    n_seg1 = (n1 + K1 - 1) // K1
     n_tasks = n_outer * n_seg
     queue = _task_queue(n_tasks)
     for worker in prange(queue.size):
-        acc = _buffer(n1, np.float64)
-        ext = _buffer(n1 + size1 - 1, np.float64)
-        sums = _buffer(n1, np.float64)
-        row = ext[before1 : before1 + n1]
-        row_flags = _buffer(n_seg1, np.bool_)
+        buffers = _buffer((3, n1 + size1 - 1), np.float64)
+        row_flags = _buffer((n1 + K1 - 1) // K1, np.bool_)
         task = _next_task(queue, worker, n_tasks)
         while task < n_tasks:
             o = task // n_seg
             s = task - o * n_seg
             a = s * K0
-            m = min(K0, n0 - a)
-            row_flags[:] = False
-            empty = src[o, 0, 0:0]
-            bad = False
-            acc[:] = 0.0
-            for k in range(size0):
-                j = source0[a + k]
-                if j < 0:
-                    add_value(cval, acc)
-                else:
-                    add_row(src[o, j, 0:n1], acc)
-            for i in range(a, a + m):
-                if i == a:
-                    means_of(acc, size0, divide0, row)
-                else:
-                    j_in = source0[i + size0 - 1]
-                    j_out = source0[i - 1]
-                    if j_in >= 0 and j_out >= 0:
-                        step_rows(src[o, j_in, 0:n1], src[o, j_out, 0:n1], acc, size0, divide0, row)
-                    else:
-                        row_in = empty if j_in < 0 else src[o, j_in, 0:n1]
-                        row_out = empty if j_out < 0 else src[o, j_out, 0:n1]
-                        step_border(row_in, cval, row_out, cval, acc, size0, divide0, row)
-                fill_border(ext, source1, before1, n1, cval)
-                sweep(ext, n1, K1, size1, divide1, out[o, i], row_flags, sums, stream)
-                for q in range(n_seg1):
-                    bad = bad or row_flags[q]
-            flags[o, s] = bad or any_nonfinite(acc)
+            flags[o, s] = _call_last_two_rows(
+                helpers,
+                missing,
+                (
+                    src,
+                    o,
+                    a,
+                    min(K0, n0 - a),
+                    source0,
+                    size0,
+                    source1,
+                    before1,
+                    size1,
+                    K1,
+                    cval,
+                    divide0,
+                    divide1,
+                    out,
+                    stream,
+                    buffers,
+                    row_flags,
+                ),
+            )
             task = _next_task(queue, worker, n_tasks)
