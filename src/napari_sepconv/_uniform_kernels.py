@@ -417,11 +417,9 @@ SEGMENTS_PER_TASK = 32
 def line_segments(row, source, before, lo, m, size, K, cval, divide, out_row, flags, stream, ext, sums):
     """Outputs ``lo .. lo + m - 1`` of ``row`` into ``out_row`` for :func:`last_axis`: the
     line extended into ``ext`` and swept by :func:`sweep` (``sums``: the task's buffers,
-    long enough); ``flags`` (its segments) marks the sums that ended non-finite. Returns
-    the number of outputs."""
+    long enough); ``flags`` (its segments) marks the sums that ended non-finite."""
     extend(row, source, before, lo, m + size - 1, cval, ext)
     sweep(ext, m, K, size, divide, out_row[lo : lo + m], flags, sums, stream)
-    return m
 
 
 _call_line_segments = helper_call(line_segments)
