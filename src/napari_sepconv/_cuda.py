@@ -1516,7 +1516,8 @@ def _pointwise_recipe(src, out, weights, bias):
 def cast_output(result, dtype, output):
     """scipy.ndimage's output handling: fill ``output`` if it is an array, else cast.
 
-    A host ``output`` is filled with scipy's casts (``_casting``), overflow included.
+    Both take scipy's casts (``_casting``), overflow included: a host ``output`` is
+    filled on the host, a new device array by the ``cast`` kernel.
     """
     if isinstance(output, np.ndarray):
         return _casting.cast_output(result.copy_to_host(), dtype, output)
