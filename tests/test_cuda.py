@@ -693,6 +693,8 @@ def _ptx_cases():
             if name == "cast":
                 pairs = [(np.float64, np.uint8), (np.float32, np.bool_), (np.float64, np.float32)]
                 pairs += [(np.float32, np.uint64), (np.float64, np.int64), (np.float64, np.int32)]
+                pairs += [(np.float32, np.int8), (np.float64, np.uint16), (np.float32, np.int16)]
+                pairs += [(np.float64, np.uint32), (np.float64, np.bool_)]
             for src, dtype in pairs:
                 label = f"{name}-{variant}-{np.dtype(src).name}-{np.dtype(dtype).name}"
                 cases.append(pytest.param(name, variant, src, dtype, id=label))
