@@ -113,3 +113,39 @@ def test_a_helper_still_missing_after_loading_is_an_error_not_a_loop(monkeypatch
     monkeypatch.setattr(_helper_calls, "resolve", lambda key: None)  # loads nothing
     with pytest.raises(RuntimeError, match="did not find its helper"):
         sc.correlate1d(image, [1.0, 2.0], axis=-1)
+
+
+@pytest.mark.parametrize("shape", [(30, 41), (3, 23, 17)])
+def test_a_kernel_adding_to_its_output_adds_once_while_its_helpers_load(shape, monkeypatch):
+    """The fused kernel's task helper calls the passes by address, all looked up before it
+    writes: a run that finds one missing leaves an output it adds to as it was."""
+    from napari_sepconv import _cpu, _helper_calls
+    from napari_sepconv._boundary import CONSTANT, REFLECT
+    from napari_sepconv._cpu_kernels import SUM
+
+    rng = np.random.default_rng(3)
+    src = rng.random(shape).astype(np.float32)
+    before = rng.random(shape).astype(np.float32)
+    cols = ((np.arange(-4, 5), rng.random(9)), (np.array([-1, 2]), rng.random(2)))
+    rows = ((np.arange(-3, 4), rng.random(7)), (np.array([0, 3]), rng.random(2)))
+    args = (src, cols, rows, REFLECT, CONSTANT, 0.5, (0.25, 0.75), SUM, 1.0, True)
+    expected = before.copy()
+    _cpu.separable_2d(*args, expected)  # the helpers compiled and loaded
+    monkeypatch.setattr(_helper_calls, "_table", np.zeros((0, 2), np.int64))
+    resolved = []
+    resolve = _helper_calls.resolve
+    monkeypatch.setattr(_helper_calls, "resolve", lambda key: (resolved.append(key), resolve(key)))
+    again = before.copy()
+    _cpu.separable_2d(*args, again)
+    assert len(resolved) == 4  # the task helper, then each of the passes it calls
+    np.testing.assert_array_equal(again, expected)
+
+
+def test_a_helper_calling_one_it_did_not_look_up_is_an_error():
+    from napari_sepconv import _cpu
+
+    def call(kernel, args, taps, takes_threads):
+        args[-1][0] = -1  # what a call site marked ``looked_up`` writes when its key is missing
+
+    with pytest.raises(RuntimeError, match="not looked up first"):
+        _cpu._call_loading_helpers(call, "kernel", (), 1, False)

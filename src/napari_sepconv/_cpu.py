@@ -200,6 +200,8 @@ def _call_loading_helpers(call, kernel, args, taps, takes_threads):
         key = int(missing[0])
         if key == 0:
             return result
+        if key < 0:  # a helper called by address called one it had not looked up first
+            raise RuntimeError(f"{kernel}: a helper called a helper it had not looked up first")
         if key in loaded:  # loaded, yet not found: never call again
             raise RuntimeError(f"{kernel} did not find its helper ({key:016x}) in the table")
         _helper_calls.resolve(key)

@@ -119,43 +119,63 @@ def resolve(key):
         _table = np.concatenate([_table, np.array([[key, address]], np.int64)])
 
 
-def _lookup(helpers, missing, key):
-    """The address of ``key`` in the table ``helpers``; 0 (with ``missing[0] = key``) if absent."""
+def _lookup(helpers, missing, key, mark):
+    """The address of ``key`` in the table ``helpers``; 0 (with ``missing[0] = mark``) if absent."""
     for i in range(helpers.shape[0]):
         if helpers[i, 0] == key:
             return helpers[i, 1]
-    missing[0] = key
+    missing[0] = mark
     return 0
 
 
-def helper_call(helper):
+def _address_of(context, builder, signature, llargs, key, mark):
+    """Code looking ``key`` up in a kernel's table (``_lookup``): the address, or 0."""
+    helpers_value, missing_value, _ = llargs
+    return context.compile_internal(
+        builder,
+        _lookup,
+        types.int64(signature.args[0], signature.args[1], types.int64, types.int64),
+        [
+            helpers_value,
+            missing_value,
+            context.get_constant(types.int64, key),
+            context.get_constant(types.int64, mark),
+        ],
+    )
+
+
+def _typed(helper, args):
+    """The types of ``args`` for ``helper`` and their key, recorded (``_record``)."""
+    argtypes = tuple(types.unliteral(t) for t in args.types)
+    key = _key(helper, argtypes)
+    _record(key, helper, argtypes)
+    return argtypes, key
+
+
+def helper_call(helper, *, looked_up=False):
     """``call(helpers, missing, args)``: ``helper(*args)`` for a kernel, through its address.
 
     ``helpers`` is :func:`table`, ``missing`` a one-element int64 array. Where the table
     has no address for the call's key, the call does nothing and returns the zero of the
     helper's result type (``False`` for a flag), and ``missing[0]`` holds the key.
+
+    ``looked_up``: the caller, itself a helper called by address, looked the key up first
+    (:func:`helper_found`), so a missing key is an error: ``missing[0]`` then holds -1.
     """
 
     @numba.extending.intrinsic
     def call(typingctx, helpers, missing, args):
-        argtypes = tuple(types.unliteral(t) for t in args.types)
+        argtypes, key = _typed(helper, args)
         restype = _compiled(helper, argtypes).signature.return_type
-        key = _key(helper, argtypes)
-        _record(key, helper, argtypes)
 
         def codegen(context, builder, signature, llargs):
-            helpers_value, missing_value, values = llargs
-            address = context.compile_internal(
-                builder,
-                _lookup,
-                types.int64(signature.args[0], signature.args[1], types.int64),
-                [helpers_value, missing_value, context.get_constant(types.int64, key)],
-            )
+            address = _address_of(context, builder, signature, llargs, key, -1 if looked_up else key)
             result = cgutils.alloca_once_value(builder, context.get_constant_null(restype))
             found = builder.icmp_signed("!=", address, address.type(0))
             with builder.if_then(found, likely=True):
                 function_type = context.call_conv.get_function_type(restype, argtypes)
                 function = builder.inttoptr(address, function_type.as_pointer())
+                values = llargs[2]
                 arguments = [
                     context.cast(builder, builder.extract_value(values, i), t, argtypes[i])
                     for i, t in enumerate(args.types)
@@ -167,3 +187,28 @@ def helper_call(helper):
         return restype(helpers, missing, args), codegen
 
     return call
+
+
+def helper_found(helper):
+    """``found(helpers, missing, args)``: whether the table ``helpers`` has an address for
+    ``helper`` and the types of ``args``, whose values are not read; where it has none,
+    ``missing[0]`` holds the key, as after a call.
+
+    A helper called by address that calls helpers by address itself looks them all up
+    first and writes nothing unless all are found: its kernel, called again once the
+    engine has loaded the missing one, may add to its output (``accumulate``), which a
+    first, partial run must have left as it was. Its calls are then
+    ``helper_call(helper, looked_up=True)``.
+    """
+
+    @numba.extending.intrinsic
+    def found(typingctx, helpers, missing, args):
+        _, key = _typed(helper, args)
+
+        def codegen(context, builder, signature, llargs):
+            address = _address_of(context, builder, signature, llargs, key, key)
+            return builder.icmp_signed("!=", address, address.type(0))
+
+        return types.boolean(helpers, missing, args), codegen
+
+    return found
