@@ -24,7 +24,7 @@ from ._cpu_kernels import (
     _source_index,
     _task_queue,
 )
-from ._helper_calls import helper_call
+from ._helper_calls import helper_call, helper_found
 from ._sweeps import _place, _sweep, _sweep_two, _sweep_two7, _sweep_two8
 
 
@@ -187,6 +187,14 @@ def _depthwise_taps_3x3(part, tiles, tap_x, lo, n_out, top, middle, bottom):
 
 
 _depthwise_taps_3x3 = _helper(_depthwise_taps_3x3)
+# ``_depthwise_2d_rows`` calls its helpers by address (``_helper_calls``), so that their
+# code is not linked into it and optimised again
+_call_fill_pixels = helper_call(_fill_pixels, looked_up=True)
+_call_taps_row = helper_call(_depthwise_taps_row, looked_up=True)
+_call_taps_3x3 = helper_call(_depthwise_taps_3x3, looked_up=True)
+_fill_pixels_found = helper_found(_fill_pixels)
+_taps_row_found = helper_found(_depthwise_taps_row)
+_taps_3x3_found = helper_found(_depthwise_taps_3x3)
 
 
 def _depthwise_2d_rows(
@@ -211,15 +219,31 @@ def _depthwise_2d_rows(
     inner_last,
     nine,
     buf,
+    helpers,
+    missing,
 ):
     """Output rows ``first .. last - 1`` of plane ``p`` of ``_depthwise_2d``.
 
     ``buf`` (``(chunk + hi - lo) * C * M`` values) is the task's buffer for
-    border-extended pixels.
+    border-extended pixels. Its helpers are called by address (``helpers``, ``missing``:
+    ``_helper_calls``), all looked up before anything is written: where one is missing,
+    nothing is done.
     """
     h, w, n_in = src.shape[1], src.shape[2], src.shape[3]
     n_out = n_in * multiplier
     n_taps = tap_y.size
+    part = _flat(out[p, first])[:0]  # arguments of the types the calls below pass
+    window = _flat(src[p, 0])[:0]
+    read_in_place = (part, tap_tiles, tap_x, tap_has_zero, 0, 0, lo, n_out, window, True)
+    copied = (part, tap_tiles, tap_x, tap_has_zero, 0, 0, lo, n_out, buf[:0], True)
+    fill = (buf, src[p, 0], 0, 0, w, n_in, multiplier, mode_x, True, cval)
+    ready = _taps_row_found(helpers, missing, read_in_place) and _taps_row_found(helpers, missing, copied)
+    ready = ready and _fill_pixels_found(helpers, missing, fill)
+    if nine:  # the nine taps of a dense 3x3 kernel in one sweep
+        nine_taps = (part, tap_tiles, tap_x, lo, n_out, window, window, window)
+        ready = ready and _taps_3x3_found(helpers, missing, nine_taps)
+    if not ready:
+        return
     for r in range(first, last):
         i = row_start + r
         row_out = _flat(out[p, r])
@@ -242,15 +266,19 @@ def _depthwise_2d_rows(
                 q2 = _source_index(i + tap_y[6], h, mode_y)
                 if q0 >= 0 and q1 >= 0 and q2 >= 0:
                     at = (x0 + lo) * n_in
-                    _depthwise_taps_3x3(
-                        part,
-                        tap_tiles,
-                        tap_x,
-                        lo,
-                        n_out,
-                        _flat(src[p, q0])[at : at + span],
-                        _flat(src[p, q1])[at : at + span],
-                        _flat(src[p, q2])[at : at + span],
+                    _call_taps_3x3(
+                        helpers,
+                        missing,
+                        (
+                            part,
+                            tap_tiles,
+                            tap_x,
+                            lo,
+                            n_out,
+                            _flat(src[p, q0])[at : at + span],
+                            _flat(src[p, q1])[at : at + span],
+                            _flat(src[p, q2])[at : at + span],
+                        ),
                     )
                     t = n_taps
             while t < n_taps:
@@ -262,11 +290,10 @@ def _depthwise_2d_rows(
                 if in_place and q >= 0:
                     at = (x0 + lo) * n_in
                     window = _flat(src[p, q])[at : at + span]
-                    _depthwise_taps_row(
-                        part, tap_tiles, tap_x, tap_has_zero, t, end, lo, n_out, window, t == 0
-                    )
+                    taps = (part, tap_tiles, tap_x, tap_has_zero, t, end, lo, n_out, window, t == 0)
+                    _call_taps_row(helpers, missing, taps)
                 else:
-                    _fill_pixels(
+                    pixels = (
                         buf,
                         src[p, max(q, 0)],
                         x0 + lo,
@@ -278,9 +305,9 @@ def _depthwise_2d_rows(
                         q < 0,
                         cval,
                     )
-                    _depthwise_taps_row(
-                        part, tap_tiles, tap_x, tap_has_zero, t, end, lo, n_out, buf[:span], t == 0
-                    )
+                    _call_fill_pixels(helpers, missing, pixels)
+                    taps = (part, tap_tiles, tap_x, tap_has_zero, t, end, lo, n_out, buf[:span], t == 0)
+                    _call_taps_row(helpers, missing, taps)
                 t = end
             x0 += n_px
 
@@ -364,6 +391,8 @@ def _depthwise_2d(
                     inner_last,
                     nine,
                     buf,
+                    helpers,
+                    missing,
                 ),
             )
             task = _next_task(queue, worker, n_tasks)
@@ -552,6 +581,13 @@ def _scatter_planar(planar_rows, n_rows, n, out_rows, x_first):
 _gather_planar = _helper(_gather_planar)
 _planar_channel = _helper(_planar_channel)
 _scatter_planar = _helper(_scatter_planar)
+# ``_depthwise_planar_rows`` calls them by address, as ``_depthwise_2d_rows`` its helpers
+_call_gather_planar = helper_call(_gather_planar, looked_up=True)
+_call_planar_channel = helper_call(_planar_channel, looked_up=True)
+_call_scatter_planar = helper_call(_scatter_planar, looked_up=True)
+_gather_planar_found = helper_found(_gather_planar)
+_planar_channel_found = helper_found(_planar_channel)
+_scatter_planar_found = helper_found(_scatter_planar)
 
 
 def _depthwise_planar_rows(
@@ -572,18 +608,29 @@ def _depthwise_planar_rows(
     chunk,
     planar,
     result,
+    helpers,
+    missing,
 ):
     """Output rows ``first .. last - 1`` of plane ``p`` of ``_depthwise_planar``.
 
     ``planar`` (C*M, ``last - first + kh - 1``, ``chunk + kw - 1``) and
-    ``result`` (2, C*M, ``chunk``) are the task's buffers.
+    ``result`` (2, C*M, ``chunk``) are the task's buffers. Its helpers are called by
+    address, all looked up before anything is written (as in ``_depthwise_2d_rows``).
     """
     h, w = src.shape[1], src.shape[2]
     n_out = result.shape[1]
     kw = columns.shape[1]
+    row = result[0, 0, :0]  # arguments of the types the calls below pass
+    gather = (planar, 0, src[p], 0, 0, h, w, multiplier, mode_y, mode_x, cval)
+    if not (
+        _gather_planar_found(helpers, missing, gather)
+        and _planar_channel_found(helpers, missing, (row, row, True, planar[0], 0, columns[0], dense[0]))
+        and _scatter_planar_found(helpers, missing, (result, 0, 0, out[p, first:first], 0))
+    ):
+        return
     for x0 in range(0, w, chunk):
         n_px = min(chunk, w - x0)
-        _gather_planar(
+        gather = (
             planar,
             n_px + kw - 1,
             src[p],
@@ -596,15 +643,23 @@ def _depthwise_planar_rows(
             mode_x,
             cval,
         )
+        _call_gather_planar(helpers, missing, gather)
         r = first
         while r < last:
             two = last - r > 1
             for k in range(n_out):
-                _planar_channel(
-                    result[0, k, :n_px], result[1, k, :n_px], two, planar[k], r - first, columns[k], dense[k]
+                channel = (
+                    result[0, k, :n_px],
+                    result[1, k, :n_px],
+                    two,
+                    planar[k],
+                    r - first,
+                    columns[k],
+                    dense[k],
                 )
+                _call_planar_channel(helpers, missing, channel)
             count = 2 if two else 1
-            _scatter_planar(result, count, n_px, out[p, r : r + count], x0)
+            _call_scatter_planar(helpers, missing, (result, count, n_px, out[p, r : r + count], x0))
             r += count
 
 
@@ -674,6 +729,8 @@ def _depthwise_planar(
                     chunk,
                     planar,
                     result,
+                    helpers,
+                    missing,
                 ),
             )
             task = _next_task(queue, worker, n_tasks)
