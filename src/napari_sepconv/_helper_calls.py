@@ -17,6 +17,12 @@ the helper and its types (:func:`resolve`: recorded when the kernel was typed, i
 process or in a file beside the cached kernels), compiles or loads the helper, adds its
 address and calls the kernel again. A kernel never calls an address of other types.
 
+Helpers that call helpers: a task helper may call its own passes by address too, so that
+their code is not linked into it and optimised once more. It looks every one of them up
+first (:func:`helper_found`) and does nothing unless all are there, so that a kernel called
+again never finds part of its output already written (or added to); its calls are
+``helper_call(helper, looked_up=True)``, for which a missing address is an error.
+
 This module imports Numba and is imported on first use only (by the CPU engine and the
 kernels' modules).
 """
