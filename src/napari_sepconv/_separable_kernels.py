@@ -27,6 +27,7 @@ from ._cpu_kernels import (
     _task_queue,
 )
 from ._helper_calls import helper_call, helper_found
+from ._shifted_sweeps import shifted_run
 from ._sweeps import _place, _sweep
 
 
@@ -423,7 +424,9 @@ def _row_pass(acc, bufs, offsets, weights, counts, lo, t, n_terms, add):
     ``bufs[t]`` is term ``t``'s padded row (``bufs[t, p]`` is x = p + lo).
     The taps of all the terms go through a few sweeps over ``acc`` (seven to
     nine of one term, or up to four), so a sum of separable terms writes its
-    output row once, with no row per term.
+    output row once, with no row per term. A sweep of seven to nine consecutive taps
+    shifts one window in registers (``shifted_run``, where the CPU has 512-bit vectors),
+    and ``_row_run`` sweeps the samples it leaves, in the same order of operations.
     """
     w = acc.size
     first = not add  # the first sweep writes acc without reading it
@@ -437,19 +440,7 @@ def _row_pass(acc, bufs, offsets, weights, counts, lo, t, n_terms, add):
         if run > 0:  # seven to nine taps of one term in one sweep
             o = offsets[t]
             e = b + run - 1  # taps past the run's last repeat it (unused)
-            _row_run(
-                acc,
-                run,
-                first,
-                bufs[t][o[b] - lo : o[b] - lo + w],
-                bufs[t][o[b + 1] - lo : o[b + 1] - lo + w],
-                bufs[t][o[b + 2] - lo : o[b + 2] - lo + w],
-                bufs[t][o[b + 3] - lo : o[b + 3] - lo + w],
-                bufs[t][o[b + 4] - lo : o[b + 4] - lo + w],
-                bufs[t][o[b + 5] - lo : o[b + 5] - lo + w],
-                bufs[t][o[b + 6] - lo : o[b + 6] - lo + w],
-                bufs[t][o[min(b + 7, e)] - lo : o[min(b + 7, e)] - lo + w],
-                bufs[t][o[min(b + 8, e)] - lo : o[min(b + 8, e)] - lo + w],
+            taps = (
                 weights[t, b],
                 weights[t, b + 1],
                 weights[t, b + 2],
@@ -460,6 +451,37 @@ def _row_pass(acc, bufs, offsets, weights, counts, lo, t, n_terms, add):
                 weights[t, min(b + 7, e)],
                 weights[t, min(b + 8, e)],
             )
+            consecutive = True  # the taps read one window, shifted by one sample a tap
+            for k in range(1, run):
+                consecutive = consecutive and o[b + k] == o[b] + k
+            done = 0  # samples swept with the window shifted in registers (``shifted_run``)
+            if consecutive:
+                done = shifted_run(acc, bufs[t], o[b] - lo, run, first, taps)
+            if done < w:
+                s = o[b] - lo + done  # the rest, from sample ``done`` on
+                _row_run(
+                    acc[done:],
+                    run,
+                    first,
+                    bufs[t][s : s + w - done],
+                    bufs[t][s + o[b + 1] - o[b] : s + o[b + 1] - o[b] + w - done],
+                    bufs[t][s + o[b + 2] - o[b] : s + o[b + 2] - o[b] + w - done],
+                    bufs[t][s + o[b + 3] - o[b] : s + o[b + 3] - o[b] + w - done],
+                    bufs[t][s + o[b + 4] - o[b] : s + o[b + 4] - o[b] + w - done],
+                    bufs[t][s + o[b + 5] - o[b] : s + o[b + 5] - o[b] + w - done],
+                    bufs[t][s + o[b + 6] - o[b] : s + o[b + 6] - o[b] + w - done],
+                    bufs[t][s + o[min(b + 7, e)] - o[b] : s + o[min(b + 7, e)] - o[b] + w - done],
+                    bufs[t][s + o[min(b + 8, e)] - o[b] : s + o[min(b + 8, e)] - o[b] + w - done],
+                    taps[0],
+                    taps[1],
+                    taps[2],
+                    taps[3],
+                    taps[4],
+                    taps[5],
+                    taps[6],
+                    taps[7],
+                    taps[8],
+                )
             first = False
             b += run
             if b == counts[t]:

@@ -1,0 +1,67 @@
+"""The row pass's sweep with the window shifted in registers (``_shifted_sweeps``) gives
+the bits of the plain chain of fused multiply-adds, and reads only inside the row."""
+
+import numpy as np
+import pytest
+
+numba = pytest.importorskip("numba")
+
+from napari_sepconv._cpu_kernels import _fmuladd  # noqa: E402
+from napari_sepconv._shifted_sweeps import TAPS, shifted_run  # noqa: E402
+
+
+@numba.njit
+def _shifted(acc, row, start, run, first, taps):
+    return shifted_run(acc, row, start, run, first, taps)
+
+
+@numba.njit
+def _chain(acc, row, start, run, first, taps):
+    """``_separable_kernels._row_run``'s chain, one sample at a time."""
+    for j in range(acc.size):
+        s = acc.dtype.type(0) if first else acc[j]
+        for k in range(run):
+            s = _fmuladd(row[start + j + k], taps[k], s)
+        acc[j] = s
+
+
+def _wide_vectors():
+    import llvmlite.binding as llvm
+
+    return bool(llvm.get_host_cpu_features().get("avx512f", False))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_shifted_sweep_gives_the_chains_bits_and_reads_inside_the_row(dtype):
+    rng = np.random.default_rng(7)
+    lanes = 64 // np.dtype(dtype).itemsize
+    swept_any = False
+    for n in [0, 1, lanes - 1, lanes, lanes + 1, 2 * lanes - 1, 2 * lanes, 2 * lanes + 3, 100, 2048]:
+        for start in [0, 1, 5, 9, lanes]:
+            for run in (7, 8, 9):
+                for slack in (0, 1, lanes - 1, lanes + 7):
+                    first = bool(rng.integers(2))
+                    row = rng.standard_normal(start + n + run - 1 + slack).astype(dtype)
+                    row[rng.integers(row.size, size=2)] = [np.nan, np.inf][: min(2, row.size)]
+                    taps = tuple(dtype(v) for v in rng.standard_normal(TAPS))
+                    before = rng.standard_normal(n).astype(dtype)
+                    expected = before.copy()
+                    _chain(expected, row, start, run, first, taps)
+                    got = before.copy()
+                    done = _shifted(got, row, start, run, first, taps)
+                    assert 0 <= done <= n and done % lanes == 0
+                    if done:  # its last step read row[start + done - lanes .. start + done + lanes)
+                        assert start + done + lanes <= row.size
+                        swept_any = True
+                    np.testing.assert_array_equal(got[done:], before[done:])  # left to the caller
+                    _chain(got[done:], row[done:], start, run, first, taps)
+                    assert got.tobytes() == expected.tobytes(), (n, start, run, slack, first)
+    assert swept_any == _wide_vectors()  # on a CPU with 512-bit vectors, the shifts ran
+
+
+@pytest.mark.parametrize("run", [0, 6, 10])
+def test_a_run_it_has_no_sweep_for_is_left_to_the_caller(run):
+    row = np.ones(200, np.float32)
+    acc = np.full(100, 7.0, np.float32)
+    assert _shifted(acc, row, 0, run, True, (np.float32(1.0),) * TAPS) == 0
+    assert (acc == 7.0).all()
