@@ -65,3 +65,43 @@ def test_a_run_it_has_no_sweep_for_is_left_to_the_caller(run):
     acc = np.full(100, 7.0, np.float32)
     assert _shifted(acc, row, 0, run, True, (np.float32(1.0),) * TAPS) == 0
     assert (acc == 7.0).all()
+
+
+_HASWELL = (
+    "+64bit,+avx,+avx2,+bmi,+bmi2,+cmov,+cx16,+f16c,+fma,+fxsr,+lzcnt,+mmx,+movbe,+pclmul,"
+    "+popcnt,+sahf,+sse,+sse2,+sse3,+sse4.1,+sse4.2,+ssse3,+xsave"
+)
+
+_HASHES = """
+import hashlib, numpy as np, napari_sepconv as sc
+rng = np.random.default_rng(3)
+img = rng.standard_normal((37, 301)).astype(np.float32)
+w15 = rng.standard_normal(15)
+outs = [sc.gaussian_filter(img, 2.0), sc.gaussian_filter(img.astype(np.float64), 3.0, mode="wrap"),
+        sc.separable_filter(img, [w15, w15], mode="constant", cval=0.5)]
+from numba.core.registry import cpu_target
+from napari_sepconv._shifted_sweeps import _vector_bytes
+digest = hashlib.sha256(b"".join(o.tobytes() for o in outs)).hexdigest()
+print(_vector_bytes(cpu_target.target_context), digest)
+"""
+
+
+def test_a_cpu_without_wide_vectors_gives_the_same_bits(tmp_path):
+    """Compiled for a CPU without AVX-512 (``NUMBA_CPU_NAME``, ``NUMBA_CPU_FEATURES``), the row
+    pass sweeps with its own loops alone: the same values as with the shifted windows."""
+    import os
+    import subprocess
+    import sys
+
+    def run(**env):
+        proc = subprocess.run(
+            [sys.executable, "-c", _HASHES], capture_output=True, text=True, env=dict(os.environ, **env)
+        )
+        assert proc.returncode == 0, proc.stderr
+        vector_bytes, digest = proc.stdout.split()
+        return int(vector_bytes), digest
+
+    here = run()
+    plain = run(NUMBA_CPU_NAME="haswell", NUMBA_CPU_FEATURES=_HASWELL, NUMBA_CACHE_DIR=str(tmp_path))
+    assert here[0] == (64 if _wide_vectors() else 0) and plain[0] == 0
+    assert plain[1] == here[1]
