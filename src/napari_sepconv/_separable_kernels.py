@@ -27,8 +27,8 @@ from ._cpu_kernels import (
     _task_queue,
 )
 from ._helper_calls import helper_call, helper_found
-from ._shifted_sweeps import shifted_run
 from ._sweeps import _place, _sweep
+from ._vector_sweeps import four_row_run, shifted_run
 
 
 def _chain4(s, j, r0, r1, r2, r3, w0, w1, w2, w3):
@@ -319,7 +319,9 @@ def _column_pass_four(acc0, acc1, acc2, acc3, plane, offsets, weights, n_taps, i
     ``plane[q % period]``: ``plane`` is the image plane (``period`` its height) or a
     ring of copied or converted rows, whose rows may be longer than the image's
     (``_ring_width``: the sweeps read as many samples as they write). The rows are
-    indexed here, not through a helper Numba would inline at each of the 19 sites.
+    indexed here, not through a helper Numba would inline at each of the 19 sites. A sweep
+    of seven to nine taps goes through ``four_row_run`` first (eight chains at once, where
+    the CPU has 512-bit vectors), and ``_quad_run`` sweeps the samples it leaves.
     """
     top = i + offsets[0]  # the source row of tap 0 for output row i
     first = True  # the first sweep writes the rows without reading them
@@ -335,13 +337,7 @@ def _column_pass_four(acc0, acc1, acc2, acc3, plane, offsets, weights, n_taps, i
             continue
         if run > 0:  # seven to nine taps in one sweep
             e = a + run - 1  # rows and weights past the run's last tap repeat it (unused)
-            _quad_run(
-                acc0,
-                acc1,
-                acc2,
-                acc3,
-                run,
-                first,
+            rows = (
                 plane[(top + a) % period],
                 plane[(top + a + 1) % period],
                 plane[(top + a + 2) % period],
@@ -354,6 +350,8 @@ def _column_pass_four(acc0, acc1, acc2, acc3, plane, offsets, weights, n_taps, i
                 plane[(top + a + 9) % period],
                 plane[(top + min(a + 10, e + 3)) % period],
                 plane[(top + min(a + 11, e + 3)) % period],
+            )
+            taps = (
                 weights[a],
                 weights[a + 1],
                 weights[a + 2],
@@ -364,6 +362,37 @@ def _column_pass_four(acc0, acc1, acc2, acc3, plane, offsets, weights, n_taps, i
                 weights[min(a + 7, e)],
                 weights[min(a + 8, e)],
             )
+            done = four_row_run((acc0, acc1, acc2, acc3), rows, run, first, taps)
+            if done < acc0.size:  # the rest, from sample ``done`` on
+                _quad_run(
+                    acc0[done:],
+                    acc1[done:],
+                    acc2[done:],
+                    acc3[done:],
+                    run,
+                    first,
+                    rows[0][done:],
+                    rows[1][done:],
+                    rows[2][done:],
+                    rows[3][done:],
+                    rows[4][done:],
+                    rows[5][done:],
+                    rows[6][done:],
+                    rows[7][done:],
+                    rows[8][done:],
+                    rows[9][done:],
+                    rows[10][done:],
+                    rows[11][done:],
+                    taps[0],
+                    taps[1],
+                    taps[2],
+                    taps[3],
+                    taps[4],
+                    taps[5],
+                    taps[6],
+                    taps[7],
+                    taps[8],
+                )
             first = False
             a += run
             continue

@@ -36,7 +36,7 @@ _KERNEL_SOURCES = (
     "_cpu_kernels.py",
     "_boundary.py",
     "_sweeps.py",
-    "_shifted_sweeps.py",
+    "_vector_sweeps.py",
     "_streaming.py",
     "_line_kernels.py",
     "_separable_kernels.py",

@@ -1,4 +1,4 @@
-"""The row pass's sweep with the window shifted in registers (``_shifted_sweeps``) gives
+"""The row pass's sweep with the window shifted in registers (``_vector_sweeps``) gives
 the bits of the plain chain of fused multiply-adds, and reads only inside the row."""
 
 import numpy as np
@@ -7,7 +7,7 @@ import pytest
 numba = pytest.importorskip("numba")
 
 from napari_sepconv._cpu_kernels import _fmuladd  # noqa: E402
-from napari_sepconv._shifted_sweeps import TAPS, shifted_run  # noqa: E402
+from napari_sepconv._vector_sweeps import ROWS, TAPS, four_row_run, shifted_run  # noqa: E402
 
 
 @numba.njit
@@ -23,6 +23,23 @@ def _chain(acc, row, start, run, first, taps):
         for k in range(run):
             s = _fmuladd(row[start + j + k], taps[k], s)
         acc[j] = s
+
+
+@numba.njit
+def _four(accs, rows, run, first, taps):
+    return four_row_run(accs, rows, run, first, taps)
+
+
+@numba.njit
+def _four_chains(accs, rows, start, run, first, taps):
+    """``_separable_kernels._quad_run``'s chains from sample ``start`` on, one sample at a time."""
+    for r in range(4):
+        acc = accs[r]
+        for j in range(start, acc.size):
+            s = acc.dtype.type(0) if first else acc[j]
+            for k in range(run):
+                s = _fmuladd(rows[r + k][j], taps[k], s)
+            acc[j] = s
 
 
 def _wide_vectors():
@@ -80,7 +97,7 @@ w15 = rng.standard_normal(15)
 outs = [sc.gaussian_filter(img, 2.0), sc.gaussian_filter(img.astype(np.float64), 3.0, mode="wrap"),
         sc.separable_filter(img, [w15, w15], mode="constant", cval=0.5)]
 from numba.core.registry import cpu_target
-from napari_sepconv._shifted_sweeps import _vector_bytes
+from napari_sepconv._vector_sweeps import _vector_bytes
 digest = hashlib.sha256(b"".join(o.tobytes() for o in outs)).hexdigest()
 print(_vector_bytes(cpu_target.target_context), digest)
 """
@@ -105,3 +122,35 @@ def test_a_cpu_without_wide_vectors_gives_the_same_bits(tmp_path):
     plain = run(NUMBA_CPU_NAME="haswell", NUMBA_CPU_FEATURES=_HASWELL, NUMBA_CACHE_DIR=str(tmp_path))
     assert here[0] == (64 if _wide_vectors() else 0) and plain[0] == 0
     assert plain[1] == here[1]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_four_row_sweep_gives_the_chains_bits(dtype):
+    rng = np.random.default_rng(8)
+    lanes = 64 // np.dtype(dtype).itemsize
+    swept_any = False
+    for n in [0, 1, lanes, 2 * lanes - 1, 2 * lanes, 2 * lanes + 1, 4 * lanes + 5, 300]:
+        for run in (6, 7, 8, 9, 10):
+            first = bool(rng.integers(2))
+            rows = tuple(rng.standard_normal(n + int(rng.integers(3))).astype(dtype) for _ in range(ROWS))
+            if n:
+                rows[3][rng.integers(n)] = np.nan
+                rows[5][rng.integers(n)] = np.inf
+            taps = tuple(dtype(v) for v in rng.standard_normal(TAPS))
+            before = [rng.standard_normal(n).astype(dtype) for _ in range(4)]
+            expected = tuple(b.copy() for b in before)
+            if 7 <= run <= 9:
+                _four_chains(expected, rows, 0, run, first, taps)
+            got = tuple(b.copy() for b in before)
+            done = _four(got, rows, run, first, taps)
+            assert 0 <= done <= n and done % (2 * lanes) == 0
+            if not 7 <= run <= 9:
+                assert done == 0
+                continue
+            swept_any = swept_any or done > 0
+            for g, b in zip(got, before, strict=True):
+                np.testing.assert_array_equal(g[done:], b[done:])  # left to the caller
+            _four_chains(got, rows, done, run, first, taps)
+            for g, e in zip(got, expected, strict=True):
+                assert g.tobytes() == e.tobytes(), (n, run, first)
+    assert swept_any == _wide_vectors()
