@@ -24,7 +24,7 @@ from ._cpu_kernels import (
     _source_index,
     _task_queue,
 )
-from ._helper_calls import helper_call, helper_found
+from ._helper_calls import helper_call, looked_up_call
 from ._sweeps import _place, _sweep, _sweep_two, _sweep_two7, _sweep_two8
 
 
@@ -189,12 +189,9 @@ def _depthwise_taps_3x3(part, tiles, tap_x, lo, n_out, top, middle, bottom):
 _depthwise_taps_3x3 = _helper(_depthwise_taps_3x3)
 # ``_depthwise_2d_rows`` calls its helpers by address (``_helper_calls``), so that their
 # code is not linked into it and optimised again
-_call_fill_pixels = helper_call(_fill_pixels, looked_up=True)
-_call_taps_row = helper_call(_depthwise_taps_row, looked_up=True)
-_call_taps_3x3 = helper_call(_depthwise_taps_3x3, looked_up=True)
-_fill_pixels_found = helper_found(_fill_pixels)
-_taps_row_found = helper_found(_depthwise_taps_row)
-_taps_3x3_found = helper_found(_depthwise_taps_3x3)
+_call_fill_pixels, _fill_pixels_found = looked_up_call(_fill_pixels)
+_call_taps_row, _taps_row_found = looked_up_call(_depthwise_taps_row)
+_call_taps_3x3, _taps_3x3_found = looked_up_call(_depthwise_taps_3x3)
 
 
 def _depthwise_2d_rows(
@@ -582,12 +579,9 @@ _gather_planar = _helper(_gather_planar)
 _planar_channel = _helper(_planar_channel)
 _scatter_planar = _helper(_scatter_planar)
 # ``_depthwise_planar_rows`` calls them by address, as ``_depthwise_2d_rows`` its helpers
-_call_gather_planar = helper_call(_gather_planar, looked_up=True)
-_call_planar_channel = helper_call(_planar_channel, looked_up=True)
-_call_scatter_planar = helper_call(_scatter_planar, looked_up=True)
-_gather_planar_found = helper_found(_gather_planar)
-_planar_channel_found = helper_found(_planar_channel)
-_scatter_planar_found = helper_found(_scatter_planar)
+_call_gather_planar, _gather_planar_found = looked_up_call(_gather_planar)
+_call_planar_channel, _planar_channel_found = looked_up_call(_planar_channel)
+_call_scatter_planar, _scatter_planar_found = looked_up_call(_scatter_planar)
 
 
 def _depthwise_planar_rows(

@@ -218,3 +218,10 @@ def helper_found(helper):
         return types.boolean(helpers, missing, args), codegen
 
     return found
+
+
+def looked_up_call(helper):
+    """``(call, found)`` for a helper that another helper called by address calls: its
+    calls (``helper_call(helper, looked_up=True)``) and the look-up it makes first
+    (:func:`helper_found`)."""
+    return helper_call(helper, looked_up=True), helper_found(helper)

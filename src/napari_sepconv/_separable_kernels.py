@@ -26,7 +26,7 @@ from ._cpu_kernels import (
     _source_index,
     _task_queue,
 )
-from ._helper_calls import helper_call, helper_found
+from ._helper_calls import helper_call, looked_up_call
 from ._sweeps import _place, _sweep
 from ._vector_sweeps import four_row_run, shifted_run
 
@@ -93,9 +93,11 @@ def _start9(acc, r0, r1, r2, r3, r4, r5, r6, r7, r8, w0, w1, w2, w3, w4, w5, w6,
 _start9 = _inlined(_start9)
 
 
-def _row_run(acc, run, first, r0, r1, r2, r3, r4, r5, r6, r7, r8, w0, w1, w2, w3, w4, w5, w6, w7, w8):
+def _row_run(acc, run, first, r0, r1, r2, r3, r4, r5, r6, r7, r8, taps):
     """The sweep of ``run`` taps (``_run_length``): ``_start9``, ``_sweep8`` or ``_sweep7``,
-    from zero where ``first``; rows and weights past the run are not read."""
+    from zero where ``first``; rows and weights (``taps``, ``_run_weights``) past the run
+    are not read."""
+    w0, w1, w2, w3, w4, w5, w6, w7, w8 = taps
     if run == 9:
         _start9(acc, r0, r1, r2, r3, r4, r5, r6, r7, r8, w0, w1, w2, w3, w4, w5, w6, w7, w8)
     elif run == 8:
@@ -105,6 +107,25 @@ def _row_run(acc, run, first, r0, r1, r2, r3, r4, r5, r6, r7, r8, w0, w1, w2, w3
 
 
 _row_run = _inlined(_row_run)
+
+
+def _run_weights(weights, a, e):
+    """The weights of a run of taps ``a .. e`` (seven to nine) as nine values, the last
+    repeated past ``e`` (unused)."""
+    return (
+        weights[a],
+        weights[a + 1],
+        weights[a + 2],
+        weights[a + 3],
+        weights[a + 4],
+        weights[a + 5],
+        weights[a + 6],
+        weights[min(a + 7, e)],
+        weights[min(a + 8, e)],
+    )
+
+
+_run_weights = _inlined(_run_weights)
 
 
 def _run_length(left, first):
@@ -199,18 +220,17 @@ _tap4 = _inlined(_tap4)
 _quad7 = _inlined(_quad7)
 
 
-def _quad_run(
-    acc0, acc1, acc2, acc3, run, first, r0, r1, r2, r3, r4, r5, r6, r7, r8, r9, r10, r11,
-    w0, w1, w2, w3, w4, w5, w6, w7, w8,
-):  # fmt: skip
+def _quad_run(acc0, acc1, acc2, acc3, run, first, r0, r1, r2, r3, r4, r5, r6, r7, r8, r9, r10, r11, taps):
     """The four-row sweep of ``run`` taps (``_run_length``): rows ``r0 .. r[run - 1]`` into
     ``acc0`` and so on to ``r3 .. r[run + 2]`` into ``acc3``; a ``first`` sweep writes the
-    rows without reading them. Rows and weights past the run are not read.
+    rows without reading them. Rows and weights (``taps``, ``_run_weights``) past the run
+    are not read.
 
     Each row's chain of fused multiply-adds runs in tap order from zero, as in
     ``_column_pass``, so both give the same values bit for bit. Each source row is
     loaded once for the four output rows: about half the loads of two rows at a time.
     """
+    w0, w1, w2, w3, w4, w5, w6, w7, w8 = taps
     zero = acc0.dtype.type(0)
     for j in range(acc0.size):
         s = (zero, zero, zero, zero) if first else (acc0[j], acc1[j], acc2[j], acc3[j])
@@ -351,17 +371,7 @@ def _column_pass_four(acc0, acc1, acc2, acc3, plane, offsets, weights, n_taps, i
                 plane[(top + min(a + 10, e + 3)) % period],
                 plane[(top + min(a + 11, e + 3)) % period],
             )
-            taps = (
-                weights[a],
-                weights[a + 1],
-                weights[a + 2],
-                weights[a + 3],
-                weights[a + 4],
-                weights[a + 5],
-                weights[a + 6],
-                weights[min(a + 7, e)],
-                weights[min(a + 8, e)],
-            )
+            taps = _run_weights(weights, a, e)
             done = four_row_run((acc0, acc1, acc2, acc3), rows, run, first, taps)
             if done < acc0.size:  # the rest, from sample ``done`` on
                 _quad_run(
@@ -383,15 +393,7 @@ def _column_pass_four(acc0, acc1, acc2, acc3, plane, offsets, weights, n_taps, i
                     rows[9][done:],
                     rows[10][done:],
                     rows[11][done:],
-                    taps[0],
-                    taps[1],
-                    taps[2],
-                    taps[3],
-                    taps[4],
-                    taps[5],
-                    taps[6],
-                    taps[7],
-                    taps[8],
+                    taps,
                 )
             first = False
             a += run
@@ -426,10 +428,8 @@ _column_pass_four = _helper(_column_pass_four)
 _fill_ring = _helper(_fill_ring)
 # ``_separable_rows`` calls the passes by address (``_helper_calls``), so that their code is
 # not linked into it and optimised again (0.6 s of a cold compile)
-_call_column_pass = helper_call(_column_pass, looked_up=True)
-_call_column_pass_four = helper_call(_column_pass_four, looked_up=True)
-_column_pass_found = helper_found(_column_pass)
-_column_pass_four_found = helper_found(_column_pass_four)
+_call_column_pass, _column_pass_found = looked_up_call(_column_pass)
+_call_column_pass_four, _column_pass_four_found = looked_up_call(_column_pass_four)
 
 
 def _pad_row(buf, lo, w, source, pad):
@@ -469,17 +469,7 @@ def _row_pass(acc, bufs, offsets, weights, counts, lo, t, n_terms, add):
         if run > 0:  # seven to nine taps of one term in one sweep
             o = offsets[t]
             e = b + run - 1  # taps past the run's last repeat it (unused)
-            taps = (
-                weights[t, b],
-                weights[t, b + 1],
-                weights[t, b + 2],
-                weights[t, b + 3],
-                weights[t, b + 4],
-                weights[t, b + 5],
-                weights[t, b + 6],
-                weights[t, min(b + 7, e)],
-                weights[t, min(b + 8, e)],
-            )
+            taps = _run_weights(weights[t], b, e)
             consecutive = True  # the taps read one window, shifted by one sample a tap
             for k in range(1, run):
                 consecutive = consecutive and o[b + k] == o[b] + k
@@ -501,15 +491,7 @@ def _row_pass(acc, bufs, offsets, weights, counts, lo, t, n_terms, add):
                     bufs[t][s + o[b + 6] - o[b] : s + o[b + 6] - o[b] + w - done],
                     bufs[t][s + o[min(b + 7, e)] - o[b] : s + o[min(b + 7, e)] - o[b] + w - done],
                     bufs[t][s + o[min(b + 8, e)] - o[b] : s + o[min(b + 8, e)] - o[b] + w - done],
-                    taps[0],
-                    taps[1],
-                    taps[2],
-                    taps[3],
-                    taps[4],
-                    taps[5],
-                    taps[6],
-                    taps[7],
-                    taps[8],
+                    taps,
                 )
             first = False
             b += run
@@ -587,8 +569,7 @@ def _finish_row(total, combine, inv_divisor, row_out):
 
 _pad_row = _helper(_pad_row)
 _row_pass = _helper(_row_pass)
-_call_row_pass = helper_call(_row_pass, looked_up=True)
-_row_pass_found = helper_found(_row_pass)
+_call_row_pass, _row_pass_found = looked_up_call(_row_pass)
 _nonfinite = _helper(_nonfinite)
 _add_square = _helper(_add_square)
 _start_row = _helper(_start_row)
