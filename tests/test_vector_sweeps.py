@@ -1,5 +1,7 @@
-"""The row pass's sweep with the window shifted in registers (``_vector_sweeps``) gives
-the bits of the plain chain of fused multiply-adds, and reads only inside the row."""
+"""The fused kernel's explicit vector loops (``_vector_sweeps``): the row pass's window
+shifted in registers and the vertical pass's eight chains give the bits of the plain
+chains of fused multiply-adds, read only inside their rows, and leave the rest to the
+caller; compiled for a CPU without AVX-512, the kernel gives the same bits."""
 
 import numpy as np
 import pytest
