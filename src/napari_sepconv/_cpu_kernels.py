@@ -369,13 +369,21 @@ def _fmuladd(typingctx, a, b, c):
         return None
 
     def codegen(context, builder, signature, args):
-        ty = context.get_value_type(signature.return_type)
-        fn = builder.module.declare_intrinsic(
-            "llvm.fmuladd", [ty], llvmlite.ir.FunctionType(ty, [ty, ty, ty])
-        )
-        return builder.call(fn, args)
+        return fmuladd_call(builder, *args)
 
     return a(a, b, c), codegen
+
+
+def fmuladd_call(builder, a, b, c):
+    """A call of LLVM's ``fmuladd`` on ``a``, ``b`` and ``c``: floats of one type (``_fmuladd``)
+    or vectors of them (``_vector_sweeps``), so that every path of a kernel rounds alike."""
+    ty = a.type
+    function_type = llvmlite.ir.FunctionType(ty, [ty, ty, ty])
+    if isinstance(ty, llvmlite.ir.VectorType):  # llvmlite names no vector overload itself
+        bits = 32 if isinstance(ty.element, llvmlite.ir.FloatType) else 64
+        name = f"llvm.fmuladd.v{ty.count}f{bits}"
+        return builder.call(cgutils.get_or_insert_function(builder.module, function_type, name), [a, b, c])
+    return builder.call(builder.module.declare_intrinsic("llvm.fmuladd", [ty], function_type), [a, b, c])
 
 
 @numba.extending.intrinsic

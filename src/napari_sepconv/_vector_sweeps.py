@@ -26,6 +26,8 @@ import llvmlite.ir as ir
 import numba.extending
 from numba.core import cgutils, types
 
+from ._cpu_kernels import fmuladd_call
+
 TAPS = 9  # the longest run (``_separable_kernels._run_length``)
 ROWS = TAPS + 3  # the source rows of four output rows' run of ``TAPS`` taps
 
@@ -68,16 +70,12 @@ class _Vectors:
         self.type = ir.VectorType(context.get_value_type(dtype), self.lanes)
         self.bits = ir.VectorType(ir.IntType(8 * self.itemsize), self.lanes)
         self.zero = ir.Constant(self.type, None)
-        name = f"llvm.fmuladd.v{self.lanes}f{8 * self.itemsize}"  # the overload for these vectors
-        self._fmuladd = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(self.type, [self.type] * 3), name
-        )
 
     def constant(self, value):
         return ir.Constant(self.intp, value)
 
     def fmuladd(self, a, b, c):
-        return self.builder.call(self._fmuladd, [a, b, c])
+        return fmuladd_call(self.builder, a, b, c)
 
     def splat(self, value):
         """A vector of ``value`` in every lane."""
