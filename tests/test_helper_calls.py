@@ -119,8 +119,9 @@ def test_a_helper_still_missing_after_loading_is_an_error_not_a_loop(monkeypatch
 
 @pytest.mark.parametrize("shape", [(30, 41), (3, 23, 17)])
 def test_a_kernel_adding_to_its_output_adds_once_while_its_helpers_load(shape, monkeypatch):
-    """The fused kernel's task helper calls the passes by address, all looked up before it
-    writes: a run that finds one missing leaves an output it adds to as it was."""
+    """The fused kernel's workers and its task helper are called by address, and the task
+    helper calls the passes by address, all looked up before it writes: a run that finds
+    one missing leaves an output it adds to as it was."""
     from napari_sepconv import _cpu, _helper_calls
     from napari_sepconv._boundary import CONSTANT, REFLECT
     from napari_sepconv._cpu_kernels import SUM
@@ -139,7 +140,7 @@ def test_a_kernel_adding_to_its_output_adds_once_while_its_helpers_load(shape, m
     monkeypatch.setattr(_helper_calls, "resolve", lambda key: (resolved.append(key), resolve(key)))
     again = before.copy()
     _cpu.separable_2d(*args, again)
-    assert len(resolved) == 4  # the task helper, then each of the passes it calls
+    assert len(resolved) == 5  # the workers, the task helper, then each of the passes it calls
     np.testing.assert_array_equal(again, expected)
 
 

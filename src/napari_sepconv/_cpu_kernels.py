@@ -1,16 +1,15 @@
 """How the CPU kernels are compiled and cached, and what they share.
 
-The kernels are Numba ``@njit(parallel=True)`` loops over rows and planes, one
-module per family, each imported on first use (by ``_cpu``), so that a call
-loads the code of its own family only: ``_line_kernels`` (1-D passes along one
-axis), ``_separable_kernels`` (fused 2-D separable terms), ``_edge_kernels``
-(3x3 edge magnitudes), ``_direct_kernels`` (direct 2-D correlation),
-``_depthwise_kernels`` (per-channel filters), ``_uniform_kernels`` (running
-sums) and ``_cast_kernels`` (conversions); ``_sweeps`` holds the multiply-add
-sweeps over rows that several of them inline. This module holds their
-compilation (``_jit``, ``_helper``, the versioned on-disk cache), the
-intrinsics they allocate and view buffers with, the border tables
-(``_pad_table``) and the thread-count controls.
+The kernels are Numba ``@njit`` functions over rows and planes, whose workers run on
+Numba's threading layer (``_workers``), one module per family, each imported on first
+use (by ``_cpu``), so that a call loads the code of its own family only:
+``_line_kernels`` (1-D passes along one axis), ``_separable_kernels`` (fused 2-D
+separable terms), ``_edge_kernels`` (3x3 edge magnitudes), ``_direct_kernels`` (direct
+2-D correlation), ``_depthwise_kernels`` (per-channel filters), ``_uniform_kernels``
+(running sums) and ``_cast_kernels`` (conversions); ``_sweeps`` holds the multiply-add
+sweeps over rows that several of them inline. This module holds their compilation
+(``_jit``, ``_helper``, the versioned on-disk cache), the intrinsics they allocate and
+view buffers with, the border tables (``_pad_table``) and the thread-count controls.
 
 Every kernel reads an input of any dtype in ``_validation.KERNEL_INPUT_TYPES``
 and accumulates in the dtype of its output (float32 or float64). Taps are given
@@ -25,9 +24,9 @@ Inner loops run over contiguous slices (``seg = buf[k:k + n]``, then
 Parallel work is split into row blocks whose size never changes the
 arithmetic, so a result does not depend on how the image is tiled: rows that
 the kernels compute in pairs get exactly the operations of a row computed
-alone. The blocks are tasks in one queue per call (``_task_queue``): the
-parallel loop runs one iteration per thread, each taking its own share of the
-tasks in order, then what is left of the others' (``_next_task``).
+alone. The blocks are tasks in one queue per call (``_task_queue``): one worker
+runs per thread, each taking its own share of the tasks in order, then what is left
+of the others' (``_next_task``).
 Multiply-adds are fused one by one (``_fmuladd``, never by letting LLVM
 contract whole functions, whose choices differ between code paths), so they
 round alike in every path. Tests crop and shift images and compare bit for bit.
@@ -35,15 +34,15 @@ round alike in every path. Tests crop and shift images and compare bit for bit.
 Compile time: a kernel is compiled for input of its output's float type and
 uint8 input, four input and output pairs (``kernel_input`` converts other
 types first, with the values the kernel's own conversion gives), helpers once per
-argument type (``_HelperDispatcher``), and each kernel as a thin parallel loop
-over one serial helper holding a task's work, called by its address
-(``_helper_calls``): Numba would link the helper's code into each of the four
-layers of the parallel loop and optimise it again in each. So the loop itself only
-takes tasks, allocates each worker's buffers once and calls the helper; a task's set-up (its border
-table, a row of ``cval``) is done at the start of the helper. Small helpers and the
-sweeps are compiled once per signature and inlined by LLVM (``_inlined``), not
-typed again at each call site. Machine code is
-cached in ``warmup.cache_dir()``, a folder per version.
+argument type (``_HelperDispatcher``), and each kernel as serial set-up that starts
+its workers (``_workers``: a ``prange`` loop's parallel lowering cost each kernel
+0.6-1.6 s), each a thin loop that takes tasks, allocates its buffers once and calls
+one serial helper holding a task's work by its address (``_helper_calls``: Numba
+would otherwise link the helper's code into its caller and optimise it again there);
+a task's set-up (its border table, a row of ``cval``) is done at the start of the
+helper. Small helpers and the sweeps are compiled once per signature and inlined by
+LLVM (``_inlined``), not typed again at each call site. Machine code is cached in
+``warmup.cache_dir()``, a folder per version.
 
 This module imports Numba and is imported on first use only.
 """
@@ -266,8 +265,9 @@ _source_index = _inlined(_source_index)
 
 
 def _jit(func):
-    """``@njit(parallel=True)`` with the versioned on-disk cache where one can be written."""
-    return _enable_cache(numba.njit(parallel=True, nogil=True)(func))
+    """A kernel: ``@njit`` with the versioned on-disk cache where one can be written. Its
+    workers run on the threading layer without a parallel loop (``_workers``)."""
+    return _enable_cache(numba.njit(nogil=True)(func))
 
 
 def load_for(dispatcher, args):
@@ -328,7 +328,7 @@ def kernel_input(src, out_dtype, convert=None):
 
 
 class _Kernel:
-    """A parallel kernel whose input ``inputs`` converts by ``kernel_input`` before a call.
+    """A kernel (``_jit``) whose input ``inputs`` converts by ``kernel_input`` before a call.
 
     ``out_arg`` is the position of the output array, whose float type the
     input is converted for. The compiled dispatcher is ``dispatcher``. A kernel
@@ -603,6 +603,7 @@ def _thread_count(typingctx):
     _start_threading_layer()
 
     def codegen(context, builder, signature, args):
+        _start_threading_layer(context)
         return _thread_count_value(builder)
 
     return types.intp(), codegen
@@ -624,6 +625,7 @@ def _set_thread_count(typingctx, count):
     _start_threading_layer()
 
     def codegen(context, builder, signature, args):
+        _start_threading_layer(context)
         fn = cgutils.get_or_insert_function(
             builder.module,
             llvmlite.ir.FunctionType(llvmlite.ir.VoidType(), [llvmlite.ir.IntType(32)]),
@@ -635,11 +637,19 @@ def _set_thread_count(typingctx, count):
     return types.none(types.intp), codegen
 
 
-def _start_threading_layer():
-    """Start Numba's threading layer, which registers the symbols the kernels call."""
+def _start_threading_layer(context=None):
+    """Start Numba's threading layer, which registers the symbols the kernels call.
+
+    Given the lowering ``context`` (in an intrinsic's code generation), also whenever the
+    code being lowered is loaded from the cache, before it is linked: a kernel without a
+    parallel loop (``_workers``) does not get this from Numba's parallel lowering.
+    """
+    from numba.core.typed_passes import _reload_parfors
     from numba.np.ufunc.parallel import _launch_threads
 
     _launch_threads()
+    if context is not None:
+        context.active_code_library._reload_init.add(_reload_parfors)
 
 
 def _limit_threads(threads):
@@ -673,6 +683,7 @@ def _task_queue(typingctx, n_tasks):
     queue_type = types.Array(types.int64, 1, "C")
 
     def codegen(context, builder, signature, args):
+        _start_threading_layer(context)
         n = context.cast(builder, args[0], signature.args[0], types.int64)
         threads = context.cast(builder, _thread_count_value(builder), types.intp, types.int64)
         workers = builder.select(builder.icmp_signed("<", threads, n), threads, n)

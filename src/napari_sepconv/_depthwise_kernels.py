@@ -7,8 +7,6 @@ channel-last at the end). ``_cpu_kernels`` says how kernels are written and comp
 This module imports Numba and is imported on first use only (by ``_cpu``).
 """
 
-from numba import prange
-
 from ._boundary import CONSTANT
 from ._cpu_kernels import (
     _any_set,
@@ -26,6 +24,7 @@ from ._cpu_kernels import (
 )
 from ._helper_calls import helper_call, looked_up_call
 from ._sweeps import _place, _sweep, _sweep_two, _sweep_two7, _sweep_two8
+from ._workers import worker_helper, worker_launch
 
 
 def _fma_flat(acc, weights, values, skip_zero):
@@ -313,6 +312,75 @@ _depthwise_2d_rows = _helper(_depthwise_2d_rows)
 _call_depthwise_2d_rows = helper_call(_depthwise_2d_rows)
 
 
+def _depthwise_2d_worker(worker, state):
+    """Worker ``worker``'s tasks of ``_depthwise_2d`` (``_workers``)."""
+    (
+        src,
+        tap_y,
+        tap_x,
+        tap_tiles,
+        tap_has_zero,
+        multiplier,
+        mode_y,
+        mode_x,
+        cval,
+        row_start,
+        out,
+        chunk,
+        block,
+        helpers,
+        missing,
+        queue,
+        lo,
+        hi,
+        inner_first,
+        inner_last,
+        nine,
+    ) = state
+    n_planes, n_in = src.shape[0], src.shape[3]
+    n_rows = out.shape[1]
+    n_blocks = (n_rows + block - 1) // block
+    n_tasks = n_planes * n_blocks
+    buf = _buffer((chunk + hi - lo) * n_in * multiplier, out)
+    task = _next_task(queue, worker, n_tasks)
+    while task < n_tasks:
+        first = (task % n_blocks) * block
+        _call_depthwise_2d_rows(
+            helpers,
+            missing,
+            (
+                src,
+                task // n_blocks,
+                first,
+                min(n_rows, first + block),
+                tap_y,
+                tap_x,
+                tap_tiles,
+                tap_has_zero,
+                multiplier,
+                mode_y,
+                mode_x,
+                cval,
+                row_start,
+                out,
+                chunk,
+                lo,
+                hi,
+                inner_first,
+                inner_last,
+                nine,
+                buf,
+                helpers,
+                missing,
+            ),
+        )
+        task = _next_task(queue, worker, n_tasks)
+
+
+_depthwise_2d_worker = worker_helper(_depthwise_2d_worker)
+_run_depthwise_2d = worker_launch(_depthwise_2d_worker)
+
+
 def _depthwise_2d(
     src,
     tap_y,
@@ -341,7 +409,7 @@ def _depthwise_2d(
     the taps read the source row in place; elsewhere a border-extended copy.
     A zero weight is left out for its channel (``tap_has_zero`` marks taps
     that have one). Output rows are image rows ``row_start .. row_start + R``,
-    for callers working in row bands.
+    for callers working in row bands. The workers are ``_depthwise_2d_worker``.
     """
     n_planes, h, w, n_in = src.shape
     n_rows = out.shape[1]
@@ -358,41 +426,30 @@ def _depthwise_2d(
     n_blocks = (n_rows + block - 1) // block
     n_tasks = n_planes * n_blocks
     queue = _task_queue(n_tasks)
-    for worker in prange(queue.size):
-        buf = _buffer((chunk + hi - lo) * n_in * multiplier, out)
-        task = _next_task(queue, worker, n_tasks)
-        while task < n_tasks:
-            first = (task % n_blocks) * block
-            _call_depthwise_2d_rows(
-                helpers,
-                missing,
-                (
-                    src,
-                    task // n_blocks,
-                    first,
-                    min(n_rows, first + block),
-                    tap_y,
-                    tap_x,
-                    tap_tiles,
-                    tap_has_zero,
-                    multiplier,
-                    mode_y,
-                    mode_x,
-                    cval,
-                    row_start,
-                    out,
-                    chunk,
-                    lo,
-                    hi,
-                    inner_first,
-                    inner_last,
-                    nine,
-                    buf,
-                    helpers,
-                    missing,
-                ),
-            )
-            task = _next_task(queue, worker, n_tasks)
+    state = (
+        src,
+        tap_y,
+        tap_x,
+        tap_tiles,
+        tap_has_zero,
+        multiplier,
+        mode_y,
+        mode_x,
+        cval,
+        row_start,
+        out,
+        chunk,
+        block,
+        helpers,
+        missing,
+        queue,
+        lo,
+        hi,
+        inner_first,
+        inner_last,
+        nine,
+    )
+    _run_depthwise_2d(helpers, missing, queue, state)
 
 
 depthwise_2d = _Kernel(_depthwise_2d, 10, calls_helper=True)
@@ -661,6 +718,69 @@ _depthwise_planar_rows = _helper(_depthwise_planar_rows)
 _call_depthwise_planar_rows = helper_call(_depthwise_planar_rows)
 
 
+def _depthwise_planar_worker(worker, state):
+    """Worker ``worker``'s tasks of ``_depthwise_planar`` (``_workers``)."""
+    (
+        src,
+        columns,
+        dense,
+        top,
+        left,
+        multiplier,
+        mode_y,
+        mode_x,
+        cval,
+        row_start,
+        out,
+        chunk,
+        block,
+        helpers,
+        missing,
+        queue,
+    ) = state
+    n_planes = src.shape[0]
+    n_rows = out.shape[1]
+    n_out = out.shape[3]
+    kw, kh = columns.shape[1], columns.shape[2]
+    n_blocks = (n_rows + block - 1) // block
+    n_tasks = n_planes * n_blocks
+    task = _next_task(queue, worker, n_tasks)
+    while task < n_tasks:
+        first = (task % n_blocks) * block
+        planar = _buffer((n_out, min(block, n_rows - first) + kh - 1, chunk + kw - 1), out)
+        result = _buffer((2, n_out, chunk), out)
+        _call_depthwise_planar_rows(
+            helpers,
+            missing,
+            (
+                src,
+                task // n_blocks,
+                first,
+                min(n_rows, first + block),
+                columns,
+                dense,
+                top,
+                left,
+                multiplier,
+                mode_y,
+                mode_x,
+                cval,
+                row_start,
+                out,
+                chunk,
+                planar,
+                result,
+                helpers,
+                missing,
+            ),
+        )
+        task = _next_task(queue, worker, n_tasks)
+
+
+_depthwise_planar_worker = worker_helper(_depthwise_planar_worker)
+_run_depthwise_planar = worker_launch(_depthwise_planar_worker)
+
+
 def _depthwise_planar(
     src,
     columns,
@@ -687,47 +807,29 @@ def _depthwise_planar(
     the separable passes; rows come back to channel-last at the end. Output
     channel ``k`` correlates with ``columns[k]`` (kw, kh), the kernel
     transposed, anchored at row ``top`` and column ``left``. Output rows are
-    image rows ``row_start .. row_start + R``.
+    image rows ``row_start .. row_start + R``. The workers are ``_depthwise_planar_worker``.
     """
-    n_planes = src.shape[0]
     n_rows = out.shape[1]
-    n_out = out.shape[3]
-    kw, kh = columns.shape[1], columns.shape[2]
-    n_blocks = (n_rows + block - 1) // block
-    n_tasks = n_planes * n_blocks
-    queue = _task_queue(n_tasks)
-    for worker in prange(queue.size):
-        task = _next_task(queue, worker, n_tasks)
-        while task < n_tasks:
-            first = (task % n_blocks) * block
-            planar = _buffer((n_out, min(block, n_rows - first) + kh - 1, chunk + kw - 1), out)
-            result = _buffer((2, n_out, chunk), out)
-            _call_depthwise_planar_rows(
-                helpers,
-                missing,
-                (
-                    src,
-                    task // n_blocks,
-                    first,
-                    min(n_rows, first + block),
-                    columns,
-                    dense,
-                    top,
-                    left,
-                    multiplier,
-                    mode_y,
-                    mode_x,
-                    cval,
-                    row_start,
-                    out,
-                    chunk,
-                    planar,
-                    result,
-                    helpers,
-                    missing,
-                ),
-            )
-            task = _next_task(queue, worker, n_tasks)
+    queue = _task_queue(src.shape[0] * ((n_rows + block - 1) // block))
+    state = (
+        src,
+        columns,
+        dense,
+        top,
+        left,
+        multiplier,
+        mode_y,
+        mode_x,
+        cval,
+        row_start,
+        out,
+        chunk,
+        block,
+        helpers,
+        missing,
+        queue,
+    )
+    _run_depthwise_planar(helpers, missing, queue, state)
 
 
 depthwise_planar = _Kernel(_depthwise_planar, 10, calls_helper=True)
@@ -823,6 +925,73 @@ _depthwise_passes_rows = _helper(_depthwise_passes_rows)
 _call_depthwise_passes_rows = helper_call(_depthwise_passes_rows)
 
 
+def _depthwise_passes_worker(worker, state):
+    """Worker ``worker``'s tasks of ``_depthwise_passes_2d`` (``_workers``)."""
+    (
+        src,
+        col_off,
+        col_tiles,
+        col_zero,
+        row_off,
+        row_tiles,
+        row_zero,
+        multiplier,
+        mode_y,
+        mode_x,
+        cval,
+        pad_x,
+        row_start,
+        out,
+        chunk,
+        block,
+        helpers,
+        missing,
+        queue,
+        padded,
+    ) = state
+    n_planes = src.shape[0]
+    n_rows = out.shape[1]
+    n_out = out.shape[3]
+    n_blocks = (n_rows + block - 1) // block
+    n_tasks = n_planes * n_blocks
+    buf = _buffer(padded * n_out, out)
+    pixels = _buffer(chunk * n_out, out)
+    task = _next_task(queue, worker, n_tasks)
+    while task < n_tasks:
+        first = (task % n_blocks) * block
+        _call_depthwise_passes_rows(
+            helpers,
+            missing,
+            (
+                src,
+                task // n_blocks,
+                first,
+                min(n_rows, first + block),
+                col_off,
+                col_tiles,
+                col_zero,
+                row_off,
+                row_tiles,
+                row_zero,
+                multiplier,
+                mode_y,
+                mode_x,
+                cval,
+                pad_x,
+                row_start,
+                out,
+                chunk,
+                buf,
+                pixels,
+            ),
+        )
+        task = _next_task(queue, worker, n_tasks)
+
+
+_depthwise_passes_worker = worker_helper(_depthwise_passes_worker)
+_run_depthwise_passes = worker_launch(_depthwise_passes_worker)
+
+
 def _depthwise_passes_2d(
     src,
     col_off,
@@ -849,48 +1018,36 @@ def _depthwise_passes_2d(
     ``outer(column_k, row_k)``: the column pass fills a padded row buffer for
     the whole width, the row pass reads it. Weights come tiled over ``chunk``
     pixels; ``pad_x[k]`` is the value outside the image along x in constant
-    mode. Zero weights are left out per channel.
+    mode. Zero weights are left out per channel. The workers are
+    ``_depthwise_passes_worker``.
     """
     n_planes, w = src.shape[0], src.shape[2]
     n_rows = out.shape[1]
-    n_out = out.shape[3]
     padded = w + max(0, _highest(row_off)) - min(0, _lowest(row_off))
-    n_blocks = (n_rows + block - 1) // block
-    n_tasks = n_planes * n_blocks
-    queue = _task_queue(n_tasks)
-    for worker in prange(queue.size):
-        buf = _buffer(padded * n_out, out)
-        pixels = _buffer(chunk * n_out, out)
-        task = _next_task(queue, worker, n_tasks)
-        while task < n_tasks:
-            first = (task % n_blocks) * block
-            _call_depthwise_passes_rows(
-                helpers,
-                missing,
-                (
-                    src,
-                    task // n_blocks,
-                    first,
-                    min(n_rows, first + block),
-                    col_off,
-                    col_tiles,
-                    col_zero,
-                    row_off,
-                    row_tiles,
-                    row_zero,
-                    multiplier,
-                    mode_y,
-                    mode_x,
-                    cval,
-                    pad_x,
-                    row_start,
-                    out,
-                    chunk,
-                    buf,
-                    pixels,
-                ),
-            )
-            task = _next_task(queue, worker, n_tasks)
+    queue = _task_queue(n_planes * ((n_rows + block - 1) // block))
+    state = (
+        src,
+        col_off,
+        col_tiles,
+        col_zero,
+        row_off,
+        row_tiles,
+        row_zero,
+        multiplier,
+        mode_y,
+        mode_x,
+        cval,
+        pad_x,
+        row_start,
+        out,
+        chunk,
+        block,
+        helpers,
+        missing,
+        queue,
+        padded,
+    )
+    _run_depthwise_passes(helpers, missing, queue, state)
 
 
 depthwise_passes_2d = _Kernel(_depthwise_passes_2d, 13, calls_helper=True)

@@ -6,7 +6,6 @@ This module imports Numba and is imported on first use only (by ``_cpu``).
 """
 
 import numpy as np
-from numba import prange
 
 from ._cpu_kernels import (
     _buffer,
@@ -22,6 +21,7 @@ from ._cpu_kernels import (
 )
 from ._helper_calls import helper_call
 from ._sweeps import _sweep
+from ._workers import worker_helper, worker_launch
 
 
 def _taps_pass(acc, ring, tap_slot, tap_x, tap_w, lo):
@@ -90,48 +90,74 @@ _correlate_2d_rows = _helper(_correlate_2d_rows)
 _call_correlate_2d_rows = helper_call(_correlate_2d_rows)
 
 
+def _correlate_2d_worker(worker, state):
+    """Worker ``worker``'s tasks of ``_correlate_2d`` (``_workers``)."""
+    src, tap_y, tap_x, tap_w, mode_y, mode_x, cval, out, block, helpers, missing, queue, span, padded = state
+    n_planes, h, _ = src.shape
+    n_blocks = (h + block - 1) // block
+    n_tasks = n_planes * n_blocks
+    ring = _buffer((span, padded), out)
+    slots = _buffer(tap_y.size, np.int64)
+    source = _buffer(padded, np.int64)
+    task = _next_task(queue, worker, n_tasks)
+    while task < n_tasks:
+        first = (task % n_blocks) * block
+        _call_correlate_2d_rows(
+            helpers,
+            missing,
+            (
+                src,
+                task // n_blocks,
+                first,
+                min(h, first + block),
+                tap_y,
+                tap_x,
+                tap_w,
+                mode_y,
+                mode_x,
+                source,
+                cval,
+                ring,
+                slots,
+                out,
+            ),
+        )
+        task = _next_task(queue, worker, n_tasks)
+
+
+_correlate_2d_worker = worker_helper(_correlate_2d_worker)
+_run_correlate_2d = worker_launch(_correlate_2d_worker)
+
+
 def _correlate_2d(src, tap_y, tap_x, tap_w, mode_y, mode_x, cval, out, block, helpers, missing):
     """Direct 2-D correlation of each plane of ``src`` (P, H, W) with the given taps.
 
     Each task keeps the source rows its output rows read in a ring of
     border-extended rows, each padded once (``ring[(i + dy) % span]`` holds
     row ``i + dy``); the taps then go four at a time through one sweep over
-    the output row, in the order given.
+    the output row, in the order given. The workers are ``_correlate_2d_worker``.
     """
     n_planes, h, w = src.shape
     span = _highest(tap_y) - _lowest(tap_y) + 1
     padded = w + _highest(tap_x) - _lowest(tap_x)
-    n_blocks = (h + block - 1) // block
-    n_tasks = n_planes * n_blocks
-    queue = _task_queue(n_tasks)
-    for worker in prange(queue.size):
-        ring = _buffer((span, padded), out)
-        slots = _buffer(tap_y.size, np.int64)
-        source = _buffer(padded, np.int64)
-        task = _next_task(queue, worker, n_tasks)
-        while task < n_tasks:
-            first = (task % n_blocks) * block
-            _call_correlate_2d_rows(
-                helpers,
-                missing,
-                (
-                    src,
-                    task // n_blocks,
-                    first,
-                    min(h, first + block),
-                    tap_y,
-                    tap_x,
-                    tap_w,
-                    mode_y,
-                    mode_x,
-                    source,
-                    cval,
-                    ring,
-                    slots,
-                    out,
-                ),
-            )
-            task = _next_task(queue, worker, n_tasks)
+    queue = _task_queue(n_planes * ((h + block - 1) // block))
+    state = (
+        src,
+        tap_y,
+        tap_x,
+        tap_w,
+        mode_y,
+        mode_x,
+        cval,
+        out,
+        block,
+        helpers,
+        missing,
+        queue,
+        span,
+        padded,
+    )
+    _run_correlate_2d(helpers, missing, queue, state)
 
 
 correlate_2d = _Kernel(_correlate_2d, 7, calls_helper=True)

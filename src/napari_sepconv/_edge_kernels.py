@@ -6,7 +6,6 @@ This module imports Numba and is imported on first use only (by ``_cpu``).
 """
 
 import numpy as np
-from numba import prange
 
 from ._boundary import CONSTANT
 from ._cpu_kernels import (
@@ -20,6 +19,7 @@ from ._cpu_kernels import (
     _task_queue,
 )
 from ._helper_calls import helper_call
+from ._workers import worker_helper, worker_launch
 
 
 def _edge_magnitude_rows(
@@ -89,6 +89,66 @@ _edge_magnitude_rows = _helper(_edge_magnitude_rows)
 _call_edge_magnitude_rows = helper_call(_edge_magnitude_rows)
 
 
+def _edge_magnitude_worker(worker, state):
+    """Worker ``worker``'s tasks of ``_edge_magnitude_3x3`` (``_workers``)."""
+    (
+        src,
+        smooth_y,
+        derivative_y,
+        smooth_x,
+        derivative_x,
+        mode_y,
+        mode_x,
+        cval,
+        pad_smooth,
+        pad_derivative,
+        inv_divisor,
+        out,
+        block,
+        helpers,
+        missing,
+        queue,
+    ) = state
+    n_planes, h, w = src.shape
+    n_blocks = (h + block - 1) // block
+    n_tasks = n_planes * n_blocks
+    rows_s = _buffer(w + 2, out)
+    rows_d = _buffer(w + 2, out)
+    outside = _buffer(w, src)
+    task = _next_task(queue, worker, n_tasks)
+    while task < n_tasks:
+        first = (task % n_blocks) * block
+        _call_edge_magnitude_rows(
+            helpers,
+            missing,
+            (
+                src,
+                task // n_blocks,
+                first,
+                min(h, first + block),
+                smooth_y,
+                derivative_y,
+                smooth_x,
+                derivative_x,
+                mode_y,
+                mode_x,
+                pad_smooth,
+                pad_derivative,
+                inv_divisor,
+                cval,
+                rows_s,
+                rows_d,
+                outside,
+                out,
+            ),
+        )
+        task = _next_task(queue, worker, n_tasks)
+
+
+_edge_magnitude_worker = worker_helper(_edge_magnitude_worker)
+_run_edge_magnitude = worker_launch(_edge_magnitude_worker)
+
+
 def _edge_magnitude_3x3(
     src,
     smooth_y,
@@ -114,45 +174,31 @@ def _edge_magnitude_3x3(
     Each output row reads its three source rows once, filling the vertically
     smoothed row ``S`` and differentiated row ``D``; then ``gx =
     derivative_x(S)`` and ``gy = smooth_x(D)``. ``pad_*`` are the values
-    beyond the image along x in constant mode; rows beyond it hold ``cval``.
+    beyond the image along x in constant mode; rows beyond it hold ``cval``. The
+    workers are ``_edge_magnitude_worker``.
     """
-    n_planes, h, w = src.shape
-    n_blocks = (h + block - 1) // block
+    n_planes, h, _ = src.shape
     previous = _limit_threads(threads)
-    n_tasks = n_planes * n_blocks
-    queue = _task_queue(n_tasks)
-    for worker in prange(queue.size):
-        rows_s = _buffer(w + 2, out)
-        rows_d = _buffer(w + 2, out)
-        outside = _buffer(w, src)
-        task = _next_task(queue, worker, n_tasks)
-        while task < n_tasks:
-            first = (task % n_blocks) * block
-            _call_edge_magnitude_rows(
-                helpers,
-                missing,
-                (
-                    src,
-                    task // n_blocks,
-                    first,
-                    min(h, first + block),
-                    smooth_y,
-                    derivative_y,
-                    smooth_x,
-                    derivative_x,
-                    mode_y,
-                    mode_x,
-                    pad_smooth,
-                    pad_derivative,
-                    inv_divisor,
-                    cval,
-                    rows_s,
-                    rows_d,
-                    outside,
-                    out,
-                ),
-            )
-            task = _next_task(queue, worker, n_tasks)
+    queue = _task_queue(n_planes * ((h + block - 1) // block))
+    state = (
+        src,
+        smooth_y,
+        derivative_y,
+        smooth_x,
+        derivative_x,
+        mode_y,
+        mode_x,
+        cval,
+        pad_smooth,
+        pad_derivative,
+        inv_divisor,
+        out,
+        block,
+        helpers,
+        missing,
+        queue,
+    )
+    _run_edge_magnitude(helpers, missing, queue, state)
     _set_thread_count(previous)
 
 

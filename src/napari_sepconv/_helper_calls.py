@@ -1,11 +1,13 @@
 """Kernels that call their task's helper by its address instead of linking its code in.
 
 Numba links the code of every function a function calls into the caller's own, then
-optimises and generates machine code for all of it again. The parallel lowering wraps a
-kernel in four such layers (the loop body, its gufunc wrapper, the parallel wrapper and
-the kernel itself), so the helper holding a task's work, often most of the code, was
-compiled five times: a cold compile of the fused separable kernel spent about 1.3 s in
-each layer. A kernel calls its task helper through :func:`helper_call` instead: the helper
+optimises and generates machine code for all of it again. The parallel lowering of a
+``prange`` loop wrapped a kernel in four such layers (the loop body, its gufunc wrapper,
+the parallel wrapper and the kernel itself), so the helper holding a task's work, often
+most of the code, was compiled five times: a cold compile of the fused separable kernel
+spent about 1.3 s in each layer. Kernels now run no such loop (``_workers``), but their
+workers, task helpers and passes still call one another by address: a helper's code is
+compiled once. A kernel calls its task helper through :func:`helper_call`: the helper
 is compiled (or loaded from the cache) once, on its own, and the kernel finds its address
 at run time in a table the CPU engine passes it (:func:`table`).
 

@@ -7,7 +7,6 @@ This module imports Numba and is imported on first use only (by ``_cpu``).
 
 import numba
 import numpy as np
-from numba import prange
 
 from ._cpu_kernels import (
     _buffer,
@@ -22,6 +21,7 @@ from ._cpu_kernels import (
     _task_queue,
 )
 from ._helper_calls import helper_call
+from ._workers import worker_helper, worker_launch
 
 
 def _accumulate_taps(acc, seg_a, seg_b, w, sign):
@@ -138,46 +138,69 @@ _correlate_lines_block = _helper(_correlate_lines_block)
 _call_lines_block = helper_call(_correlate_lines_block)
 
 
+def _correlate_lines_worker(worker, state):
+    """Worker ``worker``'s tasks of ``_correlate_lines`` (``_workers``)."""
+    src, offsets, weights, symmetry, mode, cval, out, block, helpers, missing, queue, lo, padded = state
+    n_lines, n = src.shape
+    n_tasks = (n_lines + block - 1) // block
+    buf = _buffer(padded, out)
+    acc = _buffer(n, out)
+    source = _buffer(padded, np.int64)
+    task = _next_task(queue, worker, n_tasks)
+    while task < n_tasks:
+        _call_lines_block(
+            helpers,
+            missing,
+            (
+                src,
+                task * block,
+                min(n_lines, (task + 1) * block),
+                offsets,
+                weights,
+                symmetry,
+                mode,
+                source,
+                cval,
+                lo,
+                buf,
+                acc,
+                out,
+            ),
+        )
+        task = _next_task(queue, worker, n_tasks)
+
+
+_correlate_lines_worker = worker_helper(_correlate_lines_worker)
+_run_lines = worker_launch(_correlate_lines_worker)
+
+
 def _correlate_lines(src, offsets, weights, symmetry, mode, cval, out, block, helpers, missing):
     """1-D correlation of each row of ``src`` (lines, n) into ``out``.
 
     Sums in scipy.ndimage's order, so the values match ``correlate1d`` bit
     for bit: for a (anti)symmetric kernel the centre tap, then pairs
     ``(x[-j] +/- x[j]) * w[-j]`` (half the multiplications); otherwise the
-    last tap, then the others in order.
+    last tap, then the others in order. The workers are ``_correlate_lines_worker``.
     """
     n_lines, n = src.shape
     lo = _lowest(offsets)
-    hi = _highest(offsets)
-    padded = n + hi - lo
-    n_tasks = (n_lines + block - 1) // block
-    queue = _task_queue(n_tasks)
-    for worker in prange(queue.size):
-        buf = _buffer(padded, out)
-        acc = _buffer(n, out)
-        source = _buffer(padded, np.int64)
-        task = _next_task(queue, worker, n_tasks)
-        while task < n_tasks:
-            _call_lines_block(
-                helpers,
-                missing,
-                (
-                    src,
-                    task * block,
-                    min(n_lines, (task + 1) * block),
-                    offsets,
-                    weights,
-                    symmetry,
-                    mode,
-                    source,
-                    cval,
-                    lo,
-                    buf,
-                    acc,
-                    out,
-                ),
-            )
-            task = _next_task(queue, worker, n_tasks)
+    queue = _task_queue((n_lines + block - 1) // block)
+    state = (
+        src,
+        offsets,
+        weights,
+        symmetry,
+        mode,
+        cval,
+        out,
+        block,
+        helpers,
+        missing,
+        queue,
+        lo,
+        n + _highest(offsets) - lo,
+    )
+    _run_lines(helpers, missing, queue, state)
 
 
 def _tap_row(src, o, q, outside, c0, c1):
@@ -251,6 +274,51 @@ BAND_BYTES = 8192
 BAND_ROWS = 64
 
 
+def _correlate_rows_worker(worker, state):
+    """Worker ``worker``'s tasks of ``_correlate_rows`` (``_workers``)."""
+    src, offsets, weights, symmetry, mode, cval, out, block, helpers, missing, queue, band, n_bands = state
+    n_outer, n, inner = src.shape
+    k = offsets.size
+    n_blocks = (n + block - 1) // block
+    n_tasks = n_outer * n_blocks * n_bands
+    task = _next_task(queue, worker, n_tasks)
+    while task < n_tasks:
+        o = task // (n_blocks * n_bands)
+        rest = task - o * (n_blocks * n_bands)
+        first_row = (rest // n_bands) * block
+        c0 = (rest % n_bands) * band
+        c1 = min(inner, c0 + band)
+        acc = _buffer(c1 - c0, out)
+        rows = _buffer(k, np.int64)  # the source row of each tap, -1 outside the image
+        outside = _buffer(c1 - c0, src)
+        _call_rows_block(
+            helpers,
+            missing,
+            (
+                src,
+                o,
+                first_row,
+                min(n, first_row + block),
+                c0,
+                c1,
+                offsets,
+                weights,
+                symmetry,
+                mode,
+                cval,
+                acc,
+                rows,
+                outside,
+                out,
+            ),
+        )
+        task = _next_task(queue, worker, n_tasks)
+
+
+_correlate_rows_worker = worker_helper(_correlate_rows_worker)
+_run_rows = worker_launch(_correlate_rows_worker)
+
+
 def _correlate_rows(src, offsets, weights, symmetry, mode, cval, out, block, helpers, missing):
     """1-D correlation along axis 1 of ``src`` (outer, n, inner), vectorised over ``inner``.
 
@@ -259,52 +327,18 @@ def _correlate_rows(src, offsets, weights, symmetry, mode, cval, out, block, hel
     keeps the compiled kernel small). Long rows (planes of a volume, filtered
     along z) go in bands of columns, each band ``BAND_ROWS`` rows at a time: a
     sweep over whole planes would stream its sums and every tap's plane from
-    memory once per output plane.
+    memory once per output plane. The workers are ``_correlate_rows_worker``.
     """
     n_outer, n, inner = src.shape
-    k = offsets.size
     band = max(1, BAND_BYTES // out.itemsize)
     n_bands = (inner + band - 1) // band
     if n_bands > 1:
         block = max(block, BAND_ROWS)
     else:
         band = inner
-    n_blocks = (n + block - 1) // block
-    n_tasks = n_outer * n_blocks * n_bands
-    queue = _task_queue(n_tasks)
-    for worker in prange(queue.size):
-        task = _next_task(queue, worker, n_tasks)
-        while task < n_tasks:
-            o = task // (n_blocks * n_bands)
-            rest = task - o * (n_blocks * n_bands)
-            first_row = (rest // n_bands) * block
-            c0 = (rest % n_bands) * band
-            c1 = min(inner, c0 + band)
-            acc = _buffer(c1 - c0, out)
-            rows = _buffer(k, np.int64)  # the source row of each tap, -1 outside the image
-            outside = _buffer(c1 - c0, src)
-            _call_rows_block(
-                helpers,
-                missing,
-                (
-                    src,
-                    o,
-                    first_row,
-                    min(n, first_row + block),
-                    c0,
-                    c1,
-                    offsets,
-                    weights,
-                    symmetry,
-                    mode,
-                    cval,
-                    acc,
-                    rows,
-                    outside,
-                    out,
-                ),
-            )
-            task = _next_task(queue, worker, n_tasks)
+    queue = _task_queue(n_outer * ((n + block - 1) // block) * n_bands)
+    state = (src, offsets, weights, symmetry, mode, cval, out, block, helpers, missing, queue, band, n_bands)
+    _run_rows(helpers, missing, queue, state)
 
 
 correlate_lines = _Kernel(_correlate_lines, 6, calls_helper=True)

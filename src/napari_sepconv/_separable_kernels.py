@@ -8,7 +8,6 @@ This module imports Numba and is imported on first use only (by ``_cpu``).
 
 import numba
 import numpy as np
-from numba import prange
 
 from ._cpu_kernels import (
     MAGNITUDE,
@@ -29,6 +28,7 @@ from ._cpu_kernels import (
 from ._helper_calls import helper_call, looked_up_call
 from ._sweeps import _place, _sweep
 from ._vector_sweeps import four_row_run, shifted_run
+from ._workers import worker_helper, worker_launch
 
 
 def _chain4(s, j, r0, r1, r2, r3, w0, w1, w2, w3):
@@ -703,6 +703,85 @@ _separable_rows = _helper(_separable_rows)
 _call_rows = helper_call(_separable_rows)
 
 
+def _separable_2d_worker(worker, state):
+    """Worker ``worker``'s tasks of ``_separable_2d`` (``_workers``)."""
+    (
+        src,
+        col_off,
+        col_w,
+        col_n,
+        row_off,
+        row_w,
+        row_n,
+        mode_y,
+        mode_x,
+        cval,
+        pad_x,
+        combine,
+        inv_divisor,
+        accumulate,
+        out,
+        block,
+        nonfinite,
+        helpers,
+        missing,
+        queue,
+        lo,
+        padded,
+        ring_rows,
+        ring_w,
+    ) = state
+    n_planes, h, _ = src.shape
+    n_terms = col_n.size
+    n_blocks = (h + block - 1) // block
+    n_tasks = n_planes * n_blocks
+    bufs = _buffer((4, n_terms, padded), out)
+    hacc = _buffer(out.shape[2], out)
+    totals = _buffer((4, out.shape[2]), out)
+    ring = _buffer((_ring_rows(src, out, ring_rows), ring_w), out)
+    source = _buffer(padded, np.int64)
+    task = _next_task(queue, worker, n_tasks)
+    while task < n_tasks:
+        first = (task % n_blocks) * block
+        if _call_rows(
+            helpers,
+            missing,
+            (
+                src[task // n_blocks],
+                first,
+                min(h, first + block),
+                col_off,
+                col_w,
+                col_n,
+                row_off,
+                row_w,
+                row_n,
+                mode_y,
+                source,
+                mode_x,
+                cval,
+                pad_x,
+                combine,
+                inv_divisor,
+                accumulate,
+                lo,
+                bufs,
+                hacc,
+                totals,
+                ring,
+                out[task // n_blocks],
+                helpers,
+                missing,
+            ),
+        ):
+            nonfinite[task] = 1
+        task = _next_task(queue, worker, n_tasks)
+
+
+_separable_2d_worker = worker_helper(_separable_2d_worker)
+_run_separable_2d = worker_launch(_separable_2d_worker)
+
+
 def _separable_2d(
     src,
     col_off,
@@ -736,66 +815,50 @@ def _separable_2d(
     outside the image along x in constant mode (what the vertical pass would
     give there). Sums (several terms, or one added to ``out``) set
     ``nonfinite[task]`` when a row of that task came out NaN or infinite. A task's work is
-    ``_separable_rows``, called by address (``helpers``, ``missing``: ``_helper_calls``).
+    ``_separable_rows``, called by address (``helpers``, ``missing``: ``_helper_calls``),
+    and the workers are ``_separable_2d_worker`` (``_workers``).
     """
     n_planes, h, w = src.shape
-    n_terms = col_n.size
     lo = 0
     hi = 0
-    for t in range(n_terms):
+    for t in range(col_n.size):
         for b in range(row_n[t]):
             lo = min(lo, row_off[t, b])
             hi = max(hi, row_off[t, b])
-    padded = w + hi - lo
     top, bottom, _ = _column_reach(col_off, col_n)
-    ring_rows = bottom - top + 4  # the source rows of four output rows
-    ring_w = _ring_width(w, out.itemsize)
-    n_blocks = (h + block - 1) // block
-    n_tasks = n_planes * n_blocks
     previous = _limit_threads(threads)
-    queue = _task_queue(n_tasks)
-    for worker in prange(queue.size):
-        bufs = _buffer((4, n_terms, padded), out)
-        hacc = _buffer(w, out)
-        totals = _buffer((4, w), out)
-        ring = _buffer((_ring_rows(src, out, ring_rows), ring_w), out)
-        source = _buffer(padded, np.int64)
-        task = _next_task(queue, worker, n_tasks)
-        while task < n_tasks:
-            first = (task % n_blocks) * block
-            if _call_rows(
-                helpers,
-                missing,
-                (
-                    src[task // n_blocks],
-                    first,
-                    min(h, first + block),
-                    col_off,
-                    col_w,
-                    col_n,
-                    row_off,
-                    row_w,
-                    row_n,
-                    mode_y,
-                    source,
-                    mode_x,
-                    cval,
-                    pad_x,
-                    combine,
-                    inv_divisor,
-                    accumulate,
-                    lo,
-                    bufs,
-                    hacc,
-                    totals,
-                    ring,
-                    out[task // n_blocks],
-                    helpers,
-                    missing,
-                ),
-            ):
-                nonfinite[task] = 1
-            task = _next_task(queue, worker, n_tasks)
+    queue = _task_queue(n_planes * ((h + block - 1) // block))
+    _run_separable_2d(
+        helpers,
+        missing,
+        queue,
+        (
+            src,
+            col_off,
+            col_w,
+            col_n,
+            row_off,
+            row_w,
+            row_n,
+            mode_y,
+            mode_x,
+            cval,
+            pad_x,
+            combine,
+            inv_divisor,
+            accumulate,
+            out,
+            block,
+            nonfinite,
+            helpers,
+            missing,
+            queue,
+            lo,
+            w + hi - lo,
+            bottom - top + 4,  # the source rows of four output rows
+            _ring_width(w, out.itemsize),
+        ),
+    )
     _set_thread_count(previous)
 
 

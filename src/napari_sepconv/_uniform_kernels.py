@@ -33,19 +33,19 @@ vectorised loop, the running sums of four segments interleaved, the means in
 another vectorised loop) and :func:`last_two_axes` (the last two passes of a
 filter fused band by band, so the intermediate image never goes through memory).
 Each kernel calls its task's work (:func:`band`, :func:`line_segments`,
-:func:`last_two_rows`) by address (``_helper_calls``): compiled once, not again in each
-layer of the parallel loop, which takes a third to a half off a cold compile.
+:func:`last_two_rows`) by address (``_helper_calls``), compiled once, and starts its
+workers on the threading layer without a parallel loop (``_workers``).
 
 This module imports Numba and is imported on first use only.
 """
 
 import numba
 import numpy as np
-from numba import prange
 
 from ._cpu_kernels import _buffer, _enable_cache, _next_task, _task_queue
 from ._helper_calls import helper_call
 from ._streaming import scale_row
+from ._workers import worker_helper, worker_launch
 
 # Columns swept together by the other-axes kernel (one contiguous run of a row).
 COLUMNS = 512
@@ -60,8 +60,9 @@ def spacing(size):
 
 
 def _jit(func):
-    """``@njit(parallel=True)`` in the kernels' versioned on-disk cache (``warmup.cache_dir``)."""
-    return _enable_cache(numba.njit(parallel=True, nogil=True, error_model="numpy")(func))
+    """A kernel, in the kernels' versioned on-disk cache (``warmup.cache_dir``); its
+    workers run on the threading layer (``_workers``)."""
+    return _enable_cache(numba.njit(nogil=True, error_model="numpy")(func))
 
 
 def _helper(func):
@@ -278,6 +279,46 @@ def band(src, source, size, cval, divide, acc, out, o, a, m, c0, w):
 _call_band = helper_call(band)
 
 
+def _middle_axis_worker(worker, state):
+    """Worker ``worker``'s tasks of :func:`middle_axis` (``_workers``)."""
+    (
+        src,
+        source,
+        size,
+        K,
+        cval,
+        divide,
+        out,
+        flags,
+        helpers,
+        missing,
+        queue,
+    ) = state
+    n_outer, n, n_inner = src.shape
+    n_seg = (n + K - 1) // K
+    n_blocks = (n_inner + COLUMNS - 1) // COLUMNS
+    per_outer = n_seg * n_blocks
+    n_tasks = n_outer * per_outer
+    sums = _buffer(min(COLUMNS, n_inner), np.float64)
+    task = _next_task(queue, worker, n_tasks)
+    while task < n_tasks:
+        o = task // per_outer
+        rest = task - o * per_outer
+        s = rest // n_blocks
+        b = rest - s * n_blocks
+        c0 = b * COLUMNS
+        w = min(COLUMNS, n_inner - c0)
+        a = s * K
+        flags[o, s, b] = _call_band(
+            helpers, missing, (src, source, size, cval, divide, sums[:w], out, o, a, min(K, n - a), c0, w)
+        )
+        task = _next_task(queue, worker, n_tasks)
+
+
+_middle_axis_worker = worker_helper(_middle_axis_worker, error_model="numpy")
+_run_middle_axis = worker_launch(_middle_axis_worker)
+
+
 @_jit
 def middle_axis(src, source, size, K, cval, divide, out, flags, helpers, missing):
     """Running means along axis 1 of the 3-D ``src`` (outer, n, inner) into ``out``.
@@ -285,29 +326,24 @@ def middle_axis(src, source, size, K, cval, divide, out, flags, helpers, missing
     A task is one segment of :data:`COLUMNS` columns of one plane; ``flags``
     (outer, segments, column blocks) marks the tasks whose sums ended non-finite.
     A task's work is :func:`band`, called by address (``helpers``, ``missing``:
-    ``_helper_calls``), so that the parallel loop's layers do not compile it again.
+    ``_helper_calls``), and the workers are :func:`_middle_axis_worker`.
     """
     n_outer, n, n_inner = src.shape
-    n_seg = (n + K - 1) // K
-    n_blocks = (n_inner + COLUMNS - 1) // COLUMNS
-    per_outer = n_seg * n_blocks
-    n_tasks = n_outer * per_outer
-    queue = _task_queue(n_tasks)
-    for worker in prange(queue.size):
-        sums = _buffer(min(COLUMNS, n_inner), np.float64)
-        task = _next_task(queue, worker, n_tasks)
-        while task < n_tasks:
-            o = task // per_outer
-            rest = task - o * per_outer
-            s = rest // n_blocks
-            b = rest - s * n_blocks
-            c0 = b * COLUMNS
-            w = min(COLUMNS, n_inner - c0)
-            a = s * K
-            flags[o, s, b] = _call_band(
-                helpers, missing, (src, source, size, cval, divide, sums[:w], out, o, a, min(K, n - a), c0, w)
-            )
-            task = _next_task(queue, worker, n_tasks)
+    queue = _task_queue(n_outer * ((n + K - 1) // K) * ((n_inner + COLUMNS - 1) // COLUMNS))
+    state = (
+        src,
+        source,
+        size,
+        K,
+        cval,
+        divide,
+        out,
+        flags,
+        helpers,
+        missing,
+        queue,
+    )
+    _run_middle_axis(helpers, missing, queue, state)
 
 
 # --------------------------------------------------------------------------
@@ -443,6 +479,64 @@ def line_segments(row, source, before, lo, m, size, K, cval, divide, out_row, fl
 _call_line_segments = helper_call(line_segments)
 
 
+def _last_axis_worker(worker, state):
+    """Worker ``worker``'s tasks of :func:`last_axis` (``_workers``)."""
+    (
+        src,
+        source,
+        before,
+        size,
+        K,
+        cval,
+        divide,
+        out,
+        flags,
+        stream,
+        helpers,
+        missing,
+        queue,
+    ) = state
+    n_lines, n = src.shape
+    n_seg = (n + K - 1) // K
+    per_line = (n_seg + SEGMENTS_PER_TASK - 1) // SEGMENTS_PER_TASK
+    n_tasks = n_lines * per_line
+    longest = min(SEGMENTS_PER_TASK * K, n)  # a task's outputs, at most
+    ext = _buffer(longest + size - 1, np.float64)
+    sums = _buffer(longest, np.float64)
+    task = _next_task(queue, worker, n_tasks)
+    while task < n_tasks:
+        line = task // per_line
+        q0 = (task - line * per_line) * SEGMENTS_PER_TASK
+        q1 = min(q0 + SEGMENTS_PER_TASK, n_seg)
+        lo = q0 * K
+        m = min(q1 * K, n) - lo
+        _call_line_segments(
+            helpers,
+            missing,
+            (
+                src[line],
+                source,
+                before,
+                lo,
+                m,
+                size,
+                K,
+                cval,
+                divide,
+                out[line],
+                flags[line, q0:q1],
+                stream,
+                ext,
+                sums,
+            ),
+        )
+        task = _next_task(queue, worker, n_tasks)
+
+
+_last_axis_worker = worker_helper(_last_axis_worker, error_model="numpy")
+_run_last_axis = worker_launch(_last_axis_worker)
+
+
 @_jit
 def last_axis(src, source, before, size, K, cval, divide, out, flags, stream, helpers, missing):
     """Running means along the last axis of the 2-D ``src`` (lines, n) into ``out``.
@@ -451,45 +545,28 @@ def last_axis(src, source, before, size, K, cval, divide, out, flags, stream, he
     float64 buffer and swept by :func:`sweep`; ``flags`` (lines, segments) marks the
     segments whose sums ended non-finite. Where ``stream``, output rows are written past
     the caches (``_streaming``). A task's work is :func:`line_segments`, called by
-    address (``helpers``, ``missing``: ``_helper_calls``).
+    address (``helpers``, ``missing``: ``_helper_calls``), and the workers are
+    :func:`_last_axis_worker`.
     """
     n_lines, n = src.shape
     n_seg = (n + K - 1) // K
-    per_line = (n_seg + SEGMENTS_PER_TASK - 1) // SEGMENTS_PER_TASK
-    n_tasks = n_lines * per_line
-    longest = min(SEGMENTS_PER_TASK * K, n)  # a task's outputs, at most
-    queue = _task_queue(n_tasks)
-    for worker in prange(queue.size):
-        ext = _buffer(longest + size - 1, np.float64)
-        sums = _buffer(longest, np.float64)
-        task = _next_task(queue, worker, n_tasks)
-        while task < n_tasks:
-            line = task // per_line
-            q0 = (task - line * per_line) * SEGMENTS_PER_TASK
-            q1 = min(q0 + SEGMENTS_PER_TASK, n_seg)
-            lo = q0 * K
-            m = min(q1 * K, n) - lo
-            _call_line_segments(
-                helpers,
-                missing,
-                (
-                    src[line],
-                    source,
-                    before,
-                    lo,
-                    m,
-                    size,
-                    K,
-                    cval,
-                    divide,
-                    out[line],
-                    flags[line, q0:q1],
-                    stream,
-                    ext,
-                    sums,
-                ),
-            )
-            task = _next_task(queue, worker, n_tasks)
+    queue = _task_queue(n_lines * ((n_seg + SEGMENTS_PER_TASK - 1) // SEGMENTS_PER_TASK))
+    state = (
+        src,
+        source,
+        before,
+        size,
+        K,
+        cval,
+        divide,
+        out,
+        flags,
+        stream,
+        helpers,
+        missing,
+        queue,
+    )
+    _run_last_axis(helpers, missing, queue, state)
 
 
 # --------------------------------------------------------------------------
@@ -557,6 +634,67 @@ def last_two_rows(
 _call_last_two_rows = helper_call(last_two_rows)
 
 
+def _last_two_axes_worker(worker, state):
+    """Worker ``worker``'s tasks of :func:`last_two_axes` (``_workers``)."""
+    (
+        src,
+        source0,
+        size0,
+        K0,
+        source1,
+        before1,
+        size1,
+        K1,
+        cval,
+        divide0,
+        divide1,
+        out,
+        flags,
+        stream,
+        helpers,
+        missing,
+        queue,
+    ) = state
+    n_outer, n0, n1 = src.shape
+    n_seg = (n0 + K0 - 1) // K0
+    n_tasks = n_outer * n_seg
+    buffers = _buffer((3, n1 + size1 - 1), np.float64)
+    row_flags = _buffer((n1 + K1 - 1) // K1, np.bool_)
+    task = _next_task(queue, worker, n_tasks)
+    while task < n_tasks:
+        o = task // n_seg
+        s = task - o * n_seg
+        a = s * K0
+        flags[o, s] = _call_last_two_rows(
+            helpers,
+            missing,
+            (
+                src,
+                o,
+                a,
+                min(K0, n0 - a),
+                source0,
+                size0,
+                source1,
+                before1,
+                size1,
+                K1,
+                cval,
+                divide0,
+                divide1,
+                out,
+                stream,
+                buffers,
+                row_flags,
+            ),
+        )
+        task = _next_task(queue, worker, n_tasks)
+
+
+_last_two_axes_worker = worker_helper(_last_two_axes_worker, error_model="numpy")
+_run_last_two_axes = worker_launch(_last_two_axes_worker)
+
+
 @_jit
 def last_two_axes(
     src,
@@ -585,42 +723,28 @@ def last_two_axes(
     intermediate image never goes through memory. ``flags`` (outer, segments)
     marks tasks where a sum ended non-finite. Where ``stream``, output rows are written
     past the caches (``_streaming``). A task's work is :func:`last_two_rows`, called by
-    address (``helpers``, ``missing``: ``_helper_calls``), so that the parallel loop's
-    layers do not compile it again.
+    address (``helpers``, ``missing``: ``_helper_calls``), and the workers are
+    :func:`_last_two_axes_worker`.
     """
-    n_outer, n0, n1 = src.shape
-    n_seg = (n0 + K0 - 1) // K0
-    n_tasks = n_outer * n_seg
-    queue = _task_queue(n_tasks)
-    for worker in prange(queue.size):
-        buffers = _buffer((3, n1 + size1 - 1), np.float64)
-        row_flags = _buffer((n1 + K1 - 1) // K1, np.bool_)
-        task = _next_task(queue, worker, n_tasks)
-        while task < n_tasks:
-            o = task // n_seg
-            s = task - o * n_seg
-            a = s * K0
-            flags[o, s] = _call_last_two_rows(
-                helpers,
-                missing,
-                (
-                    src,
-                    o,
-                    a,
-                    min(K0, n0 - a),
-                    source0,
-                    size0,
-                    source1,
-                    before1,
-                    size1,
-                    K1,
-                    cval,
-                    divide0,
-                    divide1,
-                    out,
-                    stream,
-                    buffers,
-                    row_flags,
-                ),
-            )
-            task = _next_task(queue, worker, n_tasks)
+    n_outer, n0, _ = src.shape
+    queue = _task_queue(n_outer * ((n0 + K0 - 1) // K0))
+    state = (
+        src,
+        source0,
+        size0,
+        K0,
+        source1,
+        before1,
+        size1,
+        K1,
+        cval,
+        divide0,
+        divide1,
+        out,
+        flags,
+        stream,
+        helpers,
+        missing,
+        queue,
+    )
+    _run_last_two_axes(helpers, missing, queue, state)

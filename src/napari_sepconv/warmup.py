@@ -46,6 +46,7 @@ _KERNEL_SOURCES = (
     "_uniform_kernels.py",
     "_cast_kernels.py",
     "_helper_calls.py",
+    "_workers.py",
 )
 
 
