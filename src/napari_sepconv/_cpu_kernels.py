@@ -676,7 +676,7 @@ _limit_threads = _inlined(_limit_threads)
 @numba.extending.intrinsic
 def _task_queue(typingctx, n_tasks):
     """The queue of a kernel's ``n_tasks`` tasks: one counter per thread the call runs on
-    (its size: the parallel loop's iterations, its workers), each at the start of an even,
+    (its size: the workers, ``_workers``), each at the start of an even,
     contiguous share of the tasks (``_next_task``)."""
     if not isinstance(n_tasks, types.Integer):
         return None
