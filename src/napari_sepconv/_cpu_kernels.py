@@ -159,9 +159,9 @@ def _enable_cache(dispatcher):
 class _HelperDispatcher(CPUDispatcher):
     """A dispatcher that compiles one version per argument *type*, never per literal value.
 
-    Numba types a constant argument (``0``, ``False``) as a literal, and the
-    parallel lowering types a kernel's body again with other literals: each
-    would compile the helper once more. Unliteral types keep it to one
+    Numba types a constant argument (``0``, ``False``) as a literal, and a
+    ``prange`` loop's parallel lowering types its body again with other literals:
+    each would compile the helper once more. Unliteral types keep it to one
     compile per signature.
     """
 
