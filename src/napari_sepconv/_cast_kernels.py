@@ -6,32 +6,30 @@ integer, an "indefinite" value where it does not fit, then the integer's low bit
 one full-size temporary per step. :func:`to_integer` gives the same values in one parallel
 pass; the CPU engine uses it for every output type but ``uint64`` (see ``_casting``).
 :func:`to_float` converts a large image for a kernel compiled for another input type
-(``_cpu_kernels.kernel_input``); NumPy's conversion runs on one thread.
+(``_cpu_kernels.kernel_input``); NumPy's conversion runs on one thread. Both are called
+from Python and run their kernel through ``_cpu.run``; the kernels start their workers on
+the threading layer (``_workers``).
 
 This module imports Numba and is imported on first use only.
 """
 
 import numba
 import numpy as np
-from numba import prange
 
-from ._cpu_kernels import _enable_cache
+from ._cpu_kernels import _enable_cache, _next_task, _task_queue
+from ._workers import worker_helper, worker_launch
 
 # Elements per task.
 CHUNK = 1 << 16
 
 
-@_enable_cache
-@numba.njit(parallel=True, nogil=True, error_model="numpy")
-def to_integer(values, bound, indefinite, wide32, truth, out):
-    """``out[i]`` = ``trunc(values[i])`` as an integer of ``-bound <= v < bound`` (else
-    ``indefinite``), stored by its low bits; with ``truth``, 1 where its low byte is not 0.
-
-    ``values`` and ``out`` are 1-D and contiguous; ``wide32`` says ``bound`` is ``2**31``
-    (the conversion then goes through int32, which vectorises).
-    """
+def _to_integer_worker(worker, state):
+    """Worker ``worker``'s tasks of :func:`to_integer` (``_workers``)."""
+    values, bound, indefinite, wide32, truth, out, queue = state
     n = values.size
-    for task in prange((n + CHUNK - 1) // CHUNK):
+    n_tasks = (n + CHUNK - 1) // CHUNK
+    task = _next_task(queue, worker, n_tasks)
+    while task < n_tasks:
         for i in range(task * CHUNK, min(n, (task + 1) * CHUNK)):
             v = np.trunc(np.float64(values[i]))
             fits = v >= -bound and v < bound
@@ -44,18 +42,64 @@ def to_integer(values, bound, indefinite, wide32, truth, out):
                 out[i] = 1 if (wide & 255) != 0 else 0
             else:
                 out[i] = wide
+        task = _next_task(queue, worker, n_tasks)
+
+
+_to_integer_worker = worker_helper(_to_integer_worker, error_model="numpy")
+_run_to_integer = worker_launch(_to_integer_worker)
 
 
 @_enable_cache
-@numba.njit(parallel=True, nogil=True)
-def to_float(values, out):
-    """``out[i]`` = ``values[i]`` converted to ``out``'s float type (rounded once, as NumPy's
-    ``astype`` rounds it); both 1-D and contiguous."""
+@numba.njit(nogil=True, error_model="numpy")
+def _to_integer(values, bound, indefinite, wide32, truth, out, helpers, missing):
+    queue = _task_queue((values.size + CHUNK - 1) // CHUNK)
+    _run_to_integer(helpers, missing, queue, (values, bound, indefinite, wide32, truth, out, queue))
+
+
+def to_integer(values, bound, indefinite, wide32, truth, out):
+    """``out[i]`` = ``trunc(values[i])`` as an integer of ``-bound <= v < bound`` (else
+    ``indefinite``), stored by its low bits; with ``truth``, 1 where its low byte is not 0.
+
+    ``values`` and ``out`` are 1-D and contiguous; ``wide32`` says ``bound`` is ``2**31``
+    (the conversion then goes through int32, which vectorises). Tasks of :data:`CHUNK`
+    elements run on every thread set (``_cpu.run``).
+    """
+    from ._cpu import run
+
+    run(_to_integer, values, bound, indefinite, wide32, truth, out, taps=1, calls_helper=True)
+
+
+def _to_float_worker(worker, state):
+    """Worker ``worker``'s tasks of :func:`to_float` (``_workers``)."""
+    values, out, queue = state
     n = values.size
+    n_tasks = (n + CHUNK - 1) // CHUNK
     t = out.dtype.type
-    for task in prange((n + CHUNK - 1) // CHUNK):
+    task = _next_task(queue, worker, n_tasks)
+    while task < n_tasks:
         first = task * CHUNK
         src = values[first : min(n, first + CHUNK)]
         dst = out[first : min(n, first + CHUNK)]
         for i in range(src.size):
             dst[i] = t(src[i])
+        task = _next_task(queue, worker, n_tasks)
+
+
+_to_float_worker = worker_helper(_to_float_worker)
+_run_to_float = worker_launch(_to_float_worker)
+
+
+@_enable_cache
+@numba.njit(nogil=True)
+def _to_float(values, out, helpers, missing):
+    queue = _task_queue((values.size + CHUNK - 1) // CHUNK)
+    _run_to_float(helpers, missing, queue, (values, out, queue))
+
+
+def to_float(values, out):
+    """``out[i]`` = ``values[i]`` converted to ``out``'s float type (rounded once, as NumPy's
+    ``astype`` rounds it); both 1-D and contiguous. Tasks of :data:`CHUNK` elements run on
+    every thread set (``_cpu.run``)."""
+    from ._cpu import run
+
+    run(_to_float, values, out, taps=1, calls_helper=True)

@@ -162,7 +162,7 @@ def _convert(src, dtype):
     from ._cast_kernels import to_float
 
     out = np.empty(src.shape, dtype)
-    run(to_float, src.reshape(-1), out.reshape(-1), taps=1)
+    to_float(src.reshape(-1), out.reshape(-1))
     return out
 
 
@@ -616,11 +616,11 @@ BAND_ELEMENTS = 1 << 20
 
 def cast_output(result, dtype, output):
     """scipy.ndimage's output handling: fill ``output`` if it is an array, else cast (to
-    integer types in one parallel pass, ``_cast_kernels``, through :func:`run`)."""
+    integer types in one parallel pass, ``_cast_kernels``)."""
     from ._cast_kernels import to_integer
     from ._casting import cast_output as cast
 
-    return cast(result, dtype, output, integer_kernel=functools.partial(run, to_integer, taps=1))
+    return cast(result, dtype, output, integer_kernel=to_integer)
 
 
 def depthwise_passes(src, columns, rows, multiplier, mode_y, mode_x, cval, pad_x, out, row_start=0):

@@ -154,7 +154,7 @@ def _separable(sc, np):
     from napari_sepconv import _cast_kernels, _cpu
 
     for src, dtype in _cpu.PARALLEL_CONVERSIONS:
-        _cpu.run(_cast_kernels.to_float, np.zeros(4, src), np.empty(4, dtype), taps=1)
+        _cast_kernels.to_float(np.zeros(4, src), np.empty(4, dtype))
 
 
 def _filter2d(sc, np):
