@@ -74,6 +74,35 @@ def test_workers_keep_to_the_threads_set_for_the_calling_thread():
     assert set(threads) == {numba.get_thread_id()}
 
 
+def _divide(worker, state):
+    """Count the run of ``worker``, through an integer division by ``zero``."""
+    runs, zero = state
+    runs[worker] += 1 + 10 // zero
+
+
+_divide = worker_helper(_divide)
+_launch_divisions = worker_launch(_divide)
+
+
+@numba.njit(nogil=True)
+def _dividing_kernel(n_workers, runs, zero, helpers, missing):
+    _launch_divisions(helpers, missing, np.zeros(n_workers, np.int64), (runs, zero))
+
+
+@pytest.mark.parametrize("n_workers", [1, 2])
+def test_a_worker_divides_as_a_parallel_loop_did(n_workers):
+    """Workers follow NumPy's error model, as the body of a ``prange`` loop: an integer
+    division by zero gives 0. (An exception would stop the worker unreported.)"""
+    runs = np.zeros(n_workers, np.int64)
+    missing = np.zeros(1, np.int64)
+    _dividing_kernel(n_workers, runs, 0, _helper_calls.table(), missing)
+    if missing[0]:
+        _helper_calls.resolve(int(missing[0]))
+        missing[0] = 0
+        _dividing_kernel(n_workers, runs, 0, _helper_calls.table(), missing)
+    np.testing.assert_array_equal(runs, np.ones(n_workers))
+
+
 def test_a_new_process_runs_cached_kernels_on_several_threads(tmp_path):
     """A kernel loaded from the cache starts the threading layer before its code is linked
     (``_cpu_kernels._start_threading_layer``): a large call in a second process, on two

@@ -45,7 +45,7 @@ def _to_integer_worker(worker, state):
         task = _next_task(queue, worker, n_tasks)
 
 
-_to_integer_worker = worker_helper(_to_integer_worker, error_model="numpy")
+_to_integer_worker = worker_helper(_to_integer_worker)
 _run_to_integer = worker_launch(_to_integer_worker)
 
 

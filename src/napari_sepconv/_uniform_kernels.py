@@ -315,7 +315,7 @@ def _middle_axis_worker(worker, state):
         task = _next_task(queue, worker, n_tasks)
 
 
-_middle_axis_worker = worker_helper(_middle_axis_worker, error_model="numpy")
+_middle_axis_worker = worker_helper(_middle_axis_worker)
 _run_middle_axis = worker_launch(_middle_axis_worker)
 
 
@@ -533,7 +533,7 @@ def _last_axis_worker(worker, state):
         task = _next_task(queue, worker, n_tasks)
 
 
-_last_axis_worker = worker_helper(_last_axis_worker, error_model="numpy")
+_last_axis_worker = worker_helper(_last_axis_worker)
 _run_last_axis = worker_launch(_last_axis_worker)
 
 
@@ -691,7 +691,7 @@ def _last_two_axes_worker(worker, state):
         task = _next_task(queue, worker, n_tasks)
 
 
-_last_two_axes_worker = worker_helper(_last_two_axes_worker, error_model="numpy")
+_last_two_axes_worker = worker_helper(_last_two_axes_worker)
 _run_last_two_axes = worker_launch(_last_two_axes_worker)
 
 

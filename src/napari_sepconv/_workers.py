@@ -37,8 +37,13 @@ _DATA_TYPE = llvmlite.ir.LiteralStructType([_byte_ptr, _byte_ptr, _byte_ptr])
 
 def worker_helper(func, **options):
     """``func`` as a kernel's worker: a helper called by address (``_cpu_kernels._helper``,
-    with Numba's ``options``) that, unlike the others, allocates its tasks' buffers itself."""
-    return _helper(func, _nrt=True, **options)
+    with Numba's ``options``) that, unlike the others, allocates its tasks' buffers itself.
+
+    Its arithmetic follows NumPy's error model, as the body of a ``prange`` loop did (an
+    integer division by zero gives 0 instead of raising): a worker reports nothing to its
+    kernel, so an exception would only stop it.
+    """
+    return _helper(func, _nrt=True, **{"error_model": "numpy", **options})
 
 
 def worker_launch(worker):
