@@ -13,6 +13,7 @@ from ._cpu_kernels import (
     _fill_padded_row,
     _helper,
     _highest,
+    _inlined,
     _Kernel,
     _lowest,
     _next_task,
@@ -28,7 +29,9 @@ def _accumulate_taps(acc, seg_a, seg_b, w, sign):
     """``acc += (seg_a + sign * seg_b) * w``, or ``acc += seg_a * w`` when ``sign`` is 0.
 
     Samples are converted to the accumulator's type first (so integer input
-    cannot wrap, and the arithmetic is the accumulator's).
+    cannot wrap, and the arithmetic is the accumulator's). Inlined by LLVM
+    (``_cpu_kernels._inlined``: typed once, not at each call site): ``acc`` is always
+    a task buffer, never one of the rows it reads.
     """
     to_acc = acc.dtype.type
     if sign > 0:
@@ -42,7 +45,7 @@ def _accumulate_taps(acc, seg_a, seg_b, w, sign):
             acc[j] += to_acc(seg_a[j]) * w
 
 
-_accumulate_taps = numba.njit(inline="always", cache=False)(_accumulate_taps)
+_accumulate_taps = _inlined(_accumulate_taps)
 
 
 def _accumulate_taps4(acc, a0, b0, a1, b1, a2, b2, a3, b3, w0, w1, w2, w3, sign):
@@ -72,7 +75,7 @@ def _accumulate_taps4(acc, a0, b0, a1, b1, a2, b2, a3, b3, w0, w1, w2, w3, sign)
             acc[j] = s + to_acc(a3[j]) * w3
 
 
-_accumulate_taps4 = numba.njit(inline="always", cache=False)(_accumulate_taps4)
+_accumulate_taps4 = _inlined(_accumulate_taps4)
 
 
 def _correlate_lines_block(
