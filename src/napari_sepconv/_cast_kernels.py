@@ -16,7 +16,7 @@ This module imports Numba and is imported on first use only.
 import numba
 import numpy as np
 
-from ._cpu_kernels import _enable_cache, _next_task, _task_queue
+from ._cpu_kernels import _enable_cache, _jit, _next_task, _task_queue
 from ._workers import worker_helper, worker_launch
 
 # Elements per task.
@@ -25,9 +25,8 @@ CHUNK = 1 << 16
 
 def _to_integer_worker(worker, state):
     """Worker ``worker``'s tasks of :func:`to_integer` (``_workers``)."""
-    values, bound, indefinite, wide32, truth, out, queue = state
+    values, bound, indefinite, wide32, truth, out, queue, n_tasks = state
     n = values.size
-    n_tasks = (n + CHUNK - 1) // CHUNK
     task = _next_task(queue, worker, n_tasks)
     while task < n_tasks:
         for i in range(task * CHUNK, min(n, (task + 1) * CHUNK)):
@@ -52,8 +51,9 @@ _run_to_integer = worker_launch(_to_integer_worker)
 @_enable_cache
 @numba.njit(nogil=True, error_model="numpy")
 def _to_integer(values, bound, indefinite, wide32, truth, out, helpers, missing):
-    queue = _task_queue((values.size + CHUNK - 1) // CHUNK)
-    _run_to_integer(helpers, missing, queue, (values, bound, indefinite, wide32, truth, out, queue))
+    n_tasks = (values.size + CHUNK - 1) // CHUNK
+    queue = _task_queue(n_tasks)
+    _run_to_integer(helpers, missing, queue, (values, bound, indefinite, wide32, truth, out, queue, n_tasks))
 
 
 def to_integer(values, bound, indefinite, wide32, truth, out):
@@ -71,9 +71,8 @@ def to_integer(values, bound, indefinite, wide32, truth, out):
 
 def _to_float_worker(worker, state):
     """Worker ``worker``'s tasks of :func:`to_float` (``_workers``)."""
-    values, out, queue = state
+    values, out, queue, n_tasks = state
     n = values.size
-    n_tasks = (n + CHUNK - 1) // CHUNK
     t = out.dtype.type
     task = _next_task(queue, worker, n_tasks)
     while task < n_tasks:
@@ -89,11 +88,11 @@ _to_float_worker = worker_helper(_to_float_worker)
 _run_to_float = worker_launch(_to_float_worker)
 
 
-@_enable_cache
-@numba.njit(nogil=True)
+@_jit
 def _to_float(values, out, helpers, missing):
-    queue = _task_queue((values.size + CHUNK - 1) // CHUNK)
-    _run_to_float(helpers, missing, queue, (values, out, queue))
+    n_tasks = (values.size + CHUNK - 1) // CHUNK
+    queue = _task_queue(n_tasks)
+    _run_to_float(helpers, missing, queue, (values, out, queue, n_tasks))
 
 
 def to_float(values, out):

@@ -600,7 +600,6 @@ def _thread_count(typingctx):
     Called by symbol, which the threading layer registers, where Numba's own
     overload embeds a ctypes address that keeps a kernel out of the on-disk cache.
     """
-    _start_threading_layer()
 
     def codegen(context, builder, signature, args):
         _start_threading_layer(context)
@@ -622,7 +621,6 @@ def _thread_count_value(builder):
 def _set_thread_count(typingctx, count):
     """``numba.set_num_threads(count)`` for this thread, by symbol (see ``_thread_count``);
     ``count`` must lie between 1 and the threads started."""
-    _start_threading_layer()
 
     def codegen(context, builder, signature, args):
         _start_threading_layer(context)
@@ -637,19 +635,17 @@ def _set_thread_count(typingctx, count):
     return types.none(types.intp), codegen
 
 
-def _start_threading_layer(context=None):
-    """Start Numba's threading layer, which registers the symbols the kernels call.
-
-    Given the lowering ``context`` (in an intrinsic's code generation), also whenever the
-    code being lowered is loaded from the cache, before it is linked: a kernel without a
-    parallel loop (``_workers``) does not get this from Numba's parallel lowering.
+def _start_threading_layer(context):
+    """Start Numba's threading layer, which registers the symbols the kernels call, now (in
+    the code generation of an intrinsic calling one, with its lowering ``context``) and
+    whenever the code being lowered is loaded from the cache, before it is linked: a kernel
+    without a parallel loop (``_workers``) does not get this from Numba's parallel lowering.
     """
     from numba.core.typed_passes import _reload_parfors
     from numba.np.ufunc.parallel import _launch_threads
 
     _launch_threads()
-    if context is not None:
-        context.active_code_library._reload_init.add(_reload_parfors)
+    context.active_code_library._reload_init.add(_reload_parfors)
 
 
 def _limit_threads(threads):
@@ -694,7 +690,6 @@ def _task_queue(typingctx, n_tasks):
             builder.store(start, builder.gep(data, [loop.index]))
         return queue._getvalue()
 
-    _start_threading_layer()
     return queue_type(n_tasks), codegen
 
 

@@ -331,16 +331,16 @@ def _depthwise_2d_worker(worker, state):
         helpers,
         missing,
         queue,
+        n_blocks,
+        n_tasks,
         lo,
         hi,
         inner_first,
         inner_last,
         nine,
     ) = state
-    n_planes, n_in = src.shape[0], src.shape[3]
+    n_in = src.shape[3]
     n_rows = out.shape[1]
-    n_blocks = (n_rows + block - 1) // block
-    n_tasks = n_planes * n_blocks
     buf = _buffer((chunk + hi - lo) * n_in * multiplier, out)
     task = _next_task(queue, worker, n_tasks)
     while task < n_tasks:
@@ -443,6 +443,8 @@ def _depthwise_2d(
         helpers,
         missing,
         queue,
+        n_blocks,
+        n_tasks,
         lo,
         hi,
         inner_first,
@@ -737,13 +739,12 @@ def _depthwise_planar_worker(worker, state):
         helpers,
         missing,
         queue,
+        n_blocks,
+        n_tasks,
     ) = state
-    n_planes = src.shape[0]
     n_rows = out.shape[1]
     n_out = out.shape[3]
     kw, kh = columns.shape[1], columns.shape[2]
-    n_blocks = (n_rows + block - 1) // block
-    n_tasks = n_planes * n_blocks
     task = _next_task(queue, worker, n_tasks)
     while task < n_tasks:
         first = (task % n_blocks) * block
@@ -809,8 +810,9 @@ def _depthwise_planar(
     transposed, anchored at row ``top`` and column ``left``. Output rows are
     image rows ``row_start .. row_start + R``. The workers are ``_depthwise_planar_worker``.
     """
-    n_rows = out.shape[1]
-    queue = _task_queue(src.shape[0] * ((n_rows + block - 1) // block))
+    n_blocks = (out.shape[1] + block - 1) // block
+    n_tasks = src.shape[0] * n_blocks
+    queue = _task_queue(n_tasks)
     state = (
         src,
         columns,
@@ -828,6 +830,8 @@ def _depthwise_planar(
         helpers,
         missing,
         queue,
+        n_blocks,
+        n_tasks,
     )
     _run_depthwise_planar(helpers, missing, queue, state)
 
@@ -947,13 +951,12 @@ def _depthwise_passes_worker(worker, state):
         helpers,
         missing,
         queue,
+        n_blocks,
+        n_tasks,
         padded,
     ) = state
-    n_planes = src.shape[0]
     n_rows = out.shape[1]
     n_out = out.shape[3]
-    n_blocks = (n_rows + block - 1) // block
-    n_tasks = n_planes * n_blocks
     buf = _buffer(padded * n_out, out)
     pixels = _buffer(chunk * n_out, out)
     task = _next_task(queue, worker, n_tasks)
@@ -1024,7 +1027,9 @@ def _depthwise_passes_2d(
     n_planes, w = src.shape[0], src.shape[2]
     n_rows = out.shape[1]
     padded = w + max(0, _highest(row_off)) - min(0, _lowest(row_off))
-    queue = _task_queue(n_planes * ((n_rows + block - 1) // block))
+    n_blocks = (n_rows + block - 1) // block
+    n_tasks = n_planes * n_blocks
+    queue = _task_queue(n_tasks)
     state = (
         src,
         col_off,
@@ -1045,6 +1050,8 @@ def _depthwise_passes_2d(
         helpers,
         missing,
         queue,
+        n_blocks,
+        n_tasks,
         padded,
     )
     _run_depthwise_passes(helpers, missing, queue, state)

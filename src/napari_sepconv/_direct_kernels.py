@@ -92,10 +92,25 @@ _call_correlate_2d_rows = helper_call(_correlate_2d_rows)
 
 def _correlate_2d_worker(worker, state):
     """Worker ``worker``'s tasks of ``_correlate_2d`` (``_workers``)."""
-    src, tap_y, tap_x, tap_w, mode_y, mode_x, cval, out, block, helpers, missing, queue, span, padded = state
-    n_planes, h, _ = src.shape
-    n_blocks = (h + block - 1) // block
-    n_tasks = n_planes * n_blocks
+    (
+        src,
+        tap_y,
+        tap_x,
+        tap_w,
+        mode_y,
+        mode_x,
+        cval,
+        out,
+        block,
+        helpers,
+        missing,
+        queue,
+        n_blocks,
+        n_tasks,
+        span,
+        padded,
+    ) = state
+    h = src.shape[1]
     ring = _buffer((span, padded), out)
     slots = _buffer(tap_y.size, np.int64)
     source = _buffer(padded, np.int64)
@@ -140,7 +155,9 @@ def _correlate_2d(src, tap_y, tap_x, tap_w, mode_y, mode_x, cval, out, block, he
     n_planes, h, w = src.shape
     span = _highest(tap_y) - _lowest(tap_y) + 1
     padded = w + _highest(tap_x) - _lowest(tap_x)
-    queue = _task_queue(n_planes * ((h + block - 1) // block))
+    n_blocks = (h + block - 1) // block
+    n_tasks = n_planes * n_blocks
+    queue = _task_queue(n_tasks)
     state = (
         src,
         tap_y,
@@ -154,6 +171,8 @@ def _correlate_2d(src, tap_y, tap_x, tap_w, mode_y, mode_x, cval, out, block, he
         helpers,
         missing,
         queue,
+        n_blocks,
+        n_tasks,
         span,
         padded,
     )

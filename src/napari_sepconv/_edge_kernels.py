@@ -108,10 +108,10 @@ def _edge_magnitude_worker(worker, state):
         helpers,
         missing,
         queue,
+        n_blocks,
+        n_tasks,
     ) = state
-    n_planes, h, w = src.shape
-    n_blocks = (h + block - 1) // block
-    n_tasks = n_planes * n_blocks
+    h, w = src.shape[1], src.shape[2]
     rows_s = _buffer(w + 2, out)
     rows_d = _buffer(w + 2, out)
     outside = _buffer(w, src)
@@ -179,7 +179,9 @@ def _edge_magnitude_3x3(
     """
     n_planes, h, _ = src.shape
     previous = _limit_threads(threads)
-    queue = _task_queue(n_planes * ((h + block - 1) // block))
+    n_blocks = (h + block - 1) // block
+    n_tasks = n_planes * n_blocks
+    queue = _task_queue(n_tasks)
     state = (
         src,
         smooth_y,
@@ -197,6 +199,8 @@ def _edge_magnitude_3x3(
         helpers,
         missing,
         queue,
+        n_blocks,
+        n_tasks,
     )
     _run_edge_magnitude(helpers, missing, queue, state)
     _set_thread_count(previous)

@@ -143,9 +143,10 @@ _call_lines_block = helper_call(_correlate_lines_block)
 
 def _correlate_lines_worker(worker, state):
     """Worker ``worker``'s tasks of ``_correlate_lines`` (``_workers``)."""
-    src, offsets, weights, symmetry, mode, cval, out, block, helpers, missing, queue, lo, padded = state
+    src, offsets, weights, symmetry, mode, cval, out, block, helpers, missing, queue, n_tasks, lo, padded = (
+        state
+    )
     n_lines, n = src.shape
-    n_tasks = (n_lines + block - 1) // block
     buf = _buffer(padded, out)
     acc = _buffer(n, out)
     source = _buffer(padded, np.int64)
@@ -187,7 +188,8 @@ def _correlate_lines(src, offsets, weights, symmetry, mode, cval, out, block, he
     """
     n_lines, n = src.shape
     lo = _lowest(offsets)
-    queue = _task_queue((n_lines + block - 1) // block)
+    n_tasks = (n_lines + block - 1) // block
+    queue = _task_queue(n_tasks)
     state = (
         src,
         offsets,
@@ -200,6 +202,7 @@ def _correlate_lines(src, offsets, weights, symmetry, mode, cval, out, block, he
         helpers,
         missing,
         queue,
+        n_tasks,
         lo,
         n + _highest(offsets) - lo,
     )
@@ -279,11 +282,26 @@ BAND_ROWS = 64
 
 def _correlate_rows_worker(worker, state):
     """Worker ``worker``'s tasks of ``_correlate_rows`` (``_workers``)."""
-    src, offsets, weights, symmetry, mode, cval, out, block, helpers, missing, queue, band, n_bands = state
-    n_outer, n, inner = src.shape
+    (
+        src,
+        offsets,
+        weights,
+        symmetry,
+        mode,
+        cval,
+        out,
+        block,
+        helpers,
+        missing,
+        queue,
+        n_tasks,
+        n_blocks,
+        band,
+        n_bands,
+    ) = state
+    n = src.shape[1]
+    inner = src.shape[2]
     k = offsets.size
-    n_blocks = (n + block - 1) // block
-    n_tasks = n_outer * n_blocks * n_bands
     task = _next_task(queue, worker, n_tasks)
     while task < n_tasks:
         o = task // (n_blocks * n_bands)
@@ -339,8 +357,26 @@ def _correlate_rows(src, offsets, weights, symmetry, mode, cval, out, block, hel
         block = max(block, BAND_ROWS)
     else:
         band = inner
-    queue = _task_queue(n_outer * ((n + block - 1) // block) * n_bands)
-    state = (src, offsets, weights, symmetry, mode, cval, out, block, helpers, missing, queue, band, n_bands)
+    n_blocks = (n + block - 1) // block
+    n_tasks = n_outer * n_blocks * n_bands
+    queue = _task_queue(n_tasks)
+    state = (
+        src,
+        offsets,
+        weights,
+        symmetry,
+        mode,
+        cval,
+        out,
+        block,
+        helpers,
+        missing,
+        queue,
+        n_tasks,
+        n_blocks,
+        band,
+        n_bands,
+    )
     _run_rows(helpers, missing, queue, state)
 
 

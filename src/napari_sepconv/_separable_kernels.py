@@ -726,15 +726,15 @@ def _separable_2d_worker(worker, state):
         helpers,
         missing,
         queue,
+        n_blocks,
+        n_tasks,
         lo,
         padded,
         ring_rows,
         ring_w,
     ) = state
-    n_planes, h, _ = src.shape
+    h = src.shape[1]
     n_terms = col_n.size
-    n_blocks = (h + block - 1) // block
-    n_tasks = n_planes * n_blocks
     bufs = _buffer((4, n_terms, padded), out)
     hacc = _buffer(out.shape[2], out)
     totals = _buffer((4, out.shape[2]), out)
@@ -827,7 +827,9 @@ def _separable_2d(
             hi = max(hi, row_off[t, b])
     top, bottom, _ = _column_reach(col_off, col_n)
     previous = _limit_threads(threads)
-    queue = _task_queue(n_planes * ((h + block - 1) // block))
+    n_blocks = (h + block - 1) // block
+    n_tasks = n_planes * n_blocks
+    queue = _task_queue(n_tasks)
     _run_separable_2d(
         helpers,
         missing,
@@ -853,6 +855,8 @@ def _separable_2d(
             helpers,
             missing,
             queue,
+            n_blocks,
+            n_tasks,
             lo,
             w + hi - lo,
             bottom - top + 4,  # the source rows of four output rows

@@ -60,8 +60,9 @@ def spacing(size):
 
 
 def _jit(func):
-    """A kernel, in the kernels' versioned on-disk cache (``warmup.cache_dir``); its
-    workers run on the threading layer (``_workers``)."""
+    """A kernel, or a helper that Python calls (:func:`fix_segments`), in the kernels'
+    versioned on-disk cache (``warmup.cache_dir``); a kernel's workers run on the
+    threading layer (``_workers``)."""
     return _enable_cache(numba.njit(nogil=True, error_model="numpy")(func))
 
 
@@ -72,11 +73,6 @@ def _helper(func):
     return _enable_cache(
         numba.njit(nogil=True, error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)(func)
     )
-
-
-def _python_entry(func):
-    """A helper that Python calls: as :func:`_helper`, with its Python entry point."""
-    return _enable_cache(numba.njit(nogil=True, error_model="numpy")(func))
 
 
 def _inline(func):
@@ -155,7 +151,7 @@ def _segment(src, source, size, cval, divide, out, o, c, a, m):
 segment = _inline(_segment)
 
 
-@_python_entry
+@_jit
 def fix_segments(src, source, size, K, cval, divide, out, outer, starts, columns):
     """:func:`segment` over the flagged pieces ``(outer[t], segment starting at starts[t],
     columns[t, 0] to columns[t, 1])`` of the 3-D (outer, n, inner) arrays."""
@@ -293,12 +289,11 @@ def _middle_axis_worker(worker, state):
         helpers,
         missing,
         queue,
+        n_blocks,
+        n_tasks,
     ) = state
-    n_outer, n, n_inner = src.shape
-    n_seg = (n + K - 1) // K
-    n_blocks = (n_inner + COLUMNS - 1) // COLUMNS
-    per_outer = n_seg * n_blocks
-    n_tasks = n_outer * per_outer
+    n, n_inner = src.shape[1], src.shape[2]
+    per_outer = ((n + K - 1) // K) * n_blocks
     sums = _buffer(min(COLUMNS, n_inner), np.float64)
     task = _next_task(queue, worker, n_tasks)
     while task < n_tasks:
@@ -329,7 +324,9 @@ def middle_axis(src, source, size, K, cval, divide, out, flags, helpers, missing
     ``_helper_calls``), and the workers are :func:`_middle_axis_worker`.
     """
     n_outer, n, n_inner = src.shape
-    queue = _task_queue(n_outer * ((n + K - 1) // K) * ((n_inner + COLUMNS - 1) // COLUMNS))
+    n_blocks = (n_inner + COLUMNS - 1) // COLUMNS
+    n_tasks = n_outer * ((n + K - 1) // K) * n_blocks
+    queue = _task_queue(n_tasks)
     state = (
         src,
         source,
@@ -342,6 +339,8 @@ def middle_axis(src, source, size, K, cval, divide, out, flags, helpers, missing
         helpers,
         missing,
         queue,
+        n_blocks,
+        n_tasks,
     )
     _run_middle_axis(helpers, missing, queue, state)
 
@@ -495,11 +494,11 @@ def _last_axis_worker(worker, state):
         helpers,
         missing,
         queue,
+        n_seg,
+        per_line,
+        n_tasks,
     ) = state
-    n_lines, n = src.shape
-    n_seg = (n + K - 1) // K
-    per_line = (n_seg + SEGMENTS_PER_TASK - 1) // SEGMENTS_PER_TASK
-    n_tasks = n_lines * per_line
+    n = src.shape[1]
     longest = min(SEGMENTS_PER_TASK * K, n)  # a task's outputs, at most
     ext = _buffer(longest + size - 1, np.float64)
     sums = _buffer(longest, np.float64)
@@ -550,7 +549,9 @@ def last_axis(src, source, before, size, K, cval, divide, out, flags, stream, he
     """
     n_lines, n = src.shape
     n_seg = (n + K - 1) // K
-    queue = _task_queue(n_lines * ((n_seg + SEGMENTS_PER_TASK - 1) // SEGMENTS_PER_TASK))
+    per_line = (n_seg + SEGMENTS_PER_TASK - 1) // SEGMENTS_PER_TASK
+    n_tasks = n_lines * per_line
+    queue = _task_queue(n_tasks)
     state = (
         src,
         source,
@@ -565,6 +566,9 @@ def last_axis(src, source, before, size, K, cval, divide, out, flags, stream, he
         helpers,
         missing,
         queue,
+        n_seg,
+        per_line,
+        n_tasks,
     )
     _run_last_axis(helpers, missing, queue, state)
 
@@ -654,10 +658,10 @@ def _last_two_axes_worker(worker, state):
         helpers,
         missing,
         queue,
+        n_seg,
+        n_tasks,
     ) = state
-    n_outer, n0, n1 = src.shape
-    n_seg = (n0 + K0 - 1) // K0
-    n_tasks = n_outer * n_seg
+    n0, n1 = src.shape[1], src.shape[2]
     buffers = _buffer((3, n1 + size1 - 1), np.float64)
     row_flags = _buffer((n1 + K1 - 1) // K1, np.bool_)
     task = _next_task(queue, worker, n_tasks)
@@ -727,7 +731,9 @@ def last_two_axes(
     :func:`_last_two_axes_worker`.
     """
     n_outer, n0, _ = src.shape
-    queue = _task_queue(n_outer * ((n0 + K0 - 1) // K0))
+    n_seg = (n0 + K0 - 1) // K0
+    n_tasks = n_outer * n_seg
+    queue = _task_queue(n_tasks)
     state = (
         src,
         source0,
@@ -746,5 +752,7 @@ def last_two_axes(
         helpers,
         missing,
         queue,
+        n_seg,
+        n_tasks,
     )
     _run_last_two_axes(helpers, missing, queue, state)
