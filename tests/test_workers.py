@@ -103,6 +103,34 @@ def test_a_worker_divides_as_a_parallel_loop_did(n_workers):
     np.testing.assert_array_equal(runs, np.ones(n_workers))
 
 
+def _add(worker, state):
+    runs, step, scale = state
+    runs[worker] += int(step * scale)
+
+
+_add = worker_helper(_add)
+_launch_additions = worker_launch(_add)
+
+
+@numba.njit(nogil=True)
+def _constant_state_kernel(n_workers, runs, helpers, missing):
+    _launch_additions(helpers, missing, np.zeros(n_workers, np.int64), (runs, 3, 2.0))
+
+
+@pytest.mark.parametrize("n_workers", [1, 2])
+def test_a_state_of_constants_reaches_every_worker(n_workers):
+    """Constants in the state (typed as literals where the kernel builds it) reach the
+    workers as the values they were compiled for."""
+    runs = np.zeros(n_workers, np.int64)
+    missing = np.zeros(1, np.int64)
+    _constant_state_kernel(n_workers, runs, _helper_calls.table(), missing)
+    if missing[0]:
+        _helper_calls.resolve(int(missing[0]))
+        missing[0] = 0
+        _constant_state_kernel(n_workers, runs, _helper_calls.table(), missing)
+    np.testing.assert_array_equal(runs, np.full(n_workers, 6))
+
+
 def test_a_new_process_runs_cached_kernels_on_several_threads(tmp_path):
     """A kernel loaded from the cache starts the threading layer before its code is linked
     (``_cpu_kernels._start_threading_layer``): a large call in a second process, on two

@@ -70,6 +70,8 @@ def worker_launch(worker):
         def codegen(context, builder, signature, llargs):
             _start_threading_layer(context)
             helpers_value, missing_value, queue_value, state_value = llargs
+            # as the worker was compiled for it (a literal member made an ordinary value)
+            state_value = context.cast(builder, state_value, signature.args[3], argtypes[1])
             address = _address_of(context, builder, signature, (helpers_value, missing_value, None), key, key)
             function_type = context.call_conv.get_function_type(types.none, argtypes)
             with builder.if_then(builder.icmp_signed("!=", address, address.type(0)), likely=True):
