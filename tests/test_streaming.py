@@ -1,17 +1,27 @@
 """Rows written past the caches (``_streaming.scale_row``): the bits of the scalar loop for
-every length and alignment, in non-temporal stores."""
+every length and alignment, in non-temporal stores; rows asked for ahead of their use
+(``_streaming.prefetch``): one prefetch per cache line, nothing written."""
 
 import llvmlite.binding
 import numba
 import numpy as np
 import pytest
 
-from napari_sepconv._streaming import scale_row
+from napari_sepconv._streaming import prefetch, scale_row
 
 
 @numba.njit(cache=False)
 def _scale(src, dst, factor):
     scale_row(src, dst, factor)
+
+
+@numba.njit(cache=False)
+def _prefetch_rows(image, rows):
+    total = 0.0
+    for r in rows:
+        prefetch(image[r])
+        total += image[r].sum()
+    return total
 
 
 def _line_aligned(n, dtype, offset):
@@ -52,3 +62,28 @@ def test_scale_row_stores_are_non_temporal():
     if llvmlite.binding.get_process_triple().startswith("x86_64"):
         for signature, asm in _scale.inspect_asm().items():
             assert "movnt" in asm and "sfence" in asm, signature
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.uint8])
+def test_prefetch_reads_nothing_it_should_not_and_writes_nothing(rng, dtype):
+    image = rng.integers(0, 100, (5, 131)).astype(dtype)  # exact sums in any order
+    before = image.copy()
+    rows = np.array([0, 4, 2], np.int64)
+    total = _prefetch_rows(image, rows)
+    np.testing.assert_array_equal(image, before)
+    assert total == sum(float(image[r].astype(np.float64).sum()) for r in rows)
+    _prefetch_rows(image[:, :0], rows)  # empty rows: no line is asked for
+
+
+def test_prefetch_compiles_to_prefetch_instructions():
+    _prefetch_rows(np.zeros((2, 8)), np.zeros(1, np.int64))
+    for signature, llvm_ir in _prefetch_rows.inspect_llvm().items():
+        assert "@llvm.prefetch" in llvm_ir, signature
+    if llvmlite.binding.get_process_triple().startswith("x86_64"):
+        for signature, asm in _prefetch_rows.inspect_asm().items():
+            assert "prefetcht1" in asm, signature
+
+
+def test_prefetch_takes_contiguous_rows_only():
+    with pytest.raises(numba.core.errors.TypingError):
+        _prefetch_rows(np.zeros((4, 8))[:, ::2], np.zeros(1, np.int64))

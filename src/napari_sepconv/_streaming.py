@@ -1,5 +1,5 @@
 """Output rows written past the caches (non-temporal stores), for outputs too large to stay
-in them.
+in them, and input rows asked for ahead of their use (:func:`prefetch`).
 
 A row written the usual way is first read into the cache, line by line, then written
 back: a large output costs its size twice in memory traffic, and evicts the input rows
@@ -12,6 +12,10 @@ stored as usual. A fence then orders the stores before whatever the thread does 
 
 Kernels choose it for outputs larger than the caches (``STREAM_BYTES``): a small output
 read again soon is better left in them.
+
+A kernel whose rows alternate between reading memory and computing in the caches (the
+fused running sums, ``_uniform_kernels``) asks for its next input row with
+:func:`prefetch` before the computing part, so that the row arrives while it runs.
 
 This module imports Numba and is imported on first use only.
 """
@@ -121,3 +125,34 @@ def _scale_row(src, dst, factor):
 
 
 scale_row = numba.njit(inline="always", cache=False)(_scale_row)
+
+
+@numba.extending.intrinsic
+def prefetch(typingctx, array):
+    """Ask for the cache lines of the contiguous 1-D ``array`` to be brought into the
+    second-level cache ahead of their use: one prefetch per 64 bytes, a hint that changes
+    no value and never faults."""
+    if not (isinstance(array, types.Array) and array.ndim == 1 and array.layout == "C"):
+        return None
+
+    def codegen(context, builder, signature, args):
+        from numba.np.arrayobj import make_array
+
+        ary = make_array(signature.args[0])(context, builder, args[0])
+        item = context.get_abi_sizeof(context.get_data_type(signature.args[0].dtype))
+        nbytes = builder.mul(ary.nitems, cgutils.intp_t(item))
+        base = builder.bitcast(ary.data, cgutils.voidptr_t)
+        fn = builder.module.declare_intrinsic(
+            "llvm.prefetch",
+            fnty=llvmlite.ir.FunctionType(
+                llvmlite.ir.VoidType(),
+                [cgutils.voidptr_t, cgutils.int32_t, cgutils.int32_t, cgutils.int32_t],
+            ),
+        )
+        lines = builder.udiv(builder.add(nbytes, cgutils.intp_t(_LINE - 1)), cgutils.intp_t(_LINE))
+        with cgutils.for_range(builder, lines) as loop:
+            ptr = builder.gep(base, [builder.mul(loop.index, cgutils.intp_t(_LINE))])
+            builder.call(fn, [ptr, cgutils.int32_t(0), cgutils.int32_t(2), cgutils.int32_t(1)])
+        return context.get_dummy_value()
+
+    return types.none(array), codegen

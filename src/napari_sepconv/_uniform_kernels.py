@@ -28,9 +28,9 @@ perform the same operations in the same order.
 
 Kernels: :func:`middle_axis` (a line along a non-last axis: lanes of contiguous
 columns, vectorised), :func:`last_axis` (a line extended into a float64 buffer and
-swept by :func:`sweep`: the differences of entering and leaving samples in one
-vectorised loop, the running sums of four segments interleaved, the means in
-another vectorised loop) and :func:`last_two_axes` (the last two passes of a
+swept by :func:`sweep`: the running sums of four segments interleaved, each step
+adding the difference of its entering and leaving samples, then the means in one
+vectorised loop) and :func:`last_two_axes` (the last two passes of a
 filter fused band by band, so the intermediate image never goes through memory).
 Each kernel calls its task's work (:func:`band`, :func:`line_segments`,
 :func:`last_two_rows`) by address (``_helper_calls``), compiled once, and starts its
@@ -44,7 +44,7 @@ import numpy as np
 
 from ._cpu_kernels import _buffer, _enable_cache, _next_task, _task_queue
 from ._helper_calls import helper_call
-from ._streaming import scale_row
+from ._streaming import prefetch, scale_row
 from ._workers import worker_helper, worker_launch
 
 # Columns swept together by the other-axes kernel (one contiguous run of a row).
@@ -377,23 +377,17 @@ def sums_of(ext, m, K, size, sums, flags):
     """``sums[i]`` = sum of ``ext[i : i + size]`` for ``i < m``, as the anchored running
     sum gives it; ``flags[q]`` = whether the sum of segment ``q`` ended non-finite.
 
-    The differences ``ext[i + size - 1] - ext[i - 1]`` are taken first, in one
-    vectorised loop into ``sums``; the running sums then add them in place, four
-    segments interleaved (independent additions), each read through slices
-    (non-negative indices, no wraparound checks).
+    Four segments are swept together (independent additions), each step adding the
+    difference of the entering and the leaving sample; every array is read through
+    slices (non-negative indices, no wraparound checks).
     """
-    entering = ext[size : size + m - 1]
-    leaving = ext[0 : m - 1]
-    steps = sums[1:m]
-    for i in range(m - 1):
-        steps[i] = entering[i] - leaving[i]
     n_seg = (m + K - 1) // K
     q = 0
     while q + 4 <= m // K:
-        e0 = ext[q * K : q * K + size]
-        e1 = ext[q * K + K : q * K + K + size]
-        e2 = ext[q * K + 2 * K : q * K + 2 * K + size]
-        e3 = ext[q * K + 3 * K : q * K + 3 * K + size]
+        e0 = ext[q * K : q * K + K + size - 1]
+        e1 = ext[q * K + K : q * K + 2 * K + size - 1]
+        e2 = ext[q * K + 2 * K : q * K + 3 * K + size - 1]
+        e3 = ext[q * K + 3 * K : q * K + 4 * K + size - 1]
         t0 = sums[q * K : q * K + K]
         t1 = sums[q * K + K : q * K + 2 * K]
         t2 = sums[q * K + 2 * K : q * K + 3 * K]
@@ -411,15 +405,18 @@ def sums_of(ext, m, K, size, sums, flags):
         t1[0] = s1
         t2[0] = s2
         t3[0] = s3
-        for t in range(1, K):
-            s0 = s0 + t0[t]
-            s1 = s1 + t1[t]
-            s2 = s2 + t2[t]
-            s3 = s3 + t3[t]
-            t0[t] = s0
-            t1[t] = s1
-            t2[t] = s2
-            t3[t] = s3
+        # Output t + 1 of a segment: sample t + size enters, sample t leaves.
+        a0, a1, a2, a3 = e0[size:], e1[size:], e2[size:], e3[size:]
+        u0, u1, u2, u3 = t0[1:], t1[1:], t2[1:], t3[1:]
+        for t in range(K - 1):
+            s0 = s0 + (a0[t] - e0[t])
+            s1 = s1 + (a1[t] - e1[t])
+            s2 = s2 + (a2[t] - e2[t])
+            s3 = s3 + (a3[t] - e3[t])
+            u0[t] = s0
+            u1[t] = s1
+            u2[t] = s2
+            u3[t] = s3
         flags[q] = s0 - s0 != 0.0
         flags[q + 1] = s1 - s1 != 0.0
         flags[q + 2] = s2 - s2 != 0.0
@@ -427,15 +424,17 @@ def sums_of(ext, m, K, size, sums, flags):
         q += 4
     while q < n_seg:
         mq = min(K, m - q * K)
-        e = ext[q * K : q * K + size]
+        e = ext[q * K : q * K + mq + size - 1]
         t_q = sums[q * K : q * K + mq]
         s = 0.0
         for k in range(size):
             s = s + e[k]
         t_q[0] = s
-        for t in range(1, mq):
-            s = s + t_q[t]
-            t_q[t] = s
+        a_q = e[size:]
+        u_q = t_q[1:]
+        for t in range(mq - 1):
+            s = s + (a_q[t] - e[t])
+            u_q[t] = s
         flags[q] = s - s != 0.0
         q += 1
 
@@ -613,7 +612,11 @@ def last_two_rows(
     """Rows ``a .. a + m - 1`` (one segment along axis 1) of plane ``o`` for
     :func:`last_two_axes`, in the task's ``buffers`` (``acc``, then the extended line,
     then the sums, rows of ``n1 + size1 - 1`` float64 values) and ``row_flags`` (one per
-    segment along axis 2); whether a sum ended non-finite."""
+    segment along axis 2); whether a sum ended non-finite.
+
+    The input row that the next row's sums add is asked for before a row is swept
+    (``_streaming.prefetch``): it arrives from memory while the sweep runs in the caches.
+    """
     n1 = src.shape[2]
     acc = buffers[0, :n1]
     ext = buffers[1]
@@ -629,6 +632,10 @@ def last_two_rows(
         else:
             step_sums(src, o, source0, i, size0, cval, divide0, acc, 0, n1, row)
         fill_border(ext, source1, before1, n1, cval)
+        if i + 1 < a + m:
+            j_next = source0[i + size0]
+            if j_next >= 0:
+                prefetch(src[o, j_next])
         sweep(ext, n1, K1, size1, divide1, out[o, i], row_flags, sums, stream)
         for q in range(n_seg1):
             bad = bad or row_flags[q]
