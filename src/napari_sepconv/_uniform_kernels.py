@@ -42,7 +42,7 @@ This module imports Numba and is imported on first use only.
 import numba
 import numpy as np
 
-from ._cpu_kernels import _buffer, _enable_cache, _next_task, _task_queue
+from ._cpu_kernels import _buffer, _enable_cache, _inlined, _next_task, _task_queue
 from ._helper_calls import helper_call
 from ._streaming import prefetch, scale_row
 from ._workers import worker_helper, worker_launch
@@ -466,15 +466,35 @@ SEGMENTS_PER_TASK = 32
 
 
 @_helper
-def line_segments(row, source, before, lo, m, size, K, cval, divide, out_row, flags, stream, ext, sums):
+def line_segments(
+    row, source, before, lo, m, size, K, cval, divide, out_row, flags, stream, ext, sums, ahead
+):
     """Outputs ``lo .. lo + m - 1`` of ``row`` into ``out_row`` for :func:`last_axis`: the
     line extended into ``ext`` and swept by :func:`sweep` (``sums``: the task's buffers,
-    long enough); ``flags`` (its segments) marks the sums that ended non-finite."""
+    long enough); ``flags`` (its segments) marks the sums that ended non-finite.
+
+    ``ahead``, the samples the worker's next task reads (or none), is asked for once the
+    line is extended (``_streaming.prefetch``): it arrives from memory during the sweep.
+    """
     extend(row, source, before, lo, m + size - 1, cval, ext)
+    prefetch(ahead)
     sweep(ext, m, K, size, divide, out_row[lo : lo + m], flags, sums, stream)
 
 
 _call_line_segments = helper_call(line_segments)
+
+
+def _line_task(task, per_line, n_seg, K, n):
+    """Task ``task`` of :func:`last_axis`: its line, its first and last-plus-one segments,
+    and its first output and number of outputs."""
+    line = task // per_line
+    q0 = (task - line * per_line) * SEGMENTS_PER_TASK
+    q1 = min(q0 + SEGMENTS_PER_TASK, n_seg)
+    lo = q0 * K
+    return line, q0, q1, lo, min(q1 * K, n) - lo
+
+
+_line_task = _inlined(_line_task)
 
 
 def _last_axis_worker(worker, state):
@@ -503,11 +523,12 @@ def _last_axis_worker(worker, state):
     sums = _buffer(longest, np.float64)
     task = _next_task(queue, worker, n_tasks)
     while task < n_tasks:
-        line = task // per_line
-        q0 = (task - line * per_line) * SEGMENTS_PER_TASK
-        q1 = min(q0 + SEGMENTS_PER_TASK, n_seg)
-        lo = q0 * K
-        m = min(q1 * K, n) - lo
+        line, q0, q1, lo, m = _line_task(task, per_line, n_seg, K, n)
+        # The worker's next task is most often the next one of its share.
+        ahead = src[line, 0:0]
+        if task + 1 < n_tasks:
+            line_a, _, _, lo_a, m_a = _line_task(task + 1, per_line, n_seg, K, n)
+            ahead = src[line_a, lo_a : lo_a + m_a]
         _call_line_segments(
             helpers,
             missing,
@@ -526,6 +547,7 @@ def _last_axis_worker(worker, state):
                 stream,
                 ext,
                 sums,
+                ahead,
             ),
         )
         task = _next_task(queue, worker, n_tasks)
