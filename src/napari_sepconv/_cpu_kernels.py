@@ -245,9 +245,11 @@ def _holds_array(numba_type):
     return isinstance(numba_type, types.BaseTuple) and any(_holds_array(t) for t in numba_type)
 
 
-def _inlined(func):
+def _inlined(func, **options):
     """A small helper inlined into its callers by LLVM (``_InlinedDispatcher``), compiled
-    once per signature when a caller compiles; as ``_helper``, without reference counting."""
+    once per signature when a caller compiles; as ``_helper``, without reference counting,
+    and with Numba's ``options`` (``error_model="numpy"`` for a worker's helper, whose
+    divisions then need no check, as in the worker itself)."""
     return _InlinedDispatcher(
         func,
         targetoptions={
@@ -256,6 +258,7 @@ def _inlined(func):
             "no_cfunc_wrapper": True,
             "_nrt": False,
             "forceinline": True,
+            **options,
         },
     )
 

@@ -494,7 +494,7 @@ def _line_task(task, per_line, n_seg, K, n):
     return line, q0, q1, lo, min(q1 * K, n) - lo
 
 
-_line_task = _inlined(_line_task)
+_line_task = _inlined(_line_task, error_model="numpy")  # as its worker (``_workers``)
 
 
 def _last_axis_worker(worker, state):
