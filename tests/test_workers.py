@@ -15,6 +15,12 @@ numba = pytest.importorskip("numba")
 from napari_sepconv import _helper_calls  # noqa: E402
 from napari_sepconv._workers import worker_helper, worker_launch  # noqa: E402
 
+# ``_mark`` calls ``numba.get_thread_id``, whose symbol exists once the threading layer has
+# started: Numba starts it when the call is typed, not when a process loads ``_mark`` from
+# the cache. Started here, as the CPU engine starts it before its first call
+# (``_cpu._thread_count_controls``), so that this file also runs alone with a warm cache.
+numba.get_num_threads()
+
 
 def _mark(worker, state):
     """Count the run of ``worker`` and note the thread it ran on."""
