@@ -595,19 +595,24 @@ def depthwise_separable(src, op, weights, bias, out):
     """Depthwise op then pointwise mixing of ``src`` (P, H, W, C) into ``out`` (P, H, W, C_out).
 
     Computed in bands of rows through a bounded buffer, so the depthwise
-    result is never held whole.
+    result is never held whole. The bands' matrix products run on the calling
+    thread (``_blas_threads``): the BLAS library's threads would otherwise take the
+    cores from the kernels' threads, and these from them, band after band.
     """
+    from ._blas_threads import one_blas_thread
+
     n_planes, h, width, _ = src.shape
     n_mid = op.flat.shape[0]
     n_out = out.shape[3]
     band = max(1, min(h, BAND_ELEMENTS // max(1, width * n_mid)))
     mid = empty((1, band, width, n_mid), out.dtype)
-    for p in range(n_planes):
-        for row in range(0, h, band):
-            rows = min(band, h - row)
-            part = mid[:, :rows]
-            op.run(_this_engine, src[p : p + 1], part, row_start=row)
-            pointwise(part.reshape(-1, n_mid), weights, bias, out[p, row : row + rows].reshape(-1, n_out))
+    with one_blas_thread():
+        for p in range(n_planes):
+            for row in range(0, h, band):
+                rows = min(band, h - row)
+                part = mid[:, :rows]
+                op.run(_this_engine, src[p : p + 1], part, row_start=row)
+                pointwise(part.reshape(-1, n_mid), weights, bias, out[p, row : row + rows].reshape(-1, n_out))
 
 
 # Depthwise results per band of ``depthwise_separable``, in elements (~4 MB of float32).
