@@ -51,6 +51,19 @@ def test_the_filter_multiplies_on_one_thread_and_restores_the_limit(two_blas_thr
     )
 
 
+def test_a_small_call_leaves_the_limit_alone(two_blas_threads, monkeypatch, rng):
+    seen = []
+    pointwise = _cpu.pointwise
+
+    def recording(*args):
+        seen.append(_blas_threads_now())
+        pointwise(*args)
+
+    monkeypatch.setattr(_cpu, "pointwise", recording)
+    sc.depthwise_separable_filter(rng.random((16, 16, 3)), rng.standard_normal((3, 3, 3)), np.ones((2, 3)))
+    assert seen == [two_blas_threads]  # its kernel runs on the calling thread: no pools to part
+
+
 def test_calls_in_two_threads_leave_the_limit_as_they_found_it(two_blas_threads, rng):
     first_in, second_in, first_out = threading.Event(), threading.Event(), threading.Event()
     a = rng.random((200, 6))

@@ -8,6 +8,7 @@ not thread-safe). ``_engine.Engine`` documents the interface; the CUDA engine
 This module imports Numba and is imported on first use only (``_backend``).
 """
 
+import contextlib
 import functools
 import math
 import os
@@ -595,9 +596,11 @@ def depthwise_separable(src, op, weights, bias, out):
     """Depthwise op then pointwise mixing of ``src`` (P, H, W, C) into ``out`` (P, H, W, C_out).
 
     Computed in bands of rows through a bounded buffer, so the depthwise
-    result is never held whole. The bands' matrix products run on the calling
+    result is never held whole. Where the depthwise kernel may run on several
+    threads (``_runs_serially``), the bands' matrix products run on the calling
     thread (``_blas_threads``): the BLAS library's threads would otherwise take the
-    cores from the kernels' threads, and these from them, band after band.
+    cores from the kernels' threads, and these from them, band after band. A small
+    call, whose kernel runs on the calling thread, skips the limit and its cost.
     """
     from ._blas_threads import one_blas_thread
 
@@ -606,7 +609,8 @@ def depthwise_separable(src, op, weights, bias, out):
     n_out = out.shape[3]
     band = max(1, min(h, BAND_ELEMENTS // max(1, width * n_mid)))
     mid = empty((1, band, width, n_mid), out.dtype)
-    with one_blas_thread():
+    kernel_threads = src[0].size * DEFAULT_TAPS >= SERIAL_WORK  # the plane is the kernel's input
+    with one_blas_thread() if kernel_threads else contextlib.nullcontext():
         for p in range(n_planes):
             for row in range(0, h, band):
                 rows = min(band, h - row)
