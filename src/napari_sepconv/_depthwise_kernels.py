@@ -24,6 +24,7 @@ from ._cpu_kernels import (
 )
 from ._helper_calls import helper_call, looked_up_call
 from ._sweeps import _place, _sweep, _sweep_two, _sweep_two7, _sweep_two8
+from ._views import row_view
 from ._workers import worker_helper, worker_launch
 
 
@@ -171,14 +172,29 @@ def _depthwise_taps_3x3(part, tiles, tap_x, lo, n_out, top, middle, bottom):
     g, k, m = (tap_x[6] - lo) * n_out, (tap_x[7] - lo) * n_out, (tap_x[8] - lo) * n_out
     for s0 in range(0, length, period):
         n = min(period, length - s0)
-        acc = part[s0 : s0 + n]
-        v0, v1, v2 = top[a + s0 : a + s0 + n], top[b + s0 : b + s0 + n], top[c + s0 : c + s0 + n]
-        v3, v4 = middle[d + s0 : d + s0 + n], middle[e + s0 : e + s0 + n]
-        v5 = middle[f + s0 : f + s0 + n]
-        v6, v7 = bottom[g + s0 : g + s0 + n], bottom[k + s0 : k + s0 + n]
-        v8 = bottom[m + s0 : m + s0 + n]
-        t0, t1, t2, t3, t4 = tiles[0, :n], tiles[1, :n], tiles[2, :n], tiles[3, :n], tiles[4, :n]
-        t5, t6, t7, t8 = tiles[5, :n], tiles[6, :n], tiles[7, :n], tiles[8, :n]
+        acc = row_view(part, (), s0, s0 + n)
+        v0, v1, v2 = (
+            row_view(top, (), a + s0, a + s0 + n),
+            row_view(top, (), b + s0, b + s0 + n),
+            row_view(top, (), c + s0, c + s0 + n),
+        )
+        v3, v4 = row_view(middle, (), d + s0, d + s0 + n), row_view(middle, (), e + s0, e + s0 + n)
+        v5 = row_view(middle, (), f + s0, f + s0 + n)
+        v6, v7 = row_view(bottom, (), g + s0, g + s0 + n), row_view(bottom, (), k + s0, k + s0 + n)
+        v8 = row_view(bottom, (), m + s0, m + s0 + n)
+        t0, t1, t2, t3, t4 = (
+            row_view(tiles, 0, 0, n),
+            row_view(tiles, 1, 0, n),
+            row_view(tiles, 2, 0, n),
+            row_view(tiles, 3, 0, n),
+            row_view(tiles, 4, 0, n),
+        )
+        t5, t6, t7, t8 = (
+            row_view(tiles, 5, 0, n),
+            row_view(tiles, 6, 0, n),
+            row_view(tiles, 7, 0, n),
+            row_view(tiles, 8, 0, n),
+        )
         for j in range(n):
             x = _fmuladd(to(v2[j]), t2[j], _fmuladd(to(v1[j]), t1[j], to(v0[j]) * t0[j]))
             x = _fmuladd(to(v5[j]), t5[j], _fmuladd(to(v4[j]), t4[j], _fmuladd(to(v3[j]), t3[j], x)))
@@ -252,7 +268,7 @@ def _depthwise_2d_rows(
                 n_px = min(chunk, inner_last - x0)
             else:
                 n_px = min(chunk, w - x0)
-            part = row_out[x0 * n_out : (x0 + n_px) * n_out]
+            part = row_view(row_out, (), x0 * n_out, (x0 + n_px) * n_out)
             in_place = inner_first <= x0 < inner_last
             span = (n_px + hi - lo) * n_out
             t = 0
@@ -302,7 +318,8 @@ def _depthwise_2d_rows(
                         cval,
                     )
                     _call_fill_pixels(helpers, missing, pixels)
-                    taps = (part, tap_tiles, tap_x, tap_has_zero, t, end, lo, n_out, buf[:span], t == 0)
+                    padded = row_view(buf, (), 0, span)
+                    taps = (part, tap_tiles, tap_x, tap_has_zero, t, end, lo, n_out, padded, t == 0)
                     _call_taps_row(helpers, missing, taps)
                 t = end
             x0 += n_px

@@ -21,6 +21,7 @@ from ._cpu_kernels import (
 )
 from ._helper_calls import helper_call
 from ._sweeps import _sweep
+from ._views import row_view
 from ._workers import worker_helper, worker_launch
 
 
@@ -42,13 +43,13 @@ def _taps_pass(acc, ring, tap_slot, tap_x, tap_w, lo):
         _sweep(
             acc,
             n,
-            ring[tap_slot[t], s0 : s0 + w],
+            row_view(ring, tap_slot[t], s0, s0 + w),
             tap_w[t],
-            ring[tap_slot[k1], s1 : s1 + w],
+            row_view(ring, tap_slot[k1], s1, s1 + w),
             tap_w[k1],
-            ring[tap_slot[k2], s2 : s2 + w],
+            row_view(ring, tap_slot[k2], s2, s2 + w),
             tap_w[k2],
-            ring[tap_slot[k3], s3 : s3 + w],
+            row_view(ring, tap_slot[k3], s3, s3 + w),
             tap_w[k3],
         )
         t += n
@@ -76,14 +77,14 @@ def _correlate_2d_rows(
         new_first = i + top if i == first else i + top + span - 1
         for y in range(new_first, i + top + span):
             q = _source_index(y, h, mode_y)
-            row = ring[y % span]
+            row = row_view(ring, y % span, 0, None)
             if q < 0:
                 row[:] = cval
             else:
-                _fill_padded_row(row, src[p, q], lo, source, cval)
+                _fill_padded_row(row, row_view(src, (p, q), 0, None), lo, source, cval)
         for t in range(tap_y.size):
             slots[t] = (i + tap_y[t]) % span
-        _taps_pass(out[p, i], ring, slots, tap_x, tap_w, lo)
+        _taps_pass(row_view(out, (p, i), 0, None), ring, slots, tap_x, tap_w, lo)
 
 
 _correlate_2d_rows = _helper(_correlate_2d_rows)

@@ -19,6 +19,7 @@ from ._cpu_kernels import (
     _task_queue,
 )
 from ._helper_calls import helper_call
+from ._views import row_view, row_view_or
 from ._workers import worker_helper, worker_launch
 
 
@@ -54,16 +55,16 @@ def _edge_magnitude_rows(
     hs0, hs1, hs2 = smooth_x[0], smooth_x[1], smooth_x[2]
     hd0, hd2 = derivative_x[0], derivative_x[1]
     to_acc = out.dtype.type
-    s_in = rows_s[1 : w + 1]
-    d_in = rows_d[1 : w + 1]
+    s_in = row_view(rows_s, (), 1, w + 1)
+    d_in = row_view(rows_d, (), 1, w + 1)
     left = _source_index(-1, w, mode_x)  # the same for every row
     right = _source_index(w, w, mode_x)
     for i in range(first, last):
         q0 = _source_index(i - 1, h, mode_y)
         q2 = _source_index(i + 1, h, mode_y)
-        r0 = src[p, q0] if q0 >= 0 else outside
-        r1 = src[p, i]
-        r2 = src[p, q2] if q2 >= 0 else outside
+        r0 = row_view_or(q0 >= 0, src, (p, q0), 0, w, outside)
+        r1 = row_view(src, (p, i), 0, w)
+        r2 = row_view_or(q2 >= 0, src, (p, q2), 0, w, outside)
         for j in range(w):
             a = to_acc(r0[j])
             b = to_acc(r1[j])
@@ -76,9 +77,9 @@ def _edge_magnitude_rows(
         else:
             rows_s[0], rows_s[w + 1] = s_in[left], s_in[right]
             rows_d[0], rows_d[w + 1] = d_in[left], d_in[right]
-        s_a, s_c = rows_s[0:w], rows_s[2 : w + 2]
-        d_a, d_b, d_c = rows_d[0:w], rows_d[1 : w + 1], rows_d[2 : w + 2]
-        row_out = out[p, i]
+        s_a, s_c = row_view(rows_s, (), 0, w), row_view(rows_s, (), 2, w + 2)
+        d_a, d_b, d_c = row_view(rows_d, (), 0, w), d_in, row_view(rows_d, (), 2, w + 2)
+        row_out = row_view(out, (p, i), 0, w)
         for j in range(w):
             gx = hd0 * s_a[j] + hd2 * s_c[j]
             gy = hs0 * d_a[j] + hs1 * d_b[j] + hs2 * d_c[j]

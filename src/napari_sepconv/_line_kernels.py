@@ -22,6 +22,7 @@ from ._cpu_kernels import (
     _task_queue,
 )
 from ._helper_calls import helper_call
+from ._views import row_view, row_view_or
 from ._workers import worker_helper, worker_launch
 
 
@@ -88,10 +89,10 @@ def _correlate_lines_block(
     _pad_table(source, lo, n, mode)
     k = offsets.size
     for line in range(first_line, last_line):
-        _fill_padded_row(buf, src[line], lo, source, cval)
+        _fill_padded_row(buf, row_view(src, line, 0, n), lo, source, cval)
         first = k // 2 if symmetry != 0 else k - 1
         start = offsets[first] - lo
-        seg = buf[start : start + n]
+        seg = row_view(buf, (), start, start + n)
         for j in range(n):
             acc[j] = seg[j] * weights[first]
         # tap pair t reads buf from a_t (and, when symmetric, from b_t); four pairs a sweep
@@ -112,14 +113,14 @@ def _correlate_lines_block(
                     b0, b1, b2, b3 = a0, a1, a2, a3
                 _accumulate_taps4(
                     acc,
-                    buf[a0 : a0 + n],
-                    buf[b0 : b0 + n],
-                    buf[a1 : a1 + n],
-                    buf[b1 : b1 + n],
-                    buf[a2 : a2 + n],
-                    buf[b2 : b2 + n],
-                    buf[a3 : a3 + n],
-                    buf[b3 : b3 + n],
+                    row_view(buf, (), a0, a0 + n),
+                    row_view(buf, (), b0, b0 + n),
+                    row_view(buf, (), a1, a1 + n),
+                    row_view(buf, (), b1, b1 + n),
+                    row_view(buf, (), a2, a2 + n),
+                    row_view(buf, (), b2, b2 + n),
+                    row_view(buf, (), a3, a3 + n),
+                    row_view(buf, (), b3, b3 + n),
                     weights[t],
                     weights[t + 1],
                     weights[t + 2],
@@ -130,9 +131,10 @@ def _correlate_lines_block(
             else:
                 sa = offsets[t] - lo
                 sb = offsets[k - 1 - t] - lo if symmetry != 0 else sa
-                _accumulate_taps(acc, buf[sa : sa + n], buf[sb : sb + n], weights[t], symmetry)
+                row_a, row_b = row_view(buf, (), sa, sa + n), row_view(buf, (), sb, sb + n)
+                _accumulate_taps(acc, row_a, row_b, weights[t], symmetry)
                 t += 1
-        out_row = out[line]
+        out_row = row_view(out, line, 0, n)
         for j in range(n):
             out_row[j] = acc[j]
 
@@ -212,7 +214,7 @@ def _correlate_lines(src, offsets, weights, symmetry, mode, cval, out, block, he
 def _tap_row(src, o, q, outside, c0, c1):
     """Columns ``c0 .. c1 - 1`` of row ``q`` of ``src[o]``, or ``outside`` (those columns of a
     row of ``cval``) where the border mode reads no row (``q < 0``)."""
-    return src[o, q, c0:c1] if q >= 0 else outside
+    return row_view_or(q >= 0, src, (o, q), c0, c1, outside)
 
 
 _tap_row = numba.njit(inline="always", cache=False)(_tap_row)
@@ -264,7 +266,7 @@ def _correlate_rows_block(
                 row_b = _tap_row(src, o, rows[k - 1 - t if symmetry != 0 else t], outside, c0, c1)
                 _accumulate_taps(acc, row_a, row_b, weights[t], symmetry)
                 t += 1
-        out_row = out[o, i, c0:c1]
+        out_row = row_view(out, (o, i), c0, c1)
         for j in range(acc.size):
             out_row[j] = acc[j]
 

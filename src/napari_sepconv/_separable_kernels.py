@@ -28,6 +28,7 @@ from ._cpu_kernels import (
 from ._helper_calls import helper_call, looked_up_call
 from ._sweeps import _place, _sweep
 from ._vector_sweeps import four_row_run, shifted_run
+from ._views import row_view
 from ._workers import worker_helper, worker_launch
 
 
@@ -178,13 +179,13 @@ def _column_pass(acc, plane, offsets, weights, n_taps, i, mode_y, cval):
         _sweep(
             acc,
             n,
-            plane[_source_index(i + offsets[t0], h, mode_y)],
+            row_view(plane, _source_index(i + offsets[t0], h, mode_y), 0, None),
             weights[t0],
-            plane[_source_index(i + offsets[t1], h, mode_y)],
+            row_view(plane, _source_index(i + offsets[t1], h, mode_y), 0, None),
             weights[t1],
-            plane[_source_index(i + offsets[t2], h, mode_y)],
+            row_view(plane, _source_index(i + offsets[t2], h, mode_y), 0, None),
             weights[t2],
-            plane[_source_index(i + offsets[t3], h, mode_y)],
+            row_view(plane, _source_index(i + offsets[t3], h, mode_y), 0, None),
             weights[t3],
         )
     if outside != 0:
@@ -270,8 +271,8 @@ def _fill_ring(ring, plane, start, stop):
     converted once, not once a tap."""
     zero = ring.dtype.type(0)  # the ring's type (``row[0]``, stored to, would be read again)
     for q in range(start, stop):
-        row = ring[q % ring.shape[0]]
-        src = plane[q]
+        row = row_view(ring, q % ring.shape[0], 0, None)
+        src = row_view(plane, q, 0, None)
         for j in range(src.size):
             row[j] = _like(src[j], zero)
 
@@ -358,41 +359,41 @@ def _column_pass_four(acc0, acc1, acc2, acc3, plane, offsets, weights, n_taps, i
         if run > 0:  # seven to nine taps in one sweep
             e = a + run - 1  # rows and weights past the run's last tap repeat it (unused)
             rows = (
-                plane[(top + a) % period],
-                plane[(top + a + 1) % period],
-                plane[(top + a + 2) % period],
-                plane[(top + a + 3) % period],
-                plane[(top + a + 4) % period],
-                plane[(top + a + 5) % period],
-                plane[(top + a + 6) % period],
-                plane[(top + a + 7) % period],
-                plane[(top + a + 8) % period],
-                plane[(top + a + 9) % period],
-                plane[(top + min(a + 10, e + 3)) % period],
-                plane[(top + min(a + 11, e + 3)) % period],
+                row_view(plane, (top + a) % period, 0, None),
+                row_view(plane, (top + a + 1) % period, 0, None),
+                row_view(plane, (top + a + 2) % period, 0, None),
+                row_view(plane, (top + a + 3) % period, 0, None),
+                row_view(plane, (top + a + 4) % period, 0, None),
+                row_view(plane, (top + a + 5) % period, 0, None),
+                row_view(plane, (top + a + 6) % period, 0, None),
+                row_view(plane, (top + a + 7) % period, 0, None),
+                row_view(plane, (top + a + 8) % period, 0, None),
+                row_view(plane, (top + a + 9) % period, 0, None),
+                row_view(plane, (top + min(a + 10, e + 3)) % period, 0, None),
+                row_view(plane, (top + min(a + 11, e + 3)) % period, 0, None),
             )
             taps = _run_weights(weights, a, e)
             done = four_row_run((acc0, acc1, acc2, acc3), rows, run, first, taps)
             if done < acc0.size:  # the rest, from sample ``done`` on
                 _quad_run(
-                    acc0[done:],
-                    acc1[done:],
-                    acc2[done:],
-                    acc3[done:],
+                    row_view(acc0, (), done, None),
+                    row_view(acc1, (), done, None),
+                    row_view(acc2, (), done, None),
+                    row_view(acc3, (), done, None),
                     run,
                     first,
-                    rows[0][done:],
-                    rows[1][done:],
-                    rows[2][done:],
-                    rows[3][done:],
-                    rows[4][done:],
-                    rows[5][done:],
-                    rows[6][done:],
-                    rows[7][done:],
-                    rows[8][done:],
-                    rows[9][done:],
-                    rows[10][done:],
-                    rows[11][done:],
+                    row_view(rows[0], (), done, None),
+                    row_view(rows[1], (), done, None),
+                    row_view(rows[2], (), done, None),
+                    row_view(rows[3], (), done, None),
+                    row_view(rows[4], (), done, None),
+                    row_view(rows[5], (), done, None),
+                    row_view(rows[6], (), done, None),
+                    row_view(rows[7], (), done, None),
+                    row_view(rows[8], (), done, None),
+                    row_view(rows[9], (), done, None),
+                    row_view(rows[10], (), done, None),
+                    row_view(rows[11], (), done, None),
                     taps,
                 )
             first = False
@@ -408,13 +409,13 @@ def _column_pass_four(acc0, acc1, acc2, acc3, plane, offsets, weights, n_taps, i
             acc2,
             acc3,
             n,
-            plane[q % period],
-            plane[(q + 1) % period],
-            plane[(q + 2) % period],
-            plane[(q + 3) % period],
-            plane[min(q + 4, last) % period],
-            plane[min(q + 5, last) % period],
-            plane[min(q + 6, last) % period],
+            row_view(plane, q % period, 0, None),
+            row_view(plane, (q + 1) % period, 0, None),
+            row_view(plane, (q + 2) % period, 0, None),
+            row_view(plane, (q + 3) % period, 0, None),
+            row_view(plane, min(q + 4, last) % period, 0, None),
+            row_view(plane, min(q + 5, last) % period, 0, None),
+            row_view(plane, min(q + 6, last) % period, 0, None),
             weights[a],
             weights[k1],
             weights[k2],
@@ -438,7 +439,7 @@ def _pad_row(buf, lo, w, source, pad):
     ``source`` (``_pad_table``) names the sample each position holds; ``pad`` is
     the value outside the image in constant mode.
     """
-    inner = buf[-lo : -lo + w]
+    inner = row_view(buf, (), -lo, -lo + w)
     for pp in range(-lo):
         q = source[pp]
         buf[pp] = pad if q < 0 else inner[q]
@@ -475,22 +476,22 @@ def _row_pass(acc, bufs, offsets, weights, counts, lo, t, n_terms, add):
                 consecutive = consecutive and o[b + k] == o[b] + k
             done = 0  # samples swept with the window shifted in registers (``shifted_run``)
             if consecutive:
-                done = shifted_run(acc, bufs[t], o[b] - lo, run, first, taps)
+                done = shifted_run(acc, row_view(bufs, t, 0, None), o[b] - lo, run, first, taps)
             if done < w:
                 s = o[b] - lo + done  # the rest, from sample ``done`` on
                 _row_run(
-                    acc[done:],
+                    row_view(acc, (), done, None),
                     run,
                     first,
-                    bufs[t][s : s + w - done],
-                    bufs[t][s + o[b + 1] - o[b] : s + o[b + 1] - o[b] + w - done],
-                    bufs[t][s + o[b + 2] - o[b] : s + o[b + 2] - o[b] + w - done],
-                    bufs[t][s + o[b + 3] - o[b] : s + o[b + 3] - o[b] + w - done],
-                    bufs[t][s + o[b + 4] - o[b] : s + o[b + 4] - o[b] + w - done],
-                    bufs[t][s + o[b + 5] - o[b] : s + o[b + 5] - o[b] + w - done],
-                    bufs[t][s + o[b + 6] - o[b] : s + o[b + 6] - o[b] + w - done],
-                    bufs[t][s + o[min(b + 7, e)] - o[b] : s + o[min(b + 7, e)] - o[b] + w - done],
-                    bufs[t][s + o[min(b + 8, e)] - o[b] : s + o[min(b + 8, e)] - o[b] + w - done],
+                    row_view(bufs, t, s, s + w - done),
+                    row_view(bufs, t, s + o[b + 1] - o[b], s + o[b + 1] - o[b] + w - done),
+                    row_view(bufs, t, s + o[b + 2] - o[b], s + o[b + 2] - o[b] + w - done),
+                    row_view(bufs, t, s + o[b + 3] - o[b], s + o[b + 3] - o[b] + w - done),
+                    row_view(bufs, t, s + o[b + 4] - o[b], s + o[b + 4] - o[b] + w - done),
+                    row_view(bufs, t, s + o[b + 5] - o[b], s + o[b + 5] - o[b] + w - done),
+                    row_view(bufs, t, s + o[b + 6] - o[b], s + o[b + 6] - o[b] + w - done),
+                    row_view(bufs, t, s + o[min(b + 7, e)] - o[b], s + o[min(b + 7, e)] - o[b] + w - done),
+                    row_view(bufs, t, s + o[min(b + 8, e)] - o[b], s + o[min(b + 8, e)] - o[b] + w - done),
                     taps,
                 )
             first = False
@@ -527,13 +528,13 @@ def _row_pass(acc, bufs, offsets, weights, counts, lo, t, n_terms, add):
         _sweep(
             acc,
             n,
-            bufs[t0, s0 : s0 + w],
+            row_view(bufs, t0, s0, s0 + w),
             weights[t0, b0],
-            bufs[t1, s1 : s1 + w],
+            row_view(bufs, t1, s1, s1 + w),
             weights[t1, b1],
-            bufs[t2, s2 : s2 + w],
+            row_view(bufs, t2, s2, s2 + w),
             weights[t2, b2],
-            bufs[t3, s3 : s3 + w],
+            row_view(bufs, t3, s3, s3 + w),
             weights[t3, b3],
         )
     if first:  # no taps
@@ -637,7 +638,7 @@ def _separable_rows(
     rows = _pass_rows(plane, ring)  # what the four-row vertical pass reads without a ring
     top, bottom, dense_terms = _column_reach(col_off, col_n)
     period = ring.shape[0] if dense_terms else 0  # no four-row pass, no ring to fill
-    row = bufs[0, 0, -lo : -lo + w]  # arguments of the types the calls below pass
+    row = row_view(bufs, (0, 0), -lo, -lo + w)  # arguments of the types the calls below pass
     offsets, weights = col_off[0], col_w[0]
     ready = _row_pass_found(
         helpers, missing, (hacc, bufs[0], row_off, row_w, row_n, lo, 0, 0, False)
@@ -655,7 +656,7 @@ def _separable_rows(
         n_rows = min(4 if dense_terms else 1, last - i)  # four rows share source rows
         if not (direct or summed):
             for r in range(n_rows):
-                _start_row(totals[r], out[i + r], accumulate)
+                _start_row(row_view(totals, r, 0, None), row_view(out, i + r, 0, None), accumulate)
         if period > 0 and n_rows == 4:  # the rows the four output rows read, copied once
             start = max(converted, i + top, 0)
             stop = min(i + 4 + bottom, h)
@@ -667,8 +668,8 @@ def _separable_rows(
             dense = col_off[t, n_col - 1] - col_off[t, 0] == n_col - 1
             inside = i + col_off[t, 0] >= 0 and i + 3 + col_off[t, n_col - 1] < h
             if n_rows == 4 and dense and n_col > 1 and inside:
-                a0, a1 = bufs[0, t, -lo : -lo + w], bufs[1, t, -lo : -lo + w]
-                a2, a3 = bufs[2, t, -lo : -lo + w], bufs[3, t, -lo : -lo + w]
+                a0, a1 = row_view(bufs, (0, t), -lo, -lo + w), row_view(bufs, (1, t), -lo, -lo + w)
+                a2, a3 = row_view(bufs, (2, t), -lo, -lo + w), row_view(bufs, (3, t), -lo, -lo + w)
                 if period > 0:  # the ring (typed as ``rows`` unless the input is read-only)
                     four = (a0, a1, a2, a3, ring, col_off[t], col_w[t], n_col, i, period)
                     _call_column_pass_four(helpers, missing, four)
@@ -678,23 +679,24 @@ def _separable_rows(
                     )
             else:
                 for r in range(n_rows):
-                    row = bufs[r, t, -lo : -lo + w]
+                    row = row_view(bufs, (r, t), -lo, -lo + w)
                     one = (row, plane, col_off[t], col_w[t], n_col, i + r, mode_y, cval)
                     _call_column_pass(helpers, missing, one)
             for r in range(n_rows):
-                _pad_row(bufs[r, t], lo, w, source, pad_x[t])
+                _pad_row(row_view(bufs, (r, t), 0, None), lo, w, source, pad_x[t])
                 if not (direct or summed):  # one term's square into the total
                     term = (hacc, bufs[r], row_off, row_w, row_n, lo, t, t + 1, False)
                     _call_row_pass(helpers, missing, term)
-                    _add_square(totals[r], hacc)
+                    _add_square(row_view(totals, r, 0, None), hacc)
         for r in range(n_rows):
             if direct or summed:
-                terms = (out[i + r], bufs[r], row_off, row_w, row_n, lo, 0, n_terms, accumulate)
+                row_out = row_view(out, i + r, 0, None)
+                terms = (row_out, bufs[r], row_off, row_w, row_n, lo, 0, n_terms, accumulate)
                 _call_row_pass(helpers, missing, terms)
-                if summed and _nonfinite(out[i + r]):
+                if summed and _nonfinite(row_out):
                     nonfinite = True
             else:
-                _finish_row(totals[r], combine, inv_divisor, out[i + r])
+                _finish_row(row_view(totals, r, 0, None), combine, inv_divisor, row_view(out, i + r, 0, None))
         i += n_rows
     return nonfinite
 

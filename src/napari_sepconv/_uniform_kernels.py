@@ -45,6 +45,7 @@ import numpy as np
 from ._cpu_kernels import _buffer, _enable_cache, _inlined, _next_task, _task_queue
 from ._helper_calls import helper_call
 from ._streaming import prefetch, scale_row
+from ._views import row_view
 from ._workers import worker_helper, worker_launch
 
 # Columns swept together by the other-axes kernel (one contiguous run of a row).
@@ -237,7 +238,7 @@ def _start_sums(src, o, source, a, size, cval, acc, c0, c1):
         if j < 0:
             add_value(cval, acc)
         else:
-            add_row(src[o, j, c0:c1], acc)
+            add_row(row_view(src, (o, j), c0, c1), acc)
 
 
 def _step_sums(src, o, source, i, size, cval, divide, acc, c0, c1, dst):
@@ -247,11 +248,11 @@ def _step_sums(src, o, source, i, size, cval, divide, acc, c0, c1, dst):
     j_in = source[i + size - 1]
     j_out = source[i - 1]
     if j_in >= 0 and j_out >= 0:
-        step_rows(src[o, j_in, c0:c1], src[o, j_out, c0:c1], acc, size, divide, dst)
+        step_rows(row_view(src, (o, j_in), c0, c1), row_view(src, (o, j_out), c0, c1), acc, size, divide, dst)
     else:
-        empty = src[o, 0, 0:0]
-        row_in = empty if j_in < 0 else src[o, j_in, c0:c1]
-        row_out = empty if j_out < 0 else src[o, j_out, c0:c1]
+        empty = row_view(src, (o, 0), 0, 0)
+        row_in = empty if j_in < 0 else row_view(src, (o, j_in), c0, c1)
+        row_out = empty if j_out < 0 else row_view(src, (o, j_out), c0, c1)
         step_border(row_in, cval, row_out, cval, acc, size, divide, dst)
 
 
@@ -266,9 +267,9 @@ def band(src, source, size, cval, divide, acc, out, o, a, m, c0, w):
     """Outputs ``a`` to ``a + m - 1`` of the columns ``c0`` to ``c0 + w`` of plane ``o``
     along axis 1, the sums in ``acc``; returns whether a sum ended non-finite."""
     start_sums(src, o, source, a, size, cval, acc, c0, c0 + w)
-    means_of(acc, size, divide, out[o, a, c0 : c0 + w])
+    means_of(acc, size, divide, row_view(out, (o, a), c0, c0 + w))
     for i in range(a + 1, a + m):
-        step_sums(src, o, source, i, size, cval, divide, acc, c0, c0 + w, out[o, i, c0 : c0 + w])
+        step_sums(src, o, source, i, size, cval, divide, acc, c0, c0 + w, row_view(out, (o, i), c0, c0 + w))
     return any_nonfinite(acc)
 
 
@@ -384,14 +385,14 @@ def sums_of(ext, m, K, size, sums, flags):
     n_seg = (m + K - 1) // K
     q = 0
     while q + 4 <= m // K:
-        e0 = ext[q * K : q * K + K + size - 1]
-        e1 = ext[q * K + K : q * K + 2 * K + size - 1]
-        e2 = ext[q * K + 2 * K : q * K + 3 * K + size - 1]
-        e3 = ext[q * K + 3 * K : q * K + 4 * K + size - 1]
-        t0 = sums[q * K : q * K + K]
-        t1 = sums[q * K + K : q * K + 2 * K]
-        t2 = sums[q * K + 2 * K : q * K + 3 * K]
-        t3 = sums[q * K + 3 * K : q * K + 4 * K]
+        e0 = row_view(ext, (), q * K, q * K + K + size - 1)
+        e1 = row_view(ext, (), q * K + K, q * K + 2 * K + size - 1)
+        e2 = row_view(ext, (), q * K + 2 * K, q * K + 3 * K + size - 1)
+        e3 = row_view(ext, (), q * K + 3 * K, q * K + 4 * K + size - 1)
+        t0 = row_view(sums, (), q * K, q * K + K)
+        t1 = row_view(sums, (), q * K + K, q * K + 2 * K)
+        t2 = row_view(sums, (), q * K + 2 * K, q * K + 3 * K)
+        t3 = row_view(sums, (), q * K + 3 * K, q * K + 4 * K)
         s0 = 0.0
         s1 = 0.0
         s2 = 0.0
@@ -406,8 +407,10 @@ def sums_of(ext, m, K, size, sums, flags):
         t2[0] = s2
         t3[0] = s3
         # Output t + 1 of a segment: sample t + size enters, sample t leaves.
-        a0, a1, a2, a3 = e0[size:], e1[size:], e2[size:], e3[size:]
-        u0, u1, u2, u3 = t0[1:], t1[1:], t2[1:], t3[1:]
+        a0, a1 = row_view(e0, (), size, None), row_view(e1, (), size, None)
+        a2, a3 = row_view(e2, (), size, None), row_view(e3, (), size, None)
+        u0, u1 = row_view(t0, (), 1, None), row_view(t1, (), 1, None)
+        u2, u3 = row_view(t2, (), 1, None), row_view(t3, (), 1, None)
         for t in range(K - 1):
             s0 = s0 + (a0[t] - e0[t])
             s1 = s1 + (a1[t] - e1[t])
@@ -424,14 +427,14 @@ def sums_of(ext, m, K, size, sums, flags):
         q += 4
     while q < n_seg:
         mq = min(K, m - q * K)
-        e = ext[q * K : q * K + mq + size - 1]
-        t_q = sums[q * K : q * K + mq]
+        e = row_view(ext, (), q * K, q * K + mq + size - 1)
+        t_q = row_view(sums, (), q * K, q * K + mq)
         s = 0.0
         for k in range(size):
             s = s + e[k]
         t_q[0] = s
-        a_q = e[size:]
-        u_q = t_q[1:]
+        a_q = row_view(e, (), size, None)
+        u_q = row_view(t_q, (), 1, None)
         for t in range(mq - 1):
             s = s + (a_q[t] - e[t])
             u_q[t] = s

@@ -38,6 +38,7 @@ _KERNEL_SOURCES = (
     "_sweeps.py",
     "_vector_sweeps.py",
     "_streaming.py",
+    "_views.py",
     "_line_kernels.py",
     "_separable_kernels.py",
     "_edge_kernels.py",
