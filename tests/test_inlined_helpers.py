@@ -79,3 +79,29 @@ def test_an_inlined_sweep_checks_no_overlap_at_run_time():
     llvm_ir = compiled.library.get_llvm_str()
     assert "vector.body" in llvm_ir
     assert "vector.memcheck" not in llvm_ir
+
+
+def test_integer_min_and_max_are_pythons():
+    """``_imin`` and ``_imax`` (compiled once, not Numba's ``min`` and ``max`` once per set of
+    compiler options) give Python's results, in compiled code and called from Python."""
+
+    @numba.njit(cache=False)
+    def both(a, b):
+        return _cpu_kernels._imin(a, b), _cpu_kernels._imax(a, b), _cpu_kernels._imin(4, b)
+
+    for a, b in [(0, 0), (-3, 2), (2, -3), (7, 7), (2**62, -(2**62)), (5, 4)]:
+        assert both(a, b) == (min(a, b), max(a, b), min(4, b))
+        assert (_cpu_kernels._imin(a, b), _cpu_kernels._imax(a, b)) == (min(a, b), max(a, b))
+    signatures = _cpu_kernels._imin.overloads
+    literal = [t for sig in signatures for t in sig if isinstance(t, numba.core.types.Literal)]
+    assert literal == []  # a literal argument is no signature of its own
+
+
+def test_a_helper_called_from_python_runs_its_python_function():
+    """A helper has no Python entry point: called from Python it runs its Python source
+    (calling the missing entry point crashed the process)."""
+    assert _cpu_kernels._lowest(np.array([4, -2, 9])) == -2
+    assert _cpu_kernels._highest(np.array([4, -2, 9])) == 9
+    source = np.full(6, -9, np.int64)
+    _cpu_kernels._pad_table(source, -2, 3, 0)  # a ``_helper``: reflect, two samples each side
+    assert list(source[:2]) == [1, 0] and list(source[5:]) == [2]

@@ -16,7 +16,7 @@ This module imports Numba and is imported on first use only.
 import numba
 import numpy as np
 
-from ._cpu_kernels import _enable_cache, _jit, _next_task, _task_queue
+from ._cpu_kernels import _enable_cache, _imin, _jit, _next_task, _task_queue
 from ._workers import worker_helper, worker_launch
 
 # Elements per task.
@@ -29,7 +29,7 @@ def _to_integer_worker(worker, state):
     n = values.size
     task = _next_task(queue, worker, n_tasks)
     while task < n_tasks:
-        for i in range(task * CHUNK, min(n, (task + 1) * CHUNK)):
+        for i in range(task * CHUNK, _imin(n, (task + 1) * CHUNK)):
             v = np.trunc(np.float64(values[i]))
             fits = v >= -bound and v < bound
             safe = v if fits else 0.0
@@ -77,8 +77,8 @@ def _to_float_worker(worker, state):
     task = _next_task(queue, worker, n_tasks)
     while task < n_tasks:
         first = task * CHUNK
-        src = values[first : min(n, first + CHUNK)]
-        dst = out[first : min(n, first + CHUNK)]
+        src = values[first : _imin(n, first + CHUNK)]
+        dst = out[first : _imin(n, first + CHUNK)]
         for i in range(src.size):
             dst[i] = t(src[i])
         task = _next_task(queue, worker, n_tasks)

@@ -15,6 +15,8 @@ from ._cpu_kernels import (
     _fmuladd,
     _helper,
     _highest,
+    _imax,
+    _imin,
     _inlined,
     _Kernel,
     _lowest,
@@ -58,8 +60,8 @@ def _fill_pixels(buf, src_row, x_first, count, w, n_in, multiplier, mode_x, outs
     if outside:
         buf[: count * n_out] = cval
         return
-    inside_first = min(max(x_first, 0), w)
-    inside_last = max(min(x_first + count, w), inside_first)
+    inside_first = _imin(_imax(x_first, 0), w)
+    inside_last = _imax(_imin(x_first + count, w), inside_first)
     if multiplier == 1 and inside_last > inside_first:
         flat = _flat(src_row)
         dst = buf[(inside_first - x_first) * n_in : (inside_last - x_first) * n_in]
@@ -101,7 +103,7 @@ def _depthwise_taps_row(part, tiles, tap_x, has_zero, t, end, lo, n_out, window,
     to = part.dtype.type  # samples read in place are converted as a padded copy is
     zero = to(0)
     while t < end:
-        group = min(4, end - t)
+        group = _imin(4, end - t)
         if group == 4 and (end - t == 5 or end - t == 6):
             group = 3  # 5 and 6 taps as 3 + 2 and 3 + 3, not 4 + 1 and 4 + 2
         for u in range(t, t + group):
@@ -112,7 +114,7 @@ def _depthwise_taps_row(part, tiles, tap_x, has_zero, t, end, lo, n_out, window,
         c = (tap_x[t + 2] - lo) * n_out if group > 2 else a
         d = (tap_x[t + 3] - lo) * n_out if group > 3 else a
         for s0 in range(0, length, period):
-            n = min(period, length - s0)
+            n = _imin(period, length - s0)
             acc = part[s0 : s0 + n]
             va, wa = window[a + s0 : a + s0 + n], tiles[t, :n]
             if group == 1:
@@ -171,7 +173,7 @@ def _depthwise_taps_3x3(part, tiles, tap_x, lo, n_out, top, middle, bottom):
     d, e, f = (tap_x[3] - lo) * n_out, (tap_x[4] - lo) * n_out, (tap_x[5] - lo) * n_out
     g, k, m = (tap_x[6] - lo) * n_out, (tap_x[7] - lo) * n_out, (tap_x[8] - lo) * n_out
     for s0 in range(0, length, period):
-        n = min(period, length - s0)
+        n = _imin(period, length - s0)
         acc = row_view(part, (), s0, s0 + n)
         v0, v1, v2 = (
             row_view(top, (), a + s0, a + s0 + n),
@@ -263,11 +265,11 @@ def _depthwise_2d_rows(
         while x0 < w:
             # pixels [inner_first, inner_last) read only pixels inside the image
             if x0 < inner_first:
-                n_px = min(chunk, inner_first - x0)
+                n_px = _imin(chunk, inner_first - x0)
             elif x0 < inner_last:
-                n_px = min(chunk, inner_last - x0)
+                n_px = _imin(chunk, inner_last - x0)
             else:
-                n_px = min(chunk, w - x0)
+                n_px = _imin(chunk, w - x0)
             part = row_view(row_out, (), x0 * n_out, (x0 + n_px) * n_out)
             in_place = inner_first <= x0 < inner_last
             span = (n_px + hi - lo) * n_out
@@ -307,7 +309,7 @@ def _depthwise_2d_rows(
                 else:
                     pixels = (
                         buf,
-                        src[p, max(q, 0)],
+                        src[p, _imax(q, 0)],
                         x0 + lo,
                         n_px + hi - lo,
                         w,
@@ -369,7 +371,7 @@ def _depthwise_2d_worker(worker, state):
                 src,
                 task // n_blocks,
                 first,
-                min(n_rows, first + block),
+                _imin(n_rows, first + block),
                 tap_y,
                 tap_x,
                 tap_tiles,
@@ -433,8 +435,8 @@ def _depthwise_2d(
     lo = _lowest(tap_x)
     hi = _highest(tap_x)
     n_taps = tap_y.size
-    inner_first = min(w, max(0, -lo)) if multiplier == 1 else w
-    inner_last = max(inner_first, min(w, w - hi))
+    inner_first = _imin(w, _imax(0, -lo)) if multiplier == 1 else w
+    inner_last = _imax(inner_first, _imin(w, w - hi))
     # a dense 3x3 kernel (rows of three taps, no zero weight) runs in one sweep where
     # all its rows are read in place
     nine = n_taps == 9 and not _any_set(tap_has_zero)
@@ -483,8 +485,8 @@ def _gather_planar(planar, width, src_plane, q_first, x_first, h, w, multiplier,
     n_out, n_rows = planar.shape[0], planar.shape[1]
     n_in = src_plane.shape[2]
     to = planar.dtype.type
-    inside_first = min(max(-x_first, 0), width)
-    inside_last = max(min(w - x_first, width), inside_first)
+    inside_first = _imin(_imax(-x_first, 0), width)
+    inside_last = _imax(_imin(w - x_first, width), inside_first)
     for j in range(n_rows):
         q = _source_index(q_first + j, h, mode_y)
         if q < 0:
@@ -586,20 +588,20 @@ def _planar_channel(acc0, acc1, two, rows, top, columns, dense):
                         )
                         a += 7
                     continue
-                g = min(4, kh - a)
+                g = _imin(4, kh - a)
                 _sweep_two(
                     acc0,
                     acc1,
                     g,
                     rows[r, dx : dx + n],
                     rows[r + 1, dx : dx + n],
-                    rows[r + min(2, g), dx : dx + n],
-                    rows[r + min(3, g), dx : dx + n],
-                    rows[r + min(4, g), dx : dx + n],
+                    rows[r + _imin(2, g), dx : dx + n],
+                    rows[r + _imin(3, g), dx : dx + n],
+                    rows[r + _imin(4, g), dx : dx + n],
                     col[a],
-                    col[a + min(1, g - 1)],
-                    col[a + min(2, g - 1)],
-                    col[a + min(3, g - 1)],
+                    col[a + _imin(1, g - 1)],
+                    col[a + _imin(2, g - 1)],
+                    col[a + _imin(3, g - 1)],
                 )
                 a += g
             continue
@@ -699,7 +701,7 @@ def _depthwise_planar_rows(
     ):
         return
     for x0 in range(0, w, chunk):
-        n_px = min(chunk, w - x0)
+        n_px = _imin(chunk, w - x0)
         gather = (
             planar,
             n_px + kw - 1,
@@ -765,7 +767,7 @@ def _depthwise_planar_worker(worker, state):
     task = _next_task(queue, worker, n_tasks)
     while task < n_tasks:
         first = (task % n_blocks) * block
-        planar = _buffer((n_out, min(block, n_rows - first) + kh - 1, chunk + kw - 1), out)
+        planar = _buffer((n_out, _imin(block, n_rows - first) + kh - 1, chunk + kw - 1), out)
         result = _buffer((2, n_out, chunk), out)
         _call_depthwise_planar_rows(
             helpers,
@@ -774,7 +776,7 @@ def _depthwise_planar_worker(worker, state):
                 src,
                 task // n_blocks,
                 first,
-                min(n_rows, first + block),
+                _imin(n_rows, first + block),
                 columns,
                 dense,
                 top,
@@ -885,7 +887,7 @@ def _depthwise_passes_rows(
     """
     h, w, n_in = src.shape[1], src.shape[2], src.shape[3]
     n_out = n_in * multiplier
-    lo = min(0, _lowest(row_off))  # the buffer holds the row itself and both reaches
+    lo = _imin(0, _lowest(row_off))  # the buffer holds the row itself and both reaches
     padded = buf.size // n_out
     inner = buf[-lo * n_out : (w - lo) * n_out]
     for r in range(first, last):
@@ -894,7 +896,7 @@ def _depthwise_passes_rows(
         for a in range(col_off.size):
             q = _source_index(i + col_off[a], h, mode_y)
             for x0 in range(0, w, chunk):
-                length = min(chunk, w - x0) * n_out
+                length = _imin(chunk, w - x0) * n_out
                 target = inner[x0 * n_out : x0 * n_out + length]
                 if q >= 0 and multiplier == 1:  # the source row itself, any dtype
                     _fma_flat(
@@ -906,7 +908,7 @@ def _depthwise_passes_rows(
                 else:
                     _fill_pixels(
                         pixels,
-                        src[p, max(q, 0)],
+                        src[p, _imax(q, 0)],
                         x0,
                         length // n_out,
                         w,
@@ -932,7 +934,7 @@ def _depthwise_passes_rows(
         row_out[:] = 0
         for b in range(row_off.size):
             for x0 in range(0, w, chunk):
-                length = min(chunk, w - x0) * n_out
+                length = _imin(chunk, w - x0) * n_out
                 start = (x0 + row_off[b] - lo) * n_out
                 _fma_flat(
                     row_out[x0 * n_out : x0 * n_out + length],
@@ -986,7 +988,7 @@ def _depthwise_passes_worker(worker, state):
                 src,
                 task // n_blocks,
                 first,
-                min(n_rows, first + block),
+                _imin(n_rows, first + block),
                 col_off,
                 col_tiles,
                 col_zero,
@@ -1043,7 +1045,7 @@ def _depthwise_passes_2d(
     """
     n_planes, w = src.shape[0], src.shape[2]
     n_rows = out.shape[1]
-    padded = w + max(0, _highest(row_off)) - min(0, _lowest(row_off))
+    padded = w + _imax(0, _highest(row_off)) - _imin(0, _lowest(row_off))
     n_blocks = (n_rows + block - 1) // block
     n_tasks = n_planes * n_blocks
     queue = _task_queue(n_tasks)

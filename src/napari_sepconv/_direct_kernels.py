@@ -12,6 +12,7 @@ from ._cpu_kernels import (
     _fill_padded_row,
     _helper,
     _highest,
+    _imin,
     _Kernel,
     _lowest,
     _next_task,
@@ -36,8 +37,8 @@ def _taps_pass(acc, ring, tap_slot, tap_x, tap_w, lo):
     n_taps = tap_w.size
     t = 0
     while t < n_taps:
-        n = min(4, n_taps - t)
-        k1, k2, k3 = t + min(1, n - 1), t + min(2, n - 1), t + min(3, n - 1)
+        n = _imin(4, n_taps - t)
+        k1, k2, k3 = t + _imin(1, n - 1), t + _imin(2, n - 1), t + _imin(3, n - 1)
         s0, s1 = tap_x[t] - lo, tap_x[k1] - lo
         s2, s3 = tap_x[k2] - lo, tap_x[k3] - lo
         _sweep(
@@ -125,7 +126,7 @@ def _correlate_2d_worker(worker, state):
                 src,
                 task // n_blocks,
                 first,
-                min(h, first + block),
+                _imin(h, first + block),
                 tap_y,
                 tap_x,
                 tap_w,

@@ -11,6 +11,7 @@ from ._boundary import CONSTANT
 from ._cpu_kernels import (
     _buffer,
     _helper,
+    _imin,
     _Kernel,
     _limit_threads,
     _next_task,
@@ -126,7 +127,7 @@ def _edge_magnitude_worker(worker, state):
                 src,
                 task // n_blocks,
                 first,
-                min(h, first + block),
+                _imin(h, first + block),
                 smooth_y,
                 derivative_y,
                 smooth_x,

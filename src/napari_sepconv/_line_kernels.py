@@ -13,6 +13,8 @@ from ._cpu_kernels import (
     _fill_padded_row,
     _helper,
     _highest,
+    _imax,
+    _imin,
     _inlined,
     _Kernel,
     _lowest,
@@ -160,7 +162,7 @@ def _correlate_lines_worker(worker, state):
             (
                 src,
                 task * block,
-                min(n_lines, (task + 1) * block),
+                _imin(n_lines, (task + 1) * block),
                 offsets,
                 weights,
                 symmetry,
@@ -310,7 +312,7 @@ def _correlate_rows_worker(worker, state):
         rest = task - o * (n_blocks * n_bands)
         first_row = (rest // n_bands) * block
         c0 = (rest % n_bands) * band
-        c1 = min(inner, c0 + band)
+        c1 = _imin(inner, c0 + band)
         acc = _buffer(c1 - c0, out)
         rows = _buffer(k, np.int64)  # the source row of each tap, -1 outside the image
         outside = _buffer(c1 - c0, src)
@@ -321,7 +323,7 @@ def _correlate_rows_worker(worker, state):
                 src,
                 o,
                 first_row,
-                min(n, first_row + block),
+                _imin(n, first_row + block),
                 c0,
                 c1,
                 offsets,
@@ -353,10 +355,10 @@ def _correlate_rows(src, offsets, weights, symmetry, mode, cval, out, block, hel
     memory once per output plane. The workers are ``_correlate_rows_worker``.
     """
     n_outer, n, inner = src.shape
-    band = max(1, BAND_BYTES // out.itemsize)
+    band = _imax(1, BAND_BYTES // out.itemsize)
     n_bands = (inner + band - 1) // band
     if n_bands > 1:
-        block = max(block, BAND_ROWS)
+        block = _imax(block, BAND_ROWS)
     else:
         band = inner
     n_blocks = (n + block - 1) // block

@@ -15,6 +15,8 @@ from ._cpu_kernels import (
     _buffer,
     _fmuladd,
     _helper,
+    _imax,
+    _imin,
     _inlined,
     _Kernel,
     _like,
@@ -121,8 +123,8 @@ def _run_weights(weights, a, e):
         weights[a + 4],
         weights[a + 5],
         weights[a + 6],
-        weights[min(a + 7, e)],
-        weights[min(a + 8, e)],
+        weights[_imin(a + 7, e)],
+        weights[_imin(a + 8, e)],
     )
 
 
@@ -145,7 +147,7 @@ def _run_length(left, first):
                 return run
         return 0
     if left >= 8 or left == 7:
-        return min(left, 8)
+        return _imin(left, 8)
     return 0
 
 
@@ -369,8 +371,8 @@ def _column_pass_four(acc0, acc1, acc2, acc3, plane, offsets, weights, n_taps, i
                 row_view(plane, (top + a + 7) % period, 0, None),
                 row_view(plane, (top + a + 8) % period, 0, None),
                 row_view(plane, (top + a + 9) % period, 0, None),
-                row_view(plane, (top + min(a + 10, e + 3)) % period, 0, None),
-                row_view(plane, (top + min(a + 11, e + 3)) % period, 0, None),
+                row_view(plane, (top + _imin(a + 10, e + 3)) % period, 0, None),
+                row_view(plane, (top + _imin(a + 11, e + 3)) % period, 0, None),
             )
             taps = _run_weights(weights, a, e)
             done = four_row_run((acc0, acc1, acc2, acc3), rows, run, first, taps)
@@ -399,8 +401,8 @@ def _column_pass_four(acc0, acc1, acc2, acc3, plane, offsets, weights, n_taps, i
             first = False
             a += run
             continue
-        n = min(4, n_taps - a)
-        k1, k2, k3 = a + min(1, n - 1), a + min(2, n - 1), a + min(3, n - 1)
+        n = _imin(4, n_taps - a)
+        k1, k2, k3 = a + _imin(1, n - 1), a + _imin(2, n - 1), a + _imin(3, n - 1)
         q = top + a
         last = top + n_taps + 2  # the last source row the four rows read
         _sweep_four(
@@ -413,9 +415,9 @@ def _column_pass_four(acc0, acc1, acc2, acc3, plane, offsets, weights, n_taps, i
             row_view(plane, (q + 1) % period, 0, None),
             row_view(plane, (q + 2) % period, 0, None),
             row_view(plane, (q + 3) % period, 0, None),
-            row_view(plane, min(q + 4, last) % period, 0, None),
-            row_view(plane, min(q + 5, last) % period, 0, None),
-            row_view(plane, min(q + 6, last) % period, 0, None),
+            row_view(plane, _imin(q + 4, last) % period, 0, None),
+            row_view(plane, _imin(q + 5, last) % period, 0, None),
+            row_view(plane, _imin(q + 6, last) % period, 0, None),
             weights[a],
             weights[k1],
             weights[k2],
@@ -479,6 +481,7 @@ def _row_pass(acc, bufs, offsets, weights, counts, lo, t, n_terms, add):
                 done = shifted_run(acc, row_view(bufs, t, 0, None), o[b] - lo, run, first, taps)
             if done < w:
                 s = o[b] - lo + done  # the rest, from sample ``done`` on
+                s7, s8 = s + o[_imin(b + 7, e)] - o[b], s + o[_imin(b + 8, e)] - o[b]
                 _row_run(
                     row_view(acc, (), done, None),
                     run,
@@ -490,8 +493,8 @@ def _row_pass(acc, bufs, offsets, weights, counts, lo, t, n_terms, add):
                     row_view(bufs, t, s + o[b + 4] - o[b], s + o[b + 4] - o[b] + w - done),
                     row_view(bufs, t, s + o[b + 5] - o[b], s + o[b + 5] - o[b] + w - done),
                     row_view(bufs, t, s + o[b + 6] - o[b], s + o[b + 6] - o[b] + w - done),
-                    row_view(bufs, t, s + o[min(b + 7, e)] - o[b], s + o[min(b + 7, e)] - o[b] + w - done),
-                    row_view(bufs, t, s + o[min(b + 8, e)] - o[b], s + o[min(b + 8, e)] - o[b] + w - done),
+                    row_view(bufs, t, s7, s7 + w - done),
+                    row_view(bufs, t, s8, s8 + w - done),
                     taps,
                 )
             first = False
@@ -585,8 +588,8 @@ def _column_reach(col_off, col_n):
     dense = False
     for t in range(col_n.size):
         n = col_n[t]
-        top = min(top, col_off[t, 0])
-        bottom = max(bottom, col_off[t, n - 1])
+        top = _imin(top, col_off[t, 0])
+        bottom = _imax(bottom, col_off[t, n - 1])
         dense = dense or (n > 1 and col_off[t, n - 1] - col_off[t, 0] == n - 1)
     return top, bottom, dense
 
@@ -653,13 +656,13 @@ def _separable_rows(
     converted = 0  # source rows below this one are in the ring
     i = first
     while i < last:
-        n_rows = min(4 if dense_terms else 1, last - i)  # four rows share source rows
+        n_rows = _imin(4 if dense_terms else 1, last - i)  # four rows share source rows
         if not (direct or summed):
             for r in range(n_rows):
                 _start_row(row_view(totals, r, 0, None), row_view(out, i + r, 0, None), accumulate)
         if period > 0 and n_rows == 4:  # the rows the four output rows read, copied once
-            start = max(converted, i + top, 0)
-            stop = min(i + 4 + bottom, h)
+            start = _imax(_imax(converted, i + top), 0)
+            stop = _imin(i + 4 + bottom, h)
             if start < stop:
                 _fill_ring(ring, plane, start, stop)
                 converted = stop
@@ -751,7 +754,7 @@ def _separable_2d_worker(worker, state):
             (
                 src[task // n_blocks],
                 first,
-                min(h, first + block),
+                _imin(h, first + block),
                 col_off,
                 col_w,
                 col_n,
@@ -825,8 +828,8 @@ def _separable_2d(
     hi = 0
     for t in range(col_n.size):
         for b in range(row_n[t]):
-            lo = min(lo, row_off[t, b])
-            hi = max(hi, row_off[t, b])
+            lo = _imin(lo, row_off[t, b])
+            hi = _imax(hi, row_off[t, b])
     top, bottom, _ = _column_reach(col_off, col_n)
     previous = _limit_threads(threads)
     n_blocks = (h + block - 1) // block

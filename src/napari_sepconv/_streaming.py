@@ -25,6 +25,8 @@ import numba
 import numba.extending
 from numba.core import cgutils, types
 
+from ._cpu_kernels import _imin
+
 # Outputs of at least this many bytes are written past the caches.
 STREAM_BYTES = 8 << 20
 
@@ -114,7 +116,7 @@ def _scale_row(src, dst, factor):
         raise ValueError("scale_row: src is shorter than dst")
     itemsize = dst.itemsize
     off = _misalignment(dst)
-    head = n if off % itemsize != 0 else min(n, ((_LINE - off) % _LINE) // itemsize)
+    head = n if off % itemsize != 0 else _imin(n, ((_LINE - off) % _LINE) // itemsize)
     lanes = _LINE // itemsize
     lines = (n - head) // lanes
     for i in range(head):

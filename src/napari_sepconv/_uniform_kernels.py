@@ -42,7 +42,7 @@ This module imports Numba and is imported on first use only.
 import numba
 import numpy as np
 
-from ._cpu_kernels import _buffer, _enable_cache, _inlined, _next_task, _task_queue
+from ._cpu_kernels import _buffer, _enable_cache, _imax, _imin, _inlined, _next_task, _task_queue
 from ._helper_calls import helper_call
 from ._streaming import prefetch, scale_row
 from ._views import row_view
@@ -159,7 +159,7 @@ def fix_segments(src, source, size, K, cval, divide, out, outer, starts, columns
     n = src.shape[1]
     for t in range(outer.size):
         a = starts[t]
-        m = min(K, n - a)
+        m = _imin(K, n - a)
         for c in range(columns[t, 0], columns[t, 1]):
             segment(src, source, size, cval, divide, out, outer[t], c, a, m)
 
@@ -295,7 +295,7 @@ def _middle_axis_worker(worker, state):
     ) = state
     n, n_inner = src.shape[1], src.shape[2]
     per_outer = ((n + K - 1) // K) * n_blocks
-    sums = _buffer(min(COLUMNS, n_inner), np.float64)
+    sums = _buffer(_imin(COLUMNS, n_inner), np.float64)
     task = _next_task(queue, worker, n_tasks)
     while task < n_tasks:
         o = task // per_outer
@@ -303,10 +303,10 @@ def _middle_axis_worker(worker, state):
         s = rest // n_blocks
         b = rest - s * n_blocks
         c0 = b * COLUMNS
-        w = min(COLUMNS, n_inner - c0)
+        w = _imin(COLUMNS, n_inner - c0)
         a = s * K
         flags[o, s, b] = _call_band(
-            helpers, missing, (src, source, size, cval, divide, sums[:w], out, o, a, min(K, n - a), c0, w)
+            helpers, missing, (src, source, size, cval, divide, sums[:w], out, o, a, _imin(K, n - a), c0, w)
         )
         task = _next_task(queue, worker, n_tasks)
 
@@ -359,8 +359,8 @@ def extend(row, source, before, lo, count, cval, ext):
     vectorised copy) and ``row[source[k]]`` (or ``cval``) outside it.
     """
     n = row.size
-    start = min(max(before - lo, 0), count)
-    stop = max(min(before + n - lo, count), start)
+    start = _imin(_imax(before - lo, 0), count)
+    stop = _imax(_imin(before + n - lo, count), start)
     for k in range(start):
         j = source[lo + k]
         ext[k] = cval if j < 0 else np.float64(row[j])
@@ -426,7 +426,7 @@ def sums_of(ext, m, K, size, sums, flags):
         flags[q + 3] = s3 - s3 != 0.0
         q += 4
     while q < n_seg:
-        mq = min(K, m - q * K)
+        mq = _imin(K, m - q * K)
         e = row_view(ext, (), q * K, q * K + mq + size - 1)
         t_q = row_view(sums, (), q * K, q * K + mq)
         s = 0.0
@@ -492,9 +492,9 @@ def _line_task(task, per_line, n_seg, K, n):
     and its first output and number of outputs."""
     line = task // per_line
     q0 = (task - line * per_line) * SEGMENTS_PER_TASK
-    q1 = min(q0 + SEGMENTS_PER_TASK, n_seg)
+    q1 = _imin(q0 + SEGMENTS_PER_TASK, n_seg)
     lo = q0 * K
-    return line, q0, q1, lo, min(q1 * K, n) - lo
+    return line, q0, q1, lo, _imin(q1 * K, n) - lo
 
 
 _line_task = _inlined(_line_task, error_model="numpy")  # as its worker (``_workers``)
@@ -521,7 +521,7 @@ def _last_axis_worker(worker, state):
         n_tasks,
     ) = state
     n = src.shape[1]
-    longest = min(SEGMENTS_PER_TASK * K, n)  # a task's outputs, at most
+    longest = _imin(SEGMENTS_PER_TASK * K, n)  # a task's outputs, at most
     ext = _buffer(longest + size - 1, np.float64)
     sums = _buffer(longest, np.float64)
     task = _next_task(queue, worker, n_tasks)
@@ -708,7 +708,7 @@ def _last_two_axes_worker(worker, state):
                 src,
                 o,
                 a,
-                min(K0, n0 - a),
+                _imin(K0, n0 - a),
                 source0,
                 size0,
                 source1,
