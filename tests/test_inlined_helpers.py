@@ -102,6 +102,30 @@ def test_a_helper_called_from_python_runs_its_python_function():
     (calling the missing entry point crashed the process)."""
     assert _cpu_kernels._lowest(np.array([4, -2, 9])) == -2
     assert _cpu_kernels._highest(np.array([4, -2, 9])) == 9
-    source = np.full(6, -9, np.int64)
-    _cpu_kernels._pad_table(source, -2, 3, 0)  # a ``_helper``: reflect, two samples each side
-    assert list(source[:2]) == [1, 0] and list(source[5:]) == [2]
+    buf = np.zeros(7)  # a ``_helper``: the row 1, 2, 3 padded by two samples each side
+    source = np.array([1, 0, -9, -9, -9, 2, -1])  # reflect on the left, constant at the end
+    _cpu_kernels._fill_padded_row(buf, np.array([1.0, 2.0, 3.0]), -2, source, 5.0)
+    assert list(buf) == [2.0, 1.0, 1.0, 2.0, 3.0, 3.0, 5.0]
+
+
+@numba.njit(cache=False)
+def _pad_table_of(size, lo, n, mode):
+    source = np.full(size, -9, np.int64)
+    _cpu_kernels._pad_table(source, lo, n, mode)
+    return source
+
+
+def test_the_pad_table_is_the_border_index_of_every_padded_position():
+    """``_pad_table``'s loops, kept scalar (``_opaque``), give ``_source_index`` itself
+    outside the line and leave the line's own positions alone, in every mode, for pads
+    longer than the line too."""
+    from napari_sepconv._boundary import _source_index
+
+    for mode in range(5):
+        for n in (1, 2, 3, 7):
+            for lo in (0, -1, -3, -9):
+                for size in (n, n + 2, n - lo, n - 2 * lo + 5):
+                    table = _pad_table_of(size, lo, n, mode)
+                    for p in range(size):
+                        expected = -9 if 0 <= p + lo < n else _source_index(p + lo, n, mode)
+                        assert table[p] == expected, (mode, n, lo, p)
