@@ -41,7 +41,10 @@ one serial helper holding a task's work by its address (``_helper_calls``: Numba
 would otherwise link the helper's code into its caller and optimise it again there);
 a task's set-up (its border table, a row of ``cval``) is done at the start of the
 helper. Small helpers and the sweeps are compiled once per signature and inlined by
-LLVM (``_inlined``), not typed again at each call site. Machine code is cached in
+LLVM (``_inlined``), not typed again at each call site; so are integer ``min`` and
+``max`` (``_imin``, ``_imax``), which Numba would compile again for every set of compiler
+options. Helpers take rows as views made in place (``_views``), not through Numba's
+slicing code, typed anew at each place. Machine code is cached in
 ``warmup.cache_dir()``, a folder per version.
 
 This module imports Numba and is imported on first use only.
