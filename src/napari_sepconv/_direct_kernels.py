@@ -16,6 +16,7 @@ from ._cpu_kernels import (
     _Kernel,
     _lowest,
     _next_task,
+    _opaque,
     _pad_table,
     _source_index,
     _task_queue,
@@ -83,8 +84,8 @@ def _correlate_2d_rows(
                 row[:] = cval
             else:
                 _fill_padded_row(row, row_view(src, (p, q), 0, None), lo, source, cval)
-        for t in range(tap_y.size):
-            slots[t] = (i + tap_y[t]) % span
+        for t in range(tap_y.size):  # a scalar loop (``_opaque``): LLVM vectorised the modulos
+            slots[t] = (i + tap_y[_opaque(t)]) % span
         _taps_pass(row_view(out, (p, i), 0, None), ring, slots, tap_x, tap_w, lo)
 
 
