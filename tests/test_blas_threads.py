@@ -29,19 +29,33 @@ def two_blas_threads():
     return threads
 
 
-def test_the_filter_multiplies_on_one_thread_and_restores_the_limit(two_blas_threads, monkeypatch, rng):
-    seen = []
-    pointwise = _cpu.pointwise
+@pytest.fixture
+def record_blas_threads(monkeypatch):
+    """``start()``: from then on, the BLAS thread counts each of the filter's matrix
+    products runs under are appended, in order, to the list it returns."""
 
-    def recording(*args):
-        seen.append(_blas_threads_now())
-        pointwise(*args)
+    def start():
+        seen = []
+        pointwise = _cpu.pointwise
 
+        def recording(*args):
+            seen.append(_blas_threads_now())
+            pointwise(*args)
+
+        monkeypatch.setattr(_cpu, "pointwise", recording)
+        return seen
+
+    return start
+
+
+def test_the_filter_multiplies_on_one_thread_and_restores_the_limit(
+    two_blas_threads, record_blas_threads, rng
+):
     image = rng.random((300, 200, 3))
     dw = rng.standard_normal((3, 2, 3, 3))
     pw = rng.standard_normal((5, 6))
     expected = sc.depthwise_separable_filter(image, dw, pw)  # before the patch: the same bits
-    monkeypatch.setattr(_cpu, "pointwise", recording)
+    seen = record_blas_threads()
     result = sc.depthwise_separable_filter(image, dw, pw)
     assert seen and all(threads == [1] for threads in seen)
     assert _blas_threads_now() == two_blas_threads
@@ -51,15 +65,8 @@ def test_the_filter_multiplies_on_one_thread_and_restores_the_limit(two_blas_thr
     )
 
 
-def test_a_small_call_leaves_the_limit_alone(two_blas_threads, monkeypatch, rng):
-    seen = []
-    pointwise = _cpu.pointwise
-
-    def recording(*args):
-        seen.append(_blas_threads_now())
-        pointwise(*args)
-
-    monkeypatch.setattr(_cpu, "pointwise", recording)
+def test_a_small_call_leaves_the_limit_alone(two_blas_threads, record_blas_threads, rng):
+    seen = record_blas_threads()
     sc.depthwise_separable_filter(rng.random((16, 16, 3)), rng.standard_normal((3, 3, 3)), np.ones((2, 3)))
     assert seen == [two_blas_threads]  # its kernel runs on the calling thread: no pools to part
 

@@ -93,11 +93,18 @@ _thread_controls = None
 _loaded = set()
 
 
+def _always_serial(work):
+    """Whether a call of ``work`` (input elements times taps) runs on the calling thread
+    whenever it comes (``SERIAL_WORK``)."""
+    return work < SERIAL_WORK
+
+
 def _runs_serially(work):
     """Whether a call of ``work`` (input elements times taps) runs on the calling thread:
-    small work always (``SERIAL_WORK``), work up to ``IDLE_SERIAL_FACTOR`` times more when
-    no kernel call ended in the last ``IDLE_SECONDS`` (a call on its own, not one of a loop)."""
-    if work < SERIAL_WORK:
+    small work always (:func:`_always_serial`), work up to ``IDLE_SERIAL_FACTOR`` times more
+    when no kernel call ended in the last ``IDLE_SECONDS`` (a call on its own, not one of a
+    loop)."""
+    if _always_serial(work):
         return True
     return work < SERIAL_WORK * IDLE_SERIAL_FACTOR and time.perf_counter() - _last_call > IDLE_SECONDS
 
@@ -597,7 +604,7 @@ def depthwise_separable(src, op, weights, bias, out):
 
     Computed in bands of rows through a bounded buffer, so the depthwise
     result is never held whole. Where the depthwise kernel may run on several
-    threads (``_runs_serially``), the bands' matrix products run on the calling
+    threads (not ``_always_serial``), the bands' matrix products run on the calling
     thread (``_blas_threads``): the BLAS library's threads would otherwise take the
     cores from the kernels' threads, and these from them, band after band. A small
     call, whose kernel runs on the calling thread, skips the limit and its cost.
@@ -609,8 +616,8 @@ def depthwise_separable(src, op, weights, bias, out):
     n_out = out.shape[3]
     band = max(1, min(h, BAND_ELEMENTS // max(1, width * n_mid)))
     mid = empty((1, band, width, n_mid), out.dtype)
-    kernel_threads = src[0].size * DEFAULT_TAPS >= SERIAL_WORK  # the plane is the kernel's input
-    with one_blas_thread() if kernel_threads else contextlib.nullcontext():
+    serial = _always_serial(src[0].size * DEFAULT_TAPS)  # a plane is the kernel's input
+    with contextlib.nullcontext() if serial else one_blas_thread():
         for p in range(n_planes):
             for row in range(0, h, band):
                 rows = min(band, h - row)

@@ -380,7 +380,7 @@ def sums_of(ext, m, K, size, sums, flags):
 
     Four segments are swept together (independent additions), each step adding the
     difference of the entering and the leaving sample; every array is read through
-    slices (non-negative indices, no wraparound checks).
+    row views (``_views.row_view``: non-negative indices, nothing checked).
     """
     n_seg = (m + K - 1) // K
     q = 0

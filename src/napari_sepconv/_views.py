@@ -17,18 +17,16 @@ from numba.core import cgutils, types
 from numba.core.imputils import impl_ret_borrowed
 
 
-def _indices(index, ndim):
-    """The integer types of ``index`` (one integer, or a tuple of them) where it indexes
-    every axis of an ``ndim``-dimensional array but the last; ``None`` where it does not."""
+def _indexes_a_row(index, ndim):
+    """Whether ``index`` (one integer, or a tuple of them) indexes every axis of an
+    ``ndim``-dimensional array but the last."""
     if isinstance(index, types.Integer):
         found = (index,)
     elif isinstance(index, types.BaseTuple):
         found = tuple(index)
     else:
-        return None
-    if len(found) != ndim - 1 or not all(isinstance(t, types.Integer) for t in found):
-        return None
-    return found
+        return False
+    return len(found) == ndim - 1 and all(isinstance(t, types.Integer) for t in found)
 
 
 def _bounds(start, stop):
@@ -94,8 +92,7 @@ def row_view(typingctx, array, index, start, stop):
     of the C-contiguous ``array``, to its end where ``stop`` is ``None``, as a 1-D
     C-contiguous view, with nothing checked."""
     view_type = row_type(array)
-    index_types = None if view_type is None else _indices(index, array.ndim)
-    if index_types is None or not _bounds(start, stop):
+    if view_type is None or not _indexes_a_row(index, array.ndim) or not _bounds(start, stop):
         return None
 
     def codegen(context, builder, signature, args):
@@ -107,13 +104,13 @@ def row_view(typingctx, array, index, start, stop):
 
 @numba.extending.intrinsic
 def row_view_or(typingctx, inside, array, index, start, stop, other):
-    """``row_view(array, index, start, stop)`` where ``inside``, else ``other`` (a 1-D
-    C-contiguous array of the same dtype, at least ``stop - start`` long), without a branch:
-    a row of a border mode that reads a row of ``cval`` outside the image."""
-    view_type = row_type(array)
-    index_types = None if view_type is None else _indices(index, array.ndim)
+    """``row_view(array, index, start, stop)`` where ``inside``, else the first
+    ``stop - start`` samples of ``other`` (a 1-D C-contiguous array of the same dtype, at
+    least that long), without a branch: a row of a border mode that reads a row of ``cval``
+    outside the image."""
     if (
-        index_types is None
+        row_type(array) is None
+        or not _indexes_a_row(index, array.ndim)
         or not isinstance(inside, types.Boolean)
         or not _bounds(start, stop)
         or row_type(other) is None
