@@ -100,6 +100,58 @@ def test_gaussian_derivatives(rng, order):
     )
 
 
+@pytest.mark.parametrize("shape", [(1,), (9,), (3, 3), (17, 1), (31, 40), (5, 6, 7), (2, 3, 4, 5)])
+def test_float64_gaussians_have_scipys_and_scikit_images_bits(rng, shape):
+    """float64 passes go one by one with scipy's weights and its order of operations: the
+    result is scipy's (and scikit-image's) bit for bit, hence also ``gaussian_filter1d``
+    along each axis in turn (scipy's own ``test_multiple_modes_sequentially``)."""
+    x = rng.standard_normal(shape)
+    ndim = len(shape)
+    modes = [MODES[(i + len(shape)) % len(MODES)] for i in range(ndim)]
+    for kwargs in (
+        {"sigma": 1.0},
+        {"sigma": [0.7 + 0.4 * i for i in range(ndim)], "mode": modes, "cval": 0.25},
+        {"sigma": 2.0, "order": [i % 3 for i in range(ndim)], "radius": 3},
+        {"sigma": [1.5] + [0.0] * (ndim - 1), "truncate": 2.0},
+    ):
+        ours = sc.gaussian_filter(x, **kwargs)
+        np.testing.assert_array_equal(ours, ndi.gaussian_filter(x, **kwargs), err_msg=str(kwargs))
+        one_by_one = x
+        for axis in range(ndim):
+            per_axis = {k: v[axis] if isinstance(v, list) else v for k, v in kwargs.items()}
+            if per_axis["sigma"] > 1e-15:
+                one_by_one = sc.gaussian_filter1d(one_by_one, axis=axis, **per_axis)
+        np.testing.assert_array_equal(ours, one_by_one, err_msg=str(kwargs))
+    axes = tuple(range(ndim))[-2:]
+    np.testing.assert_array_equal(
+        sc.gaussian_filter(x, 1.3, axes=axes), ndi.gaussian_filter(x, 1.3, axes=axes)
+    )
+    out = np.full(shape, np.nan)
+    assert sc.gaussian_filter(x, 1.3, output=out) is out
+    np.testing.assert_array_equal(out, ndi.gaussian_filter(x, 1.3))
+    np.testing.assert_array_equal(
+        sc.gaussian_filter(x.astype(np.float32), 1.3, output=np.float64),
+        ndi.gaussian_filter(x.astype(np.float32), 1.3, output=np.float64),
+    )
+    for kwargs in ({}, {"mode": "reflect"}, {"mode": "constant", "cval": 0.5}, {"sigma": 2.5}):
+        np.testing.assert_array_equal(
+            sc.gaussian(x, **kwargs), skf.gaussian(x, **kwargs), err_msg=str(kwargs)
+        )
+    if ndim >= 2:  # the channel axis left alone, as scikit-image leaves it
+        np.testing.assert_array_equal(
+            sc.gaussian(x, 1.2, channel_axis=-1), skf.gaussian(x, 1.2, channel_axis=-1)
+        )
+    for axis in range(ndim):
+        np.testing.assert_array_equal(
+            sc.gaussian_filter1d(x, 1.7, axis=axis, order=1),
+            ndi.gaussian_filter1d(x, 1.7, axis=axis, order=1),
+        )
+        f32 = x.astype(np.float32)  # computed in float64 and rounded, as scipy does
+        np.testing.assert_array_equal(
+            sc.gaussian_filter1d(f32, 1.7, axis=axis), ndi.gaussian_filter1d(f32, 1.7, axis=axis)
+        )
+
+
 def test_gaussian_filter_axes_radius_truncate_and_zero_sigma(rng):
     x = _image(rng, (4, 9, 10), np.float32)
     cases = [

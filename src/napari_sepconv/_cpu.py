@@ -20,7 +20,7 @@ import numba
 import numpy as np
 from numba.core.dispatcher import Dispatcher
 
-from . import _helper_calls, _validation
+from . import _helper_calls, _scratch, _validation
 from ._boundary import CONSTANT
 from ._cpu_kernels import MAGNITUDE, ROWS_PER_TASK, SUM, _Kernel, kernel_input, load_for, reads_as_is
 from ._lowering import (
@@ -237,6 +237,11 @@ def _call_once(kernel, args, taps, takes_threads):
 
 def empty(shape, dtype):
     return np.empty(shape, dtype)
+
+
+def scratch_arrays():
+    """A call's intermediate arrays, reused from call to call (``_scratch``)."""
+    return _scratch.scratch_arrays()
 
 
 def _prepare_axis(offsets, weights, dtype):

@@ -20,6 +20,7 @@ for host arrays (see ``_backend``).
 This module imports ``numba.cuda``; ``_backend`` imports it on first use only.
 """
 
+import contextlib
 import ctypes
 import functools
 import math
@@ -670,6 +671,12 @@ def empty(shape, dtype):
     if template is not None:
         return _allocate(template, shape, dtype)
     return cuda.device_array(shape, dtype)
+
+
+@contextlib.contextmanager
+def scratch_arrays():
+    """A call's intermediate arrays: new device arrays, as :func:`empty` makes them."""
+    yield empty
 
 
 def for_kernels(src, dtype):

@@ -40,6 +40,11 @@ class Engine(Protocol):
     def empty(self, shape: tuple, dtype: Any) -> Array:
         """An uninitialised array of the engine's kind."""
 
+    def scratch_arrays(self) -> Any:
+        """A context manager giving ``new(shape, dtype)``: uninitialised arrays of the
+        engine's kind for a call's intermediate results, which must not outlive the
+        ``with`` block (the CPU engine reuses their memory in later calls)."""
+
     def correlate_axis(
         self, src: Array, axis: int, offsets, weights, mode: int, cval: float, out: Array
     ) -> None:

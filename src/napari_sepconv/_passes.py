@@ -118,7 +118,9 @@ class LoweredTerms:
         return total
 
 
-def lower_terms(terms, modes, cval, ndim, *, rule, combine=SUM, divisor=1.0, dtype, scale=1.0, order=None):
+def lower_terms(
+    terms, modes, cval, ndim, *, rule, combine=SUM, divisor=1.0, dtype, scale=1.0, order=None, fuse=True
+):
     """Lower terms to engine calls: a :class:`LoweredTerms` for :func:`run_lowered`.
 
     Everything that does not depend on the pixel values is worked out here,
@@ -145,9 +147,12 @@ def lower_terms(terms, modes, cval, ndim, *, rule, combine=SUM, divisor=1.0, dty
         Factor from kernel input units to result units.
     order : sequence of int, optional
         Pass order (matters only for ``rule='pass'``); default ascending axes.
+    fuse : bool
+        Whether the passes over the last two axes may run fused; without, every
+        axis is a pass of its own, stored in ``dtype`` before the next reads it.
     """
     axes = list(order) if order is not None else sorted(terms[0])
-    fused = ndim >= 2 and len(axes) >= 2 and axes[-2:] == [ndim - 2, ndim - 1]
+    fused = fuse and ndim >= 2 and len(axes) >= 2 and axes[-2:] == [ndim - 2, ndim - 1]
     prefix_axes = axes[:-2] if fused else axes
 
     # Fused terms that start with the same passes share them; unfused terms stand alone.
@@ -196,22 +201,29 @@ def run_lowered(engine, src, lowered, check_finite=False, target=None):
         out = target if target is not None else engine.empty(src.shape, dtype)
     finite = None  # unknown until a kernel tells
     last = len(lowered.groups) - 1
-    for g, (prefix, fused) in enumerate(lowered.groups):
-        cur = src
-        for i, p in enumerate(prefix):
-            result_pass = lowered.single and fused is None and i == len(prefix) - 1
-            nxt = target if result_pass and target is not None else engine.empty(src.shape, dtype)
-            engine.correlate_axis(cur, p.axis, p.offsets, p.weights, p.mode, p.cval, nxt)
-            cur = nxt
-        if fused is not None:
-            finite = engine.separable_2d(cur, *fused.arguments(), out)
-        elif lowered.single:
-            out = cur
-            break
-        else:
-            engine.combine_into(out, cur, squares=lowered.combine == MAGNITUDE, first=g == 0)
-            if lowered.combine == MAGNITUDE and g == last:
-                engine.finish_magnitude(out, lowered.divisor)
+    with engine.scratch_arrays() as scratch:  # the passes' intermediate results
+        spare = []  # this call's intermediates, at most two, reused pass after pass
+        for g, (prefix, fused) in enumerate(lowered.groups):
+            cur = src
+            for i, p in enumerate(prefix):
+                if lowered.single and fused is None and i == len(prefix) - 1:  # the result
+                    nxt = target if target is not None else engine.empty(src.shape, dtype)
+                else:  # an intermediate other than the one this pass reads
+                    nxt = next((a for a in spare if a is not cur), None)
+                    if nxt is None:
+                        nxt = scratch(src.shape, dtype)
+                        spare.append(nxt)
+                engine.correlate_axis(cur, p.axis, p.offsets, p.weights, p.mode, p.cval, nxt)
+                cur = nxt
+            if fused is not None:
+                finite = engine.separable_2d(cur, *fused.arguments(), out)
+            elif lowered.single:
+                out = cur
+                break
+            else:
+                engine.combine_into(out, cur, squares=lowered.combine == MAGNITUDE, first=g == 0)
+                if lowered.combine == MAGNITUDE and g == last:
+                    engine.finish_magnitude(out, lowered.divisor)
     if not check_finite:
         return out
     if finite is None:  # the last fused call checks the whole sum; otherwise look

@@ -293,6 +293,7 @@ def terms_program(
     order=None,
     cast=None,
     fallback=None,
+    fuse=True,
 ):
     """A :class:`TermsProgram` for ``terms`` given in the image's own axis numbers.
 
@@ -320,6 +321,7 @@ def terms_program(
         dtype=dtype,
         scale=scale,
         order=order,
+        fuse=fuse,
     )
     return TermsProgram(
         lowered,

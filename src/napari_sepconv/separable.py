@@ -312,7 +312,7 @@ def separable_filter(
 
 
 def _plan_separable(
-    shape, dtype, backend, kernels, axes, mode, cval, channel_axis, out_dtype, preserve_range
+    shape, dtype, backend, kernels, axes, mode, cval, channel_axis, out_dtype, preserve_range, fuse=True
 ):
     ks = _check_kernels_1d(kernels)
     ndim = len(shape)
@@ -349,6 +349,7 @@ def _plan_separable(
         preserve_range=preserve_range,
         channel_axis=channel_axis,
         order=axes,
+        fuse=fuse,
     )
     return Plan(
         "separable_filter",
@@ -363,6 +364,18 @@ def _plan_separable(
         multiplications=program.lowered.multiplications,
         program=program,
         rank=1,
+    )
+
+
+def pass_by_pass(
+    image, kernels, *, axes, mode, cval=0.0, channel_axis=None, dtype, preserve_range=True, backend="auto"
+):
+    """The plan of :func:`separable_filter` with the same arguments, but with no fused
+    passes: one 1-D pass per axis, each stored in ``dtype`` before the next reads it, so
+    the values are those of :func:`correlate1d` along each axis in turn (scipy's own
+    ``gaussian_filter`` in float64). ``image`` is checked already."""
+    return get_plan(
+        _plan_separable, image, backend, kernels, axes, mode, cval, channel_axis, dtype, preserve_range, False
     )
 
 

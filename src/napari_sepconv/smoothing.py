@@ -15,10 +15,11 @@ by the same pass engine); the uniform filter is a running sum, O(1) work per
 sample whatever its size. Every function takes ``backend=``, GPU arrays and
 dask arrays as the other filters do.
 
-As in scipy.ndimage, a multi-axis filter with an integer output stores each
-pass's result in the output type before the next pass reads it; with a
-float output every pass is computed in floating point (float32 for a float32
-output, float64 otherwise).
+As in scipy.ndimage, a multi-axis Gaussian with an integer output stores each
+pass's result in the output type before the next pass reads it, and one with a
+float64 output stores each pass in float64: it is :func:`gaussian_filter1d`
+along each axis in turn, bit for bit. A float32 output runs its passes fused, in
+float32.
 """
 
 import numbers
@@ -42,7 +43,7 @@ from ._validation import (
     output_float_dtype,
     spatial_axes,
 )
-from .separable import _output_dtype, correlate1d, separable_filter
+from .separable import _output_dtype, correlate1d, pass_by_pass, separable_filter
 
 __all__ = [
     "difference_of_gaussians",
@@ -208,14 +209,16 @@ def _gaussian_weights(sigma, order, truncate, radius, dtype=np.float64):
 def _new_gaussian_weights(sigma, order, truncate, radius, dtype=np.float64):
     """Correlation weights of scipy's ``gaussian_filter1d`` (the kernel reversed).
 
-    A smoothing kernel is rounded to multiples of one unit in the last place
-    of 1 (2**-53 for float64 passes, 2**-24 for float32) with the centre set so
-    that the weights sum to exactly 1: every partial sum is then exact, so a
-    constant image comes back exactly, whatever order the kernels add the taps
-    in. The change is below the rounding of the passes themselves.
+    For fused passes (``dtype`` float32 or float64) a smoothing kernel is rounded to
+    multiples of one unit in the last place of 1 (2**-53 for float64 passes, 2**-24 for
+    float32) with the centre set so that the weights sum to exactly 1: every partial
+    sum is then exact, so a constant image comes back exactly, whatever order the
+    kernels add the taps in. The change is below the rounding of the passes
+    themselves. ``dtype=None`` gives scipy's weights as they are, for passes that add
+    their taps in scipy's order (``correlate1d``) and so give its bits.
     """
     weights = gaussian_kernel(sigma, order, radius, truncate)[::-1].copy()
-    if order == 0:
+    if order == 0 and dtype is not None:
         bits = 53 if np.dtype(dtype).itemsize == 8 else 24
         units = np.round(weights * 2.0**bits).astype(np.int64)
         units[units.size // 2] += 2**bits - int(units.sum())
@@ -439,7 +442,7 @@ def gaussian_filter1d(
     sigma = _check_sigma(sigma)
     if sigma == 0 and radius is None:
         raise ValueError("sigma must be positive (or give radius)")
-    weights = _gaussian_weights(sigma, order, truncate, radius)
+    weights = _gaussian_weights(sigma, order, truncate, radius, dtype=None)  # scipy's, for its bits
     out_dtype = _check_output(input, output)
     if out_dtype.kind == "f" and out_dtype.itemsize < 8:  # computed in float64, as scipy does
         result = correlate1d(input, weights, axis, np.float64, mode, cval, 0, backend=backend)
@@ -451,8 +454,8 @@ def _gaussian_axes(ndim, axes, sigma, order, mode, radius, truncate, float_outpu
     """scipy's ``gaussian_filter`` plan: ``[(axis, weights, mode code)]`` for each
     axis of ``axes`` whose sigma exceeds 1e-15, in the order of ``axes``.
 
-    Integer outputs keep scipy's own weights (its truncation of each pass is
-    what they are compared with); float outputs get weights summing to 1."""
+    Passes run one by one (all but a float32 output, ``_run_plan``) keep scipy's own
+    weights and so give its bits; fused float32 passes get weights summing to 1."""
     axes = _check_axes(axes, ndim)
     n = len(axes)
     orders = [_check_order(o, "order") for o in _per_axis(order, n, "order")]
@@ -463,9 +466,8 @@ def _gaussian_axes(ndim, axes, sigma, order, mode, radius, truncate, float_outpu
     for axis, s, o, m, r in zip(axes, sigmas, orders, modes, radii):
         code = normalize_mode(m, "mode")
         if s > _SIGMA_EPS:
-            weights = _gaussian_weights(s, o, truncate, r, dtype)
-            if not float_output:
-                weights = gaussian_kernel(s, o, r, truncate)[::-1].copy()
+            fused = float_output and dtype == np.float32
+            weights = _gaussian_weights(s, o, truncate, r, dtype if fused else None)
             plan.append((axis, weights, code))
     return plan
 
@@ -473,15 +475,18 @@ def _gaussian_axes(ndim, axes, sigma, order, mode, radius, truncate, float_outpu
 def _run_plan(input, plan, cval, out_dtype, output, backend):
     """Passes ``[(axis, weights, mode)]`` in turn.
 
-    Float outputs run as one :func:`separable_filter` call (float32 passes for a
-    float32 output, float64 otherwise) and are cast once; integer and bool outputs
-    store each pass in the output type before the next reads it, as scipy does.
+    A float32 (or float16) output runs as one fused :func:`separable_filter` call in
+    float32 and is cast once. Every other output goes pass by pass, as scipy does:
+    a float64 one stores each pass in float64 (one plan, ``pass_by_pass``: exactly
+    :func:`gaussian_filter1d` along each axis in turn), an integer or bool one stores
+    each pass in its own type before the next reads it.
     """
     if not plan:
         return _copy(input, out_dtype, output, backend)
     if out_dtype.kind == "f":
         compute = _compute_dtype(out_dtype)
-        passes = separable_filter.plan(
+        plan_of = separable_filter.plan if compute == np.float32 else pass_by_pass
+        passes = plan_of(
             input,
             [w for _, w, _ in plan],
             axes=[a for a, _, _ in plan],
@@ -1333,7 +1338,10 @@ def gaussian(
         dtype = _compute_dtype(np.dtype(out.dtype))
     axes = [a for a in range(image.ndim) if sigmas[a] > _SIGMA_EPS]
     smooth_channels = channel_axis is not None and channel_axis in axes
-    kernels = [_gaussian_weights(sigmas[a], 0, truncate, None, dtype) for a in axes]
+    # float32 runs fused; float64 pass by pass with scipy's weights, so giving its bits
+    fused = dtype == np.float32
+    plan_of = separable_filter.plan if fused else pass_by_pass
+    kernels = [_gaussian_weights(sigmas[a], 0, truncate, None, dtype if fused else None) for a in axes]
     if not axes:  # nothing to smooth: the converted image (an identity pass off the channels)
         axes, kernels = spatial_axes(image.ndim, channel_axis)[-1:], [np.ones(1)]
     arguments = dict(
@@ -1347,8 +1355,8 @@ def gaussian(
     )
     if type(image) is np.ndarray and isinstance(out, np.ndarray) and out.dtype == dtype:
         # written straight into ``out`` where its layout allows (else copied there)
-        return execute(separable_filter.plan(image, kernels, **arguments), image, out)
-    result = separable_filter(image, kernels, **arguments)
+        return execute(plan_of(image, kernels, **arguments), image, out)
+    result = execute(plan_of(image, kernels, **arguments), image)
     if out is None:
         return result
     if isinstance(out, np.ndarray):

@@ -1,0 +1,85 @@
+"""Host scratch arrays for the intermediate results of multi-pass filters, reused across calls.
+
+A filter of several passes (one 1-D pass per axis, or passes before a fused one) stores
+each pass's result in a full-size array that the next pass reads and the caller never
+sees. Allocated afresh on every call, such an array costs the operating system a page
+fault per page on first touch, and the C library hands its memory back after each call
+once two or more large blocks are free: two 1-D passes over a 256 x 256 float64 image took
+0.5-0.8 ms with a new intermediate against 0.14 ms with one kept. So the intermediates
+come from here: a block that a call releases goes to a small pool (at most
+:data:`POOL_BYTES` in all, shared by every thread, most recently released kept), and the
+next call of the same size takes it from there.
+"""
+
+import math
+import threading
+from contextlib import contextmanager
+
+import numpy as np
+
+POOL_BYTES = 64 << 20
+"""Most bytes the pool keeps between calls; a larger intermediate is allocated each time."""
+
+_lock = threading.Lock()
+_free = []  # released blocks (1-D uint8 arrays), the most recently released last
+
+
+def _take(nbytes):
+    """A block of at least ``nbytes`` and at most twice that (the smallest free one), or a new one."""
+    with _lock:
+        best = None
+        for i, block in enumerate(_free):
+            if nbytes <= block.size <= 2 * nbytes and (best is None or block.size < _free[best].size):
+                best = i
+        if best is not None:
+            return _free.pop(best)
+    return np.empty(nbytes, np.uint8)
+
+
+def _give(block):
+    """Return ``block`` to the pool, dropping the least recently released beyond ``POOL_BYTES``."""
+    if block.size > POOL_BYTES:
+        return
+    with _lock:
+        _free.append(block)
+        total = sum(b.size for b in _free)
+        while total > POOL_BYTES:
+            total -= _free.pop(0).size
+
+
+@contextmanager
+def scratch_arrays():
+    """``new(shape, dtype)``: uninitialised C-contiguous arrays for a call's intermediate
+    results, all returned to the pool when the ``with`` block ends, so that none of them
+    may outlive it (nor be returned to the caller).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from napari_sepconv._scratch import scratch_arrays
+    >>> with scratch_arrays() as new:
+    ...     middle = new((4, 5), np.float64)
+    ...     middle[...] = 2.0
+    ...     float(middle.sum())
+    40.0
+    """
+    taken = []
+
+    def new(shape, dtype):
+        dtype = np.dtype(dtype)
+        nbytes = max(math.prod(shape) * dtype.itemsize, 1)
+        block = _take(nbytes)
+        taken.append(block)
+        return block[:nbytes].view(dtype).reshape(shape)
+
+    try:
+        yield new
+    finally:
+        for block in taken:
+            _give(block)
+
+
+def release():
+    """Free the pool's blocks (their memory goes back once no array uses it)."""
+    with _lock:
+        _free.clear()
