@@ -22,6 +22,7 @@ def test_arrays_of_one_call_never_share_memory_and_come_back_for_the_next():
         a = new((40, 50), np.float64)
         b = new((40, 50), np.float64)
         c = new((7,), np.float32)
+        assert new((0, 5), np.float64).shape == (0, 5)  # nothing to hold
         assert a.shape == (40, 50) and a.dtype == np.float64 and a.flags.c_contiguous
         assert c.shape == (7,) and c.dtype == np.float32
         assert not np.shares_memory(a, b) and not np.shares_memory(a, c) and not np.shares_memory(b, c)

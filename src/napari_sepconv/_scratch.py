@@ -67,7 +67,9 @@ def scratch_arrays():
 
     def new(shape, dtype):
         dtype = np.dtype(dtype)
-        nbytes = max(math.prod(shape) * dtype.itemsize, 1)
+        nbytes = math.prod(shape) * dtype.itemsize
+        if nbytes == 0:
+            return np.empty(shape, dtype)
         block = _take(nbytes)
         taken.append(block)
         return block[:nbytes].view(dtype).reshape(shape)
