@@ -1338,10 +1338,7 @@ def gaussian(
         dtype = _compute_dtype(np.dtype(out.dtype))
     axes = [a for a in range(image.ndim) if sigmas[a] > _SIGMA_EPS]
     smooth_channels = channel_axis is not None and channel_axis in axes
-    # float32 runs fused; float64 pass by pass with scipy's weights, so giving its bits
-    fused = dtype == np.float32
-    plan_of = separable_filter.plan if fused else pass_by_pass
-    kernels = [_gaussian_weights(sigmas[a], 0, truncate, None, dtype if fused else None) for a in axes]
+    kernels = [_gaussian_weights(sigmas[a], 0, truncate, None, dtype) for a in axes]
     if not axes:  # nothing to smooth: the converted image (an identity pass off the channels)
         axes, kernels = spatial_axes(image.ndim, channel_axis)[-1:], [np.ones(1)]
     arguments = dict(
@@ -1355,8 +1352,8 @@ def gaussian(
     )
     if type(image) is np.ndarray and isinstance(out, np.ndarray) and out.dtype == dtype:
         # written straight into ``out`` where its layout allows (else copied there)
-        return execute(plan_of(image, kernels, **arguments), image, out)
-    result = execute(plan_of(image, kernels, **arguments), image)
+        return execute(separable_filter.plan(image, kernels, **arguments), image, out)
+    result = separable_filter(image, kernels, **arguments)
     if out is None:
         return result
     if isinstance(out, np.ndarray):
