@@ -999,19 +999,26 @@ def _uniform_passes(input, plan, cval, out_dtype, output, backend):
         and (plan[-2][0], plan[-1][0]) == (cur.ndim - 2, cur.ndim - 1)
         and out_dtype == pass_dtype
     )
-    for i, (axis, size, origin, mode) in enumerate(plan[: len(plan) - 2] if pair else plan):
-        last = i == len(plan) - 1
-        values = uniform_pass(name, cur, axis, size, origin, mode, cval, pass_dtype, into if last else None)
-        cur = _uniform_store(engine, values, out_dtype, output if last else None)
-        if not last:
-            cur, _ = engine.to_kernel_input(cur, np.dtype(np.float32), True)
-    if pair:
-        values = uniform_last_two(cur, plan[-2], plan[-1], cval, pass_dtype, into) if name == "cpu" else None
-        if values is None:  # another backend, or a non-finite sum: one pass at a time
-            (a0, s0, o0, m0), (a1, s1, o1, m1) = plan[-2:]
-            middle = uniform_pass(name, cur, a0, s0, o0, m0, cval, np.float64)
-            values = uniform_pass(name, middle, a1, s1, o1, m1, cval, pass_dtype, into)
-        cur = _uniform_store(engine, values, out_dtype, output)
+    # A float pass that another reads goes to a scratch array (reused from call to call)
+    # on the CPU; an integer one is cast to the output type first, as scipy stores it.
+    kept = name == "cpu" and out_dtype == pass_dtype
+    with engine.scratch_arrays() as scratch:
+        for i, (axis, size, origin, mode) in enumerate(plan[: len(plan) - 2] if pair else plan):
+            last = i == len(plan) - 1
+            target = into if last else scratch(cur.shape, pass_dtype) if kept else None
+            values = uniform_pass(name, cur, axis, size, origin, mode, cval, pass_dtype, target)
+            cur = _uniform_store(engine, values, out_dtype, output if last else None)
+            if not last:
+                cur, _ = engine.to_kernel_input(cur, np.dtype(np.float32), True)
+        if pair:
+            values = None
+            if name == "cpu":
+                values = uniform_last_two(cur, plan[-2], plan[-1], cval, pass_dtype, into)
+            if values is None:  # another backend, or a non-finite sum: one pass at a time
+                (a0, s0, o0, m0), (a1, s1, o1, m1) = plan[-2:]
+                middle = uniform_pass(name, cur, a0, s0, o0, m0, cval, np.float64)
+                values = uniform_pass(name, middle, a1, s1, o1, m1, cval, pass_dtype, into)
+            cur = _uniform_store(engine, values, out_dtype, output)
     return cur
 
 
