@@ -11,10 +11,29 @@ from napari_sepconv import _scratch
 
 
 @pytest.fixture(autouse=True)
-def empty_pool():
+def empty_pool(monkeypatch):
+    """An empty pool that takes blocks of any size (small ones are plain arrays otherwise)."""
+    monkeypatch.setattr(_scratch, "MIN_BYTES", 0)
     _scratch.release()
     yield
     _scratch.release()
+
+
+def test_small_intermediates_are_plain_arrays(monkeypatch):
+    monkeypatch.setattr(_scratch, "MIN_BYTES", 1000)
+    with _scratch.scratch_arrays() as new:
+        small, large = new((10,), np.float64), new((200,), np.float64)
+    assert small.base is None and large.base is not None
+    assert [b.size for b in _scratch._free] == [1600]
+
+
+def test_the_pool_keeps_at_most_pool_blocks(monkeypatch):
+    monkeypatch.setattr(_scratch, "POOL_BLOCKS", 3)
+    with _scratch.scratch_arrays() as new:
+        for n in range(10, 16):
+            new((n,), np.float64)
+    assert [b.size for b in _scratch._free] == [104, 112, 120]
+    assert _scratch._free_bytes == 336
 
 
 def test_arrays_of_one_call_never_share_memory_and_come_back_for_the_next():
@@ -91,3 +110,41 @@ def test_threads_filtering_at_once_each_get_their_own_values(rng):
     for t in threads:
         t.join()
     assert not failures
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_uniform_filter_passes_through_reused_intermediates(rng, dtype):
+    """uniform_filter's passes before the last two (3-D, 4-D) go to the pool: scipy's values
+    call after call, from several threads at once, and no result lies in a pooled block."""
+    volume = rng.standard_normal((5, 6, 20, 24)).astype(dtype)
+    expected = {axes: sc.uniform_filter(volume, 3, axes=axes) for axes in ((1, 2, 3), (0, 1, 2, 3))}
+    for axes, values in expected.items():
+        np.testing.assert_allclose(values, ndi.uniform_filter(volume, 3, axes=axes), rtol=1e-5, atol=1e-6)
+    failures = []
+    results = []
+
+    def work():
+        for _ in range(10):
+            for axes, values in expected.items():
+                result = sc.uniform_filter(volume, 3, axes=axes)
+                results.append(result)
+                if not np.array_equal(result, values):
+                    failures.append(axes)
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures
+    assert _scratch._free  # the intermediates came from the pool and went back to it
+    assert not any(np.shares_memory(r, b) for r in results for b in _scratch._free)
+
+
+def test_no_result_lies_in_a_pooled_block(rng):
+    x = rng.standard_normal((4, 30, 40))
+    results = [sc.gaussian_filter(x, 1.0), sc.sobel(x)]
+    results += [sc.separable_filter(x, [np.ones(3)] * 3, axes=(0, 1, 2))]
+    results += [sc.gaussian_filter(x[0], 1.0), sc.gaussian_filter(x, 1.0, axes=(0, 2))]
+    assert _scratch._free
+    assert not any(np.shares_memory(r, b) for r in results for b in _scratch._free)

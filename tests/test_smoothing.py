@@ -133,10 +133,23 @@ def test_float64_gaussian_filter_has_scipys_bits(rng, shape):
         sc.gaussian_filter(x.astype(np.float32), 1.3, output=np.float64),
         ndi.gaussian_filter(x.astype(np.float32), 1.3, output=np.float64),
     )
+    for kind in (np.uint8, np.int16, np.bool_):  # other inputs with a float64 output
+        y = _image(rng, shape, kind)
+        np.testing.assert_array_equal(
+            sc.gaussian_filter(y, 1.1, output=np.float64), ndi.gaussian_filter(y, 1.1, output=np.float64)
+        )
+    flat = np.full(shape, 100, np.uint8)  # scipy's weights: a flat image can come back 99, as in scipy
+    for sigma in (1.1, 2.3):
+        np.testing.assert_array_equal(sc.gaussian_filter1d(flat, sigma), ndi.gaussian_filter1d(flat, sigma))
+        np.testing.assert_array_equal(sc.gaussian_filter(flat, sigma), ndi.gaussian_filter(flat, sigma))
     for axis in range(ndim):
         np.testing.assert_array_equal(
             sc.gaussian_filter1d(x, 1.7, axis=axis, order=1),
             ndi.gaussian_filter1d(x, 1.7, axis=axis, order=1),
+        )
+        y = _image(rng, shape, np.int16)
+        np.testing.assert_array_equal(
+            sc.gaussian_filter1d(y, 1.7, axis=axis), ndi.gaussian_filter1d(y, 1.7, axis=axis)
         )
         f32 = x.astype(np.float32)  # computed in float64 and rounded, as scipy does
         np.testing.assert_array_equal(

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._scratch import Alternating
+
 SUM = 0
 SUM_SQUARES = 1
 MAGNITUDE = 2
@@ -202,24 +204,24 @@ def run_lowered(engine, src, lowered, check_finite=False, target=None):
     finite = None  # unknown until a kernel tells
     last = len(lowered.groups) - 1
     with engine.scratch_arrays() as scratch:  # the passes' intermediate results
-        spare = []  # this call's intermediates, at most two, reused pass after pass
+        middles = Alternating(scratch, src.shape, dtype)
         for g, (prefix, fused) in enumerate(lowered.groups):
             cur = src
-            for i, p in enumerate(prefix):
-                if lowered.single and fused is None and i == len(prefix) - 1:  # the result
-                    nxt = target if target is not None else engine.empty(src.shape, dtype)
-                else:  # an intermediate other than the one this pass reads
-                    nxt = next((a for a in spare if a is not cur), None)
-                    if nxt is None:
-                        nxt = scratch(src.shape, dtype)
-                        spare.append(nxt)
+            if lowered.single and fused is None:
+                # One term, pass after pass: the passes alternate between the result and one
+                # intermediate, the last pass into the result.
+                out = target if target is not None else engine.empty(src.shape, dtype)
+                for i, p in enumerate(prefix):
+                    nxt = out if (len(prefix) - 1 - i) % 2 == 0 else middles.other_than(cur)
+                    engine.correlate_axis(cur, p.axis, p.offsets, p.weights, p.mode, p.cval, nxt)
+                    cur = nxt
+                break
+            for p in prefix:
+                nxt = middles.other_than(cur)
                 engine.correlate_axis(cur, p.axis, p.offsets, p.weights, p.mode, p.cval, nxt)
                 cur = nxt
             if fused is not None:
                 finite = engine.separable_2d(cur, *fused.arguments(), out)
-            elif lowered.single:
-                out = cur
-                break
             else:
                 engine.combine_into(out, cur, squares=lowered.combine == MAGNITUDE, first=g == 0)
                 if lowered.combine == MAGNITUDE and g == last:

@@ -19,32 +19,40 @@ import numpy as np
 
 POOL_BYTES = 64 << 20
 """Most bytes the pool keeps between calls; a larger intermediate is allocated each time."""
+POOL_BLOCKS = 8
+"""Most blocks the pool keeps."""
+MIN_BYTES = 256 << 10
+"""Smaller intermediates are plain new arrays: the C library reuses such small blocks itself."""
 
 _lock = threading.Lock()
 _free = []  # released blocks (1-D uint8 arrays), the most recently released last
+_free_bytes = 0
 
 
 def _take(nbytes):
-    """A block of at least ``nbytes`` and at most twice that (the smallest free one), or a new one."""
+    """A free block of at least ``nbytes`` and at most twice that (the smallest), or a new one."""
+    global _free_bytes
     with _lock:
         best = None
         for i, block in enumerate(_free):
             if nbytes <= block.size <= 2 * nbytes and (best is None or block.size < _free[best].size):
                 best = i
         if best is not None:
+            _free_bytes -= _free[best].size
             return _free.pop(best)
     return np.empty(nbytes, np.uint8)
 
 
 def _give(block):
-    """Return ``block`` to the pool, dropping the least recently released beyond ``POOL_BYTES``."""
+    """Return ``block`` to the pool, dropping the least recently released beyond the limits."""
+    global _free_bytes
     if block.size > POOL_BYTES:
         return
     with _lock:
         _free.append(block)
-        total = sum(b.size for b in _free)
-        while total > POOL_BYTES:
-            total -= _free.pop(0).size
+        _free_bytes += block.size
+        while _free_bytes > POOL_BYTES or len(_free) > POOL_BLOCKS:
+            _free_bytes -= _free.pop(0).size
 
 
 @contextmanager
@@ -68,7 +76,7 @@ def scratch_arrays():
     def new(shape, dtype):
         dtype = np.dtype(dtype)
         nbytes = math.prod(shape) * dtype.itemsize
-        if nbytes == 0:
+        if nbytes < MIN_BYTES:
             return np.empty(shape, dtype)
         block = _take(nbytes)
         taken.append(block)
@@ -81,7 +89,37 @@ def scratch_arrays():
             _give(block)
 
 
+class Alternating:
+    """Intermediates of one shape and type from ``new`` (``scratch_arrays``), at most two,
+    handed out so that a pass never writes the array it reads.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> middles = Alternating(np.empty, (3,), np.float64)
+    >>> a = middles.other_than(None)
+    >>> b = middles.other_than(a)
+    >>> middles.other_than(b) is a, b is a
+    (True, False)
+    """
+
+    def __init__(self, new, shape, dtype):
+        self._new, self._shape, self._dtype = new, shape, dtype
+        self._arrays = []
+
+    def other_than(self, current):
+        """An intermediate that is not ``current`` (made on first need)."""
+        for array in self._arrays:
+            if array is not current:
+                return array
+        array = self._new(self._shape, self._dtype)
+        self._arrays.append(array)
+        return array
+
+
 def release():
     """Free the pool's blocks (their memory goes back once no array uses it)."""
+    global _free_bytes
     with _lock:
         _free.clear()
+        _free_bytes = 0

@@ -33,6 +33,7 @@ from ._boundary import CANONICAL_NAMES
 from ._complex import complex_result, filter_parts, is_complex
 from ._passes import MAGNITUDE, SUM, filter_terms, reach, taps
 from ._plan import execute
+from ._scratch import Alternating
 from ._validation import (
     as_array,
     check_cval,
@@ -250,6 +251,12 @@ def _compute_dtype(out_dtype):
     return np.dtype(np.float32) if out_dtype.kind == "f" and out_dtype.itemsize <= 4 else np.dtype(np.float64)
 
 
+def _runs_fused(out_dtype):
+    """Whether ``gaussian_filter``'s passes for an ``out_dtype`` output run fused (float32
+    and float16 outputs, in float32) rather than one by one as scipy runs them."""
+    return out_dtype.kind == "f" and _compute_dtype(out_dtype) == np.float32
+
+
 def _deliver(result, out_dtype, output):
     """``result`` as ``out_dtype``, or copied into the ``output`` array (scipy's casts)."""
     if _dask.is_dask_array(result):
@@ -450,12 +457,12 @@ def gaussian_filter1d(
     return correlate1d(input, weights, axis, output, mode, cval, 0, backend=backend)
 
 
-def _gaussian_axes(ndim, axes, sigma, order, mode, radius, truncate, float_output=True, dtype=np.float64):
+def _gaussian_axes(ndim, axes, sigma, order, mode, radius, truncate, fused=False):
     """scipy's ``gaussian_filter`` plan: ``[(axis, weights, mode code)]`` for each
     axis of ``axes`` whose sigma exceeds 1e-15, in the order of ``axes``.
 
-    Passes run one by one (all but a float32 output, ``_run_plan``) keep scipy's own
-    weights and so give its bits; fused float32 passes get weights summing to 1."""
+    Passes run one by one (``_runs_fused`` false, ``_run_plan``) keep scipy's own weights
+    and so give its bits; fused float32 passes get weights summing to 1."""
     axes = _check_axes(axes, ndim)
     n = len(axes)
     orders = [_check_order(o, "order") for o in _per_axis(order, n, "order")]
@@ -466,8 +473,7 @@ def _gaussian_axes(ndim, axes, sigma, order, mode, radius, truncate, float_outpu
     for axis, s, o, m, r in zip(axes, sigmas, orders, modes, radii):
         code = normalize_mode(m, "mode")
         if s > _SIGMA_EPS:
-            fused = float_output and dtype == np.float32
-            weights = _gaussian_weights(s, o, truncate, r, dtype if fused else None)
+            weights = _gaussian_weights(s, o, truncate, r, np.float32 if fused else None)
             plan.append((axis, weights, code))
     return plan
 
@@ -485,7 +491,7 @@ def _run_plan(input, plan, cval, out_dtype, output, backend):
         return _copy(input, out_dtype, output, backend)
     if out_dtype.kind == "f":
         compute = _compute_dtype(out_dtype)
-        plan_of = separable_filter.plan if compute == np.float32 else pass_by_pass
+        plan_of = separable_filter.plan if _runs_fused(out_dtype) else pass_by_pass
         passes = plan_of(
             input,
             [w for _, w, _ in plan],
@@ -600,8 +606,7 @@ def gaussian_filter(
         mode,
         radius,
         truncate,
-        float_output=out_dtype.kind == "f",
-        dtype=_compute_dtype(out_dtype),
+        fused=_runs_fused(out_dtype),
     )
     return _run_plan(input, plan, check_cval(cval), out_dtype, output, backend)
 
@@ -1003,9 +1008,11 @@ def _uniform_passes(input, plan, cval, out_dtype, output, backend):
     # on the CPU; an integer one is cast to the output type first, as scipy stores it.
     kept = name == "cpu" and out_dtype == pass_dtype
     with engine.scratch_arrays() as scratch:
+        middles = Alternating(scratch, cur.shape, pass_dtype)
+        target = None  # the intermediate the last pass wrote
         for i, (axis, size, origin, mode) in enumerate(plan[: len(plan) - 2] if pair else plan):
             last = i == len(plan) - 1
-            target = into if last else scratch(cur.shape, pass_dtype) if kept else None
+            target = into if last else middles.other_than(target) if kept else None
             values = uniform_pass(name, cur, axis, size, origin, mode, cval, pass_dtype, target)
             cur = _uniform_store(engine, values, out_dtype, output if last else None)
             if not last:
