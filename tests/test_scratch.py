@@ -148,3 +148,20 @@ def test_no_result_lies_in_a_pooled_block(rng):
     results += [sc.gaussian_filter(x[0], 1.0), sc.gaussian_filter(x, 1.0, axes=(0, 2))]
     assert _scratch._free
     assert not any(np.shares_memory(r, b) for r in results for b in _scratch._free)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_a_forked_child_starts_with_an_empty_pool_and_a_free_lock():
+    import os
+
+    with _scratch.scratch_arrays() as new:
+        new((100,), np.float64)
+    assert _scratch._free
+    with _scratch._lock:  # held while the process forks
+        pid = os.fork()
+        if pid == 0:  # the child: a lock of its own, no blocks
+            ok = not _scratch._free and _scratch._lock.acquire(timeout=5)
+            os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert _scratch._free  # the parent's pool is left as it was

@@ -12,6 +12,7 @@ next call of the same size takes it from there.
 """
 
 import math
+import os
 import threading
 from contextlib import contextmanager
 
@@ -123,3 +124,16 @@ def release():
     with _lock:
         _free.clear()
         _free_bytes = 0
+
+
+def _after_fork_in_child():
+    """A child process starts with an empty pool and a lock of its own (another thread of
+    the parent may have held the lock when it forked)."""
+    global _lock, _free_bytes
+    _lock = threading.Lock()
+    _free.clear()
+    _free_bytes = 0
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
