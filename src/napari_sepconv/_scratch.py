@@ -7,8 +7,9 @@ fault per page on first touch, and the C library hands its memory back after eac
 once two or more large blocks are free: two 1-D passes over a 256 x 256 float64 image took
 0.5-0.8 ms with a new intermediate against 0.14 ms with one kept. So the intermediates
 come from here: a block that a call releases goes to a small pool (at most
-:data:`POOL_BYTES` in all, shared by every thread, most recently released kept), and the
-next call of the same size takes it from there.
+:data:`POOL_BYTES` and :data:`POOL_BLOCKS` in all, shared by every thread, the most recently
+released kept), and the next call of about the same size takes it from there. Intermediates
+under :data:`MIN_BYTES` are plain new arrays.
 """
 
 import math
