@@ -24,6 +24,7 @@ from ._cpu_kernels import (
     _task_queue,
 )
 from ._helper_calls import helper_call
+from ._streaming import prefetch
 from ._views import row_view, row_view_or
 from ._workers import worker_helper, worker_launch
 
@@ -237,6 +238,10 @@ def _correlate_rows_block(
     for i in range(first_row, last_row):
         for t in range(k):
             rows[t] = _source_index(i + offsets[t], n, mode)
+        if i + 2 < last_row:  # the source row a later output row adds, asked for ahead
+            ahead = _source_index(i + 2 + offsets[k - 1], n, mode)
+            if ahead >= 0:
+                prefetch(row_view(src, (o, ahead), c0, c1))
         row = _tap_row(src, o, rows[first], outside, c0, c1)
         for j in range(acc.size):
             acc[j] = row[j] * weights[first]
