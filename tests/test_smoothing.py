@@ -157,6 +157,27 @@ def test_float64_gaussian_filter_has_scipys_bits(rng, shape):
         )
 
 
+def test_gaussian_filter_plans_once_per_set_of_arguments(rng):
+    """A float-output call's plan comes from the plan cache the next time (previews, loops
+    over planes); per-axis sequences and arrays of sigma are keyed by value."""
+    from napari_sepconv import _plan, smoothing
+
+    x = rng.random((9, 13)).astype(np.float32)
+
+    def entries():
+        return [k for k in _plan._cache if k[0] is smoothing._plan_gaussian_filter and k[2] == x.shape]
+
+    before = len(entries())
+    first = sc.gaussian_filter(x, 1.3, mode="wrap")
+    np.testing.assert_array_equal(sc.gaussian_filter(x, 1.3, mode="wrap"), first)
+    assert len(entries()) == before + 1
+    per_axis = sc.gaussian_filter(x, [1.3, 0.6])
+    np.testing.assert_array_equal(sc.gaussian_filter(x, np.array([1.3, 0.6])), per_axis)
+    np.testing.assert_array_equal(sc.gaussian_filter(x, (1.3, 0.6)), per_axis)
+    with pytest.raises(ValueError, match="sigma"):
+        sc.gaussian_filter(x, -1.0)
+
+
 def test_gaussian_filter_axes_radius_truncate_and_zero_sigma(rng):
     x = _image(rng, (4, 9, 10), np.float32)
     cases = [

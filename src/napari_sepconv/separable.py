@@ -367,18 +367,6 @@ def _plan_separable(
     )
 
 
-def pass_by_pass(
-    image, kernels, *, axes, mode, cval=0.0, channel_axis=None, dtype, preserve_range=True, backend="auto"
-):
-    """The plan of :func:`separable_filter` with the same arguments, but with no fused
-    passes: one 1-D pass per axis, each stored in ``dtype`` before the next reads it, so
-    the values are those of :func:`correlate1d` along each axis in turn (scipy's own
-    ``gaussian_filter`` in float64). ``image`` is checked already."""
-    return get_plan(
-        _plan_separable, image, backend, kernels, axes, mode, cval, channel_axis, dtype, preserve_range, False
-    )
-
-
 # --------------------------------------------------------------------------
 # 2-D user kernels
 # --------------------------------------------------------------------------

@@ -32,7 +32,7 @@ from . import _backend, _dask
 from ._boundary import CANONICAL_NAMES
 from ._complex import complex_result, filter_parts, is_complex
 from ._passes import MAGNITUDE, SUM, filter_terms, reach, taps
-from ._plan import execute
+from ._plan import execute, get_plan
 from ._scratch import Alternating
 from ._validation import (
     as_array,
@@ -44,7 +44,7 @@ from ._validation import (
     output_float_dtype,
     spatial_axes,
 )
-from .separable import _output_dtype, correlate1d, pass_by_pass, separable_filter
+from .separable import _output_dtype, _plan_separable, correlate1d, separable_filter
 
 __all__ = [
     "difference_of_gaussians",
@@ -461,7 +461,7 @@ def _gaussian_axes(ndim, axes, sigma, order, mode, radius, truncate, fused=False
     """scipy's ``gaussian_filter`` plan: ``[(axis, weights, mode code)]`` for each
     axis of ``axes`` whose sigma exceeds 1e-15, in the order of ``axes``.
 
-    Passes run one by one (``_runs_fused`` false, ``_run_plan``) keep scipy's own weights
+    Passes run one by one (``_runs_fused`` false, ``_plan_gaussian_filter``) keep scipy's weights
     and so give its bits; fused float32 passes get weights summing to 1."""
     axes = _check_axes(axes, ndim)
     n = len(axes)
@@ -478,38 +478,40 @@ def _gaussian_axes(ndim, axes, sigma, order, mode, radius, truncate, fused=False
     return plan
 
 
-def _run_plan(input, plan, cval, out_dtype, output, backend):
-    """Passes ``[(axis, weights, mode)]`` in turn.
+def _plan_gaussian_filter(shape, dtype, backend, sigma, order, out_type, mode, cval, truncate, radius, axes):
+    """The plan of a ``gaussian_filter`` call with a float output (``out_type``, its name):
+    ``_gaussian_axes``'s passes as one separable plan, fused in float32 for a float32 (or
+    float16) output, else one pass per axis stored in float64, as scipy runs them
+    (``_runs_fused``); None where no axis is filtered. Made once per set of arguments
+    (``get_plan``): a loop over planes or a preview finds it ready."""
+    out_dtype = np.dtype(out_type)
+    fused = _runs_fused(out_dtype)
+    passes = _gaussian_axes(len(shape), axes, sigma, order, mode, radius, truncate, fused=fused)
+    if not passes:
+        return None
+    return _plan_separable(
+        shape,
+        dtype,
+        backend,
+        [w for _, w, _ in passes],
+        [a for a, _, _ in passes],
+        [CANONICAL_NAMES[m] for _, _, m in passes],
+        cval,
+        None,
+        _compute_dtype(out_dtype),
+        True,
+        fused,
+    )
 
-    A float32 (or float16) output runs as one fused :func:`separable_filter` call in
-    float32 and is cast once. Every other output goes pass by pass, as scipy does:
-    a float64 one stores each pass in float64 (one plan, ``pass_by_pass``: exactly
-    :func:`gaussian_filter1d` along each axis in turn), an integer or bool one stores
-    each pass in its own type before the next reads it.
-    """
-    if not plan:
+
+def _run_integer_passes(input, passes, cval, out_dtype, output, backend):
+    """Passes ``[(axis, weights, mode)]`` in turn for an integer or bool output, each stored
+    in the output type before the next reads it, as scipy does."""
+    if not passes:
         return _copy(input, out_dtype, output, backend)
-    if out_dtype.kind == "f":
-        compute = _compute_dtype(out_dtype)
-        plan_of = separable_filter.plan if _runs_fused(out_dtype) else pass_by_pass
-        passes = plan_of(
-            input,
-            [w for _, w, _ in plan],
-            axes=[a for a, _, _ in plan],
-            mode=[CANONICAL_NAMES[m] for _, _, m in plan],
-            cval=cval,
-            preserve_range=True,
-            dtype=compute,
-            backend=backend,
-        )
-        # An output array of the passes' own type is filled by the plan (written
-        # straight into where the kernels can), with no copy through a new array.
-        into = output if isinstance(output, np.ndarray) and output.dtype == compute else None
-        result = execute(passes, input, into)
-        return result if into is not None else _deliver(result, out_dtype, output)
     cur = input
-    for i, (axis, weights, mode) in enumerate(plan):
-        last = i == len(plan) - 1
+    for i, (axis, weights, mode) in enumerate(passes):
+        last = i == len(passes) - 1
         target = output if (last and output is not None) else out_dtype
         cur = correlate1d(cur, weights, axis, target, CANONICAL_NAMES[mode], cval, 0, backend=backend)
     return cur
@@ -598,17 +600,20 @@ def gaussian_filter(
         )
     input = check_image(input, "input")
     out_dtype = _check_output(input, output)
-    plan = _gaussian_axes(
-        input.ndim,
-        axes,
-        sigma,
-        order,
-        mode,
-        radius,
-        truncate,
-        fused=_runs_fused(out_dtype),
-    )
-    return _run_plan(input, plan, check_cval(cval), out_dtype, output, backend)
+    cval = check_cval(cval)
+    if out_dtype.kind != "f":
+        passes = _gaussian_axes(input.ndim, axes, sigma, order, mode, radius, truncate)
+        return _run_integer_passes(input, passes, cval, out_dtype, output, backend)
+    arguments = (sigma, order, out_dtype.name, mode, cval, truncate, radius, axes)
+    plan = get_plan(_plan_gaussian_filter, input, backend, *arguments)
+    if plan is None:
+        return _copy(input, out_dtype, output, backend)
+    # An output array of the passes' own type is filled by the plan (written straight
+    # into where the kernels can), with no copy through a new array.
+    compute = _compute_dtype(out_dtype)
+    into = output if isinstance(output, np.ndarray) and output.dtype == compute else None
+    result = execute(plan, input, into)
+    return result if into is not None else _deliver(result, out_dtype, output)
 
 
 def _derivative_terms(ndim, sigma, truncate, radius, derivative_axes, order, per_term_axes):
