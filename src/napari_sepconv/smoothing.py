@@ -44,7 +44,7 @@ from ._validation import (
     output_float_dtype,
     spatial_axes,
 )
-from .separable import _output_dtype, _plan_separable, correlate1d, separable_filter
+from .separable import _output_dtype, _plan_separable, correlate1d
 
 __all__ = [
     "difference_of_gaussians",
@@ -1279,7 +1279,36 @@ def _gaussian_terms(sigmas, axes, truncate, scale=1.0, dtype=np.float64):
     return term
 
 
-@partial(_backend.like_input, planned=True)  # through separable_filter's plan
+def _plan_gaussian(
+    shape, dtype, backend, sigma, mode, cval, preserve_range, truncate, channel_axis, out_type
+):
+    """The plan of a :func:`gaussian` call whose result is of the float type named
+    ``out_type``: its separable passes, fused. Made once per set of arguments (``get_plan``)."""
+    ndim = len(shape)
+    channel_axis = normalize_channel_axis(channel_axis, ndim)
+    sigmas = _spatial_sigmas(sigma, ndim, channel_axis)
+    modes = _spatial_modes(mode, ndim, channel_axis)
+    result_dtype = np.dtype(out_type)
+    axes = [a for a in range(ndim) if sigmas[a] > _SIGMA_EPS]
+    smooth_channels = channel_axis is not None and channel_axis in axes
+    kernels = [_gaussian_weights(sigmas[a], 0, truncate, None, result_dtype) for a in axes]
+    if not axes:  # nothing to smooth: the converted image (an identity pass off the channels)
+        axes, kernels = spatial_axes(ndim, channel_axis)[-1:], [np.ones(1)]
+    return _plan_separable(
+        shape,
+        dtype,
+        backend,
+        kernels,
+        axes,
+        [modes[a] for a in axes],
+        cval,
+        None if smooth_channels else channel_axis,
+        result_dtype,
+        preserve_range,
+    )
+
+
+@partial(_backend.like_input, planned=True)  # through its separable plan
 def gaussian(
     image,
     sigma=1,
@@ -1341,9 +1370,6 @@ def gaussian(
     (dtype('float64'), 1.0)
     """
     image = check_image(image)
-    channel_axis = normalize_channel_axis(channel_axis, image.ndim)
-    sigmas = _spatial_sigmas(sigma, image.ndim, channel_axis)
-    modes = _spatial_modes(mode, image.ndim, channel_axis)
     dtype = output_float_dtype(np.dtype(image.dtype))
     if out is not None:
         if not isinstance(out, np.ndarray) and not _backend.is_device_array(out):
@@ -1355,24 +1381,12 @@ def gaussian(
         if _dask.is_dask_array(image):
             raise TypeError("out cannot be given when image is a dask array")
         dtype = _compute_dtype(np.dtype(out.dtype))
-    axes = [a for a in range(image.ndim) if sigmas[a] > _SIGMA_EPS]
-    smooth_channels = channel_axis is not None and channel_axis in axes
-    kernels = [_gaussian_weights(sigmas[a], 0, truncate, None, dtype) for a in axes]
-    if not axes:  # nothing to smooth: the converted image (an identity pass off the channels)
-        axes, kernels = spatial_axes(image.ndim, channel_axis)[-1:], [np.ones(1)]
-    arguments = dict(
-        axes=axes,
-        mode=[modes[a] for a in axes],
-        cval=cval,
-        channel_axis=None if smooth_channels else channel_axis,
-        dtype=dtype,
-        preserve_range=preserve_range,
-        backend=backend,
-    )
+    arguments = (sigma, mode, cval, preserve_range, truncate, channel_axis, dtype.name)
+    plan = get_plan(_plan_gaussian, image, backend, *arguments)
     if type(image) is np.ndarray and isinstance(out, np.ndarray) and out.dtype == dtype:
         # written straight into ``out`` where its layout allows (else copied there)
-        return execute(separable_filter.plan(image, kernels, **arguments), image, out)
-    result = separable_filter(image, kernels, **arguments)
+        return execute(plan, image, out)
+    result = execute(plan, image)
     if out is None:
         return result
     if isinstance(out, np.ndarray):
