@@ -158,8 +158,9 @@ def test_float64_gaussian_filter_has_scipys_bits(rng, shape):
 
 
 def test_gaussian_filter_plans_once_per_set_of_arguments(rng):
-    """A float-output call's plan comes from the plan cache the next time (previews, loops
-    over planes); per-axis sequences and arrays of sigma are keyed by value."""
+    """A float-output call's plan (and a ``gaussian_filter1d`` call's) comes from the plan
+    cache the next time (previews, loops over planes); per-axis sequences and arrays of
+    sigma are keyed by value."""
     from napari_sepconv import _plan, smoothing
 
     x = rng.random((9, 13)).astype(np.float32)
@@ -176,6 +177,14 @@ def test_gaussian_filter_plans_once_per_set_of_arguments(rng):
     np.testing.assert_array_equal(sc.gaussian_filter(x, (1.3, 0.6)), per_axis)
     with pytest.raises(ValueError, match="sigma"):
         sc.gaussian_filter(x, -1.0)
+    ones = [k for k in _plan._cache if k[0] is smoothing._plan_gaussian_filter1d and k[2] == x.shape]
+    line = sc.gaussian_filter1d(x, 1.3, axis=0, output=np.float64)
+    np.testing.assert_array_equal(sc.gaussian_filter1d(x, 1.3, axis=0, output=np.float64), line)
+    np.testing.assert_array_equal(line, ndi.gaussian_filter1d(x, 1.3, axis=0, output=np.float64))
+    now = [k for k in _plan._cache if k[0] is smoothing._plan_gaussian_filter1d and k[2] == x.shape]
+    assert len(now) == len(ones) + 1
+    with pytest.raises(ValueError, match="sigma"):
+        sc.gaussian_filter1d(x, 0.0)
 
 
 def test_gaussian_filter_axes_radius_truncate_and_zero_sigma(rng):

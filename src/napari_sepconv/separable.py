@@ -132,7 +132,9 @@ def correlate1d(input, weights, axis=-1, output=None, mode="reflect", cval=0.0, 
     return execute(plan, input, output if isinstance(output, np.ndarray) else None)
 
 
-def _plan_correlate1d(shape, dtype, backend, weights, axis, out_dtype, mode, cval, origin):
+def _plan_correlate1d(shape, dtype, backend, weights, axis, out_dtype, mode, cval, origin, compute=None):
+    """``correlate1d``'s plan; ``compute`` forces the type the pass runs in (float32 for
+    float32 input and output, else float64, by default)."""
     w = check_kernel(weights, 1, "weights")
     axis = normalize_axis(axis, len(shape))
     mode_code = normalize_mode(mode)
@@ -142,11 +144,12 @@ def _plan_correlate1d(shape, dtype, backend, weights, axis, out_dtype, mode, cva
         raise TypeError(f"output dtype must be real, got {out_dtype}")
     if out_dtype.kind not in "biuf":
         raise TypeError(f"output dtype must be numeric, got {out_dtype}")
-    compute = (
-        np.dtype(np.float32)
-        if dtype.kind == "f" and dtype.itemsize <= 4 and out_dtype.itemsize <= 4 and out_dtype.kind == "f"
-        else np.dtype(np.float64)
-    )
+    if compute is None:
+        single = (
+            dtype.kind == "f" and dtype.itemsize <= 4 and out_dtype.itemsize <= 4 and out_dtype.kind == "f"
+        )
+        compute = np.float32 if single else np.float64
+    compute = np.dtype(compute)
     offsets, weights = taps(w, origin)
     program = terms_program(
         [{axis: (offsets, weights)}],

@@ -44,7 +44,7 @@ from ._validation import (
     output_float_dtype,
     spatial_axes,
 )
-from .separable import _output_dtype, _plan_separable, correlate1d
+from .separable import _output_dtype, _plan_correlate1d, _plan_separable, correlate1d
 
 __all__ = [
     "difference_of_gaussians",
@@ -446,15 +446,24 @@ def gaussian_filter1d(
             backend=backend,
         )
     input = check_image(input, "input")
+    out_dtype = _check_output(input, output)
+    arguments = (sigma, axis, order, out_dtype.str, mode, cval, truncate, radius)
+    plan = get_plan(_plan_gaussian_filter1d, input, backend, *arguments)
+    return execute(plan, input, output if isinstance(output, np.ndarray) else None)
+
+
+def _plan_gaussian_filter1d(
+    shape, dtype, backend, sigma, axis, order, out_type, mode, cval, truncate, radius
+):
+    """The plan of a :func:`gaussian_filter1d` call: ``correlate1d``'s with scipy's weights
+    (so its bits), computed in float64 whatever the output (``out_type``, its type string),
+    as scipy computes it. Made once per set of arguments (``get_plan``)."""
     sigma = _check_sigma(sigma)
     if sigma == 0 and radius is None:
         raise ValueError("sigma must be positive (or give radius)")
-    weights = _gaussian_weights(sigma, order, truncate, radius, dtype=None)  # scipy's, for its bits
-    out_dtype = _check_output(input, output)
-    if out_dtype.kind == "f" and out_dtype.itemsize < 8:  # computed in float64, as scipy does
-        result = correlate1d(input, weights, axis, np.float64, mode, cval, 0, backend=backend)
-        return _deliver(result, out_dtype, output)
-    return correlate1d(input, weights, axis, output, mode, cval, 0, backend=backend)
+    weights = _gaussian_weights(sigma, order, truncate, radius, dtype=None)
+    out_dtype = np.dtype(out_type)
+    return _plan_correlate1d(shape, dtype, backend, weights, axis, out_dtype, mode, cval, 0, np.float64)
 
 
 def _gaussian_axes(ndim, axes, sigma, order, mode, radius, truncate, fused=False):
