@@ -488,7 +488,7 @@ def _gaussian_axes(ndim, axes, sigma, order, mode, radius, truncate, fused=False
 
 
 def _plan_gaussian_filter(shape, dtype, backend, sigma, order, out_type, mode, cval, truncate, radius, axes):
-    """The plan of a ``gaussian_filter`` call with a float output (``out_type``, its name):
+    """The plan of a ``gaussian_filter`` call with a float output (``out_type``, its type string):
     ``_gaussian_axes``'s passes as one separable plan, fused in float32 for a float32 (or
     float16) output, else one pass per axis stored in float64, as scipy runs them
     (``_runs_fused``); None where no axis is filtered. Made once per set of arguments
@@ -613,14 +613,13 @@ def gaussian_filter(
     if out_dtype.kind != "f":
         passes = _gaussian_axes(input.ndim, axes, sigma, order, mode, radius, truncate)
         return _run_integer_passes(input, passes, cval, out_dtype, output, backend)
-    arguments = (sigma, order, out_dtype.name, mode, cval, truncate, radius, axes)
+    arguments = (sigma, order, out_dtype.str, mode, cval, truncate, radius, axes)
     plan = get_plan(_plan_gaussian_filter, input, backend, *arguments)
     if plan is None:
         return _copy(input, out_dtype, output, backend)
     # An output array of the passes' own type is filled by the plan (written straight
     # into where the kernels can), with no copy through a new array.
-    compute = _compute_dtype(out_dtype)
-    into = output if isinstance(output, np.ndarray) and output.dtype == compute else None
+    into = output if isinstance(output, np.ndarray) and output.dtype == plan.out_dtype else None
     result = execute(plan, input, into)
     return result if into is not None else _deliver(result, out_dtype, output)
 
@@ -1023,10 +1022,15 @@ def _uniform_passes(input, plan, cval, out_dtype, output, backend):
     kept = name == "cpu" and out_dtype == pass_dtype
     with engine.scratch_arrays() as scratch:
         middles = Alternating(scratch, cur.shape, pass_dtype)
-        target = None  # the intermediate the last pass wrote
+        target = None  # where the pass writes: the output, an intermediate, or a new array
         for i, (axis, size, origin, mode) in enumerate(plan[: len(plan) - 2] if pair else plan):
             last = i == len(plan) - 1
-            target = into if last else middles.other_than(target) if kept else None
+            if last:
+                target = into
+            elif kept:
+                target = middles.other_than(target)  # not the one this pass reads
+            else:
+                target = None
             values = uniform_pass(name, cur, axis, size, origin, mode, cval, pass_dtype, target)
             cur = _uniform_store(engine, values, out_dtype, output if last else None)
             if not last:
@@ -1291,8 +1295,9 @@ def _gaussian_terms(sigmas, axes, truncate, scale=1.0, dtype=np.float64):
 def _plan_gaussian(
     shape, dtype, backend, sigma, mode, cval, preserve_range, truncate, channel_axis, out_type
 ):
-    """The plan of a :func:`gaussian` call whose result is of the float type named
-    ``out_type``: its separable passes, fused. Made once per set of arguments (``get_plan``)."""
+    """The plan of a :func:`gaussian` call whose result is of the float type ``out_type``
+    (its type string): its separable passes, fused. Made once per set of arguments
+    (``get_plan``)."""
     ndim = len(shape)
     channel_axis = normalize_channel_axis(channel_axis, ndim)
     sigmas = _spatial_sigmas(sigma, ndim, channel_axis)
@@ -1390,7 +1395,7 @@ def gaussian(
         if _dask.is_dask_array(image):
             raise TypeError("out cannot be given when image is a dask array")
         dtype = _compute_dtype(np.dtype(out.dtype))
-    arguments = (sigma, mode, cval, preserve_range, truncate, channel_axis, dtype.name)
+    arguments = (sigma, mode, cval, preserve_range, truncate, channel_axis, dtype.str)
     plan = get_plan(_plan_gaussian, image, backend, *arguments)
     if type(image) is np.ndarray and isinstance(out, np.ndarray) and out.dtype == dtype:
         # written straight into ``out`` where its layout allows (else copied there)
