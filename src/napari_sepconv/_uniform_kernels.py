@@ -43,6 +43,7 @@ import numba
 import numpy as np
 
 from ._cpu_kernels import _buffer, _enable_cache, _imax, _imin, _inlined, _next_task, _task_queue
+from ._cpu_kernels import _helper as _cpu_helper
 from ._helper_calls import helper_call
 from ._streaming import prefetch, scale_row
 from ._views import row_view
@@ -68,12 +69,9 @@ def _jit(func):
 
 
 def _helper(func):
-    """A kernel's helper, compiled once and cached; kept out of line, where its loop
-    over independent sums is vectorised. Kernels alone call it: it has no Python entry
-    point to build (:func:`fix_segments`, which Python calls, has)."""
-    return _enable_cache(
-        numba.njit(nogil=True, error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)(func)
-    )
+    """A kernel's helper (``_cpu_kernels._helper``: compiled once per signature, cached,
+    without reference counting), with NumPy's error model, as the kernels have it."""
+    return _cpu_helper(func, error_model="numpy")
 
 
 def _inline(func):
