@@ -75,6 +75,32 @@ def test_the_key_keeps_argument_types(rng):
         sc.filter2d(image, np.ones((3, 3)), rank=True)
 
 
+def test_a_negative_zero_is_not_the_zero_in_a_key(rng):
+    """``-0.0 == 0.0`` in Python, yet a ``cval`` of -0.0 makes a constant border's zeros
+    negative (SciPy's bits): a plan made for 0.0 must not serve -0.0, nor the reverse."""
+    ndi = pytest.importorskip("scipy.ndimage")
+    image = np.full((5, 6), -0.0)
+    for cval in (0.0, -0.0, 0.0):
+        got = sc.gaussian_filter(image, 1.0, mode="constant", cval=cval)
+        want = ndi.gaussian_filter(image, 1.0, mode="constant", cval=cval)
+        np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
+        got = sc.correlate1d(image, [0.5, 0.5], mode="constant", cval=cval)
+        want = ndi.correlate1d(image, [0.5, 0.5], mode="constant", cval=cval)
+        np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
+
+
+def test_an_object_array_is_keyed_by_its_values(rng):
+    """An object array's bytes are the addresses of its items, which Python reuses once
+    they are freed: keyed by them, a sigma of (0.7, 4.0) found the plan of (1.0, 2.0)."""
+    ndi = pytest.importorskip("scipy.ndimage")
+    image = rng.random((20, 30))
+    for pair in [(1.0, 2.0), (3.0, 0.5), (0.7, 4.0), (2.5, 1.5)] * 3:
+        sigma = np.array([float(str(pair[0])), float(str(pair[1]))], dtype=object)
+        got = sc.gaussian_filter(image, sigma)
+        np.testing.assert_array_equal(got, ndi.gaussian_filter(image, list(pair)))
+        del sigma
+
+
 def test_the_cache_is_bounded(rng, monkeypatch):
     monkeypatch.setattr(_plan, "PLAN_CACHE_SIZE", 4)
     image = rng.random((6, 6))

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -112,10 +113,14 @@ def _key(value):
     """A hashable stand-in for one argument; the type is kept, so ``True`` is not ``1``."""
     kind = type(value)
     if kind is np.ndarray:  # kernels: the most frequent of the non-plain arguments
+        if value.dtype.hasobject:  # its bytes are the objects' addresses, which are reused
+            return value.dtype, value.shape, _key(value.tolist())
         return value.dtype, value.shape, value.tobytes()
     if value is None or kind is str:
         return value
-    if kind in (int, float, bool) or isinstance(value, np.generic):
+    if kind is float or isinstance(value, np.floating):
+        return kind, value, math.copysign(1.0, value)  # -0.0 == 0.0, yet gives other bits
+    if kind in (int, bool) or isinstance(value, np.generic):
         return kind, value
     if kind in (list, tuple):
         return kind, tuple(map(_key, value))
@@ -133,6 +138,12 @@ def _plain_or_key(value, kind):
     return value if kind in _PLAIN else _key(value)
 
 
+def _zero_signs(args):
+    """The signs of the float arguments that are zero (``-0.0`` as a ``cval`` makes a
+    constant border's zeros negative, as in SciPy)."""
+    return tuple(math.copysign(1.0, a) for a in args if type(a) is float and a == 0.0)
+
+
 def get_plan(build, image, backend, *args):
     """The plan of ``build(shape, dtype, backend, *args)``, from the cache when it was made before.
 
@@ -145,8 +156,11 @@ def get_plan(build, image, backend, *args):
     try:
         if _PLAIN.issuperset(types):  # the common case: the arguments and their types
             key = (build, resolved, shape, dtype, args, types)
+            if 0.0 in args:  # a zero, maybe -0.0: it equals 0.0, yet gives other bits
+                key += (_zero_signs(args),)
         else:  # plain arguments as they are (with their types), the others by value
             key = (build, resolved, shape, dtype, tuple(map(_plain_or_key, args, types)), types)
+            key += (_zero_signs(args),)
         plan = _cache.get(key)
     except TypeError:
         return build(tuple(shape), np.dtype(dtype), resolved, *args)
