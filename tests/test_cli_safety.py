@@ -235,6 +235,51 @@ def test_corrupt_png_is_reported_like_a_corrupt_tiff(tmp_path, capsys, stack):
     assert "backend" not in err
 
 
+def test_a_tiff_that_lost_pages_is_reported_not_cut_short(tmp_path, capsys, rng):
+    """A compressed stack cut short (or with a broken page link): tifffile reads the pages it
+    reaches and only logs that the rest are missing. The file is an error, not a shorter
+    image written as a success."""
+    stack = (rng.random((6, 32, 32)) * 255).astype(np.uint8)
+    for name, options in (("shaped.tif", {}), ("imagej.tif", {"imagej": True})):
+        tifffile.imwrite(tmp_path / name, stack, compression="zlib", **options)
+        os.truncate(tmp_path / name, os.path.getsize(tmp_path / name) // 2)
+    tifffile.imwrite(tmp_path / "whole.tif", stack, compression="zlib")
+    code, summary, err = sepconv(
+        capsys,
+        "sobel",
+        tmp_path / "shaped.tif",
+        tmp_path / "imagej.tif",
+        tmp_path / "whole.tif",
+        "-o",
+        tmp_path / "out",
+    )
+    assert code == 1 and "1 done" in summary and "2 failed" in summary
+    assert "shaped.tif: damaged or truncated TIFF" in err
+    assert "imagej.tif: damaged or truncated TIFF" in err
+    assert visible(tmp_path / "out") == ["whole.tif"]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes here")
+def test_a_named_pipe_among_the_inputs_is_reported_and_the_rest_done(tmp_path, stack):
+    """Opening a named pipe blocks until something writes to it: the run hung, the good
+    input undone. In a child process, so that a hang fails the test instead of the suite."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write(folder / "good.tif", stack)
+    os.mkfifo(folder / "pipe.tif")
+    os.mkfifo(tmp_path / "named.npy")
+    result = subprocess.run(
+        COMMAND + ["sobel", str(folder), str(tmp_path / "named.npy"), "-o", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 1, result.stderr
+    assert "pipe.tif: not a regular file (a named pipe)" in result.stderr
+    assert "named.npy: not a regular file (a named pipe)" in result.stderr
+    assert visible(tmp_path / "out") == ["good.tif"]
+
+
 # -- bad option values -------------------------------------------------------------------------------
 
 

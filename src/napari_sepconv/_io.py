@@ -21,6 +21,7 @@ import logging
 import os
 import re
 import shutil
+import stat
 import threading
 from pathlib import Path
 
@@ -122,16 +123,28 @@ def _expand(argument, add, problems):
 
 
 def entry_problem(path):
-    """Why ``path`` cannot be opened (a link loop, a dangling link, permission), or None."""
+    """Why ``path`` cannot be opened (a link loop, a dangling link, permission, not a file
+    or folder), or None."""
     try:
-        os.stat(path)
+        mode = os.stat(path).st_mode
     except OSError as error:
         if error.errno == errno.ELOOP:
             return "symbolic link loop"
         if error.errno == errno.ENOENT and os.path.islink(path):
             return f"dangling symbolic link (its target {os.readlink(path)} does not exist)"
         return _os_reason(error)
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        # a named pipe would block the run on its first read, a device never end
+        return f"not a regular file (a {_special_kind(mode)})"
     return None
+
+
+def _special_kind(mode):
+    if stat.S_ISFIFO(mode):
+        return "named pipe"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    return "device"
 
 
 def _os_reason(error):
@@ -349,6 +362,7 @@ def _open_tiff(path):
             raise InputError("not a readable TIFF image" + (f" ({warnings[0]})" if warnings else ""))
         series = tif.series[0]
         shape = series.shape
+        _check_pages_whole(tif, shape, warnings)
         dtype = np.dtype(series.dtype).newbyteorder(tif.byteorder)
         samples_axis = len(shape) - 1 if series.axes.endswith("S") else None
         offset = series.dataoffset
@@ -361,6 +375,21 @@ def _open_tiff(path):
     if offset is not None:
         return Source(path, "raw", shape, dtype, offset=offset, **options)
     return Source(path, "tiffpages", shape, dtype, **options)
+
+
+def _check_pages_whole(tif, shape, warnings):
+    """Raise InputError where a TIFF lost pages (cut short, or a page's link broken): tifffile
+    then reads the pages it reaches, fewer than its description gives, and says so only in a
+    logged message."""
+    broken = [w for w in warnings if "invalid page offset" in w or "failed to reshape" in w]
+    if broken:
+        raise InputError(f"damaged or truncated TIFF: {broken[0].split('> ', 1)[-1]}")
+    described = (tif.shaped_metadata or [{}])[0].get("shape")
+    if described is not None and int(np.prod(described)) != int(np.prod(shape)):
+        raise InputError(
+            f"damaged or truncated TIFF: its description gives shape {tuple(described)}, "
+            f"its pages {tuple(shape)}"
+        )
 
 
 def _tiff_spacing(tif, ndim, samples_axis):
