@@ -480,6 +480,8 @@ def test_gaussian_family_filters(tmp_path, capsys, rng):
         (["uniform", "--size", "0"], "--size"),
         (["unsharp", "--mode", "wrap"], "--mode"),
         (["dog", "--low-sigma", "1", "--dtype", "float32"], "dog gives float output"),
+        (["uniform", "--preserve-range"], "--preserve-range does not apply"),
+        (["laplace", "--preserve-range"], "--preserve-range does not apply"),
     ],
 )
 def test_gaussian_family_usage_errors(tmp_path, capsys, stack, args, message):

@@ -544,6 +544,8 @@ def _filter_from_args(parser, args):
         parser.error(f"{name} has no border option: --mode and --cval do not apply")
     if name == "dog" and (args.dtype is not None or args.preserve_range):
         parser.error("dog gives float output as scikit-image does: --dtype and --preserve-range do not apply")
+    if name in ("uniform", "laplace") and args.preserve_range:
+        parser.error(f"{name} keeps the input's values, as scipy.ndimage: --preserve-range does not apply")
     if args.backend == "cuda" and "cuda" not in sc.available_backends():
         parser.error(
             "--backend cuda: no usable CUDA GPU here (sc.available_backends() gives "
