@@ -112,6 +112,20 @@ def test_rerun_with_other_settings_is_a_conflict(tmp_path, capsys, stack, suffix
     np.testing.assert_array_equal(read(output), per_plane(sc.sobel, stack * 2, mode="wrap"))
 
 
+def test_an_option_given_its_default_value_is_the_same_settings(tmp_path, capsys, stack):
+    """The record holds the library function's defaults for the options left out: a rerun
+    spelling a default out resumes, where it was reported as a conflict."""
+    source = write(tmp_path / "a.npy", stack)
+    out = tmp_path / "out"
+    assert sepconv(capsys, "gaussian", source, "-o", out, "--sigma", "2")[0] == 0
+    made = fingerprints(out)
+    code, summary, err = sepconv(capsys, "gaussian", source, "-o", out, "--sigma", "2", "--truncate", "4")
+    assert code == 0 and "0 done, 1 skipped" in summary, err
+    code, summary, err = sepconv(capsys, "gaussian", source, "-o", out, "--sigma", "2", "--truncate", "3")
+    assert code == 1 and "made otherwise" in err and "truncate" in err
+    assert fingerprints(out) == made
+
+
 def test_output_from_elsewhere_is_never_overwritten(tmp_path, capsys, stack):
     source = write(tmp_path / "a.npy", stack)
     out = tmp_path / "out"

@@ -407,8 +407,28 @@ def _existing_output(final, fmt, record, overwrite):
 
 def _settings(args, filt):
     """Everything in the command line that shapes an output's values, for its record."""
-    arguments = {k: v for k, v in filt.arguments.items() if k != "backend"}
+    arguments = _with_defaults(filt.function, filt.arguments)
+    arguments.pop("backend", None)
     return {"filter": filt.name, "arguments": arguments, "channel_axis": filt.channel_axis, "ndim": filt.ndim}
+
+
+def _with_defaults(function, arguments):
+    """``arguments`` with the library function's defaults for the parameters not given, so
+    that an option left out and one given its default value (``--truncate 4``) record the
+    same settings."""
+    import inspect
+
+    library_function = arguments.get("function", function)  # behind a wrapper of this module
+    try:
+        parameters = inspect.signature(library_function).parameters.values()
+    except (TypeError, ValueError):
+        return dict(arguments)
+    defaults = {
+        p.name: p.default
+        for p in parameters
+        if p.default is not inspect.Parameter.empty and p.kind is not inspect.Parameter.VAR_KEYWORD
+    }
+    return {**defaults, **arguments}
 
 
 def _refuse_writing_into_inputs(parser, arguments, paths, outdir, fmt):
