@@ -142,6 +142,25 @@ def test_plans_hold_no_array_of_the_caller(rng):
     assert not np.shares_memory(plan.program.kernel, kernel)
 
 
+def test_a_reused_weights_or_bias_array_does_not_reach_a_cached_plan():
+    """The caller changes its bias (or weights) array after a call, then calls with the
+    old values in a new array: the cached plan must hold its own copy, not the caller's."""
+    image = np.ones((4, 4, 2))
+    bias = np.array([0.0])
+    assert sc.pointwise_filter(image, np.ones((1, 2)), bias)[0, 0, 0] == 2.0
+    bias[0] = 100.0
+    assert sc.pointwise_filter(image, np.ones((1, 2)), np.array([0.0]))[0, 0, 0] == 2.0
+    weights = np.ones((1, 2))
+    assert sc.depthwise_separable_filter(image, np.ones((2, 1, 1)), weights)[0, 0, 0] == 2.0
+    weights[:] = 7.0
+    assert sc.depthwise_separable_filter(image, np.ones((2, 1, 1)), np.ones((1, 2)))[0, 0, 0] == 2.0
+    bias = np.array([0.0])
+    sc.depthwise_separable_filter(image, np.ones((2, 1, 1)), np.ones((1, 2)), bias)
+    bias[0] = 5.0
+    got = sc.depthwise_separable_filter(image, np.ones((2, 1, 1)), np.ones((1, 2)), np.array([0.0]))
+    assert got[0, 0, 0] == 2.0
+
+
 def test_plan_for_another_shape_keeps_everything_else():
     plan = sc.depthwise_filter.plan(np.zeros((10, 12, 3)), np.ones((3, 3, 3)))
     block = plan.for_shape((4, 5, 3))

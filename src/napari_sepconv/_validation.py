@@ -152,7 +152,7 @@ def as_rectangular_array(value, name):
 
 
 def check_kernel(kernel, ndim, name="kernel"):
-    """A finite, non-empty float64 kernel of exactly ``ndim`` dimensions."""
+    """A finite, non-empty float64 kernel of exactly ``ndim`` dimensions, in a new array."""
     arr = as_rectangular_array(kernel, name)
     if arr.dtype.kind == "c":
         raise TypeError(f"{name} must be real-valued, got complex dtype {arr.dtype}")
@@ -162,7 +162,8 @@ def check_kernel(kernel, ndim, name="kernel"):
         raise ValueError(f"{name} must have {ndim} dimension(s), got {arr.ndim} (shape {arr.shape})")
     if arr.size == 0:
         raise ValueError(f"{name} must not be empty (shape {arr.shape})")
-    arr = np.ascontiguousarray(arr, dtype=np.float64)
+    # always a copy: a plan made from it is cached, and the caller may reuse its array
+    arr = np.array(arr, dtype=np.float64, order="C")
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} must contain only finite values (found NaN or inf)")
     return arr
