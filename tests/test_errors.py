@@ -50,6 +50,7 @@ CASES = [
     (lambda: sc.correlate1d(IMAGE, [1, 2, 3], axis=2), ValueError, "axis"),
     (lambda: sc.correlate1d(IMAGE, [1, 2, 3], output=np.complex128), TypeError, "output"),
     (lambda: sc.convolve1d(IMAGE, [1, 2], origin="a"), TypeError, "origin"),
+    (lambda: sc.convolve1d(IMAGE, [1, 2, 3, 4], origin=2), ValueError, r"origin=2 is out of range"),
     (lambda: sc.separable_filter(IMAGE, []), ValueError, "kernels"),
     (lambda: sc.separable_filter(IMAGE, [np.ones(3)] * 3), ValueError, "kernels"),
     (lambda: sc.separable_filter(IMAGE, np.ones(3)), ValueError, "kernels"),

@@ -212,9 +212,12 @@ def _mirrored(weights, origin):
     """The correlation weights and origin that convolve as ``weights`` at ``origin`` do."""
     w = (np.asarray(weights) if _complex_weights(weights) else check_kernel(weights, 1, "weights"))[::-1]
     try:
-        origin = -operator.index(origin)
+        origin = operator.index(origin)
     except TypeError:
         raise TypeError(f"origin must be an integer, got {type(origin).__name__}") from None
+    if w.ndim == 1 and w.size:  # the range is the same mirrored: an error names the value given
+        check_origin(origin, w.size)
+    origin = -origin
     if w.size % 2 == 0:
         origin -= 1
     return w, origin
