@@ -98,6 +98,19 @@ def test_unknown_family_is_an_error():
         warmup.warm(["no such family"])
 
 
+@pytest.mark.parametrize(
+    "argv, words", [(["--family", "bogus"], "unknown --family bogus"), (["-j", "0"], "--jobs")]
+)
+def test_bad_command_line_is_a_usage_error_before_anything_starts(capsys, argv, words):
+    """Before: ``--family bogus`` announced a compile, then ended in a traceback; ``-j 0``
+    was taken as the number of CPUs."""
+    with pytest.raises(SystemExit) as exit:
+        warmup.main(argv)
+    assert exit.value.code == 2
+    err = capsys.readouterr().err
+    assert words in err and "Compiling" not in err
+
+
 def test_kernels_cache_into_the_versioned_folder():
     """A family warmed in one process is loaded, not compiled, by the next one."""
     sc.sobel(np.ones((16, 16), np.float32))

@@ -393,6 +393,11 @@ def main(argv=None):
     parser.add_argument("--where", action="store_true", help="print the cache folder and exit")
     parser.add_argument("-q", "--quiet", action="store_true", help="print errors only")
     args = parser.parse_args(argv)
+    unknown = [name for name in args.family or () if name not in FAMILIES]
+    if unknown:
+        parser.error(f"unknown --family {', '.join(unknown)} (--list shows the families)")
+    if args.jobs is not None and args.jobs < 1:
+        parser.error(f"--jobs must be at least 1, got {args.jobs}")
     if args.list:
         print("\n".join(FAMILIES))
         return 0
