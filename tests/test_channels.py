@@ -71,6 +71,17 @@ def test_depthwise_nan_follows_each_kernels_footprint(rng):
     np.testing.assert_array_equal(np.isnan(ours), np.isnan(ref))
 
 
+def test_depthwise_rank_one_factors_keep_the_footprint(rng):
+    """Factors whose products fall within an epsilon of zero where the kernel is out of its
+    footprint: the kernel runs directly, so that NaN spreads as in scipy."""
+    factor = np.array([1.0, 1e-9, 1.0])
+    image = rng.random((9, 10, 1))
+    image[4, 4] = np.nan
+    kernels = np.outer(factor, factor)[None]
+    ours = sc.depthwise_filter(image, kernels)
+    np.testing.assert_array_equal(np.isnan(ours), np.isnan(depthwise(image, kernels)))
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.uint8])
 @pytest.mark.parametrize("channel_axis", [-1, 0, 1])
 def test_pointwise_matches_matmul(rng, dtype, channel_axis):

@@ -371,6 +371,26 @@ def test_filter2d_tiny_weights_are_out_of_the_footprint(rng):
     )
 
 
+def test_filter2d_split_kernels_keep_scipys_footprint(rng):
+    """A rank-1 kernel whose factors are above an epsilon while some of their products are
+    not (outer([1, 1e-9, 1], ...)): scipy leaves those products out of its footprint, the
+    split's passes made them again and spread NaN through them. A kernel all within an
+    epsilon of zero is no footprint at all."""
+    factor = np.array([1.0, 1e-9, 1.0])
+    kernel = np.outer(factor, factor)
+    image = rng.random((9, 10))
+    image[4, 4] = np.nan
+    assert sc.filter2d.plan(image, kernel).multiplications == 6  # still split
+    np.testing.assert_array_equal(
+        np.isnan(sc.filter2d(image, kernel)), np.isnan(ndi.correlate(image, kernel))
+    )
+    finite = rng.random((9, 10))
+    np.testing.assert_allclose(sc.filter2d(finite, kernel), ndi.correlate(finite, kernel), rtol=1e-14)
+    huge = rng.random((8, 9)) * 1e20
+    tiny = np.full((3, 3), 1e-20)
+    np.testing.assert_array_equal(sc.filter2d(huge, tiny), ndi.correlate(huge, tiny))
+
+
 def test_correlate1d_bool_output_truncates_like_scipy():
     values = np.array([0.3, -0.7, 1.2, -1.5, 0.0])
     np.testing.assert_array_equal(

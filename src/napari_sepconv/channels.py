@@ -108,9 +108,14 @@ def _rank_one_factors(flat):
     if np.all(np.sum(singular > tol, axis=1) <= 1):
         splits = [separate_kernel(k) for k in flat]
         if all(s.rank == 1 and s.is_exact for s in splits):
-            factors = (np.array([s.terms[0][0] for s in splits]), np.array([s.terms[0][1] for s in splits]))
-            for array in factors:  # shared by every call with these kernels
-                array.flags.writeable = False
+            columns = np.array([s.terms[0][0] for s in splits])
+            rows = np.array([s.terms[0][1] for s in splits])
+            # the factors' products must keep the kernels' footprint: weights within an
+            # epsilon of zero are out of it, and NaN or inf would spread through them
+            if np.array_equal(columns[:, :, None] * rows[:, None, :] != 0, flat != 0):
+                factors = (columns, rows)
+                for array in factors:  # shared by every call with these kernels
+                    array.flags.writeable = False
     with _FACTOR_LOCK:
         _FACTOR_CACHE[key] = factors
         if len(_FACTOR_CACHE) > 32:

@@ -467,9 +467,12 @@ def _plan_filter2d(
     direct = DirectProgram(
         direct_kernel * scale, mode_y, mode_x, cval / scale, result_dtype, preserve_range, channel_axis
     )
-    if n_separated < n_direct:
+    # Weights within an epsilon of zero are out of scipy's footprint, but the products of a
+    # split's factors make them again: non-finite values would spread through them.
+    tiny = bool(np.any((k != 0) & (footprint(k) == 0)))
+    if n_separated < n_direct and np.any(direct_kernel):
         terms = [{ay: taps(c, skip_zero=True), ax: taps(r, skip_zero=True)} for c, r in split.terms]
-        several = len(terms) > 1  # only a sum of terms can meet NaN or inf differently
+        several = len(terms) > 1 or tiny  # where NaN or inf may meet the kernel differently
         program = terms_program(
             terms,
             {ay: mode_y, ax: mode_x},
