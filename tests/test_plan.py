@@ -161,6 +161,28 @@ def test_a_reused_weights_or_bias_array_does_not_reach_a_cached_plan():
     assert got[0, 0, 0] == 2.0
 
 
+def test_a_plan_refuses_what_the_call_refuses():
+    """``.plan`` takes the call's arguments and checks them as the call does."""
+    image = np.zeros((5, 6))
+    with pytest.raises(TypeError, match="axis"):
+        sc.sobel_h(image, axis=1)
+    with pytest.raises(TypeError, match=r"sobel_h.plan\(\) got an unexpected keyword argument 'axis'"):
+        sc.sobel_h.plan(image, axis=1)
+    assert sc.sobel_v.plan(image).out_shape == (5, 6)
+    with pytest.raises(ValueError, match="output has shape"):
+        sc.correlate1d.plan(image, [1, 2], output=np.zeros((6, 6)))
+    read_only = np.zeros((5, 6))
+    read_only.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        sc.correlate1d.plan(image, [1, 2], output=read_only)
+    for call in (
+        lambda: sc.correlate1d.plan(image + 1j, [1, 2]),
+        lambda: sc.convolve1d.plan(image, [1j, 2]),
+    ):
+        with pytest.raises(TypeError, match="real and imaginary parts"):
+            call()
+
+
 def test_plan_for_another_shape_keeps_everything_else():
     plan = sc.depthwise_filter.plan(np.zeros((10, 12, 3)), np.ones((3, 3, 3)))
     block = plan.for_shape((4, 5, 3))

@@ -195,6 +195,7 @@ def attach_plan(public, make_plan):
     """Give a public function a ``.plan(image, ...)`` attribute: ``make_plan``, which takes the
     public function's arguments and returns the plan the call would run, reading no pixel."""
     make_plan.__doc__ = _PLAN_DOC.format(name=public.__name__)
+    make_plan.__name__, make_plan.__qualname__ = "plan", f"{public.__name__}.plan"  # as errors name it
     public.plan = make_plan
     return public
 

@@ -250,7 +250,33 @@ def _attach_edge_plan(public, name, direction=None):
             direction,
         )
 
-    return attach_plan(public, plan)
+    if direction is None:
+        return attach_plan(public, plan)
+
+    def directional_plan(
+        image,
+        mask=None,
+        *,
+        mode="reflect",
+        cval=0.0,
+        channel_axis=None,
+        dtype=None,
+        preserve_range=False,
+        backend="auto",
+    ):
+        """As the ``_h``/``_v`` call, which takes no ``axis``."""
+        return plan(
+            image,
+            mask,
+            mode=mode,
+            cval=cval,
+            channel_axis=channel_axis,
+            dtype=dtype,
+            preserve_range=preserve_range,
+            backend=backend,
+        )
+
+    return attach_plan(public, directional_plan)
 
 
 # --------------------------------------------------------------------------

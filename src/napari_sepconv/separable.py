@@ -120,6 +120,13 @@ def correlate1d(input, weights, axis=-1, output=None, mode="reflect", cval=0.0, 
         kwargs = dict(axis=axis, mode=mode, origin=origin, backend=backend)
         return correlate_parts(correlate1d, input, weights, output, cval, **kwargs)
     input = check_image(input, "input")
+    out_dtype = _checked_output(input, output)
+    plan = get_plan(_plan_correlate1d, input, backend, weights, axis, out_dtype, mode, cval, origin)
+    return execute(plan, input, output if isinstance(output, np.ndarray) else None)
+
+
+def _checked_output(input, output):
+    """The output type of ``correlate1d(input, ..., output)``; an ``output`` array checked."""
     out_dtype = _output_dtype(input.dtype, output)
     if isinstance(output, np.ndarray):
         if output.shape != input.shape:
@@ -128,8 +135,7 @@ def correlate1d(input, weights, axis=-1, output=None, mode="reflect", cval=0.0, 
             raise ValueError("output is read-only; pass a writeable array or a dtype")
         if _dask.is_dask_array(input):
             raise TypeError("output cannot be an array when input is a dask array")
-    plan = get_plan(_plan_correlate1d, input, backend, weights, axis, out_dtype, mode, cval, origin)
-    return execute(plan, input, output if isinstance(output, np.ndarray) else None)
+    return out_dtype
 
 
 def _plan_correlate1d(shape, dtype, backend, weights, axis, out_dtype, mode, cval, origin, compute=None):
@@ -180,8 +186,14 @@ def _plan_correlate1d(shape, dtype, backend, weights, axis, out_dtype, mode, cva
 def _plan_of_correlate1d(
     input, weights, axis=-1, output=None, mode="reflect", cval=0.0, origin=0, *, backend="auto"
 ):
+    input = as_array(input)
+    if _complex_weights(weights) or is_complex(input, output):
+        raise TypeError(
+            "a complex call runs as calls on its real and imaginary parts: .plan describes "
+            "real input, weights and output only"
+        )
     input = check_image(input, "input")
-    out_dtype = _output_dtype(input.dtype, output)
+    out_dtype = _checked_output(input, output)
     return get_plan(_plan_correlate1d, input, backend, weights, axis, out_dtype, mode, cval, origin)
 
 
