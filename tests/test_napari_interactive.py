@@ -544,6 +544,20 @@ def test_snippets_and_exported_script_recompute_the_results(viewer, qtbot, tmp_p
             np.testing.assert_array_equal(saved, layer.data)
 
 
+def test_a_layer_name_cannot_write_code_into_the_snippet(viewer, qtbot):
+    """The result's name stands in a comment of the snippet: a line break in the input
+    layer's name ended the comment, and what followed ran as code."""
+    image = np.random.default_rng(14).random((12, 13)).astype(np.float32)
+    name = "x\nINJECTED = 1  #"
+    viewer.add_image(image, name=name)
+    widget = dock(viewer, qtbot, "Edge filter")
+    layer = run(widget, qtbot, viewer, f"{name} [sobel]")
+    namespace = {"viewer": viewer}
+    exec(layer.metadata["sepconv"]["python"], namespace)
+    assert "INJECTED" not in namespace
+    np.testing.assert_array_equal(namespace["result"], layer.data)
+
+
 def test_copy_as_python(viewer, qtbot):
     from qtpy.QtWidgets import QApplication
 

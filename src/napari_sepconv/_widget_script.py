@@ -102,7 +102,7 @@ def call_record(job: Any, layout: tuple) -> dict:
     snippet = "\n".join(
         [
             *_HEADER,
-            f"# napari-sepconv {sc.__version__}: {job.name}",
+            f"# napari-sepconv {sc.__version__}: {job.name!r}",
             *_read_from_viewer(job.source.inputs),
             *lines,
         ]
