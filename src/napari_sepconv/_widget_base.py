@@ -281,6 +281,19 @@ class Source:
             translate[axis] += region.start * self.geometry.scale[axis]
         return replace(self, data=data, geometry=replace(self.geometry, translate=translate))
 
+    def gathered(self, regions: dict[int, slice], axis: int, first: int, planes: np.ndarray) -> Source:
+        """:meth:`sliced` with the planes ``planes`` (indices along ``axis``) in place of a
+        slice of that axis, placed as if they began at plane ``first`` of the whole (the
+        halo of a periodic border). Each run of consecutive planes is read as one slice."""
+        breaks = np.flatnonzero(np.diff(planes) != 1) + 1
+        runs = np.split(planes, breaks)
+        parts = [self.sliced({**regions, axis: slice(run[0], run[-1] + 1)}).data for run in runs]
+        part = self.sliced({**regions, axis: slice(0, 0)})
+        translate = list(part.geometry.translate)
+        translate[axis] += first * self.geometry.scale[axis]
+        data = np.concatenate(parts, axis=axis)
+        return replace(part, data=data, geometry=replace(part.geometry, translate=translate))
+
 
 class StackedChannels:
     """Arrays of one shape taken as the channels (a last axis) of one image,
@@ -396,16 +409,24 @@ class Job:
             i = int(np.clip(position[axis], 0, source.data.shape[axis] - 1))
             regions[axis] = slice(i, i + 1)
         crop = None
+        wrapped = None
         if self.preview_halo and len(spatial) >= core_spatial and core_spatial > 2:
             axis = spatial[len(spatial) - core_spatial]  # the first filtered axis (z)
             n = source.data.shape[axis]
             i = int(np.clip(position[axis], 0, n - 1))
-            start, stop = max(0, i - self.preview_halo), min(n, i + self.preview_halo + 1)
-            regions[axis] = slice(start, stop)
+            halo = self.preview_halo
+            if getattr(self.func, "keywords", {}).get("mode") in ("wrap", "grid-wrap"):
+                # the planes past a border are the far end's: the halo's planes, modulo n
+                wrapped = (axis, i - halo, np.arange(i - halo, i + halo + 1) % n)
+                start = i - halo
+            else:  # the volume's own border, where the slab reaches it
+                start, stop = max(0, i - halo), min(n, i + halo + 1)
+                regions[axis] = slice(start, stop)
             crop = (axis - (source.channel_axis is not None and source.channel_axis < axis), i - start)
+        source = source.sliced(regions) if wrapped is None else source.gathered(regions, *wrapped)
         # the preview's layers are named as the result's (split channels by their channel)
         names = {k: v for k, v in self.metadata.items() if k == "channel_names"}
-        return replace(self, source=source.sliced(regions), crop=crop, metadata=names)
+        return replace(self, source=source, crop=crop, metadata=names)
 
     def finish(self, result: Any) -> list[tuple]:
         """The result as layer data tuples, with their contrast limits worked
