@@ -521,3 +521,20 @@ def test_a_3d_preview_is_its_plane_of_the_result_at_every_border(mode, make):
         ((data, kwargs, _),) = preview.finish(preview.run())
         np.testing.assert_array_equal(np.asarray(data)[0, 0], whole[t, z])
         assert tuple(kwargs["translate"])[:2] == (t, 2 * z)
+
+
+def test_an_unsharp_3d_preview_clips_as_the_whole_volume():
+    """unsharp_mask clips to [-1, 1] when its image has a negative value, else to [0, 1]: a
+    preview's slab without the volume's negative plane clipped otherwise, 1.0 off."""
+    from napari_sepconv._widget_base import Source, smooth_job
+
+    volume = np.random.default_rng(1).random((12, 16, 18)).astype(np.float32)
+    volume[-1] -= 0.5  # negative values in the last plane only
+    source = Source.from_layer(napari.layers.Image(volume, name="vol"))
+    job = smooth_job(source, "unsharp", sigma=1.0, amount=3.0, ndim=3)
+    whole = job.run()
+    assert whole.min() < 0
+    for z in (0, 5, 11):
+        preview = job.preview((z, 0, 0))
+        ((data, _, _),) = preview.finish(preview.run())
+        np.testing.assert_array_equal(np.asarray(data)[0], whole[z])

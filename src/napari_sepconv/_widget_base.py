@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 import napari_sepconv as sc
+from napari_sepconv import smoothing
 from napari_sepconv._plan import plan_of
 
 # napari runs filters in worker threads, and the widgets warm the Numba cache in
@@ -295,6 +296,18 @@ class Source:
         return replace(part, data=data, geometry=replace(part.geometry, translate=translate))
 
 
+def _clips_by_sign(func: Any) -> bool:
+    """Whether ``func`` is ``unsharp_mask`` clipping by its image's sign (to [-1, 1] where
+    the image has a negative value): a slab of a volume may decide otherwise than the
+    whole."""
+    return (
+        isinstance(func, partial)
+        and func.func is sc.unsharp_mask
+        and not func.args
+        and not func.keywords.get("preserve_range", False)
+    )
+
+
 class StackedChannels:
     """Arrays of one shape taken as the channels (a last axis) of one image,
     stacked only where a part is read, so choosing layers copies nothing."""
@@ -423,10 +436,15 @@ class Job:
                 start, stop = max(0, i - halo), min(n, i + halo + 1)
                 regions[axis] = slice(start, stop)
             crop = (axis - (source.channel_axis is not None and source.channel_axis < axis), i - start)
+        func = self.func
+        if crop is not None and _clips_by_sign(func):
+            # the whole volume's sign decides the clipping, not the slab's
+            volume = source.sliced({a: r for a, r in regions.items() if a != axis}).data
+            func = partial(smoothing.unsharp_clipped_as, negative=bool(np.any(volume < 0)), **func.keywords)
         source = source.sliced(regions) if wrapped is None else source.gathered(regions, *wrapped)
         # the preview's layers are named as the result's (split channels by their channel)
         names = {k: v for k, v in self.metadata.items() if k == "channel_names"}
-        return replace(self, source=source, crop=crop, metadata=names)
+        return replace(self, source=source, func=func, crop=crop, metadata=names)
 
     def finish(self, result: Any) -> list[tuple]:
         """The result as layer data tuples, with their contrast limits worked

@@ -1571,6 +1571,17 @@ def unsharp_mask(image, radius=1.0, amount=1.0, preserve_range=False, *, channel
            [0.38, 0.53, 0.38],
            [0.39, 0.38, 0.39]])
     """
+    return unsharp_clipped_as(
+        image, None, radius, amount, preserve_range, channel_axis=channel_axis, backend=backend
+    )
+
+
+def unsharp_clipped_as(
+    image, negative, radius=1.0, amount=1.0, preserve_range=False, *, channel_axis=None, backend="auto"
+):
+    """:func:`unsharp_mask`, clipped to [-1, 1] where ``negative`` (else [0, 1]) instead of
+    by whether ``image`` itself has negative values (``negative=None``): a part of a larger
+    image filtered alone (a preview's slab) then gives that part of the whole's result."""
     image = check_image(image)
     channel_axis = normalize_channel_axis(channel_axis, image.ndim)
     if isinstance(amount, (bool, np.bool_)) or not isinstance(amount, (numbers.Real, np.number)):
@@ -1597,7 +1608,9 @@ def unsharp_mask(image, radius=1.0, amount=1.0, preserve_range=False, *, channel
     if preserve_range:
         return result
     kind = np.dtype(image.dtype).kind
-    if kind in "ub":
+    if negative is not None:
+        negative = bool(negative)
+    elif kind in "ub":
         negative = False
     elif _dask.is_dask_array(image):
         negative = (image < 0).any()
