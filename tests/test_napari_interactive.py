@@ -908,6 +908,27 @@ def test_exported_script_reads_files_as_napari_did(viewer, qtbot, tmp_path, monk
         np.testing.assert_array_equal(saved, viewer.layers[name].data)
 
 
+def test_exported_script_keeps_layers_whose_file_names_would_be_one(viewer, qtbot, tmp_path, monkeypatch):
+    """ "a b" and "a_b" both became "a_b" in a file name: the second layer's data, saved
+    beside the script, replaced the first's, and its result file the first's result."""
+    rng = np.random.default_rng(31)
+    widget = dock(viewer, qtbot, "Edge filter")
+    for name in ("a b", "a_b"):
+        viewer.add_image(rng.random((14, 15)).astype(np.float32), name=name)
+        widget.image.value = viewer.layers[name]
+        run(widget, qtbot, viewer, f"{name} [sobel]")
+    path = tmp_path / "steps.py"
+    _widgets.export_script(viewer, path)
+    assert len(list((tmp_path / "steps_inputs").glob("*.npy"))) == 2
+    monkeypatch.setattr(sys, "argv", [str(path), str(tmp_path / "out")])
+    monkeypatch.setitem(sys.modules, "napari", None)
+    runpy.run_path(str(path), run_name="__main__")
+    saved = sorted((tmp_path / "out").glob("*.npy"))
+    assert [p.name for p in saved] == ["a_b_[sobel]-2.npy", "a_b_[sobel].npy"]
+    np.testing.assert_array_equal(np.load(saved[1]), viewer.layers["a b [sobel]"].data)
+    np.testing.assert_array_equal(np.load(saved[0]), viewer.layers["a_b [sobel]"].data)
+
+
 def test_channel_filter_preview_of_selected_layers(viewer, qtbot):
     rng = np.random.default_rng(24)
     a, b = rng.random((2, 16, 18)), rng.random((2, 16, 18))

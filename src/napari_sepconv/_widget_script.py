@@ -145,7 +145,7 @@ def _identifier(name: str, taken: set) -> str:
     return candidate
 
 
-def _reader(layer: Any, data_dir: Path, script_dir: Path) -> tuple[list[str], str]:
+def _reader(layer: Any, data_dir: Path, script_dir: Path, files: set) -> tuple[list[str], str]:
     """Lines that read a layer's data as napari did, and a note on where from.
 
     Layers opened from a file are read with the library napari's reader
@@ -169,7 +169,7 @@ def _reader(layer: Any, data_dir: Path, script_dir: Path) -> tuple[list[str], st
         expr = f"_sample({name!r}, {layer.name!r})"
         return [expr], f"sample {name!r} of napari-sepconv"
     data_dir.mkdir(parents=True, exist_ok=True)
-    target = data_dir / (re.sub(r"[^\w.-]+", "_", layer.name) + ".npy")
+    target = data_dir / _unique(re.sub(r"[^\w.-]+", "_", layer.name), files)
     np.save(target, np.asarray(layer.data))
     relative = target.relative_to(script_dir).as_posix()
     return [f"np.load(HERE / {relative!r})"], f"saved from the viewer as {relative}"
@@ -189,9 +189,23 @@ def _sample(name, layer_name):
 '''
 
 
-def output_filename(name: str) -> str:
-    """The file an exported script saves a result layer in."""
-    return re.sub(r"[^\w.\[\]=-]+", "_", name) + ".npy"
+def output_filename(name: str, files: set | None = None) -> str:
+    """The file an exported script saves a result layer in; another than those in ``files``
+    (the names that differ only where they are not kept, ``a b`` and ``a_b``, would share
+    one), which it is added to."""
+    stem = re.sub(r"[^\w.\[\]=-]+", "_", name)
+    return stem + ".npy" if files is None else _unique(stem, files)
+
+
+def _unique(stem: str, files: set) -> str:
+    """``stem.npy``, or ``stem-2.npy``, ``stem-3.npy``, ... : the first not in ``files``,
+    which it is added to."""
+    name, number = f"{stem}.npy", 1
+    while name.lower() in files:  # case-insensitive file systems too
+        number += 1
+        name = f"{stem}-{number}.npy"
+    files.add(name.lower())
+    return name
 
 
 def script(viewer_layers: Any, path: str | Path) -> str:
@@ -201,7 +215,8 @@ def script(viewer_layers: Any, path: str | Path) -> str:
     (a step on an earlier step's result uses that result) and saves each
     result as ``<output dir>/<layer name>.npy`` (the output dir is the first
     command-line argument, by default ``<script name>_results`` next to the
-    script). Returns the script's text.
+    script; characters a file name may not hold become ``_``, and ``-2``, ``-3``
+    ... keep two names that would then be one apart). Returns the script's text.
     """
     path = Path(path)
     results = steps(viewer_layers)
@@ -211,6 +226,8 @@ def script(viewer_layers: Any, path: str | Path) -> str:
     by_name = {layer.name: layer for layer in viewer_layers}
     made: dict[str, str] = {}  # layer name -> variable
     taken: set = set()
+    input_files: set = set()  # the files written beside the script, and the results' files
+    output_files: set = set()
     lines = [
         f'"""Every napari-sepconv step taken in a napari viewer, in order (napari-sepconv {sc.__version__}).',
         "",
@@ -236,7 +253,7 @@ def script(viewer_layers: Any, path: str | Path) -> str:
             if name not in by_name:
                 raise ValueError(f"step {number} reads layer {name!r}, which is no longer in the viewer")
             variable = _identifier(name, taken)
-            (expr,), note = _reader(by_name[name], data_dir, path.parent)
+            (expr,), note = _reader(by_name[name], data_dir, path.parent, input_files)
             uses_sample |= expr.startswith("_sample(")
             lines += ["", f"# input {name!r}: {note}", f"{variable} = {expr}"]
             made[name] = variable
@@ -249,7 +266,7 @@ def script(viewer_layers: Any, path: str | Path) -> str:
         lines += record["body"]
         variable = _identifier(layer.name, taken)
         made[layer.name] = variable
-        filename = output_filename(layer.name)
+        filename = output_filename(layer.name, output_files)
         lines += [f"{variable} = result", f"np.save(OUT / {filename!r}, result)"]
     if uses_sample:
         lines[lines.index("HERE = Path(__file__).resolve().parent") : 0] = _SAMPLE_READER.split("\n")[1:]
