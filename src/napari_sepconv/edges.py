@@ -7,6 +7,7 @@ full n-D kernel. One engine, many named kernels: adding an operator means
 adding its weights.
 """
 
+import inspect
 import math
 
 import numpy as np
@@ -253,29 +254,16 @@ def _attach_edge_plan(public, name, direction=None):
     if direction is None:
         return attach_plan(public, plan)
 
-    def directional_plan(
-        image,
-        mask=None,
-        *,
-        mode="reflect",
-        cval=0.0,
-        channel_axis=None,
-        dtype=None,
-        preserve_range=False,
-        backend="auto",
-    ):
-        """As the ``_h``/``_v`` call, which takes no ``axis``."""
-        return plan(
-            image,
-            mask,
-            mode=mode,
-            cval=cval,
-            channel_axis=channel_axis,
-            dtype=dtype,
-            preserve_range=preserve_range,
-            backend=backend,
-        )
+    signature = inspect.signature(public)  # the _h/_v call's own: no ``axis``
 
+    def directional_plan(*args, **kwargs):
+        try:
+            bound = signature.bind(*args, **kwargs)
+        except TypeError as error:  # where the call raises one
+            raise TypeError(f"{public.__name__}.plan() {error}") from None
+        return plan(**bound.arguments)
+
+    directional_plan.__signature__ = signature
     return attach_plan(public, directional_plan)
 
 
