@@ -437,7 +437,7 @@ class Job:
                 regions[axis] = slice(start, stop)
             crop = (axis - (source.channel_axis is not None and source.channel_axis < axis), i - start)
         func = self.func
-        if crop is not None and _clips_by_sign(func):
+        if crop is not None and np.dtype(source.data.dtype).kind not in "ub" and _clips_by_sign(func):
             # the whole volume's sign decides the clipping, not the slab's
             volume = source.sliced({a: r for a, r in regions.items() if a != axis}).data
             func = partial(smoothing.unsharp_clipped_as, negative=bool(np.any(volume < 0)), **func.keywords)
