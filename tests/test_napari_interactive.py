@@ -394,25 +394,6 @@ def test_preview_follows_settings_and_plane_and_run_replaces_it(viewer, qtbot):
     assert result.data.shape == stack.shape
 
 
-def test_preview_follows_the_input_layers_data(viewer, qtbot):
-    """Replacing an input layer's data left the preview of the old data on screen (the
-    same settings, so the preview was not redone)."""
-    rng = np.random.default_rng(18)
-    first, second = (rng.random((30, 32)).astype(np.float32) for _ in range(2))
-    layer = viewer.add_image(first, name="img")
-    widget = dock(viewer, qtbot, "Edge filter")
-    widget._preview.value = True
-    name = "img [sobel] (preview)"
-    qtbot.waitUntil(lambda: name in viewer.layers and not widget.previewing, timeout=TIMEOUT)
-    np.testing.assert_allclose(viewer.layers[name].data, sc.sobel(first), rtol=1e-6)
-    layer.data = second
-    expected = sc.sobel(second)
-    qtbot.waitUntil(
-        lambda: name in viewer.layers and np.allclose(viewer.layers[name].data, expected, rtol=1e-6),
-        timeout=TIMEOUT,
-    )
-
-
 def test_preview_of_a_3d_filter_is_exact_on_its_plane(viewer, qtbot):
     stack = np.random.default_rng(9).random((9, 20, 22)).astype(np.float32)
     viewer.add_image(stack, name="vol")

@@ -17,7 +17,6 @@ import collections
 import contextlib
 import queue
 import threading
-import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from functools import partial
@@ -141,7 +140,6 @@ class _FilterWidget(FunctionGui):
         self._preview_done: tuple | None = None
         self._preview_showing = False  # a preview's layers are being shown
         self._preview_pending: tuple | None = None  # a newer preview, shown after that
-        self._watched: list = []  # weak references to the input layers whose data changes redo the preview
         self._build_extras()
         self._updating = False
         self._select_active_layer()
@@ -357,10 +355,6 @@ class _FilterWidget(FunctionGui):
             self._preview_cancel.set()
         with contextlib.suppress(Exception):
             self._viewer.dims.events.current_step.disconnect(self._on_dims_changed)
-        for ref in self._watched:
-            with contextlib.suppress(Exception):
-                ref().events.data.disconnect(self._on_input_data)
-        self._watched = []
 
     # -- preview --------------------------------------------------------------
 
@@ -375,22 +369,6 @@ class _FilterWidget(FunctionGui):
     def _on_dims_changed(self, *args: Any) -> None:
         if not self._closed:
             self._schedule_preview()
-
-    def _on_input_data(self, *args: Any) -> None:
-        """An input layer's data was replaced: the preview shown is of the old data."""
-        if not self._closed:
-            self._preview_done = None
-            self._schedule_preview()
-
-    def _watch_inputs(self, params: dict) -> None:
-        """Redo the preview when the data of an input layer of ``params`` changes."""
-        self._watched = [ref for ref in self._watched if ref() is not None]  # not the removed
-        for layer in [params.get("image"), *(params.get("layers") or ())]:
-            if layer is None or not hasattr(layer, "events"):
-                continue
-            if all(ref() is not layer for ref in self._watched):
-                layer.events.data.connect(self._on_input_data)
-                self._watched.append(weakref.ref(layer))
 
     def _preview_on(self) -> bool:
         """Whether "preview" is ticked (False once the widget is being deleted)."""
@@ -434,7 +412,6 @@ class _FilterWidget(FunctionGui):
         if not self._preview_on() or self._runs:
             return
         params = self._params()
-        self._watch_inputs(params)
         position = self._preview_position(params)
         key = self._preview_key(params, position)
         if key == self._preview_done:
