@@ -438,9 +438,12 @@ class Job:
             crop = (axis - (source.channel_axis is not None and source.channel_axis < axis), i - start)
         func = self.func
         if crop is not None and np.dtype(source.data.dtype).kind not in "ub" and _clips_by_sign(func):
-            # the whole volume's sign decides the clipping, not the slab's
-            volume = source.sliced({a: r for a, r in regions.items() if a != axis}).data
-            func = partial(smoothing.unsharp_clipped_as, negative=bool(np.any(volume < 0)), **func.keywords)
+            # the whole volume's sign decides the clipping, not the slab's; the slab is then
+            # cut from the volume read for it, not read again
+            source = source.sliced({a: r for a, r in regions.items() if a != axis})
+            negative = bool(np.any(source.data < 0))
+            func = partial(smoothing.unsharp_clipped_as, negative=negative, **func.keywords)
+            regions = {a: r for a, r in regions.items() if a == axis}
         source = source.sliced(regions) if wrapped is None else source.gathered(regions, *wrapped)
         # the preview's layers are named as the result's (split channels by their channel)
         names = {k: v for k, v in self.metadata.items() if k == "channel_names"}

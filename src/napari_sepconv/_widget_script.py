@@ -226,8 +226,8 @@ def script(viewer_layers: Any, path: str | Path) -> str:
     by_name = {layer.name: layer for layer in viewer_layers}
     made: dict[str, str] = {}  # layer name -> variable
     taken: set = set()
-    input_files: set = set()  # the files written beside the script, and the results' files
-    output_files: set = set()
+    input_files: set = set()  # names taken in the folder of inputs saved beside the script
+    output_files: set = set()  # names taken in the results' folder
     lines = [
         f'"""Every napari-sepconv step taken in a napari viewer, in order (napari-sepconv {sc.__version__}).',
         "",

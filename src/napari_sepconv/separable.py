@@ -484,7 +484,9 @@ def _plan_filter2d(
     tiny = bool(np.any((k != 0) & (footprint(k) == 0)))
     if n_separated < n_direct and np.any(direct_kernel):
         terms = [{ay: taps(c, skip_zero=True), ax: taps(r, skip_zero=True)} for c, r in split.terms]
-        several = len(terms) > 1 or tiny  # where NaN or inf may meet the kernel differently
+        # where NaN or inf may meet the split otherwise than the kernel: a sum of terms, or
+        # products of factors that bring back weights out of the footprint
+        unlike_kernel = len(terms) > 1 or tiny
         program = terms_program(
             terms,
             {ay: mode_y, ax: mode_x},
@@ -495,7 +497,7 @@ def _plan_filter2d(
             input_dtype=dtype,
             preserve_range=preserve_range,
             channel_axis=channel_axis,
-            fallback=direct if several else None,
+            fallback=direct if unlike_kernel else None,
         )
         multiplications = program.lowered.multiplications
     else:
