@@ -387,11 +387,37 @@ def test_preview_follows_settings_and_plane_and_run_replaces_it(viewer, qtbot):
 
     viewer.dims.set_current_step(0, 2)
     qtbot.waitUntil(lambda: viewer.layers[name].translate[0] == 4.0, timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: not widget.previewing, timeout=TIMEOUT)
+    # the preview of the same name is updated and kept (it was removed once updated: napari
+    # hands the widget proxies of the layers, which were taken for other layers)
+    assert [layer.name for layer in viewer.layers] == ["stack", name]
     np.testing.assert_allclose(viewer.layers[name].data[0], sc.sobel(stack[2], axis=1), rtol=1e-6)
 
     result = run(widget, qtbot, viewer, "stack [sobel x]")
     assert name not in viewer.layers
     assert result.data.shape == stack.shape
+
+
+def test_preview_follows_the_input_layers_data(viewer, qtbot):
+    """Replacing an input layer's data left the preview of the old data on screen (the
+    same settings, so the preview was not redone)."""
+    rng = np.random.default_rng(18)
+    first, second = (rng.random((30, 32)).astype(np.float32) for _ in range(2))
+    layer = viewer.add_image(first, name="img")
+    widget = dock(viewer, qtbot, "Edge filter")
+    widget._preview.value = True
+    name = "img [sobel] (preview)"
+    qtbot.waitUntil(lambda: name in viewer.layers and not widget.previewing, timeout=TIMEOUT)
+    np.testing.assert_allclose(viewer.layers[name].data, sc.sobel(first), rtol=1e-6)
+    layer.data = second
+    expected = sc.sobel(second)
+    qtbot.waitUntil(
+        lambda: name in viewer.layers and np.allclose(viewer.layers[name].data, expected, rtol=1e-6),
+        timeout=TIMEOUT,
+    )
+    qtbot.waitUntil(lambda: not widget.previewing, timeout=TIMEOUT)
+    assert [layer.name for layer in viewer.layers] == ["img", name]
+    np.testing.assert_allclose(viewer.layers[name].data, expected, rtol=1e-6)
 
 
 def test_preview_of_a_3d_filter_is_exact_on_its_plane(viewer, qtbot):

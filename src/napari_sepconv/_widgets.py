@@ -17,6 +17,7 @@ import collections
 import contextlib
 import queue
 import threading
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from functools import partial
@@ -140,6 +141,7 @@ class _FilterWidget(FunctionGui):
         self._preview_done: tuple | None = None
         self._preview_showing = False  # a preview's layers are being shown
         self._preview_pending: tuple | None = None  # a newer preview, shown after that
+        self._watched: list = []  # weak references to the input layers whose data changes redo the preview
         self._build_extras()
         self._updating = False
         self._select_active_layer()
@@ -355,6 +357,10 @@ class _FilterWidget(FunctionGui):
             self._preview_cancel.set()
         with contextlib.suppress(Exception):
             self._viewer.dims.events.current_step.disconnect(self._on_dims_changed)
+        for ref in self._watched:
+            with contextlib.suppress(Exception):
+                ref().events.data.disconnect(self._on_input_data)
+        self._watched = []
 
     # -- preview --------------------------------------------------------------
 
@@ -369,6 +375,23 @@ class _FilterWidget(FunctionGui):
     def _on_dims_changed(self, *args: Any) -> None:
         if not self._closed:
             self._schedule_preview()
+
+    def _on_input_data(self, *args: Any) -> None:
+        """An input layer's data was replaced: the preview shown is of the old data."""
+        if not self._closed:
+            self._preview_done = None
+            self._schedule_preview()
+
+    def _watch_inputs(self, params: dict) -> None:
+        """Redo the preview when the data of an input layer of ``params`` changes."""
+        self._watched = [ref for ref in self._watched if ref() is not None]  # not the removed
+        for layer in [params.get("image"), *(params.get("layers") or ())]:
+            if layer is None or not hasattr(layer, "events"):
+                continue
+            layer = _unwrapped(layer)
+            if all(ref() is not layer for ref in self._watched):
+                layer.events.data.connect(self._on_input_data)
+                self._watched.append(weakref.ref(layer))
 
     def _preview_on(self) -> bool:
         """Whether "preview" is ticked (False once the widget is being deleted)."""
@@ -395,7 +418,7 @@ class _FilterWidget(FunctionGui):
         def plain(value: Any) -> Any:
             if isinstance(value, (list, tuple)):
                 return tuple(plain(v) for v in value)
-            return ("layer", id(value)) if hasattr(value, "data") else repr(value)
+            return ("layer", id(_unwrapped(value))) if hasattr(value, "data") else repr(value)
 
         return (position, *((k, plain(v)) for k, v in params.items()))
 
@@ -412,6 +435,7 @@ class _FilterWidget(FunctionGui):
         if not self._preview_on() or self._runs:
             return
         params = self._params()
+        self._watch_inputs(params)
         position = self._preview_position(params)
         key = self._preview_key(params, position)
         if key == self._preview_done:
@@ -930,13 +954,19 @@ def _layer_to_take_over(reuse: list, taken: set, name: str, index: int, data: An
 def _layer_to_update(viewer: Any, name: str, metadata: dict, replace_same_name: bool) -> Any:
     """The layer a result named ``name`` updates: the one of that name made
     by the same call (or, with ``replace_same_name``, any of that name)."""
-    layer = viewer.layers[name] if name in viewer.layers else None
+    layer = _unwrapped(viewer.layers[name]) if name in viewer.layers else None
     if layer is not None and not replace_same_name and not _same_call(layer, metadata):
         layer = None  # keep it: a result of other settings
         for candidate in viewer.layers:
             if candidate.name.startswith(name) and _same_call(candidate, metadata):
-                return candidate
+                return _unwrapped(candidate)
     return layer
+
+
+def _unwrapped(layer: Any) -> Any:
+    """The layer itself, where napari hands a plugin's viewer a proxy of it: each
+    lookup makes a new proxy, so only the layer itself keeps its identity."""
+    return getattr(layer, "__wrapped__", layer)
 
 
 def _updatable(layer: Any, data: Any, kwargs: dict) -> bool:
