@@ -234,6 +234,13 @@ def test_gradient_magnitude_and_laplace_axes_ints_and_options(rng):
     assert_matches(
         sc.gaussian_laplace(x, (1.0, 2.0), axes=(2, 1)), ndi.gaussian_laplace(x, (1.0, 2.0), axes=(2, 1))
     )
+    for axes in [(2, 0, 1), (1, 0, 2), (-1, -2, -3)]:  # every axis: scipy takes a sigma per array axis
+        sigma = (1.0, 2.0, 0.5)
+        assert_matches(sc.gaussian_laplace(x, sigma, axes=axes), ndi.gaussian_laplace(x, sigma, axes=axes))
+        assert_matches(
+            sc.gaussian_gradient_magnitude(x, sigma, axes=axes),
+            ndi.gaussian_gradient_magnitude(x, sigma, axes=axes),
+        )
     assert_matches(
         sc.gaussian_gradient_magnitude(x, 1.5, axes=(0, 2), mode=("wrap", "nearest")),
         ndi.gaussian_gradient_magnitude(x, 1.5, axes=(0, 2), mode=("wrap", "nearest")),

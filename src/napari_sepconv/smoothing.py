@@ -827,7 +827,9 @@ def gaussian_laplace(
     input : array_like
         Bool, integer or float array.
     sigma : float or sequence of float
-        Standard deviation, one for all axes or one per axis of ``axes``.
+        Standard deviation, one for all axes or one per axis of ``axes``
+        (as in scipy, one per axis of the array, in order, when ``axes``
+        names every axis).
     output : array or dtype, optional
         Array to fill, or the dtype of the result (default: the input's).
     mode : str or sequence of str, optional
@@ -875,9 +877,12 @@ def gaussian_laplace(
     ndim = input.ndim
     checked = _check_axes(axes, ndim)
     sigmas = _per_axis(sigma, len(checked), "sigma")
-    full = [0.0] * ndim
-    for a, s in zip(checked, sigmas):
-        full[a] = s
+    if len(checked) == ndim:  # as scipy: then a sigma per axis of the array, whatever the order of axes
+        full = list(sigmas)
+    else:
+        full = [0.0] * ndim
+        for a, s in zip(checked, sigmas):
+            full[a] = s
     return _derivative_sum(input, full, output, mode, cval, checked, truncate, radius, backend, order=2)
 
 
