@@ -142,6 +142,9 @@ def test_bad_arguments():
     unknown = unknown[unknown > 1]
     with pytest.raises(ValueError, match="compute_chunk_sizes"):
         _dask.filter_lazily(np.negative, unknown, halo={0: (1, 1)}, modes={0: "wrap"}, dtype=float)
+    for call in (sc.uniform_filter, sc.gaussian_filter, sc.sobel):  # the running sums move chunks first
+        with pytest.raises(ValueError, match="compute_chunk_sizes"):
+            call(unknown, 3) if call is not sc.sobel else call(unknown)
 
 
 def test_is_dask_array_imports_nothing():

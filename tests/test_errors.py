@@ -79,6 +79,11 @@ CASES = [
         "weights",
     ),
     (lambda: sc.depthwise_separable_filter(RGB, np.ones((2, 3, 3)), np.ones((4, 3))), ValueError, "kernels"),
+    (lambda: sc.gaussian(IMAGE, 1.0, out=READ_ONLY), ValueError, "out is a read-only"),
+    (lambda: sc.gaussian_filter(IMAGE, 1.0, output=READ_ONLY), ValueError, "output is a read-only"),
+    (lambda: sc.gaussian(IMAGE, np.array(True)), TypeError, "sigma"),
+    (lambda: sc.gaussian(IMAGE, 1.0, mode="constant", cval=np.array(1j)), TypeError, "cval"),
+    (lambda: sc.unsharp_mask(IMAGE, amount=np.array("2")), TypeError, "amount"),
 ]
 
 
@@ -100,6 +105,22 @@ def test_bad_input_raises_naming_the_argument(case):
             lambda: ndi.gaussian_filter(IMAGE, 1.0, mode="foo"),
         ),
         (lambda: sc.uniform_filter(IMAGE, mode=None), lambda: ndi.uniform_filter(IMAGE, mode=None)),
+        (
+            lambda: sc.gaussian_filter(IMAGE, 1.0, output=np.zeros((8, 8))),
+            lambda: ndi.gaussian_filter(IMAGE, 1.0, output=np.zeros((8, 8))),
+        ),
+        (
+            lambda: sc.correlate1d(IMAGE, [1.0, 2.0], output=np.zeros((8, 8))),
+            lambda: ndi.correlate1d(IMAGE, [1.0, 2.0], output=np.zeros((8, 8))),
+        ),
+        (
+            lambda: sc.uniform_filter(IMAGE, 3, output=np.zeros((8, 8))),
+            lambda: ndi.uniform_filter(IMAGE, 3, output=np.zeros((8, 8))),
+        ),
+        (
+            lambda: sc.gaussian(IMAGE, 1.0, out=np.zeros((8, 8))),
+            lambda: skf.gaussian(IMAGE, sigma=1.0, out=np.zeros((8, 8))),
+        ),
         (
             lambda: sc.gaussian_filter(IMAGE, 1.0, mode=["reflect"] * 3),
             lambda: ndi.gaussian_filter(IMAGE, 1.0, mode=["reflect"] * 3),
@@ -159,3 +180,24 @@ def test_failed_call_leaves_input_and_output_untouched():
         sc.correlate1d(image, [1, 2, 3], output=out, mode="nope")
     np.testing.assert_array_equal(out, 7.0)
     np.testing.assert_array_equal(image, IMAGE)
+
+
+def test_numbers_computed_with_numpy_are_numbers():
+    """A 0-d array (what NumPy arithmetic on arrays gives) is taken as the number it holds,
+    as scipy.ndimage and scikit-image take it: sigma, truncate, cval, radius and amount."""
+    zero_d = np.array
+    calls = [
+        (lambda v: sc.gaussian(IMAGE, v), 1.5),
+        (lambda v: sc.gaussian(IMAGE, 1.0, truncate=v), 2.0),
+        (lambda v: sc.gaussian(IMAGE, 1.0, mode="constant", cval=v), 0.25),
+        (lambda v: sc.gaussian_filter(IMAGE, [v, 2.0]), 1.5),
+        (lambda v: sc.gaussian_filter1d(IMAGE, v, truncate=v), 2.0),
+        (lambda v: sc.unsharp_mask(IMAGE, radius=v, amount=v), 2.0),
+        (lambda v: sc.difference_of_gaussians(IMAGE, v), 1.0),
+        (lambda v: sc.sobel(IMAGE, mode="constant", cval=v), 2.0),
+        (lambda v: sc.correlate1d(IMAGE, [1.0, 2.0, 3.0], mode="constant", cval=v), -1.0),
+    ]
+    for call, value in calls:
+        expected = call(value)
+        for given in (zero_d(value), zero_d(value, np.float32), np.float32(value)):
+            np.testing.assert_array_equal(call(given), expected)

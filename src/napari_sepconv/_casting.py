@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._validation import ScipyValueError
+
 __all__ = ["cast_output"]
 
 _INT32_MIN = np.iinfo(np.int32).min
@@ -63,7 +65,7 @@ def cast_output(result, dtype, output, integer_kernel=None):
         if not output.flags.writeable:
             raise ValueError("output is a read-only array; pass a writable array or a dtype")
         if output.shape != result.shape:
-            raise ValueError(f"output has shape {output.shape}, expected {result.shape}")
+            raise ScipyValueError(f"output has shape {output.shape}, expected {result.shape}")
     result = np.asarray(result)
     kernel_input = result.dtype.isnative and result.dtype.type in (np.float32, np.float64)
     route = integer_route(dtype) if integer_kernel is not None and kernel_input else None

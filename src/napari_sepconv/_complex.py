@@ -13,7 +13,7 @@ import warnings
 import numpy as np
 
 from . import _backend, _dask
-from ._validation import ScipyTypeError
+from ._validation import ScipyTypeError, ScipyValueError
 
 
 def is_complex(input, output):
@@ -43,7 +43,7 @@ def complex_output(input, output, promote=True):
     """
     if isinstance(output, np.ndarray):
         if output.shape != tuple(input.shape):
-            raise ValueError(f"output has shape {output.shape}, expected {tuple(input.shape)}")
+            raise ScipyValueError(f"output has shape {output.shape}, expected {tuple(input.shape)}")
         if output.dtype.kind != "c":
             raise ScipyTypeError(_NOT_COMPLEX.format(output.dtype))
         if not output.flags.writeable:

@@ -45,6 +45,15 @@ def is_dask_array(obj) -> bool:
     return dask_array is not None and isinstance(obj, dask_array.Array)
 
 
+def check_known_chunks(image):
+    """ValueError, naming ``image``, for a dask array whose chunk sizes are not known."""
+    if any(np.isnan(size) for sizes in image.chunks for size in sizes):
+        raise ValueError(
+            "image: a dask array with unknown chunk sizes cannot be filtered lazily; "
+            "call image.compute_chunk_sizes() first"
+        )
+
+
 def filter_lazily(
     func,
     image,
@@ -88,11 +97,7 @@ def filter_lazily(
 
     ndim = image.ndim
     dtype = np.dtype(dtype)
-    if any(np.isnan(size) for sizes in image.chunks for size in sizes):
-        raise ValueError(
-            "image: a dask array with unknown chunk sizes cannot be filtered lazily; "
-            "call image.compute_chunk_sizes() first"
-        )
+    check_known_chunks(image)
     for axis, mode in modes.items():
         if mode not in _MODES:
             raise ValueError(f"modes: unknown mode {mode!r} for axis {axis}; expected one of {_MODES}")

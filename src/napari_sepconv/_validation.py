@@ -76,13 +76,21 @@ def mode_names(modes):
     return {axis: CANONICAL_NAMES[code] for axis, code in modes.items()}
 
 
+def real_number(value, name):
+    """``value`` as a Python float: a real number, also a NumPy scalar or 0-d array (a value
+    computed with NumPy), not a bool or a complex number."""
+    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iuf":
+        value = value[()]
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.number)):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    if isinstance(value, (complex, np.complexfloating)):
+        raise TypeError(f"{name} must be a real number, not complex")
+    return float(value)
+
+
 def check_cval(cval):
     """The constant for ``'constant'`` mode as a Python float."""
-    if isinstance(cval, (bool, np.bool_)) or not isinstance(cval, (numbers.Real, np.number)):
-        raise TypeError(f"cval must be a real number, got {type(cval).__name__}")
-    if isinstance(cval, (complex, np.complexfloating)):
-        raise TypeError("cval must be a real number, not complex")
-    return float(cval)
+    return real_number(cval, "cval")
 
 
 def as_array(value, name="input"):

@@ -19,6 +19,7 @@ from ._passes import reach, taps
 from ._plan import Plan, attach_plan, execute, get_plan, planned
 from ._programs import DirectProgram, terms_program
 from ._validation import (
+    ScipyValueError,
     as_array,
     check_cval,
     check_image,
@@ -130,7 +131,7 @@ def _checked_output(input, output):
     out_dtype = _output_dtype(input.dtype, output)
     if isinstance(output, np.ndarray):
         if output.shape != input.shape:
-            raise ValueError(f"output has shape {output.shape}, expected {input.shape}")
+            raise ScipyValueError(f"output has shape {output.shape}, expected {input.shape}")
         if not output.flags.writeable:
             raise ValueError("output is read-only; pass a writeable array or a dtype")
         if _dask.is_dask_array(input):

@@ -35,6 +35,7 @@ from ._passes import MAGNITUDE, SUM, filter_terms, reach, taps
 from ._plan import execute, get_plan
 from ._scratch import Alternating
 from ._validation import (
+    ScipyValueError,
     as_array,
     check_cval,
     check_image,
@@ -42,6 +43,7 @@ from ._validation import (
     normalize_channel_axis,
     normalize_mode,
     output_float_dtype,
+    real_number,
     spatial_axes,
 )
 from .separable import _output_dtype, _plan_correlate1d, _plan_separable, correlate1d
@@ -108,9 +110,7 @@ def _check_axes(axes, ndim):
 
 
 def _check_sigma(sigma, name="sigma"):
-    if isinstance(sigma, (bool, np.bool_)) or not isinstance(sigma, (numbers.Real, np.number)):
-        raise TypeError(f"{name} must be a real number, got {type(sigma).__name__}")
-    sigma = float(sigma)
+    sigma = real_number(sigma, name)
     if not sigma >= 0 or sigma == np.inf:
         raise ValueError(f"{name} must be a finite number >= 0, got {sigma}")
     return sigma
@@ -129,9 +129,8 @@ def _check_order(order, name="order"):
 def _kernel_radius(sigma, truncate, radius, name="radius"):
     """scipy's radius: ``radius`` itself, else ``int(truncate * sigma + 0.5)``."""
     if radius is None:
-        if isinstance(truncate, (bool, np.bool_)) or not isinstance(truncate, (numbers.Real, np.number)):
-            raise TypeError(f"truncate must be a real number, got {type(truncate).__name__}")
-        radius = int(float(truncate) * sigma + 0.5)
+        truncate = real_number(truncate, "truncate")
+        radius = int(truncate * sigma + 0.5)
         if radius < 0:
             raise ValueError(f"truncate must not be negative, got {truncate}")
         return radius
@@ -240,7 +239,9 @@ def _check_output(input, output):
         raise TypeError(f"output dtype must be numeric, got {out_dtype}")
     if isinstance(output, np.ndarray):
         if output.shape != tuple(input.shape):
-            raise ValueError(f"output has shape {output.shape}, expected {tuple(input.shape)}")
+            raise ScipyValueError(f"output has shape {output.shape}, expected {tuple(input.shape)}")
+        if not output.flags.writeable:
+            raise ValueError("output is a read-only array; pass a writable array or a dtype")
         if _dask.is_dask_array(input):
             raise TypeError("output cannot be an array when input is a dask array")
     return out_dtype
@@ -1074,6 +1075,7 @@ def _uniform_lazily(input, plan, cval, out_dtype, backend):
     """
     from ._uniform_kernels import spacing
 
+    _dask.check_known_chunks(input)
     halo, names, chunks = {}, {}, list(input.chunks)
     user_chunks = input.chunks
     for axis, size, origin, mode in plan:
@@ -1251,7 +1253,8 @@ def uniform_filter(
 
 def _spatial_sigma(value, name):
     """One of scikit-image's sigmas, checked (a negative one with scikit-image's message)."""
-    if isinstance(value, (numbers.Real, np.number)) and not isinstance(value, (bool, np.bool_)) and value < 0:
+    value = real_number(value, name)
+    if value < 0:
         raise ValueError(f"{'Sigma' if name == 'sigma' else name} values less than zero are not valid")
     return _check_sigma(value, name)
 
@@ -1396,7 +1399,9 @@ def gaussian(
         if np.dtype(out.dtype).kind != "f":
             raise ValueError(f"dtype of `out` must be float; got {out.dtype!r}.")
         if tuple(out.shape) != tuple(image.shape):
-            raise ValueError(f"out has shape {tuple(out.shape)}, expected {tuple(image.shape)}")
+            raise ScipyValueError(f"out has shape {tuple(out.shape)}, expected {tuple(image.shape)}")
+        if isinstance(out, np.ndarray) and not out.flags.writeable:
+            raise ValueError("out is a read-only array; pass a writable array or None")
         if _dask.is_dask_array(image):
             raise TypeError("out cannot be given when image is a dask array")
         dtype = _compute_dtype(np.dtype(out.dtype))
@@ -1589,9 +1594,7 @@ def unsharp_clipped_as(
     image filtered alone (a preview's slab) then gives that part of the whole's result."""
     image = check_image(image)
     channel_axis = normalize_channel_axis(channel_axis, image.ndim)
-    if isinstance(amount, (bool, np.bool_)) or not isinstance(amount, (numbers.Real, np.number)):
-        raise TypeError(f"amount must be a real number, got {type(amount).__name__}")
-    amount = float(amount)
+    amount = real_number(amount, "amount")
     sig = dict(enumerate(_spatial_sigmas(radius, image.ndim, channel_axis, "radius")))
     spatial = spatial_axes(image.ndim, channel_axis)
     axes = [a for a in spatial if sig[a] > _SIGMA_EPS] or spatial[-1:]
