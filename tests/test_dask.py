@@ -346,3 +346,33 @@ def test_lazy_until_computed(rng):
     lazy = sc.separable_filter(lazy, [[1.0, 2.0, 1.0]] * 2, mode="wrap")
     assert calls == []
     assert lazy.compute().shape == (16, 16) and calls
+
+
+@pytest.mark.parametrize("function", [sc.sobel, sc.farid_h, sc.laplace])
+def test_a_lazy_mask_stays_lazy_and_exact(function):
+    """A dask mask was read and eroded whole when the call was made; it is now eroded block
+    by block with the image, with the same values as the NumPy call."""
+    rng = np.random.default_rng(31)
+    image, mask = rng.random((13, 14)), rng.random((13, 14)) > 0.2
+    reads = []
+
+    def counted(block):
+        if block.size:  # not dask's look at an empty block for the result's type
+            reads.append(block.shape)
+        return block
+
+    lazy_mask = da.from_array(mask, chunks=(3, 5)).map_blocks(counted, dtype=bool)
+    result = function(da.from_array(image, chunks=4), mask=lazy_mask)
+    assert reads == []
+    np.testing.assert_array_equal(result.compute(scheduler="sync"), function(image, mask=mask))
+    assert reads
+
+
+def test_a_lazy_mask_of_the_spatial_shape_with_channels():
+    rng = np.random.default_rng(32)
+    image = rng.random((10, 11, 3))
+    for mask in (rng.random((10, 11)) > 0.2, rng.random((10, 11, 3)) > 0.2):
+        lazy = sc.sobel(
+            da.from_array(image, chunks=(4, 4, 1)), mask=da.from_array(mask, chunks=3), channel_axis=-1
+        )
+        np.testing.assert_array_equal(lazy.compute(), sc.sobel(image, mask=mask, channel_axis=-1))

@@ -107,21 +107,27 @@ def _edge_axes(axis, ndim, channel_axis):
     return axes, negative
 
 
-def _check_mask(mask, shape, channel_axis):
-    """The eroded mask, broadcastable against the output; ``None`` for no mask."""
+def _check_mask(mask, shape, channel_axis, lazy=False):
+    """The eroded mask, broadcastable against the output; ``None`` for no mask.
+
+    With ``lazy`` (a dask image), a dask mask stays lazy: it is eroded block by block, each
+    with a one-pixel halo, as the image is filtered.
+    """
     if mask is None:
         return None
-    mask = np.asarray(mask)
+    lazy = lazy and _dask.is_dask_array(mask)
+    if not lazy:
+        mask = np.asarray(mask)
     spatial_shape = tuple(n for a, n in enumerate(shape) if a != channel_axis)
-    if mask.shape == tuple(shape):
+    if tuple(mask.shape) == tuple(shape):
         full = True
-    elif channel_axis is not None and mask.shape == spatial_shape:
+    elif channel_axis is not None and tuple(mask.shape) == spatial_shape:
         full = False
     else:
         raise ValueError(
             f"mask must have the image's shape {tuple(shape)}"
             + (f" or its spatial shape {spatial_shape}" if channel_axis is not None else "")
-            + f", got {mask.shape}"
+            + f", got {tuple(mask.shape)}"
         )
     from scipy import ndimage as ndi
 
@@ -130,10 +136,28 @@ def _check_mask(mask, shape, channel_axis):
     structure = ndi.generate_binary_structure(n_spatial, n_spatial)
     if channel_axis is not None and full:
         structure = np.expand_dims(structure, channel_axis)  # never erode across channels
+    if lazy:
+        import dask.array as da
+
+        _dask.check_known_chunks(mask)
+        depth = {a: int(structure.shape[a] > 1) for a in range(mask.ndim)}
+        eroded = mask.map_overlap(
+            ndi.binary_erosion, depth=depth, boundary=False, structure=structure, border_value=0, dtype=bool
+        )
+        return eroded if full else da.expand_dims(eroded, channel_axis)
     eroded = ndi.binary_erosion(mask, structure, border_value=0)
     if not full:
         eroded = np.expand_dims(eroded, channel_axis)
     return eroded
+
+
+def masked(out, eroded):
+    """``out`` zeroed outside ``eroded`` (see :func:`_check_mask`), lazily for dask."""
+    if eroded is None:
+        return out
+    if _dask.is_dask_array(out):
+        return out * eroded
+    return _backend.apply_mask(out, eroded)
 
 
 def _plan_edges(
@@ -215,13 +239,8 @@ def _edge_filter(
     plan = get_plan(
         _plan_edges, image, backend, name, axis, mode, cval, channel_axis, dtype, preserve_range, direction
     )
-    out = execute(plan, image)
-    if mask is None:
-        return out
-    eroded = _check_mask(mask, image.shape, plan.channel_axis)
-    if _dask.is_dask_array(out):
-        return out * eroded
-    return _backend.apply_mask(out, eroded)
+    eroded = _check_mask(mask, image.shape, plan.channel_axis, lazy=_dask.is_dask_array(image))
+    return masked(execute(plan, image), eroded)
 
 
 def _attach_edge_plan(public, name, direction=None):

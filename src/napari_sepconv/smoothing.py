@@ -1679,9 +1679,9 @@ def laplace(image, ksize=3, mask=None, *, backend="auto"):
         raise TypeError(f"ksize must be an integer, got {type(ksize).__name__}") from None
     if ksize < 3:  # scikit-image cannot place its 3-point operator in less
         raise ValueError(f"ksize must be at least 3, got {ksize}")
-    from .edges import _check_mask
+    from .edges import _check_mask, masked
 
-    eroded = _check_mask(mask, image.shape, None)
+    eroded = _check_mask(mask, image.shape, None, lazy=_dask.is_dask_array(image))
     dtype = output_float_dtype(np.dtype(image.dtype))
     axes = list(range(image.ndim))
     minus_second = np.array([-1.0, 2.0, -1.0])
@@ -1698,8 +1698,4 @@ def laplace(image, ksize=3, mask=None, *, backend="auto"):
         channel_axis=None,
         backend=backend,
     )
-    if eroded is None:
-        return result
-    if _dask.is_dask_array(result):
-        return result * eroded
-    return _backend.apply_mask(result, eroded)
+    return masked(result, eroded)
