@@ -376,3 +376,17 @@ def test_a_lazy_mask_of_the_spatial_shape_with_channels():
             da.from_array(image, chunks=(4, 4, 1)), mask=da.from_array(mask, chunks=3), channel_axis=-1
         )
         np.testing.assert_array_equal(lazy.compute(), sc.sobel(image, mask=mask, channel_axis=-1))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pointwise_blocks_of_one_pixel_have_the_numpy_calls_bits(dtype):
+    """A block of one pixel went to BLAS's matrix-vector product, rounded otherwise than
+    the same pixel in the NumPy call's matrix product."""
+    rng = np.random.default_rng(33)
+    for channels_in, channels_out in [(3, 3), (3, 5), (7, 2), (12, 8)]:
+        image = rng.random((9, 9, channels_in)).astype(dtype)
+        weights = rng.random((channels_out, channels_in))
+        expected = sc.pointwise_filter(image, weights)
+        for chunks in [(4, 4, channels_in), (1, 1, channels_in), (5, 1, channels_in)]:
+            lazy = sc.pointwise_filter(da.from_array(image, chunks=chunks), weights)
+            np.testing.assert_array_equal(lazy.compute(), expected)

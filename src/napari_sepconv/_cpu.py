@@ -554,9 +554,28 @@ def depthwise(src, kernels, multiplier, mode_y, mode_x, cval, out, row_start=0):
     )
 
 
+#: fewer pixels than this go to BLAS padded to this many (see :func:`pointwise`)
+_FEWEST_BLAS_ROWS = 64
+
+
 def pointwise(src, weights, bias, out):
-    """``out = src @ weights.T + bias`` over the last axis, through BLAS."""
-    np.matmul(src, weights.T.astype(out.dtype, copy=False), out=out)
+    """``out = src @ weights.T + bias`` over the last axis, through BLAS.
+
+    BLAS rounds a pixel's sum by the shape of the product it is in. NumPy gives a product of
+    one row to the matrix-vector routine, which rounds otherwise than the matrix product of
+    the same pixel among others: fewer than ``_FEWEST_BLAS_ROWS`` pixels (a dask block of
+    one pixel, say) are padded to that many. Not covered: a single output channel (always the
+    matrix-vector routine, whose rounding depends on where a pixel falls in the call) and 16
+    or more input channels (small products take paths of their own), where a dask block's
+    pixels may differ from the NumPy call's in the last bit.
+    """
+    weights = weights.T.astype(out.dtype, copy=False)
+    rows, columns = src.shape[0], weights.shape[1]
+    if rows < _FEWEST_BLAS_ROWS and columns > 1:
+        padded = np.concatenate([src, np.zeros((_FEWEST_BLAS_ROWS - rows, src.shape[1]), src.dtype)])
+        out[:] = np.matmul(padded, weights)[:rows]
+    else:
+        np.matmul(src, weights, out=out)
     if bias is not None:
         out += bias.astype(out.dtype, copy=False)
 
