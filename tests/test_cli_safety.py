@@ -124,6 +124,14 @@ def test_an_option_given_its_default_value_is_the_same_settings(tmp_path, capsys
     code, summary, err = sepconv(capsys, "gaussian", source, "-o", out, "--sigma", "2", "--truncate", "3")
     assert code == 1 and "made otherwise" in err and "truncate" in err
     assert fingerprints(out) == made
+    # one sigma per filtered axis, all the same, is the one sigma spelled out
+    code, summary, err = sepconv(capsys, "gaussian", source, "-o", out, "--sigma", "2,2")
+    assert code == 0 and "0 done, 1 skipped" in summary, err
+    code, summary, err = sepconv(capsys, "gaussian", source, "-o", out, "--sigma", "2,1")
+    assert code == 1 and "made otherwise" in err and "sigma" in err
+    code, summary, err = sepconv(capsys, "gaussian", source, "-o", out, "--sigma", "2,2,2")
+    assert code == 1, (summary, err)  # three sigmas for the two axes filtered: not the same
+    assert fingerprints(out) == made
 
 
 def test_output_from_elsewhere_is_never_overwritten(tmp_path, capsys, stack):

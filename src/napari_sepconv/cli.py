@@ -406,9 +406,17 @@ def _existing_output(final, fmt, record, overwrite):
 
 
 def _settings(args, filt):
-    """Everything in the command line that shapes an output's values, for its record."""
+    """Everything in the command line that shapes an output's values, for its record.
+
+    A value per filtered axis, all the same (``--sigma 2,2`` with ``--ndim 2``), is recorded
+    as the one value (``--sigma 2``): the same settings, spelled another way.
+    """
     arguments = _with_defaults(filt.function, filt.arguments)
     arguments.pop("backend", None)
+    for name in ("sigma", "low_sigma", "high_sigma", "size"):
+        value = arguments.get(name)
+        if isinstance(value, list) and len(value) == filt.ndim and len(set(value)) == 1:
+            arguments[name] = value[0]
     return {"filter": filt.name, "arguments": arguments, "channel_axis": filt.channel_axis, "ndim": filt.ndim}
 
 
