@@ -45,12 +45,12 @@ def is_dask_array(obj) -> bool:
     return dask_array is not None and isinstance(obj, dask_array.Array)
 
 
-def check_known_chunks(image):
-    """ValueError, naming ``image``, for a dask array whose chunk sizes are not known."""
-    if any(np.isnan(size) for sizes in image.chunks for size in sizes):
+def check_known_chunks(array, name="image"):
+    """ValueError, naming the argument, for a dask array whose chunk sizes are not known."""
+    if any(np.isnan(size) for sizes in array.chunks for size in sizes):
         raise ValueError(
-            "image: a dask array with unknown chunk sizes cannot be filtered lazily; "
-            "call image.compute_chunk_sizes() first"
+            f"{name}: a dask array with unknown chunk sizes cannot be filtered lazily; "
+            f"call {name}.compute_chunk_sizes() first"
         )
 
 

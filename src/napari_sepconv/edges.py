@@ -139,7 +139,7 @@ def _check_mask(mask, shape, channel_axis, lazy=False):
     if lazy:
         import dask.array as da
 
-        _dask.check_known_chunks(mask)
+        _dask.check_known_chunks(mask, "mask")
         depth = {a: int(structure.shape[a] > 1) for a in range(mask.ndim)}
         eroded = mask.map_overlap(
             ndi.binary_erosion, depth=depth, boundary=False, structure=structure, border_value=0, dtype=bool
