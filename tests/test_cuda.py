@@ -486,6 +486,45 @@ def test_device_arrays_in_give_device_arrays_out(rng):
 
 
 @on_cuda
+def test_device_arrays_as_outputs(rng):
+    """A device array given as scipy's ``output=`` was taken for a dtype (it has one): never
+    filled, its shape never checked. It is now refused, naming the argument. scikit-image's
+    ``out=`` is filled also from a result with its channel axis moved back (a strided view on
+    the device), and a strided ``out`` is refused."""
+    from numba import cuda
+
+    image = rng.random((6, 7))
+    for call in (
+        lambda output: sc.correlate1d(cuda.to_device(image), [1.0, 2.0, 1.0], output=output),
+        lambda output: sc.gaussian_filter(image, 1.0, output=output, backend="cuda"),
+        lambda output: sc.uniform_filter(cuda.to_device(image), 3, output=output),
+    ):
+        with pytest.raises(TypeError, match="output"):
+            call(cuda.to_device(np.zeros((6, 7))))
+    rgb = rng.random((4, 5, 3))
+    out = cuda.to_device(np.zeros((4, 5, 3)))
+    assert sc.gaussian(cuda.to_device(rgb), 1.0, channel_axis=-1, out=out) is out
+    assert_same(out.copy_to_host(), sc.gaussian(rgb, 1.0, channel_axis=-1, backend="cpu"))
+    strided = cuda.to_device(np.zeros((4, 10, 3)))[:, ::2]
+    with pytest.raises(ValueError, match="out"):
+        sc.gaussian(cuda.to_device(rgb), 1.0, channel_axis=-1, out=strided)
+
+
+@on_cuda
+def test_unsharp_mask_of_a_device_array_is_clipped_whatever_its_channel_axis(rng):
+    """The device result with its channel axis moved back is a strided view: the clip of
+    its values reshaped (a copy of them) was lost."""
+    from numba import cuda
+
+    signed = rng.random((4, 5, 3)) * 2 - 1
+    for image, axis in ((signed, -1), (np.moveaxis(signed, -1, 1), 1), ((signed + 1) * 100, -1)):
+        image = image.astype(np.uint8) if image.max() > 2 else image
+        result = sc.unsharp_mask(cuda.to_device(np.ascontiguousarray(image)), 1.0, 3.0, channel_axis=axis)
+        expected = sc.unsharp_mask(image, 1.0, 3.0, channel_axis=axis, backend="cpu")
+        assert_same(result.copy_to_host(), expected)
+
+
+@on_cuda
 def test_device_input_views_and_dtypes(rng):
     """Strided device views are gathered on the device; dtypes follow the host rules."""
     from numba import cuda

@@ -84,6 +84,8 @@ CASES = [
     (lambda: sc.gaussian(IMAGE, np.array(True)), TypeError, "sigma"),
     (lambda: sc.gaussian(IMAGE, 1.0, mode="constant", cval=np.array(1j)), TypeError, "cval"),
     (lambda: sc.unsharp_mask(IMAGE, amount=np.array("2")), TypeError, "amount"),
+    (lambda: sc.gaussian_filter(IMAGE, 1.0, truncate=np.inf), ValueError, "truncate"),
+    (lambda: sc.gaussian(IMAGE, 1.0, truncate=np.nan), ValueError, "truncate"),
 ]
 
 

@@ -1159,8 +1159,11 @@ def copy_into(out, result):
         result = result.numba()
     if isinstance(out, np.ndarray):
         np.copyto(out, result.copy_to_host(), casting="unsafe")
-    else:
-        as_device(out).copy_to_device(result)
+        return
+    target = as_device(out)
+    if not target.is_c_contiguous():
+        raise ValueError("out: a GPU array to fill must be C-contiguous (a strided view cannot be)")
+    target.copy_to_device(contiguous(result))
 
 
 def writable_target(out, src, dtype):

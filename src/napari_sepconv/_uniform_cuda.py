@@ -61,7 +61,11 @@ def uniform_pass(src, outer, n, inner, source, size, K, cval, divide, dtype):
 
 
 def clip(values, low, high):
-    """Clip a contiguous device array to ``[low, high]`` in place."""
+    """Clip a device array to ``[low, high]``: in place where it is C-contiguous, else a
+    contiguous copy of it (a view with its channel axis moved back, say), returned."""
+    from . import _cuda
+
+    values = _cuda.contiguous(values)
     flat = values.reshape(values.size)
     if flat.size:
         blocks = -(-flat.size // THREADS)

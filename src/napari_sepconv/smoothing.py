@@ -130,6 +130,8 @@ def _kernel_radius(sigma, truncate, radius, name="radius"):
     """scipy's radius: ``radius`` itself, else ``int(truncate * sigma + 0.5)``."""
     if radius is None:
         truncate = real_number(truncate, "truncate")
+        if not np.isfinite(truncate):
+            raise ValueError(f"truncate must be a finite number, got {truncate}")
         radius = int(truncate * sigma + 0.5)
         if radius < 0:
             raise ValueError(f"truncate must not be negative, got {truncate}")
@@ -1415,10 +1417,7 @@ def gaussian(
         return result
     if isinstance(out, np.ndarray):
         return _deliver(result, np.dtype(out.dtype), out)
-    from numba import cuda
-
-    target = cuda.as_cuda_array(out) if not getattr(out, "__cuda_ndarray__", False) else out
-    target.copy_to_device(_deliver(result, np.dtype(out.dtype), None))
+    _backend.engine("cuda").copy_into(out, _deliver(result, np.dtype(out.dtype), None))
     return out
 
 
