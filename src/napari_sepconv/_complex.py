@@ -47,7 +47,7 @@ def complex_output(input, output, promote=True):
         if output.dtype.kind != "c":
             raise ScipyTypeError(_NOT_COMPLEX.format(output.dtype))
         if not output.flags.writeable:
-            raise ValueError("output is read-only; pass a writeable array or a dtype")
+            raise ValueError("output is a read-only array; pass a writable array or a dtype")
         return output.dtype
     if output is None:
         dtype = np.dtype(input.dtype).newbyteorder("=")

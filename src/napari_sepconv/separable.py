@@ -138,7 +138,7 @@ def _checked_output(input, output):
         if output.shape != input.shape:
             raise ScipyValueError(f"output has shape {output.shape}, expected {input.shape}")
         if not output.flags.writeable:
-            raise ValueError("output is read-only; pass a writeable array or a dtype")
+            raise ValueError("output is a read-only array; pass a writable array or a dtype")
         if _dask.is_dask_array(input):
             raise TypeError("output cannot be an array when input is a dask array")
     return out_dtype

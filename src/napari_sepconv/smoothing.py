@@ -46,7 +46,7 @@ from ._validation import (
     real_number,
     spatial_axes,
 )
-from .separable import _output_dtype, _plan_correlate1d, _plan_separable, correlate1d
+from .separable import _checked_output, _plan_correlate1d, _plan_separable, correlate1d
 
 __all__ = [
     "difference_of_gaussians",
@@ -233,19 +233,13 @@ _cached_gaussian_weights = lru_cache(maxsize=256)(_new_gaussian_weights)
 
 
 def _check_output(input, output):
-    """The output dtype of a scipy-style call, after checking ``output``."""
-    out_dtype = _output_dtype(input.dtype, output)
+    """The output dtype of a scipy-style call, after checking ``output`` (as ``correlate1d``
+    does, and that the type is real and numeric)."""
+    out_dtype = _checked_output(input, output)
     if out_dtype.kind == "c":
         raise TypeError(f"output dtype must be real, got {out_dtype}")
     if out_dtype.kind not in "biuf":
         raise TypeError(f"output dtype must be numeric, got {out_dtype}")
-    if isinstance(output, np.ndarray):
-        if output.shape != tuple(input.shape):
-            raise ScipyValueError(f"output has shape {output.shape}, expected {tuple(input.shape)}")
-        if not output.flags.writeable:
-            raise ValueError("output is a read-only array; pass a writable array or a dtype")
-        if _dask.is_dask_array(input):
-            raise TypeError("output cannot be an array when input is a dask array")
     return out_dtype
 
 
