@@ -34,6 +34,10 @@ from ._lowering import (
 )
 
 name = "cpu"
+# Passes along an axis with at most this many samples after it (an RGB image's colours) run
+# faster on a copy with those samples in front, copies included: 2.5-5x with two to four
+# samples (one pass over a 2048 x 1024 x 4 float32 image), about even with eight.
+narrow_inner = 4
 
 # Kernel arguments derived from a plan's taps, kept for the plan's next call.
 _prepared = PreparedArrays()
@@ -589,12 +593,21 @@ def for_kernels(src, dtype):
     return kernel_input(src, dtype, _convert)
 
 
-def channels_first(arr, channel_axis):
-    return np.ascontiguousarray(np.moveaxis(arr, channel_axis, 0))
+def channels_first(arr, channel_axis, out=None):
+    if out is None:
+        return np.ascontiguousarray(np.moveaxis(arr, channel_axis, 0))
+    np.copyto(out, np.moveaxis(arr, channel_axis, 0))
+    return out
 
 
-def channels_back(arr, channel_axis):
-    return np.moveaxis(arr, 0, channel_axis)
+def channels_back(arr, channel_axis, out=None):
+    if out is None:
+        return np.moveaxis(arr, 0, channel_axis)
+    # a channel at a time: NumPy would copy the whole in out's order, reading across channels
+    before = (slice(None),) * channel_axis
+    for c in range(arr.shape[0]):
+        np.copyto(out[before + (c,)], arr[c])
+    return out
 
 
 def apply_mask(out, mask):

@@ -47,6 +47,8 @@ MAX_GRID_YZ = 65535
 MAX_FLAT_BLOCKS = 1 << 16
 
 name = "cuda"
+# Unfiltered last axes stay where they are on the GPU (``_engine.Engine.narrow_inner``).
+narrow_inner = 0
 
 INSTALL_HINT = 'pip install "napari-sepconv[cuda]"'
 
@@ -1539,12 +1541,20 @@ def cast_output(result, dtype, output):
     return out
 
 
-def channels_first(arr, channel_axis):
-    return contiguous(_moveaxis(arr, channel_axis, 0))
+def channels_first(arr, channel_axis, out=None):
+    moved = contiguous(_moveaxis(arr, channel_axis, 0))
+    if out is None:
+        return moved
+    out.copy_to_device(moved)
+    return out
 
 
-def channels_back(arr, channel_axis):
-    return _moveaxis(arr, 0, channel_axis)
+def channels_back(arr, channel_axis, out=None):
+    moved = _moveaxis(arr, 0, channel_axis)
+    if out is None:
+        return moved
+    copy_into(out, moved)
+    return out
 
 
 def channels_last(arr, channel_axis):

@@ -26,6 +26,9 @@ class Engine(Protocol):
     """The functions a backend engine module provides."""
 
     name: str
+    # The most samples across the unfiltered last axes of a filter's input that the
+    # programs move in front of the filtered axes (``_programs.TermsProgram``), 0 for never.
+    narrow_inner: int
 
     def to_kernel_input(self, image: Array, dtype: Any, preserve_range: bool) -> tuple[Array, float]:
         """``(array, scale)``: ``image`` as the kernels read it (``_validation.to_kernel_input``).
@@ -140,11 +143,13 @@ class Engine(Protocol):
         """``out`` where the kernels can write a result of ``src``'s shape and ``dtype``
         straight into the caller's array (sparing ``copy_into``), else None."""
 
-    def channels_first(self, arr: Array, channel_axis: int) -> Array:
-        """A C-contiguous copy with the channel axis moved to the front."""
+    def channels_first(self, arr: Array, channel_axis: int, out: Array | None = None) -> Array:
+        """A C-contiguous copy with the channel axis moved to the front, into ``out`` (an
+        engine array of that shape and type) when given."""
 
-    def channels_back(self, arr: Array, channel_axis: int) -> Array:
-        """Undo ``channels_first`` (a view)."""
+    def channels_back(self, arr: Array, channel_axis: int, out: Array | None = None) -> Array:
+        """Undo ``channels_first``: a view, or a copy into ``out`` (a C-contiguous engine
+        array of that shape and type) when given."""
 
     def channels_last(self, arr: Array, channel_axis: int) -> Array:
         """A C-contiguous (planes, H, W, C) array with the channel axis moved last."""

@@ -19,6 +19,7 @@ Constant mode comes in two conventions:
     and friends).
 """
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -118,6 +119,28 @@ class LoweredTerms:
             if fused is not None:
                 total += sum(o.size for o, _ in fused.cols) + sum(o.size for o, _ in fused.rows)
         return total
+
+
+def last_filtered_axis(lowered):
+    """The last axis that a pass of ``lowered`` filters (-1 for none), or None where a group
+    has a fused pass (the last two axes of the kernel input, whatever its dimensions)."""
+    last = -1
+    for prefix, fused in lowered.groups:
+        if fused is not None:
+            return None  # the last two axes, whatever the number of dimensions
+        for p in prefix:
+            last = max(last, p.axis)
+    return last
+
+
+def axes_shifted(lowered, shift):
+    """``lowered`` (without a fused pass) for the kernel input with ``shift`` axes put in
+    front of the filtered ones."""
+    groups = tuple(
+        (tuple(dataclasses.replace(p, axis=p.axis + shift) for p in prefix), fused)
+        for prefix, fused in lowered.groups
+    )
+    return dataclasses.replace(lowered, groups=groups)
 
 
 def lower_terms(

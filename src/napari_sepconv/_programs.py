@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._boundary import CONSTANT
-from ._passes import SUM, LoweredTerms, lower_terms, run_lowered
+from ._narrow_tail import narrow_tail, tail_first
+from ._passes import SUM, LoweredTerms, axes_shifted, last_filtered_axis, lower_terms, run_lowered
 from ._validation import input_scale
 
 _UNBOUND = object()
@@ -46,6 +47,8 @@ class TermsProgram:
     fallback: DirectProgram | None = None
     # Per (engine, input dtype): the call without the general path's steps, or None.
     _bound: dict = field(default_factory=dict, repr=False, compare=False)
+    # ``lowered`` with an axis put in front of the filtered ones (``_lowered_for``).
+    _shifted: dict = field(default_factory=dict, repr=False, compare=False)
 
     def run(self, engine, image, out=None):
         if out is None and type(image) is np.ndarray:
@@ -61,24 +64,48 @@ class TermsProgram:
         src = engine.for_kernels(src, self.lowered.dtype)  # once, not in each pass
         if self.channel_axis is not None:
             src = engine.channels_first(src, self.channel_axis)
-        target = None
-        as_is = self.cast is None or self.cast == self.lowered.dtype  # no scipy cast to make
-        if out is not None and self.channel_axis is None and as_is:
-            target = engine.writable_target(out, src, self.lowered.dtype)
-        if self.fallback is None:
-            result = run_lowered(engine, src, self.lowered, target=target)
+        lowered, tail = self._lowered_for(engine, src.shape)
+        check = self.fallback is not None
+        if tail is not None:
+
+            def run(moved, new):
+                target = new(moved.shape, lowered.dtype)
+                if check:
+                    return run_lowered(engine, moved, lowered, check_finite=True, target=target)
+                return run_lowered(engine, moved, lowered, target=target), True
+
+            result, finite = tail_first(engine, src, tail, run)
         else:
-            result, finite = run_lowered(engine, src, self.lowered, check_finite=True, target=target)
-            if not finite:
-                # NaN or inf met the kernel: several terms would add +inf and -inf, and each
-                # term's footprint is the whole kernel's box. Run the kernel itself instead,
-                # so non-finite values spread only through its non-zero weights, as in scipy.
-                return self.fallback.run(engine, image, out)
+            target = None
+            as_is = self.cast is None or self.cast == self.lowered.dtype  # no scipy cast to make
+            if out is not None and self.channel_axis is None and as_is:
+                target = engine.writable_target(out, src, self.lowered.dtype)
+            if check:
+                result, finite = run_lowered(engine, src, lowered, check_finite=True, target=target)
+            else:
+                result, finite = run_lowered(engine, src, lowered, target=target), True
+        if not finite:
+            # NaN or inf met the kernel: several terms would add +inf and -inf, and each
+            # term's footprint is the whole kernel's box. Run the kernel itself instead,
+            # so non-finite values spread only through its non-zero weights, as in scipy.
+            return self.fallback.run(engine, image, out)
         if self.channel_axis is not None:
             result = engine.channels_back(result, self.channel_axis)
         if self.cast is not None and result is not out:  # scipy's casts (none if written there)
             return engine.cast_output(result, self.cast, out)
         return _copy_into(engine, out, result)
+
+    def _lowered_for(self, engine, shape):
+        """``(lowered, tail)`` for a kernel input of ``shape``: ``tail`` is None, or the
+        first of a few unfiltered last axes that go to the front (``_narrow_tail``), and
+        ``lowered`` is then renumbered for that layout."""
+        tail = narrow_tail(engine, shape, last_filtered_axis(self.lowered))
+        if tail is None:
+            return self.lowered, None
+        shifted = self._shifted.get(1)
+        if shifted is None:
+            shifted = self._shifted[1] = axes_shifted(self.lowered, 1)
+        return shifted, tail
 
     def _bind(self, engine, image):
         """The call for host ``image``s of this dtype without the general path's steps, or
