@@ -487,20 +487,43 @@ def test_device_arrays_in_give_device_arrays_out(rng):
 
 @on_cuda
 def test_device_arrays_as_outputs(rng):
-    """A device array given as scipy's ``output=`` was taken for a dtype (it has one): never
-    filled, its shape never checked. It is now refused, naming the argument. scikit-image's
-    ``out=`` is filled also from a result with its channel axis moved back (a strided view on
-    the device), and a strided ``out`` is refused."""
+    """A GPU array given as scipy's ``output=`` (it has a dtype, and was once taken for one)
+    is filled with the values of a new array of its dtype, and returned, as SciPy returns
+    its ``output``; one of another shape, a strided one, or one given with host input is
+    refused before anything runs, naming the argument. scikit-image's ``out=`` is filled
+    also from a result with its channel axis moved back (a strided view on the device), and
+    a strided ``out`` is refused."""
     from numba import cuda
 
     image = rng.random((6, 7))
-    for call in (
-        lambda output: sc.correlate1d(cuda.to_device(image), [1.0, 2.0, 1.0], output=output),
-        lambda output: sc.gaussian_filter(image, 1.0, output=output, backend="cuda"),
-        lambda output: sc.uniform_filter(cuda.to_device(image), 3, output=output),
-    ):
+    device = cuda.to_device(image)
+    calls = {
+        "correlate1d": lambda x, **kw: sc.correlate1d(x, [1.0, 2.0, 1.0], **kw),
+        "gaussian_filter": lambda x, **kw: sc.gaussian_filter(x, 1.0, **kw),
+        "gaussian_laplace": lambda x, **kw: sc.gaussian_laplace(x, 1.0, **kw),
+        "uniform_filter": lambda x, **kw: sc.uniform_filter(x, 3, **kw),
+        "ndimage_laplace": lambda x, **kw: sc.ndimage_laplace(x, **kw),
+    }
+    for name, call in calls.items():
+        for dtype in (np.float64, np.float32, np.int16):
+            output = cuda.to_device(np.full(image.shape, 7, dtype))
+            assert call(device, output=output) is output, name
+            filled = output.copy_to_host()
+            np.testing.assert_array_equal(filled, call(device, output=dtype).copy_to_host())
+            if dtype != np.int16:  # a value a rounding away from an integer may truncate apart
+                assert_same(filled, call(image, output=dtype, backend="cpu"))
+        for bad, error in (
+            (cuda.to_device(np.zeros((6, 8))), RuntimeError),
+            (cuda.to_device(np.zeros((6, 14)))[:, ::2], ValueError),
+        ):
+            with pytest.raises(error, match="output"):
+                call(device, output=bad)
         with pytest.raises(TypeError, match="output"):
-            call(cuda.to_device(np.zeros((6, 7))))
+            call(image, output=cuda.to_device(np.zeros(image.shape)), backend="cuda")
+    positional = cuda.to_device(np.zeros(image.shape))
+    assert sc.correlate1d(device, [1.0, 2.0], -1, positional) is positional
+    np.testing.assert_array_equal(positional.copy_to_host(), sc.correlate1d(image, [1.0, 2.0], backend="cpu"))
+    np.testing.assert_array_equal(device.copy_to_host(), image)
     rgb = rng.random((4, 5, 3))
     out = cuda.to_device(np.zeros((4, 5, 3)))
     assert sc.gaussian(cuda.to_device(rgb), 1.0, channel_axis=-1, out=out) is out

@@ -225,6 +225,8 @@ def like_input(func, planned=None):
     params = list(inspect.signature(func).parameters)
     name = next(p for p in params if p in ("image", "input"))
     position = params.index(name)
+    # scipy.ndimage's ``output``: a GPU array given there is filled (``_device_output``)
+    output_at = params.index("output") if "output" in params else None
     # Functions that only plan and execute take GPU input as the CUDA engine's light
     # ``DeviceInput`` (no synchronisation, outputs from the caller's library); the others
     # get a Numba device array.
@@ -234,6 +236,16 @@ def like_input(func, planned=None):
     def wrapper(*args, **kwargs):
         positional = len(args) > position
         image = args[position] if positional else kwargs.get(name)
+        output = None
+        if output_at is not None:
+            output = args[output_at] if len(args) > output_at else kwargs.get("output")
+            if not is_device_array(output):
+                output = None
+            elif not is_device_array(image):
+                raise TypeError(
+                    "output: a GPU array is filled from GPU input only; pass the input as a GPU "
+                    "array, or a NumPy array or a dtype as output"
+                )
         if is_device_array(image):
             cuda_unavailable_reason(raise_error=True)
             cuda_engine = engine("cuda")
@@ -242,9 +254,14 @@ def like_input(func, planned=None):
                 args = args[:position] + (device,) + args[position + 1 :]
             else:
                 kwargs[name] = device
+            if output is not None:  # computed as its dtype, then copied into it
+                args, kwargs = _device_output(cuda_engine, output, image, output_at, args, kwargs)
             scope = cuda_engine.call_scope(device)
             try:
                 result = func(*args, **kwargs)
+                if output is not None:
+                    cuda_engine.copy_into(output, result)
+                    return output
             finally:
                 scope.close()
             return cuda_engine.like_input(result, image)
@@ -254,6 +271,23 @@ def like_input(func, planned=None):
         return engine("cuda").like_input(result, image)
 
     return wrapper
+
+
+def _device_output(cuda_engine, output, image, output_at, args, kwargs):
+    """``(args, kwargs)`` with the GPU array ``output`` replaced by its dtype, once checked:
+    of ``image``'s shape and C-contiguous (the CUDA engine's ``copy_into`` fills it)."""
+    from ._validation import ScipyValueError
+
+    target = cuda_engine.as_device(output)
+    shape, expected = tuple(target.shape), tuple(image.shape)
+    if shape != expected:
+        raise ScipyValueError(f"output has shape {shape}, expected {expected}")
+    if not target.is_c_contiguous():
+        raise ValueError("output: a GPU array to fill must be C-contiguous (a strided view cannot be)")
+    dtype = np.dtype(target.dtype)
+    if len(args) > output_at:
+        return args[:output_at] + (dtype,) + args[output_at + 1 :], kwargs
+    return args, {**kwargs, "output": dtype}
 
 
 def apply_mask(out, mask):

@@ -47,11 +47,6 @@ def _output_dtype(input_dtype, output):
         return np.dtype(input_dtype).newbyteorder("=")
     if isinstance(output, np.ndarray):
         return output.dtype
-    if _backend.is_device_array(output):  # not a dtype, though it has one
-        raise TypeError(
-            "output: a GPU array cannot be filled here; pass its dtype (output=out.dtype), "
-            "and the result is a new GPU array"
-        )
     try:
         dt = np.dtype(output)
     except TypeError:
