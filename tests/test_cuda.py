@@ -533,6 +533,28 @@ def test_device_arrays_as_outputs(rng):
         sc.gaussian(cuda.to_device(rgb), 1.0, channel_axis=-1, out=strided)
 
 
+class _ReversedCupyView:
+    """What the engine sees of a CuPy view with a negative stride (``x[::-1]``)."""
+
+    __module__ = "cupy._core.core"
+    shape, strides, dtype = (5, 6), (-48, 8), np.dtype(np.float64)
+    __cuda_array_interface__ = {"shape": (5, 6), "strides": (-48, 8), "typestr": "<f8", "version": 3}
+
+
+@on_cuda
+def test_reversed_cupy_views_are_refused_as_outputs(rng):
+    """A CuPy view with a negative stride is read through a contiguous copy (``as_device``):
+    given as ``output=`` or ``out=``, that copy was filled and the caller's array returned
+    unfilled. Such a view is refused, naming the argument."""
+    from numba import cuda
+
+    device = cuda.to_device(rng.random((5, 6)))
+    with pytest.raises(ValueError, match="output: .*reversed"):
+        sc.correlate1d(device, [1.0, 2.0, 1.0], output=_ReversedCupyView())
+    with pytest.raises(ValueError, match="out: .*reversed"):
+        sc.gaussian(device, 1.0, out=_ReversedCupyView())
+
+
 @on_cuda
 def test_unsharp_mask_of_a_device_array_is_clipped_whatever_its_channel_axis(rng):
     """The device result with its channel axis moved back is a strided view: the clip of

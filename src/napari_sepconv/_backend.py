@@ -275,16 +275,14 @@ def like_input(func, planned=None):
 
 def _device_output(cuda_engine, output, image, output_at, args, kwargs):
     """``(args, kwargs)`` with the GPU array ``output`` replaced by its dtype, once checked:
-    of ``image``'s shape and C-contiguous (the CUDA engine's ``copy_into`` fills it)."""
+    of ``image``'s shape, and C-contiguous (``fill_target``; the CUDA engine's ``copy_into``
+    fills it)."""
     from ._validation import ScipyValueError
 
-    target = cuda_engine.as_device(output)
-    shape, expected = tuple(target.shape), tuple(image.shape)
+    shape, expected = tuple(output.shape), tuple(image.shape)
     if shape != expected:
         raise ScipyValueError(f"output has shape {shape}, expected {expected}")
-    if not target.is_c_contiguous():
-        raise ValueError("output: a GPU array to fill must be C-contiguous (a strided view cannot be)")
-    dtype = np.dtype(target.dtype)
+    dtype = np.dtype(cuda_engine.fill_target(output, "output").dtype)
     if len(args) > output_at:
         return args[:output_at] + (dtype,) + args[output_at + 1 :], kwargs
     return args, {**kwargs, "output": dtype}

@@ -310,8 +310,22 @@ def _kind(x):
     return root if root in ("cupy", "torch") else None
 
 
+def fill_target(x, name):
+    """A Numba device array over the memory of the GPU array ``x``, which a result is then
+    written into: never a copy (``as_device`` reads a reversed CuPy view through one), so
+    a view that is not C-contiguous (strided, reversed) is refused, naming ``name``."""
+    reversed_view = _kind(x) == "cupy" and any(s < 0 for s in x.strides)
+    target = None if reversed_view else as_device(x)
+    if target is None or not target.is_c_contiguous():
+        raise ValueError(
+            f"{name}: a GPU array to fill must be C-contiguous (a strided or reversed view cannot be)"
+        )
+    return target
+
+
 def as_device(x):
-    """A Numba device array over the memory of GPU array ``x`` (no copy)."""
+    """A Numba device array over the memory of GPU array ``x`` (no copy, but of a CuPy
+    view with a negative stride, read through a contiguous copy)."""
     if is_numba_array(x):
         return x
     if _kind(x) == "cupy" and any(s < 0 for s in x.strides):
@@ -1162,10 +1176,7 @@ def copy_into(out, result):
     if isinstance(out, np.ndarray):
         np.copyto(out, result.copy_to_host(), casting="unsafe")
         return
-    target = as_device(out)
-    if not target.is_c_contiguous():
-        raise ValueError("out: a GPU array to fill must be C-contiguous (a strided view cannot be)")
-    target.copy_to_device(contiguous(result))
+    fill_target(out, "out").copy_to_device(contiguous(result))
 
 
 def writable_target(out, src, dtype):
