@@ -277,6 +277,34 @@ def test_large_plane_cut_into_tiles(tmp_path, capsys, rng):
     np.testing.assert_array_equal(read(tmp_path / "out" / "p.npy"), sc.sobel(plane, mode="mirror"))
 
 
+def test_uniform_pieces_span_whole_anchor_spacings(tmp_path, capsys, rng, monkeypatch):
+    """The running sums read a whole anchor spacing (128 rows for these windows) before a
+    piece: pieces of a few rows of a wide image were each computed from that many rows
+    again (13 s against 1.4 s for a 1024 x 16384 image in 1 MB pieces). They now span
+    whole spacings, with the whole image's values."""
+    from napari_sepconv import _batch
+
+    planned = []
+
+    def spy(*args):
+        planned.append(_anchor_aligned(*args))
+        return planned[-1]
+
+    _anchor_aligned = _batch._anchor_aligned
+    monkeypatch.setattr(_batch, "_anchor_aligned", spy)
+    plane = rng.random((300, 2000), dtype=np.float32)
+    source = write(tmp_path / "wide.npy", plane)
+    # 0.05 MB pieces: 1,638 samples of a row, one row (an axis of window 1 is not filtered)
+    for size, expected_chunks in (("5", (128, 1664)), ("5,1", (128, 1638)), ("1,3", (1, 1664))):
+        out = tmp_path / f"out{size}"
+        code, _, err = sepconv(capsys, "uniform", source, "-o", out, "--size", size, "--chunk-mb", "0.05")
+        assert code == 0, err
+        sizes = [int(n) for n in size.split(",")]
+        expected = sc.uniform_filter(plane, sizes * (3 - len(sizes)))
+        np.testing.assert_array_equal(read(out / "wide.npy"), expected)
+        assert planned[-1] == expected_chunks
+
+
 def test_kernel_filters(tmp_path, capsys, rng):
     stack = rng.random((2, 25, 21))
     source = write(tmp_path / "s.npy", stack)

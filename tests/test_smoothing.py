@@ -385,7 +385,7 @@ def test_uniform_filter_values_do_not_depend_on_where_a_line_starts(rng):
     """A running sum restarts at every multiple of the anchor spacing, from the window
     itself: a crop starting at such a multiple gives the same bits from its second
     segment on (the first one's sums started from the border's extension)."""
-    from napari_sepconv._uniform_kernels import spacing
+    from napari_sepconv._uniform import spacing
 
     x = (rng.standard_normal((3, 1100)) * 1e3).astype(np.float64)
     for size in (17, 130):
@@ -470,7 +470,7 @@ def test_uniform_integer_long_lines_exact(rng, dtype):
 
 def test_uniform_nonfinite_in_long_lines(rng):
     """NaN and inf next to anchors and far from them: only their windows change."""
-    from napari_sepconv._uniform_kernels import spacing
+    from napari_sepconv._uniform import spacing
 
     k = spacing(31)
     x = rng.standard_normal((6, 1200))
@@ -773,7 +773,7 @@ def test_dask_is_lazy_and_exact_at_any_chunking(rng, mode):
 def test_dask_uniform_bit_identical_at_any_chunking(rng, mode):
     """Odd chunks, chunks smaller than the window, boundaries at and next to anchors."""
     da = pytest.importorskip("dask.array")
-    from napari_sepconv._uniform_kernels import spacing
+    from napari_sepconv._uniform import spacing
 
     k = spacing(31)
     x = (rng.standard_normal((2 * k + 45, 3 * k + 7)) * 50).astype(np.float32)
@@ -827,7 +827,7 @@ def _on_cuda(test):
 @_on_cuda
 def test_cuda_uniform_bit_identical_over_several_segments(rng, mode):
     """One CUDA thread per segment: the CPU's bits, NaN and inf included."""
-    from napari_sepconv._uniform_kernels import spacing
+    from napari_sepconv._uniform import spacing
 
     k = spacing(9)
     x = (rng.standard_normal((2 * k + 5, 23)) * 10).astype(np.float32)

@@ -148,6 +148,8 @@ def plan_job(source, filt, final, fmt, chunk_bytes, *, pyramid=0):
         chunks = _tile_chunks(source.shape, unit_spatial, channel_axis, capacity)
     else:  # whole units, or whole planes of a file stored page by page
         chunks = _piece_chunks(source.shape, stack_axes + tuple(unit_spatial), channel_axis, capacity)
+    if tiled and filt.name == "uniform":
+        chunks = _anchor_aligned(chunks, source.shape, unit_spatial, filt.arguments.get("size", 3))
     planes = math.prod(source.shape[a] for a in spatial[:-2]) * math.prod(
         source.shape[a] for a in source.time_axes if a != channel_axis
     )
@@ -279,6 +281,26 @@ def _piece_chunks(shape, axes, channel_axis, capacity):
         size = min(shape[axis], max(1, capacity // inner))
         chunks[axis] = size
         inner = inner * size if size == shape[axis] else capacity + 1
+    return tuple(chunks)
+
+
+def _anchor_aligned(chunks, shape, unit_spatial, size):
+    """``chunks`` rounded up, along each axis the running sums of ``uniform`` filter (window
+    ``size``, one per axis or one for all), to whole anchor spacings (``_uniform.spacing``).
+
+    The lazy running sums move a block's start to an anchor and read a whole spacing before
+    it (``smoothing._uniform_lazily``), so thinner pieces were each computed again from that
+    many rows: a 1024 x 16384 float32 image in 1 MB pieces of 2 rows took 13 s, against
+    1.4 s for the Gaussian. The filter needs that much of the image at once anyway.
+    """
+    from ._uniform import spacing
+
+    sizes = list(size) if isinstance(size, (list, tuple)) else [size] * len(unit_spatial)
+    chunks = list(chunks)
+    for axis, width in zip(unit_spatial, sizes):
+        if width > 1:  # an axis of window 1 is not filtered
+            step = spacing(width)
+            chunks[axis] = min(shape[axis], -(-chunks[axis] // step) * step)
     return tuple(chunks)
 
 

@@ -14,6 +14,14 @@ import numpy as np
 from ._boundary import CONSTANT, MIRROR, NEAREST, REFLECT, WRAP
 
 
+def spacing(size):
+    """Anchor spacing ``K`` of a window of ``size``: a multiple of 128, at least ``2 * size``.
+
+    Recomputing a window at each anchor costs ``size / K <= 1/2`` additions per sample.
+    """
+    return 128 * ((int(size) + 63) // 64)
+
+
 def extension(n, size, before, mode):
     """Index of the sample read at each of the ``n + size - 1`` positions of an extended line.
 
@@ -59,13 +67,11 @@ def uniform_pass(engine_name, src, axis, size, origin, mode, cval, dtype, out=No
 
     Window of output ``i``: inputs ``i - (size // 2 + origin)`` to ``i + size - 1 -
     (size // 2 + origin)``; the running sums are anchored every
-    ``_uniform_kernels.spacing(size)`` outputs from index 0 of ``axis``. Returns a
+    :func:`spacing` outputs from index 0 of ``axis``. Returns a
     new ``dtype`` (float32 or float64) array on the side ``src`` lives on, or, on
     the CPU, ``out`` filled (a C-contiguous ``dtype`` array of ``src``'s shape that
     shares no memory with it).
     """
-    from ._uniform_kernels import spacing
-
     shape = src.shape
     n = shape[axis]
     outer = math.prod(shape[:axis])
@@ -134,7 +140,7 @@ def uniform_last_two(src, first, second, cval, dtype, out=None):
     """
     from . import _cpu
     from ._streaming import STREAM_BYTES
-    from ._uniform_kernels import last_two_axes, spacing
+    from ._uniform_kernels import last_two_axes
 
     shape = src.shape
     out = np.empty(shape, dtype) if out is None else out

@@ -1,6 +1,6 @@
 """CUDA kernel of the running-sum (uniform) filter, and two element-wise helpers.
 
-One thread computes one segment (``_uniform_kernels.spacing`` outputs from an
+One thread computes one segment (``_uniform.spacing`` outputs from an
 anchor) of one line with ``_uniform_kernels._segment``, the arithmetic the CPU
 kernels perform, so both backends give the same values. Neighbouring threads
 take neighbouring columns, so their reads coalesce along a non-last axis.

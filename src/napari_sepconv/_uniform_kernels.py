@@ -6,7 +6,7 @@ Output ``i`` is the mean of extended positions ``i`` to ``i + size - 1``.
 
 Anchored running sums
 ---------------------
-A line is cut into segments of :func:`spacing` outputs (``K``), at positions that
+A line is cut into segments of ``_uniform.spacing`` outputs (``K``), at positions that
 are multiples of ``K`` in the line's own coordinates. At the first output of a
 segment (its *anchor*) the window is summed directly, left to right, in float64;
 each following output adds the difference of the sample entering and the one
@@ -51,14 +51,6 @@ from ._workers import worker_helper, worker_launch
 
 # Columns swept together by the other-axes kernel (one contiguous run of a row).
 COLUMNS = 512
-
-
-def spacing(size):
-    """Anchor spacing ``K`` of a window of ``size``: a multiple of 128, at least ``2 * size``.
-
-    Recomputing a window at each anchor costs ``size / K <= 1/2`` additions per sample.
-    """
-    return 128 * ((int(size) + 63) // 64)
 
 
 def _jit(func):

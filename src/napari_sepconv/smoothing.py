@@ -1069,7 +1069,7 @@ def _uniform_lazily(input, plan, cval, out_dtype, backend):
     where dask pads the first block by the larger of the two). The result comes
     back in the input's chunks.
     """
-    from ._uniform_kernels import spacing
+    from ._uniform import spacing
 
     _dask.check_known_chunks(input)
     halo, names, chunks = {}, {}, list(input.chunks)
