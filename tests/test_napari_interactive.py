@@ -420,6 +420,86 @@ def test_preview_follows_the_input_layers_data(viewer, qtbot):
     np.testing.assert_allclose(viewer.layers[name].data, expected, rtol=1e-6)
 
 
+def test_deleting_the_input_stops_the_preview_instead_of_previewing_the_preview(viewer, qtbot):
+    """Once its input layer was deleted, the image list fell back to the preview layer: the
+    widget previewed its own preview, which changed its input, without end (the layer's
+    name grew by "[gaussian σ=2] (preview)" each time)."""
+    viewer.add_image(np.random.default_rng(19).random((20, 22)).astype(np.float32), name="a")
+    widget = dock(viewer, qtbot, "Smooth")
+    widget._preview.value = True
+    qtbot.waitUntil(lambda: len(viewer.layers) == 2 and not widget.previewing, timeout=TIMEOUT)
+    assert "(preview)" in viewer.layers[1].name
+    viewer.layers.remove("a")
+    qtbot.waitUntil(lambda: len(viewer.layers) == 0 and not widget.previewing, timeout=TIMEOUT)
+    qtbot.wait(500)  # nothing more happens
+    assert len(viewer.layers) == 0 and not widget.previewing
+    viewer.add_image(np.ones((8, 9), np.float32), name="b")  # previews again
+    qtbot.waitUntil(lambda: len(viewer.layers) == 2 and not widget.previewing, timeout=TIMEOUT)
+    assert viewer.layers[1].name.startswith("b [")
+
+
+def test_closing_the_dock_stops_the_preview_and_removes_it(viewer, qtbot):
+    """napari closes a dock by taking its widget out and deleting the dock: the widget
+    lived on, and moving the slider brought its preview back."""
+    viewer.add_image(np.random.default_rng(23).random((6, 20, 22)).astype(np.float32), name="a")
+    dock_widget, widget = viewer.window.add_plugin_dock_widget(PLUGIN, "Edge filter")
+    qtbot.waitUntil(lambda: not widget.busy, timeout=TIMEOUT)
+    widget._preview.value = True
+    qtbot.waitUntil(lambda: len(viewer.layers) == 2 and not widget.previewing, timeout=TIMEOUT)
+    dock_widget.destroyOnClose()  # the dock's close button
+    qtbot.waitUntil(lambda: widget._closed, timeout=TIMEOUT)
+    assert [layer.name for layer in viewer.layers] == ["a"]
+    viewer.dims.set_current_step(0, 4)
+    qtbot.wait(500)
+    assert [layer.name for layer in viewer.layers] == ["a"] and not widget.previewing
+
+
+@pytest.mark.parametrize("error", [RuntimeError, IndexError])
+def test_any_error_in_a_run_is_shown_and_unlocks_the_widget(viewer, qtbot, errors, monkeypatch, error):
+    """Only ValueError, TypeError and MemoryError were shown. Any other error was lost, and
+    after a RuntimeError napari's worker never said it finished: the widget stayed locked."""
+
+    def broken(*args, **kwargs):
+        raise error("broken inside the filter")
+
+    viewer.add_image(np.random.default_rng(20).random((10, 12)).astype(np.float32), name="a")
+    widget = dock(viewer, qtbot, "Edge filter")
+    monkeypatch.setattr(sc, "scharr", broken)
+    widget.filter.value = "scharr"
+    qtbot.waitUntil(lambda: not widget.busy, timeout=TIMEOUT)
+    assert widget.run() is not None
+    qtbot.waitUntil(lambda: not widget.busy, timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: any("broken inside the filter" in m for m in errors()), timeout=TIMEOUT)
+    assert any(error.__name__ in m for m in errors())
+    assert widget._call_button.enabled and [layer.name for layer in viewer.layers] == ["a"]
+
+
+def test_rgba_results_leave_the_filtered_alpha_out(viewer, qtbot):
+    """The alpha of an opaque RGBA layer, edge-filtered, was 0 everywhere: the result was
+    invisible. Results of RGBA layers are RGB (the Python recorded with them too)."""
+    rgba = np.random.default_rng(21).integers(0, 256, (16, 18, 4), dtype=np.uint8)
+    rgba[..., 3] = 255
+    viewer.add_image(rgba, name="photo", rgb=True)
+    widget = dock(viewer, qtbot, "Edge filter")
+    result = run(widget, qtbot, viewer, "photo [sobel]")
+    assert result.rgb and result.data.shape == (16, 18, 3)
+    expected = sc.sobel(rgba, channel_axis=-1, dtype=np.float32)[..., :3]
+    np.testing.assert_allclose(result.data, expected, rtol=1e-6)
+    np.testing.assert_array_equal(snippet_result(result, viewer), result.data)
+
+
+def test_rgb_to_grey_takes_rgba(viewer, qtbot, errors):
+    from napari_sepconv import _commands
+
+    rgba = np.random.default_rng(22).integers(0, 256, (8, 9, 4), dtype=np.uint8)
+    layer = viewer.add_image(rgba, name="photo", rgb=True)
+    _commands.luminance(layer, viewer)
+    qtbot.waitUntil(lambda: "photo [pointwise]" in viewer.layers, timeout=TIMEOUT)
+    expected = sc.pointwise_filter(rgba[..., :3], [[0.2125, 0.7154, 0.0721]], dtype=np.float32)[..., 0]
+    np.testing.assert_allclose(viewer.layers["photo [pointwise]"].data, expected, rtol=1e-6)
+    assert errors() == []
+
+
 def test_preview_of_a_3d_filter_is_exact_on_its_plane(viewer, qtbot):
     stack = np.random.default_rng(9).random((9, 20, 22)).astype(np.float32)
     viewer.add_image(stack, name="vol")

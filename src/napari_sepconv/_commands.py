@@ -84,8 +84,8 @@ def luminance(image: Layer | None = None, viewer: Viewer | None = None) -> Any:
     def make(source: Source) -> Job:
         if not source.rgb:
             raise ValueError("the layer is not RGB")
-        weights = preset_weights("luminance (RGB to grey)", source.channels)
-        if source.channels == 4:  # RGBA: ignore alpha
+        weights = preset_weights("luminance (RGB to grey)", 3)
+        if source.channels == 4:  # RGBA: the alpha is left out
             weights = np.append(weights, [[0.0]], axis=1)
         return channel_job(source, weights=weights)
 

@@ -541,7 +541,11 @@ class Job:
                 )
                 for c in range(channels)
             ]
-        if source.rgb and channels in (3, 4):
+        if source.rgb and channels == 4:
+            # RGBA: the alpha channel is left out. Filtered, it means nothing (an edge
+            # filter of an opaque layer gives alpha 0: an invisible result).
+            return [(result[..., :3], name, ("colours", 3), {"rgb": True, **spatial, **source.layer_extra})]
+        if source.rgb and channels == 3:
             return [(result, name, ("all",), {"rgb": True, **spatial, **source.layer_extra})]
         home = source.channel_home
         kwargs = channels_last.moved(result.ndim - 1, home).layer_kwargs()

@@ -15,6 +15,7 @@ Python (``layer.metadata["sepconv"]["python"]``): "Copy as Python" copies it,
 
 import collections
 import contextlib
+import logging
 import queue
 import threading
 import weakref
@@ -39,7 +40,7 @@ from napari.layers import Image
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
 from napari.utils.progress import cancelable_progress
-from qtpy.QtCore import Qt, QTimer
+from qtpy.QtCore import QEvent, QObject, Qt, QTimer
 
 import napari_sepconv as sc
 
@@ -67,6 +68,8 @@ from ._widget_presets import (
     preset_weights,
 )
 from ._widget_script import script
+
+_log = logging.getLogger(__name__)
 
 MODES = list(CANONICAL_NAMES.values())
 _EDGE_FILTERS = [
@@ -151,6 +154,7 @@ class _FilterWidget(FunctionGui):
                 widget.native.textChanged.connect(self._on_change_settings)
         napari_viewer.dims.events.current_step.connect(self._on_dims_changed)
         self.native.destroyed.connect(self._on_destroyed)
+        self._dock_watcher = _DockWatcher(self.native, self._on_destroyed)
         self._on_change_settings()
 
     def _build_extras(self) -> None:
@@ -351,10 +355,17 @@ class _FilterWidget(FunctionGui):
             self._set_running(False)
 
     def _on_destroyed(self, *args: Any) -> None:
+        """The widget, or the dock holding it, is gone: runs and previews stop, and the
+        previews leave the viewer."""
+        if self._closed:
+            return
         self._closed = True
         self.cancel()
         if self._preview_cancel is not None:
             self._preview_cancel.set()
+        with contextlib.suppress(Exception):  # the viewer may be closing too
+            self._preview_timer.stop()
+            self._clear_preview_layers(keep=[])
         with contextlib.suppress(Exception):
             self._viewer.dims.events.current_step.disconnect(self._on_dims_changed)
         for ref in self._watched:
@@ -407,6 +418,20 @@ class _FilterWidget(FunctionGui):
         if self._preview_on() and not self._runs:
             self._preview_timer.start()  # restarted by each change: debounced
 
+    def _input_is_a_preview(self, params: dict) -> bool:
+        """Whether an input chosen is a preview layer (once its input layer is deleted, the
+        image list falls back to its preview, say), in which case the preview stops. A
+        preview of a preview would change its input, which would redo the preview, without
+        end; this widget's previews, whose input is gone, are removed."""
+        inputs = [params.get("image"), *(params.get("layers") or [])]
+        if not any("sepconv_preview" in getattr(layer, "metadata", {}) for layer in inputs):
+            return False
+        self._stop_preview()
+        self._preview_done = None
+        self._clear_preview_layers(keep=[])
+        self._show_status("⚠ preview: the image chosen is a preview; choose another layer")
+        return True
+
     def _stop_preview(self) -> None:
         self._preview_timer.stop()
         if self._preview_cancel is not None:
@@ -435,6 +460,8 @@ class _FilterWidget(FunctionGui):
         if not self._preview_on() or self._runs:
             return
         params = self._params()
+        if self._input_is_a_preview(params):
+            return
         self._watch_inputs(params)
         position = self._preview_position(params)
         key = self._preview_key(params, position)
@@ -653,21 +680,29 @@ def guess_channel_axis(layer: Any, short_axes: bool = True) -> int | None:
 
 
 class _Failure:
-    """What a worker returns when the input or settings were wrong."""
+    """What a worker returns when it failed: the input or settings were wrong, or, for
+    any other error, a bug (logged with its traceback, and shown with its type)."""
 
     def __init__(self, error: BaseException) -> None:
         self.error = error
+        if not isinstance(error, USER_ERRORS):
+            _log.error("a filter run failed", exc_info=error)
+            self.error = RuntimeError(f"{type(error).__name__}: {error} (please report this error)")
 
 
 def _compute_layers(job: Job, cancel: threading.Event | None = None) -> Any:
     """Generator: the job's progress, then its layers (None when cancelled, a
-    :class:`_Failure` when the input or settings were wrong)."""
+    :class:`_Failure` when it failed).
+
+    Every error is returned, none raised: napari's generator worker shows none of
+    them, and after a RuntimeError it never says it finished, which left the widget
+    locked."""
     try:
         result = yield from job.compute(cancel)
         if result is None or (cancel is not None and cancel.is_set()):
             return None
         return job.finish(result)
-    except USER_ERRORS as error:
+    except Exception as error:  # noqa: BLE001 - reported to the user (_Failure)
         return _Failure(error)
 
 
@@ -767,6 +802,32 @@ def _narrow_combo(combo: ComboBox) -> None:
     native = combo.native
     native.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
     native.setMinimumContentsLength(12)
+
+
+class _DockWatcher(QObject):
+    """Calls ``closed()`` once the dock that holds ``widget`` is deleted.
+
+    napari closes a dock by taking its widget out and deleting the dock: the widget
+    lives on (its Python object holds it), so its own ``destroyed`` never comes.
+    """
+
+    def __init__(self, widget: Any, closed: Callable[[], None]) -> None:
+        super().__init__(widget)
+        self._closed = closed
+        self._dock: Any = None
+        widget.installEventFilter(self)
+
+    def eventFilter(self, watched: Any, event: Any) -> bool:  # noqa: N802 - Qt's name
+        if self._dock is None and event.type() in (QEvent.Type.Show, QEvent.Type.ParentChange):
+            from qtpy.QtWidgets import QDockWidget
+
+            parent = watched.parent()
+            while parent is not None and not isinstance(parent, QDockWidget):
+                parent = parent.parent()
+            if parent is not None:
+                self._dock = parent
+                parent.destroyed.connect(self._closed)
+        return False
 
 
 class _CancelableProgress(cancelable_progress):
