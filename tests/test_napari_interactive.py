@@ -969,6 +969,27 @@ def test_gaussian_physical_units_command():
     assert meta["name"].startswith("vol [gaussian σ=0.5")
 
 
+def test_sigma_in_layer_units_converts_units_and_refuses_other_kinds():
+    """Pixel sizes in other units of one kind were taken as the same number in the last
+    axis's unit (2 um z-steps written as 0.002 mm gave 500 pixels, not 0.5), and a time
+    axis in seconds was blurred across as z."""
+    from napari_sepconv import _commands
+    from napari_sepconv._widget_base import Source, smooth_job
+
+    stack = np.random.default_rng(24).random((5, 16, 18)).astype(np.float32)
+    mixed = napari.layers.Image(stack, name="vol", scale=(0.002, 0.5, 0.5), units=("mm", "um", "um"))
+    job = smooth_job(Source.from_layer(mixed), sigma=1.0, ndim=3, physical=True)
+    np.testing.assert_allclose(job.func.keywords["sigma"], (0.5, 2.0, 2.0))
+    assert job.name == "vol [gaussian σ=1 micrometer 3-D]"
+    timed = napari.layers.Image(stack, name="t", scale=(2.0, 0.25, 0.25), units=("s", "um", "um"))
+    with pytest.raises(ValueError, match="not in units of one kind.*second"):
+        smooth_job(Source.from_layer(timed), sigma=1.0, ndim=3, physical=True)
+    ((data, meta, _),) = _commands.gaussian_physical(timed)  # per plane, not across time
+    expected = np.stack([sc.gaussian(plane, sigma=2.0) for plane in stack])
+    np.testing.assert_allclose(data, expected, rtol=1e-5, atol=1e-6)
+    assert meta["name"] == "t [gaussian σ=0.5 micrometer]"
+
+
 def test_exported_script_reads_files_as_napari_did(viewer, qtbot, tmp_path, monkeypatch):
     tifffile = pytest.importorskip("tifffile")
     rng = np.random.default_rng(23)

@@ -12,7 +12,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._widget_base import USER_ERRORS, Job, Source, channel_job, edge_job, kernel_job, smooth_job
+from ._widget_base import (
+    USER_ERRORS,
+    Job,
+    Source,
+    channel_job,
+    edge_job,
+    kernel_job,
+    pixel_sizes,
+    smooth_job,
+)
 from ._widget_presets import preset_kernel, preset_tag, preset_weights
 
 if TYPE_CHECKING:  # napari resolves these names when it injects the arguments
@@ -70,12 +79,21 @@ def gaussian_physical(image: Layer | None = None, viewer: Viewer | None = None) 
     in 3-D where the layer has 3 spatial axes."""
 
     def make(source: Source) -> Job:
-        ndim = 3 if source.spatial_ndim >= 3 else 2
-        axes = source.spatial_axes()[-ndim:]
-        finest = min(abs(float(source.geometry.scale[a])) for a in axes)
+        ndim = 3 if source.spatial_ndim >= 3 and _one_kind_of_unit(source, 3) else 2
+        finest = min(pixel_sizes(source, ndim)[0])
         return smooth_job(source, "gaussian", sigma=2.0 * finest, ndim=ndim, physical=True)
 
     return _run("Gaussian blur in layer units", make, image, viewer)
+
+
+def _one_kind_of_unit(source: Source, ndim: int) -> bool:
+    """Whether the last ``ndim`` spatial axes are in units of one kind (not z in micrometres
+    and a time axis in seconds)."""
+    try:
+        pixel_sizes(source, ndim)
+    except ValueError:
+        return False
+    return True
 
 
 def luminance(image: Layer | None = None, viewer: Viewer | None = None) -> Any:

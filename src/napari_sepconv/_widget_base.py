@@ -804,14 +804,42 @@ DERIVATIVES = {
 }
 
 
-def physical_sigma(source: Source, sigma: float, ndim: int) -> tuple[float, ...]:
-    """Per filtered axis (the last ``ndim`` spatial axes), ``sigma`` in the
-    layer's units as a number of pixels along that axis."""
+def pixel_sizes(source: Source, ndim: int) -> tuple[list[float], str]:
+    """The pixel size along each of the last ``ndim`` spatial axes, in one unit: the last
+    axis's (a size in millimetres along z and micrometres in y and x is converted, say).
+
+    Raises ValueError where the units are not of one kind (a time axis in seconds) or a
+    size is zero.
+    """
     axes = source.spatial_axes()[-ndim:]
-    scale = [abs(float(source.geometry.scale[a])) for a in axes]
-    if not all(s > 0 for s in scale):
+    geometry = source.geometry
+    units = [str(geometry.units[a]) for a in axes]
+    sizes = [abs(float(geometry.scale[a])) for a in axes]
+    if len(set(units)) > 1:
+        import pint
+
+        registry = pint.get_application_registry()
+        try:
+            target = registry.Unit(units[-1])
+            sizes = [
+                float((size * registry.Unit(unit)).to(target).magnitude) for size, unit in zip(sizes, units)
+            ]
+        except (pint.errors.DimensionalityError, pint.errors.UndefinedUnitError, ValueError):
+            labels = geometry.labels or [str(a) for a in range(len(geometry.scale))]
+            described = ", ".join(f"{labels[a]} in {unit}" for a, unit in zip(axes, units))
+            raise ValueError(
+                f"sigma in layer units: the axes filtered are not in units of one kind ({described})"
+            ) from None
+    if not all(size > 0 for size in sizes):
         raise ValueError(f"layer '{source.name}' has a zero scale: sigma in its units is undefined")
-    return tuple(sigma / s for s in scale)
+    return sizes, units[-1]
+
+
+def physical_sigma(source: Source, sigma: float, ndim: int) -> tuple[float, ...]:
+    """Per filtered axis (the last ``ndim`` spatial axes), ``sigma`` in the layer's units
+    (the last axis's, :func:`pixel_sizes`) as a number of pixels along that axis."""
+    sizes, _ = pixel_sizes(source, ndim)
+    return tuple(sigma / size for size in sizes)
 
 
 def smooth_job(
@@ -861,9 +889,8 @@ def smooth_job(
 
     unit = ""
     if physical:
-        axes = source.spatial_axes()[-ndim:]
-        units = {str(source.geometry.units[a]) for a in axes}
-        unit = "" if units == {"pixel"} else " " + "/".join(sorted(units))
+        _, common = pixel_sizes(source, ndim)
+        unit = "" if common == "pixel" else f" {common}"
     range_kw = {"preserve_range": True} if output_type == "range" else {}
     if operation == "gaussian":
         func = partial(
