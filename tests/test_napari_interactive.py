@@ -981,6 +981,7 @@ def test_sigma_in_layer_units_converts_units_and_refuses_other_kinds():
     job = smooth_job(Source.from_layer(mixed), sigma=1.0, ndim=3, physical=True)
     np.testing.assert_allclose(job.func.keywords["sigma"], (0.5, 2.0, 2.0))
     assert job.name == "vol [gaussian σ=1 micrometer 3-D]"
+    assert job.preview_halo == 3  # planes a preview reads on each side: 4 sigmas, 2 planes, +1
     timed = napari.layers.Image(stack, name="t", scale=(2.0, 0.25, 0.25), units=("s", "um", "um"))
     with pytest.raises(ValueError, match="not in units of one kind.*second"):
         smooth_job(Source.from_layer(timed), sigma=1.0, ndim=3, physical=True)

@@ -949,6 +949,6 @@ def smooth_job(
     tag += " range" if output_type == "range" and operation in ("gaussian", "unsharp") else ""
     halo = 0
     if ndim == 3:  # the Gaussian's reach along z, in planes (truncate 4)
-        z_scale = abs(float(source.geometry.scale[source.spatial_axes()[-3]])) if physical else 1.0
+        z_scale = pixel_sizes(source, ndim)[0][0] if physical else 1.0  # in sigma's unit
         halo = int(4.0 * reach / z_scale + 0.5) + 1
     return Job(source, func, ndim + channel, tag, metadata=metadata or {}, preview_halo=halo)
