@@ -452,6 +452,22 @@ def test_closing_the_dock_stops_the_preview_and_removes_it(viewer, qtbot):
     viewer.dims.set_current_step(0, 4)
     qtbot.wait(500)
     assert [layer.name for layer in viewer.layers] == ["a"] and not widget.previewing
+    viewer.window.add_dock_widget(widget)  # the same widget in a new dock works again
+    qtbot.waitUntil(lambda: not widget._closed and len(viewer.layers) == 2, timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: not widget.previewing, timeout=TIMEOUT)
+    np.testing.assert_allclose(viewer.layers[1].data[0], sc.sobel(viewer.layers[0].data[4]), rtol=1e-6)
+
+
+def test_a_hidden_list_of_layers_is_not_taken_for_the_input(viewer, qtbot):
+    """The Channel filter refused to preview an axis of one layer because its list of
+    layers, not in use, held another widget's preview."""
+    rgb = np.random.default_rng(24).random((12, 14, 3)).astype(np.float32)
+    viewer.add_image(rgb, name="photo", rgb=True)
+    preview = viewer.add_image(rgb[..., 0], name="x (preview)", metadata={"sepconv_preview": "Smooth"})
+    widget = dock(viewer, qtbot, "Channel filter")
+    params = {**widget._params(), "image": viewer.layers["photo"], "channels": "axis", "layers": [preview]}
+    assert not widget._input_is_a_preview(params)
+    assert widget._input_is_a_preview({**params, "channels": "layers"})
 
 
 @pytest.mark.parametrize("error", [RuntimeError, IndexError])
@@ -486,6 +502,23 @@ def test_rgba_results_leave_the_filtered_alpha_out(viewer, qtbot):
     expected = sc.sobel(rgba, channel_axis=-1, dtype=np.float32)[..., :3]
     np.testing.assert_allclose(result.data, expected, rtol=1e-6)
     np.testing.assert_array_equal(snippet_result(result, viewer), result.data)
+
+
+def test_only_the_alpha_of_rgba_is_left_out():
+    """A fourth output channel was dropped as alpha also where it mixes channels (an RGB
+    layer with four pointwise outputs, or an RGBA layer's mixed by 4 x 4 weights)."""
+    from napari_sepconv._widget_base import Source, channel_job
+
+    rng = np.random.default_rng(25)
+    rgb = napari.layers.Image(rng.random((8, 9, 3)).astype(np.float32), rgb=True, name="rgb")
+    rgba = napari.layers.Image(rng.random((8, 9, 4)).astype(np.float32), rgb=True, name="rgba")
+    for layer, weights in ((rgb, rng.random((4, 3))), (rgba, rng.random((4, 4)))):
+        job = channel_job(Source.from_layer(layer), weights=weights)
+        ((data, meta, _),) = job.finish(job.run())
+        assert data.shape == (4, 8, 9) and not meta.get("rgb", False)  # four channels, in front
+    job = channel_job(Source.from_layer(rgba), kernels=rng.random((4, 3, 3)))  # per channel
+    ((data, meta, _),) = job.finish(job.run())
+    assert data.shape == (8, 9, 3) and meta["rgb"]
 
 
 def test_rgb_to_grey_takes_rgba(viewer, qtbot, errors):

@@ -364,6 +364,8 @@ class Job:
     #: the viewer's position (world coordinates) when the run started: the
     #: plane of a lazy result whose range gives its contrast limits
     view_point: tuple | None = None
+    #: output channel c is input channel c filtered (not a mix of channels)
+    per_channel: bool = True
 
     @property
     def steps(self) -> int:
@@ -541,7 +543,8 @@ class Job:
                 )
                 for c in range(channels)
             ]
-        if source.rgb and channels == 4:
+        colours = source.channels if source.rgb and self.per_channel else 0  # with their alpha
+        if colours == 4:
             # RGBA: the alpha channel is left out. Filtered, it means nothing (an edge
             # filter of an opaque layer gives alpha 0: an invisible result).
             return [(result[..., :3], name, ("colours", 3), {"rgb": True, **spatial, **source.layer_extra})]
@@ -768,7 +771,10 @@ def channel_job(
         metadata["channel_names"] = output_channel_names(source, kernels, weights)
     tag = operation + (f" {tag}" if tag else "")
     tag += _settings_tag(mode, cval, output_type, modes_used=kernels is not None)
-    return Job(source, func, 3, tag, native_stack=True, split=split, metadata=metadata)
+    per_channel = weights is None and kernels.ndim == 3  # depthwise, no multiplier
+    return Job(
+        source, func, 3, tag, native_stack=True, split=split, metadata=metadata, per_channel=per_channel
+    )
 
 
 def input_channel_names(source: Source) -> list[str]:

@@ -154,7 +154,7 @@ class _FilterWidget(FunctionGui):
                 widget.native.textChanged.connect(self._on_change_settings)
         napari_viewer.dims.events.current_step.connect(self._on_dims_changed)
         self.native.destroyed.connect(self._on_destroyed)
-        self._dock_watcher = _DockWatcher(self.native, self._on_destroyed)
+        self._dock_watcher = _DockWatcher(self.native, self._on_destroyed, self._on_reopened)
         self._on_change_settings()
 
     def _build_extras(self) -> None:
@@ -373,6 +373,13 @@ class _FilterWidget(FunctionGui):
                 ref().events.data.disconnect(self._on_input_data)
         self._watched = []
 
+    def _on_reopened(self) -> None:
+        """Put in another dock after its dock was closed: as when it was made."""
+        self._closed = False
+        self._preview_done = None
+        self._viewer.dims.events.current_step.connect(self._on_dims_changed)
+        self._on_change_settings()
+
     # -- preview --------------------------------------------------------------
 
     def _on_preview_toggled(self, on: bool) -> None:
@@ -423,7 +430,9 @@ class _FilterWidget(FunctionGui):
         image list falls back to its preview, say), in which case the preview stops. A
         preview of a preview would change its input, which would redo the preview, without
         end; this widget's previews, whose input is gone, are removed."""
-        inputs = [params.get("image"), *(params.get("layers") or [])]
+        inputs = [params.get("image")]
+        if params.get("channels") == "layers":  # the Channel filter's list of layers, in use
+            inputs += params.get("layers") or []
         if not any("sepconv_preview" in getattr(layer, "metadata", {}) for layer in inputs):
             return False
         self._stop_preview()
@@ -805,16 +814,18 @@ def _narrow_combo(combo: ComboBox) -> None:
 
 
 class _DockWatcher(QObject):
-    """Calls ``closed()`` once the dock that holds ``widget`` is deleted.
+    """Calls ``closed()`` once the dock that holds ``widget`` is deleted, and
+    ``reopened()`` if the widget is put in another dock after that.
 
     napari closes a dock by taking its widget out and deleting the dock: the widget
     lives on (its Python object holds it), so its own ``destroyed`` never comes.
     """
 
-    def __init__(self, widget: Any, closed: Callable[[], None]) -> None:
+    def __init__(self, widget: Any, closed: Callable[[], None], reopened: Callable[[], None]) -> None:
         super().__init__(widget)
-        self._closed = closed
+        self._callbacks = closed, reopened
         self._dock: Any = None
+        self._docked_before = False
         widget.installEventFilter(self)
 
     def eventFilter(self, watched: Any, event: Any) -> bool:  # noqa: N802 - Qt's name
@@ -826,8 +837,15 @@ class _DockWatcher(QObject):
                 parent = parent.parent()
             if parent is not None:
                 self._dock = parent
-                parent.destroyed.connect(self._closed)
+                parent.destroyed.connect(self._dock_deleted)
+                if self._docked_before:
+                    self._callbacks[1]()
+                self._docked_before = True
         return False
+
+    def _dock_deleted(self, *args: Any) -> None:
+        self._dock = None
+        self._callbacks[0]()
 
 
 class _CancelableProgress(cancelable_progress):
