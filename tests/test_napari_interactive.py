@@ -521,15 +521,28 @@ def test_only_the_alpha_of_rgba_is_left_out():
     assert data.shape == (8, 9, 3) and meta["rgb"]
 
 
-def test_rgb_to_grey_takes_rgba(viewer, qtbot, errors):
+def test_rgb_to_grey_and_the_weights_presets_leave_the_alpha_of_rgba_out(viewer, qtbot, errors):
+    """The command asked for weights of 4 channels and failed; the Channel filter's
+    presets refused RGBA (luminance) or mixed its alpha in (mean of channels)."""
     from napari_sepconv import _commands
 
     rgba = np.random.default_rng(22).integers(0, 256, (8, 9, 4), dtype=np.uint8)
     layer = viewer.add_image(rgba, name="photo", rgb=True)
     _commands.luminance(layer, viewer)
     qtbot.waitUntil(lambda: "photo [pointwise]" in viewer.layers, timeout=TIMEOUT)
-    expected = sc.pointwise_filter(rgba[..., :3], [[0.2125, 0.7154, 0.0721]], dtype=np.float32)[..., 0]
+    luminance = [[0.2125, 0.7154, 0.0721]]
+    expected = sc.pointwise_filter(rgba[..., :3], luminance, dtype=np.float32)[..., 0]
     np.testing.assert_allclose(viewer.layers["photo [pointwise]"].data, expected, rtol=1e-6)
+    widget = dock(viewer, qtbot, "Channel filter")
+    widget.image.value = layer
+    widget.operation.value = "pointwise"
+    for preset, weights in (("luminance (RGB to grey)", luminance), ("mean of channels", [[1 / 3] * 3])):
+        widget.weights.value = preset
+        params = widget._params()
+        result = run(widget, qtbot, viewer, widget._make_job(widget._source(params), params).name)
+        expected = sc.pointwise_filter(rgba[..., :3], weights, dtype=np.float32)[..., 0]
+        np.testing.assert_allclose(result.data, expected, rtol=1e-6)
+        np.testing.assert_array_equal(snippet_result(result, viewer), result.data)
     assert errors() == []
 
 

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from ._widget_base import (
     USER_ERRORS,
     Job,
@@ -102,9 +100,7 @@ def luminance(image: Layer | None = None, viewer: Viewer | None = None) -> Any:
     def make(source: Source) -> Job:
         if not source.rgb:
             raise ValueError("the layer is not RGB")
-        weights = preset_weights("luminance (RGB to grey)", 3)
-        if source.channels == 4:  # RGBA: the alpha is left out
-            weights = np.append(weights, [[0.0]], axis=1)
+        weights = preset_weights("luminance (RGB to grey)", source.channels, alpha=source.channels == 4)
         return channel_job(source, weights=weights)
 
     return _run("RGB to grey", make, image, viewer)

@@ -194,8 +194,14 @@ def _difference(channels: int) -> np.ndarray:
     return weights
 
 
-def preset_weights(name: str, channels: int) -> np.ndarray:
+def preset_weights(name: str, channels: int, alpha: bool = False) -> np.ndarray:
+    """The preset's weights for ``channels`` input channels; ``alpha``: the last one is an
+    RGBA layer's alpha, which every preset but the identity leaves out (weight 0)."""
     try:
-        return WEIGHT_PRESETS[name](channels)
+        preset = WEIGHT_PRESETS[name]
     except KeyError:
         raise ValueError(f"unknown weights preset {name!r}") from None
+    if alpha and name != "identity (keep channels)":
+        weights = preset(channels - 1)
+        return np.append(weights, np.zeros((weights.shape[0], 1)), axis=1)
+    return preset(channels)

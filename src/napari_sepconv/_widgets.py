@@ -1621,14 +1621,15 @@ class ChannelFilterWidget(_FilterWidget):
             raise ValueError(f"depthwise kernel: {kernels.shape[0]} kernels for {channels} channels")
         return np.ascontiguousarray(kernels)
 
-    def _weights(self, params: dict, channels: int) -> np.ndarray:
-        """Pointwise weights, shape (C_out, channels)."""
+    def _weights(self, params: dict, channels: int, alpha: bool = False) -> np.ndarray:
+        """Pointwise weights, shape (C_out, channels); ``alpha``: the last channel is an
+        RGBA layer's alpha, which the presets leave out (``preset_weights``)."""
         if params["weights"] == "file":
             weights = load_array(params["weights_file"], "pointwise weights")
             if weights.ndim == 1:
                 weights = weights[np.newaxis]
         else:
-            weights = preset_weights(params["weights"], channels)
+            weights = preset_weights(params["weights"], channels, alpha)
         if weights.ndim != 2 or weights.shape[1] != channels:
             raise ValueError(
                 f"pointwise weights: expected shape (C_out, {channels}) for {channels} "
@@ -1636,21 +1637,22 @@ class ChannelFilterWidget(_FilterWidget):
             )
         return weights
 
-    def _plan(self, params: dict, channels: int) -> tuple:
-        """(depthwise kernels or None, pointwise weights or None)."""
+    def _plan(self, params: dict, channels: int, rgba: bool = False) -> tuple:
+        """(depthwise kernels or None, pointwise weights or None); ``rgba``: the channels
+        are an RGBA layer's."""
         operation = params["operation"]
         kernels = weights = None
         if operation != "pointwise":
             kernels = self._kernels(params, channels)
         if operation != "depthwise":
             depth = 1 if kernels is None else kernels.shape[1]
-            weights = self._weights(params, channels * depth)
+            weights = self._weights(params, channels * depth, alpha=rgba and depth == 1)
         return kernels, weights
 
     def _make_job(self, source: Source, params: dict) -> Job:
         if source.channel_axis is None:
             raise ValueError("the Channel filter needs a channel axis")
-        kernels, weights = self._plan(params, source.channels)
+        kernels, weights = self._plan(params, source.channels, rgba=source.rgb and source.channels == 4)
         return channel_job(
             source,
             None if kernels is None else _squeeze_depth(kernels),
@@ -1691,7 +1693,8 @@ class ChannelFilterWidget(_FilterWidget):
             if axis is None:
                 return "choose the channel axis"
             channels = layer.data.shape[axis]
-        kernels, weights = self._plan(params, channels)
+        rgba = params["channels"] != "layers" and params["image"].rgb and channels == 4
+        kernels, weights = self._plan(params, channels, rgba=rgba)
         try:
             ours, normal, outputs = _channel_costs(kernels, weights, channels)
         except (TypeError, ValueError) as error:  # the library's own check, as Run would say
