@@ -458,6 +458,19 @@ def test_closing_the_dock_stops_the_preview_and_removes_it(viewer, qtbot):
     np.testing.assert_allclose(viewer.layers[1].data[0], sc.sobel(viewer.layers[0].data[4]), rtol=1e-6)
 
 
+def test_preview_of_a_layer_with_axes_in_other_units_is_of_the_plane_shown(viewer, qtbot):
+    """napari slices a layer whose axes are in other units with their units, where its
+    world_to_data does not: the preview was of plane 8 (of 9) while plane 3 was shown."""
+    stack = np.random.default_rng(26).random((9, 20, 22)).astype(np.float32)
+    viewer.add_image(stack, name="vol", scale=(0.002, 0.5, 0.5), units=("mm", "um", "um"))
+    viewer.dims.set_current_step(0, 3)
+    widget = dock(viewer, qtbot, "Edge filter")
+    widget._preview.value = True
+    name = "vol [sobel] (preview)"
+    qtbot.waitUntil(lambda: name in viewer.layers and not widget.previewing, timeout=TIMEOUT)
+    np.testing.assert_allclose(viewer.layers[name].data[0], sc.sobel(stack[3]), rtol=1e-6)
+
+
 def test_a_hidden_list_of_layers_is_not_taken_for_the_input(viewer, qtbot):
     """The Channel filter refused to preview an axis of one layer because its list of
     layers, not in use, held another widget's preview."""

@@ -462,7 +462,13 @@ class _FilterWidget(FunctionGui):
             layer = params["layers"][0]
         if layer is None or layer not in self._viewer.layers:
             return ()
-        position = layer.world_to_data(self._viewer.dims.point)
+        position = list(layer.world_to_data(self._viewer.dims.point))
+        # The plane napari shows is the one its slice of the layer holds: for a layer with
+        # axes in other units (z in mm, y and x in um), it converts units where
+        # world_to_data (napari 0.9) does not. NaN there: an axis on screen.
+        shown = getattr(getattr(layer, "_data_slice", None), "point", None)
+        if shown is not None and len(shown) == len(position):
+            position = [p if s != s else s for p, s in zip(position, shown)]
         return tuple(int(round(float(p))) for p in position)
 
     def _run_preview(self) -> None:
