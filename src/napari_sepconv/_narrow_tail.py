@@ -7,8 +7,8 @@ than the same passes over the colour planes (``gaussian_filter(rgb, (2, 2, 0))``
 axes hold at most ``engine.narrow_inner`` samples, the filter runs instead on a copy with
 those axes moved to the front, as one axis, and the result is copied back into the
 input's layout. Every line is filtered with the same operations in the same order, so the
-values are the same. The two copies cost less than the slow passes take, but on small
-images (under :data:`MIN_SAMPLES`), which stay as they are.
+values are the same. The two copies cost less than the slow passes took, except on small
+images (under :data:`MIN_SAMPLES`), which are filtered in their own layout.
 """
 
 import math
