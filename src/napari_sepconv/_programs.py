@@ -8,6 +8,7 @@ the channel axis back. Engines implement ``_engine.Engine``.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -47,8 +48,6 @@ class TermsProgram:
     fallback: DirectProgram | None = None
     # Per (engine, input dtype): the call without the general path's steps, or None.
     _bound: dict = field(default_factory=dict, repr=False, compare=False)
-    # ``lowered`` with an axis put in front of the filtered ones (``_lowered_for``).
-    _shifted: dict = field(default_factory=dict, repr=False, compare=False)
 
     def run(self, engine, image, out=None):
         if out is None and type(image) is np.ndarray:
@@ -102,10 +101,12 @@ class TermsProgram:
         tail = narrow_tail(engine, shape, last_filtered_axis(self.lowered))
         if tail is None:
             return self.lowered, None
-        shifted = self._shifted.get(1)
-        if shifted is None:
-            shifted = self._shifted[1] = axes_shifted(self.lowered, 1)
-        return shifted, tail
+        return self._lowered_behind_one_axis, tail
+
+    @functools.cached_property
+    def _lowered_behind_one_axis(self):
+        """``lowered`` with an axis put in front of the filtered ones (``_lowered_for``)."""
+        return axes_shifted(self.lowered, 1)
 
     def _bind(self, engine, image):
         """The call for host ``image``s of this dtype without the general path's steps, or
