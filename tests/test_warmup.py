@@ -49,6 +49,21 @@ def _python_for_nobody():
     return None
 
 
+@pytest.fixture
+def shared_tmp():
+    """A temporary folder that other users can reach (pytest's own are private to their owner)."""
+    import shutil
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="sepconv-shared-"))
+    os.chmod(folder, 0o755)
+    yield folder
+    for path in [folder, *folder.rglob("*")]:
+        if not path.is_symlink():
+            os.chmod(path, 0o755 if path.is_dir() else 0o644)
+    shutil.rmtree(folder)
+
+
 @pytest.fixture(scope="module")
 def nobody_python():
     found = _python_for_nobody()
@@ -330,11 +345,10 @@ def test_a_call_imports_the_kernels_of_its_own_family_only():
     assert not any(m.endswith(("_separable_kernels", "_depthwise_kernels", "_direct_kernels")) for m in lines)
 
 
-def test_no_writable_cache_as_another_user(tmp_path, nobody_python):
+def test_no_writable_cache_as_another_user(shared_tmp, nobody_python):
     """Where no cache folder can be written, filters still run and the warm-up says why."""
-    locked = tmp_path / "locked"
+    locked = shared_tmp / "locked"
     locked.mkdir(mode=0o555)
-    os.chmod(tmp_path, 0o755)
     python, env = nobody_python
     env = {**env, "NUMBA_CACHE_DIR": str(locked), "HOME": "/nonexistent"}
     proc = _python(
@@ -357,3 +371,67 @@ def test_no_writable_cache_as_another_user(tmp_path, nobody_python):
     )
     assert proc.returncode == 1
     assert "cannot be written" in proc.stderr
+
+
+_SOBEL_STATS = """
+    import json, numpy as np, napari_sepconv as sc
+    from napari_sepconv import _edge_kernels as k
+    total = float(sc.sobel(np.eye(20, dtype=np.float32)).sum())
+    stats = k.edge_magnitude_3x3.dispatcher.stats
+    print(json.dumps([total, sum(stats.cache_hits.values()), sum(stats.cache_misses.values())]))
+"""
+
+
+@pytest.mark.parametrize("suffix", [".1.nbc", ".nbi"])
+def test_a_damaged_cache_entry_is_compiled_again_and_replaced(tmp_path, suffix):
+    """A cache file cut short (a full disk, a killed process) costs one compile and a warning,
+    not an error in every later call."""
+    env = {"NUMBA_CACHE_DIR": str(tmp_path)}
+    first = _python(_SOBEL_STATS, env=env)
+    assert first.returncode == 0, first.stderr
+    expected = json.loads(first.stdout.splitlines()[-1])[0]
+    folder = tmp_path / "napari-sepconv" / Path(warmup.cache_dir()).name
+    (damaged,) = folder.glob(f"_edge_kernels._edge_magnitude_3x3-*{suffix}")
+    damaged.write_bytes(damaged.read_bytes()[:10])
+    second = _python(_SOBEL_STATS, env=env)
+    assert second.returncode == 0, second.stderr
+    assert "could not be read" in second.stderr and "compiled again" in second.stderr
+    assert json.loads(second.stdout.splitlines()[-1])[::2] == [expected, 1]
+    third = _python(_SOBEL_STATS, env=env)
+    assert third.returncode == 0, third.stderr
+    assert "could not be read" not in third.stderr
+    assert json.loads(third.stdout.splitlines()[-1]) == [expected, 1, 0]
+
+
+def test_a_read_only_warm_cache_is_read(shared_tmp, nobody_python):
+    """A cache warmed once and shared read-only is loaded from; kernels it lacks are compiled
+    in the process and nothing is written."""
+    shared = shared_tmp / "shared"
+    python, env = nobody_python
+    env = {**env, "NUMBA_CACHE_DIR": str(shared), "HOME": "/nonexistent"}
+    proc = _python(_SOBEL_STATS, env=env, python=python)  # warmed by its owner, same interpreter
+    assert proc.returncode == 0, proc.stderr
+    expected = json.loads(proc.stdout.splitlines()[-1])[0]
+    (folder,) = (shared / "napari-sepconv").iterdir()
+    (folder / "warmup-complete").write_text("")  # as a complete warm-up leaves it
+    before = sorted(p.relative_to(shared) for p in shared.rglob("*"))
+    for path in [*shared.rglob("*"), shared]:
+        os.chmod(path, 0o555 if path.is_dir() else 0o444)
+    proc = _python(
+        textwrap.dedent(_SOBEL_STATS) + "print(float(sc.farid(np.eye(20, dtype=np.float32)).sum()))",
+        env=env,
+        user="nobody",
+        python=python,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    assert json.loads(lines[-2]) == [expected, 1, 0]
+    assert float(lines[-1]) > 0
+    proc = _python(
+        "from napari_sepconv import warmup; raise SystemExit(warmup.main([]))",
+        env=env,
+        user="nobody",
+        python=python,
+    )
+    assert proc.returncode == 0 and "read-only" in proc.stderr, proc.stderr
+    assert sorted(p.relative_to(shared) for p in shared.rglob("*")) == before

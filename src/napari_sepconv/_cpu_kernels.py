@@ -52,6 +52,7 @@ This module imports Numba and is imported on first use only.
 
 import contextlib
 import os
+import pickle
 
 import llvmlite.ir
 import numba
@@ -100,6 +101,18 @@ class _VersionedLocator(_SourceFileBackedLocatorMixin, _CacheLocator):
     def get_cache_path(self):
         return self._cache_path
 
+    def ensure_cache_path(self):
+        """A folder to write into or, failing that, a warm one to read from.
+
+        A cache warmed once and then shared read-only (a lab's install, a container
+        image) is read; kernels it lacks are compiled in each process, not saved.
+        """
+        try:
+            super().ensure_cache_path()
+        except OSError:
+            if not (os.path.isdir(self._cache_path) and os.access(self._cache_path, os.R_OK | os.X_OK)):
+                raise
+
 
 class _VersionedCacheImpl(CompileResultCacheImpl):
     _locator_classes = [_VersionedLocator]
@@ -126,12 +139,37 @@ class _VersionedCache(FunctionCache):
         compile refreshes the context itself.
         """
         rtsys.initialize(target_context)
-        with self._guard_against_spurious_io_errors():
-            return self._load_overload(sig, target_context)
+        try:
+            with self._guard_against_spurious_io_errors():
+                return self._load_overload(sig, target_context)
+        except Exception as error:  # noqa: BLE001 - a damaged entry is compiled again, not fatal
+            _warn_unreadable(self._cache_path, self._py_func.__name__, error)
+            return None
 
     def save_overload(self, sig, data):
-        with _locked(os.path.join(self._cache_path, ".lock")):
-            super().save_overload(sig, data)
+        """Save a compiled kernel; a folder that cannot be written keeps it in this process
+        only, and an index that cannot be read (a write cut short) is started afresh."""
+        try:
+            with _locked(os.path.join(self._cache_path, ".lock")):
+                try:
+                    super().save_overload(sig, data)
+                except (EOFError, pickle.UnpicklingError, ValueError, TypeError):
+                    with contextlib.suppress(OSError):
+                        os.remove(self._cache_file._index_path)
+                    super().save_overload(sig, data)
+        except OSError:  # read-only, full or vanished: the compiled code serves this process
+            pass
+
+
+def _warn_unreadable(folder, name, error):
+    import warnings
+
+    warnings.warn(
+        f"napari-sepconv: a cached kernel of {name} in {folder} could not be read "
+        f"({type(error).__name__}: {error}); it is compiled again and the entry replaced",
+        RuntimeWarning,
+        stacklevel=2,
+    )
 
 
 @contextlib.contextmanager
@@ -139,10 +177,12 @@ def _locked(path):
     """An exclusive lock on ``path`` between processes (none where ``fcntl`` is missing)."""
     try:
         import fcntl
-    except ImportError:  # Windows: Numba's own write-then-rename only
+
+        handle = open(path, "a")  # noqa: SIM115 - closed below
+    except (ImportError, OSError):  # Windows, or a read-only folder: Numba's write-then-rename only
         yield
         return
-    with open(path, "a") as handle:
+    with handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield

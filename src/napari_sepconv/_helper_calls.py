@@ -113,7 +113,7 @@ def resolve(key):
             try:
                 with open(path, "rb") as f:
                     module, name, argtypes = pickle.load(f)
-            except (OSError, pickle.UnpicklingError) as error:
+            except (OSError, EOFError, pickle.UnpicklingError) as error:
                 raise RuntimeError(
                     f"a cached kernel calls a helper ({key:016x}) that the cache does not "
                     f"record; delete the cache folder to compile the kernels again"

@@ -14,8 +14,9 @@ The cache lives in ``<base>/napari-sepconv/<version>-<source hash>``, where
 (``$XDG_CACHE_HOME`` or ``~/.cache`` on Linux, ``~/Library/Caches`` on macOS,
 ``%LOCALAPPDATA%`` on Windows). The folder name changes with the package
 version and with the kernel sources, so a cache written by one version is never
-read by another. Where no such folder can be written, kernels are compiled in
-each process and not cached.
+read by another. A warm folder that cannot be written (shared read-only) is
+read; where no folder can be written or read, kernels are compiled in each
+process and not cached.
 
 Programs that want the cache warm without waiting (the napari plugin, a batch
 job) call :func:`start_background`, which returns at once. Importing this
@@ -406,6 +407,12 @@ def main(argv=None):
         print(where)
         return 0
     if not _writable(where):
+        if is_warm():
+            print(
+                f"napari-sepconv's kernels in {where} are warm (read-only); nothing to compile.",
+                file=sys.stderr,
+            )
+            return 0
         print(
             f"napari-sepconv: the kernel cache folder {where} cannot be written; kernels "
             "will be compiled in every process. Set NUMBA_CACHE_DIR to a writable folder.",
