@@ -435,3 +435,37 @@ def test_a_read_only_warm_cache_is_read(shared_tmp, nobody_python):
     )
     assert proc.returncode == 0 and "read-only" in proc.stderr, proc.stderr
     assert sorted(p.relative_to(shared) for p in shared.rglob("*")) == before
+
+
+def test_ctrl_c_stops_the_warm_up_at_once_and_quietly(tmp_path):
+    """Ctrl-C (SIGINT to the process group) ends the command and its workers within seconds,
+    with a line saying what is kept and no worker's traceback."""
+    import signal
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "napari_sepconv.warmup", "-j", "2"]
+        + ["--family", "smoothing", "--family", "channel filters"],
+        env={**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)},
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    time.sleep(4)  # the workers are compiling (each family takes longer than this)
+    os.killpg(proc.pid, signal.SIGINT)
+    stderr = proc.communicate(timeout=30)[1]
+    assert proc.returncode == 130, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    deadline = time.monotonic() + 10  # no worker left behind (nor multiprocessing's tracker)
+    with pytest.raises(ProcessLookupError):
+        while time.monotonic() < deadline:
+            os.killpg(proc.pid, 0)
+            time.sleep(0.2)
+
+
+def test_sepconv_warmup_names_itself():
+    proc = subprocess.run(
+        [sys.executable, "-m", "napari_sepconv.cli", "warmup", "--help"], capture_output=True, text=True
+    )
+    assert proc.returncode == 0
+    assert proc.stdout.startswith("usage: sepconv warmup")

@@ -521,7 +521,7 @@ def _warmup(argv):
     except ImportError as error:
         sys.stderr.write(f"sepconv: error: warmup is not available here ({error})\n")
         return 2
-    return warmup.main(argv)
+    return warmup.main(argv, prog="sepconv warmup")
 
 
 # -- options --------------------------------------------------------------------------------------

@@ -226,12 +226,17 @@ def compile_family(name):
 def _init_worker():
     # Compiling is single-threaded; the tiny calls need no thread pool of their own.
     os.environ.setdefault("NUMBA_NUM_THREADS", "1")
+    # Ctrl-C reaches the whole process group: the parent stops the workers, which
+    # would otherwise each print a traceback.
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 class _Progress:
     """tqdm's bar where it is installed, else one line per finished family."""
 
-    def __init__(self, total, quiet, stream):
+    def __init__(self, total, quiet, stream, desc="compiling"):
         self._bar = None
         self._done = 0
         self._total = total
@@ -243,7 +248,7 @@ class _Progress:
             except ImportError:
                 pass
             else:
-                self._bar = tqdm(total=total, desc="compiling", unit="family", file=stream)
+                self._bar = tqdm(total=total, desc=desc, unit="family", file=stream)
 
     def update(self, name, seconds, error=None):
         self._done += 1
@@ -290,10 +295,11 @@ def warm(families=None, jobs=None, quiet=False, stream=None):
         raise ValueError(f"unknown families {unknown}; known: {list(FAMILIES)}")
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(names)))
     names.sort(key=lambda name: _LONGEST_FIRST.index(name) if name in _LONGEST_FIRST else len(_LONGEST_FIRST))
-    progress = _Progress(len(names), quiet, stream)
+    progress = _Progress(len(names), quiet, stream, "checking" if is_warm() else "compiling")
     results = {}
     context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker) as pool:
+    pool = concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker)
+    try:
         futures = {pool.submit(compile_family, name): name for name in names}
         for future in concurrent.futures.as_completed(futures):
             name = futures[future]
@@ -304,7 +310,14 @@ def warm(families=None, jobs=None, quiet=False, stream=None):
                 progress.update(name, 0.0, results[name])
             else:
                 progress.update(name, results[name])
-    progress.close()
+    except BaseException:  # Ctrl-C: stop the compiles under way, start no other
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            process.terminate()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    finally:
+        progress.close()
+    pool.shutdown()
     if families is None and all(isinstance(v, float) for v in results.values()):
         try:
             Path(cache_dir(), _MARKER).write_text(
@@ -364,13 +377,15 @@ def start_background(families=None, jobs=None, force=False):
     )
 
 
-def main(argv=None):
+def main(argv=None, prog="python -m napari_sepconv.warmup"):
     """``python -m napari_sepconv.warmup``: compile every family into the on-disk cache.
 
     Parameters
     ----------
     argv : list of str, optional
         Command-line arguments (default ``sys.argv[1:]``); see ``--help``.
+    prog : str, optional
+        The command's name in its usage and errors (``sepconv warmup`` from the CLI).
 
     Returns
     -------
@@ -380,7 +395,7 @@ def main(argv=None):
     import argparse  # here: every first call imports this module (``cache_dir``)
 
     parser = argparse.ArgumentParser(
-        prog="python -m napari_sepconv.warmup",
+        prog=prog,
         description="Compile napari-sepconv's CPU kernels into the on-disk cache, once per "
         "version, so that no later call waits for a compile.",
     )
@@ -419,20 +434,29 @@ def main(argv=None):
             file=sys.stderr,
         )
         return 1
+    was_warm = is_warm()
     if not args.quiet:
         print(
             f"Checking napari-sepconv's compiled kernels in {where} (already warm) ..."
-            if is_warm()
+            if was_warm
             else f"Compiling napari-sepconv's kernels into {where} (first time only) ...",
             file=sys.stderr,
             flush=True,
         )
     start = time.perf_counter()
-    results = warm(args.family, args.jobs, args.quiet)
+    try:
+        results = warm(args.family, args.jobs, args.quiet)
+    except KeyboardInterrupt:
+        print(
+            f"\n{prog}: interrupted; the families that finished are cached, run it again for the rest",
+            file=sys.stderr,
+        )
+        return 130
     failed = [name for name, value in results.items() if not isinstance(value, float)]
     if not args.quiet:
         print(
-            f"{len(results) - len(failed)} of {len(results)} families compiled in "
+            f"{len(results) - len(failed)} of {len(results)} families "
+            f"{'ready (loaded from the cache)' if was_warm else 'compiled'} in "
             f"{time.perf_counter() - start:.0f} s; cache: {where}",
             file=sys.stderr,
         )
