@@ -559,6 +559,31 @@ def test_rgb_to_grey_and_the_weights_presets_leave_the_alpha_of_rgba_out(viewer,
     assert errors() == []
 
 
+def test_one_layer_per_channel_of_rgba_leaves_the_filtered_alpha_out(viewer, qtbot):
+    """The Channel filter's "one layer per channel" gave an RGBA layer an "alpha" layer (its
+    alpha filtered), which its one-layer result and every other RGBA result leave out."""
+    rgba = np.random.default_rng(26).integers(0, 256, (12, 14, 4), dtype=np.uint8)
+    rgba[..., 3] = 255
+    viewer.add_image(rgba, name="photo", rgb=True)
+    widget = dock(viewer, qtbot, "Channel filter")
+    widget.operation.value = "depthwise"
+    widget.kernel.value = "box (mean)"
+    widget.output.value = "split"
+    widget._preview.value = True
+    names = [f"photo [depthwise box 3 {colour}]" for colour in ("red", "green", "blue")]
+    qtbot.waitUntil(
+        lambda: not widget.previewing and names[2] + " (preview)" in viewer.layers, timeout=TIMEOUT
+    )
+    assert [layer.name for layer in viewer.layers] == ["photo", *(name + " (preview)" for name in names)]
+    run(widget, qtbot, viewer, names[2])
+    assert [layer.name for layer in viewer.layers] == ["photo", *names]
+    expected = sc.depthwise_filter(rgba, np.ones((4, 3, 3)) / 9, channel_axis=-1, dtype=np.float32)
+    for c, name in enumerate(names):
+        layer = viewer.layers[name]
+        np.testing.assert_allclose(layer.data, expected[..., c], rtol=1e-6)
+        np.testing.assert_array_equal(snippet_result(layer, viewer), layer.data)
+
+
 def test_preview_of_a_3d_filter_is_exact_on_its_plane(viewer, qtbot):
     stack = np.random.default_rng(9).random((9, 20, 22)).astype(np.float32)
     viewer.add_image(stack, name="vol")

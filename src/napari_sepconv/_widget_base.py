@@ -531,6 +531,9 @@ class Job:
         channels = result.shape[-1]
         if channels == 1:
             return [(result[..., 0], name, ("take", 0), spatial)]
+        colours = source.channels if source.rgb and self.per_channel else 0  # with their alpha
+        # RGBA: the alpha channel is left out. Filtered, it means nothing (an edge filter
+        # of an opaque layer gives alpha 0: an invisible result).
         if self.split:
             colormaps = _channel_colormaps(channels, source.rgb)
             names = self.metadata.get("channel_names") or [str(c) for c in range(channels)]
@@ -541,12 +544,9 @@ class Job:
                     ("take", c),
                     {"colormap": colormaps[c], "blending": "additive", **spatial},
                 )
-                for c in range(channels)
+                for c in range(3 if colours == 4 else channels)
             ]
-        colours = source.channels if source.rgb and self.per_channel else 0  # with their alpha
         if colours == 4:
-            # RGBA: the alpha channel is left out. Filtered, it means nothing (an edge
-            # filter of an opaque layer gives alpha 0: an invisible result).
             return [(result[..., :3], name, ("colours", 3), {"rgb": True, **spatial, **source.layer_extra})]
         if source.rgb and channels == 3:
             return [(result, name, ("all",), {"rgb": True, **spatial, **source.layer_extra})]
