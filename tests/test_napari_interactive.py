@@ -605,7 +605,7 @@ def test_preview_debounces_and_drops_stale_runs(viewer, qtbot):
     qtbot.waitUntil(lambda: not widget.previewing, timeout=TIMEOUT)
     for sigma in (1.0, 1.5, 2.5, 3.0):  # faster than the debounce: one preview
         widget.sigma.value = sigma
-    name = "img [gaussian σ=3] (preview)"
+    name = "img [gaussian kernel σ=3] (preview)"
     qtbot.waitUntil(lambda: name in viewer.layers and not widget.previewing, timeout=TIMEOUT)
     previews = [layer.name for layer in viewer.layers if layer.name.endswith("(preview)")]
     assert previews == [name]
@@ -776,13 +776,13 @@ def test_same_settings_update_other_settings_add(viewer, qtbot):
     image = np.random.default_rng(14).random((16, 18)).astype(np.float32)
     viewer.add_image(image, name="x")
     widget = dock(viewer, qtbot, "Kernel filter")
-    first = run(widget, qtbot, viewer, "x [gaussian σ=2]")
-    again = run(widget, qtbot, viewer, "x [gaussian σ=2]")
+    first = run(widget, qtbot, viewer, "x [gaussian kernel σ=2]")
+    again = run(widget, qtbot, viewer, "x [gaussian kernel σ=2]")
     assert again is first and len(viewer.layers) == 2
     widget.sigma.value = 1.0
-    run(widget, qtbot, viewer, "x [gaussian σ=1]")
+    run(widget, qtbot, viewer, "x [gaussian kernel σ=1]")
     widget.mode.value = "wrap"
-    run(widget, qtbot, viewer, "x [gaussian σ=1 wrap]")
+    run(widget, qtbot, viewer, "x [gaussian kernel σ=1 wrap]")
     assert len(viewer.layers) == 4
     widget.kernel.value = "text"  # two typed kernels of one shape: two layers
     widget.values.value = "1 2 1"
@@ -792,6 +792,35 @@ def test_same_settings_update_other_settings_add(viewer, qtbot):
     qtbot.waitUntil(lambda: not widget.busy and len(viewer.layers) == 6, timeout=TIMEOUT)
     assert a in viewer.layers
     np.testing.assert_allclose(viewer.layers[-1].data, sc.filter2d(image, [[1, 0, -1]], mode="wrap"))
+
+
+def test_the_kernel_filters_and_smooths_gaussians_are_named_apart(viewer, qtbot):
+    """The Kernel filter's Gaussian preset and the Smooth widget's Gaussian blur both named
+    their result "x [gaussian σ=2]": the second run's layer got napari's "x [gaussian σ=2] [1]",
+    and each preview, updated by its name, took the other's place."""
+    from napari_sepconv import _commands
+    from napari_sepconv._widget_presets import preset_kernel
+
+    image = np.random.default_rng(27).random((16, 18)).astype(np.float32)
+    layer = viewer.add_image(image, name="x")
+    kernel = dock(viewer, qtbot, "Kernel filter")
+    smooth = dock(viewer, qtbot, "Smooth")
+    assert kernel.preset.value == "Gaussian" and kernel.sigma.value == smooth.sigma.value == 2.0
+    kernel._preview.value = True
+    smooth._preview.value = True
+    qtbot.waitUntil(lambda: not (kernel.previewing or smooth.previewing), timeout=TIMEOUT)
+    previews = ["x [gaussian kernel σ=2] (preview)", "x [gaussian σ=2] (preview)"]
+    assert sorted(layer.name for layer in viewer.layers[1:]) == previews
+    kernel._preview.value = smooth._preview.value = False
+    for widget in (kernel, smooth):
+        assert widget.run() is not None
+        qtbot.waitUntil(lambda widget=widget: not widget.busy, timeout=TIMEOUT)
+    assert [layer.name for layer in viewer.layers] == ["x", "x [gaussian kernel σ=2]", "x [gaussian σ=2]"]
+    expected = sc.filter2d(image, preset_kernel("Gaussian", 2.0))
+    np.testing.assert_allclose(viewer.layers[1].data, expected, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(viewer.layers[2].data, sc.gaussian(image, 2.0, mode="nearest"), rtol=1e-5)
+    ((_, meta, _),) = _commands.gaussian(layer)  # the same call as the Kernel filter's
+    assert meta["name"] == "x [gaussian kernel σ=2]"
 
 
 def test_output_type(viewer, qtbot):
@@ -835,10 +864,10 @@ def test_event_loop_keeps_running_during_a_run(viewer, qtbot, record_property):
     viewer.add_image(stack, name="s")
     widget = dock(viewer, qtbot, "Kernel filter")
     with GapMeter() as first:
-        run(widget, qtbot, viewer, "s [gaussian σ=2]")  # warm cache; a new layer
+        run(widget, qtbot, viewer, "s [gaussian kernel σ=2]")  # warm cache; a new layer
         qtbot.wait(50)
     with GapMeter() as again:
-        run(widget, qtbot, viewer, "s [gaussian σ=2]")  # the layer updated
+        run(widget, qtbot, viewer, "s [gaussian kernel σ=2]")  # the layer updated
         qtbot.wait(50)
     record_property("max_event_loop_gap_s", (first.max_gap, again.max_gap))
     print(
@@ -895,16 +924,16 @@ def test_large_results_never_stall_the_gui_thread(viewer, qtbot, record_property
     plane = rng.random((2048, 2048), dtype=np.float32)
     viewer.add_image(plane, name="plane")
     kernel = dock(viewer, qtbot, "Kernel filter")
-    check("2048² new layer", kernel, kernel.run, remover("plane [gaussian σ=2]"))
+    check("2048² new layer", kernel, kernel.run, remover("plane [gaussian kernel σ=2]"))
     check("2048² update", kernel, kernel.run)
-    layer = viewer.layers["plane [gaussian σ=2]"]
+    layer = viewer.layers["plane [gaussian kernel σ=2]"]
     assert layer.visible and viewer.layers.selection.active is layer
     np.testing.assert_allclose(layer.data, sc.filter2d(plane, kernel.current_kernel()), rtol=1e-4, atol=1e-6)
     assert layer.contrast_limits == pytest.approx([float(layer.data.min()), float(layer.data.max())])
 
     kernel._preview.value = True
     kernel.sigma.value = 3.0
-    name = "plane [gaussian σ=3]"
+    name = "plane [gaussian kernel σ=3]"
     qtbot.waitUntil(lambda: f"{name} (preview)" in viewer.layers and not kernel.previewing, timeout=TIMEOUT)
 
     def preview_again():
@@ -919,7 +948,7 @@ def test_large_results_never_stall_the_gui_thread(viewer, qtbot, record_property
     assert name in viewer.layers and f"{name} (preview)" not in viewer.layers
     assert viewer.layers[name].visible
     kernel._preview.value = False
-    for layer_name in ("plane", name, "plane [gaussian σ=2]"):
+    for layer_name in ("plane", name, "plane [gaussian kernel σ=2]"):
         viewer.layers.remove(layer_name)
 
     photo = rng.integers(0, 256, (2048, 2048, 3), dtype=np.uint8)
@@ -939,9 +968,9 @@ def test_large_results_never_stall_the_gui_thread(viewer, qtbot, record_property
     stack = rng.random((16, 2048, 2048), dtype=np.float32)
     viewer.add_image(stack, name="stack")
     kernel.image.value = viewer.layers["stack"]
-    check("16×2048² new layer", kernel, kernel.run, remover("stack [gaussian σ=3]"))
+    check("16×2048² new layer", kernel, kernel.run, remover("stack [gaussian kernel σ=3]"))
     check("16×2048² update", kernel, kernel.run)
-    assert viewer.layers["stack [gaussian σ=3]"].data.shape == stack.shape
+    assert viewer.layers["stack [gaussian kernel σ=3]"].data.shape == stack.shape
 
     record_property("busiest_turn_and_gap_s", turns)
     for label, (busy, gap) in turns.items():
@@ -961,9 +990,9 @@ def test_lazy_results_get_their_contrast_limits_in_the_worker(viewer, qtbot, mon
     viewer.dims.set_current_step(0, 3)
     widget = dock(viewer, qtbot, "Kernel filter")
     on_gui_thread = range_calls_on_gui_thread(monkeypatch)
-    layer = run(widget, qtbot, viewer, "lazy [gaussian σ=2]")
+    layer = run(widget, qtbot, viewer, "lazy [gaussian kernel σ=2]")
     assert type(layer.data).__module__.startswith("dask")
-    run(widget, qtbot, viewer, "lazy [gaussian σ=2]")  # updated
+    run(widget, qtbot, viewer, "lazy [gaussian kernel σ=2]")  # updated
     qtbot.wait(100)
     assert not any(on_gui_thread)
     shown = sc.filter2d(stack[3], widget.current_kernel())

@@ -60,6 +60,7 @@ from ._widget_presets import (
     KERNEL_PRESETS,
     MULTI_KERNEL_PRESETS,
     WEIGHT_PRESETS,
+    kernel_filter_tag,
     load_array,
     parse_kernel,
     preset_kernel,
@@ -1446,7 +1447,7 @@ class KernelFilterWidget(_FilterWidget):
             return f"kernel {kh}×{kw}"
         if params["kernel"] == "file":
             return Path(params["file"]).stem or "kernel"
-        return preset_tag(params["preset"], params["sigma"], params["size"])
+        return kernel_filter_tag(params["preset"], params["sigma"], params["size"])
 
     def _describe(self, params: dict) -> str:
         kernel = self.current_kernel(params)
