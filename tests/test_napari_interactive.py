@@ -1151,6 +1151,87 @@ def test_exported_script_keeps_layers_whose_file_names_would_be_one(viewer, qtbo
     np.testing.assert_array_equal(np.load(saved[0]), viewer.layers["a_b [sobel]"].data)
 
 
+def _export_and_run(viewer, tmp_path, monkeypatch):
+    """Export the steps, run the script without napari; returns its text and output folder."""
+    path = tmp_path / "steps.py"
+    assert _widgets.export_script(viewer, path) == path
+    out = tmp_path / "out"
+    with monkeypatch.context() as patch:  # napari is back for what the test does next
+        patch.setattr(sys, "argv", [str(path), str(out)])
+        patch.setitem(sys.modules, "napari", None)
+        runpy.run_path(str(path), run_name="__main__")
+    return path.read_text(), out
+
+
+def test_exported_script_says_which_step_read_a_preview_since_gone(viewer, qtbot, tmp_path, monkeypatch):
+    """A step run on another widget's preview could not be exported once Run had turned that
+    preview into its result: the export failed as a whole ("no longer in the viewer")."""
+    image = np.random.default_rng(28).random((20, 22)).astype(np.float32)
+    viewer.add_image(image, name="img")
+    edge = dock(viewer, qtbot, "Edge filter")
+    edge._preview.value = True
+    qtbot.waitUntil(lambda: "img [sobel] (preview)" in viewer.layers and not edge.previewing, timeout=TIMEOUT)
+    smooth = dock(viewer, qtbot, "Smooth")
+    smooth.image.value = viewer.layers["img [sobel] (preview)"]
+    run(smooth, qtbot, viewer, "img [sobel] (preview) [gaussian σ=2]")
+    edge.image.value = viewer.layers["img"]
+    run(edge, qtbot, viewer, "img [sobel]")  # takes the preview over
+    assert "img [sobel] (preview)" not in viewer.layers
+    text, out = _export_and_run(viewer, tmp_path, monkeypatch)
+    skipped = "img [sobel] (preview) [gaussian σ=2]"
+    assert [name for name, _ in _widget_script.irreproducible(viewer.layers)] == [skipped]
+    assert f"{skipped!r} cannot be reproduced" in text
+    assert not (out / _widget_script.output_filename(skipped)).exists()
+    saved = np.load(out / _widget_script.output_filename("img [sobel]"))
+    np.testing.assert_array_equal(saved, viewer.layers["img [sobel]"].data)
+
+
+def test_exported_script_reproduces_a_step_on_an_unchanged_preview(viewer, qtbot, tmp_path, monkeypatch):
+    """A step on a preview is reproduced while the preview holds what the step read."""
+    image = np.random.default_rng(29).random((20, 22)).astype(np.float32)
+    viewer.add_image(image, name="img")
+    edge = dock(viewer, qtbot, "Edge filter")
+    edge._preview.value = True
+    preview = "img [sobel] (preview)"
+    qtbot.waitUntil(lambda: preview in viewer.layers and not edge.previewing, timeout=TIMEOUT)
+    smooth = dock(viewer, qtbot, "Smooth")
+    smooth.image.value = viewer.layers[preview]
+    result = run(smooth, qtbot, viewer, f"{preview} [gaussian σ=2]")
+    seen = viewer.layers[preview].data.copy()
+    assert _widget_script.irreproducible(viewer.layers) == []
+    _, out = _export_and_run(viewer, tmp_path, monkeypatch)
+    np.testing.assert_array_equal(np.load(out / _widget_script.output_filename(result.name)), result.data)
+    viewer.layers["img"].data = image[::-1].copy()  # the preview follows: the step read another
+    qtbot.waitUntil(lambda: not edge.previewing, timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: not np.array_equal(viewer.layers[preview].data, seen), timeout=TIMEOUT)
+    ((name, reason),) = _widget_script.irreproducible(viewer.layers)
+    assert name == result.name and "changed" in reason
+
+
+def test_exported_script_says_which_step_read_a_result_since_recomputed(viewer, qtbot, tmp_path, monkeypatch):
+    """A step on a result that a rerun then recomputed (its input had changed) read, in the
+    script, the new result: the script saved another result than the step's, and said nothing."""
+    rng = np.random.default_rng(30)
+    first, second = rng.random((20, 22)).astype(np.float32), rng.random((20, 22)).astype(np.float32)
+    layer = viewer.add_image(first, name="img")
+    edge = dock(viewer, qtbot, "Edge filter")
+    run(edge, qtbot, viewer, "img [sobel]")
+    smooth = dock(viewer, qtbot, "Smooth")
+    smooth.image.value = viewer.layers["img [sobel]"]
+    stale = run(smooth, qtbot, viewer, "img [sobel] [gaussian σ=2]")
+    layer.data = second
+    run(edge, qtbot, viewer, "img [sobel]")  # the same settings: that layer, recomputed
+    text, out = _export_and_run(viewer, tmp_path, monkeypatch)
+    ((name, reason),) = _widget_script.irreproducible(viewer.layers)
+    assert name == stale.name and "'img [sobel]'" in reason
+    assert f"{stale.name!r} cannot be reproduced" in text
+    assert not (out / _widget_script.output_filename(stale.name)).exists()
+    saved = np.load(out / _widget_script.output_filename("img [sobel]"))
+    np.testing.assert_array_equal(saved, viewer.layers["img [sobel]"].data)
+    run(smooth, qtbot, viewer, "img [sobel] [gaussian σ=2]")  # rerun on the new result
+    assert _widget_script.irreproducible(viewer.layers) == []
+
+
 def test_channel_filter_preview_of_selected_layers(viewer, qtbot):
     rng = np.random.default_rng(24)
     a, b = rng.random((2, 16, 18)), rng.random((2, 16, 18))

@@ -38,7 +38,7 @@ from magicgui.widgets import (
 )
 from napari.layers import Image
 from napari.qt.threading import create_worker
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_error, show_info, show_warning
 from napari.utils.progress import cancelable_progress
 from qtpy.QtCore import QEvent, QObject, Qt, QTimer
 
@@ -68,7 +68,7 @@ from ._widget_presets import (
     preset_tag,
     preset_weights,
 )
-from ._widget_script import script
+from ._widget_script import irreproducible, script
 
 _log = logging.getLogger(__name__)
 
@@ -514,7 +514,9 @@ class _FilterWidget(FunctionGui):
         layers = []
         for data, kwargs, kind in result:
             kwargs = {**kwargs, "name": kwargs["name"] + " (preview)"}
-            kwargs["metadata"] = {"sepconv_preview": self.title}
+            # a new number for each preview shown: a step run on a preview says which it read
+            shown = kwargs["metadata"]["sepconv"]["step"]
+            kwargs["metadata"] = {"sepconv_preview": self.title, "sepconv_shown": shown}
             layers.append((data, kwargs, kind))
         self._preview_showing = True
         show_layers(
@@ -1175,12 +1177,18 @@ def export_script(viewer: Any, path: str | Path | None = None) -> Path | None:
         if not path:
             return None
     path = Path(path)
+    layers = list(viewer.layers)
     try:
-        script(list(viewer.layers), path)
+        script(layers, path)
     except (ValueError, OSError) as error:
         show_error(f"Export script: {error}")
         return None
-    show_info(f"Export script: wrote {path.name}")
+    left_out = irreproducible(layers)
+    if left_out:
+        why = "; ".join(f"{name!r}: {reason}" for name, reason in left_out)
+        show_warning(_elided(f"Export script: wrote {path.name}, without the steps it cannot redo: {why}"))
+    else:
+        show_info(f"Export script: wrote {path.name}")
     return path
 
 
