@@ -642,6 +642,41 @@ def test_split_preview_is_named_by_channel_and_run_takes_it_over(viewer, qtbot):
         np.testing.assert_allclose(layer.translate, 0.0)
 
 
+def test_settings_that_give_no_preview_remove_the_preview_of_earlier_ones(viewer, qtbot, monkeypatch):
+    """Settings that gave no preview (a kernel file not chosen yet, say) left the preview
+    of the earlier settings on screen, one layer per channel, as if it were theirs; so did
+    a preview of earlier settings still being computed or shown when they changed."""
+    photo = np.random.default_rng(32).random((3, 20, 24, 3)).astype(np.float32)
+    viewer.add_image(photo, name="photo", rgb=True)
+    widget = dock(viewer, qtbot, "Channel filter")
+    widget.operation.value = "depthwise"
+    widget.kernel.value = "box (mean)"
+    widget.output.value = "split"
+    names = [f"photo [depthwise box 3 {colour}] (preview)" for colour in ("red", "green", "blue")]
+
+    def previews():
+        return [layer.name for layer in viewer.layers if layer.name.endswith("(preview)")]
+
+    for while_shown in (False, True):  # the settings change once the preview is shown, then while
+        if while_shown:
+            monkeypatch.setattr(_widgets, "STEP_MS", 300)  # showing it takes seconds now
+        widget._preview.value = True
+        if while_shown:
+            qtbot.waitUntil(lambda: widget._preview_showing, timeout=TIMEOUT)
+        else:
+            qtbot.waitUntil(lambda: not widget.previewing and previews() == names, timeout=TIMEOUT)
+        widget.kernel.value = "file"  # no file chosen: no preview
+        qtbot.waitUntil(lambda: not widget.previewing, timeout=TIMEOUT)
+        qtbot.wait(200)
+        assert previews() == [] and "choose a .npy file" in widget._status.value
+        widget.kernel.value = "box (mean)"  # back: the preview again
+        qtbot.waitUntil(lambda: not widget.previewing and previews() == names, timeout=TIMEOUT)
+        expected = sc.depthwise_filter(photo[1], np.ones((3, 3, 3)) / 9, channel_axis=-1)
+        for c, name in enumerate(names):
+            np.testing.assert_allclose(viewer.layers[name].data[0], expected[..., c], rtol=1e-5, atol=1e-6)
+        widget._preview.value = False
+
+
 def test_preview_latency_on_a_2048_plane(viewer, qtbot, record_property):
     image = np.random.default_rng(11).random((2048, 2048)).astype(np.float32)
     viewer.add_image(image, name="big")

@@ -486,7 +486,7 @@ class _FilterWidget(FunctionGui):
         try:
             job = self._make_job(self._source(params), params).preview(position)
         except USER_ERRORS as error:
-            self._show_status(f"⚠ preview: {error}")
+            self._no_preview(error)
             return
         self._stop_preview()
         self._preview_done = key
@@ -503,7 +503,7 @@ class _FilterWidget(FunctionGui):
             return  # stale: the settings changed while it ran
         self._preview_cancel = None
         if isinstance(result, _Failure):
-            self._show_status(f"⚠ preview: {result.error}")
+            self._no_preview(result.error)
             return
         if result is None:
             return
@@ -525,10 +525,10 @@ class _FilterWidget(FunctionGui):
             title=self.title,
             reuse=self._preview_layers,  # renamed and updated: much cheaper than new layers
             replace_same_name=True,
-            on_shown=partial(self._preview_shown, self._started),
+            on_shown=partial(self._preview_shown, self._started, generation),
         )
 
-    def _preview_shown(self, started: int, layers: list) -> None:
+    def _preview_shown(self, started: int, generation: int, layers: list) -> None:
         self._preview_showing = False
         self._preview_layers = layers
         pending, self._preview_pending = self._preview_pending, None
@@ -536,13 +536,25 @@ class _FilterWidget(FunctionGui):
             return  # a run is going: its result replaces the preview
         if started != self._started or not self._preview_on():
             self._clear_preview_layers(keep=[])  # a run's result replaced it, or preview is off
-        elif pending is not None:
+        elif pending is not None and pending[0] == self._preview_generation:
             self._show_preview(*pending)
+        elif generation != self._preview_generation and self._preview_cancel is None:
+            # of settings changed while it was shown, and no preview of theirs is coming
+            self._clear_preview_layers(keep=[])
 
     def _preview_failed(self, generation: int, error: BaseException) -> None:
         if generation == self._preview_generation and not self._closed:
             self._preview_cancel = None
-            self._show_status(f"⚠ preview: {error}")
+            self._no_preview(error)
+
+    def _no_preview(self, error: BaseException) -> None:
+        """The settings give no preview: say why, and take the preview of earlier settings
+        (shown, or still being computed) out of the viewer, so that none is taken for theirs."""
+        self._stop_preview()
+        self._preview_done = None  # settings that preview again are previewed anew
+        if not self._preview_showing:  # else once it is shown (_preview_shown)
+            self._clear_preview_layers(keep=[])
+        self._show_status(f"⚠ preview: {error}")
 
     def _clear_preview_layers(self, keep: list) -> None:
         for layer in self._preview_layers:
