@@ -271,7 +271,7 @@ def test_edge_filter_keeps_dask_lazy(viewer, qtbot):
 
     kernel_widget = dock(viewer, qtbot, "Kernel filter")  # the library's own lazy path
     kernel_widget.image.value = viewer.layers["lazy"]
-    result = run(kernel_widget, qtbot, viewer, "lazy [gaussian σ=2]")
+    result = run(kernel_widget, qtbot, viewer, "lazy [gaussian kernel σ=2]")
     assert isinstance(result.data, da.Array)
     expected = sc.filter2d(stack, preset_kernel("Gaussian", 2.0))
     np.testing.assert_allclose(result.data.compute(), expected, rtol=1e-5, atol=1e-7)

@@ -559,6 +559,31 @@ def test_rgb_to_grey_and_the_weights_presets_leave_the_alpha_of_rgba_out(viewer,
     assert errors() == []
 
 
+def test_one_layer_per_channel_of_rgba_leaves_the_filtered_alpha_out(viewer, qtbot):
+    """The Channel filter's "one layer per channel" gave an RGBA layer an "alpha" layer (its
+    alpha filtered), which its one-layer result and every other RGBA result leave out."""
+    rgba = np.random.default_rng(26).integers(0, 256, (12, 14, 4), dtype=np.uint8)
+    rgba[..., 3] = 255
+    viewer.add_image(rgba, name="photo", rgb=True)
+    widget = dock(viewer, qtbot, "Channel filter")
+    widget.operation.value = "depthwise"
+    widget.kernel.value = "box (mean)"
+    widget.output.value = "split"
+    widget._preview.value = True
+    names = [f"photo [depthwise box 3 {colour}]" for colour in ("red", "green", "blue")]
+    qtbot.waitUntil(
+        lambda: not widget.previewing and names[2] + " (preview)" in viewer.layers, timeout=TIMEOUT
+    )
+    assert [layer.name for layer in viewer.layers] == ["photo", *(name + " (preview)" for name in names)]
+    run(widget, qtbot, viewer, names[2])
+    assert [layer.name for layer in viewer.layers] == ["photo", *names]
+    expected = sc.depthwise_filter(rgba, np.ones((4, 3, 3)) / 9, channel_axis=-1, dtype=np.float32)
+    for c, name in enumerate(names):
+        layer = viewer.layers[name]
+        np.testing.assert_allclose(layer.data, expected[..., c], rtol=1e-6)
+        np.testing.assert_array_equal(snippet_result(layer, viewer), layer.data)
+
+
 def test_preview_of_a_3d_filter_is_exact_on_its_plane(viewer, qtbot):
     stack = np.random.default_rng(9).random((9, 20, 22)).astype(np.float32)
     viewer.add_image(stack, name="vol")
@@ -580,7 +605,7 @@ def test_preview_debounces_and_drops_stale_runs(viewer, qtbot):
     qtbot.waitUntil(lambda: not widget.previewing, timeout=TIMEOUT)
     for sigma in (1.0, 1.5, 2.5, 3.0):  # faster than the debounce: one preview
         widget.sigma.value = sigma
-    name = "img [gaussian σ=3] (preview)"
+    name = "img [gaussian kernel σ=3] (preview)"
     qtbot.waitUntil(lambda: name in viewer.layers and not widget.previewing, timeout=TIMEOUT)
     previews = [layer.name for layer in viewer.layers if layer.name.endswith("(preview)")]
     assert previews == [name]
@@ -615,6 +640,41 @@ def test_split_preview_is_named_by_channel_and_run_takes_it_over(viewer, qtbot):
         assert layer.visible and layer.data.shape == photo.shape[:3]
         np.testing.assert_allclose(layer.data, expected[..., c], rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(layer.translate, 0.0)
+
+
+def test_settings_that_give_no_preview_remove_the_preview_of_earlier_ones(viewer, qtbot, monkeypatch):
+    """Settings that gave no preview (a kernel file not chosen yet, say) left the preview
+    of the earlier settings on screen, one layer per channel, as if it were theirs; so did
+    a preview of earlier settings still being computed or shown when they changed."""
+    photo = np.random.default_rng(32).random((3, 20, 24, 3)).astype(np.float32)
+    viewer.add_image(photo, name="photo", rgb=True)
+    widget = dock(viewer, qtbot, "Channel filter")
+    widget.operation.value = "depthwise"
+    widget.kernel.value = "box (mean)"
+    widget.output.value = "split"
+    names = [f"photo [depthwise box 3 {colour}] (preview)" for colour in ("red", "green", "blue")]
+
+    def previews():
+        return [layer.name for layer in viewer.layers if layer.name.endswith("(preview)")]
+
+    for while_shown in (False, True):  # the settings change once the preview is shown, then while
+        if while_shown:
+            monkeypatch.setattr(_widgets, "STEP_MS", 300)  # showing it takes seconds now
+        widget._preview.value = True
+        if while_shown:
+            qtbot.waitUntil(lambda: widget._preview_showing, timeout=TIMEOUT)
+        else:
+            qtbot.waitUntil(lambda: not widget.previewing and previews() == names, timeout=TIMEOUT)
+        widget.kernel.value = "file"  # no file chosen: no preview
+        qtbot.waitUntil(lambda: not widget.previewing, timeout=TIMEOUT)
+        qtbot.wait(200)
+        assert previews() == [] and "choose a .npy file" in widget._status.value
+        widget.kernel.value = "box (mean)"  # back: the preview again
+        qtbot.waitUntil(lambda: not widget.previewing and previews() == names, timeout=TIMEOUT)
+        expected = sc.depthwise_filter(photo[1], np.ones((3, 3, 3)) / 9, channel_axis=-1)
+        for c, name in enumerate(names):
+            np.testing.assert_allclose(viewer.layers[name].data[0], expected[..., c], rtol=1e-5, atol=1e-6)
+        widget._preview.value = False
 
 
 def test_preview_latency_on_a_2048_plane(viewer, qtbot, record_property):
@@ -751,13 +811,13 @@ def test_same_settings_update_other_settings_add(viewer, qtbot):
     image = np.random.default_rng(14).random((16, 18)).astype(np.float32)
     viewer.add_image(image, name="x")
     widget = dock(viewer, qtbot, "Kernel filter")
-    first = run(widget, qtbot, viewer, "x [gaussian σ=2]")
-    again = run(widget, qtbot, viewer, "x [gaussian σ=2]")
+    first = run(widget, qtbot, viewer, "x [gaussian kernel σ=2]")
+    again = run(widget, qtbot, viewer, "x [gaussian kernel σ=2]")
     assert again is first and len(viewer.layers) == 2
     widget.sigma.value = 1.0
-    run(widget, qtbot, viewer, "x [gaussian σ=1]")
+    run(widget, qtbot, viewer, "x [gaussian kernel σ=1]")
     widget.mode.value = "wrap"
-    run(widget, qtbot, viewer, "x [gaussian σ=1 wrap]")
+    run(widget, qtbot, viewer, "x [gaussian kernel σ=1 wrap]")
     assert len(viewer.layers) == 4
     widget.kernel.value = "text"  # two typed kernels of one shape: two layers
     widget.values.value = "1 2 1"
@@ -767,6 +827,35 @@ def test_same_settings_update_other_settings_add(viewer, qtbot):
     qtbot.waitUntil(lambda: not widget.busy and len(viewer.layers) == 6, timeout=TIMEOUT)
     assert a in viewer.layers
     np.testing.assert_allclose(viewer.layers[-1].data, sc.filter2d(image, [[1, 0, -1]], mode="wrap"))
+
+
+def test_the_kernel_filters_and_smooths_gaussians_are_named_apart(viewer, qtbot):
+    """The Kernel filter's Gaussian preset and the Smooth widget's Gaussian blur both named
+    their result "x [gaussian σ=2]": the second run's layer got napari's "x [gaussian σ=2] [1]",
+    and each preview, updated by its name, took the other's place."""
+    from napari_sepconv import _commands
+    from napari_sepconv._widget_presets import preset_kernel
+
+    image = np.random.default_rng(27).random((16, 18)).astype(np.float32)
+    layer = viewer.add_image(image, name="x")
+    kernel = dock(viewer, qtbot, "Kernel filter")
+    smooth = dock(viewer, qtbot, "Smooth")
+    assert kernel.preset.value == "Gaussian" and kernel.sigma.value == smooth.sigma.value == 2.0
+    kernel._preview.value = True
+    smooth._preview.value = True
+    qtbot.waitUntil(lambda: not (kernel.previewing or smooth.previewing), timeout=TIMEOUT)
+    previews = ["x [gaussian kernel σ=2] (preview)", "x [gaussian σ=2] (preview)"]
+    assert sorted(layer.name for layer in viewer.layers[1:]) == previews
+    kernel._preview.value = smooth._preview.value = False
+    for widget in (kernel, smooth):
+        assert widget.run() is not None
+        qtbot.waitUntil(lambda widget=widget: not widget.busy, timeout=TIMEOUT)
+    assert [layer.name for layer in viewer.layers] == ["x", "x [gaussian kernel σ=2]", "x [gaussian σ=2]"]
+    expected = sc.filter2d(image, preset_kernel("Gaussian", 2.0))
+    np.testing.assert_allclose(viewer.layers[1].data, expected, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(viewer.layers[2].data, sc.gaussian(image, 2.0, mode="nearest"), rtol=1e-5)
+    ((_, meta, _),) = _commands.gaussian(layer)  # the same call as the Kernel filter's
+    assert meta["name"] == "x [gaussian kernel σ=2]"
 
 
 def test_output_type(viewer, qtbot):
@@ -810,10 +899,10 @@ def test_event_loop_keeps_running_during_a_run(viewer, qtbot, record_property):
     viewer.add_image(stack, name="s")
     widget = dock(viewer, qtbot, "Kernel filter")
     with GapMeter() as first:
-        run(widget, qtbot, viewer, "s [gaussian σ=2]")  # warm cache; a new layer
+        run(widget, qtbot, viewer, "s [gaussian kernel σ=2]")  # warm cache; a new layer
         qtbot.wait(50)
     with GapMeter() as again:
-        run(widget, qtbot, viewer, "s [gaussian σ=2]")  # the layer updated
+        run(widget, qtbot, viewer, "s [gaussian kernel σ=2]")  # the layer updated
         qtbot.wait(50)
     record_property("max_event_loop_gap_s", (first.max_gap, again.max_gap))
     print(
@@ -870,16 +959,16 @@ def test_large_results_never_stall_the_gui_thread(viewer, qtbot, record_property
     plane = rng.random((2048, 2048), dtype=np.float32)
     viewer.add_image(plane, name="plane")
     kernel = dock(viewer, qtbot, "Kernel filter")
-    check("2048² new layer", kernel, kernel.run, remover("plane [gaussian σ=2]"))
+    check("2048² new layer", kernel, kernel.run, remover("plane [gaussian kernel σ=2]"))
     check("2048² update", kernel, kernel.run)
-    layer = viewer.layers["plane [gaussian σ=2]"]
+    layer = viewer.layers["plane [gaussian kernel σ=2]"]
     assert layer.visible and viewer.layers.selection.active is layer
     np.testing.assert_allclose(layer.data, sc.filter2d(plane, kernel.current_kernel()), rtol=1e-4, atol=1e-6)
     assert layer.contrast_limits == pytest.approx([float(layer.data.min()), float(layer.data.max())])
 
     kernel._preview.value = True
     kernel.sigma.value = 3.0
-    name = "plane [gaussian σ=3]"
+    name = "plane [gaussian kernel σ=3]"
     qtbot.waitUntil(lambda: f"{name} (preview)" in viewer.layers and not kernel.previewing, timeout=TIMEOUT)
 
     def preview_again():
@@ -894,7 +983,7 @@ def test_large_results_never_stall_the_gui_thread(viewer, qtbot, record_property
     assert name in viewer.layers and f"{name} (preview)" not in viewer.layers
     assert viewer.layers[name].visible
     kernel._preview.value = False
-    for layer_name in ("plane", name, "plane [gaussian σ=2]"):
+    for layer_name in ("plane", name, "plane [gaussian kernel σ=2]"):
         viewer.layers.remove(layer_name)
 
     photo = rng.integers(0, 256, (2048, 2048, 3), dtype=np.uint8)
@@ -914,9 +1003,9 @@ def test_large_results_never_stall_the_gui_thread(viewer, qtbot, record_property
     stack = rng.random((16, 2048, 2048), dtype=np.float32)
     viewer.add_image(stack, name="stack")
     kernel.image.value = viewer.layers["stack"]
-    check("16×2048² new layer", kernel, kernel.run, remover("stack [gaussian σ=3]"))
+    check("16×2048² new layer", kernel, kernel.run, remover("stack [gaussian kernel σ=3]"))
     check("16×2048² update", kernel, kernel.run)
-    assert viewer.layers["stack [gaussian σ=3]"].data.shape == stack.shape
+    assert viewer.layers["stack [gaussian kernel σ=3]"].data.shape == stack.shape
 
     record_property("busiest_turn_and_gap_s", turns)
     for label, (busy, gap) in turns.items():
@@ -936,9 +1025,9 @@ def test_lazy_results_get_their_contrast_limits_in_the_worker(viewer, qtbot, mon
     viewer.dims.set_current_step(0, 3)
     widget = dock(viewer, qtbot, "Kernel filter")
     on_gui_thread = range_calls_on_gui_thread(monkeypatch)
-    layer = run(widget, qtbot, viewer, "lazy [gaussian σ=2]")
+    layer = run(widget, qtbot, viewer, "lazy [gaussian kernel σ=2]")
     assert type(layer.data).__module__.startswith("dask")
-    run(widget, qtbot, viewer, "lazy [gaussian σ=2]")  # updated
+    run(widget, qtbot, viewer, "lazy [gaussian kernel σ=2]")  # updated
     qtbot.wait(100)
     assert not any(on_gui_thread)
     shown = sc.filter2d(stack[3], widget.current_kernel())
@@ -1095,6 +1184,87 @@ def test_exported_script_keeps_layers_whose_file_names_would_be_one(viewer, qtbo
     assert [p.name for p in saved] == ["a_b_[sobel]-2.npy", "a_b_[sobel].npy"]
     np.testing.assert_array_equal(np.load(saved[1]), viewer.layers["a b [sobel]"].data)
     np.testing.assert_array_equal(np.load(saved[0]), viewer.layers["a_b [sobel]"].data)
+
+
+def _export_and_run(viewer, tmp_path, monkeypatch):
+    """Export the steps, run the script without napari; returns its text and output folder."""
+    path = tmp_path / "steps.py"
+    assert _widgets.export_script(viewer, path) == path
+    out = tmp_path / "out"
+    with monkeypatch.context() as patch:  # napari is back for what the test does next
+        patch.setattr(sys, "argv", [str(path), str(out)])
+        patch.setitem(sys.modules, "napari", None)
+        runpy.run_path(str(path), run_name="__main__")
+    return path.read_text(), out
+
+
+def test_exported_script_says_which_step_read_a_preview_since_gone(viewer, qtbot, tmp_path, monkeypatch):
+    """A step run on another widget's preview could not be exported once Run had turned that
+    preview into its result: the export failed as a whole ("no longer in the viewer")."""
+    image = np.random.default_rng(28).random((20, 22)).astype(np.float32)
+    viewer.add_image(image, name="img")
+    edge = dock(viewer, qtbot, "Edge filter")
+    edge._preview.value = True
+    qtbot.waitUntil(lambda: "img [sobel] (preview)" in viewer.layers and not edge.previewing, timeout=TIMEOUT)
+    smooth = dock(viewer, qtbot, "Smooth")
+    smooth.image.value = viewer.layers["img [sobel] (preview)"]
+    run(smooth, qtbot, viewer, "img [sobel] (preview) [gaussian σ=2]")
+    edge.image.value = viewer.layers["img"]
+    run(edge, qtbot, viewer, "img [sobel]")  # takes the preview over
+    assert "img [sobel] (preview)" not in viewer.layers
+    text, out = _export_and_run(viewer, tmp_path, monkeypatch)
+    skipped = "img [sobel] (preview) [gaussian σ=2]"
+    assert [name for name, _ in _widget_script.irreproducible(viewer.layers)] == [skipped]
+    assert f"{skipped!r} cannot be reproduced" in text
+    assert not (out / _widget_script.output_filename(skipped)).exists()
+    saved = np.load(out / _widget_script.output_filename("img [sobel]"))
+    np.testing.assert_array_equal(saved, viewer.layers["img [sobel]"].data)
+
+
+def test_exported_script_reproduces_a_step_on_an_unchanged_preview(viewer, qtbot, tmp_path, monkeypatch):
+    """A step on a preview is reproduced while the preview holds what the step read."""
+    image = np.random.default_rng(29).random((20, 22)).astype(np.float32)
+    viewer.add_image(image, name="img")
+    edge = dock(viewer, qtbot, "Edge filter")
+    edge._preview.value = True
+    preview = "img [sobel] (preview)"
+    qtbot.waitUntil(lambda: preview in viewer.layers and not edge.previewing, timeout=TIMEOUT)
+    smooth = dock(viewer, qtbot, "Smooth")
+    smooth.image.value = viewer.layers[preview]
+    result = run(smooth, qtbot, viewer, f"{preview} [gaussian σ=2]")
+    seen = viewer.layers[preview].data.copy()
+    assert _widget_script.irreproducible(viewer.layers) == []
+    _, out = _export_and_run(viewer, tmp_path, monkeypatch)
+    np.testing.assert_array_equal(np.load(out / _widget_script.output_filename(result.name)), result.data)
+    viewer.layers["img"].data = image[::-1].copy()  # the preview follows: the step read another
+    qtbot.waitUntil(lambda: not edge.previewing, timeout=TIMEOUT)
+    qtbot.waitUntil(lambda: not np.array_equal(viewer.layers[preview].data, seen), timeout=TIMEOUT)
+    ((name, reason),) = _widget_script.irreproducible(viewer.layers)
+    assert name == result.name and "changed" in reason
+
+
+def test_exported_script_says_which_step_read_a_result_since_recomputed(viewer, qtbot, tmp_path, monkeypatch):
+    """A step on a result that a rerun then recomputed (its input had changed) read, in the
+    script, the new result: the script saved another result than the step's, and said nothing."""
+    rng = np.random.default_rng(30)
+    first, second = rng.random((20, 22)).astype(np.float32), rng.random((20, 22)).astype(np.float32)
+    layer = viewer.add_image(first, name="img")
+    edge = dock(viewer, qtbot, "Edge filter")
+    run(edge, qtbot, viewer, "img [sobel]")
+    smooth = dock(viewer, qtbot, "Smooth")
+    smooth.image.value = viewer.layers["img [sobel]"]
+    stale = run(smooth, qtbot, viewer, "img [sobel] [gaussian σ=2]")
+    layer.data = second
+    run(edge, qtbot, viewer, "img [sobel]")  # the same settings: that layer, recomputed
+    text, out = _export_and_run(viewer, tmp_path, monkeypatch)
+    ((name, reason),) = _widget_script.irreproducible(viewer.layers)
+    assert name == stale.name and "'img [sobel]'" in reason
+    assert f"{stale.name!r} cannot be reproduced" in text
+    assert not (out / _widget_script.output_filename(stale.name)).exists()
+    saved = np.load(out / _widget_script.output_filename("img [sobel]"))
+    np.testing.assert_array_equal(saved, viewer.layers["img [sobel]"].data)
+    run(smooth, qtbot, viewer, "img [sobel] [gaussian σ=2]")  # rerun on the new result
+    assert _widget_script.irreproducible(viewer.layers) == []
 
 
 def test_channel_filter_preview_of_selected_layers(viewer, qtbot):

@@ -20,7 +20,7 @@ from ._widget_base import (
     pixel_sizes,
     smooth_job,
 )
-from ._widget_presets import preset_kernel, preset_tag, preset_weights
+from ._widget_presets import kernel_filter_tag, preset_kernel, preset_weights
 
 if TYPE_CHECKING:  # napari resolves these names when it injects the arguments
     from napari.layers import Layer
@@ -67,7 +67,7 @@ farid = _edge_command("farid")
 def gaussian(image: Layer | None = None, viewer: Viewer | None = None) -> Any:
     """Gaussian blur (sigma 2 pixels) of each 2-D plane, run as two 1-D passes."""
     kernel = preset_kernel("Gaussian", sigma=2.0)
-    tag = preset_tag("Gaussian", sigma=2.0)
+    tag = kernel_filter_tag("Gaussian", sigma=2.0)  # as the Kernel filter names it
     return _run("Gaussian blur", lambda s: kernel_job(s, kernel, tag), image, viewer)
 
 

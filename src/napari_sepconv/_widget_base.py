@@ -19,6 +19,7 @@ import numpy as np
 import napari_sepconv as sc
 from napari_sepconv import smoothing
 from napari_sepconv._plan import plan_of
+from napari_sepconv._widget_script import data_version
 
 # napari runs filters in worker threads, and the widgets warm the Numba cache in
 # another one. Numba's fallback threading layer ('workqueue') aborts the process
@@ -207,6 +208,8 @@ class Source:
     layer_extra: dict = field(default_factory=dict)
     #: the layers read: one, or several stacked as channels (the last axis)
     inputs: tuple = ()
+    #: what each input held when it was read (``_widget_script.data_version``)
+    versions: tuple = ()
 
     @classmethod
     def from_layer(cls, layer: Any, channel_axis: int | None = None) -> Source:
@@ -230,7 +233,17 @@ class Source:
         if not rgb:
             extra.update(colormap=layer.colormap.name, blending=layer.blending)
         home = 0 if rgb or channel_axis is None else channel_axis
-        return cls(data, layer.name, Geometry.of_layer(layer), channel_axis, rgb, home, extra, (layer.name,))
+        return cls(
+            data,
+            layer.name,
+            Geometry.of_layer(layer),
+            channel_axis,
+            rgb,
+            home,
+            extra,
+            (layer.name,),
+            (data_version(layer),),
+        )
 
     @classmethod
     def from_layers(cls, layers: Sequence[Any]) -> Source:
@@ -254,7 +267,10 @@ class Source:
         name = "+".join(layer.name for layer in layers)
         geometry = Geometry.of_layer(layers[0]).with_channel_inserted(data.ndim - 1)
         inputs = tuple(layer.name for layer in layers)
-        return cls(data, name, geometry, data.ndim - 1, rgb=False, channel_home=0, inputs=inputs)
+        versions = tuple(data_version(layer) for layer in layers)
+        return cls(
+            data, name, geometry, data.ndim - 1, rgb=False, channel_home=0, inputs=inputs, versions=versions
+        )
 
     @property
     def spatial_ndim(self) -> int:
@@ -531,6 +547,9 @@ class Job:
         channels = result.shape[-1]
         if channels == 1:
             return [(result[..., 0], name, ("take", 0), spatial)]
+        colours = source.channels if source.rgb and self.per_channel else 0  # with their alpha
+        # RGBA: the alpha channel is left out. Filtered, it means nothing (an edge filter
+        # of an opaque layer gives alpha 0: an invisible result).
         if self.split:
             colormaps = _channel_colormaps(channels, source.rgb)
             names = self.metadata.get("channel_names") or [str(c) for c in range(channels)]
@@ -541,12 +560,9 @@ class Job:
                     ("take", c),
                     {"colormap": colormaps[c], "blending": "additive", **spatial},
                 )
-                for c in range(channels)
+                for c in range(3 if colours == 4 else channels)
             ]
-        colours = source.channels if source.rgb and self.per_channel else 0  # with their alpha
         if colours == 4:
-            # RGBA: the alpha channel is left out. Filtered, it means nothing (an edge
-            # filter of an opaque layer gives alpha 0: an invisible result).
             return [(result[..., :3], name, ("colours", 3), {"rgb": True, **spatial, **source.layer_extra})]
         if source.rgb and channels == 3:
             return [(result, name, ("all",), {"rgb": True, **spatial, **source.layer_extra})]

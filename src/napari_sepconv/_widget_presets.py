@@ -104,6 +104,15 @@ def preset_tag(name: str, sigma: float = 1.0, size: int = 3) -> str:
     return short
 
 
+def kernel_filter_tag(name: str, sigma: float = 1.0, size: int = 3) -> str:
+    """A Kernel filter preset, briefly, for a result's name: :func:`preset_tag`, but
+    ``gaussian kernel σ=2`` for the Gaussian, whose result the Smooth widget's Gaussian
+    blur (``gaussian σ=2``, another call) would otherwise share a name with."""
+    if name == "Gaussian":
+        return f"gaussian kernel σ={sigma:g}"
+    return preset_tag(name, sigma, size)
+
+
 def _padded_stack(kernels: list[np.ndarray]) -> np.ndarray:
     """Stack square odd kernels, zero-padding the small ones to the largest."""
     n = max(k.shape[0] for k in kernels)

@@ -90,6 +90,20 @@ def body(job: Any, layout: tuple) -> list[str]:
     return lines
 
 
+def data_version(layer: Any) -> list | None:
+    """What tells the data a layer holds now from what it held before, where this plugin
+    made it: ``["step", n]`` for a result (a rerun that updates it gives it a new step),
+    ``["preview", n]`` for a preview (each update gives it a new ``n``); None for any
+    other layer."""
+    metadata = getattr(layer, "metadata", None)
+    if not isinstance(metadata, dict):
+        return None
+    if "sepconv_preview" in metadata:
+        return ["preview", metadata.get("sepconv_shown")]
+    step = metadata.get("sepconv", {}).get("step")
+    return None if step is None else ["step", step]
+
+
 def _read_from_viewer(inputs: tuple) -> list[str]:
     if len(inputs) == 1:
         return [f"image = np.asarray(viewer.layers[{inputs[0]!r}].data)"]
@@ -113,6 +127,10 @@ def call_record(job: Any, layout: tuple) -> dict:
         "function": f"napari_sepconv.{name}",
         "arguments": {k: _plain(v) for k, v in arguments.items()},
         "inputs": list(job.source.inputs),
+        # what each input held when it was read (see data_version)
+        "input_versions": (
+            list(job.source.versions) if len(job.source.versions) == len(job.source.inputs) else None
+        ),
         "input_channel_axis": None if job.source.rgb else job.source.channel_axis,
         "block_ndim": job.core_ndim,
         "version": sc.__version__,
@@ -134,6 +152,35 @@ def steps(layers: Any) -> list[Any]:
         and "python" in layer.metadata.get("sepconv", {})
     ]
     return sorted(found, key=lambda layer: layer.metadata["sepconv"].get("step", 0))
+
+
+def _why_not_reproducible(record: dict, by_name: dict) -> str | None:
+    """Why the step ``record`` describes cannot be run again on the layers ``by_name``
+    (name -> layer), or None where it can: a layer it read is gone, or holds other data
+    than it read (a preview updated since, a result recomputed by a rerun or replaced)."""
+    versions = record.get("input_versions")  # None in records made before they were kept
+    for index, name in enumerate(record["inputs"]):
+        if name not in by_name:
+            return f"it read layer {name!r}, which is no longer in the viewer"
+        then = None if versions is None else versions[index]
+        if versions is None or then == data_version(by_name[name]):
+            continue
+        if then is not None and then[0] == "preview":
+            return f"it read the preview {name!r}, which has changed since"
+        return f"it read layer {name!r}, which has been recomputed or replaced since"
+    return None
+
+
+def irreproducible(viewer_layers: Any) -> list[tuple[str, str]]:
+    """(name, reason) of each sepconv result among ``viewer_layers`` that :func:`script`
+    cannot compute again as it is (see :func:`_why_not_reproducible`), in step order."""
+    by_name = {layer.name: layer for layer in viewer_layers}
+    found = []
+    for layer in steps(viewer_layers):
+        reason = _why_not_reproducible(layer.metadata["sepconv"], by_name)
+        if reason is not None:
+            found.append((layer.name, reason))
+    return found
 
 
 def _identifier(name: str, taken: set) -> str:
@@ -218,7 +265,10 @@ def script(viewer_layers: Any, path: str | Path) -> str:
     result as ``<output dir>/<layer name>.npy`` (the output dir is the first
     command-line argument, by default ``<script name>_results`` next to the
     script; characters a file name may not hold become ``_``, and ``-2``, ``-3``
-    ... keep two names that would then be one apart). Returns the script's text.
+    ... keep two names that would then be one apart). A step that cannot be computed
+    again (it read a layer that is gone, or whose data has changed since: see
+    :func:`irreproducible`) is left out, with a comment that says why; a step on its result
+    reads that result as the viewer holds it. Returns the script's text.
     """
     path = Path(path)
     results = steps(viewer_layers)
@@ -247,13 +297,15 @@ def script(viewer_layers: Any, path: str | Path) -> str:
     uses_sample = False
     for number, layer in enumerate(results, start=1):
         record = layer.metadata["sepconv"]
+        reason = _why_not_reproducible(record, by_name)
+        if reason is not None:
+            lines += ["", f"# step {number}: {layer.name!r} cannot be reproduced: {reason}; not saved"]
+            continue
         inputs = []
         for name in record["inputs"]:
             if name in made:
                 inputs.append(made[name])
                 continue
-            if name not in by_name:
-                raise ValueError(f"step {number} reads layer {name!r}, which is no longer in the viewer")
             variable = _identifier(name, taken)
             (expr,), note = _reader(by_name[name], data_dir, path.parent, input_files)
             uses_sample |= expr.startswith("_sample(")

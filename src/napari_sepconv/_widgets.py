@@ -38,7 +38,7 @@ from magicgui.widgets import (
 )
 from napari.layers import Image
 from napari.qt.threading import create_worker
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_error, show_info, show_warning
 from napari.utils.progress import cancelable_progress
 from qtpy.QtCore import QEvent, QObject, Qt, QTimer
 
@@ -60,6 +60,7 @@ from ._widget_presets import (
     KERNEL_PRESETS,
     MULTI_KERNEL_PRESETS,
     WEIGHT_PRESETS,
+    kernel_filter_tag,
     load_array,
     parse_kernel,
     preset_kernel,
@@ -67,7 +68,7 @@ from ._widget_presets import (
     preset_tag,
     preset_weights,
 )
-from ._widget_script import script
+from ._widget_script import irreproducible, script
 
 _log = logging.getLogger(__name__)
 
@@ -485,7 +486,7 @@ class _FilterWidget(FunctionGui):
         try:
             job = self._make_job(self._source(params), params).preview(position)
         except USER_ERRORS as error:
-            self._show_status(f"⚠ preview: {error}")
+            self._no_preview(error)
             return
         self._stop_preview()
         self._preview_done = key
@@ -502,7 +503,7 @@ class _FilterWidget(FunctionGui):
             return  # stale: the settings changed while it ran
         self._preview_cancel = None
         if isinstance(result, _Failure):
-            self._show_status(f"⚠ preview: {result.error}")
+            self._no_preview(result.error)
             return
         if result is None:
             return
@@ -513,7 +514,9 @@ class _FilterWidget(FunctionGui):
         layers = []
         for data, kwargs, kind in result:
             kwargs = {**kwargs, "name": kwargs["name"] + " (preview)"}
-            kwargs["metadata"] = {"sepconv_preview": self.title}
+            # a new number for each preview shown: a step run on a preview says which it read
+            shown = kwargs["metadata"]["sepconv"]["step"]
+            kwargs["metadata"] = {"sepconv_preview": self.title, "sepconv_shown": shown}
             layers.append((data, kwargs, kind))
         self._preview_showing = True
         show_layers(
@@ -522,10 +525,10 @@ class _FilterWidget(FunctionGui):
             title=self.title,
             reuse=self._preview_layers,  # renamed and updated: much cheaper than new layers
             replace_same_name=True,
-            on_shown=partial(self._preview_shown, self._started),
+            on_shown=partial(self._preview_shown, self._started, generation),
         )
 
-    def _preview_shown(self, started: int, layers: list) -> None:
+    def _preview_shown(self, started: int, generation: int, layers: list) -> None:
         self._preview_showing = False
         self._preview_layers = layers
         pending, self._preview_pending = self._preview_pending, None
@@ -533,13 +536,25 @@ class _FilterWidget(FunctionGui):
             return  # a run is going: its result replaces the preview
         if started != self._started or not self._preview_on():
             self._clear_preview_layers(keep=[])  # a run's result replaced it, or preview is off
-        elif pending is not None:
+        elif pending is not None and pending[0] == self._preview_generation:
             self._show_preview(*pending)
+        elif generation != self._preview_generation and self._preview_cancel is None:
+            # of settings changed while it was shown, and no preview of theirs is coming
+            self._clear_preview_layers(keep=[])
 
     def _preview_failed(self, generation: int, error: BaseException) -> None:
         if generation == self._preview_generation and not self._closed:
             self._preview_cancel = None
-            self._show_status(f"⚠ preview: {error}")
+            self._no_preview(error)
+
+    def _no_preview(self, error: BaseException) -> None:
+        """The settings give no preview: say why, and take the preview of earlier settings
+        (shown, or still being computed) out of the viewer, so that none is taken for theirs."""
+        self._stop_preview()
+        self._preview_done = None  # settings that preview again are previewed anew
+        if not self._preview_showing:  # else once it is shown (_preview_shown)
+            self._clear_preview_layers(keep=[])
+        self._show_status(f"⚠ preview: {error}")
 
     def _clear_preview_layers(self, keep: list) -> None:
         for layer in self._preview_layers:
@@ -1174,12 +1189,18 @@ def export_script(viewer: Any, path: str | Path | None = None) -> Path | None:
         if not path:
             return None
     path = Path(path)
+    layers = list(viewer.layers)
     try:
-        script(list(viewer.layers), path)
+        script(layers, path)
     except (ValueError, OSError) as error:
         show_error(f"Export script: {error}")
         return None
-    show_info(f"Export script: wrote {path.name}")
+    left_out = irreproducible(layers)
+    if left_out:
+        why = "; ".join(f"{name!r}: {reason}" for name, reason in left_out)
+        show_warning(_elided(f"Export script: wrote {path.name}, without the steps it cannot redo: {why}"))
+    else:
+        show_info(f"Export script: wrote {path.name}")
     return path
 
 
@@ -1446,7 +1467,7 @@ class KernelFilterWidget(_FilterWidget):
             return f"kernel {kh}×{kw}"
         if params["kernel"] == "file":
             return Path(params["file"]).stem or "kernel"
-        return preset_tag(params["preset"], params["sigma"], params["size"])
+        return kernel_filter_tag(params["preset"], params["sigma"], params["size"])
 
     def _describe(self, params: dict) -> str:
         kernel = self.current_kernel(params)
