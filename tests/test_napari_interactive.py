@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -582,6 +583,31 @@ def test_one_layer_per_channel_of_rgba_leaves_the_filtered_alpha_out(viewer, qtb
         layer = viewer.layers[name]
         np.testing.assert_allclose(layer.data, expected[..., c], rtol=1e-6)
         np.testing.assert_array_equal(snippet_result(layer, viewer), layer.data)
+
+
+def test_several_kernels_per_channel_of_rgba_leave_the_alphas_outputs_out():
+    """Depthwise kernels with a multiplier on an RGBA layer kept "alpha k0", "alpha k1"
+    (its alpha filtered), in one layer per channel and in the stack alike."""
+    from napari_sepconv._widget_base import Source, channel_job
+
+    rng = np.random.default_rng(27)
+    image = rng.random((8, 9, 4)).astype(np.float32)
+    rgba = napari.layers.Image(image, rgb=True, name="photo")
+    kernels = rng.random((4, 2, 3, 3))
+    expected = sc.depthwise_filter(image, kernels, channel_axis=-1)  # (8, 9, 8): 4 channels x 2
+    split = channel_job(Source.from_layer(rgba), kernels=kernels, split=True)
+    layers = split.finish(split.run())
+    names = [meta["name"] for _, meta, _ in layers]
+    assert names == [f"{split.name[:-1]} {c} k{m}]" for c in ("red", "green", "blue") for m in (0, 1)]
+    for c, (data, _, _) in enumerate(layers):
+        np.testing.assert_array_equal(data, expected[..., c])
+    stack = channel_job(Source.from_layer(rgba), kernels=kernels)
+    ((data, meta, _),) = stack.finish(stack.run())
+    assert not meta.get("rgb", False)
+    np.testing.assert_array_equal(data, np.moveaxis(expected[..., :6], -1, 0))
+    viewer = SimpleNamespace(layers={"photo": rgba})
+    for values, kwargs, _ in [*layers, (data, meta, None)]:
+        np.testing.assert_array_equal(snippet_result(SimpleNamespace(**kwargs), viewer), values)
 
 
 def test_preview_of_a_3d_filter_is_exact_on_its_plane(viewer, qtbot):

@@ -380,8 +380,10 @@ class Job:
     #: the viewer's position (world coordinates) when the run started: the
     #: plane of a lazy result whose range gives its contrast limits
     view_point: tuple | None = None
-    #: output channel c is input channel c filtered (not a mix of channels)
+    #: each input channel filtered on its own (not a mix of channels), into
+    #: ``per_channel_depth`` consecutive output channels (a depthwise multiplier)
     per_channel: bool = True
+    per_channel_depth: int = 1
 
     @property
     def steps(self) -> int:
@@ -547,9 +549,10 @@ class Job:
         channels = result.shape[-1]
         if channels == 1:
             return [(result[..., 0], name, ("take", 0), spatial)]
-        colours = source.channels if source.rgb and self.per_channel else 0  # with their alpha
-        # RGBA: the alpha channel is left out. Filtered, it means nothing (an edge filter
-        # of an opaque layer gives alpha 0: an invisible result).
+        rgba = source.rgb and source.channels == 4 and self.per_channel
+        # RGBA: the outputs of the alpha channel are left out. Filtered, it means nothing
+        # (an edge filter of an opaque layer gives alpha 0: an invisible result).
+        kept = channels - (self.per_channel_depth if rgba else 0)
         if self.split:
             colormaps = _channel_colormaps(channels, source.rgb)
             names = self.metadata.get("channel_names") or [str(c) for c in range(channels)]
@@ -560,9 +563,9 @@ class Job:
                     ("take", c),
                     {"colormap": colormaps[c], "blending": "additive", **spatial},
                 )
-                for c in range(3 if colours == 4 else channels)
+                for c in range(kept)
             ]
-        if colours == 4:
+        if rgba and kept == 3:
             return [(result[..., :3], name, ("colours", 3), {"rgb": True, **spatial, **source.layer_extra})]
         if source.rgb and channels == 3:
             return [(result, name, ("all",), {"rgb": True, **spatial, **source.layer_extra})]
@@ -570,6 +573,8 @@ class Job:
         kwargs = channels_last.moved(result.ndim - 1, home).layer_kwargs()
         if not source.rgb and home == source.channel_axis:
             kwargs.update(source.layer_extra)
+        if kept < channels:
+            return [(_moveaxis(result[..., :kept], -1, home), name, ("colours", kept, home), kwargs)]
         return [(_moveaxis(result, -1, home), name, ("move", home), kwargs)]
 
     def _metadata(self, name: str, layout: tuple) -> dict:
@@ -787,9 +792,16 @@ def channel_job(
         metadata["channel_names"] = output_channel_names(source, kernels, weights)
     tag = operation + (f" {tag}" if tag else "")
     tag += _settings_tag(mode, cval, output_type, modes_used=kernels is not None)
-    per_channel = weights is None and kernels.ndim == 3  # depthwise, no multiplier
     return Job(
-        source, func, 3, tag, native_stack=True, split=split, metadata=metadata, per_channel=per_channel
+        source,
+        func,
+        3,
+        tag,
+        native_stack=True,
+        split=split,
+        metadata=metadata,
+        per_channel=weights is None,  # depthwise
+        per_channel_depth=1 if weights is not None or np.ndim(kernels) == 3 else np.shape(kernels)[1],
     )
 
 

@@ -85,6 +85,8 @@ def body(job: Any, layout: tuple) -> list[str]:
         lines.append(f"result = result[..., {layout[1]}]")
     elif kind == "move":
         lines.append(f"result = np.moveaxis(result, -1, {layout[1]})")
+    elif kind == "colours" and len(layout) == 3:
+        lines.append(f"result = np.moveaxis(result[..., :{layout[1]}], -1, {layout[2]})  # alpha left out")
     elif kind == "colours":
         lines.append(f"result = result[..., :{layout[1]}]  # the colours, alpha left out")
     return lines
