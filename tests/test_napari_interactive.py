@@ -1293,6 +1293,26 @@ def test_exported_script_says_which_step_read_a_result_since_recomputed(viewer, 
     assert _widget_script.irreproducible(viewer.layers) == []
 
 
+def test_exported_script_keeps_a_step_on_a_result_run_again_unchanged(viewer, qtbot, tmp_path, monkeypatch):
+    """Running a step again with the same settings on the same data recomputes the same
+    result: a later step on it is still reproduced (an input given new data is not)."""
+    rng = np.random.default_rng(31)
+    layer = viewer.add_image(rng.random((20, 22)).astype(np.float32), name="img")
+    edge = dock(viewer, qtbot, "Edge filter")
+    run(edge, qtbot, viewer, "img [sobel]")
+    smooth = dock(viewer, qtbot, "Smooth")
+    smooth.image.value = viewer.layers["img [sobel]"]
+    smoothed = run(smooth, qtbot, viewer, "img [sobel] [gaussian σ=2]")
+    run(edge, qtbot, viewer, "img [sobel]")  # Run again: the same settings, the same data
+    assert _widget_script.irreproducible(viewer.layers) == []
+    text, out = _export_and_run(viewer, tmp_path, monkeypatch)
+    np.testing.assert_array_equal(np.load(out / _widget_script.output_filename(smoothed.name)), smoothed.data)
+    layer.data = layer.data[::-1].copy()  # new data, same shape: the Sobel result is stale
+    run(edge, qtbot, viewer, "img [sobel]")
+    ((name, _),) = _widget_script.irreproducible(viewer.layers)
+    assert name == smoothed.name
+
+
 def test_channel_filter_preview_of_selected_layers(viewer, qtbot):
     rng = np.random.default_rng(24)
     a, b = rng.random((2, 16, 18)), rng.random((2, 16, 18))

@@ -12,6 +12,8 @@ Nothing here imports Qt or napari.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from functools import partial
 from pathlib import Path
@@ -93,17 +95,35 @@ def body(job: Any, layout: tuple) -> list[str]:
 
 
 def data_version(layer: Any) -> list | None:
-    """What tells the data a layer holds now from what it held before, where this plugin
-    made it: ``["step", n]`` for a result (a rerun that updates it gives it a new step),
-    ``["preview", n]`` for a preview (each update gives it a new ``n``); None for any
-    other layer."""
+    """What tells the data a layer holds now from what it held before.
+
+    ``["preview", n]`` for a preview (each update gives it a new ``n``); for a result,
+    ``["result", h]``, ``h`` a hash of its Python and of what its inputs held (a rerun that
+    recomputes the same data keeps it, one on changed inputs changes it); for any other
+    layer, ``["data", ...]`` of its data array's identity and a sample of its values (so
+    a layer given new data changes it); None without data.
+    """
     metadata = getattr(layer, "metadata", None)
-    if not isinstance(metadata, dict):
+    if isinstance(metadata, dict):
+        if "sepconv_preview" in metadata:
+            return ["preview", metadata.get("sepconv_shown")]
+        record = metadata.get("sepconv")
+        if isinstance(record, dict) and "python" in record:
+            text = json.dumps([record["python"], record.get("input_versions")], default=str)
+            return ["result", hashlib.sha1(text.encode()).hexdigest()[:16]]
+    return _data_fingerprint(getattr(layer, "data", None))
+
+
+def _data_fingerprint(data: Any) -> list | None:
+    if data is None:
         return None
-    if "sepconv_preview" in metadata:
-        return ["preview", metadata.get("sepconv_shown")]
-    step = metadata.get("sepconv", {}).get("step")
-    return None if step is None else ["step", step]
+    if hasattr(data, "dask") and isinstance(getattr(data, "name", None), str):
+        return ["data", data.name]  # a dask array's name is a token of its graph
+    if isinstance(data, np.ndarray) and data.ndim > 0:
+        sample = data[tuple(slice(None, None, max(1, n // 8)) for n in data.shape)]
+        digest = hashlib.sha1(np.ascontiguousarray(sample).tobytes()).hexdigest()[:16]
+        return ["data", id(data), list(data.shape), data.dtype.str, digest]
+    return ["data", id(data)]
 
 
 def _read_from_viewer(inputs: tuple) -> list[str]:
