@@ -1005,6 +1005,20 @@ def test_filter2d_multi_term_spreads_nan_as_scipy_on_the_gpu():
     np.testing.assert_array_equal(np.isnan(ours), np.isnan(ndi.correlate(image, kernel)))
 
 
+@on_cuda
+def test_filter2d_of_a_kernel_without_weights_is_zero_on_the_gpu():
+    """No weight in scipy's footprint (all within an epsilon of zero): zeros, as scipy,
+    where one zero tap spread NaN and inf."""
+    from scipy import ndimage as ndi
+
+    image = np.random.default_rng(4).random((2, 9, 10))
+    image[0, 4, 4], image[1, 2, 7] = np.nan, np.inf
+    for kernel in (np.zeros((3, 3)), np.full((2, 4), 1e-17)):
+        ours = sc.filter2d(image, kernel, backend="cuda")
+        for plane in range(2):
+            np.testing.assert_array_equal(ours[plane], ndi.correlate(image[plane], kernel))
+
+
 # --------------------------------------------------------------------------
 # On a real GPU only: realistic sizes, many tiles and blocks, CuPy and PyTorch
 # --------------------------------------------------------------------------

@@ -1,5 +1,7 @@
 """SVD separation of 2-D kernels."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -93,3 +95,18 @@ def test_bad_rank():
         sc.separate_kernel(np.ones((3, 4)), rank=1.5)
     with pytest.raises(ValueError, match="tol"):
         sc.separate_kernel(np.ones((3, 4)), tol=-1)
+    with pytest.raises(ValueError, match="tol must be a non-negative finite number"):
+        sc.separate_kernel(np.ones((3, 4)), tol=10**400)  # beyond float64: NumPy's error named nothing
+
+
+@pytest.mark.parametrize("scale", [1e-200, 1e200])
+def test_error_of_kernels_far_from_one(rng, scale):
+    """The norms of a kernel of weights near 1e-200 underflowed (an approximation reported
+    exact, error 0) and near 1e200 overflowed (error NaN, with warnings)."""
+    kernel = rng.standard_normal((4, 4))
+    expected = sc.separate_kernel(kernel, rank=1).error
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        split = sc.separate_kernel(kernel * scale, rank=1)
+    assert not split.is_exact
+    np.testing.assert_allclose(split.error, expected, rtol=1e-12)

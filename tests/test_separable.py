@@ -321,6 +321,48 @@ def test_filter2d_nan_spreads_only_through_nonzero_weights(rng):
     np.testing.assert_array_equal(np.isnan(ours), np.isnan(ref))
 
 
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(
+    "kernel", [np.zeros((3, 3)), np.full((3, 3), 1e-17), np.zeros((1, 1)), np.zeros((2, 4))]
+)
+def test_filter2d_of_a_kernel_without_weights_is_zero_as_scipy(rng, mode, kernel):
+    """All weights within an epsilon of zero leave scipy's footprint empty: zeros, even where
+    the image is NaN or infinite (one zero tap spread them)."""
+    image = rng.random((7, 8))
+    image[3, 3], image[0, 7] = np.nan, -np.inf
+    ours = sc.filter2d(image, kernel, mode=mode, cval=np.nan)
+    np.testing.assert_array_equal(ours, ndi.correlate(image, kernel, mode=mode, cval=np.nan))
+    assert ours.dtype == np.float64
+
+
+def test_filter2d_of_a_kernel_far_longer_than_the_image():
+    """A 1 x 100000 kernel asked the SVD for a 100000 x 100000 factor (75 GiB)."""
+    image = np.arange(12.0).reshape(3, 4)
+    weights = np.linspace(0.5, 1.5, 100_000)
+    ours = sc.filter2d(image, weights[None])
+    # scipy's 2-D correlate reads outside the image in this case: its 1-D pass is the reference
+    np.testing.assert_allclose(ours, ndi.correlate1d(image, weights, axis=1), rtol=1e-12)
+    assert sc.separate_kernel(np.ones((2, 3000))).rank == 1
+
+
+def test_filter2d_tol_that_drops_terms_is_the_truncated_kernel_either_way(rng):
+    """With ``rank=None``, a ``tol`` that drops terms approximated the kernel only where the
+    split ran (cheaper); run directly, the whole kernel was used, and the plan said otherwise."""
+    kernel = rng.standard_normal((5, 5))
+    image = rng.standard_normal((32, 32))
+    s = np.linalg.svd(kernel, compute_uv=False)
+    for keep in (2, 4):  # the split is cheaper, then it is not
+        tol = (s[keep - 1] + s[keep]) / 2
+        split = sc.separate_kernel(kernel, tol=tol)
+        assert split.rank == keep and not split.is_exact
+        plan = sc.filter2d.plan(image, kernel, tol=tol)
+        assert (plan.rank, plan.exact) == (keep, False)
+        assert_close(sc.filter2d(image, kernel, tol=tol), ndi.correlate(image, split.reconstruct()))
+    exact = sc.separate_kernel(kernel, tol=s[-1] / 2)
+    assert exact.is_exact
+    np.testing.assert_array_equal(sc.filter2d(image, kernel, tol=s[-1] / 2), sc.filter2d(image, kernel))
+
+
 def test_filter2d_integer_input(rng):
     image = rng.integers(0, 255, (16, 16)).astype(np.uint8)
     kernel = rng.random((5, 5))

@@ -243,6 +243,10 @@ def empty(shape, dtype):
     return np.empty(shape, dtype)
 
 
+def zeros(shape, dtype):
+    return np.zeros(shape, dtype)
+
+
 def scratch_arrays():
     """A call's intermediate arrays, reused from call to call (``_scratch``)."""
     return _scratch.scratch_arrays()
@@ -447,9 +451,7 @@ def finish_magnitude(out, divisor):
 
 def _prepare_planes(kernel, top, left, dtype):
     """``correlate_planes``' taps: the offsets and weights of ``kernel``'s non-zero entries."""
-    ys, xs = np.nonzero(kernel)
-    if ys.size == 0:  # all-zero kernel: one zero tap keeps NaN handling as scipy's
-        ys, xs = np.array([top]), np.array([left])
+    ys, xs = np.nonzero(kernel)  # at least one (an all-zero kernel gives zeros: DirectProgram)
     return (ys - top).astype(np.int64), (xs - left).astype(np.int64), as_type(kernel[ys, xs], dtype)
 
 

@@ -689,6 +689,14 @@ def empty(shape, dtype):
     return cuda.device_array(shape, dtype)
 
 
+def zeros(shape, dtype):
+    """A device array of zeros, allocated as :func:`empty` allocates it."""
+    array = empty(shape, dtype)
+    if array.size:
+        array.reshape(array.size)[:] = 0  # Numba's assignment kernel
+    return array
+
+
 @contextlib.contextmanager
 def scratch_arrays():
     """A call's intermediate arrays: new device arrays, as :func:`empty` makes them."""
@@ -1196,9 +1204,7 @@ def correlate_planes(src, kernel, top, left, mode_y, mode_x, cval, out):
 def _correlate_planes_recipe(planes, out, kernel, top, left, mode_y, mode_x, cval):
     n_planes, h, w = planes.shape
     dtype = np.dtype(out.dtype)
-    ys, xs = np.nonzero(kernel)
-    if ys.size == 0:  # all-zero kernel: one zero tap keeps NaN handling as scipy's
-        ys, xs = np.array([top]), np.array([left])
+    ys, xs = np.nonzero(kernel)  # at least one (an all-zero kernel gives zeros: DirectProgram)
     tap_y, tap_x = ys - top, xs - left
     y_lo, y_span = _reach(tap_y)
     x_lo, x_span = _reach(tap_x)

@@ -43,6 +43,9 @@ class Engine(Protocol):
     def empty(self, shape: tuple, dtype: Any) -> Array:
         """An uninitialised array of the engine's kind."""
 
+    def zeros(self, shape: tuple, dtype: Any) -> Array:
+        """An array of zeros of the engine's kind."""
+
     def scratch_arrays(self) -> Any:
         """A context manager giving ``new(shape, dtype)``: uninitialised arrays of the
         engine's kind for a call's intermediate results, which must not outlive the

@@ -164,11 +164,14 @@ class DirectProgram:
         src = engine.for_kernels(src, self.dtype)
         if self.channel_axis is not None:
             src = engine.channels_first(src, self.channel_axis)
-        result = engine.empty(src.shape, self.dtype)
-        kh, kw = self.kernel.shape
-        engine.correlate_planes(
-            src, self.kernel, kh // 2, kw // 2, self.mode_y, self.mode_x, self.cval, result
-        )
+        if not self.kernel.any():  # no weight in scipy's footprint: zeros, whatever the input
+            result = engine.zeros(src.shape, self.dtype)
+        else:
+            result = engine.empty(src.shape, self.dtype)
+            kh, kw = self.kernel.shape
+            engine.correlate_planes(
+                src, self.kernel, kh // 2, kw // 2, self.mode_y, self.mode_x, self.cval, result
+            )
         if self.channel_axis is not None:
             result = engine.channels_back(result, self.channel_axis)
         return _copy_into(engine, out, result)

@@ -147,6 +147,10 @@ def _relative_error(kernel, terms, norm):
     return float(np.linalg.norm(kernel - recon) / norm) if norm > 0 else 0.0
 
 
+#: kernels longer than this on a side are split by the reduced SVD (see separate_kernel)
+_FULL_SVD_SIDE = 512
+
+
 def separate_kernel(kernel, *, rank=None, tol=None):
     """Split a 2-D kernel into a sum of rank-1 terms by singular value decomposition.
 
@@ -201,11 +205,26 @@ def separate_kernel(kernel, *, rank=None, tol=None):
         isinstance(tol, (bool, np.bool_)) or not isinstance(tol, (numbers.Real, np.number))
     ):
         raise TypeError(f"tol must be a real number or None, got {type(tol).__name__}")
-    if tol is not None and not (np.isfinite(tol) and tol >= 0):
-        raise ValueError(f"tol must be a non-negative finite number, got {tol!r}")
+    if tol is not None:
+        try:
+            finite, shown = bool(np.isfinite(float(tol))), repr(tol)
+        except OverflowError:
+            finite, shown = False, "an integer beyond float64's range"
+        if not (finite and tol >= 0):
+            raise ValueError(f"tol must be a non-negative finite number, got {shown}")
 
-    u, s, vt = np.linalg.svd(k)
-    norm = float(np.sqrt(np.sum(s**2)))
+    # Only the first min(kh, kw) columns of u and rows of vt are used: a long kernel's full
+    # square factors would not fit in memory (1 x 100000: 75 GiB). Up to _FULL_SVD_SIDE a
+    # side the full decomposition stays, whose last bits (and the results') differ.
+    u, s, vt = np.linalg.svd(k, full_matrices=max(k.shape) <= _FULL_SVD_SIDE)
+    # Errors are relative: a kernel of weights far from 1 (1e-200, 1e200) is measured in
+    # units of its largest singular value, whose squares neither underflow nor overflow.
+    unit = float(s[0]) if s.size and s[0] > 0 and not 1e-150 < s[0] < 1e150 else 1.0
+    norm = float(np.sqrt(np.sum((s / unit) ** 2)))
+
+    def relative_error(terms):
+        return _relative_error(k / unit, [(c / unit, r) for c, r in terms], norm)
+
     if tol is None:
         tol = 8 * np.finfo(np.float64).eps * max(k.shape) * (s[0] if s.size else 0.0)
     exact_rank = max(1, int(np.sum(s > tol)))
@@ -213,10 +232,10 @@ def separate_kernel(kernel, *, rank=None, tol=None):
 
     exact_error = 16 * np.finfo(np.float64).eps * max(k.shape)
     terms = _svd_factors(k, u, s, vt, keep)
-    error = _relative_error(k, terms, norm)
+    error = relative_error(terms)
     pivot = _pivot_factors(k) if keep == 1 and exact_rank == 1 else None
-    if pivot is not None and _relative_error(k, [pivot], norm) <= max(error, exact_error):
-        terms, error = [pivot], _relative_error(k, [pivot], norm)
+    if pivot is not None and relative_error([pivot]) <= max(error, exact_error):
+        terms, error = [pivot], relative_error([pivot])
     terms = [
         (np.ascontiguousarray(c, dtype=np.float64), np.ascontiguousarray(r, dtype=np.float64))
         for c, r in terms

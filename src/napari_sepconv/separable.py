@@ -431,6 +431,9 @@ def filter2d(
         ``separate_kernel(kernel, rank=rank).reconstruct()``. Default: exact.
     tol : float, optional
         Singular-value threshold of the split (see :func:`separate_kernel`).
+        Where it drops terms (the split is not exact), the result equals
+        correlating with ``separate_kernel(kernel, tol=tol).reconstruct()``,
+        whichever way it runs.
     dtype : {None, numpy.float32, numpy.float64}, optional
         Output type (default: the scikit-image rule).
     preserve_range : bool, optional
@@ -473,7 +476,9 @@ def _plan_filter2d(
     cval = check_cval(cval)
     result_dtype = output_float_dtype(dtype, out_dtype)
     split = separate_kernel(k, rank=rank, tol=tol)
-    direct_kernel = footprint(split.kernel if rank is None else split.reconstruct())
+    # the kernel itself (scipy's values) unless terms were dropped: by ``rank``, or by ``tol``
+    exact_kernel = rank is None and (tol is None or split.is_exact)
+    direct_kernel = footprint(split.kernel if exact_kernel else split.reconstruct())
     n_direct, n_separated = split.cost
     scale = input_scale(dtype, preserve_range)
     kh, kw = k.shape
