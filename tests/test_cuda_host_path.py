@@ -189,7 +189,6 @@ def _workloads():
         "separable 15-tap, constant": lambda x: sc.separable_filter(x, [gauss, gauss], mode="constant"),
         "gaussian": lambda x: sc.gaussian(x, 2.0),
         "filter2d direct": lambda x: sc.filter2d(x, full5),
-        "filter2d rank2": lambda x: sc.filter2d(x, np.outer(gauss, gauss) - np.outer(gauss[::-1], gauss)),
         "depthwise 3x3": lambda x, **kw: sc.depthwise_filter(
             x, np.ones((16, 3, 3), np.float32) / 9, channel_axis=-1, **kw
         ),
@@ -212,7 +211,8 @@ def _workloads():
         "separable 15-tap, constant",
         "gaussian",
         "filter2d direct",
-        "filter2d rank2",
+        # (a kernel of several terms is not here: its sum is checked for NaN and inf, one
+        # reduction and a sync, to run the kernel itself where they met the split)
         "depthwise 3x3",
         "pointwise",
         "dw-separable",
@@ -332,3 +332,19 @@ def test_kernels_run_compiled_for_the_types_they_are_launched_with(name, stubbed
         call(FakeCupyArray((64, 80, 16), dtype), dtype=np.float32)
     assert {str(types[0].dtype) for _, _, types in launched} >= {"uint8", "float32"}
     assert all(types in compiled for _, _, types in launched)
+
+
+def test_a_kernel_without_weights_clears_the_output_on_the_callers_stream(stubbed, monkeypatch):
+    """filter2d of a kernel whose weights are all within an epsilon of zero gives zeros: one
+    output from the caller's pool, cleared by a memset queued on its stream; no kernel."""
+    import napari_sepconv as sc
+    from napari_sepconv import _cuda
+
+    cleared = []
+    monkeypatch.setattr(_cuda, "_memset_zero", lambda ptr, nbytes, stream: cleared.append((nbytes, stream)))
+    image = FakeCupyArray((64, 80), np.float32)
+    out = sc.filter2d(image, np.full((3, 3), 1e-17))
+    assert isinstance(out, FakeCupyArray) and out.shape == (64, 80)
+    assert cleared == [(64 * 80 * 4, ("stream", STREAM))]
+    assert stubbed.count("launch") == 0 and stubbed.count("cupy alloc") == 1, stubbed.events
+    assert stubbed.count("numba alloc") == 0 and stubbed.count("sync") == 0, stubbed.events
