@@ -72,6 +72,23 @@ def test_output_inside_an_input_zarr_group_is_refused(tmp_path, capsys, stack):
     assert fingerprints(tmp_path) == before
 
 
+@pytest.mark.parametrize("fmt", [None, "npy", "ome-zarr"])
+def test_output_inside_an_input_zarr_store_without_the_suffix_is_refused(
+    tmp_path, capsys, stack, monkeypatch, fmt
+):
+    """An array of a store named without '.zarr', filtered into the folder holding the store,
+    had its output written inside the store, which then held one member more."""
+    group = zarr.open_group(str(tmp_path / "store"), mode="w")
+    group.create_array("img", data=stack)
+    group.create_array("b", data=stack)
+    before = fingerprints(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    code, _, err = sepconv(capsys, "sobel", "store/img", "-o", ".", *(["--format", fmt] if fmt else []))
+    assert code == 2 and "inside the input Zarr store" in err
+    assert fingerprints(tmp_path) == before
+    assert sorted(zarr.open_group(str(tmp_path / "store"), mode="r").keys()) == ["b", "img"]
+
+
 def test_output_folder_made_only_when_there_is_something_to_write(tmp_path, capsys):
     code, _, _ = sepconv(capsys, "sobel", tmp_path / "missing.tif", "-o", tmp_path / "out")
     assert code == 1 and not (tmp_path / "out").exists()
@@ -257,6 +274,18 @@ def test_corrupt_png_is_reported_like_a_corrupt_tiff(tmp_path, capsys, stack):
     assert "backend" not in err
 
 
+def test_a_corrupt_input_claims_no_output_name(tmp_path, capsys, stack):
+    """A corrupt x.png and a good x.tif share the output x.tif: the corrupt one claimed it
+    first, and the good one was refused; nothing was written."""
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "x.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(40))
+    write(tmp_path / "in" / "x.tif", stack)
+    code, _, err = sepconv(capsys, "sobel", tmp_path / "in", "-o", tmp_path / "out")
+    assert code == 1
+    assert "x.png: not a readable PNG image" in err and "also that of" not in err
+    assert visible(tmp_path / "out") == ["x.tif"]
+
+
 def test_a_tiff_that_lost_pages_is_reported_not_cut_short(tmp_path, capsys, rng):
     """A compressed stack cut short (or with a broken page link): tifffile reads the pages it
     reaches and only logs that the rest are missing. The file is an error, not a shorter
@@ -319,6 +348,22 @@ def test_bad_option_values_are_usage_errors(tmp_path, capsys, stack, args, messa
     source = write(tmp_path / "a.npy", stack)
     code, _, err = sepconv(capsys, "sobel", source, "-o", tmp_path / "out", *args)
     assert code == 2 and message in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_empty_kernel_file_is_a_usage_error(tmp_path, capsys, stack):
+    source = write(tmp_path / "a.npy", stack)
+    (tmp_path / "k.npy").write_bytes(b"")
+    code, _, err = sepconv(capsys, "filter2d", source, "-o", tmp_path / "out", "--kernel", tmp_path / "k.npy")
+    assert code == 2 and "--kernel" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("address", ["localhost", "tcp://[::1"])
+def test_malformed_scheduler_address_is_a_usage_error(tmp_path, capsys, stack, address):
+    pytest.importorskip("distributed")
+    source = write(tmp_path / "a.npy", stack)
+    code, _, err = sepconv(capsys, "sobel", source, "-o", tmp_path / "out", "--scheduler", address)
+    assert code == 2 and f"--scheduler {address}: not a scheduler address" in err
     assert not (tmp_path / "out").exists()
 
 
@@ -443,6 +488,37 @@ def test_tiff_output_keeps_the_physical_pixel_size(tmp_path, capsys, stack):
         page = tif.pages.first
         np.testing.assert_allclose(page.get_resolution(), (400.0, 200.0))
         assert page.resolutionunit == tifffile.RESUNIT.CENTIMETER
+
+
+def test_tiff_output_converts_each_axis_from_its_own_unit(tmp_path, capsys, stack):
+    """x and y in nanometres, z in micrometres: every spacing was converted as if in x's unit
+    (z came out 0.0007 µm)."""
+    source = tmp_path / "mixed.ome.tif"
+    metadata = {"axes": "ZYX", "PhysicalSizeZ": 0.7, "PhysicalSizeZUnit": "µm"}
+    metadata.update(PhysicalSizeX=110.0, PhysicalSizeXUnit="nm", PhysicalSizeY=120.0, PhysicalSizeYUnit="nm")
+    tifffile.imwrite(source, stack, ome=True, metadata=metadata)
+    code, _, err = sepconv(capsys, "sobel", source, "-o", tmp_path / "out")
+    assert code == 0, err
+    (output,) = (tmp_path / "out").iterdir()
+    with tifffile.TiffFile(output) as tif:
+        page = tif.pages.first
+        np.testing.assert_allclose(page.get_resolution(), (1 / 0.11, 1 / 0.12))
+        assert page.resolutionunit == tifffile.RESUNIT.MICROMETER
+        np.testing.assert_allclose(tif.shaped_metadata[0]["spacing"], 0.7)
+
+
+def test_imagej_z_spacing_goes_on_the_z_axis(tmp_path, rng):
+    """An ImageJ hyperstack ZCYX had its z spacing put on the channel axis (the third last)."""
+    data = rng.integers(0, 1000, (4, 3, 20, 22)).astype(np.uint16)
+    options = {"imagej": True, "resolution": (5.0, 4.0)}
+    for axes, index in (("ZCYX", 0), ("TZYX", 1), ("ZYX", 0), ("CYX", None)):
+        path = tmp_path / f"{axes}.tif"
+        image = data if len(axes) == 4 else data[:, 0]
+        tifffile.imwrite(path, image, metadata={"spacing": 1.5, "unit": "um", "axes": axes}, **options)
+        source = _io.open_source(path)
+        z = [a for a, s in enumerate(source.spacing[:-2]) if s is not None]
+        assert z == ([] if index is None else [index]), axes
+        assert source.spacing[-2:] == [0.25, 0.2] and source.units[-1] == "micrometer"
 
 
 def test_leftover_names():

@@ -223,6 +223,23 @@ def _check_kernel_reach(filt, unit_sizes):
                 )
 
 
+_METRES = {
+    "meter": 1.0,
+    "centimeter": 1e-2,
+    "millimeter": 1e-3,
+    "micrometer": 1e-6,
+    "nanometer": 1e-9,
+    "inch": 0.0254,
+}
+
+
+def _in_unit(value, unit, target):
+    """``value`` given in ``unit``, in ``target`` (as it is where either is not a length known here)."""
+    if value is None or unit == target or unit not in _METRES or target not in _METRES:
+        return value
+    return value * (_METRES[unit] / _METRES[target])
+
+
 def _tiff_physical(source, channel_axis):
     """Resolution tags (and ImageJ unit and z spacing) for a TIFF output, from the input."""
     import tifffile
@@ -231,10 +248,9 @@ def _tiff_physical(source, channel_axis):
     if len(axes) < 2 or source.spacing[axes[-1]] is None or source.spacing[axes[-2]] is None:
         return None
     unit = source.units[axes[-1]]
-    spacing = [source.spacing[a] for a in axes]
     if unit in ("nanometer", "meter"):  # TIFF's resolution units stop at the micrometre
-        spacing = [None if s is None else s * (1e-3 if unit == "nanometer" else 1e6) for s in spacing]
         unit = "micrometer"
+    spacing = [_in_unit(source.spacing[a], source.units[a], unit) for a in axes]
     units = {
         "centimeter": tifffile.RESUNIT.CENTIMETER,
         "millimeter": tifffile.RESUNIT.MILLIMETER,

@@ -368,7 +368,7 @@ def _open_tiff(path):
         offset = series.dataoffset
         if offset is not None and tif.filehandle.size < offset + int(np.prod(shape)) * dtype.itemsize:
             raise InputError("truncated TIFF: the file is shorter than its image data")
-        spacing, units = _tiff_spacing(tif, len(shape), samples_axis)
+        spacing, units = _tiff_spacing(tif, len(shape), samples_axis, series.axes)
         if tif.is_ome:
             _ome_tiff_spacing(tif, series.axes, spacing, units)
     options = {"samples_axis": samples_axis, "spacing": spacing, "units": units}
@@ -392,8 +392,9 @@ def _check_pages_whole(tif, shape, warnings):
         )
 
 
-def _tiff_spacing(tif, ndim, samples_axis):
-    """Physical pixel size of the last two non-sample axes (and ImageJ's z spacing), and units."""
+def _tiff_spacing(tif, ndim, samples_axis, letters=""):
+    """Physical pixel size of the last two non-sample axes (and ImageJ's z spacing, on the
+    axis ``letters``, tifffile's axes of the series, name Z), and units."""
     spacing, units = [None] * ndim, [None] * ndim
     page = tif.pages.first
     imagej = tif.imagej_metadata or {}
@@ -408,11 +409,20 @@ def _tiff_spacing(tif, ndim, samples_axis):
     if len(axes) < 2:
         return spacing, units
     spacing[axes[-1]], spacing[axes[-2]] = 1.0 / x_resolution, 1.0 / y_resolution
-    if len(axes) >= 3 and imagej.get("spacing"):
-        spacing[axes[-3]] = float(imagej["spacing"])
-    for axis in axes[-3:] if len(axes) >= 3 and imagej.get("spacing") else axes[-2:]:
-        units[axis] = unit
+    units[axes[-1]] = units[axes[-2]] = unit
+    z = _z_axis(letters, ndim, axes)
+    if z is not None and imagej.get("spacing"):
+        spacing[z] = float(imagej["spacing"])
+        units[z] = unit
     return spacing, units
+
+
+def _z_axis(letters, ndim, axes):
+    """The axis of an ImageJ file's z spacing: the one tifffile names Z; without names
+    (or names of another length), the third last of ``axes``."""
+    if len(letters) == ndim and all(letter != "Q" for letter in letters):
+        return letters.index("Z") if letters.count("Z") == 1 else None
+    return axes[-3] if len(axes) >= 3 else None
 
 
 _OME_UNITS = {

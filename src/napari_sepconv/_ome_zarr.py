@@ -130,7 +130,10 @@ def ngff_axes(ndim, channel_axis, time_axes=(), known=None):
             axes[axis] = {"name": "t", "type": "time"}
         rest = [a for a in range(ndim) if axes[a] is None]
         if len(rest) > 4:
-            raise ValueError(f"an OME-Zarr image has at most 5 axes; this one has {ndim}")
+            raise ValueError(
+                "an OME-Zarr image has at most 4 axes besides its channels (t, z, y, x); "
+                f"this one has {len(rest)}"
+            )
         names = list(_SPACE_NAMES[: min(3, len(rest))])
         for axis, name in zip(reversed(rest), names):
             axes[axis] = {"name": name, "type": "space"}

@@ -353,10 +353,10 @@ def _plan_inputs(paths, args, filt, outdir, report):
             if args.pyramid and fmt != "ome-zarr":
                 raise _io.InputError(f"--pyramid applies to OME-Zarr outputs, and this one is {fmt}")
             final = _io.output_path(path, outdir, fmt)
+            source = _io.open_source(path)  # an input that cannot be read claims no output
             if final in claimed:
                 raise _io.InputError(f"its output {final} is also that of {claimed[final]}")
             claimed[final] = path
-            source = _io.open_source(path)
             record_settings = {**settings, "format": fmt}
             if fmt == "ome-zarr":
                 record_settings["pyramid"] = args.pyramid
@@ -473,6 +473,11 @@ def _refuse_writing_into_inputs(parser, arguments, paths, outdir, fmt):
                 "elsewhere, so that no input can be replaced"
             )
     inputs = [Path(os.path.realpath(p)) for p in paths]
+    stores = set()  # the Zarr stores holding inputs: no output may go inside one
+    for path in paths:
+        with contextlib.suppress(OSError):
+            if path.is_dir():
+                stores.add(Path(os.path.realpath(_io.zarr_store_root(path))))
     for path in paths:
         try:
             kind = _io.kind_of(path)
@@ -485,6 +490,12 @@ def _refuse_writing_into_inputs(parser, arguments, paths, outdir, fmt):
                 parser.error(
                     f"-o {outdir}: the output {final.name} of {path} would replace the "
                     f"input {source}; choose another output folder"
+                )
+        for store in stores:
+            if store in final.parents:
+                parser.error(
+                    f"-o {outdir}: the output {final.name} of {path} would be written inside "
+                    f"the input Zarr store {store}; choose another output folder"
                 )
 
 
@@ -715,7 +726,7 @@ def _separable_kernels(parser, files, ndim):
 def _load_array(parser, option, file, ndims):
     try:
         array = np.load(file, allow_pickle=False)
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, EOFError) as error:  # EOFError: an empty file
         parser.error(f"{option} {file}: cannot read a .npy array ({error})")
     if not isinstance(array, np.ndarray):
         parser.error(f"{option} {file}: expected a .npy array, not an archive")
@@ -747,6 +758,9 @@ def _make_runner(args):
 
         try:
             client = Client(args.scheduler, timeout="5s")
+        except ValueError as error:  # not an address ("localhost": no port)
+            _print_error(f"--scheduler {args.scheduler}: not a scheduler address ({error})")
+            sys.exit(2)
         except OSError as error:
             _print_error(f"--scheduler {args.scheduler}: cannot connect ({error})")
             sys.exit(2)
