@@ -521,6 +521,29 @@ def test_imagej_z_spacing_goes_on_the_z_axis(tmp_path, rng):
         assert source.spacing[-2:] == [0.25, 0.2] and source.units[-1] == "micrometer"
 
 
+def test_a_tiff_of_several_images_is_reported_not_cut_to_the_first(tmp_path, capsys, stack):
+    """Only the first image (series) of a multi-image TIFF was filtered, without a word."""
+    with tifffile.TiffWriter(tmp_path / "two.ome.tif", ome=True) as writer:
+        writer.write(stack, metadata={"axes": "ZYX"})
+        writer.write(stack + 1, metadata={"axes": "ZYX"})
+    with tifffile.TiffWriter(tmp_path / "shapes.tif") as writer:
+        writer.write(stack[0])
+        writer.write(stack[0, :5, :6])
+    write(tmp_path / "one.tif", stack)
+    code, _, err = sepconv(
+        capsys,
+        "sobel",
+        tmp_path / "two.ome.tif",
+        tmp_path / "shapes.tif",
+        tmp_path / "one.tif",
+        "-o",
+        tmp_path / "out",
+    )
+    assert code == 1
+    assert "two.ome.tif: holds 2 images (TIFF series)" in err and "shapes.tif: holds 2 images" in err
+    assert visible(tmp_path / "out") == ["one.tif"]
+
+
 def test_leftover_names():
     assert _io.is_leftover(Path(".a.tif.partial-12"))
     assert _io.is_leftover(Path(".a.ome.zarr.old-3"))

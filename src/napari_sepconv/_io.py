@@ -354,6 +354,10 @@ _IMAGEJ_UNITS = {
 }
 
 
+#: TIFF series beside a slide's image that are pictures of it, not images to filter
+_AUXILIARY_SERIES = frozenset({"Thumbnail", "Label", "Macro", "Overview"})
+
+
 def _open_tiff(path):
     import tifffile
 
@@ -361,6 +365,12 @@ def _open_tiff(path):
         if not tif.series:
             raise InputError("not a readable TIFF image" + (f" ({warnings[0]})" if warnings else ""))
         series = tif.series[0]
+        images = [s for s in tif.series if s.name not in _AUXILIARY_SERIES]
+        if len(images) > 1:  # several images (positions, tiles): which one to filter is not ours to pick
+            raise InputError(
+                f"holds {len(images)} images (TIFF series); sepconv filters files of one image: "
+                "save each on its own (tifffile.TiffFile(path).series[i].asarray())"
+            )
         shape = series.shape
         _check_pages_whole(tif, shape, warnings)
         dtype = np.dtype(series.dtype).newbyteorder(tif.byteorder)
