@@ -214,3 +214,23 @@ def test_hand_written_ngff_04_with_untyped_axes(tmp_path, capsys, rng):
     ]
     assert node.metadata["coordinateTransformations"][0][0]["scale"] == [3.0, 1.5, 0.5]
     np.testing.assert_array_equal(np.asarray(node.data[0]), sc.sobel(data))
+
+
+def test_a_pyramid_stops_at_one_pixel(tmp_path, capsys, rng):
+    """--pyramid 9 on a 5 x 6 image wrote levels 3 to 9 as the same 1 x 1 array."""
+    source = write(tmp_path / "small.npy", rng.random((5, 6), dtype=np.float32))
+    code, _, err = sepconv(
+        capsys, "sobel", source, "-o", tmp_path / "out", "--format", "ome-zarr", "--pyramid", "9"
+    )
+    assert code == 0, err
+    node = read_ome_zarr(tmp_path / "out" / "small.ome.zarr")
+    assert [level.shape for level in node.data] == [(5, 6), (2, 3), (1, 1)]
+    assert len(node.metadata["coordinateTransformations"]) == 3
+
+
+def test_empty_output_name_is_a_usage_error(tmp_path, capsys, rng, monkeypatch):
+    source = write(tmp_path / "a.npy", rng.random((5, 6), dtype=np.float32))
+    monkeypatch.chdir(tmp_path)
+    code, _, err = sepconv(capsys, "sobel", source, "-o", "")
+    assert code == 2 and "-o: give an output folder" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npy"]

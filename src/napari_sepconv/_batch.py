@@ -666,8 +666,8 @@ def _write_pyramid(job, runner, level0, chunks):
     for level in range(1, job.pyramid + 1):
         source = da.from_zarr(previous.path, chunks=chunks)
         smaller, factors = _downsample(source, space_axes, job.out_dtype)
-        if smaller.size == 0:
-            break
+        if smaller.size == 0 or all(f == 1 for f in factors.values()):
+            break  # a level of one pixel: no smaller one
         smaller = _regular(smaller.rechunk(tuple(min(c, n) for c, n in zip(chunks, smaller.shape))))
         target = _io.create_level(
             job.final, str(level), smaller.shape, job.out_dtype, tuple(sizes[0] for sizes in smaller.chunks)

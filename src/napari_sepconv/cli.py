@@ -274,6 +274,8 @@ def main(argv=None):
         )
         return 2
     filt = _filter_from_args(parser, args)
+    if not args.output.strip():
+        parser.error("-o: give an output folder (an empty name is none)")
     outdir = Path(args.output)
     if outdir.exists() and not outdir.is_dir():
         parser.error(f"-o {outdir}: exists and is not a folder")
