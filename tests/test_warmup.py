@@ -469,3 +469,35 @@ def test_sepconv_warmup_names_itself():
     )
     assert proc.returncode == 0
     assert proc.stdout.startswith("usage: sepconv warmup")
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda x: sc.sobel(x),
+        lambda x: sc.gaussian(x, 2.0),
+        lambda x: sc.filter2d(x, np.arange(25.0).reshape(5, 5) % 7),
+        lambda x: sc.uniform_filter(x, 5),
+        lambda x: sc.gaussian_filter(x, 1.0, output=np.int16),
+        lambda x: sc.depthwise_filter(np.stack([x, x, x], -1), np.ones((3, 3, 3))),
+    ],
+    ids=["sobel", "gaussian", "filter2d", "uniform_filter", "gaussian_filter int16", "depthwise_filter"],
+)
+def test_a_read_only_image_takes_the_kernels_a_writable_one_loaded(tmp_path, monkeypatch, call):
+    """Numba compiled every kernel again for a read-only array (a memory-mapped file, as
+    ``sepconv`` reads): seconds after a warm-up that had called with writable arrays."""
+    from numba.core.registry import CPUDispatcher
+
+    image = np.random.default_rng(5).random((40, 50), dtype=np.float32)
+    expected = call(image)
+    np.save(tmp_path / "image.npy", image)
+    mapped = np.load(tmp_path / "image.npy", mmap_mode="r")
+    compiled = []
+    original = CPUDispatcher.compile
+    monkeypatch.setattr(
+        CPUDispatcher, "compile", lambda self, sig: compiled.append(sig) or original(self, sig)
+    )
+    np.testing.assert_array_equal(call(mapped), expected)
+    np.testing.assert_array_equal(call(image), expected)
+    assert compiled == []
+    assert not mapped.flags.writeable and np.array_equal(mapped, image)

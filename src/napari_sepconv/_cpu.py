@@ -193,12 +193,35 @@ def run(kernel, *args, taps=DEFAULT_TAPS, calls_helper=False):
     ``_Kernel`` does.
     """
     takes_threads = False
+    if isinstance(args[0], np.ndarray) and not args[0].flags.writeable:
+        args = (_as_writable(args[0]), *args[1:])
     if isinstance(kernel, _Kernel):
         args = kernel.inputs(args, _convert)
         kernel, takes_threads, calls_helper = kernel.dispatcher, kernel.takes_threads, kernel.calls_helper
     if calls_helper:
         return _call_loading_helpers(_call_once, kernel, args, taps, takes_threads)
     return _call_once(kernel, args, taps, takes_threads)
+
+
+class _Memory:
+    """The memory of a read-only array, offered to NumPy as writable (see :func:`_as_writable`)."""
+
+    def __init__(self, array):
+        interface = dict(array.__array_interface__)
+        interface["data"] = (interface["data"][0], False)
+        self.__array_interface__ = interface
+        self.array = array  # kept alive as long as the view
+
+
+def _as_writable(array):
+    """A kernel's read-only input (a memory-mapped file, a view NumPy marks read-only) as an
+    array Numba types as writable, over the same memory: no copy.
+
+    Numba compiles a kernel again for a read-only array: seconds after a warm-up that
+    called with writable ones, and a second version of every kernel in the cache. The
+    kernels never write their input (``args[0]``).
+    """
+    return np.asarray(_Memory(array))
 
 
 def _call_loading_helpers(call, kernel, args, taps, takes_threads):
