@@ -37,7 +37,7 @@ def log_kernel(sigma=1.6, radius=6):
 def warm(label, func, *args, **kwargs):
     """Call ``func`` once untimed: Numba compiles a kernel on its first use (cached on disk
     after that), and a timing must never include a compile."""
-    print(f"  compiling {label} (first time only) ...", end="", flush=True)
+    print(f"  compiling {label} if needed (first time only) ...", end="", flush=True)
     start = time.perf_counter()
     func(*args, **kwargs)
     elapsed = time.perf_counter() - start

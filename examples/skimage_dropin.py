@@ -30,7 +30,7 @@ def blobs_volume(shape=(32, 256, 256), n=60, seed=0):
 def warm(label, call):
     """Call once untimed: Numba compiles a kernel on its first use (cached on disk after that),
     and a timing must never include a compile."""
-    print(f"compiling {label} (first time only) ...", end="", flush=True)
+    print(f"compiling {label} if needed (first time only) ...", end="", flush=True)
     start = time.perf_counter()
     call()
     elapsed = time.perf_counter() - start

@@ -122,7 +122,11 @@ except AttributeError:  # an os.environ without its CPython internals
 
 
 def get_backend():
-    """The backend ``'auto'`` uses for host arrays in this thread: ``'cpu'`` or ``'cuda'``."""
+    """The backend set for ``'auto'`` on host arrays in this thread: ``'cpu'`` or ``'cuda'``.
+
+    This is the setting (``set_backend``, else ``SEPCONV_BACKEND``). Where it is ``'cuda'``
+    and no GPU can run (:func:`cuda_unavailable_reason`), ``'auto'`` computes on the CPU.
+    """
     chosen = _chosen.default
     if chosen is not None:
         return chosen

@@ -95,7 +95,7 @@ class Summary:
         rate = f" ({mb / self.seconds:.1f} MB/s)" if self.seconds > 0 and mb else ""
         return (
             f"sepconv: {self.done} done, {self.skipped} skipped, {self.failed} failed; "
-            f"{self.planes} planes, {mb:.1f} MB in {self.seconds:.1f} s{rate}"
+            f"{self.planes} plane{'' if self.planes == 1 else 's'}, {mb:.1f} MB in {self.seconds:.1f} s{rate}"
         )
 
 

@@ -86,7 +86,8 @@ examples:
   sepconv sobel stacks/ -o edges/ --dry-run
   sepconv warmup            compile the kernels ahead of use (sepconv warmup --help)
 
-exit status: 0 all inputs written or already there, 1 an input failed, 2 usage error.
+exit status: 0 all inputs written or already there, 1 an input failed or its output
+exists made otherwise (a conflict), 2 usage error.
 """
 
 
@@ -512,7 +513,8 @@ def _print_plan(plans, args, batch):
             peak = threads * (read + written) * (batch.TILE_GROWTH if job.tiled else 2)
             print(
                 f"  shape {source.shape} {source.dtype} -> {job.out_shape} {job.out_dtype}; "
-                f"{job.pieces} pieces of {read / 1e6:.1f} MB in, {written / 1e6:.1f} MB out; "
+                f"{job.pieces} piece{'' if job.pieces == 1 else 's'} of {read / 1e6:.1f} MB in, "
+                f"{written / 1e6:.1f} MB out; "
                 f"about {peak / 1e6:.0f} MB of pieces per worker at once"
                 + (f" ({workers} workers)" if args.workers else "")
             )
