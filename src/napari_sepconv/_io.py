@@ -431,8 +431,13 @@ def _z_axis(letters, ndim, axes):
     """The axis of an ImageJ file's z spacing: the one tifffile names Z; without names
     (or names of another length), the third last of ``axes``."""
     if len(letters) == ndim and all(letter != "Q" for letter in letters):
-        return letters.index("Z") if letters.count("Z") == 1 else None
+        return _named_axis(letters, "Z")
     return axes[-3] if len(axes) >= 3 else None
+
+
+def _named_axis(letters, letter):
+    """The axis tifffile's ``letters`` name ``letter``, or None (absent, or named twice)."""
+    return letters.index(letter) if letters.count(letter) == 1 else None
 
 
 _OME_UNITS = {
@@ -456,8 +461,8 @@ def _ome_tiff_spacing(tif, axes, spacing, units):
         return
     for letter in "XYZ":
         size = pixels.get(f"PhysicalSize{letter}")
-        if size and letter in axes and axes.count(letter) == 1:
-            axis = axes.index(letter)
+        axis = _named_axis(axes, letter)
+        if size and axis is not None:
             spacing[axis] = float(size)
             units[axis] = _OME_UNITS.get(str(pixels.get(f"PhysicalSize{letter}Unit", "\u00b5m")))
 

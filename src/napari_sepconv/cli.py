@@ -458,10 +458,12 @@ def _refuse_writing_into_inputs(parser, arguments, paths, outdir, fmt):
         with contextlib.suppress(OSError):
             if path.is_dir() and not _io._is_zarr(path):
                 folders.append(Path(os.path.realpath(path)))
+    stores = set()  # the Zarr stores holding inputs: no output may go inside one either
     for path in paths:
         with contextlib.suppress(OSError):
             if path.is_dir():
-                folders.append(Path(os.path.realpath(_io.zarr_store_root(path))))
+                stores.add(Path(os.path.realpath(_io.zarr_store_root(path))))
+    folders += sorted(stores)
     # A pattern's folder may hold the output folder, but may not be it: the outputs would
     # match the pattern next time.
     matched_in = set()
@@ -476,11 +478,6 @@ def _refuse_writing_into_inputs(parser, arguments, paths, outdir, fmt):
                 "elsewhere, so that no input can be replaced"
             )
     inputs = [Path(os.path.realpath(p)) for p in paths]
-    stores = set()  # the Zarr stores holding inputs: no output may go inside one
-    for path in paths:
-        with contextlib.suppress(OSError):
-            if path.is_dir():
-                stores.add(Path(os.path.realpath(_io.zarr_store_root(path))))
     for path in paths:
         try:
             kind = _io.kind_of(path)
