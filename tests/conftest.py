@@ -1,5 +1,6 @@
 import os
 import secrets
+import sys
 import zlib
 
 import numpy as np
@@ -36,3 +37,24 @@ def _run_seed(config):
 def rng(request):
     """Random data fresh per run, reproducible with the seed in the report header."""
     return np.random.default_rng([_run_seed(request.config), zlib.crc32(request.node.nodeid.encode())])
+
+
+def _dask_scheduler():
+    dask = sys.modules.get("dask")
+    return None if dask is None else dask.config.get("scheduler", None)
+
+
+@pytest.fixture(autouse=True)
+def _dask_scheduler_left_alone():
+    """A command run in-process must not change the Dask scheduler of its caller.
+
+    A leaked ``scheduler='dask.distributed'`` (a default ``Client`` that never closed, such
+    as one whose address was refused) makes every later ``.compute()`` in the process fail;
+    the test that leaked it fails here, and the setting is put back for the tests after it.
+    """
+    before = _dask_scheduler()
+    yield
+    after = _dask_scheduler()
+    if after != before:
+        sys.modules["dask"].config.set(scheduler=before)
+        pytest.fail(f"the test left dask's scheduler set to {after!r} (was {before!r})")

@@ -522,7 +522,10 @@ class ClusterRunner:
         try:
             while pending:
                 try:
-                    finished, pending = wait(pending, timeout=POLL_SECONDS, return_when="FIRST_COMPLETED")
+                    # The client is not the process's default (the command leaves its caller's
+                    # Dask settings alone), so ``wait`` is told which client to use.
+                    with self.client.as_current():
+                        finished, pending = wait(pending, timeout=POLL_SECONDS, return_when="FIRST_COMPLETED")
                 except TimeoutError:
                     finished = set()
                 for future in finished:
@@ -593,7 +596,7 @@ def local_cluster(workers, dashboard=True):
             env={"NUMBA_NUM_THREADS": str(numba_threads)},
         )
     logging.getLogger("distributed").setLevel(logging.ERROR)
-    return ClusterRunner(Client(cluster), cluster)
+    return ClusterRunner(Client(cluster, set_as_default=False), cluster)
 
 
 def run_jobs(jobs, runner, *, report, progress=None):

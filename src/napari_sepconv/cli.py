@@ -758,7 +758,7 @@ def _make_runner(args):
         from distributed import Client
 
         try:
-            client = Client(args.scheduler, timeout="5s")
+            client = Client(args.scheduler, timeout="5s", set_as_default=False)
         except ValueError as error:  # not an address ("localhost": no port)
             _print_error(f"--scheduler {args.scheduler}: not a scheduler address ({error})")
             sys.exit(2)
