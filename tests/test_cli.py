@@ -761,7 +761,7 @@ def test_existing_scheduler(tmp_path, capsys, rng, monkeypatch):
         code, out, err = sepconv(
             capsys, "sobel", "in", "-o", "out", "--scheduler", cluster.scheduler_address, "--mode", "wrap"
         )
-        with distributed.Client(cluster) as client:
+        with distributed.Client(cluster, set_as_default=False) as client:
             # Each worker wrote its own pieces: they all took part.
             assert len(client.scheduler_info()["workers"]) == 2
     _check_cluster_run(code, out, err, tmp_path / "out", stacks)

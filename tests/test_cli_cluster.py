@@ -41,7 +41,7 @@ def test_cluster_without_workers_is_given_up():
     cluster = distributed.LocalCluster(
         n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None
     )
-    client = distributed.Client(cluster)
+    client = distributed.Client(cluster, set_as_default=False)
     runner = _batch.ClusterRunner(client, cluster, no_workers_seconds=3)
     try:
         tasks = [dask.delayed(_sleep, pure=False)(60, dask_key_name="sepconv-store-slow-0")]
