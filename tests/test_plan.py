@@ -250,6 +250,30 @@ def test_a_call_after_a_pause_runs_on_one_thread_unless_it_is_large(monkeypatch)
     assert _cpu._runs_serially(999) and not _cpu._runs_serially(mid)
 
 
+def test_calls_run_on_one_thread_up_to_more_work_where_the_workers_sleep(monkeypatch):
+    """Under OMP_WAIT_POLICY=PASSIVE every parallel call wakes its workers: mid-sized calls
+    run on the calling thread even back to back; elsewhere they take the threads."""
+    assert _cpu.workers_sleep("omp", {"OMP_WAIT_POLICY": "passive "})
+    assert not _cpu.workers_sleep("omp", {"OMP_WAIT_POLICY": "ACTIVE"})
+    assert not _cpu.workers_sleep("omp", {}) and not _cpu.workers_sleep("tbb", {"OMP_WAIT_POLICY": "PASSIVE"})
+    monkeypatch.setattr(_cpu, "SERIAL_WORK", 1000)
+    monkeypatch.setattr(_cpu, "_last_call", time.perf_counter())  # a loop's next call
+    mid, large = 1000 * (_cpu.SLEEPING_SERIAL_FACTOR - 1), 1000 * _cpu.SLEEPING_SERIAL_FACTOR
+    monkeypatch.setattr(_cpu, "_serial_factor", _cpu.SLEEPING_SERIAL_FACTOR)
+    assert _cpu._runs_serially(mid) and not _cpu._runs_serially(large)
+    monkeypatch.setattr(_cpu, "_serial_factor", 1)
+    assert _cpu._runs_serially(999) and not _cpu._runs_serially(mid)
+
+
+def test_the_sleeping_workers_are_looked_up_once_the_threading_layer_runs(monkeypatch):
+    monkeypatch.setattr(_cpu, "_serial_factor", None)
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
+    _cpu.numba.get_num_threads()  # the threading layer started, as by a first call
+    expected = _cpu.SLEEPING_SERIAL_FACTOR if _cpu.numba.threading_layer() == "omp" else 1
+    assert _cpu._always_serial(_cpu.SERIAL_WORK * 2) == (expected > 2)
+    assert _cpu._serial_factor == expected
+
+
 def test_a_call_records_when_it_ended(rng, monkeypatch):
     monkeypatch.setattr(_cpu, "_last_call", 0.0)
     before = time.perf_counter()
