@@ -139,3 +139,29 @@ def test_a_task_queue_is_a_writable_int64_array():
     for wrong in (np.zeros(1, np.int32), read_only, np.zeros(4, np.int64)[::2]):
         with pytest.raises(numba.TypingError):
             claim(wrong, 0)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_a_process_forked_during_a_call_can_filter():
+    """A thread of the parent may hold the call lock (serialised layers, a first call) or
+    the helper lock when another forks, as a multiprocessing pool does: the child gets
+    locks of its own and its calls run instead of waiting forever."""
+    import os
+    import signal
+
+    from napari_sepconv import _cpu, _helper_calls
+
+    image = np.arange(64, dtype=np.float32).reshape(8, 8)
+    expected = sc.sobel(image)  # compiled or loaded here: the child compiles nothing
+    with _cpu._layer_lock, _helper_calls._lock:  # held while the process forks
+        pid = os.fork()
+        if pid == 0:
+            signal.alarm(30)  # a child that hangs is killed: the test fails, it does not hang
+            ok = False
+            try:
+                _cpu._serialise = True  # every call takes the lock, as on the workqueue layer
+                ok = np.array_equal(sc.sobel(image), expected) and _helper_calls._lock.acquire(timeout=5)
+            finally:
+                os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

@@ -50,6 +50,17 @@ _layer_lock = threading.Lock()
 _layer_checked = False
 _serialise = True
 
+
+def _after_fork_in_child():
+    """A forked child gets a lock of its own: another thread of the parent may have held
+    this one (in a call) when it forked, and no thread of the child would release it."""
+    global _layer_lock
+    _layer_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
 # Calls of less work than this (input elements times the taps each output reads, about
 # the multiply-adds) run their kernel on the calling thread alone: waking sleeping worker
 # threads (after a pause, or under OMP_WAIT_POLICY=PASSIVE) costs tens of microseconds,

@@ -44,6 +44,17 @@ _table = np.zeros((0, 2), np.int64)  # rows of (key, address)
 _signatures = {}  # key -> (helper, its argument types)
 
 
+def _after_fork_in_child():
+    """A forked child gets a lock of its own (a thread of the parent may have held this one,
+    loading a helper, when it forked); the table is replaced whole, never changed in place."""
+    global _lock
+    _lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def table():
     """The keys and addresses of the helpers loaded in this process: a kernel's ``helpers``
     argument (a new array whenever one is added, so a running kernel's never changes)."""
