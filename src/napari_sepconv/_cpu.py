@@ -63,11 +63,12 @@ if hasattr(os, "register_at_fork"):
 
 # Calls of less work than this (input elements times the taps each output reads, about
 # the multiply-adds) run their kernel on the calling thread alone: waking sleeping worker
-# threads (after a pause, or under OMP_WAIT_POLICY=PASSIVE) costs tens of microseconds,
-# more than a second thread saves there, and on a busy machine a parallel region can wait
-# milliseconds for threads that have no work. Measured on 2 cores with sleeping workers:
-# a 3x3 edge magnitude (10 taps an output) gains from a second thread from about 160²
-# on, a 15-tap separable filter (30 taps) from about 100².
+# threads (after a pause, or under OMP_WAIT_POLICY=PASSIVE: SLEEPING_SERIAL_FACTOR) costs
+# tens of microseconds, more than a second thread saves there, and on a busy machine a
+# parallel region can wait milliseconds for threads that have no work. Measured on 2 cores,
+# back to back with the default wait policy: a 3x3 edge magnitude (10 taps an output) gains
+# from a second thread from about 160-224² on (1.5x at 256²), a 15-tap separable filter
+# (30 taps) from about 100².
 SERIAL_WORK = 1 << 18
 # Taps assumed for kernels whose caller does not say: serial below 32768 elements.
 DEFAULT_TAPS = 8
