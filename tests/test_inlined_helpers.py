@@ -139,6 +139,7 @@ KERNEL_MODULES = (
     "_edge_kernels",
     "_depthwise_kernels",
     "_uniform_kernels",
+    "_narrow_kernels",
     "_sweeps",
     "_vector_sweeps",
     "_streaming",

@@ -1,12 +1,15 @@
-"""Filters of images whose unfiltered last axes are narrow (``_narrow_tail``): RGB images
-filtered in x and y run with the colours in front, with the same values as before."""
+"""Filters of images whose last axes are narrow (``_narrow_tail``): RGB images filtered in x
+and y, or as volumes, run with the colours in front, with the same values as before."""
 
 import numpy as np
 import pytest
+import skimage.filters
 from scipy import ndimage as ndi
 
 import napari_sepconv as sc
 from napari_sepconv import _cpu, _narrow_tail, _programs
+from napari_sepconv._backend import engine
+from napari_sepconv._passes import MAGNITUDE, SUM, lower_terms, run_lowered, taps
 
 MODES = ["reflect", "constant", "nearest", "mirror", "wrap"]
 
@@ -49,11 +52,11 @@ def tail_calls(monkeypatch):
     return calls
 
 
-def _in_place_layout(monkeypatch, apply, x, mode):
-    """``apply(sc, x, mode)`` with the narrow-tail path turned off."""
+def _in_place_layout(monkeypatch, apply, x, mode, module=sc):
+    """``apply(module, x, mode)`` with the narrow paths turned off."""
     with monkeypatch.context() as m:
         m.setattr(_cpu, "narrow_inner", 0)
-        return apply(sc, x, mode)
+        return apply(module, x, mode)
 
 
 @pytest.mark.parametrize("name, apply", FILTERS, ids=[f[0] for f in FILTERS])
@@ -126,3 +129,174 @@ def test_dask_blocks_take_it_too(tail_calls):
     lazy = sc.gaussian_filter(da.from_array(x, chunks=(60, 100, 3)), (2, 2, 0))
     np.testing.assert_array_equal(lazy.compute(scheduler="synchronous"), sc.gaussian_filter(x, (2, 2, 0)))
     assert len(tail_calls) >= 2
+
+
+# --------------------------------------------------------------------------
+# A filtered narrow last axis (``last_axis_first``): an RGB image filtered as a
+# volume runs with the colours in front, with the same bits as in its own layout.
+# --------------------------------------------------------------------------
+
+# Filters of every axis: (name, ours, the reference's module)
+VOLUME_FILTERS = [
+    ("sobel", lambda m, x, mode: m.sobel(x, mode=mode, cval=0.5), skimage.filters),
+    ("scharr", lambda m, x, mode: m.scharr(x, mode=mode), skimage.filters),
+    ("farid", lambda m, x, mode: m.farid(x, mode=mode), skimage.filters),
+    (
+        "gaussian",
+        lambda m, x, mode: m.gaussian(x, 1.5, mode=mode, cval=0.25, preserve_range=True),
+        skimage.filters,
+    ),
+    ("laplace", lambda m, x, mode: m.laplace(x), skimage.filters),
+    (
+        "gaussian_filter",
+        lambda m, x, mode: m.gaussian_filter(x, [1.0, 2.0, 0.8, 1.2][-x.ndim :], mode=mode, cval=2.0),
+        ndi,
+    ),
+    (
+        "gaussian_filter order",
+        lambda m, x, mode: m.gaussian_filter(x, 1.2, order=[0] * (x.ndim - 2) + [1, 1], mode=mode),
+        ndi,
+    ),
+    ("gaussian_gradient_magnitude", lambda m, x, mode: m.gaussian_gradient_magnitude(x, 1.0, mode=mode), ndi),
+    ("gaussian_laplace", lambda m, x, mode: m.gaussian_laplace(x, 1.0, mode=mode), ndi),
+    ("correlate1d last axis", lambda m, x, mode: m.correlate1d(x, [1.0, -2.5, 3.0], axis=-1, mode=mode), ndi),
+]
+
+VOLUME_SHAPES = [(50, 41, 3), (20, 70, 4), (64, 70, 1), (70, 40, 2), (3, 20, 30, 3)]
+
+
+@pytest.fixture
+def moved_calls(monkeypatch):
+    """How many calls took the path with the last axis in front."""
+    calls = []
+
+    def counted(*args):
+        calls.append(args[1].shape)
+        return _narrow_tail.last_axis_first(*args)
+
+    monkeypatch.setattr(_programs, "last_axis_first", counted)
+    return calls
+
+
+@pytest.mark.parametrize("name, apply, reference", VOLUME_FILTERS, ids=[f[0] for f in VOLUME_FILTERS])
+@pytest.mark.parametrize("shape", VOLUME_SHAPES, ids=str)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.uint8])
+def test_volumes_same_bits_as_in_place_and_the_references_values(
+    name, apply, reference, shape, dtype, monkeypatch, moved_calls
+):
+    rng = np.random.default_rng(sum(shape))
+    x = (rng.random(shape) * 100).astype(dtype)
+    kept = x.copy()
+    for mode in MODES:
+        if name in ("laplace", "correlate1d last axis") and mode != "reflect" and reference is not ndi:
+            continue
+        ours = apply(sc, x, mode)
+        in_place = _in_place_layout(monkeypatch, apply, x, mode)
+        assert ours.dtype == in_place.dtype and ours.shape == x.shape
+        assert ours.flags.c_contiguous and not np.shares_memory(ours, x)
+        assert ours.tobytes() == in_place.tobytes(), mode
+        expected = apply(reference, x, mode)
+        if dtype == np.uint8 and reference is ndi:  # scipy rounds toward zero; one unit either way
+            np.testing.assert_allclose(ours, expected, atol=1)
+        else:
+            tol = 1e-4 if np.float32 in (dtype, ours.dtype) else 1e-9
+            np.testing.assert_allclose(ours, expected, rtol=tol, atol=tol * np.abs(x).max())
+    np.testing.assert_array_equal(x, kept)
+    assert moved_calls  # the path was taken
+
+
+def _random_taps(rng):
+    k = int(rng.integers(1, 8))
+    weights = rng.standard_normal(k)
+    if k > 2 and rng.random() < 0.3:
+        weights[k // 2] = 0.0
+    origin = int(rng.integers(-(k // 2), k - k // 2)) if rng.random() < 0.3 else 0
+    return taps(weights, origin=origin, skip_zero=bool(rng.random() < 0.5))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_random_terms_give_the_bits_of_their_own_layout(seed):
+    """Sums and magnitudes of random separable terms (some sharing their first passes, as
+    edge filters' do), fused and not, every rule, mode and input type, NaN and infinities
+    included: the same bytes with the last axis in front as in the input's own layout."""
+    cpu = engine("cpu")
+    rng = np.random.default_rng(seed)
+    checked = 0
+    for shape in [(40, 37, 3), (17, 64, 4), (50, 90, 1), (30, 50, 2), (5, 7, 9, 3)]:
+        ndim = len(shape)
+        for dtype in (np.float32, np.float64):
+            x = rng.standard_normal(shape).astype(dtype)
+            x.flat[rng.integers(0, x.size, 3)] = [np.nan, np.inf, -np.inf]
+            for src in (x, rng.integers(0, 256, shape).astype(np.uint8)):
+                for combine, n_terms, shared in [(SUM, 1, False), (SUM, 3, True), (MAGNITUDE, 3, True)]:
+                    base = {a: _random_taps(rng) for a in range(ndim)}
+                    terms = []
+                    for t in range(n_terms):
+                        term = dict(base) if shared else {a: _random_taps(rng) for a in range(ndim)}
+                        term[t % ndim] = _random_taps(rng)
+                        terms.append(term)
+                    modes = {a: int(rng.integers(0, 5)) for a in range(ndim)}
+                    lowered = lower_terms(
+                        terms,
+                        modes,
+                        0.7,
+                        ndim,
+                        rule=["pass", "full"][int(rng.integers(0, 2))],
+                        combine=combine,
+                        divisor=1.5,
+                        dtype=dtype,
+                        scale=1 / 255 if src.dtype == np.uint8 else 1.0,
+                        fuse=bool(rng.random() < 0.85),
+                    )
+                    if not _narrow_tail.narrow_last(cpu, shape, lowered):
+                        continue
+                    expected = run_lowered(cpu, src, lowered)
+                    moved = _narrow_tail.last_axis_first_lowering(lowered, shape)
+                    got, _ = _narrow_tail.last_axis_first(cpu, src, moved, False)
+                    assert got.tobytes() == expected.tobytes(), (shape, dtype, combine, modes)
+                    checked += 1
+    assert checked > 20
+
+
+def test_which_calls_take_it(moved_calls):
+    rgb = np.ones((60, 60, 3), np.float32)
+    sc.gaussian_filter(np.ones((30, 30, 3), np.float32), 1)  # under MIN_SAMPLES
+    sc.gaussian_filter(np.ones((60, 60, 5), np.float32), 1)  # five samples a pixel
+    sc.gaussian_filter(rgb, (1, 1, 0))  # the last axis not filtered (``narrow_tail``)
+    sc.gaussian_filter(np.ones((4096, 3), np.float32), 1)  # two axes
+    sc.gaussian_filter(rgb, 1, mode="constant")  # the fused vertical pass's constant mode
+    sc.gaussian_filter(rgb, 1, mode=["reflect", "constant", "reflect"])
+    assert moved_calls == []
+    sc.gaussian_filter(rgb, 1, mode=["constant", "reflect", "constant"])
+    sc.sobel(rgb)
+    sc.correlate1d(rgb, [1, 2, 1], axis=-1)
+    assert len(moved_calls) == 3
+
+
+def test_non_finite_values_fall_back_as_in_their_own_layout(moved_calls):
+    """A sum of terms that meets NaN or inf is computed again by the direct kernel."""
+    x = np.random.default_rng(2).random((70, 60, 3))
+    x[10, 20, 1], x[40, 5, 2] = np.nan, np.inf
+    ours = sc.laplace(x)
+    np.testing.assert_allclose(ours, skimage.filters.laplace(x), rtol=1e-12, atol=1e-12)
+    assert moved_calls
+
+
+def test_output_arrays(moved_calls):
+    x = np.random.default_rng(0).random((60, 50, 3)).astype(np.float32) * 1000
+    target = np.zeros(x.shape, np.int32)
+    result = sc.gaussian_filter(x, 2, output=target)
+    assert result is target
+    np.testing.assert_allclose(result, ndi.gaussian_filter(x, 2, output=np.int32), atol=1)
+    out = np.empty(x.shape, np.float32)
+    assert sc.gaussian(x, 2, out=out) is out
+    np.testing.assert_allclose(out, skimage.filters.gaussian(x, 2), rtol=1e-5)
+    assert len(moved_calls) == 2
+
+
+def test_dask_blocks_give_the_whole_arrays_bits(moved_calls):
+    da = pytest.importorskip("dask.array")
+    x = np.random.default_rng(3).random((120, 100, 3)).astype(np.float32)
+    lazy = sc.sobel(da.from_array(x, chunks=(70, 30, 3)))  # blocks both sides of MIN_SAMPLES
+    np.testing.assert_array_equal(lazy.compute(scheduler="synchronous"), sc.sobel(x))
+    assert len(moved_calls) >= 2

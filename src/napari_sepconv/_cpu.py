@@ -796,3 +796,11 @@ def restore_channels(out, shape, channel_axis):
 
 
 _this_engine = sys.modules[__name__]  # what ``DepthwiseOp.run`` calls back
+
+
+def combine_planes(values, sources, weights, pad, combine, inv_divisor, accumulate, out):
+    """A fused term's horizontal pass and combination along the first axis
+    (``_narrow_kernels``)."""
+    from ._narrow_kernels import combine_planes as kernel
+
+    kernel(values, sources, weights, pad, combine, inv_divisor, accumulate, out)

@@ -6,7 +6,8 @@ use (by ``_cpu``), so that a call loads the code of its own family only:
 ``_line_kernels`` (1-D passes along one axis), ``_separable_kernels`` (fused 2-D
 separable terms), ``_edge_kernels`` (3x3 edge magnitudes), ``_direct_kernels`` (direct
 2-D correlation), ``_depthwise_kernels`` (per-channel filters), ``_uniform_kernels``
-(running sums) and ``_cast_kernels`` (conversions); ``_sweeps`` holds the multiply-add
+(running sums), ``_narrow_kernels`` (the fused pass's last step along a short first axis)
+and ``_cast_kernels`` (conversions); ``_sweeps`` holds the multiply-add
 sweeps over rows that several of them inline. This module holds their compilation
 (``_jit``, ``_helper``, the versioned on-disk cache), the intrinsics they allocate and
 view buffers with, the border tables (``_pad_table``) and the thread-count controls.

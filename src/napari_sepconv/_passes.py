@@ -136,8 +136,14 @@ def last_filtered_axis(lowered):
 def axes_shifted(lowered, shift):
     """``lowered`` (without a fused pass) for the kernel input with ``shift`` axes put in
     front of the filtered ones."""
+    return axes_renumbered(lowered, lambda axis: axis + shift)
+
+
+def axes_renumbered(lowered, moved):
+    """``lowered`` with the axis of each unfused pass renumbered by ``moved(axis)``; fused
+    passes are kept as they are."""
     groups = tuple(
-        (tuple(dataclasses.replace(p, axis=p.axis + shift) for p in prefix), fused)
+        (tuple(dataclasses.replace(p, axis=moved(p.axis)) for p in prefix), fused)
         for prefix, fused in lowered.groups
     )
     return dataclasses.replace(lowered, groups=groups)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._boundary import CONSTANT
-from ._narrow_tail import narrow_tail, tail_first
+from ._narrow_tail import last_axis_first, last_axis_first_lowering, narrow_last, narrow_tail, tail_first
 from ._passes import SUM, LoweredTerms, axes_shifted, last_filtered_axis, lower_terms, run_lowered
 from ._validation import input_scale
 
@@ -48,6 +48,8 @@ class TermsProgram:
     fallback: DirectProgram | None = None
     # Per (engine, input dtype): the call without the general path's steps, or None.
     _bound: dict = field(default_factory=dict, repr=False, compare=False)
+    # Per kernel input shape: the lowering with the last axis in front (``_last_axis_first``).
+    _last_first: dict = field(default_factory=dict, repr=False, compare=False)
 
     def run(self, engine, image, out=None):
         if out is None and type(image) is np.ndarray:
@@ -74,6 +76,9 @@ class TermsProgram:
                 return run_lowered(engine, moved, lowered, target=target), True
 
             result, finite = tail_first(engine, src, tail, run)
+        elif narrow_last(engine, src.shape, lowered):
+            result, finite = last_axis_first(engine, src, self._last_axis_first(src.shape), check)
+            finite = True if finite is None else finite
         else:
             target = None
             as_is = self.cast is None or self.cast == self.lowered.dtype  # no scipy cast to make
@@ -102,6 +107,14 @@ class TermsProgram:
         if tail is None:
             return self.lowered, None
         return self._lowered_behind_one_axis, tail
+
+    def _last_axis_first(self, shape):
+        """``lowered`` run with the last axis in front (``_narrow_tail.last_axis_first``), for
+        kernel inputs of ``shape`` (made once: a plan serves one shape)."""
+        last_first = self._last_first.get(shape)
+        if last_first is None:
+            last_first = self._last_first[shape] = last_axis_first_lowering(self.lowered, shape)
+        return last_first
 
     @functools.cached_property
     def _lowered_behind_one_axis(self):

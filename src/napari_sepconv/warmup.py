@@ -47,6 +47,7 @@ _KERNEL_SOURCES = (
     "_depthwise_kernels.py",
     "_uniform_kernels.py",
     "_cast_kernels.py",
+    "_narrow_kernels.py",
     "_helper_calls.py",
     "_workers.py",
 )
@@ -134,6 +135,9 @@ def _edges_directional(sc, np):
 
 def _edges_3d(sc, np):
     _edge_calls(sc, np, ["sobel"], ndim=3)
+    # an RGB image as a volume: filtered with its colours in front (``_narrow_tail``)
+    for dtype in (np.float32, np.float64):
+        sc.sobel(np.zeros((40, 40, 3), dtype))
 
 
 def _correlate1d(sc, np):
