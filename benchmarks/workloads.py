@@ -975,6 +975,7 @@ def extra_workloads(b: Builder, quick: bool):
         b.correlate1d((n, n), 15, axis=-1),
         b.correlate1d((n, n), 15, axis=0),
         b.sobel((64, 512, 512), np.float32, group="3-D"),
+        b.sobel((1024, 1024, 3), np.float32, group="3-D"),  # an RGB image as a volume
         b.separable((64, 512, 512), 7, np.float32, group="3-D"),
         b.filter2d(
             (32, 512, 512),
