@@ -1,6 +1,8 @@
 """Filters of images whose last axes are narrow (``_narrow_tail``): RGB images filtered in x
 and y, or as volumes, run with the colours in front, with the same values as before."""
 
+import functools
+
 import numpy as np
 import pytest
 import skimage.filters
@@ -300,3 +302,39 @@ def test_dask_blocks_give_the_whole_arrays_bits(moved_calls):
     lazy = sc.sobel(da.from_array(x, chunks=(70, 30, 3)))  # blocks both sides of MIN_SAMPLES
     np.testing.assert_array_equal(lazy.compute(scheduler="synchronous"), sc.sobel(x))
     assert len(moved_calls) >= 2
+
+
+def _uniform_of(module, x, mode, size, output):
+    return module.uniform_filter(x, size, output=output, mode=mode, cval=1.5)
+
+
+@pytest.mark.parametrize("shape", VOLUME_SHAPES, ids=str)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.uint8])
+def test_uniform_volumes_same_bits_as_in_place(shape, dtype, monkeypatch):
+    """``uniform_filter`` of every axis runs its passes with the last axis in front too (the
+    running sums are anchored along each axis whatever the layout)."""
+    from napari_sepconv import _uniform
+
+    calls = []
+    original = _uniform.uniform_last_axis_first
+    monkeypatch.setattr(_uniform, "uniform_last_axis_first", lambda *a: calls.append(1) or original(*a))
+    rng = np.random.default_rng(sum(shape))
+    x = (rng.random(shape) * 100).astype(dtype)
+    if dtype != np.uint8:
+        x.flat[rng.integers(0, x.size, 3)] = [np.nan, np.inf, -np.inf]
+    kept = x.copy()
+    for mode in MODES:
+        for size, output in [(3, None), ([2, 7, 3, 5][-x.ndim :], np.float64), (4, np.float32)]:
+            apply = functools.partial(_uniform_of, size=size, output=output)
+            ours = apply(sc, x, mode)
+            in_place = _in_place_layout(monkeypatch, apply, x, mode)
+            assert ours.dtype == in_place.dtype and ours.tobytes() == in_place.tobytes(), (mode, size)
+            if dtype == np.uint8 and output is None:
+                np.testing.assert_allclose(ours, apply(ndi, x, mode), atol=1)
+            else:
+                tol = 1e-4 if np.float32 in (ours.dtype, dtype) else 1e-9
+                expected = apply(ndi, x, mode)
+                finite = np.isfinite(expected) & np.isfinite(ours)
+                np.testing.assert_allclose(ours[finite], expected[finite], rtol=tol, atol=tol * 100)
+    np.testing.assert_array_equal(x, kept)
+    assert calls

@@ -109,14 +109,23 @@ class LastAxisFirst:
     dtype: np.dtype
 
 
+def short_last_axis(engine, shape):
+    """Whether the last axis of a kernel input of ``shape`` holds from one to
+    ``engine.narrow_inner`` samples, in an input of at least three axes and
+    :data:`MIN_SAMPLES` samples: the inputs that a filter of that axis runs with it in front."""
+    if engine.narrow_inner <= 0 or len(shape) < 3:  # never on the GPU
+        return False
+    shape = tuple(shape)  # a device array's shape may not take negative indices
+    return 0 < shape[-1] <= engine.narrow_inner and math.prod(shape) >= MIN_SAMPLES
+
+
 def narrow_last(engine, shape, lowered):
     """Whether a kernel input of ``shape`` runs ``lowered`` with its last axis in front: that
-    axis is filtered and holds from one to ``engine.narrow_inner`` samples, the input has at
-    least three axes and :data:`MIN_SAMPLES` samples. Not for a fused group that is a lone
+    axis is filtered and short (:func:`short_last_axis`). Not for a fused group that is a lone
     magnitude (the 3x3 edge kernel's, whose arithmetic is its own), nor for one in constant
     mode along the rows (the fused kernel's vertical pass adds the taps outside the image
     last, as one sum, where its horizontal pass reads them in order)."""
-    if len(shape) < 3 or not 0 < shape[-1] <= engine.narrow_inner or math.prod(shape) < MIN_SAMPLES:
+    if not short_last_axis(engine, shape):
         return False
     last = last_filtered_axis(lowered)
     if last is not None:

@@ -180,3 +180,34 @@ def _source(n, size, origin, mode, K):
         return np.zeros(0, np.int64)
     source = extension(n, size, size // 2 + origin, mode)
     return np.concatenate([source, np.zeros(K, np.int64)])
+
+
+def uniform_last_axis_first(engine, src, plan, cval, dtype, pair):
+    """:func:`uniform_pass` after :func:`uniform_pass` for the ``plan`` (``(axis, size,
+    origin, mode)`` in turn, the last along the last axis) on the CPU input ``src``, run on a
+    copy with its last axis in front (``_narrow_tail``): a new ``dtype`` array of ``src``'s
+    shape. Where ``pair``, the pass before the last is kept in float64, as
+    :func:`uniform_last_two` keeps it.
+
+    Along a last axis of a few samples the running sums have a line of three samples each to
+    sweep; in front, each pass runs over wide rows. The sums are anchored along each axis
+    whatever the layout, so the values are the same.
+    """
+    from ._narrow_tail import tail_first
+
+    ndim = src.ndim
+
+    def moved_axis(axis):
+        return 0 if axis == ndim - 1 else axis + 1
+
+    def run(moved, new):
+        cur = moved
+        for i, (axis, size, origin, mode) in enumerate(plan):
+            kept = np.float64 if pair and i == len(plan) - 2 else dtype
+            cur = uniform_pass(
+                "cpu", cur, moved_axis(axis), size, origin, mode, cval, kept, new(moved.shape, kept)
+            )
+        return cur, None
+
+    result, _ = tail_first(engine, src, ndim - 1, run)
+    return result

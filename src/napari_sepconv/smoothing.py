@@ -1002,7 +1002,8 @@ def _uniform_passes(input, plan, cval, out_dtype, output, backend):
     (but for a float output the last two in float64, see below)."""
     if _dask.is_dask_array(input):
         return _uniform_lazily(input, plan, cval, out_dtype, backend)
-    from ._uniform import uniform_last_two, uniform_pass
+    from ._narrow_tail import short_last_axis
+    from ._uniform import uniform_last_axis_first, uniform_last_two, uniform_pass
 
     name = _backend.resolve(backend, input)
     engine = _backend.engine(name)
@@ -1022,6 +1023,10 @@ def _uniform_passes(input, plan, cval, out_dtype, output, backend):
     # A float pass that another reads goes to a scratch array (reused from call to call)
     # on the CPU; an integer one is cast to the output type first, as scipy stores it.
     kept = name == "cpu" and out_dtype == pass_dtype
+    if kept and plan[-1][0] == cur.ndim - 1 and short_last_axis(engine, cur.shape):
+        # an RGB image as a volume: the passes over wide rows, the colours in front
+        values = uniform_last_axis_first(engine, cur, plan, cval, pass_dtype, pair)
+        return _uniform_store(engine, values, out_dtype, output)
     with engine.scratch_arrays() as scratch:
         middles = Alternating(scratch, cur.shape, pass_dtype)
         target = None  # where the pass writes: the output, an intermediate, or a new array
