@@ -224,7 +224,7 @@ def test_random_terms_give_the_bits_of_their_own_layout(seed):
     cpu = engine("cpu")
     rng = np.random.default_rng(seed)
     checked = 0
-    for shape in [(40, 37, 3), (17, 64, 4), (50, 90, 1), (30, 50, 2), (5, 7, 9, 3)]:
+    for shape in [(40, 37, 3), (17, 64, 4), (50, 90, 1), (30, 50, 2), (5, 7, 9, 3), (2100, 2), (1500, 3)]:
         ndim = len(shape)
         for dtype in (np.float32, np.float64):
             x = rng.standard_normal(shape).astype(dtype)
@@ -265,7 +265,6 @@ def test_which_calls_take_it(moved_calls):
     sc.gaussian_filter(np.ones((30, 30, 3), np.float32), 1)  # under MIN_SAMPLES
     sc.gaussian_filter(np.ones((60, 60, 5), np.float32), 1)  # five samples a pixel
     sc.gaussian_filter(rgb, (1, 1, 0))  # the last axis not filtered (``narrow_tail``)
-    sc.gaussian_filter(np.ones((4096, 3), np.float32), 1)  # two axes
     sc.gaussian_filter(rgb, 1, mode="constant")  # the fused vertical pass's constant mode
     sc.gaussian_filter(rgb, 1, mode=["reflect", "constant", "reflect"])
     assert moved_calls == []
@@ -338,3 +337,29 @@ def test_uniform_volumes_same_bits_as_in_place(shape, dtype, monkeypatch):
                 np.testing.assert_allclose(ours[finite], expected[finite], rtol=tol, atol=tol * 100)
     np.testing.assert_array_equal(x, kept)
     assert calls
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.uint8])
+def test_columns_same_bits_as_in_place(dtype, monkeypatch, moved_calls):
+    """A column vector (N, 1) or pairs (N, 2) filtered along both axes: the same path, and
+    ``sobel``'s lone magnitude (the 3x3 edge kernel's arithmetic) in place."""
+    rng = np.random.default_rng(7)
+    for shape in [(5000, 1), (3000, 2), (1400, 3)]:
+        x = (rng.random(shape) * 100).astype(dtype)
+        for mode in MODES:
+            for apply in (
+                lambda m, x, mode: m.gaussian_filter(x, 2.0, mode=mode),
+                lambda m, x, mode: m.correlate1d(x, [1.0, -2.0, 4.0], axis=-1, mode=mode),
+                lambda m, x, mode: m.uniform_filter(x, 5, mode=mode, output=np.float64),
+            ):
+                ours = apply(sc, x, mode)
+                assert ours.tobytes() == _in_place_layout(monkeypatch, apply, x, mode).tobytes()
+                np.testing.assert_allclose(ours, apply(ndi, x, mode), rtol=1e-4, atol=1e-3 * 100)
+    # (the uniform filter's not counted; fused float32 Gaussians keep constant mode in place)
+    assert len(moved_calls) >= 3 * (2 * len(MODES) - 1)
+    moved_calls.clear()
+    x = rng.random((5000, 1)).astype(dtype)
+    np.testing.assert_array_equal(
+        sc.sobel(x), _in_place_layout(monkeypatch, lambda m, x, _: m.sobel(x), x, None)
+    )
+    assert moved_calls == []

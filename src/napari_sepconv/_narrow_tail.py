@@ -111,9 +111,9 @@ class LastAxisFirst:
 
 def short_last_axis(engine, shape):
     """Whether the last axis of a kernel input of ``shape`` holds from one to
-    ``engine.narrow_inner`` samples, in an input of at least three axes and
+    ``engine.narrow_inner`` samples, in an input of at least two axes and
     :data:`MIN_SAMPLES` samples: the inputs that a filter of that axis runs with it in front."""
-    if engine.narrow_inner <= 0 or len(shape) < 3:  # never on the GPU
+    if engine.narrow_inner <= 0 or len(shape) < 2:  # never on the GPU
         return False
     shape = tuple(shape)  # a device array's shape may not take negative indices
     return 0 < shape[-1] <= engine.narrow_inner and math.prod(shape) >= MIN_SAMPLES

@@ -48,7 +48,7 @@ class TermsProgram:
     fallback: DirectProgram | None = None
     # Per (engine, input dtype): the call without the general path's steps, or None.
     _bound: dict = field(default_factory=dict, repr=False, compare=False)
-    # Per kernel input shape: the lowering with the last axis in front (``_last_axis_first``).
+    # Per kernel input shape (a few): the lowering with the last axis in front.
     _last_first: dict = field(default_factory=dict, repr=False, compare=False)
 
     def run(self, engine, image, out=None):
@@ -59,7 +59,10 @@ class TermsProgram:
                 bound = self._bind(engine, image)
                 if len(self._bound) < 8:
                     self._bound[key] = bound
-            if bound is not None:
+            # (a short filtered last axis takes the general path, which moves it in front)
+            if bound is not None and not (
+                image.shape[-1] <= engine.narrow_inner and narrow_last(engine, image.shape, self.lowered)
+            ):
                 return bound(image)
         src, _ = engine.to_kernel_input(image, self.compute_dtype, self.preserve_range)
         src = engine.for_kernels(src, self.lowered.dtype)  # once, not in each pass
@@ -110,10 +113,12 @@ class TermsProgram:
 
     def _last_axis_first(self, shape):
         """``lowered`` run with the last axis in front (``_narrow_tail.last_axis_first``), for
-        kernel inputs of ``shape`` (made once: a plan serves one shape)."""
+        kernel inputs of ``shape`` (made once per shape)."""
         last_first = self._last_first.get(shape)
         if last_first is None:
-            last_first = self._last_first[shape] = last_axis_first_lowering(self.lowered, shape)
+            last_first = last_axis_first_lowering(self.lowered, shape)
+            if len(self._last_first) < 8:  # a plan's dask blocks share its program
+                self._last_first[shape] = last_first
         return last_first
 
     @functools.cached_property
