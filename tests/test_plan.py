@@ -372,3 +372,41 @@ def test_every_public_function_keeps_its_docstring_and_filters_have_a_plan():
         if name in planned:
             assert ">>>" in obj.__doc__, name
             assert callable(obj.plan), name
+
+
+def test_one_pass_plans_call_their_kernel_straight(monkeypatch):
+    """A plan of one 1-D pass (``correlate1d``) keeps its kernel's arguments ready: its
+    later calls skip the general path (``engine.correlate_axis``), with the same bits as
+    the general path (taken with an ``output`` array); inputs the kernel cannot read as
+    they are (strided, read-only, another type) and short last axes moved in front
+    (``_narrow_tail``) still take it."""
+    general = []
+    original = _cpu.correlate_axis
+    monkeypatch.setattr(_cpu, "correlate_axis", lambda *a: general.append(a[0].shape) or original(*a))
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal(5)
+    for shape, axis in [((9, 7), 0), ((9, 7), -1), ((4, 5, 6), 1), ((300,), 0), ((40, 50), 1)]:
+        for dtype in (np.float32, np.float64):
+            x = rng.standard_normal(shape).astype(dtype)
+            for mode in ("reflect", "constant", "wrap"):
+                first = sc.correlate1d(x, w, axis=axis, mode=mode, cval=0.5)
+                general.clear()
+                again = sc.correlate1d(x, w, axis=axis, mode=mode, cval=0.5)
+                assert general == [] and again.dtype == x.dtype
+                out = np.empty_like(x)
+                sc.correlate1d(x, w, axis=axis, mode=mode, cval=0.5, output=out)
+                assert general  # the general path
+                assert first.tobytes() == again.tobytes() == out.tobytes()
+    x = rng.standard_normal((60, 50)).astype(np.float32)
+    expected = sc.correlate1d(x, w, axis=0)
+    read_only = x.copy()
+    read_only.flags.writeable = False
+    for other in (np.asfortranarray(x), read_only, x[:, ::-1][:, ::-1]):
+        general.clear()
+        assert sc.correlate1d(other, w, axis=0).tobytes() == expected.tobytes()
+        assert general or other.flags.c_contiguous and other.flags.writeable
+    narrow = rng.standard_normal((3000, 3)).astype(np.float32)
+    sc.correlate1d(narrow, w, axis=0)
+    general.clear()
+    sc.correlate1d(narrow, w, axis=0)  # the colours go in front first (``narrow_tail``)
+    assert general == [(3, 3000)]

@@ -417,6 +417,49 @@ def separable_2d(src, cols, rows, mode_y, mode_x, cval, pad_x, combine, divisor,
     return _run_separable_2d(prepared, mode_y, out.dtype, src, out)
 
 
+def bind_correlate_axis(axis_pass, dtype, src_dtype):
+    """``call(src, out)``: ``correlate_axis`` of the ``_passes.AxisPass`` ``axis_pass`` on host
+    arrays of ``src_dtype``, its taps prepared once; None where the kernel reads the input
+    converted (another type).
+
+    As :func:`bind_separable_2d`: the call goes straight to the kernel, and inputs that are not
+    C-contiguous, or read-only, take ``run``'s path.
+    """
+    dtype, src_dtype = np.dtype(dtype), np.dtype(src_dtype)
+    if not reads_as_is(src_dtype, dtype) or (axis_pass.mode == CONSTANT and src_dtype != dtype):
+        return None
+    p = axis_pass
+    off, w, sym = _prepared.get((p.offsets, p.weights), dtype, _prepare_axis, p.offsets, p.weights, dtype)
+    c = dtype.type(p.cval)
+    from ._line_kernels import correlate_lines, correlate_rows
+
+    lines, rows = correlate_lines.dispatcher, correlate_rows.dispatcher
+
+    def call(src, out):
+        if not out.size or _serialise or not (src.flags.c_contiguous and src.flags.writeable):
+            return correlate_axis(src, p.axis, p.offsets, p.weights, p.mode, p.cval, out)
+        shape = src.shape
+        n = shape[p.axis]
+        inner = math.prod(shape[p.axis + 1 :])
+        if inner == 1:
+            lined = (src.reshape(-1, n), off, w, sym, p.mode, c, out.reshape(-1, n), ROWS_PER_TASK)
+            return _call_loading_helpers(_call, lines, lined, DEFAULT_TAPS, False)
+        outer = math.prod(shape[: p.axis])
+        args = (
+            src.reshape(outer, n, inner),
+            off,
+            w,
+            sym,
+            p.mode,
+            c,
+            out.reshape(outer, n, inner),
+            ROWS_PER_TASK,
+        )
+        return _call_loading_helpers(_call, rows, args, DEFAULT_TAPS, False)
+
+    return call
+
+
 def bind_separable_2d(fused, dtype, src_dtype):
     """``call(src, out)``: ``separable_2d`` of the fused pass ``fused`` on host arrays of
     ``src_dtype``, its arguments ready.

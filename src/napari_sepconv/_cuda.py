@@ -1065,6 +1065,11 @@ def bind_separable_2d(fused, dtype, src_dtype):
     return None
 
 
+def bind_correlate_axis(axis_pass, dtype, src_dtype):
+    """None: device calls take the general path (their cost is the launch, not Python)."""
+    return None
+
+
 def _separable_2d_generic(src, cols, rows, mode_y, mode_x, cval, pad_x, combine, divisor, accumulate, out):
     h, w = src.shape[-2:]
     dtype = np.dtype(out.dtype)

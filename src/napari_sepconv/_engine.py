@@ -91,6 +91,14 @@ class Engine(Protocol):
         in the kernel, not in the steps before it.
         """
 
+    def bind_correlate_axis(
+        self, axis_pass, dtype: Any, src_dtype: Any
+    ) -> Callable[[Array, Array], None] | None:
+        """``call(src, out)``: ``correlate_axis`` of the ``_passes.AxisPass`` ``axis_pass``
+        with its taps prepared once, for host arrays of ``src_dtype`` (any shape); None where
+        the engine has no such path. As :meth:`bind_separable_2d`, for programs of one pass.
+        """
+
     def combine_into(self, out: Array, values: Array, squares: bool, first: bool) -> None:
         """``out (+)= values`` (or ``values ** 2``)."""
 

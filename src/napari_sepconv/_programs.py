@@ -59,10 +59,7 @@ class TermsProgram:
                 bound = self._bind(engine, image)
                 if len(self._bound) < 8:
                     self._bound[key] = bound
-            # (a short filtered last axis takes the general path, which moves it in front)
-            if bound is not None and not (
-                image.shape[-1] <= engine.narrow_inner and narrow_last(engine, image.shape, self.lowered)
-            ):
+            if bound is not None and not self._moves_last_axes(engine, image.shape):
                 return bound(image)
         src, _ = engine.to_kernel_input(image, self.compute_dtype, self.preserve_range)
         src = engine.for_kernels(src, self.lowered.dtype)  # once, not in each pass
@@ -111,6 +108,13 @@ class TermsProgram:
             return self.lowered, None
         return self._lowered_behind_one_axis, tail
 
+    def _moves_last_axes(self, engine, shape):
+        """Whether the general path runs a kernel input of ``shape`` with its short last axes
+        in front (``_narrow_tail``), which the bound call does not."""
+        return shape[-1] <= engine.narrow_inner and (
+            narrow_last(engine, shape, self.lowered) or self._lowered_for(engine, shape)[1] is not None
+        )
+
     def _last_axis_first(self, shape):
         """``lowered`` run with the last axis in front (``_narrow_tail.last_axis_first``), for
         kernel inputs of ``shape`` (made once per shape)."""
@@ -128,23 +132,25 @@ class TermsProgram:
 
     def _bind(self, engine, image):
         """The call for host ``image``s of this dtype without the general path's steps, or
-        None: one fused pass read straight from the image into a new array, as most 2-D
-        calls run (small calls spend most of their time around the kernel)."""
+        None: one fused pass (as most 2-D calls run), or one 1-D pass (``correlate1d``, a
+        Gaussian along one axis), read straight from the image into a new array (small calls
+        spend most of their time around the kernel)."""
         lowered = self.lowered
-        if (
-            self.channel_axis is not None
-            or self.cast is not None
-            or lowered.single
-            or len(lowered.groups) != 1
-        ):
+        if self.channel_axis is not None or len(lowered.groups) != 1:
+            return None
+        if self.cast is not None and not (lowered.single and self.cast == lowered.dtype):
             return None
         prefix, fused = lowered.groups[0]
-        if prefix or fused is None or fused.accumulate:
+        one_pass = lowered.single and len(prefix) == 1
+        if not one_pass and (lowered.single or prefix or fused is None or fused.accumulate):
             return None
         src, _ = engine.to_kernel_input(image, self.compute_dtype, self.preserve_range)
         if src.dtype != image.dtype:  # the kernels read a converted copy
             return None
-        call = engine.bind_separable_2d(fused, lowered.dtype, image.dtype)
+        if one_pass:
+            call = engine.bind_correlate_axis(prefix[0], lowered.dtype, image.dtype)
+        else:
+            call = engine.bind_separable_2d(fused, lowered.dtype, image.dtype)
         if call is None:
             return None
         dtype, fallback = lowered.dtype, self.fallback
