@@ -31,7 +31,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._boundary import CONSTANT, _source_index
-from ._lowering import as_type
 from ._passes import (
     MAGNITUDE,
     SUM,
@@ -164,7 +163,7 @@ def last_axis_first_lowering(lowered, shape):
                 combine = fused.combine if t == last else SUM_SQUARES
             planes = PlanesPass(
                 np.array(sources, np.int64).reshape(n, offsets.size),
-                as_type(weights, dtype),
+                np.array(weights, dtype),  # a writable copy: the kernel is compiled for those
                 dtype.type(fused.pad_x[t]),
                 combine,
                 dtype.type(1.0 / fused.divisor),
@@ -187,7 +186,6 @@ def last_axis_first(engine, src, last_first, check_finite):
             result = run_lowered(engine, moved, last_first.unfused, check_finite, target)
             return result if check_finite else (result, None)
         middles = Alternating(new, moved.shape, dtype)
-        values = new(moved.shape, dtype)  # a term's vertical pass
         planes_of = (moved.shape[0], -1)
         for prefix, terms in last_first.groups:
             cur = moved
@@ -195,6 +193,7 @@ def last_axis_first(engine, src, last_first, check_finite):
                 nxt = middles.other_than(cur)
                 engine.correlate_axis(cur, p.axis, p.offsets, p.weights, p.mode, p.cval, nxt)
                 cur = nxt
+            values = middles.other_than(cur)  # a term's vertical pass
             for along_rows, planes in terms:
                 engine.separable_2d(cur, *along_rows.arguments(), values)
                 engine.combine_planes(

@@ -194,6 +194,7 @@ def uniform_last_axis_first(engine, src, plan, cval, dtype, pair):
     whatever the layout, so the values are the same.
     """
     from ._narrow_tail import tail_first
+    from ._scratch import Alternating
 
     ndim = src.ndim
 
@@ -201,12 +202,14 @@ def uniform_last_axis_first(engine, src, plan, cval, dtype, pair):
         return 0 if axis == ndim - 1 else axis + 1
 
     def run(moved, new):
+        middles = Alternating(new, moved.shape, dtype)
         cur = moved
         for i, (axis, size, origin, mode) in enumerate(plan):
-            kept = np.float64 if pair and i == len(plan) - 2 else dtype
-            cur = uniform_pass(
-                "cpu", cur, moved_axis(axis), size, origin, mode, cval, kept, new(moved.shape, kept)
-            )
+            if pair and i == len(plan) - 2:
+                target = new(moved.shape, np.float64)
+            else:
+                target = middles.other_than(cur)
+            cur = uniform_pass("cpu", cur, moved_axis(axis), size, origin, mode, cval, target.dtype, target)
         return cur, None
 
     result, _ = tail_first(engine, src, ndim - 1, run)

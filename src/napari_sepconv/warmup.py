@@ -196,6 +196,14 @@ def _smoothing(sc, np):
             sc.uniform_filter(x, size=3)
             sc.gaussian_gradient_magnitude(x, sigma=1.0)
             sc.gaussian_laplace(x, sigma=1.0)
+    # RGB images as volumes: filtered with their colours in front (``_narrow_tail``)
+    for x in _images(np, 3).values():
+        rgb = np.zeros((40, 40, 3), x.dtype)
+        sc.gaussian_filter(rgb, sigma=1.0)
+        sc.uniform_filter(rgb, size=3)
+        sc.uniform_filter(rgb, size=3, output=np.float64)
+        sc.gaussian_gradient_magnitude(rgb, sigma=1.0)
+        sc.gaussian_laplace(rgb, sigma=1.0)
 
 
 FAMILIES = {
