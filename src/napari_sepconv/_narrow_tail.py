@@ -20,9 +20,11 @@ horizontal pass of a fused call whose vertical pass is the identity (the same ch
 fused multiply-adds over the taps, from zero); and the fused kernel's horizontal pass and
 combination (sum or magnitude) as ``engine.combine_planes``, along the moved axis, a plane
 per tap. So the bytes are the same, and a dask block is filtered alike whichever path it
-takes. Two cases keep the input's layout: constant mode along the second-to-last axis (the
-fused kernel's vertical pass adds the taps outside the image as one sum, after the others)
-and a lone magnitude over the last two axes (the 3x3 edge kernel's own arithmetic).
+takes. In constant mode the fused kernel's vertical pass skips the taps that fall outside
+the image and adds their weights times ``cval`` last, as one sum: the row pass here reads
+zeros there (which add nothing) and that sum is added after it (:func:`_outside_sums`). A
+lone magnitude over the last two axes keeps the input's layout (the 3x3 edge kernel's own
+arithmetic).
 """
 
 import math
@@ -121,17 +123,13 @@ def short_last_axis(engine, shape):
 def narrow_last(engine, shape, lowered):
     """Whether a kernel input of ``shape`` runs ``lowered`` with its last axis in front: that
     axis is filtered and short (:func:`short_last_axis`). Not for a fused group that is a lone
-    magnitude (the 3x3 edge kernel's, whose arithmetic is its own), nor for one in constant
-    mode along the rows (the fused kernel's vertical pass adds the taps outside the image
-    last, as one sum, where its horizontal pass reads them in order)."""
+    magnitude (the 3x3 edge kernel's, whose arithmetic is its own)."""
     if not short_last_axis(engine, shape):
         return False
     last = last_filtered_axis(lowered)
     if last is not None:
         return last == len(shape) - 1
-    return not any(
-        (f.combine == MAGNITUDE and not f.accumulate) or f.mode_y == CONSTANT for _, f in lowered.groups
-    )
+    return not any(f.combine == MAGNITUDE and not f.accumulate for _, f in lowered.groups)
 
 
 def last_axis_first_lowering(lowered, shape):
@@ -152,9 +150,15 @@ def last_axis_first_lowering(lowered, shape):
         terms = []
         last = len(fused.cols) - 1
         for t, (col, row) in enumerate(zip(fused.cols, fused.rows)):
+            # Constant mode: the vertical pass skips the taps outside the image and adds their
+            # weights times cval last, as one sum; here they read zeros (which add nothing) and
+            # that sum is added after, where it is not zero.
+            constant = fused.mode_y == CONSTANT
+            pad = 0.0 if constant else fused.cval
             along_rows = FusedPass(
-                (identity,), (col,), fused.mode_y, fused.mode_y, 0.0, (fused.cval,), SUM, 1.0, False
+                (identity,), (col,), fused.mode_y, fused.mode_y, 0.0, (pad,), SUM, 1.0, False
             )
+            outside = _outside_sums(col, shape[-2], dtype.type(fused.cval), dtype) if constant else None
             offsets, weights = row
             sources = [[_source_index(c + int(o), n, fused.mode_x) for o in offsets] for c in range(n)]
             if fused.combine == SUM:
@@ -169,9 +173,30 @@ def last_axis_first_lowering(lowered, shape):
                 dtype.type(1.0 / fused.divisor),
                 bool(fused.accumulate) or t > 0,
             )
-            terms.append((along_rows, planes))
+            terms.append((along_rows, outside, planes))
         groups.append((prefix, tuple(terms)))
     return LastAxisFirst(None, tuple(groups), dtype)
+
+
+def _outside_sums(taps, n, cval, dtype):
+    """``(positions, sums)``: the positions of a line of ``n`` samples where taps of ``taps``
+    fall outside it, and the sum there of those taps' weights times ``cval``, each product
+    and sum in ``dtype`` and in tap order (as the fused kernel's vertical pass adds them
+    last), where that sum is not zero."""
+    offsets, weights = taps
+    weights = np.asarray(weights, dtype)
+    positions, sums = [], []
+    before, after = max(0, -int(offsets.min())), max(0, int(offsets.max()))
+    near = sorted(set(range(min(before, n))) | set(range(max(n - after, 0), n)))
+    for j in near:  # only the positions near the ends have taps outside
+        total = dtype.type(0)
+        for o, w in zip(offsets, weights):
+            if not 0 <= j + o < n:
+                total = dtype.type(total + w * cval)
+        if total != 0:
+            positions.append(j)
+            sums.append(total)
+    return np.array(positions, np.int64), np.array(sums, dtype)
 
 
 def last_axis_first(engine, src, last_first, check_finite):
@@ -194,8 +219,11 @@ def last_axis_first(engine, src, last_first, check_finite):
                 engine.correlate_axis(cur, p.axis, p.offsets, p.weights, p.mode, p.cval, nxt)
                 cur = nxt
             values = middles.other_than(cur)  # a term's vertical pass
-            for along_rows, planes in terms:
+            for along_rows, outside, planes in terms:
                 engine.separable_2d(cur, *along_rows.arguments(), values)
+                if outside is not None:  # constant mode: the taps outside, added last
+                    positions, sums = outside
+                    values[..., positions] += sums
                 engine.combine_planes(
                     values.reshape(planes_of),
                     planes.sources,
