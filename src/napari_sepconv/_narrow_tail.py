@@ -146,35 +146,37 @@ def last_axis_first_lowering(lowered, shape):
     identity = (np.zeros(1, np.int64), np.ones(1))
     n = shape[-1]
     groups = []
-    for (prefix, _), (_, fused) in zip(renumbered.groups, lowered.groups):
-        terms = []
-        last = len(fused.cols) - 1
-        for t, (col, row) in enumerate(zip(fused.cols, fused.rows)):
-            # Constant mode: the vertical pass skips the taps outside the image and adds their
-            # weights times cval last, as one sum; here they read zeros (which add nothing) and
-            # that sum is added after, where it is not zero.
-            constant = fused.mode_y == CONSTANT
-            pad = 0.0 if constant else fused.cval
-            along_rows = FusedPass(
-                (identity,), (col,), fused.mode_y, fused.mode_y, 0.0, (pad,), SUM, 1.0, False
-            )
-            outside = _outside_sums(col, shape[-2], dtype.type(fused.cval), dtype) if constant else None
-            offsets, weights = row
-            sources = [[_source_index(c + int(o), n, fused.mode_x) for o in offsets] for c in range(n)]
-            if fused.combine == SUM:
-                combine = SUM
-            else:  # squares added up, the group's own step (root or not) with its last term
-                combine = fused.combine if t == last else SUM_SQUARES
-            planes = PlanesPass(
-                np.array(sources, np.int64).reshape(n, offsets.size),
-                np.array(weights, dtype),  # a writable copy: the kernel is compiled for those
-                dtype.type(fused.pad_x[t]),
-                combine,
-                dtype.type(1.0 / fused.divisor),
-                bool(fused.accumulate) or t > 0,
-            )
-            terms.append((along_rows, outside, planes))
-        groups.append((prefix, tuple(terms)))
+    # values beyond the float type round to infinities, as in the kernels (no warning)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for (prefix, _), (_, fused) in zip(renumbered.groups, lowered.groups):
+            terms = []
+            last = len(fused.cols) - 1
+            for t, (col, row) in enumerate(zip(fused.cols, fused.rows)):
+                # Constant mode: the vertical pass skips the taps outside the image and adds their
+                # weights times cval last, as one sum; here they read zeros (which add nothing) and
+                # that sum is added after, where it is not zero.
+                constant = fused.mode_y == CONSTANT
+                pad = 0.0 if constant else fused.cval
+                along_rows = FusedPass(
+                    (identity,), (col,), fused.mode_y, fused.mode_y, 0.0, (pad,), SUM, 1.0, False
+                )
+                outside = _outside_sums(col, shape[-2], dtype.type(fused.cval), dtype) if constant else None
+                offsets, weights = row
+                sources = [[_source_index(c + int(o), n, fused.mode_x) for o in offsets] for c in range(n)]
+                if fused.combine == SUM:
+                    combine = SUM
+                else:  # squares added up, the group's own step (root or not) with its last term
+                    combine = fused.combine if t == last else SUM_SQUARES
+                planes = PlanesPass(
+                    np.array(sources, np.int64).reshape(n, offsets.size),
+                    np.array(weights, dtype),  # a writable copy: the kernel is compiled for those
+                    dtype.type(fused.pad_x[t]),
+                    combine,
+                    dtype.type(1.0 / fused.divisor),
+                    bool(fused.accumulate) or t > 0,
+                )
+                terms.append((along_rows, outside, planes))
+            groups.append((prefix, tuple(terms)))
     return LastAxisFirst(None, tuple(groups), dtype)
 
 
@@ -223,7 +225,8 @@ def last_axis_first(engine, src, last_first, check_finite):
                 engine.separable_2d(cur, *along_rows.arguments(), values)
                 if outside is not None:  # constant mode: the taps outside, added last
                     positions, sums = outside
-                    values[..., positions] += sums
+                    with np.errstate(over="ignore", invalid="ignore"):  # as quiet as the kernels
+                        values[..., positions] += sums
                 engine.combine_planes(
                     values.reshape(planes_of),
                     planes.sources,
