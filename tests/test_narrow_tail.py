@@ -374,3 +374,27 @@ def test_columns_same_bits_as_in_place(dtype, monkeypatch, moved_calls):
         sc.sobel(x), _in_place_layout(monkeypatch, lambda m, x, _: m.sobel(x), x, None)
     )
     assert moved_calls == []
+
+
+def test_zeros_from_underflows_keep_their_sign(monkeypatch, moved_calls):
+    """A -0.0 that comes from an underflow stays -0.0 (a first version ran the vertical pass
+    as a fused call with an identity vertical pass, whose ``fma(x, 1, 0)`` made it +0.0)."""
+    tiny64, tiny32 = -5e-324, np.float32(-1e-45)
+    x = np.zeros((1024, 2, 2))
+    x[10, 0, 0] = x[10, 1, 1] = tiny64
+    y = np.zeros((1024, 2, 2), np.float32)
+    y[5] = [[tiny32, 0], [-0.0, tiny32]]
+    calls = [
+        lambda m, x, mode: m.separable_filter(
+            x, [[1.0], [-0.3, 0.0, 0.6, 0.3, 0.3], [0.3, 0.0, 0.6]], mode=["reflect", mode, "reflect"]
+        ),
+        lambda m, x, mode: m.gaussian_filter(x, [0, 0.5, 2.5], mode=mode, truncate=1.0),
+    ]
+    negative_zeros = 0
+    for image in (x, y):
+        for mode in ("constant", "reflect"):
+            for apply in calls:
+                ours = apply(sc, image, mode)
+                negative_zeros += np.count_nonzero(np.signbit(ours) & (ours == 0))
+                assert _same_bits(ours, _in_place_layout(monkeypatch, apply, image, mode))
+    assert negative_zeros and moved_calls

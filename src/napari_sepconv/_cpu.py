@@ -847,3 +847,10 @@ def combine_planes(values, sources, weights, pad, combine, inv_divisor, accumula
     from ._narrow_kernels import combine_planes as kernel
 
     kernel(values, sources, weights, pad, combine, inv_divisor, accumulate, out)
+
+
+def vertical_along_rows(src, offsets, weights, mode, cval, out):
+    """A fused term's vertical pass along the rows of ``src`` (``_narrow_kernels``)."""
+    from ._narrow_kernels import vertical_along_rows as kernel
+
+    kernel(src, offsets, weights, mode, cval, out)

@@ -29,8 +29,9 @@ class Engine(Protocol):
     # The most samples across the unfiltered last axes of a filter's input that the
     # programs move in front of the filtered axes (``_programs.TermsProgram``), and in a
     # filtered last axis that they move in front of the others (``_narrow_tail``), 0 for
-    # never. An engine that moves a filtered last axis also provides ``combine_planes``
-    # (``_narrow_kernels``), which the other programs never call; only the CPU engine does.
+    # never. An engine that moves a filtered last axis also provides ``vertical_along_rows``
+    # and ``combine_planes`` (``_narrow_kernels``), which the other programs never call; only
+    # the CPU engine does.
     narrow_inner: int
 
     def to_kernel_input(self, image: Array, dtype: Any, preserve_range: bool) -> tuple[Array, float]:

@@ -14,16 +14,14 @@ A filtered narrow last axis (an RGB image filtered as a volume: ``sobel(rgb)`` o
 ``gaussian(rgb, 2)`` without ``channel_axis``) goes to the front too
 (:func:`last_axis_first`). Its last two axes ran through the fused kernel as planes of rows
 three samples wide: ``sobel`` of a 512 x 512 x 3 image took 43 ms, against 1.5 ms for
-3 x 512 x 512. With the last axis in front, each step is the one the input's own layout
-runs, on wide rows: the first passes as they are; the fused kernel's vertical pass as the
-horizontal pass of a fused call whose vertical pass is the identity (the same chain of
-fused multiply-adds over the taps, from zero); and the fused kernel's horizontal pass and
-combination (sum or magnitude) as ``engine.combine_planes``, along the moved axis, a plane
-per tap. So the bytes are the same, and a dask block is filtered alike whichever path it
-takes. In constant mode the fused kernel's vertical pass skips the taps that fall outside
-the image and adds their weights times ``cval`` last, as one sum: the row pass here reads
-zeros there (which add nothing) and that sum is added after it (:func:`_outside_sums`). A
-lone magnitude over the last two axes keeps the input's layout (the 3x3 edge kernel's own
+3 x 512 x 512. With the last axis in front, each step runs the operations of the input's own
+layout on wide rows: the first passes as they are; the fused kernel's vertical pass along
+the rows (``engine.vertical_along_rows``: per output, the chain of fused multiply-adds from
+zero over the taps inside the image, then in constant mode the outside taps' weights times
+``cval``, added last); and its horizontal pass and combination (sum or magnitude) along the
+moved axis, a plane per tap (``engine.combine_planes``). So the bytes are the same (which
+NaN a NaN is aside), and a dask block is filtered alike whichever path it takes. A lone
+magnitude over the last two axes keeps the input's layout (the 3x3 edge kernel's own
 arithmetic).
 """
 
@@ -32,12 +30,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._boundary import CONSTANT, _source_index
+from ._boundary import _source_index
 from ._passes import (
     MAGNITUDE,
     SUM,
     SUM_SQUARES,
-    FusedPass,
     LoweredTerms,
     axes_renumbered,
     last_filtered_axis,
@@ -79,6 +76,17 @@ def tail_first(engine, src, tail, run):
 
 
 @dataclass(frozen=True, eq=False)
+class VerticalPass:
+    """A term's vertical pass of the fused kernel, run along the rows of the moved layout:
+    ``engine.vertical_along_rows``' arguments but the arrays."""
+
+    offsets: np.ndarray
+    weights: np.ndarray
+    mode: int
+    cval: np.floating
+
+
+@dataclass(frozen=True, eq=False)
 class PlanesPass:
     """A term's share of the fused kernel's horizontal pass and combination, run along the
     first axis (the input's last, moved in front): ``engine.combine_planes``' arguments but
@@ -97,10 +105,8 @@ class LastAxisFirst:
     """``lowered`` for its kernel input with the last axis moved to the front.
 
     Unfused terms: ``unfused``, the same passes renumbered. Fused groups: per group, its
-    first passes renumbered, then per term a pair: a fused call over the last two axes of
-    the moved layout with an identity vertical pass and the term's vertical taps along the
-    rows (what the fused kernel's vertical pass computes, as its horizontal pass computes
-    it), and the term's :class:`PlanesPass`. A term continues the sum (or the total of
+    first passes renumbered, then per term a pair: its :class:`VerticalPass` along the rows
+    of the moved layout, and its :class:`PlanesPass`. A term continues the sum (or the total of
     squares) the one before it left in the result, as the fused kernel's chain continues
     from term to term, so one term's values are held at a time.
     """
@@ -143,7 +149,6 @@ def last_axis_first_lowering(lowered, shape):
     if last_filtered_axis(lowered) is not None:
         return LastAxisFirst(renumbered, (), lowered.dtype)
     dtype = lowered.dtype
-    identity = (np.zeros(1, np.int64), np.ones(1))
     n = shape[-1]
     groups = []
     # values beyond the float type round to infinities, as in the kernels (no warning)
@@ -152,15 +157,12 @@ def last_axis_first_lowering(lowered, shape):
             terms = []
             last = len(fused.cols) - 1
             for t, (col, row) in enumerate(zip(fused.cols, fused.rows)):
-                # Constant mode: the vertical pass skips the taps outside the image and adds their
-                # weights times cval last, as one sum; here they read zeros (which add nothing) and
-                # that sum is added after, where it is not zero.
-                constant = fused.mode_y == CONSTANT
-                pad = 0.0 if constant else fused.cval
-                along_rows = FusedPass(
-                    (identity,), (col,), fused.mode_y, fused.mode_y, 0.0, (pad,), SUM, 1.0, False
+                along_rows = VerticalPass(
+                    np.array(col[0], np.int64),
+                    np.array(col[1], dtype),  # writable copies: the kernels are compiled for those
+                    fused.mode_y,
+                    dtype.type(fused.cval),
                 )
-                outside = _outside_sums(col, shape[-2], dtype.type(fused.cval), dtype) if constant else None
                 offsets, weights = row
                 sources = [[_source_index(c + int(o), n, fused.mode_x) for o in offsets] for c in range(n)]
                 if fused.combine == SUM:
@@ -175,30 +177,9 @@ def last_axis_first_lowering(lowered, shape):
                     dtype.type(1.0 / fused.divisor),
                     bool(fused.accumulate) or t > 0,
                 )
-                terms.append((along_rows, outside, planes))
+                terms.append((along_rows, planes))
             groups.append((prefix, tuple(terms)))
     return LastAxisFirst(None, tuple(groups), dtype)
-
-
-def _outside_sums(taps, n, cval, dtype):
-    """``(positions, sums)``: the positions of a line of ``n`` samples where taps of ``taps``
-    fall outside it, and the sum there of those taps' weights times ``cval``, each product
-    and sum in ``dtype`` and in tap order (as the fused kernel's vertical pass adds them
-    last), where that sum is not zero."""
-    offsets, weights = taps
-    weights = np.asarray(weights, dtype)
-    positions, sums = [], []
-    before, after = max(0, -int(offsets.min())), max(0, int(offsets.max()))
-    near = sorted(set(range(min(before, n))) | set(range(max(n - after, 0), n)))
-    for j in near:  # only the positions near the ends have taps outside
-        total = dtype.type(0)
-        for o, w in zip(offsets, weights):
-            if not 0 <= j + o < n:
-                total = dtype.type(total + w * cval)
-        if total != 0:
-            positions.append(j)
-            sums.append(total)
-    return np.array(positions, np.int64), np.array(sums, dtype)
 
 
 def last_axis_first(engine, src, last_first, check_finite):
@@ -221,12 +202,16 @@ def last_axis_first(engine, src, last_first, check_finite):
                 engine.correlate_axis(cur, p.axis, p.offsets, p.weights, p.mode, p.cval, nxt)
                 cur = nxt
             values = middles.other_than(cur)  # a term's vertical pass
-            for along_rows, outside, planes in terms:
-                engine.separable_2d(cur, *along_rows.arguments(), values)
-                if outside is not None:  # constant mode: the taps outside, added last
-                    positions, sums = outside
-                    with np.errstate(over="ignore", invalid="ignore"):  # as quiet as the kernels
-                        values[..., positions] += sums
+            rows_of = (-1, moved.shape[-1])
+            for along_rows, planes in terms:
+                engine.vertical_along_rows(
+                    cur.reshape(rows_of),
+                    along_rows.offsets,
+                    along_rows.weights,
+                    along_rows.mode,
+                    along_rows.cval,
+                    values.reshape(rows_of),
+                )
                 engine.combine_planes(
                     values.reshape(planes_of),
                     planes.sources,

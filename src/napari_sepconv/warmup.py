@@ -156,6 +156,10 @@ def _separable(sc, np):
         for x in _images(np, ndim).values():
             sc.separable_filter(x, [w] * ndim)
             sc.separable_filter(x, [w] * ndim, dtype=np.float32)
+    for x in _images(np).values():  # columns: filtered with their short axis in front
+        column = np.zeros((2048, 2), x.dtype)
+        sc.separable_filter(column, [w, w])
+        sc.separable_filter(column, [w, w], dtype=np.float32)
     # the parallel conversion of large images to the kernels' type (small ones take NumPy's)
     from napari_sepconv import _cast_kernels, _cpu
 
