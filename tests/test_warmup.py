@@ -501,3 +501,45 @@ def test_a_read_only_image_takes_the_kernels_a_writable_one_loaded(tmp_path, mon
     np.testing.assert_array_equal(call(image), expected)
     assert compiled == []
     assert not mapped.flags.writeable and np.array_equal(mapped, image)
+
+
+def test_the_warm_up_covers_rgb_volumes_and_columns(monkeypatch):
+    """Images whose short last axis is filtered too run with it in front (``_narrow_tail``),
+    through kernels and types of their own: after the warm-up's families, their calls
+    compile nothing (a review found uniform_filter and gaussian_gradient_magnitude of RGB
+    volumes compiling for seconds after a full warm-up)."""
+    from numba.core.registry import CPUDispatcher
+
+    for family in warmup.FAMILIES.values():
+        family(sc, np)
+    compiled = []
+    original = CPUDispatcher.compile
+    monkeypatch.setattr(
+        CPUDispatcher,
+        "compile",
+        lambda self, sig: compiled.append((self.py_func.__name__, sig)) or original(self, sig),
+    )
+    rng = np.random.default_rng(11)
+    w = np.array([1.0, 2.0, 1.0])
+    calls = (
+        lambda rgb, column: sc.sobel(rgb),
+        lambda rgb, column: sc.sobel(rgb, mode="constant"),
+        lambda rgb, column: sc.farid(rgb),
+        lambda rgb, column: sc.gaussian(rgb, 2),
+        lambda rgb, column: sc.laplace(rgb),
+        lambda rgb, column: sc.gaussian_filter(rgb, 1.0),
+        lambda rgb, column: sc.gaussian_gradient_magnitude(rgb, 1.0),
+        lambda rgb, column: sc.gaussian_laplace(rgb, 1.0),
+        lambda rgb, column: sc.uniform_filter(rgb, 3),
+        lambda rgb, column: sc.uniform_filter(rgb, 3, output=np.float64),
+        lambda rgb, column: sc.correlate1d(rgb, w, axis=-1),
+        lambda rgb, column: sc.separable_filter(column, [w, w]),
+        lambda rgb, column: sc.separable_filter(column, [w, w], dtype=np.float32),
+        lambda rgb, column: sc.gaussian_filter(column, 2.0),
+    )
+    for dtype in (np.float32, np.float64, np.uint8):
+        rgb = (rng.random((64, 64, 3)) * 200).astype(dtype)
+        column = (rng.random((3000, 2)) * 200).astype(dtype)
+        for call in calls:
+            call(rgb, column)
+    assert compiled == []
