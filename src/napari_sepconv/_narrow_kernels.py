@@ -160,9 +160,8 @@ def _vertical_rows_worker(worker, state):
                 )
                 a += m
             dst = row_view(out, r, 0, n)
-            for j in range(n):
-                if lo <= j < hi:
-                    continue
+            for e in range(n - (hi - lo)):  # the outputs before lo and from hi on
+                j = e if e < lo else e + hi - lo
                 s = t(0)
                 outside = t(0)
                 for b in range(k):

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._boundary import _source_index
+from ._lowering import edge_operator_3x3
 from ._passes import (
     MAGNITUDE,
     SUM,
@@ -116,6 +117,12 @@ class LastAxisFirst:
     dtype: np.dtype
 
 
+def last_in_front(axis, ndim):
+    """The number of ``axis`` of an ``ndim``-dimensional kernel input once its last axis is
+    moved to the front."""
+    return 0 if axis == ndim - 1 else axis + 1
+
+
 def short_last_axis(engine, shape):
     """Whether the last axis of a kernel input of ``shape`` holds from one to
     ``engine.narrow_inner`` samples, in an input of at least two axes and
@@ -128,24 +135,22 @@ def short_last_axis(engine, shape):
 
 def narrow_last(engine, shape, lowered):
     """Whether a kernel input of ``shape`` runs ``lowered`` with its last axis in front: that
-    axis is filtered and short (:func:`short_last_axis`). Not for a fused group that is a lone
-    magnitude (the 3x3 edge kernel's, whose arithmetic is its own)."""
+    axis is filtered and short (:func:`short_last_axis`). Not for a fused group that the 3x3
+    edge kernel runs (a lone magnitude of 3x3 edge operators), whose arithmetic is its own."""
     if not short_last_axis(engine, shape):
         return False
     last = last_filtered_axis(lowered)
     if last is not None:
         return last == len(shape) - 1
-    return not any(f.combine == MAGNITUDE and not f.accumulate for _, f in lowered.groups)
+    return not any(
+        f.combine == MAGNITUDE and not f.accumulate and edge_operator_3x3(f.cols, f.rows) is not None
+        for _, f in lowered.groups
+    )
 
 
 def last_axis_first_lowering(lowered, shape):
     """The :class:`LastAxisFirst` of ``lowered`` for a kernel input of ``shape``."""
-    ndim = len(shape)
-
-    def moved(axis):
-        return 0 if axis == ndim - 1 else axis + 1
-
-    renumbered = axes_renumbered(lowered, moved)
+    renumbered = axes_renumbered(lowered, lambda axis: last_in_front(axis, len(shape)))
     if last_filtered_axis(lowered) is not None:
         return LastAxisFirst(renumbered, (), lowered.dtype)
     dtype = lowered.dtype
@@ -185,14 +190,15 @@ def last_axis_first_lowering(lowered, shape):
 def last_axis_first(engine, src, last_first, check_finite):
     """``(result, finite)`` of the lowered terms of ``last_first`` (:class:`LastAxisFirst`) on
     ``src``, run on a copy with the last axis in front; ``result`` is a new C-contiguous array
-    of ``src``'s shape, ``finite`` whether every value is (None unless ``check_finite``)."""
+    of ``src``'s shape, ``finite`` whether every value is (always True unless
+    ``check_finite``)."""
 
     def run(moved, new):
         dtype = last_first.dtype
         target = new(moved.shape, dtype)
         if last_first.unfused is not None:
             result = run_lowered(engine, moved, last_first.unfused, check_finite, target)
-            return result if check_finite else (result, None)
+            return result if check_finite else (result, True)
         middles = Alternating(new, moved.shape, dtype)
         planes_of = (moved.shape[0], -1)
         for prefix, terms in last_first.groups:
@@ -222,6 +228,6 @@ def last_axis_first(engine, src, last_first, check_finite):
                     planes.accumulate,
                     target.reshape(planes_of),
                 )
-        return target, engine.all_finite(target) if check_finite else None
+        return target, engine.all_finite(target) if check_finite else True
 
     return tail_first(engine, src, src.ndim - 1, run)

@@ -78,7 +78,6 @@ class TermsProgram:
             result, finite = tail_first(engine, src, tail, run)
         elif narrow_last(engine, src.shape, lowered):
             result, finite = last_axis_first(engine, src, self._last_axis_first(src.shape), check)
-            finite = True if finite is None else finite
         else:
             target = None
             as_is = self.cast is None or self.cast == self.lowered.dtype  # no scipy cast to make

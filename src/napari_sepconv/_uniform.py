@@ -193,13 +193,8 @@ def uniform_last_axis_first(engine, src, plan, cval, dtype, pair):
     sweep; in front, each pass runs over wide rows. The sums are anchored along each axis
     whatever the layout, so the values are the same.
     """
-    from ._narrow_tail import tail_first
+    from ._narrow_tail import last_in_front, tail_first
     from ._scratch import Alternating
-
-    ndim = src.ndim
-
-    def moved_axis(axis):
-        return 0 if axis == ndim - 1 else axis + 1
 
     def run(moved, new):
         middles = Alternating(new, moved.shape, dtype)
@@ -209,8 +204,9 @@ def uniform_last_axis_first(engine, src, plan, cval, dtype, pair):
                 target = new(moved.shape, np.float64)
             else:
                 target = middles.other_than(cur)
-            cur = uniform_pass("cpu", cur, moved_axis(axis), size, origin, mode, cval, target.dtype, target)
+            along = last_in_front(axis, src.ndim)
+            cur = uniform_pass("cpu", cur, along, size, origin, mode, cval, target.dtype, target)
         return cur, None
 
-    result, _ = tail_first(engine, src, ndim - 1, run)
+    result, _ = tail_first(engine, src, src.ndim - 1, run)
     return result
