@@ -20,8 +20,8 @@ the rows (``engine.vertical_along_rows``: per output, the chain of fused multipl
 zero over the taps inside the image, then in constant mode the outside taps' weights times
 ``cval``, added last); and its horizontal pass and combination (sum or magnitude) along the
 moved axis, a plane per tap (``engine.combine_planes``). So the bytes are the same (which
-NaN a NaN is aside), and a dask block is filtered alike whichever path it takes. A lone
-magnitude over the last two axes keeps the input's layout (the 3x3 edge kernel's own
+NaN a NaN is aside), and a dask block is filtered alike whichever path it takes. A
+magnitude that the 3x3 edge kernel runs keeps the input's layout (that kernel's own
 arithmetic).
 """
 
