@@ -6,6 +6,12 @@
   ``NUMBA_CACHE_DIR``; first call minus second call, wall and CPU time), the first call in a
   new process once that cache is warm, and the import time in that process.
 
+The processes run as a user's do: a family whose fast kernel has a quick twin (``_tiers``)
+gets its first result from the twin while a background process compiles the fast kernel, so
+its cold compile is the twin's. The cold process then waits for the fast kernel and loads it:
+"until full speed" is the wall time from its first call to the fast kernel's first run.
+``--fast-kernels`` measures with the twins turned off (``SEPCONV_QUICK_KERNELS=0``).
+
 Each family's aims (issue 16) are checked as minimums and printed PASS or FAIL: cold compile
 at most 2 s of wall time (4 s for 3-D magnitudes and the channel filters) and a first call from
 a warm cache of at most 0.3 s, on a quiet 2-core machine. Timings on a loaded machine are longer;
@@ -86,8 +92,13 @@ t_first, c_first = time.perf_counter() - t0, time.process_time() - c0
 t0, c0 = time.perf_counter(), time.process_time()
 {call}
 t_second, c_second = time.perf_counter() - t0, time.process_time() - c0
+from napari_sepconv import warmup
+t0 = time.perf_counter()
+if warmup.finish_background_compiles():
+    {call}
+t_full = t_first + t_second + time.perf_counter() - t0
 print(json.dumps({{"import": t_import, "first": t_first, "second": t_second,
-                  "first_cpu": c_first, "second_cpu": c_second}}))
+                  "first_cpu": c_first, "second_cpu": c_second, "full": t_full}}))
 """
 
 
@@ -105,8 +116,13 @@ def _run(code: str, env: dict) -> str:
     return proc.stdout.strip().splitlines()[-1]
 
 
+# What a user's processes run: the quick twins while the fast kernels compile (``--fast-kernels``:
+# "0", the fast kernels compiled in the process itself).
+QUICK_KERNELS = "1"
+
+
 def _env(cache_dir=None) -> dict:
-    env = dict(os.environ)
+    env = dict(os.environ, SEPCONV_QUICK_KERNELS=QUICK_KERNELS)
     if cache_dir is not None:
         env["NUMBA_CACHE_DIR"] = cache_dir
     return env
@@ -148,6 +164,7 @@ def measure_family(family: str, repeats: int = 1) -> dict:
     row = {
         "cold_compile_s": median([c["first"] - c["second"] for c in colds]),
         "cold_compile_cpu_s": median([c["first_cpu"] - c["second_cpu"] for c in colds]),
+        "full_speed_s": median([c["full"] for c in colds]),
         "warm_first_call_s": median([w["first"] for w in warms]),
         "warm_first_call_cpu_s": median([w["first_cpu"] for w in warms]),
         "import_s": median([w["import"] for w in warms]),
@@ -164,6 +181,7 @@ def measure_family(family: str, repeats: int = 1) -> dict:
 def _family_line(fam: str, row: dict) -> str:
     return (
         f"  {fam:28s} cold compile {row['cold_compile_s']:6.2f} s (CPU {row['cold_compile_cpu_s']:5.2f} s)"
+        f"   until full speed {row['full_speed_s']:5.1f} s"
         f"   first call from cache {row['warm_first_call_s'] * 1e3:5.0f} ms"
         f"   import {row['import_s'] * 1e3:4.0f} ms"
     )
@@ -190,15 +208,17 @@ def verdict_lines(families: dict) -> list:
 def markdown_table(families: dict) -> str:
     """The per-family table of docs/performance.md."""
     rows = [
-        "| Family | cold compile, wall | cold compile, CPU | first call, warm cache | import | aims |",
-        "|---|---|---|---|---|---|",
+        "| Family | cold compile, wall | cold compile, CPU | until full speed | first call, warm cache "
+        "| import | aims |",
+        "|---|---|---|---|---|---|---|",
     ]
     for fam, row in families.items():
         if "error" in row:
-            rows.append(f"| `{fam}` | failed | | | | |")
+            rows.append(f"| `{fam}` | failed | | | | | |")
             continue
         rows.append(
             f"| `{fam}` | {row['cold_compile_s']:.1f} s | {row['cold_compile_cpu_s']:.1f} s | "
+            f"{row['full_speed_s']:.1f} s | "
             f"{row['warm_first_call_s'] * 1e3:.0f} ms | {row['import_s'] * 1e3:.0f} ms | "
             f"<= {row['cold_limit_s']:.0f} s, <= {row['warm_limit_s'] * 1e3:.0f} ms |"
         )
@@ -269,7 +289,15 @@ def main(argv=None):
     )
     parser.add_argument("--markdown", action="store_true", help="also print the docs table")
     parser.add_argument("--json", metavar="PATH", help="write the results as JSON")
+    parser.add_argument(
+        "--fast-kernels",
+        action="store_true",
+        help="no quick twins: each process compiles the fast kernels itself (SEPCONV_QUICK_KERNELS=0)",
+    )
     args = parser.parse_args(argv)
+    if args.fast_kernels:
+        global QUICK_KERNELS
+        QUICK_KERNELS = "0"
     if args.families_only:
         families = [f for f in _FAMILIES if not args.only or re.search(args.only, f)]
         print(f"  ({_load()})")

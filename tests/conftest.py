@@ -6,6 +6,12 @@ import zlib
 import numpy as np
 import pytest
 
+# The suite runs the fast kernels, as the warm-up cached them: a process with an empty cache
+# (several tests start one) compiles them itself instead of running quick twins while a
+# background process compiles them. tests/test_tiers.py checks the quick kernels and the
+# hand-over, turning them on where it needs them.
+os.environ.setdefault("SEPCONV_QUICK_KERNELS", "0")
+
 # Fresh random data on every run; set SEPCONV_TEST_SEED to replay a failing run.
 RUN_SEED = int(os.environ.get("SEPCONV_TEST_SEED", secrets.randbelow(2**31)))
 

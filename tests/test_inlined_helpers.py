@@ -140,6 +140,7 @@ KERNEL_MODULES = (
     "_depthwise_kernels",
     "_uniform_kernels",
     "_narrow_kernels",
+    "_separable_quick",
     "_sweeps",
     "_vector_sweeps",
     "_streaming",

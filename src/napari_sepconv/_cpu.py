@@ -32,6 +32,7 @@ from ._lowering import (
     shared_taps,
     symmetry,
 )
+from ._tiers import TieredKernel
 
 name = "cpu"
 # Passes along an axis with at most this many samples after it (an RGB image's colours) run
@@ -237,9 +238,10 @@ def run(kernel, *args, taps=DEFAULT_TAPS, calls_helper=False):
     takes_threads = False
     if isinstance(args[0], np.ndarray) and not args[0].flags.writeable:
         args = (_as_writable(args[0]), *args[1:])
-    if isinstance(kernel, _Kernel):
+    if isinstance(kernel, (_Kernel, TieredKernel)):
         args = kernel.inputs(args, _convert)
-        kernel, takes_threads, calls_helper = kernel.dispatcher, kernel.takes_threads, kernel.calls_helper
+        takes_threads, calls_helper = kernel.takes_threads, kernel.calls_helper
+        kernel = kernel.dispatcher_for(args)
     if calls_helper:
         return _call_loading_helpers(_call_once, kernel, args, taps, takes_threads)
     return _call_once(kernel, args, taps, takes_threads)
@@ -377,8 +379,6 @@ def _prepare_separable_2d(cols, rows, pad_x, combine, accumulate, mode_y, mode_x
             dtype.type(1.0 / divisor),
         )
         return edge_magnitude_3x3, arguments, False, taps, True
-    from ._separable_kernels import separable_2d_kernel
-
     summed = combine == SUM and (len(cols) > 1 or bool(accumulate))
     arguments = (
         *pack_taps(cols, dtype),
@@ -391,7 +391,18 @@ def _prepare_separable_2d(cols, rows, pad_x, combine, accumulate, mode_y, mode_x
         dtype.type(1.0 / divisor),
         bool(accumulate),
     )
-    return separable_2d_kernel, arguments, summed, taps, False
+    return _fused_kernel(), arguments, summed, taps, False
+
+
+@functools.cache
+def _fused_kernel():
+    """The fused separable kernel, in two tiers (``_tiers``): the quick twin runs while the
+    fast kernel compiles in the background."""
+    from ._separable_kernels import separable_2d_kernel
+    from ._separable_quick import separable_2d_quick_kernel
+
+    name = "napari_sepconv._separable_kernels:separable_2d_kernel"
+    return TieredKernel(separable_2d_kernel, separable_2d_quick_kernel, name)
 
 
 # What ``separable_2d_kernel`` gets for its flags where it writes none (one term, or a magnitude).
@@ -474,7 +485,7 @@ def bind_separable_2d(fused, dtype, src_dtype):
     general = functools.partial(_run_separable_2d, prepared, fused.mode_y, dtype)
     if not reads_as_is(src_dtype, dtype) or (edge and fused.mode_y == CONSTANT and src_dtype != dtype):
         return general
-    dispatcher = kernel.dispatcher  # both kernels take their thread count (_Kernel.takes_threads)
+    # both kernels take their thread count (_Kernel.takes_threads)
 
     def call(src, out):
         size = out.size
@@ -484,17 +495,12 @@ def bind_separable_2d(fused, dtype, src_dtype):
         planes = (size // (h * w), h, w)
         if edge:
             args = (src.reshape(planes), *arguments, out.reshape(planes), ROWS_PER_TASK)
-            _call_loading_helpers(_call, dispatcher, args, taps, True)
+            _call_loading_helpers(_call, kernel.dispatcher, args, taps, True)
             return None
         block = _fused_rows_per_task(h)
         nonfinite = np.zeros(planes[0] * -(-h // block), np.uint8) if summed else _NO_FLAGS
-        _call_loading_helpers(
-            _call,
-            dispatcher,
-            (src.reshape(planes), *arguments, out.reshape(planes), block, nonfinite),
-            taps,
-            True,
-        )
+        args = (src.reshape(planes), *arguments, out.reshape(planes), block, nonfinite)
+        _call_loading_helpers(_call, kernel.dispatcher_for(args), args, taps, True)
         return not nonfinite.any() if summed else None
 
     return call

@@ -409,6 +409,10 @@ class _Kernel:
             return args
         return (kernel_input(src, out_dtype, convert), *args[1:])
 
+    def dispatcher_for(self, args):
+        """The dispatcher a call with ``args`` runs (``_tiers.TieredKernel`` chooses)."""
+        return self.dispatcher
+
 
 @numba.extending.intrinsic
 def _fmuladd(typingctx, a, b, c):

@@ -48,6 +48,7 @@ _KERNEL_SOURCES = (
     "_uniform_kernels.py",
     "_cast_kernels.py",
     "_narrow_kernels.py",
+    "_separable_quick.py",
     "_helper_calls.py",
     "_workers.py",
 )
@@ -242,6 +243,8 @@ def compile_family(name):
 def _init_worker():
     # Compiling is single-threaded; the tiny calls need no thread pool of their own.
     os.environ.setdefault("NUMBA_NUM_THREADS", "1")
+    # The fast kernels themselves, compiled here, not their quick twins (``_tiers``).
+    os.environ["SEPCONV_QUICK_KERNELS"] = "0"
     # Ctrl-C reaches the whole process group: the parent stops the workers, which
     # would otherwise each print a traceback.
     import signal
@@ -477,6 +480,37 @@ def main(argv=None, prog="python -m napari_sepconv.warmup"):
             file=sys.stderr,
         )
     return 1 if failed else 0
+
+
+def finish_background_compiles(timeout=None):
+    """Wait until the fast kernels this process is compiling in the background are ready.
+
+    A first call whose fused separable kernel is not in the cache runs a quick twin of it,
+    with the same values, while a background process compiles the fast one (see the README,
+    *First run and the compile cache*); the call after that process has ended loads it.
+    Call this before timing a function, as the examples do.
+
+    Parameters
+    ----------
+    timeout : float, optional
+        Seconds to wait for each compile at most; default until it ends.
+
+    Returns
+    -------
+    bool
+        Whether a compile was under way (the next call of that function loads the fast kernel).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import napari_sepconv as sc
+    >>> from napari_sepconv import warmup
+    >>> _ = sc.gaussian(np.ones((32, 32), np.float32), 2.0)  # compiles, if needed
+    >>> if warmup.finish_background_compiles():
+    ...     _ = sc.gaussian(np.ones((32, 32), np.float32), 2.0)  # loads the fast kernel
+    """
+    tiers = sys.modules.get("napari_sepconv._tiers")
+    return tiers is not None and tiers.wait(timeout)
 
 
 def _writable(path):

@@ -1,0 +1,232 @@
+"""Kernels in two tiers: a quick one for a first call, the fast one once it is compiled.
+
+A cold compile of the fused separable kernel (``_separable_kernels``) takes 6 to 9 s on a
+2-core machine: its unrolled sweeps are most of the code Numba types and LLVM optimises. Its
+quick twin (``_separable_quick``) gives the same values bit for bit from a fraction of the
+code: it compiles in less than half the time and runs slower. A :class:`TieredKernel` pairs
+them. For a call whose argument types the fast kernel has neither compiled in this process
+nor in the on-disk cache, the call runs the quick kernel, and a background process compiles
+the fast one into the cache (``python -m napari_sepconv._tiers``, at a lower priority, one
+at a time per kernel and types on a machine). The first call after that process has ended
+loads the fast kernel, and later calls run it.
+
+Where the hand-over cannot work, a call compiles the fast kernel itself, as before: the
+environment variable ``SEPCONV_QUICK_KERNELS=0`` (the warm-up and the benchmarks set it),
+no writable cache folder, a frozen application (no Python to start), or a background process
+that could not start. A background compile that fails leaves the process on the quick
+kernel, with a warning.
+
+This module imports Numba and is imported on first use only (by ``_cpu``).
+"""
+
+import hashlib
+import importlib
+import os
+import pickle
+import subprocess
+import sys
+import threading
+import warnings
+
+ENV = "SEPCONV_QUICK_KERNELS"
+
+
+def enabled():
+    """Whether a call may run a quick kernel while the fast one compiles elsewhere
+    (``SEPCONV_QUICK_KERNELS``: anything but ``0``, ``false``, ``no`` or ``off``; default on)."""
+    return os.environ.get(ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+class TieredKernel:
+    """A fast ``_cpu_kernels._Kernel`` and its quick twin (the same arguments and values),
+    taken wherever a ``_Kernel`` is: :meth:`dispatcher_for` picks the one a call runs.
+
+    ``fast_name`` is ``"module:attribute"`` of the fast kernel, which the background
+    process imports.
+    """
+
+    def __init__(self, fast, quick, fast_name):
+        self.fast = fast
+        self.quick = quick
+        self.fast_name = fast_name
+        self.out_arg = fast.out_arg
+        self.takes_threads = fast.takes_threads
+        self.calls_helper = fast.calls_helper
+        self.__name__ = fast.__name__
+        self.__doc__ = fast.__doc__
+        self._settled = {}  # (input dtype, output dtype) -> the dispatcher calls run
+        self._pending = {}  # (input dtype, output dtype) -> (signature, background process)
+        self._lock = threading.Lock()
+        _kernels.append(self)
+
+    @property
+    def dispatcher(self):
+        """The fast kernel's dispatcher."""
+        return self.fast.dispatcher
+
+    def inputs(self, args, convert=None):
+        return self.fast.inputs(args, convert)
+
+    def dispatcher_for(self, args):
+        """The dispatcher to call with ``args`` (without the arguments ``_cpu.run`` adds after
+        them: the table of helpers, the missing key, the thread count)."""
+        key = (args[0].dtype, args[self.out_arg].dtype)
+        chosen = self._settled.get(key)
+        if chosen is not None:
+            return chosen
+        with self._lock:
+            return self._choose(key, args)
+
+    def _choose(self, key, args):
+        fast = self.fast.dispatcher
+        pending = self._pending.get(key)
+        if pending is None:
+            signature = _signature(self, args)
+            if not enabled() or _compiled_or_cached(fast, signature) or not _can_hand_over(fast):
+                return self._settle(key, fast)
+            # the quick kernel first, alone: two compiles at once on the two threads of one
+            # core took the quick one 10-20 % longer
+            self.quick.dispatcher.compile(signature)
+            process = _start(self.fast_name, signature)
+            if process is None:
+                return self._settle(key, fast)
+            self._pending[key] = pending = (signature, process)
+        signature, process = pending
+        code = process.poll()
+        if code is None:
+            return self.quick.dispatcher
+        del self._pending[key]
+        if _compiled_or_cached(fast, signature):
+            return self._settle(key, fast)
+        warnings.warn(
+            f"napari-sepconv: the background compile of {self.__name__} failed (exit code {code}); "
+            f"this process keeps its quick kernel, which gives the same values more slowly",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+        return self._settle(key, self.quick.dispatcher)
+
+    def _settle(self, key, dispatcher):
+        self._settled[key] = dispatcher
+        return dispatcher
+
+    def wait(self, timeout=None):
+        """Wait for this kernel's background compiles to end (``timeout`` seconds each at most);
+        whether one was under way."""
+        pending = list(self._pending.values())
+        for _, process in pending:
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+        return bool(pending)
+
+
+_kernels = []  # every TieredKernel made
+
+
+def wait(timeout=None):
+    """Wait for the background compiles started by this process (``timeout`` seconds each
+    at most): the next call of each kernel then loads the fast one. Whether one was under way."""
+    return any([kernel.wait(timeout) for kernel in _kernels])
+
+
+def _after_fork_in_child():
+    """A forked child starts no hand-over of its parent's and waits for none: it forgets the
+    parent's background processes (it would choose again) and gets locks of its own."""
+    for kernel in _kernels:
+        kernel._pending = {}
+        kernel._lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _signature(kernel, args):
+    """The fast kernel's argument types for ``args`` and what ``_cpu.run`` adds after them."""
+    import numpy as np
+
+    from . import _helper_calls
+    from ._cpu_kernels import _argument_type
+
+    extra = (_helper_calls.table(), np.zeros(1, np.int64))
+    if kernel.takes_threads:
+        extra += (0,)
+    return tuple(_argument_type(a) for a in (*args, *extra))
+
+
+def _compiled_or_cached(dispatcher, signature):
+    """Whether ``dispatcher`` has code for ``signature``: compiled in this process, or loaded
+    now from the on-disk cache (as ``Dispatcher.compile`` loads it), never compiled here."""
+    from numba.core.compiler_lock import global_compiler_lock
+
+    with global_compiler_lock:
+        if signature in dispatcher.overloads:
+            return True
+        compiled = dispatcher._cache.load_overload(signature, dispatcher.targetctx)
+        if compiled is None:
+            return False
+        dispatcher._cache_hits[signature] += 1
+        dispatcher.targetctx.insert_user_function(compiled.entry_point, compiled.fndesc, [compiled.library])
+        dispatcher.add_overload(compiled)
+        return True
+
+
+def _can_hand_over(dispatcher):
+    """Whether a background process can compile ``dispatcher`` into a cache this one reads."""
+    from ._cpu_kernels import _VersionedCache
+    from .warmup import _writable, cache_dir
+
+    return (
+        isinstance(dispatcher._cache, _VersionedCache)
+        and not getattr(sys, "frozen", False)
+        and _writable(cache_dir())
+    )
+
+
+def _start(fast_name, signature):
+    """The background process compiling ``fast_name`` for ``signature``, or None where it
+    could not start."""
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "napari_sepconv._tiers"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, ENV: "0"},
+            start_new_session=True,  # a Ctrl-C of this process does not cut a cache write short
+        )
+        with process.stdin:
+            process.stdin.write(pickle.dumps((fast_name, signature)))
+    except OSError:
+        return None
+    return process
+
+
+def _compile(fast_name, signature):
+    """Compile the kernel ``fast_name`` (``"module:attribute"``) for ``signature`` into the
+    cache, one process at a time per kernel and signature (others wait, then load it)."""
+    from ._cpu_kernels import _locked
+    from .warmup import cache_dir
+
+    module, attribute = fast_name.split(":")
+    kernel = getattr(importlib.import_module(module), attribute)
+    digest = hashlib.blake2b(f"{fast_name}{signature}".encode(), digest_size=8).hexdigest()
+    folder = os.path.join(cache_dir(), "background")
+    os.makedirs(folder, exist_ok=True)
+    with _locked(os.path.join(folder, f"{digest}.lock")):
+        kernel.dispatcher.compile(signature)
+
+
+def main():
+    """The background process: compile the kernel and types read from standard input."""
+    if hasattr(os, "nice"):
+        os.nice(10)
+    fast_name, signature = pickle.loads(sys.stdin.buffer.read())
+    _compile(fast_name, signature)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

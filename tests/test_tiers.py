@@ -1,0 +1,284 @@
+"""Kernels in two tiers (``_tiers``): the quick twin of the fused separable kernel gives the
+fast kernel's bits, a call runs it only while the fast one compiles in the background, and
+the hand-over to the fast kernel happens once that compile has ended."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import napari_sepconv as sc
+from napari_sepconv import _cpu, _tiers
+from napari_sepconv._cpu_kernels import MAGNITUDE, SUM, SUM_SQUARES, _Kernel
+from napari_sepconv._passes import taps
+
+
+def _same_bits(a, b):
+    """The same dtype, shape and bytes, NaN payloads aside."""
+    if a.dtype != b.dtype or a.shape != b.shape:
+        return False
+    nan_a, nan_b = np.isnan(a), np.isnan(b)
+    return np.array_equal(nan_a, nan_b) and np.where(nan_a, 0, a).tobytes() == np.where(nan_b, 0, b).tobytes()
+
+
+@pytest.fixture
+def quick_only(monkeypatch):
+    """Every call of the fused kernel runs its quick twin; the calls are counted."""
+    calls = []
+
+    def quick(self, args):
+        calls.append(args[0].shape)
+        return self.quick.dispatcher
+
+    monkeypatch.setattr(_tiers.TieredKernel, "dispatcher_for", quick)
+    return calls
+
+
+def _random_term_taps(rng):
+    """Offsets and weights of 1 to 20 taps: consecutive, or with zeros left out, or shifted."""
+    k = int(rng.integers(1, 21))
+    weights = rng.standard_normal(k)
+    if k > 2 and rng.random() < 0.3:
+        weights[rng.integers(0, k, 2)] = 0.0
+    origin = int(rng.integers(-(k // 2), k - k // 2)) if rng.random() < 0.3 else 0
+    return taps(weights, origin=origin, skip_zero=bool(rng.random() < 0.5))
+
+
+def _fused(rng, src, out_dtype, n_terms, combine, accumulate, monkeypatch):
+    """``_cpu.separable_2d`` of random terms, run by the fast kernel or its quick twin."""
+    dtype = np.dtype(out_dtype)
+    cols = [tuple(a.copy() for a in _random_term_taps(rng)) for _ in range(n_terms)]
+    rows = [tuple(a.copy() for a in _random_term_taps(rng)) for _ in range(n_terms)]
+    mode_y, mode_x = (int(m) for m in rng.integers(0, 5, 2))
+    cval = [0.7, np.nan, np.inf, -0.0, 3e38, 1e-45, -2.5][int(rng.integers(0, 7))]
+    pad_x = rng.standard_normal(n_terms)
+    start = rng.standard_normal(src.shape).astype(dtype)
+
+    def run(kernel_quick):
+        out = start.copy()
+        with monkeypatch.context() as m:
+            if kernel_quick:
+                m.setattr(_tiers.TieredKernel, "dispatcher_for", lambda self, args: self.quick.dispatcher)
+            finite = _cpu.separable_2d(
+                src, cols, rows, mode_y, mode_x, cval, pad_x, combine, 1.5, accumulate, out
+            )
+        return out, finite
+
+    return run
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_quick_kernel_gives_the_fast_kernels_bits(seed, monkeypatch):
+    """Random sums, sums of squares and magnitudes of 1 to 3 terms of 1 to 20 taps, added to
+    the output or not, every border mode along each axis, NaN and infinities in the image and
+    as ``cval``, float and uint8 input, tiny to tall and wide planes: the same bytes and the
+    same report of non-finite sums from both kernels."""
+    rng = np.random.default_rng([seed, 7])
+    shapes = [(1, 1, 1), (1, 3, 2), (2, 9, 17), (1, 40, 37), (3, 23, 64), (1, 1100, 9), (1, 12, 1024)]
+    checked = 0
+    for shape in shapes:
+        for out_dtype in (np.float32, np.float64):
+            x = rng.standard_normal(shape).astype(out_dtype)
+            if x.size > 3:
+                x.flat[rng.integers(0, x.size, 3)] = [np.nan, np.inf, -np.inf]
+            for src in (x, rng.integers(0, 256, shape).astype(np.uint8)):
+                for combine, n_terms, accumulate in [
+                    (SUM, 1, False),
+                    (SUM, 1, True),
+                    (SUM, 3, False),
+                    (SUM_SQUARES, 2, True),
+                    (MAGNITUDE, 2, False),
+                ]:
+                    run = _fused(rng, src, out_dtype, n_terms, combine, accumulate, monkeypatch)
+                    fast, fast_finite = run(False)
+                    quick, quick_finite = run(True)
+                    assert _same_bits(quick, fast), (shape, out_dtype, src.dtype, combine, n_terms)
+                    assert quick_finite == fast_finite
+                    checked += 1
+    assert checked == len(shapes) * 2 * 2 * 5
+
+
+PUBLIC = [
+    ("sobel_h", lambda x, mode: sc.sobel_h(x, mode=mode)),
+    ("farid", lambda x, mode: sc.farid(x, mode=mode)),
+    ("gaussian", lambda x, mode: sc.gaussian(x, 3.0, mode=mode, cval=0.5, preserve_range=True)),
+    ("gaussian_filter order", lambda x, mode: sc.gaussian_filter(x, (2.0, 1.0), order=(1, 0), mode=mode)),
+    ("gaussian_gradient_magnitude", lambda x, mode: sc.gaussian_gradient_magnitude(x, 1.5, mode=mode)),
+    (
+        "separable_filter",
+        lambda x, mode: sc.separable_filter(x, [np.arange(1.0, 16.0), np.linspace(-1, 1, 9)], mode=mode),
+    ),
+    (
+        "gaussian_filter 3-D",
+        lambda x, mode: sc.gaussian_filter(np.stack([x, x[::-1], x[:, ::-1]]), 1.5, mode=mode),
+    ),
+    (
+        "filter2d rank 2",
+        lambda x, mode: sc.filter2d(
+            x,
+            np.outer(np.hanning(11), np.arange(-5.0, 6.0)) + np.outer(np.arange(11.0), np.ones(11)),
+            mode=mode,
+        ),
+    ),
+]
+
+
+@pytest.mark.parametrize("name, apply", PUBLIC, ids=[p[0] for p in PUBLIC])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.uint8])
+def test_public_filters_give_the_same_bits_on_the_quick_kernel(
+    name, apply, dtype, rng, monkeypatch, quick_only
+):
+    x = (rng.random((70, 45)) * 200).astype(dtype)
+    kept = x.copy()
+    fast_calls = []
+
+    def fast_only(self, args):
+        fast_calls.append(args[0].shape)
+        return self.fast.dispatcher
+
+    for mode in ("reflect", "constant", "nearest", "mirror", "wrap"):
+        with monkeypatch.context() as m:
+            m.setattr(_tiers.TieredKernel, "dispatcher_for", fast_only)
+            fast = apply(x, mode)
+        assert _same_bits(apply(x, mode), fast), mode
+    np.testing.assert_array_equal(x, kept)
+    assert quick_only == fast_calls  # the same calls of the fused kernel, each on its twin
+    # SciPy-style Gaussians computed in float64 (float64 and uint8 input) run as 1-D passes,
+    # for SciPy's bits, without the fused kernel
+    assert quick_only or (dtype != np.float32 and name.startswith("gaussian_")), "no fused call"
+
+
+# --------------------------------------------------------------------------
+# Which kernel a call runs
+# --------------------------------------------------------------------------
+
+
+def _plus_one(src, out, helpers, missing, threads):
+    for i in range(src.size):
+        out.flat[i] = src.flat[i] + 1
+
+
+def _plus_one_slowly(src, out, helpers, missing, threads):
+    for i in range(src.size):
+        out.flat[i] = (src.flat[i] * 2 + 2) / 2
+
+
+class _Process:
+    """A stand-in for the background process: running until ``finish``."""
+
+    def __init__(self):
+        self.code = None
+        self.waited = False
+
+    def poll(self):
+        return self.code
+
+    def wait(self, timeout=None):
+        self.waited = True
+
+
+@pytest.fixture
+def toy(monkeypatch, tmp_path):
+    """A tiered pair of tiny kernels in an empty cache, and the background processes it
+    starts (stand-ins: nothing is compiled elsewhere)."""
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv(_tiers.ENV, "1")
+    started = []
+
+    def start(name, signature):
+        started.append(_Process())
+        return started[-1]
+
+    monkeypatch.setattr(_tiers, "_start", start)
+    fast = _Kernel(_plus_one, 1, takes_threads=True, calls_helper=True)
+    quick = _Kernel(_plus_one_slowly, 1, takes_threads=True, calls_helper=True)
+    kernel = _tiers.TieredKernel(fast, quick, "tests.test_tiers:unused")
+    args = (np.arange(6.0), np.zeros(6))
+    return kernel, args, started
+
+
+def test_a_cold_kernel_runs_the_quick_one_until_the_background_compile_ends(toy):
+    kernel, args, started = toy
+    assert kernel.dispatcher_for(args) is kernel.quick.dispatcher
+    assert kernel.dispatcher_for(args) is kernel.quick.dispatcher
+    assert len(started) == 1  # one background compile per kernel and types
+    _tiers.wait()
+    assert started[0].waited
+    kernel.fast.dispatcher.compile(_tiers._signature(kernel, args))  # as the process would have
+    started[0].code = 0
+    assert kernel.dispatcher_for(args) is kernel.fast.dispatcher
+    assert kernel._settled and not kernel._pending
+    started[0].code = None  # settled: the process is not asked again
+    assert kernel.dispatcher_for(args) is kernel.fast.dispatcher
+    assert _cpu.run(kernel, *args, taps=1) is None
+    np.testing.assert_array_equal(args[1], np.arange(1.0, 7.0))
+
+
+def test_a_compiled_or_cached_kernel_runs_at_once(toy):
+    kernel, args, started = toy
+    kernel.fast.dispatcher.compile(_tiers._signature(kernel, args))
+    assert kernel.dispatcher_for(args) is kernel.fast.dispatcher
+    assert started == []
+
+
+def test_no_quick_kernel_when_turned_off_or_when_no_process_starts(toy, monkeypatch):
+    kernel, args, started = toy
+    monkeypatch.setenv(_tiers.ENV, "0")
+    assert kernel.dispatcher_for(args) is kernel.fast.dispatcher
+    kernel._settled.clear()
+    monkeypatch.setenv(_tiers.ENV, "1")
+    monkeypatch.setattr(_tiers, "_start", lambda name, signature: None)
+    assert kernel.dispatcher_for(args) is kernel.fast.dispatcher
+    assert started == []
+
+
+def test_a_failed_background_compile_keeps_the_quick_kernel_and_says_so(toy):
+    kernel, args, started = toy
+    assert kernel.dispatcher_for(args) is kernel.quick.dispatcher
+    started[0].code = 1
+    with pytest.warns(RuntimeWarning, match="background compile of plus_one failed"):
+        assert kernel.dispatcher_for(args) is kernel.quick.dispatcher
+    assert kernel.dispatcher_for(args) is kernel.quick.dispatcher  # settled, no second warning
+
+
+@pytest.mark.parametrize(
+    "value, on", [("1", True), ("", True), ("0", False), ("off", False), (" No ", False)]
+)
+def test_the_switch(value, on, monkeypatch):
+    monkeypatch.setenv(_tiers.ENV, value)
+    assert _tiers.enabled() is on
+
+
+def test_the_hand_over_in_a_new_process(tmp_path):
+    """End to end, with an empty cache: the first calls run the quick kernel while a real
+    background process compiles the fast one; after it, the fast one runs, with the same
+    bits, and a new process loads it from the cache at once."""
+    script = textwrap.dedent(
+        """
+        import sys
+        import numpy as np
+        import napari_sepconv as sc
+        from napari_sepconv import _cpu, _tiers
+
+        x = np.random.default_rng(1).random((60, 50), dtype=np.float32)
+        kernel = _cpu._fused_kernel()
+        first = sc.sobel_h(x)
+        print("first", "quick" if kernel.quick.dispatcher.overloads else "fast")
+        _tiers.wait(300)
+        again = sc.sobel_h(x)
+        print("after", "fast" if kernel._settled and not kernel._pending else "quick")
+        print("same", first.tobytes() == again.tobytes())
+        """
+    )
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path), _tiers.ENV: "1"}
+    runs = [
+        subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
+        for _ in range(2)
+    ]
+    for run in runs:
+        assert run.returncode == 0, run.stderr
+    assert runs[0].stdout.split() == ["first", "quick", "after", "fast", "same", "True"]
+    assert runs[1].stdout.split() == ["first", "fast", "after", "fast", "same", "True"]
