@@ -99,8 +99,9 @@ class TieredKernel:
         if _compiled_or_cached(fast, signature):
             return self._settle(key, fast)
         warnings.warn(
-            f"napari-sepconv: the background compile of {self.__name__} failed (exit code {code}); "
-            f"this process keeps its quick kernel, which gives the same values more slowly",
+            f"napari-sepconv: the background compile of {self.__name__} left no kernel in the cache "
+            f"(exit code {code}); this process keeps the quick kernel, which gives the same values "
+            f"more slowly",
             RuntimeWarning,
             stacklevel=4,
         )
@@ -199,7 +200,7 @@ def _start(fast_name, signature):
         )
         with process.stdin:
             process.stdin.write(pickle.dumps((fast_name, signature)))
-    except OSError:
+    except (OSError, ValueError):  # no Python to start, or it exited before reading
         return None
     return process
 
