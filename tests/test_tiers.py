@@ -213,7 +213,7 @@ def test_a_cold_kernel_runs_the_quick_one_until_the_background_compile_ends(toy)
     assert kernel._settled and not kernel._pending
     started[0].code = None  # settled: the process is not asked again
     assert kernel.dispatcher_for(args) is kernel.fast.dispatcher
-    assert _cpu.run(kernel, *args, taps=1) is None
+    kernel.dispatcher_for(args)(*args, np.zeros((0, 2), np.int64), np.zeros(1, np.int64), 1)
     np.testing.assert_array_equal(args[1], np.arange(1.0, 7.0))
 
 
@@ -233,6 +233,24 @@ def test_no_quick_kernel_when_turned_off_or_when_no_process_starts(toy, monkeypa
     monkeypatch.setattr(_tiers, "_start", lambda name, signature: None)
     assert kernel.dispatcher_for(args) is kernel.fast.dispatcher
     assert started == []
+
+
+def test_turned_off_it_compiles_after_any_other_process_compiling_it(toy, monkeypatch):
+    """With the twins off (a warm-up worker), the fast kernel compiles under the lock the
+    background compiles take, so that two processes never compile it at once."""
+    kernel, args, started = toy
+    monkeypatch.setenv(_tiers.ENV, "0")
+    locked = []
+    real = _tiers._compile
+
+    def compile_locked(dispatcher, name, signature):
+        locked.append(name)
+        real(dispatcher, name, signature)
+
+    monkeypatch.setattr(_tiers, "_compile", compile_locked)
+    assert kernel.dispatcher_for(args) is kernel.fast.dispatcher
+    assert locked == ["tests.test_tiers:unused"] and started == []
+    assert _tiers._signature(kernel, args) in kernel.fast.dispatcher.overloads
 
 
 def test_a_failed_background_compile_keeps_the_quick_kernel_and_says_so(toy):

@@ -13,8 +13,10 @@ loads the fast kernel, and later calls run it.
 Where the hand-over cannot work, a call compiles the fast kernel itself, as before: the
 environment variable ``SEPCONV_QUICK_KERNELS=0`` (the warm-up and the benchmarks set it),
 no writable cache folder, a frozen application (no Python to start), or a background process
-that could not start. A background compile that fails leaves the process on the quick
-kernel, with a warning.
+that could not start. With ``SEPCONV_QUICK_KERNELS=0`` it takes the background compiles'
+lock first, so that a warm-up worker and a background process (the napari plugin starts
+both) do not compile the same kernel at once: the second loads it from the cache. A
+background compile that fails leaves the process on the quick kernel, with a warning.
 
 This module imports Numba and is imported on first use only (by ``_cpu``).
 """
@@ -82,7 +84,10 @@ class TieredKernel:
         pending = self._pending.get(key)
         if pending is None:
             signature = _signature(self, args)
-            if not enabled() or _compiled_or_cached(fast, signature) or not _can_hand_over(fast):
+            if _compiled_or_cached(fast, signature) or not _can_hand_over(fast):
+                return self._settle(key, fast)
+            if not enabled():  # compiled here, after any other process compiling it (_compile)
+                _compile(fast, self.fast_name, signature)
                 return self._settle(key, fast)
             # the quick kernel first, alone: two compiles at once on the two threads of one
             # core took the quick one 10-20 % longer
@@ -205,19 +210,19 @@ def _start(fast_name, signature):
     return process
 
 
-def _compile(fast_name, signature):
-    """Compile the kernel ``fast_name`` (``"module:attribute"``) for ``signature`` into the
-    cache, one process at a time per kernel and signature (others wait, then load it)."""
+def _compile(dispatcher, fast_name, signature):
+    """Compile ``dispatcher`` (the kernel ``fast_name``) for ``signature`` into the cache, one
+    process at a time per kernel and signature on a machine: a background compile, a warm-up
+    worker or a process with the twins turned off waits for the one under way, then loads
+    what it cached."""
     from ._cpu_kernels import _locked
     from .warmup import cache_dir
 
-    module, attribute = fast_name.split(":")
-    kernel = getattr(importlib.import_module(module), attribute)
     digest = hashlib.blake2b(f"{fast_name}{signature}".encode(), digest_size=8).hexdigest()
     folder = os.path.join(cache_dir(), "background")
     os.makedirs(folder, exist_ok=True)
     with _locked(os.path.join(folder, f"{digest}.lock")):
-        kernel.dispatcher.compile(signature)
+        dispatcher.compile(signature)
 
 
 def main():
@@ -225,7 +230,9 @@ def main():
     if hasattr(os, "nice"):
         os.nice(10)
     fast_name, signature = pickle.loads(sys.stdin.buffer.read())
-    _compile(fast_name, signature)
+    module, attribute = fast_name.split(":")
+    kernel = getattr(importlib.import_module(module), attribute)
+    _compile(kernel.dispatcher, fast_name, signature)
     return 0
 
 
