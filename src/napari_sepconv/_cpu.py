@@ -485,9 +485,8 @@ def bind_separable_2d(fused, dtype, src_dtype):
     general = functools.partial(_run_separable_2d, prepared, fused.mode_y, dtype)
     if not reads_as_is(src_dtype, dtype) or (edge and fused.mode_y == CONSTANT and src_dtype != dtype):
         return general
-    # both kernels take their thread count (_Kernel.takes_threads)
 
-    def call(src, out):
+    def call(src, out):  # both kernels take their thread count (_Kernel.takes_threads)
         size = out.size
         if not size or _serialise or not src.flags.c_contiguous:
             return general(src, out)
