@@ -253,13 +253,77 @@ def test_turned_off_it_compiles_after_any_other_process_compiling_it(toy, monkey
     assert _tiers._signature(kernel, args) in kernel.fast.dispatcher.overloads
 
 
-def test_a_failed_background_compile_keeps_the_quick_kernel_and_says_so(toy):
+def test_a_failed_background_compile_compiles_the_fast_kernel_here_and_says_so(toy):
     kernel, args, started = toy
     assert kernel.dispatcher_for(args) is kernel.quick.dispatcher
+    assert _tiers.wait() is True  # still under way
     started[0].code = 1
+    assert _tiers.wait() is False  # ended: nothing to wait for
     with pytest.warns(RuntimeWarning, match="background compile of plus_one left no kernel"):
-        assert kernel.dispatcher_for(args) is kernel.quick.dispatcher
-    assert kernel.dispatcher_for(args) is kernel.quick.dispatcher  # settled, no second warning
+        assert kernel.dispatcher_for(args) is kernel.fast.dispatcher
+    assert _tiers._signature(kernel, args) in kernel.fast.dispatcher.overloads
+    assert kernel.dispatcher_for(args) is kernel.fast.dispatcher  # settled, no second warning
+
+
+def test_a_read_only_input_has_its_own_choice(toy):
+    kernel, args, started = toy
+    kernel.fast.dispatcher.compile(_tiers._signature(kernel, args))
+    assert kernel.dispatcher_for(args) is kernel.fast.dispatcher
+    read_only = args[0].copy()
+    read_only.flags.writeable = False
+    assert kernel.dispatcher_for((read_only, args[1])) is kernel.quick.dispatcher  # another type
+    assert len(started) == 1
+
+
+def test_read_only_images_run_the_kernel_compiled_for_writable_ones(rng):
+    """A read-only image (a memory map) reaches the fused kernel typed as writable: no second
+    compile of either kernel."""
+    x = rng.random((40, 30), dtype=np.float32)
+    expected = sc.sobel_h(x)
+    kernel = _cpu._fused_kernel()
+    signatures = (len(kernel.fast.dispatcher.overloads), len(kernel.quick.dispatcher.overloads))
+    x.flags.writeable = False
+    np.testing.assert_array_equal(sc.sobel_h(x), expected)
+    assert (len(kernel.fast.dispatcher.overloads), len(kernel.quick.dispatcher.overloads)) == signatures
+
+
+def test_one_tiered_kernel_for_every_thread(monkeypatch):
+    """Threads that ask for the fused kernel at once get the same one (so one background
+    compile per types, not one per thread)."""
+    import threading
+
+    monkeypatch.setattr(_cpu, "_fused", [])
+    barrier = threading.Barrier(4)
+    got = []
+
+    def ask():
+        barrier.wait()
+        got.append(_cpu._fused_kernel())
+
+    threads = [threading.Thread(target=ask) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(got) == 4 and all(k is got[0] for k in got)
+
+
+def test_the_background_process_gets_this_processs_import_path(monkeypatch):
+    """The package may be importable only through ``sys.path`` (a source checkout added to
+    it): the background process gets the same path."""
+    seen = {}
+
+    class Popen:
+        def __init__(self, argv, **options):
+            seen.update(options, argv=argv)
+            self.stdin = open(os.devnull, "wb")  # noqa: SIM115 - closed by _start
+
+    monkeypatch.setattr(_tiers.subprocess, "Popen", Popen)
+    monkeypatch.setattr(sys, "path", ["/somewhere/src", *sys.path])
+    assert _tiers._start("module:kernel", ()) is not None
+    assert seen["env"]["PYTHONPATH"].split(os.pathsep)[0] == "/somewhere/src"
+    assert seen["env"][_tiers.ENV] == "0"
+    assert seen["argv"][1:] == ["-m", "napari_sepconv._tiers"]
 
 
 @pytest.mark.parametrize(

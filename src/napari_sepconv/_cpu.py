@@ -53,10 +53,11 @@ _serialise = True
 
 
 def _after_fork_in_child():
-    """A forked child gets a lock of its own: another thread of the parent may have held
-    this one (in a call) when it forked, and no thread of the child would release it."""
-    global _layer_lock
+    """A forked child gets locks of its own: another thread of the parent may have held
+    one (in a call) when it forked, and no thread of the child would release it."""
+    global _layer_lock, _fused_lock
     _layer_lock = threading.Lock()
+    _fused_lock = threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):
@@ -394,15 +395,22 @@ def _prepare_separable_2d(cols, rows, pad_x, combine, accumulate, mode_y, mode_x
     return _fused_kernel(), arguments, summed, taps, False
 
 
-@functools.cache
+_fused = []  # the one TieredKernel of the fused kernel, once made
+_fused_lock = threading.Lock()
+
+
 def _fused_kernel():
     """The fused separable kernel, in two tiers (``_tiers``): the quick twin runs while the
-    fast kernel compiles in the background."""
-    from ._separable_kernels import separable_2d_kernel
-    from ._separable_quick import separable_2d_quick_kernel
+    fast kernel compiles in the background. One for every thread."""
+    if not _fused:
+        with _fused_lock:
+            if not _fused:
+                from ._separable_kernels import separable_2d_kernel
+                from ._separable_quick import separable_2d_quick_kernel
 
-    name = "napari_sepconv._separable_kernels:separable_2d_kernel"
-    return TieredKernel(separable_2d_kernel, separable_2d_quick_kernel, name)
+                name = "napari_sepconv._separable_kernels:separable_2d_kernel"
+                _fused.append(TieredKernel(separable_2d_kernel, separable_2d_quick_kernel, name))
+    return _fused[0]
 
 
 # What ``separable_2d_kernel`` gets for its flags where it writes none (one term, or a magnitude).
@@ -488,8 +496,8 @@ def bind_separable_2d(fused, dtype, src_dtype):
 
     def call(src, out):  # both kernels take their thread count (_Kernel.takes_threads)
         size = out.size
-        if not size or _serialise or not src.flags.c_contiguous:
-            return general(src, out)
+        if not size or _serialise or not (src.flags.c_contiguous and src.flags.writeable):
+            return general(src, out)  # (a read-only input: typed as writable there, ``run``)
         h, w = src.shape[-2:]
         planes = (size // (h * w), h, w)
         if edge:

@@ -82,6 +82,18 @@ def _record(key, helper, argtypes):
     if key in _signatures:
         return
     _signatures[key] = (helper, argtypes)
+    _write_record(key, helper, argtypes)
+
+
+def write_records():
+    """Write the types of every helper recorded in this process beside the cached kernels
+    again (a background compile does, once done: a folder removed under it meanwhile would
+    otherwise hold kernels whose helpers nothing records)."""
+    for key, (helper, argtypes) in list(_signatures.items()):
+        _write_record(key, helper, argtypes)
+
+
+def _write_record(key, helper, argtypes):
     path = _signature_file(key)
     func = helper.py_func
     temporary = f"{path}.{os.getpid()}.{threading.get_ident()}"

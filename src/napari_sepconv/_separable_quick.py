@@ -9,7 +9,7 @@ that runs the chains one row and up to four taps at a time (``_sweeps._sweep``) 
 same values bit for bit. This is that kernel: the same arguments, the same tasks, its
 vertical pass the fused kernel's own ``_column_pass``, and a row pass that groups the taps
 of every term by four. It compiles in about half the time (3.5-4.5 s against 7-9 s on a
-2-core machine) and runs at 0.6 to 1 times the fused kernel's speed (``_tiers`` says when
+2-core machine) and runs at 0.6 to 1.06 times the fused kernel's speed (``_tiers`` says when
 each runs).
 
 This module imports Numba and is imported on first use only (by ``_cpu``).

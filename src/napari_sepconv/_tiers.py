@@ -3,7 +3,7 @@
 A cold compile of the fused separable kernel (``_separable_kernels``) takes 6 to 9 s on a
 2-core machine: its unrolled sweeps are most of the code Numba types and LLVM optimises. Its
 quick twin (``_separable_quick``) gives the same values bit for bit from a fraction of the
-code: it compiles in less than half the time and runs slower. A :class:`TieredKernel` pairs
+code: it compiles in about half the time and runs up to 1.7 times slower. A :class:`TieredKernel` pairs
 them. For a call whose argument types the fast kernel has neither compiled in this process
 nor in the on-disk cache, the call runs the quick kernel, and a background process compiles
 the fast one into the cache (``python -m napari_sepconv._tiers``, at a lower priority, one
@@ -16,7 +16,8 @@ no writable cache folder, a frozen application (no Python to start), or a backgr
 that could not start. With ``SEPCONV_QUICK_KERNELS=0`` it takes the background compiles'
 lock first, so that a warm-up worker and a background process (the napari plugin starts
 both) do not compile the same kernel at once: the second loads it from the cache. A
-background compile that fails leaves the process on the quick kernel, with a warning.
+background compile that leaves no kernel in the cache makes the process compile the fast one
+itself, with a warning.
 
 This module imports Numba and is imported on first use only (by ``_cpu``).
 """
@@ -56,8 +57,10 @@ class TieredKernel:
         self.calls_helper = fast.calls_helper
         self.__name__ = fast.__name__
         self.__doc__ = fast.__doc__
-        self._settled = {}  # (input dtype, output dtype) -> the dispatcher calls run
-        self._pending = {}  # (input dtype, output dtype) -> (signature, background process)
+        # keys: (input dtype, output dtype, whether the input is writable), what decides the
+        # kernels' signature
+        self._settled = {}  # key -> the dispatcher calls run
+        self._pending = {}  # key -> (signature, background process)
         self._lock = threading.Lock()
         _kernels.append(self)
 
@@ -72,7 +75,7 @@ class TieredKernel:
     def dispatcher_for(self, args):
         """The dispatcher to call with ``args`` (without the arguments ``_cpu.run`` adds after
         them: the table of helpers, the missing key, the thread count)."""
-        key = (args[0].dtype, args[self.out_arg].dtype)
+        key = (args[0].dtype, args[self.out_arg].dtype, args[0].flags.writeable)
         chosen = self._settled.get(key)
         if chosen is not None:
             return chosen
@@ -105,12 +108,12 @@ class TieredKernel:
             return self._settle(key, fast)
         warnings.warn(
             f"napari-sepconv: the background compile of {self.__name__} left no kernel in the cache "
-            f"(exit code {code}); this process keeps the quick kernel, which gives the same values "
-            f"more slowly",
+            f"(exit code {code}); compiling it in this process instead",
             RuntimeWarning,
             stacklevel=4,
         )
-        return self._settle(key, self.quick.dispatcher)
+        _compile(fast, self.fast_name, signature)
+        return self._settle(key, fast)
 
     def _settle(self, key, dispatcher):
         self._settled[key] = dispatcher
@@ -118,14 +121,14 @@ class TieredKernel:
 
     def wait(self, timeout=None):
         """Wait for this kernel's background compiles to end (``timeout`` seconds each at most);
-        whether one was under way."""
-        pending = list(self._pending.values())
-        for _, process in pending:
+        whether one was still under way."""
+        running = [process for _, process in list(self._pending.values()) if process.poll() is None]
+        for process in running:
             try:
                 process.wait(timeout)
             except subprocess.TimeoutExpired:
                 pass
-        return bool(pending)
+        return bool(running)
 
 
 _kernels = []  # every TieredKernel made
@@ -138,8 +141,9 @@ def wait(timeout=None):
 
 
 def _after_fork_in_child():
-    """A forked child starts no hand-over of its parent's and waits for none: it forgets the
-    parent's background processes (it would choose again) and gets locks of its own."""
+    """A forked child waits for none of its parent's background processes: it forgets them
+    (its next call chooses again, and may start a background compile of its own, which waits
+    for the parent's under the lock) and gets locks of its own."""
     for kernel in _kernels:
         kernel._pending = {}
         kernel._lock = threading.Lock()
@@ -200,8 +204,11 @@ def _start(fast_name, signature):
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            env={**os.environ, ENV: "0"},
+            # this process's import path: the package may be importable only through it (a
+            # source checkout added to sys.path, a plugin loader)
+            env={**os.environ, ENV: "0", "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
             start_new_session=True,  # a Ctrl-C of this process does not cut a cache write short
+            creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0),  # no console on Windows
         )
         with process.stdin:
             process.stdin.write(pickle.dumps((fast_name, signature)))
@@ -233,6 +240,9 @@ def main():
     module, attribute = fast_name.split(":")
     kernel = getattr(importlib.import_module(module), attribute)
     _compile(kernel.dispatcher, fast_name, signature)
+    from . import _helper_calls
+
+    _helper_calls.write_records()
     return 0
 
 
