@@ -597,6 +597,21 @@ def _column_reach(col_off, col_n):
 _column_reach = _inlined(_column_reach)
 
 
+def _row_reach(row_off, row_n):
+    """The first and last sample an output sample's row taps read, relative to it (at most
+    0 and at least 0), over all terms."""
+    lo = 0
+    hi = 0
+    for t in range(row_n.size):
+        for b in range(row_n[t]):
+            lo = _imin(lo, row_off[t, b])
+            hi = _imax(hi, row_off[t, b])
+    return lo, hi
+
+
+_row_reach = _inlined(_row_reach)
+
+
 def _separable_rows(
     plane,
     first,
@@ -824,12 +839,7 @@ def _separable_2d(
     and the workers are ``_separable_2d_worker`` (``_workers``).
     """
     n_planes, h, w = src.shape
-    lo = 0
-    hi = 0
-    for t in range(col_n.size):
-        for b in range(row_n[t]):
-            lo = _imin(lo, row_off[t, b])
-            hi = _imax(hi, row_off[t, b])
+    lo, hi = _row_reach(row_off, row_n)
     top, bottom, _ = _column_reach(col_off, col_n)
     previous = _limit_threads(threads)
     n_blocks = (h + block - 1) // block

@@ -21,7 +21,6 @@ from ._cpu_kernels import (
     SUM,
     _buffer,
     _helper,
-    _imax,
     _imin,
     _Kernel,
     _limit_threads,
@@ -38,6 +37,7 @@ from ._separable_kernels import (
     _finish_row,
     _nonfinite,
     _pad_row,
+    _row_reach,
     _start_row,
 )
 from ._sweeps import _sweep
@@ -188,12 +188,7 @@ def _separable_2d_quick(
     """``_separable_kernels._separable_2d``, with the same arguments and values, from less
     code: output rows one at a time, taps four to a sweep (``_quick_worker``)."""
     w = src.shape[2]
-    lo = 0
-    hi = 0
-    for t in range(col_n.size):
-        for b in range(row_n[t]):
-            lo = _imin(lo, row_off[t, b])
-            hi = _imax(hi, row_off[t, b])
+    lo, hi = _row_reach(row_off, row_n)
     previous = _limit_threads(threads)
     n_blocks = (src.shape[1] + block - 1) // block
     n_tasks = src.shape[0] * n_blocks

@@ -64,11 +64,6 @@ class TieredKernel:
         self._lock = threading.Lock()
         _kernels.append(self)
 
-    @property
-    def dispatcher(self):
-        """The fast kernel's dispatcher."""
-        return self.fast.dispatcher
-
     def inputs(self, args, convert=None):
         return self.fast.inputs(args, convert)
 
