@@ -3,9 +3,11 @@ fast kernel's bits, a call runs it only while the fast one compiles in the backg
 the hand-over to the fast kernel happens once that compile has ended."""
 
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -324,6 +326,41 @@ def test_the_background_process_gets_this_processs_import_path(monkeypatch):
     assert seen["env"]["PYTHONPATH"].split(os.pathsep)[0] == "/somewhere/src"
     assert seen["env"][_tiers.ENV] == "0"
     assert seen["argv"][1:] == ["-m", "napari_sepconv._tiers"]
+
+
+_SLOW_KERNEL = """
+import time, types
+KERNEL = types.SimpleNamespace(dispatcher=types.SimpleNamespace(compile=lambda signature: time.sleep(120)))
+"""
+
+
+@pytest.mark.parametrize("when", ["before it starts", "while it compiles"])
+def test_the_background_process_ends_when_its_cache_folder_is_removed(when, tmp_path, monkeypatch):
+    """A throwaway cache deleted by its owner: the background process stops at once (a real
+    one, compiling a stand-in kernel that takes minutes) and writes nothing there again."""
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "cache"))
+    (tmp_path / "slow_kernel.py").write_text(_SLOW_KERNEL)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from napari_sepconv.warmup import cache_dir
+
+    folder = cache_dir()
+    os.makedirs(folder)
+    if when == "before it starts":
+        shutil.rmtree(tmp_path / "cache")
+    process = _tiers._start("slow_kernel:KERNEL", ())
+    try:
+        if when == "while it compiles":
+            background = os.path.join(folder, "background")
+            deadline = time.monotonic() + 120
+            while not os.path.isdir(background) and process.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert os.path.isdir(background), "the background process never took its lock"
+            shutil.rmtree(tmp_path / "cache")
+        assert process.wait(timeout=30) == 3
+    finally:
+        process.kill()
+        process.wait()
+    assert not (tmp_path / "cache").exists()
 
 
 @pytest.mark.parametrize(

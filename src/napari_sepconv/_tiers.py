@@ -17,7 +17,8 @@ that could not start. With ``SEPCONV_QUICK_KERNELS=0`` it takes the background c
 lock first, so that a warm-up worker and a background process (the napari plugin starts
 both) do not compile the same kernel at once: the second loads it from the cache. A
 background compile that leaves no kernel in the cache makes the process compile the fast one
-itself, with a warning.
+itself, with a warning. A background process ends as soon as its cache folder is removed (a
+throwaway ``NUMBA_CACHE_DIR`` deleted by its owner): nobody would load what it compiles.
 
 This module imports Numba and is imported on first use only (by ``_cpu``).
 """
@@ -29,6 +30,7 @@ import pickle
 import subprocess
 import sys
 import threading
+import time
 import warnings
 
 ENV = "SEPCONV_QUICK_KERNELS"
@@ -227,11 +229,41 @@ def _compile(dispatcher, fast_name, signature):
         dispatcher.compile(signature)
 
 
+def _stop_when_removed(folder, every=0.2):
+    """End this process as soon as ``folder`` is removed, or replaced by a new folder of that
+    name (checked every ``every`` seconds, on a thread of its own): a throwaway cache deleted
+    by its owner is not written again, and no CPU time goes on a kernel nobody will load."""
+    identity = _identity(folder)
+
+    def watch():
+        while True:
+            time.sleep(every)
+            if _identity(folder) != identity:
+                os._exit(3)  # what it wrote is gone with the folder; nothing to finish
+
+    threading.Thread(target=watch, name="cache-folder-watch", daemon=True).start()
+
+
+def _identity(folder):
+    """``folder``'s device and inode, or None where it does not exist."""
+    try:
+        found = os.stat(folder)
+    except OSError:
+        return None
+    return (found.st_dev, found.st_ino)
+
+
 def main():
     """The background process: compile the kernel and types read from standard input."""
+    from .warmup import cache_dir
+
     if hasattr(os, "nice"):
         os.nice(10)
-    fast_name, signature = pickle.loads(sys.stdin.buffer.read())
+    fast_name, signature = pickle.loads(sys.stdin.buffer.read())  # first: the caller waits to write it
+    folder = cache_dir()
+    if _identity(folder) is None:  # removed before this process started
+        return 3
+    _stop_when_removed(folder)
     module, attribute = fast_name.split(":")
     kernel = getattr(importlib.import_module(module), attribute)
     _compile(kernel.dispatcher, fast_name, signature)
