@@ -111,20 +111,21 @@ def uniform_pass(engine_name, src, axis, size, origin, mode, cval, dtype, out=No
             out.nbytes >= STREAM_BYTES,
             calls_helper=True,
         )
-        outer_ids, segs = np.nonzero(flags)
-        pieces = (
-            outer_ids.astype(np.int64),
-            (segs * K).astype(np.int64),
-            np.tile(np.array([[0, 1]]), (segs.size, 1)),
-        )
+        if np.count_nonzero(flags):  # segments whose sum met a non-finite value, done again
+            outer_ids, segs = np.nonzero(flags)
+            pieces = (
+                outer_ids.astype(np.int64),
+                (segs * K).astype(np.int64),
+                np.tile(np.array([[0, 1]]), (segs.size, 1)),
+            )
+            fix_segments(src3, source, size, K, cval, divide, out3, *pieces)
     else:
         from ._uniform_kernels import COLUMNS
 
         flags = np.zeros((outer, n_seg, -(-inner // COLUMNS)), np.bool_)
         _cpu.run(middle_axis, src3, source, size, K, cval, divide, out3, flags, calls_helper=True)
-        pieces = _flagged_pieces(flags, K, inner)
-    if pieces[0].size:
-        fix_segments(src3, source, size, K, cval, divide, out3, *pieces)
+        if np.count_nonzero(flags):
+            fix_segments(src3, source, size, K, cval, divide, out3, *_flagged_pieces(flags, K, inner))
     return out
 
 
@@ -169,7 +170,7 @@ def uniform_last_two(src, first, second, cval, dtype, out=None):
         out.nbytes >= STREAM_BYTES,
         calls_helper=True,
     )
-    return None if flags.any() else out
+    return None if np.count_nonzero(flags) else out
 
 
 @functools.lru_cache(maxsize=64)
