@@ -285,6 +285,8 @@ def test_the_serial_choice_weighs_the_taps_of_the_call(rng, monkeypatch):
     image = rng.random((64, 70)).astype(np.float32)
     # between a 3x3 edge magnitude's work (10 taps an output) and a 15x15 separable filter's (30)
     monkeypatch.setattr(_cpu, "SERIAL_WORK", image.size * 20)
+    sc.sobel(image)  # first calls of a process also load the kernels' helpers (more calls)
+    sc.separable_filter(image, [np.ones(15, np.float32)] * 2)
     parallel = []
     original = _cpu._call
 
