@@ -239,6 +239,40 @@ def test_a_bound_call_gives_the_general_paths_values(rng, call, dtype):
     assert np.array_equal(call(strided), first, equal_nan=True)
 
 
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda image, output: sc.gaussian_filter1d(image, 1.5, output=output),
+        lambda image, output: sc.gaussian_filter1d(image, 2.0, 0, 1, output, mode="constant", cval=3.5),
+        lambda image, output: sc.correlate1d(image, [0.2, 0.7, 0.1], 0, output, mode="constant", cval=1.5),
+        lambda image, output: sc.correlate1d(image, [0.2, 0.7, 0.1], -1, output, mode="wrap"),
+    ],
+)
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.float32, np.float64])
+@pytest.mark.parametrize("out_dtype", [None, np.float32, np.float64, np.uint8])
+def test_a_bound_call_that_converts_or_casts_gives_the_general_paths_values(rng, call, dtype, out_dtype):
+    """The shortcut also serves calls whose kernels read a converted copy of the image, or
+    whose pass scipy casts to the output type (a float32 image in scipy's float64 Gaussian,
+    an integer output): the same bits as the general path (``output=`` an array)."""
+    image = (rng.random((37, 45)) * 200 - (50 if dtype == np.int16 else 0)).astype(dtype)
+    kept = image.copy()
+    first = call(image, out_dtype)
+    assert np.array_equal(call(image, out_dtype), first)  # bound by the first call
+    general = np.empty_like(first)
+    assert call(image, general) is general
+    assert np.array_equal(general, first)
+    assert np.array_equal(image, kept)
+
+
+def test_scipys_float64_gaussian_of_a_float32_image_takes_the_shortcut(rng):
+    image = rng.random((40, 50), dtype=np.float32)
+    first = sc.gaussian_filter1d(image, 1.25)
+    again = sc.gaussian_filter1d(image, 1.25)
+    assert again.dtype == np.float32 and np.array_equal(again, first)
+    bound = [b for p in _plan._cache.values() for b in getattr(p.program, "_bound", {}).values()]
+    assert any(getattr(b, "__name__", "") == "bound_through_scratch" for b in bound)
+
+
 def test_a_call_after_a_pause_runs_on_one_thread_unless_it_is_large(monkeypatch):
     """Workers asleep after a pause cost more to wake than a mid-sized call takes; the calls
     of a loop (one ended less than IDLE_SECONDS ago) take the threads."""

@@ -211,14 +211,19 @@ PARALLEL_CONVERSIONS = tuple(
 _PARALLEL_SOURCES = frozenset(s for s, _ in PARALLEL_CONVERSIONS)
 
 
-def _convert(src, dtype):
-    """A C-contiguous copy of the C-contiguous ``src`` as ``dtype``."""
-    if src.size < PARALLEL_CONVERSION or src.dtype not in _PARALLEL_SOURCES:
+def _convert(src, dtype, new=None):
+    """A C-contiguous copy of the C-contiguous ``src`` as ``dtype``, in a new array or in
+    ``new(shape, dtype)`` (a call's scratch array, ``_scratch``)."""
+    small = src.size < PARALLEL_CONVERSION or src.dtype not in _PARALLEL_SOURCES
+    if small and new is None:
         return np.ascontiguousarray(src, dtype=dtype)
-    from ._cast_kernels import to_float
+    out = (new or np.empty)(src.shape, dtype)
+    if small:
+        np.copyto(out, src, casting="unsafe")  # NumPy's conversion, as np.ascontiguousarray's
+    else:
+        from ._cast_kernels import to_float
 
-    out = np.empty(src.shape, dtype)
-    to_float(src.reshape(-1), out.reshape(-1))
+        to_float(src.reshape(-1), out.reshape(-1))
     return out
 
 
@@ -711,9 +716,13 @@ def to_kernel_input(image, dtype, preserve_range):
     return _validation.to_kernel_input(np.asarray(image), dtype, preserve_range)
 
 
-def for_kernels(src, dtype):
-    """``src`` of a type the kernels of a ``dtype`` computation read (``kernel_input``)."""
-    return kernel_input(src, dtype, _convert)
+def for_kernels(src, dtype, new=None):
+    """``src`` of a type the kernels of a ``dtype`` computation read (``kernel_input``); a
+    converted copy goes to ``new(shape, dtype)`` where given (a call's scratch arrays, whose
+    memory later calls reuse instead of faulting in new pages)."""
+    if new is None:
+        return kernel_input(src, dtype, _convert)
+    return kernel_input(src, dtype, lambda s, d: _convert(s, d, new))
 
 
 def channels_first(arr, channel_axis, out=None):

@@ -715,7 +715,7 @@ def scratch_arrays():
     yield empty
 
 
-def for_kernels(src, dtype):
+def for_kernels(src, dtype, new=None):
     """``src`` itself: the CUDA kernels read every input type ``to_kernel_input`` gives."""
     return src
 

@@ -40,9 +40,10 @@ class Engine(Protocol):
         The filtered values are ``scale`` times what the kernels compute.
         """
 
-    def for_kernels(self, src: Array, dtype: Any) -> Array:
+    def for_kernels(self, src: Array, dtype: Any, new: Any = None) -> Array:
         """``src`` (from :meth:`to_kernel_input`) as the kernels of a ``dtype`` computation
-        read it, converted once for all of a call's kernels where they would each convert it."""
+        read it, converted once for all of a call's kernels where they would each convert it;
+        a converted copy in ``new(shape, dtype)`` where given (:meth:`scratch_arrays`)."""
 
     def empty(self, shape: tuple, dtype: Any) -> Array:
         """An uninitialised array of the engine's kind."""

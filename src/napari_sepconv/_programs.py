@@ -61,8 +61,15 @@ class TermsProgram:
                     self._bound[key] = bound
             if bound is not None and not self._moves_last_axes(engine, image.shape):
                 return bound(image)
+        with engine.scratch_arrays() as scratch:
+            return self._run(engine, image, out, scratch)
+
+    def _run(self, engine, image, out, scratch):
+        """:meth:`run`'s general path. What the caller never sees goes to ``scratch`` arrays
+        (``engine.scratch_arrays``), whose memory later calls reuse instead of faulting in
+        new pages: the converted kernel input, and the result that scipy's cast copies."""
         src, _ = engine.to_kernel_input(image, self.compute_dtype, self.preserve_range)
-        src = engine.for_kernels(src, self.lowered.dtype)  # once, not in each pass
+        src = engine.for_kernels(src, self.lowered.dtype, scratch)  # once, not in each pass
         if self.channel_axis is not None:
             src = engine.channels_first(src, self.channel_axis)
         lowered, tail = self._lowered_for(engine, src.shape)
@@ -83,6 +90,8 @@ class TermsProgram:
             as_is = self.cast is None or self.cast == self.lowered.dtype  # no scipy cast to make
             if out is not None and self.channel_axis is None and as_is:
                 target = engine.writable_target(out, src, self.lowered.dtype)
+            elif self.channel_axis is None and not as_is:  # cast below into a new array (or out)
+                target = scratch(src.shape, self.lowered.dtype)
             if check:
                 result, finite = run_lowered(engine, src, lowered, check_finite=True, target=target)
             else:
@@ -132,27 +141,49 @@ class TermsProgram:
     def _bind(self, engine, image):
         """The call for host ``image``s of this dtype without the general path's steps, or
         None: one fused pass (as most 2-D calls run), or one 1-D pass (``correlate1d``, a
-        Gaussian along one axis), read straight from the image into a new array (small calls
-        spend most of their time around the kernel)."""
+        Gaussian along one axis), into a new array (small calls spend most of their time
+        around the kernel). Where the kernels read a converted copy of the image (float32
+        in a float64 computation, as scipy's Gaussians run), the call makes it in a scratch
+        array; where scipy's cast follows one pass, the pass goes to a scratch array too."""
         lowered = self.lowered
         if self.channel_axis is not None or len(lowered.groups) != 1:
-            return None
-        if self.cast is not None and not (lowered.single and self.cast == lowered.dtype):
             return None
         prefix, fused = lowered.groups[0]
         one_pass = lowered.single and len(prefix) == 1
         if not one_pass and (lowered.single or prefix or fused is None or fused.accumulate):
             return None
-        src, _ = engine.to_kernel_input(image, self.compute_dtype, self.preserve_range)
-        if src.dtype != image.dtype:  # the kernels read a converted copy
+        if self.cast is not None and not one_pass:
             return None
-        if one_pass:
-            call = engine.bind_correlate_axis(prefix[0], lowered.dtype, image.dtype)
-        else:
-            call = engine.bind_separable_2d(fused, lowered.dtype, image.dtype)
-        if call is None:
+        src, _ = engine.to_kernel_input(image, self.compute_dtype, self.preserve_range)
+        if src.dtype != image.dtype:  # scaled or made float first: the general path
             return None
         dtype, fallback = lowered.dtype, self.fallback
+        cast = None if self.cast is None or self.cast == dtype else self.cast
+        call = _bound_pass(engine, prefix, fused, dtype, image.dtype)
+        converts = False
+        if call is None:
+            # the type the kernels read the image as (``engine.for_kernels``, by dtype alone)
+            read = engine.for_kernels(np.zeros(1, image.dtype), dtype).dtype
+            if read != image.dtype:
+                converts = True
+                call = _bound_pass(engine, prefix, fused, dtype, read)
+            if call is None:
+                return None
+        if converts or cast is not None:
+
+            def bound_through_scratch(image):
+                with engine.scratch_arrays() as new:
+                    src = engine.for_kernels(image, dtype, new) if converts else image
+                    out = engine.empty(image.shape, dtype) if cast is None else new(image.shape, dtype)
+                    finite = call(src, out)
+                    if fallback is not None:
+                        if finite is None:
+                            finite = engine.all_finite(out)
+                        if not finite:
+                            return fallback.run(engine, image, None)
+                    return out if cast is None else engine.cast_output(out, cast, None)
+
+            return bound_through_scratch
 
         def bound(image):
             out = engine.empty(image.shape, dtype)
@@ -165,6 +196,14 @@ class TermsProgram:
             return out
 
         return bound
+
+
+def _bound_pass(engine, prefix, fused, dtype, src_dtype):
+    """The engine's bound call of a program's one pass (``prefix``'s one 1-D pass, else the
+    ``fused`` pass) on host arrays of ``src_dtype``, or None."""
+    if prefix:
+        return engine.bind_correlate_axis(prefix[0], dtype, src_dtype)
+    return engine.bind_separable_2d(fused, dtype, src_dtype)
 
 
 @dataclass(frozen=True, eq=False)
