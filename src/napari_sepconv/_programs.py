@@ -159,6 +159,8 @@ class TermsProgram:
             return None
         dtype, fallback = lowered.dtype, self.fallback
         cast = None if self.cast is None or self.cast == dtype else self.cast
+        if cast is not None and fallback is not None:  # (one pass has no fallback to cast)
+            return None
         call = _bound_pass(engine, prefix, fused, dtype, image.dtype)
         converts = False
         if call is None:
