@@ -22,6 +22,7 @@ along each axis in turn, bit for bit. A float32 output runs its passes fused, in
 float32.
 """
 
+import contextlib
 import numbers
 import operator
 from functools import lru_cache, partial
@@ -1027,7 +1028,8 @@ def _uniform_passes(input, plan, cval, out_dtype, output, backend):
         # an RGB image as a volume: the passes over wide rows, the colours in front
         values = uniform_last_axis_first(engine, cur, plan, cval, pass_dtype, pair)
         return _uniform_store(engine, values, out_dtype, output)
-    with engine.scratch_arrays() as scratch:
+    # intermediates only between passes (a call of one pass skips the scratch arrays' set-up)
+    with engine.scratch_arrays() if len(plan) > 1 else contextlib.nullcontext() as scratch:
         middles = Alternating(scratch, cur.shape, pass_dtype)
         target = None  # where the pass writes: the output, an intermediate, or a new array
         for i, (axis, size, origin, mode) in enumerate(plan[: len(plan) - 2] if pair else plan):
