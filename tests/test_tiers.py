@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -267,6 +268,22 @@ def test_a_failed_background_compile_compiles_the_fast_kernel_here_and_says_so(t
     assert kernel.dispatcher_for(args) is kernel.fast.dispatcher  # settled, no second warning
 
 
+def test_a_background_compile_stopped_by_its_folders_removal_is_started_again(toy):
+    """The cache folder went while the background process compiled (it ends, saying so): a
+    process that still calls the kernel starts another and runs the quick one meanwhile,
+    without a warning or a compile of its own."""
+    kernel, args, started = toy
+    assert kernel.dispatcher_for(args) is kernel.quick.dispatcher
+    started[0].code = _tiers.FOLDER_REMOVED
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert kernel.dispatcher_for(args) is kernel.quick.dispatcher
+    assert len(started) == 2 and not kernel.fast.dispatcher.overloads
+    started[1].code = 0  # this one compiled the kernel into the cache (here: compiled below)
+    kernel.fast.dispatcher.compile(_tiers._signature(kernel, args))
+    assert kernel.dispatcher_for(args) is kernel.fast.dispatcher
+
+
 def test_a_read_only_input_has_its_own_choice(toy):
     kernel, args, started = toy
     kernel.fast.dispatcher.compile(_tiers._signature(kernel, args))
@@ -356,11 +373,42 @@ def test_the_background_process_ends_when_its_cache_folder_is_removed(when, tmp_
                 time.sleep(0.05)
             assert os.path.isdir(background), "the background process never took its lock"
             shutil.rmtree(tmp_path / "cache")
-        assert process.wait(timeout=30) == 3
+        assert process.wait(timeout=30) == _tiers.FOLDER_REMOVED
     finally:
         process.kill()
         process.wait()
     assert not (tmp_path / "cache").exists()
+
+
+def test_a_cache_removed_during_the_background_compile_in_a_new_process(tmp_path):
+    """End to end: the cache folder removed while the fast kernel compiles in the background,
+    and the process still calling. It runs the quick kernel, a new background compile takes
+    over, and the fast kernel follows, with the same bits and no warning."""
+    script = textwrap.dedent(
+        """
+        import shutil, warnings
+        import numpy as np
+        import napari_sepconv as sc
+        from napari_sepconv import _cpu, _tiers, warmup
+
+        warnings.simplefilter("error")
+        x = np.random.default_rng(2).random((40, 30), dtype=np.float32)
+        kernel = _cpu._fused_kernel()
+        first = sc.sobel_h(x)
+        shutil.rmtree(warmup.cache_dir())
+        _tiers.wait(300)
+        again = sc.sobel_h(x)
+        print("after", "quick" if kernel._pending else "fast")
+        _tiers.wait(300)
+        last = sc.sobel_h(x)
+        print("then", "fast" if kernel._settled and not kernel._pending else "quick")
+        print("same", first.tobytes() == again.tobytes() == last.tobytes())
+        """
+    )
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path), _tiers.ENV: "1"}
+    run = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["after", "quick", "then", "fast", "same", "True"]
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,8 @@ lock first, so that a warm-up worker and a background process (the napari plugin
 both) do not compile the same kernel at once: the second loads it from the cache. A
 background compile that leaves no kernel in the cache makes the process compile the fast one
 itself, with a warning. A background process ends as soon as its cache folder is removed (a
-throwaway ``NUMBA_CACHE_DIR`` deleted by its owner): nobody would load what it compiles.
+throwaway ``NUMBA_CACHE_DIR`` deleted by its owner, after its process has ended), so that it
+does not write the folder again; a process that still needs the kernel then starts another.
 
 This module imports Numba and is imported on first use only (by ``_cpu``).
 """
@@ -103,6 +104,8 @@ class TieredKernel:
         del self._pending[key]
         if _compiled_or_cached(fast, signature):
             return self._settle(key, fast)
+        if code == FOLDER_REMOVED:  # the cache folder went while it compiled: start again
+            return self._choose(key, args)
         warnings.warn(
             f"napari-sepconv: the background compile of {self.__name__} left no kernel in the cache "
             f"(exit code {code}); compiling it in this process instead",
@@ -229,28 +232,35 @@ def _compile(dispatcher, fast_name, signature):
         dispatcher.compile(signature)
 
 
+FOLDER_REMOVED = 3
+"""The background process's exit code when its cache folder was removed (:func:`main`)."""
+
+
 def _stop_when_removed(folder, every=0.2):
-    """End this process as soon as ``folder`` is removed, or replaced by a new folder of that
-    name (checked every ``every`` seconds, on a thread of its own): a throwaway cache deleted
-    by its owner is not written again, and no CPU time goes on a kernel nobody will load."""
-    identity = _identity(folder)
+    """End this process (:data:`FOLDER_REMOVED`) as soon as ``folder`` is gone (checked every
+    ``every`` seconds, on a thread of its own): a throwaway cache deleted by its owner is not
+    written again, and no CPU time goes on a kernel nobody may load. A folder made again under
+    the same name is a cache like any other: the compile goes on into it."""
 
     def watch():
         while True:
             time.sleep(every)
-            if _identity(folder) != identity:
-                os._exit(3)  # what it wrote is gone with the folder; nothing to finish
+            if _removed(folder):
+                os._exit(FOLDER_REMOVED)  # what it wrote is gone with the folder; nothing to finish
 
     threading.Thread(target=watch, name="cache-folder-watch", daemon=True).start()
 
 
-def _identity(folder):
-    """``folder``'s device and inode, or None where it does not exist."""
+def _removed(folder):
+    """Whether ``folder`` is known to be gone (not merely unreadable for a moment, as a
+    network file system's can be)."""
     try:
-        found = os.stat(folder)
+        os.stat(folder)
+    except FileNotFoundError:
+        return True
     except OSError:
-        return None
-    return (found.st_dev, found.st_ino)
+        return False
+    return False
 
 
 def main():
@@ -261,8 +271,8 @@ def main():
         os.nice(10)
     fast_name, signature = pickle.loads(sys.stdin.buffer.read())  # first: the caller waits to write it
     folder = cache_dir()
-    if _identity(folder) is None:  # removed before this process started
-        return 3
+    if _removed(folder):  # removed before this process started
+        return FOLDER_REMOVED
     _stop_when_removed(folder)
     module, attribute = fast_name.split(":")
     kernel = getattr(importlib.import_module(module), attribute)
