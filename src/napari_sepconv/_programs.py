@@ -176,28 +176,30 @@ class TermsProgram:
             def bound_through_scratch(image):
                 with engine.scratch_arrays() as new:
                     src = engine.for_kernels(image, dtype, new) if converts else image
-                    out = engine.empty(image.shape, dtype) if cast is None else new(image.shape, dtype)
-                    finite = call(src, out)
-                    if fallback is not None:
-                        if finite is None:
-                            finite = engine.all_finite(out)
-                        if not finite:
-                            return fallback.run(engine, image, None)
-                    return out if cast is None else engine.cast_output(out, cast, None)
+                    if cast is None:
+                        return _checked(engine, call, src, engine.empty(image.shape, dtype), fallback, image)
+                    out = new(image.shape, dtype)
+                    call(src, out)  # (no fallback, above)
+                    return engine.cast_output(out, cast, None)
 
             return bound_through_scratch
 
         def bound(image):
-            out = engine.empty(image.shape, dtype)
-            finite = call(image, out)
-            if fallback is not None:
-                if finite is None:
-                    finite = engine.all_finite(out)
-                if not finite:
-                    return fallback.run(engine, image, None)
-            return out
+            return _checked(engine, call, image, engine.empty(image.shape, dtype), fallback, image)
 
         return bound
+
+
+def _checked(engine, call, src, out, fallback, image):
+    """``out`` once ``call(src, out)`` has filled it, or, where the call met NaN or inf and the
+    program has a ``fallback`` (``TermsProgram.fallback``), that program's result for ``image``."""
+    finite = call(src, out)
+    if fallback is not None:
+        if finite is None:
+            finite = engine.all_finite(out)
+        if not finite:
+            return fallback.run(engine, image, None)
+    return out
 
 
 def _bound_pass(engine, prefix, fused, dtype, src_dtype):
