@@ -54,7 +54,8 @@ def divides(dtype):
 
 def _flagged_pieces(flags, K, blocks):
     """(outer, segment start, (first column, end column)) of each flagged task of
-    :func:`_uniform_kernels.middle_axis` (``flags`` (outer, segments, blocks))."""
+    :func:`_uniform_kernels.middle_axis` or ``last_axis`` (``flags`` (outer, segments, blocks
+    of columns), one block of one column along the last axis)."""
     from ._uniform_kernels import COLUMNS
 
     outer_ids, segs, cols = np.nonzero(flags)
@@ -85,7 +86,7 @@ def uniform_pass(engine_name, src, axis, size, origin, mode, cval, dtype, out=No
         return _uniform_cuda.uniform_pass(src, outer, n, inner, source, size, K, cval, divide, dtype)
     from . import _cpu
     from ._streaming import STREAM_BYTES
-    from ._uniform_kernels import fix_segments, last_axis, middle_axis
+    from ._uniform_kernels import COLUMNS, fix_segments, last_axis, middle_axis
 
     out = np.empty(shape, dtype) if out is None else out
     if out.size == 0:
@@ -95,8 +96,10 @@ def uniform_pass(engine_name, src, axis, size, origin, mode, cval, dtype, out=No
     n_seg = -(-n // K)
     src3 = src.reshape(outer, n, inner)
     out3 = out.reshape(outer, n, inner)
+    # per task, whether a sum met a non-finite value (its segment is then done again); one
+    # block of columns along the last axis
+    flags = np.zeros((outer, n_seg, -(-inner // COLUMNS)), np.bool_)
     if inner == 1:
-        flags = np.zeros((outer, n_seg), np.bool_)
         _cpu.run(
             last_axis,
             src.reshape(outer, n),
@@ -107,25 +110,14 @@ def uniform_pass(engine_name, src, axis, size, origin, mode, cval, dtype, out=No
             cval,
             divide,
             out.reshape(outer, n),
-            flags,
+            flags.reshape(outer, n_seg),
             out.nbytes >= STREAM_BYTES,
             calls_helper=True,
         )
-        if np.count_nonzero(flags):  # segments whose sum met a non-finite value, done again
-            outer_ids, segs = np.nonzero(flags)
-            pieces = (
-                outer_ids.astype(np.int64),
-                (segs * K).astype(np.int64),
-                np.tile(np.array([[0, 1]]), (segs.size, 1)),
-            )
-            fix_segments(src3, source, size, K, cval, divide, out3, *pieces)
     else:
-        from ._uniform_kernels import COLUMNS
-
-        flags = np.zeros((outer, n_seg, -(-inner // COLUMNS)), np.bool_)
         _cpu.run(middle_axis, src3, source, size, K, cval, divide, out3, flags, calls_helper=True)
-        if np.count_nonzero(flags):
-            fix_segments(src3, source, size, K, cval, divide, out3, *_flagged_pieces(flags, K, inner))
+    if np.count_nonzero(flags):
+        fix_segments(src3, source, size, K, cval, divide, out3, *_flagged_pieces(flags, K, inner))
     return out
 
 
