@@ -203,6 +203,34 @@ def test_gaussian_filter_axes_radius_truncate_and_zero_sigma(rng):
         assert_matches(sc.gaussian_filter(x, **kw), ndi.gaussian_filter(x, **kw))
 
 
+@pytest.mark.parametrize("value", [np.array(-2.7), np.array(200, np.uint8), np.array(2.5, np.float32)])
+def test_nd_filters_copy_a_0d_input_as_scipy_does(value):
+    """A 0-d array has no axis to filter: scipy returns it cast to the output (its own
+    output array when one is given), for the Laplacians and gradient magnitude too."""
+    calls = [
+        ("gaussian_filter", (1.0,), {}),
+        ("gaussian_filter", (1.0,), {"order": 1, "output": np.int16}),
+        ("uniform_filter", (3,), {"output": np.float32}),
+        ("gaussian_laplace", (1.0,), {}),
+        ("gaussian_gradient_magnitude", (1.0,), {"output": np.uint8}),
+        ("ndimage_laplace", (), {}),
+    ]
+    for name, args, kw in calls:
+        peer = getattr(ndi, "laplace" if name == "ndimage_laplace" else name)
+        ours = getattr(sc, name)(value, *args, **kw)
+        expected = peer(value, *args, **kw)
+        assert ours.shape == () and ours.dtype == expected.dtype, name
+        np.testing.assert_array_equal(ours, expected)
+        out, out_peer = np.full((), 7.0, np.float32), np.full((), 7.0, np.float32)
+        assert getattr(sc, name)(value, *args, output=out) is out
+        peer(value, *args, output=out_peer)
+        np.testing.assert_array_equal(out, out_peer)
+    with pytest.raises(RuntimeError):  # scipy's error for a sigma per axis of a 0-d array
+        sc.gaussian_filter(value, [1.0])
+    with pytest.raises(ValueError, match="output"):  # an output of another shape
+        sc.uniform_filter(value, 3, output=np.zeros(1))
+
+
 def test_gaussian_filter_output_array_noncontiguous_and_inputs_untouched(rng):
     base = _image(rng, (14, 12), np.float64)
     for x in (base[::2, ::-1], base.T, base.astype(">f8")):

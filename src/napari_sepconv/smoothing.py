@@ -264,7 +264,11 @@ def _deliver(result, out_dtype, output):
 
 
 def _copy(input, out_dtype, output, backend):
-    """No axis to filter: the input cast to the output, as scipy does."""
+    """No axis to filter: the input cast to the output, as scipy does (a 0-d input too)."""
+    if input.ndim == 0:  # its one sample, as a 1-D array; an output array is 0-d (checked)
+        into = output.reshape(1) if isinstance(output, np.ndarray) else output
+        result = _copy(input.reshape(1), out_dtype, into, backend)
+        return output if isinstance(output, np.ndarray) else result.reshape(())
     return correlate1d(input, [1.0], 0, output if output is not None else out_dtype, backend=backend)
 
 
@@ -605,7 +609,7 @@ def gaussian_filter(
             axes=axes,
             backend=backend,
         )
-    input = check_image(input, "input")
+    input = check_image(input, "input", min_ndim=0)
     out_dtype = _check_output(input, output)
     cval = check_cval(cval)
     if out_dtype.kind != "f":
@@ -694,7 +698,7 @@ def _derivative_sum(input, sigma, output, mode, cval, axes, truncate, radius, ba
     if is_complex(input, output):  # the magnitude of complex derivatives (a sum: gaussian_laplace)
         out_dtype = complex_result(input, output, promote=False)
     else:
-        input = check_image(input, "input")
+        input = check_image(input, "input", min_ndim=0)
         out_dtype = _check_output(input, output)
         cval = check_cval(cval)
     axes = _check_axes(axes, input.ndim)
@@ -925,7 +929,7 @@ def ndimage_laplace(input, output=None, mode="reflect", cval=0.0, *, axes=None, 
         return filter_parts(
             ndimage_laplace, input, output, cval, promote=False, mode=mode, axes=axes, backend=backend
         )
-    input = check_image(input, "input")
+    input = check_image(input, "input", min_ndim=0)
     out_dtype = _check_output(input, output)
     axes = _check_axes(axes, input.ndim)
     cval = check_cval(cval)
@@ -1240,7 +1244,7 @@ def uniform_filter(
             axes=axes,
             backend=backend,
         )
-    input = check_image(input, "input")
+    input = check_image(input, "input", min_ndim=0)
     out_dtype = _check_output(input, output)
     plan = _uniform_plan(input, size, mode, origin, axes)
     cval = check_cval(cval)
