@@ -231,6 +231,106 @@ def test_nd_filters_copy_a_0d_input_as_scipy_does(value):
         sc.uniform_filter(value, 3, output=np.zeros(1))
 
 
+def test_nothing_to_filter_is_numpys_cast_as_in_scipy():
+    """sigma 0, size 1 or no axes: scipy's ``output[...] = input`` (exact for 64-bit
+    integers, a fraction cast to bool True), not a pass through float64."""
+    big = np.array([2**63 - 1, 2**53 + 1, -(2**63)], np.int64)
+    fractions = np.array([0.5, np.nan, 300.7, -0.2, 0.0])
+    for x, output in [(big, None), (big, np.uint64), (fractions, bool), (fractions, np.float32)]:
+        for ours, peer in [
+            (sc.gaussian_filter(x, 0.0, output=output), ndi.gaussian_filter(x, 0.0, output=output)),
+            (sc.uniform_filter(x, 1, output=output), ndi.uniform_filter(x, 1, output=output)),
+            (
+                sc.gaussian_laplace(x, 1.0, output=output, axes=()),
+                ndi.gaussian_laplace(x, 1.0, output=output, axes=()),
+            ),
+        ]:
+            assert ours.dtype == peer.dtype
+            np.testing.assert_array_equal(ours, peer)
+    out = np.zeros(3, np.int64)
+    assert sc.uniform_filter(big, 1, output=out) is out
+    np.testing.assert_array_equal(out, big)
+
+
+def test_bool_output_passes_read_the_byte_scipy_stores(rng):
+    """A bool output's passes are stored as scipy stores them (the value's byte: 300 as 44,
+    -1 as 255) before the next reads them; the result is a proper bool, true where scipy's
+    byte is not zero."""
+    for _ in range(6):
+        x = rng.normal(0, 200, (7, 9))
+        for name, args, kw in [
+            ("gaussian_filter", (1.2,), {}),
+            ("gaussian_filter", (1.0,), {"order": (1, 0)}),
+            ("uniform_filter", (3,), {}),
+            ("gaussian_laplace", (1.0,), {}),
+            ("gaussian_gradient_magnitude", (1.0,), {}),
+        ]:
+            peer = getattr(ndi, name)(x, *args, output=bool, **kw)
+            ours = getattr(sc, name)(x, *args, output=bool, **kw)
+            np.testing.assert_array_equal(ours, peer.view(np.uint8) != 0, err_msg=name)
+            assert set(np.unique(ours.view(np.uint8))) <= {0, 1}
+    mask = rng.random((8, 8)) > 0.5  # a bool image's Laplacian is bool too
+    np.testing.assert_array_equal(
+        sc.gaussian_laplace(mask, 1.0), ndi.gaussian_laplace(mask, 1.0).view(np.uint8) != 0
+    )
+
+
+def test_a_float32_sigma_gives_scipys_float32_kernel_arithmetic(rng):
+    """NumPy keeps a float32 sigma's type (``-0.5 / sigma**2`` in float32 in scipy's kernel);
+    a float32 ``truncate`` too (``truncate * sigma``)."""
+    x = rng.standard_normal((20, 30))
+    for sigma in (np.float32(1.5), np.float16(1.3), np.array(np.float32(0.7))):
+        for order in (0, 1, 2):
+            for truncate in (4.0, np.float32(3.3)):
+                kw = dict(order=order, truncate=truncate)
+                np.testing.assert_array_equal(
+                    sc.gaussian_filter1d(x, sigma, **kw), ndi.gaussian_filter1d(x, sigma, **kw)
+                )
+                np.testing.assert_array_equal(
+                    sc.gaussian_filter1d(x, sigma, axis=0, output=np.float32, **kw),
+                    ndi.gaussian_filter1d(x, sigma, axis=0, output=np.float32, **kw),
+                )
+    # the float64 sigma equal to it gives scipy's float64 kernel, whichever came first
+    np.testing.assert_array_equal(sc.gaussian_filter1d(x, 1.5), ndi.gaussian_filter1d(x, 1.5))
+
+
+def test_arguments_refused_whatever_was_called_before(rng):
+    """The kernel cache tells ``1`` from ``1.0`` and ``2`` from ``2.0``: what scipy refuses is
+    refused after the accepted value was used too."""
+    z = rng.standard_normal(9)
+    for _ in range(2):
+        sc.gaussian_filter1d(z, 1.2, order=1)
+        with pytest.raises(TypeError, match="order"):
+            sc.gaussian_filter1d(z, 1.2, order=1.0)
+        sc.gaussian_filter(z, 1.2, radius=2)
+        with pytest.raises(ValueError, match="radius"):
+            sc.gaussian_filter(z, 1.2, radius=2.0)
+
+
+def test_uniform_sizes_and_errors_as_scipy_takes_them(rng):
+    z = rng.standard_normal(12)
+    sizes = [(2.5, 2), (3.0, 3), (np.float64(4.7), 4), (0.5, 1), (-1.5, 1), (np.nan, 1), ([2.5], 2)]
+    for size, taken in sizes:
+        ours = sc.uniform_filter(z, size)  # int(size) where size > 1, as scipy takes it
+        np.testing.assert_array_equal(ours, sc.uniform_filter(z, taken))
+        assert_matches(ours, ndi.uniform_filter(z, size))
+    with pytest.raises(TypeError, match="size"):  # scipy's uniform_filter1d takes integers only
+        sc.uniform_filter1d(z, 3.0)
+    with pytest.raises(RuntimeError, match="size"):
+        sc.uniform_filter1d(z, 0.5)
+    with pytest.raises(TypeError, match="size"):
+        sc.uniform_filter(z, "3")
+    for call in (sc.uniform_filter1d, sc.gaussian_filter1d, sc.correlate1d, sc.convolve1d):
+        args = ([1.0, 2.0],) if call in (sc.correlate1d, sc.convolve1d) else (3,)
+        with pytest.raises(np.exceptions.AxisError):  # no axis to filter along, as in scipy
+            call(np.array(2.5), *args)
+    for output in (object, 3, "U3"):  # scipy's RuntimeError, and the TypeError it is
+        with pytest.raises(RuntimeError):
+            sc.gaussian_filter(z, 1.0, output=output)
+        with pytest.raises(TypeError):
+            sc.correlate1d(z, [1.0, 2.0], output=output)
+
+
 def test_gaussian_filter_output_array_noncontiguous_and_inputs_untouched(rng):
     base = _image(rng, (14, 12), np.float64)
     for x in (base[::2, ::-1], base.T, base.astype(">f8")):

@@ -19,6 +19,7 @@ from ._passes import reach, taps
 from ._plan import Plan, attach_plan, execute, get_plan, planned
 from ._programs import DirectProgram, terms_program
 from ._validation import (
+    ScipyTypeError,
     ScipyValueError,
     as_array,
     check_cval,
@@ -50,7 +51,7 @@ def _output_dtype(input_dtype, output):
     try:
         dt = np.dtype(output)
     except TypeError:
-        raise TypeError(f"output must be None, a dtype or an array, got {output!r}") from None
+        raise ScipyTypeError(f"output must be None, a dtype or an array, got {output!r}") from None
     return dt
 
 
@@ -120,7 +121,7 @@ def correlate1d(input, weights, axis=-1, output=None, mode="reflect", cval=0.0, 
     if _complex_weights(weights) or is_complex(input, output):
         kwargs = dict(axis=axis, mode=mode, origin=origin, backend=backend)
         return correlate_parts(correlate1d, input, weights, output, cval, **kwargs)
-    input = check_image(input, "input")
+    input = check_image(input, "input", min_ndim=0)
     out_dtype = _checked_output(input, output)
     plan = get_plan(_plan_correlate1d, input, backend, weights, axis, out_dtype, mode, cval, origin)
     return execute(plan, input, output if isinstance(output, np.ndarray) else None)
@@ -150,7 +151,7 @@ def _plan_correlate1d(shape, dtype, backend, weights, axis, out_dtype, mode, cva
     if out_dtype.kind == "c":
         raise TypeError(f"output dtype must be real, got {out_dtype}")
     if out_dtype.kind not in "biuf":
-        raise TypeError(f"output dtype must be numeric, got {out_dtype}")
+        raise ScipyTypeError(f"output dtype must be numeric, got {out_dtype}")
     if compute is None:
         single = (
             dtype.kind == "f" and dtype.itemsize <= 4 and out_dtype.itemsize <= 4 and out_dtype.kind == "f"
@@ -193,7 +194,7 @@ def _plan_of_correlate1d(
             "a complex call runs as calls on its real and imaginary parts: .plan describes "
             "real input, weights and output only"
         )
-    input = check_image(input, "input")
+    input = check_image(input, "input", min_ndim=0)
     out_dtype = _checked_output(input, output)
     return get_plan(_plan_correlate1d, input, backend, weights, axis, out_dtype, mode, cval, origin)
 

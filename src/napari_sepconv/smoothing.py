@@ -36,6 +36,7 @@ from ._passes import MAGNITUDE, SUM, filter_terms, reach, taps
 from ._plan import execute, get_plan
 from ._scratch import Alternating
 from ._validation import (
+    ScipyTypeError,
     ScipyValueError,
     as_array,
     check_cval,
@@ -111,10 +112,22 @@ def _check_axes(axes, ndim):
 
 
 def _check_sigma(sigma, name="sigma"):
-    sigma = real_number(sigma, name)
-    if not sigma >= 0 or sigma == np.inf:
-        raise ValueError(f"{name} must be a finite number >= 0, got {sigma}")
-    return sigma
+    value = real_number(sigma, name)
+    if not value >= 0 or value == np.inf:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+    return _as_scipy_sees(sigma, value)
+
+
+def _as_scipy_sees(original, value):
+    """``value`` (``original`` checked, as a Python float) in the type scipy's arithmetic
+    keeps: a NumPy float scalar (or 0-d array) of less or more precision than float64 keeps
+    its type, as NumPy keeps it in ``original * 2.0`` (a float32 sigma's ``-0.5 / sigma**2``
+    is rounded to float32 in scipy's kernel)."""
+    if isinstance(original, np.ndarray):
+        original = original[()]
+    if isinstance(original, np.floating) and not isinstance(original, np.float64):
+        return original
+    return value
 
 
 def _check_order(order, name="order"):
@@ -130,10 +143,10 @@ def _check_order(order, name="order"):
 def _kernel_radius(sigma, truncate, radius, name="radius"):
     """scipy's radius: ``radius`` itself, else ``int(truncate * sigma + 0.5)``."""
     if radius is None:
-        truncate = real_number(truncate, "truncate")
-        if not np.isfinite(truncate):
-            raise ValueError(f"truncate must be a finite number, got {truncate}")
-        radius = int(truncate * sigma + 0.5)
+        value = real_number(truncate, "truncate")
+        if not np.isfinite(value):
+            raise ValueError(f"truncate must be a finite number, got {value}")
+        radius = int(_as_scipy_sees(truncate, value) * float(sigma) + 0.5)  # scipy's arithmetic
         if radius < 0:
             raise ValueError(f"truncate must not be negative, got {truncate}")
         return radius
@@ -230,7 +243,9 @@ def _new_gaussian_weights(sigma, order, truncate, radius, dtype=np.float64):
     return weights
 
 
-_cached_gaussian_weights = lru_cache(maxsize=256)(_new_gaussian_weights)
+# typed: ``order=1.0`` or ``radius=True`` must not find the entry of ``1`` (they are refused),
+# and a float32 sigma gives other weights than the float64 one equal to it
+_cached_gaussian_weights = lru_cache(maxsize=256, typed=True)(_new_gaussian_weights)
 
 
 def _check_output(input, output):
@@ -240,7 +255,7 @@ def _check_output(input, output):
     if out_dtype.kind == "c":
         raise TypeError(f"output dtype must be real, got {out_dtype}")
     if out_dtype.kind not in "biuf":
-        raise TypeError(f"output dtype must be numeric, got {out_dtype}")
+        raise ScipyTypeError(f"output dtype must be numeric, got {out_dtype}")
     return out_dtype
 
 
@@ -264,7 +279,18 @@ def _deliver(result, out_dtype, output):
 
 
 def _copy(input, out_dtype, output, backend):
-    """No axis to filter: the input cast to the output, as scipy does (a 0-d input too)."""
+    """No axis to filter (a 0-d input, ``axes=()``, every sigma 0, size 1): scipy's
+    ``output[...] = input``, NumPy's cast (exact for 64-bit integers, ``0.5`` True as a bool).
+
+    A GPU array is cast by the kernels (the same values but for 64-bit integers beyond
+    2**53 and fractions cast to bool, which go through float64 as a filter's sums do).
+    """
+    if isinstance(input, np.ndarray):
+        out = output if isinstance(output, np.ndarray) else np.empty(input.shape, out_dtype)
+        out[...] = input
+        return out
+    if _dask.is_dask_array(input) and not isinstance(output, np.ndarray):
+        return input.astype(out_dtype)
     if input.ndim == 0:  # its one sample, as a 1-D array; an output array is 0-d (checked)
         into = output.reshape(1) if isinstance(output, np.ndarray) else output
         result = _copy(input.reshape(1), out_dtype, into, backend)
@@ -447,7 +473,7 @@ def gaussian_filter1d(
             radius=radius,
             backend=backend,
         )
-    input = check_image(input, "input")
+    input = check_image(input, "input", min_ndim=0)
     out_dtype = _check_output(input, output)
     arguments = (sigma, axis, order, out_dtype.str, mode, cval, truncate, radius)
     plan = get_plan(_plan_gaussian_filter1d, input, backend, *arguments)
@@ -517,15 +543,24 @@ def _plan_gaussian_filter(shape, dtype, backend, sigma, order, out_type, mode, c
 
 def _run_integer_passes(input, passes, cval, out_dtype, output, backend):
     """Passes ``[(axis, weights, mode)]`` in turn for an integer or bool output, each stored
-    in the output type before the next reads it, as scipy does."""
+    in the output type before the next reads it, as scipy does (a bool output's passes as
+    the byte scipy stores, ``_stored_between_passes``)."""
     if not passes:
         return _copy(input, out_dtype, output, backend)
     cur = input
     for i, (axis, weights, mode) in enumerate(passes):
         last = i == len(passes) - 1
-        target = output if (last and output is not None) else out_dtype
+        target = (output if output is not None else out_dtype) if last else _stored_between_passes(out_dtype)
         cur = correlate1d(cur, weights, axis, target, CANONICAL_NAMES[mode], cval, 0, backend=backend)
     return cur
+
+
+def _stored_between_passes(out_dtype):
+    """The type a pass is stored as before the next reads it, for an integer or bool output:
+    the output type, but uint8 for bool. SciPy writes a pass into a bool array as the byte
+    of the value cast to ``unsigned char`` (300 as 44, -1 as 255), and the next pass reads
+    that byte; only the last is made a proper bool here (true where the byte is not zero)."""
+    return np.dtype(np.uint8) if out_dtype == np.bool_ else out_dtype
 
 
 @_backend.like_input
@@ -964,17 +999,27 @@ def ndimage_laplace(input, output=None, mode="reflect", cval=0.0, *, axes=None, 
 # --------------------------------------------------------------------------
 
 
-def _check_size(size, name="size", minimum=1):
+def _check_size(size, name="size"):
+    """``uniform_filter1d``'s size: an integer of at least 1 (scipy refuses ``3.0``)."""
     try:
         size = operator.index(size)
     except TypeError:
-        if isinstance(size, (numbers.Real, np.floating)) and float(size) == int(size):
-            size = int(size)
-        else:
-            raise TypeError(f"{name} must be an integer, got {size!r}") from None
-    if minimum is not None and size < minimum:
+        if isinstance(size, (numbers.Real, np.floating)) and size < 1:  # scipy checks this first
+            raise SequenceLengthError(f"{name} must be at least 1 (incorrect filter size {size})") from None
+        raise TypeError(f"{name} must be an integer, got {size!r}") from None
+    if size < 1:
         raise SequenceLengthError(f"{name} must be at least 1 (incorrect filter size {size})")
     return size
+
+
+def _uniform_filter_size(size, name="size"):
+    """One axis's size in ``uniform_filter``, as scipy takes it: any real number, the axis
+    filtered over ``int(size)`` samples where ``size > 1`` (2.5 filters over 2; 1, 0.5 or
+    NaN leave it as it is)."""
+    try:
+        return int(size) if size > 1 else 1
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a real number, got {size!r}") from None
 
 
 def _check_uniform_origin(origin, size, name="origin"):
@@ -992,7 +1037,7 @@ def _check_uniform_origin(origin, size, name="origin"):
 def _uniform_plan(input, size, mode, origin, axes):
     axes = _check_axes(axes, input.ndim)
     n = len(axes)
-    sizes = [_check_size(s, minimum=None) for s in _per_axis(size, n, "size")]
+    sizes = [_uniform_filter_size(s) for s in _per_axis(size, n, "size")]
     origins = _per_axis(origin, n, "origin")
     modes = [normalize_mode(m, "mode") for m in _per_axis(mode, n, "mode")]
     # as in scipy, axes of size 1 or less are not filtered (their origin is not checked)
@@ -1045,7 +1090,8 @@ def _uniform_passes(input, plan, cval, out_dtype, output, backend):
             else:
                 target = None
             values = uniform_pass(name, cur, axis, size, origin, mode, cval, pass_dtype, target)
-            cur = _uniform_store(engine, values, out_dtype, output if last else None)
+            stored = out_dtype if last else _stored_between_passes(out_dtype)
+            cur = _uniform_store(engine, values, stored, output if last else None)
             if not last:
                 cur, _ = engine.to_kernel_input(cur, np.dtype(np.float32), True)
         if pair:
@@ -1177,7 +1223,7 @@ def uniform_filter1d(
             origin=origin,
             backend=backend,
         )
-    input = check_image(input, "input")
+    input = check_image(input, "input", min_ndim=0)
     out_dtype = _check_output(input, output)
     axis = normalize_axis(axis, input.ndim)
     size = _check_size(size)
@@ -1260,8 +1306,7 @@ def uniform_filter(
 
 def _spatial_sigma(value, name):
     """One of scikit-image's sigmas, checked (a negative one with scikit-image's message)."""
-    value = real_number(value, name)
-    if value < 0:
+    if real_number(value, name) < 0:
         raise ValueError(f"{'Sigma' if name == 'sigma' else name} values less than zero are not valid")
     return _check_sigma(value, name)
 
