@@ -42,6 +42,8 @@ CASES = [
     (lambda: sc.sobel_h(np.ones((3, 4, 5))), ValueError, "image"),
     (lambda: sc.correlate1d(IMAGE, []), ValueError, "weights"),
     (lambda: sc.correlate1d(IMAGE, [[1, 2]]), ValueError, "weights"),
+    (lambda: sc.correlate1d(IMAGE, []), RuntimeError, "weights"),  # scipy's class too
+    (lambda: sc.correlate1d(IMAGE, None), RuntimeError, "weights"),
     (lambda: sc.correlate1d(IMAGE, [1, np.nan]), ValueError, "weights"),
     (lambda: sc.correlate1d(IMAGE, [1, 1j], mode="constant", cval=1j), ValueError, "cval"),
     (lambda: sc.laplace(IMAGE, ksize=2), ValueError, "ksize"),

@@ -164,12 +164,13 @@ def check_kernel(kernel, ndim, name="kernel"):
     arr = as_rectangular_array(kernel, name)
     if arr.dtype.kind == "c":
         raise TypeError(f"{name} must be real-valued, got complex dtype {arr.dtype}")
+    # scipy.ndimage raises RuntimeError ("no filter weights given") for these: both are caught
     if arr.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must be a numeric array, got dtype {arr.dtype}")
+        raise ScipyTypeError(f"{name} must be a numeric array, got dtype {arr.dtype}")
     if arr.ndim != ndim:
-        raise ValueError(f"{name} must have {ndim} dimension(s), got {arr.ndim} (shape {arr.shape})")
+        raise ScipyValueError(f"{name} must have {ndim} dimension(s), got {arr.ndim} (shape {arr.shape})")
     if arr.size == 0:
-        raise ValueError(f"{name} must not be empty (shape {arr.shape})")
+        raise ScipyValueError(f"{name} must not be empty (shape {arr.shape})")
     # always a copy: a plan made from it is cached, and the caller may reuse its array
     arr = np.array(arr, dtype=np.float64, order="C")
     if not np.all(np.isfinite(arr)):
