@@ -292,6 +292,12 @@ def test_a_float32_sigma_gives_scipys_float32_kernel_arithmetic(rng):
                 )
     # the float64 sigma equal to it gives scipy's float64 kernel, whichever came first
     np.testing.assert_array_equal(sc.gaussian_filter1d(x, 1.5), ndi.gaussian_filter1d(x, 1.5))
+    impulse = np.zeros(11)
+    impulse[5] = 1  # radius int(2.5 * 0.999999999 + 0.5): 3 in float32, 2 in float64
+    for truncate in (np.float32(2.5), 2.5):
+        ours = sc.gaussian_filter1d(impulse, 0.999999999, truncate=truncate)
+        np.testing.assert_array_equal(ours, ndi.gaussian_filter1d(impulse, 0.999999999, truncate=truncate))
+        assert np.count_nonzero(ours) == (7 if isinstance(truncate, np.float32) else 5)
 
 
 def test_arguments_refused_whatever_was_called_before(rng):
@@ -305,6 +311,16 @@ def test_arguments_refused_whatever_was_called_before(rng):
         sc.gaussian_filter(z, 1.2, radius=2)
         with pytest.raises(ValueError, match="radius"):
             sc.gaussian_filter(z, 1.2, radius=2.0)
+    # bools as scipy takes them: a radius True is 1, an order False 0, an order True refused
+    np.testing.assert_array_equal(
+        sc.gaussian_filter1d(z, 1.2, radius=True), ndi.gaussian_filter1d(z, 1.2, radius=1)
+    )
+    np.testing.assert_array_equal(
+        sc.gaussian_filter1d(z, 1.2, order=np.False_), ndi.gaussian_filter1d(z, 1.2)
+    )
+    for order in (True, np.True_, [True]):
+        with pytest.raises(TypeError, match="order"):
+            sc.gaussian_filter(z, 1.2, order=order)
 
 
 def test_uniform_sizes_and_errors_as_scipy_takes_them(rng):
@@ -969,6 +985,27 @@ def test_cuda_uniform_bit_identical_over_several_segments(rng, mode):
     ):
         for image in (x, u):
             np.testing.assert_array_equal(call(image, "cuda"), call(image, "cpu"))
+
+
+@_on_cuda
+def test_cuda_nothing_to_filter_is_numpys_cast(rng):
+    """sigma 0, size 1, no axes or a 0-d array on the GPU: NumPy's cast, as on the CPU
+    (exact 64-bit integers, a fraction True as a bool), a device array out."""
+    from numba import cuda
+
+    big = np.array([2**63 - 1, 2**53 + 1, -(2**63)], np.int64)
+    fractions = np.array([0.5, np.nan, 256.0, -0.2, 0.0])
+    for x, output in [(big, None), (fractions, bool), (np.array(2.5), np.int16)]:
+        for name, args, kw in [
+            ("gaussian_filter", (0.0,), {}),
+            ("uniform_filter", (1,), {}),
+            ("gaussian_laplace", (1.0,), {"axes": ()}),
+        ]:
+            got = getattr(sc, name)(cuda.to_device(x), *args, output=output, **kw)
+            assert hasattr(got, "copy_to_host")
+            expected = getattr(ndi, name)(x, *args, output=output, **kw)
+            assert got.dtype == expected.dtype
+            np.testing.assert_array_equal(got.copy_to_host(), expected)
 
 
 @_on_cuda

@@ -131,7 +131,13 @@ def _as_scipy_sees(original, value):
 
 
 def _check_order(order, name="order"):
+    """A derivative order: an integer >= 0, as scipy's kernel takes it (``False`` is 0;
+    ``True``, which it refuses, is not 1)."""
     try:
+        if isinstance(order, (bool, np.bool_)):
+            if order:
+                raise TypeError
+            order = 0
         order = operator.index(order)
     except TypeError:
         raise TypeError(f"{name} must be an integer, got {type(order).__name__}") from None
@@ -150,7 +156,7 @@ def _kernel_radius(sigma, truncate, radius, name="radius"):
         if radius < 0:
             raise ValueError(f"truncate must not be negative, got {truncate}")
         return radius
-    if isinstance(radius, (bool, np.bool_)) or not isinstance(radius, numbers.Integral):
+    if not isinstance(radius, numbers.Integral):  # a bool too, as in scipy (True is 1)
         raise ValueError(f"{name} must be a non-negative integer, got {radius!r}")
     if radius < 0:
         raise ValueError(f"{name} must be a non-negative integer, got {radius}")
@@ -178,7 +184,9 @@ def gaussian_kernel(sigma, order=0, radius=None, truncate=4.0):
 
     Returns
     -------
-    kernel : ndarray of float64, shape (2 * radius + 1,)
+    kernel : ndarray, shape (2 * radius + 1,)
+        float64 (longdouble for a ``np.longdouble`` sigma; a float32 sigma's arithmetic is
+        partly in float32, as NumPy's rules make it in scipy).
 
     Examples
     --------
@@ -243,8 +251,8 @@ def _new_gaussian_weights(sigma, order, truncate, radius, dtype=np.float64):
     return weights
 
 
-# typed: ``order=1.0`` or ``radius=True`` must not find the entry of ``1`` (they are refused),
-# and a float32 sigma gives other weights than the float64 one equal to it
+# typed: ``order=1.0`` or ``radius=2.0`` must not find the entry of ``1`` or ``2`` (scipy
+# refuses them), and a float32 sigma gives other weights than the float64 one equal to it
 _cached_gaussian_weights = lru_cache(maxsize=256, typed=True)(_new_gaussian_weights)
 
 
@@ -280,22 +288,21 @@ def _deliver(result, out_dtype, output):
 
 def _copy(input, out_dtype, output, backend):
     """No axis to filter (a 0-d input, ``axes=()``, every sigma 0, size 1): scipy's
-    ``output[...] = input``, NumPy's cast (exact for 64-bit integers, ``0.5`` True as a bool).
-
-    A GPU array is cast by the kernels (the same values but for 64-bit integers beyond
-    2**53 and fractions cast to bool, which go through float64 as a filter's sums do).
-    """
-    if isinstance(input, np.ndarray):
-        out = output if isinstance(output, np.ndarray) else np.empty(input.shape, out_dtype)
-        out[...] = input
-        return out
-    if _dask.is_dask_array(input) and not isinstance(output, np.ndarray):
+    ``output[...] = input``, NumPy's cast (exact for 64-bit integers, ``0.5`` True as a
+    bool), on every kind of array: a dask array lazily, a GPU array on the host (a copy
+    there and back, for calls that filter nothing)."""
+    if _dask.is_dask_array(input):
+        if isinstance(output, np.ndarray):
+            raise TypeError("output cannot be an array when input is a dask array")
         return input.astype(out_dtype)
-    if input.ndim == 0:  # its one sample, as a 1-D array; an output array is 0-d (checked)
-        into = output.reshape(1) if isinstance(output, np.ndarray) else output
-        result = _copy(input.reshape(1), out_dtype, into, backend)
-        return output if isinstance(output, np.ndarray) else result.reshape(())
-    return correlate1d(input, [1.0], 0, output if output is not None else out_dtype, backend=backend)
+    if _backend.is_device_array(input):
+        from numba import cuda
+
+        host = _copy(input.copy_to_host(), out_dtype, output, backend)
+        return host if isinstance(output, np.ndarray) else cuda.to_device(host)
+    out = output if isinstance(output, np.ndarray) else np.empty(input.shape, out_dtype)
+    out[...] = input
+    return out
 
 
 # --------------------------------------------------------------------------
