@@ -646,6 +646,31 @@ def test_uniform_nonfinite_in_long_lines(rng):
     )
 
 
+@pytest.mark.parametrize("width", [1, 3, 16, 130, 300])
+def test_uniform_short_lines_many_to_a_task(rng, width):
+    """Lines shorter than a task go several to a task along the last axis: each line's
+    values are those of the line alone (bit for bit), NaN and inf kept to their windows in
+    whichever line of a task they are."""
+    x = rng.standard_normal((701, width))
+    x[5, width // 2] = np.nan
+    x[300, 0] = np.inf
+    x[-1, -1] = -np.inf
+    for data in (x, x.astype(np.float32), (x * 50).astype(np.int16)):
+        if data.dtype.kind == "i":
+            data[[5, 300, -1]] = 7
+        ours = sc.uniform_filter1d(data, 5)
+        alone = np.stack([sc.uniform_filter1d(data[i : i + 1], 5)[0] for i in range(0, len(data), 50)])
+        np.testing.assert_array_equal(ours[::50], alone)
+        ref = ndi.correlate1d(data.astype(np.float64), np.full(5, 0.2))
+        np.testing.assert_array_equal(np.isnan(ours), np.isnan(ref))
+        np.testing.assert_array_equal(np.isinf(ours), np.isinf(ref))
+        if data.dtype.kind == "i":
+            np.testing.assert_array_equal(ours, ndi.uniform_filter1d(data, 5))
+        else:
+            rtol = 1e-12 if data.dtype == np.float64 else 1e-5
+            np.testing.assert_allclose(ours, ref, rtol=rtol, atol=rtol, equal_nan=True)
+
+
 def test_uniform_filter_fused_and_separate_passes_agree(rng):
     """The last two passes, fused for a float output, give the bits of one pass at a
     time with a float64 intermediate; a first pass along axis 0 is stored as float32."""

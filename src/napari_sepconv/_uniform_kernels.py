@@ -454,37 +454,47 @@ def sweep(ext, m, K, size, divide, dst, flags, sums, stream):
             dst[i] = line[i] * inv
 
 
-# Segments per task of the last-axis kernel.
+# Segments per task of the last-axis kernel (and the samples of a task of short lines).
 SEGMENTS_PER_TASK = 32
 
 
 @_helper
 def line_segments(
-    row, source, before, lo, m, size, K, cval, divide, out_row, flags, stream, ext, sums, ahead
+    src, l0, l1, source, before, lo, m, size, K, cval, divide, out, flags, q0, stream, ext, sums, ahead
 ):
-    """Outputs ``lo .. lo + m - 1`` of ``row`` into ``out_row`` for :func:`last_axis`: the
-    line extended into ``ext`` and swept by :func:`sweep` (``sums``: the task's buffers,
-    long enough); ``flags`` (its segments) marks the sums that ended non-finite.
+    """Outputs ``lo .. lo + m - 1`` of lines ``l0 .. l1 - 1`` of ``src`` into ``out`` for
+    :func:`last_axis`: each line extended into ``ext`` and swept by :func:`sweep` (``sums``:
+    the task's buffers, long enough); ``flags`` (lines, segments), from segment ``q0`` on,
+    marks the sums that ended non-finite.
 
     ``ahead``, the samples the worker's next task reads (or none), is asked for once the
-    line is extended (``_streaming.prefetch``): it arrives from memory during the sweep.
+    first line is extended (``_streaming.prefetch``): it arrives from memory during the sweeps.
     """
-    extend(row, source, before, lo, m + size - 1, cval, ext)
-    prefetch(ahead)
-    sweep(ext, m, K, size, divide, out_row[lo : lo + m], flags, sums, stream)
+    n_q = (m + K - 1) // K
+    for line in range(l0, l1):
+        extend(row_view(src, line, 0, None), source, before, lo, m + size - 1, cval, ext)
+        if line == l0:
+            prefetch(ahead)
+        dst = row_view(out, line, lo, lo + m)
+        sweep(ext, m, K, size, divide, dst, row_view(flags, line, q0, q0 + n_q), sums, stream)
 
 
 _call_line_segments = helper_call(line_segments)
 
 
-def _line_task(task, per_line, n_seg, K, n):
-    """Task ``task`` of :func:`last_axis`: its line, its first and last-plus-one segments,
-    and its first output and number of outputs."""
+def _line_task(task, per_line, lines, n_seg, K, n, n_lines):
+    """Task ``task`` of :func:`last_axis`: its first and last-plus-one lines, its first
+    segment, and its first output and number of outputs on each line. A line of more than
+    :data:`SEGMENTS_PER_TASK` segments is cut into ``per_line`` tasks; shorter ones go
+    ``lines`` to a task (a task of a few samples cost more to hand out than to compute)."""
+    if lines > 1:
+        l0 = task * lines
+        return l0, _imin(l0 + lines, n_lines), 0, 0, n
     line = task // per_line
     q0 = (task - line * per_line) * SEGMENTS_PER_TASK
     q1 = _imin(q0 + SEGMENTS_PER_TASK, n_seg)
     lo = q0 * K
-    return line, q0, q1, lo, _imin(q1 * K, n) - lo
+    return line, line + 1, q0, lo, _imin(q1 * K, n) - lo
 
 
 _line_task = _inlined(_line_task, error_model="numpy")  # as its worker (``_workers``)
@@ -508,25 +518,28 @@ def _last_axis_worker(worker, state):
         queue,
         n_seg,
         per_line,
+        lines,
         n_tasks,
     ) = state
-    n = src.shape[1]
-    longest = _imin(SEGMENTS_PER_TASK * K, n)  # a task's outputs, at most
+    n_lines, n = src.shape
+    longest = _imin(SEGMENTS_PER_TASK * K, n)  # a task's outputs on a line, at most
     ext = _buffer(longest + size - 1, np.float64)
     sums = _buffer(longest, np.float64)
     task = _next_task(queue, worker, n_tasks)
     while task < n_tasks:
-        line, q0, q1, lo, m = _line_task(task, per_line, n_seg, K, n)
+        l0, l1, q0, lo, m = _line_task(task, per_line, lines, n_seg, K, n, n_lines)
         # The worker's next task is most often the next one of its share.
-        ahead = src[line, 0:0]
+        ahead = src[l0, 0:0]
         if task + 1 < n_tasks:
-            line_a, _, _, lo_a, m_a = _line_task(task + 1, per_line, n_seg, K, n)
-            ahead = src[line_a, lo_a : lo_a + m_a]
+            l_a, _, _, lo_a, m_a = _line_task(task + 1, per_line, lines, n_seg, K, n, n_lines)
+            ahead = src[l_a, lo_a : lo_a + m_a]
         _call_line_segments(
             helpers,
             missing,
             (
-                src[line],
+                src,
+                l0,
+                l1,
                 source,
                 before,
                 lo,
@@ -535,8 +548,9 @@ def _last_axis_worker(worker, state):
                 K,
                 cval,
                 divide,
-                out[line],
-                flags[line, q0:q1],
+                out,
+                flags,
+                q0,
                 stream,
                 ext,
                 sums,
@@ -554,8 +568,9 @@ _run_last_axis = worker_launch(_last_axis_worker)
 def last_axis(src, source, before, size, K, cval, divide, out, flags, stream, helpers, missing):
     """Running means along the last axis of the 2-D ``src`` (lines, n) into ``out``.
 
-    A task is up to :data:`SEGMENTS_PER_TASK` segments of one line, extended into a
-    float64 buffer and swept by :func:`sweep`; ``flags`` (lines, segments) marks the
+    A task is up to :data:`SEGMENTS_PER_TASK` segments of one line, or as many whole lines
+    as hold about that many samples, each line extended into a float64 buffer and swept
+    by :func:`sweep`; ``flags`` (lines, segments) marks the
     segments whose sums ended non-finite. Where ``stream``, output rows are written past
     the caches (``_streaming``). A task's work is :func:`line_segments`, called by
     address (``helpers``, ``missing``: ``_helper_calls``), and the workers are
@@ -564,7 +579,8 @@ def last_axis(src, source, before, size, K, cval, divide, out, flags, stream, he
     n_lines, n = src.shape
     n_seg = (n + K - 1) // K
     per_line = (n_seg + SEGMENTS_PER_TASK - 1) // SEGMENTS_PER_TASK
-    n_tasks = n_lines * per_line
+    lines = _imax(1, (SEGMENTS_PER_TASK * K) // _imax(n, 1)) if per_line == 1 else 1
+    n_tasks = n_lines * per_line if lines == 1 else (n_lines + lines - 1) // lines
     queue = _task_queue(n_tasks)
     state = (
         src,
@@ -582,6 +598,7 @@ def last_axis(src, source, before, size, K, cval, divide, out, flags, stream, he
         queue,
         n_seg,
         per_line,
+        lines,
         n_tasks,
     )
     _run_last_axis(helpers, missing, queue, state)
