@@ -1078,19 +1078,24 @@ def _uniform_passes(input, plan, cval, out_dtype, output, backend):
         and out_dtype == pass_dtype
     )
     # A float pass that another reads goes to a scratch array (reused from call to call)
-    # on the CPU; an integer one is cast to the output type first, as scipy stores it.
+    # on the CPU; an integer one is cast to the output type first, as scipy stores it, from
+    # a scratch array (each pass's float64 sums, cast at once: not a new array per pass).
     kept = name == "cpu" and out_dtype == pass_dtype
+    cast_each = name == "cpu" and not kept
     if kept and plan[-1][0] == cur.ndim - 1 and short_last_axis(engine, cur.shape):
         # an RGB image as a volume: the passes over wide rows, the colours in front
         values = uniform_last_axis_first(engine, cur, plan, cval, pass_dtype, pair)
         return _uniform_store(engine, values, out_dtype, output)
     # intermediates only between passes (a call of one pass skips the scratch arrays' set-up)
-    with engine.scratch_arrays() if len(plan) > 1 else contextlib.nullcontext() as scratch:
+    with engine.scratch_arrays() if len(plan) > 1 or cast_each else contextlib.nullcontext() as scratch:
         middles = Alternating(scratch, cur.shape, pass_dtype)
+        sums = scratch(cur.shape, pass_dtype) if cast_each else None
         target = None  # where the pass writes: the output, an intermediate, or a new array
         for i, (axis, size, origin, mode) in enumerate(plan[: len(plan) - 2] if pair else plan):
             last = i == len(plan) - 1
-            if last:
+            if cast_each:
+                target = sums  # cast to the output type below, before the next pass
+            elif last:
                 target = into
             elif kept:
                 target = middles.other_than(target)  # not the one this pass reads
