@@ -252,6 +252,34 @@ def test_nothing_to_filter_is_numpys_cast_as_in_scipy():
     np.testing.assert_array_equal(out, big)
 
 
+def test_nothing_to_filter_with_complex_input_or_output_is_scipys_copy():
+    """A real input into a complex output, or a complex one into a real output (its real
+    part), when no axis is filtered: scipy copies (``uniform_filter`` makes a real output
+    type complex, as it does when it filters)."""
+    real, cplx = np.arange(4.0) - 1.5, np.arange(4.0) + 2j
+    cases = [
+        ("gaussian_filter", real, (0.0,), {"output": np.complex128}),
+        ("gaussian_filter", cplx, (0.0,), {"output": np.float32}),
+        ("gaussian_filter", real, (1.0,), {"output": np.complex64, "axes": ()}),
+        ("gaussian_filter", np.array(2.0), (1.0,), {"output": np.complex64}),
+        ("uniform_filter", real, (1,), {"output": np.complex128}),
+        ("uniform_filter", cplx, (0.5,), {"output": np.float32}),
+        ("gaussian_laplace", real, (1.0,), {"output": np.complex128, "axes": ()}),
+        ("gaussian_gradient_magnitude", cplx, (1.0,), {"output": np.float64, "axes": ()}),
+        ("ndimage_laplace", cplx, (), {"output": np.float64, "axes": ()}),
+    ]
+    for name, x, args, kw in cases:
+        peer_call = getattr(ndi, "laplace" if name == "ndimage_laplace" else name)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # NumPy's ComplexWarning, scipy's promotion warning
+            expected = peer_call(x, *args, **kw)
+            ours = getattr(sc, name)(x, *args, **kw)
+        assert ours.dtype == expected.dtype, name
+        np.testing.assert_array_equal(ours, expected)
+    with pytest.raises(RuntimeError):  # filtering a real input into a complex output: refused
+        sc.gaussian_filter(real, 1.0, output=np.complex128)
+
+
 def test_bool_output_passes_read_the_byte_scipy_stores(rng):
     """A bool output's passes are stored as scipy stores them (the value's byte: 300 as 44,
     -1 as 255) before the next reads them; the result is a proper bool, true where scipy's

@@ -31,7 +31,7 @@ import numpy as np
 
 from . import _backend, _dask
 from ._boundary import CANONICAL_NAMES
-from ._complex import complex_result, filter_parts, is_complex
+from ._complex import complex_output, complex_result, filter_parts, is_complex
 from ._passes import MAGNITUDE, SUM, filter_terms, reach, taps
 from ._plan import execute, get_plan
 from ._scratch import Alternating
@@ -303,6 +303,31 @@ def _copy(input, out_dtype, output, backend):
     out = output if isinstance(output, np.ndarray) else np.empty(input.shape, out_dtype)
     out[...] = input
     return out
+
+
+def _complex_copy(input, output, promote, backend):
+    """:func:`_copy` for a call with complex input or a complex output that filters no axis,
+    its output type as scipy gives it (a real input into a complex output, a complex one
+    into its real part): ``promote``, a complex input's real output dtype made complex, as
+    ``uniform_filter`` does."""
+    if promote and np.dtype(input.dtype).kind == "c":
+        out_dtype = complex_output(input, output, promote=True)
+    else:
+        out_dtype = _checked_output(input, output)
+    return _copy(input, out_dtype, output, backend)
+
+
+def _filters_nothing(ndim, axes, per_axis=(), filtered=None):
+    """Whether a call filters no axis: a 0-d input, ``axes=()``, or ``filtered(value)``
+    false for each axis's value of ``per_axis`` (a sigma, a size); False where an argument
+    is bad, which the call itself then reports."""
+    try:
+        axes = _check_axes(axes, ndim)
+        if filtered is None:
+            return not axes
+        return not any(filtered(v) for v in _per_axis(per_axis, len(axes), "per axis"))
+    except (TypeError, ValueError, RuntimeError):
+        return False
 
 
 # --------------------------------------------------------------------------
@@ -637,6 +662,8 @@ def gaussian_filter(
     (1.0, 0.0)
     """
     if is_complex(input := as_array(input), output):
+        if _filters_nothing(input.ndim, axes, sigma, lambda s: _check_sigma(s) > _SIGMA_EPS):
+            return _complex_copy(input, output, False, backend)
         return filter_parts(
             gaussian_filter,
             input,
@@ -738,6 +765,8 @@ def _derivative_sum(input, sigma, output, mode, cval, axes, truncate, radius, ba
     :func:`gaussian_gradient_magnitude` (order 1, a magnitude)."""
     input = as_array(input)
     if is_complex(input, output):  # the magnitude of complex derivatives (a sum: gaussian_laplace)
+        if _filters_nothing(input.ndim, axes):
+            return _complex_copy(input, output, False, backend)
         out_dtype = complex_result(input, output, promote=False)
     else:
         input = check_image(input, "input", min_ndim=0)
@@ -905,6 +934,8 @@ def gaussian_laplace(
     """
     input = as_array(input)
     if is_complex(input, output):  # a sum: real and imaginary parts apart
+        if _filters_nothing(input.ndim, axes):
+            return _complex_copy(input, output, False, backend)
         return filter_parts(
             gaussian_laplace,
             input,
@@ -968,6 +999,8 @@ def ndimage_laplace(input, output=None, mode="reflect", cval=0.0, *, axes=None, 
            [ 0,  1,  0]])
     """
     if is_complex(input := as_array(input), output):
+        if _filters_nothing(input.ndim, axes):
+            return _complex_copy(input, output, False, backend)
         return filter_parts(
             ndimage_laplace, input, output, cval, promote=False, mode=mode, axes=axes, backend=backend
         )
@@ -1290,6 +1323,8 @@ def uniform_filter(
            [ 9., 10.]])
     """
     if is_complex(input := as_array(input), output):
+        if _filters_nothing(input.ndim, axes, size, lambda s: _uniform_filter_size(s) > 1):
+            return _complex_copy(input, output, True, backend)
         return filter_parts(
             uniform_filter,
             input,
