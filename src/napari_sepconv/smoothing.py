@@ -317,15 +317,12 @@ def _complex_copy(input, output, promote, backend):
     return _copy(input, out_dtype, output, backend)
 
 
-def _filters_nothing(ndim, axes, per_axis=(), filtered=None):
-    """Whether a call filters no axis: a 0-d input, ``axes=()``, or ``filtered(value)``
-    false for each axis's value of ``per_axis`` (a sigma, a size); False where an argument
-    is bad, which the call itself then reports."""
+def _filters_nothing(filtered):
+    """Whether a call filters no axis, ``filtered()`` giving what it filters (its passes, or
+    its axes) as its real path finds them; False where an argument is bad, which the call
+    itself then reports."""
     try:
-        axes = _check_axes(axes, ndim)
-        if filtered is None:
-            return not axes
-        return not any(filtered(v) for v in _per_axis(per_axis, len(axes), "per axis"))
+        return not filtered()
     except (TypeError, ValueError, RuntimeError):
         return False
 
@@ -662,7 +659,7 @@ def gaussian_filter(
     (1.0, 0.0)
     """
     if is_complex(input := as_array(input), output):
-        if _filters_nothing(input.ndim, axes, sigma, lambda s: _check_sigma(s) > _SIGMA_EPS):
+        if _filters_nothing(lambda: _gaussian_axes(input.ndim, axes, sigma, order, mode, radius, truncate)):
             return _complex_copy(input, output, False, backend)
         return filter_parts(
             gaussian_filter,
@@ -765,7 +762,7 @@ def _derivative_sum(input, sigma, output, mode, cval, axes, truncate, radius, ba
     :func:`gaussian_gradient_magnitude` (order 1, a magnitude)."""
     input = as_array(input)
     if is_complex(input, output):  # the magnitude of complex derivatives (a sum: gaussian_laplace)
-        if _filters_nothing(input.ndim, axes):
+        if _filters_nothing(lambda: _check_axes(axes, input.ndim)):
             return _complex_copy(input, output, False, backend)
         out_dtype = complex_result(input, output, promote=False)
     else:
@@ -934,7 +931,7 @@ def gaussian_laplace(
     """
     input = as_array(input)
     if is_complex(input, output):  # a sum: real and imaginary parts apart
-        if _filters_nothing(input.ndim, axes):
+        if _filters_nothing(lambda: _check_axes(axes, input.ndim)):
             return _complex_copy(input, output, False, backend)
         return filter_parts(
             gaussian_laplace,
@@ -999,7 +996,7 @@ def ndimage_laplace(input, output=None, mode="reflect", cval=0.0, *, axes=None, 
            [ 0,  1,  0]])
     """
     if is_complex(input := as_array(input), output):
-        if _filters_nothing(input.ndim, axes):
+        if _filters_nothing(lambda: _check_axes(axes, input.ndim)):
             return _complex_copy(input, output, False, backend)
         return filter_parts(
             ndimage_laplace, input, output, cval, promote=False, mode=mode, axes=axes, backend=backend
@@ -1323,7 +1320,7 @@ def uniform_filter(
            [ 9., 10.]])
     """
     if is_complex(input := as_array(input), output):
-        if _filters_nothing(input.ndim, axes, size, lambda s: _uniform_filter_size(s) > 1):
+        if _filters_nothing(lambda: _uniform_plan(input, size, mode, origin, axes)):
             return _complex_copy(input, output, True, backend)
         return filter_parts(
             uniform_filter,
