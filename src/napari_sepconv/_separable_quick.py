@@ -5,12 +5,12 @@ The fused kernel (``_separable_kernels.separable_2d_kernel``) is fast because of
 sweeps: four output rows at once, seven to nine taps unrolled, a window shifted in
 registers. Compiling them takes most of a first call's time. Every one of those sweeps
 computes each output as the same chain of fused multiply-adds in tap order, so a kernel
-that runs the chains one row and up to four taps at a time (``_sweeps._sweep``) gives the
-same values bit for bit. This is that kernel: the same arguments, the same tasks, its
-vertical pass the fused kernel's own ``_column_pass``, and a row pass that groups the taps
-of every term by four. It compiles in about half the time (3.5-4.5 s against 7-9 s on a
-2-core machine) and runs at 0.6 to 1.06 times the fused kernel's speed (``_tiers`` says when
-each runs).
+that adds one tap at a time to a row of sums (``_tap``) gives the same values bit for bit.
+This is that kernel: the same arguments, the same tasks, its vertical and horizontal passes
+one tap a sweep, and the work around them (the border pads, the squares of a magnitude, the
+check for non-finite sums) written into the worker instead of compiled as helpers of their
+own. It compiles in about a third of the fast kernel's time (about 2 s against 6-9 s on a
+2-core machine) and runs at 0.45 to 1.3 times its speed (``_tiers`` says when each runs).
 
 This module imports Numba and is imported on first use only (by ``_cpu``).
 """
@@ -18,74 +18,70 @@ This module imports Numba and is imported on first use only (by ``_cpu``).
 import numpy as np
 
 from ._cpu_kernels import (
+    MAGNITUDE,
     SUM,
     _buffer,
+    _fmuladd,
     _helper,
     _imin,
+    _inlined,
     _Kernel,
     _limit_threads,
     _next_task,
     _pad_table,
     _set_thread_count,
+    _source_index,
     _task_queue,
 )
 from ._helper_calls import looked_up_call
-from ._separable_kernels import (
-    _add_square,
-    _call_column_pass,
-    _column_pass_found,
-    _finish_row,
-    _nonfinite,
-    _pad_row,
-    _row_reach,
-    _start_row,
-)
-from ._sweeps import _sweep
+from ._separable_kernels import _row_reach
 from ._views import row_view
 from ._workers import worker_helper, worker_launch
 
 
-def _row_pass_by_four(acc, bufs, offsets, weights, counts, lo, t, n_terms, add):
+def _tap(acc, row, w):
+    """``acc[j] = row[j] * w + acc[j]``, each product fused with its sum (``_fmuladd``)."""
+    t = acc.dtype.type
+    for j in range(acc.size):
+        acc[j] = _fmuladd(t(row[j]), w, acc[j])
+
+
+_tap = _inlined(_tap)
+
+
+def _column_pass_by_one(acc, plane, offsets, weights, n_taps, i, mode_y, cval):
+    """``_separable_kernels._column_pass``, one tap a sweep: the same chains in tap order."""
+    h = plane.shape[0]
+    acc[:] = 0
+    outside = acc.dtype.type(0)
+    for a in range(n_taps):
+        q = _source_index(i + offsets[a], h, mode_y)
+        if q < 0:
+            outside += weights[a] * cval
+        else:
+            _tap(acc, row_view(plane, q, 0, None), weights[a])
+    if outside != 0:
+        for j in range(acc.size):
+            acc[j] += outside
+
+
+def _row_pass_by_one(acc, bufs, offsets, weights, counts, lo, t, n_terms, add):
     """``_separable_kernels._row_pass`` (``acc`` (+)= the row pass of terms ``t ..
-    n_terms - 1`` of the padded rows ``bufs``), its taps in order, four to a sweep."""
+    n_terms - 1`` of the padded rows ``bufs``), its taps in order, one to a sweep."""
     w = acc.size
     if not add:
         acc[:] = 0
-    b = 0
     while t < n_terms:
-        n = 0
-        t0 = t1 = t2 = t3 = t
-        b0 = b1 = b2 = b3 = b
-        while n < 4 and t < n_terms:
-            if n == 1:
-                t1, b1 = t, b
-            elif n == 2:
-                t2, b2 = t, b
-            elif n == 3:
-                t3, b3 = t, b
-            n += 1
-            b += 1
-            if b == counts[t]:
-                t += 1
-                b = 0
-        s0, s1 = offsets[t0, b0] - lo, offsets[t1, b1] - lo
-        s2, s3 = offsets[t2, b2] - lo, offsets[t3, b3] - lo
-        _sweep(
-            acc,
-            n,
-            row_view(bufs, t0, s0, s0 + w),
-            weights[t0, b0],
-            row_view(bufs, t1, s1, s1 + w),
-            weights[t1, b1],
-            row_view(bufs, t2, s2, s2 + w),
-            weights[t2, b2],
-            row_view(bufs, t3, s3, s3 + w),
-            weights[t3, b3],
-        )
+        for b in range(counts[t]):
+            s = offsets[t, b] - lo
+            _tap(acc, row_view(bufs, t, s, s + w), weights[t, b])
+        t += 1
 
 
-_row_pass_by_four = _helper(_row_pass_by_four)
-_call_row_pass, _row_pass_found = looked_up_call(_row_pass_by_four)
+_row_pass_by_one = _helper(_row_pass_by_one)
+_call_row_pass, _row_pass_found = looked_up_call(_row_pass_by_one)
+_column_pass_by_one = _helper(_column_pass_by_one)
+_call_column_pass, _column_pass_found = looked_up_call(_column_pass_by_one)
 
 
 def _quick_worker(worker, state):
@@ -139,23 +135,33 @@ def _quick_worker(worker, state):
         plane = src[p]
         for i in range(first, _imin(h, first + block)):
             row_out = row_view(out, (p, i), 0, None)
-            if not (direct or summed):
-                _start_row(total, row_out, accumulate)
+            if not (direct or summed):  # the terms' total starts from the output or zero
+                for j in range(w):
+                    total[j] = row_out[j] if accumulate else 0
             for t in range(n_terms):
                 row = row_view(bufs, t, -lo, -lo + w)
                 column = (row, plane, col_off[t], col_w[t], col_n[t], i, mode_y, cval)
                 _call_column_pass(helpers, missing, column)
-                _pad_row(row_view(bufs, t, 0, None), lo, w, source, pad_x[t])
+                padded_row = row_view(bufs, t, 0, None)  # the row extended by the border mode
+                for q in range(-lo):
+                    padded_row[q] = pad_x[t] if source[q] < 0 else row[source[q]]
+                for q in range(w - lo, padded):
+                    padded_row[q] = pad_x[t] if source[q] < 0 else row[source[q]]
                 if not (direct or summed):  # one term's square into the total
                     _call_row_pass(helpers, missing, (hacc, bufs, row_off, row_w, row_n, lo, t, t + 1, False))
-                    _add_square(total, hacc)
+                    for j in range(w):
+                        total[j] += hacc[j] * hacc[j]
             if direct or summed:
                 terms = (row_out, bufs, row_off, row_w, row_n, lo, 0, n_terms, accumulate)
                 _call_row_pass(helpers, missing, terms)
-                if summed and _nonfinite(row_out):
-                    nonfinite[task] = 1
+                if summed:
+                    for j in range(w):
+                        v = row_out[j]
+                        if v - v != 0:
+                            nonfinite[task] = 1
             else:
-                _finish_row(total, combine, inv_divisor, row_out)
+                for j in range(w):
+                    row_out[j] = np.sqrt(total[j]) * inv_divisor if combine == MAGNITUDE else total[j]
         task = _next_task(queue, worker, n_tasks)
 
 
