@@ -6,11 +6,14 @@ sweeps: four output rows at once, seven to nine taps unrolled, a window shifted 
 registers. Compiling them takes most of a first call's time. Every one of those sweeps
 computes each output as the same chain of fused multiply-adds in tap order, so a kernel
 that adds one tap at a time to a row of sums (``_tap``) gives the same values bit for bit.
-This is that kernel: the same arguments, the same tasks, its vertical and horizontal passes
-one tap a sweep, and the work around them (the border pads, the squares of a magnitude, the
-check for non-finite sums) written into the worker instead of compiled as helpers of their
-own. It compiles in about a third of the fast kernel's time (about 2 s against 6-9 s on a
-2-core machine) and runs at 0.45 to 1.3 times its speed (``_tiers`` says when each runs).
+This is that kernel: the same arguments and the same values, run on the calling thread
+(no workers, no task queue, no helpers called by address: each of those is code to
+compile), output rows one at a time, its vertical and horizontal passes one tap a sweep,
+and the work around them (the border pads, the squares of a magnitude, the check for
+non-finite sums) written into the kernel instead of compiled as helpers of their own. It
+compiles in about a quarter of the fast kernel's time (1.4-1.7 s against 6-7 s on a 2-core
+machine, besides Numba's own start) and runs at 0.25 to 1 times its speed on 2 threads
+(``_tiers`` says when each runs).
 
 This module imports Numba and is imported on first use only (by ``_cpu``).
 """
@@ -23,20 +26,14 @@ from ._cpu_kernels import (
     _buffer,
     _fmuladd,
     _helper,
-    _imin,
     _inlined,
     _Kernel,
-    _limit_threads,
-    _next_task,
     _pad_table,
-    _set_thread_count,
     _source_index,
-    _task_queue,
+    _thread_count,
 )
-from ._helper_calls import looked_up_call
 from ._separable_kernels import _row_reach
 from ._views import row_view
-from ._workers import worker_helper, worker_launch
 
 
 def _tap(acc, row, w):
@@ -79,94 +76,7 @@ def _row_pass_by_one(acc, bufs, offsets, weights, counts, lo, t, n_terms, add):
 
 
 _row_pass_by_one = _helper(_row_pass_by_one)
-_call_row_pass, _row_pass_found = looked_up_call(_row_pass_by_one)
 _column_pass_by_one = _helper(_column_pass_by_one)
-_call_column_pass, _column_pass_found = looked_up_call(_column_pass_by_one)
-
-
-def _quick_worker(worker, state):
-    """Worker ``worker``'s tasks of ``_separable_2d_quick`` (``_workers``): each output row
-    as ``_separable_kernels._separable_rows`` makes it, one row at a time."""
-    (
-        src,
-        col_off,
-        col_w,
-        col_n,
-        row_off,
-        row_w,
-        row_n,
-        mode_y,
-        mode_x,
-        cval,
-        pad_x,
-        combine,
-        inv_divisor,
-        accumulate,
-        out,
-        block,
-        nonfinite,
-        queue,
-        n_blocks,
-        n_tasks,
-        lo,
-        padded,
-        helpers,
-        missing,
-    ) = state
-    h, w = src.shape[1], src.shape[2]
-    n_terms = col_n.size
-    direct = n_terms == 1 and combine == SUM and not accumulate
-    summed = combine == SUM and not direct  # added up in the output row
-    bufs = _buffer((n_terms, padded), out)
-    hacc = _buffer(w, out)
-    total = _buffer(w, out)
-    source = _buffer(padded, np.int64)
-    _pad_table(source, lo, w, mode_x)
-    row = row_view(bufs, 0, -lo, -lo + w)  # arguments of the types the calls below pass
-    if not (
-        _column_pass_found(helpers, missing, (row, src[0], col_off[0], col_w[0], 0, 0, mode_y, cval))
-        and _row_pass_found(helpers, missing, (hacc, bufs, row_off, row_w, row_n, lo, 0, 0, False))
-    ):
-        return
-    task = _next_task(queue, worker, n_tasks)
-    while task < n_tasks:
-        p = task // n_blocks
-        first = (task % n_blocks) * block
-        plane = src[p]
-        for i in range(first, _imin(h, first + block)):
-            row_out = row_view(out, (p, i), 0, None)
-            if not (direct or summed):  # the terms' total starts from the output or zero
-                for j in range(w):
-                    total[j] = row_out[j] if accumulate else 0
-            for t in range(n_terms):
-                row = row_view(bufs, t, -lo, -lo + w)
-                column = (row, plane, col_off[t], col_w[t], col_n[t], i, mode_y, cval)
-                _call_column_pass(helpers, missing, column)
-                padded_row = row_view(bufs, t, 0, None)  # the row extended by the border mode
-                for q in range(-lo):
-                    padded_row[q] = pad_x[t] if source[q] < 0 else row[source[q]]
-                for q in range(w - lo, padded):
-                    padded_row[q] = pad_x[t] if source[q] < 0 else row[source[q]]
-                if not (direct or summed):  # one term's square into the total
-                    _call_row_pass(helpers, missing, (hacc, bufs, row_off, row_w, row_n, lo, t, t + 1, False))
-                    for j in range(w):
-                        total[j] += hacc[j] * hacc[j]
-            if direct or summed:
-                terms = (row_out, bufs, row_off, row_w, row_n, lo, 0, n_terms, accumulate)
-                _call_row_pass(helpers, missing, terms)
-                if summed:
-                    for j in range(w):
-                        v = row_out[j]
-                        if v - v != 0:
-                            nonfinite[task] = 1
-            else:
-                for j in range(w):
-                    row_out[j] = np.sqrt(total[j]) * inv_divisor if combine == MAGNITUDE else total[j]
-        task = _next_task(queue, worker, n_tasks)
-
-
-_quick_worker = worker_helper(_quick_worker)
-_run_quick = worker_launch(_quick_worker)
 
 
 def _separable_2d_quick(
@@ -192,41 +102,53 @@ def _separable_2d_quick(
     threads,
 ):
     """``_separable_kernels._separable_2d``, with the same arguments and values, from less
-    code: output rows one at a time, taps four to a sweep (``_quick_worker``)."""
-    w = src.shape[2]
+    code: on the calling thread, output rows one at a time, one tap a sweep.
+
+    ``helpers``, ``missing`` and ``threads`` are the fast kernel's, unused here; a task's
+    non-finite sums are flagged in ``nonfinite`` as the fast kernel flags them.
+    """
+    _thread_count()  # starts the threading layer, as the fast kernel does (``_cpu.run`` asks for it)
+    n_planes, h, w = src.shape
     lo, hi = _row_reach(row_off, row_n)
-    previous = _limit_threads(threads)
-    n_blocks = (src.shape[1] + block - 1) // block
-    n_tasks = src.shape[0] * n_blocks
-    queue = _task_queue(n_tasks)
-    state = (
-        src,
-        col_off,
-        col_w,
-        col_n,
-        row_off,
-        row_w,
-        row_n,
-        mode_y,
-        mode_x,
-        cval,
-        pad_x,
-        combine,
-        inv_divisor,
-        accumulate,
-        out,
-        block,
-        nonfinite,
-        queue,
-        n_blocks,
-        n_tasks,
-        lo,
-        w + hi - lo,
-        helpers,
-        missing,
-    )
-    _run_quick(helpers, missing, queue, state)
-    _set_thread_count(previous)
+    padded = w + hi - lo
+    n_blocks = (h + block - 1) // block
+    n_terms = col_n.size
+    direct = n_terms == 1 and combine == SUM and not accumulate
+    summed = combine == SUM and not direct  # added up in the output row
+    bufs = _buffer((n_terms, padded), out)
+    hacc = _buffer(w, out)
+    total = _buffer(w, out)
+    source = _buffer(padded, np.int64)
+    _pad_table(source, lo, w, mode_x)
+    for p in range(n_planes):
+        plane = src[p]
+        for i in range(h):
+            row_out = row_view(out, (p, i), 0, None)
+            if not (direct or summed):  # the terms' total starts from the output or zero
+                for j in range(w):
+                    total[j] = row_out[j] if accumulate else 0
+            for t in range(n_terms):
+                row = row_view(bufs, t, -lo, -lo + w)
+                _column_pass_by_one(row, plane, col_off[t], col_w[t], col_n[t], i, mode_y, cval)
+                padded_row = row_view(bufs, t, 0, None)  # the row extended by the border mode
+                for q in range(-lo):
+                    padded_row[q] = pad_x[t] if source[q] < 0 else row[source[q]]
+                for q in range(w - lo, padded):
+                    padded_row[q] = pad_x[t] if source[q] < 0 else row[source[q]]
+                if not (direct or summed):  # one term's square into the total
+                    _row_pass_by_one(hacc, bufs, row_off, row_w, row_n, lo, t, t + 1, False)
+                    for j in range(w):
+                        total[j] += hacc[j] * hacc[j]
+            if direct or summed:
+                _row_pass_by_one(row_out, bufs, row_off, row_w, row_n, lo, 0, n_terms, accumulate)
+                if summed:
+                    for j in range(w):
+                        v = row_out[j]
+                        if v - v != 0:
+                            nonfinite[p * n_blocks + i // block] = 1
+            else:
+                for j in range(w):
+                    row_out[j] = np.sqrt(total[j]) * inv_divisor if combine == MAGNITUDE else total[j]
 
 
 separable_2d_quick_kernel = _Kernel(_separable_2d_quick, 14, takes_threads=True, calls_helper=True)
