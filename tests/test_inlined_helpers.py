@@ -141,6 +141,8 @@ KERNEL_MODULES = (
     "_uniform_kernels",
     "_narrow_kernels",
     "_separable_quick",
+    "_line_quick",
+    "_direct_quick",
     "_sweeps",
     "_vector_sweeps",
     "_streaming",

@@ -1,6 +1,7 @@
-"""Kernels in two tiers (``_tiers``): the quick twin of the fused separable kernel gives the
-fast kernel's bits, a call runs it only while the fast one compiles in the background, and
-the hand-over to the fast kernel happens once that compile has ended."""
+"""Kernels in two tiers (``_tiers``): the quick twins of the fused separable kernel and of the
+1-D passes give the fast kernels' bits, a call runs a twin only while the fast kernel
+compiles in the background, and the hand-over to the fast kernel happens once that compile
+has ended."""
 
 import os
 import shutil
@@ -29,7 +30,7 @@ def _same_bits(a, b):
 
 @pytest.fixture
 def quick_only(monkeypatch):
-    """Every call of the fused kernel runs its quick twin; the calls are counted."""
+    """Every call of a kernel with a twin runs the twin; the calls are counted."""
     calls = []
 
     def quick(self, args):
@@ -48,6 +49,18 @@ def _random_term_taps(rng):
         weights[rng.integers(0, k, 2)] = 0.0
     origin = int(rng.integers(-(k // 2), k - k // 2)) if rng.random() < 0.3 else 0
     return taps(weights, origin=origin, skip_zero=bool(rng.random() < 0.5))
+
+
+def _images(rng, shapes):
+    """``(out_dtype, src)`` for each shape and float type: a float image of that type with a NaN
+    and two infinities, then a uint8 image."""
+    for shape in shapes:
+        for out_dtype in (np.float32, np.float64):
+            x = rng.standard_normal(shape).astype(out_dtype)
+            if x.size > 3:
+                x.flat[rng.integers(0, x.size, 3)] = [np.nan, np.inf, -np.inf]
+            yield out_dtype, x
+            yield out_dtype, rng.integers(0, 256, shape).astype(np.uint8)
 
 
 def _fused(rng, src, out_dtype, n_terms, combine, accumulate, monkeypatch):
@@ -82,26 +95,99 @@ def test_the_quick_kernel_gives_the_fast_kernels_bits(seed, monkeypatch):
     rng = np.random.default_rng([seed, 7])
     shapes = [(1, 1, 1), (1, 3, 2), (2, 9, 17), (1, 40, 37), (3, 23, 64), (1, 1100, 9), (1, 12, 1024)]
     checked = 0
-    for shape in shapes:
-        for out_dtype in (np.float32, np.float64):
-            x = rng.standard_normal(shape).astype(out_dtype)
-            if x.size > 3:
-                x.flat[rng.integers(0, x.size, 3)] = [np.nan, np.inf, -np.inf]
-            for src in (x, rng.integers(0, 256, shape).astype(np.uint8)):
-                for combine, n_terms, accumulate in [
-                    (SUM, 1, False),
-                    (SUM, 1, True),
-                    (SUM, 3, False),
-                    (SUM_SQUARES, 2, True),
-                    (MAGNITUDE, 2, False),
-                ]:
-                    run = _fused(rng, src, out_dtype, n_terms, combine, accumulate, monkeypatch)
-                    fast, fast_finite = run(False)
-                    quick, quick_finite = run(True)
-                    assert _same_bits(quick, fast), (shape, out_dtype, src.dtype, combine, n_terms)
-                    assert quick_finite == fast_finite
-                    checked += 1
+    for out_dtype, src in _images(rng, shapes):
+        shape = src.shape
+        for combine, n_terms, accumulate in [
+            (SUM, 1, False),
+            (SUM, 1, True),
+            (SUM, 3, False),
+            (SUM_SQUARES, 2, True),
+            (MAGNITUDE, 2, False),
+        ]:
+            run = _fused(rng, src, out_dtype, n_terms, combine, accumulate, monkeypatch)
+            fast, fast_finite = run(False)
+            quick, quick_finite = run(True)
+            assert _same_bits(quick, fast), (shape, out_dtype, src.dtype, combine, n_terms)
+            assert quick_finite == fast_finite
+            checked += 1
     assert checked == len(shapes) * 2 * 2 * 5
+
+
+def _line_taps(rng):
+    """Offsets and weights of 1 to 25 taps: symmetric, antisymmetric (so summed in mirrored
+    pairs) or neither, consecutive or not, centred or shifted."""
+    k = int(rng.integers(1, 26))
+    half = rng.standard_normal(k // 2)
+    kind = int(rng.integers(0, 3))
+    if kind == 0 and k % 2:
+        weights = np.concatenate([half, [rng.standard_normal()], half[::-1]])
+    elif kind == 1 and k % 2:
+        weights = np.concatenate([half, [0.0], -half[::-1]])
+    else:
+        weights = rng.standard_normal(k)
+    origin = int(rng.integers(-(k // 2), k - k // 2)) if rng.random() < 0.3 else 0
+    return taps(weights, origin=origin, skip_zero=bool(rng.random() < 0.3))
+
+
+def _tier_of(tier):
+    """A ``TieredKernel.dispatcher_for`` that always picks ``tier``: ``"fast"`` or ``"quick"``."""
+    return lambda self, args: getattr(self, tier).dispatcher
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_quick_1d_passes_give_the_fast_kernels_bits(seed, monkeypatch):
+    """Passes along the last axis (``correlate_lines``) and along another one
+    (``correlate_rows``, in bands of columns for long rows): random symmetric, antisymmetric
+    and other taps, every border mode, NaN and infinities in the image and as ``cval``,
+    float and uint8 input, tiny to long lines: the same bytes from both kernels."""
+    rng = np.random.default_rng([seed, 11])
+    shapes = [(1,), (2, 1), (3, 5, 2), (7, 9, 1), (1, 40, 3000), (5, 33), (2, 6, 4100)]
+    checked = 0
+    for out_dtype, src in _images(rng, shapes):
+        shape = src.shape
+        for axis in {0, len(shape) - 1, len(shape) // 2}:
+            offsets, weights = _line_taps(rng)
+            mode = int(rng.integers(0, 5))
+            cval = [0.7, np.nan, np.inf, -0.0, 3e38, -2.5][int(rng.integers(0, 6))]
+            start = rng.standard_normal(shape).astype(out_dtype)
+            results = []
+            for tier in ("fast", "quick"):
+                out = start.copy()
+                with monkeypatch.context() as m:
+                    m.setattr(_tiers.TieredKernel, "dispatcher_for", _tier_of(tier))
+                    _cpu.correlate_axis(src, axis, offsets, weights, mode, cval, out)
+                results.append(out)
+            assert _same_bits(*results), (shape, axis, out_dtype, src.dtype, mode, offsets)
+            checked += 1
+    assert checked > 50
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_the_quick_direct_2d_kernel_gives_the_fast_kernels_bits(seed, monkeypatch):
+    """Direct 2-D correlation (``correlate_2d``): random kernels of 1x1 to 9x9 with zeros
+    left out, anchored anywhere, every pair of border modes, NaN and infinities in the image
+    and as ``cval``, float and uint8 input, planes from 1x1 to wider than tall."""
+    rng = np.random.default_rng([seed, 13])
+    checked = 0
+    shapes = [(1, 1, 1), (2, 3, 2), (1, 17, 9), (3, 8, 40), (1, 30, 513)]
+    for out_dtype, src in _images(rng, shapes):
+        shape = src.shape
+        ky, kx = (int(n) for n in rng.integers(1, 10, 2))
+        kernel = rng.standard_normal((ky, kx)) * (rng.random((ky, kx)) < 0.8)
+        kernel.flat[0] = 1.5  # at least one tap
+        top, left = int(rng.integers(0, ky)), int(rng.integers(0, kx))
+        mode_y, mode_x = (int(m) for m in rng.integers(0, 5, 2))
+        cval = [0.7, np.nan, np.inf, -0.0, -2.5][int(rng.integers(0, 5))]
+        results = []
+        for tier in ("fast", "quick"):
+            out = np.full(shape, 7.0, out_dtype)
+            with monkeypatch.context() as m:
+                m.setattr(_tiers.TieredKernel, "dispatcher_for", _tier_of(tier))
+                _cpu.correlate_planes(src, kernel, top, left, mode_y, mode_x, cval, out)
+            results.append(out)
+        assert _same_bits(*results), (shape, out_dtype, src.dtype, kernel.shape, mode_y, mode_x)
+        checked += 1
+    assert checked == 5 * 2 * 2
 
 
 PUBLIC = [
@@ -117,6 +203,13 @@ PUBLIC = [
     (
         "gaussian_filter 3-D",
         lambda x, mode: sc.gaussian_filter(np.stack([x, x[::-1], x[:, ::-1]]), 1.5, mode=mode),
+    ),
+    ("filter2d direct", lambda x, mode: sc.filter2d(x, np.arange(25.0).reshape(5, 5) % 7 - 3, mode=mode)),
+    ("correlate1d", lambda x, mode: sc.correlate1d(x, np.linspace(-1, 2, 6), axis=0, mode=mode)),
+    ("gaussian_filter1d", lambda x, mode: sc.gaussian_filter1d(x, 2.0, axis=-1, order=1, mode=mode)),
+    (
+        "uniform-free gaussian_filter",
+        lambda x, mode: sc.gaussian_filter(x, 1.5, mode=mode, output=np.float64),
     ),
     (
         "filter2d rank 2",
@@ -148,10 +241,8 @@ def test_public_filters_give_the_same_bits_on_the_quick_kernel(
             fast = apply(x, mode)
         assert _same_bits(apply(x, mode), fast), mode
     np.testing.assert_array_equal(x, kept)
-    assert quick_only == fast_calls  # the same calls of the fused kernel, each on its twin
-    # SciPy-style Gaussians computed in float64 (float64 and uint8 input) run as 1-D passes,
-    # for SciPy's bits, without the fused kernel
-    assert quick_only or (dtype != np.float32 and name.startswith("gaussian_")), "no fused call"
+    assert quick_only == fast_calls  # the same calls of the kernels, each on its twin
+    assert quick_only, "no call of a kernel with a twin"
 
 
 # --------------------------------------------------------------------------
@@ -311,7 +402,7 @@ def test_one_tiered_kernel_for_every_thread(monkeypatch):
     compile per types, not one per thread)."""
     import threading
 
-    monkeypatch.setattr(_cpu, "_fused", [])
+    monkeypatch.setattr(_cpu, "_twins", {})
     barrier = threading.Barrier(4)
     got = []
 

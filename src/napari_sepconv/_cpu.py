@@ -10,6 +10,7 @@ This module imports Numba and is imported on first use only (``_backend``).
 
 import contextlib
 import functools
+import importlib
 import math
 import os
 import sys
@@ -340,17 +341,14 @@ def correlate_axis(src, axis, offsets, weights, mode, cval, out):
     dtype = out.dtype
     off, w, sym = _prepared.get((offsets, weights), dtype, _prepare_axis, offsets, weights, dtype)
     c = dtype.type(cval)
-    from ._line_kernels import correlate_lines, correlate_rows
-
     if inner == 1:
-        run(
-            correlate_lines, src.reshape(outer, n), off, w, sym, mode, c, out.reshape(outer, n), ROWS_PER_TASK
-        )
+        lines = _tiered("correlate_lines")
+        run(lines, src.reshape(outer, n), off, w, sym, mode, c, out.reshape(outer, n), ROWS_PER_TASK)
     else:
         if mode == CONSTANT and src.dtype != dtype:
             src = src.astype(dtype)  # the outside row holds cval, so rows share its type
         run(
-            correlate_rows,
+            _tiered("correlate_rows"),
             src.reshape(outer, n, inner),
             off,
             w,
@@ -400,22 +398,41 @@ def _prepare_separable_2d(cols, rows, pad_x, combine, accumulate, mode_y, mode_x
     return _fused_kernel(), arguments, summed, taps, False
 
 
-_fused = []  # the one TieredKernel of the fused kernel, once made
-_fused_lock = threading.Lock()
+# Kernels with a quick twin (``_tiers``): name -> ``module:name`` of the fast kernel and of its
+# twin, in this package.
+_TWINS = {
+    "separable_2d": ("_separable_kernels:separable_2d_kernel", "_separable_quick:separable_2d_quick_kernel"),
+    "correlate_lines": ("_line_kernels:correlate_lines", "_line_quick:correlate_lines_quick"),
+    "correlate_rows": ("_line_kernels:correlate_rows", "_line_quick:correlate_rows_quick"),
+    "correlate_2d": ("_direct_kernels:correlate_2d", "_direct_quick:correlate_2d_quick"),
+}
+_twins = {}  # name -> its TieredKernel, once made
+_twins_lock = threading.Lock()
+
+
+def _tiered(name):
+    """The kernel ``name`` of :data:`_TWINS` in two tiers (``_tiers``): its quick twin runs while
+    the fast kernel compiles in the background. One for every thread."""
+    kernel = _twins.get(name)
+    if kernel is None:
+        with _twins_lock:
+            kernel = _twins.get(name)
+            if kernel is None:
+                fast, quick = (f"{__package__}.{twin}" for twin in _TWINS[name])
+                kernel = TieredKernel(_kernel_named(fast), _kernel_named(quick), fast)
+                _twins[name] = kernel
+    return kernel
+
+
+def _kernel_named(name):
+    """The kernel ``module:attribute``."""
+    module, attribute = name.split(":")
+    return getattr(importlib.import_module(module), attribute)
 
 
 def _fused_kernel():
-    """The fused separable kernel, in two tiers (``_tiers``): the quick twin runs while the
-    fast kernel compiles in the background. One for every thread."""
-    if not _fused:
-        with _fused_lock:
-            if not _fused:
-                from ._separable_kernels import separable_2d_kernel
-                from ._separable_quick import separable_2d_quick_kernel
-
-                name = "napari_sepconv._separable_kernels:separable_2d_kernel"
-                _fused.append(TieredKernel(separable_2d_kernel, separable_2d_quick_kernel, name))
-    return _fused[0]
+    """The fused separable kernel, in two tiers (:func:`_tiered`)."""
+    return _tiered("separable_2d")
 
 
 # What ``separable_2d_kernel`` gets for its flags where it writes none (one term, or a magnitude).
@@ -455,9 +472,7 @@ def bind_correlate_axis(axis_pass, dtype, src_dtype):
     p = axis_pass
     off, w, sym = _prepared.get((p.offsets, p.weights), dtype, _prepare_axis, p.offsets, p.weights, dtype)
     c = dtype.type(p.cval)
-    from ._line_kernels import correlate_lines, correlate_rows
-
-    lines, rows = correlate_lines.dispatcher, correlate_rows.dispatcher
+    lines, rows = _tiered("correlate_lines"), _tiered("correlate_rows")
 
     def call(src, out):
         if not out.size or _serialise or not (src.flags.c_contiguous and src.flags.writeable):
@@ -467,7 +482,7 @@ def bind_correlate_axis(axis_pass, dtype, src_dtype):
         inner = math.prod(shape[p.axis + 1 :])
         if inner == 1:
             lined = (src.reshape(-1, n), off, w, sym, p.mode, c, out.reshape(-1, n), ROWS_PER_TASK)
-            return _call_loading_helpers(_call, lines, lined, DEFAULT_TAPS, False)
+            return _call_loading_helpers(_call, lines.dispatcher_for(lined), lined, DEFAULT_TAPS, False)
         outer = math.prod(shape[: p.axis])
         args = (
             src.reshape(outer, n, inner),
@@ -479,7 +494,7 @@ def bind_correlate_axis(axis_pass, dtype, src_dtype):
             out.reshape(outer, n, inner),
             ROWS_PER_TASK,
         )
-        return _call_loading_helpers(_call, rows, args, DEFAULT_TAPS, False)
+        return _call_loading_helpers(_call, rows.dispatcher_for(args), args, DEFAULT_TAPS, False)
 
     return call
 
@@ -590,10 +605,8 @@ def correlate_planes(src, kernel, top, left, mode_y, mode_x, cval, out):
     tap_y, tap_x, tap_w = _prepared.get(
         (kernel,), (dtype, top, left), _prepare_planes, kernel, top, left, dtype
     )
-    from ._direct_kernels import correlate_2d
-
     run(
-        correlate_2d,
+        _tiered("correlate_2d"),
         src.reshape(-1, h, w),
         tap_y,
         tap_x,

@@ -49,6 +49,8 @@ _KERNEL_SOURCES = (
     "_cast_kernels.py",
     "_narrow_kernels.py",
     "_separable_quick.py",
+    "_line_quick.py",
+    "_direct_quick.py",
     "_helper_calls.py",
     "_workers.py",
 )
