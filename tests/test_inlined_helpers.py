@@ -143,6 +143,7 @@ KERNEL_MODULES = (
     "_separable_quick",
     "_line_quick",
     "_direct_quick",
+    "_edge_quick",
     "_sweeps",
     "_vector_sweeps",
     "_streaming",

@@ -191,6 +191,8 @@ def test_the_quick_direct_2d_kernel_gives_the_fast_kernels_bits(seed, monkeypatc
 
 
 PUBLIC = [
+    ("sobel", lambda x, mode: sc.sobel(x, mode=mode)),
+    ("prewitt of channels", lambda x, mode: sc.prewitt(np.stack([x, x[::-1]]), channel_axis=0, mode=mode)),
     ("sobel_h", lambda x, mode: sc.sobel_h(x, mode=mode)),
     ("farid", lambda x, mode: sc.farid(x, mode=mode)),
     ("gaussian", lambda x, mode: sc.gaussian(x, 3.0, mode=mode, cval=0.5, preserve_range=True)),

@@ -367,8 +367,6 @@ def _prepare_separable_2d(cols, rows, pad_x, combine, accumulate, mode_y, mode_x
     taps = sum(o.size for o, _ in cols) + sum(o.size for o, _ in rows)
     edge = edge_operator_3x3(cols, rows) if combine == MAGNITUDE and not accumulate else None
     if edge is not None:
-        from ._edge_kernels import edge_magnitude_3x3
-
         gx, gy = edge
         arguments = (
             as_type(cols[gx][1], dtype),
@@ -382,7 +380,7 @@ def _prepare_separable_2d(cols, rows, pad_x, combine, accumulate, mode_y, mode_x
             dtype.type(pad_x[gy]),
             dtype.type(1.0 / divisor),
         )
-        return edge_magnitude_3x3, arguments, False, taps, True
+        return _tiered("edge_magnitude_3x3"), arguments, False, taps, True
     summed = combine == SUM and (len(cols) > 1 or bool(accumulate))
     arguments = (
         *pack_taps(cols, dtype),
@@ -405,6 +403,7 @@ _TWINS = {
     "correlate_lines": ("_line_kernels:correlate_lines", "_line_quick:correlate_lines_quick"),
     "correlate_rows": ("_line_kernels:correlate_rows", "_line_quick:correlate_rows_quick"),
     "correlate_2d": ("_direct_kernels:correlate_2d", "_direct_quick:correlate_2d_quick"),
+    "edge_magnitude_3x3": ("_edge_kernels:edge_magnitude_3x3", "_edge_quick:edge_magnitude_3x3_quick"),
 }
 _twins = {}  # name -> its TieredKernel, once made
 _twins_lock = threading.Lock()
@@ -522,7 +521,7 @@ def bind_separable_2d(fused, dtype, src_dtype):
         planes = (size // (h * w), h, w)
         if edge:
             args = (src.reshape(planes), *arguments, out.reshape(planes), ROWS_PER_TASK)
-            _call_loading_helpers(_call, kernel.dispatcher, args, taps, True)
+            _call_loading_helpers(_call, kernel.dispatcher_for(args), args, taps, True)
             return None
         block = _fused_rows_per_task(h)
         nonfinite = np.zeros(planes[0] * -(-h // block), np.uint8) if summed else _NO_FLAGS

@@ -51,6 +51,7 @@ _KERNEL_SOURCES = (
     "_separable_quick.py",
     "_line_quick.py",
     "_direct_quick.py",
+    "_edge_quick.py",
     "_helper_calls.py",
     "_workers.py",
 )
