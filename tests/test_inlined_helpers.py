@@ -144,6 +144,7 @@ KERNEL_MODULES = (
     "_line_quick",
     "_direct_quick",
     "_edge_quick",
+    "_depthwise_quick",
     "_sweeps",
     "_vector_sweeps",
     "_streaming",

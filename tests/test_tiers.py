@@ -192,6 +192,22 @@ def test_the_quick_direct_2d_kernel_gives_the_fast_kernels_bits(seed, monkeypatc
 
 PUBLIC = [
     ("sobel", lambda x, mode: sc.sobel(x, mode=mode)),
+    (
+        "depthwise_filter 3x3 and 2x4",
+        lambda x, mode: np.concatenate(
+            [
+                sc.depthwise_filter(
+                    np.stack([x, x[::-1], x[:, ::-1]], -1),
+                    np.stack([np.arange(9.0).reshape(3, 3) - 4, np.eye(3)[::-1], np.ones((3, 3)) / 9]),
+                    mode=mode,
+                ),
+                sc.depthwise_filter(
+                    np.stack([x, x[::-1]], -1), np.stack([np.eye(2, 4), np.ones((2, 4))]), mode=mode
+                ),
+            ],
+            -1,
+        ),
+    ),
     ("prewitt of channels", lambda x, mode: sc.prewitt(np.stack([x, x[::-1]]), channel_axis=0, mode=mode)),
     ("sobel_h", lambda x, mode: sc.sobel_h(x, mode=mode)),
     ("farid", lambda x, mode: sc.farid(x, mode=mode)),

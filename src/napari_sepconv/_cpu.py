@@ -404,6 +404,7 @@ _TWINS = {
     "correlate_rows": ("_line_kernels:correlate_rows", "_line_quick:correlate_rows_quick"),
     "correlate_2d": ("_direct_kernels:correlate_2d", "_direct_quick:correlate_2d_quick"),
     "edge_magnitude_3x3": ("_edge_kernels:edge_magnitude_3x3", "_edge_quick:edge_magnitude_3x3_quick"),
+    "depthwise_2d": ("_depthwise_kernels:depthwise_2d", "_depthwise_quick:depthwise_2d_quick"),
 }
 _twins = {}  # name -> its TieredKernel, once made
 _twins_lock = threading.Lock()
@@ -660,7 +661,7 @@ def depthwise(src, kernels, multiplier, mode_y, mode_x, cval, out, row_start=0):
         return
     n_out, kh, kw = kernels.shape
     tables = _prepared.get((kernels,), out.dtype, _prepare_depthwise, kernels, out.dtype)
-    from ._depthwise_kernels import depthwise_2d, depthwise_planar
+    from ._depthwise_kernels import depthwise_planar
 
     if kh * kw >= PLANAR_TAPS:
         columns, dense = tables
@@ -684,7 +685,7 @@ def depthwise(src, kernels, multiplier, mode_y, mode_x, cval, out, row_start=0):
         )
         return
     run(
-        depthwise_2d,
+        _tiered("depthwise_2d"),
         src,
         *tables,
         multiplier,

@@ -400,6 +400,26 @@ _depthwise_2d_worker = worker_helper(_depthwise_2d_worker)
 _run_depthwise_2d = worker_launch(_depthwise_2d_worker)
 
 
+def _depthwise_2d_layout(w, tap_y, tap_x, tap_has_zero, multiplier):
+    """What ``_depthwise_2d_rows`` takes of the taps besides them, for planes ``w`` pixels
+    wide: the lowest and highest x offsets, the pixels whose taps all read the source row in
+    place (``inner_first .. inner_last - 1``), and whether the kernel is a dense 3x3 one (rows
+    of three taps, no zero weight), which runs in one sweep where all its rows are read in
+    place."""
+    lo = _lowest(tap_x)
+    hi = _highest(tap_x)
+    n_taps = tap_y.size
+    inner_first = _imin(w, _imax(0, -lo)) if multiplier == 1 else w
+    inner_last = _imax(inner_first, _imin(w, w - hi))
+    nine = n_taps == 9 and not _any_set(tap_has_zero)
+    for t in range(0, n_taps if nine else 0, 3):
+        nine = nine and tap_y[t] == tap_y[t + 2]
+    return lo, hi, inner_first, inner_last, nine
+
+
+_depthwise_2d_layout = _inlined(_depthwise_2d_layout)
+
+
 def _depthwise_2d(
     src,
     tap_y,
@@ -432,16 +452,7 @@ def _depthwise_2d(
     """
     n_planes, h, w, n_in = src.shape
     n_rows = out.shape[1]
-    lo = _lowest(tap_x)
-    hi = _highest(tap_x)
-    n_taps = tap_y.size
-    inner_first = _imin(w, _imax(0, -lo)) if multiplier == 1 else w
-    inner_last = _imax(inner_first, _imin(w, w - hi))
-    # a dense 3x3 kernel (rows of three taps, no zero weight) runs in one sweep where
-    # all its rows are read in place
-    nine = n_taps == 9 and not _any_set(tap_has_zero)
-    for t in range(0, n_taps if nine else 0, 3):
-        nine = nine and tap_y[t] == tap_y[t + 2]
+    lo, hi, inner_first, inner_last, nine = _depthwise_2d_layout(w, tap_y, tap_x, tap_has_zero, multiplier)
     n_blocks = (n_rows + block - 1) // block
     n_tasks = n_planes * n_blocks
     queue = _task_queue(n_tasks)

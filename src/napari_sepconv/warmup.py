@@ -52,6 +52,7 @@ _KERNEL_SOURCES = (
     "_line_quick.py",
     "_direct_quick.py",
     "_edge_quick.py",
+    "_depthwise_quick.py",
     "_helper_calls.py",
     "_workers.py",
 )
