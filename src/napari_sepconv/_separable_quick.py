@@ -11,7 +11,7 @@ This is that kernel: the same arguments and the same values, run on the calling 
 compile), output rows one at a time, its vertical and horizontal passes one tap a sweep,
 and the work around them (the border pads, the squares of a magnitude, the check for
 non-finite sums) written into the kernel instead of compiled as helpers of their own. It
-compiles in about a quarter of the fast kernel's time (1.4-1.7 s against 6-7 s on a 2-core
+compiles in about a fifth of the fast kernel's time (1.1-1.6 s against 6-7 s on a 2-core
 machine, besides Numba's own start) and runs at 0.25 to 1 times its speed on 2 threads
 (``_tiers`` says when each runs).
 
@@ -28,11 +28,10 @@ from ._cpu_kernels import (
     _helper,
     _inlined,
     _Kernel,
-    _pad_table,
+    _opaque,
     _source_index,
     _thread_count,
 )
-from ._separable_kernels import _row_reach
 from ._views import row_view
 
 
@@ -109,7 +108,11 @@ def _separable_2d_quick(
     """
     _thread_count()  # starts the threading layer, as the fast kernel does (``_cpu.run`` asks for it)
     n_planes, h, w = src.shape
-    lo, hi = _row_reach(row_off, row_n)
+    lo = hi = 0  # the first and last sample an output sample's row taps read, relative to it
+    for t in range(row_n.size):
+        for b in range(row_n[t]):
+            lo = row_off[t, b] if row_off[t, b] < lo else lo
+            hi = row_off[t, b] if row_off[t, b] > hi else hi
     padded = w + hi - lo
     n_blocks = (h + block - 1) // block
     n_terms = col_n.size
@@ -118,8 +121,6 @@ def _separable_2d_quick(
     bufs = _buffer((n_terms, padded), out)
     hacc = _buffer(w, out)
     total = _buffer(w, out)
-    source = _buffer(padded, np.int64)
-    _pad_table(source, lo, w, mode_x)
     for p in range(n_planes):
         plane = src[p]
         for i in range(h):
@@ -131,10 +132,10 @@ def _separable_2d_quick(
                 row = row_view(bufs, t, -lo, -lo + w)
                 _column_pass_by_one(row, plane, col_off[t], col_w[t], col_n[t], i, mode_y, cval)
                 padded_row = row_view(bufs, t, 0, None)  # the row extended by the border mode
-                for q in range(-lo):
-                    padded_row[q] = pad_x[t] if source[q] < 0 else row[source[q]]
-                for q in range(w - lo, padded):
-                    padded_row[q] = pad_x[t] if source[q] < 0 else row[source[q]]
+                for q in range(padded):  # a plain loop (``_opaque``, as in ``_pad_table``)
+                    if q < -lo or q >= w - lo:
+                        k = _source_index(_opaque(q) + lo, w, mode_x)
+                        padded_row[q] = pad_x[t] if k < 0 else row[k]
                 if not (direct or summed):  # one term's square into the total
                     _row_pass_by_one(hacc, bufs, row_off, row_w, row_n, lo, t, t + 1, False)
                     for j in range(w):
