@@ -132,10 +132,12 @@ def _separable_2d_quick(
                 row = row_view(bufs, t, -lo, -lo + w)
                 _column_pass_by_one(row, plane, col_off[t], col_w[t], col_n[t], i, mode_y, cval)
                 padded_row = row_view(bufs, t, 0, None)  # the row extended by the border mode
-                for q in range(padded):  # a plain loop (``_opaque``, as in ``_pad_table``)
-                    if q < -lo or q >= w - lo:
-                        k = _source_index(_opaque(q) + lo, w, mode_x)
-                        padded_row[q] = pad_x[t] if k < 0 else row[k]
+                for q in range(-lo):  # plain loops (``_opaque``, as in ``_pad_table``)
+                    k = _source_index(_opaque(q) + lo, w, mode_x)
+                    padded_row[q] = pad_x[t] if k < 0 else row[k]
+                for q in range(w - lo, padded):
+                    k = _source_index(_opaque(q) + lo, w, mode_x)
+                    padded_row[q] = pad_x[t] if k < 0 else row[k]
                 if not (direct or summed):  # one term's square into the total
                     _row_pass_by_one(hacc, bufs, row_off, row_w, row_n, lo, t, t + 1, False)
                     for j in range(w):
