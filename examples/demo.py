@@ -43,8 +43,8 @@ def warm(label, func, *args, **kwargs):
     func(*args, **kwargs)
     elapsed = time.perf_counter() - start
     print(f" done in {elapsed:.1f} s" if elapsed >= 0.5 else " already compiled", end="", flush=True)
-    # The first call of a fused kernel not yet compiled ran its quick twin (same values) while
-    # the fast one compiled in the background: wait for it, and load it, before any timing.
+    # The first call of a kernel not yet compiled may have run its quick twin (same values)
+    # while the fast one compiled in the background: wait for it, and load it, before any timing.
     start = time.perf_counter()
     if warmup.finish_background_compiles():
         func(*args, **kwargs)

@@ -36,8 +36,8 @@ def warm(label, call):
     call()
     elapsed = time.perf_counter() - start
     print(f" done in {elapsed:.1f} s" if elapsed >= 0.5 else " already compiled", end="", flush=True)
-    # A fused kernel's first call ran its quick twin (same values) while the fast one compiled
-    # in the background: wait for it, and load it, before any timing.
+    # A kernel's first call may have run its quick twin (same values) while the fast one
+    # compiled in the background: wait for it, and load it, before any timing.
     start = time.perf_counter()
     if warmup.finish_background_compiles():
         call()

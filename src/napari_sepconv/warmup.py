@@ -489,9 +489,10 @@ def main(argv=None, prog="python -m napari_sepconv.warmup"):
 def finish_background_compiles(timeout=None):
     """Wait until the fast kernels this process is compiling in the background are ready.
 
-    A first call whose fused separable kernel is not in the cache runs a quick twin of it,
-    with the same values, while a background process compiles the fast one (see the README,
-    *First run and the compile cache*); the call after that process has ended loads it.
+    A first call whose kernel is not in the cache runs a quick twin of it where it has one
+    (most kernels do), with the same values, while a background process compiles the fast one
+    (see the README, *First run and the compile cache*); the call after that process has
+    ended loads it.
     Call this before timing a function, as the examples do.
 
     Parameters
