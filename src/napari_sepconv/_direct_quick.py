@@ -8,8 +8,8 @@ is the same chain of fused multiply-adds in tap order however the taps are group
 kernel that pads the source row of each tap and adds that one tap to the output row
 (``_separable_quick._tap``) gives the same values bit for bit. This is that kernel, run on
 the calling thread: no workers, no task queue, no ring and no helpers called by address to
-compile. It compiles in about half the time of the fast kernel and runs at a third to a half
-of its speed on 2 threads.
+compile. It compiles in about half the time of the fast kernel and runs at a fifth to two
+fifths of its speed on 2 threads (each tap pads its row again).
 
 This module imports Numba and is imported on first use only (by ``_cpu``).
 """

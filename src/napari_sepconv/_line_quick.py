@@ -9,8 +9,8 @@ the pairs are grouped (a product rounded, then added, pair after pair), so a ker
 one pair a sweep (``_line_kernels._accumulate_taps``) gives the same values bit for bit.
 These are those kernels, run on the calling thread: no workers, no task queue and no
 helpers called by address to compile. Each compiles in about half the time of its fast
-kernel (0.7-0.9 s against 1.5-2 s on a 2-core machine, besides Numba's own start) and runs
-at a third to two thirds of its speed on 2 threads.
+kernel (0.6-0.9 s against 1.5-2 s on a 2-core machine, besides Numba's own start) and runs
+at 0.4 to 0.8 times its speed on 2 threads.
 
 This module imports Numba and is imported on first use only (by ``_cpu``).
 """
