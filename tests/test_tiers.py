@@ -190,6 +190,46 @@ def test_the_quick_direct_2d_kernel_gives_the_fast_kernels_bits(seed, monkeypatc
     assert checked == 5 * 2 * 2
 
 
+@pytest.mark.parametrize(
+    "dtype", [np.uint8, np.int8, np.int16, np.uint16, np.int32, np.uint32, np.int64, bool]
+)
+def test_the_quick_integer_cast_gives_the_fast_kernels_bits(dtype, rng, monkeypatch):
+    """scipy.ndimage's casts of float results to integer and bool outputs (``to_integer``):
+    fractions either side of zero, values just inside and outside each type's range, the
+    bounds of int32 and int64, NaN and infinities, float32 and float64 results."""
+    from napari_sepconv import _casting
+    from napari_sepconv._cast_kernels import to_integer
+
+    edges = [
+        0.0,
+        -0.0,
+        0.5,
+        -0.5,
+        0.999,
+        -1.5,
+        255.5,
+        256.0,
+        -129.0,
+        65535.9,
+        2.0**31,
+        -(2.0**31),
+        2.0**31 - 1,
+    ]
+    edges += [2.0**63, -(2.0**63), 1e30, -1e30, np.nan, np.inf, -np.inf]
+    for result_dtype in (np.float32, np.float64):
+        values = np.concatenate([edges, rng.standard_normal(3000) * 10.0 ** rng.integers(0, 20, 3000)])
+        values = values.astype(result_dtype)
+        results = []
+        for tier in ("fast", "quick"):
+            with monkeypatch.context() as m:
+                m.setattr(_tiers.TieredKernel, "dispatcher_for", _tier_of(tier))
+                results.append(_casting.cast_output(values, np.dtype(dtype), None, integer_kernel=to_integer))
+        assert results[0].tobytes() == results[1].tobytes(), (result_dtype, dtype)
+        assert (
+            results[0].tobytes() == _casting.cast_output(values, np.dtype(dtype), None).tobytes()
+        )  # NumPy's steps
+
+
 PUBLIC = [
     ("sobel", lambda x, mode: sc.sobel(x, mode=mode)),
     (

@@ -13,14 +13,32 @@ the threading layer (``_workers``).
 This module imports Numba and is imported on first use only.
 """
 
-import numba
 import numpy as np
 
-from ._cpu_kernels import _enable_cache, _imin, _jit, _next_task, _task_queue
+from ._cpu_kernels import _imin, _inlined, _jit, _Kernel, _next_task, _task_queue, _thread_count
 from ._workers import worker_helper, worker_launch
 
 # Elements per task.
 CHUNK = 1 << 16
+
+
+def _to_integers(values, bound, indefinite, wide32, truth, out, first, last):
+    """Elements ``first .. last - 1`` of :func:`to_integer`."""
+    for i in range(first, last):
+        v = np.trunc(np.float64(values[i]))
+        fits = v >= -bound and v < bound
+        safe = v if fits else 0.0
+        if wide32:
+            wide = np.int64(np.int32(safe)) if fits else indefinite
+        else:
+            wide = np.int64(safe) if fits else indefinite
+        if truth:
+            out[i] = 1 if (wide & 255) != 0 else 0
+        else:
+            out[i] = wide
+
+
+_to_integers = _inlined(_to_integers, error_model="numpy")
 
 
 def _to_integer_worker(worker, state):
@@ -29,18 +47,9 @@ def _to_integer_worker(worker, state):
     n = values.size
     task = _next_task(queue, worker, n_tasks)
     while task < n_tasks:
-        for i in range(task * CHUNK, _imin(n, (task + 1) * CHUNK)):
-            v = np.trunc(np.float64(values[i]))
-            fits = v >= -bound and v < bound
-            safe = v if fits else 0.0
-            if wide32:
-                wide = np.int64(np.int32(safe)) if fits else indefinite
-            else:
-                wide = np.int64(safe) if fits else indefinite
-            if truth:
-                out[i] = 1 if (wide & 255) != 0 else 0
-            else:
-                out[i] = wide
+        _to_integers(
+            values, bound, indefinite, wide32, truth, out, task * CHUNK, _imin(n, (task + 1) * CHUNK)
+        )
         task = _next_task(queue, worker, n_tasks)
 
 
@@ -48,12 +57,24 @@ _to_integer_worker = worker_helper(_to_integer_worker)
 _run_to_integer = worker_launch(_to_integer_worker)
 
 
-@_enable_cache
-@numba.njit(nogil=True, error_model="numpy")
 def _to_integer(values, bound, indefinite, wide32, truth, out, helpers, missing):
     n_tasks = (values.size + CHUNK - 1) // CHUNK
     queue = _task_queue(n_tasks)
     _run_to_integer(helpers, missing, queue, (values, bound, indefinite, wide32, truth, out, queue, n_tasks))
+
+
+# the input (``values``) is read as it is: ``_Kernel``'s output argument is the input itself
+to_integer_kernel = _Kernel(_to_integer, 0, calls_helper=True)
+
+
+def _to_integer_quick(values, bound, indefinite, wide32, truth, out, helpers, missing):
+    """:func:`to_integer`'s kernel on the calling thread: no workers or queue to compile
+    (``_tiers``: it runs while a background process compiles the fast one)."""
+    _thread_count()  # starts the threading layer, as the fast kernel does (``_cpu.run`` asks for it)
+    _to_integers(values, bound, indefinite, wide32, truth, out, 0, values.size)
+
+
+to_integer_quick = _Kernel(_to_integer_quick, 0, calls_helper=True)
 
 
 def to_integer(values, bound, indefinite, wide32, truth, out):
@@ -62,11 +83,12 @@ def to_integer(values, bound, indefinite, wide32, truth, out):
 
     ``values`` and ``out`` are 1-D and contiguous; ``wide32`` says ``bound`` is ``2**31``
     (the conversion then goes through int32, which vectorises). Tasks of :data:`CHUNK`
-    elements run on every thread set (``_cpu.run``).
+    elements run on every thread set (``_cpu.run``); a first call runs a quick twin
+    (``to_integer_quick``) while the fast kernel compiles in the background.
     """
-    from ._cpu import run
+    from ._cpu import _tiered, run
 
-    run(_to_integer, values, bound, indefinite, wide32, truth, out, taps=1, calls_helper=True)
+    run(_tiered("to_integer"), values, bound, indefinite, wide32, truth, out, taps=1)
 
 
 def _to_float_worker(worker, state):

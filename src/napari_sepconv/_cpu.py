@@ -405,6 +405,7 @@ _TWINS = {
     "correlate_2d": ("_direct_kernels:correlate_2d", "_direct_quick:correlate_2d_quick"),
     "edge_magnitude_3x3": ("_edge_kernels:edge_magnitude_3x3", "_edge_quick:edge_magnitude_3x3_quick"),
     "depthwise_2d": ("_depthwise_kernels:depthwise_2d", "_depthwise_quick:depthwise_2d_quick"),
+    "to_integer": ("_cast_kernels:to_integer_kernel", "_cast_kernels:to_integer_quick"),
 }
 _twins = {}  # name -> its TieredKernel, once made
 _twins_lock = threading.Lock()
