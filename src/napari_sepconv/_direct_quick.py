@@ -26,7 +26,7 @@ from ._cpu_kernels import (
     _source_index,
     _thread_count,
 )
-from ._separable_quick import _tap
+from ._sweeps import _tap
 from ._views import row_view
 
 

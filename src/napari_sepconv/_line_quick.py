@@ -8,20 +8,20 @@ the code Numba types and LLVM optimises. Every sum is the same chain of operatio
 the pairs are grouped (a product rounded, then added, pair after pair), so a kernel that adds
 one pair a sweep (``_line_kernels._accumulate_taps``) gives the same values bit for bit.
 These are those kernels, run on the calling thread: no workers, no task queue and no
-helpers called by address to compile; the twin along the last axis pads its lines itself (no
-pad table or padding helper to compile either). Each compiles in about half the time of its
-fast kernel (0.6-0.9 s against 1.5-2 s on a 2-core machine, besides Numba's own start) and
-runs at 0.4 to 0.8 times its speed on 2 threads.
+helpers called by address to compile; the twin along the last axis pads its lines in place
+(``_cpu_kernels._extend_line``: no pad table or padding helper to compile either). Each
+compiles in about half the time of its fast kernel (0.6-0.9 s against 1.5-2 s on a 2-core
+machine, besides Numba's own start) and runs at 0.4 to 0.8 times its speed on 2 threads.
 
 This module imports Numba and is imported on first use only (by ``_cpu``).
 """
 
 from ._cpu_kernels import (
     _buffer,
+    _extend_line,
     _imax,
     _imin,
     _Kernel,
-    _opaque,
     _source_index,
     _thread_count,
 )
@@ -42,23 +42,11 @@ def _correlate_lines_quick(src, offsets, weights, symmetry, mode, cval, out, blo
         hi = offsets[t] if offsets[t] > hi else hi
     padded = n + hi - lo
     buf = _buffer(padded, out)  # the line extended by the border mode: buf[p] is at p + lo
-    inside_first = _imin(_imax(-lo, 0), padded)
-    inside_last = _imax(_imin(n - lo, padded), inside_first)
     acc = _buffer(n, out)
     first = k // 2 if symmetry != 0 else k - 1  # SciPy's order (``_line_kernels._correlate_lines``)
     pairs = k // 2 if symmetry != 0 else k - 1
     for line in range(n_lines):
-        row = row_view(src, line, 0, n)
-        inside = row_view(buf, (), inside_first, inside_last)  # views, so that the copy is vectorised
-        samples = row_view(row, (), inside_first + lo, inside_last + lo)
-        for j in range(inside.size):
-            inside[j] = samples[j]
-        for p in range(inside_first):  # plain loops (``_opaque``, as in ``_pad_table``)
-            q = _source_index(_opaque(p) + lo, n, mode)
-            buf[p] = cval if q < 0 else row[q]
-        for p in range(inside_last, padded):
-            q = _source_index(_opaque(p) + lo, n, mode)
-            buf[p] = cval if q < 0 else row[q]
+        _extend_line(buf, row_view(src, line, 0, n), lo, mode, cval, True)
         s = offsets[first] - lo
         seg = row_view(buf, (), s, s + n)
         for j in range(n):

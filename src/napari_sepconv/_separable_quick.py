@@ -5,7 +5,7 @@ The fused kernel (``_separable_kernels.separable_2d_kernel``) is fast because of
 sweeps: four output rows at once, seven to nine taps unrolled, a window shifted in
 registers. Compiling them takes most of a first call's time. Every one of those sweeps
 computes each output as the same chain of fused multiply-adds in tap order, so a kernel
-that adds one tap at a time to a row of sums (``_tap``) gives the same values bit for bit.
+that adds one tap at a time to a row of sums (``_sweeps._tap``) gives the same values bit for bit.
 This is that kernel: the same arguments and the same values, run on the calling thread
 (no workers, no task queue, no helpers called by address: each of those is code to
 compile), output rows one at a time, its vertical and horizontal passes one tap a sweep,
@@ -24,25 +24,14 @@ from ._cpu_kernels import (
     MAGNITUDE,
     SUM,
     _buffer,
-    _fmuladd,
+    _extend_line,
     _helper,
-    _inlined,
     _Kernel,
-    _opaque,
     _source_index,
     _thread_count,
 )
+from ._sweeps import _tap
 from ._views import row_view
-
-
-def _tap(acc, row, w):
-    """``acc[j] = row[j] * w + acc[j]``, each product fused with its sum (``_fmuladd``)."""
-    t = acc.dtype.type
-    for j in range(acc.size):
-        acc[j] = _fmuladd(t(row[j]), w, acc[j])
-
-
-_tap = _inlined(_tap)
 
 
 def _column_pass_by_one(acc, plane, offsets, weights, n_taps, i, mode_y, cval):
@@ -131,13 +120,7 @@ def _separable_2d_quick(
             for t in range(n_terms):
                 row = row_view(bufs, t, -lo, -lo + w)
                 _column_pass_by_one(row, plane, col_off[t], col_w[t], col_n[t], i, mode_y, cval)
-                padded_row = row_view(bufs, t, 0, None)  # the row extended by the border mode
-                for q in range(-lo):  # plain loops (``_opaque``, as in ``_pad_table``)
-                    k = _source_index(_opaque(q) + lo, w, mode_x)
-                    padded_row[q] = pad_x[t] if k < 0 else row[k]
-                for q in range(w - lo, padded):
-                    k = _source_index(_opaque(q) + lo, w, mode_x)
-                    padded_row[q] = pad_x[t] if k < 0 else row[k]
+                _extend_line(row_view(bufs, t, 0, None), row, lo, mode_x, pad_x[t], False)
                 if not (direct or summed):  # one term's square into the total
                     _row_pass_by_one(hacc, bufs, row_off, row_w, row_n, lo, t, t + 1, False)
                     for j in range(w):

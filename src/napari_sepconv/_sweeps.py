@@ -37,6 +37,17 @@ def _sweep(acc, n, r0, w0, r1, w1, r2, w2, r3, w3):
 _sweep = _inlined(_sweep)
 
 
+def _tap(acc, row, w):
+    """``acc += row * w``: ``_sweep`` of one row, without its loops for two to four (the quick
+    twins, ``_tiers``, add one tap a sweep: less code to compile)."""
+    t = acc.dtype.type
+    for j in range(acc.size):
+        acc[j] = _fmuladd(t(row[j]), w, acc[j])
+
+
+_tap = _inlined(_tap)
+
+
 def _place(n, a, t0, t1, t2, t3):
     """Taps ``(t0, t1, t2, t3)`` of a group with tap ``a`` in slot ``n`` and every later slot.
 
