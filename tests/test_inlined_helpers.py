@@ -145,6 +145,7 @@ KERNEL_MODULES = (
     "_direct_quick",
     "_edge_quick",
     "_depthwise_quick",
+    "_uniform_quick",
     "_sweeps",
     "_vector_sweeps",
     "_streaming",

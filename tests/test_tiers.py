@@ -1,7 +1,7 @@
-"""Kernels in two tiers (``_tiers``): the quick twins of the fused separable kernel and of the
-1-D passes give the fast kernels' bits, a call runs a twin only while the fast kernel
-compiles in the background, and the hand-over to the fast kernel happens once that compile
-has ended."""
+"""Kernels in two tiers (``_tiers``): the quick twins (of the fused separable kernel, the 1-D
+passes, the direct 2-D, edge and depthwise kernels, the integer cast and the running sums)
+give the fast kernels' bits, a call runs a twin only while the fast kernel compiles in the
+background, and the hand-over to the fast kernel happens once that compile has ended."""
 
 import os
 import shutil
@@ -190,6 +190,43 @@ def test_the_quick_direct_2d_kernel_gives_the_fast_kernels_bits(seed, monkeypatc
     assert checked == 5 * 2 * 2
 
 
+@pytest.mark.parametrize("seed", range(2))
+def test_the_quick_running_sums_give_the_fast_kernels_bits(seed, monkeypatch):
+    """The running sums (``_uniform``) along the last axis, along another one and along the
+    last two fused: windows of 1 to 40 samples (anchored segments of 128 or more outputs, so
+    lines of several), any origin, every border mode, NaN and infinities in the image and as
+    ``cval``, float, uint8 and int16 input, lines longer than a fast kernel's task and rows
+    wider than its block of columns: the same bytes from both kernels, and the same
+    segments found non-finite (``uniform_last_two`` gives None for both)."""
+    from napari_sepconv._uniform import uniform_last_two, uniform_pass
+
+    rng = np.random.default_rng([seed, 17])
+    shapes = [(1,), (2, 1), (3, 5, 2), (5, 300), (2, 4200), (2, 140, 600), (1, 260, 3)]
+    checked = 0
+    for out_dtype, src in _images(rng, shapes):
+        if rng.random() < 0.3:
+            src = np.nan_to_num(src * 100.0, posinf=3e4, neginf=-3e4).astype(np.int16)
+        plans = []
+        for axis in range(src.ndim):
+            size = int(rng.integers(1, 41))
+            origin = int(rng.integers(-(size // 2), size - size // 2))
+            plans.append((axis, size, origin, int(rng.integers(0, 5))))
+        cval = [0.7, np.nan, np.inf, -0.0, -2.5][int(rng.integers(0, 5))]
+        results = []
+        for tier in ("fast", "quick"):
+            with monkeypatch.context() as m:
+                m.setattr(_tiers.TieredKernel, "dispatcher_for", _tier_of(tier))
+                values = [uniform_pass("cpu", src, *plan, cval, out_dtype) for plan in plans]
+                if src.ndim >= 2:
+                    values.append(uniform_last_two(src, plans[-2], plans[-1], cval, out_dtype))
+            results.append(values)
+        for fast, quick in zip(*results):
+            assert (fast is None) == (quick is None), (src.shape, src.dtype, plans)
+            assert fast is None or _same_bits(fast, quick), (src.shape, src.dtype, out_dtype, plans, cval)
+            checked += 1
+    assert checked > 60
+
+
 @pytest.mark.parametrize(
     "dtype", [np.uint8, np.int8, np.int16, np.uint16, np.int32, np.uint32, np.int64, bool]
 )
@@ -265,6 +302,12 @@ PUBLIC = [
     ("filter2d direct", lambda x, mode: sc.filter2d(x, np.arange(25.0).reshape(5, 5) % 7 - 3, mode=mode)),
     ("correlate1d", lambda x, mode: sc.correlate1d(x, np.linspace(-1, 2, 6), axis=0, mode=mode)),
     ("gaussian_filter1d", lambda x, mode: sc.gaussian_filter1d(x, 2.0, axis=-1, order=1, mode=mode)),
+    ("uniform_filter", lambda x, mode: sc.uniform_filter(x, (5, 8), mode=mode, cval=0.5)),
+    ("uniform_filter1d", lambda x, mode: sc.uniform_filter1d(x, 6, axis=0, mode=mode, origin=-2)),
+    (
+        "uniform_filter 3-D",
+        lambda x, mode: sc.uniform_filter(np.stack([x, x[::-1], x[:, ::-1]]), 3, mode=mode),
+    ),
     (
         "uniform-free gaussian_filter",
         lambda x, mode: sc.gaussian_filter(x, 1.5, mode=mode, output=np.float64),

@@ -291,7 +291,7 @@ def test_kernels_are_compiled_for_one_float_type_at_a_time(rng):
         k
         for module in _kernel_modules()
         for k in vars(module).values()
-        if isinstance(k, _cpu_kernels._Kernel)
+        if isinstance(k, _cpu_kernels._Kernel) and not k.reads_any  # (the running sums read any type)
     ]
     assert len(kernels) >= 8
     for kernel in kernels:

@@ -406,6 +406,9 @@ _TWINS = {
     "edge_magnitude_3x3": ("_edge_kernels:edge_magnitude_3x3", "_edge_quick:edge_magnitude_3x3_quick"),
     "depthwise_2d": ("_depthwise_kernels:depthwise_2d", "_depthwise_quick:depthwise_2d_quick"),
     "to_integer": ("_cast_kernels:to_integer_kernel", "_cast_kernels:to_integer_quick"),
+    "uniform_middle_axis": ("_uniform_kernels:middle_axis", "_uniform_quick:middle_axis_quick"),
+    "uniform_last_axis": ("_uniform_kernels:last_axis", "_uniform_quick:last_axis_quick"),
+    "uniform_last_two_axes": ("_uniform_kernels:last_two_axes", "_uniform_quick:last_two_axes_quick"),
 }
 _twins = {}  # name -> its TieredKernel, once made
 _twins_lock = threading.Lock()

@@ -389,13 +389,16 @@ class _Kernel:
     argument (``_limit_threads``). A kernel that ``calls_helper`` calls its task's
     helper by address (``_helper_calls``) and takes the table of addresses and a
     one-element array for a missing key after its other arguments (``_cpu.run``).
+    A kernel that ``reads_any`` input type (the running sums, ``_uniform_kernels``) gets its
+    input as it is; ``jit`` compiles ``func``.
     """
 
-    def __init__(self, func, out_arg, takes_threads=False, calls_helper=False):
-        self.dispatcher = _jit(func)
+    def __init__(self, func, out_arg, takes_threads=False, calls_helper=False, reads_any=False, jit=_jit):
+        self.dispatcher = jit(func)
         self.out_arg = out_arg
         self.takes_threads = takes_threads
         self.calls_helper = calls_helper
+        self.reads_any = reads_any
         self.__name__ = func.__name__.lstrip("_")
         self.__doc__ = func.__doc__
 
@@ -405,8 +408,10 @@ class _Kernel:
         ``dispatcher`` with them)."""
         src = args[0]
         out_dtype = args[self.out_arg].dtype
-        if reads_as_is(src.dtype, out_dtype) and src.flags.c_contiguous:
+        if (self.reads_any or reads_as_is(src.dtype, out_dtype)) and src.flags.c_contiguous:
             return args
+        if self.reads_any:
+            return (np.ascontiguousarray(src), *args[1:])
         return (kernel_input(src, out_dtype, convert), *args[1:])
 
     def dispatcher_for(self, args):

@@ -86,7 +86,7 @@ def uniform_pass(engine_name, src, axis, size, origin, mode, cval, dtype, out=No
         return _uniform_cuda.uniform_pass(src, outer, n, inner, source, size, K, cval, divide, dtype)
     from . import _cpu
     from ._streaming import STREAM_BYTES
-    from ._uniform_kernels import COLUMNS, fix_segments, last_axis, middle_axis
+    from ._uniform_kernels import COLUMNS, fix_segments
 
     out = np.empty(shape, dtype) if out is None else out
     if out.size == 0:
@@ -101,7 +101,7 @@ def uniform_pass(engine_name, src, axis, size, origin, mode, cval, dtype, out=No
     flags = np.zeros((outer, n_seg, -(-inner // COLUMNS)), np.bool_)
     if inner == 1:
         _cpu.run(
-            last_axis,
+            _cpu._tiered("uniform_last_axis"),
             src.reshape(outer, n),
             source,
             size // 2 + origin,
@@ -112,10 +112,9 @@ def uniform_pass(engine_name, src, axis, size, origin, mode, cval, dtype, out=No
             out.reshape(outer, n),
             flags.reshape(outer, n_seg),
             out.nbytes >= STREAM_BYTES,
-            calls_helper=True,
         )
     else:
-        _cpu.run(middle_axis, src3, source, size, K, cval, divide, out3, flags, calls_helper=True)
+        _cpu.run(_cpu._tiered("uniform_middle_axis"), src3, source, size, K, cval, divide, out3, flags)
     if np.count_nonzero(flags):
         fix_segments(src3, source, size, K, cval, divide, out3, *_flagged_pieces(flags, K, inner))
     return out
@@ -133,7 +132,6 @@ def uniform_last_two(src, first, second, cval, dtype, out=None):
     """
     from . import _cpu
     from ._streaming import STREAM_BYTES
-    from ._uniform_kernels import last_two_axes
 
     shape = src.shape
     out = np.empty(shape, dtype) if out is None else out
@@ -145,7 +143,7 @@ def uniform_last_two(src, first, second, cval, dtype, out=None):
     K0, K1 = spacing(size0), spacing(size1)
     flags = np.zeros((outer, -(-n0 // K0)), np.bool_)
     _cpu.run(
-        last_two_axes,
+        _cpu._tiered("uniform_last_two_axes"),
         np.ascontiguousarray(src).reshape(outer, n0, n1),
         _source(n0, size0, origin0, mode0, K0),
         size0,
@@ -160,7 +158,6 @@ def uniform_last_two(src, first, second, cval, dtype, out=None):
         out.reshape(outer, n0, n1),
         flags,
         out.nbytes >= STREAM_BYTES,
-        calls_helper=True,
     )
     return None if np.count_nonzero(flags) else out
 

@@ -34,7 +34,8 @@ vectorised loop) and :func:`last_two_axes` (the last two passes of a
 filter fused band by band, so the intermediate image never goes through memory).
 Each kernel calls its task's work (:func:`band`, :func:`line_segments`,
 :func:`last_two_rows`) by address (``_helper_calls``), compiled once, and starts its
-workers on the threading layer without a parallel loop (``_workers``).
+workers on the threading layer without a parallel loop (``_workers``). Until a kernel is
+compiled, its quick twin (``_uniform_quick``, ``_tiers``) gives the same values.
 
 This module imports Numba and is imported on first use only.
 """
@@ -42,7 +43,7 @@ This module imports Numba and is imported on first use only.
 import numba
 import numpy as np
 
-from ._cpu_kernels import _buffer, _enable_cache, _imax, _imin, _inlined, _next_task, _task_queue
+from ._cpu_kernels import _buffer, _enable_cache, _imax, _imin, _inlined, _Kernel, _next_task, _task_queue
 from ._cpu_kernels import _helper as _cpu_helper
 from ._helper_calls import helper_call
 from ._streaming import prefetch, scale_row
@@ -305,8 +306,7 @@ _middle_axis_worker = worker_helper(_middle_axis_worker)
 _run_middle_axis = worker_launch(_middle_axis_worker)
 
 
-@_jit
-def middle_axis(src, source, size, K, cval, divide, out, flags, helpers, missing):
+def _middle_axis(src, source, size, K, cval, divide, out, flags, helpers, missing):
     """Running means along axis 1 of the 3-D ``src`` (outer, n, inner) into ``out``.
 
     A task is one segment of :data:`COLUMNS` columns of one plane; ``flags``
@@ -334,6 +334,9 @@ def middle_axis(src, source, size, K, cval, divide, out, flags, helpers, missing
         n_tasks,
     )
     _run_middle_axis(helpers, missing, queue, state)
+
+
+middle_axis = _Kernel(_middle_axis, 6, calls_helper=True, reads_any=True, jit=_jit)
 
 
 # --------------------------------------------------------------------------
@@ -564,8 +567,7 @@ _last_axis_worker = worker_helper(_last_axis_worker)
 _run_last_axis = worker_launch(_last_axis_worker)
 
 
-@_jit
-def last_axis(src, source, before, size, K, cval, divide, out, flags, stream, helpers, missing):
+def _last_axis(src, source, before, size, K, cval, divide, out, flags, stream, helpers, missing):
     """Running means along the last axis of the 2-D ``src`` (lines, n) into ``out``.
 
     A task is up to :data:`SEGMENTS_PER_TASK` segments of one line, or as many whole lines
@@ -602,6 +604,9 @@ def last_axis(src, source, before, size, K, cval, divide, out, flags, stream, he
         n_tasks,
     )
     _run_last_axis(helpers, missing, queue, state)
+
+
+last_axis = _Kernel(_last_axis, 7, calls_helper=True, reads_any=True, jit=_jit)
 
 
 # --------------------------------------------------------------------------
@@ -738,8 +743,7 @@ _last_two_axes_worker = worker_helper(_last_two_axes_worker)
 _run_last_two_axes = worker_launch(_last_two_axes_worker)
 
 
-@_jit
-def last_two_axes(
+def _last_two_axes(
     src,
     source0,
     size0,
@@ -795,3 +799,6 @@ def last_two_axes(
         n_tasks,
     )
     _run_last_two_axes(helpers, missing, queue, state)
+
+
+last_two_axes = _Kernel(_last_two_axes, 11, calls_helper=True, reads_any=True, jit=_jit)

@@ -53,6 +53,7 @@ _KERNEL_SOURCES = (
     "_direct_quick.py",
     "_edge_quick.py",
     "_depthwise_quick.py",
+    "_uniform_quick.py",
     "_helper_calls.py",
     "_workers.py",
 )
