@@ -3,6 +3,7 @@ passes, the direct 2-D, edge and depthwise kernels, the integer cast and the run
 give the fast kernels' bits, a call runs a twin only while the fast kernel compiles in the
 background, and the hand-over to the fast kernel happens once that compile has ended."""
 
+import io
 import os
 import shutil
 import subprocess
@@ -535,6 +536,69 @@ def test_the_background_process_gets_this_processs_import_path(monkeypatch):
     assert seen["env"]["PYTHONPATH"].split(os.pathsep)[0] == "/somewhere/src"
     assert seen["env"][_tiers.ENV] == "0"
     assert seen["argv"][1:] == ["-m", "napari_sepconv._tiers"]
+
+
+class _Pipe(io.BytesIO):
+    """A background process's standard input: what was sent, once closed."""
+
+    sent = None
+
+    def close(self):
+        self.sent = self.getvalue()
+        super().close()
+
+
+def _held_order(monkeypatch):
+    """A stand-in background process whose order is held by a fresh ``_tiers._Orders``."""
+    from numba.core import event
+
+    orders = _tiers._Orders()
+    monkeypatch.setattr(_tiers, "_orders", orders)
+    monkeypatch.setattr(_tiers, "QUIET_S", 0.1)
+    process = _Process()
+    process.stdin = _Pipe()
+    return orders, process, event
+
+
+def test_a_background_process_gets_its_order_once_no_compile_runs(monkeypatch):
+    """The order waits while this process compiles (a call's other twins), then goes out
+    once nothing has compiled for ``QUIET_S``."""
+    orders, process, event = _held_order(monkeypatch)
+    event.start_event("numba:compile", data={})
+    try:
+        orders.hold(process, b"order")
+        time.sleep(0.4)
+        assert process.stdin.sent is None
+    finally:
+        event.end_event("numba:compile", data={})
+    deadline = time.monotonic() + 10
+    while process.stdin.sent is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert process.stdin.sent == b"order"
+
+
+def test_waiting_for_the_background_compiles_sends_their_orders_at_once(monkeypatch):
+    orders, process, event = _held_order(monkeypatch)
+    monkeypatch.setattr(_tiers, "_kernels", [])
+    event.start_event("numba:compile", data={})
+    try:
+        orders.hold(process, b"order")
+        _tiers.wait()
+        assert process.stdin.sent == b"order"
+    finally:
+        event.end_event("numba:compile", data={})
+
+
+def test_a_forked_child_closes_its_copies_of_the_orders_pipes(monkeypatch):
+    orders, process, event = _held_order(monkeypatch)
+    event.start_event("numba:compile", data={})
+    try:
+        orders.hold(process, b"order")
+        orders.forget()
+    finally:
+        event.end_event("numba:compile", data={})
+    assert process.stdin.closed and process.stdin.sent == b""
+    assert not orders._held
 
 
 _SLOW_KERNEL = """

@@ -15,7 +15,8 @@ This module imports Numba and is imported on first use only.
 
 import numpy as np
 
-from ._cpu_kernels import _imin, _inlined, _jit, _Kernel, _next_task, _task_queue, _thread_count
+from ._cpu_kernels import _imin, _inlined, _jit, _Kernel, _next_task, _task_queue
+from ._tiers import PythonTwin
 from ._workers import worker_helper, worker_launch
 
 # Elements per task.
@@ -67,14 +68,17 @@ def _to_integer(values, bound, indefinite, wide32, truth, out, helpers, missing)
 to_integer_kernel = _Kernel(_to_integer, 0, calls_helper=True)
 
 
-def _to_integer_quick(values, bound, indefinite, wide32, truth, out, helpers, missing):
-    """:func:`to_integer`'s kernel on the calling thread: no workers or queue to compile
-    (``_tiers``: it runs while a background process compiles the fast one)."""
-    _thread_count()  # starts the threading layer, as the fast kernel does (``_cpu.run`` asks for it)
-    _to_integers(values, bound, indefinite, wide32, truth, out, 0, values.size)
+def _to_integer_numpy(values, bound, indefinite, wide32, truth, out, helpers=None, missing=None):
+    """:func:`to_integer`'s values by NumPy's steps (as ``_casting`` defines them), for the
+    seconds until its kernel is compiled (``_tiers``): nothing to compile, a few temporaries."""
+    v = np.trunc(values.astype(np.float64))
+    fits = (v >= -bound) & (v < bound)
+    wide = np.where(fits, v, 0.0).astype(np.int32 if wide32 else np.int64).astype(np.int64)
+    wide = np.where(fits, wide, indefinite)
+    np.copyto(out, (wide & 255) != 0 if truth else wide, casting="unsafe")  # the low bits
 
 
-to_integer_quick = _Kernel(_to_integer_quick, 0, calls_helper=True)
+to_integer_quick = PythonTwin(_to_integer_numpy, 0)
 
 
 def to_integer(values, bound, indefinite, wide32, truth, out):
@@ -83,8 +87,8 @@ def to_integer(values, bound, indefinite, wide32, truth, out):
 
     ``values`` and ``out`` are 1-D and contiguous; ``wide32`` says ``bound`` is ``2**31``
     (the conversion then goes through int32, which vectorises). Tasks of :data:`CHUNK`
-    elements run on every thread set (``_cpu.run``); a first call runs a quick twin
-    (``to_integer_quick``) while the fast kernel compiles in the background.
+    elements run on every thread set (``_cpu.run``); until the kernel is compiled, a first
+    call takes NumPy's steps (``to_integer_quick``) while it compiles in the background.
     """
     from ._cpu import _tiered, run
 

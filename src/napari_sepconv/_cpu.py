@@ -302,7 +302,7 @@ def _call_once(kernel, args, taps, takes_threads):
         return _call(kernel, args, taps, takes_threads)
     with _layer_lock:
         result = _call(kernel, args, taps, takes_threads)
-        if not _layer_checked:
+        if not _layer_checked and isinstance(kernel, Dispatcher):  # (not a twin in NumPy)
             _serialise = numba.threading_layer() == "workqueue" or bool(os.environ.get("SEPCONV_SERIALISE"))
             _layer_checked = True
     return result

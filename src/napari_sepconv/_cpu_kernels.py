@@ -418,6 +418,10 @@ class _Kernel:
         """The dispatcher a call with ``args`` runs (``_tiers.TieredKernel`` chooses)."""
         return self.dispatcher
 
+    def prepare(self, signature):
+        """Compile (or load) the kernel for ``signature``, argument types."""
+        self.dispatcher.compile(signature)
+
 
 @numba.extending.intrinsic
 def _fmuladd(typingctx, a, b, c):

@@ -7,59 +7,39 @@ tap pairs at once over a task's sums (``_line_kernels._accumulate_taps4``), whic
 the code Numba types and LLVM optimises. Every sum is the same chain of operations however
 the pairs are grouped (a product rounded, then added, pair after pair), so a kernel that adds
 one pair a sweep (``_line_kernels._accumulate_taps``) gives the same values bit for bit.
-These are those kernels, run on the calling thread: no workers, no task queue and no
-helpers called by address to compile; the twin along the last axis pads its lines in place
-(``_cpu_kernels._extend_line``: no pad table or padding helper to compile either). Each
-compiles in about half the time of its fast kernel (0.6-0.9 s against 1.5-2 s on a 2-core
-machine, besides Numba's own start) and runs at 0.4 to 0.8 times its speed on 2 threads.
+The twin of ``correlate_rows`` is that kernel, run on the calling thread: no workers, no
+task queue and no helpers called by address to compile. It compiles in about a third of
+the time of its fast kernel (0.5-0.7 s against 1.5-2 s on a 2-core machine, besides Numba's
+own start) and runs at 0.4 to 0.8 times its speed on 2 threads. The twin of
+``correlate_lines`` runs it on a transposed copy of the lines: a filter along both axes of
+an image compiles one twin, not two.
 
 This module imports Numba and is imported on first use only (by ``_cpu``).
 """
 
-from ._cpu_kernels import (
-    _buffer,
-    _extend_line,
-    _imax,
-    _imin,
-    _Kernel,
-    _source_index,
-    _thread_count,
-)
+import numpy as np
+
+from ._boundary import CONSTANT
+from ._cpu_kernels import _buffer, _imax, _imin, _Kernel, _source_index, _thread_count, load_for
 from ._line_kernels import BAND_BYTES, _accumulate_taps, _tap_row
+from ._tiers import PythonTwin
 from ._views import row_view
 
 
-def _correlate_lines_quick(src, offsets, weights, symmetry, mode, cval, out, block, helpers, missing):
-    """``_line_kernels._correlate_lines``: its arguments and values, on the calling thread,
-    one tap pair a sweep. ``block``, ``helpers`` and ``missing`` are the fast kernel's,
-    unused here."""
-    _thread_count()  # starts the threading layer, as the fast kernel does (``_cpu.run`` asks for it)
-    n_lines, n = src.shape
-    k = offsets.size
-    lo = hi = offsets[0]
-    for t in range(k):
-        lo = offsets[t] if offsets[t] < lo else lo
-        hi = offsets[t] if offsets[t] > hi else hi
-    padded = n + hi - lo
-    buf = _buffer(padded, out)  # the line extended by the border mode: buf[p] is at p + lo
-    acc = _buffer(n, out)
-    first = k // 2 if symmetry != 0 else k - 1  # SciPy's order (``_line_kernels._correlate_lines``)
-    pairs = k // 2 if symmetry != 0 else k - 1
-    for line in range(n_lines):
-        _extend_line(buf, row_view(src, line, 0, n), lo, mode, cval, True)
-        s = offsets[first] - lo
-        seg = row_view(buf, (), s, s + n)
-        for j in range(n):
-            acc[j] = seg[j] * weights[first]
-        for t in range(pairs):
-            sa = offsets[t] - lo
-            sb = offsets[k - 1 - t] - lo if symmetry != 0 else sa
-            _accumulate_taps(
-                acc, row_view(buf, (), sa, sa + n), row_view(buf, (), sb, sb + n), weights[t], symmetry
-            )
-        out_row = row_view(out, line, 0, n)
-        for j in range(n):
-            out_row[j] = acc[j]
+def _correlate_lines_by_rows(src, offsets, weights, symmetry, mode, cval, out, block, helpers, missing):
+    """``_line_kernels._correlate_lines``: its arguments and values, from the rows twin
+    (:func:`_correlate_rows_quick`) run on a transposed copy of the lines, whose columns are
+    then the lines: the same sums of the same samples, and nothing to compile where the rows
+    twin is compiled for these types already (a pass along each axis of an image)."""
+    dtype = out.dtype
+    if mode == CONSTANT and src.dtype != dtype:
+        src = src.astype(dtype)  # the rows twin's outside row holds cval (``_cpu.correlate_axis``)
+    columns = np.ascontiguousarray(src.T)[np.newaxis]
+    result = np.empty(columns.shape, dtype)
+    args = (columns, offsets, weights, symmetry, mode, cval, result, block, helpers, missing)
+    load_for(correlate_rows_quick.dispatcher, args)
+    correlate_rows_quick.dispatcher(*args)
+    out[...] = result[0].T
 
 
 def _correlate_rows_quick(src, offsets, weights, symmetry, mode, cval, out, block, helpers, missing):
@@ -94,5 +74,5 @@ def _correlate_rows_quick(src, offsets, weights, symmetry, mode, cval, out, bloc
                     out_row[j] = acc[j]
 
 
-correlate_lines_quick = _Kernel(_correlate_lines_quick, 6, calls_helper=True)
 correlate_rows_quick = _Kernel(_correlate_rows_quick, 6, calls_helper=True)
+correlate_lines_quick = PythonTwin(_correlate_lines_by_rows, 6)

@@ -11,7 +11,10 @@ half their fast kernels' time; the CPU engine names every pair (``_cpu._TWINS``)
 compiled in this process nor in the on-disk cache, the call runs the quick kernel, and a
 background process compiles the fast one into the cache (``python -m napari_sepconv._tiers``,
 at a lower priority, one at a time per kernel and types on a machine). The first call after
-that process has ended loads the fast kernel, and later calls run it.
+that process has ended loads the fast kernel, and later calls run it. The background process
+gets its order (what to compile) once this process has compiled nothing for a moment
+(:class:`_Orders`): a call that compiles several twins compiles them all before a background
+compile runs beside them.
 
 Where the hand-over cannot work, a call compiles the fast kernel itself, as before: the
 environment variable ``SEPCONV_QUICK_KERNELS=0`` (the warm-up and the benchmarks set it),
@@ -27,6 +30,7 @@ does not write the folder again; a process that still needs the kernel then star
 This module imports Numba and is imported on first use only (by ``_cpu``).
 """
 
+import atexit
 import hashlib
 import importlib
 import os
@@ -95,7 +99,7 @@ class TieredKernel:
                 return self._settle(key, fast)
             # the quick kernel first, alone: two compiles at once on the two threads of one
             # core took the quick one 10-20 % longer
-            self.quick.dispatcher.compile(signature)
+            self.quick.prepare(signature)
             process = _start(self.fast_name, signature)
             if process is None:
                 return self._settle(key, fast)
@@ -137,10 +141,133 @@ class TieredKernel:
 _kernels = []  # every TieredKernel made
 
 
+class PythonTwin:
+    """A quick twin in Python, ``func`` with the fast kernel's arguments (``out_arg``: the
+    position of its output), which compiles nothing of its own: NumPy's steps, or another
+    twin called on a reshaped copy."""
+
+    def __init__(self, func, out_arg):
+        self.dispatcher = func
+        self.out_arg = out_arg
+
+    def prepare(self, signature):
+        """Nothing to compile before a call."""
+
+
 def wait(timeout=None):
     """Wait for the background compiles started by this process (``timeout`` seconds each
     at most): the next call of each kernel then loads the fast one. Whether one was under way."""
+    _orders.send_all()
     return any([kernel.wait(timeout) for kernel in _kernels])
+
+
+QUIET_S = 0.2
+"""Seconds without a compile in this process before a background process gets its order."""
+
+
+class _Orders:
+    """The orders of the background processes (what each compiles), held back while this
+    process compiles.
+
+    One call may compile several twins (a Gaussian of an integer image: a pass along each
+    axis and the cast to the output type). A background compile that started after the first
+    twin ran beside the others, and on a 2-core machine slowed them by 10-20 %. So a
+    background process starts at once but waits for its order on its standard input (idle),
+    and the order is sent once this process has compiled nothing for :data:`QUIET_S` (Numba's
+    ``numba:compile`` events, by a thread of its own), when :func:`wait` is called, and at
+    exit, so that the compile goes on after a script that ends at once.
+    """
+
+    def __init__(self):
+        self._changed = threading.Condition()
+        self._held = []  # (background process, its order)
+        self._compiling = 0  # compiles under way in this process, helpers' included
+        self._quiet_since = time.monotonic()
+        self._thread = None
+
+    def hold(self, process, order):
+        """Send ``order`` (bytes) to ``process`` once this process is quiet."""
+        with self._changed:
+            if self._thread is None:
+                _listen_to_compiles()
+                self._thread = threading.Thread(
+                    target=self._send_when_quiet, name="sepconv-orders", daemon=True
+                )
+                self._thread.start()
+            self._held.append((process, order))
+            self._quiet_since = time.monotonic()  # (a twin was compiled just now)
+            self._changed.notify_all()
+
+    def compile_started(self):
+        with self._changed:
+            self._compiling += 1
+
+    def compile_ended(self):
+        with self._changed:
+            self._compiling = max(self._compiling - 1, 0)
+            self._quiet_since = time.monotonic()
+            self._changed.notify_all()
+
+    def send_all(self):
+        """Send every order held, now."""
+        with self._changed:
+            held, self._held = self._held, []
+        _send(held)
+
+    def _send_when_quiet(self):
+        while True:
+            with self._changed:
+                while True:
+                    left = QUIET_S - (time.monotonic() - self._quiet_since)
+                    if self._held and not self._compiling and left <= 0:
+                        break
+                    self._changed.wait(left if self._held and not self._compiling else None)
+                held, self._held = self._held, []
+            _send(held)
+
+    def forget(self):
+        """In a forked child: the parent's orders are the parent's to send; the child closes
+        its copies of their pipes (a background process reads until every copy is closed)."""
+        for process, _ in self._held:
+            try:
+                process.stdin.close()
+            except OSError:
+                pass
+        self.__init__()
+
+
+def _send(held):
+    for process, order in held:
+        try:
+            with process.stdin:
+                process.stdin.write(order)
+        except (OSError, ValueError):  # it ended before reading: its exit code says so
+            pass
+
+
+_listening = []  # the listener, once registered (a forked child keeps its parent's)
+
+
+def _listen_to_compiles():
+    """Tell :data:`_orders` when Numba starts and ends a compile in this process, and send
+    the orders still held at exit."""
+    if _listening:
+        return
+    from numba.core import event
+
+    class Listener(event.Listener):
+        def on_start(self, _):
+            _orders.compile_started()
+
+        def on_end(self, _):
+            _orders.compile_ended()
+
+    _listening.append(Listener())
+    event.register("numba:compile", _listening[0])
+    atexit.register(lambda: _orders.send_all())
+
+
+_orders = _Orders()
 
 
 def _after_fork_in_child():
@@ -150,6 +277,7 @@ def _after_fork_in_child():
     for kernel in _kernels:
         kernel._pending = {}
         kernel._lock = threading.Lock()
+    _orders.forget()
 
 
 if hasattr(os, "register_at_fork"):
@@ -213,10 +341,9 @@ def _start(fast_name, signature):
             start_new_session=True,  # a Ctrl-C of this process does not cut a cache write short
             creationflags=getattr(subprocess, "CREATE_NO_WINDOW", 0),  # no console on Windows
         )
-        with process.stdin:
-            process.stdin.write(pickle.dumps((fast_name, signature)))
-    except (OSError, ValueError):  # no Python to start, or it exited before reading
+    except (OSError, ValueError):  # no Python to start
         return None
+    _orders.hold(process, pickle.dumps((fast_name, signature)))
     return process
 
 
@@ -237,6 +364,8 @@ def _compile(dispatcher, fast_name, signature):
 
 FOLDER_REMOVED = 3
 """The background process's exit code when its cache folder was removed (:func:`main`)."""
+NO_ORDER = 4
+"""The background process's exit code when its caller ended without sending its order."""
 
 
 def _stop_when_removed(folder, every=0.2):
@@ -272,7 +401,10 @@ def main():
 
     if hasattr(os, "nice"):
         os.nice(10)
-    fast_name, signature = pickle.loads(sys.stdin.buffer.read())  # first: the caller waits to write it
+    order = sys.stdin.buffer.read()  # first, idle until the caller sends it (``_Orders``)
+    if not order:  # the caller ended without sending it (killed)
+        return NO_ORDER
+    fast_name, signature = pickle.loads(order)
     folder = cache_dir()
     if _removed(folder):  # removed before this process started
         return FOLDER_REMOVED
