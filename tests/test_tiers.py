@@ -140,9 +140,10 @@ def test_the_quick_1d_passes_give_the_fast_kernels_bits(seed, monkeypatch):
     """Passes along the last axis (``correlate_lines``) and along another one
     (``correlate_rows``, in bands of columns for long rows): random symmetric, antisymmetric
     and other taps, every border mode, NaN and infinities in the image and as ``cval``,
-    float and uint8 input, tiny to long lines: the same bytes from both kernels."""
+    float and uint8 input, tiny to long lines, and images whose lines the last-axis twin
+    transposes in strips: the same bytes from both kernels."""
     rng = np.random.default_rng([seed, 11])
-    shapes = [(1,), (2, 1), (3, 5, 2), (7, 9, 1), (1, 40, 3000), (5, 33), (2, 6, 4100)]
+    shapes = [(1,), (2, 1), (3, 5, 2), (7, 9, 1), (1, 40, 3000), (5, 33), (2, 6, 4100), (270, 300)]
     checked = 0
     for out_dtype, src in _images(rng, shapes):
         shape = src.shape
