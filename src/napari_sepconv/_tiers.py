@@ -170,8 +170,8 @@ class _Orders:
     process compiles.
 
     One call may compile several twins (a Gaussian of an integer image: a pass along each
-    axis and the cast to the output type). A background compile that started after the first
-    twin ran beside the others, and on a 2-core machine slowed them by 10-20 %. So a
+    axis). A background compile that started after the first twin ran beside the others, and
+    on a 2-core machine made the call 0.3-1 s longer (its wall time over its CPU time). So a
     background process starts at once but waits for its order on its standard input (idle),
     and the order is sent once this process has compiled nothing for :data:`QUIET_S` (Numba's
     ``numba:compile`` events, by a thread of its own), when :func:`wait` is called, and at
