@@ -694,33 +694,6 @@ def _fill_padded_row(buf, row, lo, source, cval):
 _fill_padded_row = _helper(_fill_padded_row)
 
 
-def _extend_line(buf, row, lo, mode, value, copy):
-    """``buf[p]`` = the line ``row`` extended by the border mode at position ``p + lo``
-    (``value`` outside it in constant mode), as ``_fill_padded_row`` makes it, each index
-    beyond the line computed in place (no ``_pad_table``, no helper to compile: the quick
-    twins, ``_tiers``, pad this way). ``copy``: copy the line's own samples too; False where
-    ``row`` is already ``buf``'s middle. Inlined by Numba (typed at each call site, not a
-    helper of its own, which would declare its arrays ``noalias``: ``row`` may be a view of
-    ``buf``)."""
-    n = row.size
-    inside_first = _imin(_imax(-lo, 0), buf.size)
-    inside_last = _imax(_imin(n - lo, buf.size), inside_first)
-    if copy:
-        dst = buf[inside_first:inside_last]  # slices, so that the copy is vectorised
-        seg = row[inside_first + lo : inside_last + lo]
-        for j in range(dst.size):
-            dst[j] = seg[j]
-    for p in range(inside_first):  # plain loops (``_opaque``, as in ``_pad_table``)
-        q = _source_index(_opaque(p) + lo, n, mode)
-        buf[p] = value if q < 0 else row[q]
-    for p in range(inside_last, buf.size):
-        q = _source_index(_opaque(p) + lo, n, mode)
-        buf[p] = value if q < 0 else row[q]
-
-
-_extend_line = numba.njit(inline="always", cache=False)(_extend_line)
-
-
 # --------------------------------------------------------------------------
 # Thread counts from inside a kernel
 # --------------------------------------------------------------------------
