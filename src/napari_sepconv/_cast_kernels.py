@@ -15,31 +15,12 @@ This module imports Numba and is imported on first use only.
 
 import numpy as np
 
-from ._cpu_kernels import _imin, _inlined, _jit, _Kernel, _next_task, _task_queue
+from ._cpu_kernels import _imin, _jit, _Kernel, _next_task, _task_queue
 from ._tiers import PythonTwin
 from ._workers import worker_helper, worker_launch
 
 # Elements per task.
 CHUNK = 1 << 16
-
-
-def _to_integers(values, bound, indefinite, wide32, truth, out, first, last):
-    """Elements ``first .. last - 1`` of :func:`to_integer`."""
-    for i in range(first, last):
-        v = np.trunc(np.float64(values[i]))
-        fits = v >= -bound and v < bound
-        safe = v if fits else 0.0
-        if wide32:
-            wide = np.int64(np.int32(safe)) if fits else indefinite
-        else:
-            wide = np.int64(safe) if fits else indefinite
-        if truth:
-            out[i] = 1 if (wide & 255) != 0 else 0
-        else:
-            out[i] = wide
-
-
-_to_integers = _inlined(_to_integers, error_model="numpy")
 
 
 def _to_integer_worker(worker, state):
@@ -48,9 +29,18 @@ def _to_integer_worker(worker, state):
     n = values.size
     task = _next_task(queue, worker, n_tasks)
     while task < n_tasks:
-        _to_integers(
-            values, bound, indefinite, wide32, truth, out, task * CHUNK, _imin(n, (task + 1) * CHUNK)
-        )
+        for i in range(task * CHUNK, _imin(n, (task + 1) * CHUNK)):
+            v = np.trunc(np.float64(values[i]))
+            fits = v >= -bound and v < bound
+            safe = v if fits else 0.0
+            if wide32:
+                wide = np.int64(np.int32(safe)) if fits else indefinite
+            else:
+                wide = np.int64(safe) if fits else indefinite
+            if truth:
+                out[i] = 1 if (wide & 255) != 0 else 0
+            else:
+                out[i] = wide
         task = _next_task(queue, worker, n_tasks)
 
 
@@ -69,13 +59,11 @@ to_integer_kernel = _Kernel(_to_integer, 0, calls_helper=True)
 
 
 def _to_integer_numpy(values, bound, indefinite, wide32, truth, out, helpers=None, missing=None):
-    """:func:`to_integer`'s values by NumPy's steps (as ``_casting`` defines them), for the
-    seconds until its kernel is compiled (``_tiers``): nothing to compile, a few temporaries."""
-    v = np.trunc(values.astype(np.float64))
-    fits = (v >= -bound) & (v < bound)
-    wide = np.where(fits, v, 0.0).astype(np.int32 if wide32 else np.int64).astype(np.int64)
-    wide = np.where(fits, wide, indefinite)
-    np.copyto(out, (wide & 255) != 0 if truth else wide, casting="unsafe")  # the low bits
+    """:func:`to_integer`'s values by NumPy's steps (``_casting._convert``, which defines them),
+    for the seconds until its kernel is compiled (``_tiers``): nothing to compile."""
+    from ._casting import _convert
+
+    np.copyto(out, _convert(values, np.dtype(np.bool_) if truth else out.dtype), casting="unsafe")
 
 
 to_integer_quick = PythonTwin(_to_integer_numpy, 0)

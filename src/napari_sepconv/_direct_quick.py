@@ -6,7 +6,7 @@ The direct kernel keeps each task's source rows in a ring of padded rows and swe
 at once over an output row (``_sweeps._sweep``), in tasks that the threads share. Each output
 is the same chain of fused multiply-adds in tap order however the taps are grouped, so a
 kernel that pads the source row of each kernel row and adds its taps one at a time to the
-output row (``_separable_quick._tap``) gives the same values bit for bit. This is that kernel, run on
+output row (``_sweeps._tap``) gives the same values bit for bit. This is that kernel, run on
 the calling thread: no workers, no task queue, no ring and no helpers called by address to
 compile. It compiles in about half the time of the fast kernel and runs at 0.3 to 0.6 times
 its speed on 2 threads.

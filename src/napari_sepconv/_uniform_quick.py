@@ -15,16 +15,11 @@ computes it again).
 This module imports Numba and is imported on first use only (by ``_cpu``).
 """
 
-import numba
 import numpy as np
 
 from ._cpu_kernels import _buffer, _imin, _Kernel, _thread_count
-from ._uniform_kernels import COLUMNS, _jit
+from ._uniform_kernels import COLUMNS, _inline, _jit
 from ._views import row_view
-
-
-def _inline(func):
-    return numba.njit(inline="always", cache=False, error_model="numpy")(func)
 
 
 @_inline
