@@ -591,15 +591,22 @@ def test_waiting_for_the_background_compiles_sends_their_orders_at_once(monkeypa
 
 
 def test_a_forked_child_closes_its_copies_of_the_orders_pipes(monkeypatch):
+    import threading
+
+    errors = []
+    monkeypatch.setattr(threading, "excepthook", errors.append)
     orders, process, event = _held_order(monkeypatch)
     event.start_event("numba:compile", data={})
     try:
         orders.hold(process, b"order")
+        thread = orders._thread
         orders.forget()
     finally:
         event.end_event("numba:compile", data={})
     assert process.stdin.closed and process.stdin.sent == b""
     assert not orders._held
+    thread.join(5)
+    assert not thread.is_alive() and not errors  # the forgotten orders' thread ends, quietly
 
 
 _SLOW_KERNEL = """

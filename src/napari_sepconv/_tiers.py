@@ -215,13 +215,16 @@ class _Orders:
         _send(held)
 
     def _send_when_quiet(self):
+        changed = self._changed  # ``forget`` makes another, and a thread of its own for it
         while True:
-            with self._changed:
+            with changed:
                 while True:
+                    if self._changed is not changed:
+                        return
                     left = QUIET_S - (time.monotonic() - self._quiet_since)
                     if self._held and not self._compiling and left <= 0:
                         break
-                    self._changed.wait(left if self._held and not self._compiling else None)
+                    changed.wait(left if self._held and not self._compiling else None)
                 held, self._held = self._held, []
             _send(held)
 
@@ -233,7 +236,11 @@ class _Orders:
                 process.stdin.close()
             except OSError:
                 pass
+        changed = self._changed
         self.__init__()
+        if changed.acquire(blocking=False):  # wake this process's thread, if any, to end it
+            changed.notify_all()
+            changed.release()
 
 
 def _send(held):
