@@ -62,6 +62,7 @@ _FAMILIES = {
     "filter2d direct": ("sc.filter2d(img, full5)", False),
     "depthwise_filter": ("sc.depthwise_filter(chan, dw3)", True),
     "depthwise_filter 7x7": ("sc.depthwise_filter(chan, dw7)", True),
+    "depthwise_filter rank 1": ("sc.depthwise_filter(chan, dw_rank1)", True),
     "pointwise_filter": ("sc.pointwise_filter(chan, pw)", True),
     "depthwise_separable_filter": ("sc.depthwise_separable_filter(chan, dw3, pw)", True),
     "gaussian": ("sc.gaussian(img, 2.0)", False),
@@ -85,6 +86,7 @@ w7 = np.linspace(1.0, 2.0, 7); w7 /= w7.sum()
 full5 = rng.standard_normal((5, 5))
 dw3 = rng.standard_normal((16, 3, 3))
 dw7 = rng.standard_normal((16, 7, 7))
+dw_rank1 = np.stack([np.outer([1.0, 2.0, 1.0], [1.0, 0.0, -1.0])] * 16)
 pw = rng.standard_normal((32, 16))
 t0, c0 = time.perf_counter(), time.process_time()
 {call}

@@ -192,6 +192,73 @@ def test_the_quick_direct_2d_kernel_gives_the_fast_kernels_bits(seed, monkeypatc
     assert checked == 5 * 2 * 2
 
 
+def _depthwise_kernels(rng, n_out):
+    """Per-channel kernels (C*M, kh, kw) of 1x1 to 7x7, dense or with zero weights in some
+    channels or in all (a tap left out), the first one a zero where ``rng`` says (so the
+    first tap is taken alone), of both the small-kernel and the planar (20 taps or more) kind."""
+    kh, kw = (int(n) for n in rng.integers(1, 8, 2))
+    kernels = rng.standard_normal((n_out, kh, kw))
+    kind = int(rng.integers(0, 4))
+    if kind == 1:
+        kernels *= rng.random((n_out, kh, kw)) < 0.7  # zeros in some channels
+    elif kind == 2:
+        kernels *= rng.random((1, kh, kw)) < 0.7  # taps left out of every channel
+    elif kind == 3:
+        kernels[int(rng.integers(0, n_out)), 0, 0] = 0.0  # the first tap, alone
+    return kernels
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_quick_depthwise_kernels_give_the_fast_kernels_bits(seed, monkeypatch):
+    """Depthwise correlation (``depthwise_2d`` below 20 taps, ``depthwise_planar`` from 20,
+    ``depthwise_passes_2d`` of rank-1 kernels): random kernels of 1x1 to 7x7 with zero weights
+    in some channels or in all, dense 3x3 ones (read in one sweep by the fast kernel), channel
+    multipliers 1 and 2, every pair of border modes, NaN, infinities and negative zeros in the
+    image and as ``cval`` (a sum starting from a first product of -0 can end -0, one starting
+    from zero cannot), float and uint8 input, bands of output rows starting anywhere, planes
+    from 1x1 to wide and many channels."""
+    rng = np.random.default_rng([seed, 19])
+    shapes = [(1, 1, 1, 1), (2, 3, 2, 2), (1, 17, 9, 3), (1, 8, 40, 16), (1, 12, 300, 1), (2, 40, 37, 4)]
+    checked = set()
+    for out_dtype, src in _images(rng, shapes):
+        if src.dtype != np.uint8:  # negative zeros: scattered, and filling the top half
+            src[rng.random(src.shape) < 0.2] = -0.0
+            src[:, : src.shape[1] // 2] = -0.0
+        for _ in range(3):
+            multiplier = int(rng.integers(1, 3))
+            kernels = _depthwise_kernels(rng, src.shape[3] * multiplier)
+            if rng.random() < 0.3:  # a dense 3x3 kernel
+                kernels = rng.standard_normal((src.shape[3] * multiplier, 3, 3))
+            if rng.random() < 0.4:  # all products of a -0 have its sign
+                kernels = np.abs(kernels)
+            mode_y, mode_x = (int(m) for m in rng.integers(0, 5, 2))
+            cval = [0.7, np.nan, np.inf, -0.0, -2.5][int(rng.integers(0, 5))]
+            row_start = int(rng.integers(0, src.shape[1]))
+            n_rows = int(rng.integers(1, src.shape[1] - row_start + 1))
+            shape = (src.shape[0], n_rows, src.shape[2], kernels.shape[0])
+            # rank-1 kernels as two passes: the column and row vectors of the kernels' first
+            # row and column, and the row pass's pad in constant mode
+            columns, rows = kernels[:, :, 0].copy(), kernels[:, 0, :].copy()
+            pad_x = rng.standard_normal(kernels.shape[0])
+            for kind in ("taps", "passes"):
+                results = []
+                for tier in ("fast", "quick"):
+                    out = np.full(shape, 7.0, out_dtype)
+                    with monkeypatch.context() as m:
+                        m.setattr(_tiers.TieredKernel, "dispatcher_for", _tier_of(tier))
+                        if kind == "taps":
+                            _cpu.depthwise(src, kernels, multiplier, mode_y, mode_x, cval, out, row_start)
+                        else:
+                            _cpu.depthwise_passes(
+                                src, columns, rows, multiplier, mode_y, mode_x, cval, pad_x, out, row_start
+                            )
+                    results.append(out)
+                report = (kind, src.shape, out_dtype, src.dtype, kernels.shape, multiplier, mode_y, mode_x)
+                assert _same_bits(*results), report + (row_start,)
+            checked.add(kernels.shape[1] * kernels.shape[2] >= _cpu.PLANAR_TAPS)
+    assert checked == {False, True}  # both kernels of taps
+
+
 @pytest.mark.parametrize("seed", range(2))
 def test_the_quick_running_sums_give_the_fast_kernels_bits(seed, monkeypatch):
     """The running sums (``_uniform``) along the last axis, along another one and along the
@@ -285,6 +352,16 @@ PUBLIC = [
                 ),
             ],
             -1,
+        ),
+    ),
+    (
+        "depthwise_filter rank 1",
+        lambda x, mode: sc.depthwise_filter(
+            np.stack([x, x[::-1]], -1),
+            np.stack(
+                [np.outer([1.0, 2.0, 1.0], [1.0, 0.0, -1.0]), np.outer([0.5, 0.0, 1.5], [2.0, 1.0, 3.0])]
+            ),
+            mode=mode,
         ),
     ),
     ("prewitt of channels", lambda x, mode: sc.prewitt(np.stack([x, x[::-1]]), channel_axis=0, mode=mode)),

@@ -405,6 +405,8 @@ _TWINS = {
     "correlate_2d": ("_direct_kernels:correlate_2d", "_direct_quick:correlate_2d_quick"),
     "edge_magnitude_3x3": ("_edge_kernels:edge_magnitude_3x3", "_edge_quick:edge_magnitude_3x3_quick"),
     "depthwise_2d": ("_depthwise_kernels:depthwise_2d", "_depthwise_quick:depthwise_2d_quick"),
+    "depthwise_planar": ("_depthwise_kernels:depthwise_planar", "_depthwise_quick:depthwise_planar_quick"),
+    "depthwise_passes": ("_depthwise_kernels:depthwise_passes_2d", "_depthwise_quick:depthwise_passes_quick"),
     "to_integer": ("_cast_kernels:to_integer_kernel", "_cast_kernels:to_integer_quick"),
     "uniform_middle_axis": ("_uniform_kernels:middle_axis", "_uniform_quick:middle_axis_quick"),
     "uniform_last_axis": ("_uniform_kernels:last_axis", "_uniform_quick:last_axis_quick"),
@@ -665,14 +667,12 @@ def depthwise(src, kernels, multiplier, mode_y, mode_x, cval, out, row_start=0):
         return
     n_out, kh, kw = kernels.shape
     tables = _prepared.get((kernels,), out.dtype, _prepare_depthwise, kernels, out.dtype)
-    from ._depthwise_kernels import depthwise_planar
-
     if kh * kw >= PLANAR_TAPS:
         columns, dense = tables
         rows = min(PLANAR_ROWS, out.shape[1]) + kh - 1
         chunk = max(64, PLANAR_VALUES // (n_out * rows) - (kw - 1))
         run(
-            depthwise_planar,
+            _tiered("depthwise_planar"),
             src,
             columns,
             dense,
@@ -833,10 +833,8 @@ def depthwise_passes(src, columns, rows, multiplier, mode_y, mode_x, cval, pad_x
     chunk, col_off, col_tiles, col_zero, row_off, row_tiles, row_zero, pads = _prepared.get(
         (columns, rows, pad_x), dtype, _prepare_depthwise_passes, columns, rows, pad_x, dtype
     )
-    from ._depthwise_kernels import depthwise_passes_2d
-
     run(
-        depthwise_passes_2d,
+        _tiered("depthwise_passes"),
         src,
         col_off,
         col_tiles,
