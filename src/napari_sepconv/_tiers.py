@@ -4,9 +4,10 @@ A cold compile of the fused separable kernel (``_separable_kernels``) takes 6 to
 2-core machine: its unrolled sweeps are most of the code Numba types and LLVM optimises. Its
 quick twin (``_separable_quick``) gives the same values bit for bit from a fraction of the
 code: it compiles in about a quarter of the time and runs on the calling thread, up to 4 times
-slower. The 1-D passes (``_line_quick``), the direct 2-D kernel (``_direct_quick``) and the
-running sums (``_uniform_quick``) have twins of the same kind, which compile in a quarter to
-half their fast kernels' time; the CPU engine names every pair (``_cpu._TWINS``). A
+slower. The 1-D passes (``_line_quick``), the direct 2-D kernel (``_direct_quick``), the
+depthwise kernels (``_depthwise_quick``) and the running sums (``_uniform_quick``) have twins
+of the same kind, which compile in a quarter to half their fast kernels' time; the CPU engine
+names every pair (``_cpu._TWINS``). A
 :class:`TieredKernel` pairs them. For a call whose argument types the fast kernel has neither
 compiled in this process nor in the on-disk cache, the call runs the quick kernel, and a
 background process compiles the fast one into the cache (``python -m napari_sepconv._tiers``,
