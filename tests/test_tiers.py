@@ -195,7 +195,8 @@ def test_the_quick_direct_2d_kernel_gives_the_fast_kernels_bits(seed, monkeypatc
 def _depthwise_kernels(rng, n_out):
     """Per-channel kernels (C*M, kh, kw) of 1x1 to 7x7, dense or with zero weights in some
     channels or in all (a tap left out), the first one a zero where ``rng`` says (so the
-    first tap is taken alone), of both the small-kernel and the planar (20 taps or more) kind."""
+    first tap is taken alone), of both the small-kernel and the planar (20 taps or more) kind;
+    some with NaN, infinite, -0 or subnormal weights, or weights that are zero in float32."""
     kh, kw = (int(n) for n in rng.integers(1, 8, 2))
     kernels = rng.standard_normal((n_out, kh, kw))
     kind = int(rng.integers(0, 4))
@@ -205,6 +206,9 @@ def _depthwise_kernels(rng, n_out):
         kernels *= rng.random((1, kh, kw)) < 0.7  # taps left out of every channel
     elif kind == 3:
         kernels[int(rng.integers(0, n_out)), 0, 0] = 0.0  # the first tap, alone
+    if rng.random() < 0.3:  # weights that are not finite, signed zeros, zeros only in float32
+        special = [np.nan, np.inf, -np.inf, -0.0, 1e-310, 1e-50]
+        kernels.flat[rng.integers(0, kernels.size, 2)] = rng.choice(special, 2)
     return kernels
 
 
@@ -224,6 +228,8 @@ def test_the_quick_depthwise_kernels_give_the_fast_kernels_bits(seed, monkeypatc
         if src.dtype != np.uint8:  # negative zeros: scattered, and filling the top half
             src[rng.random(src.shape) < 0.2] = -0.0
             src[:, : src.shape[1] // 2] = -0.0
+            if out_dtype == np.float64 and rng.random() < 0.5:  # float32 in, float64 out
+                src = src.astype(np.float32)
         for _ in range(3):
             multiplier = int(rng.integers(1, 3))
             kernels = _depthwise_kernels(rng, src.shape[3] * multiplier)

@@ -28,7 +28,6 @@ from ._cpu import TILE_VALUES
 from ._cpu_kernels import (
     _buffer,
     _flat,
-    _fmuladd,
     _highest,
     _imax,
     _imin,
@@ -38,6 +37,7 @@ from ._cpu_kernels import (
     _source_index,
     _thread_count,
 )
+from ._depthwise_kernels import _fma_flat
 from ._views import row_view
 
 
@@ -51,7 +51,7 @@ def _pad_pixels(row, src_row, lo, mode_x, multiplier, cval):
     count = row.size // n_out
     inside_first = _imin(_imax(-lo, 0), count)
     inside_last = _imax(_imin(w - lo, count), inside_first)
-    if multiplier == 1:  # the pixels inside the image: one flat run
+    if multiplier == 1 and inside_last > inside_first:  # the pixels inside the image: one flat run
         dst = row_view(row, (), inside_first * n_out, inside_last * n_out)
         run = row_view(_flat(src_row), (), (inside_first + lo) * n_in, None)
         for e in range(dst.size):
@@ -72,16 +72,15 @@ _pad_pixels = _inlined(_pad_pixels)
 
 
 def _add_tap(acc, values, weights):
-    """``acc += values * weights``, each product fused with its sum (``_fmuladd``), where a
-    weight is not zero; ``weights`` are the output channels' weights tiled over a multiple of
-    the channel count, which the sweep goes through piece by piece."""
+    """``acc += values * weights`` (``_depthwise_kernels._fma_flat``: a zero weight adds
+    nothing to its channel); ``weights`` are the output channels' weights tiled over a
+    multiple of the channel count, which the sweep goes through piece by piece."""
     period = weights.size
     for s0 in range(0, acc.size, period):
         n = _imin(period, acc.size - s0)
-        part = row_view(acc, (), s0, s0 + n)
-        v = row_view(values, (), s0, s0 + n)
-        for e in range(n):  # a zero weight adds nothing to its channel
-            part[e] = _fmuladd(v[e], weights[e], part[e]) if weights[e] != 0 else part[e]
+        _fma_flat(
+            row_view(acc, (), s0, s0 + n), row_view(weights, (), 0, n), row_view(values, (), s0, s0 + n), True
+        )
 
 
 _add_tap = _inlined(_add_tap)
@@ -140,7 +139,8 @@ def _depthwise_2d_quick(
     missing,
 ):
     """``_depthwise_kernels._depthwise_2d``: its arguments and values, on the calling thread.
-    ``chunk``, ``block``, ``helpers`` and ``missing`` are the fast kernel's, unused here."""
+    ``multiplier`` (the channel counts say it), ``chunk``, ``block``, ``helpers`` and
+    ``missing`` are the fast kernel's, unused here."""
     n_taps = tap_y.size
     n_out = out.shape[3]
     lo = _lowest(tap_x)
@@ -166,6 +166,8 @@ def _depthwise_2d_quick(
     _depthwise_quick(src, out, row_start, tap_y[0], lo, rows, taps, tap_tiles, group > 1, modes, cval)
 
 
+# ``calls_helper``: the fast kernel's arguments, the table of helpers' addresses included (this
+# kernel calls none)
 depthwise_2d_quick = _Kernel(_depthwise_2d_quick, 10, calls_helper=True)
 
 
@@ -187,8 +189,8 @@ def _depthwise_planar_quick(
     missing,
 ):
     """``_depthwise_kernels._depthwise_planar``: its arguments and values, on the calling
-    thread. ``dense``, ``chunk``, ``block``, ``helpers`` and ``missing`` are the fast kernel's,
-    unused here."""
+    thread. ``dense``, ``multiplier`` (the channel counts say it), ``chunk``, ``block``,
+    ``helpers`` and ``missing`` are the fast kernel's, unused here."""
     n_out, kw, kh = columns.shape
     tap_row = _buffer(kw * kh, np.int64)
     tap_at = _buffer(kw * kh, np.int64)

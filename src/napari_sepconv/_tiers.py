@@ -237,11 +237,13 @@ class _Orders:
                 process.stdin.close()
             except OSError:
                 pass
-        changed = self._changed
-        self.__init__()
-        if changed.acquire(blocking=False):  # wake this process's thread, if any, to end it
-            changed.notify_all()
-            changed.release()
+        changed, thread = self._changed, self._thread
+        if thread is not None and thread.is_alive():  # this process's own thread: wake it to end
+            with changed:
+                self.__init__()
+                changed.notify_all()
+        else:  # a forked child: the parent's thread is not here, and its lock may be held
+            self.__init__()
 
 
 def _send(held):
