@@ -56,10 +56,10 @@ def _pad_pixels(row, src_row, lo, mode_x, multiplier, cval):
         run = row_view(_flat(src_row), (), (inside_first + lo) * n_in, None)
         for e in range(dst.size):
             dst[e] = to(run[e])
-    for pp in range(count):
+    skipped = inside_last - inside_first if multiplier == 1 else 0  # the run copied above
+    for k in range(count - skipped):  # the other pixels, one at a time
+        pp = k if k < inside_first else k + skipped
         inside = inside_first <= pp < inside_last
-        if inside and multiplier == 1:
-            continue
         qx = pp + lo if inside else _source_index(pp + lo, w, mode_x)
         at = pp * n_out
         for c in range(n_in):
@@ -251,9 +251,8 @@ def _depthwise_passes_quick(
                 else:
                     _pad_pixels(pixels, src[p, q], 0, mode_x, multiplier, cval)
                 _add_tap(inner, pixels, row_view(col_tiles, a, 0, None))
-            for pp in range(padded):  # its pads: ``pad_x`` in constant mode, else its own samples
-                if 0 <= pp + lo < w:
-                    continue
+            for k in range(padded - w):  # its pads: ``pad_x`` in constant mode, else its own samples
+                pp = k if k < -lo else k + w
                 qx = _source_index(pp + lo, w, mode_x)
                 for c in range(n_out):
                     buf[pp * n_out + c] = pad_x[c] if qx < 0 else buf[(qx - lo) * n_out + c]
