@@ -31,7 +31,9 @@ columns, vectorised), :func:`last_axis` (a line extended into a float64 buffer a
 swept by :func:`sweep`: the running sums of four segments interleaved, each step
 adding the difference of its entering and leaving samples, then the means in one
 vectorised loop) and :func:`last_two_axes` (the last two passes of a
-filter fused band by band, so the intermediate image never goes through memory).
+filter fused band by band, so the intermediate image never goes through memory; four
+rows at a time advance into four interleaved lines, swept together in the lanes of a
+vector by :func:`sweep_lanes`, ``_lane_sums``).
 Each kernel calls its task's work (:func:`band`, :func:`line_segments`,
 :func:`last_two_rows`) by address (``_helper_calls``), compiled once, and starts its
 workers on the threading layer without a parallel loop (``_workers``). Until a kernel is
@@ -45,8 +47,9 @@ import numpy as np
 
 from ._cpu_kernels import _buffer, _enable_cache, _imax, _imin, _inlined, _Kernel, _next_task, _task_queue
 from ._cpu_kernels import _helper as _cpu_helper
-from ._helper_calls import helper_call
-from ._streaming import prefetch, scale_row
+from ._helper_calls import helper_call, looked_up_call
+from ._lane_sums import LANES, lane_sums
+from ._streaming import prefetch, scale_row, scale_rows
 from ._views import row_view
 from ._workers import worker_helper, worker_launch
 
@@ -627,6 +630,100 @@ def fill_border(ext, source, before, n, cval):
 
 
 @_helper
+def step_lanes(src, o, source, i, size, divide, acc, lanes):
+    """:func:`step_sums` for outputs ``i .. i + 3`` of plane ``o``, none of whose rows is
+    ``cval``: the means of output ``i + r`` into lane ``r`` of ``lanes`` (sample ``c`` at
+    ``4 * c + r``, ``_lane_sums``)."""
+    n = acc.size
+    e0 = row_view(src, (o, source[i + size - 1]), 0, n)
+    e1 = row_view(src, (o, source[i + size]), 0, n)
+    e2 = row_view(src, (o, source[i + size + 1]), 0, n)
+    e3 = row_view(src, (o, source[i + size + 2]), 0, n)
+    l0 = row_view(src, (o, source[i - 1]), 0, n)
+    l1 = row_view(src, (o, source[i]), 0, n)
+    l2 = row_view(src, (o, source[i + 1]), 0, n)
+    l3 = row_view(src, (o, source[i + 2]), 0, n)
+    size_f = np.float64(size)
+    inv = 1.0 / size_f
+    for c in range(n):
+        s = acc[c] + (np.float64(e0[c]) - np.float64(l0[c]))
+        lanes[4 * c] = s / size_f if divide else s * inv
+        s = s + (np.float64(e1[c]) - np.float64(l1[c]))
+        lanes[4 * c + 1] = s / size_f if divide else s * inv
+        s = s + (np.float64(e2[c]) - np.float64(l2[c]))
+        lanes[4 * c + 2] = s / size_f if divide else s * inv
+        s = s + (np.float64(e3[c]) - np.float64(l3[c]))
+        lanes[4 * c + 3] = s / size_f if divide else s * inv
+        acc[c] = s
+
+
+@_helper
+def fill_border_lanes(ext, source, before, n, cval):
+    """:func:`fill_border` of four interleaved extended lines (``_lane_sums``)."""
+    for k in range(before):
+        j = source[k]
+        for r in range(LANES):
+            ext[LANES * k + r] = cval if j < 0 else ext[LANES * (before + j) + r]
+    for k in range(before + n, ext.size // LANES):
+        j = source[k]
+        for r in range(LANES):
+            ext[LANES * k + r] = cval if j < 0 else ext[LANES * (before + j) + r]
+
+
+@_helper
+def sweep_lanes(ext, m, K, size, out, o, i, sums, stream):
+    """:func:`sweep` of four interleaved extended lines (``_lane_sums``) into rows ``i ..
+    i + 3`` of plane ``o`` of ``out``, the sums in ``sums`` (at least ``4 * m`` long), the
+    means ``sum * (1 / size)`` (:func:`sweep`'s for float input); whether a segment's sum
+    ended non-finite."""
+    n_seg = (m + K - 1) // K
+    q = 0
+    while q + LANES <= m // K:
+        lane_sums(ext, sums, q * K, K, size, K - 1, 4)
+        q += LANES
+    while q < n_seg:
+        lane_sums(ext, sums, q * K, K, size, _imin(K, m - q * K) - 1, 1)
+        q += 1
+    bad = 0.0
+    for q in range(n_seg):
+        last = LANES * (_imin(q * K + K, m) - 1)
+        for r in range(LANES):
+            bad += sums[last + r] - sums[last + r]
+    d0 = row_view(out, (o, i), 0, m)
+    d1 = row_view(out, (o, i + 1), 0, m)
+    d2 = row_view(out, (o, i + 2), 0, m)
+    d3 = row_view(out, (o, i + 3), 0, m)
+    inv = 1.0 / np.float64(size)
+    if stream:
+        scale_rows(sums, d0, d1, d2, d3, inv)
+    else:
+        for i in range(m):
+            d0[i] = sums[4 * i] * inv
+            d1[i] = sums[4 * i + 1] * inv
+            d2[i] = sums[4 * i + 2] * inv
+            d3[i] = sums[4 * i + 3] * inv
+    return bad != 0.0 or bad != bad
+
+
+def _rows_inside(source, i, size):
+    """Whether the rows entering and leaving the windows of outputs ``i .. i + 3`` are all
+    rows of the input (none is ``cval``)."""
+    inside = True
+    for r in range(LANES):
+        inside = inside and source[i + r - 1] >= 0 and source[i + r + size - 1] >= 0
+    return inside
+
+
+rows_inside = _inline(_rows_inside)
+
+# :func:`last_two_rows` calls its passes by address: linked into it, their code was
+# optimised again with its own (``_helper_calls``).
+_call_sweep, _sweep_found = looked_up_call(sweep)
+_call_step_lanes, _step_lanes_found = looked_up_call(step_lanes)
+_call_sweep_lanes, _sweep_lanes_found = looked_up_call(sweep_lanes)
+
+
+@_helper
 def last_two_rows(
     src,
     o,
@@ -644,26 +741,61 @@ def last_two_rows(
     out,
     stream,
     buffers,
+    lanes,
     row_flags,
+    helpers,
+    missing,
 ):
     """Rows ``a .. a + m - 1`` (one segment along axis 1) of plane ``o`` for
     :func:`last_two_axes`, in the task's ``buffers`` (``acc``, then the extended line,
-    then the sums, rows of ``n1 + size1 - 1`` float64 values) and ``row_flags`` (one per
-    segment along axis 2); whether a sum ended non-finite.
+    then the sums, rows of ``n1 + size1 - 1`` float64 values), ``lanes`` (four extended
+    lines interleaved, then their sums) and ``row_flags`` (one per segment along axis 2);
+    whether a sum ended non-finite.
 
-    The input row that the next row's sums add is asked for before a row is swept
-    (``_streaming.prefetch``): it arrives from memory while the sweep runs in the caches.
+    Four rows at a time, where none of their steps reads ``cval`` rows, advance the sums
+    along axis 1 into four interleaved lines, swept together along axis 2
+    (:func:`sweep_lanes`, whose means are products: ``divide1`` is false where the second
+    pass sums the first one's float64 means, as ``_uniform.uniform_last_two`` runs them);
+    the segment's first row, rows near a ``constant`` border and its last rows go one at a
+    time (:func:`sweep`). Each row's values are the same.
+
+    The input rows that the next rows' sums add are asked for before rows are swept
+    (``_streaming.prefetch``): they arrive from memory while the sweep runs in the caches.
+    The sweeps and the four rows' steps are called by address (``helpers``, ``missing``:
+    ``_helper_calls``), all looked up first: where one is missing, nothing is done.
     """
     n1 = src.shape[2]
     acc = buffers[0, :n1]
     ext = buffers[1]
     sums = buffers[2, :n1]
     row = ext[before1 : before1 + n1]
+    ext4 = lanes[0]
+    sums4 = lanes[1]
+    in_lanes = row_view(ext4, (), LANES * before1, LANES * (before1 + n1))
     n_seg1 = row_flags.size
+    one = (ext, n1, K1, size1, divide1, row_view(out, (o, a), 0, n1), row_flags, sums, stream)
+    four = (ext4, n1, K1, size1, out, o, a, sums4, stream)
+    steps = (src, o, source0, a, size0, divide0, acc, in_lanes)
+    ready = _sweep_found(helpers, missing, one) and _sweep_lanes_found(helpers, missing, four)
+    if not (ready and _step_lanes_found(helpers, missing, steps)):
+        return False
     row_flags[:] = False
     bad = False
     start_sums(src, o, source0, a, size0, cval, acc, 0, n1)
-    for i in range(a, a + m):
+    i = a
+    while i < a + m:
+        if not divide1 and i > a and i + LANES <= a + m and rows_inside(source0, i, size0):
+            _call_step_lanes(helpers, missing, (src, o, source0, i, size0, divide0, acc, in_lanes))
+            fill_border_lanes(ext4, source1, before1, n1, cval)
+            for r in range(LANES):
+                if i + LANES + r < a + m:
+                    j_next = source0[i + size0 + LANES - 1 + r]
+                    if j_next >= 0:
+                        prefetch(src[o, j_next])
+            if _call_sweep_lanes(helpers, missing, (ext4, n1, K1, size1, out, o, i, sums4, stream)):
+                bad = True
+            i += LANES
+            continue
         if i == a:
             means_of(acc, size0, divide0, row)
         else:
@@ -673,9 +805,11 @@ def last_two_rows(
             j_next = source0[i + size0]
             if j_next >= 0:
                 prefetch(src[o, j_next])
-        sweep(ext, n1, K1, size1, divide1, out[o, i], row_flags, sums, stream)
+        dst = row_view(out, (o, i), 0, n1)
+        _call_sweep(helpers, missing, (ext, n1, K1, size1, divide1, dst, row_flags, sums, stream))
         for q in range(n_seg1):
             bad = bad or row_flags[q]
+        i += 1
     return bad or any_nonfinite(acc)
 
 
@@ -707,6 +841,7 @@ def _last_two_axes_worker(worker, state):
     ) = state
     n0, n1 = src.shape[1], src.shape[2]
     buffers = _buffer((3, n1 + size1 - 1), np.float64)
+    lanes = _buffer((2, LANES * (n1 + size1 - 1)), np.float64)
     row_flags = _buffer((n1 + K1 - 1) // K1, np.bool_)
     task = _next_task(queue, worker, n_tasks)
     while task < n_tasks:
@@ -733,7 +868,10 @@ def _last_two_axes_worker(worker, state):
                 out,
                 stream,
                 buffers,
+                lanes,
                 row_flags,
+                helpers,
+                missing,
             ),
         )
         task = _next_task(queue, worker, n_tasks)

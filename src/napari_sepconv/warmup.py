@@ -39,6 +39,7 @@ _KERNEL_SOURCES = (
     "_sweeps.py",
     "_vector_sweeps.py",
     "_streaming.py",
+    "_lane_sums.py",
     "_views.py",
     "_line_kernels.py",
     "_separable_kernels.py",
