@@ -631,9 +631,10 @@ def fill_border(ext, source, before, n, cval):
 
 @_helper
 def step_lanes(src, o, source, i, size, divide, acc, lanes):
-    """:func:`step_sums` for outputs ``i .. i + 3`` of plane ``o``, none of whose rows is
-    ``cval``: the means of output ``i + r`` into lane ``r`` of ``lanes`` (sample ``c`` at
-    ``4 * c + r``, ``_lane_sums``)."""
+    """:func:`step_sums` for outputs ``i .. i + 3`` of plane ``o``, where every row entering
+    or leaving their windows is a row of ``src`` (none is ``cval``, :func:`rows_inside`):
+    the means of output ``i + r`` into lane ``r`` of ``lanes`` (sample ``c`` at ``4 * c +
+    r``, ``_lane_sums``)."""
     n = acc.size
     e0 = row_view(src, (o, source[i + size - 1]), 0, n)
     e1 = row_view(src, (o, source[i + size]), 0, n)
@@ -697,11 +698,11 @@ def sweep_lanes(ext, m, K, size, out, o, i, sums, stream):
     if stream:
         scale_rows(sums, d0, d1, d2, d3, inv)
     else:
-        for i in range(m):
-            d0[i] = sums[4 * i] * inv
-            d1[i] = sums[4 * i + 1] * inv
-            d2[i] = sums[4 * i + 2] * inv
-            d3[i] = sums[4 * i + 3] * inv
+        for c in range(m):
+            d0[c] = sums[4 * c] * inv
+            d1[c] = sums[4 * c + 1] * inv
+            d2[c] = sums[4 * c + 2] * inv
+            d3[c] = sums[4 * c + 3] * inv
     return bad != 0.0 or bad != bad
 
 
@@ -903,8 +904,9 @@ def _last_two_axes(
     :func:`middle_axis` (into float64) then :func:`last_axis` compute them.
 
     A task is one segment of rows along axis 1 of one plane: its running sums
-    advance a row at a time over the whole width, writing the row straight into
-    the extended line that :func:`sweep` then runs along axis 2, so the
+    advance over the whole width, four rows at a time into four interleaved extended
+    lines that :func:`sweep_lanes` then runs along axis 2 together (a row at a time into
+    the extended line of :func:`sweep` where :func:`last_two_rows` says), so the
     intermediate image never goes through memory. ``flags`` (outer, segments)
     marks tasks where a sum ended non-finite. Where ``stream``, output rows are written
     past the caches (``_streaming``). A task's work is :func:`last_two_rows`, called by
