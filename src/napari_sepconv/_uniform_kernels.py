@@ -618,15 +618,18 @@ last_axis = _Kernel(_last_axis, 7, calls_helper=True, reads_any=True, jit=_jit)
 
 
 @_helper
-def fill_border(ext, source, before, n, cval):
+def fill_border(ext, source, before, n, cval, lanes):
     """The positions of the extended line ``ext`` outside ``[before, before + n)``,
-    from its inside (``ext[before + source[k]]``) or ``cval``."""
+    from its inside (``ext[before + source[k]]``) or ``cval``; ``lanes`` such lines
+    interleaved (position ``k`` of line ``r`` at ``lanes * k + r``, ``_lane_sums``)."""
     for k in range(before):
         j = source[k]
-        ext[k] = cval if j < 0 else ext[before + j]
-    for k in range(before + n, ext.size):
+        for r in range(lanes):
+            ext[lanes * k + r] = cval if j < 0 else ext[lanes * (before + j) + r]
+    for k in range(before + n, ext.size // lanes):
         j = source[k]
-        ext[k] = cval if j < 0 else ext[before + j]
+        for r in range(lanes):
+            ext[lanes * k + r] = cval if j < 0 else ext[lanes * (before + j) + r]
 
 
 @_helper
@@ -656,19 +659,6 @@ def step_lanes(src, o, source, i, size, divide, acc, lanes):
         s = s + (np.float64(e3[c]) - np.float64(l3[c]))
         lanes[4 * c + 3] = s / size_f if divide else s * inv
         acc[c] = s
-
-
-@_helper
-def fill_border_lanes(ext, source, before, n, cval):
-    """:func:`fill_border` of four interleaved extended lines (``_lane_sums``)."""
-    for k in range(before):
-        j = source[k]
-        for r in range(LANES):
-            ext[LANES * k + r] = cval if j < 0 else ext[LANES * (before + j) + r]
-    for k in range(before + n, ext.size // LANES):
-        j = source[k]
-        for r in range(LANES):
-            ext[LANES * k + r] = cval if j < 0 else ext[LANES * (before + j) + r]
 
 
 @_helper
@@ -787,7 +777,7 @@ def last_two_rows(
     while i < a + m:
         if not divide1 and i > a and i + LANES <= a + m and rows_inside(source0, i, size0):
             _call_step_lanes(helpers, missing, (src, o, source0, i, size0, divide0, acc, in_lanes))
-            fill_border_lanes(ext4, source1, before1, n1, cval)
+            fill_border(ext4, source1, before1, n1, cval, LANES)
             for r in range(LANES):
                 if i + LANES + r < a + m:
                     j_next = source0[i + size0 + LANES - 1 + r]
@@ -801,7 +791,7 @@ def last_two_rows(
             means_of(acc, size0, divide0, row)
         else:
             step_sums(src, o, source0, i, size0, cval, divide0, acc, 0, n1, row)
-        fill_border(ext, source1, before1, n1, cval)
+        fill_border(ext, source1, before1, n1, cval, 1)
         if i + 1 < a + m:
             j_next = source0[i + size0]
             if j_next >= 0:
