@@ -436,6 +436,93 @@ def test_public_filters_give_the_same_bits_on_the_quick_kernel(
 # --------------------------------------------------------------------------
 
 
+def test_the_twins_and_only_they_compile_at_the_quick_level():
+    """Every quick twin (and the helpers only the separable ones call) is optimised at
+    ``QUICK_OPT_LEVEL``, every fast kernel at Numba's own level."""
+    from napari_sepconv import _separable_quick
+    from napari_sepconv._cpu_kernels import QUICK_OPT_LEVEL
+
+    twins = 0
+    for fast_name, quick_name in _cpu._TWINS.values():
+        fast = _cpu._kernel_named(f"napari_sepconv.{fast_name}")
+        assert fast.dispatcher.opt_level is None, fast_name
+        quick = _cpu._kernel_named(f"napari_sepconv.{quick_name}")
+        if isinstance(quick, _Kernel):
+            assert quick.dispatcher.opt_level == QUICK_OPT_LEVEL, quick_name
+            twins += 1
+    assert twins >= 8
+    for quick in (_separable_quick._sums_quick, _separable_quick._squares_quick):
+        assert quick.dispatcher.opt_level == QUICK_OPT_LEVEL
+    for helper in (_separable_quick._row_pass_by_one, _separable_quick._column_pass_by_one):
+        assert helper.opt_level == QUICK_OPT_LEVEL
+
+
+def _times_two(x):
+    return x * 2.0
+
+
+def _plus_three(x):
+    return x + 3.0
+
+
+def test_each_compile_runs_at_its_dispatchers_level():
+    """A quick kernel compiles at ``QUICK_OPT_LEVEL``; a helper it calls compiles at its own
+    level (Numba's for one the fast kernels share, the quick level for one only twins call);
+    Numba's level is back after each compile, one that fails included."""
+    from numba.core import config, event
+    from numba.core.caching import NullCache
+
+    from napari_sepconv import _cpu_kernels
+
+    def uncached(dispatcher):
+        dispatcher._cache = NullCache()  # compiled in this test, whatever the on-disk cache holds
+        return dispatcher
+
+    shared = uncached(_cpu_kernels._helper(_times_two))
+    only_twins = uncached(_cpu_kernels._helper(_plus_three, quick=True))
+
+    def _twice_plus_three(out, x):
+        out[0] = shared(x) + only_twins(x)
+
+    kernel = uncached(_cpu_kernels._jit(_twice_plus_three, quick=True))
+    levels = {}
+
+    class Levels(event.Listener):
+        def on_start(self, ev):
+            levels[ev.data["dispatcher"].py_func.__name__] = int(config.OPT)
+
+        def on_end(self, ev):
+            pass
+
+    numba_level = int(config.OPT)
+    with event.install_listener("numba:compile", Levels()):
+        out = np.zeros(1)
+        kernel(out, 2.0)
+    assert out[0] == 9.0
+    quick_level = min(_cpu_kernels.QUICK_OPT_LEVEL, numba_level)
+    assert levels == {"_twice_plus_three": quick_level, "_times_two": numba_level, "_plus_three": quick_level}
+    assert int(config.OPT) == numba_level
+    with pytest.raises(Exception):  # noqa: B017, PT011 - Numba's typing error, whatever its class
+        kernel(out, "not a number")
+    assert int(config.OPT) == numba_level
+    assert config.OPT is _cpu_kernels._NUMBA_OPT
+
+
+def test_the_quick_level_never_exceeds_numbas(monkeypatch):
+    """``NUMBA_OPT=0`` (debugging) holds for the twins too; ``max`` stays ``max`` for the rest."""
+    from numba.core import config
+
+    from napari_sepconv import _cpu_kernels
+
+    monkeypatch.setattr(_cpu_kernels, "_NUMBA_OPT", config._OptLevel(0))
+    assert int(_cpu_kernels._level(_cpu_kernels.QUICK_OPT_LEVEL)) == 0
+    assert int(_cpu_kernels._level(None)) == 0
+    top = config._OptLevel("max")
+    monkeypatch.setattr(_cpu_kernels, "_NUMBA_OPT", top)
+    assert _cpu_kernels._level(None) is top
+    assert int(_cpu_kernels._level(_cpu_kernels.QUICK_OPT_LEVEL)) == _cpu_kernels.QUICK_OPT_LEVEL
+
+
 def _plus_one(src, out, helpers, missing, threads):
     for i in range(src.size):
         out.flat[i] = src.flat[i] + 1

@@ -168,7 +168,7 @@ def _depthwise_2d_quick(
 
 # ``calls_helper``: the fast kernel's arguments, the table of helpers' addresses included (this
 # kernel calls none)
-depthwise_2d_quick = _Kernel(_depthwise_2d_quick, 10, calls_helper=True)
+depthwise_2d_quick = _Kernel(_depthwise_2d_quick, 10, calls_helper=True, quick=True)
 
 
 def _depthwise_planar_quick(
@@ -207,7 +207,7 @@ def _depthwise_planar_quick(
     _depthwise_quick(src, out, row_start, -top, -left, rows, taps, weights, False, modes, cval)
 
 
-depthwise_planar_quick = _Kernel(_depthwise_planar_quick, 10, calls_helper=True)
+depthwise_planar_quick = _Kernel(_depthwise_planar_quick, 10, calls_helper=True, quick=True)
 
 
 def _depthwise_passes_quick(
@@ -264,4 +264,4 @@ def _depthwise_passes_quick(
                 _add_tap(row_out, values, row_view(row_tiles, b, 0, None))
 
 
-depthwise_passes_quick = _Kernel(_depthwise_passes_quick, 13, calls_helper=True)
+depthwise_passes_quick = _Kernel(_depthwise_passes_quick, 13, calls_helper=True, quick=True)

@@ -58,4 +58,4 @@ def _correlate_2d_quick(src, tap_y, tap_x, tap_w, mode_y, mode_x, cval, out, blo
                 _tap(acc, row_view(row, (), s, s + w), tap_w[t])
 
 
-correlate_2d_quick = _Kernel(_correlate_2d_quick, 7, calls_helper=True)
+correlate_2d_quick = _Kernel(_correlate_2d_quick, 7, calls_helper=True, quick=True)

@@ -48,4 +48,6 @@ def _edge_magnitude_3x3_quick(
             return
 
 
-edge_magnitude_3x3_quick = _Kernel(_edge_magnitude_3x3_quick, 11, takes_threads=True, calls_helper=True)
+edge_magnitude_3x3_quick = _Kernel(
+    _edge_magnitude_3x3_quick, 11, takes_threads=True, calls_helper=True, quick=True
+)

@@ -86,5 +86,5 @@ def _correlate_rows_quick(src, offsets, weights, symmetry, mode, cval, out, bloc
                     out_row[j] = acc[j]
 
 
-correlate_rows_quick = _Kernel(_correlate_rows_quick, 6, calls_helper=True)
+correlate_rows_quick = _Kernel(_correlate_rows_quick, 6, calls_helper=True, quick=True)
 correlate_lines_quick = PythonTwin(_correlate_lines_by_rows, 6)

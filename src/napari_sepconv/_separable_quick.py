@@ -67,8 +67,8 @@ def _row_pass_by_one(acc, bufs, offsets, weights, counts, lo, t, n_terms, add):
         t += 1
 
 
-_row_pass_by_one = _helper(_row_pass_by_one)
-_column_pass_by_one = _helper(_column_pass_by_one)
+_row_pass_by_one = _helper(_row_pass_by_one, quick=True)
+_column_pass_by_one = _helper(_column_pass_by_one, quick=True)
 
 
 def _quick_kernel(squares):
@@ -151,8 +151,8 @@ def _quick_kernel(squares):
     return separable_2d_quick
 
 
-_sums_quick = _Kernel(_quick_kernel(False), 14, takes_threads=True, calls_helper=True)
-_squares_quick = _Kernel(_quick_kernel(True), 14, takes_threads=True, calls_helper=True)
+_sums_quick = _Kernel(_quick_kernel(False), 14, takes_threads=True, calls_helper=True, quick=True)
+_squares_quick = _Kernel(_quick_kernel(True), 14, takes_threads=True, calls_helper=True, quick=True)
 
 
 def _separable_2d_by_combine(*args):

@@ -45,8 +45,9 @@ This module imports Numba and is imported on first use only.
 import numba
 import numpy as np
 
-from ._cpu_kernels import _buffer, _enable_cache, _imax, _imin, _inlined, _Kernel, _next_task, _task_queue
+from ._cpu_kernels import _buffer, _imax, _imin, _inlined, _Kernel, _next_task, _task_queue
 from ._cpu_kernels import _helper as _cpu_helper
+from ._cpu_kernels import _jit as _cpu_jit
 from ._helper_calls import helper_call, looked_up_call
 from ._lane_sums import LANES, lane_sums
 from ._streaming import prefetch, scale_row, scale_rows
@@ -57,11 +58,12 @@ from ._workers import worker_helper, worker_launch
 COLUMNS = 512
 
 
-def _jit(func):
+def _jit(func, quick=False):
     """A kernel, or a helper that Python calls (:func:`fix_segments`), in the kernels'
-    versioned on-disk cache (``warmup.cache_dir``); a kernel's workers run on the
-    threading layer (``_workers``)."""
-    return _enable_cache(numba.njit(nogil=True, error_model="numpy")(func))
+    versioned on-disk cache (``warmup.cache_dir``), with NumPy's error model; a kernel's
+    workers run on the threading layer (``_workers``). A ``quick`` twin's is compiled at
+    the twins' level (``_cpu_kernels.QUICK_OPT_LEVEL``)."""
+    return _cpu_jit(func, quick, error_model="numpy")
 
 
 def _helper(func):

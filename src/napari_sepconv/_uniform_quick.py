@@ -173,6 +173,8 @@ def _last_two_axes_quick(
             flags[o, s] = bad or _nonfinite(acc)
 
 
-middle_axis_quick = _Kernel(_middle_axis_quick, 6, calls_helper=True, reads_any=True, jit=_jit)
-last_axis_quick = _Kernel(_last_axis_quick, 7, calls_helper=True, reads_any=True, jit=_jit)
-last_two_axes_quick = _Kernel(_last_two_axes_quick, 11, calls_helper=True, reads_any=True, jit=_jit)
+middle_axis_quick = _Kernel(_middle_axis_quick, 6, calls_helper=True, reads_any=True, jit=_jit, quick=True)
+last_axis_quick = _Kernel(_last_axis_quick, 7, calls_helper=True, reads_any=True, jit=_jit, quick=True)
+last_two_axes_quick = _Kernel(
+    _last_two_axes_quick, 11, calls_helper=True, reads_any=True, jit=_jit, quick=True
+)
