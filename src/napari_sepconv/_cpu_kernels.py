@@ -211,7 +211,7 @@ Level 3 also unswitches a loop on a condition that does not change in it (how a 
 combines its terms, whether it adds to its output): a copy of the loop for each way, more
 code to optimise and to turn into machine code. At level 2 the depthwise twin compiles in
 0.5 s less (1.3 s against 1.8-1.9 s) and the separable ones in 0.15-0.2 s less; a twin runs
-for the seconds until its fast kernel is compiled, at 0.7-1.1 times its speed at level 3. The
+for the seconds until its fast kernel is compiled, at 0.7-1.6 times its speed at level 3. The
 values are the same bits: no level changes the arithmetic (whether ``fmuladd`` is fused is
 decided by the code generator, whose level stays Numba's).
 """
