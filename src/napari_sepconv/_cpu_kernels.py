@@ -224,8 +224,11 @@ class _LevelledDispatcher(CPUDispatcher):
     (``None``) or a lower one (``QUICK_OPT_LEVEL``), whatever the level of a compile it
     happens in (a helper compiled because a twin calls it)."""
 
-    opt_level = None
     sets_level = True  # False: compiled at the level of the compile it happens in
+
+    def __init__(self, *args, opt_level=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.opt_level = opt_level
 
     def compile(self, sig):
         if not self.sets_level:
@@ -237,6 +240,11 @@ class _LevelledDispatcher(CPUDispatcher):
                 return super().compile(sig)
             finally:
                 numba_config.OPT = saved
+
+
+def _quick_level(quick):
+    """A dispatcher's ``opt_level``: the twins' for a ``quick`` one, else Numba's own."""
+    return QUICK_OPT_LEVEL if quick else None
 
 
 def _level(opt_level):
@@ -278,21 +286,21 @@ def _helper(func, quick=False, **options):
     helper allocates nothing; the kernel allocates its task's buffers and
     holds every array a helper sees.
     """
-    helper = _HelperDispatcher(
-        func,
-        targetoptions={
-            "nopython": True,
-            "nogil": True,
-            # called from kernels only: no Python or C entry point to build
-            "no_cpython_wrapper": True,
-            "no_cfunc_wrapper": True,
-            "_nrt": False,
-            **options,
-        },
+    return _enable_cache(
+        _HelperDispatcher(
+            func,
+            targetoptions={
+                "nopython": True,
+                "nogil": True,
+                # called from kernels only: no Python or C entry point to build
+                "no_cpython_wrapper": True,
+                "no_cfunc_wrapper": True,
+                "_nrt": False,
+                **options,
+            },
+            opt_level=_quick_level(quick),
+        )
     )
-    if quick:
-        helper.opt_level = QUICK_OPT_LEVEL
-    return _enable_cache(helper)
 
 
 class _InlinedDispatcher(_HelperDispatcher):
@@ -373,12 +381,13 @@ def _jit(func, quick=False, **options):
     """A kernel: ``@njit`` (with Numba's ``options``) with the versioned on-disk cache where
     one can be written, compiled at ``QUICK_OPT_LEVEL`` for a ``quick`` twin (``_tiers``). Its
     workers run on the threading layer without a parallel loop (``_workers``)."""
-    kernel = _LevelledDispatcher(
-        func, targetoptions={"nopython": True, "nogil": True, "boundscheck": None, **options}
+    return _enable_cache(
+        _LevelledDispatcher(
+            func,
+            targetoptions={"nopython": True, "nogil": True, "boundscheck": None, **options},
+            opt_level=_quick_level(quick),
+        )
     )
-    if quick:
-        kernel.opt_level = QUICK_OPT_LEVEL
-    return _enable_cache(kernel)
 
 
 def load_for(dispatcher, args):
