@@ -391,21 +391,18 @@ def markdown(meta, sections, latency, verdicts) -> str:
         )
         fam = latency.get("families", {})
         if fam:
-            rows = [
-                [
-                    f"`{k}`",
-                    f"{v['cold_compile_s']:.1f} s",
-                    f"{v['warm_first_call_s'] * 1e3:.0f} ms",
-                ]
-                if "error" not in v
-                else [f"`{k}`", "error", v["error"]]
-                for k, v in fam.items()
-            ]
+            import latency as lat  # (benchmarks/, beside this module)
+
+            repeats = max(v.get("repeats", 1) for v in fam.values())
             md.append(
-                "Compile time per filter family: first call minus second call in a fresh "
-                "process with an empty, throwaway `NUMBA_CACHE_DIR` (cold), and the first "
-                "call once that cache is warm.\n\n"
-                + _table(["Family", "cold compile", "first call, warm cache"], rows)
+                "Compile time per filter family: first call minus second call (wall and CPU) in "
+                "a fresh process with an empty, throwaway `NUMBA_CACHE_DIR` (cold); the time from "
+                "that first call until the fast kernel runs (a quick twin gives the first "
+                "results); the first call and the import in a new process once that cache is "
+                "warm; "
+                + ("one process each" if repeats == 1 else f"medians of {repeats} processes each")
+                + ".\n\n"
+                + lat.markdown_table(fam)
             )
 
     md.append("### Verdicts\n\n```\n" + "\n".join(verdicts["lines"]) + "\n```")
