@@ -139,6 +139,11 @@ def verdicts(sections, latency) -> dict:
             f"{latency['first_sobel_s'] * 1e3:.0f} ms (limit "
             f"{lim['first_sobel'] * 1e3:.0f} ms)"
         )
+        families = latency.get("families") or {}
+        if families:
+            line, ok = _family_aims(families)
+            failed |= not ok
+            lines.append(line)
     elif latency:
         failed = True
         lines.append(f"FAIL  latency: {latency.get('error')}")
@@ -151,6 +156,27 @@ def verdicts(sections, latency) -> dict:
             f"difference {worst:.1e})"
         )
     return {"lines": lines, "failed": failed}
+
+
+def _family_aims(families):
+    """One verdict line for the cold-compile and warm-first-call aims of every family
+    (``latency.verdict_lines``): the misses, or the smallest margins when none missed."""
+    import latency as lat  # (benchmarks/, beside this module)
+
+    missed = [line.removeprefix("FAIL  ") for line in lat.verdict_lines(families) if line.startswith("FAIL")]
+    if missed:
+        return f"FAIL  per-family compile and first-call aims: {'; '.join(missed)}", False
+    cold_margin = min(r["cold_limit_s"] - r["cold_compile_s"] for r in families.values())
+    warm = sorted({round(r["warm_first_call_s"] * 1e3) for r in families.values()})
+    span = f"{warm[0]}" if len(warm) == 1 else f"{warm[0]}-{warm[-1]}"
+    limit = max(r["warm_limit_s"] for r in families.values()) * 1e3
+    count = f"{len(families)} famil{'y' if len(families) == 1 else 'ies'}"
+    return (
+        f"PASS  per-family compile and first-call aims ({count}): every cold compile within its "
+        f"aim by {cold_margin:.2f} s or more, first calls from a warm cache "
+        f"{span} ms (aim {limit:.0f} ms)",
+        True,
+    )
 
 
 # A running sum costs the same whatever the window: the largest box filter's time within this
