@@ -8,6 +8,7 @@ import re
 import shutil
 from pathlib import Path
 
+import latency as lat  # (benchmarks/, beside this module)
 import numpy as np
 
 BEGIN = "<!-- bench:begin (written by benchmarks/bench.py --update-docs) -->"
@@ -161,8 +162,6 @@ def verdicts(sections, latency) -> dict:
 def _family_aims(families):
     """One verdict line for the cold-compile and warm-first-call aims of every family
     (``latency.verdict_lines``): the misses, or the smallest margins when none missed."""
-    import latency as lat  # (benchmarks/, beside this module)
-
     missed = [line.removeprefix("FAIL  ") for line in lat.verdict_lines(families) if line.startswith("FAIL")]
     if missed:
         return f"FAIL  per-family compile and first-call aims: {'; '.join(missed)}", False
@@ -417,8 +416,6 @@ def markdown(meta, sections, latency, verdicts) -> str:
         )
         fam = latency.get("families", {})
         if fam:
-            import latency as lat  # (benchmarks/, beside this module)
-
             repeats = max(v.get("repeats", 1) for v in fam.values())
             md.append(
                 "Compile time per filter family: first call minus second call (wall and CPU) in "
